@@ -1,0 +1,43 @@
+"""A realistic generated data set for ``assay demo``: a churn model that fails on some slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+COUNTRIES = np.array(["BR", "DE", "IN", "JP", "MX", "NG", "US", "FR"])
+DEVICES = np.array(["desktop", "mobile", "tablet"])
+PLANS = np.array(["free", "basic", "pro"])
+
+
+def make_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
+    """Predictions of a churn model: ``churned`` (label), ``p_churn`` (score) and features.
+
+    The model is well calibrated and sharp on most traffic, but its signal is weak and its
+    scores are too confident for ``country=NG`` and on ``device=tablet``, and it underestimates
+    churn for new (young-account) users on the free plan.
+    """
+    rng = np.random.default_rng(seed)
+    country = rng.choice(COUNTRIES, rows, p=[0.14, 0.12, 0.18, 0.08, 0.1, 0.06, 0.24, 0.08])
+    device = rng.choice(DEVICES, rows, p=[0.35, 0.55, 0.10])
+    plan = rng.choice(PLANS, rows, p=[0.5, 0.35, 0.15])
+    age = np.clip(rng.normal(38, 12, rows), 18, 85).round()
+    tenure = rng.exponential(20, rows).round(1)
+    z = rng.normal(0, 1, rows)
+    logit = -2.0 + 1.6 * z + 0.4 * (plan == "free") - 0.02 * tenure
+    churned = rng.random(rows) < 1 / (1 + np.exp(-logit))
+    weak = (country == "NG") | (device == "tablet")
+    signal = np.where(weak, 0.35 * z + rng.normal(0, 1.2, rows), z)
+    model_logit = -2.0 + 1.6 * signal + 0.4 * (plan == "free") - 0.02 * tenure
+    model_logit = np.where(weak, 1.8 * model_logit + 1.0, model_logit)
+    model_logit -= 0.8 * ((plan == "free") & (tenure < 5))
+    p = 1 / (1 + np.exp(-model_logit))
+    return pa.table({
+        "churned": churned,
+        "p_churn": p,
+        "country": country,
+        "device": device,
+        "plan": plan,
+        "age": age,
+        "tenure_months": tenure,
+    })

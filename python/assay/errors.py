@@ -1,0 +1,43 @@
+"""The exception hierarchy of assay. Every error the engine raises is an :class:`AssayError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AssayError",
+    "ColumnNotFoundError",
+    "SchemaError",
+    "InvalidInputError",
+    "EmptyInputError",
+    "InvalidArgumentError",
+]
+
+
+class AssayError(Exception):
+    """Base class of every assay error. ``column`` names the column at fault, if any."""
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ColumnNotFoundError(AssayError, KeyError):
+    """A column named in the call is not in the data."""
+
+
+class SchemaError(AssayError, TypeError):
+    """A column has a type that cannot serve its role (e.g. a float column as a categorical slice)."""
+
+
+class InvalidInputError(AssayError, ValueError):
+    """A value in the data is invalid for its role (label 2, NaN score, negative weight...)."""
+
+
+class EmptyInputError(InvalidInputError):
+    """No rows are left to evaluate."""
+
+
+class InvalidArgumentError(AssayError, ValueError):
+    """An argument is invalid (unknown metric, bad threshold, bad bins...)."""

@@ -1,0 +1,18 @@
+//! assay-core: the evaluation engine behind the `assay` Python package.
+//!
+//! A job reads Arrow record batches once, encodes slice keys into dense ids, updates mergeable
+//! per-slice states in parallel and finalizes them into an Arrow report. See `DESIGN.md`.
+
+pub mod engine;
+pub mod error;
+pub mod input;
+pub mod metrics;
+pub mod rank;
+pub mod report;
+pub mod slicing;
+pub mod state;
+
+pub use engine::{evaluate, AucMode, EvalSpec, Evaluation, NanPolicy};
+pub use error::{AssayError, Result};
+pub use metrics::Metric;
+pub use slicing::{bin_edges, BinStrategy, Feature, SliceSpec};

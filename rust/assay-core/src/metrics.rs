@@ -1,0 +1,236 @@
+//! Binary-classification metrics: names, definitions and finalizers from accumulated states.
+//!
+//! Each definition lives here once. Weighted counts follow scikit-learn's `sample_weight`.
+//! A metric that is undefined for a slice is `Err(reason)`, never a made-up number.
+
+use crate::error::{AssayError, Result};
+use crate::state::BinaryCounts;
+
+/// A metric the engine can compute.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Metric {
+    BaseRate,
+    PredictionRate,
+    Accuracy,
+    BalancedAccuracy,
+    Precision,
+    Recall,
+    Specificity,
+    Fpr,
+    Fnr,
+    F1,
+    FBeta(f64),
+    Mcc,
+    RocAuc,
+    AveragePrecision,
+    LogLoss,
+    Brier,
+}
+
+/// Metric names in their default order.
+pub const DEFAULT_METRICS: [&str; 15] = [
+    "base_rate",
+    "prediction_rate",
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "specificity",
+    "fpr",
+    "fnr",
+    "f1",
+    "mcc",
+    "roc_auc",
+    "average_precision",
+    "log_loss",
+    "brier",
+];
+
+/// A finalized value, or the reason it is undefined.
+pub type Value = std::result::Result<f64, &'static str>;
+
+pub const NO_POSITIVES: &str = "undefined: no positive labels in the slice";
+pub const NO_NEGATIVES: &str = "undefined: no negative labels in the slice";
+pub const ONE_CLASS: &str = "undefined: the slice has only one class";
+pub const NO_PREDICTED_POSITIVES: &str = "undefined: no predicted positives (precision = 0/0)";
+pub const F_UNDEFINED: &str = "undefined: no positive labels and no predicted positives";
+pub const MCC_UNDEFINED: &str = "undefined: a row or column of the confusion matrix is empty";
+pub const TOO_SMALL: &str = "not computed: the slice is smaller than min_slice_size";
+
+impl Metric {
+    /// Parses a metric name: one of [`DEFAULT_METRICS`] or `f<beta>` such as `f2`, `f0.5`.
+    pub fn parse(name: &str) -> Result<Metric> {
+        use Metric::*;
+        Ok(match name {
+            "base_rate" => BaseRate,
+            "prediction_rate" => PredictionRate,
+            "accuracy" => Accuracy,
+            "balanced_accuracy" => BalancedAccuracy,
+            "precision" => Precision,
+            "recall" => Recall,
+            "specificity" => Specificity,
+            "fpr" => Fpr,
+            "fnr" => Fnr,
+            "f1" => F1,
+            "mcc" => Mcc,
+            "roc_auc" => RocAuc,
+            "average_precision" => AveragePrecision,
+            "log_loss" => LogLoss,
+            "brier" => Brier,
+            _ => match name.strip_prefix('f').and_then(|b| b.parse::<f64>().ok()) {
+                Some(beta) if beta.is_finite() && beta > 0.0 => FBeta(beta),
+                _ => {
+                    return Err(AssayError::InvalidArgument(format!(
+                        "unknown metric {name:?}; known metrics: {}, or f<beta> such as \"f2\"",
+                        DEFAULT_METRICS.join(", ")
+                    )))
+                }
+            },
+        })
+    }
+
+    /// Whether the metric ranks rows by score (needs the sorted order or the histogram).
+    pub fn is_rank(&self) -> bool {
+        matches!(self, Metric::RocAuc | Metric::AveragePrecision)
+    }
+
+    /// Whether the metric reads scores as probabilities (they must lie in [0, 1]).
+    pub fn needs_probability(&self) -> bool {
+        matches!(self, Metric::LogLoss | Metric::Brier)
+    }
+
+    /// Finalizes a count-based metric. Rank metrics are finalized by [`rank_value`].
+    pub fn from_counts(&self, c: &BinaryCounts) -> Value {
+        use Metric::*;
+        let (p, n) = (c.positives(), c.negatives());
+        let ratio = |num: f64, den: f64, why: &'static str| if den > 0.0 { Ok(num / den) } else { Err(why) };
+        match *self {
+            BaseRate => ratio(p, c.w, ONE_CLASS),
+            PredictionRate => ratio(c.tp + c.fp, c.w, ONE_CLASS),
+            Accuracy => ratio(c.tp + c.tn, c.w, ONE_CLASS),
+            BalancedAccuracy => {
+                if p > 0.0 && n > 0.0 {
+                    Ok(0.5 * (c.tp / p + c.tn / n))
+                } else {
+                    Err(ONE_CLASS)
+                }
+            }
+            Precision => ratio(c.tp, c.tp + c.fp, NO_PREDICTED_POSITIVES),
+            Recall => ratio(c.tp, p, NO_POSITIVES),
+            Specificity => ratio(c.tn, n, NO_NEGATIVES),
+            Fpr => ratio(c.fp, n, NO_NEGATIVES),
+            Fnr => ratio(c.fn_, p, NO_POSITIVES),
+            F1 => ratio(2.0 * c.tp, 2.0 * c.tp + c.fp + c.fn_, F_UNDEFINED),
+            FBeta(beta) => {
+                let b2 = beta * beta;
+                ratio((1.0 + b2) * c.tp, (1.0 + b2) * c.tp + b2 * c.fn_ + c.fp, F_UNDEFINED)
+            }
+            Mcc => {
+                let den = (c.tp + c.fp) * p * n * (c.tn + c.fn_);
+                if den > 0.0 {
+                    Ok((c.tp * c.tn - c.fp * c.fn_) / den.sqrt())
+                } else {
+                    Err(MCC_UNDEFINED)
+                }
+            }
+            LogLoss => ratio(c.log_loss, c.w, ONE_CLASS),
+            Brier => ratio(c.brier, c.w, ONE_CLASS),
+            RocAuc | AveragePrecision => unreachable!("rank metrics are finalized from rank sums"),
+        }
+    }
+
+    /// The canonical name (as a report column).
+    pub fn name(&self) -> String {
+        match self {
+            Metric::FBeta(b) => format!("f{b}"),
+            other => DEFAULT_METRICS[other.default_position()].to_string(),
+        }
+    }
+
+    fn default_position(&self) -> usize {
+        use Metric::*;
+        match self {
+            BaseRate => 0,
+            PredictionRate => 1,
+            Accuracy => 2,
+            BalancedAccuracy => 3,
+            Precision => 4,
+            Recall => 5,
+            Specificity => 6,
+            Fpr => 7,
+            Fnr => 8,
+            F1 => 9,
+            Mcc => 10,
+            RocAuc => 11,
+            AveragePrecision => 12,
+            LogLoss => 13,
+            Brier => 14,
+            FBeta(_) => usize::MAX,
+        }
+    }
+}
+
+/// Sums over the score-sorted rows of one slice, from which ROC-AUC and AP follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RankSums {
+    /// Total positive and negative weight.
+    pub pos: f64,
+    pub neg: f64,
+    /// Weighted Mann-Whitney count: pairs ranked correctly, ties counting one half.
+    pub auc_pairs: f64,
+    /// Sum over distinct thresholds of (positive weight at the threshold x precision there).
+    pub ap_sum: f64,
+    /// Weight of positive-negative pairs that share a tie group (binned mode: an error bound).
+    pub tied_pairs: f64,
+}
+
+/// ROC-AUC or average precision from rank sums.
+pub fn rank_value(metric: Metric, r: &RankSums) -> Value {
+    match metric {
+        Metric::RocAuc => {
+            if r.pos > 0.0 && r.neg > 0.0 {
+                Ok(r.auc_pairs / (r.pos * r.neg))
+            } else {
+                Err(ONE_CLASS)
+            }
+        }
+        Metric::AveragePrecision => {
+            if r.pos > 0.0 {
+                Ok(r.ap_sum / r.pos)
+            } else {
+                Err(NO_POSITIVES)
+            }
+        }
+        _ => unreachable!("not a rank metric"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for n in DEFAULT_METRICS {
+            assert_eq!(Metric::parse(n).unwrap().name(), n);
+        }
+        assert_eq!(Metric::parse("f2").unwrap(), Metric::FBeta(2.0));
+        assert_eq!(Metric::parse("f0.5").unwrap().name(), "f0.5");
+        assert!(Metric::parse("f-1").is_err());
+        assert!(Metric::parse("auc").is_err());
+    }
+
+    #[test]
+    fn counts_give_textbook_values() {
+        let c = BinaryCounts { n: 10, w: 10.0, tp: 3.0, fp: 1.0, tn: 4.0, fn_: 2.0, log_loss: 5.0, brier: 2.0 };
+        assert_eq!(Metric::Accuracy.from_counts(&c), Ok(0.7));
+        assert_eq!(Metric::Precision.from_counts(&c), Ok(0.75));
+        assert_eq!(Metric::Recall.from_counts(&c), Ok(0.6));
+        assert_eq!(Metric::F1.from_counts(&c), Ok(6.0 / 9.0));
+        let mcc = (12.0 - 2.0) / (4.0f64 * 5.0 * 5.0 * 6.0).sqrt();
+        assert!((Metric::Mcc.from_counts(&c).unwrap() - mcc).abs() < 1e-15);
+        let empty = BinaryCounts { tn: 3.0, w: 3.0, n: 3, ..Default::default() };
+        assert_eq!(Metric::Precision.from_counts(&empty), Err(NO_PREDICTED_POSITIVES));
+        assert_eq!(Metric::Recall.from_counts(&empty), Err(NO_POSITIVES));
+    }
+}

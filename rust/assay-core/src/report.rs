@@ -1,0 +1,102 @@
+//! Shapes finalized slice results into Arrow record batches: the wide table (one row per
+//! slice) and the notes that say why a value is null.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{Float64Builder, StringBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::engine::EvalSpec;
+use crate::error::{AssayError, Result};
+use crate::metrics::Value;
+use crate::slicing::SliceDescription;
+use crate::state::BinaryCounts;
+
+/// One finalized slice (`slice = None` is the overall row).
+pub struct ReportRow {
+    pub slice: Option<SliceDescription>,
+    pub counts: BinaryCounts,
+    pub values: Vec<Value>,
+}
+
+/// The wide table and the (slice, metric, note) rows for null values.
+pub struct Report {
+    pub table: RecordBatch,
+    pub notes: RecordBatch,
+}
+
+const RESERVED: [&str; 3] = ["slice", "n", "weight_sum"];
+
+pub fn build_report(feature_columns: &[String], spec: &EvalSpec, rows: Vec<ReportRow>) -> Result<Report> {
+    let metric_names: Vec<String> = spec.metrics.iter().map(|m| m.name()).collect();
+    for c in feature_columns {
+        if RESERVED.contains(&c.as_str()) || metric_names.contains(c) {
+            return Err(AssayError::InvalidArgument(format!(
+                "slice column {c:?} has the name of a report column; rename it before evaluating"
+            )));
+        }
+    }
+    for (i, m) in metric_names.iter().enumerate() {
+        if metric_names[..i].contains(m) {
+            return Err(AssayError::InvalidArgument(format!("metric {m:?} is requested twice")));
+        }
+    }
+
+    let mut fields = vec![Field::new("slice", DataType::Utf8, false)];
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| r.slice.as_ref().map_or_else(|| "overall".to_string(), |d| d.label.clone()))
+        .collect();
+    cols.push(Arc::new(arrow_array::StringArray::from(labels.clone())));
+
+    for c in feature_columns {
+        let mut b = StringBuilder::new();
+        for r in &rows {
+            let v = r.slice.as_ref().and_then(|d| d.values.iter().find(|(col, _)| col == c)).and_then(|(_, v)| v.as_deref());
+            b.append_option(v);
+        }
+        fields.push(Field::new(c, DataType::Utf8, true));
+        cols.push(Arc::new(b.finish()));
+    }
+
+    let mut n = UInt64Builder::new();
+    rows.iter().for_each(|r| n.append_value(r.counts.n));
+    fields.push(Field::new("n", DataType::UInt64, false));
+    cols.push(Arc::new(n.finish()));
+    if spec.weight.is_some() {
+        let mut w = Float64Builder::new();
+        rows.iter().for_each(|r| w.append_value(r.counts.w));
+        fields.push(Field::new("weight_sum", DataType::Float64, false));
+        cols.push(Arc::new(w.finish()));
+    }
+
+    let (mut note_slice, mut note_metric, mut note_text) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    for (k, name) in metric_names.iter().enumerate() {
+        let mut b = Float64Builder::new();
+        for (r, label) in rows.iter().zip(&labels) {
+            match r.values[k] {
+                Ok(v) => b.append_value(v),
+                Err(why) => {
+                    b.append_null();
+                    note_slice.append_value(label);
+                    note_metric.append_value(name);
+                    note_text.append_value(why);
+                }
+            }
+        }
+        fields.push(Field::new(name, DataType::Float64, true));
+        cols.push(Arc::new(b.finish()));
+    }
+    let table = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+    let notes = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("slice", DataType::Utf8, false),
+            Field::new("metric", DataType::Utf8, false),
+            Field::new("note", DataType::Utf8, false),
+        ])),
+        vec![Arc::new(note_slice.finish()), Arc::new(note_metric.finish()), Arc::new(note_text.finish())],
+    )?;
+    Ok(Report { table, notes })
+}

@@ -1,0 +1,711 @@
+//! Slice specifications and their encoding into dense `u32` ids.
+//!
+//! Every feature (a categorical column or a bucketed numeric column) maps each row to a dense
+//! value id; a cross of features maps the tuple of value ids to a dense cross id through a chain
+//! of pair interners. Ids are assigned in order of first appearance by global row position, so
+//! they do not depend on the thread count or on how rows are split into batches; reports are
+//! ordered by value, not by id.
+
+use std::cmp::Ordering;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Schema};
+use hashbrown::HashMap;
+use rayon::prelude::*;
+
+use crate::error::{schema, AssayError, Result};
+use crate::input::{column_index, f64_values};
+
+/// One dimension of a slice: a categorical column, or a numeric column cut at `edges`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feature {
+    Column(String),
+    Bins { column: String, edges: Vec<f64> },
+}
+
+impl Feature {
+    pub fn column(&self) -> &str {
+        match self {
+            Feature::Column(c) | Feature::Bins { column: c, .. } => c,
+        }
+    }
+}
+
+/// A slice definition: one feature, or a cross of several.
+pub type SliceSpec = Vec<Feature>;
+
+const ENCODE_CHUNK: usize = 1 << 14;
+
+/// Keys that can be interned: borrowed from a batch while encoding, owned in the dictionary.
+pub trait InternKey: Copy + Hash + Eq + Send + Sync {
+    type Owned: Hash + Eq + Send + Sync;
+    fn find_or_insert(self, dict: &mut Interner<Self::Owned>) -> u32;
+}
+
+/// A global dictionary from key to dense id (null is a value of its own).
+pub struct Interner<O> {
+    map: HashMap<O, u32>,
+    values: Vec<Option<O>>,
+    null_id: Option<u32>,
+}
+
+impl<O: Hash + Eq> Default for Interner<O> {
+    fn default() -> Self {
+        Interner {
+            map: HashMap::new(),
+            values: Vec::new(),
+            null_id: None,
+        }
+    }
+}
+
+impl<O: Hash + Eq> Interner<O> {
+    fn push(&mut self, v: Option<O>) -> u32 {
+        let id = u32::try_from(self.values.len()).expect("more than 2^32 distinct slice values");
+        self.values.push(v);
+        id
+    }
+    fn null(&mut self) -> u32 {
+        match self.null_id {
+            Some(id) => id,
+            None => {
+                let id = self.push(None);
+                self.null_id = Some(id);
+                id
+            }
+        }
+    }
+    fn id(&mut self, key: Option<impl InternKey<Owned = O>>) -> u32 {
+        match key {
+            None => self.null(),
+            Some(k) => k.find_or_insert(self),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    pub fn value(&self, id: u32) -> Option<&O> {
+        self.values[id as usize].as_ref()
+    }
+}
+
+impl InternKey for u64 {
+    type Owned = u64;
+    fn find_or_insert(self, dict: &mut Interner<u64>) -> u32 {
+        if let Some(&id) = dict.map.get(&self) {
+            return id;
+        }
+        let id = dict.push(Some(self));
+        dict.map.insert(self, id);
+        id
+    }
+}
+
+impl InternKey for &str {
+    type Owned = Box<str>;
+    fn find_or_insert(self, dict: &mut Interner<Box<str>>) -> u32 {
+        if let Some(&id) = dict.map.get(self) {
+            return id;
+        }
+        let id = dict.push(Some(Box::from(self)));
+        dict.map.insert(Box::from(self), id);
+        id
+    }
+}
+
+/// Encodes `len` keys into `out` with dense global ids. Each chunk interns locally in parallel;
+/// local dictionaries then join the global one in chunk order, so ids follow first appearance.
+fn encode_keys<K, F>(dict: &mut Interner<K::Owned>, len: usize, key_at: F, out: &mut [u32])
+where
+    K: InternKey,
+    F: Fn(usize) -> Option<K> + Sync,
+{
+    debug_assert_eq!(out.len(), len);
+    let locals: Vec<Vec<Option<K>>> = out
+        .par_chunks_mut(ENCODE_CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let base = c * ENCODE_CHUNK;
+            let mut map: HashMap<K, u32> = HashMap::new();
+            let mut keys: Vec<Option<K>> = Vec::new();
+            let mut null_local: Option<u32> = None;
+            for (j, slot) in chunk.iter_mut().enumerate() {
+                *slot = match key_at(base + j) {
+                    None => *null_local.get_or_insert_with(|| {
+                        keys.push(None);
+                        (keys.len() - 1) as u32
+                    }),
+                    Some(k) => *map.entry(k).or_insert_with(|| {
+                        keys.push(Some(k));
+                        (keys.len() - 1) as u32
+                    }),
+                };
+            }
+            keys
+        })
+        .collect();
+    let tables: Vec<Vec<u32>> = locals
+        .into_iter()
+        .map(|keys| keys.into_iter().map(|k| dict.id(k)).collect())
+        .collect();
+    out.par_chunks_mut(ENCODE_CHUNK)
+        .zip(tables.par_iter())
+        .for_each(|(chunk, table)| {
+            for x in chunk {
+                *x = table[*x as usize];
+            }
+        });
+}
+
+/// How one feature's values are read and shown.
+enum FeatureKind {
+    Str(Interner<Box<str>>),
+    /// Integers and booleans, interned by their 64-bit pattern.
+    Int {
+        dict: Interner<u64>,
+        signed: bool,
+        boolean: bool,
+    },
+    Bins { edges: Vec<f64>, labels: Vec<String> },
+}
+
+struct FeatureEncoder {
+    column: String,
+    index: usize,
+    kind: FeatureKind,
+}
+
+fn string_like(dt: &DataType) -> bool {
+    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+fn int_like(dt: &DataType) -> Option<bool> {
+    use DataType::*;
+    match dt {
+        Int8 | Int16 | Int32 | Int64 => Some(true),
+        UInt8 | UInt16 | UInt32 | UInt64 => Some(false),
+        _ => None,
+    }
+}
+
+/// Formats a bin edge with up to `digits` significant digits, without trailing zeros.
+fn format_edge(x: f64, digits: usize) -> String {
+    if x == x.trunc() && x.abs() < 1e15 {
+        return format!("{}", x as i64);
+    }
+    let magnitude = x.abs().log10().floor() as i64;
+    let decimals = (digits as i64 - 1 - magnitude).clamp(0, 17) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+fn bin_labels(edges: &[f64]) -> Vec<String> {
+    let mut digits = 6;
+    loop {
+        let f: Vec<String> = edges.iter().map(|e| format_edge(*e, digits)).collect();
+        let distinct = f.windows(2).all(|w| w[0] != w[1]);
+        if distinct || digits >= 17 {
+            let m = edges.len();
+            let mut labels: Vec<String> = (0..m - 1)
+                .map(|j| {
+                    let close = if j == m - 2 { "]" } else { ")" };
+                    format!("[{}, {}{close}", f[j], f[j + 1])
+                })
+                .collect();
+            labels.push(format!("(-inf, {})", f[0]));
+            labels.push(format!("({}, inf)", f[m - 1]));
+            return labels;
+        }
+        digits += 3;
+    }
+}
+
+/// Bin id of `x` for strictly increasing `edges` (m of them): bins `0..m-1` are `[e_j, e_j+1)`,
+/// the last one closed; `m-1` is below the first edge, `m` above the last, `m+1` NaN or null.
+#[inline]
+pub fn bin_of(edges: &[f64], x: f64) -> u32 {
+    let m = edges.len();
+    if x.is_nan() {
+        return (m + 1) as u32;
+    }
+    let k = edges.partition_point(|e| *e <= x);
+    if k == 0 {
+        (m - 1) as u32
+    } else if k == m {
+        if x == edges[m - 1] {
+            (m - 2) as u32
+        } else {
+            m as u32
+        }
+    } else {
+        (k - 1) as u32
+    }
+}
+
+/// Sort position of bin id `id` in a report: below range, the bins in order, above, null.
+fn bin_rank(m: usize, id: u32) -> usize {
+    let id = id as usize;
+    if id == m - 1 {
+        0
+    } else if id < m - 1 {
+        id + 1
+    } else {
+        id + 1 // above (m) -> m+1, null (m+1) -> m+2
+    }
+}
+
+impl FeatureEncoder {
+    fn new(schema: &Schema, feature: &Feature) -> Result<Self> {
+        let column = feature.column().to_string();
+        let index = column_index(schema, &column)?;
+        let dt = schema.field(index).data_type();
+        let kind = match feature {
+            Feature::Bins { edges, .. } => {
+                if int_like(dt).is_none() && !matches!(dt, DataType::Float32 | DataType::Float64) {
+                    return Err(schema_err(&column, format!("bins need a numeric column, got type {dt}")));
+                }
+                let degenerate = edges.len() == 2 && edges[0] == edges[1];
+                if edges.len() < 2 || edges.iter().any(|e| !e.is_finite()) || (!degenerate && edges.windows(2).any(|w| w[0] >= w[1])) {
+                    return Err(AssayError::InvalidArgument(format!(
+                        "bins for column {column:?}: edges must be at least two finite, strictly increasing numbers, got {edges:?}"
+                    )));
+                }
+                FeatureKind::Bins { edges: edges.clone(), labels: bin_labels(edges) }
+            }
+            Feature::Column(_) => categorical_kind(&column, dt)?,
+        };
+        Ok(FeatureEncoder { column, index, kind })
+    }
+
+    fn encode(&mut self, array: &ArrayRef) -> Result<Vec<u32>> {
+        let len = array.len();
+        let mut out = vec![0u32; len];
+        match &mut self.kind {
+            FeatureKind::Bins { edges, .. } => {
+                let mut buf = Vec::new();
+                let values = f64_values(array, 0, len, &mut buf);
+                let nulls = crate::input::validity(array);
+                let edges = &*edges;
+                out.par_chunks_mut(ENCODE_CHUNK).enumerate().for_each(|(c, chunk)| {
+                    let base = c * ENCODE_CHUNK;
+                    for (j, slot) in chunk.iter_mut().enumerate() {
+                        let i = base + j;
+                        let null = nulls.as_ref().is_some_and(|n| n.is_null(i));
+                        *slot = if null { (edges.len() + 1) as u32 } else { bin_of(edges, values[i]) };
+                    }
+                });
+            }
+            FeatureKind::Str(dict) => encode_strings(dict, array, &mut out, &self.column)?,
+            FeatureKind::Int { dict, .. } => encode_ints(dict, array, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    fn n_ids(&self) -> usize {
+        match &self.kind {
+            FeatureKind::Str(d) => d.len(),
+            FeatureKind::Int { dict, .. } => dict.len(),
+            FeatureKind::Bins { edges, .. } => edges.len() + 2,
+        }
+    }
+
+    /// The readable value of id `id` (None for null).
+    fn display(&self, id: u32) -> Option<String> {
+        match &self.kind {
+            FeatureKind::Str(d) => d.value(id).map(|s| s.to_string()),
+            FeatureKind::Int { dict, signed, boolean } => dict.value(id).map(|v| {
+                if *boolean {
+                    (if *v != 0 { "true" } else { "false" }).to_string()
+                } else if *signed {
+                    (*v as i64).to_string()
+                } else {
+                    v.to_string()
+                }
+            }),
+            FeatureKind::Bins { labels, edges } => {
+                if id as usize == edges.len() + 1 {
+                    None
+                } else {
+                    Some(labels[id as usize].clone())
+                }
+            }
+        }
+    }
+
+    /// Rank of every id in report order (by value, null last).
+    fn order(&self) -> Vec<usize> {
+        let n = self.n_ids();
+        let mut ids: Vec<u32> = (0..n as u32).collect();
+        match &self.kind {
+            FeatureKind::Str(d) => ids.sort_by(|a, b| cmp_nulls_last(d.value(*a), d.value(*b), |x, y| x.cmp(y))),
+            FeatureKind::Int { dict, signed, .. } => ids.sort_by(|a, b| {
+                cmp_nulls_last(dict.value(*a), dict.value(*b), |x, y| {
+                    if *signed {
+                        (*x as i64).cmp(&(*y as i64))
+                    } else {
+                        x.cmp(y)
+                    }
+                })
+            }),
+            FeatureKind::Bins { edges, .. } => ids.sort_by_key(|id| bin_rank(edges.len(), *id)),
+        }
+        let mut rank = vec![0; n];
+        for (r, id) in ids.into_iter().enumerate() {
+            rank[id as usize] = r;
+        }
+        rank
+    }
+}
+
+fn schema_err(column: &str, message: String) -> AssayError {
+    schema(column, message)
+}
+
+fn cmp_nulls_last<T>(a: Option<&T>, b: Option<&T>, f: impl Fn(&T, &T) -> Ordering) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => f(x, y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+fn categorical_kind(column: &str, dt: &DataType) -> Result<FeatureKind> {
+    if string_like(dt) {
+        return Ok(FeatureKind::Str(Interner::default()));
+    }
+    if let Some(signed) = int_like(dt) {
+        return Ok(FeatureKind::Int { dict: Interner::default(), signed, boolean: false });
+    }
+    match dt {
+        DataType::Boolean => Ok(FeatureKind::Int { dict: Interner::default(), signed: false, boolean: true }),
+        DataType::Dictionary(_, v) if string_like(v) => Ok(FeatureKind::Str(Interner::default())),
+        DataType::Dictionary(_, v) if int_like(v).is_some() => {
+            Ok(FeatureKind::Int { dict: Interner::default(), signed: int_like(v).unwrap(), boolean: false })
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => Err(schema_err(
+            column,
+            format!(
+                "a {dt} column cannot be a categorical slice; bucket it with assay.bins({column:?}, n) \
+                 or assay.bins({column:?}, edges=[...])"
+            ),
+        )),
+        _ => Err(schema_err(
+            column,
+            format!("type {dt} cannot be a slice; use a string, dictionary, integer or boolean column, or assay.bins for numbers"),
+        )),
+    }
+}
+
+/// Row accessor over any of Arrow's string layouts.
+enum Strings<'a> {
+    Small(&'a arrow_array::StringArray),
+    Large(&'a arrow_array::LargeStringArray),
+    View(&'a arrow_array::StringViewArray),
+}
+
+impl<'a> Strings<'a> {
+    fn of(array: &'a dyn Array) -> Option<Self> {
+        match array.data_type() {
+            DataType::Utf8 => Some(Strings::Small(array.as_string::<i32>())),
+            DataType::LargeUtf8 => Some(Strings::Large(array.as_string::<i64>())),
+            DataType::Utf8View => Some(Strings::View(array.as_string_view())),
+            _ => None,
+        }
+    }
+    #[inline]
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            Strings::Small(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Strings::Large(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Strings::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+        }
+    }
+}
+
+/// Maps every row of a dictionary array through `table` (the global ids of its values).
+fn remap_dictionary(array: &ArrayRef, table: &[u32], null_id: impl FnOnce() -> u32, out: &mut [u32]) {
+    let dict = array.as_any_dictionary();
+    let keys = dict.normalized_keys();
+    let nulls = dict.keys().logical_nulls().filter(|n| n.null_count() > 0);
+    let null = nulls.as_ref().map(|_| null_id());
+    out.par_iter_mut().zip(keys.par_iter()).enumerate().for_each(|(i, (o, k))| {
+        *o = match (&nulls, null) {
+            (Some(n), Some(nid)) if n.is_null(i) => nid,
+            _ => table[*k],
+        };
+    });
+}
+
+fn encode_strings(dict: &mut Interner<Box<str>>, array: &ArrayRef, out: &mut [u32], column: &str) -> Result<()> {
+    if let DataType::Dictionary(_, _) = array.data_type() {
+        let values = array.as_any_dictionary().values().clone();
+        let mut table = vec![0u32; values.len()];
+        encode_strings(dict, &values, &mut table, column)?;
+        remap_dictionary(array, &table, || dict.null(), out);
+        return Ok(());
+    }
+    let strings = Strings::of(array.as_ref()).ok_or_else(|| schema_err(column, format!("unexpected type {}", array.data_type())))?;
+    encode_keys(dict, array.len(), |i| strings.get(i), out);
+    Ok(())
+}
+
+macro_rules! int_keys {
+    ($dict:expr, $array:expr, $out:expr, $($dt:ident => $t:ty),*) => {
+        match $array.data_type() {
+            $(DataType::$dt => {
+                let a = $array.as_primitive::<$t>();
+                encode_keys($dict, a.len(), |i| (!a.is_null(i)).then(|| a.value(i) as i64 as u64), $out);
+            })*
+            _ => unreachable!(),
+        }
+    };
+}
+
+fn encode_ints(dict: &mut Interner<u64>, array: &ArrayRef, out: &mut [u32]) -> Result<()> {
+    match array.data_type() {
+        DataType::Dictionary(_, _) => {
+            let values = array.as_any_dictionary().values().clone();
+            let mut table = vec![0u32; values.len()];
+            encode_ints(dict, &values, &mut table)?;
+            remap_dictionary(array, &table, || dict.null(), out);
+        }
+        DataType::Boolean => {
+            let a = array.as_boolean();
+            encode_keys(dict, a.len(), |i| (!a.is_null(i)).then(|| a.value(i) as u64), out);
+        }
+        DataType::UInt64 => {
+            let a = array.as_primitive::<UInt64Type>();
+            encode_keys(dict, a.len(), |i| (!a.is_null(i)).then(|| a.value(i)), out);
+        }
+        _ => int_keys!(dict, array, out,
+            Int8 => Int8Type, Int16 => Int16Type, Int32 => Int32Type, Int64 => Int64Type,
+            UInt8 => UInt8Type, UInt16 => UInt16Type, UInt32 => UInt32Type),
+    }
+    Ok(())
+}
+
+/// Encoders for every slice spec of a job, sharing one encoder per distinct feature.
+pub struct Slicer {
+    features: Vec<FeatureEncoder>,
+    /// For each spec: indices into `features`, and the pair interners that chain a cross.
+    specs: Vec<(Vec<usize>, Vec<Interner<u64>>)>,
+}
+
+/// What a report row needs to know about one slice: its features and their readable values.
+pub struct SliceDescription {
+    pub label: String,
+    pub values: Vec<(String, Option<String>)>,
+}
+
+impl Slicer {
+    pub fn new(schema: &Schema, specs: &[SliceSpec]) -> Result<Self> {
+        let mut distinct: Vec<Feature> = Vec::new();
+        let mut features: Vec<FeatureEncoder> = Vec::new();
+        let mut spec_enc = Vec::new();
+        for spec in specs {
+            if spec.is_empty() {
+                return Err(AssayError::InvalidArgument("a slice needs at least one column".into()));
+            }
+            let mut idx: Vec<usize> = Vec::new();
+            for f in spec {
+                let i = match distinct.iter().position(|d| d == f) {
+                    Some(i) => i,
+                    None => {
+                        features.push(FeatureEncoder::new(schema, f)?);
+                        distinct.push(f.clone());
+                        distinct.len() - 1
+                    }
+                };
+                if idx.iter().any(|j| features[*j].column == features[i].column) {
+                    return Err(AssayError::InvalidArgument(format!(
+                        "slice {:?} uses column {:?} twice",
+                        spec.iter().map(|f| f.column()).collect::<Vec<_>>(),
+                        f.column()
+                    )));
+                }
+                idx.push(i);
+            }
+            let pairs = (1..idx.len()).map(|_| Interner::default()).collect();
+            spec_enc.push((idx, pairs));
+        }
+        Ok(Slicer { features, specs: spec_enc })
+    }
+
+    pub fn n_specs(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// Slice ids of every row of `batch`, one vector per spec.
+    pub fn encode_batch(&mut self, batch: &RecordBatch) -> Result<Vec<Arc<Vec<u32>>>> {
+        let per_feature: Vec<Arc<Vec<u32>>> = self
+            .features
+            .iter_mut()
+            .map(|f| f.encode(batch.column(f.index)).map(Arc::new))
+            .collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(self.specs.len());
+        for (idx, pairs) in self.specs.iter_mut() {
+            let mut ids = per_feature[idx[0]].clone();
+            for (level, dict) in pairs.iter_mut().enumerate() {
+                let right = &per_feature[idx[level + 1]];
+                let left = &ids;
+                let mut combined = vec![0u32; batch.num_rows()];
+                encode_keys(dict, batch.num_rows(), |i| Some(((left[i] as u64) << 32) | right[i] as u64), &mut combined);
+                ids = Arc::new(combined);
+            }
+            out.push(ids);
+        }
+        Ok(out)
+    }
+
+    /// Number of ids spec `s` has handed out so far.
+    pub fn n_ids(&self, s: usize) -> usize {
+        let (idx, pairs) = &self.specs[s];
+        match pairs.last() {
+            Some(p) => p.len(),
+            None => self.features[idx[0]].n_ids(),
+        }
+    }
+
+    /// The feature value ids behind slice `id` of spec `s`.
+    fn components(&self, s: usize, id: u32) -> Vec<u32> {
+        let (_, pairs) = &self.specs[s];
+        let mut comps = Vec::with_capacity(pairs.len() + 1);
+        let mut cur = id;
+        for p in pairs.iter().rev() {
+            let key = *p.value(cur).expect("pair keys are never null");
+            comps.push((key & 0xffff_ffff) as u32);
+            cur = (key >> 32) as u32;
+        }
+        comps.push(cur);
+        comps.reverse();
+        comps
+    }
+
+    /// Ids of spec `s` that occur (per `present`), in report order: by value, feature by feature.
+    pub fn ordered_ids(&self, s: usize, present: impl Fn(u32) -> bool) -> Vec<u32> {
+        let (idx, _) = &self.specs[s];
+        let orders: Vec<Vec<usize>> = idx.iter().map(|f| self.features[*f].order()).collect();
+        let mut keyed: Vec<(Vec<usize>, u32)> = (0..self.n_ids(s) as u32)
+            .filter(|id| present(*id))
+            .map(|id| {
+                let comps = self.components(s, id);
+                (comps.iter().zip(&orders).map(|(c, o)| o[*c as usize]).collect(), id)
+            })
+            .collect();
+        keyed.sort();
+        keyed.into_iter().map(|(_, id)| id).collect()
+    }
+
+    pub fn describe(&self, s: usize, id: u32) -> SliceDescription {
+        let (idx, _) = &self.specs[s];
+        let comps = self.components(s, id);
+        let values: Vec<(String, Option<String>)> = idx
+            .iter()
+            .zip(&comps)
+            .map(|(f, c)| (self.features[*f].column.clone(), self.features[*f].display(*c)))
+            .collect();
+        let label = values
+            .iter()
+            .map(|(col, v)| format!("{col}={}", v.as_deref().unwrap_or("null")))
+            .collect::<Vec<_>>()
+            .join(" & ");
+        SliceDescription { label, values }
+    }
+
+    /// The distinct feature columns in order of first use (the report's feature columns).
+    pub fn feature_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = Vec::new();
+        for (idx, _) in &self.specs {
+            for f in idx {
+                let c = &self.features[*f].column;
+                if !cols.contains(c) {
+                    cols.push(c.clone());
+                }
+            }
+        }
+        cols
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_follow_the_edge_rules() {
+        let e = [0.0, 1.0, 2.0];
+        assert_eq!(bin_of(&e, 0.0), 0);
+        assert_eq!(bin_of(&e, 0.99), 0);
+        assert_eq!(bin_of(&e, 1.0), 1);
+        assert_eq!(bin_of(&e, 2.0), 1, "the last bin is closed");
+        assert_eq!(bin_of(&e, 2.5), 3, "above range");
+        assert_eq!(bin_of(&e, -1.0), 2, "below range");
+        assert_eq!(bin_of(&e, f64::NAN), 4);
+        assert_eq!(bin_labels(&e)[..2], ["[0, 1)".to_string(), "[1, 2]".to_string()]);
+    }
+
+    #[test]
+    fn edges_format_readably() {
+        assert_eq!(format_edge(31.0, 6), "31");
+        assert_eq!(format_edge(0.30000000000000004, 6), "0.3");
+        assert_eq!(format_edge(-2.5, 6), "-2.5");
+        assert_eq!(format_edge(1234.56789, 6), "1234.57");
+    }
+}
+
+/// How `bins(column, n)` places its edges.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BinStrategy {
+    /// Equal-width bins between the minimum and the maximum.
+    Uniform,
+    /// Equal-mass bins at the quantiles k/n (linear interpolation, as numpy's default);
+    /// repeated edges (heavy ties) are merged.
+    Quantile,
+}
+
+/// Edges of `n` bins over the non-NaN `values`. All values equal gives the single bin `[v, v]`.
+pub fn bin_edges(values: &[f64], n: usize, strategy: BinStrategy, column: &str) -> Result<Vec<f64>> {
+    if n == 0 {
+        return Err(AssayError::InvalidArgument(format!("bins for column {column:?}: n must be at least 1")));
+    }
+    if values.iter().any(|v| v.is_infinite()) {
+        return Err(crate::error::invalid(column, "cannot bin infinite values; give explicit edges"));
+    }
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return Err(crate::error::invalid(column, "cannot place bins: the column has no non-null values"));
+    }
+    v.par_sort_unstable_by(|a, b| a.total_cmp(b));
+    let (lo, hi) = (v[0], v[v.len() - 1]);
+    if lo == hi {
+        return Ok(vec![lo, hi]);
+    }
+    let mut edges: Vec<f64> = match strategy {
+        BinStrategy::Uniform => (0..=n).map(|k| if k == n { hi } else { lo + (hi - lo) * k as f64 / n as f64 }).collect(),
+        BinStrategy::Quantile => (0..=n)
+            .map(|k| {
+                let h = (v.len() - 1) as f64 * k as f64 / n as f64;
+                let i = h.floor() as usize;
+                if i + 1 >= v.len() {
+                    v[v.len() - 1]
+                } else {
+                    v[i] + (h - i as f64) * (v[i + 1] - v[i])
+                }
+            })
+            .collect(),
+    };
+    edges.dedup();
+    Ok(edges)
+}

@@ -1,0 +1,176 @@
+//! Mergeable accumulator states. Each has `empty` (Default), an update, `merge` and is finalized
+//! by `metrics`. Merging is elementwise addition, so it is associative and commutative; the
+//! engine merges in a fixed order so that floating-point sums have the same bits every run.
+
+/// Weighted confusion counts at the threshold plus the sums behind the mean losses.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BinaryCounts {
+    /// Rows counted (unweighted, exact).
+    pub n: u64,
+    /// Sum of weights.
+    pub w: f64,
+    pub tp: f64,
+    pub fp: f64,
+    pub tn: f64,
+    pub fn_: f64,
+    /// Sum of weight x log loss.
+    pub log_loss: f64,
+    /// Sum of weight x squared error.
+    pub brier: f64,
+}
+
+impl BinaryCounts {
+    #[inline(always)]
+    pub fn add(&mut self, y: bool, pred: bool, w: f64, log_loss: f64, brier: f64) {
+        self.n += 1;
+        self.w += w;
+        match (y, pred) {
+            (true, true) => self.tp += w,
+            (false, true) => self.fp += w,
+            (false, false) => self.tn += w,
+            (true, false) => self.fn_ += w,
+        }
+        self.log_loss += w * log_loss;
+        self.brier += w * brier;
+    }
+
+    pub fn merge(&mut self, o: &Self) {
+        self.n += o.n;
+        self.w += o.w;
+        self.tp += o.tp;
+        self.fp += o.fp;
+        self.tn += o.tn;
+        self.fn_ += o.fn_;
+        self.log_loss += o.log_loss;
+        self.brier += o.brier;
+    }
+
+    pub fn positives(&self) -> f64 {
+        self.tp + self.fn_
+    }
+
+    pub fn negatives(&self) -> f64 {
+        self.tn + self.fp
+    }
+}
+
+/// Per-slice states of one slice spec: dense arrays indexed by slice id.
+#[derive(Clone, Debug, Default)]
+pub struct SliceStates {
+    pub counts: Vec<BinaryCounts>,
+    /// Score histogram for binned rank metrics: `[(id * bins + bin) * 2 + label]` (weights).
+    pub hist: Vec<f64>,
+}
+
+impl SliceStates {
+    pub fn resize(&mut self, n_ids: usize, hist_bins: usize) {
+        if self.counts.len() < n_ids {
+            self.counts.resize(n_ids, BinaryCounts::default());
+        }
+        if hist_bins > 0 && self.hist.len() < n_ids * hist_bins * 2 {
+            self.hist.resize(n_ids * hist_bins * 2, 0.0);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Self) {
+        if self.counts.len() < o.counts.len() {
+            self.counts.resize(o.counts.len(), BinaryCounts::default());
+        }
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            a.merge(b);
+        }
+        if self.hist.len() < o.hist.len() {
+            self.hist.resize(o.hist.len(), 0.0);
+        }
+        for (a, b) in self.hist.iter_mut().zip(&o.hist) {
+            *a += b;
+        }
+    }
+}
+
+/// The states of one logical chunk of rows: index 0 is the overall slice, then one per spec.
+#[derive(Clone, Debug, Default)]
+pub struct ChunkState {
+    pub specs: Vec<SliceStates>,
+}
+
+impl ChunkState {
+    pub fn new(n_ids: &[usize], hist_bins: usize) -> Self {
+        let mut s = ChunkState::default();
+        s.resize(n_ids, hist_bins);
+        s
+    }
+
+    pub fn resize(&mut self, n_ids: &[usize], hist_bins: usize) {
+        self.specs.resize_with(n_ids.len(), SliceStates::default);
+        for (s, n) in self.specs.iter_mut().zip(n_ids) {
+            s.resize(*n, hist_bins);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Self) {
+        self.specs.resize_with(self.specs.len().max(o.specs.len()), SliceStates::default);
+        for (a, b) in self.specs.iter_mut().zip(&o.specs) {
+            a.merge(b);
+        }
+    }
+}
+
+/// The rows kept for exact rank metrics: they must be sorted, so they cannot be summarized.
+#[derive(Clone, Debug, Default)]
+pub struct RankRows {
+    pub scores: Vec<f64>,
+    pub labels: Vec<u8>,
+    /// Empty when the job is unweighted.
+    pub weights: Vec<f64>,
+    /// Slice ids of each row, one vector per slice spec (the overall slice needs none).
+    pub ids: Vec<Vec<u32>>,
+}
+
+impl RankRows {
+    pub fn with_specs(n_specs: usize) -> Self {
+        RankRows {
+            ids: vec![Vec::new(); n_specs],
+            ..Default::default()
+        }
+    }
+
+    /// Appends `o` after the rows already held (row order is global row order).
+    pub fn append(&mut self, o: RankRows) {
+        self.scores.extend_from_slice(&o.scores);
+        self.labels.extend_from_slice(&o.labels);
+        self.weights.extend_from_slice(&o.weights);
+        for (a, b) in self.ids.iter_mut().zip(o.ids) {
+            a.extend_from_slice(&b);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_equals_one_pass() {
+        let rows = [(true, true, 1.0, 0.1, 0.01), (false, true, 2.0, 0.7, 0.5), (true, false, 0.5, 2.0, 0.8)];
+        let mut one = BinaryCounts::default();
+        rows.iter().for_each(|r| one.add(r.0, r.1, r.2, r.3, r.4));
+        let (mut a, mut b) = (BinaryCounts::default(), BinaryCounts::default());
+        a.add(rows[0].0, rows[0].1, rows[0].2, rows[0].3, rows[0].4);
+        rows[1..].iter().for_each(|r| b.add(r.0, r.1, r.2, r.3, r.4));
+        a.merge(&b);
+        assert_eq!(a.n, 3);
+        assert_eq!(a.tp, one.tp);
+        assert_eq!(a.fp, 2.0);
+        assert_eq!(a.fn_, 0.5);
+        assert!((a.log_loss - one.log_loss).abs() < 1e-15);
+    }
+}

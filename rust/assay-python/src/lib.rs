@@ -1,0 +1,152 @@
+//! PyO3 bindings: the `assay._native` module. Argument conversion, error mapping, GIL release
+//! and result export only; all numerics live in `assay-core`.
+
+use assay_core::engine::{evaluate as run_evaluate, AucMode, EvalSpec, NanPolicy};
+use assay_core::input::{column_index, f64_values, validity};
+use assay_core::{bin_edges as core_bin_edges, AssayError, BinStrategy, Feature, Metric};
+use pyo3::exceptions::PyKeyboardInterrupt;
+use pyo3::prelude::*;
+use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader};
+
+/// Maps a core error to the matching class of `assay.errors`.
+fn to_py(py: Python<'_>, e: AssayError) -> PyErr {
+    let class = match &e {
+        AssayError::ColumnNotFound { .. } => "ColumnNotFoundError",
+        AssayError::Schema { .. } => "SchemaError",
+        AssayError::InvalidInput { .. } => "InvalidInputError",
+        AssayError::InvalidArgument(_) => "InvalidArgumentError",
+        AssayError::EmptyInput(_) => "EmptyInputError",
+        AssayError::Arrow(_) => "AssayError",
+        AssayError::Interrupted => return PyKeyboardInterrupt::new_err("assay job interrupted"),
+    };
+    let column = match &e {
+        AssayError::ColumnNotFound { column, .. } | AssayError::Schema { column, .. } | AssayError::InvalidInput { column, .. } => {
+            Some(column.clone())
+        }
+        _ => None,
+    };
+    let made = py.import("assay.errors").and_then(|m| m.getattr(class)).and_then(|cls| cls.call1((e.to_string(), column)));
+    match made {
+        Ok(obj) => PyErr::from_value(obj),
+        Err(err) => err,
+    }
+}
+
+fn interrupted() -> bool {
+    Python::attach(|py| py.check_signals().is_err())
+}
+
+/// Runs one evaluation job over an Arrow stream. Returns (table, notes, rows, dropped).
+#[pyfunction]
+#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads))]
+#[allow(clippy::too_many_arguments)]
+fn evaluate<'py>(
+    py: Python<'py>,
+    data: PyRecordBatchReader,
+    label: String,
+    score: String,
+    weight: Option<String>,
+    threshold: f64,
+    slices: Vec<Vec<(String, Option<Vec<f64>>)>>,
+    metrics: Vec<String>,
+    min_slice_size: u64,
+    nan_policy: &str,
+    auc_bins: Option<usize>,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, u64, u64)> {
+    let metrics = metrics.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>, _>>().map_err(|e| to_py(py, e))?;
+    let nan_policy = match nan_policy {
+        "raise" => NanPolicy::Raise,
+        "drop" => NanPolicy::Drop,
+        other => {
+            return Err(to_py(py, AssayError::InvalidArgument(format!("nan_policy must be \"raise\" or \"drop\", got {other:?}"))))
+        }
+    };
+    let slices = slices
+        .into_iter()
+        .map(|spec| {
+            spec.into_iter()
+                .map(|(column, edges)| match edges {
+                    Some(edges) => Feature::Bins { column, edges },
+                    None => Feature::Column(column),
+                })
+                .collect()
+        })
+        .collect();
+    let spec = EvalSpec {
+        label,
+        score,
+        weight,
+        threshold,
+        slices,
+        metrics,
+        min_slice_size,
+        nan_policy,
+        auc: auc_bins.map_or(AucMode::Exact, AucMode::Binned),
+        n_threads,
+    };
+    let reader = data.into_reader()?;
+    let out = py.detach(move || {
+        let schema = reader.schema();
+        run_evaluate(schema, reader, &spec, &interrupted)
+    });
+    let ev = out.map_err(|e| to_py(py, e))?;
+    let table = PyRecordBatch::new(ev.report.table).into_pyarrow(py)?;
+    let notes = PyRecordBatch::new(ev.report.notes).into_pyarrow(py)?;
+    Ok((table, notes, ev.rows, ev.dropped))
+}
+
+/// Edges of `n` bins over column `column` of an Arrow stream (`strategy`: "quantile"|"uniform").
+#[pyfunction]
+fn bin_edges(py: Python<'_>, data: PyRecordBatchReader, column: String, n: usize, strategy: &str) -> PyResult<Vec<f64>> {
+    let strategy = match strategy {
+        "quantile" => BinStrategy::Quantile,
+        "uniform" => BinStrategy::Uniform,
+        other => {
+            return Err(to_py(
+                py,
+                AssayError::InvalidArgument(format!("bins strategy must be \"quantile\" or \"uniform\", got {other:?}")),
+            ))
+        }
+    };
+    let reader = data.into_reader()?;
+    let out = py.detach(move || -> Result<Vec<f64>, AssayError> {
+        let schema = reader.schema();
+        let idx = column_index(&schema, &column)?;
+        assay_core::input::check_numeric_type(&column, "a binned column", schema.field(idx).data_type())?;
+        let mut values = Vec::new();
+        for batch in reader {
+            let batch = batch?;
+            let array = batch.column(idx);
+            let mut buf = Vec::new();
+            let v = f64_values(array, 0, array.len(), &mut buf);
+            let nulls = validity(array);
+            values.extend(v.iter().enumerate().map(|(i, x)| if nulls.as_ref().is_some_and(|n| n.is_null(i)) { f64::NAN } else { *x }));
+        }
+        core_bin_edges(&values, n, strategy, &column)
+    });
+    out.map_err(|e| to_py(py, e))
+}
+
+/// The names of all metrics, in their default order.
+#[pyfunction]
+fn default_metrics() -> Vec<&'static str> {
+    assay_core::metrics::DEFAULT_METRICS.to_vec()
+}
+
+/// Canonical name of a metric (validates it): `"f2.0"` -> `"f2"`.
+#[pyfunction]
+fn metric_name(py: Python<'_>, name: &str) -> PyResult<String> {
+    Metric::parse(name).map(|m| m.name()).map_err(|e| to_py(py, e))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(bin_edges, m)?)?;
+    m.add_function(wrap_pyfunction!(default_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(metric_name, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEBUG_BUILD", cfg!(debug_assertions))?;
+    Ok(())
+}

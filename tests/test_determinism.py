@@ -1,0 +1,156 @@
+"""Determinism: thread count, batch splitting, and the binned AUC approximation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn import metrics as skm
+
+from conftest import assert_tables_close
+
+
+def _big(n, seed=0, ties=True, weighted=True):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = np.clip(0.25 * y + 0.75 * rng.random(n), 0, 1)
+    if ties:
+        s = np.round(s, 2)
+    cols = {
+        "label": pa.array(y),
+        "score": pa.array(s),
+        "country": pa.array(np.array([f"c{i:02d}" for i in range(40)])[rng.zipf(1.6, n) % 40]),
+        "device": pa.array(np.array(["mobile", "desktop", "tablet"])[rng.integers(0, 3, n)]),
+        "age": pa.array(np.clip(np.round(rng.normal(40, 12, n)), 1, 99)),
+    }
+    if weighted:
+        cols["w"] = pa.array(rng.uniform(0.1, 3.0, n))
+    return pa.table(cols)
+
+
+def _kw(assay, weighted=True, quantile=True):
+    """Slices of every kind. Quantile bins need the data up front, so they are left out of
+    the tests that stream a RecordBatchReader (see test_quantile_bins_on_a_reader)."""
+    age = assay.bins("age", 8) if quantile else assay.bins("age", edges=[0, 20, 30, 40, 50, 60, 100])
+    return dict(
+        label="label",
+        score="score",
+        weight="w" if weighted else None,
+        slices=["country", ("country", "device"), age, ("device", assay.bins("age", edges=[0, 30, 50, 200]))],
+    )
+
+
+def _bit_identical(a, b):
+    ta, tb = a.to_arrow(), b.to_arrow()
+    assert ta.schema == tb.schema
+    assert ta.equals(tb), "tables differ"
+    assert a.equals(b)
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_thread_count_is_bit_identical(assay, weighted):
+    t = _big(120_000, seed=1, weighted=weighted)
+    kw = _kw(assay, weighted)
+    base = assay.evaluate(t, n_threads=1, **kw).table
+    for k in (2, 3, None):
+        _bit_identical(assay.evaluate(t, n_threads=k, **kw).table, base)
+    # repeated runs too
+    _bit_identical(assay.evaluate(t, n_threads=2, **kw).table, base)
+
+
+def test_thread_count_bit_identical_on_batched_input(assay):
+    t = _big(40_000, seed=2)
+    kw = _kw(assay, quantile=False)
+
+    def reader():
+        return pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=997))
+
+    base = assay.evaluate(reader(), n_threads=1, **kw).table
+    _bit_identical(assay.evaluate(reader(), n_threads=2, **kw).table, base)
+
+
+def test_one_batch_vs_a_thousand(assay):
+    t = _big(50_000, seed=3).combine_chunks()
+    kw = _kw(assay, quantile=False)
+    one = assay.evaluate(t, **kw).table
+    batches = t.to_batches(max_chunksize=50)
+    assert len(batches) == 1000
+    many = assay.evaluate(pa.RecordBatchReader.from_batches(t.schema, batches), **kw).table
+    assert one["slice"].to_list() == many["slice"].to_list()
+    assert one["n"].to_list() == many["n"].to_list()
+    assert_tables_close(one, many, rtol=1e-12, atol=1e-12)
+    # and a table made of 1000 chunks
+    chunked = pa.Table.from_batches(batches)
+    assert_tables_close(assay.evaluate(chunked, **kw).table, one, rtol=1e-12, atol=1e-12)
+
+
+def test_uneven_batches(assay):
+    t = _big(20_000, seed=4).combine_chunks()
+    kw = _kw(assay, quantile=False)
+    one = assay.evaluate(t, **kw).table
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.choice(np.arange(1, 20_000), 300, replace=False))
+    bounds = np.concatenate([[0], cuts, [20_000]])
+    batches = [t.slice(a, b - a).to_batches()[0] for a, b in zip(bounds[:-1], bounds[1:])]
+    many = assay.evaluate(pa.RecordBatchReader.from_batches(t.schema, batches), **kw).table
+    assert_tables_close(one, many, rtol=1e-12, atol=1e-12)
+
+
+def test_quantile_bins_on_a_reader(assay):
+    """The contract accepts assay.bins(col, n) with every input type, RecordBatchReader included."""
+    t = _big(5_000, seed=7).combine_chunks()
+    kw = _kw(assay, quantile=True)
+    one = assay.evaluate(t, **kw).table
+    many = assay.evaluate(
+        pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=100)), **kw
+    ).table
+    assert_tables_close(one, many, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_binned_auc_close_to_exact(assay, weighted):
+    t = _big(100_000, seed=5, ties=False, weighted=weighted)
+    kw = dict(label="label", score="score", weight="w" if weighted else None,
+              slices=["device", "country"])
+    exact = assay.evaluate(t, auc="exact", **kw).table
+    binned = assay.evaluate(t, auc="binned", **kw).table
+    assert exact["slice"].to_list() == binned["slice"].to_list()
+    assert exact["n"].to_list() == binned["n"].to_list()
+    big = (exact["n"] >= 5000).to_numpy()
+    assert big.sum() >= 4
+    for m in ("roc_auc", "average_precision"):
+        e = exact[m].to_numpy()[big]
+        b = binned[m].to_numpy()[big]
+        np.testing.assert_allclose(b, e, rtol=0, atol=1e-3, err_msg=m)
+    # everything else is unaffected by the auc mode
+    others = [c for c in exact.columns if c not in ("roc_auc", "average_precision")]
+    assert_tables_close(exact.select(others), binned.select(others), rtol=1e-12, atol=1e-12)
+    # and the exact one is sklearn's
+    y = t["label"].to_numpy()
+    s = t["score"].to_numpy()
+    w = t["w"].to_numpy() if weighted else None
+    assert exact["roc_auc"][0] == pytest.approx(skm.roc_auc_score(y, s, sample_weight=w), rel=1e-9)
+    assert binned["roc_auc"][0] == pytest.approx(skm.roc_auc_score(y, s, sample_weight=w), abs=1e-3)
+    assert binned["average_precision"][0] == pytest.approx(
+        skm.average_precision_score(y, s, sample_weight=w), abs=1e-3
+    )
+
+
+def test_binned_auc_undefined_matches_exact(assay):
+    """Single-class slices are null in binned mode too."""
+    t = pa.table({"label": [0, 0, 1, 1, 0], "score": [0.1, 0.4, 0.35, 0.8, 0.2],
+                  "g": ["a", "a", "b", "b", "c"]})
+    kw = dict(label="label", score="score", slices=["g"], metrics=["roc_auc", "average_precision"])
+    for mode in ("exact", "binned"):
+        tab = assay.evaluate(t, auc=mode, **kw).table
+        assert tab["slice"].to_list() == ["overall", "g=a", "g=b", "g=c"]
+        assert tab["roc_auc"].to_list()[1:] == [None, None, None], mode
+        assert tab["average_precision"][1] is None, mode  # no positives
+        assert tab["average_precision"][3] is None, mode
+        assert tab["average_precision"][2] == pytest.approx(1.0), mode
+
+
+def test_binned_auc_thread_independent(assay):
+    t = _big(60_000, seed=6, ties=False)
+    kw = dict(label="label", score="score", weight="w", slices=["country"], auc="binned")
+    _bit_identical(assay.evaluate(t, n_threads=1, **kw).table, assay.evaluate(t, n_threads=2, **kw).table)
