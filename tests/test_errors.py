@@ -77,15 +77,29 @@ def test_missing_columns(assay, kw, missing):
     assert isinstance(e, assay.AssayError)
 
 
-def test_missing_bins_column(assay):
+def _as(kind, t):
+    import polars as pl
+
+    return {
+        "table": lambda: t,
+        "polars": lambda: pl.from_arrow(t),
+        "polars_lazy": lambda: pl.from_arrow(t).lazy(),
+        "pandas": lambda: t.to_pandas(),
+        "numpy_dict": lambda: {c: t[c].to_numpy(zero_copy_only=False) for c in t.column_names},
+    }[kind]()
+
+
+@pytest.mark.parametrize("kind", ["table", "polars", "polars_lazy", "pandas", "numpy_dict"])
+def test_missing_bins_column(assay, kind):
+    data = _as(kind, _t())
     _raises(
         assay.ColumnNotFoundError,
-        lambda: _ev(assay, _t(), slices=[assay.bins("no_such_num", 3)]),
+        lambda: _ev(assay, data, slices=[assay.bins("no_such_num", 3)]),
         "no_such_num",
     )
     _raises(
         assay.ColumnNotFoundError,
-        lambda: _ev(assay, _t(), slices=[assay.bins("no_such_num2", edges=[0, 1, 2])]),
+        lambda: _ev(assay, _as(kind, _t()), slices=[assay.bins("no_such_num2", edges=[0, 1, 2])]),
         "no_such_num2",
     )
 
@@ -108,11 +122,15 @@ def test_missing_column_other_inputs(assay):
 
 
 def test_float_slice_suggests_bins(assay):
-    e = _raises(assay.SchemaError, lambda: _ev(assay, _t(), slices=["amount"]), "amount", "assay.bins")
+    e = _raises(
+        assay.SchemaError, lambda: _ev(assay, _t(), slices=["amount"]), "amount", "assay.bins"
+    )
     assert isinstance(e, TypeError)
     _raises(assay.SchemaError, lambda: _ev(assay, _t(), slices=[("seg", "amount")]), "amount")
     f32 = _t(amount32=pa.array(np.arange(20, dtype=np.float32)))
-    _raises(assay.SchemaError, lambda: _ev(assay, f32, slices=["amount32"]), "amount32", "assay.bins")
+    _raises(
+        assay.SchemaError, lambda: _ev(assay, f32, slices=["amount32"]), "amount32", "assay.bins"
+    )
 
 
 def test_string_score(assay):
@@ -133,6 +151,33 @@ def test_string_weight(assay):
 
 def test_bins_on_string_column(assay):
     _raises(assay.SchemaError, lambda: _ev(assay, _t(), slices=[assay.bins("seg", 3)]), "seg")
+
+
+_ODD_TYPES = {
+    "decimal": lambda n: pa.array([__import__("decimal").Decimal("0.5")] * n),
+    "timestamp": lambda n: pa.array(np.arange(n).astype("datetime64[s]")),
+    "date": lambda n: pa.array(np.arange(n).astype("datetime64[D]")).cast(pa.date32()),
+    "struct": lambda n: pa.array([{"a": 1}] * n),
+    "dict_float": lambda n: pa.array(np.linspace(0, 1, n)).dictionary_encode(),
+    "string": lambda n: pa.array(["0"] * n),
+}
+
+
+@pytest.mark.parametrize("typ", list(_ODD_TYPES))
+@pytest.mark.parametrize("role", ["label", "score", "weight", "slice", "bins"])
+def test_wrong_column_types_are_schema_errors(assay, typ, role):
+    if typ == "string" and role == "slice":
+        pytest.skip("strings are valid slices")
+    t = _t(odd_col=_ODD_TYPES[typ](20))
+    kw = {
+        "label": dict(label="odd_col"),
+        "score": dict(score="odd_col"),
+        "weight": dict(weight="odd_col"),
+        "slice": dict(slices=["odd_col"]),
+        "bins": dict(slices=[assay.bins("odd_col", edges=[0, 1])]),
+    }[role]
+    e = _raises(assay.SchemaError, lambda: _ev(assay, t, metrics=["accuracy"], **kw), "odd_col")
+    assert isinstance(e, TypeError)
 
 
 def test_unsupported_slice_type(assay):

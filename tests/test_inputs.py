@@ -9,7 +9,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-
 from conftest import ALL_METRICS, assert_row, assert_tables_close, reference, rows_by_slice
 
 N = 97
@@ -152,8 +151,11 @@ def test_sliced_table_with_offsets(assay):
     rows = {r["slice"]: r for r in a.to_dicts()}
     assert_row(rows["overall"], reference(y, s, w), "overall of offset slice")
     fl = np.array(sub["flag"].to_pylist())
-    assert_row(rows["flag=true"] if "flag=true" in rows else rows["flag=True"],
-               reference(y[fl], s[fl], w[fl]), "flag=true")
+    assert_row(
+        rows["flag=true"] if "flag=true" in rows else rows["flag=True"],
+        reference(y[fl], s[fl], w[fl]),
+        "flag=true",
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -188,7 +190,14 @@ def _slice_frame(col: pa.Array):
             pa.array(["c", "b", "a"], pa.string()),
         ),
     ],
-    ids=["string", "large_string", "string_view", "dictionary", "dict_int8_large", "dict_int32_rev"],
+    ids=[
+        "string",
+        "large_string",
+        "string_view",
+        "dictionary",
+        "dict_int8_large",
+        "dict_int32_rev",
+    ],
 )
 def test_string_like_slice_columns(assay, arr):
     t, y, s = _slice_frame(arr)
@@ -201,7 +210,11 @@ def test_string_like_slice_columns(assay, arr):
     vals = np.array(VALS, dtype=object)
     for r in tab.to_dicts()[1:]:
         v = r["seg"]
-        m = np.array([x == v for x in vals]) if v is not None else np.array([x is None for x in vals])
+        m = (
+            np.array([x == v for x in vals])
+            if v is not None
+            else np.array([x is None for x in vals])
+        )
         assert_row(r, reference(y[m], s[m]), r["slice"])
 
 
@@ -217,15 +230,20 @@ def test_polars_and_pandas_categoricals(assay):
     assert assay.evaluate(pdf, label="label", score="score", slices=["seg"]).table.equals(base)
 
 
-@pytest.mark.parametrize(
-    "typ", [pa.int8(), pa.int16(), pa.int32(), pa.int64()], ids=str
-)
+@pytest.mark.parametrize("typ", [pa.int8(), pa.int16(), pa.int32(), pa.int64()], ids=str)
 def test_signed_integer_slices_sort_numerically(assay, typ):
     vals = [10, -5, 3, -100, 10, 3, None, -5, 100, 9, 10, 3]
     t, y, s = _slice_frame(pa.array(vals, typ))
     tab = assay.evaluate(t, label="label", score="score", slices=["seg"]).table
     assert tab["slice"].to_list() == [
-        "overall", "seg=-100", "seg=-5", "seg=3", "seg=9", "seg=10", "seg=100", "seg=null",
+        "overall",
+        "seg=-100",
+        "seg=-5",
+        "seg=3",
+        "seg=9",
+        "seg=10",
+        "seg=100",
+        "seg=null",
     ]
     assert tab["seg"].dtype == pl.String
     assert tab["seg"].to_list()[1:] == ["-100", "-5", "3", "9", "10", "100", None]
@@ -252,7 +270,12 @@ def test_int64_extremes(assay):
     t, y, s = _slice_frame(pa.array(vals, pa.int64()))
     tab = assay.evaluate(t, label="label", score="score", slices=["seg"]).table
     assert tab["slice"].to_list() == [
-        "overall", f"seg={lo}", "seg=-1", "seg=0", "seg=1", f"seg={hi}",
+        "overall",
+        f"seg={lo}",
+        "seg=-1",
+        "seg=0",
+        "seg=1",
+        f"seg={hi}",
     ]
 
 
@@ -278,7 +301,7 @@ def test_boolean_slices(assay):
     assert labels[3] == "seg=null"
     assert tab["n"].to_list() == [12, 4, 6, 2]
     va = np.array(vals, dtype=object)
-    for r, key in zip(tab.to_dicts()[1:], [False, True, None]):
+    for r, key in zip(tab.to_dicts()[1:], [False, True, None], strict=True):
         m = np.array([x is key for x in va])
         assert_row(r, reference(y[m], s[m]), r["slice"])
 
@@ -421,8 +444,12 @@ def test_nan_policy_drop(assay):
             yl[i] = None
     keep = np.array([i not in bad for i in range(60)])
     t = pa.table(
-        {"label": pa.array(yl, pa.int64()), "score": pa.array(sl, pa.float64()),
-         "w": a["w"], "country": list(a["country"])}
+        {
+            "label": pa.array(yl, pa.int64()),
+            "score": pa.array(sl, pa.float64()),
+            "w": a["w"],
+            "country": list(a["country"]),
+        }
     )
     kw = dict(label="label", score="score", weight="w", slices=["country"])
     rep = assay.evaluate(t, nan_policy="drop", **kw)
@@ -441,3 +468,130 @@ def test_nan_policy_drop_nothing_to_drop(assay):
     rep = assay.evaluate(t, nan_policy="drop", **KW)
     assert rep.dropped == 0
     assert rep.table.equals(assay.evaluate(t, **KW).table)
+
+
+# Inputs that can be read again per column (a one-shot RecordBatchReader or bare
+# __arrow_c_stream__ object is covered by test_determinism.py::test_quantile_bins_on_a_reader).
+@pytest.mark.parametrize("kind", [k for k in KINDS if k not in ("reader", "stream_only")])
+@pytest.mark.parametrize("strategy", ["quantile", "uniform"])
+def test_data_derived_bins_with_every_input_type(assay, kind, strategy):
+    t = _base_table(seed=21, n=150)
+    t = t.append_column(
+        "amount", pa.array(np.round(np.random.default_rng(21).gamma(2.0, 10.0, 150), 1))
+    )
+    kw = dict(
+        label="label",
+        score="score",
+        weight="w",
+        slices=[
+            assay.bins("amount", 4, strategy=strategy),
+            ("country", assay.bins("amount", 3, strategy=strategy)),
+        ],
+    )
+    ref = assay.evaluate(t, **kw).table
+    rep = assay.evaluate(_convert(kind, t), **kw)
+    assert_tables_close(rep.table, ref, rtol=1e-12)
+    x = t["amount"].to_numpy()
+    if strategy == "quantile":
+        edges = np.unique(np.quantile(x, np.linspace(0, 1, 5)))
+    else:
+        edges = np.linspace(x.min(), x.max(), 5)
+    k = np.searchsorted(edges, x, side="right") - 1
+    k[x == edges[-1]] = len(edges) - 2
+    counts = np.bincount(k, minlength=len(edges) - 1)
+    assert ref["n"].to_list()[1 : 1 + int((counts > 0).sum())] == counts[counts > 0].tolist()
+
+
+# ------------------------------------------------------------------------------------------
+# dictionaries that change between chunks / batches, offsets, unicode, nullable pandas ints
+# ------------------------------------------------------------------------------------------
+
+
+def _dict_chunks():
+    c1 = pa.DictionaryArray.from_arrays(
+        pa.array([0, 1, 1, 0, None, 1], pa.int32()), pa.array(["a", "b"])
+    )
+    c2 = pa.DictionaryArray.from_arrays(
+        pa.array([1, 0, 2, 2, 1, 0], pa.int32()), pa.array(["c", "b", "a"])
+    )
+    c3 = pa.DictionaryArray.from_arrays(pa.array([0, 0, 0, 1], pa.int32()), pa.array(["d", "a"]))
+    plain = ["a", "b", "b", "a", None, "b", "b", "c", "a", "a", "b", "c", "d", "d", "d", "a"]
+    return [c1, c2, c3], plain
+
+
+def test_dictionaries_differ_between_chunks(assay):
+    chunks, plain = _dict_chunks()
+    n = len(plain)
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, n)
+    s = np.round(rng.random(n), 2)
+    ref = assay.evaluate(
+        pa.table({"label": y, "score": s, "seg": pa.array(plain)}),
+        label="label",
+        score="score",
+        slices=["seg"],
+    ).table
+    assert ref["slice"].to_list() == ["overall", "seg=a", "seg=b", "seg=c", "seg=d", "seg=null"]
+    assert ref["n"].to_list() == [16, 5, 5, 2, 3, 1]
+    t = pa.table({"label": y, "score": s, "seg": pa.chunked_array(chunks)})
+    assert t["seg"].num_chunks == 3
+    assert_tables_close(assay.evaluate(t, label="label", score="score", slices=["seg"]).table, ref)
+    batches = t.to_batches()
+    assert len(batches) == 3
+    reader = pa.RecordBatchReader.from_batches(t.schema, batches)
+    assert_tables_close(
+        assay.evaluate(reader, label="label", score="score", slices=["seg"]).table, ref
+    )
+
+
+def test_sliced_dictionary_and_offsets_in_every_role(assay):
+    n = 64
+    rng = np.random.default_rng(17)
+    y = rng.integers(0, 2, n)
+    s = np.round(rng.random(n), 2)
+    w = rng.uniform(0.5, 2, n)
+    seg = [["x", "y", "z", None][i] for i in rng.integers(0, 4, n)]
+    flag = [bool(v) for v in rng.integers(0, 2, n)]
+    t = pa.table(
+        {
+            "label": pa.array(y.astype(bool)),
+            "score": s,
+            "w": w,
+            "seg": pa.array(seg).dictionary_encode(),
+            "flag": flag,
+            "num": pa.array(rng.integers(0, 10, n), pa.int16()),
+        }
+    )
+    kw = dict(label="label", score="score", weight="w", slices=["seg", "flag", ("seg", "num")])
+    for off, length in [(1, 40), (7, 57), (33, 31)]:
+        sub = t.slice(off, length)
+        copy = pa.Table.from_pylist(sub.to_pylist(), schema=sub.schema)
+        assert_tables_close(
+            assay.evaluate(sub, **kw).table, assay.evaluate(copy, **kw).table, rtol=0, atol=0
+        )
+        m = slice(off, off + length)
+        row = assay.evaluate(sub, **kw).table.row(0, named=True)
+        assert_row(row, reference(y[m], s[m], w[m]), f"offset {off}")
+
+
+def test_unicode_slice_values_sort_by_code_point(assay):
+    vals = ["é", "e", "Z", "a", "日本", "ß", "e", "a b", "a=b & c"]
+    n = len(vals)
+    t = pa.table({"label": [0, 1] * 4 + [1], "score": np.linspace(0, 1, n), "seg": vals})
+    tab = assay.evaluate(t, label="label", score="score", slices=["seg"]).table
+    uniq = sorted(set(vals))
+    assert tab["slice"].to_list() == ["overall"] + [f"seg={v}" for v in uniq]
+    assert tab["seg"].to_list() == [None] + uniq
+
+
+def test_pandas_nullable_integer_slice(assay):
+    df = pd.DataFrame(
+        {
+            "label": [0, 1, 1, 0, 1, 0],
+            "score": [0.1, 0.9, 0.4, 0.3, 0.8, 0.6],
+            "seg": pd.array([3, None, -1, 3, None, 12], dtype="Int64"),
+        }
+    )
+    tab = assay.evaluate(df, label="label", score="score", slices=["seg"]).table
+    assert tab["slice"].to_list() == ["overall", "seg=-1", "seg=3", "seg=12", "seg=null"]
+    assert tab["n"].to_list() == [6, 1, 2, 1, 2]

@@ -9,9 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import assume, given
-from hypothesis import strategies as st
-
 from conftest import (
     ALL_METRICS,
     assert_row,
@@ -20,6 +17,8 @@ from conftest import (
     rows_by_slice,
     to_table,
 )
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 METRICS = ALL_METRICS + ["f2", "f0.5"]
 
@@ -97,7 +96,7 @@ def test_crossed_slices_match_sklearn(assay, d, n_h):
     rep = _eval(assay, table, w is not None, slices=[("g", "h")], metrics=METRICS, threshold=t)
     rows = rows_by_slice(rep)
 
-    combos = sorted({(a, b) for a, b in zip(g, h)})
+    combos = sorted({(a, b) for a, b in zip(g, h, strict=True)})
     expected_labels = ["overall"] + [f"g={a} & h={b}" for a, b in combos]
     # row order: overall first, then sorted by g, then by h
     assert rep.table["slice"].to_list() == expected_labels
@@ -139,11 +138,11 @@ def _check_bins(assay, d, x, edges, spec, t):
         f"edges={edges.tolist()}: expected {len(present)} non-empty bins, got "
         f"{[r['slice'] for r in bin_rows]}"
     )
-    for r, j in zip(bin_rows, present):
+    for r, j in zip(bin_rows, present, strict=True):
         m = k == j
         assert r["slice"].startswith("x=[")
         assert r["slice"].endswith("]" if j == len(edges) - 2 else ")"), r["slice"]
-        assert r["x"] == r["slice"][len("x="):]
+        assert r["x"] == r["slice"][len("x=") :]
         assert r["n"] == int(m.sum()), f"bin {j} of edges {edges.tolist()}: {r['slice']}"
         ww = None if w is None else w[m]
         assert_row(r, reference(y[m], s[m], ww, t, METRICS), f"bin {r['slice']}")
@@ -177,11 +176,13 @@ def test_uniform_bins_match_sklearn(assay, d, nb, round_x):
     _check_bins(assay, d, x, edges, assay.bins("x", nb, strategy="uniform"), d["threshold"])
 
 
-@given(d=datasets(max_n=200))
-def test_explicit_edges_match_sklearn(assay, d):
+@given(d=datasets(max_n=200), int_col=st.booleans())
+def test_explicit_edges_match_sklearn(assay, d, int_col):
     rng = d["rng"]
     n = len(d["y"])
-    x = rng.integers(18, 80, n).astype(np.float64)  # integer-valued ages, values hit edges
+    x = rng.integers(18, 81, n)  # integer-valued ages, values hit the edges
+    if not int_col:
+        x = x.astype(np.float64)
     edges = np.array([18.0, 31.0, 45.0, 60.0, 80.0])
     _check_bins(assay, d, x, edges, assay.bins("x", edges=edges.tolist()), d["threshold"])
 
@@ -197,12 +198,17 @@ def test_cross_of_category_and_bins(assay, d, nb):
     k = _bin_index(x, edges)
     table = to_table(y, s, w, g=g, x=x)
     rep = _eval(
-        assay, table, w is not None, slices=[("g", assay.bins("x", nb))], metrics=METRICS, threshold=t
+        assay,
+        table,
+        w is not None,
+        slices=[("g", assay.bins("x", nb))],
+        metrics=METRICS,
+        threshold=t,
     )
     rows = [r for r in rep.table.to_dicts()[1:] if r["n"] > 0]
-    combos = sorted({(a, b) for a, b in zip(g, k)})
+    combos = sorted({(a, b) for a, b in zip(g, k, strict=True)})
     assert len(rows) == len(combos), [r["slice"] for r in rows]
-    for r, (a, j) in zip(rows, combos):
+    for r, (a, j) in zip(rows, combos, strict=True):
         m = (g == a) & (k == j)
         assert r["slice"].startswith(f"g={a} & x=["), r["slice"]
         assert r["g"] == a
@@ -236,8 +242,12 @@ def test_default_bins_strategy_is_quantile(assay):
 def _single(assay, y, s, w=None, t=0.5, metrics=METRICS):
     table = to_table(np.asarray(y), np.asarray(s, dtype=float), w)
     rep = assay.evaluate(
-        table, label="label", score="score", weight=None if w is None else "w",
-        metrics=metrics, threshold=t,
+        table,
+        label="label",
+        score="score",
+        weight=None if w is None else "w",
+        metrics=metrics,
+        threshold=t,
     )
     return rep.table.row(0, named=True)
 
@@ -312,3 +322,29 @@ def test_label_types_agree(assay):
             assert_row(tab.row(0, named=True), reference(y, s, None, 0.5, METRICS))
         else:
             assert tab.equals(base), arr.type
+
+
+def test_large_input_matches_sklearn(assay):
+    """Enough rows for the engine's parallel chunking (several 16k-row chunks) to matter."""
+    rng = np.random.default_rng(2024)
+    n = 70_000
+    y = rng.integers(0, 2, n)
+    s = np.round(np.clip(0.2 * y + 0.8 * rng.random(n), 0, 1), 3)
+    w = rng.uniform(0.1, 3.0, n)
+    g = np.array([f"k{i:03d}" for i in range(120)], dtype="<U8")[rng.integers(0, 120, n)]
+    g[-5:] = "zz_tail"  # a tiny slice at the very end
+    g[:3] = "aa_head"  # and one at the very start
+    table = to_table(y, s, w, g=g)
+    rep = assay.evaluate(
+        table, label="label", score="score", weight="w", slices=["g"], metrics=METRICS, n_threads=2
+    )
+    rows = rows_by_slice(rep)
+    assert len(rows) == 1 + len(np.unique(g))
+    assert_row(rows["overall"], reference(y, s, w, 0.5, METRICS), "overall")
+    for v in ["aa_head", "zz_tail", "k000", "k057", "k119"]:
+        m = g == v
+        assert rows[f"g={v}"]["n"] == int(m.sum())
+        assert_row(rows[f"g={v}"], reference(y[m], s[m], w[m], 0.5, METRICS), v)
+    ns = {k: r["n"] for k, r in rows.items()}
+    vals, counts = np.unique(g, return_counts=True)
+    assert all(ns[f"g={v}"] == c for v, c in zip(vals, counts, strict=True))

@@ -9,7 +9,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
-
 from conftest import ALL_METRICS, assert_row, assert_value, reference, rows_by_slice
 
 
@@ -31,13 +30,26 @@ EDGES = [0, 31, 45, 60, 100]
 def test_columns_order_and_types(assay):
     t, _ = _data()
     rep = assay.evaluate(
-        t, label="label", score="score", weight="w",
+        t,
+        label="label",
+        score="score",
+        weight="w",
         slices=["country", ("country", "device"), assay.bins("age", edges=EDGES)],
         metrics=["mcc", "accuracy", "f2"],
     )
     tab = rep.table
     assert isinstance(tab, pl.DataFrame)
-    assert tab.columns == ["slice", "country", "device", "age", "n", "weight_sum", "mcc", "accuracy", "f2"]
+    assert tab.columns == [
+        "slice",
+        "country",
+        "device",
+        "age",
+        "n",
+        "weight_sum",
+        "mcc",
+        "accuracy",
+        "f2",
+    ]
     assert tab.dtypes == [pl.String] * 4 + [pl.UInt64] + [pl.Float64] * 4
 
 
@@ -55,7 +67,9 @@ def test_columns_without_weight_and_default_metrics(assay):
 def test_feature_columns_in_order_of_first_use(assay):
     t, _ = _data()
     tab = assay.evaluate(
-        t, label="label", score="score",
+        t,
+        label="label",
+        score="score",
         slices=[("device", "country"), "country"],
         metrics=["accuracy"],
     ).table
@@ -65,7 +79,10 @@ def test_feature_columns_in_order_of_first_use(assay):
 def test_row_order(assay):
     t, d = _data()
     rep = assay.evaluate(
-        t, label="label", score="score", weight="w",
+        t,
+        label="label",
+        score="score",
+        weight="w",
         slices=["device", "country", ("country", "device"), assay.bins("age", edges=EDGES)],
         metrics=["accuracy"],
     )
@@ -88,13 +105,28 @@ def test_row_order(assay):
     masks = (
         [np.ones(len(age), bool), d["device"] == "desktop", d["device"] == "mobile"]
         + [d["country"] == c for c in ["BR", "DE", "US"]]
-        + [(d["country"] == c) & (d["device"] == v) for c in ["BR", "DE", "US"] for v in ["desktop", "mobile"]]
-        + [(age >= 0) & (age < 31), (age >= 31) & (age < 45), (age >= 45) & (age < 60), (age >= 60) & (age <= 100)]
+        + [
+            (d["country"] == c) & (d["device"] == v)
+            for c in ["BR", "DE", "US"]
+            for v in ["desktop", "mobile"]
+        ]
+        + [
+            (age >= 0) & (age < 31),
+            (age >= 31) & (age < 45),
+            (age >= 45) & (age < 60),
+            (age >= 60) & (age <= 100),
+        ]
     )
     assert tab["n"].to_list() == [int(m.sum()) for m in masks]
-    np.testing.assert_allclose(tab["weight_sum"].to_numpy(), [d["w"][m].sum() for m in masks], rtol=1e-12)
-    for r, m in zip(tab.to_dicts(), masks):
-        assert_value(r["accuracy"], reference(d["y"][m], d["s"][m], d["w"][m], 0.5, ["accuracy"])["accuracy"], r["slice"])
+    np.testing.assert_allclose(
+        tab["weight_sum"].to_numpy(), [d["w"][m].sum() for m in masks], rtol=1e-12
+    )
+    for r, m in zip(tab.to_dicts(), masks, strict=True):
+        assert_value(
+            r["accuracy"],
+            reference(d["y"][m], d["s"][m], d["w"][m], 0.5, ["accuracy"])["accuracy"],
+            r["slice"],
+        )
 
 
 def test_long_form(assay):
@@ -112,7 +144,7 @@ def test_long_form(assay):
     assert long.columns == ["slice", "metric", "value", "note"]
     assert long.dtypes == [pl.String, pl.String, pl.Float64, pl.String]
     assert long.height == tab.height * len(ALL_METRICS)
-    pairs = set(zip(long["slice"].to_list(), long["metric"].to_list()))
+    pairs = set(zip(long["slice"].to_list(), long["metric"].to_list(), strict=True))
     assert pairs == {(s, m) for s in tab["slice"].to_list() for m in ALL_METRICS}
     rows = rows_by_slice(rep)
     n_null = 0
@@ -124,10 +156,20 @@ def test_long_form(assay):
         else:
             assert r["note"] is None or r["note"] == "", r
             assert not math.isnan(r["value"])
-    # g=a has no positives: recall, fnr, average_precision, roc_auc, balanced_accuracy, mcc... are null
+    # g=a has no positives: recall, fnr, average_precision, roc_auc, balanced_accuracy,
+    # mcc... are null
     assert n_null >= 6
     a_rows = {r["metric"]: r for r in long.filter(pl.col("slice") == "g=a").to_dicts()}
-    for m in ("recall", "fnr", "average_precision", "roc_auc", "balanced_accuracy", "mcc", "precision", "f1"):
+    for m in (
+        "recall",
+        "fnr",
+        "average_precision",
+        "roc_auc",
+        "balanced_accuracy",
+        "mcc",
+        "precision",
+        "f1",
+    ):
         assert a_rows[m]["value"] is None, m
         assert a_rows[m]["note"], m
     assert a_rows["specificity"]["value"] == pytest.approx(1.0)
@@ -171,8 +213,12 @@ def test_min_slice_size_never_hides_overall(assay):
 def test_exports_round_trip(assay):
     t, _ = _data(n=80, seed=3)
     rep = assay.evaluate(
-        t, label="label", score="score", weight="w",
-        slices=["country", assay.bins("age", edges=EDGES)], min_slice_size=3,
+        t,
+        label="label",
+        score="score",
+        weight="w",
+        slices=["country", assay.bins("age", edges=EDGES)],
+        min_slice_size=3,
     )
     tab = rep.table
     # to_arrow
@@ -197,13 +243,13 @@ def test_exports_round_trip(assay):
             assert j["dropped"] == rep.dropped
     elif isinstance(j, dict):
         assert list(j) == tab.columns
-        records = [dict(zip(j, vals)) for vals in zip(*j.values())]
+        records = [dict(zip(j, vals, strict=True)) for vals in zip(*j.values(), strict=True)]
     else:
         assert isinstance(j, list)
         records = j
     expected = tab.to_dicts()
     assert len(records) == len(expected)
-    for got, exp in zip(records, expected):
+    for got, exp in zip(records, expected, strict=True):
         assert list(got) == list(exp)
         for k, v in exp.items():
             if isinstance(v, float):
@@ -233,7 +279,11 @@ def test_fbeta(assay):
     assert assay.fbeta(0.5) == "f0.5"
     t, d = _data(n=200, seed=9)
     rep = assay.evaluate(
-        t, label="label", score="score", weight="w", slices=["country"],
+        t,
+        label="label",
+        score="score",
+        weight="w",
+        slices=["country"],
         metrics=[assay.fbeta(2.0), "f0.5", "f1", "f3"],
         threshold=0.4,
     )

@@ -32,13 +32,11 @@ class Bins:
         """The bin edges for this input (computed from the data when not given)."""
         if self.edges is not None:
             return list(self.edges)
-        if source.column is None:
-            raise InvalidArgumentError(
-                f"assay.bins({self.column!r}, {self.n}) must read the column before the pass, "
-                "but this input can be read only once; pass explicit edges: "
-                f"assay.bins({self.column!r}, edges=[...])"
-            )
-        return _native.bin_edges(source.column(self.column), self.column, self.n, self.strategy)
+        stream = source.read_column(
+            self.column,
+            f"assay.bins({self.column!r}, {self.n}) (give explicit edges= for a one-shot stream)",
+        )
+        return _native.bin_edges(stream, self.column, self.n, self.strategy)
 
 
 def bins(
@@ -234,7 +232,7 @@ def evaluate(
     >>> rep.table["slice"].to_list()
     ['overall', 'country=BR', 'country=DE', 'country=US']
     >>> round(rep.table["roc_auc"][0], 3)
-    0.836
+    0.814
     """
     if not isinstance(label, str) or not isinstance(score, str):
         raise InvalidArgumentError("label and score must be column names (str)")
@@ -259,7 +257,7 @@ def evaluate(
     source = to_source(data)
     spec = _slices(slices, source)
     table, notes, rows, dropped = _native.evaluate(
-        source.stream,
+        source.open(),
         label,
         score,
         weight,

@@ -15,22 +15,39 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import InvalidArgumentError, InvalidInputError, SchemaError
+from .errors import ColumnNotFoundError, InvalidArgumentError, InvalidInputError, SchemaError
 
 
 @dataclass
 class Source:
     """One input, ready to be streamed once and (when it is in memory) re-read per column."""
 
-    stream: Any
-    """An object exposing ``__arrow_c_stream__``."""
+    open: Callable[[], Any]
+    """Returns an object exposing ``__arrow_c_stream__`` (called once, after bins are resolved)."""
     column: Callable[[str], Any] | None
     """Returns a one-column stream for bin edges, or None when the input can be read only once."""
-    streamed: bool
+    names: list[str] | None
+    """The column names, where they are known before the pass."""
+
+    def read_column(self, name: str, purpose: str) -> Any:
+        """A one-column stream of ``name``, with a typed error when it cannot be had."""
+        if self.names is not None and name not in self.names:
+            raise ColumnNotFoundError(
+                f"column {name!r} not found; available columns: "
+                + ", ".join(repr(n) for n in self.names),
+                name,
+            )
+        if self.column is None:
+            raise InvalidArgumentError(
+                f"{purpose} must read column {name!r} before the pass, but this input can be "
+                "read only once"
+            )
+        return self.column(name)
 
 
 def _table_source(table: pa.Table) -> Source:
-    return Source(stream=table, column=lambda c: table.select([c]), streamed=False)
+    return Source(open=lambda: table, column=lambda c: table.select([c]),
+                  names=table.schema.names)
 
 
 def _dict_source(data: Mapping[str, Any]) -> Source:
@@ -73,13 +90,18 @@ def _path_source(path: str | os.PathLike[str]) -> Source:
         )
     dataset = ds.dataset(p, format=fmt)
     return Source(
-        stream=dataset.scanner().to_reader(),
+        open=lambda: dataset.scanner().to_reader(),
         column=lambda c: dataset.to_table(columns=[c]),
-        streamed=True,
+        names=dataset.schema.names,
     )
 
 
 def _lazyframe_source(lf: Any) -> Source:
+    return Source(open=lambda: _lazyframe_reader(lf), column=lambda c: lf.select(c).collect(),
+                  names=lf.collect_schema().names())
+
+
+def _lazyframe_reader(lf: Any) -> pa.RecordBatchReader:
     def batches() -> Any:
         for df in lf.collect_batches():
             yield from df.to_arrow().to_batches()
@@ -96,7 +118,20 @@ def _lazyframe_source(lf: Any) -> Source:
                 yield b.cast(first.schema) if b.schema != first.schema else b
 
         reader = pa.RecordBatchReader.from_batches(first.schema, chained())
-    return Source(stream=reader, column=lambda c: lf.select(c).collect(), streamed=True)
+    return reader
+
+
+def _duckdb_source(rel: Any) -> Source:
+    def reader() -> Any:
+        if hasattr(rel, "to_arrow_reader"):
+            return rel.to_arrow_reader()
+        return rel.fetch_arrow_reader()
+
+    def column(c: str) -> Any:
+        one = rel.select(c)
+        return one.to_arrow_table() if hasattr(one, "to_arrow_table") else one.arrow()
+
+    return Source(open=reader, column=column, names=list(rel.columns))
 
 
 def to_source(data: Any) -> Source:
@@ -107,7 +142,7 @@ def to_source(data: Any) -> Source:
     if isinstance(data, pa.RecordBatch):
         return _table_source(pa.Table.from_batches([data]))
     if isinstance(data, pa.RecordBatchReader):
-        return Source(stream=data, column=None, streamed=True)
+        return Source(open=lambda: data, column=None, names=data.schema.names)
     if isinstance(data, (str, os.PathLike)):
         return _path_source(data)
     if isinstance(data, Mapping):
@@ -122,10 +157,9 @@ def to_source(data: Any) -> Source:
     if mod == "pandas":
         return _table_source(pa.Table.from_pandas(data, preserve_index=False))
     if mod == "duckdb":
-        return Source(stream=data.fetch_arrow_reader(), column=lambda c: data.select(c).arrow(),
-                      streamed=True)
+        return _duckdb_source(data)
     if hasattr(data, "__arrow_c_stream__"):
-        return Source(stream=data, column=None, streamed=True)
+        return Source(open=lambda: data, column=None, names=None)
     raise InvalidArgumentError(
         f"cannot evaluate an object of type {type(data).__name__}: pass a pyarrow Table or "
         "RecordBatchReader, a polars DataFrame or LazyFrame, a pandas DataFrame, a duckdb "

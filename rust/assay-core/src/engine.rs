@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::error::{invalid, AssayError, Result};
 use crate::input::{check_label_type, check_numeric_type, column_index, f64_values, validity};
 use crate::metrics::{rank_value, Metric, RankSums, TOO_SMALL};
-use crate::rank::{rank_sums, rank_sums_binned, sort_descending};
+use crate::rank::{rank_sums, rank_sums_binned};
 use crate::report::{build_report, Report, ReportRow};
 use crate::slicing::{SliceSpec, Slicer};
 use crate::state::{ChunkState, RankRows};
@@ -322,16 +322,7 @@ where
     total.resize(&n_ids, plan.hist_bins);
 
     let ranks: Vec<Vec<RankSums>> = if plan.exact_rank {
-        pool.install(|| {
-            let order = sort_descending(&rank.scores);
-            (0..=n_specs)
-                .into_par_iter()
-                .map(|k| {
-                    let ids = if k == 0 { None } else { Some(rank.ids[k - 1].as_slice()) };
-                    rank_sums(&order, &rank.labels, &rank.weights, ids, n_ids[k])
-                })
-                .collect()
-        })
+        pool.install(|| rank_sums(&rank, &n_ids))
     } else if plan.hist_bins > 0 {
         let b = plan.hist_bins;
         total

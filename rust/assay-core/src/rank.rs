@@ -9,9 +9,65 @@
 use rayon::prelude::*;
 
 use crate::metrics::RankSums;
+use crate::state::{big_vec, RankRows};
 
-/// A sort record: the descending key of the score and the row position.
-type Rec = (u64, u64);
+/// A sort record: the descending-order key of the score, `row << 1 | label`, and (weighted
+/// jobs only) the weight. Carrying label and weight keeps passes over the sorted order
+/// sequential; unweighted jobs use 16-byte records to move a third less memory.
+pub trait Rec: Copy + Default + Send + Sync {
+    fn new(key: u64, tag: u64, w: f64) -> Self;
+    fn key(&self) -> u64;
+    fn tag(&self) -> u64;
+    fn w(&self) -> f64;
+    #[inline]
+    fn order(&self) -> (u64, u64) {
+        (self.key(), self.tag())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unweighted(u64, u64);
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Weighted(u64, u64, f64);
+
+impl Rec for Unweighted {
+    #[inline]
+    fn new(key: u64, tag: u64, _: f64) -> Self {
+        Unweighted(key, tag)
+    }
+    #[inline]
+    fn key(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn tag(&self) -> u64 {
+        self.1
+    }
+    #[inline]
+    fn w(&self) -> f64 {
+        1.0
+    }
+}
+
+impl Rec for Weighted {
+    #[inline]
+    fn new(key: u64, tag: u64, w: f64) -> Self {
+        Weighted(key, tag, w)
+    }
+    #[inline]
+    fn key(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn tag(&self) -> u64 {
+        self.1
+    }
+    #[inline]
+    fn w(&self) -> f64 {
+        self.2
+    }
+}
 
 /// Maps a finite f64 to a u64 whose ascending order is the descending order of the scores.
 #[inline]
@@ -22,86 +78,171 @@ fn descending_key(x: f64) -> u64 {
     !asc
 }
 
-struct SyncPtr(*mut Rec);
-unsafe impl Sync for SyncPtr {}
-unsafe impl Send for SyncPtr {}
+struct SyncPtr<T>(*mut T);
+unsafe impl<T> Sync for SyncPtr<T> {}
+unsafe impl<T> Send for SyncPtr<T> {}
 
-/// Row positions sorted by descending score, ties by ascending position, with their keys.
-pub fn sort_descending(scores: &[f64]) -> Vec<Rec> {
-    let n = scores.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    let (lo, hi) = scores
-        .par_iter()
-        .fold(|| (f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)))
-        .reduce(|| (f64::INFINITY, f64::NEG_INFINITY), |(a, b), (c, d)| (a.min(c), b.max(d)));
-    let range = hi - lo;
-    let buckets = if range.is_finite() && range > 0.0 { (n / 32).clamp(1, 1 << 22) } else { 1 };
-    let scale = buckets as f64 / range;
-    // The bucket is a non-decreasing function of the score (each step rounds monotonically),
-    // so sorting within buckets yields the global order.
-    let bucket_of = |x: f64| -> usize {
-        if buckets == 1 {
-            return 0;
-        }
-        let b = ((x - lo) * scale) as usize;
-        buckets - 1 - b.min(buckets - 1)
-    };
+/// Fixed number of parts for parallel scatters: positions depend on it, never on the threads.
+const PARTS: usize = 16;
 
-    let parts = rayon::current_num_threads().max(1);
-    let part_len = n.div_ceil(parts);
-    let hists: Vec<Vec<u32>> = (0..parts)
+/// Stable counting scatter of `n` items into buckets: item `i` goes to bucket `bucket(i)` and
+/// is built by `make(i)`. Items keep their relative order within a bucket. Returns the bucket
+/// start offsets (length `buckets + 1`).
+fn scatter<T: Copy + Send + Sync + Default>(
+    n: usize,
+    buckets: usize,
+    bucket: impl Fn(usize) -> usize + Sync,
+    make: impl Fn(usize) -> T + Sync,
+    out: &mut Vec<T>,
+) -> Vec<usize> {
+    let part_len = n.div_ceil(PARTS).max(1);
+    let range = |p: usize| (p * part_len).min(n)..((p + 1) * part_len).min(n);
+    let hists: Vec<Vec<usize>> = (0..PARTS)
         .into_par_iter()
         .map(|p| {
-            let mut h = vec![0u32; buckets];
-            for x in &scores[(p * part_len).min(n)..((p + 1) * part_len).min(n)] {
-                h[bucket_of(*x)] += 1;
+            let mut h = vec![0usize; buckets];
+            for i in range(p) {
+                h[bucket(i)] += 1;
             }
             h
         })
         .collect();
-    // offsets[p][b]: where part p starts writing bucket b.
-    let mut offsets = vec![vec![0usize; buckets]; parts];
+    let mut offsets = vec![vec![0usize; buckets]; PARTS];
     let mut starts = Vec::with_capacity(buckets + 1);
     let mut acc = 0usize;
     for b in 0..buckets {
         starts.push(acc);
-        for p in 0..parts {
+        for p in 0..PARTS {
             offsets[p][b] = acc;
-            acc += hists[p][b] as usize;
+            acc += hists[p][b];
         }
     }
     starts.push(acc);
-    drop(hists);
-
-    let mut out: Vec<Rec> = Vec::with_capacity(n);
+    if out.capacity() < n {
+        *out = big_vec(n);
+    }
+    out.clear();
     let ptr = SyncPtr(out.as_mut_ptr());
     offsets.into_par_iter().enumerate().for_each(|(p, mut off)| {
         let ptr = &ptr;
-        let base = (p * part_len).min(n);
-        for (j, x) in scores[base..((p + 1) * part_len).min(n)].iter().enumerate() {
-            let b = bucket_of(*x);
-            // SAFETY: the offsets give every (part, bucket) a disjoint range of [0, n), and
-            // each part writes exactly its histogram's count into each bucket.
-            unsafe { ptr.0.add(off[b]).write((descending_key(*x), (base + j) as u64)) };
+        for i in range(p) {
+            let b = bucket(i);
+            // SAFETY: the offsets give every (part, bucket) pair a disjoint range of [0, n)
+            // sized by that part's histogram, so each slot is written exactly once.
+            unsafe { ptr.0.add(off[b]).write(make(i)) };
             off[b] += 1;
         }
     });
     // SAFETY: all n slots were written above.
     unsafe { out.set_len(n) };
+    starts
+}
 
-    let mut slices: Vec<&mut [Rec]> = Vec::with_capacity(buckets);
-    let mut rest: &mut [Rec] = &mut out;
-    for b in 0..buckets {
-        let (head, tail) = rest.split_at_mut(starts[b + 1] - starts[b]);
-        if head.len() > 1 {
-            slices.push(head);
+// 8 bits a pass: 256 write streams stay within the TLB and the L1 write buffers.
+const RADIX_BITS: u32 = 8;
+const SMALL: usize = 48;
+
+/// MSD radix sort by (key, tag) of the records in `a`, skipping the key bits they all share.
+/// `b` is scratch of the same length; the sorted records end in `a` when `into_a`, else in `b`.
+fn msd_sort<R: Rec>(a: &mut [R], b: &mut [R], into_a: bool) {
+    let n = a.len();
+    let (lo, hi) = a.iter().fold((u64::MAX, 0u64), |(x, y), r| (x.min(r.key()), y.max(r.key())));
+    if n <= SMALL || lo == hi {
+        a.sort_unstable_by_key(R::order);
+        if !into_a {
+            b.copy_from_slice(a);
         }
-        rest = tail;
+        return;
     }
-    slices.into_par_iter().with_min_len(64).for_each(|s| s.sort_unstable());
-    out
+    let top = 64 - (lo ^ hi).leading_zeros();
+    let shift = top.saturating_sub(RADIX_BITS);
+    let buckets = 1usize << (top - shift);
+    let mask = (buckets - 1) as u64;
+    let digit = |r: &R| ((r.key() >> shift) & mask) as usize;
+    let mut next = [0usize; 1 << RADIX_BITS];
+    for r in a.iter() {
+        next[digit(r)] += 1;
+    }
+    let mut starts = [0usize; (1 << RADIX_BITS) + 1];
+    for d in 0..buckets {
+        starts[d + 1] = starts[d] + next[d];
+        next[d] = starts[d];
+    }
+    for r in a.iter() {
+        let d = digit(r);
+        b[next[d]] = *r;
+        next[d] += 1;
+    }
+    for d in 0..buckets {
+        let (s, e) = (starts[d], starts[d + 1]);
+        match e - s {
+            0 => {}
+            1 => {
+                if into_a {
+                    a[s] = b[s];
+                }
+            }
+            _ => msd_sort(&mut b[s..e], &mut a[s..e], !into_a),
+        }
+    }
+}
+
+/// Sorts every group `starts[g]..starts[g+1]` of `recs` in parallel (`tmp`: scratch).
+fn sort_groups<R: Rec>(recs: &mut [R], tmp: &mut [R], starts: &[usize]) {
+    let mut groups: Vec<(&mut [R], &mut [R])> = Vec::with_capacity(starts.len());
+    let (mut rest, mut rest_tmp) = (recs, tmp);
+    for g in starts.windows(2) {
+        let (a, b) = rest.split_at_mut(g[1] - g[0]);
+        let (c, d) = rest_tmp.split_at_mut(g[1] - g[0]);
+        groups.push((a, c));
+        rest = b;
+        rest_tmp = d;
+    }
+    groups.into_par_iter().with_max_len(1).for_each(|(g, t)| msd_sort(g, t, true));
+}
+
+/// Buffers reused by every spec of a job, so that only the first sort pays for fresh pages.
+struct Buffers<R> {
+    recs: Vec<R>,
+    tmp: Vec<R>,
+}
+
+/// Sorts the rows of every slice of one spec by descending score (ties by row position) and
+/// returns the group starts; the overall slice (`ids = None`) is split by score value instead,
+/// so that its sort runs in parallel too.
+fn sorted_groups<R: Rec>(rows: &RankRows, ids: Option<&[u32]>, n_ids: usize, buf: &mut Buffers<R>) -> Vec<usize> {
+    let n = rows.len();
+    let make = |i: usize| {
+        let w = if rows.weights.is_empty() { 1.0 } else { rows.weights[i] };
+        R::new(descending_key(rows.scores[i]), ((i as u64) << 1) | rows.labels[i] as u64, w)
+    };
+    let starts = match ids {
+        Some(ids) => {
+            let starts = scatter(n, n_ids, |i| ids[i] as usize, make, &mut buf.recs);
+            sort_groups(&mut buf.recs, &mut buf.tmp, &starts);
+            return starts;
+        }
+        None => {
+            // Equal-width buckets over [min, max] are a non-decreasing function of the score
+            // (each float operation rounds monotonically), so sorting within buckets gives
+            // the global order, and typical scores spread evenly over them.
+            let (lo, hi) = rows
+                .scores
+                .par_iter()
+                .fold(|| (f64::INFINITY, f64::NEG_INFINITY), |(a, b), s| (a.min(*s), b.max(*s)))
+                .reduce(|| (f64::INFINITY, f64::NEG_INFINITY), |(a, b), (c, d)| (a.min(c), b.max(d)));
+            let range = hi - lo;
+            let buckets = if range.is_finite() && range > 0.0 { 1usize << RADIX_BITS } else { 1 };
+            let scale = buckets as f64 / range;
+            let bucket = |i: usize| {
+                let b = ((rows.scores[i] - lo) * scale) as usize;
+                buckets - 1 - b.min(buckets - 1)
+            };
+            scatter(n, buckets, bucket, make, &mut buf.recs)
+        }
+    };
+    sort_groups(&mut buf.recs, &mut buf.tmp, &starts);
+    vec![0, n]
 }
 
 #[derive(Clone, Copy, Default)]
@@ -113,7 +254,6 @@ struct Running {
     auc_pairs: f64,
     ap_sum: f64,
     tied_pairs: f64,
-    touched: bool,
 }
 
 impl Running {
@@ -129,7 +269,6 @@ impl Running {
         }
         self.run_pos = 0.0;
         self.run_neg = 0.0;
-        self.touched = false;
     }
 
     fn sums(&self) -> RankSums {
@@ -143,36 +282,50 @@ impl Running {
     }
 }
 
-/// Rank sums of every slice of one spec (`ids = None`: the overall slice) over the sorted order.
-pub fn rank_sums(order: &[Rec], labels: &[u8], weights: &[f64], ids: Option<&[u32]>, n_ids: usize) -> Vec<RankSums> {
-    let mut acc = vec![Running::default(); n_ids.max(1)];
-    let mut touched: Vec<u32> = Vec::new();
+/// Rank sums of one run of records sorted by descending score.
+fn sorted_sums<R: Rec>(recs: &[R]) -> RankSums {
+    let mut r = Running::default();
     let mut i = 0;
-    while i < order.len() {
-        let key = order[i].0;
-        let mut j = i;
-        while j < order.len() && order[j].0 == key {
-            let row = order[j].1 as usize;
-            let s = ids.map_or(0, |ids| ids[row]);
-            let w = if weights.is_empty() { 1.0 } else { weights[row] };
-            let a = &mut acc[s as usize];
-            if labels[row] == 1 {
-                a.run_pos += w;
+    while i < recs.len() {
+        let key = recs[i].key();
+        while i < recs.len() && recs[i].key() == key {
+            if recs[i].tag() & 1 == 1 {
+                r.run_pos += recs[i].w();
             } else {
-                a.run_neg += w;
+                r.run_neg += recs[i].w();
             }
-            if !a.touched {
-                a.touched = true;
-                touched.push(s);
-            }
-            j += 1;
+            i += 1;
         }
-        for s in touched.drain(..) {
-            acc[s as usize].close_group();
-        }
-        i = j;
+        r.close_group();
     }
-    acc.iter().map(Running::sums).collect()
+    r.sums()
+}
+
+/// Rank sums of every slice of every spec: `n_ids[0]` is the overall slice (ids `None`),
+/// `n_ids[k]` the slices of `rows.ids[k - 1]`. Each slice's rows are sorted once. The result does
+/// not depend on the thread count.
+pub fn rank_sums(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
+    if rows.weights.is_empty() {
+        rank_sums_with::<Unweighted>(rows, n_ids)
+    } else {
+        rank_sums_with::<Weighted>(rows, n_ids)
+    }
+}
+
+fn rank_sums_with<R: Rec>(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
+    let n = rows.len();
+    let mut buf = Buffers { recs: big_vec(n), tmp: big_vec(n) };
+    buf.tmp.resize(n, R::default());
+    n_ids
+        .iter()
+        .enumerate()
+        .map(|(k, n_ids)| {
+            let ids = if k == 0 { None } else { Some(rows.ids[k - 1].as_slice()) };
+            let starts = sorted_groups(rows, ids, *n_ids, &mut buf);
+            let recs = &buf.recs;
+            starts.par_windows(2).map(|g| sorted_sums(&recs[g[0]..g[1]])).collect()
+        })
+        .collect()
 }
 
 /// Rank sums from a score histogram laid out as `[bin * 2 + label]`, bins ascending in score;
@@ -210,14 +363,31 @@ mod tests {
         num / (p * n)
     }
 
+    fn rows(scores: Vec<f64>, labels: Vec<u8>) -> RankRows {
+        RankRows { scores, labels, ..Default::default() }
+    }
+
     #[test]
-    fn sort_is_descending_and_unique() {
-        let scores: Vec<f64> = (0..10_000).map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.3).collect();
-        let order = sort_descending(&scores);
-        assert_eq!(order.len(), scores.len());
-        for w in order.windows(2) {
-            let (a, b) = (scores[w[0].1 as usize], scores[w[1].1 as usize]);
-            assert!(a > b || (a == b && w[0].1 < w[1].1));
+    fn groups_are_sorted_descending_and_unique() {
+        let n = 20_000;
+        let scores: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.3).collect();
+        let labels = vec![0u8; n];
+        let ids: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let r = rows(scores.clone(), labels);
+        for (ids, n_ids) in [(None, 1), (Some(ids.as_slice()), 3)] {
+            let mut buf = Buffers::<Weighted> { recs: Vec::new(), tmp: vec![Weighted::default(); n] };
+            let starts = sorted_groups(&r, ids, n_ids, &mut buf);
+            let recs = &buf.recs;
+            assert_eq!(recs.len(), n);
+            for g in starts.windows(2) {
+                for w in recs[g[0]..g[1]].windows(2) {
+                    let (a, b) = ((w[0].tag() >> 1) as usize, (w[1].tag() >> 1) as usize);
+                    assert!(scores[a] > scores[b] || (scores[a] == scores[b] && a < b));
+                    if let Some(ids) = ids {
+                        assert_eq!(ids[a], ids[b]);
+                    }
+                }
+            }
         }
     }
 
@@ -231,8 +401,7 @@ mod tests {
     fn auc_matches_brute_force_with_ties() {
         let scores: Vec<f64> = (0..300).map(|i| ((i * 37) % 11) as f64 / 10.0).collect();
         let labels: Vec<u8> = (0..300).map(|i| ((i * 13) % 7 < 3) as u8).collect();
-        let order = sort_descending(&scores);
-        let r = rank_sums(&order, &labels, &[], None, 1)[0];
+        let r = rank_sums(&rows(scores.clone(), labels.clone()), &[1])[0][0];
         let auc = r.auc_pairs / (r.pos * r.neg);
         assert!((auc - brute_auc(&scores, &labels)).abs() < 1e-12);
     }

@@ -116,6 +116,43 @@ impl ChunkState {
     }
 }
 
+/// A vector with room for `capacity` items. Large buffers ask the kernel for transparent huge
+/// pages: first-touch page faults otherwise dominate a pass over hundreds of megabytes.
+pub fn big_vec<T>(capacity: usize) -> Vec<T> {
+    let v = Vec::with_capacity(capacity);
+    advise_huge(&v);
+    v
+}
+
+/// Reserves room for `additional` more items, advising huge pages when the buffer moved.
+pub fn reserve_big<T>(v: &mut Vec<T>, additional: usize) {
+    let before = v.capacity();
+    v.reserve(additional);
+    if v.capacity() != before {
+        advise_huge(v);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge<T>(v: &Vec<T>) {
+    const HUGE: usize = 1 << 21;
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if bytes < 4 * HUGE {
+        return;
+    }
+    let p = v.as_ptr() as usize;
+    let start = (p + HUGE - 1) & !(HUGE - 1);
+    let end = (p + bytes) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE only
+        // changes how the kernel backs it, never its contents. Failure is harmless.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge<T>(_: &Vec<T>) {}
+
 /// The rows kept for exact rank metrics: they must be sorted, so they cannot be summarized.
 #[derive(Clone, Debug, Default)]
 pub struct RankRows {
@@ -137,6 +174,12 @@ impl RankRows {
 
     /// Appends `o` after the rows already held (row order is global row order).
     pub fn append(&mut self, o: RankRows) {
+        reserve_big(&mut self.scores, o.scores.len());
+        reserve_big(&mut self.labels, o.labels.len());
+        reserve_big(&mut self.weights, o.weights.len());
+        for (a, b) in self.ids.iter_mut().zip(&o.ids) {
+            reserve_big(a, b.len());
+        }
         self.scores.extend_from_slice(&o.scores);
         self.labels.extend_from_slice(&o.labels);
         self.weights.extend_from_slice(&o.weights);
