@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import doctest
 
+import pytest
+
 import assay
 import assay._evaluate
 import assay.report
-import pytest
 
 
 @pytest.mark.parametrize("module", [assay._evaluate, assay.report], ids=lambda m: m.__name__)
@@ -36,6 +37,7 @@ def test_cli_evaluate_file(tmp_path, capsys):
     import json
 
     import pyarrow.parquet as pq
+
     from assay.cli import main
     from assay.demo import make_data
 
@@ -60,6 +62,7 @@ def test_cli_evaluate_file(tmp_path, capsys):
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     import pyarrow.parquet as pq
+
     from assay.cli import main
     from assay.demo import make_data
 

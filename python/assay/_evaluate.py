@@ -142,7 +142,9 @@ def _threads(n_threads: int | None) -> int | None:
         try:
             n_threads = int(env)
         except ValueError:
-            raise InvalidArgumentError(f"ASSAY_NUM_THREADS must be an integer, got {env!r}") from None
+            raise InvalidArgumentError(
+                f"ASSAY_NUM_THREADS must be an integer, got {env!r}"
+            ) from None
     if not isinstance(n_threads, numbers.Integral) or isinstance(n_threads, bool) or n_threads < 1:
         raise InvalidArgumentError(f"n_threads must be a positive integer, got {n_threads!r}")
     return int(n_threads)

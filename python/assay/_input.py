@@ -45,9 +45,14 @@ class Source:
         return self.column(name)
 
 
+# In-memory tables are handed over in slices of this many rows (zero-copy): the engine checks
+# for Ctrl-C between batches, so a long job stays interruptible.
+_BATCH_ROWS = 1 << 20
+
+
 def _table_source(table: pa.Table) -> Source:
-    return Source(open=lambda: table, column=lambda c: table.select([c]),
-                  names=table.schema.names)
+    return Source(open=lambda: table.to_reader(max_chunksize=_BATCH_ROWS),
+                  column=lambda c: table.select([c]), names=table.schema.names)
 
 
 def _dict_source(data: Mapping[str, Any]) -> Source:

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+__all__ = ["evaluate", "bin_edges", "default_metrics", "metric_name", "__version__", "DEBUG_BUILD"]
+
 __version__: str
 DEBUG_BUILD: bool
 

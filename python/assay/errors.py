@@ -28,7 +28,8 @@ class ColumnNotFoundError(AssayError, KeyError):
 
 
 class SchemaError(AssayError, TypeError):
-    """A column has a type that cannot serve its role (e.g. a float column as a categorical slice)."""
+    """A column has a type that cannot serve its role (e.g. a float column as a categorical
+    slice)."""
 
 
 class InvalidInputError(AssayError, ValueError):

@@ -32,11 +32,26 @@ class Report:
         dropped: int,
     ) -> None:
         self._arrow = pa.Table.from_batches([table])
-        self.table: pl.DataFrame = pl.from_arrow(self._arrow)  # type: ignore[assignment]
-        self.notes: pl.DataFrame = pl.from_arrow(notes)  # type: ignore[assignment]
+        self._notes_arrow = notes
+        self._table: pl.DataFrame | None = None
+        self._notes: pl.DataFrame | None = None
         self.metrics = list(metrics)
         self.rows = int(rows)
         self.dropped = int(dropped)
+
+    # The polars frames are built on first use: polars' thread pool does not survive fork(),
+    # so a process that only needs the Arrow result never starts it.
+    @property
+    def table(self) -> pl.DataFrame:
+        if self._table is None:
+            self._table = pl.from_arrow(self._arrow)  # type: ignore[assignment]
+        return self._table  # type: ignore[return-value]
+
+    @property
+    def notes(self) -> pl.DataFrame:
+        if self._notes is None:
+            self._notes = pl.from_arrow(self._notes_arrow)  # type: ignore[assignment]
+        return self._notes  # type: ignore[return-value]
 
     def long(self) -> pl.DataFrame:
         """One row per (slice, metric): ``slice``, ``metric``, ``value``, ``note``.

@@ -15,16 +15,32 @@ fn main() {
     let scores: Vec<f64> = (0..n).map(|_| next()).collect();
     let labels: Vec<u8> = (0..n).map(|_| (next() < 0.1) as u8).collect();
     let ids: Vec<u32> = (0..n).map(|_| (next() * 100.0) as u32).collect();
-    let rows = RankRows { scores, labels, weights: vec![], ids: vec![ids] };
+    let rows = RankRows {
+        scores,
+        labels,
+        weights: vec![],
+        ids: vec![ids],
+    };
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let t = Instant::now();
             let r = rank_sums(&rows, &[1]);
-            println!("{threads} threads: overall {:?} auc={}", t.elapsed(), r[0][0].auc_pairs / (r[0][0].pos * r[0][0].neg));
+            println!(
+                "{threads} threads: overall {:?} auc={}",
+                t.elapsed(),
+                r[0][0].auc_pairs / (r[0][0].pos * r[0][0].neg)
+            );
             let t = Instant::now();
             let r = rank_sums(&rows, &[1, 100]);
-            println!("{threads} threads: overall + 100 slices {:?} auc0={}", t.elapsed(), r[1][0].auc_pairs / (r[1][0].pos * r[1][0].neg));
+            println!(
+                "{threads} threads: overall + 100 slices {:?} auc0={}",
+                t.elapsed(),
+                r[1][0].auc_pairs / (r[1][0].pos * r[1][0].neg)
+            );
         });
     }
 }

@@ -59,18 +59,27 @@ pub struct EvalSpec {
 impl EvalSpec {
     fn validate(&self) -> Result<()> {
         if !self.threshold.is_finite() {
-            return Err(AssayError::InvalidArgument(format!("threshold must be a finite number, got {}", self.threshold)));
+            return Err(AssayError::InvalidArgument(format!(
+                "threshold must be a finite number, got {}",
+                self.threshold
+            )));
         }
         if self.metrics.is_empty() {
-            return Err(AssayError::InvalidArgument("metrics must name at least one metric".into()));
+            return Err(AssayError::InvalidArgument(
+                "metrics must name at least one metric".into(),
+            ));
         }
         if let AucMode::Binned(b) = self.auc {
             if !(2..=1 << 20).contains(&b) {
-                return Err(AssayError::InvalidArgument(format!("auc_bins must be in [2, 2^20], got {b}")));
+                return Err(AssayError::InvalidArgument(format!(
+                    "auc_bins must be in [2, 2^20], got {b}"
+                )));
             }
         }
         if self.n_threads == Some(0) {
-            return Err(AssayError::InvalidArgument("n_threads must be at least 1".into()));
+            return Err(AssayError::InvalidArgument(
+                "n_threads must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -113,7 +122,10 @@ fn update_piece(
     let (mut lb, mut sb, mut wb) = (Vec::new(), Vec::new(), Vec::new());
     let labels = f64_values(&cols.label, lo, hi, &mut lb);
     let scores = f64_values(&cols.score, lo, hi, &mut sb);
-    let weights = cols.weight.as_ref().map(|(w, _)| f64_values(w, lo, hi, &mut wb));
+    let weights = cols
+        .weight
+        .as_ref()
+        .map(|(w, _)| f64_values(w, lo, hi, &mut wb));
     let drop = spec.nan_policy == NanPolicy::Drop;
     let mut dropped = 0;
     let bins = plan.hist_bins;
@@ -132,8 +144,17 @@ fn update_piece(
             return Err(if label_missing {
                 invalid(&spec.label, format!("null or NaN label at row {row}; pass nan_policy=\"drop\" to drop such rows"))
             } else {
-                let what = if score_missing { "null".to_string() } else { s.to_string() };
-                invalid(&spec.score, format!("score is {what} at row {row}; pass nan_policy=\"drop\" to drop such rows"))
+                let what = if score_missing {
+                    "null".to_string()
+                } else {
+                    s.to_string()
+                };
+                invalid(
+                    &spec.score,
+                    format!(
+                        "score is {what} at row {row}; pass nan_policy=\"drop\" to drop such rows"
+                    ),
+                )
             });
         }
         let yb = if y == 1.0 {
@@ -141,7 +162,10 @@ fn update_piece(
         } else if y == 0.0 {
             false
         } else {
-            return Err(invalid(&spec.label, format!("labels must be 0 or 1 (or booleans); found {y} at row {row}")));
+            return Err(invalid(
+                &spec.label,
+                format!("labels must be 0 or 1 (or booleans); found {y} at row {row}"),
+            ));
         };
         if plan.need_probability && !(0.0..=1.0).contains(&s) {
             return Err(invalid(
@@ -155,7 +179,11 @@ fn update_piece(
                 let _ = wcol;
                 let v = w[j];
                 if wnulls.as_ref().is_some_and(|n| n.is_null(i)) || !(v > 0.0 && v.is_finite()) {
-                    let shown = if wnulls.as_ref().is_some_and(|n| n.is_null(i)) { "null".to_string() } else { v.to_string() };
+                    let shown = if wnulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        "null".to_string()
+                    } else {
+                        v.to_string()
+                    };
                     return Err(invalid(
                         spec.weight.as_deref().unwrap_or("weight"),
                         format!("weights must be positive and finite; found {shown} at row {row}"),
@@ -173,7 +201,11 @@ fn update_piece(
             0.0
         };
         let br = (s - y) * (s - y);
-        let hist_bin = if bins > 0 { ((s * bins as f64) as usize).min(bins - 1) } else { 0 };
+        let hist_bin = if bins > 0 {
+            ((s * bins as f64) as usize).min(bins - 1)
+        } else {
+            0
+        };
         for (k, st) in state.specs.iter_mut().enumerate() {
             let id = if k == 0 { 0 } else { ids[k - 1][i] as usize };
             st.counts[id].add(yb, pred, w, ll, br);
@@ -204,14 +236,23 @@ pub struct Evaluation {
 
 /// Runs `spec` over `batches` (with `schema`). `interrupted` is polled between batches on the
 /// calling thread; when it returns true the job stops with [`AssayError::Interrupted`].
-pub fn evaluate<I>(schema: SchemaRef, batches: I, spec: &EvalSpec, interrupted: &dyn Fn() -> bool) -> Result<Evaluation>
+pub fn evaluate<I>(
+    schema: SchemaRef,
+    batches: I,
+    spec: &EvalSpec,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Evaluation>
 where
     I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
 {
     spec.validate()?;
     let label_idx = column_index(&schema, &spec.label)?;
     let score_idx = column_index(&schema, &spec.score)?;
-    let weight_idx = spec.weight.as_deref().map(|w| column_index(&schema, w)).transpose()?;
+    let weight_idx = spec
+        .weight
+        .as_deref()
+        .map(|w| column_index(&schema, w))
+        .transpose()?;
     check_label_type(&spec.label, schema.field(label_idx).data_type())?;
     check_numeric_type(&spec.score, "score", schema.field(score_idx).data_type())?;
     if let (Some(w), Some(i)) = (&spec.weight, weight_idx) {
@@ -231,10 +272,7 @@ where
         },
         weighted: spec.weight.is_some(),
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(spec.n_threads.unwrap_or(0))
-        .build()
-        .map_err(|e| AssayError::InvalidArgument(format!("could not start worker threads: {e}")))?;
+    let pool = job_pool(spec.n_threads)?;
 
     let n_specs = slicer.n_specs();
     let mut total = ChunkState::default();
@@ -261,7 +299,9 @@ where
         };
         let (ids, n_ids) = pool.install(|| -> Result<_> {
             let ids = slicer.encode_batch(&batch)?;
-            let n_ids: Vec<usize> = std::iter::once(1).chain((0..n_specs).map(|s| slicer.n_ids(s))).collect();
+            let n_ids: Vec<usize> = std::iter::once(1)
+                .chain((0..n_specs).map(|s| slicer.n_ids(s)))
+                .collect();
             Ok((ids, n_ids))
         })?;
 
@@ -291,7 +331,9 @@ where
             pieces
                 .par_iter()
                 .zip(states.par_iter_mut())
-                .map(|((lo, hi), (st, rk))| update_piece(&plan, &cols, &ids, *lo, *hi, rows + *lo as u64, st, rk))
+                .map(|((lo, hi), (st, rk))| {
+                    update_piece(&plan, &cols, &ids, *lo, *hi, rows + *lo as u64, st, rk)
+                })
                 .collect()
         });
         for o in outcomes {
@@ -318,7 +360,9 @@ where
             format!("all {rows} rows were dropped by nan_policy=\"drop\"")
         }));
     }
-    let n_ids: Vec<usize> = std::iter::once(1).chain((0..n_specs).map(|s| slicer.n_ids(s))).collect();
+    let n_ids: Vec<usize> = std::iter::once(1)
+        .chain((0..n_specs).map(|s| slicer.n_ids(s)))
+        .collect();
     total.resize(&n_ids, plan.hist_bins);
 
     let ranks: Vec<Vec<RankSums>> = if plan.exact_rank {
@@ -335,9 +379,12 @@ where
     };
 
     let mut report_rows = Vec::new();
-    for k in 0..=n_specs {
-        let st = &total.specs[k];
-        let ordered: Vec<u32> = if k == 0 { vec![0] } else { slicer.ordered_ids(k - 1, |id| st.counts[id as usize].n > 0) };
+    for (k, st) in total.specs.iter().enumerate().take(n_specs + 1) {
+        let ordered: Vec<u32> = if k == 0 {
+            vec![0]
+        } else {
+            slicer.ordered_ids(k - 1, |id| st.counts[id as usize].n > 0)
+        };
         for id in ordered {
             let c = &st.counts[id as usize];
             let small = k > 0 && c.n < spec.min_slice_size;
@@ -354,10 +401,32 @@ where
                     }
                 })
                 .collect();
-            let desc = if k == 0 { None } else { Some(slicer.describe(k - 1, id)) };
-            report_rows.push(ReportRow { slice: desc, counts: *c, values });
+            let desc = if k == 0 {
+                None
+            } else {
+                Some(slicer.describe(k - 1, id))
+            };
+            report_rows.push(ReportRow {
+                slice: desc,
+                counts: *c,
+                values,
+            });
         }
     }
     let report = build_report(&slicer.feature_columns(), spec, report_rows)?;
-    Ok(Evaluation { report, rows, dropped })
+    Ok(Evaluation {
+        report,
+        rows,
+        dropped,
+    })
+}
+
+/// A rayon pool owned by one call. Each job builds its own rather than using the global
+/// pool so that a process forked after a call (multiprocessing) starts clean, and so that
+/// `n_threads` is honoured exactly. `None` means one thread per core.
+pub(crate) fn job_pool(n_threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n_threads.unwrap_or(0))
+        .build()
+        .map_err(|e| AssayError::InvalidArgument(format!("could not start worker threads: {e}")))
 }

@@ -14,15 +14,17 @@ use crate::error::{schema, AssayError, Result};
 
 /// Index of `name` in `schema`, or a `ColumnNotFound` error listing what exists.
 pub fn column_index(schema: &Schema, name: &str) -> Result<usize> {
-    schema.index_of(name).map_err(|_| AssayError::ColumnNotFound {
-        column: name.to_string(),
-        available: schema
-            .fields()
-            .iter()
-            .map(|f| format!("{:?}", f.name()))
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
+    schema
+        .index_of(name)
+        .map_err(|_| AssayError::ColumnNotFound {
+            column: name.to_string(),
+            available: schema
+                .fields()
+                .iter()
+                .map(|f| format!("{:?}", f.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 fn is_numeric(dt: &DataType) -> bool {
@@ -84,7 +86,12 @@ macro_rules! widen {
 
 /// Values of rows `lo..hi` as f64: borrowed for `Float64`, widened into `buf` otherwise.
 /// Null slots hold whatever the buffer holds; callers consult [`null_at`].
-pub fn f64_values<'a>(array: &'a ArrayRef, lo: usize, hi: usize, buf: &'a mut Vec<f64>) -> Cow<'a, [f64]> {
+pub fn f64_values<'a>(
+    array: &'a ArrayRef,
+    lo: usize,
+    hi: usize,
+    buf: &'a mut Vec<f64>,
+) -> Cow<'a, [f64]> {
     if let DataType::Float64 = array.data_type() {
         return Cow::Borrowed(&array.as_primitive::<Float64Type>().values()[lo..hi]);
     }

@@ -103,7 +103,13 @@ impl Metric {
     pub fn from_counts(&self, c: &BinaryCounts) -> Value {
         use Metric::*;
         let (p, n) = (c.positives(), c.negatives());
-        let ratio = |num: f64, den: f64, why: &'static str| if den > 0.0 { Ok(num / den) } else { Err(why) };
+        let ratio = |num: f64, den: f64, why: &'static str| {
+            if den > 0.0 {
+                Ok(num / den)
+            } else {
+                Err(why)
+            }
+        };
         match *self {
             BaseRate => ratio(p, c.w, ONE_CLASS),
             PredictionRate => ratio(c.tp + c.fp, c.w, ONE_CLASS),
@@ -123,7 +129,11 @@ impl Metric {
             F1 => ratio(2.0 * c.tp, 2.0 * c.tp + c.fp + c.fn_, F_UNDEFINED),
             FBeta(beta) => {
                 let b2 = beta * beta;
-                ratio((1.0 + b2) * c.tp, (1.0 + b2) * c.tp + b2 * c.fn_ + c.fp, F_UNDEFINED)
+                ratio(
+                    (1.0 + b2) * c.tp,
+                    (1.0 + b2) * c.tp + b2 * c.fn_ + c.fp,
+                    F_UNDEFINED,
+                )
             }
             Mcc => {
                 let den = (c.tp + c.fp) * p * n * (c.tn + c.fn_);
@@ -222,15 +232,32 @@ mod tests {
 
     #[test]
     fn counts_give_textbook_values() {
-        let c = BinaryCounts { n: 10, w: 10.0, tp: 3.0, fp: 1.0, tn: 4.0, fn_: 2.0, log_loss: 5.0, brier: 2.0 };
+        let c = BinaryCounts {
+            n: 10,
+            w: 10.0,
+            tp: 3.0,
+            fp: 1.0,
+            tn: 4.0,
+            fn_: 2.0,
+            log_loss: 5.0,
+            brier: 2.0,
+        };
         assert_eq!(Metric::Accuracy.from_counts(&c), Ok(0.7));
         assert_eq!(Metric::Precision.from_counts(&c), Ok(0.75));
         assert_eq!(Metric::Recall.from_counts(&c), Ok(0.6));
         assert_eq!(Metric::F1.from_counts(&c), Ok(6.0 / 9.0));
         let mcc = (12.0 - 2.0) / (4.0f64 * 5.0 * 5.0 * 6.0).sqrt();
         assert!((Metric::Mcc.from_counts(&c).unwrap() - mcc).abs() < 1e-15);
-        let empty = BinaryCounts { tn: 3.0, w: 3.0, n: 3, ..Default::default() };
-        assert_eq!(Metric::Precision.from_counts(&empty), Err(NO_PREDICTED_POSITIVES));
+        let empty = BinaryCounts {
+            tn: 3.0,
+            w: 3.0,
+            n: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            Metric::Precision.from_counts(&empty),
+            Err(NO_PREDICTED_POSITIVES)
+        );
         assert_eq!(Metric::Recall.from_counts(&empty), Err(NO_POSITIVES));
     }
 }

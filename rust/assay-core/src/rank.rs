@@ -123,16 +123,19 @@ fn scatter<T: Copy + Send + Sync + Default>(
     }
     out.clear();
     let ptr = SyncPtr(out.as_mut_ptr());
-    offsets.into_par_iter().enumerate().for_each(|(p, mut off)| {
-        let ptr = &ptr;
-        for i in range(p) {
-            let b = bucket(i);
-            // SAFETY: the offsets give every (part, bucket) pair a disjoint range of [0, n)
-            // sized by that part's histogram, so each slot is written exactly once.
-            unsafe { ptr.0.add(off[b]).write(make(i)) };
-            off[b] += 1;
-        }
-    });
+    offsets
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(p, mut off)| {
+            let ptr = &ptr;
+            for i in range(p) {
+                let b = bucket(i);
+                // SAFETY: the offsets give every (part, bucket) pair a disjoint range of [0, n)
+                // sized by that part's histogram, so each slot is written exactly once.
+                unsafe { ptr.0.add(off[b]).write(make(i)) };
+                off[b] += 1;
+            }
+        });
     // SAFETY: all n slots were written above.
     unsafe { out.set_len(n) };
     starts
@@ -146,7 +149,9 @@ const SMALL: usize = 48;
 /// `b` is scratch of the same length; the sorted records end in `a` when `into_a`, else in `b`.
 fn msd_sort<R: Rec>(a: &mut [R], b: &mut [R], into_a: bool) {
     let n = a.len();
-    let (lo, hi) = a.iter().fold((u64::MAX, 0u64), |(x, y), r| (x.min(r.key()), y.max(r.key())));
+    let (lo, hi) = a.iter().fold((u64::MAX, 0u64), |(x, y), r| {
+        (x.min(r.key()), y.max(r.key()))
+    });
     if n <= SMALL || lo == hi {
         a.sort_unstable_by_key(R::order);
         if !into_a {
@@ -187,62 +192,103 @@ fn msd_sort<R: Rec>(a: &mut [R], b: &mut [R], into_a: bool) {
     }
 }
 
-/// Sorts every group `starts[g]..starts[g+1]` of `recs` in parallel (`tmp`: scratch).
-fn sort_groups<R: Rec>(recs: &mut [R], tmp: &mut [R], starts: &[usize]) {
-    let mut groups: Vec<(&mut [R], &mut [R])> = Vec::with_capacity(starts.len());
-    let (mut rest, mut rest_tmp) = (recs, tmp);
+/// Sorts every group `starts[g]..starts[g+1]` of `recs` in parallel, each with scratch of
+/// its own size (small groups reuse heap memory instead of faulting in a second full buffer).
+fn sort_groups<R: Rec>(recs: &mut [R], starts: &[usize]) {
+    let mut groups: Vec<&mut [R]> = Vec::with_capacity(starts.len());
+    let mut rest = recs;
     for g in starts.windows(2) {
         let (a, b) = rest.split_at_mut(g[1] - g[0]);
-        let (c, d) = rest_tmp.split_at_mut(g[1] - g[0]);
-        groups.push((a, c));
+        groups.push(a);
         rest = b;
-        rest_tmp = d;
     }
-    groups.into_par_iter().with_max_len(1).for_each(|(g, t)| msd_sort(g, t, true));
+    groups.into_par_iter().with_max_len(1).for_each(|g| {
+        if g.len() > 1 {
+            let mut tmp = if std::mem::size_of_val(g) >= 1 << 23 {
+                big_vec(g.len())
+            } else {
+                Vec::new()
+            };
+            tmp.resize(g.len(), R::default());
+            msd_sort(g, &mut tmp, true);
+        }
+    });
 }
 
-/// Buffers reused by every spec of a job, so that only the first sort pays for fresh pages.
+/// The record buffer, reused by every spec of a job so that only the first sort pays for
+/// fresh pages.
 struct Buffers<R> {
     recs: Vec<R>,
-    tmp: Vec<R>,
+}
+
+/// Scatters all rows into equal-width score buckets over [min, max], in descending order.
+/// The bucket is a non-decreasing function of the score (each float operation rounds
+/// monotonically), so sorting within buckets gives the global order, and typical scores
+/// spread evenly over the buckets. Returns the bucket starts.
+fn value_scatter<R: Rec>(
+    rows: &RankRows,
+    make: impl Fn(usize) -> R + Sync,
+    recs: &mut Vec<R>,
+) -> Vec<usize> {
+    let (lo, hi) = rows
+        .scores
+        .par_iter()
+        .fold(
+            || (f64::INFINITY, f64::NEG_INFINITY),
+            |(a, b), s| (a.min(*s), b.max(*s)),
+        )
+        .reduce(
+            || (f64::INFINITY, f64::NEG_INFINITY),
+            |(a, b), (c, d)| (a.min(c), b.max(d)),
+        );
+    let range = hi - lo;
+    let buckets = if range.is_finite() && range > 0.0 {
+        1usize << RADIX_BITS
+    } else {
+        1
+    };
+    let scale = buckets as f64 / range;
+    let bucket = |i: usize| {
+        let b = ((rows.scores[i] - lo) * scale) as usize;
+        buckets - 1 - b.min(buckets - 1)
+    };
+    scatter(rows.len(), buckets, bucket, make, recs)
 }
 
 /// Sorts the rows of every slice of one spec by descending score (ties by row position) and
 /// returns the group starts; the overall slice (`ids = None`) is split by score value instead,
 /// so that its sort runs in parallel too.
-fn sorted_groups<R: Rec>(rows: &RankRows, ids: Option<&[u32]>, n_ids: usize, buf: &mut Buffers<R>) -> Vec<usize> {
+fn sorted_groups<R: Rec>(
+    rows: &RankRows,
+    ids: Option<&[u32]>,
+    n_ids: usize,
+    buf: &mut Buffers<R>,
+) -> Vec<usize> {
     let n = rows.len();
     let make = |i: usize| {
-        let w = if rows.weights.is_empty() { 1.0 } else { rows.weights[i] };
-        R::new(descending_key(rows.scores[i]), ((i as u64) << 1) | rows.labels[i] as u64, w)
+        let w = if rows.weights.is_empty() {
+            1.0
+        } else {
+            rows.weights[i]
+        };
+        R::new(
+            descending_key(rows.scores[i]),
+            ((i as u64) << 1) | rows.labels[i] as u64,
+            w,
+        )
     };
-    let starts = match ids {
+    match ids {
         Some(ids) => {
             let starts = scatter(n, n_ids, |i| ids[i] as usize, make, &mut buf.recs);
-            sort_groups(&mut buf.recs, &mut buf.tmp, &starts);
-            return starts;
+            sort_groups(&mut buf.recs, &starts);
+            starts
         }
         None => {
-            // Equal-width buckets over [min, max] are a non-decreasing function of the score
-            // (each float operation rounds monotonically), so sorting within buckets gives
-            // the global order, and typical scores spread evenly over them.
-            let (lo, hi) = rows
-                .scores
-                .par_iter()
-                .fold(|| (f64::INFINITY, f64::NEG_INFINITY), |(a, b), s| (a.min(*s), b.max(*s)))
-                .reduce(|| (f64::INFINITY, f64::NEG_INFINITY), |(a, b), (c, d)| (a.min(c), b.max(d)));
-            let range = hi - lo;
-            let buckets = if range.is_finite() && range > 0.0 { 1usize << RADIX_BITS } else { 1 };
-            let scale = buckets as f64 / range;
-            let bucket = |i: usize| {
-                let b = ((rows.scores[i] - lo) * scale) as usize;
-                buckets - 1 - b.min(buckets - 1)
-            };
-            scatter(n, buckets, bucket, make, &mut buf.recs)
+            let starts = value_scatter(rows, make, &mut buf.recs);
+            sort_groups(&mut buf.recs, &starts);
+            vec![0, n]
         }
-    };
-    sort_groups(&mut buf.recs, &mut buf.tmp, &starts);
-    vec![0, n]
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -305,6 +351,9 @@ fn sorted_sums<R: Rec>(recs: &[R]) -> RankSums {
 /// `n_ids[k]` the slices of `rows.ids[k - 1]`. Each slice's rows are sorted once. The result does
 /// not depend on the thread count.
 pub fn rank_sums(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
+    if let Some(sums) = rank_sums_packed(rows, n_ids) {
+        return sums;
+    }
     if rows.weights.is_empty() {
         rank_sums_with::<Unweighted>(rows, n_ids)
     } else {
@@ -312,18 +361,99 @@ pub fn rank_sums(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
     }
 }
 
+/// Bits that hold ids `0..n_ids`.
+fn id_bits(n_ids: usize) -> u32 {
+    usize::BITS - n_ids.saturating_sub(1).leading_zeros()
+}
+
+/// Unweighted jobs whose slice ids of all specs fit in 63 bits beside the label: one sort of
+/// all rows, then one pass that serves every spec. All sums within a tie group are integer
+/// counts, exact in any order, so the row order inside ties need not be fixed.
+fn rank_sums_packed(rows: &RankRows, n_ids: &[usize]) -> Option<Vec<Vec<RankSums>>> {
+    let bits: Vec<u32> = n_ids[1..].iter().map(|n| id_bits(*n)).collect();
+    if !rows.weights.is_empty() || bits.iter().sum::<u32>() > 63 {
+        return None;
+    }
+    let shifts: Vec<u32> = bits
+        .iter()
+        .scan(1u32, |at, b| {
+            let s = *at;
+            *at += b;
+            Some(s)
+        })
+        .collect();
+    let make = |i: usize| {
+        let mut tag = rows.labels[i] as u64;
+        for (ids, shift) in rows.ids.iter().zip(&shifts) {
+            tag |= (ids[i] as u64) << shift;
+        }
+        Unweighted(descending_key(rows.scores[i]), tag)
+    };
+    let mut recs = big_vec(rows.len());
+    let starts = value_scatter(rows, make, &mut recs);
+    sort_groups(&mut recs, &starts);
+
+    let masks: Vec<u64> = bits.iter().map(|b| (1u64 << b) - 1).collect();
+    let mut overall = Running::default();
+    let mut accs: Vec<Vec<Running>> = n_ids[1..]
+        .iter()
+        .map(|n| vec![Running::default(); *n])
+        .collect();
+    let mut touched: Vec<Vec<u32>> = vec![Vec::new(); accs.len()];
+    let mut i = 0;
+    while i < recs.len() {
+        let key = recs[i].0;
+        while i < recs.len() && recs[i].0 == key {
+            let tag = recs[i].1;
+            let pos = tag & 1 == 1;
+            let bump = |a: &mut Running| {
+                if pos {
+                    a.run_pos += 1.0;
+                } else {
+                    a.run_neg += 1.0;
+                }
+            };
+            bump(&mut overall);
+            for k in 0..accs.len() {
+                let id = ((tag >> shifts[k]) & masks[k]) as u32;
+                let a = &mut accs[k][id as usize];
+                if a.run_pos == 0.0 && a.run_neg == 0.0 {
+                    touched[k].push(id);
+                }
+                bump(a);
+            }
+            i += 1;
+        }
+        overall.close_group();
+        for (k, t) in touched.iter_mut().enumerate() {
+            for id in t.drain(..) {
+                accs[k][id as usize].close_group();
+            }
+        }
+    }
+    let mut out = vec![vec![overall.sums()]];
+    out.extend(accs.iter().map(|a| a.iter().map(Running::sums).collect()));
+    Some(out)
+}
+
 fn rank_sums_with<R: Rec>(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
     let n = rows.len();
-    let mut buf = Buffers { recs: big_vec(n), tmp: big_vec(n) };
-    buf.tmp.resize(n, R::default());
+    let mut buf = Buffers::<R> { recs: big_vec(n) };
     n_ids
         .iter()
         .enumerate()
         .map(|(k, n_ids)| {
-            let ids = if k == 0 { None } else { Some(rows.ids[k - 1].as_slice()) };
+            let ids = if k == 0 {
+                None
+            } else {
+                Some(rows.ids[k - 1].as_slice())
+            };
             let starts = sorted_groups(rows, ids, *n_ids, &mut buf);
             let recs = &buf.recs;
-            starts.par_windows(2).map(|g| sorted_sums(&recs[g[0]..g[1]])).collect()
+            starts
+                .par_windows(2)
+                .map(|g| sorted_sums(&recs[g[0]..g[1]]))
+                .collect()
         })
         .collect()
 }
@@ -356,7 +486,13 @@ mod tests {
             }
             for j in 0..scores.len() {
                 if labels[i] == 1 && labels[j] == 0 {
-                    num += if scores[i] > scores[j] { 1.0 } else if scores[i] == scores[j] { 0.5 } else { 0.0 };
+                    num += if scores[i] > scores[j] {
+                        1.0
+                    } else if scores[i] == scores[j] {
+                        0.5
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -364,18 +500,24 @@ mod tests {
     }
 
     fn rows(scores: Vec<f64>, labels: Vec<u8>) -> RankRows {
-        RankRows { scores, labels, ..Default::default() }
+        RankRows {
+            scores,
+            labels,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn groups_are_sorted_descending_and_unique() {
         let n = 20_000;
-        let scores: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.3).collect();
+        let scores: Vec<f64> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.3)
+            .collect();
         let labels = vec![0u8; n];
         let ids: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
         let r = rows(scores.clone(), labels);
         for (ids, n_ids) in [(None, 1), (Some(ids.as_slice()), 3)] {
-            let mut buf = Buffers::<Weighted> { recs: Vec::new(), tmp: vec![Weighted::default(); n] };
+            let mut buf = Buffers::<Weighted> { recs: Vec::new() };
             let starts = sorted_groups(&r, ids, n_ids, &mut buf);
             let recs = &buf.recs;
             assert_eq!(recs.len(), n);
@@ -389,6 +531,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn packed_pass_equals_one_sort_per_slice() {
+        let n = 30_000;
+        let scores: Vec<f64> = (0..n).map(|i| ((i * 7919) % 101) as f64 / 100.0).collect();
+        let labels: Vec<u8> = (0..n).map(|i| ((i * 13) % 7 < 3) as u8).collect();
+        let ids = vec![
+            (0..n).map(|i| (i % 5) as u32).collect::<Vec<_>>(),
+            (0..n).map(|i| ((i / 7) % 11) as u32).collect(),
+        ];
+        let r = RankRows {
+            scores,
+            labels,
+            weights: vec![],
+            ids,
+        };
+        let packed = rank_sums_packed(&r, &[1, 5, 11]).unwrap();
+        let separate = rank_sums_with::<Unweighted>(&r, &[1, 5, 11]);
+        assert_eq!(packed, separate);
     }
 
     #[test]

@@ -28,7 +28,11 @@ pub struct Report {
 
 const RESERVED: [&str; 3] = ["slice", "n", "weight_sum"];
 
-pub fn build_report(feature_columns: &[String], spec: &EvalSpec, rows: Vec<ReportRow>) -> Result<Report> {
+pub fn build_report(
+    feature_columns: &[String],
+    spec: &EvalSpec,
+    rows: Vec<ReportRow>,
+) -> Result<Report> {
     let metric_names: Vec<String> = spec.metrics.iter().map(|m| m.name()).collect();
     for c in feature_columns {
         if RESERVED.contains(&c.as_str()) || metric_names.contains(c) {
@@ -39,7 +43,9 @@ pub fn build_report(feature_columns: &[String], spec: &EvalSpec, rows: Vec<Repor
     }
     for (i, m) in metric_names.iter().enumerate() {
         if metric_names[..i].contains(m) {
-            return Err(AssayError::InvalidArgument(format!("metric {m:?} is requested twice")));
+            return Err(AssayError::InvalidArgument(format!(
+                "metric {m:?} is requested twice"
+            )));
         }
     }
 
@@ -47,14 +53,22 @@ pub fn build_report(feature_columns: &[String], spec: &EvalSpec, rows: Vec<Repor
     let mut cols: Vec<ArrayRef> = Vec::new();
     let labels: Vec<String> = rows
         .iter()
-        .map(|r| r.slice.as_ref().map_or_else(|| "overall".to_string(), |d| d.label.clone()))
+        .map(|r| {
+            r.slice
+                .as_ref()
+                .map_or_else(|| "overall".to_string(), |d| d.label.clone())
+        })
         .collect();
     cols.push(Arc::new(arrow_array::StringArray::from(labels.clone())));
 
     for c in feature_columns {
         let mut b = StringBuilder::new();
         for r in &rows {
-            let v = r.slice.as_ref().and_then(|d| d.values.iter().find(|(col, _)| col == c)).and_then(|(_, v)| v.as_deref());
+            let v = r
+                .slice
+                .as_ref()
+                .and_then(|d| d.values.iter().find(|(col, _)| col == c))
+                .and_then(|(_, v)| v.as_deref());
             b.append_option(v);
         }
         fields.push(Field::new(c, DataType::Utf8, true));
@@ -72,7 +86,11 @@ pub fn build_report(feature_columns: &[String], spec: &EvalSpec, rows: Vec<Repor
         cols.push(Arc::new(w.finish()));
     }
 
-    let (mut note_slice, mut note_metric, mut note_text) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut note_slice, mut note_metric, mut note_text) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
     for (k, name) in metric_names.iter().enumerate() {
         let mut b = Float64Builder::new();
         for (r, label) in rows.iter().zip(&labels) {
@@ -96,7 +114,11 @@ pub fn build_report(feature_columns: &[String], spec: &EvalSpec, rows: Vec<Repor
             Field::new("metric", DataType::Utf8, false),
             Field::new("note", DataType::Utf8, false),
         ])),
-        vec![Arc::new(note_slice.finish()), Arc::new(note_metric.finish()), Arc::new(note_text.finish())],
+        vec![
+            Arc::new(note_slice.finish()),
+            Arc::new(note_metric.finish()),
+            Arc::new(note_text.finish()),
+        ],
     )?;
     Ok(Report { table, notes })
 }

@@ -173,7 +173,10 @@ enum FeatureKind {
         signed: bool,
         boolean: bool,
     },
-    Bins { edges: Vec<f64>, labels: Vec<String> },
+    Bins {
+        edges: Vec<f64>,
+        labels: Vec<String>,
+    },
 }
 
 struct FeatureEncoder {
@@ -183,7 +186,10 @@ struct FeatureEncoder {
 }
 
 fn string_like(dt: &DataType) -> bool {
-    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 fn int_like(dt: &DataType) -> Option<bool> {
@@ -256,12 +262,11 @@ pub fn bin_of(edges: &[f64], x: f64) -> u32 {
 /// Sort position of bin id `id` in a report: below range, the bins in order, above, null.
 fn bin_rank(m: usize, id: u32) -> usize {
     let id = id as usize;
+    // below range (m - 1) first; bins 0.. keep their order, then above (m), then null (m + 1)
     if id == m - 1 {
         0
-    } else if id < m - 1 {
-        id + 1
     } else {
-        id + 1 // above (m) -> m+1, null (m+1) -> m+2
+        id + 1
     }
 }
 
@@ -273,19 +278,32 @@ impl FeatureEncoder {
         let kind = match feature {
             Feature::Bins { edges, .. } => {
                 if int_like(dt).is_none() && !matches!(dt, DataType::Float32 | DataType::Float64) {
-                    return Err(schema_err(&column, format!("bins need a numeric column, got type {dt}")));
+                    return Err(schema_err(
+                        &column,
+                        format!("bins need a numeric column, got type {dt}"),
+                    ));
                 }
                 let degenerate = edges.len() == 2 && edges[0] == edges[1];
-                if edges.len() < 2 || edges.iter().any(|e| !e.is_finite()) || (!degenerate && edges.windows(2).any(|w| w[0] >= w[1])) {
+                if edges.len() < 2
+                    || edges.iter().any(|e| !e.is_finite())
+                    || (!degenerate && edges.windows(2).any(|w| w[0] >= w[1]))
+                {
                     return Err(AssayError::InvalidArgument(format!(
                         "bins for column {column:?}: edges must be at least two finite, strictly increasing numbers, got {edges:?}"
                     )));
                 }
-                FeatureKind::Bins { edges: edges.clone(), labels: bin_labels(edges) }
+                FeatureKind::Bins {
+                    edges: edges.clone(),
+                    labels: bin_labels(edges),
+                }
             }
             Feature::Column(_) => categorical_kind(&column, dt)?,
         };
-        Ok(FeatureEncoder { column, index, kind })
+        Ok(FeatureEncoder {
+            column,
+            index,
+            kind,
+        })
     }
 
     fn encode(&mut self, array: &ArrayRef) -> Result<Vec<u32>> {
@@ -297,14 +315,20 @@ impl FeatureEncoder {
                 let values = f64_values(array, 0, len, &mut buf);
                 let nulls = crate::input::validity(array);
                 let edges = &*edges;
-                out.par_chunks_mut(ENCODE_CHUNK).enumerate().for_each(|(c, chunk)| {
-                    let base = c * ENCODE_CHUNK;
-                    for (j, slot) in chunk.iter_mut().enumerate() {
-                        let i = base + j;
-                        let null = nulls.as_ref().is_some_and(|n| n.is_null(i));
-                        *slot = if null { (edges.len() + 1) as u32 } else { bin_of(edges, values[i]) };
-                    }
-                });
+                out.par_chunks_mut(ENCODE_CHUNK)
+                    .enumerate()
+                    .for_each(|(c, chunk)| {
+                        let base = c * ENCODE_CHUNK;
+                        for (j, slot) in chunk.iter_mut().enumerate() {
+                            let i = base + j;
+                            let null = nulls.as_ref().is_some_and(|n| n.is_null(i));
+                            *slot = if null {
+                                (edges.len() + 1) as u32
+                            } else {
+                                bin_of(edges, values[i])
+                            };
+                        }
+                    });
             }
             FeatureKind::Str(dict) => encode_strings(dict, array, &mut out, &self.column)?,
             FeatureKind::Int { dict, .. } => encode_ints(dict, array, &mut out)?,
@@ -324,7 +348,11 @@ impl FeatureEncoder {
     fn display(&self, id: u32) -> Option<String> {
         match &self.kind {
             FeatureKind::Str(d) => d.value(id).map(|s| s.to_string()),
-            FeatureKind::Int { dict, signed, boolean } => dict.value(id).map(|v| {
+            FeatureKind::Int {
+                dict,
+                signed,
+                boolean,
+            } => dict.value(id).map(|v| {
                 if *boolean {
                     (if *v != 0 { "true" } else { "false" }).to_string()
                 } else if *signed {
@@ -348,7 +376,9 @@ impl FeatureEncoder {
         let n = self.n_ids();
         let mut ids: Vec<u32> = (0..n as u32).collect();
         match &self.kind {
-            FeatureKind::Str(d) => ids.sort_by(|a, b| cmp_nulls_last(d.value(*a), d.value(*b), |x, y| x.cmp(y))),
+            FeatureKind::Str(d) => {
+                ids.sort_by(|a, b| cmp_nulls_last(d.value(*a), d.value(*b), |x, y| x.cmp(y)))
+            }
             FeatureKind::Int { dict, signed, .. } => ids.sort_by(|a, b| {
                 cmp_nulls_last(dict.value(*a), dict.value(*b), |x, y| {
                     if *signed {
@@ -386,7 +416,11 @@ fn categorical_kind(column: &str, dt: &DataType) -> Result<FeatureKind> {
         return Ok(FeatureKind::Str(Interner::default()));
     }
     if let Some(signed) = int_like(dt) {
-        return Ok(FeatureKind::Int { dict: Interner::default(), signed, boolean: false });
+        return Ok(FeatureKind::Int {
+            dict: Interner::default(),
+            signed,
+            boolean: false,
+        });
     }
     match dt {
         DataType::Boolean => Ok(FeatureKind::Int { dict: Interner::default(), signed: false, boolean: true }),
@@ -435,20 +469,33 @@ impl<'a> Strings<'a> {
 }
 
 /// Maps every row of a dictionary array through `table` (the global ids of its values).
-fn remap_dictionary(array: &ArrayRef, table: &[u32], null_id: impl FnOnce() -> u32, out: &mut [u32]) {
+fn remap_dictionary(
+    array: &ArrayRef,
+    table: &[u32],
+    null_id: impl FnOnce() -> u32,
+    out: &mut [u32],
+) {
     let dict = array.as_any_dictionary();
     let keys = dict.normalized_keys();
     let nulls = dict.keys().logical_nulls().filter(|n| n.null_count() > 0);
     let null = nulls.as_ref().map(|_| null_id());
-    out.par_iter_mut().zip(keys.par_iter()).enumerate().for_each(|(i, (o, k))| {
-        *o = match (&nulls, null) {
-            (Some(n), Some(nid)) if n.is_null(i) => nid,
-            _ => table[*k],
-        };
-    });
+    out.par_iter_mut()
+        .zip(keys.par_iter())
+        .enumerate()
+        .for_each(|(i, (o, k))| {
+            *o = match (&nulls, null) {
+                (Some(n), Some(nid)) if n.is_null(i) => nid,
+                _ => table[*k],
+            };
+        });
 }
 
-fn encode_strings(dict: &mut Interner<Box<str>>, array: &ArrayRef, out: &mut [u32], column: &str) -> Result<()> {
+fn encode_strings(
+    dict: &mut Interner<Box<str>>,
+    array: &ArrayRef,
+    out: &mut [u32],
+    column: &str,
+) -> Result<()> {
     if let DataType::Dictionary(_, _) = array.data_type() {
         let values = array.as_any_dictionary().values().clone();
         let mut table = vec![0u32; values.len()];
@@ -456,7 +503,8 @@ fn encode_strings(dict: &mut Interner<Box<str>>, array: &ArrayRef, out: &mut [u3
         remap_dictionary(array, &table, || dict.null(), out);
         return Ok(());
     }
-    let strings = Strings::of(array.as_ref()).ok_or_else(|| schema_err(column, format!("unexpected type {}", array.data_type())))?;
+    let strings = Strings::of(array.as_ref())
+        .ok_or_else(|| schema_err(column, format!("unexpected type {}", array.data_type())))?;
     encode_keys(dict, array.len(), |i| strings.get(i), out);
     Ok(())
 }
@@ -483,7 +531,12 @@ fn encode_ints(dict: &mut Interner<u64>, array: &ArrayRef, out: &mut [u32]) -> R
         }
         DataType::Boolean => {
             let a = array.as_boolean();
-            encode_keys(dict, a.len(), |i| (!a.is_null(i)).then(|| a.value(i) as u64), out);
+            encode_keys(
+                dict,
+                a.len(),
+                |i| (!a.is_null(i)).then(|| a.value(i) as u64),
+                out,
+            );
         }
         DataType::UInt64 => {
             let a = array.as_primitive::<UInt64Type>();
@@ -516,7 +569,9 @@ impl Slicer {
         let mut spec_enc = Vec::new();
         for spec in specs {
             if spec.is_empty() {
-                return Err(AssayError::InvalidArgument("a slice needs at least one column".into()));
+                return Err(AssayError::InvalidArgument(
+                    "a slice needs at least one column".into(),
+                ));
             }
             let mut idx: Vec<usize> = Vec::new();
             for f in spec {
@@ -528,7 +583,10 @@ impl Slicer {
                         distinct.len() - 1
                     }
                 };
-                if idx.iter().any(|j| features[*j].column == features[i].column) {
+                if idx
+                    .iter()
+                    .any(|j| features[*j].column == features[i].column)
+                {
                     return Err(AssayError::InvalidArgument(format!(
                         "slice {:?} uses column {:?} twice",
                         spec.iter().map(|f| f.column()).collect::<Vec<_>>(),
@@ -540,7 +598,10 @@ impl Slicer {
             let pairs = (1..idx.len()).map(|_| Interner::default()).collect();
             spec_enc.push((idx, pairs));
         }
-        Ok(Slicer { features, specs: spec_enc })
+        Ok(Slicer {
+            features,
+            specs: spec_enc,
+        })
     }
 
     pub fn n_specs(&self) -> usize {
@@ -561,7 +622,12 @@ impl Slicer {
                 let right = &per_feature[idx[level + 1]];
                 let left = &ids;
                 let mut combined = vec![0u32; batch.num_rows()];
-                encode_keys(dict, batch.num_rows(), |i| Some(((left[i] as u64) << 32) | right[i] as u64), &mut combined);
+                encode_keys(
+                    dict,
+                    batch.num_rows(),
+                    |i| Some(((left[i] as u64) << 32) | right[i] as u64),
+                    &mut combined,
+                );
                 ids = Arc::new(combined);
             }
             out.push(ids);
@@ -601,7 +667,14 @@ impl Slicer {
             .filter(|id| present(*id))
             .map(|id| {
                 let comps = self.components(s, id);
-                (comps.iter().zip(&orders).map(|(c, o)| o[*c as usize]).collect(), id)
+                (
+                    comps
+                        .iter()
+                        .zip(&orders)
+                        .map(|(c, o)| o[*c as usize])
+                        .collect(),
+                    id,
+                )
             })
             .collect();
         keyed.sort();
@@ -614,7 +687,12 @@ impl Slicer {
         let values: Vec<(String, Option<String>)> = idx
             .iter()
             .zip(&comps)
-            .map(|(f, c)| (self.features[*f].column.clone(), self.features[*f].display(*c)))
+            .map(|(f, c)| {
+                (
+                    self.features[*f].column.clone(),
+                    self.features[*f].display(*c),
+                )
+            })
             .collect();
         let label = values
             .iter()
@@ -653,7 +731,10 @@ mod tests {
         assert_eq!(bin_of(&e, 2.5), 3, "above range");
         assert_eq!(bin_of(&e, -1.0), 2, "below range");
         assert_eq!(bin_of(&e, f64::NAN), 4);
-        assert_eq!(bin_labels(&e)[..2], ["[0, 1)".to_string(), "[1, 2]".to_string()]);
+        assert_eq!(
+            bin_labels(&e)[..2],
+            ["[0, 1)".to_string(), "[1, 2]".to_string()]
+        );
     }
 
     #[test]
@@ -676,35 +757,68 @@ pub enum BinStrategy {
 }
 
 /// Edges of `n` bins over the non-NaN `values`. All values equal gives the single bin `[v, v]`.
-pub fn bin_edges(values: &[f64], n: usize, strategy: BinStrategy, column: &str) -> Result<Vec<f64>> {
+pub fn bin_edges(
+    values: &[f64],
+    n: usize,
+    strategy: BinStrategy,
+    column: &str,
+) -> Result<Vec<f64>> {
     if n == 0 {
-        return Err(AssayError::InvalidArgument(format!("bins for column {column:?}: n must be at least 1")));
+        return Err(AssayError::InvalidArgument(format!(
+            "bins for column {column:?}: n must be at least 1"
+        )));
     }
     if values.iter().any(|v| v.is_infinite()) {
-        return Err(crate::error::invalid(column, "cannot bin infinite values; give explicit edges"));
+        return Err(crate::error::invalid(
+            column,
+            "cannot bin infinite values; give explicit edges",
+        ));
     }
     let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
     if v.is_empty() {
-        return Err(crate::error::invalid(column, "cannot place bins: the column has no non-null values"));
+        return Err(crate::error::invalid(
+            column,
+            "cannot place bins: the column has no non-null values",
+        ));
     }
-    v.par_sort_unstable_by(|a, b| a.total_cmp(b));
+    // A pool per call, like `evaluate`: the global rayon pool does not survive `fork()`.
+    crate::engine::job_pool(None)?.install(|| v.par_sort_unstable_by(|a, b| a.total_cmp(b)));
     let (lo, hi) = (v[0], v[v.len() - 1]);
     if lo == hi {
         return Ok(vec![lo, hi]);
     }
     let mut edges: Vec<f64> = match strategy {
-        BinStrategy::Uniform => (0..=n).map(|k| if k == n { hi } else { lo + (hi - lo) * k as f64 / n as f64 }).collect(),
-        BinStrategy::Quantile => (0..=n)
-            .map(|k| {
-                let h = (v.len() - 1) as f64 * k as f64 / n as f64;
-                let i = h.floor() as usize;
-                if i + 1 >= v.len() {
-                    v[v.len() - 1]
-                } else {
-                    v[i] + (h - i as f64) * (v[i + 1] - v[i])
-                }
-            })
-            .collect(),
+        // As `np.linspace(lo, hi, n + 1)`: k * ((hi - lo) / n) + lo, the last edge exactly hi.
+        BinStrategy::Uniform => {
+            let step = (hi - lo) / n as f64;
+            (0..=n)
+                .map(|k| if k == n { hi } else { k as f64 * step + lo })
+                .collect()
+        }
+        // The same floating-point steps as `np.quantile(v, np.linspace(0, 1, n + 1))`, so
+        // the edges agree with NumPy to the bit: q = k * (1/n), index (len-1) * q, and
+        // NumPy's two-sided lerp (from the nearer end).
+        BinStrategy::Quantile => {
+            let step = 1.0 / n as f64;
+            let last = (v.len() - 1) as f64;
+            (0..=n)
+                .map(|k| {
+                    let q = if k == n { 1.0 } else { k as f64 * step };
+                    let h = last * q;
+                    if h >= last {
+                        return v[v.len() - 1];
+                    }
+                    let i = h.floor() as usize;
+                    let (a, b, t) = (v[i], v[i + 1], h - i as f64);
+                    let d = b - a;
+                    if t >= 0.5 {
+                        b - d * (1.0 - t)
+                    } else {
+                        a + d * t
+                    }
+                })
+                .collect()
+        }
     };
     edges.dedup();
     Ok(edges)

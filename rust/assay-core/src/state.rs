@@ -24,12 +24,14 @@ impl BinaryCounts {
     pub fn add(&mut self, y: bool, pred: bool, w: f64, log_loss: f64, brier: f64) {
         self.n += 1;
         self.w += w;
-        match (y, pred) {
-            (true, true) => self.tp += w,
-            (false, true) => self.fp += w,
-            (false, false) => self.tn += w,
-            (true, false) => self.fn_ += w,
-        }
+        // Branch-free: labels and predictions are unpredictable, and adding 0.0 leaves a sum's
+        // bits unchanged, so this equals adding `w` to exactly one cell.
+        let (yf, pf) = (y as u8 as f64, pred as u8 as f64);
+        let (wy, wn) = (w * yf, w * (1.0 - yf));
+        self.tp += wy * pf;
+        self.fn_ += wy * (1.0 - pf);
+        self.fp += wn * pf;
+        self.tn += wn * (1.0 - pf);
         self.log_loss += w * log_loss;
         self.brier += w * brier;
     }
@@ -109,7 +111,8 @@ impl ChunkState {
     }
 
     pub fn merge(&mut self, o: &Self) {
-        self.specs.resize_with(self.specs.len().max(o.specs.len()), SliceStates::default);
+        self.specs
+            .resize_with(self.specs.len().max(o.specs.len()), SliceStates::default);
         for (a, b) in self.specs.iter_mut().zip(&o.specs) {
             a.merge(b);
         }
@@ -203,12 +206,18 @@ mod tests {
 
     #[test]
     fn merge_equals_one_pass() {
-        let rows = [(true, true, 1.0, 0.1, 0.01), (false, true, 2.0, 0.7, 0.5), (true, false, 0.5, 2.0, 0.8)];
+        let rows = [
+            (true, true, 1.0, 0.1, 0.01),
+            (false, true, 2.0, 0.7, 0.5),
+            (true, false, 0.5, 2.0, 0.8),
+        ];
         let mut one = BinaryCounts::default();
         rows.iter().for_each(|r| one.add(r.0, r.1, r.2, r.3, r.4));
         let (mut a, mut b) = (BinaryCounts::default(), BinaryCounts::default());
         a.add(rows[0].0, rows[0].1, rows[0].2, rows[0].3, rows[0].4);
-        rows[1..].iter().for_each(|r| b.add(r.0, r.1, r.2, r.3, r.4));
+        rows[1..]
+            .iter()
+            .for_each(|r| b.add(r.0, r.1, r.2, r.3, r.4));
         a.merge(&b);
         assert_eq!(a.n, 3);
         assert_eq!(a.tp, one.tp);

@@ -4,20 +4,25 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{ArrayRef, Float64Array, Int8Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, Float64Array, Int8Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use assay_core::engine::{evaluate, AucMode, EvalSpec, Evaluation, NanPolicy};
 use assay_core::{AssayError, Feature, Metric};
 
 fn lcg(seed: &mut u64) -> f64 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (*seed >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn table(n: usize, seed: u64) -> RecordBatch {
     let mut s = seed;
     let y: Vec<i8> = (0..n).map(|_| (lcg(&mut s) < 0.3) as i8).collect();
-    let p: Vec<f64> = y.iter().map(|y| ((0.4 * *y as f64 + 0.6 * lcg(&mut s)) * 100.0).round() / 100.0).collect();
+    let p: Vec<f64> = y
+        .iter()
+        .map(|y| ((0.4 * *y as f64 + 0.6 * lcg(&mut s)) * 100.0).round() / 100.0)
+        .collect();
     let w: Vec<f64> = (0..n).map(|_| 0.5 + lcg(&mut s)).collect();
     let c: Vec<Option<&str>> = (0..n)
         .map(|_| match (lcg(&mut s) * 4.0) as u32 {
@@ -27,7 +32,9 @@ fn table(n: usize, seed: u64) -> RecordBatch {
             _ => None,
         })
         .collect();
-    let age: Vec<f64> = (0..n).map(|_| (18.0 + 60.0 * lcg(&mut s)).round()).collect();
+    let age: Vec<f64> = (0..n)
+        .map(|_| (18.0 + 60.0 * lcg(&mut s)).round())
+        .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("y", DataType::Int8, false),
         Field::new("p", DataType::Float64, false),
@@ -53,9 +60,18 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         threshold: 0.5,
         slices: vec![
             vec![Feature::Column("country".into())],
-            vec![Feature::Column("country".into()), Feature::Bins { column: "age".into(), edges: vec![18.0, 40.0, 78.0] }],
+            vec![
+                Feature::Column("country".into()),
+                Feature::Bins {
+                    column: "age".into(),
+                    edges: vec![18.0, 40.0, 78.0],
+                },
+            ],
         ],
-        metrics: assay_core::metrics::DEFAULT_METRICS.iter().map(|m| Metric::parse(m).unwrap()).collect(),
+        metrics: assay_core::metrics::DEFAULT_METRICS
+            .iter()
+            .map(|m| Metric::parse(m).unwrap())
+            .collect(),
         min_slice_size: 0,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
@@ -63,18 +79,32 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
     }
 }
 
-fn run(batches: Vec<RecordBatch>, schema: SchemaRef, spec: &EvalSpec) -> Result<Evaluation, AssayError> {
+fn run(
+    batches: Vec<RecordBatch>,
+    schema: SchemaRef,
+    spec: &EvalSpec,
+) -> Result<Evaluation, AssayError> {
     let it = batches.into_iter().map(Ok::<_, ArrowError>);
     evaluate(schema, it, spec, &|| false)
 }
 
 fn split(b: &RecordBatch, size: usize) -> Vec<RecordBatch> {
-    (0..b.num_rows()).step_by(size).map(|o| b.slice(o, size.min(b.num_rows() - o))).collect()
+    (0..b.num_rows())
+        .step_by(size)
+        .map(|o| b.slice(o, size.min(b.num_rows() - o)))
+        .collect()
 }
 
 fn metric(ev: &Evaluation, name: &str) -> Vec<Option<f64>> {
-    let col = ev.report.table.column_by_name(name).unwrap().as_primitive::<Float64Type>();
-    (0..col.len()).map(|i| (!col.is_null(i)).then(|| col.value(i))).collect()
+    let col = ev
+        .report
+        .table
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    (0..col.len())
+        .map(|i| (!col.is_null(i)).then(|| col.value(i)))
+        .collect()
 }
 
 #[test]
@@ -111,7 +141,13 @@ fn overall_row_matches_a_direct_computation() {
         for j in 0..b.num_rows() {
             if y.value(i) == 1 && y.value(j) == 0 {
                 pairs += 1.0;
-                good += if p.value(i) > p.value(j) { 1.0 } else if p.value(i) == p.value(j) { 0.5 } else { 0.0 };
+                good += if p.value(i) > p.value(j) {
+                    1.0
+                } else if p.value(i) == p.value(j) {
+                    0.5
+                } else {
+                    0.0
+                };
             }
         }
     }
@@ -123,9 +159,23 @@ fn overall_row_matches_a_direct_computation() {
 fn slices_are_ordered_with_null_last() {
     let b = table(10_000, 4);
     let ev = run(vec![b.clone()], b.schema(), &spec(false, 2)).unwrap();
-    let slices = ev.report.table.column_by_name("slice").unwrap().as_string::<i32>();
+    let slices = ev
+        .report
+        .table
+        .column_by_name("slice")
+        .unwrap()
+        .as_string::<i32>();
     let labels: Vec<&str> = (0..5).map(|i| slices.value(i)).collect();
-    assert_eq!(labels, ["overall", "country=BR", "country=DE", "country=US", "country=null"]);
+    assert_eq!(
+        labels,
+        [
+            "overall",
+            "country=BR",
+            "country=DE",
+            "country=US",
+            "country=null"
+        ]
+    );
     assert_eq!(slices.value(5), "country=BR & age=[18, 40)");
 }
 
@@ -134,7 +184,13 @@ fn bad_values_name_column_and_row() {
     let b = table(100, 5);
     let mut p: Vec<f64> = b.column(1).as_primitive::<Float64Type>().values().to_vec();
     p[42] = f64::NAN;
-    let cols: Vec<ArrayRef> = vec![b.column(0).clone(), Arc::new(Float64Array::from(p)), b.column(2).clone(), b.column(3).clone(), b.column(4).clone()];
+    let cols: Vec<ArrayRef> = vec![
+        b.column(0).clone(),
+        Arc::new(Float64Array::from(p)),
+        b.column(2).clone(),
+        b.column(3).clone(),
+        b.column(4).clone(),
+    ];
     let bad = RecordBatch::try_new(b.schema(), cols).unwrap();
     match run(split(&bad, 7), b.schema(), &spec(false, 2)) {
         Err(AssayError::InvalidInput { column, message }) => {
@@ -153,7 +209,10 @@ fn missing_columns_and_float_slices_are_typed_errors() {
     let b = table(10, 6);
     let mut s = spec(false, 1);
     s.label = "nope".into();
-    assert!(matches!(run(vec![b.clone()], b.schema(), &s), Err(AssayError::ColumnNotFound { .. })));
+    assert!(matches!(
+        run(vec![b.clone()], b.schema(), &s),
+        Err(AssayError::ColumnNotFound { .. })
+    ));
     let mut s = spec(false, 1);
     s.slices = vec![vec![Feature::Column("age".into())]];
     match run(vec![b.clone()], b.schema(), &s) {
@@ -163,7 +222,10 @@ fn missing_columns_and_float_slices_are_typed_errors() {
         }
         other => panic!("expected a Schema error, got {:?}", other.err()),
     }
-    assert!(matches!(run(vec![], b.schema(), &spec(false, 1)), Err(AssayError::EmptyInput(_))));
+    assert!(matches!(
+        run(vec![], b.schema(), &spec(false, 1)),
+        Err(AssayError::EmptyInput(_))
+    ));
 }
 
 #[test]
@@ -174,7 +236,10 @@ fn binned_auc_is_close_to_exact() {
     s.auc = AucMode::Binned(4096);
     let binned = run(vec![b.clone()], b.schema(), &s).unwrap();
     // Scores are rounded to 2 decimals, so every tie group falls in one bin: binned is exact.
-    for (e, b) in metric(&exact, "roc_auc").iter().zip(metric(&binned, "roc_auc")) {
+    for (e, b) in metric(&exact, "roc_auc")
+        .iter()
+        .zip(metric(&binned, "roc_auc"))
+    {
         assert!((e.unwrap() - b.unwrap()).abs() < 1e-12);
     }
 }

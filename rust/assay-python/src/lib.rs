@@ -20,12 +20,15 @@ fn to_py(py: Python<'_>, e: AssayError) -> PyErr {
         AssayError::Interrupted => return PyKeyboardInterrupt::new_err("assay job interrupted"),
     };
     let column = match &e {
-        AssayError::ColumnNotFound { column, .. } | AssayError::Schema { column, .. } | AssayError::InvalidInput { column, .. } => {
-            Some(column.clone())
-        }
+        AssayError::ColumnNotFound { column, .. }
+        | AssayError::Schema { column, .. }
+        | AssayError::InvalidInput { column, .. } => Some(column.clone()),
         _ => None,
     };
-    let made = py.import("assay.errors").and_then(|m| m.getattr(class)).and_then(|cls| cls.call1((e.to_string(), column)));
+    let made = py
+        .import("assay.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|cls| cls.call1((e.to_string(), column)));
     match made {
         Ok(obj) => PyErr::from_value(obj),
         Err(err) => err,
@@ -54,12 +57,21 @@ fn evaluate<'py>(
     auc_bins: Option<usize>,
     n_threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, u64, u64)> {
-    let metrics = metrics.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>, _>>().map_err(|e| to_py(py, e))?;
+    let metrics = metrics
+        .iter()
+        .map(|m| Metric::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| to_py(py, e))?;
     let nan_policy = match nan_policy {
         "raise" => NanPolicy::Raise,
         "drop" => NanPolicy::Drop,
         other => {
-            return Err(to_py(py, AssayError::InvalidArgument(format!("nan_policy must be \"raise\" or \"drop\", got {other:?}"))))
+            return Err(to_py(
+                py,
+                AssayError::InvalidArgument(format!(
+                    "nan_policy must be \"raise\" or \"drop\", got {other:?}"
+                )),
+            ))
         }
     };
     let slices = slices
@@ -98,14 +110,22 @@ fn evaluate<'py>(
 
 /// Edges of `n` bins over column `column` of an Arrow stream (`strategy`: "quantile"|"uniform").
 #[pyfunction]
-fn bin_edges(py: Python<'_>, data: PyRecordBatchReader, column: String, n: usize, strategy: &str) -> PyResult<Vec<f64>> {
+fn bin_edges(
+    py: Python<'_>,
+    data: PyRecordBatchReader,
+    column: String,
+    n: usize,
+    strategy: &str,
+) -> PyResult<Vec<f64>> {
     let strategy = match strategy {
         "quantile" => BinStrategy::Quantile,
         "uniform" => BinStrategy::Uniform,
         other => {
             return Err(to_py(
                 py,
-                AssayError::InvalidArgument(format!("bins strategy must be \"quantile\" or \"uniform\", got {other:?}")),
+                AssayError::InvalidArgument(format!(
+                    "bins strategy must be \"quantile\" or \"uniform\", got {other:?}"
+                )),
             ))
         }
     };
@@ -113,7 +133,11 @@ fn bin_edges(py: Python<'_>, data: PyRecordBatchReader, column: String, n: usize
     let out = py.detach(move || -> Result<Vec<f64>, AssayError> {
         let schema = reader.schema();
         let idx = column_index(&schema, &column)?;
-        assay_core::input::check_numeric_type(&column, "a binned column", schema.field(idx).data_type())?;
+        assay_core::input::check_numeric_type(
+            &column,
+            "a binned column",
+            schema.field(idx).data_type(),
+        )?;
         let mut values = Vec::new();
         for batch in reader {
             let batch = batch?;
@@ -121,7 +145,13 @@ fn bin_edges(py: Python<'_>, data: PyRecordBatchReader, column: String, n: usize
             let mut buf = Vec::new();
             let v = f64_values(array, 0, array.len(), &mut buf);
             let nulls = validity(array);
-            values.extend(v.iter().enumerate().map(|(i, x)| if nulls.as_ref().is_some_and(|n| n.is_null(i)) { f64::NAN } else { *x }));
+            values.extend(v.iter().enumerate().map(|(i, x)| {
+                if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                    f64::NAN
+                } else {
+                    *x
+                }
+            }));
         }
         core_bin_edges(&values, n, strategy, &column)
     });
@@ -137,7 +167,9 @@ fn default_metrics() -> Vec<&'static str> {
 /// Canonical name of a metric (validates it): `"f2.0"` -> `"f2"`.
 #[pyfunction]
 fn metric_name(py: Python<'_>, name: &str) -> PyResult<String> {
-    Metric::parse(name).map(|m| m.name()).map_err(|e| to_py(py, e))
+    Metric::parse(name)
+        .map(|m| m.name())
+        .map_err(|e| to_py(py, e))
 }
 
 #[pymodule]
