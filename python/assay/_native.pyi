@@ -19,6 +19,7 @@ def evaluate(
     nan_policy: str,
     auc_bins: int | None,
     n_threads: int | None,
+    interval: tuple[int, float, str, int, str | None] | None = None,
 ) -> tuple[Any, Any, int, int]:
     """Runs one evaluation job over an Arrow stream. Returns (table, notes, rows, dropped)."""
 

@@ -25,13 +25,19 @@ class Report:
         Rows read.
     dropped : int
         Rows dropped by ``nan_policy="drop"`` (0 otherwise).
+    ci_method : str or None
+        How the intervals were built (``None`` without intervals).
     """
 
     def __init__(
         self, table: pa.RecordBatch, notes: pa.RecordBatch, metrics: list[str], rows: int,
-        dropped: int,
+        dropped: int, ci_method: str | None = None,
     ) -> None:
-        self._arrow = pa.Table.from_batches([table])
+        self.ci_method = ci_method
+        full = pa.Table.from_batches([table])
+        # The wide table shows m, m_lo, m_hi; standard errors live in long().
+        self._se = {m: full.column(f"{m}_se") for m in metrics} if ci_method else {}
+        self._arrow = full.drop_columns([f"{m}_se" for m in metrics]) if ci_method else full
         self._notes_arrow = notes
         self._table: pl.DataFrame | None = None
         self._notes: pl.DataFrame | None = None
@@ -56,7 +62,9 @@ class Report:
     def long(self) -> pl.DataFrame:
         """One row per (slice, metric): ``slice``, ``metric``, ``value``, ``note``.
 
-        ``note`` says why ``value`` is null and is null otherwise.
+        With intervals the columns are ``slice``, ``metric``, ``value``, ``lo``, ``hi``, ``se``,
+        ``method``, ``note``. ``note`` says why ``value`` (or its interval) is null and is null
+        otherwise.
 
         >>> import assay, numpy as np
         >>> rep = assay.evaluate({"y": np.array([0, 1]), "p": np.array([0.2, 0.9])},
@@ -69,12 +77,30 @@ class Report:
             schema={"metric": pl.String, "_m": pl.Int64},
         )
         wide = self.table.select("slice", *self.metrics).with_row_index("_s")
+        long = wide.unpivot(index=["_s", "slice"], variable_name="metric", value_name="value")
+        columns = ["slice", "metric", "value"]
+        if self.ci_method is not None:
+            parts = {
+                "lo": self.table.select("slice", *(f"{m}_lo" for m in self.metrics)),
+                "hi": self.table.select("slice", *(f"{m}_hi" for m in self.metrics)),
+                "se": pl.DataFrame(
+                    {"slice": self.table["slice"],
+                     **{f"{m}_se": pl.from_arrow(self._se[m]) for m in self.metrics}}
+                ),
+            }
+            for what, frame in parts.items():
+                frame = frame.rename({f"{m}_{what}": m for m in self.metrics})
+                frame = frame.with_row_index("_s").unpivot(
+                    index=["_s", "slice"], variable_name="metric", value_name=what
+                )
+                long = long.join(frame.drop("slice"), on=["_s", "metric"], how="left")
+            long = long.with_columns(method=pl.lit(self.ci_method, dtype=pl.String))
+            columns += ["lo", "hi", "se", "method"]
         return (
-            wide.unpivot(index=["_s", "slice"], variable_name="metric", value_name="value")
-            .join(order, on="metric")
+            long.join(order, on="metric")
             .join(self.notes, on=["slice", "metric"], how="left")
             .sort("_s", "_m")
-            .select("slice", "metric", "value", "note")
+            .select(*columns, "note")
         )
 
     def to_arrow(self) -> pa.Table:

@@ -13,13 +13,18 @@ use arrow_buffer::NullBuffer;
 use arrow_schema::{ArrowError, SchemaRef};
 use rayon::prelude::*;
 
+use crate::bootstrap::{add_into, add_scaled, CiMethod, IntervalSpec, Resampler};
 use crate::error::{invalid, AssayError, Result};
-use crate::input::{check_label_type, check_numeric_type, column_index, f64_values, validity};
+use crate::input::{
+    check_label_type, check_numeric_type, check_row_id_type, column_index, f64_values, u64_values,
+    validity,
+};
+use crate::intervals::slice_intervals;
 use crate::metrics::{rank_value, Metric, RankSums, TOO_SMALL};
-use crate::rank::{rank_sums, rank_sums_binned};
+use crate::rank::{rank_sums, rank_sums_binned, replicate_rank_sums};
 use crate::report::{build_report, Report, ReportRow};
 use crate::slicing::{SliceSpec, Slicer};
-use crate::state::{ChunkState, RankRows};
+use crate::state::{ChunkState, RankRows, StateShape, REP_BRIER, REP_LOG_LOSS, REP_ROWS};
 
 /// Rows per logical chunk: the unit of parallel work and of deterministic merging.
 pub const CHUNK_ROWS: u64 = 1 << 16;
@@ -54,6 +59,8 @@ pub struct EvalSpec {
     pub auc: AucMode,
     /// Worker threads (None: all cores).
     pub n_threads: Option<usize>,
+    /// Confidence intervals (None: point estimates only).
+    pub interval: Option<IntervalSpec>,
 }
 
 impl EvalSpec {
@@ -76,6 +83,19 @@ impl EvalSpec {
                 )));
             }
         }
+        if let Some(iv) = &self.interval {
+            iv.validate()?;
+            if iv.replicates > 0
+                && matches!(self.auc, AucMode::Binned(_))
+                && self.metrics.iter().any(Metric::is_rank)
+            {
+                return Err(AssayError::InvalidArgument(
+                    "bootstrap intervals of roc_auc/average_precision need auc=\"exact\"; with \
+                     auc=\"binned\" use ci_method=\"analytic\" (DeLong on the histogram)"
+                        .into(),
+                ));
+            }
+        }
         if self.n_threads == Some(0) {
             return Err(AssayError::InvalidArgument(
                 "n_threads must be at least 1".into(),
@@ -92,6 +112,7 @@ struct RoleColumns {
     score: ArrayRef,
     score_nulls: Option<NullBuffer>,
     weight: Option<(ArrayRef, Option<NullBuffer>)>,
+    row_id: Option<(ArrayRef, Option<NullBuffer>)>,
 }
 
 /// Per-job constants the row loop reads.
@@ -102,6 +123,10 @@ struct Plan<'a> {
     exact_rank: bool,
     hist_bins: usize,
     weighted: bool,
+    shape: StateShape,
+    resampler: Option<Resampler>,
+    /// Whether replicate blocks carry the log loss and squared error rows.
+    rep_losses: bool,
 }
 
 const EPS: f64 = f64::EPSILON;
@@ -129,6 +154,9 @@ fn update_piece(
     let drop = spec.nan_policy == NanPolicy::Drop;
     let mut dropped = 0;
     let bins = plan.hist_bins;
+    let slots = plan.shape.slots;
+    let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
+    let mut kw = vec![0.0f64; slots];
     for j in 0..hi - lo {
         let i = lo + j;
         let row = first_row + j as u64;
@@ -206,11 +234,42 @@ fn update_piece(
         } else {
             0
         };
+        let mut row_key = 0;
+        if let Some(r) = &plan.resampler {
+            let rid = match (&row_ids, &cols.row_id) {
+                (Some(v), Some((_, nulls))) => {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        let name = spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref());
+                        return Err(invalid(
+                            name.unwrap_or("row_id"),
+                            format!("row ids must not be null; found null at row {row}"),
+                        ));
+                    }
+                    v[j]
+                }
+                _ => row,
+            };
+            row_key = r.row_key(rid);
+            r.fill(row_key, w, 0, &mut kw);
+        }
+        let cell = (yb as usize) << 1 | pred as usize;
         for (k, st) in state.specs.iter_mut().enumerate() {
             let id = if k == 0 { 0 } else { ids[k - 1][i] as usize };
             st.counts[id].add(yb, pred, w, ll, br);
             if bins > 0 {
                 st.hist[(id * bins + hist_bin) * 2 + yb as usize] += w;
+            }
+            if plan.shape.moments {
+                st.moments[id].add(yb, pred, w, ll, br);
+            }
+            if slots > 0 {
+                let block = &mut st.reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots];
+                add_into(&mut block[cell * slots..(cell + 1) * slots], &kw);
+                if plan.rep_losses {
+                    let at = |r: usize| r * slots..(r + 1) * slots;
+                    add_scaled(&mut block[at(REP_LOG_LOSS)], &kw, ll);
+                    add_scaled(&mut block[at(REP_BRIER)], &kw, br);
+                }
             }
         }
         if plan.exact_rank {
@@ -221,6 +280,9 @@ fn update_piece(
             }
             for (k, v) in rank.ids.iter_mut().enumerate() {
                 v.push(ids[k][i]);
+            }
+            if slots > 0 {
+                rank.row_keys.push(row_key);
             }
         }
     }
@@ -258,6 +320,14 @@ where
     if let (Some(w), Some(i)) = (&spec.weight, weight_idx) {
         check_numeric_type(w, "weight", schema.field(i).data_type())?;
     }
+    let row_id_name = spec.interval.as_ref().and_then(|iv| iv.row_id.clone());
+    let row_id_idx = row_id_name
+        .as_deref()
+        .map(|c| column_index(&schema, c))
+        .transpose()?;
+    if let (Some(c), Some(i)) = (&row_id_name, row_id_idx) {
+        check_row_id_type(c, schema.field(i).data_type())?;
+    }
     let mut slicer = Slicer::new(&schema, &spec.slices)?;
     let wants_rank = spec.metrics.iter().any(Metric::is_rank);
     let plan = Plan {
@@ -271,6 +341,26 @@ where
             _ => 0,
         },
         weighted: spec.weight.is_some(),
+        shape: StateShape {
+            hist_bins: match spec.auc {
+                AucMode::Binned(b) if wants_rank => b,
+                _ => 0,
+            },
+            slots: spec.interval.as_ref().map_or(0, IntervalSpec::slots),
+            moments: spec
+                .interval
+                .as_ref()
+                .is_some_and(|iv| iv.method == CiMethod::Analytic),
+        },
+        resampler: spec
+            .interval
+            .as_ref()
+            .filter(|iv| iv.slots() > 0)
+            .map(|iv| Resampler::new(iv.seed, iv.replicates)),
+        rep_losses: spec
+            .metrics
+            .iter()
+            .any(|m| matches!(m, Metric::LogLoss | Metric::Brier)),
     };
     let pool = job_pool(spec.n_threads)?;
 
@@ -296,6 +386,7 @@ where
             score_nulls: validity(&col(score_idx)),
             score: col(score_idx),
             weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
+            row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
         };
         let (ids, n_ids) = pool.install(|| -> Result<_> {
             let ids = slicer.encode_batch(&batch)?;
@@ -323,7 +414,7 @@ where
                     (0, Some(st)) => st,
                     _ => ChunkState::default(),
                 };
-                st.resize(&n_ids, plan.hist_bins);
+                st.resize(&n_ids, plan.shape);
                 (st, RankRows::with_specs(n_specs))
             })
             .collect();
@@ -363,7 +454,7 @@ where
     let n_ids: Vec<usize> = std::iter::once(1)
         .chain((0..n_specs).map(|s| slicer.n_ids(s)))
         .collect();
-    total.resize(&n_ids, plan.hist_bins);
+    total.resize(&n_ids, plan.shape);
 
     let ranks: Vec<Vec<RankSums>> = if plan.exact_rank {
         pool.install(|| rank_sums(&rank, &n_ids))
@@ -377,6 +468,14 @@ where
     } else {
         Vec::new()
     };
+    let rep_ranks: Vec<Vec<Vec<RankSums>>> = match &plan.resampler {
+        Some(r) if plan.exact_rank => {
+            let want_ap = spec.metrics.contains(&Metric::AveragePrecision);
+            pool.install(|| replicate_rank_sums(&rank, &n_ids, r, plan.shape.slots, want_ap))
+        }
+        _ => Vec::new(),
+    };
+    drop(rank);
 
     let mut report_rows = Vec::new();
     for (k, st) in total.specs.iter().enumerate().take(n_specs + 1) {
@@ -388,7 +487,7 @@ where
         for id in ordered {
             let c = &st.counts[id as usize];
             let small = k > 0 && c.n < spec.min_slice_size;
-            let values = spec
+            let values: Vec<crate::metrics::Value> = spec
                 .metrics
                 .iter()
                 .map(|m| {
@@ -406,10 +505,24 @@ where
             } else {
                 Some(slicer.describe(k - 1, id))
             };
+            let intervals = spec.interval.as_ref().map(|iv| {
+                slice_intervals(
+                    iv,
+                    &spec.metrics,
+                    c,
+                    &values,
+                    st.moments.get(id as usize),
+                    ranks.get(k).map(|r| &r[id as usize]),
+                    &st.reps,
+                    id as usize,
+                    rep_ranks.get(k).map(|r| r[id as usize].as_slice()),
+                )
+            });
             report_rows.push(ReportRow {
                 slice: desc,
                 counts: *c,
                 values,
+                intervals,
             });
         }
     }

@@ -107,3 +107,44 @@ pub fn f64_values<'a>(
 pub fn validity(array: &ArrayRef) -> Option<arrow_buffer::NullBuffer> {
     array.logical_nulls().filter(|n| n.null_count() > 0)
 }
+
+/// Checks that a row-id column holds integers.
+pub fn check_row_id_type(name: &str, dt: &DataType) -> Result<()> {
+    if matches!(
+        dt,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+    ) {
+        Ok(())
+    } else {
+        Err(schema(
+            name,
+            format!("row_id must be an integer column, got type {dt}"),
+        ))
+    }
+}
+
+/// Row ids of rows `lo..hi` (integers reinterpreted as u64 bit patterns; only equality
+/// matters, as they are hashed).
+pub fn u64_values(array: &ArrayRef, lo: usize, hi: usize) -> Vec<u64> {
+    macro_rules! ids {
+        ($($dt:ident => $t:ty),*) => {
+            match array.data_type() {
+                $(DataType::$dt => array.as_primitive::<$t>().values()[lo..hi]
+                    .iter()
+                    .map(|x| *x as i64 as u64)
+                    .collect(),)*
+                DataType::UInt64 => array.as_primitive::<UInt64Type>().values()[lo..hi].to_vec(),
+                other => unreachable!("type {other} was rejected when the job was planned"),
+            }
+        };
+    }
+    ids!(Int8 => Int8Type, Int16 => Int16Type, Int32 => Int32Type, Int64 => Int64Type,
+         UInt8 => UInt8Type, UInt16 => UInt16Type, UInt32 => UInt32Type)
+}

@@ -3,15 +3,18 @@
 //! A job reads Arrow record batches once, encodes slice keys into dense ids, updates mergeable
 //! per-slice states in parallel and finalizes them into an Arrow report. See `DESIGN.md`.
 
+pub mod bootstrap;
 pub mod engine;
 pub mod error;
 pub mod input;
+pub mod intervals;
 pub mod metrics;
 pub mod rank;
 pub mod report;
 pub mod slicing;
 pub mod state;
 
+pub use bootstrap::{CiMethod, IntervalSpec};
 pub use engine::{evaluate, AucMode, EvalSpec, Evaluation, NanPolicy};
 pub use error::{AssayError, Result};
 pub use metrics::Metric;

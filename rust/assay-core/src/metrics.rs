@@ -192,6 +192,28 @@ pub struct RankSums {
     pub ap_sum: f64,
     /// Weight of positive-negative pairs that share a tie group (binned mode: an error bound).
     pub tied_pairs: f64,
+    /// DeLong placement sums: over positives sum(w c), sum(w c^2) with c = negative weight
+    /// ranked above plus half the tied; over negatives sum(w d), sum(w d^2) with d = positive
+    /// weight ranked above plus half the tied.
+    pub delong: [f64; 4],
+}
+
+impl RankSums {
+    /// DeLong variances of the placements `(var V10 over positives, var V01 over negatives)`,
+    /// weights read as frequencies. `None` for a single-class slice.
+    pub fn delong_variances(&self) -> Option<(f64, f64)> {
+        let (p, n) = (self.pos, self.neg);
+        if !(p > 0.0 && n > 0.0) {
+            return None;
+        }
+        let auc = self.auc_pairs / (p * n);
+        let [c1, c2, d1, d2] = self.delong;
+        // V10 = (n - c) / n over positives, V01 = d / p over negatives.
+        let e10 = (n * n * p - 2.0 * n * c1 + c2) / (n * n * p);
+        let e01 = d2 / (p * p * n);
+        let _ = d1;
+        Some(((e10 - auc * auc).max(0.0), (e01 - auc * auc).max(0.0)))
+    }
 }
 
 /// ROC-AUC or average precision from rank sums.

@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use crate::bootstrap::{add_into, Resampler};
 use crate::metrics::RankSums;
 use crate::state::{big_vec, RankRows};
 
@@ -264,6 +265,18 @@ fn sorted_groups<R: Rec>(
     n_ids: usize,
     buf: &mut Buffers<R>,
 ) -> Vec<usize> {
+    sorted_groups_by(rows, ids, n_ids, buf, |i| i as u64)
+}
+
+/// [`sorted_groups`] with the record tag `id_of(i) << 1 | label` (ties sort by it, so it must
+/// be unique and fit 63 bits).
+fn sorted_groups_by<R: Rec>(
+    rows: &RankRows,
+    ids: Option<&[u32]>,
+    n_ids: usize,
+    buf: &mut Buffers<R>,
+    id_of: impl Fn(usize) -> u64 + Sync,
+) -> Vec<usize> {
     let n = rows.len();
     let make = |i: usize| {
         let w = if rows.weights.is_empty() {
@@ -273,7 +286,7 @@ fn sorted_groups<R: Rec>(
         };
         R::new(
             descending_key(rows.scores[i]),
-            ((i as u64) << 1) | rows.labels[i] as u64,
+            (id_of(i) << 1) | rows.labels[i] as u64,
             w,
         )
     };
@@ -300,12 +313,21 @@ struct Running {
     auc_pairs: f64,
     ap_sum: f64,
     tied_pairs: f64,
+    delong: [f64; 4],
 }
 
 impl Running {
     /// Closes a tie group: its pairs against everything above count fully, within it half.
     #[inline]
     fn close_group(&mut self) {
+        // DeLong placements, before the group joins the running totals: each positive of the
+        // group has c = negatives above + half the tied ones, each negative d likewise.
+        let c = self.fp + 0.5 * self.run_neg;
+        let d = self.tp + 0.5 * self.run_pos;
+        self.delong[0] += self.run_pos * c;
+        self.delong[1] += self.run_pos * c * c;
+        self.delong[2] += self.run_neg * d;
+        self.delong[3] += self.run_neg * d * d;
         self.auc_pairs += self.run_neg * self.tp + 0.5 * self.run_pos * self.run_neg;
         self.tied_pairs += self.run_pos * self.run_neg;
         self.tp += self.run_pos;
@@ -324,6 +346,7 @@ impl Running {
             auc_pairs: self.auc_pairs,
             ap_sum: self.ap_sum,
             tied_pairs: self.tied_pairs,
+            delong: self.delong,
         }
     }
 }
@@ -458,6 +481,195 @@ fn rank_sums_with<R: Rec>(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>
         .collect()
 }
 
+/// Replicate slots handled by one task of the replicate pass.
+const SLOT_CHUNK: usize = 256;
+
+/// Rank sums of every slice of every spec in every replicate slot: `[spec][id][slot]` (see
+/// `bootstrap`). Each spec's rows are sorted once; each (slice, block of slots) task then walks
+/// the sorted rows once, drawing the rows' replicate weights as it goes. Every slot's sums are
+/// added in the sorted order, so the result does not depend on the thread count.
+pub fn replicate_rank_sums(
+    rows: &RankRows,
+    n_ids: &[usize],
+    resampler: &Resampler,
+    slots: usize,
+    want_ap: bool,
+) -> Vec<Vec<Vec<RankSums>>> {
+    if rows.weights.is_empty() {
+        replicate_rank_sums_with::<Unweighted>(rows, n_ids, resampler, slots, want_ap)
+    } else {
+        replicate_rank_sums_with::<Weighted>(rows, n_ids, resampler, slots, want_ap)
+    }
+}
+
+fn replicate_rank_sums_with<R: Rec>(
+    rows: &RankRows,
+    n_ids: &[usize],
+    resampler: &Resampler,
+    slots: usize,
+    want_ap: bool,
+) -> Vec<Vec<Vec<RankSums>>> {
+    let mut buf = Buffers::<R> {
+        recs: big_vec(rows.len()),
+    };
+    let blocks = slots.div_ceil(SLOT_CHUNK);
+    n_ids
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let ids = (k > 0).then(|| rows.ids[k - 1].as_slice());
+            // Tagging records with the rows' resampling keys (63 bits) keeps the walks below
+            // sequential: no lookups by row position.
+            let starts = sorted_groups_by(rows, ids, *n, &mut buf, |i| rows.row_keys[i]);
+            let recs = &buf.recs;
+            let groups = starts.len() - 1;
+            let parts: Vec<Vec<RankSums>> = (0..groups * blocks)
+                .into_par_iter()
+                .map(|t| {
+                    let (g, b) = (t / blocks, t % blocks);
+                    let from = b * SLOT_CHUNK;
+                    let width = SLOT_CHUNK.min(slots - from);
+                    let run = &recs[starts[g]..starts[g + 1]];
+                    walk_replicates(run, resampler, from, width, want_ap)
+                })
+                .collect();
+            let mut per_id: Vec<Vec<RankSums>> = Vec::with_capacity(groups);
+            for chunk in parts.chunks(blocks) {
+                per_id.push(chunk.concat());
+            }
+            per_id
+        })
+        .collect()
+}
+
+/// One walk over a sorted run for slots `from..from + width`.
+fn walk_replicates<R: Rec>(
+    run: &[R],
+    resampler: &Resampler,
+    from: usize,
+    width: usize,
+    want_ap: bool,
+) -> Vec<RankSums> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { walk_replicates_avx2(run, resampler, from, width, want_ap) };
+        }
+    }
+    walk_replicates_body(run, resampler, from, width, want_ap)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn walk_replicates_avx2<R: Rec>(
+    run: &[R],
+    resampler: &Resampler,
+    from: usize,
+    width: usize,
+    want_ap: bool,
+) -> Vec<RankSums> {
+    walk_replicates_body(run, resampler, from, width, want_ap)
+}
+
+/// The same sums as [`Running`] (without DeLong placements), slot by slot. Plain adds,
+/// multiplies and divides only, so the vectorized and scalar builds give the same bits.
+#[inline(always)]
+fn walk_replicates_body<R: Rec>(
+    run: &[R],
+    resampler: &Resampler,
+    from: usize,
+    width: usize,
+    want_ap: bool,
+) -> Vec<RankSums> {
+    let z = || vec![0.0f64; width];
+    let (mut tp, mut fp, mut rp, mut rn) = (z(), z(), z(), z());
+    let (mut auc, mut ap, mut tied, mut kw) = (z(), z(), z(), z());
+    let mut i = 0;
+    while i < run.len() {
+        let key = run[i].key();
+        if i + 1 == run.len() || run[i + 1].key() != key {
+            // A tie group of one row (the common case for continuous scores): closing it
+            // touches only the running sums its class changes. Same bits as the general path,
+            // whose extra terms are all +0.0.
+            let tag = run[i].tag();
+            resampler.fill(tag >> 1, run[i].w(), from, &mut kw);
+            if tag & 1 == 1 {
+                add_into(&mut tp, &kw);
+                if want_ap {
+                    for s in 0..width {
+                        let t = tp[s];
+                        ap[s] += kw[s] * t / (t + fp[s]).max(f64::MIN_POSITIVE);
+                    }
+                }
+            } else {
+                for s in 0..width {
+                    auc[s] += kw[s] * tp[s];
+                }
+                add_into(&mut fp, &kw);
+            }
+            i += 1;
+            continue;
+        }
+        while i < run.len() && run[i].key() == key {
+            let tag = run[i].tag();
+            resampler.fill(tag >> 1, run[i].w(), from, &mut kw);
+            if tag & 1 == 1 {
+                add_into(&mut rp, &kw);
+            } else {
+                add_into(&mut rn, &kw);
+            }
+            i += 1;
+        }
+        if want_ap {
+            close_slots::<true>(
+                &mut rp, &mut rn, &mut tp, &mut fp, &mut auc, &mut ap, &mut tied,
+            );
+        } else {
+            close_slots::<false>(
+                &mut rp, &mut rn, &mut tp, &mut fp, &mut auc, &mut ap, &mut tied,
+            );
+        }
+    }
+    (0..width)
+        .map(|s| RankSums {
+            pos: tp[s],
+            neg: fp[s],
+            auc_pairs: auc[s],
+            ap_sum: ap[s],
+            tied_pairs: tied[s],
+            delong: [0.0; 4],
+        })
+        .collect()
+}
+
+/// Closes a tie group in every slot (as [`Running::close_group`]). A slot without positives
+/// in the group adds `0 * t / max(t + f, tiny) = +0.0` to AP: no change, and no 0/0.
+#[inline(always)]
+fn close_slots<const AP: bool>(
+    rp: &mut [f64],
+    rn: &mut [f64],
+    tp: &mut [f64],
+    fp: &mut [f64],
+    auc: &mut [f64],
+    ap: &mut [f64],
+    tied: &mut [f64],
+) {
+    for s in 0..rp.len() {
+        let (p, n) = (rp[s], rn[s]);
+        auc[s] += n * tp[s] + 0.5 * p * n;
+        tied[s] += p * n;
+        let (t, f) = (tp[s] + p, fp[s] + n);
+        tp[s] = t;
+        fp[s] = f;
+        if AP {
+            ap[s] += p * t / (t + f).max(f64::MIN_POSITIVE);
+        }
+        rp[s] = 0.0;
+        rn[s] = 0.0;
+    }
+}
+
 /// Rank sums from a score histogram laid out as `[bin * 2 + label]`, bins ascending in score;
 /// each bin is treated as one tie group.
 pub fn rank_sums_binned(hist: &[f64]) -> RankSums {
@@ -547,6 +759,7 @@ mod tests {
             labels,
             weights: vec![],
             ids,
+            row_keys: vec![],
         };
         let packed = rank_sums_packed(&r, &[1, 5, 11]).unwrap();
         let separate = rank_sums_with::<Unweighted>(&r, &[1, 5, 11]);
@@ -566,5 +779,102 @@ mod tests {
         let r = rank_sums(&rows(scores.clone(), labels.clone()), &[1])[0][0];
         let auc = r.auc_pairs / (r.pos * r.neg);
         assert!((auc - brute_auc(&scores, &labels)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn replicate_sums_equal_a_weighted_pass_per_replicate() {
+        let n = 3_000;
+        let scores: Vec<f64> = (0..n).map(|i| ((i * 7919) % 97) as f64 / 96.0).collect();
+        let labels: Vec<u8> = (0..n).map(|i| ((i * 13) % 7 < 3) as u8).collect();
+        let weights: Vec<f64> = (0..n).map(|i| 0.5 + (i % 4) as f64).collect();
+        let ids = vec![(0..n).map(|i| (i % 3) as u32).collect::<Vec<_>>()];
+        let r = crate::bootstrap::Resampler::new(11, 70);
+        let row_keys: Vec<u64> = (0..n as u64).map(|i| r.row_key(i)).collect();
+        let rows = RankRows {
+            scores: scores.clone(),
+            labels: labels.clone(),
+            weights: weights.clone(),
+            ids: ids.clone(),
+            row_keys: row_keys.clone(),
+        };
+        let slots = 70 + crate::bootstrap::JACK_GROUPS;
+        let reps = replicate_rank_sums(&rows, &[1, 3], &r, slots, true);
+        for s in [0usize, 1, 63, 64, 69, 70, 75, 89] {
+            let mut kw = vec![0.0; slots];
+            let w_s: Vec<f64> = (0..n)
+                .map(|i| {
+                    r.fill(row_keys[i], weights[i], 0, &mut kw);
+                    kw[s]
+                })
+                .collect();
+            let direct = rank_sums_with::<Weighted>(
+                &RankRows {
+                    scores: scores.clone(),
+                    labels: labels.clone(),
+                    weights: w_s,
+                    ids: ids.clone(),
+                    row_keys: vec![],
+                },
+                &[1, 3],
+            );
+            for k in 0..2 {
+                for (id, d) in direct[k].iter().enumerate() {
+                    let x = reps[k][id][s];
+                    for (a, b) in [
+                        (x.pos, d.pos),
+                        (x.neg, d.neg),
+                        (x.auc_pairs, d.auc_pairs),
+                        (x.ap_sum, d.ap_sum),
+                    ] {
+                        assert!(
+                            (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                            "slot {s}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn delong_variance_matches_the_placements() {
+        let scores = [0.9, 0.8, 0.8, 0.7, 0.6, 0.6, 0.5, 0.3, 0.3, 0.1];
+        let labels = [1u8, 1, 0, 1, 0, 1, 0, 0, 1, 0];
+        let r = rank_sums(&rows(scores.to_vec(), labels.to_vec()), &[1])[0][0];
+        // Direct placements.
+        let pos: Vec<f64> = (0..10)
+            .filter(|i| labels[*i] == 1)
+            .map(|i| scores[i])
+            .collect();
+        let neg: Vec<f64> = (0..10)
+            .filter(|i| labels[*i] == 0)
+            .map(|i| scores[i])
+            .collect();
+        let psi = |x: f64, y: f64| {
+            if x > y {
+                1.0
+            } else if x == y {
+                0.5
+            } else {
+                0.0
+            }
+        };
+        let v10: Vec<f64> = pos
+            .iter()
+            .map(|x| neg.iter().map(|y| psi(*x, *y)).sum::<f64>() / neg.len() as f64)
+            .collect();
+        let v01: Vec<f64> = neg
+            .iter()
+            .map(|y| pos.iter().map(|x| psi(*x, *y)).sum::<f64>() / pos.len() as f64)
+            .collect();
+        let var = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64
+        };
+        let (a, b) = r.delong_variances().unwrap();
+        assert!(
+            (a - var(&v10)).abs() < 1e-12 && (b - var(&v01)).abs() < 1e-12,
+            "{a} {b}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use arrow_array::builder::{Float64Builder, StringBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
+use crate::bootstrap::Interval;
 use crate::engine::EvalSpec;
 use crate::error::{AssayError, Result};
 use crate::metrics::Value;
@@ -18,6 +19,8 @@ pub struct ReportRow {
     pub slice: Option<SliceDescription>,
     pub counts: BinaryCounts,
     pub values: Vec<Value>,
+    /// One interval per metric when the job asked for intervals.
+    pub intervals: Option<Vec<Interval>>,
 }
 
 /// The wide table and the (slice, metric, note) rows for null values.
@@ -106,6 +109,43 @@ pub fn build_report(
         }
         fields.push(Field::new(name, DataType::Float64, true));
         cols.push(Arc::new(b.finish()));
+        if spec.interval.is_none() {
+            continue;
+        }
+        let (mut lo, mut hi, mut se) = (
+            Float64Builder::new(),
+            Float64Builder::new(),
+            Float64Builder::new(),
+        );
+        for (r, label) in rows.iter().zip(&labels) {
+            let iv = r.intervals.as_ref().map(|v| v[k]);
+            match (r.values[k], iv) {
+                (Ok(_), Some(Ok((l, h, e)))) => {
+                    lo.append_value(l);
+                    hi.append_value(h);
+                    se.append_value(e);
+                }
+                (value, iv) => {
+                    lo.append_null();
+                    hi.append_null();
+                    se.append_null();
+                    if let (Ok(_), Some(Err(why))) = (value, iv) {
+                        note_slice.append_value(label);
+                        note_metric.append_value(name);
+                        note_text.append_value(why);
+                    }
+                }
+            }
+        }
+        for (suffix, b) in [("lo", lo), ("hi", hi), ("se", se)] {
+            let mut b = b;
+            fields.push(Field::new(
+                format!("{name}_{suffix}"),
+                DataType::Float64,
+                true,
+            ));
+            cols.push(Arc::new(b.finish()));
+        }
     }
     let table = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
     let notes = RecordBatch::try_new(

@@ -56,21 +56,77 @@ impl BinaryCounts {
     }
 }
 
+/// Second moments behind analytic intervals: squared weights per confusion cell (for Kish's
+/// effective sample size) and weighted squares of the per-row losses.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Moments {
+    /// Sum of squared weights, indexed by cell `label << 1 | predicted`.
+    pub w2: [f64; 4],
+    /// Sum of weight x log loss^2 and weight x squared error^2.
+    pub log_loss2: f64,
+    pub brier2: f64,
+}
+
+impl Moments {
+    #[inline(always)]
+    pub fn add(&mut self, y: bool, pred: bool, w: f64, log_loss: f64, brier: f64) {
+        self.w2[(y as usize) << 1 | pred as usize] += w * w;
+        self.log_loss2 += w * log_loss * log_loss;
+        self.brier2 += w * brier * brier;
+    }
+
+    pub fn merge(&mut self, o: &Self) {
+        for (a, b) in self.w2.iter_mut().zip(&o.w2) {
+            *a += b;
+        }
+        self.log_loss2 += o.log_loss2;
+        self.brier2 += o.brier2;
+    }
+}
+
+/// Rows of a slice's replicate block: the weight in each confusion cell
+/// (`label << 1 | predicted`), then weight x log loss and weight x squared error.
+pub const REP_ROWS: usize = 6;
+pub const REP_LOG_LOSS: usize = 4;
+pub const REP_BRIER: usize = 5;
+
+/// What a job accumulates besides the counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StateShape {
+    /// Score-histogram bins per slice (binned rank metrics), 0 for none.
+    pub hist_bins: usize,
+    /// Replicate slots (bootstrap replicates and jackknife groups), 0 for none.
+    pub slots: usize,
+    /// Whether second moments are kept (analytic intervals).
+    pub moments: bool,
+}
+
 /// Per-slice states of one slice spec: dense arrays indexed by slice id.
 #[derive(Clone, Debug, Default)]
 pub struct SliceStates {
     pub counts: Vec<BinaryCounts>,
     /// Score histogram for binned rank metrics: `[(id * bins + bin) * 2 + label]` (weights).
     pub hist: Vec<f64>,
+    /// Replicate accumulators: `[(id * REP_ROWS + row) * slots + slot]`.
+    pub reps: Vec<f64>,
+    pub moments: Vec<Moments>,
 }
 
 impl SliceStates {
-    pub fn resize(&mut self, n_ids: usize, hist_bins: usize) {
+    pub fn resize(&mut self, n_ids: usize, shape: StateShape) {
         if self.counts.len() < n_ids {
             self.counts.resize(n_ids, BinaryCounts::default());
         }
-        if hist_bins > 0 && self.hist.len() < n_ids * hist_bins * 2 {
-            self.hist.resize(n_ids * hist_bins * 2, 0.0);
+        let hist = n_ids * shape.hist_bins * 2;
+        if self.hist.len() < hist {
+            self.hist.resize(hist, 0.0);
+        }
+        let reps = n_ids * REP_ROWS * shape.slots;
+        if self.reps.len() < reps {
+            self.reps.resize(reps, 0.0);
+        }
+        if shape.moments && self.moments.len() < n_ids {
+            self.moments.resize(n_ids, Moments::default());
         }
     }
 
@@ -81,12 +137,23 @@ impl SliceStates {
         for (a, b) in self.counts.iter_mut().zip(&o.counts) {
             a.merge(b);
         }
-        if self.hist.len() < o.hist.len() {
-            self.hist.resize(o.hist.len(), 0.0);
+        add_vec(&mut self.hist, &o.hist);
+        add_vec(&mut self.reps, &o.reps);
+        if self.moments.len() < o.moments.len() {
+            self.moments.resize(o.moments.len(), Moments::default());
         }
-        for (a, b) in self.hist.iter_mut().zip(&o.hist) {
-            *a += b;
+        for (a, b) in self.moments.iter_mut().zip(&o.moments) {
+            a.merge(b);
         }
+    }
+}
+
+fn add_vec(a: &mut Vec<f64>, b: &[f64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0.0);
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
     }
 }
 
@@ -97,16 +164,16 @@ pub struct ChunkState {
 }
 
 impl ChunkState {
-    pub fn new(n_ids: &[usize], hist_bins: usize) -> Self {
+    pub fn new(n_ids: &[usize], shape: StateShape) -> Self {
         let mut s = ChunkState::default();
-        s.resize(n_ids, hist_bins);
+        s.resize(n_ids, shape);
         s
     }
 
-    pub fn resize(&mut self, n_ids: &[usize], hist_bins: usize) {
+    pub fn resize(&mut self, n_ids: &[usize], shape: StateShape) {
         self.specs.resize_with(n_ids.len(), SliceStates::default);
         for (s, n) in self.specs.iter_mut().zip(n_ids) {
-            s.resize(*n, hist_bins);
+            s.resize(*n, shape);
         }
     }
 
@@ -165,6 +232,8 @@ pub struct RankRows {
     pub weights: Vec<f64>,
     /// Slice ids of each row, one vector per slice spec (the overall slice needs none).
     pub ids: Vec<Vec<u32>>,
+    /// Resampling key of each row (bootstrap jobs only; see `bootstrap::Resampler::row_key`).
+    pub row_keys: Vec<u64>,
 }
 
 impl RankRows {
@@ -180,12 +249,14 @@ impl RankRows {
         reserve_big(&mut self.scores, o.scores.len());
         reserve_big(&mut self.labels, o.labels.len());
         reserve_big(&mut self.weights, o.weights.len());
+        reserve_big(&mut self.row_keys, o.row_keys.len());
         for (a, b) in self.ids.iter_mut().zip(&o.ids) {
             reserve_big(a, b.len());
         }
         self.scores.extend_from_slice(&o.scores);
         self.labels.extend_from_slice(&o.labels);
         self.weights.extend_from_slice(&o.weights);
+        self.row_keys.extend_from_slice(&o.row_keys);
         for (a, b) in self.ids.iter_mut().zip(o.ids) {
             a.extend_from_slice(&b);
         }

@@ -73,6 +73,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
             .map(|m| Metric::parse(m).unwrap())
             .collect(),
         min_slice_size: 0,
+        interval: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(threads),

@@ -3,7 +3,9 @@
 
 use assay_core::engine::{evaluate as run_evaluate, AucMode, EvalSpec, NanPolicy};
 use assay_core::input::{column_index, f64_values, validity};
-use assay_core::{bin_edges as core_bin_edges, AssayError, BinStrategy, Feature, Metric};
+use assay_core::{
+    bin_edges as core_bin_edges, AssayError, BinStrategy, CiMethod, Feature, IntervalSpec, Metric,
+};
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader};
@@ -41,7 +43,7 @@ fn interrupted() -> bool {
 
 /// Runs one evaluation job over an Arrow stream. Returns (table, notes, rows, dropped).
 #[pyfunction]
-#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads))]
+#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate<'py>(
     py: Python<'py>,
@@ -56,7 +58,22 @@ fn evaluate<'py>(
     nan_policy: &str,
     auc_bins: Option<usize>,
     n_threads: Option<usize>,
+    interval: Option<(usize, f64, String, u64, Option<String>)>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, u64, u64)> {
+    let interval = interval
+        .map(
+            |(replicates, level, method, seed, row_id)| -> Result<_, AssayError> {
+                Ok(IntervalSpec {
+                    replicates,
+                    level,
+                    method: CiMethod::parse(&method)?,
+                    seed,
+                    row_id,
+                })
+            },
+        )
+        .transpose()
+        .map_err(|e| to_py(py, e))?;
     let metrics = metrics
         .iter()
         .map(|m| Metric::parse(m))
@@ -96,6 +113,7 @@ fn evaluate<'py>(
         nan_policy,
         auc: auc_bins.map_or(AucMode::Exact, AucMode::Binned),
         n_threads,
+        interval,
     };
     let reader = data.into_reader()?;
     let out = py.detach(move || {
