@@ -38,9 +38,11 @@ impl CiMethod {
             "basic" => CiMethod::Basic,
             "bca" => CiMethod::Bca,
             "analytic" => CiMethod::Analytic,
-            _ => return Err(AssayError::InvalidArgument(format!(
-                "unknown ci_method {s:?}; use \"percentile\", \"basic\", \"bca\" or \"analytic\""
-            ))),
+            _ => {
+                let known = "\"percentile\", \"basic\", \"bca\" or \"analytic\"";
+                let msg = format!("unknown ci_method {s:?}; use {known}");
+                return Err(AssayError::InvalidArgument(msg));
+            }
         })
     }
 
