@@ -7,11 +7,13 @@ import doctest
 import pytest
 
 import assay
+import assay._compare
 import assay._evaluate
 import assay.report
 
 
-@pytest.mark.parametrize("module", [assay._evaluate, assay.report], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [assay._evaluate, assay._compare, assay.report],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
@@ -19,7 +21,7 @@ def test_docstring_examples_run(module):
 
 
 def test_public_functions_have_docstrings_with_examples():
-    for name in ["evaluate", "bins", "fbeta"]:
+    for name in ["evaluate", "bins", "fbeta", "compare"]:
         doc = getattr(assay, name).__doc__
         assert doc and ">>>" in doc, name
     assert "Examples" in assay.evaluate.__doc__

@@ -11,6 +11,7 @@ import os as _os
 import warnings as _warnings
 
 from . import _native
+from ._compare import Comparison, compare
 from ._evaluate import METRICS, Bins, bins, evaluate, fbeta
 from .errors import (
     AssayError,
@@ -18,6 +19,7 @@ from .errors import (
     EmptyInputError,
     InvalidArgumentError,
     InvalidInputError,
+    RegressionDetected,
     SchemaError,
 )
 from .report import Report
@@ -29,12 +31,15 @@ __all__ = [
     "AssayError",
     "Bins",
     "ColumnNotFoundError",
+    "Comparison",
     "EmptyInputError",
     "InvalidArgumentError",
     "InvalidInputError",
+    "RegressionDetected",
     "Report",
     "SchemaError",
     "bins",
+    "compare",
     "evaluate",
     "fbeta",
 ]

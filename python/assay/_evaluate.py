@@ -269,7 +269,35 @@ def evaluate(
     >>> bool(lo < rep.table["roc_auc"][0] < hi)
     True
     """
-    if not isinstance(label, str) or not isinstance(score, str):
+    if not isinstance(score, str):
+        raise InvalidArgumentError("label and score must be column names (str)")
+    out = _run(
+        data, label=label, score=score, slices=slices, metrics=metrics, threshold=threshold,
+        weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
+        auc_bins=auc_bins, n_threads=n_threads, interval=_interval(
+            bootstrap, ci, ci_method, seed, row_id), compare=None,
+    )
+    table, notes, rows, dropped, _, _ = out.result
+    method = None if out.interval is None else out.interval[2]
+    return Report(table, notes, out.metrics, rows, dropped, ci_method=method)
+
+
+class _Run:
+    """The raw output of one native job, with the options it ran with."""
+
+    def __init__(self, result: Any, metrics: list[str], interval: Any) -> None:
+        self.result = result
+        self.metrics = metrics
+        self.interval = interval
+
+
+def _run(
+    data: Any, *, label: Any, score: str, slices: Any, metrics: Any, threshold: Any,
+    weight: Any, min_slice_size: Any, nan_policy: Any, auc: Any, auc_bins: Any,
+    n_threads: Any, interval: Any, compare: tuple[str, list[tuple[str, str]]] | None,
+) -> _Run:
+    """Validates the options shared by evaluate and compare, and runs the native job."""
+    if not isinstance(label, str):
         raise InvalidArgumentError("label and score must be column names (str)")
     if weight is not None and not isinstance(weight, str):
         raise InvalidArgumentError(f"weight must be a column name or None, got {weight!r}")
@@ -289,10 +317,9 @@ def evaluate(
     names = [_native.metric_name(m) if isinstance(m, str) else _bad_metric(m)
              for m in (METRICS if metrics is None else metrics)]
     threads = _threads(n_threads)
-    interval = _interval(bootstrap, ci, ci_method, seed, row_id)
     source = to_source(data)
     spec = _slices(slices, source)
-    table, notes, rows, dropped = _native.evaluate(
+    result = _native.evaluate(
         source.open(),
         label,
         score,
@@ -305,9 +332,9 @@ def evaluate(
         int(auc_bins) if auc == "binned" else None,
         threads,
         interval,
+        compare,
     )
-    method = None if interval is None else interval[2]
-    return Report(table, notes, names, rows, dropped, ci_method=method)
+    return _Run(result, names, interval)
 
 
 def _interval(

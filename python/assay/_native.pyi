@@ -20,8 +20,9 @@ def evaluate(
     auc_bins: int | None,
     n_threads: int | None,
     interval: tuple[int, float, str, int, str | None] | None = None,
-) -> tuple[Any, Any, int, int]:
-    """Runs one evaluation job over an Arrow stream. Returns (table, notes, rows, dropped)."""
+    compare: tuple[str, list[tuple[str, str]]] | None = None,
+) -> tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None]:
+    """Runs one evaluation (or comparison) job over an Arrow stream."""
 
 def bin_edges(data: Any, column: str, n: int, strategy: str) -> list[float]:
     """Edges of `n` bins over column `column` of an Arrow stream."""

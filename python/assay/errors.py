@@ -9,6 +9,7 @@ __all__ = [
     "InvalidInputError",
     "EmptyInputError",
     "InvalidArgumentError",
+    "RegressionDetected",
 ]
 
 
@@ -42,3 +43,13 @@ class EmptyInputError(InvalidInputError):
 
 class InvalidArgumentError(AssayError, ValueError):
     """An argument is invalid (unknown metric, bad threshold, bad bins...)."""
+
+
+class RegressionDetected(AssayError, AssertionError):
+    """A model is worse than its reference with confidence (raised by
+    :meth:`assay.Comparison.assert_not_worse`). ``slices`` holds the offending rows of the
+    comparison table."""
+
+    def __init__(self, message: str, column: str | None = None, slices: object = None) -> None:
+        super().__init__(message, column)
+        self.slices = slices

@@ -19,7 +19,7 @@ use crate::input::{
     check_label_type, check_numeric_type, check_row_id_type, column_index, f64_values, u64_values,
     validity,
 };
-use crate::intervals::slice_intervals;
+use crate::intervals::{delta_interval, replicate_values, slice_intervals};
 use crate::metrics::{rank_value, Metric, RankSums, TOO_SMALL};
 use crate::rank::{rank_sums, rank_sums_binned, replicate_rank_sums};
 use crate::report::{build_report, Report, ReportRow};
@@ -61,6 +61,17 @@ pub struct EvalSpec {
     pub n_threads: Option<usize>,
     /// Confidence intervals (None: point estimates only).
     pub interval: Option<IntervalSpec>,
+    /// A paired comparison of `score` (the reference) with further models.
+    pub compare: Option<CompareSpec>,
+}
+
+/// Models compared in one pass with the same replicate weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompareSpec {
+    /// Name of the reference model (its column is `EvalSpec::score`).
+    pub reference: String,
+    /// (name, score column) of each other model.
+    pub others: Vec<(String, String)>,
 }
 
 impl EvalSpec {
@@ -96,6 +107,32 @@ impl EvalSpec {
                 ));
             }
         }
+        if let Some(c) = &self.compare {
+            if c.others.is_empty() {
+                return Err(AssayError::InvalidArgument(
+                    "compare needs at least two models".into(),
+                ));
+            }
+            match &self.interval {
+                Some(iv) if iv.slots() > 0 => {}
+                _ => {
+                    return Err(AssayError::InvalidArgument(
+                        "compare needs bootstrap=B (a paired bootstrap gives the interval of \
+                         each difference) and ci_method \"percentile\", \"basic\" or \"bca\""
+                            .into(),
+                    ))
+                }
+            }
+            let mut names = vec![&c.reference];
+            names.extend(c.others.iter().map(|(n, _)| n));
+            for (i, n) in names.iter().enumerate() {
+                if names[..i].contains(n) {
+                    return Err(AssayError::InvalidArgument(format!(
+                        "model name {n:?} is given twice"
+                    )));
+                }
+            }
+        }
         if self.n_threads == Some(0) {
             return Err(AssayError::InvalidArgument(
                 "n_threads must be at least 1".into(),
@@ -109,8 +146,8 @@ impl EvalSpec {
 struct RoleColumns {
     label: ArrayRef,
     label_nulls: Option<NullBuffer>,
-    score: ArrayRef,
-    score_nulls: Option<NullBuffer>,
+    /// One score column per model (the reference first).
+    scores: Vec<(ArrayRef, Option<NullBuffer>)>,
     weight: Option<(ArrayRef, Option<NullBuffer>)>,
     row_id: Option<(ArrayRef, Option<NullBuffer>)>,
 }
@@ -118,6 +155,8 @@ struct RoleColumns {
 /// Per-job constants the row loop reads.
 struct Plan<'a> {
     spec: &'a EvalSpec,
+    /// Score columns: `spec.score` then `spec.compare_scores`.
+    score_names: Vec<&'a str>,
     need_log_loss: bool,
     need_probability: bool,
     exact_rank: bool,
@@ -125,13 +164,16 @@ struct Plan<'a> {
     weighted: bool,
     shape: StateShape,
     resampler: Option<Resampler>,
+    /// Whether replicate blocks are kept (some non-rank metric needs them).
+    additive_reps: bool,
     /// Whether replicate blocks carry the log loss and squared error rows.
     rep_losses: bool,
 }
 
 const EPS: f64 = f64::EPSILON;
 
-/// Updates `state` (and `rank`) with rows `lo..hi` of the batch; returns rows dropped.
+/// Updates `state` (and `rank`, one per model) with rows `lo..hi` of the batch; returns rows
+/// dropped. States of model `m` and spec `k` sit at `state.specs[m * (n_specs + 1) + k]`.
 #[allow(clippy::too_many_arguments)]
 fn update_piece(
     plan: &Plan,
@@ -141,12 +183,18 @@ fn update_piece(
     hi: usize,
     first_row: u64,
     state: &mut ChunkState,
-    rank: &mut RankRows,
+    rank: &mut [RankRows],
 ) -> Result<u64> {
     let spec = plan.spec;
-    let (mut lb, mut sb, mut wb) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lb, mut wb) = (Vec::new(), Vec::new());
+    let mut sbs: Vec<Vec<f64>> = vec![Vec::new(); cols.scores.len()];
     let labels = f64_values(&cols.label, lo, hi, &mut lb);
-    let scores = f64_values(&cols.score, lo, hi, &mut sb);
+    let scores: Vec<_> = cols
+        .scores
+        .iter()
+        .zip(sbs.iter_mut())
+        .map(|((a, _), buf)| f64_values(a, lo, hi, buf))
+        .collect();
     let weights = cols
         .weight
         .as_ref()
@@ -154,36 +202,52 @@ fn update_piece(
     let drop = spec.nan_policy == NanPolicy::Drop;
     let mut dropped = 0;
     let bins = plan.hist_bins;
-    let slots = plan.shape.slots;
+    let slots = if plan.additive_reps {
+        plan.shape.slots
+    } else {
+        0
+    };
+    let per_model = ids.len() + 1;
     let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
     let mut kw = vec![0.0f64; slots];
-    for j in 0..hi - lo {
+    'rows: for j in 0..hi - lo {
         let i = lo + j;
         let row = first_row + j as u64;
         let y = labels[j];
         let label_missing = cols.label_nulls.as_ref().is_some_and(|n| n.is_null(i)) || y.is_nan();
-        let s = scores[j];
-        let score_missing = cols.score_nulls.as_ref().is_some_and(|n| n.is_null(i));
-        if label_missing || score_missing || !s.is_finite() {
+        if label_missing {
             if drop {
                 dropped += 1;
                 continue;
             }
-            return Err(if label_missing {
-                invalid(&spec.label, format!("null or NaN label at row {row}; pass nan_policy=\"drop\" to drop such rows"))
-            } else {
+            return Err(invalid(
+                &spec.label,
+                format!(
+                    "null or NaN label at row {row}; pass nan_policy=\"drop\" to drop such rows"
+                ),
+            ));
+        }
+        // A row missing any model's score is dropped for all models: comparisons are paired.
+        for (m, (_, nulls)) in cols.scores.iter().enumerate() {
+            let s = scores[m][j];
+            let score_missing = nulls.as_ref().is_some_and(|n| n.is_null(i));
+            if score_missing || !s.is_finite() {
+                if drop {
+                    dropped += 1;
+                    continue 'rows;
+                }
                 let what = if score_missing {
                     "null".to_string()
                 } else {
                     s.to_string()
                 };
-                invalid(
-                    &spec.score,
+                return Err(invalid(
+                    plan.score_names[m],
                     format!(
                         "score is {what} at row {row}; pass nan_policy=\"drop\" to drop such rows"
                     ),
-                )
-            });
+                ));
+            }
         }
         let yb = if y == 1.0 {
             true
@@ -195,16 +259,20 @@ fn update_piece(
                 format!("labels must be 0 or 1 (or booleans); found {y} at row {row}"),
             ));
         };
-        if plan.need_probability && !(0.0..=1.0).contains(&s) {
-            return Err(invalid(
-                &spec.score,
-                format!("score {s} at row {row} is outside [0, 1]; log_loss, brier and auc=\"binned\" need probabilities"),
-            ));
+        if plan.need_probability {
+            for (m, sc) in scores.iter().enumerate() {
+                let s = sc[j];
+                if !(0.0..=1.0).contains(&s) {
+                    return Err(invalid(
+                        plan.score_names[m],
+                        format!("score {s} at row {row} is outside [0, 1]; log_loss, brier and auc=\"binned\" need probabilities"),
+                    ));
+                }
+            }
         }
         let w = match &weights {
             Some(w) => {
-                let (wcol, wnulls) = cols.weight.as_ref().unwrap();
-                let _ = wcol;
+                let (_, wnulls) = cols.weight.as_ref().unwrap();
                 let v = w[j];
                 if wnulls.as_ref().is_some_and(|n| n.is_null(i)) || !(v > 0.0 && v.is_finite()) {
                     let shown = if wnulls.as_ref().is_some_and(|n| n.is_null(i)) {
@@ -220,19 +288,6 @@ fn update_piece(
                 v
             }
             None => 1.0,
-        };
-        let pred = s >= spec.threshold;
-        let ll = if plan.need_log_loss {
-            let p = s.clamp(EPS, 1.0 - EPS);
-            -(if yb { p } else { 1.0 - p }).ln()
-        } else {
-            0.0
-        };
-        let br = (s - y) * (s - y);
-        let hist_bin = if bins > 0 {
-            ((s * bins as f64) as usize).min(bins - 1)
-        } else {
-            0
         };
         let mut row_key = 0;
         if let Some(r) = &plan.resampler {
@@ -250,39 +305,59 @@ fn update_piece(
                 _ => row,
             };
             row_key = r.row_key(rid);
-            r.fill(row_key, w, 0, &mut kw);
-        }
-        let cell = (yb as usize) << 1 | pred as usize;
-        for (k, st) in state.specs.iter_mut().enumerate() {
-            let id = if k == 0 { 0 } else { ids[k - 1][i] as usize };
-            st.counts[id].add(yb, pred, w, ll, br);
-            if bins > 0 {
-                st.hist[(id * bins + hist_bin) * 2 + yb as usize] += w;
-            }
-            if plan.shape.moments {
-                st.moments[id].add(yb, pred, w, ll, br);
-            }
             if slots > 0 {
-                let block = &mut st.reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots];
-                add_into(&mut block[cell * slots..(cell + 1) * slots], &kw);
-                if plan.rep_losses {
-                    let at = |r: usize| r * slots..(r + 1) * slots;
-                    add_scaled(&mut block[at(REP_LOG_LOSS)], &kw, ll);
-                    add_scaled(&mut block[at(REP_BRIER)], &kw, br);
+                r.fill(row_key, w, 0, &mut kw);
+            }
+        }
+        for (m, sc) in scores.iter().enumerate() {
+            let s = sc[j];
+            let pred = s >= spec.threshold;
+            let ll = if plan.need_log_loss {
+                let p = s.clamp(EPS, 1.0 - EPS);
+                -(if yb { p } else { 1.0 - p }).ln()
+            } else {
+                0.0
+            };
+            let br = (s - y) * (s - y);
+            let hist_bin = if bins > 0 {
+                ((s * bins as f64) as usize).min(bins - 1)
+            } else {
+                0
+            };
+            let cell = (yb as usize) << 1 | pred as usize;
+            let model_states = &mut state.specs[m * per_model..(m + 1) * per_model];
+            for (k, st) in model_states.iter_mut().enumerate() {
+                let id = if k == 0 { 0 } else { ids[k - 1][i] as usize };
+                st.counts[id].add(yb, pred, w, ll, br);
+                if bins > 0 {
+                    st.hist[(id * bins + hist_bin) * 2 + yb as usize] += w;
+                }
+                if plan.shape.moments {
+                    st.moments[id].add(yb, pred, w, ll, br);
+                }
+                if slots > 0 {
+                    let block = &mut st.reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots];
+                    add_into(&mut block[cell * slots..(cell + 1) * slots], &kw);
+                    if plan.rep_losses {
+                        let at = |r: usize| r * slots..(r + 1) * slots;
+                        add_scaled(&mut block[at(REP_LOG_LOSS)], &kw, ll);
+                        add_scaled(&mut block[at(REP_BRIER)], &kw, br);
+                    }
                 }
             }
-        }
-        if plan.exact_rank {
-            rank.scores.push(s);
-            rank.labels.push(yb as u8);
-            if plan.weighted {
-                rank.weights.push(w);
-            }
-            for (k, v) in rank.ids.iter_mut().enumerate() {
-                v.push(ids[k][i]);
-            }
-            if slots > 0 {
-                rank.row_keys.push(row_key);
+            if plan.exact_rank {
+                let rank = &mut rank[m];
+                rank.scores.push(s);
+                rank.labels.push(yb as u8);
+                if plan.weighted {
+                    rank.weights.push(w);
+                }
+                for (k, v) in rank.ids.iter_mut().enumerate() {
+                    v.push(ids[k][i]);
+                }
+                if plan.resampler.is_some() {
+                    rank.row_keys.push(row_key);
+                }
             }
         }
     }
@@ -291,7 +366,11 @@ fn update_piece(
 
 /// The output of a job: the report plus bookkeeping.
 pub struct Evaluation {
+    /// The report of `score` (the reference model of a comparison).
     pub report: Report,
+    /// Comparison jobs: the report of each other model, and the paired differences.
+    pub others: Vec<Report>,
+    pub comparison: Option<RecordBatch>,
     pub rows: u64,
     pub dropped: u64,
 }
@@ -309,14 +388,23 @@ where
 {
     spec.validate()?;
     let label_idx = column_index(&schema, &spec.label)?;
-    let score_idx = column_index(&schema, &spec.score)?;
+    let mut score_names: Vec<&str> = vec![&spec.score];
+    if let Some(c) = &spec.compare {
+        score_names.extend(c.others.iter().map(|(_, col)| col.as_str()));
+    }
+    let score_idx: Vec<usize> = score_names
+        .iter()
+        .map(|c| column_index(&schema, c))
+        .collect::<Result<_>>()?;
     let weight_idx = spec
         .weight
         .as_deref()
         .map(|w| column_index(&schema, w))
         .transpose()?;
     check_label_type(&spec.label, schema.field(label_idx).data_type())?;
-    check_numeric_type(&spec.score, "score", schema.field(score_idx).data_type())?;
+    for (c, i) in score_names.iter().zip(&score_idx) {
+        check_numeric_type(c, "score", schema.field(*i).data_type())?;
+    }
     if let (Some(w), Some(i)) = (&spec.weight, weight_idx) {
         check_numeric_type(w, "weight", schema.field(i).data_type())?;
     }
@@ -332,6 +420,7 @@ where
     let wants_rank = spec.metrics.iter().any(Metric::is_rank);
     let plan = Plan {
         spec,
+        score_names,
         need_log_loss: spec.metrics.contains(&Metric::LogLoss),
         need_probability: spec.metrics.iter().any(Metric::needs_probability)
             || (wants_rank && matches!(spec.auc, AucMode::Binned(_))),
@@ -357,17 +446,27 @@ where
             .as_ref()
             .filter(|iv| iv.slots() > 0)
             .map(|iv| Resampler::new(iv.seed, iv.replicates)),
+        additive_reps: spec.metrics.iter().any(|m| !m.is_rank()),
         rep_losses: spec
             .metrics
             .iter()
             .any(|m| matches!(m, Metric::LogLoss | Metric::Brier)),
     };
+    let models = plan.score_names.len();
+    let mut plan = plan;
+    if !plan.additive_reps {
+        plan.shape.slots = 0; // rank metrics only: no replicate blocks to keep
+    }
+    let plan = plan;
     let pool = job_pool(spec.n_threads)?;
 
     let n_specs = slicer.n_specs();
     let mut total = ChunkState::default();
     let mut open: Option<ChunkState> = None;
-    let mut rank = RankRows::with_specs(n_specs);
+    let mut rank: Vec<RankRows> = (0..models).map(|_| RankRows::with_specs(n_specs)).collect();
+    let model_ids = |n_ids: &[usize]| -> Vec<usize> {
+        (0..models).flat_map(|_| n_ids.iter().copied()).collect()
+    };
     let (mut rows, mut dropped) = (0u64, 0u64);
 
     for batch in batches {
@@ -383,8 +482,10 @@ where
         let cols = RoleColumns {
             label_nulls: validity(&col(label_idx)),
             label: col(label_idx),
-            score_nulls: validity(&col(score_idx)),
-            score: col(score_idx),
+            scores: score_idx
+                .iter()
+                .map(|i| (col(*i), validity(&col(*i))))
+                .collect(),
             weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
             row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
         };
@@ -406,7 +507,8 @@ where
             pieces.push((start, end));
             start = end;
         }
-        let mut states: Vec<(ChunkState, RankRows)> = pieces
+        let all_ids = model_ids(&n_ids);
+        let mut states: Vec<(ChunkState, Vec<RankRows>)> = pieces
             .iter()
             .enumerate()
             .map(|(k, _)| {
@@ -414,8 +516,9 @@ where
                     (0, Some(st)) => st,
                     _ => ChunkState::default(),
                 };
-                st.resize(&n_ids, plan.shape);
-                (st, RankRows::with_specs(n_specs))
+                st.resize(&all_ids, plan.shape);
+                let rk = (0..models).map(|_| RankRows::with_specs(n_specs)).collect();
+                (st, rk)
             })
             .collect();
         let outcomes: Vec<Result<u64>> = pool.install(|| {
@@ -436,7 +539,9 @@ where
             } else {
                 open = Some(st);
             }
-            rank.append(rk);
+            for (a, b) in rank.iter_mut().zip(rk) {
+                a.append(b);
+            }
         }
         rows += len as u64;
     }
@@ -454,81 +559,139 @@ where
     let n_ids: Vec<usize> = std::iter::once(1)
         .chain((0..n_specs).map(|s| slicer.n_ids(s)))
         .collect();
-    total.resize(&n_ids, plan.shape);
+    total.resize(&model_ids(&n_ids), plan.shape);
+    let per_model = n_specs + 1;
 
-    let ranks: Vec<Vec<RankSums>> = if plan.exact_rank {
-        pool.install(|| rank_sums(&rank, &n_ids))
-    } else if plan.hist_bins > 0 {
-        let b = plan.hist_bins;
-        total
-            .specs
-            .iter()
-            .map(|st| st.hist.chunks_exact(2 * b).map(rank_sums_binned).collect())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let rep_ranks: Vec<Vec<Vec<RankSums>>> = match &plan.resampler {
-        Some(r) if plan.exact_rank => {
-            let want_ap = spec.metrics.contains(&Metric::AveragePrecision);
-            pool.install(|| replicate_rank_sums(&rank, &n_ids, r, plan.shape.slots, want_ap))
-        }
-        _ => Vec::new(),
-    };
+    let want_ap = spec.metrics.contains(&Metric::AveragePrecision);
+    let mut ranks: Vec<Vec<Vec<RankSums>>> = Vec::new();
+    let mut rep_ranks: Vec<Vec<Vec<Vec<RankSums>>>> = Vec::new();
+    for (m, rk) in rank.iter().enumerate() {
+        ranks.push(if plan.exact_rank {
+            pool.install(|| rank_sums(rk, &n_ids))
+        } else if plan.hist_bins > 0 {
+            let b = plan.hist_bins;
+            total.specs[m * per_model..(m + 1) * per_model]
+                .iter()
+                .map(|st| st.hist.chunks_exact(2 * b).map(rank_sums_binned).collect())
+                .collect()
+        } else {
+            Vec::new()
+        });
+        rep_ranks.push(match (&plan.resampler, &spec.interval) {
+            (Some(r), Some(iv)) if plan.exact_rank => {
+                pool.install(|| replicate_rank_sums(rk, &n_ids, r, iv.slots(), want_ap))
+            }
+            _ => Vec::new(),
+        });
+    }
     drop(rank);
 
-    let mut report_rows = Vec::new();
-    for (k, st) in total.specs.iter().enumerate().take(n_specs + 1) {
+    let mut report_rows: Vec<Vec<ReportRow>> = (0..models).map(|_| Vec::new()).collect();
+    let mut deltas = crate::report::ComparisonRows::default();
+    for k in 0..per_model {
+        let st0 = &total.specs[k];
         let ordered: Vec<u32> = if k == 0 {
             vec![0]
         } else {
-            slicer.ordered_ids(k - 1, |id| st.counts[id as usize].n > 0)
+            slicer.ordered_ids(k - 1, |id| st0.counts[id as usize].n > 0)
         };
         for id in ordered {
-            let c = &st.counts[id as usize];
-            let small = k > 0 && c.n < spec.min_slice_size;
-            let values: Vec<crate::metrics::Value> = spec
-                .metrics
-                .iter()
-                .map(|m| {
-                    if small {
-                        Err(TOO_SMALL)
-                    } else if m.is_rank() {
-                        rank_value(*m, &ranks[k][id as usize])
-                    } else {
-                        m.from_counts(c)
+            let desc = (k > 0).then(|| slicer.describe(k - 1, id));
+            let idu = id as usize;
+            let mut replicates: Vec<Vec<Vec<f64>>> = Vec::new();
+            for m in 0..models {
+                let st = &total.specs[m * per_model + k];
+                let c = &st.counts[idu];
+                let small = k > 0 && c.n < spec.min_slice_size;
+                let rank_k = ranks[m].get(k).map(|r| &r[idu]);
+                let rep_rank_k = rep_ranks[m].get(k).map(|r| r[idu].as_slice());
+                let values: Vec<crate::metrics::Value> = spec
+                    .metrics
+                    .iter()
+                    .map(|metric| {
+                        if small {
+                            Err(TOO_SMALL)
+                        } else if metric.is_rank() {
+                            rank_value(*metric, rank_k.expect("rank sums of a rank metric"))
+                        } else {
+                            metric.from_counts(c)
+                        }
+                    })
+                    .collect();
+                let intervals = spec.interval.as_ref().map(|iv| {
+                    slice_intervals(
+                        iv,
+                        &spec.metrics,
+                        c,
+                        &values,
+                        st.moments.get(idu),
+                        rank_k,
+                        &st.reps,
+                        idu,
+                        rep_rank_k,
+                    )
+                });
+                if spec.compare.is_some() {
+                    let iv = spec
+                        .interval
+                        .as_ref()
+                        .expect("validated: compare has intervals");
+                    replicates.push(
+                        spec.metrics
+                            .iter()
+                            .map(|metric| replicate_values(iv, *metric, &st.reps, idu, rep_rank_k))
+                            .collect(),
+                    );
+                }
+                report_rows[m].push(ReportRow {
+                    slice: desc.clone(),
+                    counts: *c,
+                    values,
+                    intervals,
+                });
+            }
+            if let (Some(cmp), Some(iv)) = (&spec.compare, &spec.interval) {
+                let label = desc.as_ref().map_or("overall", |d| d.label.as_str());
+                let values: Vec<&[crate::metrics::Value]> = report_rows
+                    .iter()
+                    .map(|r| r.last().expect("just pushed").values.as_slice())
+                    .collect();
+                for (j, metric) in spec.metrics.iter().enumerate() {
+                    for (m, (name, _)) in cmp.others.iter().enumerate() {
+                        let m = m + 1;
+                        deltas.push(
+                            label,
+                            *metric,
+                            values.iter().map(|v| v[j]).collect(),
+                            name,
+                            delta_interval(
+                                iv,
+                                *metric,
+                                values[0][j],
+                                values[m][j],
+                                &replicates[0][j],
+                                &replicates[m][j],
+                            ),
+                        );
                     }
-                })
-                .collect();
-            let desc = if k == 0 {
-                None
-            } else {
-                Some(slicer.describe(k - 1, id))
-            };
-            let intervals = spec.interval.as_ref().map(|iv| {
-                slice_intervals(
-                    iv,
-                    &spec.metrics,
-                    c,
-                    &values,
-                    st.moments.get(id as usize),
-                    ranks.get(k).map(|r| &r[id as usize]),
-                    &st.reps,
-                    id as usize,
-                    rep_ranks.get(k).map(|r| r[id as usize].as_slice()),
-                )
-            });
-            report_rows.push(ReportRow {
-                slice: desc,
-                counts: *c,
-                values,
-                intervals,
-            });
+                }
+            }
         }
     }
-    let report = build_report(&slicer.feature_columns(), spec, report_rows)?;
+    let features = slicer.feature_columns();
+    let mut reports = report_rows
+        .into_iter()
+        .map(|rows| build_report(&features, spec, rows))
+        .collect::<Result<Vec<_>>>()?;
+    let report = reports.remove(0);
+    let comparison = match &spec.compare {
+        Some(cmp) => Some(deltas.finish(cmp, &spec.metrics)?),
+        None => None,
+    };
     Ok(Evaluation {
         report,
+        others: reports,
+        comparison,
         rows,
         dropped,
     })

@@ -28,12 +28,6 @@ pub fn slice_intervals(
     id: usize,
     rep_ranks: Option<&[RankSums]>,
 ) -> Vec<Interval> {
-    let slots = iv.slots();
-    let block = if slots > 0 {
-        &reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots]
-    } else {
-        &[][..]
-    };
     metrics
         .iter()
         .zip(values)
@@ -43,29 +37,93 @@ pub fn slice_intervals(
                 let mo = moments.copied().unwrap_or_default();
                 return analytic(*m, estimate, counts, &mo, rank, iv.level);
             }
-            let value_at = |s: usize| -> f64 {
-                let v = if m.is_rank() {
-                    match rep_ranks {
-                        Some(r) => rank_value(*m, &r[s]),
-                        None => Err(NO_ANALYTIC),
-                    }
-                } else {
-                    m.from_counts(&replicate_counts(block, slots, s))
-                };
-                v.unwrap_or(f64::NAN)
-            };
-            let boot: Vec<f64> = (0..iv.replicates).map(value_at).collect();
-            let accel = (iv.method == CiMethod::Bca).then(|| {
-                let jack: Vec<f64> = (iv.replicates..slots).map(value_at).collect();
-                if jack.iter().any(|x| x.is_nan()) {
-                    Err(NO_JACKKNIFE)
-                } else {
-                    Ok(acceleration_jackknife(&jack))
-                }
-            });
-            resampled_interval(iv.method, iv.level, estimate, &boot, accel)
+            let values = replicate_values(iv, *m, reps, id, rep_ranks);
+            from_replicates(iv, estimate, &values)
         })
         .collect()
+}
+
+/// The value of metric `m` in every replicate slot of slice `id` (NaN where undefined):
+/// bootstrap replicates, then jackknife groups.
+pub fn replicate_values(
+    iv: &IntervalSpec,
+    m: Metric,
+    reps: &[f64],
+    id: usize,
+    rep_ranks: Option<&[RankSums]>,
+) -> Vec<f64> {
+    let slots = iv.slots();
+    if m.is_rank() {
+        return match rep_ranks {
+            Some(r) => r
+                .iter()
+                .map(|s| rank_value(m, s).unwrap_or(f64::NAN))
+                .collect(),
+            None => vec![f64::NAN; slots],
+        };
+    }
+    let block = &reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots];
+    (0..slots)
+        .map(|s| {
+            m.from_counts(&replicate_counts(block, slots, s))
+                .unwrap_or(f64::NAN)
+        })
+        .collect()
+}
+
+/// Percentile, basic or BCa interval of a statistic from its replicate slot values.
+fn from_replicates(iv: &IntervalSpec, estimate: f64, values: &[f64]) -> Interval {
+    let (boot, jack) = values.split_at(iv.replicates);
+    let accel = (iv.method == CiMethod::Bca).then(|| {
+        if jack.iter().any(|x| x.is_nan()) {
+            Err(NO_JACKKNIFE)
+        } else {
+            Ok(acceleration_jackknife(jack))
+        }
+    });
+    resampled_interval(iv.method, iv.level, estimate, boot, accel)
+}
+
+/// A paired difference `model - reference`: (delta, lo, hi, se, p-value), or why undefined.
+pub type Delta = std::result::Result<(f64, f64, f64, f64, f64), &'static str>;
+
+pub const UNDEFINED_IN_A_MODEL: &str = "undefined: the metric is undefined for a model";
+
+/// The paired-bootstrap interval of `model - reference`. Both models saw the same replicate
+/// weights, so the replicate differences carry the pairing. The p-value is the two-sided
+/// bootstrap p-value of "no difference": `2 (min(#{d_b <= 0}, #{d_b >= 0}) + 1) / (B + 1)`,
+/// capped at 1.
+pub fn delta_interval(
+    iv: &IntervalSpec,
+    _m: Metric,
+    reference: Value,
+    model: Value,
+    reference_reps: &[f64],
+    model_reps: &[f64],
+) -> Delta {
+    let (a, b) = match (reference, model) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(why), _) | (_, Err(why)) => {
+            return Err(if why == crate::metrics::TOO_SMALL {
+                why
+            } else {
+                UNDEFINED_IN_A_MODEL
+            })
+        }
+    };
+    let delta = b - a;
+    let d: Vec<f64> = model_reps
+        .iter()
+        .zip(reference_reps)
+        .map(|(x, y)| x - y)
+        .collect();
+    let (lo, hi, se) = from_replicates(iv, delta, &d)?;
+    let boot = &d[..iv.replicates];
+    let defined = boot.iter().filter(|x| !x.is_nan()).count() as f64;
+    let le = boot.iter().filter(|x| **x <= 0.0).count() as f64;
+    let ge = boot.iter().filter(|x| **x >= 0.0).count() as f64;
+    let p = (2.0 * (le.min(ge) + 1.0) / (defined + 1.0)).min(1.0);
+    Ok((delta, lo, hi, se, p))
 }
 
 /// The counts of replicate slot `s` (row counts are not replicated: `n` is 0).

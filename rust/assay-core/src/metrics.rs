@@ -149,6 +149,17 @@ impl Metric {
         }
     }
 
+    /// Whether a larger value is better (`None`: the metric has no direction, such as the base
+    /// rate or the prediction rate).
+    pub fn higher_is_better(&self) -> Option<bool> {
+        use Metric::*;
+        match self {
+            BaseRate | PredictionRate => None,
+            Fpr | Fnr | LogLoss | Brier => Some(false),
+            _ => Some(true),
+        }
+    }
+
     /// The canonical name (as a report column).
     pub fn name(&self) -> String {
         match self {

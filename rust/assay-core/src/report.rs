@@ -162,3 +162,124 @@ pub fn build_report(
     )?;
     Ok(Report { table, notes })
 }
+
+/// The paired differences of a comparison job, one row per (slice, metric, compared model).
+#[derive(Default)]
+pub struct ComparisonRows {
+    slice: Vec<String>,
+    metric: Vec<String>,
+    /// Value of each model (reference first), per row.
+    values: Vec<Vec<Value>>,
+    model: Vec<String>,
+    delta: Vec<crate::intervals::Delta>,
+    direction: Vec<Option<bool>>,
+}
+
+impl ComparisonRows {
+    pub fn push(
+        &mut self,
+        slice: &str,
+        metric: crate::metrics::Metric,
+        values: Vec<Value>,
+        model: &str,
+        delta: crate::intervals::Delta,
+    ) {
+        self.slice.push(slice.to_string());
+        self.metric.push(metric.name());
+        self.values.push(values);
+        self.model.push(model.to_string());
+        self.delta.push(delta);
+        self.direction.push(metric.higher_is_better());
+    }
+
+    /// The comparison table: `slice`, `metric`, one value column per model, `model` (the one
+    /// compared with the reference), `delta`, `delta_lo`, `delta_hi`, `delta_se`, `p_value`,
+    /// `verdict`, `note`.
+    pub fn finish(
+        self,
+        cmp: &crate::engine::CompareSpec,
+        _metrics: &[crate::metrics::Metric],
+    ) -> Result<RecordBatch> {
+        const FIXED: [&str; 11] = [
+            "slice",
+            "metric",
+            "model",
+            "delta",
+            "delta_lo",
+            "delta_hi",
+            "delta_se",
+            "p_value",
+            "verdict",
+            "note",
+            "reference",
+        ];
+        let mut names = vec![cmp.reference.clone()];
+        names.extend(cmp.others.iter().map(|(n, _)| n.clone()));
+        for n in &names {
+            if FIXED.contains(&n.as_str()) {
+                return Err(AssayError::InvalidArgument(format!(
+                    "model name {n:?} is also a column of the comparison table; rename it"
+                )));
+            }
+        }
+        let mut fields = vec![
+            Field::new("slice", DataType::Utf8, false),
+            Field::new("metric", DataType::Utf8, false),
+        ];
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(arrow_array::StringArray::from(self.slice.clone())),
+            Arc::new(arrow_array::StringArray::from(self.metric.clone())),
+        ];
+        for (m, n) in names.iter().enumerate() {
+            let mut b = Float64Builder::new();
+            for v in &self.values {
+                b.append_option(v[m].ok());
+            }
+            fields.push(Field::new(n, DataType::Float64, true));
+            cols.push(Arc::new(b.finish()));
+        }
+        fields.push(Field::new("model", DataType::Utf8, false));
+        cols.push(Arc::new(arrow_array::StringArray::from(self.model.clone())));
+        let mut nums: Vec<Float64Builder> = (0..5).map(|_| Float64Builder::new()).collect();
+        let (mut verdict, mut note) = (StringBuilder::new(), StringBuilder::new());
+        for (d, dir) in self.delta.iter().zip(&self.direction) {
+            match d {
+                Ok((delta, lo, hi, se, p)) => {
+                    for (b, v) in nums.iter_mut().zip([delta, lo, hi, se, p]) {
+                        b.append_value(*v);
+                    }
+                    let (up, down) = match dir {
+                        Some(true) => ("better", "worse"),
+                        Some(false) => ("worse", "better"),
+                        None => ("higher", "lower"),
+                    };
+                    verdict.append_value(if *lo > 0.0 {
+                        up
+                    } else if *hi < 0.0 {
+                        down
+                    } else {
+                        "no significant difference"
+                    });
+                    note.append_null();
+                }
+                Err(why) => {
+                    nums.iter_mut().for_each(|b| b.append_null());
+                    verdict.append_null();
+                    note.append_value(why);
+                }
+            }
+        }
+        for (name, mut b) in ["delta", "delta_lo", "delta_hi", "delta_se", "p_value"]
+            .into_iter()
+            .zip(nums)
+        {
+            fields.push(Field::new(name, DataType::Float64, true));
+            cols.push(Arc::new(b.finish()));
+        }
+        fields.push(Field::new("verdict", DataType::Utf8, true));
+        cols.push(Arc::new(verdict.finish()));
+        fields.push(Field::new("note", DataType::Utf8, true));
+        cols.push(Arc::new(note.finish()));
+        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+    }
+}

@@ -557,6 +557,7 @@ pub struct Slicer {
 }
 
 /// What a report row needs to know about one slice: its features and their readable values.
+#[derive(Clone, Debug)]
 pub struct SliceDescription {
     pub label: String,
     pub values: Vec<(String, Option<String>)>,

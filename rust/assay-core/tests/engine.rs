@@ -74,6 +74,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
             .collect(),
         min_slice_size: 0,
         interval: None,
+        compare: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(threads),

@@ -1,7 +1,7 @@
 //! PyO3 bindings: the `assay._native` module. Argument conversion, error mapping, GIL release
 //! and result export only; all numerics live in `assay-core`.
 
-use assay_core::engine::{evaluate as run_evaluate, AucMode, EvalSpec, NanPolicy};
+use assay_core::engine::{evaluate as run_evaluate, AucMode, CompareSpec, EvalSpec, NanPolicy};
 use assay_core::input::{column_index, f64_values, validity};
 use assay_core::{
     bin_edges as core_bin_edges, AssayError, BinStrategy, CiMethod, Feature, IntervalSpec, Metric,
@@ -41,9 +41,20 @@ fn interrupted() -> bool {
     Python::attach(|py| py.check_signals().is_err())
 }
 
-/// Runs one evaluation job over an Arrow stream. Returns (table, notes, rows, dropped).
+/// What one job returns to Python: (table, notes, rows, dropped, [(table, notes) of each
+/// compared model], comparison table or None).
+type JobResult<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    u64,
+    u64,
+    Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    Option<Bound<'py, PyAny>>,
+);
+
+/// Runs one evaluation (or comparison) job over an Arrow stream.
 #[pyfunction]
-#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None))]
+#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None, compare=None))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate<'py>(
     py: Python<'py>,
@@ -59,7 +70,8 @@ fn evaluate<'py>(
     auc_bins: Option<usize>,
     n_threads: Option<usize>,
     interval: Option<(usize, f64, String, u64, Option<String>)>,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, u64, u64)> {
+    compare: Option<(String, Vec<(String, String)>)>,
+) -> PyResult<JobResult<'py>> {
     let interval = interval
         .map(
             |(replicates, level, method, seed, row_id)| -> Result<_, AssayError> {
@@ -114,6 +126,7 @@ fn evaluate<'py>(
         auc: auc_bins.map_or(AucMode::Exact, AucMode::Binned),
         n_threads,
         interval,
+        compare: compare.map(|(reference, others)| CompareSpec { reference, others }),
     };
     let reader = data.into_reader()?;
     let out = py.detach(move || {
@@ -123,7 +136,21 @@ fn evaluate<'py>(
     let ev = out.map_err(|e| to_py(py, e))?;
     let table = PyRecordBatch::new(ev.report.table).into_pyarrow(py)?;
     let notes = PyRecordBatch::new(ev.report.notes).into_pyarrow(py)?;
-    Ok((table, notes, ev.rows, ev.dropped))
+    let others = ev
+        .others
+        .into_iter()
+        .map(|r| {
+            Ok((
+                PyRecordBatch::new(r.table).into_pyarrow(py)?,
+                PyRecordBatch::new(r.notes).into_pyarrow(py)?,
+            ))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let comparison = ev
+        .comparison
+        .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
+        .transpose()?;
+    Ok((table, notes, ev.rows, ev.dropped, others, comparison))
 }
 
 /// Edges of `n` bins over column `column` of an Arrow stream (`strategy`: "quantile"|"uniform").

@@ -1,0 +1,202 @@
+"""Paired comparison of models on the same rows: :func:`compare`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+
+from ._evaluate import SliceLike, _interval, _run
+from .errors import InvalidArgumentError, RegressionDetected
+from .report import Report
+
+
+class Comparison:
+    """Paired differences between models, per slice and metric.
+
+    Attributes
+    ----------
+    table : polars.DataFrame
+        One row per (slice, metric, compared model): ``slice``, ``metric``, one value column per
+        model (named by the model), ``model`` (the model compared with the reference),
+        ``delta`` (model - reference), ``delta_lo``, ``delta_hi`` (paired-bootstrap interval),
+        ``delta_se``, ``p_value`` (two-sided bootstrap p-value of "no difference"),
+        ``verdict`` and ``note`` (why a delta is null).
+    reports : dict[str, Report]
+        Each model's own report, with intervals.
+    reference : str
+        The model the others are compared with.
+    """
+
+    def __init__(self, table: pa.RecordBatch, reports: dict[str, Report], reference: str,
+                 level: float, method: str) -> None:
+        self._arrow = pa.Table.from_batches([table])
+        self.table: pl.DataFrame = pl.from_arrow(self._arrow)  # type: ignore[assignment]
+        self.reports = reports
+        self.reference = reference
+        self.level = level
+        self.method = method
+
+    def assert_not_worse(
+        self, metric: str = "roc_auc", margin: float = 0.0, model: str | None = None,
+    ) -> None:
+        """Raise :class:`assay.RegressionDetected` if a model is worse than the reference by
+        more than ``margin`` with confidence, in any slice.
+
+        "Worse with confidence" means the whole delta interval lies beyond ``-margin`` on the
+        bad side: ``delta_hi < -margin`` for metrics where higher is better, ``delta_lo >
+        margin`` for losses and error rates (``log_loss``, ``brier``, ``fpr``, ``fnr``).
+        Slices whose delta is undefined are not counted.
+
+        >>> import assay, numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 2, 2000)
+        >>> p = np.clip(0.4 * y + 0.6 * rng.random(2000), 0, 1)
+        >>> data = {"y": y, "old": p, "new": p}
+        >>> cmp = assay.compare(data, label="y", scores={"old": "old", "new": "new"},
+        ...                     metrics=["roc_auc"], bootstrap=200)
+        >>> cmp.assert_not_worse("roc_auc", margin=0.005)   # identical models: passes
+        """
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+            raise InvalidArgumentError(f"margin must be a non-negative number, got {margin!r}")
+        rows = self.table.filter(pl.col("metric") == metric)
+        if rows.is_empty():
+            known = sorted(set(self.table["metric"].to_list()))
+            raise InvalidArgumentError(f"metric {metric!r} was not compared; compared: {known}")
+        if model is not None:
+            if model not in set(rows["model"].to_list()):
+                raise InvalidArgumentError(f"no model {model!r} was compared with the reference")
+            rows = rows.filter(pl.col("model") == model)
+        lower_is_better = metric in ("log_loss", "brier", "fpr", "fnr")
+        bad = rows.filter(
+            pl.col("delta_lo") > margin if lower_is_better else pl.col("delta_hi") < -margin
+        )
+        if bad.height:
+            listed = ", ".join(
+                f"{r['slice']} ({r['model']}: delta {r['delta']:+.4g}, "
+                f"{self.level:.0%} CI [{r['delta_lo']:+.4g}, {r['delta_hi']:+.4g}])"
+                for r in bad.iter_rows(named=True)
+            )
+            raise RegressionDetected(
+                f"{metric} is worse than {self.reference!r} by more than {margin} in "
+                f"{bad.height} slice(s): {listed}",
+                slices=bad,
+            )
+
+    def to_arrow(self) -> pa.Table:
+        """The table as a ``pyarrow.Table``."""
+        return self._arrow
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        return self._arrow.__arrow_c_stream__(requested_schema)
+
+    def __repr__(self) -> str:
+        return (f"assay.Comparison (reference {self.reference!r}, {self.method} "
+                f"{self.level:.0%} intervals)\n{self.table}")
+
+
+def compare(
+    data: Any,
+    *,
+    label: str,
+    scores: Mapping[str, str] | Sequence[str],
+    slices: Sequence[SliceLike] | SliceLike = (),
+    metrics: Sequence[str] | None = None,
+    reference: str | None = None,
+    threshold: float = 0.5,
+    weight: str | None = None,
+    min_slice_size: int = 0,
+    nan_policy: Literal["raise", "drop"] = "raise",
+    bootstrap: int = 1000,
+    ci: float = 0.95,
+    ci_method: Literal["percentile", "basic", "bca"] = "percentile",
+    seed: int = 0,
+    row_id: str | None = None,
+    n_threads: int | None = None,
+) -> Comparison:
+    """Compare two or more models on the same rows, per slice, with a paired bootstrap.
+
+    All models are evaluated in one pass over the data, and every model sees the same
+    replicate weights (row ``r`` weighs the same ``Poisson(1)`` draw in replicate ``b`` for each
+    model), so the interval of each difference accounts for the pairing: a difference far
+    smaller than either model's own interval can still be significant.
+
+    Parameters
+    ----------
+    scores
+        ``{"name": "column", ...}`` (or a list of columns, named by themselves); at least two.
+    reference
+        The model the others are compared with (default: the first).
+    bootstrap, ci, ci_method, seed, row_id
+        As in :func:`assay.evaluate`; a comparison always resamples (``ci_method`` is
+        ``"percentile"``, ``"basic"`` or ``"bca"``).
+    label, slices, metrics, threshold, weight, min_slice_size, nan_policy, n_threads
+        As in :func:`assay.evaluate`. A row whose score is missing for any model is dropped
+        for all of them (``nan_policy="drop"``), keeping the comparison paired.
+
+    Returns
+    -------
+    Comparison
+        ``.table`` with ``delta = model - reference`` per slice and metric, its interval and
+        p-value, and ``verdict``: ``"better"`` or ``"worse"`` when the whole interval lies on one
+        side of 0 (direction-aware: lower ``log_loss``, ``brier``, ``fpr``, ``fnr`` is better;
+        ``base_rate`` and ``prediction_rate`` get ``"higher"``/``"lower"``), else ``"no
+        significant difference"``. ``.reports`` holds each model's own :class:`Report`.
+
+    Examples
+    --------
+    >>> import assay, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 5000)
+    >>> good = np.clip(0.5 * y + 0.5 * rng.random(5000), 0, 1)
+    >>> noisy = np.clip(good + rng.normal(0, 0.3, 5000), 0, 1)
+    >>> cmp = assay.compare({"y": y, "good": good, "noisy": noisy}, label="y",
+    ...                     scores={"old": "good", "new": "noisy"}, metrics=["roc_auc"],
+    ...                     bootstrap=200)
+    >>> cmp.table.select("slice", "metric", "model", "verdict").row(0)
+    ('overall', 'roc_auc', 'new', 'worse')
+    """
+    if isinstance(scores, Mapping):
+        models = [(str(k), v) for k, v in scores.items()]
+    elif isinstance(scores, Sequence) and not isinstance(scores, str):
+        models = [(c, c) for c in scores]
+    else:
+        raise InvalidArgumentError(
+            f"scores must map model names to score columns, got {scores!r}"
+        )
+    if len(models) < 2:
+        raise InvalidArgumentError(
+            f"compare needs at least two models in scores, got {len(models)}"
+        )
+    for name, col in models:
+        if not isinstance(col, str) or not isinstance(name, str):
+            raise InvalidArgumentError(f"score columns must be column names, got {col!r}")
+    if reference is not None:
+        names = [n for n, _ in models]
+        if reference not in names:
+            raise InvalidArgumentError(
+                f"reference {reference!r} is not one of the models {names}"
+            )
+        models.sort(key=lambda m: m[0] != reference)
+    if ci_method not in ("percentile", "basic", "bca"):
+        raise InvalidArgumentError(
+            f"compare resamples: ci_method must be 'percentile', 'basic' or 'bca', got "
+            f"{ci_method!r}"
+        )
+    if bootstrap is None:
+        raise InvalidArgumentError("compare needs bootstrap=B (1000 is usual)")
+    interval = _interval(bootstrap, ci, ci_method, seed, row_id)
+    (ref_name, ref_col), others = models[0], models[1:]
+    out = _run(
+        data, label=label, score=ref_col, slices=slices, metrics=metrics, threshold=threshold,
+        weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
+        auc_bins=4096, n_threads=n_threads, interval=interval,
+        compare=(ref_name, [(n, c) for n, c in others]),
+    )
+    table, notes, rows, dropped, other_reports, comparison = out.result
+    reports = {ref_name: Report(table, notes, out.metrics, rows, dropped, ci_method=ci_method)}
+    for (name, _), (t, n) in zip(others, other_reports, strict=True):
+        reports[name] = Report(t, n, out.metrics, rows, dropped, ci_method=ci_method)
+    return Comparison(comparison, reports, ref_name, float(ci), ci_method)
