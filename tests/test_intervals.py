@@ -111,6 +111,27 @@ def test_percentile_agrees_with_scipy_bootstrap_on_a_mean():
     assert abs(long["se"][0] - ref.standard_error) < 0.05 * se
 
 
+def test_bca_agrees_with_scipy_bca_on_a_skewed_proportion():
+    # A rare outcome makes the bootstrap distribution skewed, so bias correction and
+    # acceleration (here from the influence values x - p) matter.
+    # (Not rarer: scipy's multinomial replicates are multiples of 1/n, ours are continuous, and
+    # the quantiles of the two differ by up to one step 1/n.)
+    rng = np.random.default_rng(8)
+    y = (rng.random(3_000) < 0.03).astype(np.int8)
+    d = {"y": y, "p": rng.random(3_000)}
+    rep = assay.evaluate(d, label="y", score="p", metrics=["base_rate"], bootstrap=4_000,
+                         ci=0.9, ci_method="bca", seed=2)
+    ref = st.bootstrap((y.astype(float),), np.mean, n_resamples=4_000, confidence_level=0.9,
+                       method="BCa", random_state=np.random.default_rng(0))
+    se = math.sqrt(0.03 * 0.97 / 3_000)
+    assert abs(rep.table["base_rate_lo"][0] - ref.confidence_interval.low) < 0.15 * se
+    assert abs(rep.table["base_rate_hi"][0] - ref.confidence_interval.high) < 0.15 * se
+    # BCa moves the interval right of the percentile one for a right-skewed statistic.
+    pct = assay.evaluate(d, label="y", score="p", metrics=["base_rate"], bootstrap=4_000,
+                         ci=0.9, seed=2)
+    assert rep.table["base_rate_hi"][0] > pct.table["base_rate_hi"][0]
+
+
 def test_bootstrap_se_of_auc_agrees_with_delong():
     d = _binormal(100_000, seed=5)
     boot = assay.evaluate(d, label="y", score="s", metrics=["roc_auc"], bootstrap=400).long()

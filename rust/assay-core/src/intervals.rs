@@ -38,7 +38,11 @@ pub fn slice_intervals(
                 return analytic(*m, estimate, counts, &mo, rank, iv.level);
             }
             let values = replicate_values(iv, *m, reps, id, rep_ranks);
-            from_replicates(iv, estimate, &values)
+            let influence = match iv.method {
+                CiMethod::Bca => influence_acceleration(*m, counts, estimate, rank),
+                _ => None,
+            };
+            from_replicates(iv, estimate, &values, influence)
         })
         .collect()
 }
@@ -71,11 +75,54 @@ pub fn replicate_values(
         .collect()
 }
 
-/// Percentile, basic or BCa interval of a statistic from its replicate slot values.
-fn from_replicates(iv: &IntervalSpec, estimate: f64, values: &[f64]) -> Interval {
+/// BCa acceleration from a metric's influence values, where it has them in closed form:
+/// the DeLong placements for ROC-AUC, `x - p` for the proportions. Weights count as
+/// frequencies: `a = sum w U^3 / (6 (sum w U^2)^1.5)`. `None`: use the grouped jackknife.
+pub fn influence_acceleration(
+    m: Metric,
+    c: &BinaryCounts,
+    estimate: f64,
+    rank: Option<&RankSums>,
+) -> Option<f64> {
+    use Metric::*;
+    let cells = [c.tn, c.fp, c.fn_, c.tp];
+    let sum = |ids: &[usize]| ids.iter().map(|&i| cells[i]).sum::<f64>();
+    let all = [TN, FP, FN, TP];
+    let (success, population) = match m {
+        BaseRate => (sum(&[FN, TP]), sum(&all)),
+        PredictionRate => (sum(&[FP, TP]), sum(&all)),
+        Accuracy => (sum(&[TN, TP]), sum(&all)),
+        Precision => (sum(&[TP]), sum(&[FP, TP])),
+        Recall => (sum(&[TP]), sum(&[FN, TP])),
+        Fnr => (sum(&[FN]), sum(&[FN, TP])),
+        Specificity => (sum(&[TN]), sum(&[TN, FP])),
+        Fpr => (sum(&[FP]), sum(&[TN, FP])),
+        RocAuc => return rank.and_then(RankSums::delong_acceleration),
+        _ => return None,
+    };
+    let (p, w1, w0) = (estimate, success, population - success);
+    let s2 = w1 * (1.0 - p) * (1.0 - p) + w0 * p * p;
+    let s3 = w1 * (1.0 - p).powi(3) - w0 * p.powi(3);
+    Some(if s2 > 0.0 {
+        s3 / (6.0 * s2.powf(1.5))
+    } else {
+        0.0
+    })
+}
+
+/// Percentile, basic or BCa interval of a statistic from its replicate slot values. BCa takes
+/// the acceleration `influence` when given, else from the jackknife slots.
+fn from_replicates(
+    iv: &IntervalSpec,
+    estimate: f64,
+    values: &[f64],
+    influence: Option<f64>,
+) -> Interval {
     let (boot, jack) = values.split_at(iv.replicates);
     let accel = (iv.method == CiMethod::Bca).then(|| {
-        if jack.iter().any(|x| x.is_nan()) {
+        if let Some(a) = influence {
+            Ok(a)
+        } else if jack.iter().any(|x| x.is_nan()) {
             Err(NO_JACKKNIFE)
         } else {
             Ok(acceleration_jackknife(jack))
@@ -117,7 +164,7 @@ pub fn delta_interval(
         .zip(reference_reps)
         .map(|(x, y)| x - y)
         .collect();
-    let (lo, hi, se) = from_replicates(iv, delta, &d)?;
+    let (lo, hi, se) = from_replicates(iv, delta, &d, None)?;
     let boot = &d[..iv.replicates];
     let defined = boot.iter().filter(|x| !x.is_nan()).count() as f64;
     let le = boot.iter().filter(|x| **x <= 0.0).count() as f64;

@@ -203,27 +203,54 @@ pub struct RankSums {
     pub ap_sum: f64,
     /// Weight of positive-negative pairs that share a tie group (binned mode: an error bound).
     pub tied_pairs: f64,
-    /// DeLong placement sums: over positives sum(w c), sum(w c^2) with c = negative weight
-    /// ranked above plus half the tied; over negatives sum(w d), sum(w d^2) with d = positive
+    /// DeLong placement sums: over positives sum(w c^k) for k = 1, 2, 3, with c = negative
+    /// weight ranked above plus half the tied; over negatives sum(w d^k) with d = positive
     /// weight ranked above plus half the tied.
-    pub delong: [f64; 4],
+    pub delong: [f64; 6],
 }
 
 impl RankSums {
-    /// DeLong variances of the placements `(var V10 over positives, var V01 over negatives)`,
-    /// weights read as frequencies. `None` for a single-class slice.
-    pub fn delong_variances(&self) -> Option<(f64, f64)> {
+    /// Central moments of the DeLong placements: (over positives: sum w (V10 - AUC)^2,
+    /// sum w (V10 - AUC)^3; over negatives the same of V01), with V10 = (N - c) / N and
+    /// V01 = d / P. `None` for a single-class slice.
+    fn placement_moments(&self) -> Option<[f64; 4]> {
         let (p, n) = (self.pos, self.neg);
         if !(p > 0.0 && n > 0.0) {
             return None;
         }
-        let auc = self.auc_pairs / (p * n);
-        let [c1, c2, d1, d2] = self.delong;
-        // V10 = (n - c) / n over positives, V01 = d / p over negatives.
-        let e10 = (n * n * p - 2.0 * n * c1 + c2) / (n * n * p);
-        let e01 = d2 / (p * p * n);
-        let _ = d1;
-        Some(((e10 - auc * auc).max(0.0), (e01 - auc * auc).max(0.0)))
+        let a = self.auc_pairs / (p * n);
+        let [c1, c2, c3, d1, d2, d3] = self.delong;
+        // Positives: V10 - A = (K - c) / N with K = N (1 - A).
+        let k = n * (1.0 - a);
+        let pos2 = (k * k * p - 2.0 * k * c1 + c2) / (n * n);
+        let pos3 = (k * k * k * p - 3.0 * k * k * c1 + 3.0 * k * c2 - c3) / (n * n * n);
+        // Negatives: V01 - A = (d - L) / P with L = P A.
+        let l = p * a;
+        let neg2 = (d2 - 2.0 * l * d1 + l * l * n) / (p * p);
+        let neg3 = (d3 - 3.0 * l * d2 + 3.0 * l * l * d1 - l * l * l * n) / (p * p * p);
+        Some([pos2.max(0.0), pos3, neg2.max(0.0), neg3])
+    }
+
+    /// DeLong variances of the placements `(var V10 over positives, var V01 over negatives)`,
+    /// weights read as frequencies. `None` for a single-class slice.
+    pub fn delong_variances(&self) -> Option<(f64, f64)> {
+        let [pos2, _, neg2, _] = self.placement_moments()?;
+        Some((pos2 / self.pos, neg2 / self.neg))
+    }
+
+    /// BCa acceleration of ROC-AUC from its influence values, the DeLong placements:
+    /// `U = (V10 - AUC) / P` for positives and `(V01 - AUC) / N` for negatives,
+    /// `a = sum U^3 / (6 (sum U^2)^1.5)`.
+    pub fn delong_acceleration(&self) -> Option<f64> {
+        let [pos2, pos3, neg2, neg3] = self.placement_moments()?;
+        let (p, n) = (self.pos, self.neg);
+        let s2 = pos2 / (p * p) + neg2 / (n * n);
+        let s3 = pos3 / (p * p * p) + neg3 / (n * n * n);
+        Some(if s2 > 0.0 {
+            s3 / (6.0 * s2.powf(1.5))
+        } else {
+            0.0
+        })
     }
 }
 

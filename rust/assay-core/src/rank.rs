@@ -313,7 +313,7 @@ struct Running {
     auc_pairs: f64,
     ap_sum: f64,
     tied_pairs: f64,
-    delong: [f64; 4],
+    delong: [f64; 6],
 }
 
 impl Running {
@@ -324,10 +324,13 @@ impl Running {
         // group has c = negatives above + half the tied ones, each negative d likewise.
         let c = self.fp + 0.5 * self.run_neg;
         let d = self.tp + 0.5 * self.run_pos;
-        self.delong[0] += self.run_pos * c;
-        self.delong[1] += self.run_pos * c * c;
-        self.delong[2] += self.run_neg * d;
-        self.delong[3] += self.run_neg * d * d;
+        let (pc, nd) = (self.run_pos * c, self.run_neg * d);
+        self.delong[0] += pc;
+        self.delong[1] += pc * c;
+        self.delong[2] += pc * c * c;
+        self.delong[3] += nd;
+        self.delong[4] += nd * d;
+        self.delong[5] += nd * d * d;
         self.auc_pairs += self.run_neg * self.tp + 0.5 * self.run_pos * self.run_neg;
         self.tied_pairs += self.run_pos * self.run_neg;
         self.tp += self.run_pos;
@@ -638,7 +641,7 @@ fn walk_replicates_body<R: Rec>(
             auc_pairs: auc[s],
             ap_sum: ap[s],
             tied_pairs: tied[s],
-            delong: [0.0; 4],
+            delong: [0.0; 6],
         })
         .collect()
 }
@@ -876,5 +879,16 @@ mod tests {
             (a - var(&v10)).abs() < 1e-12 && (b - var(&v01)).abs() < 1e-12,
             "{a} {b}"
         );
+        // Acceleration from the influence values U = (V - AUC) / class size.
+        let auc = v10.iter().sum::<f64>() / v10.len() as f64;
+        let u: Vec<f64> = v10
+            .iter()
+            .map(|v| (v - auc) / pos.len() as f64)
+            .chain(v01.iter().map(|v| (v - auc) / neg.len() as f64))
+            .collect();
+        let s2: f64 = u.iter().map(|x| x * x).sum();
+        let s3: f64 = u.iter().map(|x| x * x * x).sum();
+        let accel = s3 / (6.0 * s2.powf(1.5));
+        assert!((r.delong_acceleration().unwrap() - accel).abs() < 1e-12);
     }
 }
