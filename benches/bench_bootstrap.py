@@ -3,7 +3,7 @@
 Usage::
 
     python benches/bench_bootstrap.py            # 1M rows, B = 1000
-    python benches/bench_bootstrap.py --write    # also append the table to benches/RESULTS.md
+    python benches/bench_bootstrap.py --write    # also write its section of benches/RESULTS.md
     python benches/bench_bootstrap.py --coverage # + the long coverage study (1000 data sets)
 
 Measured in one run, on the same data:
@@ -170,9 +170,13 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
+        # Our section of RESULTS.md starts at the marker (bench_evaluate.py keeps it).
         path = os.path.join(os.path.dirname(__file__), "RESULTS.md")
-        with open(path, "a") as f:
-            f.write("\n" + text + "\n")
+        marker = "<!-- bench_bootstrap -->"
+        old = open(path).read() if os.path.exists(path) else ""
+        head = old[: old.index(marker)] if marker in old else old
+        with open(path, "w") as f:
+            f.write(head.rstrip("\n") + "\n\n" + marker + "\n" + text + "\n")
 
 
 if __name__ == "__main__":

@@ -672,6 +672,11 @@ Validation: {vline}
   pure-Python subsample, and a weighted (`weight="w"`) overall run of all 15 metrics vs
   scikit-learn with `sample_weight`.
 """
+    # Keep the sections other benchmarks own (bench_bootstrap.py writes below its marker).
+    marker = "<!-- bench_bootstrap -->"
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    if marker in old:
+        text = text.rstrip("\n") + "\n\n" + old[old.index(marker):]
     RESULTS.write_text(text)
 
 

@@ -5,13 +5,14 @@
 //! it is needed (the additive pass and the rank pass). Because it depends on nothing else, the
 //! replicates are the same for any thread count, any batch split and any shard of the rows.
 //!
-//! Besides the `B` bootstrap replicates every job carries [`JACK_GROUPS`] grouped-jackknife
-//! "replicates": group `g` gives weight 0 to the rows whose hash falls in group `g` and 1 to the
-//! rest. They feed the acceleration of BCa intervals for metrics without a closed-form influence
-//! function, at the cost of 20 more slots instead of an O(N^2) leave-one-out jackknife.
+//! Besides the `B` bootstrap replicates, BCa jobs carry [`JACK_GROUPS`] grouped-jackknife
+//! "replicates": group `g` gives weight 0 to the rows whose hash falls in group `g` and the
+//! row's weight to the rest. They feed the acceleration of BCa intervals for metrics without a
+//! closed-form influence function (see `intervals::influence_acceleration`), at the cost of 20
+//! more slots instead of an O(N^2) leave-one-out jackknife.
 //!
-//! A *slot* is one replicate: slots `0..B` are bootstrap replicates, `B..B + JACK_GROUPS` are the
-//! jackknife groups.
+//! A *slot* is one replicate: slots `0..B` are bootstrap replicates, `B..B + JACK_GROUPS` (BCa)
+//! are the jackknife groups.
 
 use crate::error::{AssayError, Result};
 
@@ -94,12 +95,14 @@ impl IntervalSpec {
         Ok(())
     }
 
-    /// Replicate slots carried through the pass (bootstrap replicates, then jackknife groups).
+    /// Replicate slots carried through the pass: the bootstrap replicates, then (BCa only)
+    /// the jackknife groups.
     pub fn slots(&self) -> usize {
-        if self.replicates == 0 || self.method == CiMethod::Analytic {
-            0
-        } else {
-            self.replicates + JACK_GROUPS
+        match self.method {
+            _ if self.replicates == 0 => 0,
+            CiMethod::Analytic => 0,
+            CiMethod::Bca => self.replicates + JACK_GROUPS,
+            CiMethod::Percentile | CiMethod::Basic => self.replicates,
         }
     }
 }
@@ -240,11 +243,61 @@ pub fn add_into(acc: &mut [f64], add: &[f64]) {
     }
 }
 
-/// `acc[s] += add[s] * x`.
+/// One row's contribution to a slice's replicate block (`rows x slots`, see `state`): its
+/// replicate weights `kw` go to confusion cell `cell`, and (with `losses`) `kw x log_loss`
+/// and `kw x squared error` to their rows. One fused pass over the slots.
 #[inline]
-pub fn add_scaled(acc: &mut [f64], add: &[f64], x: f64) {
-    for (a, b) in acc.iter_mut().zip(add) {
-        *a += *b * x;
+pub fn add_row(
+    block: &mut [f64],
+    slots: usize,
+    cell: usize,
+    kw: &[f64],
+    losses: Option<(f64, f64)>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { add_row_avx2(block, slots, cell, kw, losses) };
+            return;
+        }
+    }
+    add_row_body(block, slots, cell, kw, losses)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_row_avx2(
+    block: &mut [f64],
+    slots: usize,
+    cell: usize,
+    kw: &[f64],
+    losses: Option<(f64, f64)>,
+) {
+    add_row_body(block, slots, cell, kw, losses)
+}
+
+/// Separate adds and multiplies (no fused multiply-add), so both builds give the same bits.
+#[inline(always)]
+fn add_row_body(
+    block: &mut [f64],
+    slots: usize,
+    cell: usize,
+    kw: &[f64],
+    losses: Option<(f64, f64)>,
+) {
+    let (head, tail) = block.split_at_mut(crate::state::REP_LOG_LOSS * slots);
+    let cell = &mut head[cell * slots..(cell + 1) * slots];
+    match losses {
+        None => add_into(cell, kw),
+        Some((ll, br)) => {
+            let (llr, brr) = tail.split_at_mut(slots);
+            for (((c, l), b), k) in cell.iter_mut().zip(llr.iter_mut()).zip(brr).zip(kw) {
+                *c += *k;
+                *l += *k * ll;
+                *b += *k * br;
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use arrow_buffer::NullBuffer;
 use arrow_schema::{ArrowError, SchemaRef};
 use rayon::prelude::*;
 
-use crate::bootstrap::{add_into, add_scaled, CiMethod, IntervalSpec, Resampler};
+use crate::bootstrap::{add_row, CiMethod, IntervalSpec, Resampler};
 use crate::error::{invalid, AssayError, Result};
 use crate::input::{
     check_label_type, check_numeric_type, check_row_id_type, column_index, f64_values, u64_values,
@@ -24,7 +24,7 @@ use crate::metrics::{rank_value, Metric, RankSums, TOO_SMALL};
 use crate::rank::{rank_sums, rank_sums_binned, replicate_rank_sums};
 use crate::report::{build_report, Report, ReportRow};
 use crate::slicing::{SliceSpec, Slicer};
-use crate::state::{ChunkState, RankRows, StateShape, REP_BRIER, REP_LOG_LOSS, REP_ROWS};
+use crate::state::{ChunkState, RankRows, StateShape, REP_ROWS};
 
 /// Rows per logical chunk: the unit of parallel work and of deterministic merging.
 pub const CHUNK_ROWS: u64 = 1 << 16;
@@ -337,12 +337,7 @@ fn update_piece(
                 }
                 if slots > 0 {
                     let block = &mut st.reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots];
-                    add_into(&mut block[cell * slots..(cell + 1) * slots], &kw);
-                    if plan.rep_losses {
-                        let at = |r: usize| r * slots..(r + 1) * slots;
-                        add_scaled(&mut block[at(REP_LOG_LOSS)], &kw, ll);
-                        add_scaled(&mut block[at(REP_BRIER)], &kw, br);
-                    }
+                    add_row(block, slots, cell, &kw, plan.rep_losses.then_some((ll, br)));
                 }
             }
             if plan.exact_rank {

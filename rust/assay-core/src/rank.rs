@@ -598,18 +598,20 @@ fn walk_replicates_body<R: Rec>(
             let tag = run[i].tag();
             resampler.fill(tag >> 1, run[i].w(), from, &mut kw);
             if tag & 1 == 1 {
-                add_into(&mut tp, &kw);
                 if want_ap {
                     for s in 0..width {
-                        let t = tp[s];
+                        let t = tp[s] + kw[s];
+                        tp[s] = t;
                         ap[s] += kw[s] * t / (t + fp[s]).max(f64::MIN_POSITIVE);
                     }
+                } else {
+                    add_into(&mut tp, &kw);
                 }
             } else {
                 for s in 0..width {
                     auc[s] += kw[s] * tp[s];
+                    fp[s] += kw[s];
                 }
-                add_into(&mut fp, &kw);
             }
             i += 1;
             continue;
