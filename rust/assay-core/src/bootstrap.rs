@@ -579,6 +579,22 @@ mod tests {
         let mut part = vec![0.0; 30];
         r.fill(rk, 2.5, 40, &mut part);
         assert_eq!(&part[..], &out[40..]);
+        // Many rows, odd offsets and lengths: every k (the rare large ones too) equals the
+        // scalar draw, on whichever path this CPU takes.
+        let r = Resampler::new(9, 5_000);
+        let mut buf = vec![0.0; 5_000];
+        let mut seen = [false; 8];
+        for row in 0..200u64 {
+            let rk = r.row_key(row);
+            let (from, len) = ((row * 37 % 100) as usize, 4_000 + (row % 13) as usize);
+            r.fill(rk, 1.5, from, &mut buf[..len]);
+            for (j, v) in buf[..len].iter().enumerate() {
+                let k = r.poisson(rk, (from + j) as u32);
+                assert_eq!(*v, k as f64 * 1.5);
+                seen[(k as usize).min(7)] = true;
+            }
+        }
+        assert!(seen.iter().all(|s| *s), "{seen:?}");
     }
 
     #[test]
