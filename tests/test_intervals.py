@@ -234,6 +234,25 @@ def test_bad_interval_options_raise_typed_errors(kwargs, error, match):
         assay.evaluate(_probabilities(200), label="y", score="p", **kwargs)
 
 
+def test_bca_needs_rows_for_the_jackknife_of_metrics_without_influence_values():
+    d = _probabilities(30)
+    with pytest.raises(InvalidArgumentError, match="jackknife"):
+        assay.evaluate(d, label="y", score="p", metrics=["f1"], bootstrap=50, ci_method="bca")
+    # Proportions and ROC-AUC have influence values: no jackknife needed.
+    rep = assay.evaluate(d, label="y", score="p", metrics=["accuracy", "roc_auc"], bootstrap=50,
+                         ci_method="bca")
+    assert rep.table["accuracy_lo"][0] is not None
+
+
+def test_analytic_interval_of_a_one_row_slice_is_null():
+    d = {"y": np.array([0, 1] * 50 + [1]), "p": np.linspace(0, 1, 101),
+         "g": np.array(["big"] * 100 + ["one"])}
+    rep = assay.evaluate(d, label="y", score="p", slices=["g"], metrics=["accuracy"],
+                         ci_method="analytic")
+    one = rep.long().filter(slice="g=one")
+    assert one["value"][0] == 1.0 and one["lo"][0] is None and "fewer than 2" in one["note"][0]
+
+
 def test_null_row_id_is_an_error_naming_the_column():
     d = pa.table({"y": [0, 1, 1], "p": [0.1, 0.8, 0.6], "rid": [1, None, 3]})
     with pytest.raises(InvalidInputError, match="rid"):

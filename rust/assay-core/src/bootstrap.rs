@@ -471,7 +471,7 @@ pub fn resampled_interval(
 
 /// Wilson score interval for a proportion `p` out of an (effective) sample size `n`.
 pub fn wilson(p: f64, n: f64, level: f64) -> Interval {
-    if n.is_nan() || n < 1.0 {
+    if n.is_nan() || n < 2.0 {
         return Err(TOO_FEW_ROWS);
     }
     let z = norm_ppf(0.5 + level / 2.0);

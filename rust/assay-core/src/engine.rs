@@ -551,6 +551,23 @@ where
             format!("all {rows} rows were dropped by nan_policy=\"drop\"")
         }));
     }
+    if let Some(iv) = &spec.interval {
+        let jackknifed: Vec<String> = spec
+            .metrics
+            .iter()
+            .filter(|m| !crate::intervals::has_influence(**m))
+            .map(Metric::name)
+            .collect();
+        let min_rows = 2 * crate::bootstrap::JACK_GROUPS as u64;
+        if iv.method == CiMethod::Bca && kept < min_rows && !jackknifed.is_empty() {
+            return Err(AssayError::InvalidArgument(format!(
+                "ci_method=\"bca\" takes the acceleration of {} from a {}-group jackknife, \
+                 which needs at least {min_rows} rows; got {kept}. Use ci_method=\"percentile\"",
+                jackknifed.join(", "),
+                crate::bootstrap::JACK_GROUPS
+            )));
+        }
+    }
     let n_ids: Vec<usize> = std::iter::once(1)
         .chain((0..n_specs).map(|s| slicer.n_ids(s)))
         .collect();

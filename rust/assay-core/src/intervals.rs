@@ -75,6 +75,24 @@ pub fn replicate_values(
         .collect()
 }
 
+/// Whether BCa takes `m`'s acceleration from closed-form influence values (else from the
+/// grouped jackknife).
+pub fn has_influence(m: Metric) -> bool {
+    use Metric::*;
+    matches!(
+        m,
+        BaseRate
+            | PredictionRate
+            | Accuracy
+            | Precision
+            | Recall
+            | Fnr
+            | Specificity
+            | Fpr
+            | RocAuc
+    )
+}
+
 /// BCa acceleration from a metric's influence values, where it has them in closed form:
 /// the DeLong placements for ROC-AUC, `x - p` for the proportions. Weights count as
 /// frequencies: `a = sum w U^3 / (6 (sum w U^2)^1.5)`. `None`: use the grouped jackknife.
