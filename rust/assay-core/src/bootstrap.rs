@@ -150,6 +150,11 @@ impl Resampler {
         }
     }
 
+    /// The number of bootstrap replicates (slots beyond it are jackknife groups).
+    pub fn replicates(&self) -> usize {
+        self.replicates
+    }
+
     /// The per-row key all of a row's slot weights derive from (63 bits, so that it can
     /// tag sort records beside a label bit).
     #[inline(always)]

@@ -588,6 +588,8 @@ fn walk_replicates_body<R: Rec>(
     let z = || vec![0.0f64; width];
     let (mut tp, mut fp, mut rp, mut rn) = (z(), z(), z(), z());
     let (mut auc, mut ap, mut tied, mut kw) = (z(), z(), z(), z());
+    // ROC-AUC only, and only bootstrap slots in this block: the fused single-row path.
+    let fused = !want_ap && from + width <= resampler.replicates();
     let mut i = 0;
     while i < run.len() {
         let key = run[i].key();
@@ -596,6 +598,24 @@ fn walk_replicates_body<R: Rec>(
             // touches only the running sums its class changes. Same bits as the general path,
             // whose extra terms are all +0.0.
             let tag = run[i].tag();
+            if fused {
+                // Draw and accumulate in one vectorized loop (no weight buffer).
+                let (rk, w) = (tag >> 1, run[i].w());
+                let k = |s: usize| resampler.poisson(rk, (from + s) as u32) as i32 as f64 * w;
+                if tag & 1 == 1 {
+                    for (s, t) in tp.iter_mut().enumerate() {
+                        *t += k(s);
+                    }
+                } else {
+                    for (s, (a, (f, t))) in auc.iter_mut().zip(fp.iter_mut().zip(&tp)).enumerate() {
+                        let ks = k(s);
+                        *a += ks * *t;
+                        *f += ks;
+                    }
+                }
+                i += 1;
+                continue;
+            }
             resampler.fill(tag >> 1, run[i].w(), from, &mut kw);
             if tag & 1 == 1 {
                 if want_ap {
