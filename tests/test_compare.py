@@ -118,6 +118,13 @@ def test_assert_not_worse_gates_on_the_interval():
         same.assert_not_worse(metric="auc")
     with pytest.raises(InvalidArgumentError, match="margin"):
         same.assert_not_worse(metric="roc_auc", margin=-1)
+    with pytest.raises(InvalidArgumentError, match="margin"):
+        same.assert_not_worse(metric="roc_auc", margin=float("nan"))
+    same.assert_not_worse(metric="roc_auc", margin=np.int64(0))
+    with pytest.raises(InvalidArgumentError, match="model"):
+        same.assert_not_worse(metric="roc_auc", model=["new"])
+    with pytest.raises(InvalidArgumentError, match="direction"):
+        same.assert_not_worse(metric="base_rate")
 
 
 @pytest.mark.parametrize(

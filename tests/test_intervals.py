@@ -132,6 +132,39 @@ def test_bca_agrees_with_scipy_bca_on_a_skewed_proportion():
     assert rep.table["base_rate_hi"][0] > pct.table["base_rate_hi"][0]
 
 
+def test_bca_of_f1_agrees_with_scipy_bca():
+    # f1 is a ratio of confusion cells: its acceleration comes from the gradient influence.
+    rng = np.random.default_rng(12)
+    n = 1_500
+    y = (rng.random(n) < 0.15).astype(np.int8)
+    p = np.clip(0.35 * y + 0.65 * rng.random(n), 0, 1)
+    pred = (p >= 0.5).astype(np.int8)
+
+    def f1(yy, pp):
+        tp = np.sum((yy == 1) & (pp == 1))
+        return 2 * tp / (2 * tp + np.sum((yy == 0) & (pp == 1)) + np.sum((yy == 1) & (pp == 0)))
+
+    rep = assay.evaluate({"y": y, "p": p}, label="y", score="p", metrics=["f1"], ci=0.9,
+                         bootstrap=3_000, ci_method="bca", seed=5)
+    ref = st.bootstrap((y, pred), f1, paired=True, vectorized=False, n_resamples=3_000,
+                       confidence_level=0.9, method="BCa", random_state=np.random.default_rng(1))
+    se = ref.standard_error
+    assert abs(rep.table["f1_lo"][0] - ref.confidence_interval.low) < 0.15 * se
+    assert abs(rep.table["f1_hi"][0] - ref.confidence_interval.high) < 0.15 * se
+
+
+def test_bca_does_not_depend_on_the_scale_of_the_weights():
+    d = _probabilities(4_000, weighted=True)
+    kw = dict(label="y", score="p", weight="w", metrics=["accuracy", "f1", "roc_auc"],
+              bootstrap=200, ci_method="bca", seed=1)
+    a = assay.evaluate(d, **kw).table
+    d2 = dict(d, w=d["w"] * 1e-4)
+    b = assay.evaluate(d2, **kw).table
+    for m in ["accuracy", "f1", "roc_auc"]:
+        for c in (f"{m}_lo", f"{m}_hi"):
+            assert a[c][0] == pytest.approx(b[c][0], rel=1e-9, abs=1e-12), c
+
+
 def test_bootstrap_se_of_auc_agrees_with_delong():
     d = _binormal(100_000, seed=5)
     boot = assay.evaluate(d, label="y", score="s", metrics=["roc_auc"], bootstrap=400).long()
@@ -218,6 +251,7 @@ def test_coverage_of_90_percent_intervals(method):
         (dict(bootstrap=1), InvalidArgumentError, "bootstrap"),
         (dict(bootstrap=2.5), InvalidArgumentError, "bootstrap"),
         (dict(bootstrap=True), InvalidArgumentError, "bootstrap"),
+        (dict(bootstrap=2**64), InvalidArgumentError, "bootstrap"),
         (dict(bootstrap=10, ci=1.0), InvalidArgumentError, "ci"),
         (dict(bootstrap=10, ci=0), InvalidArgumentError, "ci"),
         (dict(bootstrap=10, ci_method="jackknife"), InvalidArgumentError, "ci_method"),
@@ -237,10 +271,11 @@ def test_bad_interval_options_raise_typed_errors(kwargs, error, match):
 def test_bca_needs_rows_for_the_jackknife_of_metrics_without_influence_values():
     d = _probabilities(30)
     with pytest.raises(InvalidArgumentError, match="jackknife"):
-        assay.evaluate(d, label="y", score="p", metrics=["f1"], bootstrap=50, ci_method="bca")
-    # Proportions and ROC-AUC have influence values: no jackknife needed.
-    rep = assay.evaluate(d, label="y", score="p", metrics=["accuracy", "roc_auc"], bootstrap=50,
-                         ci_method="bca")
+        assay.evaluate(d, label="y", score="p", metrics=["log_loss"], bootstrap=50,
+                       ci_method="bca")
+    # Metrics of the confusion cells and ROC-AUC have influence values: no jackknife needed.
+    rep = assay.evaluate(d, label="y", score="p", metrics=["accuracy", "f1", "roc_auc"],
+                         bootstrap=50, ci_method="bca")
     assert rep.table["accuracy_lo"][0] is not None
 
 
@@ -251,6 +286,22 @@ def test_analytic_interval_of_a_one_row_slice_is_null():
                          ci_method="analytic")
     one = rep.long().filter(slice="g=one")
     assert one["value"][0] == 1.0 and one["lo"][0] is None and "fewer than 2" in one["note"][0]
+
+
+def test_slice_columns_may_not_shadow_interval_columns():
+    d = _probabilities(300)
+    d["accuracy_se"] = d["g"]
+    with pytest.raises(InvalidArgumentError, match="accuracy_se"):
+        assay.evaluate(d, label="y", score="p", slices=["accuracy_se"], metrics=["accuracy"],
+                       bootstrap=20)
+
+
+def test_replicate_state_too_large_for_memory_is_refused():
+    n = 60_000
+    d = {"y": np.arange(n) % 2, "p": np.linspace(0, 1, n), "id": np.arange(n).astype(str)}
+    with pytest.raises(InvalidArgumentError, match="GiB"):
+        assay.evaluate(d, label="y", score="p", slices=["id"], metrics=["accuracy"],
+                       bootstrap=5_000)
 
 
 def test_null_row_id_is_an_error_naming_the_column():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -59,8 +61,19 @@ class Comparison:
         ...                     metrics=["roc_auc"], bootstrap=200)
         >>> cmp.assert_not_worse("roc_auc", margin=0.005)   # identical models: passes
         """
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-            raise InvalidArgumentError(f"margin must be a non-negative number, got {margin!r}")
+        if isinstance(margin, bool) or not isinstance(margin, numbers.Real) \
+                or not math.isfinite(float(margin)) or margin < 0:
+            raise InvalidArgumentError(
+                f"margin must be a finite non-negative number, got {margin!r}"
+            )
+        if not isinstance(metric, str):
+            raise InvalidArgumentError(f"metric must be a metric name, got {metric!r}")
+        if model is not None and not isinstance(model, str):
+            raise InvalidArgumentError(f"model must be a model name or None, got {model!r}")
+        if metric in ("base_rate", "prediction_rate"):
+            raise InvalidArgumentError(
+                f"{metric} has no better or worse direction; gate on a performance metric"
+            )
         rows = self.table.filter(pl.col("metric") == metric)
         if rows.is_empty():
             known = sorted(set(self.table["metric"].to_list()))
@@ -71,7 +84,8 @@ class Comparison:
             rows = rows.filter(pl.col("model") == model)
         lower_is_better = metric in ("log_loss", "brier", "fpr", "fnr")
         bad = rows.filter(
-            pl.col("delta_lo") > margin if lower_is_better else pl.col("delta_hi") < -margin
+            pl.col("delta_lo") > float(margin) if lower_is_better
+            else pl.col("delta_hi") < -float(margin)
         )
         if bad.height:
             listed = ", ".join(

@@ -343,10 +343,11 @@ def _interval(
     """Validates the interval options; None when no interval was asked for."""
     if bootstrap is not None and (
         isinstance(bootstrap, bool) or not isinstance(bootstrap, numbers.Integral)
-        or bootstrap < 2
+        or not 2 <= bootstrap <= 100_000
     ):
         raise InvalidArgumentError(
-            f"bootstrap must be an integer >= 2 (the number of replicates), got {bootstrap!r}"
+            "bootstrap must be an integer in [2, 100000] (the number of replicates), got "
+            f"{bootstrap!r}"
         )
     if isinstance(ci, bool) or not isinstance(ci, numbers.Real) or not 0.0 < float(ci) < 1.0:
         raise InvalidArgumentError(f"ci must be a confidence level in (0, 1), got {ci!r}")

@@ -96,7 +96,7 @@ impl EvalSpec {
         }
         if let Some(iv) = &self.interval {
             iv.validate()?;
-            if iv.replicates > 0
+            if iv.slots() > 0
                 && matches!(self.auc, AucMode::Binned(_))
                 && self.metrics.iter().any(Metric::is_rank)
             {
@@ -434,7 +434,7 @@ where
             moments: spec
                 .interval
                 .as_ref()
-                .is_some_and(|iv| iv.method == CiMethod::Analytic),
+                .is_some_and(|iv| matches!(iv.method, CiMethod::Analytic | CiMethod::Bca)),
         },
         resampler: spec
             .interval
@@ -503,6 +503,7 @@ where
             start = end;
         }
         let all_ids = model_ids(&n_ids);
+        check_state_size(&all_ids, &plan, pieces.len())?;
         let mut states: Vec<(ChunkState, Vec<RankRows>)> = pieces
             .iter()
             .enumerate()
@@ -555,7 +556,7 @@ where
         let jackknifed: Vec<String> = spec
             .metrics
             .iter()
-            .filter(|m| !crate::intervals::has_influence(**m))
+            .filter(|m| !crate::intervals::has_influence(**m, spec.weight.is_some()))
             .map(Metric::name)
             .collect();
         let min_rows = 2 * crate::bootstrap::JACK_GROUPS as u64;
@@ -641,6 +642,7 @@ where
                         &st.reps,
                         idu,
                         rep_rank_k,
+                        spec.weight.is_some(),
                     )
                 });
                 if spec.compare.is_some() {
@@ -707,6 +709,28 @@ where
         rows,
         dropped,
     })
+}
+
+/// The most memory the per-chunk states of one batch may take (replicate blocks dominate).
+const MAX_STATE_BYTES: usize = 8 << 30;
+
+/// Refuses a job whose per-chunk states would not fit: `pieces` chunk states of every slice
+/// of every spec (and model), each with its replicate block, are alive at once.
+fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
+    let ids: usize = n_ids.iter().sum();
+    let per_id = std::mem::size_of::<crate::state::BinaryCounts>()
+        + 8 * (REP_ROWS * plan.shape.slots + 2 * plan.shape.hist_bins);
+    let bytes = ids.saturating_mul(per_id).saturating_mul(pieces + 1);
+    if bytes > MAX_STATE_BYTES {
+        return Err(AssayError::InvalidArgument(format!(
+            "this job needs about {:.1} GiB of per-slice state ({ids} slices x {} replicate \
+             slots, {pieces} chunks in flight); use fewer bootstrap replicates, fewer or \
+             coarser slices, or smaller record batches",
+            bytes as f64 / (1u64 << 30) as f64,
+            plan.shape.slots
+        )));
+    }
+    Ok(())
 }
 
 /// A rayon pool owned by one call. Each job builds its own rather than using the global

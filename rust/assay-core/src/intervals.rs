@@ -27,6 +27,7 @@ pub fn slice_intervals(
     reps: &[f64],
     id: usize,
     rep_ranks: Option<&[RankSums]>,
+    weighted: bool,
 ) -> Vec<Interval> {
     metrics
         .iter()
@@ -39,7 +40,7 @@ pub fn slice_intervals(
             }
             let values = replicate_values(iv, *m, reps, id, rep_ranks);
             let influence = match iv.method {
-                CiMethod::Bca => influence_acceleration(*m, counts, estimate, rank),
+                CiMethod::Bca => influence_acceleration(*m, counts, moments, rank, weighted),
                 _ => None,
             };
             from_replicates(iv, estimate, &values, influence)
@@ -75,52 +76,70 @@ pub fn replicate_values(
         .collect()
 }
 
-/// Whether BCa takes `m`'s acceleration from closed-form influence values (else from the
-/// grouped jackknife).
-pub fn has_influence(m: Metric) -> bool {
+/// Whether BCa takes `m`'s acceleration from influence values (else from the grouped
+/// jackknife): every metric of the confusion cells, and ROC-AUC of unweighted jobs.
+pub fn has_influence(m: Metric, weighted: bool) -> bool {
     use Metric::*;
-    matches!(
-        m,
-        BaseRate
-            | PredictionRate
-            | Accuracy
-            | Precision
-            | Recall
-            | Fnr
-            | Specificity
-            | Fpr
-            | RocAuc
-    )
+    match m {
+        LogLoss | Brier | AveragePrecision => false,
+        RocAuc => !weighted,
+        _ => true,
+    }
 }
 
-/// BCa acceleration from a metric's influence values, where it has them in closed form:
-/// the DeLong placements for ROC-AUC, `x - p` for the proportions. Weights count as
-/// frequencies: `a = sum w U^3 / (6 (sum w U^2)^1.5)`. `None`: use the grouped jackknife.
+/// BCa acceleration `a = sum U^3 / (6 (sum U^2)^1.5)` from the influence values `U` of the
+/// rows, where they have a closed form. `None`: use the grouped jackknife.
+///
+/// A metric of the confusion cells is a scale-free function f of the four cell weights, so a
+/// row of weight w in cell c has influence `U = w * df/dc` (the gradient is taken by central
+/// differences); the sums need sum(w^2) and sum(w^3) per cell. ROC-AUC (unweighted jobs) uses
+/// the DeLong placements.
 pub fn influence_acceleration(
     m: Metric,
     c: &BinaryCounts,
-    estimate: f64,
+    moments: Option<&Moments>,
     rank: Option<&RankSums>,
+    weighted: bool,
 ) -> Option<f64> {
-    use Metric::*;
+    if !has_influence(m, weighted) {
+        return None;
+    }
+    if m == Metric::RocAuc {
+        return rank.and_then(RankSums::delong_acceleration);
+    }
     let cells = [c.tn, c.fp, c.fn_, c.tp];
-    let sum = |ids: &[usize]| ids.iter().map(|&i| cells[i]).sum::<f64>();
-    let all = [TN, FP, FN, TP];
-    let (success, population) = match m {
-        BaseRate => (sum(&[FN, TP]), sum(&all)),
-        PredictionRate => (sum(&[FP, TP]), sum(&all)),
-        Accuracy => (sum(&[TN, TP]), sum(&all)),
-        Precision => (sum(&[TP]), sum(&[FP, TP])),
-        Recall => (sum(&[TP]), sum(&[FN, TP])),
-        Fnr => (sum(&[FN]), sum(&[FN, TP])),
-        Specificity => (sum(&[TN]), sum(&[TN, FP])),
-        Fpr => (sum(&[FP]), sum(&[TN, FP])),
-        RocAuc => return rank.and_then(RankSums::delong_acceleration),
-        _ => return None,
+    let (w2, w3) = match (weighted, moments) {
+        (false, _) => (cells, cells),
+        (true, Some(mo)) => (mo.w2, mo.w3),
+        (true, None) => return None,
     };
-    let (p, w1, w0) = (estimate, success, population - success);
-    let s2 = w1 * (1.0 - p) * (1.0 - p) + w0 * p * p;
-    let s3 = w1 * (1.0 - p).powi(3) - w0 * p.powi(3);
+    let total: f64 = cells.iter().sum();
+    let h = 1e-6 * total.max(1.0);
+    let value = |cells: [f64; 4]| {
+        m.from_counts(&BinaryCounts {
+            n: 0,
+            w: cells.iter().sum(),
+            tn: cells[TN],
+            fp: cells[FP],
+            fn_: cells[FN],
+            tp: cells[TP],
+            log_loss: 0.0,
+            brier: 0.0,
+        })
+        .ok()
+    };
+    let (mut s2, mut s3) = (0.0, 0.0);
+    for k in 0..4 {
+        if cells[k] <= 0.0 {
+            continue; // no rows in the cell: no influence to add
+        }
+        let (mut up, mut down) = (cells, cells);
+        up[k] += h;
+        down[k] -= h;
+        let g = (value(up)? - value(down)?) / (2.0 * h);
+        s2 += g * g * w2[k];
+        s3 += g * g * g * w3[k];
+    }
     Some(if s2 > 0.0 {
         s3 / (6.0 * s2.powf(1.5))
     } else {
@@ -264,5 +283,52 @@ fn analytic(
             )
         }
         BalancedAccuracy | F1 | FBeta(_) | Mcc | AveragePrecision => Err(NO_ANALYTIC),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gradient_influence_equals_the_closed_form_of_a_proportion() {
+        // accuracy p = 0.7 on 10 unweighted rows: U = x - p, a = sum U^3 / (6 (sum U^2)^1.5).
+        let c = BinaryCounts {
+            n: 10,
+            w: 10.0,
+            tp: 3.0,
+            tn: 4.0,
+            fp: 2.0,
+            fn_: 1.0,
+            log_loss: 0.0,
+            brier: 0.0,
+        };
+        let p: f64 = 0.7;
+        let s2 = 7.0 * (1.0 - p).powi(2) + 3.0 * p * p;
+        let s3 = 7.0 * (1.0 - p).powi(3) - 3.0 * p.powi(3);
+        let expect = s3 / (6.0 * s2.powf(1.5));
+        let got = influence_acceleration(Metric::Accuracy, &c, None, None, false).unwrap();
+        assert!((got - expect).abs() < 1e-8, "{got} vs {expect}");
+        // Weighted with all weights 2: the same acceleration (scale-free).
+        let c2 = BinaryCounts {
+            w: 20.0,
+            tp: 6.0,
+            tn: 8.0,
+            fp: 4.0,
+            fn_: 2.0,
+            ..c
+        };
+        let mo = Moments {
+            w2: [16.0, 8.0, 4.0, 12.0],
+            w3: [32.0, 16.0, 8.0, 24.0],
+            log_loss2: 0.0,
+            brier2: 0.0,
+        };
+        let got2 = influence_acceleration(Metric::Accuracy, &c2, Some(&mo), None, true).unwrap();
+        assert!((got2 - expect).abs() < 1e-8, "{got2} vs {expect}");
+        assert_eq!(
+            influence_acceleration(Metric::LogLoss, &c, None, None, false),
+            None
+        );
     }
 }

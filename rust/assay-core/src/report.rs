@@ -37,8 +37,17 @@ pub fn build_report(
     rows: Vec<ReportRow>,
 ) -> Result<Report> {
     let metric_names: Vec<String> = spec.metrics.iter().map(|m| m.name()).collect();
+    let interval_names: Vec<String> = if spec.interval.is_some() {
+        metric_names
+            .iter()
+            .flat_map(|m| ["lo", "hi", "se"].map(|x| format!("{m}_{x}")))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for c in feature_columns {
-        if RESERVED.contains(&c.as_str()) || metric_names.contains(c) {
+        if RESERVED.contains(&c.as_str()) || metric_names.contains(c) || interval_names.contains(c)
+        {
             return Err(AssayError::InvalidArgument(format!(
                 "slice column {c:?} has the name of a report column; rename it before evaluating"
             )));

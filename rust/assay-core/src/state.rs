@@ -56,12 +56,14 @@ impl BinaryCounts {
     }
 }
 
-/// Second moments behind analytic intervals: squared weights per confusion cell (for Kish's
-/// effective sample size) and weighted squares of the per-row losses.
+/// Moments behind analytic intervals and BCa acceleration: squared and cubed weights per
+/// confusion cell (Kish's effective sample size; influence sums of weighted jobs) and weighted
+/// squares of the per-row losses.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Moments {
-    /// Sum of squared weights, indexed by cell `label << 1 | predicted`.
+    /// Sums of squared and cubed weights, indexed by cell `label << 1 | predicted`.
     pub w2: [f64; 4],
+    pub w3: [f64; 4],
     /// Sum of weight x log loss^2 and weight x squared error^2.
     pub log_loss2: f64,
     pub brier2: f64,
@@ -70,13 +72,18 @@ pub struct Moments {
 impl Moments {
     #[inline(always)]
     pub fn add(&mut self, y: bool, pred: bool, w: f64, log_loss: f64, brier: f64) {
-        self.w2[(y as usize) << 1 | pred as usize] += w * w;
+        let cell = (y as usize) << 1 | pred as usize;
+        self.w2[cell] += w * w;
+        self.w3[cell] += w * w * w;
         self.log_loss2 += w * log_loss * log_loss;
         self.brier2 += w * brier * brier;
     }
 
     pub fn merge(&mut self, o: &Self) {
         for (a, b) in self.w2.iter_mut().zip(&o.w2) {
+            *a += b;
+        }
+        for (a, b) in self.w3.iter_mut().zip(&o.w3) {
             *a += b;
         }
         self.log_loss2 += o.log_loss2;
