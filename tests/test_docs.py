@@ -9,10 +9,12 @@ import pytest
 import assay
 import assay._compare
 import assay._evaluate
+import assay.calibrate
 import assay.report
 
 
-@pytest.mark.parametrize("module", [assay._evaluate, assay._compare, assay.report],
+@pytest.mark.parametrize("module", [assay._evaluate, assay._compare, assay.calibrate,
+                                    assay.report],
                          ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

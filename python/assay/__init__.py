@@ -10,7 +10,7 @@ from __future__ import annotations
 import os as _os
 import warnings as _warnings
 
-from . import _native
+from . import _native, calibrate
 from ._compare import Comparison, compare
 from ._evaluate import METRICS, Bins, bins, evaluate, fbeta
 from .errors import (
@@ -39,6 +39,7 @@ __all__ = [
     "Report",
     "SchemaError",
     "bins",
+    "calibrate",
     "compare",
     "evaluate",
     "fbeta",

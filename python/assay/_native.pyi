@@ -2,7 +2,18 @@
 
 from typing import Any
 
-__all__ = ["evaluate", "bin_edges", "default_metrics", "metric_name", "__version__", "DEBUG_BUILD"]
+__all__ = [
+    "evaluate",
+    "bin_edges",
+    "isotonic_fit",
+    "platt_fit",
+    "temperature_fit",
+    "histogram_fit",
+    "default_metrics",
+    "metric_name",
+    "__version__",
+    "DEBUG_BUILD",
+]
 
 __version__: str
 DEBUG_BUILD: bool
@@ -32,3 +43,19 @@ def default_metrics() -> list[str]:
 
 def metric_name(name: str) -> str:
     """Canonical name of a metric (validates it)."""
+
+def isotonic_fit(
+    scores: Any, labels: Any, weights: Any | None, increasing: bool
+) -> tuple[list[float], list[float]]:
+    """Isotonic fit: (distinct x ascending, fitted values)."""
+
+def platt_fit(
+    scores: Any, labels: Any, weights: Any | None, smoothing: bool
+) -> tuple[float, float]:
+    """Platt fit: (a, b) of sigmoid(a * logit(s) + b)."""
+
+def temperature_fit(scores: Any, labels: Any, weights: Any | None) -> float:
+    """Temperature fit: T of sigmoid(logit(s) / T)."""
+
+def histogram_fit(scores: Any, labels: Any, weights: Any | None, n_bins: int) -> list[float]:
+    """Histogram-binning fit: the calibrated value of each of `n_bins` equal-width bins."""

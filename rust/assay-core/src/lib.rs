@@ -4,6 +4,7 @@
 //! per-slice states in parallel and finalizes them into an Arrow report. See `DESIGN.md`.
 
 pub mod bootstrap;
+pub mod calibration;
 pub mod engine;
 pub mod error;
 pub mod input;

@@ -1,6 +1,7 @@
 //! PyO3 bindings: the `assay._native` module. Argument conversion, error mapping, GIL release
 //! and result export only; all numerics live in `assay-core`.
 
+use assay_core::calibration;
 use assay_core::engine::{evaluate as run_evaluate, AucMode, CompareSpec, EvalSpec, NanPolicy};
 use assay_core::input::{column_index, f64_values, validity};
 use assay_core::{
@@ -8,7 +9,7 @@ use assay_core::{
 };
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
-use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader};
+use pyo3_arrow::{PyArray, PyRecordBatch, PyRecordBatchReader};
 
 /// Maps a core error to the matching class of `assay.errors`.
 fn to_py(py: Python<'_>, e: AssayError) -> PyErr {
@@ -217,10 +218,107 @@ fn metric_name(py: Python<'_>, name: &str) -> PyResult<String> {
         .map_err(|e| to_py(py, e))
 }
 
+/// The values of a numeric Arrow array as f64 (a typed error for nulls or other types).
+fn f64_array(py: Python<'_>, a: &PyArray, role: &str) -> PyResult<Vec<f64>> {
+    let arr = a.array();
+    if let Err(e) = assay_core::input::check_numeric_type(role, role, arr.data_type()) {
+        return Err(to_py(py, e));
+    }
+    if arr.null_count() > 0 {
+        return Err(to_py(
+            py,
+            AssayError::InvalidInput {
+                column: role.to_string(),
+                message: format!("{role} must not contain nulls"),
+            },
+        ));
+    }
+    let mut buf = Vec::new();
+    Ok(f64_values(arr, 0, arr.len(), &mut buf).into_owned())
+}
+
+type FitInputs = (Vec<f64>, Vec<f64>, Option<Vec<f64>>);
+
+fn fit_inputs(
+    py: Python<'_>,
+    scores: PyArray,
+    labels: PyArray,
+    weights: Option<PyArray>,
+) -> PyResult<FitInputs> {
+    Ok((
+        f64_array(py, &scores, "scores")?,
+        f64_array(py, &labels, "labels")?,
+        weights.map(|w| f64_array(py, &w, "weights")).transpose()?,
+    ))
+}
+
+/// Isotonic fit: (distinct x ascending, fitted values).
+#[pyfunction]
+#[pyo3(signature = (scores, labels, weights, increasing))]
+fn isotonic_fit(
+    py: Python<'_>,
+    scores: PyArray,
+    labels: PyArray,
+    weights: Option<PyArray>,
+    increasing: bool,
+) -> PyResult<(Vec<f64>, Vec<f64>)> {
+    let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
+    py.detach(|| calibration::isotonic_fit(&x, &y, w.as_deref(), increasing))
+        .map_err(|e| to_py(py, e))
+}
+
+/// Platt fit: (a, b) of sigmoid(a * logit(s) + b).
+#[pyfunction]
+#[pyo3(signature = (scores, labels, weights, smoothing))]
+fn platt_fit(
+    py: Python<'_>,
+    scores: PyArray,
+    labels: PyArray,
+    weights: Option<PyArray>,
+    smoothing: bool,
+) -> PyResult<(f64, f64)> {
+    let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
+    py.detach(|| calibration::platt_fit(&x, &y, w.as_deref(), smoothing))
+        .map_err(|e| to_py(py, e))
+}
+
+/// Temperature fit: T of sigmoid(logit(s) / T).
+#[pyfunction]
+#[pyo3(signature = (scores, labels, weights))]
+fn temperature_fit(
+    py: Python<'_>,
+    scores: PyArray,
+    labels: PyArray,
+    weights: Option<PyArray>,
+) -> PyResult<f64> {
+    let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
+    py.detach(|| calibration::temperature_fit(&x, &y, w.as_deref()))
+        .map_err(|e| to_py(py, e))
+}
+
+/// Histogram-binning fit: the calibrated value of each of `n_bins` equal-width bins.
+#[pyfunction]
+#[pyo3(signature = (scores, labels, weights, n_bins))]
+fn histogram_fit(
+    py: Python<'_>,
+    scores: PyArray,
+    labels: PyArray,
+    weights: Option<PyArray>,
+    n_bins: usize,
+) -> PyResult<Vec<f64>> {
+    let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
+    py.detach(|| calibration::histogram_fit(&x, &y, w.as_deref(), n_bins))
+        .map_err(|e| to_py(py, e))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(bin_edges, m)?)?;
+    m.add_function(wrap_pyfunction!(isotonic_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(platt_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(temperature_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(histogram_fit, m)?)?;
     m.add_function(wrap_pyfunction!(default_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(metric_name, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

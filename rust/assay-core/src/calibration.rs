@@ -1,0 +1,362 @@
+//! Recalibration: maps from raw scores to calibrated probabilities, fitted on one split and
+//! applied to another. Fits live here; applying a fitted map is a closed-form expression the
+//! facade evaluates vectorized.
+
+// The fits read scores, labels and optional weights at the same row index.
+#![allow(clippy::needless_range_loop)]
+
+use crate::error::{AssayError, Result};
+
+/// Checks the common fit inputs: equal lengths, non-empty, finite scores, 0/1 labels, positive
+/// weights, and both classes present.
+fn check_fit(x: &[f64], y: &[f64], w: Option<&[f64]>, what: &str) -> Result<()> {
+    if x.len() != y.len() || w.is_some_and(|w| w.len() != x.len()) {
+        return Err(AssayError::InvalidArgument(format!(
+            "{what}: scores, labels and weights must have the same length"
+        )));
+    }
+    if x.is_empty() {
+        return Err(AssayError::EmptyInput(format!(
+            "{what}: cannot fit on empty data"
+        )));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(crate::error::invalid(
+            "scores",
+            format!("{what}: score {} at row {i} is not finite", x[i]),
+        ));
+    }
+    if let Some(i) = y.iter().position(|v| *v != 0.0 && *v != 1.0) {
+        return Err(crate::error::invalid(
+            "labels",
+            format!("{what}: labels must be 0 or 1; found {} at row {i}", y[i]),
+        ));
+    }
+    if let Some(w) = w {
+        if let Some(i) = w.iter().position(|v| !(*v > 0.0 && v.is_finite())) {
+            return Err(crate::error::invalid(
+                "weights",
+                format!(
+                    "{what}: weights must be positive and finite; found {} at row {i}",
+                    w[i]
+                ),
+            ));
+        }
+    }
+    let positives = y.iter().filter(|v| **v == 1.0).count();
+    if positives == 0 || positives == y.len() {
+        return Err(crate::error::invalid(
+            "labels",
+            format!("{what}: cannot fit on a single class (both 0 and 1 labels are needed)"),
+        ));
+    }
+    Ok(())
+}
+
+fn weight(w: Option<&[f64]>, i: usize) -> f64 {
+    w.map_or(1.0, |w| w[i])
+}
+
+/// Weighted isotonic regression of `y` on `x` by pool-adjacent-violators, as
+/// scikit-learn's `IsotonicRegression`: rows with equal `x` are first merged (weighted mean of
+/// `y`, summed weight). Returns the distinct `x` values (ascending) and the fitted value at each;
+/// the fitted function interpolates linearly between them.
+pub fn isotonic_fit(
+    x: &[f64],
+    y: &[f64],
+    w: Option<&[f64]>,
+    increasing: bool,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    check_fit(x, y, w, "Isotonic.fit")?;
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|a, b| x[*a].total_cmp(&x[*b]).then(a.cmp(b)));
+    // Merge ties in x.
+    let (mut xs, mut ys, mut ws) = (Vec::new(), Vec::new(), Vec::new());
+    for &i in &order {
+        let wi = weight(w, i);
+        match xs.last() {
+            Some(&last) if last == x[i] => {
+                let k = ys.len() - 1;
+                ys[k] += wi * y[i];
+                ws[k] += wi;
+            }
+            _ => {
+                xs.push(x[i]);
+                ys.push(wi * y[i]);
+                ws.push(wi);
+            }
+        }
+    }
+    let mut means: Vec<f64> = ys.iter().zip(&ws).map(|(s, w)| s / w).collect();
+    if !increasing {
+        means.iter_mut().for_each(|m| *m = -*m);
+    }
+    // Pool adjacent violators: a stack of blocks (value, weight, length).
+    let mut blocks: Vec<(f64, f64, usize)> = Vec::with_capacity(means.len());
+    for (m, wt) in means.iter().zip(&ws) {
+        let mut cur = (*m, *wt, 1usize);
+        while let Some(&(v, bw, len)) = blocks.last() {
+            if v <= cur.0 {
+                break;
+            }
+            blocks.pop();
+            let tw = bw + cur.1;
+            cur = ((v * bw + cur.0 * cur.1) / tw, tw, len + cur.2);
+        }
+        blocks.push(cur);
+    }
+    let mut fitted = Vec::with_capacity(means.len());
+    for (v, _, len) in blocks {
+        let v = if increasing { v } else { -v };
+        fitted.extend(std::iter::repeat_n(v, len));
+    }
+    Ok((xs, fitted))
+}
+
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The logit of a probability, clipped to [1e-12, 1 - 1e-12] first.
+pub fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    (p / (1.0 - p)).ln()
+}
+
+fn check_probabilities(s: &[f64], what: &str) -> Result<()> {
+    if let Some(i) = s.iter().position(|v| !(0.0..=1.0).contains(v)) {
+        return Err(crate::error::invalid(
+            "scores",
+            format!(
+                "{what}: scores must be probabilities in [0, 1]; found {} at row {i}",
+                s[i]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Platt scaling: `p = sigmoid(a * logit(s) + b)`, fitted by Newton's method on the weighted log
+/// loss. With `smoothing`, the targets are Platt's (1998) `(N+ + 1) / (N+ + 2)` for positives
+/// and `1 / (N- + 2)` for negatives (weighted counts), which keeps the fit finite on separable
+/// data. Returns `(a, b)`.
+pub fn platt_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, smoothing: bool) -> Result<(f64, f64)> {
+    check_fit(s, y, w, "Platt.fit")?;
+    check_probabilities(s, "Platt.fit")?;
+    let z: Vec<f64> = s.iter().map(|p| logit(*p)).collect();
+    let (mut np, mut nn) = (0.0, 0.0);
+    for i in 0..y.len() {
+        if y[i] == 1.0 {
+            np += weight(w, i);
+        } else {
+            nn += weight(w, i);
+        }
+    }
+    let (tp, tn) = if smoothing {
+        ((np + 1.0) / (np + 2.0), 1.0 / (nn + 2.0))
+    } else {
+        (1.0, 0.0)
+    };
+    let t: Vec<f64> = y.iter().map(|v| if *v == 1.0 { tp } else { tn }).collect();
+    // Newton's method with step halving on the (convex) weighted cross-entropy.
+    let loss = |a: f64, b: f64| -> f64 {
+        let mut l = 0.0;
+        for i in 0..z.len() {
+            let m = a * z[i] + b;
+            // log(1 + e^m) - t m, computed stably
+            let softplus = if m > 0.0 {
+                m + (-m).exp().ln_1p()
+            } else {
+                m.exp().ln_1p()
+            };
+            l += weight(w, i) * (softplus - t[i] * m);
+        }
+        l
+    };
+    let (mut a, mut b) = (1.0, 0.0);
+    let mut current = loss(a, b);
+    for _ in 0..100 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in 0..z.len() {
+            let wi = weight(w, i);
+            let p = sigmoid(a * z[i] + b);
+            let r = wi * (p - t[i]);
+            let q = wi * p * (1.0 - p);
+            ga += r * z[i];
+            gb += r;
+            haa += q * z[i] * z[i];
+            hab += q * z[i];
+            hbb += q;
+        }
+        // A tiny ridge keeps the Hessian invertible when all logits coincide.
+        let (haa, hbb) = (haa + 1e-12, hbb + 1e-12);
+        let det = haa * hbb - hab * hab;
+        if det.is_nan() || det <= 0.0 {
+            break;
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        let mut step = 1.0;
+        let mut improved = false;
+        while step > 1e-10 {
+            let (na, nb) = (a - step * da, b - step * db);
+            let l = loss(na, nb);
+            if l <= current {
+                a = na;
+                b = nb;
+                improved = current - l > 1e-15 * current.abs().max(1.0);
+                current = l;
+                break;
+            }
+            step *= 0.5;
+        }
+        if !improved || (da.abs() + db.abs()) < 1e-12 {
+            break;
+        }
+    }
+    if !(a.is_finite() && b.is_finite()) {
+        return Err(AssayError::InvalidArgument(
+            "Platt.fit did not converge (are the classes perfectly separated? use smoothing=True)"
+                .into(),
+        ));
+    }
+    Ok((a, b))
+}
+
+/// Temperature scaling (binary): `p = sigmoid(logit(s) / T)`, with `T > 0` minimizing the
+/// weighted log loss (a one-dimensional convex problem in `1 / T`, solved by Newton's method
+/// with bisection safeguards). Returns `T`.
+pub fn temperature_fit(s: &[f64], y: &[f64], w: Option<&[f64]>) -> Result<f64> {
+    check_fit(s, y, w, "Temperature.fit")?;
+    check_probabilities(s, "Temperature.fit")?;
+    let z: Vec<f64> = s.iter().map(|p| logit(*p)).collect();
+    // d/dk of the loss in k = 1/T: sum w (sigmoid(k z) - y) z, increasing in k.
+    let grad = |k: f64| -> (f64, f64) {
+        let (mut g, mut h) = (0.0, 0.0);
+        for i in 0..z.len() {
+            let p = sigmoid(k * z[i]);
+            g += weight(w, i) * (p - y[i]) * z[i];
+            h += weight(w, i) * p * (1.0 - p) * z[i] * z[i];
+        }
+        (g, h)
+    };
+    let (mut lo, mut hi) = (1e-6, 1.0);
+    while grad(hi).0 < 0.0 {
+        hi *= 2.0;
+        if hi > 1e6 {
+            return Err(AssayError::InvalidArgument(
+                "Temperature.fit: the scores separate the classes perfectly; the temperature \
+                 goes to 0"
+                    .into(),
+            ));
+        }
+    }
+    if grad(lo).0 > 0.0 {
+        return Err(AssayError::InvalidArgument(
+            "Temperature.fit: the scores carry no signal about the labels (the temperature goes \
+             to infinity)"
+                .into(),
+        ));
+    }
+    let mut k = 0.5 * (lo + hi);
+    for _ in 0..200 {
+        let (g, h) = grad(k);
+        if g > 0.0 {
+            hi = k;
+        } else {
+            lo = k;
+        }
+        let newton = if h > 0.0 { k - g / h } else { f64::NAN };
+        let next = if newton > lo && newton < hi {
+            newton
+        } else {
+            0.5 * (lo + hi)
+        };
+        if (next - k).abs() <= 1e-14 * k.max(1e-300) {
+            k = next;
+            break;
+        }
+        k = next;
+    }
+    Ok(1.0 / k)
+}
+
+/// Histogram binning: `n_bins` equal-width bins over [0, 1] (left-closed, the last closed);
+/// each bin maps to the weighted fraction of positives in it. An empty bin maps to its midpoint.
+pub fn histogram_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, n_bins: usize) -> Result<Vec<f64>> {
+    if n_bins == 0 {
+        return Err(AssayError::InvalidArgument(
+            "HistogramBinning: n_bins must be at least 1".into(),
+        ));
+    }
+    check_fit(s, y, w, "HistogramBinning.fit")?;
+    check_probabilities(s, "HistogramBinning.fit")?;
+    let (mut pos, mut tot) = (vec![0.0; n_bins], vec![0.0; n_bins]);
+    for i in 0..s.len() {
+        let b = ((s[i] * n_bins as f64) as usize).min(n_bins - 1);
+        tot[b] += weight(w, i);
+        pos[b] += weight(w, i) * y[i];
+    }
+    Ok((0..n_bins)
+        .map(|b| {
+            if tot[b] > 0.0 {
+                pos[b] / tot[b]
+            } else {
+                (b as f64 + 0.5) / n_bins as f64
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isotonic_pools_violators_and_merges_ties() {
+        let x = [1.0, 2.0, 2.0, 3.0, 4.0, 5.0];
+        let y = [0.0, 1.0, 0.0, 0.0, 1.0, 1.0];
+        let (xs, fit) = isotonic_fit(&x, &y, None, true).unwrap();
+        assert_eq!(xs, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        // x=2 has mean 0.5 (weight 2), x=3 has 0 (weight 1): pooled to 1/3.
+        let third = 1.0 / 3.0;
+        for (a, b) in fit.iter().zip([0.0, third, third, 1.0, 1.0]) {
+            assert!((a - b).abs() < 1e-15, "{fit:?}");
+        }
+    }
+
+    #[test]
+    fn platt_recovers_a_planted_logistic_map() {
+        // Deterministic rows: labels drawn by a threshold on a fixed sequence.
+        let n = 20_000;
+        let (a0, b0) = (0.5, -0.7);
+        let mut s = Vec::with_capacity(n);
+        let mut y = Vec::with_capacity(n);
+        let mut u: u64 = 12345;
+        for i in 0..n {
+            let p = (i as f64 + 0.5) / n as f64;
+            s.push(p);
+            u ^= u << 13;
+            u ^= u >> 7;
+            u ^= u << 17;
+            let r = (u >> 11) as f64 / (1u64 << 53) as f64;
+            y.push((r < sigmoid(a0 * logit(p) + b0)) as u8 as f64);
+        }
+        let (a, b) = platt_fit(&s, &y, None, false).unwrap();
+        assert!((a - a0).abs() < 0.05 && (b - b0).abs() < 0.05, "{a} {b}");
+    }
+
+    #[test]
+    fn fits_refuse_a_single_class() {
+        let s = [0.2, 0.4];
+        assert!(platt_fit(&s, &[1.0, 1.0], None, true).is_err());
+        assert!(isotonic_fit(&s, &[0.0, 0.0], None, true).is_err());
+        assert!(temperature_fit(&s, &[0.0, 0.0], None).is_err());
+        assert!(histogram_fit(&s, &[], None, 3).is_err());
+    }
+}
