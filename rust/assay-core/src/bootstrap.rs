@@ -390,7 +390,8 @@ pub const TOO_FEW_ROWS: &str = "interval undefined: fewer than 2 rows in the sli
 pub const NO_JACKKNIFE: &str =
     "interval undefined: BCa acceleration needs the metric defined in every jackknife group";
 
-/// NumPy's default (linear) quantile of sorted values.
+/// NumPy's default (linear) quantile of sorted values, with the same floating-point steps:
+/// index `(len - 1) * q`, then NumPy's two-sided lerp (from the nearer end).
 pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
     let last = (v.len() - 1) as f64;
     let h = last * q.clamp(0.0, 1.0);

@@ -27,7 +27,7 @@ pub fn column_index(schema: &Schema, name: &str) -> Result<usize> {
         })
 }
 
-fn is_numeric(dt: &DataType) -> bool {
+fn is_integer(dt: &DataType) -> bool {
     matches!(
         dt,
         DataType::Int8
@@ -38,9 +38,11 @@ fn is_numeric(dt: &DataType) -> bool {
             | DataType::UInt16
             | DataType::UInt32
             | DataType::UInt64
-            | DataType::Float32
-            | DataType::Float64
     )
+}
+
+fn is_numeric(dt: &DataType) -> bool {
+    is_integer(dt) || matches!(dt, DataType::Float32 | DataType::Float64)
 }
 
 /// Checks that a label column can hold 0/1 values (bool, integer or float).
@@ -110,17 +112,7 @@ pub fn validity(array: &ArrayRef) -> Option<arrow_buffer::NullBuffer> {
 
 /// Checks that a row-id column holds integers.
 pub fn check_row_id_type(name: &str, dt: &DataType) -> Result<()> {
-    if matches!(
-        dt,
-        DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-    ) {
+    if is_integer(dt) {
         Ok(())
     } else {
         Err(schema(

@@ -797,26 +797,13 @@ pub fn bin_edges(
                 .collect()
         }
         // The same floating-point steps as `np.quantile(v, np.linspace(0, 1, n + 1))`, so
-        // the edges agree with NumPy to the bit: q = k * (1/n), index (len-1) * q, and
-        // NumPy's two-sided lerp (from the nearer end).
+        // the edges agree with NumPy to the bit: q = k * (1/n), then NumPy's linear quantile.
         BinStrategy::Quantile => {
             let step = 1.0 / n as f64;
-            let last = (v.len() - 1) as f64;
             (0..=n)
                 .map(|k| {
                     let q = if k == n { 1.0 } else { k as f64 * step };
-                    let h = last * q;
-                    if h >= last {
-                        return v[v.len() - 1];
-                    }
-                    let i = h.floor() as usize;
-                    let (a, b, t) = (v[i], v[i + 1], h - i as f64);
-                    let d = b - a;
-                    if t >= 0.5 {
-                        b - d * (1.0 - t)
-                    } else {
-                        a + d * t
-                    }
+                    crate::bootstrap::quantile_sorted(&v, q)
                 })
                 .collect()
         }
