@@ -174,8 +174,10 @@ const EPS: f64 = f64::EPSILON;
 
 /// Updates `state` (and `rank`, one per model) with rows `lo..hi` of the batch; returns rows
 /// dropped. States of model `m` and spec `k` sit at `state.specs[m * (n_specs + 1) + k]`.
+/// `LEAN` jobs (one model, no resampling, no moments) compile without those branches: the
+/// plain evaluation is the hot path most users run.
 #[allow(clippy::too_many_arguments)]
-fn update_piece(
+fn update_piece<const LEAN: bool>(
     plan: &Plan,
     cols: &RoleColumns,
     ids: &[Arc<Vec<u32>>],
@@ -290,7 +292,7 @@ fn update_piece(
             None => 1.0,
         };
         let mut row_key = 0;
-        if let Some(r) = &plan.resampler {
+        if let (false, Some(r)) = (LEAN, &plan.resampler) {
             let rid = match (&row_ids, &cols.row_id) {
                 (Some(v), Some((_, nulls))) => {
                     if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
@@ -309,7 +311,11 @@ fn update_piece(
                 r.fill(row_key, w, 0, &mut kw);
             }
         }
-        for (m, sc) in scores.iter().enumerate() {
+        for (m, sc) in scores
+            .iter()
+            .enumerate()
+            .take(if LEAN { 1 } else { usize::MAX })
+        {
             let s = sc[j];
             let pred = s >= spec.threshold;
             let ll = if plan.need_log_loss {
@@ -332,10 +338,10 @@ fn update_piece(
                 if bins > 0 {
                     st.hist[(id * bins + hist_bin) * 2 + yb as usize] += w;
                 }
-                if plan.shape.moments {
+                if !LEAN && plan.shape.moments {
                     st.moments[id].add(yb, pred, w, ll, br);
                 }
-                if slots > 0 {
+                if !LEAN && slots > 0 {
                     let block = &mut st.reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots];
                     add_row(block, slots, cell, &kw, plan.rep_losses.then_some((ll, br)));
                 }
@@ -350,7 +356,7 @@ fn update_piece(
                 for (k, v) in rank.ids.iter_mut().enumerate() {
                     v.push(ids[k][i]);
                 }
-                if plan.resampler.is_some() {
+                if !LEAN && plan.resampler.is_some() {
                     rank.row_keys.push(row_key);
                 }
             }
@@ -448,6 +454,7 @@ where
             .any(|m| matches!(m, Metric::LogLoss | Metric::Brier)),
     };
     let models = plan.score_names.len();
+    let lean = models == 1 && plan.resampler.is_none() && !plan.shape.moments;
     let mut plan = plan;
     if !plan.additive_reps {
         plan.shape.slots = 0; // rank metrics only: no replicate blocks to keep
@@ -522,7 +529,12 @@ where
                 .par_iter()
                 .zip(states.par_iter_mut())
                 .map(|((lo, hi), (st, rk))| {
-                    update_piece(&plan, &cols, &ids, *lo, *hi, rows + *lo as u64, st, rk)
+                    let first = rows + *lo as u64;
+                    if lean {
+                        update_piece::<true>(&plan, &cols, &ids, *lo, *hi, first, st, rk)
+                    } else {
+                        update_piece::<false>(&plan, &cols, &ids, *lo, *hi, first, st, rk)
+                    }
                 })
                 .collect()
         });
