@@ -19,7 +19,7 @@ use crate::input::{
     check_label_type, check_numeric_type, check_row_id_type, column_index, f64_values, u64_values,
     validity,
 };
-use crate::intervals::{delta_interval, replicate_values, slice_intervals};
+use crate::intervals::{delta_interval, slice_intervals};
 use crate::metrics::{rank_value, Metric, RankSums, TOO_SMALL};
 use crate::rank::{rank_sums, rank_sums_binned, replicate_rank_sums};
 use crate::report::{build_report, Report, ReportRow};
@@ -643,6 +643,7 @@ where
                         }
                     })
                     .collect();
+                let mut kept = spec.compare.as_ref().map(|_| Vec::new());
                 let intervals = spec.interval.as_ref().map(|iv| {
                     slice_intervals(
                         iv,
@@ -655,19 +656,11 @@ where
                         idu,
                         rep_rank_k,
                         spec.weight.is_some(),
+                        kept.as_mut(),
                     )
                 });
-                if spec.compare.is_some() {
-                    let iv = spec
-                        .interval
-                        .as_ref()
-                        .expect("validated: compare has intervals");
-                    replicates.push(
-                        spec.metrics
-                            .iter()
-                            .map(|metric| replicate_values(iv, *metric, &st.reps, idu, rep_rank_k))
-                            .collect(),
-                    );
+                if let Some(k) = kept {
+                    replicates.push(k);
                 }
                 report_rows[m].push(ReportRow {
                     slice: desc.clone(),

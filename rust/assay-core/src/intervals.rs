@@ -28,24 +28,33 @@ pub fn slice_intervals(
     id: usize,
     rep_ranks: Option<&[RankSums]>,
     weighted: bool,
+    mut keep: Option<&mut Vec<Vec<f64>>>,
 ) -> Vec<Interval> {
-    metrics
-        .iter()
-        .zip(values)
-        .map(|(m, v)| {
-            let estimate = (*v)?;
-            if iv.method == CiMethod::Analytic {
+    let mut out = Vec::with_capacity(metrics.len());
+    for (m, v) in metrics.iter().zip(values) {
+        // `keep` receives each metric's replicate values (empty where none were drawn), so a
+        // comparison reuses them for its paired differences.
+        let mut kept = Vec::new();
+        out.push(match *v {
+            Err(why) => Err(why),
+            Ok(estimate) if iv.method == CiMethod::Analytic => {
                 let mo = moments.copied().unwrap_or_default();
-                return analytic(*m, estimate, counts, &mo, rank, iv.level);
+                analytic(*m, estimate, counts, &mo, rank, iv.level)
             }
-            let values = replicate_values(iv, *m, reps, id, rep_ranks);
-            let influence = match iv.method {
-                CiMethod::Bca => influence_acceleration(*m, counts, moments, rank, weighted),
-                _ => None,
-            };
-            from_replicates(iv, estimate, &values, influence)
-        })
-        .collect()
+            Ok(estimate) => {
+                kept = replicate_values(iv, *m, reps, id, rep_ranks);
+                let influence = match iv.method {
+                    CiMethod::Bca => influence_acceleration(*m, counts, moments, rank, weighted),
+                    _ => None,
+                };
+                from_replicates(iv, estimate, &kept, influence)
+            }
+        });
+        if let Some(k) = keep.as_deref_mut() {
+            k.push(kept);
+        }
+    }
+    out
 }
 
 /// The value of metric `m` in every replicate slot of slice `id` (NaN where undefined):
