@@ -59,8 +59,9 @@ fn weight(w: Option<&[f64]>, i: usize) -> f64 {
 
 /// Weighted isotonic regression of `y` on `x` by pool-adjacent-violators, as
 /// scikit-learn's `IsotonicRegression`: rows with equal `x` are first merged (weighted mean of
-/// `y`, summed weight). Returns the distinct `x` values (ascending) and the fitted value at each;
-/// the fitted function interpolates linearly between them.
+/// `y`, summed weight). Returns knots: ascending `x` values (the ends of each block of equal
+/// fitted value) and the fitted value at each; the fitted function interpolates linearly
+/// between them.
 pub fn isotonic_fit(
     x: &[f64],
     y: &[f64],
@@ -68,11 +69,17 @@ pub fn isotonic_fit(
     increasing: bool,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     check_fit(x, y, w, "Isotonic.fit")?;
-    let mut order: Vec<usize> = (0..x.len()).collect();
-    order.sort_by(|a, b| x[*a].total_cmp(&x[*b]).then(a.cmp(b)));
+    // (x, row) pairs sorted by x then row: a total order, so the parallel sort is deterministic
+    // and tied rows merge in row order.
+    let mut keyed: Vec<(f64, u32)> = x.iter().enumerate().map(|(i, v)| (*v, i as u32)).collect();
+    crate::engine::job_pool(None)?.install(|| {
+        use rayon::slice::ParallelSliceMut;
+        keyed.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+    });
+    let order = keyed.iter().map(|(_, i)| *i as usize);
     // Merge ties in x.
     let (mut xs, mut ys, mut ws) = (Vec::new(), Vec::new(), Vec::new());
-    for &i in &order {
+    for i in order {
         let wi = weight(w, i);
         match xs.last() {
             Some(&last) if last == x[i] => {
@@ -105,12 +112,21 @@ pub fn isotonic_fit(
         }
         blocks.push(cur);
     }
-    let mut fitted = Vec::with_capacity(means.len());
+    // Knots: the first and last x of each constant block; linear interpolation between them
+    // gives back every fitted value (as scikit-learn's `X_thresholds_`).
+    let (mut kx, mut ky) = (Vec::new(), Vec::new());
+    let mut at = 0usize;
     for (v, _, len) in blocks {
         let v = if increasing { v } else { -v };
-        fitted.extend(std::iter::repeat_n(v, len));
+        kx.push(xs[at]);
+        ky.push(v);
+        if len > 1 {
+            kx.push(xs[at + len - 1]);
+            ky.push(v);
+        }
+        at += len;
     }
-    Ok((xs, fitted))
+    Ok((kx, ky))
 }
 
 fn sigmoid(z: f64) -> f64 {
