@@ -175,8 +175,13 @@ def main() -> None:
         marker = "<!-- bench_bootstrap -->"
         old = open(path).read() if os.path.exists(path) else ""
         head = old[: old.index(marker)] if marker in old else old
+        # Sections written by later benches (bench_calibration.py) follow ours: keep them.
+        later = "<!-- bench_calibration -->"
+        tail = old[old.index(later):] if later in old else ""
         with open(path, "w") as f:
             f.write(head.rstrip("\n") + "\n\n" + marker + "\n" + text + "\n")
+            if tail:
+                f.write("\n" + tail)
 
 
 if __name__ == "__main__":

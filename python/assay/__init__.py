@@ -12,7 +12,8 @@ import warnings as _warnings
 
 from . import _native, calibrate
 from ._compare import Comparison, compare
-from ._evaluate import METRICS, Bins, bins, evaluate, fbeta
+from ._evaluate import CALIBRATION_METRICS, METRICS, Bins, bins, evaluate, fbeta
+from ._reliability import reliability
 from .errors import (
     AssayError,
     ColumnNotFoundError,
@@ -27,6 +28,7 @@ from .report import Report
 __version__: str = _native.__version__
 
 __all__ = [
+    "CALIBRATION_METRICS",
     "METRICS",
     "AssayError",
     "Bins",
@@ -43,6 +45,7 @@ __all__ = [
     "compare",
     "evaluate",
     "fbeta",
+    "reliability",
 ]
 
 if _native.DEBUG_BUILD and not _os.environ.get("ASSAY_ALLOW_DEBUG_BUILD"):

@@ -10,9 +10,20 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow as pa
 
-from ._evaluate import SliceLike, _interval, _run
+from ._evaluate import SliceLike, _calibration, _interval, _run
 from .errors import InvalidArgumentError, RegressionDetected
 from .report import Report
+
+# Metrics where smaller is better, and metrics with no better or worse direction (the engine's
+# `Metric::higher_is_better`).
+_LOWER_IS_BETTER = frozenset({
+    "log_loss", "brier", "fpr", "fnr", "ece", "mce", "rmsce", "ace", "ece_debiased",
+    "smooth_ece", "brier_reliability",
+})
+_NO_DIRECTION = frozenset({
+    "base_rate", "prediction_rate", "oe_ratio", "calibration_slope", "calibration_intercept",
+    "brier_uncertainty",
+})
 
 
 class Comparison:
@@ -70,7 +81,7 @@ class Comparison:
             raise InvalidArgumentError(f"metric must be a metric name, got {metric!r}")
         if model is not None and not isinstance(model, str):
             raise InvalidArgumentError(f"model must be a model name or None, got {model!r}")
-        if metric in ("base_rate", "prediction_rate"):
+        if metric in _NO_DIRECTION:
             raise InvalidArgumentError(
                 f"{metric} has no better or worse direction; gate on a performance metric"
             )
@@ -82,7 +93,7 @@ class Comparison:
             if model not in set(rows["model"].to_list()):
                 raise InvalidArgumentError(f"no model {model!r} was compared with the reference")
             rows = rows.filter(pl.col("model") == model)
-        lower_is_better = metric in ("log_loss", "brier", "fpr", "fnr")
+        lower_is_better = metric in _LOWER_IS_BETTER
         bad = rows.filter(
             pl.col("delta_lo") > float(margin) if lower_is_better
             else pl.col("delta_hi") < -float(margin)
@@ -129,6 +140,8 @@ def compare(
     seed: int = 0,
     row_id: str | None = None,
     n_threads: int | None = None,
+    calibration_bins: int = 15,
+    calibration_strategy: Literal["uniform", "quantile"] = "uniform",
 ) -> Comparison:
     """Compare two or more models on the same rows, per slice, with a paired bootstrap.
 
@@ -147,6 +160,7 @@ def compare(
         As in :func:`assay.evaluate`; a comparison always resamples (``ci_method`` is
         ``"percentile"``, ``"basic"`` or ``"bca"``).
     label, slices, metrics, threshold, weight, min_slice_size, nan_policy, n_threads
+    calibration_bins, calibration_strategy
         As in :func:`assay.evaluate`. A row whose score is missing for any model is dropped
         for all of them (``nan_policy="drop"``), keeping the comparison paired.
 
@@ -208,8 +222,9 @@ def compare(
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
         auc_bins=4096, n_threads=n_threads, interval=interval,
         compare=(ref_name, [(n, c) for n, c in others]),
+        calibration=_calibration(calibration_bins, calibration_strategy),
     )
-    table, notes, rows, dropped, other_reports, comparison = out.result
+    table, notes, rows, dropped, other_reports, comparison, _ = out.result
     reports = {ref_name: Report(table, notes, out.metrics, rows, dropped, ci_method=ci_method)}
     for (name, _), (t, n) in zip(others, other_reports, strict=True):
         reports[name] = Report(t, n, out.metrics, rows, dropped, ci_method=ci_method)

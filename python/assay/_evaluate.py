@@ -13,10 +13,13 @@ from ._input import Source, to_source
 from .errors import InvalidArgumentError
 from .report import Report
 
-__all__ = ["Bins", "bins", "evaluate", "fbeta", "METRICS"]
+__all__ = ["Bins", "bins", "evaluate", "fbeta", "CALIBRATION_METRICS", "METRICS"]
 
 METRICS: tuple[str, ...] = tuple(_native.default_metrics())
-"""Every metric name, in the default order."""
+"""The default metrics, in their order."""
+
+CALIBRATION_METRICS: tuple[str, ...] = tuple(_native.calibration_metrics())
+"""The calibration metrics (computed only when named in ``metrics``; see docs/calibration.md)."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,8 @@ def evaluate(
     ci_method: Literal["percentile", "basic", "bca", "analytic"] | None = None,
     seed: int = 0,
     row_id: str | None = None,
+    calibration_bins: int = 15,
+    calibration_strategy: Literal["uniform", "quantile"] = "uniform",
 ) -> Report:
     """Binary-classification metrics overall and per slice, in one pass over the data.
 
@@ -188,7 +193,11 @@ def evaluate(
         boolean; null is a value of its own), ``assay.bins(...)`` for a numeric column, or a
         tuple of those for a cross such as ``("country", "device")``.
     metrics : list of str, optional
-        Any of ``assay.METRICS`` (default: all of them) and ``"f<beta>"`` (see :func:`fbeta`).
+        Any of ``assay.METRICS`` (default: all of them), ``"f<beta>"`` (see :func:`fbeta`) and
+        the calibration metrics ``assay.CALIBRATION_METRICS``: ``ece``, ``mce``, ``rmsce``,
+        ``ace``, ``ece_debiased``, ``smooth_ece``, ``calibration_slope``,
+        ``calibration_intercept``, ``oe_ratio``, ``brier_reliability``, ``brier_resolution``,
+        ``brier_uncertainty`` (exact definitions in ``docs/calibration.md``).
     threshold : float
         A row is predicted positive when ``score >= threshold``.
     weight : str, optional
@@ -231,6 +240,14 @@ def evaluate(
     row_id : str, optional
         Integer column identifying each row, for data sharded across jobs: replicate weights
         then follow the id instead of the row's position in this input.
+    calibration_bins : int
+        Bins of the binned calibration metrics (``ece``, ``mce``, ``rmsce``, ``ace``,
+        ``ece_debiased``, the Brier decomposition).
+    calibration_strategy : {"uniform", "quantile"}
+        ``"uniform"``: equal-width bins over [0, 1], left-closed (the last closed).
+        ``"quantile"``: equal-mass bins at each slice's exact score quantiles, right-closed
+        (ties at an edge go to the lower bin); like exact ROC-AUC it keeps the rows to find
+        the edges. See :func:`assay.reliability` for the table behind these metrics.
 
     Returns
     -------
@@ -276,8 +293,9 @@ def evaluate(
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
         auc_bins=auc_bins, n_threads=n_threads, interval=_interval(
             bootstrap, ci, ci_method, seed, row_id), compare=None,
+        calibration=_calibration(calibration_bins, calibration_strategy),
     )
-    table, notes, rows, dropped, _, _ = out.result
+    table, notes, rows, dropped, _, _, _ = out.result
     method = None if out.interval is None else out.interval[2]
     return Report(table, notes, out.metrics, rows, dropped, ci_method=method)
 
@@ -295,6 +313,7 @@ def _run(
     data: Any, *, label: Any, score: str, slices: Any, metrics: Any, threshold: Any,
     weight: Any, min_slice_size: Any, nan_policy: Any, auc: Any, auc_bins: Any,
     n_threads: Any, interval: Any, compare: tuple[str, list[tuple[str, str]]] | None,
+    calibration: tuple[int, str] | None = None, reliability: float | None = None,
 ) -> _Run:
     """Validates the options shared by evaluate and compare, and runs the native job."""
     if not isinstance(label, str):
@@ -333,8 +352,27 @@ def _run(
         threads,
         interval,
         compare,
+        calibration,
+        reliability,
     )
     return _Run(result, names, interval)
+
+
+def _calibration(
+    n_bins: Any, strategy: Any, names: tuple[str, str] = ("calibration_bins",
+                                                          "calibration_strategy")
+) -> tuple[int, str]:
+    """Validates the calibration bins of a job."""
+    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) \
+            or not 1 <= n_bins <= 100_000:
+        raise InvalidArgumentError(
+            f"{names[0]} must be an integer in [1, 100000], got {n_bins!r}"
+        )
+    if strategy not in ("uniform", "quantile"):
+        raise InvalidArgumentError(
+            f"{names[1]} must be 'uniform' or 'quantile', got {strategy!r}"
+        )
+    return (int(n_bins), str(strategy))
 
 
 def _interval(

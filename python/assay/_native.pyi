@@ -10,6 +10,7 @@ __all__ = [
     "temperature_fit",
     "histogram_fit",
     "default_metrics",
+    "calibration_metrics",
     "metric_name",
     "__version__",
     "DEBUG_BUILD",
@@ -32,7 +33,9 @@ def evaluate(
     n_threads: int | None,
     interval: tuple[int, float, str, int, str | None] | None = None,
     compare: tuple[str, list[tuple[str, str]]] | None = None,
-) -> tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None]:
+    calibration: tuple[int, str] | None = None,
+    reliability: float | None = None,
+) -> tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None]:
     """Runs one evaluation (or comparison) job over an Arrow stream."""
 
 def bin_edges(data: Any, column: str, n: int, strategy: str) -> list[float]:
@@ -40,6 +43,9 @@ def bin_edges(data: Any, column: str, n: int, strategy: str) -> list[float]:
 
 def default_metrics() -> list[str]:
     """The names of all metrics, in their default order."""
+
+def calibration_metrics() -> list[str]:
+    """The names of the calibration metrics (computed only when asked for)."""
 
 def metric_name(name: str) -> str:
     """Canonical name of a metric (validates it)."""

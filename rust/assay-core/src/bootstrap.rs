@@ -480,13 +480,18 @@ pub fn wilson(p: f64, n: f64, level: f64) -> Interval {
     if n.is_nan() || n < 2.0 {
         return Err(TOO_FEW_ROWS);
     }
+    Ok(wilson_bounds(p, n, level))
+}
+
+/// The Wilson score interval `(lo, hi, se)` for any (effective) sample size `n > 0`.
+pub fn wilson_bounds(p: f64, n: f64, level: f64) -> (f64, f64, f64) {
     let z = norm_ppf(0.5 + level / 2.0);
     let z2 = z * z;
     let den = 1.0 + z2 / n;
     let centre = (p + z2 / (2.0 * n)) / den;
     let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).max(0.0).sqrt() / den;
     let se = (p * (1.0 - p) / n).sqrt();
-    Ok(((centre - half).max(0.0), (centre + half).min(1.0), se))
+    ((centre - half).max(0.0), (centre + half).min(1.0), se)
 }
 
 /// Normal interval `estimate ± z·se`, clipped to `[min, max]`.

@@ -19,9 +19,13 @@ use crate::input::{
     check_label_type, check_numeric_type, check_row_id_type, column_index, f64_values, u64_values,
     validity,
 };
-use crate::intervals::{delta_interval, slice_intervals};
+use crate::intervals::{delta_interval, slice_intervals, CalibIntervals};
 use crate::metrics::{rank_value, Metric, RankSums, TOO_SMALL};
 use crate::rank::{rank_sums, rank_sums_binned, replicate_rank_sums};
+use crate::reliability::{
+    self as rel, BinRule, CalibSpec, LogisticFit, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS,
+    LOGIT_FIELDS, REP_BIN_FIELDS,
+};
 use crate::report::{build_report, Report, ReportRow};
 use crate::slicing::{SliceSpec, Slicer};
 use crate::state::{ChunkState, RankRows, StateShape, REP_ROWS};
@@ -63,6 +67,11 @@ pub struct EvalSpec {
     pub interval: Option<IntervalSpec>,
     /// A paired comparison of `score` (the reference) with further models.
     pub compare: Option<CompareSpec>,
+    /// Bins of the calibration metrics.
+    pub calibration: CalibSpec,
+    /// Build the reliability table of the calibration bins, with Wilson intervals at this
+    /// level (`Evaluation::reliability`).
+    pub reliability: Option<f64>,
 }
 
 /// Models compared in one pass with the same replicate weights.
@@ -133,6 +142,14 @@ impl EvalSpec {
                 }
             }
         }
+        self.calibration.validate()?;
+        if let Some(level) = self.reliability {
+            if !(level > 0.0 && level < 1.0) {
+                return Err(AssayError::InvalidArgument(format!(
+                    "ci must lie strictly between 0 and 1, got {level}"
+                )));
+            }
+        }
         if self.n_threads == Some(0) {
             return Err(AssayError::InvalidArgument(
                 "n_threads must be at least 1".into(),
@@ -168,6 +185,13 @@ struct Plan<'a> {
     additive_reps: bool,
     /// Whether replicate blocks carry the log loss and squared error rows.
     rep_losses: bool,
+    /// Edges of the uniform calibration bins kept in the pass (empty: none).
+    calib_edges: Vec<f64>,
+    /// Whether quantile calibration bins are built from the kept rows after the pass.
+    quantile_bins: bool,
+    /// Whether (score, label, weight, ids) of every row are kept (exact rank metrics or
+    /// quantile bins).
+    keep_rows: bool,
 }
 
 const EPS: f64 = f64::EPSILON;
@@ -211,7 +235,24 @@ fn update_piece<const LEAN: bool>(
     };
     let per_model = ids.len() + 1;
     let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
-    let mut kw = vec![0.0f64; slots];
+    let mut kw = vec![0.0f64; slots.max(plan.shape.slots * plan.shape.calib_reps as usize)];
+    let calib_bins = plan.shape.calib_bins;
+    let calib = calib_bins > 0 || plan.shape.grid || plan.shape.logit;
+    if LEAN
+        && lean_fast_piece(
+            plan,
+            cols,
+            ids,
+            (lo, hi),
+            &labels,
+            &scores[0],
+            weights.as_deref(),
+            state,
+            &mut rank[0],
+        )
+    {
+        return Ok(0);
+    }
     'rows: for j in 0..hi - lo {
         let i = lo + j;
         let row = first_row + j as u64;
@@ -307,7 +348,7 @@ fn update_piece<const LEAN: bool>(
                 _ => row,
             };
             row_key = r.row_key(rid);
-            if slots > 0 {
+            if !kw.is_empty() {
                 r.fill(row_key, w, 0, &mut kw);
             }
         }
@@ -331,6 +372,11 @@ fn update_piece<const LEAN: bool>(
                 0
             };
             let cell = (yb as usize) << 1 | pred as usize;
+            let calib_bin = if calib_bins > 0 {
+                rel::uniform_bin(&plan.calib_edges, s)
+            } else {
+                0
+            };
             let model_states = &mut state.specs[m * per_model..(m + 1) * per_model];
             for (k, st) in model_states.iter_mut().enumerate() {
                 let id = if k == 0 { 0 } else { ids[k - 1][i] as usize };
@@ -345,8 +391,11 @@ fn update_piece<const LEAN: bool>(
                     let block = &mut st.reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots];
                     add_row(block, slots, cell, &kw, plan.rep_losses.then_some((ll, br)));
                 }
+                if calib {
+                    update_calibration(plan, st, id, calib_bin, s, y, w, &kw);
+                }
             }
-            if plan.exact_rank {
+            if plan.keep_rows {
                 let rank = &mut rank[m];
                 rank.scores.push(s);
                 rank.labels.push(yb as u8);
@@ -365,6 +414,159 @@ fn update_piece<const LEAN: bool>(
     Ok(dropped)
 }
 
+/// The plain job's fast path for a piece without nulls: one vectorizable check of every row,
+/// then one tight loop per slice spec with no error branches. Each accumulator receives its rows
+/// in row order, as in the general loop, so the sums have the same bits. Returns false (and
+/// changes nothing) when some row is invalid: the general loop then reports or drops it.
+#[allow(clippy::too_many_arguments)]
+fn lean_fast_piece(
+    plan: &Plan,
+    cols: &RoleColumns,
+    ids: &[Arc<Vec<u32>>],
+    (lo, hi): (usize, usize),
+    labels: &[f64],
+    scores: &[f64],
+    weights: Option<&[f64]>,
+    state: &mut ChunkState,
+    rank: &mut RankRows,
+) -> bool {
+    let no_nulls = cols.label_nulls.is_none()
+        && cols.scores[0].1.is_none()
+        && cols.weight.as_ref().is_none_or(|(_, n)| n.is_none());
+    if !no_nulls {
+        return false;
+    }
+    let prob = plan.need_probability;
+    let rows_ok = labels.iter().zip(scores).fold(true, |ok, (y, s)| {
+        let in_range = !prob | ((*s >= 0.0) & (*s <= 1.0));
+        ok & ((*y == 0.0) | (*y == 1.0)) & s.is_finite() & in_range
+    });
+    let weights_ok =
+        weights.is_none_or(|w| w.iter().fold(true, |ok, v| ok & (*v > 0.0) & v.is_finite()));
+    if !(rows_ok && weights_ok) {
+        return false;
+    }
+    let spec = plan.spec;
+    let n = hi - lo;
+    let w_at = |j: usize| weights.map_or(1.0, |w| w[j]);
+    let log_loss: Vec<f64> = if plan.need_log_loss {
+        labels
+            .iter()
+            .zip(scores)
+            .map(|(y, s)| {
+                let p = s.clamp(EPS, 1.0 - EPS);
+                -(if *y == 1.0 { p } else { 1.0 - p }).ln()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let bins = plan.hist_bins;
+    let calib = plan.shape.calib_bins > 0 || plan.shape.grid || plan.shape.logit;
+    for (k, st) in state.specs.iter_mut().enumerate().take(ids.len() + 1) {
+        let id_of = |j: usize| {
+            if k == 0 {
+                0
+            } else {
+                ids[k - 1][lo + j] as usize
+            }
+        };
+        if k == 0 {
+            // One slice: the counts stay in registers.
+            let mut c = st.counts[0];
+            for j in 0..n {
+                let (y, s) = (labels[j], scores[j]);
+                let ll = if plan.need_log_loss { log_loss[j] } else { 0.0 };
+                c.add(
+                    y == 1.0,
+                    s >= spec.threshold,
+                    w_at(j),
+                    ll,
+                    (s - y) * (s - y),
+                );
+            }
+            st.counts[0] = c;
+        } else {
+            for j in 0..n {
+                let (y, s) = (labels[j], scores[j]);
+                let ll = if plan.need_log_loss { log_loss[j] } else { 0.0 };
+                let c = &mut st.counts[id_of(j)];
+                c.add(
+                    y == 1.0,
+                    s >= spec.threshold,
+                    w_at(j),
+                    ll,
+                    (s - y) * (s - y),
+                );
+            }
+        }
+        if bins > 0 {
+            for j in 0..n {
+                let s = scores[j];
+                let b = ((s * bins as f64) as usize).min(bins - 1);
+                st.hist[(id_of(j) * bins + b) * 2 + (labels[j] == 1.0) as usize] += w_at(j);
+            }
+        }
+        if calib {
+            for j in 0..n {
+                let s = scores[j];
+                let b = if plan.shape.calib_bins > 0 {
+                    rel::uniform_bin(&plan.calib_edges, s)
+                } else {
+                    0
+                };
+                update_calibration(plan, st, id_of(j), b, s, labels[j], w_at(j), &[]);
+            }
+        }
+    }
+    if plan.keep_rows {
+        rank.scores.extend_from_slice(scores);
+        rank.labels.extend(labels.iter().map(|y| (*y == 1.0) as u8));
+        if plan.weighted {
+            rank.weights
+                .extend_from_slice(weights.expect("weights of a weighted job"));
+        }
+        for (k, v) in rank.ids.iter_mut().enumerate() {
+            v.extend_from_slice(&ids[k][lo..hi]);
+        }
+    }
+    true
+}
+
+/// One row's calibration states in slice `id` of `st`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn update_calibration(
+    plan: &Plan,
+    st: &mut crate::state::SliceStates,
+    id: usize,
+    bin: usize,
+    s: f64,
+    y: f64,
+    w: f64,
+    kw: &[f64],
+) {
+    let shape = plan.shape;
+    let bins = shape.calib_bins;
+    if bins > 0 {
+        let block = &mut st.calib[id * bins * BIN_FIELDS..(id + 1) * bins * BIN_FIELDS];
+        rel::add_bin(block, bin, s, y, w);
+        if shape.calib_reps {
+            let len = bins * REP_BIN_FIELDS * shape.slots;
+            let block = &mut st.calib_reps[id * len..(id + 1) * len];
+            rel::add_bin_reps(block, shape.slots, bin, s, y, w, kw);
+        }
+    }
+    if shape.grid {
+        let len = (GRID_CELLS + 1) * GRID_FIELDS;
+        rel::add_grid(&mut st.grid[id * len..(id + 1) * len], s, y, w);
+    }
+    if shape.logit {
+        let len = LOGIT_CELLS * LOGIT_FIELDS;
+        rel::add_logit(&mut st.logit[id * len..(id + 1) * len], s, y, w);
+    }
+}
+
 /// The output of a job: the report plus bookkeeping.
 pub struct Evaluation {
     /// The report of `score` (the reference model of a comparison).
@@ -372,6 +574,8 @@ pub struct Evaluation {
     /// Comparison jobs: the report of each other model, and the paired differences.
     pub others: Vec<Report>,
     pub comparison: Option<RecordBatch>,
+    /// The reliability table of the reference model (when `EvalSpec::reliability` is set).
+    pub reliability: Option<RecordBatch>,
     pub rows: u64,
     pub dropped: u64,
 }
@@ -419,11 +623,18 @@ where
     }
     let mut slicer = Slicer::new(&schema, &spec.slices)?;
     let wants_rank = spec.metrics.iter().any(Metric::is_rank);
+    let cal = spec.calibration;
+    let wants_bins = spec.reliability.is_some() || spec.metrics.iter().any(Metric::uses_bins);
+    let uniform_bins = wants_bins && cal.rule == BinRule::Uniform;
+    let quantile_bins =
+        (wants_bins && cal.rule == BinRule::Quantile) || spec.metrics.contains(&Metric::Ace);
+    let slots = spec.interval.as_ref().map_or(0, IntervalSpec::slots);
     let plan = Plan {
         spec,
         score_names,
         need_log_loss: spec.metrics.contains(&Metric::LogLoss),
         need_probability: spec.metrics.iter().any(Metric::needs_probability)
+            || spec.reliability.is_some()
             || (wants_rank && matches!(spec.auc, AucMode::Binned(_))),
         exact_rank: wants_rank && spec.auc == AucMode::Exact,
         hist_bins: match spec.auc {
@@ -436,7 +647,14 @@ where
                 AucMode::Binned(b) if wants_rank => b,
                 _ => 0,
             },
-            slots: spec.interval.as_ref().map_or(0, IntervalSpec::slots),
+            slots,
+            calib_bins: if uniform_bins { cal.bins } else { 0 },
+            calib_reps: uniform_bins && slots > 0,
+            grid: spec.metrics.contains(&Metric::SmoothEce),
+            logit: spec
+                .metrics
+                .iter()
+                .any(|m| matches!(m, Metric::CalibrationSlope | Metric::CalibrationIntercept)),
             moments: spec
                 .interval
                 .as_ref()
@@ -447,16 +665,26 @@ where
             .as_ref()
             .filter(|iv| iv.slots() > 0)
             .map(|iv| Resampler::new(iv.seed, iv.replicates)),
-        additive_reps: spec.metrics.iter().any(|m| !m.is_rank()),
+        additive_reps: spec
+            .metrics
+            .iter()
+            .any(|m| !m.is_rank() && !m.is_calibration()),
         rep_losses: spec
             .metrics
             .iter()
             .any(|m| matches!(m, Metric::LogLoss | Metric::Brier)),
+        calib_edges: if uniform_bins {
+            rel::uniform_edges(cal.bins)
+        } else {
+            Vec::new()
+        },
+        quantile_bins,
+        keep_rows: quantile_bins || (wants_rank && spec.auc == AucMode::Exact),
     };
     let models = plan.score_names.len();
     let lean = models == 1 && plan.resampler.is_none() && !plan.shape.moments;
     let mut plan = plan;
-    if !plan.additive_reps {
+    if !plan.additive_reps && !plan.shape.calib_reps {
         plan.shape.slots = 0; // rank metrics only: no replicate blocks to keep
     }
     let plan = plan;
@@ -609,9 +837,34 @@ where
             _ => Vec::new(),
         });
     }
+    // Quantile calibration bins, per model, spec and slice: (edges, bins).
+    let qbins: Vec<rel::QuantileBins> = if plan.quantile_bins {
+        rank.iter()
+            .map(|rk| pool.install(|| rel::quantile_bin_states(rk, &n_ids, cal.bins)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     drop(rank);
+    // SmoothECE and the logistic fit of every slice, in parallel (they iterate).
+    let grids: Vec<Vec<Vec<SliceFits>>> = pool.install(|| {
+        (0..models)
+            .map(|m| {
+                (0..per_model)
+                    .map(|k| {
+                        let st = &total.specs[m * per_model + k];
+                        (0..n_ids[k])
+                            .into_par_iter()
+                            .map(|id| slice_fits(st, id, plan.shape))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect()
+    });
 
     let mut report_rows: Vec<Vec<ReportRow>> = (0..models).map(|_| Vec::new()).collect();
+    let mut reliability_rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     let mut deltas = crate::report::ComparisonRows::default();
     for k in 0..per_model {
         let st0 = &total.specs[k];
@@ -630,6 +883,24 @@ where
                 let small = k > 0 && c.n < spec.min_slice_size;
                 let rank_k = ranks[m].get(k).map(|r| &r[idu]);
                 let rep_rank_k = rep_ranks[m].get(k).map(|r| r[idu].as_slice());
+                let nb = cal.bins * BIN_FIELDS;
+                let bins: Option<&[f64]> = match cal.rule {
+                    BinRule::Uniform if plan.shape.calib_bins > 0 => {
+                        Some(&st.calib[idu * nb..(idu + 1) * nb])
+                    }
+                    BinRule::Quantile if wants_bins => Some(&qbins[m][k][idu].1),
+                    _ => None,
+                };
+                let fits = &grids[m][k][idu];
+                if m == 0 && spec.reliability.is_some() {
+                    let label = desc.as_ref().map_or("overall", |d| d.label.as_str());
+                    let edges = match cal.rule {
+                        BinRule::Uniform => plan.calib_edges.clone(),
+                        BinRule::Quantile => qbins[m][k][idu].0.clone(),
+                    };
+                    let b = bins.expect("bins of a reliability job").to_vec();
+                    reliability_rows.push((label.to_string(), edges, b));
+                }
                 let values: Vec<crate::metrics::Value> = spec
                     .metrics
                     .iter()
@@ -638,6 +909,8 @@ where
                             Err(TOO_SMALL)
                         } else if metric.is_rank() {
                             rank_value(*metric, rank_k.expect("rank sums of a rank metric"))
+                        } else if metric.is_calibration() {
+                            calibration_value(*metric, bins, qbins.get(m), k, idu, fits)
                         } else {
                             metric.from_counts(c)
                         }
@@ -657,6 +930,15 @@ where
                         rep_rank_k,
                         spec.weight.is_some(),
                         kept.as_mut(),
+                        &CalibIntervals {
+                            rule: cal.rule,
+                            bins: cal.bins,
+                            reps: plan.shape.calib_reps.then(|| {
+                                let len = cal.bins * REP_BIN_FIELDS * plan.shape.slots;
+                                &st.calib_reps[idu * len..(idu + 1) * len]
+                            }),
+                            fit: fits.fit.as_ref(),
+                        },
                     )
                 });
                 if let Some(k) = kept {
@@ -707,13 +989,64 @@ where
         Some(cmp) => Some(deltas.finish(cmp, &spec.metrics)?),
         None => None,
     };
+    let reliability = match spec.reliability {
+        Some(level) => Some(rel::reliability_table(&reliability_rows, level)?),
+        None => None,
+    };
     Ok(Evaluation {
         report,
         others: reports,
         comparison,
+        reliability,
         rows,
         dropped,
     })
+}
+
+/// The iterated calibration results of one slice.
+struct SliceFits {
+    smooth: Option<crate::metrics::Value>,
+    fit: Option<std::result::Result<LogisticFit, &'static str>>,
+}
+
+fn slice_fits(st: &crate::state::SliceStates, id: usize, shape: StateShape) -> SliceFits {
+    let present = st.counts.get(id).is_some_and(|c| c.n > 0);
+    let smooth = (shape.grid && present).then(|| {
+        let len = (GRID_CELLS + 1) * GRID_FIELDS;
+        rel::smooth_ece(&st.grid[id * len..(id + 1) * len])
+    });
+    let fit = (shape.logit && present).then(|| {
+        let len = LOGIT_CELLS * LOGIT_FIELDS;
+        rel::logistic_fit(&st.logit[id * len..(id + 1) * len])
+    });
+    SliceFits { smooth, fit }
+}
+
+/// The value of a calibration metric of one slice.
+fn calibration_value(
+    m: Metric,
+    bins: Option<&[f64]>,
+    qbins: Option<&rel::QuantileBins>,
+    k: usize,
+    id: usize,
+    fits: &SliceFits,
+) -> crate::metrics::Value {
+    match m {
+        Metric::Ace => {
+            let q = &qbins.expect("quantile bins of ace")[k][id].1;
+            rel::bin_metric(Metric::Ece, q)
+        }
+        Metric::SmoothEce => fits.smooth.expect("grid of smooth_ece"),
+        Metric::CalibrationSlope | Metric::CalibrationIntercept => {
+            let f = fits.fit.expect("logit grid of the calibration fit")?;
+            Ok(if m == Metric::CalibrationSlope {
+                f.slope
+            } else {
+                f.intercept
+            })
+        }
+        _ => rel::bin_metric(m, bins.expect("bins of a bin metric")),
+    }
 }
 
 /// The most memory the per-chunk states of one batch may take (replicate blocks dominate).
@@ -723,8 +1056,12 @@ const MAX_STATE_BYTES: usize = 8 << 30;
 /// of every spec (and model), each with its replicate block, are alive at once.
 fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
     let ids: usize = n_ids.iter().sum();
+    let sh = plan.shape;
     let per_id = std::mem::size_of::<crate::state::BinaryCounts>()
-        + 8 * (REP_ROWS * plan.shape.slots + 2 * plan.shape.hist_bins);
+        + 8 * (REP_ROWS * sh.slots + 2 * sh.hist_bins)
+        + 8 * sh.calib_bins * (BIN_FIELDS + REP_BIN_FIELDS * sh.slots * sh.calib_reps as usize)
+        + 8 * sh.grid as usize * (GRID_CELLS + 1) * GRID_FIELDS
+        + 8 * sh.logit as usize * LOGIT_CELLS * LOGIT_FIELDS;
     let bytes = ids.saturating_mul(per_id).saturating_mul(pieces + 1);
     if bytes > MAX_STATE_BYTES {
         return Err(AssayError::InvalidArgument(format!(

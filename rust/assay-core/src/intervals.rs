@@ -6,6 +6,7 @@ use crate::bootstrap::{
     NO_ANALYTIC, NO_JACKKNIFE, TOO_FEW_ROWS,
 };
 use crate::metrics::{rank_value, Metric, RankSums, Value};
+use crate::reliability::{self as rel, BinRule, LogisticFit};
 use crate::state::{BinaryCounts, Moments, REP_BRIER, REP_LOG_LOSS, REP_ROWS};
 
 /// Confusion cells in replicate blocks and [`Moments::w2`]: `label << 1 | predicted`.
@@ -29,6 +30,7 @@ pub fn slice_intervals(
     rep_ranks: Option<&[RankSums]>,
     weighted: bool,
     mut keep: Option<&mut Vec<Vec<f64>>>,
+    calib: &CalibIntervals,
 ) -> Vec<Interval> {
     let mut out = Vec::with_capacity(metrics.len());
     for (m, v) in metrics.iter().zip(values) {
@@ -37,6 +39,11 @@ pub fn slice_intervals(
         let mut kept = Vec::new();
         out.push(match *v {
             Err(why) => Err(why),
+            Ok(estimate) if m.is_calibration() => {
+                let (interval, reps) = calibration_interval(iv, *m, estimate, calib);
+                kept = reps;
+                interval
+            }
             Ok(estimate) if iv.method == CiMethod::Analytic => {
                 let mo = moments.copied().unwrap_or_default();
                 analytic(*m, estimate, counts, &mo, rank, iv.level)
@@ -55,6 +62,57 @@ pub fn slice_intervals(
         }
     }
     out
+}
+
+/// What the intervals of one slice's calibration metrics read.
+pub struct CalibIntervals<'a> {
+    pub rule: BinRule,
+    pub bins: usize,
+    /// The slice's replicate block of its uniform bins (bootstrap jobs).
+    pub reps: Option<&'a [f64]>,
+    pub fit: Option<&'a std::result::Result<LogisticFit, &'static str>>,
+}
+
+/// The interval of a calibration metric and its replicate values (NaN slots when it has none,
+/// so a paired comparison reports why).
+fn calibration_interval(
+    iv: &IntervalSpec,
+    m: Metric,
+    estimate: f64,
+    c: &CalibIntervals,
+) -> (Interval, Vec<f64>) {
+    let none = |why: &'static str| (Err(why), vec![f64::NAN; iv.slots()]);
+    if iv.method == CiMethod::Analytic {
+        return match m {
+            Metric::CalibrationSlope | Metric::CalibrationIntercept => {
+                let Some(Ok(fit)) = c.fit else {
+                    return none(NO_ANALYTIC);
+                };
+                let var = if m == Metric::CalibrationSlope {
+                    fit.cov[2]
+                } else {
+                    fit.cov[0]
+                };
+                let se = var.max(0.0).sqrt();
+                let bound = f64::INFINITY;
+                (normal(estimate, se, iv.level, -bound, bound), Vec::new())
+            }
+            _ => none(NO_ANALYTIC),
+        };
+    }
+    match m {
+        Metric::Ace => none(rel::NO_REPLICATED_ACE),
+        Metric::SmoothEce => none(rel::NO_REPLICATED_SMOOTH),
+        Metric::CalibrationSlope | Metric::CalibrationIntercept => none(rel::NO_REPLICATED_FIT),
+        _ if c.rule == BinRule::Quantile => none(rel::NO_REPLICATED_EDGES),
+        _ => {
+            let Some(block) = c.reps else {
+                return none(rel::NO_REPLICATED_EDGES);
+            };
+            let values = rel::replicate_bin_metric(m, block, c.bins, iv.slots());
+            (from_replicates(iv, estimate, &values, None), values)
+        }
+    }
 }
 
 /// The value of metric `m` in every replicate slot of slice `id` (NaN where undefined):
@@ -92,6 +150,7 @@ pub fn has_influence(m: Metric, weighted: bool) -> bool {
     match m {
         LogLoss | Brier | AveragePrecision => false,
         RocAuc => !weighted,
+        _ if m.is_calibration() => false,
         _ => true,
     }
 }
@@ -292,6 +351,7 @@ fn analytic(
             )
         }
         BalancedAccuracy | F1 | FBeta(_) | Mcc | AveragePrecision => Err(NO_ANALYTIC),
+        _ => Err(NO_ANALYTIC),
     }
 }
 

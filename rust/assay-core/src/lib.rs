@@ -11,6 +11,7 @@ pub mod input;
 pub mod intervals;
 pub mod metrics;
 pub mod rank;
+pub mod reliability;
 pub mod report;
 pub mod slicing;
 pub mod state;

@@ -25,6 +25,19 @@ pub enum Metric {
     AveragePrecision,
     LogLoss,
     Brier,
+    // Calibration (see `reliability` and docs/calibration.md).
+    Ece,
+    Mce,
+    Rmsce,
+    Ace,
+    EceDebiased,
+    SmoothEce,
+    CalibrationSlope,
+    CalibrationIntercept,
+    OeRatio,
+    BrierReliability,
+    BrierResolution,
+    BrierUncertainty,
 }
 
 /// Metric names in their default order.
@@ -44,6 +57,22 @@ pub const DEFAULT_METRICS: [&str; 15] = [
     "average_precision",
     "log_loss",
     "brier",
+];
+
+/// Calibration metric names (never computed unless asked for).
+pub const CALIBRATION_METRICS: [&str; 12] = [
+    "ece",
+    "mce",
+    "rmsce",
+    "ace",
+    "ece_debiased",
+    "smooth_ece",
+    "calibration_slope",
+    "calibration_intercept",
+    "oe_ratio",
+    "brier_reliability",
+    "brier_resolution",
+    "brier_uncertainty",
 ];
 
 /// A finalized value, or the reason it is undefined.
@@ -77,12 +106,25 @@ impl Metric {
             "average_precision" => AveragePrecision,
             "log_loss" => LogLoss,
             "brier" => Brier,
+            "ece" => Ece,
+            "mce" => Mce,
+            "rmsce" => Rmsce,
+            "ace" => Ace,
+            "ece_debiased" => EceDebiased,
+            "smooth_ece" => SmoothEce,
+            "calibration_slope" => CalibrationSlope,
+            "calibration_intercept" => CalibrationIntercept,
+            "oe_ratio" => OeRatio,
+            "brier_reliability" => BrierReliability,
+            "brier_resolution" => BrierResolution,
+            "brier_uncertainty" => BrierUncertainty,
             _ => match name.strip_prefix('f').and_then(|b| b.parse::<f64>().ok()) {
                 Some(beta) if beta.is_finite() && beta > 0.0 => FBeta(beta),
                 _ => {
                     return Err(AssayError::InvalidArgument(format!(
-                        "unknown metric {name:?}; known metrics: {}, or f<beta> such as \"f2\"",
-                        DEFAULT_METRICS.join(", ")
+                        "unknown metric {name:?}; known metrics: {}, {}, or f<beta> such as \"f2\"",
+                        DEFAULT_METRICS.join(", "),
+                        CALIBRATION_METRICS.join(", ")
                     )))
                 }
             },
@@ -96,7 +138,7 @@ impl Metric {
 
     /// Whether the metric reads scores as probabilities (they must lie in [0, 1]).
     pub fn needs_probability(&self) -> bool {
-        matches!(self, Metric::LogLoss | Metric::Brier)
+        matches!(self, Metric::LogLoss | Metric::Brier) || self.is_calibration()
     }
 
     /// Finalizes a count-based metric. Rank metrics are finalized by [`rank_value`].
@@ -146,6 +188,7 @@ impl Metric {
             LogLoss => ratio(c.log_loss, c.w, ONE_CLASS),
             Brier => ratio(c.brier, c.w, ONE_CLASS),
             RocAuc | AveragePrecision => unreachable!("rank metrics are finalized from rank sums"),
+            _ => unreachable!("calibration metrics are finalized from their bins and grids"),
         }
     }
 
@@ -154,8 +197,11 @@ impl Metric {
     pub fn higher_is_better(&self) -> Option<bool> {
         use Metric::*;
         match self {
-            BaseRate | PredictionRate => None,
+            BaseRate | PredictionRate | OeRatio | CalibrationSlope | CalibrationIntercept => None,
+            BrierUncertainty => None,
             Fpr | Fnr | LogLoss | Brier => Some(false),
+            Ece | Mce | Rmsce | Ace | EceDebiased | SmoothEce | BrierReliability => Some(false),
+            BrierResolution => Some(true),
             _ => Some(true),
         }
     }
@@ -164,6 +210,9 @@ impl Metric {
     pub fn name(&self) -> String {
         match self {
             Metric::FBeta(b) => format!("f{b}"),
+            other if other.is_calibration() => {
+                CALIBRATION_METRICS[other.calibration_position()].to_string()
+            }
             other => DEFAULT_METRICS[other.default_position()].to_string(),
         }
     }
@@ -186,7 +235,26 @@ impl Metric {
             AveragePrecision => 12,
             LogLoss => 13,
             Brier => 14,
-            FBeta(_) => usize::MAX,
+            _ => usize::MAX,
+        }
+    }
+
+    fn calibration_position(&self) -> usize {
+        use Metric::*;
+        match self {
+            Ece => 0,
+            Mce => 1,
+            Rmsce => 2,
+            Ace => 3,
+            EceDebiased => 4,
+            SmoothEce => 5,
+            CalibrationSlope => 6,
+            CalibrationIntercept => 7,
+            OeRatio => 8,
+            BrierReliability => 9,
+            BrierResolution => 10,
+            BrierUncertainty => 11,
+            _ => usize::MAX,
         }
     }
 }
@@ -281,8 +349,8 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for n in DEFAULT_METRICS {
-            assert_eq!(Metric::parse(n).unwrap().name(), n);
+        for n in DEFAULT_METRICS.iter().chain(&CALIBRATION_METRICS) {
+            assert_eq!(Metric::parse(n).unwrap().name(), *n);
         }
         assert_eq!(Metric::parse("f2").unwrap(), Metric::FBeta(2.0));
         assert_eq!(Metric::parse("f0.5").unwrap().name(), "f0.5");

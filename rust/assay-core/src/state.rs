@@ -106,6 +106,14 @@ pub struct StateShape {
     pub slots: usize,
     /// Whether second moments are kept (analytic intervals).
     pub moments: bool,
+    /// Uniform calibration bins per slice, 0 for none (see `reliability`).
+    pub calib_bins: usize,
+    /// Whether the replicate slots also cover the calibration bins.
+    pub calib_reps: bool,
+    /// Whether the SmoothECE grid is kept.
+    pub grid: bool,
+    /// Whether the logit grid of the calibration slope is kept.
+    pub logit: bool,
 }
 
 /// Per-slice states of one slice spec: dense arrays indexed by slice id.
@@ -117,6 +125,14 @@ pub struct SliceStates {
     /// Replicate accumulators: `[(id * REP_ROWS + row) * slots + slot]`.
     pub reps: Vec<f64>,
     pub moments: Vec<Moments>,
+    /// Uniform calibration bins: `[(id * bins + bin) * BIN_FIELDS + field]`.
+    pub calib: Vec<f64>,
+    /// Their replicate blocks: `[((id * bins + bin) * REP_BIN_FIELDS + field) * slots + slot]`.
+    pub calib_reps: Vec<f64>,
+    /// SmoothECE grids: `[(id * (GRID_CELLS + 1) + node) * GRID_FIELDS + field]`.
+    pub grid: Vec<f64>,
+    /// Logit grids: `[(id * LOGIT_CELLS + cell) * LOGIT_FIELDS + field]`.
+    pub logit: Vec<f64>,
 }
 
 impl SliceStates {
@@ -135,6 +151,23 @@ impl SliceStates {
         if shape.moments && self.moments.len() < n_ids {
             self.moments.resize(n_ids, Moments::default());
         }
+        use crate::reliability::*;
+        let grow = |v: &mut Vec<f64>, len: usize| {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        };
+        grow(&mut self.calib, n_ids * shape.calib_bins * BIN_FIELDS);
+        if shape.calib_reps {
+            let len = n_ids * shape.calib_bins * REP_BIN_FIELDS * shape.slots;
+            grow(&mut self.calib_reps, len);
+        }
+        if shape.grid {
+            grow(&mut self.grid, n_ids * (GRID_CELLS + 1) * GRID_FIELDS);
+        }
+        if shape.logit {
+            grow(&mut self.logit, n_ids * LOGIT_CELLS * LOGIT_FIELDS);
+        }
     }
 
     pub fn merge(&mut self, o: &Self) {
@@ -152,6 +185,10 @@ impl SliceStates {
         for (a, b) in self.moments.iter_mut().zip(&o.moments) {
             a.merge(b);
         }
+        add_vec(&mut self.calib, &o.calib);
+        add_vec(&mut self.calib_reps, &o.calib_reps);
+        add_vec(&mut self.grid, &o.grid);
+        add_vec(&mut self.logit, &o.logit);
     }
 }
 

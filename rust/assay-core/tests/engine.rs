@@ -75,6 +75,8 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         min_slice_size: 0,
         interval: None,
         compare: None,
+        calibration: Default::default(),
+        reliability: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(threads),

@@ -4,6 +4,7 @@
 use assay_core::calibration;
 use assay_core::engine::{evaluate as run_evaluate, AucMode, CompareSpec, EvalSpec, NanPolicy};
 use assay_core::input::{column_index, f64_values, validity};
+use assay_core::reliability::{BinRule, CalibSpec};
 use assay_core::{
     bin_edges as core_bin_edges, AssayError, BinStrategy, CiMethod, Feature, IntervalSpec, Metric,
 };
@@ -43,7 +44,7 @@ fn interrupted() -> bool {
 }
 
 /// What one job returns to Python: (table, notes, rows, dropped, [(table, notes) of each
-/// compared model], comparison table or None).
+/// compared model], comparison table or None, reliability table or None).
 type JobResult<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
@@ -51,11 +52,12 @@ type JobResult<'py> = (
     u64,
     Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     Option<Bound<'py, PyAny>>,
+    Option<Bound<'py, PyAny>>,
 );
 
 /// Runs one evaluation (or comparison) job over an Arrow stream.
 #[pyfunction]
-#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None, compare=None))]
+#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None, compare=None, calibration=None, reliability=None))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate<'py>(
     py: Python<'py>,
@@ -72,7 +74,16 @@ fn evaluate<'py>(
     n_threads: Option<usize>,
     interval: Option<(usize, f64, String, u64, Option<String>)>,
     compare: Option<(String, Vec<(String, String)>)>,
+    calibration: Option<(usize, String)>,
+    reliability: Option<f64>,
 ) -> PyResult<JobResult<'py>> {
+    let calibration = match calibration {
+        Some((bins, rule)) => CalibSpec {
+            bins,
+            rule: BinRule::parse(&rule).map_err(|e| to_py(py, e))?,
+        },
+        None => CalibSpec::default(),
+    };
     let interval = interval
         .map(
             |(replicates, level, method, seed, row_id)| -> Result<_, AssayError> {
@@ -128,6 +139,8 @@ fn evaluate<'py>(
         n_threads,
         interval,
         compare: compare.map(|(reference, others)| CompareSpec { reference, others }),
+        calibration,
+        reliability,
     };
     let reader = data.into_reader()?;
     let out = py.detach(move || {
@@ -151,7 +164,19 @@ fn evaluate<'py>(
         .comparison
         .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
         .transpose()?;
-    Ok((table, notes, ev.rows, ev.dropped, others, comparison))
+    let reliability = ev
+        .reliability
+        .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
+        .transpose()?;
+    Ok((
+        table,
+        notes,
+        ev.rows,
+        ev.dropped,
+        others,
+        comparison,
+        reliability,
+    ))
 }
 
 /// Edges of `n` bins over column `column` of an Arrow stream (`strategy`: "quantile"|"uniform").
@@ -208,6 +233,12 @@ fn bin_edges(
 #[pyfunction]
 fn default_metrics() -> Vec<&'static str> {
     assay_core::metrics::DEFAULT_METRICS.to_vec()
+}
+
+/// The names of the calibration metrics (computed only when asked for).
+#[pyfunction]
+fn calibration_metrics() -> Vec<&'static str> {
+    assay_core::metrics::CALIBRATION_METRICS.to_vec()
 }
 
 /// Canonical name of a metric (validates it): `"f2.0"` -> `"f2"`.
@@ -321,6 +352,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(histogram_fit, m)?)?;
     m.add_function(wrap_pyfunction!(default_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(metric_name, m)?)?;
+    m.add_function(wrap_pyfunction!(calibration_metrics, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEBUG_BUILD", cfg!(debug_assertions))?;
     Ok(())

@@ -1,0 +1,1079 @@
+//! Calibration measurement (see `docs/calibration.md` for every definition): per-bin states,
+//! the grids behind SmoothECE and the calibration slope, exact quantile bins, and the
+//! finalizers of the calibration metrics. Every state here is a vector of sums, merged by
+//! elementwise addition like the rest of `state`.
+
+use rayon::prelude::*;
+
+use crate::calibration::logit;
+use crate::error::{AssayError, Result};
+use crate::metrics::{Metric, Value};
+use crate::state::RankRows;
+
+/// Fields of a bin: rows, sum of w, sum of w^2, sum of w x score, sum of w x label.
+pub const BIN_FIELDS: usize = 5;
+const N: usize = 0;
+const W: usize = 1;
+const W2: usize = 2;
+const WS: usize = 3;
+const WY: usize = 4;
+
+/// Fields of a bin's replicate block (each `x slots`): k w, k w s, k w y and k w^2.
+pub const REP_BIN_FIELDS: usize = 4;
+
+/// Cells of the SmoothECE grid over [0, 1] (its nodes are `GRID_CELLS + 1`); a power of two,
+/// so `s * GRID_CELLS` is exact and the grid halves exactly into coarser levels.
+pub const GRID_CELLS: usize = 2048;
+/// Per node: sum of w and sum of w x (label - score), spread linearly between two nodes.
+pub const GRID_FIELDS: usize = 2;
+
+/// Cells of the logit grid behind the calibration slope, over `[-LOGIT_RANGE, LOGIT_RANGE]`.
+pub const LOGIT_CELLS: usize = 2048;
+pub const LOGIT_RANGE: f64 = 37.0;
+/// Per cell: sum w, sum w d, sum w d^2, sum w d^3, sum w y, sum w y d (d: offset from the centre).
+pub const LOGIT_FIELDS: usize = 6;
+
+/// Scores are clamped to [EPS, 1 - EPS] before the logit, as for the log loss.
+const EPS: f64 = f64::EPSILON;
+
+pub const EMPTY_SLICE: &str = "undefined: the slice has no weight";
+pub const NO_EXPECTED: &str = "undefined: the scores sum to 0 (no expected positives)";
+pub const CONSTANT_SCORE: &str = "undefined: the scores are constant (no slope to fit)";
+pub const NO_FIT: &str =
+    "undefined: the logistic fit does not converge (the score separates the classes)";
+pub const NO_REPLICATED_EDGES: &str = "no interval: quantile bins take their edges from the \
+                                       data; use calibration_strategy=\"uniform\"";
+pub const NO_REPLICATED_ACE: &str =
+    "no interval: ace's equal-mass edges come from the data and are not replicated";
+pub const NO_REPLICATED_SMOOTH: &str =
+    "no interval: smooth_ece's bandwidth comes from the data and is not replicated";
+pub const NO_REPLICATED_FIT: &str =
+    "no bootstrap interval for the logistic fit: use ci_method=\"analytic\" (Wald)";
+
+/// How scores are cut into bins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinRule {
+    /// `n` equal-width bins over [0, 1], left-closed (the last one closed).
+    Uniform,
+    /// Equal-mass bins at the slice's exact quantiles, right-closed (the first one closed).
+    Quantile,
+}
+
+impl BinRule {
+    pub fn parse(s: &str) -> Result<BinRule> {
+        match s {
+            "uniform" => Ok(BinRule::Uniform),
+            "quantile" => Ok(BinRule::Quantile),
+            _ => Err(AssayError::InvalidArgument(format!(
+                "unknown calibration strategy {s:?}; use \"uniform\" or \"quantile\""
+            ))),
+        }
+    }
+}
+
+/// The bins of a job's calibration metrics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CalibSpec {
+    pub bins: usize,
+    pub rule: BinRule,
+}
+
+impl Default for CalibSpec {
+    fn default() -> Self {
+        CalibSpec {
+            bins: 15,
+            rule: BinRule::Uniform,
+        }
+    }
+}
+
+/// The most bins a calibration job may ask for.
+pub const MAX_BINS: usize = 100_000;
+
+impl CalibSpec {
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_BINS).contains(&self.bins) {
+            return Err(AssayError::InvalidArgument(format!(
+                "the number of calibration bins must be in [1, {MAX_BINS}], got {}",
+                self.bins
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Which calibration states a metric reads.
+impl Metric {
+    /// A calibration metric (see `docs/calibration.md`).
+    pub fn is_calibration(&self) -> bool {
+        use Metric::*;
+        matches!(
+            self,
+            Ece | Mce
+                | Rmsce
+                | Ace
+                | EceDebiased
+                | SmoothEce
+                | CalibrationSlope
+                | CalibrationIntercept
+                | OeRatio
+                | BrierReliability
+                | BrierResolution
+                | BrierUncertainty
+        )
+    }
+
+    /// Computed from the `calibration_strategy` bins.
+    pub fn uses_bins(&self) -> bool {
+        use Metric::*;
+        matches!(
+            self,
+            Ece | Mce
+                | Rmsce
+                | EceDebiased
+                | OeRatio
+                | BrierReliability
+                | BrierResolution
+                | BrierUncertainty
+        )
+    }
+}
+
+/// `np.linspace(0, 1, n + 1)`: `k * (1/n)`, the last edge exactly 1.
+pub fn uniform_edges(n: usize) -> Vec<f64> {
+    let step = 1.0 / n as f64;
+    (0..=n)
+        .map(|k| if k == n { 1.0 } else { k as f64 * step })
+        .collect()
+}
+
+/// Uniform bin of a probability `s`: left-closed `[e_k, e_k+1)`, the last bin closed. The
+/// estimate `floor(s n)` is settled against the edges, which carry their own rounding.
+#[inline(always)]
+pub fn uniform_bin(edges: &[f64], s: f64) -> usize {
+    let n = edges.len() - 1;
+    let mut b = ((s * n as f64) as usize).min(n - 1);
+    while b > 0 && s < edges[b] {
+        b -= 1;
+    }
+    while b + 1 < n && s >= edges[b + 1] {
+        b += 1;
+    }
+    b
+}
+
+/// Quantile bin of `s`: right-closed `(e_k, e_k+1]`, the first bin closed; a tie with an edge
+/// goes to the lower bin (`np.searchsorted(edges[1:-1], s, side="left")`).
+#[inline(always)]
+pub fn quantile_bin(edges: &[f64], s: f64) -> usize {
+    let inner = &edges[1..edges.len() - 1];
+    inner.partition_point(|e| *e < s)
+}
+
+#[inline(always)]
+pub fn add_bin(bins: &mut [f64], b: usize, s: f64, y: f64, w: f64) {
+    let c = &mut bins[b * BIN_FIELDS..(b + 1) * BIN_FIELDS];
+    c[N] += 1.0;
+    c[W] += w;
+    c[W2] += w * w;
+    c[WS] += w * s;
+    c[WY] += w * y;
+}
+
+/// One row's replicate weights `kw` (k x w per slot) into bin `b` of a replicate block.
+#[inline]
+pub fn add_bin_reps(block: &mut [f64], slots: usize, b: usize, s: f64, y: f64, w: f64, kw: &[f64]) {
+    let base = b * REP_BIN_FIELDS * slots;
+    let (kw_row, rest) = block[base..base + REP_BIN_FIELDS * slots].split_at_mut(slots);
+    let (ks_row, rest) = rest.split_at_mut(slots);
+    let (ky_row, kw2_row) = rest.split_at_mut(slots);
+    crate::bootstrap::add_into(kw_row, kw);
+    for (((a, b2), c), k) in ks_row
+        .iter_mut()
+        .zip(ky_row.iter_mut())
+        .zip(kw2_row)
+        .zip(kw)
+    {
+        *a += *k * s;
+        *b2 += *k * y;
+        *c += *k * w;
+    }
+}
+
+/// Spreads one row linearly onto the two nearest nodes of the SmoothECE grid.
+#[inline(always)]
+pub fn add_grid(grid: &mut [f64], s: f64, y: f64, w: f64) {
+    let x = s * GRID_CELLS as f64;
+    let i = (x as usize).min(GRID_CELLS - 1);
+    let f = x - i as f64;
+    let r = w * (y - s);
+    let g = &mut grid[i * GRID_FIELDS..(i + 2) * GRID_FIELDS];
+    g[0] += w * (1.0 - f);
+    g[1] += r * (1.0 - f);
+    g[2] += w * f;
+    g[3] += r * f;
+}
+
+const LOGIT_H: f64 = 2.0 * LOGIT_RANGE / LOGIT_CELLS as f64;
+
+/// Adds one row to the logit grid of the calibration slope.
+#[inline(always)]
+pub fn add_logit(cells: &mut [f64], s: f64, y: f64, w: f64) {
+    let x = logit(s.clamp(EPS, 1.0 - EPS));
+    let i = (((x + LOGIT_RANGE) / LOGIT_H) as usize).min(LOGIT_CELLS - 1);
+    let d = x - logit_centre(i);
+    let wd = w * d;
+    let c = &mut cells[i * LOGIT_FIELDS..(i + 1) * LOGIT_FIELDS];
+    c[0] += w;
+    c[1] += wd;
+    c[2] += wd * d;
+    c[3] += wd * d * d;
+    c[4] += w * y;
+    c[5] += wd * y;
+}
+
+fn logit_centre(i: usize) -> f64 {
+    -LOGIT_RANGE + (i as f64 + 0.5) * LOGIT_H
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finalizers
+
+/// A bin metric from one slice's bins (`bins x BIN_FIELDS`). Empty bins are skipped.
+pub fn bin_metric(m: Metric, bins: &[f64]) -> Value {
+    use Metric::*;
+    let total: f64 = bins.chunks_exact(BIN_FIELDS).map(|c| c[W]).sum();
+    if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return Err(EMPTY_SLICE);
+    }
+    let pos: f64 = bins.chunks_exact(BIN_FIELDS).map(|c| c[WY]).sum();
+    let ybar = pos / total;
+    let full = || bins.chunks_exact(BIN_FIELDS).filter(|c| c[W] > 0.0);
+    let gap = |c: &[f64]| (c[WY] - c[WS]) / c[W];
+    let mass = |c: &[f64]| c[W] / total;
+    Ok(match m {
+        Ece | Ace => full().map(|c| mass(c) * gap(c).abs()).sum(),
+        Mce => full().map(|c| gap(c).abs()).fold(0.0, f64::max),
+        Rmsce => full()
+            .map(|c| mass(c) * gap(c) * gap(c))
+            .sum::<f64>()
+            .sqrt(),
+        BrierReliability => full().map(|c| mass(c) * gap(c) * gap(c)).sum(),
+        BrierResolution => full()
+            .map(|c| {
+                let d = c[WY] / c[W] - ybar;
+                mass(c) * d * d
+            })
+            .sum(),
+        BrierUncertainty => ybar * (1.0 - ybar),
+        EceDebiased => {
+            let sq: f64 = full()
+                .map(|c| {
+                    let n_eff = c[W] * c[W] / c[W2];
+                    if n_eff <= 1.0 {
+                        return 0.0;
+                    }
+                    let f = c[WY] / c[W];
+                    let g = gap(c);
+                    mass(c) * (g * g - f * (1.0 - f) / (n_eff - 1.0))
+                })
+                .sum();
+            sq.max(0.0).sqrt()
+        }
+        OeRatio => {
+            let expected: f64 = bins.chunks_exact(BIN_FIELDS).map(|c| c[WS]).sum();
+            if expected > 0.0 {
+                pos / expected
+            } else {
+                return Err(NO_EXPECTED);
+            }
+        }
+        _ => unreachable!("not a bin metric: {m:?}"),
+    })
+}
+
+/// Bin metric `m` of every replicate slot of one slice's replicate block (NaN: undefined).
+pub fn replicate_bin_metric(m: Metric, block: &[f64], n_bins: usize, slots: usize) -> Vec<f64> {
+    let mut bins = vec![0.0; n_bins * BIN_FIELDS];
+    (0..slots)
+        .map(|s| {
+            for b in 0..n_bins {
+                let at = |f: usize| block[(b * REP_BIN_FIELDS + f) * slots + s];
+                let c = &mut bins[b * BIN_FIELDS..(b + 1) * BIN_FIELDS];
+                c[N] = at(0);
+                c[W] = at(0);
+                c[WS] = at(1);
+                c[WY] = at(2);
+                c[W2] = at(3);
+            }
+            bin_metric(m, &bins).unwrap_or(f64::NAN)
+        })
+        .collect()
+}
+
+/// One bin of a reliability table: (count, weight sum, effective n, mean score, fraction of
+/// positives); the means are `None` for an empty bin.
+pub fn bin_row(bins: &[f64], b: usize) -> (u64, f64, f64, Option<(f64, f64)>) {
+    let c = &bins[b * BIN_FIELDS..(b + 1) * BIN_FIELDS];
+    if c[W] > 0.0 {
+        let n_eff = c[W] * c[W] / c[W2];
+        (c[N] as u64, c[W], n_eff, Some((c[WS] / c[W], c[WY] / c[W])))
+    } else {
+        (c[N] as u64, c[W], 0.0, None)
+    }
+}
+
+/// SmoothECE at its fixed-point bandwidth, from one slice's grid (`(GRID_CELLS + 1) x 2`).
+pub fn smooth_ece(grid: &[f64]) -> Value {
+    let total: f64 = grid.chunks_exact(GRID_FIELDS).map(|g| g[0]).sum();
+    if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return Err(EMPTY_SLICE);
+    }
+    // The grid pyramid: level l has GRID_CELLS >> l cells; spreading is linear, so a node of
+    // the finer level halves onto its two coarse neighbours exactly.
+    let mut levels: Vec<Vec<f64>> = vec![grid.chunks_exact(GRID_FIELDS).map(|g| g[1]).collect()];
+    while levels.last().unwrap().len() > 5 {
+        let fine = levels.last().unwrap();
+        let m = (fine.len() - 1) / 2;
+        let coarse: Vec<f64> = (0..=m)
+            .map(|j| {
+                let mut v = fine[2 * j];
+                if j > 0 {
+                    v += 0.5 * fine[2 * j - 1];
+                }
+                if j < m {
+                    v += 0.5 * fine[2 * j + 1];
+                }
+                v
+            })
+            .collect();
+        levels.push(coarse);
+    }
+    let at = |sigma: f64| smooth_ece_at(&levels, sigma) / total;
+    let (mut lo, mut hi) = (0.001f64, 1.0f64);
+    let (mut f_lo, mut f_hi) = (at(lo) - lo, at(hi) - hi);
+    if f_lo <= 0.0 {
+        return Ok(f_lo + lo);
+    }
+    if f_hi >= 0.0 {
+        return Ok(f_hi + hi);
+    }
+    // Illinois bracketing on f(sigma) = smECE(sigma) - sigma, decreasing in sigma.
+    let mut side = 0i8;
+    for _ in 0..200 {
+        if hi - lo < 1e-9 {
+            break;
+        }
+        let mut x = (lo * f_hi - hi * f_lo) / (f_hi - f_lo);
+        if !(x > lo && x < hi) {
+            x = 0.5 * (lo + hi);
+        }
+        let fx = at(x) - x;
+        if fx > 0.0 {
+            lo = x;
+            f_lo = fx;
+            if side == 1 {
+                f_hi *= 0.5;
+            }
+            side = 1;
+        } else if fx < 0.0 {
+            hi = x;
+            f_hi = fx;
+            if side == -1 {
+                f_lo *= 0.5;
+            }
+            side = -1;
+        } else {
+            return Ok(x + fx);
+        }
+    }
+    let x = 0.5 * (lo + hi);
+    Ok(at(x))
+}
+
+/// `integral over [0, 1] of |sum_i r_i K_sigma(t, t_i)| dt` on the coarsest grid level whose
+/// spacing is at most sigma / 8 (the finest when none is), trapezoid rule, the reflected
+/// Gaussian kernel truncated at 7 sigma.
+fn smooth_ece_at(levels: &[Vec<f64>], sigma: f64) -> f64 {
+    let level = levels
+        .iter()
+        .rev()
+        .find(|l| 1.0 / (l.len() - 1) as f64 <= sigma / 8.0)
+        .unwrap_or(&levels[0]);
+    let m = level.len() - 1; // cells
+    let h = 1.0 / m as f64;
+    let cut = 7.0 * sigma;
+    let t = ((cut / h).ceil() as usize).min(2 * m);
+    // g(k) = sum over reflections of phi((k h) + 2j), k in [-m - t, 2m + t].
+    let norm = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
+    let off = m + t;
+    let g: Vec<f64> = (0..=3 * m + 2 * t)
+        .map(|k| {
+            let x = (k as f64 - off as f64) * h;
+            let mut v = 0.0;
+            let mut j = -((cut + 3.0) / 2.0).ceil() as i64;
+            while (j as f64) * 2.0 <= cut + 3.0 {
+                let d = x + 2.0 * j as f64;
+                if d.abs() <= cut {
+                    v += (-(d * d) / (2.0 * sigma * sigma)).exp();
+                }
+                j += 1;
+            }
+            v * norm
+        })
+        .collect();
+    let mut integral = 0.0;
+    for j in 0..=m {
+        let (a, b) = (j.saturating_sub(t), (j + t).min(m));
+        let mut r = 0.0;
+        for (i, ri) in level.iter().enumerate().take(b + 1).skip(a) {
+            if *ri != 0.0 {
+                r += ri * (g[j + off - i] + g[j + i + off]);
+            }
+        }
+        let weight = if j == 0 || j == m { 0.5 } else { 1.0 };
+        integral += weight * r.abs();
+    }
+    integral * h
+}
+
+/// A weighted logistic fit `P(y=1) = sigmoid(a + b logit(s))`: (a, b) and their covariance
+/// `[var a, cov, var b]` (weights read as frequencies).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogisticFit {
+    pub intercept: f64,
+    pub slope: f64,
+    pub cov: [f64; 3],
+}
+
+/// Fits the calibration slope and intercept from one slice's logit grid (see the module docs
+/// of `docs/calibration.md`): each cell becomes the two-point quadrature matching its first
+/// four moments, the label terms are exact, and Newton's method maximizes the likelihood.
+pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static str> {
+    let mut xs = Vec::new();
+    let mut vs = Vec::new();
+    let (mut total, mut y0, mut yx) = (0.0, 0.0, 0.0);
+    for (i, c) in cells.chunks_exact(LOGIT_FIELDS).enumerate() {
+        let s0 = c[0];
+        if s0 <= 0.0 {
+            continue;
+        }
+        let centre = logit_centre(i);
+        total += s0;
+        y0 += c[4];
+        yx += centre * c[4] + c[5];
+        let mu = c[1] / s0;
+        let var = (c[2] / s0 - mu * mu).max(0.0);
+        if var <= 1e-300 || var.sqrt() <= 1e-12 * LOGIT_H {
+            xs.push(centre + mu);
+            vs.push(s0);
+            continue;
+        }
+        let k3 = c[3] / s0 - 3.0 * mu * c[2] / s0 + 2.0 * mu * mu * mu;
+        let gamma = k3 / var.powf(1.5);
+        let root = (gamma * gamma + 4.0).sqrt();
+        let (z1, z2) = ((gamma - root) / 2.0, (gamma + root) / 2.0);
+        let p1 = z2 / (z2 - z1);
+        let sd = var.sqrt();
+        xs.push(centre + mu + sd * z1);
+        vs.push(s0 * p1);
+        xs.push(centre + mu + sd * z2);
+        vs.push(s0 * (1.0 - p1));
+    }
+    if total.is_nan() || total <= 0.0 {
+        return Err(EMPTY_SLICE);
+    }
+    if y0 <= 0.0 || y0 >= total {
+        return Err(crate::metrics::ONE_CLASS);
+    }
+    let (x_min, x_max) = xs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(*x), b.max(*x))
+        });
+    if x_max - x_min <= 1e-9 * (1.0 + x_max.abs()) {
+        return Err(CONSTANT_SCORE);
+    }
+    let loglik = |a: f64, b: f64| {
+        let mut l = a * y0 + b * yx;
+        for (x, v) in xs.iter().zip(&vs) {
+            l -= v * softplus(a + b * x);
+        }
+        l
+    };
+    let (mut a, mut b) = (0.0, 1.0);
+    let mut l = loglik(a, b);
+    for _ in 0..200 {
+        let (mut ga, mut gb) = (y0, yx);
+        let (mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0);
+        for (x, v) in xs.iter().zip(&vs) {
+            let p = sigmoid(a + b * x);
+            let q = v * p * (1.0 - p);
+            ga -= v * p;
+            gb -= v * p * x;
+            haa += q;
+            hab += q * x;
+            hbb += q * x * x;
+        }
+        let det = haa * hbb - hab * hab;
+        if det.is_nan() || det <= 0.0 || !det.is_finite() {
+            return Err(NO_FIT);
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        let mut step = 1.0;
+        let mut accepted = false;
+        while step > 1e-10 {
+            let (na, nb) = (a + step * da, b + step * db);
+            let nl = loglik(na, nb);
+            if nl >= l - 1e-12 * l.abs() {
+                a = na;
+                b = nb;
+                l = nl;
+                accepted = true;
+                break;
+            }
+            step *= 0.5;
+        }
+        if !a.is_finite() || !b.is_finite() || b.abs() > 1e6 {
+            return Err(NO_FIT);
+        }
+        let converged = (step * da).abs() <= 1e-12 * (1.0 + a.abs())
+            && (step * db).abs() <= 1e-12 * (1.0 + b.abs());
+        if converged || !accepted {
+            // Information matrix at the optimum (weights as frequencies).
+            let (mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0);
+            for (x, v) in xs.iter().zip(&vs) {
+                let p = sigmoid(a + b * x);
+                let q = v * p * (1.0 - p);
+                haa += q;
+                hab += q * x;
+                hbb += q * x * x;
+            }
+            let det = haa * hbb - hab * hab;
+            if det.is_nan() || det <= 0.0 {
+                return Err(NO_FIT);
+            }
+            return Ok(LogisticFit {
+                intercept: a,
+                slope: b,
+                cov: [hbb / det, -hab / det, haa / det],
+            });
+        }
+    }
+    Err(NO_FIT)
+}
+
+#[inline]
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[inline]
+fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// The reliability table: one row per (slice, bin) from `(slice label, edges, bins)`, with
+/// Wilson intervals at `level` on the fraction of positives.
+pub fn reliability_table(
+    slices: &[(String, Vec<f64>, Vec<f64>)],
+    level: f64,
+) -> Result<arrow_array::RecordBatch> {
+    use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
+    use arrow_array::ArrayRef;
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let mut slice = StringBuilder::new();
+    let mut bin = Int64Builder::new();
+    let (mut lower, mut upper) = (Float64Builder::new(), Float64Builder::new());
+    let mut count = Int64Builder::new();
+    let mut weight = Float64Builder::new();
+    let (mut mean, mut frac) = (Float64Builder::new(), Float64Builder::new());
+    let (mut lo, mut hi) = (Float64Builder::new(), Float64Builder::new());
+    for (label, edges, bins) in slices {
+        let n_bins = bins.len() / BIN_FIELDS;
+        for b in 0..n_bins {
+            slice.append_value(label);
+            bin.append_value(b as i64);
+            lower.append_option(edges.get(b).copied());
+            upper.append_option(edges.get(b + 1).copied());
+            let (n, w, n_eff, means) = bin_row(bins, b);
+            count.append_value(n as i64);
+            weight.append_value(w);
+            match means {
+                Some((s, f)) => {
+                    mean.append_value(s);
+                    frac.append_value(f);
+                    let (l, h, _) = crate::bootstrap::wilson_bounds(f, n_eff, level);
+                    lo.append_value(l);
+                    hi.append_value(h);
+                }
+                None => {
+                    mean.append_null();
+                    frac.append_null();
+                    lo.append_null();
+                    hi.append_null();
+                }
+            }
+        }
+    }
+    let f = |name: &str, dt: DataType, nullable: bool| Field::new(name, dt, nullable);
+    let schema = Schema::new(vec![
+        f("slice", DataType::Utf8, false),
+        f("bin", DataType::Int64, false),
+        f("lower", DataType::Float64, true),
+        f("upper", DataType::Float64, true),
+        f("count", DataType::Int64, false),
+        f("weight_sum", DataType::Float64, false),
+        f("mean_score", DataType::Float64, true),
+        f("frac_positive", DataType::Float64, true),
+        f("frac_lo", DataType::Float64, true),
+        f("frac_hi", DataType::Float64, true),
+    ]);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(slice.finish()),
+        Arc::new(bin.finish()),
+        Arc::new(lower.finish()),
+        Arc::new(upper.finish()),
+        Arc::new(count.finish()),
+        Arc::new(weight.finish()),
+        Arc::new(mean.finish()),
+        Arc::new(frac.finish()),
+        Arc::new(lo.finish()),
+        Arc::new(hi.finish()),
+    ];
+    Ok(arrow_array::RecordBatch::try_new(Arc::new(schema), cols)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact quantile bins
+
+/// Quantile bins of every slice of every spec: `[spec][id]` is (edges, bins).
+pub type QuantileBins = Vec<Vec<(Vec<f64>, Vec<f64>)>>;
+
+/// Exact quantile edges (`n + 1`) of `v`: numpy's linear quantile at `k * (1/n)`, or with
+/// `w` the weighted inverted-CDF quantile. Linear time: a histogram of the values narrows each
+/// order statistic to one bucket, and only those buckets are sorted.
+pub fn quantile_edges(v: &[f64], w: Option<&[f64]>, n: usize) -> Vec<f64> {
+    let step = 1.0 / n as f64;
+    let qs: Vec<f64> = (0..=n)
+        .map(|k| if k == n { 1.0 } else { k as f64 * step })
+        .collect();
+    match w {
+        None => {
+            let last = (v.len() - 1) as f64;
+            // Order statistics needed: floor(h) and floor(h) + 1 of each h = q (len - 1).
+            let mut ranks: Vec<usize> = Vec::new();
+            for q in &qs {
+                let h = last * q;
+                let i = h.floor() as usize;
+                ranks.push(i);
+                if (i as f64) < last {
+                    ranks.push(i + 1);
+                }
+            }
+            ranks.sort_unstable();
+            ranks.dedup();
+            let targets: Vec<Target> = ranks
+                .iter()
+                .map(|r| Target::Count(*r as f64 + 1.0))
+                .collect();
+            let found = select(v, None, &targets);
+            let stat = |r: usize| found[ranks.binary_search(&r).expect("selected")];
+            qs.iter()
+                .map(|q| {
+                    let h = last * q;
+                    if h >= last {
+                        return stat(v.len() - 1);
+                    }
+                    let i = h.floor() as usize;
+                    let (a, b, t) = (stat(i), stat(i + 1), h - i as f64);
+                    let d = b - a;
+                    if t >= 0.5 {
+                        b - d * (1.0 - t)
+                    } else {
+                        a + d * t
+                    }
+                })
+                .collect()
+        }
+        Some(w) => {
+            let targets: Vec<Target> = qs.iter().map(|q| Target::Fraction(*q)).collect();
+            select(v, Some(w), &targets)
+        }
+    }
+}
+
+/// What an order statistic is: the smallest value whose cumulative count reaches `Count(c)`,
+/// or whose cumulative weight over the total reaches `Fraction(q)`.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Count(f64),
+    Fraction(f64),
+}
+
+/// Rows per part of the parallel histogram; the parts are fixed by position, so sums do not
+/// depend on the thread count.
+const PART: usize = 1 << 18;
+
+fn select(v: &[f64], w: Option<&[f64]>, targets: &[Target]) -> Vec<f64> {
+    let (lo, hi) = v
+        .par_chunks(PART)
+        .map(|c| {
+            c.iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                    (a.min(*x), b.max(*x))
+                })
+        })
+        .reduce(
+            || (f64::INFINITY, f64::NEG_INFINITY),
+            |(a, b), (c, d)| (a.min(c), b.max(d)),
+        );
+    if lo == hi {
+        return vec![lo; targets.len()];
+    }
+    let k = (v.len() / 4).clamp(16, 1 << 16);
+    let scale = k as f64 / (hi - lo);
+    if !scale.is_finite() {
+        return select_sorted(v, w, targets);
+    }
+    // Monotone: a larger value never lands in a lower bucket.
+    let bucket = |x: f64| (((x - lo) * scale) as usize).min(k - 1);
+    let mass = |i: usize| w.map_or(1.0, |w| w[i]);
+    let hist: Vec<Vec<f64>> = v
+        .par_chunks(PART)
+        .enumerate()
+        .map(|(p, c)| {
+            let mut h = vec![0.0; k];
+            for (j, x) in c.iter().enumerate() {
+                h[bucket(*x)] += mass(p * PART + j);
+            }
+            h
+        })
+        .collect();
+    let mut hist_total = vec![0.0; k];
+    for h in &hist {
+        for (a, b) in hist_total.iter_mut().zip(h) {
+            *a += b;
+        }
+    }
+    drop(hist);
+    let total: f64 = hist_total.iter().sum();
+    let reached = |cum: f64, t: Target| match t {
+        Target::Count(c) => cum >= c,
+        Target::Fraction(q) => cum / total >= q,
+    };
+    // The bucket of each target and the mass below it.
+    let mut where_: Vec<(usize, f64)> = Vec::with_capacity(targets.len());
+    for t in targets {
+        let mut cum = 0.0;
+        let mut b = k - 1;
+        let mut before = 0.0;
+        for (i, m) in hist_total.iter().enumerate() {
+            if *m > 0.0 && reached(cum + m, *t) {
+                b = i;
+                before = cum;
+                break;
+            }
+            cum += m;
+            before = cum - m;
+        }
+        where_.push((b, before));
+    }
+    let mut slot = vec![u32::MAX; k];
+    let mut needed: Vec<usize> = where_.iter().map(|(b, _)| *b).collect();
+    needed.sort_unstable();
+    needed.dedup();
+    for (s, b) in needed.iter().enumerate() {
+        slot[*b] = s as u32;
+    }
+    let parts: Vec<Vec<Vec<(f64, f64)>>> = v
+        .par_chunks(PART)
+        .enumerate()
+        .map(|(p, c)| {
+            let mut got = vec![Vec::new(); needed.len()];
+            for (j, x) in c.iter().enumerate() {
+                let s = slot[bucket(*x)];
+                if s != u32::MAX {
+                    got[s as usize].push((*x, mass(p * PART + j)));
+                }
+            }
+            got
+        })
+        .collect();
+    let mut gathered: Vec<Vec<(f64, f64)>> = vec![Vec::new(); needed.len()];
+    for part in parts {
+        for (g, p) in gathered.iter_mut().zip(part) {
+            g.extend(p);
+        }
+    }
+    for g in gathered.iter_mut() {
+        g.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    targets
+        .iter()
+        .zip(&where_)
+        .map(|(t, (b, before))| {
+            let g = &gathered[slot[*b] as usize];
+            let mut cum = *before;
+            for (x, m) in g {
+                cum += m;
+                if reached(cum, *t) {
+                    return *x;
+                }
+            }
+            g.last().map_or(hi, |x| x.0)
+        })
+        .collect()
+}
+
+/// The fallback for values packed too tightly to bucket: sort them all.
+fn select_sorted(v: &[f64], w: Option<&[f64]>, targets: &[Target]) -> Vec<f64> {
+    let mut pairs: Vec<(f64, f64)> = v
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (*x, w.map_or(1.0, |w| w[i])))
+        .collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = pairs.iter().map(|p| p.1).sum();
+    targets
+        .iter()
+        .map(|t| {
+            let mut cum = 0.0;
+            for (x, m) in &pairs {
+                cum += m;
+                let hit = match t {
+                    Target::Count(c) => cum >= *c,
+                    Target::Fraction(q) => cum / total >= *q,
+                };
+                if hit {
+                    return *x;
+                }
+            }
+            pairs.last().unwrap().0
+        })
+        .collect()
+}
+
+/// Quantile-bin states of every slice of every spec from the kept rows: `[spec][id]` gives
+/// (edges, bins x BIN_FIELDS); slices without rows get no edges and empty bins.
+pub fn quantile_bin_states(rows: &RankRows, n_ids: &[usize], n_bins: usize) -> QuantileBins {
+    let weights = (!rows.weights.is_empty()).then_some(rows.weights.as_slice());
+    let mut out = Vec::with_capacity(n_ids.len());
+    // The overall slice: every row, parallel inside.
+    out.push(vec![slice_quantile_bins(
+        &rows.scores,
+        &rows.labels,
+        weights,
+        n_bins,
+        true,
+    )]);
+    for (k, ids) in rows.ids.iter().enumerate() {
+        let n = n_ids[k + 1];
+        // Group the rows by slice, stably (row order is kept inside a slice).
+        let mut start = vec![0usize; n + 1];
+        for id in ids {
+            start[*id as usize + 1] += 1;
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let len = ids.len();
+        let mut s = vec![0.0; len];
+        let mut y = vec![0u8; len];
+        let mut w = vec![0.0; if weights.is_some() { len } else { 0 }];
+        for (i, id) in ids.iter().enumerate() {
+            let at = fill[*id as usize];
+            fill[*id as usize] += 1;
+            s[at] = rows.scores[i];
+            y[at] = rows.labels[i];
+            if let Some(ws) = weights {
+                w[at] = ws[i];
+            }
+        }
+        let per_id: Vec<(Vec<f64>, Vec<f64>)> = (0..n)
+            .into_par_iter()
+            .map(|id| {
+                let (a, b) = (start[id], start[id + 1]);
+                if a == b {
+                    return (Vec::new(), vec![0.0; n_bins * BIN_FIELDS]);
+                }
+                let wslice = weights.map(|_| &w[a..b]);
+                slice_quantile_bins(&s[a..b], &y[a..b], wslice, n_bins, false)
+            })
+            .collect();
+        out.push(per_id);
+    }
+    out
+}
+
+fn slice_quantile_bins(
+    s: &[f64],
+    y: &[u8],
+    w: Option<&[f64]>,
+    n_bins: usize,
+    parallel: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    if s.is_empty() {
+        return (Vec::new(), vec![0.0; n_bins * BIN_FIELDS]);
+    }
+    let edges = quantile_edges(s, w, n_bins);
+    let fill = |lo: usize, hi: usize| {
+        let mut bins = vec![0.0; n_bins * BIN_FIELDS];
+        for i in lo..hi {
+            let b = quantile_bin(&edges, s[i]);
+            add_bin(&mut bins, b, s[i], y[i] as f64, w.map_or(1.0, |w| w[i]));
+        }
+        bins
+    };
+    let bins = if parallel && s.len() > PART {
+        let parts: Vec<Vec<f64>> = (0..s.len().div_ceil(PART))
+            .into_par_iter()
+            .map(|p| fill(p * PART, ((p + 1) * PART).min(s.len())))
+            .collect();
+        let mut total = vec![0.0; n_bins * BIN_FIELDS];
+        for p in parts {
+            for (a, b) in total.iter_mut().zip(&p) {
+                *a += b;
+            }
+        }
+        total
+    } else {
+        fill(0, s.len())
+    };
+    (edges, bins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 11) as f64 / (1u64 << 53) as f64
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quantile_edges_equal_a_sort() {
+        for (n, bins) in [(1usize, 3usize), (2, 10), (17, 4), (1000, 10), (300_000, 7)] {
+            let mut v = lcg(n, n as u64);
+            // Heavy ties in part of the data.
+            for x in v.iter_mut().take(n / 3) {
+                *x = (*x * 4.0).floor() / 4.0;
+            }
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            let step = 1.0 / bins as f64;
+            let expect: Vec<f64> = (0..=bins)
+                .map(|k| {
+                    let q = if k == bins { 1.0 } else { k as f64 * step };
+                    crate::bootstrap::quantile_sorted(&sorted, q)
+                })
+                .collect();
+            assert_eq!(quantile_edges(&v, None, bins), expect, "n={n}");
+            // Unit weights: the inverted CDF picks order statistic ceil(q n) (1-based).
+            let ones = vec![1.0; n];
+            let got = quantile_edges(&v, Some(&ones), bins);
+            for (k, g) in got.iter().enumerate() {
+                let q = if k == bins { 1.0 } else { k as f64 * step };
+                let r = ((q * n as f64).ceil() as usize).max(1) - 1;
+                assert_eq!(*g, sorted[r], "n={n} k={k}");
+            }
+        }
+    }
+
+    #[test]
+    fn uniform_bins_are_left_closed() {
+        let e = uniform_edges(10);
+        assert_eq!(uniform_bin(&e, 0.0), 0);
+        assert_eq!(uniform_bin(&e, 1.0), 9);
+        for k in 1..10 {
+            assert_eq!(uniform_bin(&e, e[k]), k, "edge {k}");
+            assert_eq!(uniform_bin(&e, e[k].next_down()), k - 1);
+        }
+        let e = uniform_edges(100);
+        assert_eq!(uniform_bin(&e, 0.29), 29);
+        assert_eq!(quantile_bin(&[0.0, 0.5, 1.0], 0.5), 0);
+        assert_eq!(quantile_bin(&[0.0, 0.5, 1.0], 0.6), 1);
+    }
+
+    #[test]
+    fn murphy_decomposition_is_exact() {
+        let s = lcg(5000, 3);
+        let y: Vec<f64> = lcg(5000, 4)
+            .iter()
+            .zip(&s)
+            .map(|(u, p)| (u < &(p * p)) as u8 as f64)
+            .collect();
+        let e = uniform_edges(10);
+        let mut bins = vec![0.0; 10 * BIN_FIELDS];
+        for (p, t) in s.iter().zip(&y) {
+            add_bin(&mut bins, uniform_bin(&e, *p), *p, *t, 1.0);
+        }
+        let rel = bin_metric(Metric::BrierReliability, &bins).unwrap();
+        let res = bin_metric(Metric::BrierResolution, &bins).unwrap();
+        let unc = bin_metric(Metric::BrierUncertainty, &bins).unwrap();
+        let mut binned = 0.0;
+        for (p, t) in s.iter().zip(&y) {
+            let c = &bins[uniform_bin(&e, *p) * BIN_FIELDS..];
+            let m = c[WS] / c[W];
+            binned += (m - t) * (m - t);
+        }
+        binned /= s.len() as f64;
+        assert!((rel - res + unc - binned).abs() < 1e-12);
+    }
+
+    #[test]
+    fn logistic_fit_recovers_a_planted_slope() {
+        // Scores whose true calibration is sigmoid(0.3 + 0.6 logit(s)), as expected counts.
+        let mut cells = vec![0.0; LOGIT_CELLS * LOGIT_FIELDS];
+        for s in lcg(20_000, 9) {
+            let s = 0.001 + 0.998 * s;
+            let p = sigmoid(0.3 + 0.6 * logit(s));
+            add_logit(&mut cells, s, 1.0, p);
+            add_logit(&mut cells, s, 0.0, 1.0 - p);
+        }
+        let fit = logistic_fit(&cells).unwrap();
+        assert!((fit.slope - 0.6).abs() < 1e-6, "{fit:?}");
+        assert!((fit.intercept - 0.3).abs() < 1e-6, "{fit:?}");
+        assert!(fit.cov[0] > 0.0 && fit.cov[2] > 0.0);
+    }
+
+    #[test]
+    fn smooth_ece_of_a_calibrated_grid_is_small() {
+        let mut grid = vec![0.0; (GRID_CELLS + 1) * GRID_FIELDS];
+        for s in lcg(10_000, 5) {
+            // Expected labels: exactly calibrated.
+            add_grid(&mut grid, s, 1.0, s);
+            add_grid(&mut grid, s, 0.0, 1.0 - s);
+        }
+        let v = smooth_ece(&grid).unwrap();
+        assert!(v < 0.002, "{v}");
+        let mut grid = vec![0.0; (GRID_CELLS + 1) * GRID_FIELDS];
+        for s in lcg(10_000, 5) {
+            let p = s * 0.5; // badly over-confident
+            add_grid(&mut grid, s, 1.0, p);
+            add_grid(&mut grid, s, 0.0, 1.0 - p);
+        }
+        let v = smooth_ece(&grid).unwrap();
+        assert!(v > 0.15 && v < 0.3, "{v}");
+    }
+}
