@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::bootstrap::{add_row, CiMethod, IntervalSpec, Resampler};
 use crate::error::{invalid, AssayError, Result};
 use crate::input::{
-    check_label_type, check_numeric_type, check_row_id_type, column_index, f64_values, u64_values,
+    check_label_type, check_numeric_type, check_row_id_type, column_index, f64_view, u64_values,
     validity,
 };
 use crate::intervals::{delta_interval, slice_intervals, CalibIntervals};
@@ -210,21 +210,24 @@ fn update_piece<const LEAN: bool>(
     first_row: u64,
     state: &mut ChunkState,
     rank: &mut [RankRows],
+    scratch: &mut Scratch,
 ) -> Result<u64> {
     let spec = plan.spec;
-    let (mut lb, mut wb) = (Vec::new(), Vec::new());
-    let mut sbs: Vec<Vec<f64>> = vec![Vec::new(); cols.scores.len()];
-    let labels = f64_values(&cols.label, lo, hi, &mut lb);
-    let scores: Vec<_> = cols
+    let Scratch {
+        labels: lb,
+        weights: wb,
+        scores: sbs,
+        aux,
+    } = scratch;
+    sbs.resize_with(cols.scores.len(), Vec::new);
+    let labels = f64_view(&cols.label, lo, hi, lb);
+    let scores: Vec<&[f64]> = cols
         .scores
         .iter()
         .zip(sbs.iter_mut())
-        .map(|((a, _), buf)| f64_values(a, lo, hi, buf))
+        .map(|((a, _), buf)| f64_view(a, lo, hi, buf))
         .collect();
-    let weights = cols
-        .weight
-        .as_ref()
-        .map(|(w, _)| f64_values(w, lo, hi, &mut wb));
+    let weights = cols.weight.as_ref().map(|(w, _)| f64_view(w, lo, hi, wb));
     let drop = spec.nan_policy == NanPolicy::Drop;
     let mut dropped = 0;
     let bins = plan.hist_bins;
@@ -244,11 +247,10 @@ fn update_piece<const LEAN: bool>(
             cols,
             ids,
             (lo, hi),
-            &labels,
-            &scores[0],
-            weights.as_deref(),
+            (labels, scores[0], weights),
             state,
             &mut rank[0],
+            aux,
         )
     {
         return Ok(0);
@@ -424,11 +426,10 @@ fn lean_fast_piece(
     cols: &RoleColumns,
     ids: &[Arc<Vec<u32>>],
     (lo, hi): (usize, usize),
-    labels: &[f64],
-    scores: &[f64],
-    weights: Option<&[f64]>,
+    (labels, scores, weights): (&[f64], &[f64], Option<&[f64]>),
     state: &mut ChunkState,
     rank: &mut RankRows,
+    aux: &mut [Vec<f64>; 2],
 ) -> bool {
     let no_nulls = cols.label_nulls.is_none()
         && cols.scores[0].1.is_none()
@@ -449,20 +450,20 @@ fn lean_fast_piece(
     let spec = plan.spec;
     let n = hi - lo;
     let w_at = |j: usize| weights.map_or(1.0, |w| w[j]);
-    let log_loss: Vec<f64> = if plan.need_log_loss {
-        labels
-            .iter()
-            .zip(scores)
-            .map(|(y, s)| {
-                let p = s.clamp(EPS, 1.0 - EPS);
-                -(if *y == 1.0 { p } else { 1.0 - p }).ln()
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let [log_loss, logits] = aux;
+    log_loss.clear();
+    if plan.need_log_loss {
+        log_loss.extend(labels.iter().zip(scores).map(|(y, s)| {
+            let p = s.clamp(EPS, 1.0 - EPS);
+            -(if *y == 1.0 { p } else { 1.0 - p }).ln()
+        }));
+    }
+    logits.clear();
+    if plan.shape.logit {
+        logits.extend(scores.iter().map(|s| rel::logit(*s)));
+    }
     let bins = plan.hist_bins;
-    let calib = plan.shape.calib_bins > 0 || plan.shape.grid || plan.shape.logit;
+    let shape = plan.shape;
     for (k, st) in state.specs.iter_mut().enumerate().take(ids.len() + 1) {
         let id_of = |j: usize| {
             if k == 0 {
@@ -507,15 +508,38 @@ fn lean_fast_piece(
                 st.hist[(id_of(j) * bins + b) * 2 + (labels[j] == 1.0) as usize] += w_at(j);
             }
         }
-        if calib {
+        if shape.calib_bins > 0 {
+            let len = shape.calib_bins * BIN_FIELDS;
             for j in 0..n {
-                let s = scores[j];
-                let b = if plan.shape.calib_bins > 0 {
-                    rel::uniform_bin(&plan.calib_edges, s)
-                } else {
-                    0
-                };
-                update_calibration(plan, st, id_of(j), b, s, labels[j], w_at(j), &[]);
+                let (s, id) = (scores[j], id_of(j));
+                let b = rel::uniform_bin(&plan.calib_edges, s);
+                rel::add_bin(
+                    &mut st.calib[id * len..(id + 1) * len],
+                    b,
+                    s,
+                    labels[j],
+                    w_at(j),
+                );
+            }
+        }
+        if shape.grid {
+            let len = (GRID_CELLS + 1) * GRID_FIELDS;
+            for j in 0..n {
+                let id = id_of(j);
+                rel::add_grid(
+                    &mut st.grid[id * len..(id + 1) * len],
+                    scores[j],
+                    labels[j],
+                    w_at(j),
+                );
+            }
+        }
+        if shape.logit {
+            let len = LOGIT_CELLS * LOGIT_FIELDS;
+            for j in 0..n {
+                let id = id_of(j);
+                let cells = &mut st.logit[id * len..(id + 1) * len];
+                rel::add_logit_at(cells, logits[j], labels[j], w_at(j));
             }
         }
     }
@@ -531,6 +555,16 @@ fn lean_fast_piece(
         }
     }
     true
+}
+
+/// Buffers a worker reuses from one chunk to the next (fresh ones would page-fault).
+#[derive(Default)]
+struct Scratch {
+    labels: Vec<f64>,
+    weights: Vec<f64>,
+    scores: Vec<Vec<f64>>,
+    /// Per-row log losses and logits of the fast path.
+    aux: [Vec<f64>; 2],
 }
 
 /// One row's calibration states in slice `id` of `st`.
@@ -756,12 +790,13 @@ where
             pieces
                 .par_iter()
                 .zip(states.par_iter_mut())
-                .map(|((lo, hi), (st, rk))| {
+                .map_init(Scratch::default, |scratch, ((lo, hi), (st, rk))| {
                     let first = rows + *lo as u64;
+                    let (lo, hi) = (*lo, *hi);
                     if lean {
-                        update_piece::<true>(&plan, &cols, &ids, *lo, *hi, first, st, rk)
+                        update_piece::<true>(&plan, &cols, &ids, lo, hi, first, st, rk, scratch)
                     } else {
-                        update_piece::<false>(&plan, &cols, &ids, *lo, *hi, first, st, rk)
+                        update_piece::<false>(&plan, &cols, &ids, lo, hi, first, st, rk, scratch)
                     }
                 })
                 .collect()

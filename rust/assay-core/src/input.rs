@@ -86,6 +86,20 @@ macro_rules! widen {
     };
 }
 
+/// Values of rows `lo..hi` as f64, like [`f64_values`], but widened into `buf` in place so
+/// that a caller can reuse the buffer (its pages stay mapped) from one chunk to the next.
+pub fn f64_view<'a>(array: &'a ArrayRef, lo: usize, hi: usize, buf: &'a mut Vec<f64>) -> &'a [f64] {
+    if let DataType::Float64 = array.data_type() {
+        return &array.as_primitive::<Float64Type>().values()[lo..hi];
+    }
+    buf.clear();
+    widen!(array, lo, hi, buf,
+        Int8 => Int8Type, Int16 => Int16Type, Int32 => Int32Type, Int64 => Int64Type,
+        UInt8 => UInt8Type, UInt16 => UInt16Type, UInt32 => UInt32Type, UInt64 => UInt64Type,
+        Float32 => Float32Type);
+    buf
+}
+
 /// Values of rows `lo..hi` as f64: borrowed for `Float64`, widened into `buf` otherwise.
 /// Null slots hold whatever the buffer holds; callers consult [`null_at`].
 pub fn f64_values<'a>(

@@ -5,7 +5,6 @@
 
 use rayon::prelude::*;
 
-use crate::calibration::logit;
 use crate::error::{AssayError, Result};
 use crate::metrics::{Metric, Value};
 use crate::state::RankRows;
@@ -167,7 +166,12 @@ pub fn uniform_bin(edges: &[f64], s: f64) -> usize {
 #[inline(always)]
 pub fn quantile_bin(edges: &[f64], s: f64) -> usize {
     let inner = &edges[1..edges.len() - 1];
-    inner.partition_point(|e| *e < s)
+    if inner.len() <= 32 {
+        // Branch-free: a binary search mispredicts on every row.
+        inner.iter().map(|e| (*e < s) as usize).sum()
+    } else {
+        inner.partition_point(|e| *e < s)
+    }
 }
 
 #[inline(always)]
@@ -216,11 +220,23 @@ pub fn add_grid(grid: &mut [f64], s: f64, y: f64, w: f64) {
 
 const LOGIT_H: f64 = 2.0 * LOGIT_RANGE / LOGIT_CELLS as f64;
 
+/// The logit of a score clamped to [EPS, 1 - EPS], as the calibration slope reads it.
+#[inline(always)]
+pub fn logit(s: f64) -> f64 {
+    let p = s.clamp(EPS, 1.0 - EPS);
+    (p / (1.0 - p)).ln()
+}
+
 /// Adds one row to the logit grid of the calibration slope.
 #[inline(always)]
 pub fn add_logit(cells: &mut [f64], s: f64, y: f64, w: f64) {
-    let x = logit(s.clamp(EPS, 1.0 - EPS));
-    let i = (((x + LOGIT_RANGE) / LOGIT_H) as usize).min(LOGIT_CELLS - 1);
+    add_logit_at(cells, logit(s), y, w)
+}
+
+/// Adds one row whose logit is `x` to the logit grid.
+#[inline(always)]
+pub fn add_logit_at(cells: &mut [f64], x: f64, y: f64, w: f64) {
+    let i = (((x + LOGIT_RANGE) * (1.0 / LOGIT_H)) as usize).min(LOGIT_CELLS - 1);
     let d = x - logit_centre(i);
     let wd = w * d;
     let c = &mut cells[i * LOGIT_FIELDS..(i + 1) * LOGIT_FIELDS];
@@ -665,53 +681,12 @@ pub type QuantileBins = Vec<Vec<(Vec<f64>, Vec<f64>)>>;
 /// `w` the weighted inverted-CDF quantile. Linear time: a histogram of the values narrows each
 /// order statistic to one bucket, and only those buckets are sorted.
 pub fn quantile_edges(v: &[f64], w: Option<&[f64]>, n: usize) -> Vec<f64> {
-    let step = 1.0 / n as f64;
-    let qs: Vec<f64> = (0..=n)
-        .map(|k| if k == n { 1.0 } else { k as f64 * step })
-        .collect();
-    match w {
-        None => {
-            let last = (v.len() - 1) as f64;
-            // Order statistics needed: floor(h) and floor(h) + 1 of each h = q (len - 1).
-            let mut ranks: Vec<usize> = Vec::new();
-            for q in &qs {
-                let h = last * q;
-                let i = h.floor() as usize;
-                ranks.push(i);
-                if (i as f64) < last {
-                    ranks.push(i + 1);
-                }
-            }
-            ranks.sort_unstable();
-            ranks.dedup();
-            let targets: Vec<Target> = ranks
-                .iter()
-                .map(|r| Target::Count(*r as f64 + 1.0))
-                .collect();
-            let found = select(v, None, &targets);
-            let stat = |r: usize| found[ranks.binary_search(&r).expect("selected")];
-            qs.iter()
-                .map(|q| {
-                    let h = last * q;
-                    if h >= last {
-                        return stat(v.len() - 1);
-                    }
-                    let i = h.floor() as usize;
-                    let (a, b, t) = (stat(i), stat(i + 1), h - i as f64);
-                    let d = b - a;
-                    if t >= 0.5 {
-                        b - d * (1.0 - t)
-                    } else {
-                        a + d * t
-                    }
-                })
-                .collect()
-        }
-        Some(w) => {
-            let targets: Vec<Target> = qs.iter().map(|q| Target::Fraction(*q)).collect();
-            select(v, Some(w), &targets)
-        }
-    }
+    let plan = EdgePlan::new(v.len(), w.is_some(), n);
+    let values = match Buckets::build(v, w) {
+        Some(b) => b.select(v, w, &plan.targets),
+        None => select_sorted(v, w, &plan.targets),
+    };
+    plan.edges(&values)
 }
 
 /// What an order statistic is: the smallest value whose cumulative count reaches `Count(c)`,
@@ -722,119 +697,249 @@ enum Target {
     Fraction(f64),
 }
 
-/// Rows per part of the parallel histogram; the parts are fixed by position, so sums do not
+/// The order statistics behind `n + 1` quantile edges, and how each edge follows from them:
+/// `(a, b, t)` is numpy's interpolation from target `a` to target `b` at fraction `t`.
+struct EdgePlan {
+    targets: Vec<Target>,
+    edges: Vec<(usize, usize, f64)>,
+}
+
+impl EdgePlan {
+    fn new(len: usize, weighted: bool, n: usize) -> EdgePlan {
+        let step = 1.0 / n as f64;
+        let qs: Vec<f64> = (0..=n)
+            .map(|k| if k == n { 1.0 } else { k as f64 * step })
+            .collect();
+        if weighted {
+            return EdgePlan {
+                targets: qs.iter().map(|q| Target::Fraction(*q)).collect(),
+                edges: (0..=n).map(|k| (k, k, 0.0)).collect(),
+            };
+        }
+        // Order statistics floor(h) and floor(h) + 1 of each h = q (len - 1).
+        let last = (len - 1) as f64;
+        let mut ranks: Vec<usize> = Vec::new();
+        for q in &qs {
+            let i = (last * q).floor() as usize;
+            ranks.push(i);
+            if (i as f64) < last {
+                ranks.push(i + 1);
+            }
+        }
+        ranks.sort_unstable();
+        ranks.dedup();
+        let at = |r: usize| ranks.binary_search(&r).expect("planned");
+        let edges = qs
+            .iter()
+            .map(|q| {
+                let h = last * q;
+                if h >= last {
+                    let a = at(len - 1);
+                    return (a, a, 0.0);
+                }
+                let i = h.floor() as usize;
+                (at(i), at(i + 1), h - i as f64)
+            })
+            .collect();
+        EdgePlan {
+            targets: ranks
+                .iter()
+                .map(|r| Target::Count(*r as f64 + 1.0))
+                .collect(),
+            edges,
+        }
+    }
+
+    /// The edges from the targets' values (numpy's linear interpolation, to the bit).
+    fn edges(&self, values: &[f64]) -> Vec<f64> {
+        self.edges
+            .iter()
+            .map(|&(a, b, t)| {
+                let (a, b) = (values[a], values[b]);
+                let d = b - a;
+                if t >= 0.5 {
+                    b - d * (1.0 - t)
+                } else {
+                    a + d * t
+                }
+            })
+            .collect()
+    }
+}
+
+/// Rows per part of the parallel passes; the parts are fixed by position, so sums do not
 /// depend on the thread count.
 const PART: usize = 1 << 18;
 
-fn select(v: &[f64], w: Option<&[f64]>, targets: &[Target]) -> Vec<f64> {
-    let (lo, hi) = v
-        .par_chunks(PART)
-        .map(|c| {
-            c.iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-                    (a.min(*x), b.max(*x))
-                })
-        })
-        .reduce(
-            || (f64::INFINITY, f64::NEG_INFINITY),
-            |(a, b), (c, d)| (a.min(c), b.max(d)),
-        );
-    if lo == hi {
-        return vec![lo; targets.len()];
-    }
-    let k = (v.len() / 4).clamp(16, 1 << 16);
-    let scale = k as f64 / (hi - lo);
-    if !scale.is_finite() {
-        return select_sorted(v, w, targets);
-    }
-    // Monotone: a larger value never lands in a lower bucket.
-    let bucket = |x: f64| (((x - lo) * scale) as usize).min(k - 1);
-    let mass = |i: usize| w.map_or(1.0, |w| w[i]);
-    let hist: Vec<Vec<f64>> = v
-        .par_chunks(PART)
-        .enumerate()
-        .map(|(p, c)| {
-            let mut h = vec![0.0; k];
-            for (j, x) in c.iter().enumerate() {
-                h[bucket(*x)] += mass(p * PART + j);
-            }
-            h
-        })
-        .collect();
-    let mut hist_total = vec![0.0; k];
-    for h in &hist {
-        for (a, b) in hist_total.iter_mut().zip(h) {
-            *a += b;
+/// A histogram of values over equal-width buckets between their minimum and maximum.
+struct Buckets {
+    lo: f64,
+    scale: f64,
+    k: usize,
+    /// Mass (rows, or weight) per bucket.
+    hist: Vec<f64>,
+    total: f64,
+}
+
+impl Buckets {
+    /// `None` when the values are all equal or too close to bucket.
+    fn build(v: &[f64], w: Option<&[f64]>) -> Option<Buckets> {
+        let (lo, hi) = v
+            .par_chunks(PART)
+            .map(|c| {
+                c.iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                        (a.min(*x), b.max(*x))
+                    })
+            })
+            .reduce(
+                || (f64::INFINITY, f64::NEG_INFINITY),
+                |(a, b), (c, d)| (a.min(c), b.max(d)),
+            );
+        // Small enough to stay in L1; each target's bucket is sorted later.
+        let k = (v.len() / 256).clamp(16, 4096);
+        let scale = k as f64 / (hi - lo);
+        if lo == hi || !scale.is_finite() {
+            return None;
         }
-    }
-    drop(hist);
-    let total: f64 = hist_total.iter().sum();
-    let reached = |cum: f64, t: Target| match t {
-        Target::Count(c) => cum >= c,
-        Target::Fraction(q) => cum / total >= q,
-    };
-    // The bucket of each target and the mass below it.
-    let mut where_: Vec<(usize, f64)> = Vec::with_capacity(targets.len());
-    for t in targets {
-        let mut cum = 0.0;
-        let mut b = k - 1;
-        let mut before = 0.0;
-        for (i, m) in hist_total.iter().enumerate() {
-            if *m > 0.0 && reached(cum + m, *t) {
-                b = i;
-                before = cum;
-                break;
-            }
-            cum += m;
-            before = cum - m;
-        }
-        where_.push((b, before));
-    }
-    let mut slot = vec![u32::MAX; k];
-    let mut needed: Vec<usize> = where_.iter().map(|(b, _)| *b).collect();
-    needed.sort_unstable();
-    needed.dedup();
-    for (s, b) in needed.iter().enumerate() {
-        slot[*b] = s as u32;
-    }
-    let parts: Vec<Vec<Vec<(f64, f64)>>> = v
-        .par_chunks(PART)
-        .enumerate()
-        .map(|(p, c)| {
-            let mut got = vec![Vec::new(); needed.len()];
-            for (j, x) in c.iter().enumerate() {
-                let s = slot[bucket(*x)];
-                if s != u32::MAX {
-                    got[s as usize].push((*x, mass(p * PART + j)));
+        let mut b = Buckets {
+            lo,
+            scale,
+            k,
+            hist: Vec::new(),
+            total: 0.0,
+        };
+        let parts: Vec<Vec<f64>> = v
+            .par_chunks(PART)
+            .enumerate()
+            .map(|(p, c)| {
+                let mut h = vec![0.0; k];
+                for (j, x) in c.iter().enumerate() {
+                    h[b.bucket(*x)] += mass(w, p * PART + j);
                 }
+                h
+            })
+            .collect();
+        b.hist = vec![0.0; k];
+        for h in &parts {
+            for (a, x) in b.hist.iter_mut().zip(h) {
+                *a += x;
             }
-            got
-        })
-        .collect();
-    let mut gathered: Vec<Vec<(f64, f64)>> = vec![Vec::new(); needed.len()];
+        }
+        b.total = b.hist.iter().sum();
+        Some(b)
+    }
+
+    /// Monotone: a larger value never lands in a lower bucket.
+    #[inline(always)]
+    fn bucket(&self, x: f64) -> usize {
+        (((x - self.lo) * self.scale) as usize).min(self.k - 1)
+    }
+
+    fn reached(&self, cum: f64, t: Target) -> bool {
+        match t {
+            Target::Count(c) => cum >= c,
+            Target::Fraction(q) => cum / self.total >= q,
+        }
+    }
+
+    /// The bucket holding each target, and the mass below that bucket.
+    fn locate(&self, targets: &[Target]) -> Vec<(usize, f64)> {
+        targets
+            .iter()
+            .map(|t| {
+                let mut cum = 0.0;
+                for (i, m) in self.hist.iter().enumerate() {
+                    if *m > 0.0 && self.reached(cum + m, *t) {
+                        return (i, cum);
+                    }
+                    cum += m;
+                }
+                // Rounding left the last target unreached: it is the largest value.
+                let last = self.hist.iter().rposition(|m| *m > 0.0).unwrap_or(0);
+                (last, cum - self.hist[last])
+            })
+            .collect()
+    }
+
+    /// The value of each target, from its bucket's values sorted (`gathered[slot]` holds
+    /// (value, mass) of the rows of bucket `needed[slot]`).
+    fn resolve(
+        &self,
+        targets: &[Target],
+        found: &[(usize, f64)],
+        slot: &[u32],
+        gathered: &[Vec<(f64, f64)>],
+    ) -> Vec<f64> {
+        targets
+            .iter()
+            .zip(found)
+            .map(|(t, (b, before))| {
+                let g = &gathered[slot[*b] as usize];
+                let mut cum = *before;
+                for (x, m) in g {
+                    cum += m;
+                    if self.reached(cum, *t) {
+                        return *x;
+                    }
+                }
+                g.last().map_or(self.lo, |x| x.0)
+            })
+            .collect()
+    }
+
+    fn select(&self, v: &[f64], w: Option<&[f64]>, targets: &[Target]) -> Vec<f64> {
+        let found = self.locate(targets);
+        let (needed, slot) = self.slots(&found);
+        let parts: Vec<Vec<Vec<(f64, f64)>>> = v
+            .par_chunks(PART)
+            .enumerate()
+            .map(|(p, c)| {
+                let mut got = vec![Vec::new(); needed];
+                for (j, x) in c.iter().enumerate() {
+                    let s = slot[self.bucket(*x)];
+                    if s != u32::MAX {
+                        got[s as usize].push((*x, mass(w, p * PART + j)));
+                    }
+                }
+                got
+            })
+            .collect();
+        let mut gathered = concat_parts(parts, needed);
+        for g in gathered.iter_mut() {
+            g.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        self.resolve(targets, &found, &slot, &gathered)
+    }
+
+    /// The buckets holding a target, numbered: (how many, slot of each bucket or u32::MAX).
+    fn slots(&self, found: &[(usize, f64)]) -> (usize, Vec<u32>) {
+        let mut slot = vec![u32::MAX; self.k];
+        let mut next = 0u32;
+        let mut buckets: Vec<usize> = found.iter().map(|(b, _)| *b).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        for b in buckets {
+            slot[b] = next;
+            next += 1;
+        }
+        (next as usize, slot)
+    }
+}
+
+#[inline(always)]
+fn mass(w: Option<&[f64]>, i: usize) -> f64 {
+    w.map_or(1.0, |w| w[i])
+}
+
+fn concat_parts<T>(parts: Vec<Vec<Vec<T>>>, slots: usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = (0..slots).map(|_| Vec::new()).collect();
     for part in parts {
-        for (g, p) in gathered.iter_mut().zip(part) {
+        for (g, p) in out.iter_mut().zip(part) {
             g.extend(p);
         }
     }
-    for g in gathered.iter_mut() {
-        g.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    targets
-        .iter()
-        .zip(&where_)
-        .map(|(t, (b, before))| {
-            let g = &gathered[slot[*b] as usize];
-            let mut cum = *before;
-            for (x, m) in g {
-                cum += m;
-                if reached(cum, *t) {
-                    return *x;
-                }
-            }
-            g.last().map_or(hi, |x| x.0)
-        })
-        .collect()
+    out
 }
 
 /// The fallback for values packed too tightly to bucket: sort them all.
@@ -842,7 +947,7 @@ fn select_sorted(v: &[f64], w: Option<&[f64]>, targets: &[Target]) -> Vec<f64> {
     let mut pairs: Vec<(f64, f64)> = v
         .iter()
         .enumerate()
-        .map(|(i, x)| (*x, w.map_or(1.0, |w| w[i])))
+        .map(|(i, x)| (*x, mass(w, i)))
         .collect();
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total: f64 = pairs.iter().map(|p| p.1).sum();
@@ -860,7 +965,7 @@ fn select_sorted(v: &[f64], w: Option<&[f64]>, targets: &[Target]) -> Vec<f64> {
                     return *x;
                 }
             }
-            pairs.last().unwrap().0
+            pairs.last().map_or(f64::NAN, |p| p.0)
         })
         .collect()
 }
@@ -876,7 +981,6 @@ pub fn quantile_bin_states(rows: &RankRows, n_ids: &[usize], n_bins: usize) -> Q
         &rows.labels,
         weights,
         n_bins,
-        true,
     )]);
     for (k, ids) in rows.ids.iter().enumerate() {
         let n = n_ids[k + 1];
@@ -910,7 +1014,7 @@ pub fn quantile_bin_states(rows: &RankRows, n_ids: &[usize], n_bins: usize) -> Q
                     return (Vec::new(), vec![0.0; n_bins * BIN_FIELDS]);
                 }
                 let wslice = weights.map(|_| &w[a..b]);
-                slice_quantile_bins(&s[a..b], &y[a..b], wslice, n_bins, false)
+                slice_quantile_bins(&s[a..b], &y[a..b], wslice, n_bins)
             })
             .collect();
         out.push(per_id);
@@ -918,40 +1022,89 @@ pub fn quantile_bin_states(rows: &RankRows, n_ids: &[usize], n_bins: usize) -> Q
     out
 }
 
-fn slice_quantile_bins(
+/// The quantile edges and bin states of one slice's rows.
+pub fn slice_quantile_bins(
     s: &[f64],
     y: &[u8],
     w: Option<&[f64]>,
     n_bins: usize,
-    parallel: bool,
 ) -> (Vec<f64>, Vec<f64>) {
     if s.is_empty() {
         return (Vec::new(), vec![0.0; n_bins * BIN_FIELDS]);
     }
-    let edges = quantile_edges(s, w, n_bins);
-    let fill = |lo: usize, hi: usize| {
+    let plan = EdgePlan::new(s.len(), w.is_some(), n_bins);
+    let Some(buckets) = Buckets::build(s, w) else {
+        // All scores equal (or packed too tightly to bucket): edges by sorting, then bin.
+        let edges = plan.edges(&select_sorted(s, w, &plan.targets));
         let mut bins = vec![0.0; n_bins * BIN_FIELDS];
-        for i in lo..hi {
-            let b = quantile_bin(&edges, s[i]);
-            add_bin(&mut bins, b, s[i], y[i] as f64, w.map_or(1.0, |w| w[i]));
+        for (i, x) in s.iter().enumerate() {
+            add_bin(
+                &mut bins,
+                quantile_bin(&edges, *x),
+                *x,
+                y[i] as f64,
+                mass(w, i),
+            );
         }
-        bins
+        return (edges, bins);
     };
-    let bins = if parallel && s.len() > PART {
-        let parts: Vec<Vec<f64>> = (0..s.len().div_ceil(PART))
-            .into_par_iter()
-            .map(|p| fill(p * PART, ((p + 1) * PART).min(s.len())))
-            .collect();
-        let mut total = vec![0.0; n_bins * BIN_FIELDS];
-        for p in parts {
-            for (a, b) in total.iter_mut().zip(&p) {
-                *a += b;
+    // One pass bins every row whose bucket holds no target (its bin is known from the
+    // buckets alone) and gathers the rest, which are binned once the edges are known.
+    let found = buckets.locate(&plan.targets);
+    let (needed, slot) = buckets.slots(&found);
+    // Each edge lies at or below its upper order statistic: the bucket of that statistic.
+    let upper: Vec<usize> = plan
+        .edges
+        .iter()
+        .map(|&(a, b, _)| found[a].0.max(found[b].0))
+        .collect();
+    let inner = &upper[1..upper.len() - 1];
+    let bucket_bin: Vec<usize> = (0..buckets.k)
+        .map(|b| inner.iter().filter(|u| **u < b).count())
+        .collect();
+    type Part = (Vec<f64>, Vec<Vec<(f64, f64, f64)>>);
+    let parts: Vec<Part> = s
+        .par_chunks(PART)
+        .enumerate()
+        .map(|(p, c)| {
+            let mut bins = vec![0.0; n_bins * BIN_FIELDS];
+            let mut got = vec![Vec::new(); needed];
+            for (j, x) in c.iter().enumerate() {
+                let i = p * PART + j;
+                let b = buckets.bucket(*x);
+                let sl = slot[b];
+                if sl == u32::MAX {
+                    add_bin(&mut bins, bucket_bin[b], *x, y[i] as f64, mass(w, i));
+                } else {
+                    got[sl as usize].push((*x, mass(w, i), y[i] as f64));
+                }
             }
+            (bins, got)
+        })
+        .collect();
+    let mut bins = vec![0.0; n_bins * BIN_FIELDS];
+    let mut gathered: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); needed];
+    for (b, got) in parts {
+        for (a, x) in bins.iter_mut().zip(&b) {
+            *a += x;
         }
-        total
-    } else {
-        fill(0, s.len())
-    };
+        for (g, p) in gathered.iter_mut().zip(got) {
+            g.extend(p);
+        }
+    }
+    for g in gathered.iter_mut() {
+        g.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let pairs: Vec<Vec<(f64, f64)>> = gathered
+        .iter()
+        .map(|g| g.iter().map(|(x, m, _)| (*x, *m)).collect())
+        .collect();
+    let edges = plan.edges(&buckets.resolve(&plan.targets, &found, &slot, &pairs));
+    for g in &gathered {
+        for (x, m, label) in g {
+            add_bin(&mut bins, quantile_bin(&edges, *x), *x, *label, *m);
+        }
+    }
     (edges, bins)
 }
 
@@ -997,6 +1150,41 @@ mod tests {
                 let r = ((q * n as f64).ceil() as usize).max(1) - 1;
                 assert_eq!(*g, sorted[r], "n={n} k={k}");
             }
+        }
+    }
+
+    #[test]
+    fn fused_quantile_bins_equal_edges_then_binning() {
+        for (n, bins, weighted) in [
+            (5usize, 3usize, false),
+            (3000, 10, false),
+            (300_000, 15, true),
+        ] {
+            let mut v = lcg(n, 7 + n as u64);
+            for x in v.iter_mut().skip(n / 2) {
+                *x = (*x * 8.0).floor() / 8.0; // ties, some on the edges
+            }
+            let y: Vec<u8> = lcg(n, 11).iter().map(|u| (*u < 0.4) as u8).collect();
+            let w: Vec<f64> = lcg(n, 13).iter().map(|u| 1.0 + (u * 4.0).floor()).collect();
+            let w = weighted.then_some(w.as_slice());
+            let (edges, got) = slice_quantile_bins(&v, &y, w, bins);
+            assert_eq!(edges, quantile_edges(&v, w, bins));
+            let mut expect = vec![0.0; bins * BIN_FIELDS];
+            for i in 0..n {
+                let m = w.map_or(1.0, |w| w[i]);
+                add_bin(
+                    &mut expect,
+                    quantile_bin(&edges, v[i]),
+                    v[i],
+                    y[i] as f64,
+                    m,
+                );
+            }
+            for (a, b) in got.iter().zip(&expect) {
+                assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+            }
+            let counts = |b: &[f64]| b.chunks(BIN_FIELDS).map(|c| c[N]).collect::<Vec<_>>();
+            assert_eq!(counts(&got), counts(&expect));
         }
     }
 
