@@ -28,7 +28,7 @@ use crate::reliability::{
 };
 use crate::report::{build_report, Report, ReportRow};
 use crate::slicing::{SliceSpec, Slicer};
-use crate::state::{ChunkState, RankRows, StateShape, REP_ROWS};
+use crate::state::{ChunkState, RankRows, RankWindow, StateShape, REP_ROWS};
 
 /// Rows per logical chunk: the unit of parallel work and of deterministic merging.
 pub const CHUNK_ROWS: u64 = 1 << 16;
@@ -209,7 +209,7 @@ fn update_piece<const LEAN: bool>(
     hi: usize,
     first_row: u64,
     state: &mut ChunkState,
-    rank: &mut [RankRows],
+    rank: &mut [RankWindow],
     scratch: &mut Scratch,
 ) -> Result<u64> {
     let spec = plan.spec;
@@ -399,17 +399,12 @@ fn update_piece<const LEAN: bool>(
             }
             if plan.keep_rows {
                 let rank = &mut rank[m];
-                rank.scores.push(s);
-                rank.labels.push(yb as u8);
-                if plan.weighted {
-                    rank.weights.push(w);
-                }
+                rank.put(s, yb, w, row_key);
+                let at = rank.at;
                 for (k, v) in rank.ids.iter_mut().enumerate() {
-                    v.push(ids[k][i]);
+                    v[at] = ids[k][i];
                 }
-                if !LEAN && plan.resampler.is_some() {
-                    rank.row_keys.push(row_key);
-                }
+                rank.at += 1;
             }
         }
     }
@@ -428,7 +423,7 @@ fn lean_fast_piece(
     (lo, hi): (usize, usize),
     (labels, scores, weights): (&[f64], &[f64], Option<&[f64]>),
     state: &mut ChunkState,
-    rank: &mut RankRows,
+    rank: &mut RankWindow,
     aux: &mut [Vec<f64>; 2],
 ) -> bool {
     let no_nulls = cols.label_nulls.is_none()
@@ -544,15 +539,17 @@ fn lean_fast_piece(
         }
     }
     if plan.keep_rows {
-        rank.scores.extend_from_slice(scores);
-        rank.labels.extend(labels.iter().map(|y| (*y == 1.0) as u8));
+        rank.scores[..n].copy_from_slice(scores);
+        for (l, y) in rank.labels[..n].iter_mut().zip(labels) {
+            *l = (*y == 1.0) as u8;
+        }
         if plan.weighted {
-            rank.weights
-                .extend_from_slice(weights.expect("weights of a weighted job"));
+            rank.weights[..n].copy_from_slice(weights.expect("weights of a weighted job"));
         }
         for (k, v) in rank.ids.iter_mut().enumerate() {
-            v.extend_from_slice(&ids[k][lo..hi]);
+            v[..n].copy_from_slice(&ids[k][lo..hi]);
         }
+        rank.at = n;
     }
     true
 }
@@ -773,7 +770,17 @@ where
         }
         let all_ids = model_ids(&n_ids);
         check_state_size(&all_ids, &plan, pieces.len())?;
-        let mut states: Vec<(ChunkState, Vec<RankRows>)> = pieces
+        // Kept rows are written in place: each piece gets a window of each model's rows.
+        let sizes: Vec<usize> = pieces
+            .iter()
+            .map(|(lo, hi)| if plan.keep_rows { hi - lo } else { 0 })
+            .collect();
+        let keyed = plan.resampler.is_some();
+        let mut windows: Vec<std::vec::IntoIter<RankWindow>> = rank
+            .iter_mut()
+            .map(|r| r.open_windows(&sizes, plan.weighted, keyed).into_iter())
+            .collect();
+        let mut states: Vec<(ChunkState, Vec<RankWindow>)> = pieces
             .iter()
             .enumerate()
             .map(|(k, _)| {
@@ -782,10 +789,14 @@ where
                     _ => ChunkState::default(),
                 };
                 st.resize(&all_ids, plan.shape);
-                let rk = (0..models).map(|_| RankRows::with_specs(n_specs)).collect();
+                let rk = windows
+                    .iter_mut()
+                    .map(|w| w.next().expect("a window per piece"))
+                    .collect();
                 (st, rk)
             })
             .collect();
+        drop(windows);
         let outcomes: Vec<Result<u64>> = pool.install(|| {
             pieces
                 .par_iter()
@@ -804,15 +815,19 @@ where
         for o in outcomes {
             dropped += o?;
         }
+        let mut written: Vec<Vec<usize>> = vec![Vec::with_capacity(pieces.len()); models];
         for ((_, hi), (st, rk)) in pieces.iter().zip(states) {
             if (rows + *hi as u64) % CHUNK_ROWS == 0 {
                 total.merge(&st);
             } else {
                 open = Some(st);
             }
-            for (a, b) in rank.iter_mut().zip(rk) {
-                a.append(b);
+            for (m, w) in rk.iter().enumerate() {
+                written[m].push(w.at);
             }
+        }
+        for (r, w) in rank.iter_mut().zip(&written) {
+            r.close_windows(&sizes, w);
         }
         rows += len as u64;
     }

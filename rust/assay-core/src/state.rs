@@ -310,8 +310,149 @@ impl RankRows {
         self.scores.len()
     }
 
+    /// Grows every column by `pieces`' total rows and hands out one window per piece (in
+    /// order), so that pieces processed in parallel write their rows in place. Call
+    /// [`RankRows::close_windows`] afterwards with the rows each piece wrote.
+    pub fn open_windows(
+        &mut self,
+        pieces: &[usize],
+        weighted: bool,
+        keyed: bool,
+    ) -> Vec<RankWindow<'_>> {
+        let total: usize = pieces.iter().sum();
+        let grow = |v: &mut Vec<f64>, on: bool| {
+            if on {
+                reserve_big(v, total);
+                v.resize(v.len() + total, 0.0);
+            }
+        };
+        let base = self.scores.len();
+        grow(&mut self.scores, true);
+        grow(&mut self.weights, weighted);
+        reserve_big(&mut self.labels, total);
+        self.labels.resize(base + total, 0);
+        if keyed {
+            reserve_big(&mut self.row_keys, total);
+            self.row_keys.resize(base + total, 0);
+        }
+        for v in self.ids.iter_mut() {
+            reserve_big(v, total);
+            v.resize(base + total, 0);
+        }
+        let mut scores = &mut self.scores[base..];
+        let mut labels = &mut self.labels[base..];
+        let mut weights: &mut [f64] = if weighted {
+            &mut self.weights[base..]
+        } else {
+            &mut []
+        };
+        let mut keys: &mut [u64] = if keyed {
+            &mut self.row_keys[base..]
+        } else {
+            &mut []
+        };
+        let mut ids: Vec<&mut [u32]> = self.ids.iter_mut().map(|v| &mut v[base..]).collect();
+        let mut out = Vec::with_capacity(pieces.len());
+        for &n in pieces {
+            let (a, rest) = std::mem::take(&mut scores).split_at_mut(n);
+            scores = rest;
+            let (b, rest) = std::mem::take(&mut labels).split_at_mut(n);
+            labels = rest;
+            let (c, rest) = std::mem::take(&mut weights).split_at_mut(if weighted { n } else { 0 });
+            weights = rest;
+            let (d, rest) = std::mem::take(&mut keys).split_at_mut(if keyed { n } else { 0 });
+            keys = rest;
+            let e = ids
+                .iter_mut()
+                .map(|v| {
+                    let (x, rest) = std::mem::take(v).split_at_mut(n);
+                    *v = rest;
+                    x
+                })
+                .collect();
+            out.push(RankWindow {
+                scores: a,
+                labels: b,
+                weights: c,
+                row_keys: d,
+                ids: e,
+                at: 0,
+            });
+        }
+        out
+    }
+
+    /// Closes the windows of [`RankRows::open_windows`]: `written[i]` rows of piece `i` (of
+    /// `sizes[i]`) were written; the rows after them (dropped rows) are squeezed out.
+    pub fn close_windows(&mut self, sizes: &[usize], written: &[usize]) {
+        let total: usize = sizes.iter().sum();
+        let base = self.scores.len() - total;
+        if sizes == written {
+            return;
+        }
+        let mut to = base;
+        let mut from = base;
+        for (n, w) in sizes.iter().zip(written) {
+            let keyed = !self.row_keys.is_empty();
+            let weighted = !self.weights.is_empty();
+            self.scores.copy_within(from..from + w, to);
+            self.labels.copy_within(from..from + w, to);
+            if weighted {
+                self.weights.copy_within(from..from + w, to);
+            }
+            if keyed {
+                self.row_keys.copy_within(from..from + w, to);
+            }
+            for v in self.ids.iter_mut() {
+                v.copy_within(from..from + w, to);
+            }
+            to += w;
+            from += n;
+        }
+        self.scores.truncate(to);
+        self.labels.truncate(to);
+        if !self.weights.is_empty() {
+            self.weights.truncate(to);
+        }
+        if !self.row_keys.is_empty() {
+            self.row_keys.truncate(to);
+        }
+        for v in self.ids.iter_mut() {
+            v.truncate(to);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.scores.is_empty()
+    }
+}
+
+/// One piece's share of [`RankRows`]: it writes its kept rows in place, in row order.
+pub struct RankWindow<'a> {
+    pub scores: &'a mut [f64],
+    pub labels: &'a mut [u8],
+    /// Empty when the job is unweighted.
+    pub weights: &'a mut [f64],
+    /// Empty unless the job resamples.
+    pub row_keys: &'a mut [u64],
+    pub ids: Vec<&'a mut [u32]>,
+    /// Rows written so far.
+    pub at: usize,
+}
+
+impl RankWindow<'_> {
+    /// Writes one row (its slice ids are written by the caller at `at` before `advance`).
+    #[inline]
+    pub fn put(&mut self, score: f64, label: bool, weight: f64, row_key: u64) {
+        let i = self.at;
+        self.scores[i] = score;
+        self.labels[i] = label as u8;
+        if !self.weights.is_empty() {
+            self.weights[i] = weight;
+        }
+        if !self.row_keys.is_empty() {
+            self.row_keys[i] = row_key;
+        }
     }
 }
 

@@ -1,0 +1,82 @@
+//! Times `evaluate` on 10M generated rows for the metric lists given as arguments
+//! (comma-separated; `defaults` and `calibration` expand). Development aid:
+//! `cargo run --release --example eval_timing -- defaults defaults,calibration`.
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int8Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use assay_core::engine::{evaluate, AucMode, EvalSpec, NanPolicy};
+use assay_core::metrics::{CALIBRATION_METRICS, DEFAULT_METRICS};
+use assay_core::Metric;
+
+fn main() {
+    let n = 10_000_000usize;
+    let mut x = 1u64;
+    let (mut p, mut y) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        p.push(u);
+        y.push((((x >> 11) as f64 / (1u64 << 53) as f64) < u) as i8);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("y", DataType::Int8, false),
+        Field::new("p", DataType::Float64, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int8Array::from(y)),
+        Arc::new(Float64Array::from(p)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+    for arg in std::env::args().skip(1) {
+        let mut metrics = Vec::new();
+        for name in arg.split(',') {
+            match name {
+                "defaults" => {
+                    metrics.extend(DEFAULT_METRICS.iter().map(|m| Metric::parse(m).unwrap()))
+                }
+                "calibration" => metrics.extend(
+                    CALIBRATION_METRICS
+                        .iter()
+                        .map(|m| Metric::parse(m).unwrap()),
+                ),
+                m => metrics.push(Metric::parse(m).unwrap()),
+            }
+        }
+        let spec = EvalSpec {
+            label: "y".into(),
+            score: "p".into(),
+            weight: None,
+            threshold: 0.5,
+            slices: vec![],
+            metrics,
+            min_slice_size: 0,
+            nan_policy: NanPolicy::Raise,
+            auc: AucMode::Exact,
+            n_threads: None,
+            interval: None,
+            compare: None,
+            calibration: Default::default(),
+            reliability: None,
+        };
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let t = std::time::Instant::now();
+            evaluate(
+                schema.clone(),
+                vec![Ok(batch.clone())].into_iter(),
+                &spec,
+                &|| false,
+            )
+            .unwrap();
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        println!("{arg:40} min {:.4}s median {:.4}s", times[0], times[3]);
+    }
+}
