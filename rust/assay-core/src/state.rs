@@ -288,24 +288,6 @@ impl RankRows {
         }
     }
 
-    /// Appends `o` after the rows already held (row order is global row order).
-    pub fn append(&mut self, o: RankRows) {
-        reserve_big(&mut self.scores, o.scores.len());
-        reserve_big(&mut self.labels, o.labels.len());
-        reserve_big(&mut self.weights, o.weights.len());
-        reserve_big(&mut self.row_keys, o.row_keys.len());
-        for (a, b) in self.ids.iter_mut().zip(&o.ids) {
-            reserve_big(a, b.len());
-        }
-        self.scores.extend_from_slice(&o.scores);
-        self.labels.extend_from_slice(&o.labels);
-        self.weights.extend_from_slice(&o.weights);
-        self.row_keys.extend_from_slice(&o.row_keys);
-        for (a, b) in self.ids.iter_mut().zip(o.ids) {
-            a.extend_from_slice(&b);
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.scores.len()
     }
@@ -459,6 +441,32 @@ impl RankWindow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_write_in_place_and_squeeze_out_dropped_rows() {
+        let mut rows = RankRows::with_specs(1);
+        rows.scores.push(9.0);
+        rows.labels.push(1);
+        rows.ids[0].push(7);
+        let sizes = [3usize, 2, 3];
+        let mut windows = rows.open_windows(&sizes, false, false);
+        // Piece 0 writes 2 of 3 rows, piece 1 both, piece 2 one.
+        for (p, (win, n)) in windows.iter_mut().zip([2usize, 2, 1]).enumerate() {
+            for r in 0..n {
+                win.put((10 * p + r) as f64, r % 2 == 0, 1.0, 0);
+                let at = win.at;
+                win.ids[0][at] = p as u32;
+                win.at += 1;
+            }
+        }
+        let written: Vec<usize> = windows.iter().map(|w| w.at).collect();
+        drop(windows);
+        rows.close_windows(&sizes, &written);
+        assert_eq!(rows.scores, vec![9.0, 0.0, 1.0, 10.0, 11.0, 20.0]);
+        assert_eq!(rows.labels, vec![1, 1, 0, 1, 0, 1]);
+        assert_eq!(rows.ids[0], vec![7, 0, 0, 1, 1, 2]);
+        assert!(rows.weights.is_empty() && rows.row_keys.is_empty());
+    }
 
     #[test]
     fn merge_equals_one_pass() {
