@@ -11,6 +11,7 @@ __all__ = [
     "histogram_fit",
     "default_metrics",
     "calibration_metrics",
+    "discover_slices",
     "metric_name",
     "__version__",
     "DEBUG_BUILD",
@@ -43,6 +44,25 @@ def bin_edges(data: Any, column: str, n: int, strategy: str) -> list[float]:
 
 def default_metrics() -> list[str]:
     """The names of all metrics, in their default order."""
+
+def discover_slices(
+    data: Any,
+    features: list[tuple[str, list[float] | None]],
+    error: tuple[str, str | None, str | None, str | None],
+    threshold: float,
+    k: int,
+    max_level: int,
+    min_support: int,
+    alpha: float,
+    method: str,
+    beam_width: int,
+    max_values: int,
+    dedupe: bool,
+    fdr: float,
+    nan_policy: str,
+    n_threads: int | None,
+) -> tuple[Any, int, int, float, int]:
+    """Searches for the slices where the model's error is much higher than average."""
 
 def calibration_metrics() -> list[str]:
     """The names of the calibration metrics (computed only when asked for)."""

@@ -5,6 +5,7 @@
 
 pub mod bootstrap;
 pub mod calibration;
+pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod input;

@@ -2,6 +2,7 @@
 //! and result export only; all numerics live in `assay-core`.
 
 use assay_core::calibration;
+use assay_core::discovery::{discover_slices as run_discovery, DiscoverySpec, ErrorKind, Method};
 use assay_core::engine::{evaluate as run_evaluate, AucMode, CompareSpec, EvalSpec, NanPolicy};
 use assay_core::input::{column_index, f64_values, validity};
 use assay_core::reliability::{BinRule, CalibSpec};
@@ -235,6 +236,92 @@ fn default_metrics() -> Vec<&'static str> {
     assay_core::metrics::DEFAULT_METRICS.to_vec()
 }
 
+/// What `discover_slices` returns: (table, rows, dropped, mean error, candidates scored).
+type DiscoveryResult<'py> = (Bound<'py, PyAny>, u64, u64, f64, u64);
+
+/// Searches for the slices where the model's error is much higher than average.
+#[pyfunction]
+#[pyo3(signature = (data, features, error, threshold, k, max_level, min_support, alpha, method, beam_width, max_values, dedupe, fdr, nan_policy, n_threads))]
+#[allow(clippy::too_many_arguments)]
+fn discover_slices<'py>(
+    py: Python<'py>,
+    data: PyRecordBatchReader,
+    features: Vec<(String, Option<Vec<f64>>)>,
+    error: (String, Option<String>, Option<String>, Option<String>),
+    threshold: f64,
+    k: usize,
+    max_level: usize,
+    min_support: u64,
+    alpha: f64,
+    method: &str,
+    beam_width: usize,
+    max_values: usize,
+    dedupe: bool,
+    fdr: f64,
+    nan_policy: &str,
+    n_threads: Option<usize>,
+) -> PyResult<DiscoveryResult<'py>> {
+    let bad = |m: String| to_py(py, AssayError::InvalidArgument(m));
+    let (kind, label, score, column) = error;
+    let error = match kind.as_str() {
+        "log_loss" => ErrorKind::LogLoss,
+        "zero_one" => ErrorKind::ZeroOne(threshold),
+        "squared" => ErrorKind::Squared,
+        "column" => {
+            ErrorKind::Column(column.ok_or_else(|| bad("an error column is needed".into()))?)
+        }
+        other => return Err(bad(format!("unknown error kind {other:?}"))),
+    };
+    let method = match method {
+        "sliceline" => Method::SliceLine,
+        "beam" => Method::Beam(beam_width),
+        other => {
+            return Err(bad(format!(
+                "method must be \"sliceline\" or \"beam\", got {other:?}"
+            )))
+        }
+    };
+    let nan_policy = match nan_policy {
+        "raise" => NanPolicy::Raise,
+        "drop" => NanPolicy::Drop,
+        other => {
+            return Err(bad(format!(
+                "nan_policy must be \"raise\" or \"drop\", got {other:?}"
+            )))
+        }
+    };
+    let spec = DiscoverySpec {
+        features: features
+            .into_iter()
+            .map(|(column, edges)| match edges {
+                Some(edges) => Feature::Bins { column, edges },
+                None => Feature::Column(column),
+            })
+            .collect(),
+        error,
+        label,
+        score,
+        k,
+        max_level,
+        min_support,
+        alpha,
+        method,
+        max_values,
+        dedupe,
+        fdr,
+        nan_policy,
+        n_threads,
+    };
+    let reader = data.into_reader()?;
+    let out = py.detach(move || {
+        let schema = reader.schema();
+        run_discovery(schema, reader, &spec, &interrupted)
+    });
+    let d = out.map_err(|e| to_py(py, e))?;
+    let table = PyRecordBatch::new(d.table).into_pyarrow(py)?;
+    Ok((table, d.rows, d.dropped, d.error_mean, d.n_scored))
+}
+
 /// The names of the calibration metrics (computed only when asked for).
 #[pyfunction]
 fn calibration_metrics() -> Vec<&'static str> {
@@ -353,6 +440,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(metric_name, m)?)?;
     m.add_function(wrap_pyfunction!(calibration_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(discover_slices, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEBUG_BUILD", cfg!(debug_assertions))?;
     Ok(())

@@ -1,0 +1,955 @@
+//! Slice discovery: the subgroups (conjunctions of feature = value predicates) where the
+//! model's error is much higher than average. See `docs/discovery.md` for the definitions.
+//!
+//! One pass reads the rows into dense feature codes and per-row errors; the search then runs
+//! level by level over the lattice of conjunctions. `SliceLine` (Sagadeeva & Boehm, 2021)
+//! enumerates candidates by joining the valid slices of the level below and prunes them with
+//! upper bounds of the score computed from their parents, so its top-k is exact; `Beam`
+//! extends only the best slices of each level. Candidates are evaluated in parallel, one
+//! counting pass per combination of features, with exact (sorted) predicate keys.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_buffer::NullBuffer;
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use hashbrown::{HashMap, HashSet};
+use rayon::prelude::*;
+
+use crate::engine::{job_pool, NanPolicy};
+use crate::error::{invalid, AssayError, Result};
+use crate::input::{check_label_type, check_numeric_type, column_index, f64_view, validity};
+use crate::slicing::{Feature, Slicer};
+
+/// The per-row error a search ranks slices by.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ErrorKind {
+    /// Log loss of the score (a probability) against the 0/1 label.
+    LogLoss,
+    /// 1 when `score >= threshold` disagrees with the label.
+    ZeroOne(f64),
+    /// (score - label)^2.
+    Squared,
+    /// A column of per-row errors (finite, >= 0).
+    Column(String),
+}
+
+/// How the lattice is searched.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    SliceLine,
+    Beam(usize),
+}
+
+/// A slice discovery job.
+#[derive(Clone, Debug)]
+pub struct DiscoverySpec {
+    /// One feature per entry (categorical column or binned numeric column).
+    pub features: Vec<Feature>,
+    pub error: ErrorKind,
+    pub label: Option<String>,
+    pub score: Option<String>,
+    pub k: usize,
+    pub max_level: usize,
+    /// Minimum slice size in rows (>= 1).
+    pub min_support: u64,
+    pub alpha: f64,
+    pub method: Method,
+    pub max_values: usize,
+    pub dedupe: bool,
+    pub fdr: f64,
+    pub nan_policy: NanPolicy,
+    pub n_threads: Option<usize>,
+}
+
+/// The result: the ranked slices and bookkeeping.
+pub struct Discovery {
+    pub table: RecordBatch,
+    pub rows: u64,
+    pub dropped: u64,
+    pub error_mean: f64,
+    /// Candidates scored (size >= min_support), the family of the Benjamini-Hochberg q-values.
+    pub n_scored: u64,
+}
+
+impl DiscoverySpec {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(AssayError::InvalidArgument(m));
+        if self.features.is_empty() {
+            return bad("discover_slices needs at least one feature".into());
+        }
+        if self.k < 1 {
+            return bad(format!("k must be at least 1, got {}", self.k));
+        }
+        if self.max_level < 1 {
+            return bad(format!(
+                "max_level must be at least 1, got {}",
+                self.max_level
+            ));
+        }
+        if !(self.alpha > 0.0 && self.alpha <= 1.0) {
+            return bad(format!("alpha must lie in (0, 1], got {}", self.alpha));
+        }
+        if self.min_support < 1 {
+            return bad("min_support must be at least 1 row".into());
+        }
+        if !(self.fdr > 0.0 && self.fdr < 1.0) {
+            return bad(format!("fdr must lie in (0, 1), got {}", self.fdr));
+        }
+        if !(1..=u16::MAX as usize).contains(&self.max_values) {
+            return bad(format!(
+                "max_values must be in [1, 65535], got {}",
+                self.max_values
+            ));
+        }
+        if let Method::Beam(w) = self.method {
+            if w < 1 {
+                return bad(format!("beam_width must be at least 1, got {w}"));
+            }
+        }
+        if let ErrorKind::ZeroOne(t) = self.error {
+            if !t.is_finite() {
+                return bad(format!("threshold must be a finite number, got {t}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sufficient statistics of a slice's errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Stats {
+    size: u64,
+    sum: f64,
+    sq: f64,
+    max: f64,
+}
+
+impl Stats {
+    #[inline(always)]
+    fn add(&mut self, e: f64) {
+        self.size += 1;
+        self.sum += e;
+        self.sq += e * e;
+        self.max = self.max.max(e);
+    }
+}
+
+/// A conjunction: (feature, value code) pairs sorted by feature.
+type Preds = Vec<(u16, u16)>;
+
+#[derive(Clone, Debug)]
+struct Scored {
+    preds: Preds,
+    stats: Stats,
+    score: f64,
+    /// Index in the family of scored candidates (for the q-value).
+    family: usize,
+}
+
+/// The rows as the search reads them.
+struct Data {
+    /// Per feature, the value code of each row.
+    codes: Vec<Vec<u16>>,
+    /// Per feature, the number of values.
+    domains: Vec<usize>,
+    errors: Vec<f64>,
+    total: Stats,
+}
+
+const EPS: f64 = f64::EPSILON;
+
+/// Runs `spec` over `batches`.
+pub fn discover_slices<I>(
+    schema: SchemaRef,
+    batches: I,
+    spec: &DiscoverySpec,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Discovery>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+{
+    spec.validate()?;
+    let pool = job_pool(spec.n_threads)?;
+    let specs: Vec<Vec<Feature>> = spec.features.iter().map(|f| vec![f.clone()]).collect();
+    for (i, f) in spec.features.iter().enumerate() {
+        if spec.features[..i].iter().any(|g| g.column() == f.column()) {
+            return Err(AssayError::InvalidArgument(format!(
+                "feature {:?} is given twice",
+                f.column()
+            )));
+        }
+    }
+    let mut slicer = Slicer::new(&schema, &specs)?;
+    let (data, rows, dropped) = read(&schema, batches, spec, &mut slicer, &pool, interrupted)?;
+    let n = data.total.size;
+    let mean = data.total.sum / n as f64;
+    let ranks: Vec<Vec<usize>> = (0..spec.features.len())
+        .map(|f| {
+            let mut r = vec![usize::MAX; data.domains[f]];
+            for (pos, id) in slicer.ordered_ids(f, |_| true).into_iter().enumerate() {
+                r[id as usize] = pos;
+            }
+            r
+        })
+        .collect();
+    let search = Search {
+        spec,
+        data: &data,
+        mean,
+        ranks: &ranks,
+        k: if spec.dedupe {
+            (4 * spec.k).max(spec.k + 20)
+        } else {
+            spec.k
+        },
+    };
+    let (mut top, family) = if data.total.sum > 0.0 {
+        pool.install(|| search.run())
+    } else {
+        (Vec::new(), Vec::new()) // no error anywhere: no slice is worse than the rest
+    };
+    let pvals: Vec<f64> = family
+        .iter()
+        .map(|s| welch_greater(s, &data.total))
+        .collect();
+    let qvals = benjamini_hochberg(&pvals);
+    if spec.dedupe {
+        top = dedupe(top, spec.fdr, spec.k);
+    }
+    top.truncate(spec.k);
+    let table = output(&top, &slicer, &data, mean, &pvals, &qvals, spec.fdr)?;
+    Ok(Discovery {
+        table,
+        rows,
+        dropped,
+        error_mean: if n > 0 { mean } else { f64::NAN },
+        n_scored: family.len() as u64,
+    })
+}
+
+/// Reads every batch: feature codes and per-row errors of the kept rows.
+fn read<I>(
+    schema: &SchemaRef,
+    batches: I,
+    spec: &DiscoverySpec,
+    slicer: &mut Slicer,
+    pool: &rayon::ThreadPool,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<(Data, u64, u64)>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+{
+    let role = |name: &Option<String>, what: &str| -> Result<usize> {
+        let name = name.as_deref().ok_or_else(|| {
+            AssayError::InvalidArgument(format!("this error needs a {what} column"))
+        })?;
+        column_index(schema, name)
+    };
+    let (label_idx, score_idx, col_idx) = match &spec.error {
+        ErrorKind::Column(c) => {
+            let i = column_index(schema, c)?;
+            check_numeric_type(c, "an error column", schema.field(i).data_type())?;
+            (None, None, Some(i))
+        }
+        _ => {
+            let (l, s) = (role(&spec.label, "label")?, role(&spec.score, "score")?);
+            check_label_type(
+                spec.label.as_deref().unwrap_or(""),
+                schema.field(l).data_type(),
+            )?;
+            let score = spec.score.as_deref().unwrap_or("");
+            check_numeric_type(score, "score", schema.field(s).data_type())?;
+            (Some(l), Some(s), None)
+        }
+    };
+    let nf = spec.features.len();
+    let mut codes: Vec<Vec<u16>> = vec![Vec::new(); nf];
+    let mut errors: Vec<f64> = Vec::new();
+    let (mut rows, mut dropped) = (0u64, 0u64);
+    let drop = spec.nan_policy == NanPolicy::Drop;
+    for batch in batches {
+        if interrupted() {
+            return Err(AssayError::Interrupted);
+        }
+        let batch = batch?;
+        let len = batch.num_rows();
+        if len == 0 {
+            continue;
+        }
+        let ids = pool.install(|| slicer.encode_batch(&batch))?;
+        for (f, feature) in spec.features.iter().enumerate() {
+            let nvals = slicer.n_ids(f);
+            if nvals > spec.max_values {
+                return Err(AssayError::InvalidArgument(format!(
+                    "feature {:?} has more than {} distinct values; bucket a numeric column \
+                     with assay.bins({:?}, n) or raise max_values",
+                    feature.column(),
+                    spec.max_values,
+                    feature.column()
+                )));
+            }
+        }
+        let (mut b1, mut b2) = (Vec::new(), Vec::new());
+        let col = |i: usize| batch.column(i).clone();
+        let keep_err: Vec<Option<f64>> = match (label_idx, score_idx, col_idx) {
+            (_, _, Some(c)) => {
+                let a: ArrayRef = col(c);
+                let nulls = validity(&a);
+                let v = f64_view(&a, 0, len, &mut b1);
+                let name = match &spec.error {
+                    ErrorKind::Column(n) => n.as_str(),
+                    _ => "",
+                };
+                let mut out = Vec::with_capacity(len);
+                for (i, e) in v.iter().enumerate() {
+                    let row = rows + i as u64;
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) || e.is_nan() {
+                        if drop {
+                            out.push(None);
+                            continue;
+                        }
+                        return Err(invalid(name, format!("error is null or NaN at row {row}; pass nan_policy=\"drop\" to drop such rows")));
+                    }
+                    if !(e.is_finite() && *e >= 0.0) {
+                        return Err(invalid(
+                            name,
+                            format!("errors must be finite and >= 0; found {e} at row {row}"),
+                        ));
+                    }
+                    out.push(Some(*e));
+                }
+                out
+            }
+            (Some(l), Some(s), None) => {
+                let (la, sa) = (col(l), col(s));
+                let (ln, sn): (Option<NullBuffer>, Option<NullBuffer>) =
+                    (validity(&la), validity(&sa));
+                let y = f64_view(&la, 0, len, &mut b1);
+                let p = f64_view(&sa, 0, len, &mut b2);
+                let (lname, sname) = (
+                    spec.label.as_deref().unwrap_or(""),
+                    spec.score.as_deref().unwrap_or(""),
+                );
+                let mut out = Vec::with_capacity(len);
+                for i in 0..len {
+                    let row = rows + i as u64;
+                    let (yv, pv) = (y[i], p[i]);
+                    let missing = ln.as_ref().is_some_and(|n| n.is_null(i))
+                        || sn.as_ref().is_some_and(|n| n.is_null(i))
+                        || yv.is_nan()
+                        || !pv.is_finite();
+                    if missing {
+                        if drop {
+                            out.push(None);
+                            continue;
+                        }
+                        let what = if pv.is_finite() { lname } else { sname };
+                        return Err(invalid(what, format!("null, NaN or infinite value at row {row}; pass nan_policy=\"drop\" to drop such rows")));
+                    }
+                    if yv != 0.0 && yv != 1.0 {
+                        return Err(invalid(
+                            lname,
+                            format!("labels must be 0 or 1 (or booleans); found {yv} at row {row}"),
+                        ));
+                    }
+                    let e = match spec.error {
+                        ErrorKind::LogLoss => {
+                            if !(0.0..=1.0).contains(&pv) {
+                                return Err(invalid(sname, format!("score {pv} at row {row} is outside [0, 1]; error=\"log_loss\" needs probabilities")));
+                            }
+                            let q = pv.clamp(EPS, 1.0 - EPS);
+                            -(if yv == 1.0 { q } else { 1.0 - q }).ln()
+                        }
+                        ErrorKind::ZeroOne(t) => ((pv >= t) != (yv == 1.0)) as u8 as f64,
+                        ErrorKind::Squared => (pv - yv) * (pv - yv),
+                        ErrorKind::Column(_) => unreachable!(),
+                    };
+                    out.push(Some(e));
+                }
+                out
+            }
+            _ => unreachable!("the error's columns were resolved above"),
+        };
+        for (i, e) in keep_err.iter().enumerate() {
+            match e {
+                Some(e) => {
+                    errors.push(*e);
+                    for f in 0..nf {
+                        codes[f].push(ids[f][i] as u16);
+                    }
+                }
+                None => dropped += 1,
+            }
+        }
+        rows += len as u64;
+    }
+    if errors.is_empty() {
+        return Err(AssayError::EmptyInput(if rows == 0 {
+            "the input has no rows".to_string()
+        } else {
+            format!("all {rows} rows were dropped by nan_policy=\"drop\"")
+        }));
+    }
+    let mut total = Stats::default();
+    for e in &errors {
+        total.add(*e);
+    }
+    let domains = (0..nf).map(|f| slicer.n_ids(f)).collect();
+    Ok((
+        Data {
+            codes,
+            domains,
+            errors,
+            total,
+        },
+        rows,
+        dropped,
+    ))
+}
+
+struct Search<'a> {
+    spec: &'a DiscoverySpec,
+    data: &'a Data,
+    mean: f64,
+    ranks: &'a [Vec<usize>],
+    /// Slices kept in the top list (more than the user's k with dedupe).
+    k: usize,
+}
+
+impl Search<'_> {
+    fn score(&self, s: &Stats) -> f64 {
+        let a = self.spec.alpha;
+        let n = self.data.total.size as f64;
+        let size = s.size as f64;
+        a * (s.sum / size / self.mean - 1.0) - (1.0 - a) * (n / size - 1.0)
+    }
+
+    /// The largest score a slice of at most `ss` rows, error sum at most `se` and largest
+    /// row error at most `sm` can reach with at least `min_support` rows: the score is
+    /// monotone between the probe points `min_support`, `se / sm` and `ss`.
+    fn upper_bound(&self, ss: f64, se: f64, sm: f64) -> f64 {
+        let a = self.spec.alpha;
+        let n = self.data.total.size as f64;
+        let sigma = self.spec.min_support as f64;
+        let knee = if sm > 0.0 {
+            (se / sm).max(sigma)
+        } else {
+            sigma
+        };
+        [sigma, knee.min(ss), ss]
+            .iter()
+            .filter(|s| **s >= sigma && **s <= ss)
+            .map(|s| {
+                let e = (s * sm).min(se);
+                a * (e / s / self.mean - 1.0) - (1.0 - a) * (n / s - 1.0)
+            })
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// Orders slices: score descending, then level, then predicates in report order.
+    fn order(&self, a: &Scored, b: &Scored) -> std::cmp::Ordering {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.preds.len().cmp(&b.preds.len()))
+            .then_with(|| {
+                let key = |p: &Preds| -> Vec<(u16, usize)> {
+                    p.iter()
+                        .map(|(f, v)| (*f, self.ranks[*f as usize][*v as usize]))
+                        .collect()
+                };
+                key(&a.preds).cmp(&key(&b.preds))
+            })
+    }
+
+    fn run(&self) -> (Vec<Scored>, Vec<Stats>) {
+        let nf = self.data.codes.len();
+        let mut family: Vec<Stats> = Vec::new();
+        let mut top: Vec<Scored> = Vec::new();
+        // Level 1: every (feature, value).
+        let level1: Vec<Preds> = (0..nf)
+            .flat_map(|f| (0..self.data.domains[f]).map(move |v| vec![(f as u16, v as u16)]))
+            .collect();
+        let mut evaluated = self.evaluate(&level1);
+        let max_level = self.spec.max_level.min(nf);
+        for level in 1..=max_level {
+            let scored = self.keep_scored(&mut evaluated, &mut family);
+            self.update_top(&mut top, &scored);
+            if level == max_level {
+                break;
+            }
+            let candidates = match self.spec.method {
+                Method::SliceLine => self.join(&evaluated, &top),
+                Method::Beam(width) => self.extend_beam(&scored, width),
+            };
+            if candidates.is_empty() {
+                break;
+            }
+            evaluated = self.evaluate(&candidates);
+        }
+        (top, family)
+    }
+
+    /// Slices with at least `min_support` rows, scored and numbered into the family.
+    fn keep_scored(
+        &self,
+        evaluated: &mut Vec<(Preds, Stats)>,
+        family: &mut Vec<Stats>,
+    ) -> Vec<Scored> {
+        let sigma = self.spec.min_support;
+        evaluated.retain(|(_, s)| s.size >= sigma);
+        evaluated
+            .iter()
+            .map(|(p, s)| {
+                family.push(*s);
+                Scored {
+                    preds: p.clone(),
+                    stats: *s,
+                    score: self.score(s),
+                    family: family.len() - 1,
+                }
+            })
+            .collect()
+    }
+
+    fn update_top(&self, top: &mut Vec<Scored>, scored: &[Scored]) {
+        top.extend(scored.iter().filter(|s| s.score > 0.0).cloned());
+        top.sort_by(|a, b| self.order(a, b));
+        top.truncate(self.k);
+    }
+
+    /// SliceLine's candidates of the next level: joins of two valid slices that share all
+    /// but their last predicate, kept when every parent is valid and the upper bound of the
+    /// score can still enter the top list.
+    fn join(&self, evaluated: &[(Preds, Stats)], top: &[Scored]) -> Vec<Preds> {
+        let mut valid: Vec<&(Preds, Stats)> =
+            evaluated.iter().filter(|(_, s)| s.sum > 0.0).collect();
+        valid.sort_by(|a, b| a.0.cmp(&b.0));
+        let index: HashMap<&Preds, &Stats> = valid.iter().map(|(p, s)| (p, s)).collect();
+        let threshold = if top.len() >= self.k {
+            top[self.k - 1].score.max(0.0)
+        } else {
+            0.0
+        };
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < valid.len() {
+            let prefix = &valid[start].0[..valid[start].0.len() - 1];
+            let mut end = start + 1;
+            while end < valid.len() && &valid[end].0[..prefix.len()] == prefix {
+                end += 1;
+            }
+            for i in start..end {
+                for j in i + 1..end {
+                    let (a, b) = (valid[i].0.last().unwrap(), valid[j].0.last().unwrap());
+                    if a.0 == b.0 {
+                        continue; // two values of one feature never meet
+                    }
+                    let mut cand: Preds = prefix.to_vec();
+                    cand.push(*a);
+                    cand.push(*b);
+                    // Every parent (drop one predicate) must be valid; bounds from all.
+                    let (mut ss, mut se, mut sm) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+                    let mut all = true;
+                    for drop in 0..cand.len() {
+                        let parent: Preds = cand
+                            .iter()
+                            .enumerate()
+                            .filter(|(t, _)| *t != drop)
+                            .map(|(_, p)| *p)
+                            .collect();
+                        match index.get(&parent) {
+                            Some(s) => {
+                                ss = ss.min(s.size as f64);
+                                se = se.min(s.sum);
+                                sm = sm.min(s.max);
+                            }
+                            None => {
+                                all = false;
+                                break;
+                            }
+                        }
+                    }
+                    if all && self.upper_bound(ss, se, sm) > threshold {
+                        out.push(cand);
+                    }
+                }
+            }
+            start = end;
+        }
+        out
+    }
+
+    /// Beam search: the `width` best slices of this level, each extended by every value of
+    /// every feature it does not use.
+    fn extend_beam(&self, scored: &[Scored], width: usize) -> Vec<Preds> {
+        let mut beam: Vec<&Scored> = scored.iter().filter(|s| s.stats.sum > 0.0).collect();
+        beam.sort_by(|a, b| self.order(a, b));
+        beam.truncate(width);
+        let mut seen: HashSet<Preds> = HashSet::new();
+        let mut out = Vec::new();
+        for s in beam {
+            for f in 0..self.data.codes.len() {
+                if s.preds.iter().any(|(g, _)| *g as usize == f) {
+                    continue;
+                }
+                for v in 0..self.data.domains[f] {
+                    let mut cand = s.preds.clone();
+                    cand.push((f as u16, v as u16));
+                    cand.sort_unstable();
+                    if seen.insert(cand.clone()) {
+                        out.push(cand);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The statistics of each candidate: one counting pass over the rows per combination of
+    /// features, the combinations in parallel.
+    fn evaluate(&self, candidates: &[Preds]) -> Vec<(Preds, Stats)> {
+        let mut groups: HashMap<Vec<u16>, Vec<usize>> = HashMap::new();
+        for (i, c) in candidates.iter().enumerate() {
+            groups
+                .entry(c.iter().map(|(f, _)| *f).collect())
+                .or_default()
+                .push(i);
+        }
+        let mut groups: Vec<(Vec<u16>, Vec<usize>)> = groups.into_iter().collect();
+        groups.sort();
+        let results: Vec<Vec<(usize, Stats)>> = groups
+            .par_iter()
+            .map(|(feats, members)| self.count(feats, members, candidates))
+            .collect();
+        let mut stats = vec![Stats::default(); candidates.len()];
+        for r in results {
+            for (i, s) in r {
+                stats[i] = s;
+            }
+        }
+        candidates.iter().cloned().zip(stats).collect()
+    }
+
+    fn count(&self, feats: &[u16], members: &[usize], candidates: &[Preds]) -> Vec<(usize, Stats)> {
+        let cols: Vec<&[u16]> = feats
+            .iter()
+            .map(|f| self.data.codes[*f as usize].as_slice())
+            .collect();
+        let strides: Vec<u64> = {
+            let mut s = Vec::with_capacity(feats.len());
+            let mut acc = 1u64;
+            for f in feats {
+                s.push(acc);
+                acc = acc.saturating_mul(self.data.domains[*f as usize].max(1) as u64);
+            }
+            s
+        };
+        let cells: u64 = feats
+            .iter()
+            .map(|f| self.data.domains[*f as usize].max(1) as u64)
+            .fold(1u64, |a, b| a.saturating_mul(b));
+        let key_of = |p: &Preds| -> u64 {
+            p.iter()
+                .zip(&strides)
+                .map(|((_, v), s)| *v as u64 * s)
+                .sum()
+        };
+        let errors = &self.data.errors;
+        let row_key = |i: usize| -> u64 {
+            cols.iter()
+                .zip(&strides)
+                .map(|(c, s)| c[i] as u64 * s)
+                .sum()
+        };
+        if cells <= 1 << 16 {
+            let mut acc = vec![Stats::default(); cells as usize];
+            for (i, e) in errors.iter().enumerate() {
+                acc[row_key(i) as usize].add(*e);
+            }
+            members
+                .iter()
+                .map(|m| (*m, acc[key_of(&candidates[*m]) as usize]))
+                .collect()
+        } else {
+            let slot: HashMap<u64, usize> = members
+                .iter()
+                .enumerate()
+                .map(|(j, m)| (key_of(&candidates[*m]), j))
+                .collect();
+            let mut acc = vec![Stats::default(); members.len()];
+            for (i, e) in errors.iter().enumerate() {
+                if let Some(j) = slot.get(&row_key(i)) {
+                    acc[*j].add(*e);
+                }
+            }
+            members.iter().copied().zip(acc).collect()
+        }
+    }
+}
+
+/// One-sided Welch t-test p-value of "the slice's mean error is higher than the rest's".
+fn welch_greater(s: &Stats, total: &Stats) -> f64 {
+    let (n1, n2) = (s.size as f64, (total.size - s.size) as f64);
+    if n1 < 2.0 || n2 < 2.0 {
+        return 1.0;
+    }
+    let m1 = s.sum / n1;
+    let m2 = (total.sum - s.sum) / n2;
+    let v1 = ((s.sq - n1 * m1 * m1) / (n1 - 1.0)).max(0.0);
+    let v2 = ((total.sq - s.sq - n2 * m2 * m2) / (n2 - 1.0)).max(0.0);
+    let (a, b) = (v1 / n1, v2 / n2);
+    let se = (a + b).sqrt();
+    if se.is_nan() || se <= 0.0 {
+        return if m1 > m2 { 0.0 } else { 1.0 };
+    }
+    let t = (m1 - m2) / se;
+    let df = (a + b) * (a + b) / (a * a / (n1 - 1.0) + b * b / (n2 - 1.0));
+    student_t_sf(t, df)
+}
+
+/// Effect size: difference of mean error (slice minus rest) in pooled standard deviations.
+fn effect_size(s: &Stats, total: &Stats) -> f64 {
+    let (n1, n2) = (s.size as f64, (total.size - s.size) as f64);
+    if n1 < 1.0 || n2 < 1.0 || n1 + n2 < 3.0 {
+        return f64::NAN;
+    }
+    let m1 = s.sum / n1;
+    let m2 = (total.sum - s.sum) / n2;
+    let ss1 = (s.sq - n1 * m1 * m1).max(0.0);
+    let ss2 = (total.sq - s.sq - n2 * m2 * m2).max(0.0);
+    let sd = ((ss1 + ss2) / (n1 + n2 - 2.0)).sqrt();
+    if sd > 0.0 {
+        (m1 - m2) / sd
+    } else {
+        f64::NAN
+    }
+}
+
+/// P(T > t) for Student's t with `df` degrees of freedom.
+pub fn student_t_sf(t: f64, df: f64) -> f64 {
+    if t.is_nan() || df.is_nan() {
+        return f64::NAN;
+    }
+    let x = df / (df + t * t);
+    let tail = 0.5 * reg_inc_beta(0.5 * df, 0.5, x);
+    if t > 0.0 {
+        tail
+    } else {
+        1.0 - tail
+    }
+}
+
+/// The regularized incomplete beta function I_x(a, b) (continued fraction, modified Lentz).
+pub fn reg_inc_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let ln_front =
+        libm::lgamma(a + b) - libm::lgamma(a) - libm::lgamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    if x > (a + 1.0) / (a + b + 2.0) {
+        return 1.0 - reg_inc_beta(b, a, 1.0 - x);
+    }
+    let tiny = 1e-300;
+    let (mut c, mut d) = (1.0, 1.0 - (a + b) * x / (a + 1.0));
+    if d.abs() < tiny {
+        d = tiny;
+    }
+    d = 1.0 / d;
+    let mut f = d;
+    for m in 1..10_000 {
+        let m = m as f64;
+        let even = m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
+        let odd = -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0));
+        for numer in [even, odd] {
+            d = 1.0 + numer * d;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = 1.0 + numer / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            f *= c * d;
+        }
+        if (c * d - 1.0).abs() < 1e-16 {
+            break;
+        }
+    }
+    (ln_front.exp() * f / a).clamp(0.0, 1.0)
+}
+
+/// Benjamini-Hochberg q-values (adjusted p-values) of `p`, in input order.
+pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|a, b| p[*a].total_cmp(&p[*b]).then(a.cmp(b)));
+    let mut q = vec![1.0; m];
+    let mut running = 1.0f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        let v = (p[i] * m as f64 / (rank + 1) as f64).min(1.0);
+        running = running.min(v);
+        q[i] = running;
+    }
+    q
+}
+
+/// Drops a slice when a reported slice is its ancestor, unless its error is significantly
+/// (one-sided Welch at `fdr`) higher than that ancestor's other rows.
+fn dedupe(top: Vec<Scored>, fdr: f64, k: usize) -> Vec<Scored> {
+    let mut kept: Vec<Scored> = Vec::new();
+    for s in top {
+        if kept.len() >= k {
+            break;
+        }
+        let ancestors: Vec<&Scored> = kept
+            .iter()
+            .filter(|a| {
+                a.preds.len() < s.preds.len() && a.preds.iter().all(|p| s.preds.contains(p))
+            })
+            .collect();
+        // The child against the other rows of its ancestor (the ancestor is the "total").
+        let worse_than_all = ancestors
+            .iter()
+            .all(|a| welch_greater(&s.stats, &a.stats) < fdr);
+        if ancestors.is_empty() || worse_than_all {
+            kept.push(s);
+        }
+    }
+    kept
+}
+
+/// The ranked table.
+fn output(
+    top: &[Scored],
+    slicer: &Slicer,
+    data: &Data,
+    mean: f64,
+    pvals: &[f64],
+    qvals: &[f64],
+    fdr: f64,
+) -> Result<RecordBatch> {
+    let n = data.total.size as f64;
+    let mut rank = UInt32Builder::new();
+    let mut label = StringBuilder::new();
+    let mut level = UInt32Builder::new();
+    let mut features = ListBuilder::new(StringBuilder::new());
+    let mut values = ListBuilder::new(StringBuilder::new());
+    let mut size = UInt64Builder::new();
+    let (mut support, mut emean, mut ratio, mut score) = (
+        Float64Builder::new(),
+        Float64Builder::new(),
+        Float64Builder::new(),
+        Float64Builder::new(),
+    );
+    let (mut effect, mut p, mut q) = (
+        Float64Builder::new(),
+        Float64Builder::new(),
+        Float64Builder::new(),
+    );
+    let mut significant = BooleanBuilder::new();
+    for (r, s) in top.iter().enumerate() {
+        rank.append_value(r as u32 + 1);
+        let parts: Vec<_> = s
+            .preds
+            .iter()
+            .map(|(f, v)| slicer.describe(*f as usize, *v as u32))
+            .collect();
+        label.append_value(
+            parts
+                .iter()
+                .map(|d| d.label.as_str())
+                .collect::<Vec<_>>()
+                .join(" & "),
+        );
+        level.append_value(s.preds.len() as u32);
+        for d in &parts {
+            features.values().append_value(&d.values[0].0);
+            values.values().append_option(d.values[0].1.as_deref());
+        }
+        features.append(true);
+        values.append(true);
+        size.append_value(s.stats.size);
+        support.append_value(s.stats.size as f64 / n);
+        let m = s.stats.sum / s.stats.size as f64;
+        emean.append_value(m);
+        ratio.append_value(m / mean);
+        score.append_value(s.score);
+        effect.append_value(effect_size(&s.stats, &data.total));
+        p.append_value(pvals[s.family]);
+        q.append_value(qvals[s.family]);
+        significant.append_value(qvals[s.family] <= fdr);
+    }
+    let list = |name: &str| {
+        Field::new(
+            name,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        )
+    };
+    let f64f = |name: &str| Field::new(name, DataType::Float64, false);
+    let schema = Schema::new(vec![
+        Field::new("rank", DataType::UInt32, false),
+        Field::new("slice", DataType::Utf8, false),
+        Field::new("level", DataType::UInt32, false),
+        list("features"),
+        list("values"),
+        Field::new("size", DataType::UInt64, false),
+        f64f("support"),
+        f64f("error_mean"),
+        f64f("error_ratio"),
+        f64f("score"),
+        Field::new("effect_size", DataType::Float64, true),
+        f64f("p_value"),
+        f64f("q_value"),
+        Field::new("significant", DataType::Boolean, false),
+    ]);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(rank.finish()),
+        Arc::new(label.finish()),
+        Arc::new(level.finish()),
+        Arc::new(features.finish()),
+        Arc::new(values.finish()),
+        Arc::new(size.finish()),
+        Arc::new(support.finish()),
+        Arc::new(emean.finish()),
+        Arc::new(ratio.finish()),
+        Arc::new(score.finish()),
+        Arc::new(effect.finish()),
+        Arc::new(p.finish()),
+        Arc::new(q.finish()),
+        Arc::new(significant.finish()),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(schema), cols)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn student_t_matches_known_values() {
+        // t = 2.0, df = 10: one-sided p = 0.036694... (tables / scipy.stats.t.sf).
+        assert!((student_t_sf(2.0, 10.0) - 0.036_694_017_385_370_16).abs() < 1e-12);
+        assert!((student_t_sf(-1.0, 5.0) - 0.818_391_266_175_439_3).abs() < 1e-12);
+        assert!((student_t_sf(0.0, 3.0) - 0.5).abs() < 1e-15);
+        // Large df approaches the normal tail: P(Z > 1.96) = 0.0249979.
+        assert!((student_t_sf(1.96, 1e7) - 0.024_997_895_148_220_43).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bh_adjusts_in_order() {
+        let q = benjamini_hochberg(&[0.01, 0.04, 0.03, 0.5]);
+        let expect = [0.04, 0.16 / 3.0, 0.16 / 3.0, 0.5];
+        for (a, b) in q.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-15, "{q:?}");
+        }
+    }
+}
