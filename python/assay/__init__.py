@@ -10,16 +10,22 @@ from __future__ import annotations
 import os as _os
 import warnings as _warnings
 
-from . import _native, calibrate
+from . import _native, calibrate, checks, noise
+from ._baselines import BASELINES, baselines
 from ._compare import Comparison, compare
+from ._ensemble import EnsembleReport, ensemble_report
 from ._evaluate import CALIBRATION_METRICS, METRICS, Bins, bins, evaluate, fbeta
 from ._reliability import reliability
+from ._selective import SelectiveResult, ThresholdChoice, selective, threshold_for, thresholds
+from ._simpson import SimpsonResult, simpson
 from .errors import (
     AssayError,
     ColumnNotFoundError,
     EmptyInputError,
     InvalidArgumentError,
     InvalidInputError,
+    ModelError,
+    ModelOutputError,
     RegressionDetected,
     SchemaError,
 )
@@ -28,6 +34,7 @@ from .report import Report
 __version__: str = _native.__version__
 
 __all__ = [
+    "BASELINES",
     "CALIBRATION_METRICS",
     "METRICS",
     "AssayError",
@@ -35,17 +42,31 @@ __all__ = [
     "ColumnNotFoundError",
     "Comparison",
     "EmptyInputError",
+    "EnsembleReport",
     "InvalidArgumentError",
     "InvalidInputError",
+    "ModelError",
+    "ModelOutputError",
     "RegressionDetected",
     "Report",
     "SchemaError",
+    "SelectiveResult",
+    "SimpsonResult",
+    "ThresholdChoice",
+    "baselines",
     "bins",
     "calibrate",
+    "checks",
     "compare",
+    "ensemble_report",
     "evaluate",
     "fbeta",
+    "noise",
     "reliability",
+    "selective",
+    "simpson",
+    "threshold_for",
+    "thresholds",
 ]
 
 if _native.DEBUG_BUILD and not _os.environ.get("ASSAY_ALLOW_DEBUG_BUILD"):

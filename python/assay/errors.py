@@ -10,6 +10,8 @@ __all__ = [
     "EmptyInputError",
     "InvalidArgumentError",
     "RegressionDetected",
+    "ModelError",
+    "ModelOutputError",
 ]
 
 
@@ -53,3 +55,20 @@ class RegressionDetected(AssayError, AssertionError):
     def __init__(self, message: str, column: str | None = None, slices: object = None) -> None:
         super().__init__(message, column)
         self.slices = slices
+
+
+class ModelError(AssayError):
+    """A model callable failed inside a behavioural check (:mod:`assay.checks`). ``check``
+    names the check and ``batch`` the 0-based index of the batch the model was called on
+    (``None`` when the failure is not tied to one batch)."""
+
+    def __init__(self, message: str, column: str | None = None, check: str | None = None,
+                 batch: int | None = None) -> None:
+        super().__init__(message, column)
+        self.check = check
+        self.batch = batch
+
+
+class ModelOutputError(ModelError, ValueError):
+    """A model callable returned something that is not one finite score per row: the wrong
+    length or shape, NaN or infinity, or a non-numeric type."""
