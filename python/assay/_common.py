@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import _native
-from ._evaluate import Bins
+from ._evaluate import Bins, _slices
 from ._input import to_source
 from .errors import ColumnNotFoundError, InvalidArgumentError, InvalidInputError, SchemaError
 
@@ -208,104 +208,9 @@ class SliceSet:
     rows: list[np.ndarray]
 
 
-def _format_edge(x: float, digits: int) -> str:
-    """Mirror of the engine's bin-edge formatting (up to ``digits`` significant digits)."""
-    if x == math.trunc(x) and abs(x) < 1e15:
-        return str(int(x))
-    magnitude = math.floor(math.log10(abs(x)))
-    decimals = min(max(digits - 1 - magnitude, 0), 17)
-    s = f"{x:.{decimals}f}"
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s
-
-
-def _bin_labels(edges: Sequence[float]) -> list[str]:
-    digits = 6
-    while True:
-        f = [_format_edge(e, digits) for e in edges]
-        if all(a != b for a, b in zip(f, f[1:], strict=False)) or digits >= 17:
-            m = len(edges)
-            labels = [
-                f"[{f[j]}, {f[j + 1]}{']' if j == m - 2 else ')'}" for j in range(m - 1)
-            ]
-            labels.append(f"(-inf, {f[0]})")
-            labels.append(f"({f[m - 1]}, inf)")
-            return labels
-        digits += 3
-
-
-def _feature_codes(df: pl.DataFrame, item: Any, source: Any, what: str) -> tuple[
-    str, np.ndarray, list[str | None]
-]:
-    """(column, per-row code in report order, display value of each code; None = null)."""
-    if isinstance(item, Bins):
-        name = item.column
-        s = column(df, name, "slice", what)
-        if not (s.dtype.is_numeric()):
-            raise SchemaError(f"{what}: bins need a numeric column, got {s.dtype} for {name!r}",
-                              name)
-        edges = np.asarray(item.resolve(source), dtype=np.float64)
-        x = s.cast(pl.Float64).to_numpy()
-        m = len(edges)
-        nan = np.isnan(x)
-        k = np.searchsorted(edges, np.where(nan, 0.0, x), side="right")
-        bin_id = np.where(k == 0, m - 1, np.where(k == m, np.where(x == edges[-1], m - 2, m),
-                                                   k - 1))
-        bin_id = np.where(nan, m + 1, bin_id)
-        # report order: below range, the bins in edge order, above range, null
-        rank = np.where(bin_id == m - 1, 0, np.where(bin_id < m - 1, bin_id + 1, bin_id))
-        labels = _bin_labels(edges.tolist())
-        display: list[str | None] = [labels[m - 1], *labels[: m - 1], labels[m], None]
-        return name, rank.astype(np.int64), display
-    if not isinstance(item, str):
-        raise InvalidArgumentError(
-            f"{what}: a slice is a column name, assay.bins(...), or a tuple of those; "
-            f"got {item!r}"
-        )
-    s = column(df, item, "slice", what)
-    dt = s.dtype
-    if dt == pl.Boolean:
-        v = s.cast(pl.Int64)
-        code = v.fill_null(2).to_numpy()
-        present = np.bincount(code, minlength=3) > 0
-        remap = np.cumsum(present) - 1
-        disp: list[str | None] = [d for d, p in zip(["false", "true", None], present,
-                                                    strict=True) if p]
-        return item, remap[code], disp
-    if dt.is_integer():
-        uniq_s = s.drop_nulls().unique().sort()
-        code = s.rank("dense").cast(pl.Int64).fill_null(0).to_numpy() - 1
-        disp = [str(v) for v in uniq_s.to_list()]
-        if s.null_count():
-            code = np.where(s.is_null().to_numpy(), len(disp), code)
-            disp.append(None)
-        return item, code, disp
-    if dt == pl.String or isinstance(dt, (pl.Categorical, pl.Enum)):
-        st = s.cast(pl.String)
-        uniq_s = st.drop_nulls().unique().sort()
-        code = st.rank("dense").cast(pl.Int64).fill_null(0).to_numpy() - 1
-        disp = list(uniq_s.to_list())
-        if st.null_count():
-            code = np.where(st.is_null().to_numpy(), len(disp), code)
-            disp.append(None)
-        return item, code, disp
-    if dt.is_float():
-        raise SchemaError(
-            f"{what}: a {dt} column cannot be a categorical slice; bucket it with "
-            f"assay.bins({item!r}, n) or assay.bins({item!r}, edges=[...])",
-            item,
-        )
-    raise SchemaError(
-        f"{what}: type {dt} cannot be a slice; use a string, categorical, integer or boolean "
-        "column, or assay.bins for numbers",
-        item,
-    )
-
-
 def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
-    """The slices of ``df`` for the slice specs ``slices``, as :func:`assay.evaluate` labels and
-    orders them (``overall`` first)."""
+    """The slices of ``df`` for the slice specs ``slices``: the engine's own slicing, so labels
+    and order are those of :func:`assay.evaluate` (``overall`` first)."""
     if isinstance(slices, (str, Bins)):
         slices = [slices]
     if not isinstance(slices, Sequence):
@@ -313,42 +218,17 @@ def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
     n = df.height
     labels = ["overall"]
     rows = [np.arange(n, dtype=np.int64)]
-    source = None
-    cache: dict[Any, tuple[str, np.ndarray, list[str | None]]] = {}
-    for spec in slices:
-        items = list(spec) if isinstance(spec, (tuple, list)) else [spec]
-        if not items:
-            raise InvalidArgumentError(f"{what}: an empty tuple is not a slice")
-        feats = []
-        for it in items:
-            key = it if isinstance(it, (str, Bins)) else id(it)
-            if key not in cache:
-                if isinstance(it, Bins) and source is None:
-                    source = to_source(df)
-                cache[key] = _feature_codes(df, it, source, what)
-            feats.append(cache[key])
-        cols = [f[0] for f in feats]
-        if len(set(cols)) != len(cols):
-            dup = next(c for c in cols if cols.count(c) > 1)
-            raise InvalidArgumentError(f"{what}: slice {cols} uses column {dup!r} twice")
-        # mixed-radix key of the codes, in report order (feature by feature)
-        key_arr = np.zeros(n, dtype=np.int64)
-        for _, code, disp in feats:
-            key_arr = key_arr * (len(disp) + 1) + code
-        order = np.argsort(key_arr, kind="stable")
-        sorted_keys = key_arr[order]
-        if n == 0:
-            continue
-        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-        ends = np.r_[starts[1:], n]
-        for a, b in zip(starts, ends, strict=True):
-            first = order[a]
-            parts = []
-            for c, code, disp in feats:
-                v = disp[code[first]]
-                parts.append(f"{c}={'null' if v is None else v}")
-            labels.append(" & ".join(parts))
-            rows.append(np.sort(order[a:b]))
+    if not slices or n == 0:
+        return SliceSet(labels, rows)
+    source = to_source(df)
+    for batch, present in _native.slice_rows(source.open(), _slices(slices, source)):
+        ids = batch.column(0).to_numpy()
+        # Row indices grouped by slice id; the stable sort keeps each group in row order.
+        order = np.argsort(ids, kind="stable")
+        starts = np.r_[0, np.cumsum(np.bincount(ids, minlength=len(present)))]
+        for sid, label in present:
+            labels.append(label)
+            rows.append(order[starts[sid]:starts[sid + 1]])
     return SliceSet(labels, rows)
 
 
@@ -416,38 +296,15 @@ def ratio(num: Any, den: Any) -> np.ndarray:
 
 
 def from_counts(name: str, tp: Any, fp: Any, tn: Any, fn: Any) -> np.ndarray:
-    """A confusion metric from (weighted) counts; NaN where the engine reports null."""
-    tp, fp, tn, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, tn, fn))
-    p, n = tp + fn, tn + fp
-    w = p + n
-    if name == "base_rate":
-        return ratio(p, w)
-    if name == "prediction_rate":
-        return ratio(tp + fp, w)
-    if name == "accuracy":
-        return ratio(tp + tn, w)
-    if name == "balanced_accuracy":
-        ok = (p > 0) & (n > 0)
-        return np.where(ok, 0.5 * (ratio(tp, p) + ratio(tn, n)), np.nan)
-    if name == "precision":
-        return ratio(tp, tp + fp)
-    if name == "recall":
-        return ratio(tp, p)
-    if name == "specificity":
-        return ratio(tn, n)
-    if name == "fpr":
-        return ratio(fp, n)
-    if name == "fnr":
-        return ratio(fn, p)
-    if name == "f1":
-        return ratio(2.0 * tp, 2.0 * tp + fp + fn)
-    if is_fbeta(name):
-        b2 = float(name[1:]) ** 2
-        return ratio((1.0 + b2) * tp, (1.0 + b2) * tp + b2 * fn + fp)
-    if name == "mcc":
-        den = (tp + fp) * p * n * (tn + fn)
-        return ratio(tp * tn - fp * fn, np.sqrt(np.where(den > 0, den, 0.0)))
-    raise InvalidArgumentError(f"metric {name!r} is not a confusion-count metric")
+    """A confusion metric from (weighted) counts, by the engine's own definition; NaN where
+    the engine reports null."""
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (tp, fp, tn, fn)))
+    flat = [a.ravel().tolist() for a in arrays]
+    if name not in CONFUSION_METRICS and not is_fbeta(name):
+        raise InvalidArgumentError(f"metric {name!r} is not a confusion-count metric")
+    out = _native.metric_from_counts(name, *flat)
+    # None (undefined) becomes NaN.
+    return np.array(out, dtype=np.float64).reshape(arrays[0].shape)
 
 
 def nullable(values: Any, name: str) -> pl.Series:

@@ -12,6 +12,8 @@ __all__ = [
     "default_metrics",
     "calibration_metrics",
     "discover_slices",
+    "slice_rows",
+    "metric_from_counts",
     "metric_name",
     "__version__",
     "DEBUG_BUILD",
@@ -63,6 +65,16 @@ def discover_slices(
     n_threads: int | None,
 ) -> tuple[Any, int, int, float, int]:
     """Searches for the slices where the model's error is much higher than average."""
+
+def slice_rows(
+    data: Any, slices: list[list[tuple[str, list[float] | None]]]
+) -> list[tuple[Any, list[tuple[int, str]]]]:
+    """Each slice spec's slice id of every row, and the slices present in report order."""
+
+def metric_from_counts(
+    name: str, tp: list[float], fp: list[float], tn: list[float], fn_: list[float]
+) -> list[float | None]:
+    """A confusion-count metric of each (tp, fp, tn, fn), None where undefined."""
 
 def calibration_metrics() -> list[str]:
     """The names of the calibration metrics (computed only when asked for)."""

@@ -136,6 +136,13 @@ impl Metric {
         matches!(self, Metric::RocAuc | Metric::AveragePrecision)
     }
 
+    /// Whether the metric is a function of the four confusion counts alone.
+    pub fn needs_counts_only(&self) -> bool {
+        !(self.is_rank()
+            || self.is_calibration()
+            || matches!(self, Metric::LogLoss | Metric::Brier))
+    }
+
     /// Whether the metric reads scores as probabilities (they must lie in [0, 1]).
     pub fn needs_probability(&self) -> bool {
         matches!(self, Metric::LogLoss | Metric::Brier) || self.is_calibration()

@@ -322,6 +322,111 @@ fn discover_slices<'py>(
     Ok((table, d.rows, d.dropped, d.error_mean, d.n_scored))
 }
 
+/// One spec's slice ids (a one-column record batch) and its present slices (id, label).
+type SliceRows<'py> = (Bound<'py, PyAny>, Vec<(u32, String)>);
+
+/// Each slice spec's slice id of every row, and the slices present in report order with
+/// their labels: the engine's own slicing, for Python-side methods that group rows.
+#[pyfunction]
+fn slice_rows<'py>(
+    py: Python<'py>,
+    data: PyRecordBatchReader,
+    slices: Vec<Vec<(String, Option<Vec<f64>>)>>,
+) -> PyResult<Vec<SliceRows<'py>>> {
+    let specs: Vec<Vec<Feature>> = slices
+        .into_iter()
+        .map(|spec| {
+            spec.into_iter()
+                .map(|(column, edges)| match edges {
+                    Some(edges) => Feature::Bins { column, edges },
+                    None => Feature::Column(column),
+                })
+                .collect()
+        })
+        .collect();
+    let reader = data.into_reader()?;
+    let out = py.detach(move || -> Result<_, AssayError> {
+        let schema = reader.schema();
+        let mut slicer = assay_core::slicing::Slicer::new(&schema, &specs)?;
+        let mut ids: Vec<Vec<u32>> = vec![Vec::new(); specs.len()];
+        for batch in reader {
+            let batch = batch?;
+            for (all, part) in ids.iter_mut().zip(slicer.encode_batch(&batch)?) {
+                all.extend_from_slice(&part);
+            }
+        }
+        let described: Vec<Vec<(u32, String)>> = (0..specs.len())
+            .map(|s| {
+                let mut seen = vec![false; slicer.n_ids(s)];
+                for id in &ids[s] {
+                    seen[*id as usize] = true;
+                }
+                slicer
+                    .ordered_ids(s, |id| seen[id as usize])
+                    .into_iter()
+                    .map(|id| (id, slicer.describe(s, id).label))
+                    .collect()
+            })
+            .collect();
+        Ok((ids, described))
+    });
+    let (ids, described) = out.map_err(|e| to_py(py, e))?;
+    ids.into_iter()
+        .zip(described)
+        .map(|(v, d)| {
+            let arr: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::UInt32Array::from(v));
+            let batch = arrow_array::RecordBatch::try_from_iter([("id", arr)])
+                .map_err(|e| to_py(py, AssayError::from(e)))?;
+            Ok((PyRecordBatch::new(batch).into_pyarrow(py)?, d))
+        })
+        .collect()
+}
+
+/// A confusion-count metric of each (tp, fp, tn, fn), None where undefined: the engine's
+/// definitions, for Python-side methods that derive counts (expected counts of baselines,
+/// counts at thresholds).
+#[pyfunction]
+fn metric_from_counts(
+    py: Python<'_>,
+    name: &str,
+    tp: Vec<f64>,
+    fp: Vec<f64>,
+    tn: Vec<f64>,
+    fn_: Vec<f64>,
+) -> PyResult<Vec<Option<f64>>> {
+    let metric = Metric::parse(name).map_err(|e| to_py(py, e))?;
+    if metric.is_rank() || metric.is_calibration() || !metric.needs_counts_only() {
+        return Err(to_py(
+            py,
+            AssayError::InvalidArgument(format!(
+                "metric {name:?} is not a function of the confusion counts"
+            )),
+        ));
+    }
+    let n = tp.len();
+    if fp.len() != n || tn.len() != n || fn_.len() != n {
+        return Err(to_py(
+            py,
+            AssayError::InvalidArgument("tp, fp, tn and fn must have one length".into()),
+        ));
+    }
+    Ok((0..n)
+        .map(|i| {
+            let c = assay_core::state::BinaryCounts {
+                n: 0,
+                w: tp[i] + fp[i] + tn[i] + fn_[i],
+                tp: tp[i],
+                fp: fp[i],
+                tn: tn[i],
+                fn_: fn_[i],
+                log_loss: 0.0,
+                brier: 0.0,
+            };
+            metric.from_counts(&c).ok()
+        })
+        .collect())
+}
+
 /// The names of the calibration metrics (computed only when asked for).
 #[pyfunction]
 fn calibration_metrics() -> Vec<&'static str> {
@@ -441,6 +546,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metric_name, m)?)?;
     m.add_function(wrap_pyfunction!(calibration_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(discover_slices, m)?)?;
+    m.add_function(wrap_pyfunction!(slice_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(metric_from_counts, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEBUG_BUILD", cfg!(debug_assertions))?;
     Ok(())
