@@ -160,8 +160,6 @@ struct Data {
     total: Stats,
 }
 
-const EPS: f64 = f64::EPSILON;
-
 /// Runs `spec` over `batches`.
 pub fn discover_slices<I>(
     schema: SchemaRef,
@@ -361,8 +359,7 @@ where
                             if !(0.0..=1.0).contains(&pv) {
                                 return Err(invalid(sname, format!("score {pv} at row {row} is outside [0, 1]; error=\"log_loss\" needs probabilities")));
                             }
-                            let q = pv.clamp(EPS, 1.0 - EPS);
-                            -(if yv == 1.0 { q } else { 1.0 - q }).ln()
+                            crate::fastmath::log_loss(yv == 1.0, pv)
                         }
                         ErrorKind::ZeroOne(t) => ((pv >= t) != (yv == 1.0)) as u8 as f64,
                         ErrorKind::Squared => (pv - yv) * (pv - yv),

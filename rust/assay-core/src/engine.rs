@@ -194,8 +194,6 @@ struct Plan<'a> {
     keep_rows: bool,
 }
 
-const EPS: f64 = f64::EPSILON;
-
 /// Updates `state` (and `rank`, one per model) with rows `lo..hi` of the batch; returns rows
 /// dropped. States of model `m` and spec `k` sit at `state.specs[m * (n_specs + 1) + k]`.
 /// `LEAN` jobs (one model, no resampling, no moments) compile without those branches: the
@@ -362,8 +360,7 @@ fn update_piece<const LEAN: bool>(
             let s = sc[j];
             let pred = s >= spec.threshold;
             let ll = if plan.need_log_loss {
-                let p = s.clamp(EPS, 1.0 - EPS);
-                -(if yb { p } else { 1.0 - p }).ln()
+                crate::fastmath::log_loss(yb, s)
             } else {
                 0.0
             };
@@ -448,14 +445,11 @@ fn lean_fast_piece(
     let [log_loss, logits] = aux;
     log_loss.clear();
     if plan.need_log_loss {
-        log_loss.extend(labels.iter().zip(scores).map(|(y, s)| {
-            let p = s.clamp(EPS, 1.0 - EPS);
-            -(if *y == 1.0 { p } else { 1.0 - p }).ln()
-        }));
+        crate::fastmath::log_losses(labels, scores, log_loss);
     }
     logits.clear();
     if plan.shape.logit {
-        logits.extend(scores.iter().map(|s| rel::logit(*s)));
+        crate::fastmath::logits(scores, logits);
     }
     let bins = plan.hist_bins;
     let shape = plan.shape;

@@ -32,9 +32,6 @@ pub const LOGIT_RANGE: f64 = 37.0;
 /// Per cell: sum w, sum w d, sum w d^2, sum w d^3, sum w y, sum w y d (d: offset from the centre).
 pub const LOGIT_FIELDS: usize = 6;
 
-/// Scores are clamped to [EPS, 1 - EPS] before the logit, as for the log loss.
-const EPS: f64 = f64::EPSILON;
-
 pub const EMPTY_SLICE: &str = "undefined: the slice has no weight";
 pub const NO_EXPECTED: &str = "undefined: the scores sum to 0 (no expected positives)";
 pub const CONSTANT_SCORE: &str = "undefined: the scores are constant (no slope to fit)";
@@ -223,8 +220,7 @@ const LOGIT_H: f64 = 2.0 * LOGIT_RANGE / LOGIT_CELLS as f64;
 /// The logit of a score clamped to [EPS, 1 - EPS], as the calibration slope reads it.
 #[inline(always)]
 pub fn logit(s: f64) -> f64 {
-    let p = s.clamp(EPS, 1.0 - EPS);
-    (p / (1.0 - p)).ln()
+    crate::fastmath::logit(s)
 }
 
 /// Adds one row to the logit grid of the calibration slope.
