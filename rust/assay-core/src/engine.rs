@@ -718,6 +718,7 @@ where
     let n_specs = slicer.n_specs();
     let mut total = ChunkState::default();
     let mut open: Option<ChunkState> = None;
+    let mut free: Vec<ChunkState> = Vec::new();
     let mut rank: Vec<RankRows> = (0..models).map(|_| RankRows::with_specs(n_specs)).collect();
     let model_ids = |n_ids: &[usize]| -> Vec<usize> {
         (0..models).flat_map(|_| n_ids.iter().copied()).collect()
@@ -763,65 +764,75 @@ where
             start = end;
         }
         let all_ids = model_ids(&n_ids);
-        check_state_size(&all_ids, &plan, pieces.len())?;
-        // Kept rows are written in place: each piece gets a window of each model's rows.
-        let sizes: Vec<usize> = pieces
-            .iter()
-            .map(|(lo, hi)| if plan.keep_rows { hi - lo } else { 0 })
-            .collect();
-        let keyed = plan.resampler.is_some();
-        let mut windows: Vec<std::vec::IntoIter<RankWindow>> = rank
-            .iter_mut()
-            .map(|r| r.open_windows(&sizes, plan.weighted, keyed).into_iter())
-            .collect();
-        let mut states: Vec<(ChunkState, Vec<RankWindow>)> = pieces
-            .iter()
-            .enumerate()
-            .map(|(k, _)| {
-                let mut st = match (k, open.take()) {
-                    (0, Some(st)) => st,
-                    _ => ChunkState::default(),
-                };
-                st.resize(&all_ids, plan.shape);
-                let rk = windows
-                    .iter_mut()
-                    .map(|w| w.next().expect("a window per piece"))
-                    .collect();
-                (st, rk)
-            })
-            .collect();
-        drop(windows);
-        let outcomes: Vec<Result<u64>> = pool.install(|| {
-            pieces
-                .par_iter()
-                .zip(states.par_iter_mut())
-                .map_init(Scratch::default, |scratch, ((lo, hi), (st, rk))| {
-                    let first = rows + *lo as u64;
-                    let (lo, hi) = (*lo, *hi);
-                    if lean {
-                        update_piece::<true>(&plan, &cols, &ids, lo, hi, first, st, rk, scratch)
-                    } else {
-                        update_piece::<false>(&plan, &cols, &ids, lo, hi, first, st, rk, scratch)
-                    }
+        // Pieces run in waves of a few per thread: the chunk states in flight (and their
+        // memory) stay bounded however large the batch, and merged states are reused.
+        let wave = 4 * pool.current_num_threads().max(1);
+        check_state_size(&all_ids, &plan, pieces.len().min(wave))?;
+        for (w, wave_pieces) in pieces.chunks(wave).enumerate() {
+            // Kept rows are written in place: each piece gets a window of each model's rows.
+            let sizes: Vec<usize> = wave_pieces
+                .iter()
+                .map(|(lo, hi)| if plan.keep_rows { hi - lo } else { 0 })
+                .collect();
+            let keyed = plan.resampler.is_some();
+            let mut windows: Vec<std::vec::IntoIter<RankWindow>> = rank
+                .iter_mut()
+                .map(|r| r.open_windows(&sizes, plan.weighted, keyed).into_iter())
+                .collect();
+            let mut states: Vec<(ChunkState, Vec<RankWindow>)> = (0..wave_pieces.len())
+                .map(|k| {
+                    let mut st = match (w == 0 && k == 0, open.take()) {
+                        (true, Some(st)) => st,
+                        (_, back) => {
+                            open = back;
+                            free.pop().unwrap_or_default()
+                        }
+                    };
+                    st.resize(&all_ids, plan.shape);
+                    let rk = windows
+                        .iter_mut()
+                        .map(|w| w.next().expect("a window per piece"))
+                        .collect();
+                    (st, rk)
                 })
-                .collect()
-        });
-        for o in outcomes {
-            dropped += o?;
-        }
-        let mut written: Vec<Vec<usize>> = vec![Vec::with_capacity(pieces.len()); models];
-        for ((_, hi), (st, rk)) in pieces.iter().zip(states) {
-            if (rows + *hi as u64) % CHUNK_ROWS == 0 {
-                total.merge(&st);
-            } else {
-                open = Some(st);
+                .collect();
+            drop(windows);
+            let outcomes: Vec<Result<u64>> = pool.install(|| {
+                wave_pieces
+                    .par_iter()
+                    .zip(states.par_iter_mut())
+                    .map_init(Scratch::default, |scratch, ((lo, hi), (st, rk))| {
+                        let first = rows + *lo as u64;
+                        let (lo, hi) = (*lo, *hi);
+                        if lean {
+                            update_piece::<true>(&plan, &cols, &ids, lo, hi, first, st, rk, scratch)
+                        } else {
+                            update_piece::<false>(
+                                &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
+                            )
+                        }
+                    })
+                    .collect()
+            });
+            for o in outcomes {
+                dropped += o?;
             }
-            for (m, w) in rk.iter().enumerate() {
-                written[m].push(w.at);
+            let mut written: Vec<Vec<usize>> = vec![Vec::with_capacity(wave_pieces.len()); models];
+            for ((_, hi), (mut st, rk)) in wave_pieces.iter().zip(states) {
+                for (m, win) in rk.iter().enumerate() {
+                    written[m].push(win.at);
+                }
+                if (rows + *hi as u64) % CHUNK_ROWS == 0 {
+                    total.merge(&st);
+                    st.clear();
+                    free.push(st);
+                } else {
+                    open = Some(st);
+                }
             }
-        }
-        for (r, w) in rank.iter_mut().zip(&written) {
-            r.close_windows(&sizes, w);
+            for (r, wr) in rank.iter_mut().zip(&written) {
+                r.close_windows(&sizes, wr);
+            }
         }
         rows += len as u64;
     }

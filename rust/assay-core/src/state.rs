@@ -221,6 +221,24 @@ impl ChunkState {
         }
     }
 
+    /// Zeroes every state, keeping the memory (a merged chunk's state is reused).
+    pub fn clear(&mut self) {
+        for s in self.specs.iter_mut() {
+            s.counts.fill(BinaryCounts::default());
+            s.moments.fill(Moments::default());
+            for v in [
+                &mut s.hist,
+                &mut s.reps,
+                &mut s.calib,
+                &mut s.calib_reps,
+                &mut s.grid,
+                &mut s.logit,
+            ] {
+                v.fill(0.0);
+            }
+        }
+    }
+
     pub fn merge(&mut self, o: &Self) {
         self.specs
             .resize_with(self.specs.len().max(o.specs.len()), SliceStates::default);
