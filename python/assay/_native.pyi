@@ -38,6 +38,7 @@ def evaluate(
     compare: tuple[str, list[tuple[str, str]]] | None = None,
     calibration: tuple[int, str] | None = None,
     reliability: float | None = None,
+    slice_only: list[str | None] | None = None,
 ) -> tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None]:
     """Runs one evaluation (or comparison) job over an Arrow stream."""
 

@@ -63,6 +63,7 @@ fn main() {
             compare: None,
             calibration: Default::default(),
             reliability: None,
+            slice_only: Vec::new(),
         };
         let mut times = Vec::new();
         for _ in 0..7 {

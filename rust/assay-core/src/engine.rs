@@ -57,6 +57,9 @@ pub struct EvalSpec {
     pub weight: Option<String>,
     pub threshold: f64,
     pub slices: Vec<SliceSpec>,
+    /// Per slice spec, the one slice to report (its label, e.g. a discovered
+    /// `"country=BR & device=mobile"`) instead of all of them; empty for none.
+    pub slice_only: Vec<Option<String>>,
     pub metrics: Vec<Metric>,
     pub min_slice_size: u64,
     pub nan_policy: NanPolicy,
@@ -149,6 +152,11 @@ impl EvalSpec {
                     "ci must lie strictly between 0 and 1, got {level}"
                 )));
             }
+        }
+        if !self.slice_only.is_empty() && self.slice_only.len() != self.slices.len() {
+            return Err(AssayError::InvalidArgument(
+                "slice_only must give one entry per slice spec".into(),
+            ));
         }
         if self.n_threads == Some(0) {
             return Err(AssayError::InvalidArgument(
@@ -926,7 +934,11 @@ where
         let ordered: Vec<u32> = if k == 0 {
             vec![0]
         } else {
-            slicer.ordered_ids(k - 1, |id| st0.counts[id as usize].n > 0)
+            let only = spec.slice_only.get(k - 1).and_then(|o| o.as_deref());
+            slicer.ordered_ids(k - 1, |id| {
+                st0.counts[id as usize].n > 0
+                    && only.is_none_or(|label| slicer.describe(k - 1, id).label == label)
+            })
         };
         for id in ordered {
             let desc = (k > 0).then(|| slicer.describe(k - 1, id));

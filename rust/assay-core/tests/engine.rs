@@ -76,6 +76,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         interval: None,
         compare: None,
         calibration: Default::default(),
+        slice_only: Vec::new(),
         reliability: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,

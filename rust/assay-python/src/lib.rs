@@ -58,7 +58,7 @@ type JobResult<'py> = (
 
 /// Runs one evaluation (or comparison) job over an Arrow stream.
 #[pyfunction]
-#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None, compare=None, calibration=None, reliability=None))]
+#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None, compare=None, calibration=None, reliability=None, slice_only=None))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate<'py>(
     py: Python<'py>,
@@ -77,6 +77,7 @@ fn evaluate<'py>(
     compare: Option<(String, Vec<(String, String)>)>,
     calibration: Option<(usize, String)>,
     reliability: Option<f64>,
+    slice_only: Option<Vec<Option<String>>>,
 ) -> PyResult<JobResult<'py>> {
     let calibration = match calibration {
         Some((bins, rule)) => CalibSpec {
@@ -142,6 +143,7 @@ fn evaluate<'py>(
         compare: compare.map(|(reference, others)| CompareSpec { reference, others }),
         calibration,
         reliability,
+        slice_only: slice_only.unwrap_or_default(),
     };
     let reader = data.into_reader()?;
     let out = py.detach(move || {
