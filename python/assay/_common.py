@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import _native
-from ._evaluate import Bins, _slices
+from ._evaluate import Bins, _is_found, _slice_specs
 from ._input import to_source
 from .errors import ColumnNotFoundError, InvalidArgumentError, InvalidInputError, SchemaError
 
@@ -211,7 +211,7 @@ class SliceSet:
 def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
     """The slices of ``df`` for the slice specs ``slices``: the engine's own slicing, so labels
     and order are those of :func:`assay.evaluate` (``overall`` first)."""
-    if isinstance(slices, (str, Bins)):
+    if isinstance(slices, (str, Bins)) or _is_found(slices):
         slices = [slices]
     if not isinstance(slices, Sequence):
         raise InvalidArgumentError(f"{what}: slices must be a list of slice specs, got {slices!r}")
@@ -221,12 +221,16 @@ def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
     if not slices or n == 0:
         return SliceSet(labels, rows)
     source = to_source(df)
-    for batch, present in _native.slice_rows(source.open(), _slices(slices, source)):
+    specs, only = _slice_specs(slices, source)
+    for (batch, present), wanted in zip(_native.slice_rows(source.open(), specs), only,
+                                        strict=True):
         ids = batch.column(0).to_numpy()
         # Row indices grouped by slice id; the stable sort keeps each group in row order.
         order = np.argsort(ids, kind="stable")
         starts = np.r_[0, np.cumsum(np.bincount(ids, minlength=len(present)))]
         for sid, label in present:
+            if wanted is not None and label != wanted:
+                continue  # a discovered slice: only that one
             labels.append(label)
             rows.append(order[starts[sid]:starts[sid + 1]])
     return SliceSet(labels, rows)

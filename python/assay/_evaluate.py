@@ -124,17 +124,40 @@ def _feature(item: Any, source: Source) -> tuple[str, list[float] | None]:
 
 
 def _slices(slices: Any, source: Source) -> list[list[tuple[str, list[float] | None]]]:
-    if isinstance(slices, (str, Bins)):
+    return _slice_specs(slices, source)[0]
+
+
+def _is_found(x: Any) -> bool:
+    """Whether ``x`` is a table of slices from :func:`assay.discover_slices`."""
+    import polars as pl
+
+    return isinstance(x, pl.DataFrame) and {"slice", "predicates"} <= set(x.columns)
+
+
+def _slice_specs(
+    slices: Any, source: Source
+) -> tuple[list[list[tuple[str, list[float] | None]]], list[str | None]]:
+    """The engine's slice specs, and for each the one slice to report (a discovered slice's
+    label; None: all of its slices)."""
+    if isinstance(slices, (str, Bins)) or _is_found(slices):
         slices = [slices]
-    out = []
+    out: list[list[tuple[str, list[float] | None]]] = []
+    only: list[str | None] = []
     for s in slices:
+        if _is_found(s):
+            # Each discovered slice is the cross of its features, reported alone.
+            for label, preds in s.select("slice", "predicates").iter_rows():
+                out.append([(p["feature"], p.get("edges")) for p in preds])
+                only.append(label)
+            continue
+        only.append(None)
         if isinstance(s, (tuple, list)):
             if not s:
                 raise InvalidArgumentError("an empty tuple is not a slice")
             out.append([_feature(f, source) for f in s])
         else:
             out.append([_feature(s, source)])
-    return out
+    return out, only
 
 
 def _threads(n_threads: int | None) -> int | None:
@@ -190,8 +213,10 @@ def evaluate(
         Column of scores; probabilities in [0, 1] when ``log_loss`` or ``brier`` is requested.
     slices
         Each entry is a slice spec: a categorical column name (string, dictionary, integer or
-        boolean; null is a value of its own), ``assay.bins(...)`` for a numeric column, or a
-        tuple of those for a cross such as ``("country", "device")``.
+        boolean; null is a value of its own), ``assay.bins(...)`` for a numeric column, a
+        tuple of those for a cross such as ``("country", "device")``, or the table returned by
+        :func:`assay.discover_slices`, whose slices are then reported one by one (each under
+        its discovered label, e.g. ``"country=NG & device=tablet"``).
     metrics : list of str, optional
         Any of ``assay.METRICS`` (default: all of them), ``"f<beta>"`` (see :func:`fbeta`) and
         the calibration metrics ``assay.CALIBRATION_METRICS``: ``ece``, ``mce``, ``rmsce``,
@@ -337,7 +362,7 @@ def _run(
              for m in (METRICS if metrics is None else metrics)]
     threads = _threads(n_threads)
     source = to_source(data)
-    spec = _slices(slices, source)
+    spec, only = _slice_specs(slices, source)
     result = _native.evaluate(
         source.open(),
         label,
@@ -354,6 +379,7 @@ def _run(
         compare,
         calibration,
         reliability,
+        only if any(o is not None for o in only) else None,
     )
     return _Run(result, names, interval)
 

@@ -13,6 +13,7 @@ __all__ = [
     "calibration_metrics",
     "discover_slices",
     "slice_rows",
+    "bin_labels",
     "metric_from_counts",
     "metric_name",
     "__version__",
@@ -76,6 +77,9 @@ def metric_from_counts(
     name: str, tp: list[float], fp: list[float], tn: list[float], fn_: list[float]
 ) -> list[float | None]:
     """A confusion-count metric of each (tp, fp, tn, fn), None where undefined."""
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """The slice labels of the bins of `edges`, then below-range and above-range."""
 
 def calibration_metrics() -> list[str]:
     """The names of the calibration metrics (computed only when asked for)."""

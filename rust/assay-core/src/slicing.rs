@@ -216,7 +216,10 @@ fn format_edge(x: f64, digits: usize) -> String {
     }
 }
 
-fn bin_labels(edges: &[f64]) -> Vec<String> {
+/// The labels of the bins of `edges` (at least two): `[a, b)` in edge order (the last `[a, b]`),
+/// then `(-inf, e_0)` and `(e_last, inf)`; edges print with 6 significant digits, more where
+/// two would print alike.
+pub fn bin_labels(edges: &[f64]) -> Vec<String> {
     let mut digits = 6;
     loop {
         let f: Vec<String> = edges.iter().map(|e| format_edge(*e, digits)).collect();

@@ -429,6 +429,19 @@ fn metric_from_counts(
         .collect())
 }
 
+/// The slice labels of the bins of `edges` (strictly increasing): the bins in edge order,
+/// then the ranges below the first edge and above the last.
+#[pyfunction]
+fn bin_labels(py: Python<'_>, edges: Vec<f64>) -> PyResult<Vec<String>> {
+    if edges.len() < 2 {
+        return Err(to_py(
+            py,
+            AssayError::InvalidArgument("bin edges need at least two numbers".into()),
+        ));
+    }
+    Ok(assay_core::slicing::bin_labels(&edges))
+}
+
 /// The names of the calibration metrics (computed only when asked for).
 #[pyfunction]
 fn calibration_metrics() -> Vec<&'static str> {
@@ -549,6 +562,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(calibration_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(discover_slices, m)?)?;
     m.add_function(wrap_pyfunction!(slice_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(bin_labels, m)?)?;
     m.add_function(wrap_pyfunction!(metric_from_counts, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEBUG_BUILD", cfg!(debug_assertions))?;

@@ -1,0 +1,661 @@
+"""``assay.discover_slices``: the slices (conjunctions of ``feature = value`` predicates) where a
+model's error is much higher than average, and ``slice_filters`` to select their rows.
+
+The definitions (score, pruning, tie-breaking, statistics, dedupe, beam search) are in
+docs/discovery.md; the search itself runs in the Rust core (one pass to encode the rows, then a
+level-wise search over the lattice of conjunctions).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+
+from . import _native
+from ._evaluate import Bins, _threads, bins
+from ._input import Source, to_source
+from .errors import ColumnNotFoundError, InvalidArgumentError
+
+__all__ = ["discover_slices", "slice_filters", "ERRORS", "COLUMNS"]
+
+ERRORS: tuple[str, ...] = ("log_loss", "zero_one", "squared")
+"""The built-in per-row errors (any other ``error=`` names a column of per-row errors)."""
+
+COLUMNS: tuple[str, ...] = (
+    "rank", "slice", "level", "predicates", "size", "support", "error_mean", "error_ratio",
+    "score", "effect_size", "p_value", "q_value", "significant",
+)
+"""The columns of the table ``discover_slices`` returns, in order."""
+
+_PREDICATE = pl.Struct({"feature": pl.String, "value": pl.String, "edges": pl.List(pl.Float64)})
+_MAX_VALUES = 65_535  # value codes are 16-bit in the engine
+
+
+@dataclass
+class Discovery:
+    """Everything one search returns (``discover_slices`` hands back ``table``)."""
+
+    table: pl.DataFrame
+    """The ranked slices (columns :data:`COLUMNS`)."""
+    rows: int
+    """Rows read."""
+    dropped: int
+    """Rows dropped by ``nan_policy="drop"``."""
+    error_mean: float
+    """The mean error over the rows kept."""
+    n_scored: int
+    """Candidates scored (``size >= min_support``): the family of the q-values."""
+    min_support: int
+    """The minimum slice size in rows that the search used."""
+    edges: dict[str, list[float]] = field(default_factory=dict)
+    """The bin edges of every binned feature (exact; the slice labels print 6+ digits)."""
+
+
+def discover_slices(
+    data: Any,
+    *,
+    label: str | None = None,
+    score: str | None = None,
+    features: Sequence[str | Bins] | str | Bins,
+    error: str = "log_loss",
+    k: int = 10,
+    max_level: int = 3,
+    min_support: float | int = 0.01,
+    alpha: float = 0.95,
+    method: Literal["sliceline", "beam"] = "sliceline",
+    beam_width: int = 20,
+    n_bins: int = 5,
+    max_values: int = 1000,
+    dedupe: bool = True,
+    fdr: float = 0.05,
+    threshold: float = 0.5,
+    nan_policy: Literal["raise", "drop"] = "raise",
+    n_threads: int | None = None,
+) -> pl.DataFrame:
+    """Find the slices where the model's error is much higher than average.
+
+    A *slice* is a conjunction of ``feature = value`` predicates over up to ``max_level``
+    features, such as ``country=NG & device=tablet``. Every slice is ranked by the SliceLine
+    score (Sagadeeva & Boehm, SIGMOD 2021) of its mean error ``e_S`` and size ``|S|`` among
+    ``n`` rows of mean error ``e``::
+
+        score = alpha * (e_S / e - 1) - (1 - alpha) * (n / |S| - 1)
+
+    and the ``k`` best slices with ``|S| >= min_support`` and ``score > 0`` are returned, each
+    with a one-sided Welch t-test against the other rows and a Benjamini-Hochberg q-value.
+    ``method="sliceline"`` returns the exact top-k (the lattice is pruned only where an upper
+    bound of the score proves that no slice below can enter it). Definitions: docs/discovery.md.
+
+    Parameters
+    ----------
+    data
+        Anything :func:`assay.evaluate` reads: a pyarrow ``Table``/``RecordBatch``/
+        ``RecordBatchReader``, a polars ``DataFrame``/``LazyFrame``, a pandas ``DataFrame``, a
+        duckdb relation, a dict of numpy arrays, a Parquet/CSV/Arrow IPC path, or anything with
+        ``__arrow_c_stream__``.
+    label, score : str, optional
+        Columns of 0/1 labels and scores, needed by the built-in errors.
+    features : sequence of str or Bins
+        The columns slices are made of. A string, integer, boolean or dictionary column is
+        categorical as it is (null is a value of its own, ``country=null``); a floating-point
+        column is cut into ``n_bins`` quantile bins as ``assay.bins(column, n_bins)`` would,
+        and an ``assay.bins(...)`` object chooses the bins itself. Integer columns are
+        categorical, as in ``assay.evaluate``: pass ``assay.bins("age", 5)`` to bucket one.
+    error : str
+        The per-row error slices are ranked by: ``"log_loss"`` (probabilities clipped to
+        [eps, 1 - eps]), ``"zero_one"`` (1 when ``score >= threshold`` disagrees with the label),
+        ``"squared"`` (``(score - label)^2``), or the name of a column of per-row errors (finite
+        and >= 0; ``label`` and ``score`` are then not used and must not be given). A
+        built-in name wins over a column of the same name.
+    k : int
+        Number of slices to return (fewer when fewer have a positive score).
+    max_level : int
+        Most predicates per slice.
+    min_support : float or int
+        Smallest slice: a fraction of the rows in (0, 1) (``int(fraction * rows)`` rows, as the
+        ``sliceline`` package, and at least 1), or an integer count of rows >= 1. A fraction
+        needs the row count before the pass, which a one-shot stream cannot give: pass a count.
+    alpha : float
+        Weight of the error term against the size term of the score, in (0, 1]. Near 1 favours
+        small slices with very high error; lower values favour large slices. With
+        ``alpha <= 0.5`` no slice can score above 0 (``error_ratio <= rows / size``).
+    method : {"sliceline", "beam"}
+        ``"sliceline"``: exact top-k by level-wise enumeration with upper-bound pruning.
+        ``"beam"``: for wide data, keeps only the ``beam_width`` best slices of each level and
+        extends those; fast but not exact.
+    beam_width : int
+        Slices kept per level by ``method="beam"``.
+    n_bins : int
+        Quantile bins of a floating-point feature given by name.
+    max_values : int
+        A categorical feature with more distinct values raises :class:`InvalidArgumentError`
+        (bucket a numeric column with ``assay.bins``), at most 65535.
+    dedupe : bool
+        Drop a slice when one of its ancestors (a slice with a subset of its predicates) is
+        already reported above it, unless its error is significantly higher (one-sided Welch
+        test at level ``fdr``) than the ancestor's other rows.
+    fdr : float
+        False-discovery rate in (0, 1): ``significant`` is ``q_value <= fdr``.
+    threshold : float
+        Decision threshold of ``error="zero_one"``.
+    nan_policy : {"raise", "drop"}
+        Rows with a null/NaN error (or label or score) raise, or are dropped.
+    n_threads : int, optional
+        Worker threads (default: ``ASSAY_NUM_THREADS`` or all cores); results do not depend
+        on it.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per slice, best first: ``rank`` (1-based), ``slice`` (``"country=BR &
+        device=mobile"``), ``level`` (number of predicates), ``predicates`` (list of
+        ``{feature, value}``, value null for the null value, a bin label such as
+        ``"[18, 30)"`` for a binned feature), ``size`` (rows), ``support`` (size / rows),
+        ``error_mean``, ``error_ratio`` (error_mean / overall mean error), ``score``,
+        ``effect_size`` (mean error of the slice minus the rest's, in pooled standard
+        deviations; null when undefined), ``p_value`` (one-sided Welch t-test, H1: the
+        slice's mean error is higher than the rest's), ``q_value`` (Benjamini-Hochberg over
+        every candidate the search scored) and ``significant`` (``q_value <= fdr``). Ties in
+        score are broken by level (fewer predicates first), then by the predicates in
+        feature order and value order (the order ``assay.evaluate`` sorts slices in).
+
+    Raises
+    ------
+    ColumnNotFoundError
+        A feature, label or score column is not in the data.
+    InvalidArgumentError
+        A bad option (``k < 1``, ``max_level < 1``, ``alpha`` outside (0, 1],
+        ``min_support`` outside its range, an ``error`` that is neither a built-in error nor
+        a column, ...) or a feature with more than ``max_values`` distinct values.
+    InvalidInputError
+        Bad values: an error column with NaN (unless ``nan_policy="drop"``), negative or
+        infinite values, labels other than 0/1, probabilities outside [0, 1] for log loss.
+
+    See Also
+    --------
+    slice_filters : a polars expression selecting the rows of each slice found.
+
+    Examples
+    --------
+    The demo data set's model is weak for ``country=NG`` and on tablets:
+
+    >>> import assay
+    >>> from assay.demo import make_data
+    >>> df = make_data(100_000, seed=0)
+    >>> found = assay.discover_slices(
+    ...     df, label="churned", score="p_churn", error="log_loss",
+    ...     features=["country", "device", "plan", "age", "tenure_months"], k=10)
+    >>> found["slice"].to_list()
+    ['device=tablet', 'device=tablet & plan=free', 'country=NG', 'plan=free']
+    >>> found.select("size", "error_ratio", "significant").row(0)
+    (9837, 2.09..., True)
+    >>> found["predicates"][1].to_list()
+    [{'feature': 'device', 'value': 'tablet', 'edges': None}, {'feature': 'plan', 'value': 'free', 'edges': None}]
+
+    Found slices feed back into :func:`assay.evaluate`, each reported under its label:
+
+    >>> rep = assay.evaluate(df, label="churned", score="p_churn", slices=found,
+    ...                      metrics=["log_loss"])
+    >>> rep.table["slice"].to_list()[:3]
+    ['overall', 'device=tablet', 'device=tablet & plan=free']
+
+    The rows of each slice, as polars expressions (see ``assay._discovery.slice_filters``):
+
+    >>> import polars as pl
+    >>> from assay._discovery import slice_filters
+    >>> pl.from_arrow(df).select(slice_filters(found)).sum().row(0)
+    (9837, 4929, 5992, 50089)
+    """
+    return _discover(
+        data, label=label, score=score, features=features, error=error, k=k,
+        max_level=max_level, min_support=min_support, alpha=alpha, method=method,
+        beam_width=beam_width, n_bins=n_bins, max_values=max_values, dedupe=dedupe, fdr=fdr,
+        threshold=threshold, nan_policy=nan_policy, n_threads=n_threads,
+    ).table
+
+
+def _discover(
+    data: Any, *, label: Any = None, score: Any = None, features: Any, error: Any = "log_loss",
+    k: Any = 10, max_level: Any = 3, min_support: Any = 0.01, alpha: Any = 0.95,
+    method: Any = "sliceline", beam_width: Any = 20, n_bins: Any = 5, max_values: Any = 1000,
+    dedupe: Any = True, fdr: Any = 0.05, threshold: Any = 0.5, nan_policy: Any = "raise",
+    n_threads: Any = None,
+) -> Discovery:
+    """``discover_slices`` with its bookkeeping (rows, dropped, n_scored, edges)."""
+    k = _positive_int("k", k)
+    max_level = _positive_int("max_level", max_level)
+    beam_width = _positive_int("beam_width", beam_width)
+    n_bins = _positive_int("n_bins", n_bins)
+    max_values = _positive_int("max_values", max_values)
+    if max_values > _MAX_VALUES:
+        raise InvalidArgumentError(f"max_values must be at most {_MAX_VALUES}, got {max_values}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) \
+            or not 0.0 < float(alpha) <= 1.0:
+        raise InvalidArgumentError(f"alpha must lie in (0, 1], got {alpha!r}")
+    if isinstance(fdr, bool) or not isinstance(fdr, numbers.Real) or not 0.0 < float(fdr) < 1.0:
+        raise InvalidArgumentError(f"fdr must lie in (0, 1), got {fdr!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
+            or not math.isfinite(float(threshold)):
+        raise InvalidArgumentError(f"threshold must be a finite number, got {threshold!r}")
+    support = _min_support(min_support)
+    if method not in ("sliceline", "beam"):
+        raise InvalidArgumentError(
+            f"unknown method {method!r}; use 'sliceline' (exact top-k) or 'beam'"
+        )
+    if not isinstance(dedupe, bool):
+        raise InvalidArgumentError(f"dedupe must be True or False, got {dedupe!r}")
+    if nan_policy not in ("raise", "drop"):
+        raise InvalidArgumentError(f"nan_policy must be 'raise' or 'drop', got {nan_policy!r}")
+    threads = _threads(n_threads)
+    specs = _feature_specs(features)
+    err = _error_spec(error, label, score)
+
+    source = to_source(data)
+    names = source.names
+    if names is not None:
+        for col in [s if isinstance(s, str) else s.column for s in specs]:
+            if col not in names:
+                raise ColumnNotFoundError(_missing(col, names, "feature"), col)
+        if err[0] == "column" and err[3] not in names:
+            raise InvalidArgumentError(
+                f"error must be one of {', '.join(map(repr, ERRORS))} or the name of a column "
+                f"of per-row errors; there is no column {err[3]!r} (columns: "
+                + ", ".join(map(repr, names)) + ")"
+            )
+    floats = _float_columns(data, source, [s for s in specs if isinstance(s, str)])
+    resolved: list[tuple[str, list[float] | None]] = []
+    edges: dict[str, list[float]] = {}
+    for s in specs:
+        spec = bins(s, n_bins) if isinstance(s, str) and s in floats else s
+        if isinstance(spec, Bins):
+            e = [float(x) for x in spec.resolve(source)]
+            edges[spec.column] = e
+            resolved.append((spec.column, e))
+        else:
+            resolved.append((spec, None))
+    if isinstance(support, float):
+        rows = _row_count(data, source, resolved[0][0])
+        if rows is None:
+            raise InvalidArgumentError(
+                f"min_support={min_support!r} is a fraction of the rows, but this input is a "
+                "one-shot stream whose row count is unknown before the pass; give a count of "
+                "rows (an int >= 1)"
+            )
+        count = max(1, int(support * rows))
+    else:
+        count = support
+
+    table, rows_read, dropped, error_mean, n_scored = _native.discover_slices(
+        source.open(),
+        resolved,
+        err,
+        float(threshold),
+        k,
+        max_level,
+        count,
+        float(alpha),
+        method,
+        beam_width,
+        max_values,
+        dedupe,
+        float(fdr),
+        nan_policy,
+        threads,
+    )
+    return Discovery(
+        table=_shape(table, edges),
+        rows=int(rows_read),
+        dropped=int(dropped),
+        error_mean=float(error_mean),
+        n_scored=int(n_scored),
+        min_support=count,
+        edges=edges,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# argument checks
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _min_support(value: Any) -> float | int:
+    """A fraction in (0, 1) stays a float; an integer >= 1 is a count of rows."""
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"min_support must be a number, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        if value < 1:
+            raise InvalidArgumentError(
+                f"min_support as a count of rows must be >= 1, got {value!r} (a fraction of "
+                "the rows is a float in (0, 1))"
+            )
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if not 0.0 < float(value) < 1.0:
+            raise InvalidArgumentError(
+                f"min_support as a fraction of the rows must lie in (0, 1), got {value!r} "
+                "(a count of rows is an int >= 1)"
+            )
+        return float(value)
+    raise InvalidArgumentError(
+        f"min_support must be a fraction in (0, 1) or a count of rows >= 1, got {value!r}"
+    )
+
+
+def _feature_specs(features: Any) -> list[str | Bins]:
+    if isinstance(features, (str, Bins)):
+        features = [features]
+    if not isinstance(features, Sequence) or isinstance(features, (bytes, bytearray)):
+        raise InvalidArgumentError(
+            f"features must be a list of column names or assay.bins(...), got {features!r}"
+        )
+    out: list[str | Bins] = []
+    seen: set[str] = set()
+    for f in features:
+        if not isinstance(f, (str, Bins)):
+            hint = " (discovery finds the crosses itself)" if isinstance(f, tuple) else ""
+            raise InvalidArgumentError(
+                f"a feature is a column name or assay.bins(...), got {f!r}{hint}"
+            )
+        col = f if isinstance(f, str) else f.column
+        if col in seen:
+            raise InvalidArgumentError(f"feature {col!r} is given twice")
+        seen.add(col)
+        out.append(f)
+    if not out:
+        raise InvalidArgumentError("discover_slices needs at least one feature")
+    return out
+
+
+def _error_spec(
+    error: Any, label: Any, score: Any
+) -> tuple[str, str | None, str | None, str | None]:
+    """(kind, label, score, column) for the engine."""
+    if not isinstance(error, str):
+        raise InvalidArgumentError(
+            f"error must be one of {', '.join(map(repr, ERRORS))} or the name of a column of "
+            f"per-row errors, got {error!r}"
+        )
+    for name, value in (("label", label), ("score", score)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgumentError(f"{name} must be a column name or None, got {value!r}")
+    if error in ERRORS:
+        if label is None or score is None:
+            raise InvalidArgumentError(
+                f"error={error!r} is computed from the label and the score: pass label= and "
+                "score= (or error='<column>' for a column of per-row errors)"
+            )
+        return (error, label, score, None)
+    if label is not None or score is not None:
+        raise InvalidArgumentError(
+            f"error={error!r} is a column of per-row errors, so label and score are not used; "
+            f"leave them out (the built-in errors are {', '.join(map(repr, ERRORS))})"
+        )
+    return ("column", None, None, error)
+
+
+def _missing(col: str, names: Sequence[str], role: str) -> str:
+    return (f"{role} column {col!r} not found; available columns: "
+            + ", ".join(repr(n) for n in names))
+
+
+# ----------------------------------------------------------------------------------------------
+# what the input holds, before the pass
+
+
+def _float_columns(data: Any, source: Source, names: list[str]) -> set[str]:
+    """The columns among ``names`` that hold floating-point numbers (binned by default).
+
+    Read from the input's schema without reading its rows where the input has one; an input
+    whose schema is unknown before the pass treats every named feature as categorical (the
+    engine then rejects a float column with a hint to use ``assay.bins``).
+    """
+    if not names:
+        return set()
+    mod = type(data).__module__.split(".")[0]
+    is_float: dict[str, bool] = {}
+    if isinstance(data, (pa.Table, pa.RecordBatch, pa.RecordBatchReader)):
+        is_float = {f.name: pa.types.is_floating(f.type) for f in data.schema}
+    elif mod == "polars" and hasattr(data, "collect_schema"):
+        schema = data.collect_schema()
+        is_float = {n: schema[n].is_float() for n in names if n in schema}
+    elif mod == "duckdb":
+        head = data.limit(0)
+        t = head.to_arrow_table() if hasattr(head, "to_arrow_table") else head.arrow()
+        is_float = {f.name: pa.types.is_floating(f.type) for f in t.schema}
+    elif isinstance(data, (str, os.PathLike)):
+        reader = source.open()
+        try:
+            is_float = {f.name: pa.types.is_floating(f.type) for f in reader.schema}
+        finally:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                close()
+    elif source.column is not None:  # in memory (dict, pandas, ...): a zero-copy select
+        for n in names:
+            col = source.column(n)
+            is_float[n] = pa.types.is_floating(col.schema.field(0).type)
+    elif hasattr(data, "__arrow_c_schema__"):
+        is_float = {f.name: pa.types.is_floating(f.type) for f in pa.schema(data)}
+    return {n for n in names if is_float.get(n, False)}
+
+
+def _row_count(data: Any, source: Source, column: str) -> int | None:
+    """Rows of the input before the pass, or None when only the pass can tell."""
+    mod = type(data).__module__.split(".")[0]
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        return int(data.num_rows)
+    if mod == "polars":
+        import polars
+
+        if isinstance(data, polars.LazyFrame):
+            return int(data.select(polars.len()).collect().item())
+        if isinstance(data, polars.DataFrame):
+            return int(data.height)
+    if mod == "pandas":
+        return len(data)
+    if mod == "duckdb":
+        return len(data)
+    if isinstance(data, (str, os.PathLike)) and os.fspath(data).lower().endswith(
+            (".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(os.fspath(data)).metadata.num_rows)
+    if source.column is not None:
+        return len(source.column(column))
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# the result
+
+
+def _shape(table: Any, edges: Mapping[str, Sequence[float]]) -> pl.DataFrame:
+    """The engine's record batch as the public table: ``features``/``values`` lists zipped into
+    ``predicates`` (with the exact ``edges`` of binned features, null for categorical ones),
+    NaN effect sizes as null, the columns in :data:`COLUMNS` order."""
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    if df.height == 0:
+        preds = pl.Series("predicates", [], dtype=pl.List(_PREDICATE))
+    else:
+        binned = pl.DataFrame(
+            {"feature": list(edges), "edges": [list(map(float, e)) for e in edges.values()]},
+            schema={"feature": pl.String, "edges": pl.List(pl.Float64)},
+        )
+        preds = (
+            df.select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+                pl.col("features").alias("feature"),
+                pl.col("values").alias("value"),
+            )
+            .explode(["feature", "value"])
+            .join(binned, on="feature", how="left", maintain_order="left")
+            .group_by("_row", maintain_order=True)
+            .agg(pl.struct("feature", "value", "edges").alias("predicates"))
+            .get_column("predicates")
+        )
+    return df.with_columns(
+        preds.cast(pl.List(_PREDICATE)),
+        pl.col("effect_size").fill_nan(None),
+    ).select(COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------
+# slice_filters
+
+
+_BIN = re.compile(r"^\[(?P<lo>[^,\s]+), (?P<hi>[^,\s]+)(?P<close>[)\]])$")
+_BELOW = re.compile(r"^\(-inf, (?P<hi>[^,\s]+)\)$")
+_ABOVE = re.compile(r"^\((?P<lo>[^,\s]+), inf\)$")
+
+
+def _is_bin_label(value: str) -> bool:
+    return any(p.match(value) for p in (_BIN, _BELOW, _ABOVE))
+
+
+def _bin_intervals(edges: Sequence[float]) -> dict[str, tuple[float, float, bool, bool]]:
+    """Label -> (low, high, low closed, high closed) of every bin of ``edges``, labelled by the
+    engine itself."""
+    e = [float(x) for x in edges]
+    labels = _native.bin_labels(e)
+    m = len(e)
+    out = {labels[j]: (e[j], e[j + 1], True, j == m - 2) for j in range(m - 1)}
+    out[labels[m - 1]] = (-math.inf, e[0], False, False)
+    out[labels[m]] = (e[m - 1], math.inf, False, False)
+    return out
+
+
+def _parse_bin(value: str) -> tuple[float, float, bool, bool]:
+    if m := _BIN.match(value):
+        return (float(m["lo"]), float(m["hi"]), True, m["close"] == "]")
+    if m := _BELOW.match(value):
+        return (-math.inf, float(m["hi"]), False, False)
+    if m := _ABOVE.match(value):
+        return (float(m["lo"]), math.inf, False, False)
+    raise InvalidArgumentError(f"{value!r} is not a bin label")
+
+
+def _interval_expr(col: str, lo: float, hi: float, lo_closed: bool, hi_closed: bool) -> pl.Expr:
+    c = pl.col(col)
+    parts = []
+    if lo != -math.inf:
+        parts.append(c >= lo if lo_closed else c > lo)
+    if hi != math.inf:
+        parts.append(c <= hi if hi_closed else c < hi)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out & p
+    return out & c.is_not_nan()
+
+
+def slice_filters(
+    found: pl.DataFrame, edges: Mapping[str, Sequence[float]] | None = None
+) -> list[pl.Expr]:
+    """One polars expression per slice of ``found`` that is true on the rows of that slice.
+
+    Each expression is named after the slice (``"country=NG & device=tablet"``), so
+    ``df.filter(exprs[0])`` selects the rows of the best slice and ``df.select(exprs)`` gives
+    one boolean membership column per slice. A predicate ``feature = value`` becomes
+    ``pl.col(feature).cast(pl.String) == value`` for a categorical feature (so integer, boolean
+    and categorical columns match the value as printed), ``is_null()`` for the null value, and
+    a range test for a binned feature: ``[a, b)`` is ``a <= x < b``, the last bin ``[a, b]``
+    is closed, ``(-inf, a)`` is ``x < a``, ``(b, inf)`` is ``x > b``, and null means null or
+    NaN.
+
+    Parameters
+    ----------
+    found : polars.DataFrame
+        A table returned by :func:`discover_slices` (its ``slice`` and ``predicates`` columns).
+    edges : mapping of str to sequence of float, optional
+        Exact edges of binned features. By default each predicate's own ``edges`` (which
+        :func:`discover_slices` records) are used. A feature with neither is binned when every
+        one of its values in ``found`` is a bin label, and its edges are then read from the
+        labels, which print 6 significant digits (more where two edges would print alike):
+        exact for short decimals such as ``[18, 30)``, otherwise close.
+
+    Returns
+    -------
+    list of polars.Expr
+        In the order of ``found``'s rows.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from assay._discovery import slice_filters
+    >>> df = pl.DataFrame({"country": ["NG", "NG", "US", None], "age": [20.0, 40.0, 20.0, 50.0]})
+    >>> found = pl.DataFrame({
+    ...     "slice": ["country=NG & age=[18, 30)", "country=null"],
+    ...     "predicates": [[{"feature": "country", "value": "NG"},
+    ...                     {"feature": "age", "value": "[18, 30)"}],
+    ...                    [{"feature": "country", "value": None}]]})
+    >>> exprs = slice_filters(found)
+    >>> df.select(exprs).rows()
+    [(True, False), (False, False), (False, False), (False, True)]
+    """
+    if not isinstance(found, pl.DataFrame) or "predicates" not in found.columns:
+        raise InvalidArgumentError(
+            "slice_filters needs the table returned by assay.discover_slices (a polars "
+            "DataFrame with a 'predicates' column)"
+        )
+    rows = found.get_column("predicates").to_list()
+    given = dict(edges or {})
+    for preds in rows:  # the exact edges that discover_slices recorded with each predicate
+        for p in preds:
+            if p.get("edges") is not None and p["feature"] not in given:
+                given[p["feature"]] = p["edges"]
+    exact = {str(c): _bin_intervals(e) for c, e in given.items()}
+    values: dict[str, set[str | None]] = {}
+    for preds in rows:
+        for p in preds:
+            values.setdefault(p["feature"], set()).add(p["value"])
+    binned = set(exact) | {
+        f for f, vs in values.items()
+        if any(v is not None for v in vs) and all(v is None or _is_bin_label(v) for v in vs)
+    }
+    labels = (found.get_column("slice").to_list() if "slice" in found.columns
+              else [None] * len(rows))
+    out: list[pl.Expr] = []
+    for preds, name in zip(rows, labels, strict=True):
+        parts: list[pl.Expr] = []
+        for p in preds:
+            col, value = p["feature"], p["value"]
+            c = pl.col(col)
+            if value is None:
+                parts.append(
+                    c.is_null() | c.cast(pl.Float64).is_nan().fill_null(False)
+                    if col in binned else c.is_null()
+                )
+            elif col in binned:
+                if col in exact:
+                    if value not in exact[col]:
+                        raise InvalidArgumentError(
+                            f"{col}={value} is not a bin of the edges given for {col!r}"
+                        )
+                    parts.append(_interval_expr(col, *exact[col][value]))
+                else:
+                    parts.append(_interval_expr(col, *_parse_bin(value)))
+            else:
+                parts.append(c.cast(pl.String) == value)
+        if not parts:
+            raise InvalidArgumentError("a slice with no predicates")
+        expr = parts[0]
+        for part in parts[1:]:
+            expr = expr & part
+        expr = expr.fill_null(False)
+        if name is not None:
+            expr = expr.alias(name)
+        out.append(expr)
+    return out
