@@ -176,8 +176,9 @@ def main() -> None:
         old = open(path).read() if os.path.exists(path) else ""
         head = old[: old.index(marker)] if marker in old else old
         # Sections written by later benches (bench_calibration.py) follow ours: keep them.
-        later = "<!-- bench_calibration -->"
-        tail = old[old.index(later):] if later in old else ""
+        later = [old.index(m) for m in ("<!-- bench_calibration -->", "<!-- bench_discovery -->")
+                 if m in old]
+        tail = old[min(later):] if later else ""
         with open(path, "w") as f:
             f.write(head.rstrip("\n") + "\n\n" + marker + "\n" + text + "\n")
             if tail:
