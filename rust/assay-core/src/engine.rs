@@ -316,7 +316,7 @@ fn update_piece<const LEAN: bool>(
                 if !(0.0..=1.0).contains(&s) {
                     return Err(invalid(
                         plan.score_names[m],
-                        format!("score {s} at row {row} is outside [0, 1]; log_loss, brier and auc=\"binned\" need probabilities"),
+                        format!("score {s} at row {row} is outside [0, 1]; log_loss, brier, the calibration metrics and auc=\"binned\" need probabilities"),
                     ));
                 }
             }
