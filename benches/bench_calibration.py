@@ -45,6 +45,7 @@ import time
 import warnings
 from pathlib import Path
 
+import benchlib
 import numpy as np
 import pyarrow as pa
 import sklearn
@@ -65,21 +66,6 @@ PARTS = ("reliability", "overhead", "isotonic")
 CAL = list(assay.CALIBRATION_METRICS)
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def data(n: int, seed: int = SEED) -> pa.Table:
@@ -224,20 +210,6 @@ def bench_isotonic(y: np.ndarray, p: np.ndarray, repeat: int, rows: list, notes:
 # output
 
 
-def write_section(text: str) -> None:
-    """Replace our marked section of RESULTS.md (or append it); the rest is left as it is."""
-    old = RESULTS.read_text() if RESULTS.exists() else ""
-    section = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    i = old.find(BEGIN)
-    j = old.find(END, i) if i >= 0 else -1
-    if i >= 0 and j >= 0:
-        new = old[:i] + section + old[j + len(END):]
-    else:
-        if i >= 0:  # an opening marker without its end: our section runs to the end of the file
-            old = old[:i]
-        new = (old.rstrip("\n") + "\n\n" if old.strip() else "") + section + "\n"
-    RESULTS.write_text(new)
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -264,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     t = data(n_data)
     y, p = t["y"].to_numpy(), t["p"].to_numpy()
-    ncores = cores()
+    ncores = benchlib.cores()
     threads = (f"assay with its default threads ({ncores} cores), scikit-learn single-threaded "
                "(OMP/MKL/OpenBLAS pinned to 1)")
     print(f"data: {n_data:,} rows in {time.perf_counter() - t0:.1f}s (untimed); {threads}; "
@@ -289,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         f"## Calibration ({', '.join(parts)}; {now:%Y-%m-%d %H:%M} UTC)",
         "",
         f"- command: `{cmd}`",
-        f"- machine: {ncores} cores (sched_getaffinity), {cpu_model()}, "
+        f"- machine: {ncores} cores (sched_getaffinity), {benchlib.cpu_model()}, "
         f"{platform.system()} {platform.release()}",
         f"- software: Python {platform.python_version()}, numpy {np.__version__}, pyarrow "
         f"{pa.__version__}, scikit-learn {sklearn.__version__}, assay "
@@ -316,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if args.write:
-        write_section(text)
+        benchlib.write_section(RESULTS, BEGIN, END, text)
         print(f"\nwrote the {BEGIN} section of {RESULTS}")
     return 0
 

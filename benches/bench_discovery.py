@@ -56,6 +56,7 @@ import time
 import warnings
 from pathlib import Path
 
+import benchlib
 import numpy as np
 import pyarrow as pa
 
@@ -238,21 +239,6 @@ def fmt_gb(x: float | None) -> str:
     return "-" if not x else f"{x / 2**30:.2f}"
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def mem_available() -> int:
@@ -264,20 +250,6 @@ def mem_available() -> int:
         pass
     return 8 * 2**30
 
-
-def write_section(text: str) -> None:
-    """Replace our marked section of RESULTS.md (or append it); the rest is left as it is."""
-    old = RESULTS.read_text() if RESULTS.exists() else ""
-    section = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    i = old.find(BEGIN)
-    j = old.find(END, i) if i >= 0 else -1
-    if i >= 0 and j >= 0:
-        new = old[:i] + section + old[j + len(END):]
-    else:
-        if i >= 0:  # an opening marker without its end: our section runs to the end of the file
-            old = old[:i]
-        new = (old.rstrip("\n") + "\n\n" if old.strip() else "") + section + "\n"
-    RESULTS.write_text(new)
 
 
 def vs_sliceline(rows: int, args, table_rows: list, notes: list) -> bool:
@@ -368,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  check  {line}", flush=True)
             notes.append(line)
 
-    ncores = cores()
+    ncores = benchlib.cores()
     import assay
 
     try:
@@ -384,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         f"## Slice discovery ({now:%Y-%m-%d %H:%M} UTC)",
         "",
         f"- command: `{cmd}`",
-        f"- machine: {ncores} cores (sched_getaffinity), {cpu_model()}, "
+        f"- machine: {ncores} cores (sched_getaffinity), {benchlib.cpu_model()}, "
         f"{platform.system()} {platform.release()}, "
         f"{mem_available() / 2**30:.0f} GB available at the end",
         f"- software: Python {platform.python_version()}, numpy {np.__version__}, pyarrow "
@@ -414,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if args.write:
-        write_section(text)
+        benchlib.write_section(RESULTS, BEGIN, END, text)
         print(f"\nwrote the {BEGIN} section of {RESULTS}")
     return 0
 

@@ -385,11 +385,7 @@ where
         rows += len as u64;
     }
     if errors.is_empty() {
-        return Err(AssayError::EmptyInput(if rows == 0 {
-            "the input has no rows".to_string()
-        } else {
-            format!("all {rows} rows were dropped by nan_policy=\"drop\"")
-        }));
+        return Err(crate::error::no_rows(rows));
     }
     let mut total = Stats::default();
     for e in &errors {

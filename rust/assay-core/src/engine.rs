@@ -849,11 +849,7 @@ where
     }
     let kept = rows - dropped;
     if kept == 0 {
-        return Err(AssayError::EmptyInput(if rows == 0 {
-            "the input has no rows".to_string()
-        } else {
-            format!("all {rows} rows were dropped by nan_policy=\"drop\"")
-        }));
+        return Err(crate::error::no_rows(rows));
     }
     if let Some(iv) = &spec.interval {
         let jackknifed: Vec<String> = spec

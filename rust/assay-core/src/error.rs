@@ -42,6 +42,15 @@ impl From<arrow_schema::ArrowError> for AssayError {
 
 pub type Result<T> = std::result::Result<T, AssayError>;
 
+/// The error of a job left without rows: none read, or all `rows` dropped by `nan_policy`.
+pub(crate) fn no_rows(rows: u64) -> AssayError {
+    AssayError::EmptyInput(if rows == 0 {
+        "the input has no rows".to_string()
+    } else {
+        format!("all {rows} rows were dropped by nan_policy=\"drop\"")
+    })
+}
+
 pub(crate) fn invalid(column: &str, message: impl Into<String>) -> AssayError {
     AssayError::InvalidInput {
         column: column.to_string(),

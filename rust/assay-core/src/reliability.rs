@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use crate::calibration::sigmoid;
 use crate::error::{AssayError, Result};
 use crate::metrics::{Metric, Value};
 use crate::state::RankRows;
@@ -574,16 +575,6 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
         }
     }
     Err(NO_FIT)
-}
-
-#[inline]
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
 }
 
 #[inline]

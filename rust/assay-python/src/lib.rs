@@ -13,6 +13,22 @@ use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3_arrow::{PyArray, PyRecordBatch, PyRecordBatchReader};
 
+/// A slice feature from Python's (column, bin edges or None).
+fn feature((column, edges): (String, Option<Vec<f64>>)) -> Feature {
+    match edges {
+        Some(edges) => Feature::Bins { column, edges },
+        None => Feature::Column(column),
+    }
+}
+
+/// Slice specs from Python's lists of (column, bin edges or None).
+fn slice_specs(slices: Vec<Vec<(String, Option<Vec<f64>>)>>) -> Vec<Vec<Feature>> {
+    slices
+        .into_iter()
+        .map(|spec| spec.into_iter().map(feature).collect())
+        .collect()
+}
+
 /// Maps a core error to the matching class of `assay.errors`.
 fn to_py(py: Python<'_>, e: AssayError) -> PyErr {
     let class = match &e {
@@ -117,17 +133,7 @@ fn evaluate<'py>(
             ))
         }
     };
-    let slices = slices
-        .into_iter()
-        .map(|spec| {
-            spec.into_iter()
-                .map(|(column, edges)| match edges {
-                    Some(edges) => Feature::Bins { column, edges },
-                    None => Feature::Column(column),
-                })
-                .collect()
-        })
-        .collect();
+    let slices = slice_specs(slices);
     let spec = EvalSpec {
         label,
         score,
@@ -293,13 +299,7 @@ fn discover_slices<'py>(
         }
     };
     let spec = DiscoverySpec {
-        features: features
-            .into_iter()
-            .map(|(column, edges)| match edges {
-                Some(edges) => Feature::Bins { column, edges },
-                None => Feature::Column(column),
-            })
-            .collect(),
+        features: features.into_iter().map(feature).collect(),
         error,
         label,
         score,
@@ -335,17 +335,7 @@ fn slice_rows<'py>(
     data: PyRecordBatchReader,
     slices: Vec<Vec<(String, Option<Vec<f64>>)>>,
 ) -> PyResult<Vec<SliceRows<'py>>> {
-    let specs: Vec<Vec<Feature>> = slices
-        .into_iter()
-        .map(|spec| {
-            spec.into_iter()
-                .map(|(column, edges)| match edges {
-                    Some(edges) => Feature::Bins { column, edges },
-                    None => Feature::Column(column),
-                })
-                .collect()
-        })
-        .collect();
+    let specs = slice_specs(slices);
     let reader = data.into_reader()?;
     let out = py.detach(move || -> Result<_, AssayError> {
         let schema = reader.schema();
