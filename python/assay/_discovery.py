@@ -197,8 +197,8 @@ def discover_slices(
     ['device=tablet', 'device=tablet & plan=free', 'country=NG', 'plan=free']
     >>> found.select("size", "error_ratio", "significant").row(0)
     (9837, 2.09..., True)
-    >>> found["predicates"][1].to_list()
-    [{'feature': 'device', 'value': 'tablet', 'edges': None}, {'feature': 'plan', 'value': 'free', 'edges': None}]
+    >>> [(p["feature"], p["value"], p["edges"]) for p in found["predicates"][1]]
+    [('device', 'tablet', None), ('plan', 'free', None)]
 
     Found slices feed back into :func:`assay.evaluate`, each reported under its label:
 
