@@ -206,7 +206,7 @@ where
         },
     };
     let (mut top, family) = if data.total.sum > 0.0 {
-        pool.install(|| search.run())
+        search.run(&pool, interrupted)?
     } else {
         (Vec::new(), Vec::new()) // no error anywhere: no slice is worse than the rest
     };
@@ -458,7 +458,13 @@ impl Search<'_> {
             })
     }
 
-    fn run(&self) -> (Vec<Scored>, Vec<Stats>) {
+    /// The search, level by level; `interrupted` is polled between levels on the calling
+    /// thread (each level's work runs in `pool`).
+    fn run(
+        &self,
+        pool: &rayon::ThreadPool,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<(Vec<Scored>, Vec<Stats>)> {
         let nf = self.data.codes.len();
         let mut family: Vec<Stats> = Vec::new();
         let mut top: Vec<Scored> = Vec::new();
@@ -466,7 +472,7 @@ impl Search<'_> {
         let level1: Vec<Preds> = (0..nf)
             .flat_map(|f| (0..self.data.domains[f]).map(move |v| vec![(f as u16, v as u16)]))
             .collect();
-        let mut evaluated = self.evaluate(&level1);
+        let mut evaluated = pool.install(|| self.evaluate(&level1));
         let max_level = self.spec.max_level.min(nf);
         for level in 1..=max_level {
             let scored = self.keep_scored(&mut evaluated, &mut family);
@@ -481,9 +487,12 @@ impl Search<'_> {
             if candidates.is_empty() {
                 break;
             }
-            evaluated = self.evaluate(&candidates);
+            if interrupted() {
+                return Err(AssayError::Interrupted);
+            }
+            evaluated = pool.install(|| self.evaluate(&candidates));
         }
-        (top, family)
+        Ok((top, family))
     }
 
     /// Slices with at least `min_support` rows, scored and numbered into the family.
