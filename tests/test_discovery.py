@@ -881,3 +881,26 @@ def test_found_slices_feed_back_into_evaluate():
     assert rep2.table["slice"].to_list()[4:] == found["slice"].to_list()
     counts = pl.from_arrow(t).select(disc.slice_filters(found)).sum().row(0)
     assert list(counts) == found["size"].to_list()
+
+
+def test_found_slices_work_in_the_python_side_methods():
+    rng = np.random.default_rng(5)
+    n = 3000
+    g = rng.choice(["a", "b"], n)
+    x = rng.normal(size=n)
+    y = (rng.random(n) < 0.4).astype(int)
+    p = np.clip(0.4 + 0.1 * x, 0, 1)
+    err = rng.random(n) * 0.1 + 0.5 * (g == "b")
+    df = pl.DataFrame({"g": g, "x": x, "y": y, "p": p, "err": err})
+    found = assay.discover_slices(df, features=["g"], error="err", k=3, max_level=1)
+    assert found["slice"].to_list()[0] == "g=b"
+    th = assay.thresholds(df, label="y", score="p", slices=found, n=5)
+    assert set(th["slice"].to_list()) == {"overall", *found["slice"].to_list()}
+
+    def model(batch):
+        return np.clip(0.4 + 0.1 * batch["x"].to_numpy(), 0, 1)
+
+    res = assay.checks.perturbation(model, df, label="y", slices=found, repeats=2,
+                                    perturb={"x": assay.noise.gaussian(0.1)},
+                                    features=["x"])
+    assert res.table["slice"].to_list() == ["overall", *found["slice"].to_list()]

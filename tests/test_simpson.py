@@ -7,6 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+import assay
+
 
 def _cases(cells, group, stratum, outcome):
     """One row per case from (group, stratum, n, successes) cells."""
@@ -178,3 +180,14 @@ def test_bad_input(assay):
     with pytest.raises(assay.InvalidArgumentError, match="nulls"):
         assay.simpson(df.with_columns(pl.lit(None, dtype=pl.String).alias("treatment")),
                       outcome="success", group="treatment", stratum="size")
+
+
+def test_strata_named_like_the_aggregate_or_null_stay_separate():
+    df = pl.DataFrame({"g": list("AABBAB"), "s": ["overall", "x", "overall", "x", "x", "overall"],
+                       "o": [1, 0, 0, 1, 1, 0]})
+    res = assay.simpson(df, outcome="o", group="g", stratum="s")
+    assert res.table.height == 3  # the aggregate, then the strata "overall" and "x"
+    assert res.table["A_n"].to_list() == [3, 1, 2]
+    df2 = df.with_columns(pl.Series("s", ["null", None, "null", None, "x", "x"]))
+    res2 = assay.simpson(df2, outcome="o", group="g", stratum="s")
+    assert res2.table.height == 4 and res2.table["A_n"].to_list()[0] == 3

@@ -244,7 +244,11 @@ CONFUSION_METRICS = (
     "base_rate", "prediction_rate", "accuracy", "balanced_accuracy", "precision", "recall",
     "specificity", "fpr", "fnr", "f1", "mcc",
 )
-LOWER_IS_BETTER = frozenset({"fpr", "fnr", "log_loss", "brier"})
+# The engine's own directions (Metric::higher_is_better).
+LOWER_IS_BETTER = frozenset(
+    m for m in (*_native.default_metrics(), *_native.calibration_metrics())
+    if _native.higher_is_better(m) is False
+)
 
 
 def metric_names(metrics: Any, what: str, allowed: Sequence[str] | None = None,

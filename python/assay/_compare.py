@@ -10,20 +10,16 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow as pa
 
+from . import _native
 from ._evaluate import SliceLike, _calibration, _interval, _run
 from .errors import InvalidArgumentError, RegressionDetected
 from .report import Report
 
-# Metrics where smaller is better, and metrics with no better or worse direction (the engine's
-# `Metric::higher_is_better`).
-_LOWER_IS_BETTER = frozenset({
-    "log_loss", "brier", "fpr", "fnr", "ece", "mce", "rmsce", "ace", "ece_debiased",
-    "smooth_ece", "brier_reliability",
-})
-_NO_DIRECTION = frozenset({
-    "base_rate", "prediction_rate", "oe_ratio", "calibration_slope", "calibration_intercept",
-    "brier_uncertainty",
-})
+# Metrics where smaller is better, and metrics with no better or worse direction: the
+# engine's own `Metric::higher_is_better`.
+_ALL_METRICS = (*_native.default_metrics(), *_native.calibration_metrics())
+_LOWER_IS_BETTER = frozenset(m for m in _ALL_METRICS if _native.higher_is_better(m) is False)
+_NO_DIRECTION = frozenset(m for m in _ALL_METRICS if _native.higher_is_better(m) is None)
 
 
 class Comparison:

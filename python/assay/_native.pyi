@@ -14,6 +14,7 @@ __all__ = [
     "discover_slices",
     "slice_rows",
     "bin_labels",
+    "higher_is_better",
     "metric_from_counts",
     "metric_name",
     "__version__",
@@ -80,6 +81,9 @@ def metric_from_counts(
 
 def bin_labels(edges: list[float]) -> list[str]:
     """The slice labels of the bins of `edges`, then below-range and above-range."""
+
+def higher_is_better(name: str) -> bool | None:
+    """Whether a larger value of the metric is better (None: it has no direction)."""
 
 def calibration_metrics() -> list[str]:
     """The names of the calibration metrics (computed only when asked for)."""

@@ -14,7 +14,7 @@ from .errors import InvalidArgumentError
 
 __all__ = ["simpson", "SimpsonResult"]
 
-_O, _G, _S, _W = "__assay_o", "__assay_g", "__assay_s", "__assay_w"
+_O, _G, _S, _W, _K = "__assay_o", "__assay_g", "__assay_s", "__assay_w", "__assay_k"
 
 
 class SimpsonResult:
@@ -234,21 +234,24 @@ def simpson(
     aggs = [pl.len().cast(pl.Int64).alias("n"),
             (succ if weighted else pl.col(_O).sum().cast(pl.Int64)).alias("successes"),
             (succ / pl.col(_W).sum()).alias("rate"), pl.col(_W).sum().alias("w")]
-    # strata in the order of their values (null last), shown as strings
-    strata = long.select(pl.col(_S).unique()).sort(_S, nulls_last=True).select(
-        pl.col(_S).cast(pl.String).fill_null("null"))
-    long = long.with_columns(pl.col(_S).cast(pl.String).fill_null("null"))
-    per = long.group_by(_S, _G).agg(aggs)
-    tot = long.group_by(_G).agg(aggs).with_columns(pl.lit("overall").alias(_S))
+    # Strata are keyed by an integer (the rank of their value, null last; 0 is the aggregate),
+    # so that a stratum whose value prints as "overall" or "null" stays a stratum of its own.
+    rank = pl.col(_S).rank("dense")
+    long = long.with_columns(rank.fill_null(rank.max().fill_null(0) + 1).cast(pl.Int64)
+                             .alias(_K))
+    strata = long.select(_K, pl.col(_S).cast(pl.String).fill_null("null")).unique(_K).sort(_K)
+    per = long.group_by(_K, _G).agg(aggs)
+    tot = long.group_by(_G).agg(aggs).with_columns(pl.lit(0, dtype=pl.Int64).alias(_K))
 
     def side(frame: pl.DataFrame, g: str) -> pl.DataFrame:
         return frame.filter(pl.col(_G) == g).select(
-            _S, pl.col("n").alias(f"{g}_n"), pl.col("successes").alias(f"{g}_successes"),
+            _K, pl.col("n").alias(f"{g}_n"), pl.col("successes").alias(f"{g}_successes"),
             pl.col("rate").alias(f"{g}_rate"), pl.col("w").alias(f"_w_{g}"))
 
-    keys = pl.concat([pl.DataFrame({_S: ["overall"]}), strata]).with_row_index("_i")
-    table = keys.join(pl.concat([side(tot, a), side(per, a)]), on=_S, how="left").join(
-        pl.concat([side(tot, b), side(per, b)]), on=_S, how="left").sort("_i").drop("_i")
+    keys = pl.concat([pl.DataFrame({_K: [0], _S: ["overall"]},
+                                   schema={_K: pl.Int64, _S: pl.String}), strata])
+    table = keys.join(pl.concat([side(tot, a), side(per, a)]), on=_K, how="left").join(
+        pl.concat([side(tot, b), side(per, b)]), on=_K, how="left").sort(_K).drop(_K)
     for g in (a, b):
         table = table.with_columns(pl.col(f"{g}_n").fill_null(0),
                                    pl.col(f"{g}_successes").fill_null(0))

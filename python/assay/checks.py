@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from . import _common as c
 from ._compare import _LOWER_IS_BETTER, _NO_DIRECTION, compare
-from ._evaluate import Bins, SliceLike, bins, evaluate
+from ._evaluate import Bins, SliceLike, _is_found, bins, evaluate
 from .errors import AssayError, InvalidArgumentError, ModelError, ModelOutputError, SchemaError
 from .noise import Noise
 
@@ -249,15 +249,19 @@ def _fixed_slices(df: pl.DataFrame, slices: Any) -> Any:
                 return bins(item.column, edges=edges)
         return item
 
-    if isinstance(slices, (str, Bins)):
+    if isinstance(slices, (str, Bins)) or _is_found(slices):
         slices = [slices]
-    return [tuple(fix(i) for i in s) if isinstance(s, (tuple, list)) else fix(s)
-            for s in slices]
+    # A table of discovered slices carries exact edges already.
+    return [s if _is_found(s) else tuple(fix(i) for i in s) if isinstance(s, (tuple, list))
+            else fix(s) for s in slices]
 
 
 def _slice_columns(slices: Any) -> list[str]:
     cols: list[str] = []
     for s in slices:
+        if _is_found(s):  # the features of a discover_slices table
+            s = list(dict.fromkeys(s.get_column("predicates").explode()
+                                   .struct.field("feature").drop_nulls().to_list()))
         for it in (s if isinstance(s, (tuple, list)) else [s]):
             name = it.column if isinstance(it, Bins) else it
             if isinstance(name, str) and name not in cols:

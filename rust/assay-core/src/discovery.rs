@@ -641,30 +641,48 @@ impl Search<'_> {
             .iter()
             .map(|f| self.data.codes[*f as usize].as_slice())
             .collect();
-        let strides: Vec<u64> = {
-            let mut s = Vec::with_capacity(feats.len());
-            let mut acc = 1u64;
-            for f in feats {
-                s.push(acc);
-                acc = acc.saturating_mul(self.data.domains[*f as usize].max(1) as u64);
+        let errors = &self.data.errors;
+        // Mixed-radix keys of the value codes: exact (u128 holds 8 features of 16-bit codes);
+        // a longer combination whose key space overflows is keyed by its codes themselves.
+        let mut strides: Option<Vec<u128>> = Some(Vec::with_capacity(feats.len()));
+        let mut cells: u128 = 1;
+        for f in feats {
+            if let Some(s) = strides.as_mut() {
+                s.push(cells);
             }
-            s
+            match cells.checked_mul(self.data.domains[*f as usize].max(1) as u128) {
+                Some(c) => cells = c,
+                None => strides = None,
+            }
+        }
+        let Some(strides) = strides else {
+            let slot: HashMap<Vec<u16>, usize> = members
+                .iter()
+                .enumerate()
+                .map(|(j, m)| (candidates[*m].iter().map(|(_, v)| *v).collect(), j))
+                .collect();
+            let mut acc = vec![Stats::default(); members.len()];
+            let mut key = vec![0u16; cols.len()];
+            for (i, e) in errors.iter().enumerate() {
+                for (k, c) in key.iter_mut().zip(&cols) {
+                    *k = c[i];
+                }
+                if let Some(j) = slot.get(&key) {
+                    acc[*j].add(*e);
+                }
+            }
+            return members.iter().copied().zip(acc).collect();
         };
-        let cells: u64 = feats
-            .iter()
-            .map(|f| self.data.domains[*f as usize].max(1) as u64)
-            .fold(1u64, |a, b| a.saturating_mul(b));
-        let key_of = |p: &Preds| -> u64 {
+        let key_of = |p: &Preds| -> u128 {
             p.iter()
                 .zip(&strides)
-                .map(|((_, v), s)| *v as u64 * s)
+                .map(|((_, v), s)| *v as u128 * s)
                 .sum()
         };
-        let errors = &self.data.errors;
-        let row_key = |i: usize| -> u64 {
+        let row_key = |i: usize| -> u128 {
             cols.iter()
                 .zip(&strides)
-                .map(|(c, s)| c[i] as u64 * s)
+                .map(|(c, s)| c[i] as u128 * s)
                 .sum()
         };
         if cells <= 1 << 16 {
@@ -677,7 +695,7 @@ impl Search<'_> {
                 .map(|m| (*m, acc[key_of(&candidates[*m]) as usize]))
                 .collect()
         } else {
-            let slot: HashMap<u64, usize> = members
+            let slot: HashMap<u128, usize> = members
                 .iter()
                 .enumerate()
                 .map(|(j, m)| (key_of(&candidates[*m]), j))

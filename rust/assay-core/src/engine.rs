@@ -774,7 +774,7 @@ where
         let all_ids = model_ids(&n_ids);
         // Pieces run in waves of a few per thread: the chunk states in flight (and their
         // memory) stay bounded however large the batch, and merged states are reused.
-        let wave = 4 * pool.current_num_threads().max(1);
+        let wave = WAVE;
         check_state_size(&all_ids, &plan, pieces.len().min(wave))?;
         for (w, wave_pieces) in pieces.chunks(wave).enumerate() {
             // Kept rows are written in place: each piece gets a window of each model's rows.
@@ -1112,6 +1112,10 @@ fn calibration_value(
     }
 }
 
+/// Chunks processed (and their states alive) at once: a constant, so that whether a job fits
+/// in memory does not depend on the thread count.
+const WAVE: usize = 64;
+
 /// The most memory the per-chunk states of one batch may take (replicate blocks dominate).
 const MAX_STATE_BYTES: usize = 8 << 30;
 
@@ -1129,8 +1133,8 @@ fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
     if bytes > MAX_STATE_BYTES {
         return Err(AssayError::InvalidArgument(format!(
             "this job needs about {:.1} GiB of per-slice state ({ids} slices x {} replicate \
-             slots, {pieces} chunks in flight); use fewer bootstrap replicates, fewer or \
-             coarser slices, or smaller record batches",
+             slots, calibration grids, {pieces} chunks in flight); use fewer bootstrap \
+             replicates, fewer or coarser slices, or fewer calibration metrics",
             bytes as f64 / (1u64 << 30) as f64,
             plan.shape.slots
         )));
@@ -1141,7 +1145,7 @@ fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
 /// A rayon pool owned by one call. Each job builds its own rather than using the global
 /// pool so that a process forked after a call (multiprocessing) starts clean, and so that
 /// `n_threads` is honoured exactly. `None` means one thread per core.
-pub(crate) fn job_pool(n_threads: Option<usize>) -> Result<rayon::ThreadPool> {
+pub fn job_pool(n_threads: Option<usize>) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n_threads.unwrap_or(0))
         .build()

@@ -507,6 +507,34 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
     if x_max - x_min <= 1e-9 * (1.0 + x_max.abs()) {
         return Err(CONSTANT_SCORE);
     }
+    // Separation: when every cell holds one class and the classes do not interleave along
+    // the logit, the likelihood has no maximum (the slope runs off to infinity).
+    let (mut neg_max, mut pos_min, mut neg_min, mut pos_max) = (
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    let mut mixed = false;
+    for (i, c) in cells.chunks_exact(LOGIT_FIELDS).enumerate() {
+        if c[0] <= 0.0 {
+            continue;
+        }
+        let x = logit_centre(i);
+        let (pos, neg) = (c[4] > 0.0, c[4] < c[0]);
+        mixed |= pos && neg;
+        if pos {
+            pos_min = pos_min.min(x);
+            pos_max = pos_max.max(x);
+        }
+        if neg {
+            neg_min = neg_min.min(x);
+            neg_max = neg_max.max(x);
+        }
+    }
+    if !mixed && (neg_max < pos_min || pos_max < neg_min) {
+        return Err(NO_FIT);
+    }
     let loglik = |a: f64, b: f64| {
         let mut l = a * y0 + b * yx;
         for (x, v) in xs.iter().zip(&vs) {
@@ -514,9 +542,10 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
         }
         l
     };
-    let (mut a, mut b) = (0.0, 1.0);
-    let mut l = loglik(a, b);
-    for _ in 0..200 {
+    // Newton's method with a backtracking line search from the intercept-only fit (a well
+    // conditioned start whatever the scores); the information matrix at the optimum gives
+    // the covariance.
+    let information = |a: f64, b: f64| {
         let (mut ga, mut gb) = (y0, yx);
         let (mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0);
         for (x, v) in xs.iter().zip(&vs) {
@@ -528,50 +557,54 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
             hab += q * x;
             hbb += q * x * x;
         }
+        ((ga, gb), (haa, hab, hbb))
+    };
+    let ybar = y0 / total;
+    let (mut a, mut b) = ((ybar / (1.0 - ybar)).ln(), 0.0);
+    let mut l = loglik(a, b);
+    for _ in 0..100 {
+        let ((ga, gb), (haa, hab, hbb)) = information(a, b);
         let det = haa * hbb - hab * hab;
         if det.is_nan() || det <= 0.0 || !det.is_finite() {
             return Err(NO_FIT);
         }
         let da = (hbb * ga - hab * gb) / det;
         let db = (haa * gb - hab * ga) / det;
-        let mut step = 1.0;
-        let mut accepted = false;
-        while step > 1e-10 {
-            let (na, nb) = (a + step * da, b + step * db);
-            let nl = loglik(na, nb);
-            if nl >= l - 1e-12 * l.abs() {
-                a = na;
-                b = nb;
-                l = nl;
-                accepted = true;
-                break;
-            }
-            step *= 0.5;
-        }
-        if !a.is_finite() || !b.is_finite() || b.abs() > 1e6 {
-            return Err(NO_FIT);
-        }
-        let converged = (step * da).abs() <= 1e-12 * (1.0 + a.abs())
-            && (step * db).abs() <= 1e-12 * (1.0 + b.abs());
-        if converged || !accepted {
-            // Information matrix at the optimum (weights as frequencies).
-            let (mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0);
-            for (x, v) in xs.iter().zip(&vs) {
-                let p = sigmoid(a + b * x);
-                let q = v * p * (1.0 - p);
-                haa += q;
-                hab += q * x;
-                hbb += q * x * x;
-            }
-            let det = haa * hbb - hab * hab;
-            if det.is_nan() || det <= 0.0 {
-                return Err(NO_FIT);
-            }
+        // The Newton decrement: the likelihood gain the quadratic model still promises.
+        let decrement = ga * da + gb * db;
+        if decrement <= 1e-20 * (1.0 + l.abs()) {
             return Ok(LogisticFit {
                 intercept: a,
                 slope: b,
                 cov: [hbb / det, -hab / det, haa / det],
             });
+        }
+        let mut step = 1.0;
+        loop {
+            let (na, nb) = (a + step * da, b + step * db);
+            let nl = loglik(na, nb);
+            if nl > l {
+                a = na;
+                b = nb;
+                l = nl;
+                break;
+            }
+            step *= 0.5;
+            if step < 1e-12 {
+                // No ascent along the Newton direction: at the optimum up to rounding when the
+                // promised gain is negligible, else the fit is failing.
+                if decrement <= 1e-10 * (1.0 + l.abs()) {
+                    return Ok(LogisticFit {
+                        intercept: a,
+                        slope: b,
+                        cov: [hbb / det, -hab / det, haa / det],
+                    });
+                }
+                return Err(NO_FIT);
+            }
+        }
+        if !a.is_finite() || !b.is_finite() || b.abs() > 1e4 {
+            return Err(NO_FIT);
         }
     }
     Err(NO_FIT)
@@ -1230,6 +1263,28 @@ mod tests {
         assert!((fit.slope - 0.6).abs() < 1e-6, "{fit:?}");
         assert!((fit.intercept - 0.3).abs() < 1e-6, "{fit:?}");
         assert!(fit.cov[0] > 0.0 && fit.cov[2] > 0.0);
+    }
+
+    #[test]
+    fn logistic_fit_handles_hard_scores_and_separation() {
+        // Hard 0/1 scores, 80% right: two points on the logit scale; the MLE is finite.
+        let mut cells = vec![0.0; LOGIT_CELLS * LOGIT_FIELDS];
+        add_logit(&mut cells, 1.0, 1.0, 80.0);
+        add_logit(&mut cells, 1.0, 0.0, 20.0);
+        add_logit(&mut cells, 0.0, 0.0, 80.0);
+        add_logit(&mut cells, 0.0, 1.0, 20.0);
+        let fit = logistic_fit(&cells).unwrap();
+        // P(y=1 | s=1) = 0.8 = sigmoid(a + b L), P(y=1 | s=0) = 0.2 = sigmoid(a - b L).
+        let l = logit(1.0);
+        let expect = (0.8f64 / 0.2).ln() / l;
+        assert!((fit.slope - expect).abs() < 1e-9, "{fit:?} vs {expect}");
+        assert!(fit.intercept.abs() < 1e-9, "{fit:?}");
+        // Separated classes have no finite fit.
+        let mut cells = vec![0.0; LOGIT_CELLS * LOGIT_FIELDS];
+        for (s, y) in [(0.1, 0.0), (0.2, 0.0), (0.8, 1.0), (0.9, 1.0)] {
+            add_logit(&mut cells, s, y, 1.0);
+        }
+        assert_eq!(logistic_fit(&cells), Err(NO_FIT));
     }
 
     #[test]

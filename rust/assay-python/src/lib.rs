@@ -340,10 +340,18 @@ fn slice_rows<'py>(
     let out = py.detach(move || -> Result<_, AssayError> {
         let schema = reader.schema();
         let mut slicer = assay_core::slicing::Slicer::new(&schema, &specs)?;
+        // A pool per call, as every job: the global pool does not survive fork().
+        let pool = assay_core::engine::job_pool(None)?;
         let mut ids: Vec<Vec<u32>> = vec![Vec::new(); specs.len()];
         for batch in reader {
+            if interrupted() {
+                return Err(AssayError::Interrupted);
+            }
             let batch = batch?;
-            for (all, part) in ids.iter_mut().zip(slicer.encode_batch(&batch)?) {
+            for (all, part) in ids
+                .iter_mut()
+                .zip(pool.install(|| slicer.encode_batch(&batch))?)
+            {
                 all.extend_from_slice(&part);
             }
         }
@@ -430,6 +438,14 @@ fn bin_labels(py: Python<'_>, edges: Vec<f64>) -> PyResult<Vec<String>> {
         ));
     }
     Ok(assay_core::slicing::bin_labels(&edges))
+}
+
+/// Whether a larger value of metric `name` is better (None: it has no direction).
+#[pyfunction]
+fn higher_is_better(py: Python<'_>, name: &str) -> PyResult<Option<bool>> {
+    Metric::parse(name)
+        .map(|m| m.higher_is_better())
+        .map_err(|e| to_py(py, e))
 }
 
 /// The names of the calibration metrics (computed only when asked for).
@@ -553,6 +569,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(discover_slices, m)?)?;
     m.add_function(wrap_pyfunction!(slice_rows, m)?)?;
     m.add_function(wrap_pyfunction!(bin_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(higher_is_better, m)?)?;
     m.add_function(wrap_pyfunction!(metric_from_counts, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEBUG_BUILD", cfg!(debug_assertions))?;
