@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 import scipy.optimize as so
+import scipy.special
 import scipy.stats as st
 
 # Scores are clamped to [EPS, 1 - EPS] before the logit of the calibration slope (as log loss).
@@ -243,7 +244,7 @@ def _logistic_fit_exists(z, y, w):
 def _logistic_loss_grad_hess(beta, X, y, w):
     eta = X @ beta
     loss = np.sum(w * (np.logaddexp(0.0, eta) - y * eta))
-    p = 1 / (1 + np.exp(-eta))
+    p = scipy.special.expit(eta)
     grad = X.T @ (w * (p - y))
     hess = (X * (w * p * (1 - p))[:, None]).T @ X
     return loss, grad, hess

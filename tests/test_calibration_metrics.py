@@ -733,3 +733,26 @@ def test_bootstrap_intervals_of_calibration_metrics():
             assert r["lo"] is None and r["hi"] is None, (label, m)
             assert r["note"], (label, m)
     assert set(long["method"].drop_nulls().to_list()) <= {"percentile"}
+
+
+def test_calibration_fit_of_hard_scores_and_separated_classes():
+    # Hard 0/1 scores (trees, kNN): the fit lives on two logits and is finite.
+    rng = np.random.default_rng(17)
+    y = rng.integers(0, 2, 10_000)
+    p = np.where(rng.random(10_000) < 0.8, y, 1 - y).astype(float)
+    rep = assay.evaluate({"y": y, "p": p}, label="y", score="p",
+                         metrics=["calibration_slope", "calibration_intercept"])
+    # Closed form: sigmoid(a +/- b L) = the fraction of positives at s = 1 / s = 0, with
+    # L = logit(1 - 2^-52) (scores are clamped before the logit).
+    eps = 2.0**-52
+    big = math.log((1 - eps) / eps)
+    f1, f0 = y[p == 1].mean(), y[p == 0].mean()
+    lg = lambda f: math.log(f / (1 - f))  # noqa: E731
+    b, a = (lg(f1) - lg(f0)) / (2 * big), (lg(f1) + lg(f0)) / 2
+    assert rep.table["calibration_slope"][0] == pytest.approx(b, rel=1e-9)
+    assert rep.table["calibration_intercept"][0] == pytest.approx(a, abs=1e-9)
+    # Classes the score separates have no finite fit: null, with the reason.
+    sep = assay.evaluate({"y": [0, 0, 1, 1], "p": [0.1, 0.2, 0.8, 0.9]}, label="y",
+                         score="p", metrics=["calibration_slope"])
+    assert sep.table["calibration_slope"][0] is None
+    assert "separates" in sep.long()["note"][0]
