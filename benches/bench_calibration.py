@@ -36,8 +36,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXP
 
 import argparse
 import datetime
-import gc
-import math
 import platform
 import shlex
 import sys
@@ -79,18 +77,6 @@ def data(n: int, seed: int = SEED) -> pa.Table:
     return pa.table({"y": pa.array(y), "p": pa.array(p), "g": g})
 
 
-def best_of(fn, repeat: int):
-    """(best wall seconds over ``repeat`` calls after one untimed warm-up call, last result)."""
-    fn()
-    best = math.inf
-    out = None
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
 
 def fmt_s(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
@@ -127,13 +113,13 @@ def bench_reliability(t: pa.Table, y: np.ndarray, p: np.ndarray, repeat: int, ro
     for strategy, target, goal in (("quantile", ">= 10x", 10.0), ("uniform", "(info)", None)):
         print(f"[1] reliability, {N_BINS} {strategy} bins", flush=True)
         calibration_curve(small_y, small_p, n_bins=N_BINS, strategy=strategy)  # imports
-        s, (prob_true, prob_pred) = best_of(
-            lambda st=strategy: calibration_curve(y, p, n_bins=N_BINS, strategy=st), repeat)
+        s, (prob_true, prob_pred) = benchlib.best_of(
+            lambda st=strategy: calibration_curve(y, p, n_bins=N_BINS, strategy=st), repeat, warmup=True)
         print(f"  sklearn calibration_curve: {s:.4f}s", flush=True)
         a = None
         try:
-            a, rel = best_of(lambda st=strategy: assay.reliability(
-                t, label="y", score="p", n_bins=N_BINS, strategy=st), repeat)
+            a, rel = benchlib.best_of(lambda st=strategy: assay.reliability(
+                t, label="y", score="p", n_bins=N_BINS, strategy=st), repeat, warmup=True)
         except (AttributeError, ValueError) as e:
             skipped(f"assay.reliability({strategy})", e)
         peer = f'sklearn calibration_curve(strategy="{strategy}")'
@@ -171,8 +157,8 @@ def bench_overhead(t: pa.Table, repeat: int, rows: list, notes: list) -> None:
         print(f"[2] {len(base)} default metrics + {len(CAL)} calibration metrics, {label}",
               flush=True)
         kw = dict(label="y", score="p", slices=slices)
-        b, _ = best_of(lambda kw=kw: assay.evaluate(t, metrics=None, **kw), repeat)
-        w, rep = best_of(lambda kw=kw: assay.evaluate(t, metrics=with_cal, **kw), repeat)
+        b, _ = benchlib.best_of(lambda kw=kw: assay.evaluate(t, metrics=None, **kw), repeat, warmup=True)
+        w, rep = benchlib.best_of(lambda kw=kw: assay.evaluate(t, metrics=with_cal, **kw), repeat, warmup=True)
         over = w / b - 1.0
         print(f"  assay  without {b:.4f}s, with {w:.4f}s: {over:+.1%}", flush=True)
         rows.append((f"evaluate: 15 defaults + 12 calibration metrics, {label}", w,
@@ -193,9 +179,9 @@ def bench_overhead(t: pa.Table, repeat: int, rows: list, notes: list) -> None:
 def bench_isotonic(y: np.ndarray, p: np.ndarray, repeat: int, rows: list, notes: list) -> None:
     m = len(p)
     print(f"[3] isotonic fit, {m:,} rows", flush=True)
-    s, ir = best_of(lambda: IsotonicRegression(out_of_bounds="clip").fit(p, y), repeat)
+    s, ir = benchlib.best_of(lambda: IsotonicRegression(out_of_bounds="clip").fit(p, y), repeat, warmup=True)
     print(f"  sklearn IsotonicRegression.fit: {s:.4f}s", flush=True)
-    a, iso = best_of(lambda: assay.calibrate.Isotonic().fit(p, y), repeat)
+    a, iso = benchlib.best_of(lambda: assay.calibrate.Isotonic().fit(p, y), repeat, warmup=True)
     print(f"  assay  calibrate.Isotonic.fit:  {a:.4f}s  -> {s / a:.1f}x", flush=True)
     rows.append((f"isotonic fit, {m:,} rows", a,
                  'sklearn IsotonicRegression(out_of_bounds="clip").fit', s, s / a, "(info)", None))

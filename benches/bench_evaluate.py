@@ -25,7 +25,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse
 import datetime as _dt
-import gc
 import json
 import math
 import platform
@@ -123,17 +122,6 @@ def load_data(rows: int) -> tuple[pa.Table, float, bool]:
 # timing
 
 
-def best_of(fn, repeat: int):
-    """(best wall seconds over ``repeat`` calls, result of the last call)."""
-    best = math.inf
-    out = None
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
 
 # --------------------------------------------------------------------------------------------
 # peers
@@ -226,7 +214,7 @@ def polars_time(path: Path, repeat: int) -> tuple[float, int, object]:
 
     df = pl.read_parquet(path).rechunk()
     polars_query(df.head(1000))  # warm-up
-    secs, out = best_of(lambda: polars_query(df), repeat)
+    secs, out = benchlib.best_of(lambda: polars_query(df), repeat)
     return secs, pl.thread_pool_size(), out
 
 
@@ -433,13 +421,13 @@ def main(argv=None) -> int:
         if assay is None:
             return None, None, None
         assay.evaluate(table.slice(0, 2000), label="y", score="p", **kw)  # warm-up
-        t, rep = best_of(lambda: assay.evaluate(data_fn(), label="y", score="p", **kw), repeat)
-        t1, _ = best_of(lambda: assay.evaluate(data_fn(), label="y", score="p", n_threads=1, **kw), repeat)
+        t, rep = benchlib.best_of(lambda: assay.evaluate(data_fn(), label="y", score="p", **kw), repeat)
+        t1, _ = benchlib.best_of(lambda: assay.evaluate(data_fn(), label="y", score="p", n_threads=1, **kw), repeat)
         print(f"  assay  {label}: {t:.4f}s (1 thread {t1:.4f}s)", flush=True)
         return t, t1, rep
 
     def run_peer(fn, label):
-        t, out = best_of(fn, repeat)
+        t, out = benchlib.best_of(fn, repeat)
         print(f"  peer   {label}: {t:.4f}s", flush=True)
         return t, out
 

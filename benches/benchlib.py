@@ -7,8 +7,11 @@ before it imports numpy.
 
 from __future__ import annotations
 
+import gc
+import math
 import os
 import platform
+import time
 from pathlib import Path
 
 
@@ -45,3 +48,18 @@ def write_section(results: Path, begin: str, end: str, text: str) -> None:
             old = old[:i]
         new = (old.rstrip("\n") + "\n\n" if old.strip() else "") + section + "\n"
     results.write_text(new)
+
+
+def best_of(fn, repeat: int, warmup: bool = False):
+    """(best wall seconds over ``repeat`` calls of ``fn``, result of the last call), after one
+    untimed call when ``warmup``."""
+    if warmup:
+        fn()
+    best = math.inf
+    out = None
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
