@@ -179,6 +179,71 @@ impl Resampler {
         k
     }
 
+    /// Poisson(1) weights of the row with key `rk` in bootstrap replicates
+    /// `from..from + out.len()` (all of them bootstrap slots), one [`Resampler::poisson`] each.
+    #[inline(always)]
+    pub fn draws(&self, rk: u64, from: u32, out: &mut [u32]) {
+        for (j, k) in out.iter_mut().enumerate() {
+            *k = self.poisson(rk, from + j as u32);
+        }
+    }
+
+    /// [`Resampler::draws`] eight lanes at a time, the same integers. The replicate multiplier
+    /// advances by addition, and only five thresholds are compared unless a lane reaches the
+    /// fifth (P(X >= 5) < 0.4% per lane): the rest are added for those 8-lane groups only.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn draws_avx2(&self, rk: u64, from: u32, out: &mut [u32]) {
+        use std::arch::x86_64::*;
+        let (lo, hi) = (rk as u32 as i32, (rk >> 32) as u32 as i32);
+        let (lo, hi) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
+        let c1 = _mm256_set1_epi32(0x85EB_CA6Bu32 as i32);
+        let c2 = _mm256_set1_epi32(0xC2B2_AE35u32 as i32);
+        let sign = _mm256_set1_epi32(i32::MIN);
+        let step = _mm256_set1_epi32(0x9E37_79B9u32.wrapping_mul(8) as i32);
+        let t: [__m256i; 12] = std::array::from_fn(|j| _mm256_set1_epi32(self.thresholds[j]));
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let first = _mm256_add_epi32(_mm256_set1_epi32(from as i32), lanes);
+        let mut bg = _mm256_mullo_epi32(first, _mm256_set1_epi32(0x9E37_79B9u32 as i32));
+        let n = out.len();
+        let mut chunks = out.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            let mut x = _mm256_add_epi32(_mm256_xor_si256(lo, bg), hi);
+            x = _mm256_xor_si256(x, _mm256_srli_epi32::<16>(x));
+            x = _mm256_mullo_epi32(x, c1);
+            x = _mm256_xor_si256(x, _mm256_srli_epi32::<13>(x));
+            x = _mm256_mullo_epi32(x, c2);
+            x = _mm256_xor_si256(x, _mm256_srli_epi32::<16>(x));
+            let xs = _mm256_xor_si256(x, sign);
+            // Lanes below threshold j give -1 in lt(j); k = 12 + the sum over all twelve, and
+            // a lane below the fifth threshold is below all later ones.
+            let lt = |j: usize| _mm256_cmpgt_epi32(t[j], xs);
+            let below4 = lt(4);
+            let mut k = _mm256_add_epi32(
+                _mm256_add_epi32(lt(0), lt(1)),
+                _mm256_add_epi32(lt(2), lt(3)),
+            );
+            k = _mm256_add_epi32(k, below4);
+            if _mm256_movemask_epi8(below4) == -1 {
+                k = _mm256_add_epi32(k, _mm256_set1_epi32(5));
+            } else {
+                for j in 5..12 {
+                    k = _mm256_add_epi32(k, lt(j));
+                }
+                k = _mm256_add_epi32(k, _mm256_set1_epi32(12));
+            }
+            _mm256_storeu_si256(chunk.as_mut_ptr() as *mut __m256i, k);
+            bg = _mm256_add_epi32(bg, step);
+        }
+        let rest = chunks.into_remainder();
+        let done = (from as usize + n - rest.len()) as u32;
+        self.draws(rk, done, rest);
+    }
+
     /// The jackknife group of a row.
     #[inline(always)]
     pub fn group(&self, rk: u64) -> usize {
@@ -203,23 +268,32 @@ impl Resampler {
 }
 
 #[inline(always)]
-fn fill_poisson_body(r: &Resampler, rk: u64, w: f64, from: u32, out: &mut [f64]) {
-    // Draw in blocks: the integer loop runs 8 lanes wide, the conversion 4 wide.
-    let mut ks = [0i32; 64];
+fn fill_poisson_body(r: &Resampler, rk: u64, w: f64, from: u32, out: &mut [f64], simd: bool) {
+    // Draw in blocks of integers, then convert (4 lanes wide).
+    let mut ks = [0u32; 64];
     for (c, block) in out.chunks_mut(64).enumerate() {
-        let base = from + (c * 64) as u32;
-        for (j, k) in ks[..block.len()].iter_mut().enumerate() {
-            *k = r.poisson(rk, base + j as u32) as i32;
+        let (base, ks) = (from + (c * 64) as u32, &mut ks[..block.len()]);
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `simd` is true only on the AVX2 path of `fill_poisson`.
+            unsafe { r.draws_avx2(rk, base, ks) };
+        } else {
+            r.draws(rk, base, ks);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = simd;
+            r.draws(rk, base, ks);
         }
         // k <= 12: the signed conversion is exact and vectorizes (AVX2 has no u32 -> f64).
-        for (o, k) in block.iter_mut().zip(&ks) {
-            *o = *k as f64 * w;
+        for (o, k) in block.iter_mut().zip(ks.iter()) {
+            *o = *k as i32 as f64 * w;
         }
     }
 }
 
-/// The hot loop of every bootstrap job. It vectorizes well on AVX2 (8 lanes of 32-bit
-/// multiplies); the result is the same bits on either path (integer hashing, one multiply).
+/// The hot loop of every bootstrap job; the result is the same bits on either path (integer
+/// draws, one multiply).
 #[inline]
 fn fill_poisson(r: &Resampler, rk: u64, w: f64, from: u32, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
@@ -230,13 +304,13 @@ fn fill_poisson(r: &Resampler, rk: u64, w: f64, from: u32, out: &mut [f64]) {
             return;
         }
     }
-    fill_poisson_body(r, rk, w, from, out)
+    fill_poisson_body(r, rk, w, from, out, false)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn fill_poisson_avx2(r: &Resampler, rk: u64, w: f64, from: u32, out: &mut [f64]) {
-    fill_poisson_body(r, rk, w, from, out)
+    fill_poisson_body(r, rk, w, from, out, true)
 }
 
 /// `acc[s] += add[s]` over two equal-length slices (vectorized; one add per lane, so the bits

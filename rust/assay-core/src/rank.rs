@@ -16,6 +16,8 @@ use crate::state::{big_vec, RankRows};
 /// jobs only) the weight. Carrying label and weight keeps passes over the sorted order
 /// sequential; unweighted jobs use 16-byte records to move a third less memory.
 pub trait Rec: Copy + Default + Send + Sync {
+    /// Whether records carry a weight (`w()` is 1 otherwise).
+    const WEIGHTED: bool;
     fn new(key: u64, tag: u64, w: f64) -> Self;
     fn key(&self) -> u64;
     fn tag(&self) -> u64;
@@ -33,6 +35,7 @@ pub struct Unweighted(u64, u64);
 pub struct Weighted(u64, u64, f64);
 
 impl Rec for Unweighted {
+    const WEIGHTED: bool = false;
     #[inline]
     fn new(key: u64, tag: u64, _: f64) -> Self {
         Unweighted(key, tag)
@@ -52,6 +55,7 @@ impl Rec for Unweighted {
 }
 
 impl Rec for Weighted {
+    const WEIGHTED: bool = true;
     #[inline]
     fn new(key: u64, tag: u64, w: f64) -> Self {
         Weighted(key, tag, w)
@@ -560,7 +564,7 @@ fn walk_replicates<R: Rec>(
             return unsafe { walk_replicates_avx2(run, resampler, from, width, want_ap) };
         }
     }
-    walk_replicates_body(run, resampler, from, width, want_ap)
+    walk_replicates_body(run, resampler, from, width, want_ap, false)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -572,7 +576,7 @@ unsafe fn walk_replicates_avx2<R: Rec>(
     width: usize,
     want_ap: bool,
 ) -> Vec<RankSums> {
-    walk_replicates_body(run, resampler, from, width, want_ap)
+    walk_replicates_body(run, resampler, from, width, want_ap, true)
 }
 
 /// The same sums as [`Running`] (without DeLong placements), slot by slot. Plain adds,
@@ -584,7 +588,12 @@ fn walk_replicates_body<R: Rec>(
     from: usize,
     width: usize,
     want_ap: bool,
+    simd: bool,
 ) -> Vec<RankSums> {
+    if !R::WEIGHTED && !want_ap && from + width <= resampler.replicates() && run.len() <= COUNT_RUN
+    {
+        return walk_counts(run, resampler, from, width, simd);
+    }
     let z = || vec![0.0f64; width];
     let (mut tp, mut fp, mut rp, mut rn) = (z(), z(), z(), z());
     let (mut auc, mut ap, mut tied, mut kw) = (z(), z(), z(), z());
@@ -663,6 +672,85 @@ fn walk_replicates_body<R: Rec>(
             auc_pairs: auc[s],
             ap_sum: ap[s],
             tied_pairs: tied[s],
+            delong: [0.0; 6],
+        })
+        .collect()
+}
+
+/// The longest run the integer walk takes: a slot's count is at most 12 per row (see
+/// `Resampler::poisson`), so `k x tp <= 144 x 2^24 < 2^32` and twice the pair count
+/// `<= 2 x (12 x 2^24)^2 < 2^64`.
+const COUNT_RUN: usize = 1 << 24;
+
+/// [`walk_replicates_body`] for unweighted rows, ROC-AUC only, bootstrap slots only: every
+/// replicate weight is a small integer, so the sums are kept as exact integers (counts in u32,
+/// twice the pair counts in u64) and the draws run eight lanes wide. The result equals the
+/// floating-point walk's whenever that one is exact (sums below 2^53), and is exact beyond.
+#[inline(always)]
+fn walk_counts<R: Rec>(
+    run: &[R],
+    resampler: &Resampler,
+    from: usize,
+    width: usize,
+    simd: bool,
+) -> Vec<RankSums> {
+    let draws = |rk: u64, k: &mut [u32]| {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `simd` is true only on the AVX2 path of `walk_replicates`.
+            unsafe { resampler.draws_avx2(rk, from as u32, k) };
+            return;
+        }
+        resampler.draws(rk, from as u32, k)
+    };
+    let z32 = || vec![0u32; width];
+    let (mut k, mut tp, mut fp, mut rp, mut rn) = (z32(), z32(), z32(), z32(), z32());
+    let (mut auc2, mut tied) = (vec![0u64; width], vec![0u64; width]);
+    let mut i = 0;
+    while i < run.len() {
+        let key = run[i].key();
+        if i + 1 == run.len() || run[i + 1].key() != key {
+            let tag = run[i].tag();
+            draws(tag >> 1, &mut k);
+            if tag & 1 == 1 {
+                for (t, k) in tp.iter_mut().zip(&k) {
+                    *t += *k;
+                }
+            } else {
+                for ((a, f), (t, k)) in auc2.iter_mut().zip(fp.iter_mut()).zip(tp.iter().zip(&k)) {
+                    *a += 2 * (*k * *t) as u64;
+                    *f += *k;
+                }
+            }
+            i += 1;
+            continue;
+        }
+        while i < run.len() && run[i].key() == key {
+            let tag = run[i].tag();
+            draws(tag >> 1, &mut k);
+            let acc = if tag & 1 == 1 { &mut rp } else { &mut rn };
+            for (a, k) in acc.iter_mut().zip(&k) {
+                *a += *k;
+            }
+            i += 1;
+        }
+        for s in 0..width {
+            let (p, n) = (rp[s] as u64, rn[s] as u64);
+            auc2[s] += 2 * n * tp[s] as u64 + p * n;
+            tied[s] += p * n;
+            tp[s] += rp[s];
+            fp[s] += rn[s];
+            rp[s] = 0;
+            rn[s] = 0;
+        }
+    }
+    (0..width)
+        .map(|s| RankSums {
+            pos: tp[s] as f64,
+            neg: fp[s] as f64,
+            auc_pairs: auc2[s] as f64 * 0.5,
+            ap_sum: 0.0,
+            tied_pairs: tied[s] as f64,
             delong: [0.0; 6],
         })
         .collect()
@@ -856,6 +944,75 @@ mod tests {
                             "slot {s}: {a} vs {b}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integer_walk_equals_a_weighted_pass_and_the_scalar_draws() {
+        // Unweighted ROC-AUC bootstrap takes the integer walk: with ties (97 distinct scores)
+        // and without, it must give exactly the sums of a weighted pass per replicate.
+        let n = 2_000;
+        for distinct in [97usize, n] {
+            let scores: Vec<f64> = (0..n).map(|i| ((i * 7919) % distinct) as f64).collect();
+            let labels: Vec<u8> = (0..n).map(|i| ((i * 13) % 7 < 3) as u8).collect();
+            let ids = vec![(0..n).map(|i| (i % 3) as u32).collect::<Vec<_>>()];
+            let r = crate::bootstrap::Resampler::new(5, 300);
+            let row_keys: Vec<u64> = (0..n as u64).map(|i| r.row_key(i)).collect();
+            let rows = RankRows {
+                scores: scores.clone(),
+                labels: labels.clone(),
+                weights: vec![],
+                ids: ids.clone(),
+                row_keys: row_keys.clone(),
+            };
+            let reps = replicate_rank_sums(&rows, &[1, 3], &r, 300, false);
+            for s in [0usize, 7, 8, 255, 256, 299] {
+                let mut kw = vec![0.0; 300];
+                let w_s: Vec<f64> = row_keys
+                    .iter()
+                    .map(|rk| {
+                        r.fill(*rk, 1.0, 0, &mut kw);
+                        kw[s]
+                    })
+                    .collect();
+                let direct = rank_sums_with::<Weighted>(
+                    &RankRows {
+                        scores: scores.clone(),
+                        labels: labels.clone(),
+                        weights: w_s,
+                        ids: ids.clone(),
+                        row_keys: vec![],
+                    },
+                    &[1, 3],
+                );
+                for k in 0..2 {
+                    for (id, d) in direct[k].iter().enumerate() {
+                        let x = reps[k][id][s];
+                        assert_eq!(
+                            (x.pos, x.neg, x.auc_pairs, x.tied_pairs),
+                            (d.pos, d.neg, d.auc_pairs, d.tied_pairs),
+                            "slot {s}"
+                        );
+                    }
+                }
+            }
+            // The vectorized draws give the scalar draws' integers (odd widths and offsets).
+            let mut recs = vec![Unweighted::default(); n];
+            for (i, rec) in recs.iter_mut().enumerate() {
+                *rec = Unweighted::new(
+                    descending_key(scores[i]),
+                    row_keys[i] << 1 | labels[i] as u64,
+                    1.0,
+                );
+            }
+            recs.sort_by_key(|r| r.order());
+            for (from, width) in [(0, 256), (3, 61), (256, 44)] {
+                let a = walk_replicates_body(&recs, &r, from, width, false, false);
+                let b = walk_replicates(&recs, &r, from, width, false);
+                for (x, y) in a.iter().zip(&b) {
+                    assert_eq!((x.pos, x.neg, x.auc_pairs), (y.pos, y.neg, y.auc_pairs));
                 }
             }
         }
