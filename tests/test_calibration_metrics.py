@@ -288,9 +288,12 @@ def test_binned_metrics_and_reliability_match_the_formulas(seed, n, kind, weight
     n_bins = ([1, 3, 5, 7, 11, 13] if weighted else [1, 2, 5, 10, 15, 20])[bins_index]
     data, s, y, w, g = _random_case(seed, n, kind, weighted, n_bins)
     weight = "w" if weighted else None
-    for strategy in ("uniform", "quantile"):
+    # With roc_auc the calibration states are read off the rank metrics' sorted order
+    # instead of being built in the pass: both must give the formulas.
+    for strategy, extra in (("uniform", []), ("quantile", []), ("uniform", ["roc_auc"]),
+                            ("quantile", ["roc_auc"])):
         rep = assay.evaluate(data, label="y", score="p", slices=["g"], weight=weight,
-                             metrics=BIN_METRICS, calibration_bins=n_bins,
+                             metrics=BIN_METRICS + extra, calibration_bins=n_bins,
                              calibration_strategy=strategy)
         rows = rows_by_slice(rep)
         assert set(rows) == set(_masks(g))
@@ -305,6 +308,8 @@ def test_binned_metrics_and_reliability_match_the_formulas(seed, n, kind, weight
             binned = ref.binned_brier(s[mask], y[mask], sw, t)
             murphy = row["brier_reliability"] - row["brier_resolution"] + row["brier_uncertainty"]
             assert murphy == pytest.approx(binned, rel=0, abs=1e-12), (label, strategy)
+        if extra:
+            continue
         ci = 0.95 if strategy == "uniform" else 0.9
         rel = assay.reliability(data, label="y", score="p", n_bins=n_bins, strategy=strategy,
                                 slices=["g"], weight=weight, ci=ci)
@@ -695,14 +700,43 @@ def test_threads_and_batches_do_not_change_the_results():
     for weight in (None, "w"):
         for strategy in ("uniform", "quantile"):
             kw = dict(label="y", score="p", slices=["g"], weight=weight)
-            ev = dict(metrics=CAL_METRICS, calibration_bins=10, calibration_strategy=strategy)
-            base = assay.evaluate(t, n_threads=1, **kw, **ev).table
-            assert_tables_close(assay.evaluate(t, n_threads=2, **kw, **ev).table, base)
-            assert_tables_close(assay.evaluate(batched, n_threads=2, **kw, **ev).table, base)
+            for extra in ([], ["roc_auc"]):  # built in the pass / from the sorted order
+                ev = dict(metrics=CAL_METRICS + extra, calibration_bins=10,
+                          calibration_strategy=strategy)
+                base = assay.evaluate(t, n_threads=1, **kw, **ev).table
+                for other in (assay.evaluate(t, n_threads=2, **kw, **ev).table,
+                              assay.evaluate(batched, n_threads=2, **kw, **ev).table):
+                    assert_tables_close(other, base, rtol=0, atol=0)
             rl = dict(n_bins=10, strategy=strategy)
             base = assay.reliability(t, n_threads=1, **kw, **rl)
             assert_tables_close(assay.reliability(t, n_threads=2, **kw, **rl), base)
             assert_tables_close(assay.reliability(batched, n_threads=2, **kw, **rl), base)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("slices", [[], ["g"], ["g", "h"]])
+def test_calibration_from_the_sorted_order_equals_the_pass(weighted, slices):
+    """Jobs with exact rank metrics read their calibration states off the sorted rows; the
+    values equal those built in the pass (other metrics, or auc="binned") to rounding."""
+    rng = np.random.default_rng(31 + weighted)
+    n = 30_000
+    p = rng.beta(2, 5, n)
+    p[: n // 3] = np.round(p[: n // 3], 2)  # ties
+    p[:50] = 0.0
+    p[50:100] = 1.0
+    g = rng.choice(["a", "b", "c", "d"], n, p=[0.5, 0.3, 0.1999, 0.0001])
+    y = (rng.random(n) < p).astype(np.int8)
+    y[g == "d"] = 1  # a one-class slice
+    data = {"y": y, "p": p, "g": g, "h": rng.choice(["u", "v"], n), "w": rng.uniform(0.2, 3, n)}
+    weight = "w" if weighted else None
+    for strategy in ("uniform", "quantile"):
+        kw = dict(label="y", score="p", slices=slices, weight=weight, calibration_bins=12,
+                  calibration_strategy=strategy)
+        sorted_ = assay.evaluate(data, metrics=[*CAL_METRICS, "roc_auc"], **kw).table
+        passed = assay.evaluate(data, metrics=[*CAL_METRICS, "roc_auc"], auc="binned", **kw)
+        assert_tables_close(sorted_.drop("roc_auc"), passed.table.drop("roc_auc"), rtol=1e-10)
+        alone = assay.evaluate(data, metrics=CAL_METRICS, **kw).table
+        assert_tables_close(sorted_.drop("roc_auc"), alone, rtol=1e-10)
 
 
 # ----------------------------------------------------------------------------------------------

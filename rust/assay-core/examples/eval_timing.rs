@@ -1,9 +1,11 @@
 //! Times `evaluate` on 10M generated rows for the metric lists given as arguments
 //! (comma-separated; `defaults` and `calibration` expand). Development aid:
 //! `cargo run --release --example eval_timing -- defaults defaults,calibration`.
+//! Environment: `SLICES=k` adds a slice column of k values, `BINS=n` and `STRATEGY=quantile`
+//! set the calibration bins, `REL=1` asks for the reliability table.
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int8Array, RecordBatch};
+use arrow_array::{ArrayRef, Float64Array, Int32Array, Int8Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use assay_core::engine::{evaluate, AucMode, EvalSpec, NanPolicy};
 use assay_core::metrics::{CALIBRATION_METRICS, DEFAULT_METRICS};
@@ -12,7 +14,10 @@ use assay_core::Metric;
 fn main() {
     let n = 10_000_000usize;
     let mut x = 1u64;
+    let env = |k: &str| std::env::var(k).ok();
+    let n_slices: i32 = env("SLICES").map_or(0, |v| v.parse().unwrap());
     let (mut p, mut y) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut g = Vec::with_capacity(n);
     for _ in 0..n {
         x = x
             .wrapping_mul(6364136223846793005)
@@ -22,15 +27,18 @@ fn main() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         p.push(u);
+        g.push(((x >> 40) % n_slices.max(1) as u64) as i32);
         y.push((((x >> 11) as f64 / (1u64 << 53) as f64) < u) as i8);
     }
     let schema = Arc::new(Schema::new(vec![
         Field::new("y", DataType::Int8, false),
         Field::new("p", DataType::Float64, false),
+        Field::new("g", DataType::Int32, false),
     ]));
     let cols: Vec<ArrayRef> = vec![
         Arc::new(Int8Array::from(y)),
         Arc::new(Float64Array::from(p)),
+        Arc::new(Int32Array::from(g)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
     for arg in std::env::args().skip(1) {
@@ -53,7 +61,11 @@ fn main() {
             score: "p".into(),
             weight: None,
             threshold: 0.5,
-            slices: vec![],
+            slices: if n_slices > 0 {
+                vec![vec![assay_core::Feature::Column("g".into())]]
+            } else {
+                vec![]
+            },
             metrics,
             min_slice_size: 0,
             nan_policy: NanPolicy::Raise,
@@ -61,8 +73,14 @@ fn main() {
             n_threads: None,
             interval: None,
             compare: None,
-            calibration: Default::default(),
-            reliability: None,
+            calibration: assay_core::reliability::CalibSpec {
+                bins: env("BINS").map_or(15, |v| v.parse().unwrap()),
+                rule: assay_core::reliability::BinRule::parse(
+                    env("STRATEGY").as_deref().unwrap_or("uniform"),
+                )
+                .unwrap(),
+            },
+            reliability: env("REL").map(|_| 0.95),
             slice_only: Vec::new(),
         };
         let mut times = Vec::new();

@@ -21,7 +21,7 @@ use crate::input::{
 };
 use crate::intervals::{delta_interval, slice_intervals, CalibIntervals};
 use crate::metrics::{rank_value, Metric, RankSums, TOO_SMALL};
-use crate::rank::{rank_sums, rank_sums_binned, replicate_rank_sums};
+use crate::rank::{rank_sums, rank_sums_binned, rank_sums_calibrated, replicate_rank_sums};
 use crate::reliability::{
     self as rel, BinRule, CalibSpec, LogisticFit, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS,
     LOGIT_FIELDS, REP_BIN_FIELDS,
@@ -200,6 +200,11 @@ struct Plan<'a> {
     /// Whether (score, label, weight, ids) of every row are kept (exact rank metrics or
     /// quantile bins).
     keep_rows: bool,
+    /// The calibration states built from the sorted order of the exact rank metrics instead
+    /// of in the pass (see `reliability::SortedWant`); `shape` then leaves them out of the
+    /// pass, and `calib_shape` is the shape the report reads.
+    sorted_calib: Option<rel::SortedWant>,
+    calib_shape: StateShape,
 }
 
 /// Updates `state` (and `rank`, one per model) with rows `lo..hi` of the batch; returns rows
@@ -713,7 +718,29 @@ where
         },
         quantile_bins,
         keep_rows: quantile_bins || (wants_rank && spec.auc == AucMode::Exact),
+        sorted_calib: None,
+        calib_shape: StateShape::default(),
     };
+    let mut plan = plan;
+    plan.calib_shape = plan.shape;
+    // A job that sorts its rows for exact rank metrics reads its calibration states off that
+    // order (sequential walks instead of scattered updates of dense per-slice grids). Not with
+    // intervals: replicate bins and moments are built in the pass.
+    let sh = plan.shape;
+    let calibrated = sh.calib_bins > 0 || quantile_bins || sh.grid || sh.logit;
+    if plan.exact_rank && spec.interval.is_none() && calibrated {
+        plan.sorted_calib = Some(rel::SortedWant {
+            uniform_edges: plan.calib_edges.clone(),
+            quantile_bins: if quantile_bins { cal.bins } else { 0 },
+            grid: sh.grid,
+            logit: sh.logit,
+        });
+        plan.shape.calib_bins = 0;
+        plan.shape.grid = false;
+        plan.shape.logit = false;
+        plan.quantile_bins = false;
+    }
+    let plan = plan;
     let models = plan.score_names.len();
     let lean = models == 1 && plan.resampler.is_none() && !plan.shape.moments;
     let mut plan = plan;
@@ -871,14 +898,48 @@ where
     let n_ids: Vec<usize> = std::iter::once(1)
         .chain((0..n_specs).map(|s| slicer.n_ids(s)))
         .collect();
-    total.resize(&model_ids(&n_ids), plan.shape);
+    let fin_shape = StateShape {
+        slots: plan.shape.slots,
+        ..plan.calib_shape
+    };
+    total.resize(&model_ids(&n_ids), fin_shape);
     let per_model = n_specs + 1;
 
     let want_ap = spec.metrics.contains(&Metric::AveragePrecision);
     let mut ranks: Vec<Vec<Vec<RankSums>>> = Vec::new();
     let mut rep_ranks: Vec<Vec<Vec<Vec<RankSums>>>> = Vec::new();
+    // Quantile calibration bins, per model, spec and slice: (edges, bins).
+    let mut qbins: Vec<rel::QuantileBins> = Vec::new();
     for (m, rk) in rank.iter().enumerate() {
-        ranks.push(if plan.exact_rank {
+        ranks.push(if let Some(want) = &plan.sorted_calib {
+            let (sums, calib) = pool.install(|| rank_sums_calibrated(rk, &n_ids, want));
+            let mut q: rel::QuantileBins = Vec::new();
+            for (k, per_id) in calib.into_iter().enumerate() {
+                let st = &mut total.specs[m * per_model + k];
+                let (nb, ng, nl) = (
+                    fin_shape.calib_bins * BIN_FIELDS,
+                    (GRID_CELLS + 1) * GRID_FIELDS,
+                    LOGIT_CELLS * LOGIT_FIELDS,
+                );
+                let mut qk = Vec::with_capacity(per_id.len());
+                for (id, c) in per_id.into_iter().enumerate() {
+                    // (Each state is empty when the job does not ask for it.)
+                    for (all, one, len) in [
+                        (&mut st.calib, &c.bins, nb),
+                        (&mut st.grid, &c.grid, ng),
+                        (&mut st.logit, &c.logit, nl),
+                    ] {
+                        if !one.is_empty() {
+                            all[id * len..(id + 1) * len].copy_from_slice(one);
+                        }
+                    }
+                    qk.push(c.quantile);
+                }
+                q.push(qk);
+            }
+            qbins.push(q);
+            sums
+        } else if plan.exact_rank {
             pool.install(|| rank_sums(rk, &n_ids))
         } else if plan.hist_bins > 0 {
             let b = plan.hist_bins;
@@ -896,14 +957,13 @@ where
             _ => Vec::new(),
         });
     }
-    // Quantile calibration bins, per model, spec and slice: (edges, bins).
-    let qbins: Vec<rel::QuantileBins> = if plan.quantile_bins {
-        rank.iter()
+    if plan.quantile_bins {
+        qbins = rank
+            .iter()
             .map(|rk| pool.install(|| rel::quantile_bin_states(rk, &n_ids, cal.bins)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+            .collect();
+    }
+    let qbins = qbins;
     drop(rank);
     // SmoothECE and the logistic fit of every slice, in parallel (they iterate).
     let grids: Vec<Vec<Vec<SliceFits>>> = pool.install(|| {
@@ -914,7 +974,7 @@ where
                         let st = &total.specs[m * per_model + k];
                         (0..n_ids[k])
                             .into_par_iter()
-                            .map(|id| slice_fits(st, id, plan.shape))
+                            .map(|id| slice_fits(st, id, fin_shape))
                             .collect()
                     })
                     .collect()
@@ -948,7 +1008,7 @@ where
                 let rep_rank_k = rep_ranks[m].get(k).map(|r| r[idu].as_slice());
                 let nb = cal.bins * BIN_FIELDS;
                 let bins: Option<&[f64]> = match cal.rule {
-                    BinRule::Uniform if plan.shape.calib_bins > 0 => {
+                    BinRule::Uniform if fin_shape.calib_bins > 0 => {
                         Some(&st.calib[idu * nb..(idu + 1) * nb])
                     }
                     BinRule::Quantile if wants_bins => Some(&qbins[m][k][idu].1),

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::bootstrap::{add_into, Resampler};
 use crate::metrics::RankSums;
+use crate::reliability::{sorted_run_calibration, SliceCalib, SortedWant};
 use crate::state::{big_vec, RankRows};
 
 /// A sort record: the descending-order key of the score, `row << 1 | label`, and (weighted
@@ -81,6 +82,18 @@ fn descending_key(x: f64) -> u64 {
     let b = x.to_bits();
     let asc = if b >> 63 == 1 { !b } else { b | (1 << 63) };
     !asc
+}
+
+/// The score behind a [`descending_key`] (zero comes back as +0.0).
+#[inline(always)]
+pub fn score_of_key(key: u64) -> f64 {
+    let asc = !key;
+    let b = if asc >> 63 == 1 {
+        asc & !(1 << 63)
+    } else {
+        !asc
+    };
+    f64::from_bits(b)
 }
 
 struct SyncPtr<T>(*mut T);
@@ -381,13 +394,26 @@ fn sorted_sums<R: Rec>(recs: &[R]) -> RankSums {
 /// `n_ids[k]` the slices of `rows.ids[k - 1]`. Each slice's rows are sorted once. The result does
 /// not depend on the thread count.
 pub fn rank_sums(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
-    if let Some(sums) = rank_sums_packed(rows, n_ids) {
-        return sums;
+    rank_sums_calibrated(rows, n_ids, &SortedWant::default()).0
+}
+
+/// Per-slice calibration states, `[spec][id]`.
+pub type SortedCalibration = Vec<Vec<SliceCalib>>;
+
+/// [`rank_sums`], and the calibration states `want` asks for, read off the same sorted order
+/// (empty when `want` asks for none).
+pub fn rank_sums_calibrated(
+    rows: &RankRows,
+    n_ids: &[usize],
+    want: &SortedWant,
+) -> (Vec<Vec<RankSums>>, SortedCalibration) {
+    if let Some(out) = rank_sums_packed(rows, n_ids, want) {
+        return out;
     }
     if rows.weights.is_empty() {
-        rank_sums_with::<Unweighted>(rows, n_ids)
+        rank_sums_with::<Unweighted>(rows, n_ids, want)
     } else {
-        rank_sums_with::<Weighted>(rows, n_ids)
+        rank_sums_with::<Weighted>(rows, n_ids, want)
     }
 }
 
@@ -399,7 +425,11 @@ fn id_bits(n_ids: usize) -> u32 {
 /// Unweighted jobs whose slice ids of all specs fit in 63 bits beside the label: one sort of
 /// all rows, then one pass that serves every spec. All sums within a tie group are integer
 /// counts, exact in any order, so the row order inside ties need not be fixed.
-fn rank_sums_packed(rows: &RankRows, n_ids: &[usize]) -> Option<Vec<Vec<RankSums>>> {
+fn rank_sums_packed(
+    rows: &RankRows,
+    n_ids: &[usize],
+    want: &SortedWant,
+) -> Option<(Vec<Vec<RankSums>>, SortedCalibration)> {
     let bits: Vec<u32> = n_ids[1..].iter().map(|n| id_bits(*n)).collect();
     if !rows.weights.is_empty() || bits.iter().sum::<u32>() > 63 {
         return None;
@@ -424,6 +454,38 @@ fn rank_sums_packed(rows: &RankRows, n_ids: &[usize]) -> Option<Vec<Vec<RankSums
     sort_groups(&mut recs, &starts);
 
     let masks: Vec<u64> = bits.iter().map(|b| (1u64 << b) - 1).collect();
+    // The walk below is sequential: the calibration states (parallel) run beside it.
+    let (sums, calibration) = rayon::join(
+        || packed_walk(&recs, n_ids, &shifts, &masks),
+        || {
+            if !want.any() {
+                return Vec::new();
+            }
+            let mut out = vec![vec![sorted_run_calibration(&recs, want)]];
+            // Each spec's slices: a stable scatter of the sorted records keeps them sorted.
+            let mut by_slice: Vec<Unweighted> = Vec::new();
+            for (k, n) in n_ids[1..].iter().enumerate() {
+                let id = |i: usize| ((recs[i].1 >> shifts[k]) & masks[k]) as usize;
+                let starts = scatter(recs.len(), *n, id, |i| recs[i], &mut by_slice);
+                let slices = (0..*n)
+                    .into_par_iter()
+                    .map(|g| sorted_run_calibration(&by_slice[starts[g]..starts[g + 1]], want))
+                    .collect();
+                out.push(slices);
+            }
+            out
+        },
+    );
+    Some((sums, calibration))
+}
+
+/// The rank walk of [`rank_sums_packed`] over its sorted records.
+fn packed_walk(
+    recs: &[Unweighted],
+    n_ids: &[usize],
+    shifts: &[u32],
+    masks: &[u64],
+) -> Vec<Vec<RankSums>> {
     let mut overall = Running::default();
     let mut accs: Vec<Vec<Running>> = n_ids[1..]
         .iter()
@@ -463,13 +525,17 @@ fn rank_sums_packed(rows: &RankRows, n_ids: &[usize]) -> Option<Vec<Vec<RankSums
     }
     let mut out = vec![vec![overall.sums()]];
     out.extend(accs.iter().map(|a| a.iter().map(Running::sums).collect()));
-    Some(out)
+    out
 }
 
-fn rank_sums_with<R: Rec>(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
+fn rank_sums_with<R: Rec>(
+    rows: &RankRows,
+    n_ids: &[usize],
+    want: &SortedWant,
+) -> (Vec<Vec<RankSums>>, SortedCalibration) {
     let n = rows.len();
     let mut buf = Buffers::<R> { recs: big_vec(n) };
-    n_ids
+    let per_spec: Vec<(Vec<RankSums>, Vec<SliceCalib>)> = n_ids
         .iter()
         .enumerate()
         .map(|(k, n_ids)| {
@@ -480,12 +546,24 @@ fn rank_sums_with<R: Rec>(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>
             };
             let starts = sorted_groups(rows, ids, *n_ids, &mut buf);
             let recs = &buf.recs;
-            starts
+            let sums = starts
                 .par_windows(2)
                 .map(|g| sorted_sums(&recs[g[0]..g[1]]))
-                .collect()
+                .collect();
+            let calibration = if want.any() {
+                starts
+                    .par_windows(2)
+                    .map(|g| sorted_run_calibration(&recs[g[0]..g[1]], want))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (sums, calibration)
         })
-        .collect()
+        .collect();
+    let (sums, calibration): (Vec<_>, Vec<_>) = per_spec.into_iter().unzip();
+    let calibration = if want.any() { calibration } else { Vec::new() };
+    (sums, calibration)
 }
 
 /// Replicate slots handled by one task of the replicate pass.
@@ -874,9 +952,33 @@ mod tests {
             ids,
             row_keys: vec![],
         };
-        let packed = rank_sums_packed(&r, &[1, 5, 11]).unwrap();
-        let separate = rank_sums_with::<Unweighted>(&r, &[1, 5, 11]);
+        let packed = rank_sums_packed(&r, &[1, 5, 11], &SortedWant::default())
+            .unwrap()
+            .0;
+        let separate = rank_sums_with::<Unweighted>(&r, &[1, 5, 11], &SortedWant::default()).0;
         assert_eq!(packed, separate);
+    }
+
+    #[test]
+    fn score_of_key_inverts_the_key() {
+        for x in [
+            0.0,
+            -0.0,
+            1.0,
+            0.5,
+            1e-300,
+            -2.5,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            -1e-310,
+        ] {
+            let back = score_of_key(descending_key(x));
+            assert_eq!(
+                back.to_bits(),
+                (if x == 0.0 { 0.0 } else { x }).to_bits(),
+                "{x}"
+            );
+        }
     }
 
     #[test]
@@ -929,7 +1031,9 @@ mod tests {
                     row_keys: vec![],
                 },
                 &[1, 3],
-            );
+                &SortedWant::default(),
+            )
+            .0;
             for k in 0..2 {
                 for (id, d) in direct[k].iter().enumerate() {
                     let x = reps[k][id][s];
@@ -986,7 +1090,9 @@ mod tests {
                         row_keys: vec![],
                     },
                     &[1, 3],
-                );
+                    &SortedWant::default(),
+                )
+                .0;
                 for k in 0..2 {
                     for (id, d) in direct[k].iter().enumerate() {
                         let x = reps[k][id][s];

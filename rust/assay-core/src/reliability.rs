@@ -202,11 +202,17 @@ pub fn add_bin_reps(block: &mut [f64], slots: usize, b: usize, s: f64, y: f64, w
     }
 }
 
+/// The SmoothECE grid cell of a probability (its left node).
+#[inline(always)]
+fn grid_cell(s: f64) -> usize {
+    ((s * GRID_CELLS as f64) as usize).min(GRID_CELLS - 1)
+}
+
 /// Spreads one row linearly onto the two nearest nodes of the SmoothECE grid.
 #[inline(always)]
 pub fn add_grid(grid: &mut [f64], s: f64, y: f64, w: f64) {
     let x = s * GRID_CELLS as f64;
-    let i = (x as usize).min(GRID_CELLS - 1);
+    let i = grid_cell(s);
     let f = x - i as f64;
     let r = w * (y - s);
     let g = &mut grid[i * GRID_FIELDS..(i + 2) * GRID_FIELDS];
@@ -233,7 +239,7 @@ pub fn add_logit(cells: &mut [f64], s: f64, y: f64, w: f64) {
 /// Adds one row whose logit is `x` to the logit grid.
 #[inline(always)]
 pub fn add_logit_at(cells: &mut [f64], x: f64, y: f64, w: f64) {
-    let i = (((x + LOGIT_RANGE) * (1.0 / LOGIT_H)) as usize).min(LOGIT_CELLS - 1);
+    let i = logit_cell(x);
     let d = x - logit_centre(i);
     let wd = w * d;
     let c = &mut cells[i * LOGIT_FIELDS..(i + 1) * LOGIT_FIELDS];
@@ -243,6 +249,12 @@ pub fn add_logit_at(cells: &mut [f64], x: f64, y: f64, w: f64) {
     c[3] += wd * d * d;
     c[4] += w * y;
     c[5] += wd * y;
+}
+
+/// The cell of the logit grid holding logit `x`.
+#[inline(always)]
+fn logit_cell(x: f64) -> usize {
+    (((x + LOGIT_RANGE) * (1.0 / LOGIT_H)) as usize).min(LOGIT_CELLS - 1)
 }
 
 fn logit_centre(i: usize) -> f64 {
@@ -578,6 +590,14 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
                 slope: b,
                 cov: [hbb / det, -hab / det, haa / det],
             });
+        }
+        if decrement <= 1e-9 * (1.0 + l.abs()) {
+            // Inside the quadratic region: the likelihood cannot resolve such small gains, so
+            // take the Newton step as it is (it converges to rounding in one or two more).
+            a += da;
+            b += db;
+            l = loglik(a, b);
+            continue;
         }
         let mut step = 1.0;
         loop {
@@ -1126,6 +1146,288 @@ pub fn slice_quantile_bins(
         }
     }
     (edges, bins)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calibration states from the sorted order
+
+/// The calibration states built from rows already sorted by score (jobs that sort for exact
+/// rank metrics anyway). In that order every state is filled front to back, so the walk is
+/// sequential instead of scattering each row over dense per-slice grids, and quantile edges
+/// are read off the order instead of selected.
+#[derive(Clone, Debug, Default)]
+pub struct SortedWant {
+    /// Edges of the uniform bins (empty: none).
+    pub uniform_edges: Vec<f64>,
+    /// Quantile bins per slice (0: none).
+    pub quantile_bins: usize,
+    /// The SmoothECE grid.
+    pub grid: bool,
+    /// The logit grid of the calibration fit.
+    pub logit: bool,
+}
+
+impl SortedWant {
+    /// Whether any state is asked for.
+    pub fn any(&self) -> bool {
+        !self.uniform_edges.is_empty() || self.quantile_bins > 0 || self.grid || self.logit
+    }
+}
+
+/// One slice's calibration states (the layouts of the streaming pass; empty when not asked).
+#[derive(Clone, Debug, Default)]
+pub struct SliceCalib {
+    /// Uniform bins, `bins x BIN_FIELDS`.
+    pub bins: Vec<f64>,
+    /// Quantile bins: (edges, `bins x BIN_FIELDS`); no edges for a slice without rows.
+    pub quantile: (Vec<f64>, Vec<f64>),
+    pub grid: Vec<f64>,
+    pub logit: Vec<f64>,
+}
+
+impl SliceCalib {
+    fn zeros(want: &SortedWant) -> SliceCalib {
+        let z = |on: bool, len: usize| if on { vec![0.0; len] } else { Vec::new() };
+        let uniform = want.uniform_edges.len().saturating_sub(1);
+        SliceCalib {
+            bins: z(uniform > 0, uniform * BIN_FIELDS),
+            quantile: (
+                Vec::new(),
+                z(want.quantile_bins > 0, want.quantile_bins * BIN_FIELDS),
+            ),
+            grid: z(want.grid, (GRID_CELLS + 1) * GRID_FIELDS),
+            logit: z(want.logit, LOGIT_CELLS * LOGIT_FIELDS),
+        }
+    }
+
+    fn add(&mut self, o: &SliceCalib) {
+        for (a, b) in [
+            (&mut self.bins, &o.bins),
+            (&mut self.quantile.1, &o.quantile.1),
+            (&mut self.grid, &o.grid),
+            (&mut self.logit, &o.logit),
+        ] {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+    }
+}
+
+/// Rows per block of the sorted calibration walk.
+const BLOCK: usize = 2048;
+
+/// Sums `row(j)` over each run of equal `cell[j]` (cells are monotone in sorted rows) and
+/// hands every run's sums to `flush`. Four interleaved accumulators keep the adds independent
+/// (a single running sum would wait on the previous row's add); the order of the adds depends
+/// only on the positions, so the result is the same on every run.
+#[inline(always)]
+fn run_sums<const F: usize>(
+    cell: &[u32],
+    row: impl Fn(usize) -> [f64; F],
+    mut flush: impl FnMut(usize, [f64; F]),
+) {
+    let n = cell.len();
+    let mut a = 0;
+    while a < n {
+        let c = cell[a];
+        let mut b = a + 1;
+        while b < n && cell[b] == c {
+            b += 1;
+        }
+        let mut lanes = [[0.0f64; F]; 4];
+        let mut j = a;
+        while j + 4 <= b {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                for (acc, v) in lane.iter_mut().zip(row(j + l)) {
+                    *acc += v;
+                }
+            }
+            j += 4;
+        }
+        for i in j..b {
+            for (acc, v) in lanes[0].iter_mut().zip(row(i)) {
+                *acc += v;
+            }
+        }
+        let mut sums = [0.0f64; F];
+        for (f, t) in sums.iter_mut().enumerate() {
+            *t = (lanes[0][f] + lanes[1][f]) + (lanes[2][f] + lanes[3][f]);
+        }
+        flush(c as usize, sums);
+        a = b;
+    }
+}
+
+/// The calibration states of one slice from its rows sorted by descending score (ties in any
+/// fixed order). Parts of fixed length are walked in parallel and added in order, so the
+/// result does not depend on the thread count.
+pub fn sorted_run_calibration<R: crate::rank::Rec>(run: &[R], want: &SortedWant) -> SliceCalib {
+    let mut out = SliceCalib::zeros(want);
+    if run.is_empty() || !want.any() {
+        return out;
+    }
+    let n = run.len();
+    let score = |r: &R| crate::rank::score_of_key(r.key());
+    let qn = want.quantile_bins;
+    if qn > 0 {
+        // The order statistics straight from the order (ascending rank r sits at n - 1 - r).
+        let plan = EdgePlan::new(n, R::WEIGHTED, qn);
+        let values: Vec<f64> = if R::WEIGHTED {
+            let total: f64 = run.iter().rev().map(|r| r.w()).sum();
+            let mut values = vec![score(&run[0]); plan.targets.len()];
+            let (mut cum, mut t) = (0.0, 0);
+            for r in run.iter().rev() {
+                cum += r.w();
+                while t < plan.targets.len() {
+                    let Target::Fraction(q) = plan.targets[t] else {
+                        unreachable!("weighted targets are fractions")
+                    };
+                    if cum / total < q {
+                        break;
+                    }
+                    values[t] = score(r);
+                    t += 1;
+                }
+            }
+            values
+        } else {
+            plan.targets
+                .iter()
+                .map(|t| match *t {
+                    Target::Count(c) => score(&run[n - c as usize]),
+                    Target::Fraction(_) => unreachable!("unweighted targets are counts"),
+                })
+                .collect()
+        };
+        out.quantile.0 = plan.edges(&values);
+    }
+    let qedges = out.quantile.0.clone();
+    let parts: Vec<SliceCalib> = run
+        .par_chunks(PART)
+        .map(|part_rows| calibrate_part(part_rows, want, &qedges))
+        .collect();
+    for p in &parts {
+        out.add(p);
+    }
+    out
+}
+
+/// The calibration states of one part of a sorted run (see [`sorted_run_calibration`]).
+fn calibrate_part<R: crate::rank::Rec>(
+    part_rows: &[R],
+    want: &SortedWant,
+    qedges: &[f64],
+) -> SliceCalib {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { calibrate_part_avx2(part_rows, want, qedges) };
+        }
+    }
+    calibrate_part_body(part_rows, want, qedges)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn calibrate_part_avx2<R: crate::rank::Rec>(
+    part_rows: &[R],
+    want: &SortedWant,
+    qedges: &[f64],
+) -> SliceCalib {
+    calibrate_part_body(part_rows, want, qedges)
+}
+
+/// Separate adds and multiplies only, so both builds give the same bits.
+#[inline(always)]
+fn calibrate_part_body<R: crate::rank::Rec>(
+    part_rows: &[R],
+    want: &SortedWant,
+    qedges: &[f64],
+) -> SliceCalib {
+    let score = |r: &R| crate::rank::score_of_key(r.key());
+    let qn = want.quantile_bins;
+    let mut part = SliceCalib::zeros(want);
+    // Blocks small enough for L1: no large temporaries, and every state's loop reads
+    // the decoded block from cache.
+    let (mut s, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cell, mut lg) = (Vec::new(), Vec::new());
+    for c in part_rows.chunks(BLOCK) {
+        s.clear();
+        s.extend(c.iter().map(score));
+        y.clear();
+        y.extend(c.iter().map(|r| (r.tag() & 1) as f64));
+        w.clear();
+        if R::WEIGHTED {
+            w.extend(c.iter().map(|r| r.w()));
+        }
+        let w_at = |j: usize| if R::WEIGHTED { w[j] } else { 1.0 };
+        cell.clear();
+        cell.resize(c.len(), 0u32);
+        let bin_fields = |j: usize| {
+            let (x, wj) = (s[j], w_at(j));
+            [1.0, wj, wj * wj, wj * x, wj * y[j]]
+        };
+        let add_fields = |bins: &mut [f64], b: usize, f: [f64; BIN_FIELDS]| {
+            for (a, v) in bins[b * BIN_FIELDS..(b + 1) * BIN_FIELDS].iter_mut().zip(f) {
+                *a += v;
+            }
+        };
+        if !part.bins.is_empty() {
+            let edges = &want.uniform_edges;
+            for (k, x) in cell.iter_mut().zip(&s) {
+                *k = uniform_bin(edges, *x) as u32;
+            }
+            run_sums(&cell, bin_fields, |b, f| add_fields(&mut part.bins, b, f));
+        }
+        if qn > 0 {
+            for (k, x) in cell.iter_mut().zip(&s) {
+                *k = quantile_bin(qedges, *x) as u32;
+            }
+            run_sums(&cell, bin_fields, |b, f| {
+                add_fields(&mut part.quantile.1, b, f)
+            });
+        }
+        if want.grid {
+            for (k, x) in cell.iter_mut().zip(&s) {
+                *k = grid_cell(*x) as u32;
+            }
+            let g = &mut part.grid;
+            let fields = |j: usize| {
+                let (x, wj) = (s[j], w_at(j));
+                let f = x * GRID_CELLS as f64 - cell[j] as f64;
+                let r = wj * (y[j] - x);
+                [wj * (1.0 - f), r * (1.0 - f), wj * f, r * f]
+            };
+            run_sums(&cell, fields, |i, v| {
+                for (a, v) in g[i * GRID_FIELDS..(i + 2) * GRID_FIELDS].iter_mut().zip(v) {
+                    *a += v;
+                }
+            });
+        }
+        if want.logit {
+            lg.clear();
+            crate::fastmath::logits(&s, &mut lg);
+            for (k, x) in cell.iter_mut().zip(&lg) {
+                *k = logit_cell(*x) as u32;
+            }
+            let l = &mut part.logit;
+            let fields = |j: usize| {
+                let (x, wj) = (lg[j], w_at(j));
+                let d = x - logit_centre(cell[j] as usize);
+                let wd = wj * d;
+                [wj, wd, wd * d, wd * d * d, wj * y[j], wd * y[j]]
+            };
+            run_sums(&cell, fields, |i, v| {
+                let cells = &mut l[i * LOGIT_FIELDS..(i + 1) * LOGIT_FIELDS];
+                for (a, v) in cells.iter_mut().zip(v) {
+                    *a += v;
+                }
+            });
+        }
+    }
+    part
 }
 
 #[cfg(test)]
