@@ -996,6 +996,24 @@ mod tests {
         assert!((auc - brute_auc(&scores, &labels)).abs() < 1e-12);
     }
 
+    /// Rank sums of specs `[1, 3]` from a weighted pass with slot `s`'s replicate weights.
+    fn slot_sums(r: &Resampler, rows: &RankRows, slots: usize, s: usize) -> Vec<Vec<RankSums>> {
+        let mut kw = vec![0.0; slots];
+        let weights: Vec<f64> = (0..rows.len())
+            .map(|i| {
+                let w = rows.weights.get(i).copied().unwrap_or(1.0);
+                r.fill(rows.row_keys[i], w, 0, &mut kw);
+                kw[s]
+            })
+            .collect();
+        let direct = RankRows {
+            weights,
+            row_keys: vec![],
+            ..rows.clone()
+        };
+        rank_sums_with::<Weighted>(&direct, &[1, 3], &SortedWant::default()).0
+    }
+
     #[test]
     fn replicate_sums_equal_a_weighted_pass_per_replicate() {
         let n = 3_000;
@@ -1015,25 +1033,7 @@ mod tests {
         let slots = 70 + crate::bootstrap::JACK_GROUPS;
         let reps = replicate_rank_sums(&rows, &[1, 3], &r, slots, true);
         for s in [0usize, 1, 63, 64, 69, 70, 75, 89] {
-            let mut kw = vec![0.0; slots];
-            let w_s: Vec<f64> = (0..n)
-                .map(|i| {
-                    r.fill(row_keys[i], weights[i], 0, &mut kw);
-                    kw[s]
-                })
-                .collect();
-            let direct = rank_sums_with::<Weighted>(
-                &RankRows {
-                    scores: scores.clone(),
-                    labels: labels.clone(),
-                    weights: w_s,
-                    ids: ids.clone(),
-                    row_keys: vec![],
-                },
-                &[1, 3],
-                &SortedWant::default(),
-            )
-            .0;
+            let direct = slot_sums(&r, &rows, slots, s);
             for k in 0..2 {
                 for (id, d) in direct[k].iter().enumerate() {
                     let x = reps[k][id][s];
@@ -1073,26 +1073,7 @@ mod tests {
             };
             let reps = replicate_rank_sums(&rows, &[1, 3], &r, 300, false);
             for s in [0usize, 7, 8, 255, 256, 299] {
-                let mut kw = vec![0.0; 300];
-                let w_s: Vec<f64> = row_keys
-                    .iter()
-                    .map(|rk| {
-                        r.fill(*rk, 1.0, 0, &mut kw);
-                        kw[s]
-                    })
-                    .collect();
-                let direct = rank_sums_with::<Weighted>(
-                    &RankRows {
-                        scores: scores.clone(),
-                        labels: labels.clone(),
-                        weights: w_s,
-                        ids: ids.clone(),
-                        row_keys: vec![],
-                    },
-                    &[1, 3],
-                    &SortedWant::default(),
-                )
-                .0;
+                let direct = slot_sums(&r, &rows, 300, s);
                 for k in 0..2 {
                     for (id, d) in direct[k].iter().enumerate() {
                         let x = reps[k][id][s];
