@@ -667,7 +667,7 @@ where
     let quantile_bins =
         (wants_bins && cal.rule == BinRule::Quantile) || spec.metrics.contains(&Metric::Ace);
     let slots = spec.interval.as_ref().map_or(0, IntervalSpec::slots);
-    let plan = Plan {
+    let mut plan = Plan {
         spec,
         score_names,
         need_log_loss: spec.metrics.contains(&Metric::LogLoss),
@@ -721,7 +721,6 @@ where
         sorted_calib: None,
         calib_shape: StateShape::default(),
     };
-    let mut plan = plan;
     plan.calib_shape = plan.shape;
     // A job that sorts its rows for exact rank metrics reads its calibration states off that
     // order (sequential walks instead of scattered updates of dense per-slice grids). Not with
@@ -740,10 +739,8 @@ where
         plan.shape.logit = false;
         plan.quantile_bins = false;
     }
-    let plan = plan;
     let models = plan.score_names.len();
     let lean = models == 1 && plan.resampler.is_none() && !plan.shape.moments;
-    let mut plan = plan;
     if !plan.additive_reps && !plan.shape.calib_reps {
         plan.shape.slots = 0; // rank metrics only: no replicate blocks to keep
     }
