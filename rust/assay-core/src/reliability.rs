@@ -1217,46 +1217,74 @@ impl SliceCalib {
 /// Rows per block of the sorted calibration walk.
 const BLOCK: usize = 2048;
 
-/// Sums `row(j)` over each run of equal `cell[j]` (cells are monotone in sorted rows) and
-/// hands every run's sums to `flush`. Four interleaved accumulators keep the adds independent
-/// (a single running sum would wait on the previous row's add); the order of the adds depends
-/// only on the positions, so the result is the same on every run.
+/// Hands `each(a, b, c)` every maximal run `a..b` of rows `0..n` whose cell is `c`. With
+/// `monotone`, the cells never increase along the rows (sorted scores, a monotone cell
+/// function), so each run's end is found by galloping and bisection instead of testing every
+/// row; otherwise every row is tested.
 #[inline(always)]
-fn run_sums<const F: usize>(
-    cell: &[u32],
-    row: impl Fn(usize) -> [f64; F],
-    mut flush: impl FnMut(usize, [f64; F]),
+fn cell_runs(
+    n: usize,
+    monotone: bool,
+    cell: impl Fn(usize) -> usize,
+    mut each: impl FnMut(usize, usize, usize),
 ) {
-    let n = cell.len();
     let mut a = 0;
     while a < n {
-        let c = cell[a];
-        let mut b = a + 1;
-        while b < n && cell[b] == c {
-            b += 1;
-        }
-        let mut lanes = [[0.0f64; F]; 4];
-        let mut j = a;
-        while j + 4 <= b {
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                for (acc, v) in lane.iter_mut().zip(row(j + l)) {
-                    *acc += v;
+        let c = cell(a);
+        let mut end = a + 1;
+        if monotone {
+            // Rows a..lo are in the run; hi is past it or n.
+            let (mut lo, mut hi, mut step) = (a + 1, (a + 2).min(n), 2);
+            while hi < n && cell(hi) == c {
+                lo = hi + 1;
+                step *= 2;
+                hi = (a + step).min(n);
+            }
+            while lo < hi {
+                let m = lo + (hi - lo) / 2;
+                if cell(m) == c {
+                    lo = m + 1;
+                } else {
+                    hi = m;
                 }
             }
-            j += 4;
-        }
-        for i in j..b {
-            for (acc, v) in lanes[0].iter_mut().zip(row(i)) {
-                *acc += v;
+            end = lo;
+        } else {
+            while end < n && cell(end) == c {
+                end += 1;
             }
         }
-        let mut sums = [0.0f64; F];
-        for (f, t) in sums.iter_mut().enumerate() {
-            *t = (lanes[0][f] + lanes[1][f]) + (lanes[2][f] + lanes[3][f]);
-        }
-        flush(c as usize, sums);
-        a = b;
+        each(a, end, c);
+        a = end;
     }
+}
+
+/// The sums of `row(j)` over rows `a..b`. Four interleaved accumulators keep the adds
+/// independent (one running sum would wait on the previous row's add); the order of the adds
+/// depends only on the positions, so the result is the same on every run.
+#[inline(always)]
+fn range_sums<const F: usize>(a: usize, b: usize, row: impl Fn(usize) -> [f64; F]) -> [f64; F] {
+    let mut acc = [[0.0f64; 4]; F];
+    let mut j = a;
+    while j + 4 <= b {
+        let v = [row(j), row(j + 1), row(j + 2), row(j + 3)];
+        for (f, lanes) in acc.iter_mut().enumerate() {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                *lane += v[l][f];
+            }
+        }
+        j += 4;
+    }
+    for i in j..b {
+        for (lanes, v) in acc.iter_mut().zip(row(i)) {
+            lanes[0] += v;
+        }
+    }
+    let mut sums = [0.0f64; F];
+    for (t, l) in sums.iter_mut().zip(&acc) {
+        *t = (l[0] + l[1]) + (l[2] + l[3]);
+    }
+    sums
 }
 
 /// The calibration states of one slice from its rows sorted by descending score (ties in any
@@ -1363,68 +1391,74 @@ fn calibrate_part_body<R: crate::rank::Rec>(
             w.extend(c.iter().map(|r| r.w()));
         }
         let w_at = |j: usize| if R::WEIGHTED { w[j] } else { 1.0 };
-        cell.clear();
-        cell.resize(c.len(), 0u32);
+        let n = c.len();
         let bin_fields = |j: usize| {
             let (x, wj) = (s[j], w_at(j));
             [1.0, wj, wj * wj, wj * x, wj * y[j]]
         };
-        let add_fields = |bins: &mut [f64], b: usize, f: [f64; BIN_FIELDS]| {
-            for (a, v) in bins[b * BIN_FIELDS..(b + 1) * BIN_FIELDS].iter_mut().zip(f) {
+        let add = |cells: &mut [f64], at: usize, v: &[f64]| {
+            for (a, v) in cells[at..at + v.len()].iter_mut().zip(v) {
                 *a += v;
             }
         };
         if !part.bins.is_empty() {
             let edges = &want.uniform_edges;
-            for (k, x) in cell.iter_mut().zip(&s) {
-                *k = uniform_bin(edges, *x) as u32;
-            }
-            run_sums(&cell, bin_fields, |b, f| add_fields(&mut part.bins, b, f));
+            let bins = &mut part.bins;
+            cell_runs(
+                n,
+                true,
+                |j| uniform_bin(edges, s[j]),
+                |a, b, k| add(bins, k * BIN_FIELDS, &range_sums(a, b, bin_fields)),
+            );
         }
         if qn > 0 {
-            for (k, x) in cell.iter_mut().zip(&s) {
-                *k = quantile_bin(qedges, *x) as u32;
-            }
-            run_sums(&cell, bin_fields, |b, f| {
-                add_fields(&mut part.quantile.1, b, f)
-            });
+            let bins = &mut part.quantile.1;
+            cell_runs(
+                n,
+                true,
+                |j| quantile_bin(qedges, s[j]),
+                |a, b, k| add(bins, k * BIN_FIELDS, &range_sums(a, b, bin_fields)),
+            );
         }
         if want.grid {
-            for (k, x) in cell.iter_mut().zip(&s) {
-                *k = grid_cell(*x) as u32;
-            }
             let g = &mut part.grid;
-            let fields = |j: usize| {
-                let (x, wj) = (s[j], w_at(j));
-                let f = x * GRID_CELLS as f64 - cell[j] as f64;
-                let r = wj * (y[j] - x);
-                [wj * (1.0 - f), r * (1.0 - f), wj * f, r * f]
-            };
-            run_sums(&cell, fields, |i, v| {
-                for (a, v) in g[i * GRID_FIELDS..(i + 2) * GRID_FIELDS].iter_mut().zip(v) {
-                    *a += v;
-                }
-            });
+            cell_runs(
+                n,
+                true,
+                |j| grid_cell(s[j]),
+                |a, b, i| {
+                    let fields = |j: usize| {
+                        let (x, wj) = (s[j], w_at(j));
+                        let f = x * GRID_CELLS as f64 - i as f64;
+                        let r = wj * (y[j] - x);
+                        [wj * (1.0 - f), r * (1.0 - f), wj * f, r * f]
+                    };
+                    add(g, i * GRID_FIELDS, &range_sums(a, b, fields))
+                },
+            );
         }
         if want.logit {
             lg.clear();
             crate::fastmath::logits(&s, &mut lg);
-            for (k, x) in cell.iter_mut().zip(&lg) {
-                *k = logit_cell(*x) as u32;
-            }
+            cell.clear();
+            cell.extend(lg.iter().map(|x| logit_cell(*x) as u32));
             let l = &mut part.logit;
-            let fields = |j: usize| {
-                let (x, wj) = (lg[j], w_at(j));
-                let d = x - logit_centre(cell[j] as usize);
-                let wd = wj * d;
-                [wj, wd, wd * d, wd * d * d, wj * y[j], wd * y[j]]
-            };
-            run_sums(&cell, fields, |i, v| {
-                let cells = &mut l[i * LOGIT_FIELDS..(i + 1) * LOGIT_FIELDS];
-                for (a, v) in cells.iter_mut().zip(v) {
-                    *a += v;
-                }
-            });
+            // The fast logarithm is not promised monotone to the last bit: every row is tested.
+            cell_runs(
+                n,
+                false,
+                |j| cell[j] as usize,
+                |a, b, i| {
+                    let centre = logit_centre(i);
+                    let fields = |j: usize| {
+                        let wj = w_at(j);
+                        let d = lg[j] - centre;
+                        let wd = wj * d;
+                        [wj, wd, wd * d, wd * d * d, wj * y[j], wd * y[j]]
+                    };
+                    add(l, i * LOGIT_FIELDS, &range_sums(a, b, fields))
+                },
+            );
         }
     }
     part
@@ -1444,6 +1478,49 @@ mod tests {
                 (x >> 11) as f64 / (1u64 << 53) as f64
             })
             .collect()
+    }
+
+    #[test]
+    fn galloping_runs_equal_scanned_runs() {
+        for (n, k) in [
+            (0usize, 3usize),
+            (1, 1),
+            (5, 9),
+            (1000, 3),
+            (2048, 40),
+            (777, 700),
+        ] {
+            let mut cells: Vec<usize> = lcg(n, (n + k) as u64)
+                .iter()
+                .map(|u| (u * k as f64) as usize)
+                .collect();
+            cells.sort_unstable_by(|a, b| b.cmp(a));
+            let runs = |monotone: bool| {
+                let mut out = Vec::new();
+                cell_runs(n, monotone, |j| cells[j], |a, b, c| out.push((a, b, c)));
+                out
+            };
+            let scanned = runs(false);
+            assert_eq!(runs(true), scanned);
+            assert_eq!(scanned.iter().map(|r| r.1 - r.0).sum::<usize>(), n);
+            assert!(scanned
+                .windows(2)
+                .all(|w| w[0].1 == w[1].0 && w[0].2 > w[1].2));
+        }
+    }
+
+    #[test]
+    fn range_sums_equal_a_plain_sum_of_integers() {
+        let v: Vec<f64> = (0..103).map(|i| (i * 7 % 11) as f64).collect();
+        for (a, b) in [(0usize, 0usize), (0, 3), (5, 103), (2, 9)] {
+            let got = range_sums(a, b, |j| [1.0, v[j], v[j] * v[j]]);
+            let want: [f64; 3] = [
+                (b - a) as f64,
+                v[a..b].iter().sum(),
+                v[a..b].iter().map(|x| x * x).sum(),
+            ];
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
