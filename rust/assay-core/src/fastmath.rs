@@ -75,12 +75,12 @@ pub fn log_losses(labels: &[f64], scores: &[f64], out: &mut Vec<f64>) {
 
 #[inline(always)]
 fn log_losses_body(labels: &[f64], scores: &[f64], out: &mut Vec<f64>) {
-    out.extend(
-        labels
-            .iter()
-            .zip(scores)
-            .map(|(y, s)| log_loss(*y == 1.0, *s)),
-    );
+    // A plain loop, not `extend`: its out-of-line `fold` would lose the AVX2 of the caller.
+    let start = out.len();
+    out.resize(start + scores.len().min(labels.len()), 0.0);
+    for ((o, y), s) in out[start..].iter_mut().zip(labels).zip(scores) {
+        *o = log_loss(*y == 1.0, *s);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -111,7 +111,12 @@ pub fn logits(scores: &[f64], out: &mut Vec<f64>) {
 
 #[inline(always)]
 fn logits_body(scores: &[f64], out: &mut Vec<f64>) {
-    out.extend(scores.iter().map(|s| logit(*s)));
+    // A plain loop, not `extend` (see `log_losses_body`).
+    let start = out.len();
+    out.resize(start + scores.len(), 0.0);
+    for (o, s) in out[start..].iter_mut().zip(scores) {
+        *o = logit(*s);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
