@@ -713,6 +713,27 @@ def test_threads_and_batches_do_not_change_the_results():
             assert_tables_close(assay.reliability(batched, n_threads=2, **kw, **rl), base)
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_quantile_bins_of_scores_packed_in_a_narrow_range(packed):
+    """Quantile edges come from a histogram of the probabilities counted in the pass; scores
+    crowded into one of its buckets take the route over their own range. Both are exact."""
+    rng = np.random.default_rng(5)
+    n = 100_000
+    p = rng.random(n)
+    if packed:
+        p = 0.5 + 1e-6 * p
+        p[:3] = [0.0, 0.2, 1.0]
+    y = (rng.random(n) < p).astype(np.int8)
+    rel = assay.reliability({"y": y, "p": p}, label="y", score="p", n_bins=10,
+                            strategy="quantile")
+    t = ref.slice_bin_table(p, y, None, 10, "quantile")
+    assert rel["lower"].to_list() == t["lower"].tolist()
+    assert rel["upper"].to_list() == t["upper"].tolist()
+    assert rel["count"].to_list() == t["count"].tolist()
+    np.testing.assert_allclose(rel["mean_score"].to_numpy(), t["mean_score"], rtol=1e-12)
+    np.testing.assert_allclose(rel["frac_positive"].to_numpy(), t["frac_positive"], rtol=1e-12)
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("slices", [[], ["g"], ["g", "h"]])
 def test_calibration_from_the_sorted_order_equals_the_pass(weighted, slices):

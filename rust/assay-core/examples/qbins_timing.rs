@@ -21,7 +21,8 @@ fn main() {
             let e =
                 pool.install(|| assay_core::reliability::quantile_edges(&rows.scores, None, 15));
             let t1 = t.elapsed().as_secs_f64();
-            let q = pool.install(|| assay_core::reliability::quantile_bin_states(&rows, &[1], 15));
+            let q = pool
+                .install(|| assay_core::reliability::quantile_bin_states(&rows, &[1], 15, None));
             let t2 = t.elapsed().as_secs_f64() - t1;
             assert_eq!(q[0][0].0, e);
             best = (best.0.min(t1), best.1.min(t2));

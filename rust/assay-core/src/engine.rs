@@ -205,6 +205,9 @@ struct Plan<'a> {
     /// pass, and `calib_shape` is the shape the report reads.
     sorted_calib: Option<rel::SortedWant>,
     calib_shape: StateShape,
+    /// Whether each piece counts its kept (probability, unweighted) scores into the
+    /// `reliability::PROB_BUCKETS` histogram of the overall slice's quantile bins.
+    prob_counts: bool,
 }
 
 /// Updates `state` (and `rank`, one per model) with rows `lo..hi` of the batch; returns rows
@@ -720,6 +723,7 @@ where
         keep_rows: quantile_bins || (wants_rank && spec.auc == AucMode::Exact),
         sorted_calib: None,
         calib_shape: StateShape::default(),
+        prob_counts: false,
     };
     plan.calib_shape = plan.shape;
     // A job that sorts its rows for exact rank metrics reads its calibration states off that
@@ -739,6 +743,7 @@ where
         plan.shape.logit = false;
         plan.quantile_bins = false;
     }
+    plan.prob_counts = plan.quantile_bins && !plan.weighted;
     let models = plan.score_names.len();
     let lean = models == 1 && plan.resampler.is_none() && !plan.shape.moments;
     if !plan.additive_reps && !plan.shape.calib_reps {
@@ -756,6 +761,11 @@ where
         (0..models).flat_map(|_| n_ids.iter().copied()).collect()
     };
     let (mut rows, mut dropped) = (0u64, 0u64);
+    let mut prob_counts: Vec<Vec<u64>> = if plan.prob_counts {
+        vec![vec![0u64; rel::PROB_BUCKETS]; models]
+    } else {
+        Vec::new()
+    };
 
     for batch in batches {
         if interrupted() {
@@ -807,10 +817,16 @@ where
                 .map(|(lo, hi)| if plan.keep_rows { hi - lo } else { 0 })
                 .collect();
             let keyed = plan.resampler.is_some();
-            let mut windows: Vec<std::vec::IntoIter<RankWindow>> = rank
-                .iter_mut()
-                .map(|r| r.open_windows(&sizes, plan.weighted, keyed).into_iter())
-                .collect();
+            if w == 0 && plan.keep_rows {
+                for r in rank.iter_mut() {
+                    r.reserve_rows(len, plan.weighted, keyed);
+                }
+            }
+            let mut windows: Vec<std::vec::IntoIter<RankWindow>> = pool.install(|| {
+                rank.iter_mut()
+                    .map(|r| r.open_windows(&sizes, plan.weighted, keyed).into_iter())
+                    .collect()
+            });
             let mut states: Vec<(ChunkState, Vec<RankWindow>)> = (0..wave_pieces.len())
                 .map(|k| {
                     let mut st = match (w == 0 && k == 0, open.take()) {
@@ -829,25 +845,47 @@ where
                 })
                 .collect();
             drop(windows);
-            let outcomes: Vec<Result<u64>> = pool.install(|| {
+            type Outcome = (Result<u64>, Vec<Vec<u32>>);
+            let outcomes: Vec<Outcome> = pool.install(|| {
                 wave_pieces
                     .par_iter()
                     .zip(states.par_iter_mut())
                     .map_init(Scratch::default, |scratch, ((lo, hi), (st, rk))| {
                         let first = rows + *lo as u64;
                         let (lo, hi) = (*lo, *hi);
-                        if lean {
+                        let r = if lean {
                             update_piece::<true>(&plan, &cols, &ids, lo, hi, first, st, rk, scratch)
                         } else {
                             update_piece::<false>(
                                 &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
                             )
-                        }
+                        };
+                        // The kept scores' histogram, while they are in cache.
+                        let counts = if plan.prob_counts {
+                            rk.iter()
+                                .map(|win| {
+                                    let mut c = vec![0u32; rel::PROB_BUCKETS];
+                                    for s in &win.scores[..win.at] {
+                                        c[rel::prob_bucket(*s)] += 1;
+                                    }
+                                    c
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        (r, counts)
                     })
                     .collect()
             });
-            for o in outcomes {
+            for (o, counts) in outcomes {
                 dropped += o?;
+                // Integer counts: exact in any order.
+                for (all, c) in prob_counts.iter_mut().zip(counts) {
+                    for (a, x) in all.iter_mut().zip(c) {
+                        *a += x as u64;
+                    }
+                }
             }
             let mut written: Vec<Vec<usize>> = vec![Vec::with_capacity(wave_pieces.len()); models];
             for ((_, hi), (mut st, rk)) in wave_pieces.iter().zip(states) {
@@ -957,7 +995,14 @@ where
     if plan.quantile_bins {
         qbins = rank
             .iter()
-            .map(|rk| pool.install(|| rel::quantile_bin_states(rk, &n_ids, cal.bins)))
+            .enumerate()
+            .map(|(m, rk)| {
+                // Counts beyond u32 (over 4e9 kept rows) leave the histogram to the bins.
+                let counts: Option<Vec<u32>> = prob_counts
+                    .get(m)
+                    .and_then(|c| c.iter().map(|x| u32::try_from(*x).ok()).collect());
+                pool.install(|| rel::quantile_bin_states(rk, &n_ids, cal.bins, counts.as_deref()))
+            })
             .collect();
     }
     let qbins = qbins;

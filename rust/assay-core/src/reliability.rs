@@ -811,6 +811,16 @@ impl EdgePlan {
 /// depend on the thread count.
 const PART: usize = 1 << 18;
 
+/// Buckets of the probability histogram a pass may count for the overall slice's quantile
+/// bins (equal width over [0, 1]); with it, [`quantile_bin_states`] skips two of its passes.
+pub const PROB_BUCKETS: usize = 4096;
+
+/// The [`PROB_BUCKETS`] bucket of a probability.
+#[inline(always)]
+pub fn prob_bucket(s: f64) -> usize {
+    ((s * PROB_BUCKETS as f64) as usize).min(PROB_BUCKETS - 1)
+}
+
 /// A histogram of values over equal-width buckets between their minimum and maximum.
 struct Buckets {
     lo: f64,
@@ -868,6 +878,27 @@ impl Buckets {
         }
         b.total = b.hist.iter().sum();
         Some(b)
+    }
+
+    /// The buckets of a [`PROB_BUCKETS`] count histogram of probabilities (the same bucket
+    /// function as [`prob_bucket`]). `None` when some target's bucket would hold more than an
+    /// eighth of the rows (scores packed in a narrow range): the caller then builds buckets
+    /// over the values' own range.
+    fn from_probability_counts(counts: &[u32], targets: &[Target]) -> Option<Buckets> {
+        let hist: Vec<f64> = counts.iter().map(|c| *c as f64).collect();
+        let total: f64 = hist.iter().sum();
+        let b = Buckets {
+            lo: 0.0,
+            scale: PROB_BUCKETS as f64,
+            k: PROB_BUCKETS,
+            hist,
+            total,
+        };
+        let crowded = b
+            .locate(targets)
+            .iter()
+            .any(|(i, _)| b.hist[*i] > (total / 8.0).max(4096.0));
+        (!crowded && total > 0.0).then_some(b)
     }
 
     /// Monotone: a larger value never lands in a lower bucket.
@@ -1012,15 +1043,30 @@ fn select_sorted(v: &[f64], w: Option<&[f64]>, targets: &[Target]) -> Vec<f64> {
 
 /// Quantile-bin states of every slice of every spec from the kept rows: `[spec][id]` gives
 /// (edges, bins x BIN_FIELDS); slices without rows get no edges and empty bins.
-pub fn quantile_bin_states(rows: &RankRows, n_ids: &[usize], n_bins: usize) -> QuantileBins {
+///
+/// `counts`, when given, is the [`PROB_BUCKETS`] histogram of the (unweighted, probability)
+/// scores counted in the pass: the overall slice then needs one pass over its rows, not three.
+pub fn quantile_bin_states(
+    rows: &RankRows,
+    n_ids: &[usize],
+    n_bins: usize,
+    counts: Option<&[u32]>,
+) -> QuantileBins {
     let weights = (!rows.weights.is_empty()).then_some(rows.weights.as_slice());
     let mut out = Vec::with_capacity(n_ids.len());
     // The overall slice: every row, parallel inside.
-    out.push(vec![slice_quantile_bins(
+    let prebuilt = counts
+        .filter(|_| weights.is_none() && !rows.scores.is_empty())
+        .and_then(|c| {
+            let plan = EdgePlan::new(rows.len(), false, n_bins);
+            Buckets::from_probability_counts(c, &plan.targets)
+        });
+    out.push(vec![slice_quantile_bins_with(
         &rows.scores,
         &rows.labels,
         weights,
         n_bins,
+        prebuilt,
     )]);
     for (k, ids) in rows.ids.iter().enumerate() {
         let n = n_ids[k + 1];
@@ -1069,11 +1115,22 @@ pub fn slice_quantile_bins(
     w: Option<&[f64]>,
     n_bins: usize,
 ) -> (Vec<f64>, Vec<f64>) {
+    slice_quantile_bins_with(s, y, w, n_bins, None)
+}
+
+/// [`slice_quantile_bins`] over `buckets` when given (built from the same rows).
+fn slice_quantile_bins_with(
+    s: &[f64],
+    y: &[u8],
+    w: Option<&[f64]>,
+    n_bins: usize,
+    buckets: Option<Buckets>,
+) -> (Vec<f64>, Vec<f64>) {
     if s.is_empty() {
         return (Vec::new(), vec![0.0; n_bins * BIN_FIELDS]);
     }
     let plan = EdgePlan::new(s.len(), w.is_some(), n_bins);
-    let Some(buckets) = Buckets::build(s, w) else {
+    let Some(buckets) = buckets.or_else(|| Buckets::build(s, w)) else {
         // All scores equal (or packed too tightly to bucket): edges by sorting, then bin.
         let edges = plan.edges(&select_sorted(s, w, &plan.targets));
         let mut bins = vec![0.0; n_bins * BIN_FIELDS];
@@ -1109,15 +1166,40 @@ pub fn slice_quantile_bins(
         .map(|(p, c)| {
             let mut bins = vec![0.0; n_bins * BIN_FIELDS];
             let mut got = vec![Vec::new(); needed];
+            if w.is_some() {
+                for (j, x) in c.iter().enumerate() {
+                    let i = p * PART + j;
+                    let b = buckets.bucket(*x);
+                    let sl = slot[b];
+                    if sl == u32::MAX {
+                        add_bin(&mut bins, bucket_bin[b], *x, y[i] as f64, mass(w, i));
+                    } else {
+                        got[sl as usize].push((*x, mass(w, i), y[i] as f64));
+                    }
+                }
+                return (bins, got);
+            }
+            // Unweighted: rows, weight, squared weight and positives are integer counts (the
+            // same values add_bin's sums of ones reach); only the scores are summed as floats,
+            // in the same order.
+            let (mut rows, mut pos) = (vec![0u32; n_bins], vec![0u32; n_bins]);
             for (j, x) in c.iter().enumerate() {
                 let i = p * PART + j;
                 let b = buckets.bucket(*x);
                 let sl = slot[b];
                 if sl == u32::MAX {
-                    add_bin(&mut bins, bucket_bin[b], *x, y[i] as f64, mass(w, i));
+                    let k = bucket_bin[b];
+                    rows[k] += 1;
+                    pos[k] += y[i] as u32;
+                    bins[k * BIN_FIELDS + WS] += *x;
                 } else {
-                    got[sl as usize].push((*x, mass(w, i), y[i] as f64));
+                    got[sl as usize].push((*x, 1.0, y[i] as f64));
                 }
+            }
+            for (k, (r, q)) in rows.iter().zip(&pos).enumerate() {
+                let c = &mut bins[k * BIN_FIELDS..(k + 1) * BIN_FIELDS];
+                let r = *r as f64;
+                (c[N], c[W], c[W2], c[WY]) = (r, r, r, *q as f64);
             }
             (bins, got)
         })

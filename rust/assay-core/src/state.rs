@@ -265,6 +265,23 @@ pub fn reserve_big<T>(v: &mut Vec<T>, additional: usize) {
     }
 }
 
+/// Appends `n` zeros, written in parallel chunks (in the calling pool): the first touch of
+/// fresh pages is most of the cost, and it then runs on every thread.
+fn extend_zeroed<T: Copy + Default + Send>(v: &mut Vec<T>, n: usize) {
+    use rayon::prelude::*;
+    reserve_big(v, n);
+    let len = v.len();
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(1 << 16)
+        .for_each(|c| {
+            for x in c {
+                x.write(T::default());
+            }
+        });
+    // SAFETY: the n slots after `len` were initialized just above.
+    unsafe { v.set_len(len + n) };
+}
+
 #[cfg(target_os = "linux")]
 fn advise_huge<T>(v: &Vec<T>) {
     const HUGE: usize = 1 << 21;
@@ -310,6 +327,22 @@ impl RankRows {
         self.scores.len()
     }
 
+    /// Makes room for `rows` more rows in every column in use (one allocation per batch
+    /// instead of regrowing, and copying, wave by wave).
+    pub fn reserve_rows(&mut self, rows: usize, weighted: bool, keyed: bool) {
+        reserve_big(&mut self.scores, rows);
+        reserve_big(&mut self.labels, rows);
+        if weighted {
+            reserve_big(&mut self.weights, rows);
+        }
+        if keyed {
+            reserve_big(&mut self.row_keys, rows);
+        }
+        for v in self.ids.iter_mut() {
+            reserve_big(v, rows);
+        }
+    }
+
     /// Grows every column by `pieces`' total rows and hands out one window per piece (in
     /// order), so that pieces processed in parallel write their rows in place. Call
     /// [`RankRows::close_windows`] afterwards with the rows each piece wrote.
@@ -320,24 +353,17 @@ impl RankRows {
         keyed: bool,
     ) -> Vec<RankWindow<'_>> {
         let total: usize = pieces.iter().sum();
-        let grow = |v: &mut Vec<f64>, on: bool| {
-            if on {
-                reserve_big(v, total);
-                v.resize(v.len() + total, 0.0);
-            }
-        };
         let base = self.scores.len();
-        grow(&mut self.scores, true);
-        grow(&mut self.weights, weighted);
-        reserve_big(&mut self.labels, total);
-        self.labels.resize(base + total, 0);
+        extend_zeroed(&mut self.scores, total);
+        if weighted {
+            extend_zeroed(&mut self.weights, total);
+        }
+        extend_zeroed(&mut self.labels, total);
         if keyed {
-            reserve_big(&mut self.row_keys, total);
-            self.row_keys.resize(base + total, 0);
+            extend_zeroed(&mut self.row_keys, total);
         }
         for v in self.ids.iter_mut() {
-            reserve_big(v, total);
-            v.resize(base + total, 0);
+            extend_zeroed(v, total);
         }
         let mut scores = &mut self.scores[base..];
         let mut labels = &mut self.labels[base..];
