@@ -380,6 +380,7 @@ def _run(
         calibration,
         reliability,
         only if any(o is not None for o in only) else None,
+        source.rows,
     )
     return _Run(result, names, interval)
 

@@ -28,6 +28,9 @@ class Source:
     """Returns a one-column stream for bin edges, or None when the input can be read only once."""
     names: list[str] | None
     """The column names, where they are known before the pass."""
+    rows: int | None = None
+    """The number of rows, where it is known before the pass (the engine then reserves its
+    kept rows once instead of regrowing them batch by batch)."""
 
     def read_column(self, name: str, purpose: str) -> Any:
         """A one-column stream of ``name``, with a typed error when it cannot be had."""
@@ -52,7 +55,8 @@ _BATCH_ROWS = 1 << 20
 
 def _table_source(table: pa.Table) -> Source:
     return Source(open=lambda: table.to_reader(max_chunksize=_BATCH_ROWS),
-                  column=lambda c: table.select([c]), names=table.schema.names)
+                  column=lambda c: table.select([c]), names=table.schema.names,
+                  rows=table.num_rows)
 
 
 def _dict_source(data: Mapping[str, Any]) -> Source:

@@ -41,6 +41,7 @@ def evaluate(
     calibration: tuple[int, str] | None = None,
     reliability: float | None = None,
     slice_only: list[str | None] | None = None,
+    rows_hint: int | None = None,
 ) -> tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None]:
     """Runs one evaluation (or comparison) job over an Arrow stream."""
 

@@ -2,7 +2,8 @@
 //! (comma-separated; `defaults` and `calibration` expand). Development aid:
 //! `cargo run --release --example eval_timing -- defaults defaults,calibration`.
 //! Environment: `SLICES=k` adds a slice column of k values, `BINS=n` and `STRATEGY=quantile`
-//! set the calibration bins, `REL=1` asks for the reliability table.
+//! set the calibration bins, `REL=1` asks for the reliability table, `BATCH=k` splits the rows
+//! into batches of k.
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int32Array, Int8Array, RecordBatch};
@@ -41,6 +42,12 @@ fn main() {
         Arc::new(Int32Array::from(g)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+    // BATCH=k feeds the rows in batches of k (as the Python layer does, 1 << 20).
+    let step = env("BATCH").map_or(n, |v| v.parse().unwrap());
+    let batches: Vec<RecordBatch> = (0..n)
+        .step_by(step)
+        .map(|a| batch.slice(a, step.min(n - a)))
+        .collect();
     for arg in std::env::args().skip(1) {
         let mut metrics = Vec::new();
         for name in arg.split(',') {
@@ -82,13 +89,14 @@ fn main() {
             },
             reliability: env("REL").map(|_| 0.95),
             slice_only: Vec::new(),
+            rows_hint: None,
         };
         let mut times = Vec::new();
         for _ in 0..7 {
             let t = std::time::Instant::now();
             evaluate(
                 schema.clone(),
-                vec![Ok(batch.clone())].into_iter(),
+                batches.clone().into_iter().map(Ok),
                 &spec,
                 &|| false,
             )

@@ -60,6 +60,9 @@ pub struct EvalSpec {
     /// Per slice spec, the one slice to report (its label, e.g. a discovered
     /// `"country=BR & device=mobile"`) instead of all of them; empty for none.
     pub slice_only: Vec<Option<String>>,
+    /// Rows the input is expected to hold, when known (an in-memory table): jobs that keep
+    /// rows reserve them once. Only a hint; any number of rows is handled.
+    pub rows_hint: Option<u64>,
     pub metrics: Vec<Metric>,
     pub min_slice_size: u64,
     pub nan_policy: NanPolicy,
@@ -818,8 +821,11 @@ where
                 .collect();
             let keyed = plan.resampler.is_some();
             if w == 0 && plan.keep_rows {
+                let hinted = spec
+                    .rows_hint
+                    .map_or(0, |h| h.saturating_sub(rows) as usize);
                 for r in rank.iter_mut() {
-                    r.reserve_rows(len, plan.weighted, keyed);
+                    r.reserve_rows(len.max(hinted), plan.weighted, keyed);
                 }
             }
             let mut windows: Vec<std::vec::IntoIter<RankWindow>> = pool.install(|| {

@@ -77,6 +77,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         compare: None,
         calibration: Default::default(),
         slice_only: Vec::new(),
+        rows_hint: None,
         reliability: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,

@@ -74,7 +74,7 @@ type JobResult<'py> = (
 
 /// Runs one evaluation (or comparison) job over an Arrow stream.
 #[pyfunction]
-#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None, compare=None, calibration=None, reliability=None, slice_only=None))]
+#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None, compare=None, calibration=None, reliability=None, slice_only=None, rows_hint=None))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate<'py>(
     py: Python<'py>,
@@ -94,6 +94,7 @@ fn evaluate<'py>(
     calibration: Option<(usize, String)>,
     reliability: Option<f64>,
     slice_only: Option<Vec<Option<String>>>,
+    rows_hint: Option<u64>,
 ) -> PyResult<JobResult<'py>> {
     let calibration = match calibration {
         Some((bins, rule)) => CalibSpec {
@@ -150,6 +151,7 @@ fn evaluate<'py>(
         calibration,
         reliability,
         slice_only: slice_only.unwrap_or_default(),
+        rows_hint,
     };
     let reader = data.into_reader()?;
     let out = py.detach(move || {
