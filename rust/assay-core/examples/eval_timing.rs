@@ -3,7 +3,7 @@
 //! `cargo run --release --example eval_timing -- defaults defaults,calibration`.
 //! Environment: `SLICES=k` adds a slice column of k values, `BINS=n` and `STRATEGY=quantile`
 //! set the calibration bins, `REL=1` asks for the reliability table, `BATCH=k` splits the rows
-//! into batches of k.
+//! into batches of k, `HINT=1` passes the row count as a hint.
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int32Array, Int8Array, RecordBatch};
@@ -89,7 +89,7 @@ fn main() {
             },
             reliability: env("REL").map(|_| 0.95),
             slice_only: Vec::new(),
-            rows_hint: None,
+            rows_hint: env("HINT").map(|_| n as u64),
         };
         let mut times = Vec::new();
         for _ in 0..7 {

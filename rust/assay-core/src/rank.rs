@@ -75,6 +75,32 @@ impl Rec for Weighted {
     }
 }
 
+/// An unweighted record in 8 bytes: the key of a non-negative score (top bit clear) with the
+/// label in the top bit. Ties keep their order of construction (`order` is the key).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyLabel(u64);
+
+impl Rec for KeyLabel {
+    const WEIGHTED: bool = false;
+    #[inline]
+    fn new(key: u64, tag: u64, _: f64) -> Self {
+        debug_assert!(key >> 63 == 0, "the key of a negative score");
+        KeyLabel(key | (tag & 1) << 63)
+    }
+    #[inline]
+    fn key(&self) -> u64 {
+        self.0 & !(1 << 63)
+    }
+    #[inline]
+    fn tag(&self) -> u64 {
+        self.0 >> 63
+    }
+    #[inline]
+    fn w(&self) -> f64 {
+        1.0
+    }
+}
+
 /// Maps a finite f64 to a u64 whose ascending order is the descending order of the scores.
 #[inline]
 fn descending_key(x: f64) -> u64 {
@@ -463,14 +489,29 @@ fn rank_sums_packed(
             }
             let mut out = vec![vec![sorted_run_calibration(&recs, want)]];
             // Each spec's slices: a stable scatter of the sorted records keeps them sorted.
+            // Calibration scores are probabilities, whose keys leave the top bit free: the
+            // scattered records are then 8 bytes, the label in that bit.
+            let narrow = recs.last().is_none_or(|r| r.0 >> 63 == 0);
             let mut by_slice: Vec<Unweighted> = Vec::new();
+            let mut narrow_by_slice: Vec<KeyLabel> = Vec::new();
             for (k, n) in n_ids[1..].iter().enumerate() {
                 let id = |i: usize| ((recs[i].1 >> shifts[k]) & masks[k]) as usize;
-                let starts = scatter(recs.len(), *n, id, |i| recs[i], &mut by_slice);
-                let slices = (0..*n)
-                    .into_par_iter()
-                    .map(|g| sorted_run_calibration(&by_slice[starts[g]..starts[g + 1]], want))
-                    .collect();
+                let slices = if narrow {
+                    let make = |i: usize| KeyLabel::new(recs[i].0, recs[i].1, 1.0);
+                    let starts = scatter(recs.len(), *n, id, make, &mut narrow_by_slice);
+                    let run = |g: usize| &narrow_by_slice[starts[g]..starts[g + 1]];
+                    (0..*n)
+                        .into_par_iter()
+                        .map(|g| sorted_run_calibration(run(g), want))
+                        .collect()
+                } else {
+                    let starts = scatter(recs.len(), *n, id, |i| recs[i], &mut by_slice);
+                    let run = |g: usize| &by_slice[starts[g]..starts[g + 1]];
+                    (0..*n)
+                        .into_par_iter()
+                        .map(|g| sorted_run_calibration(run(g), want))
+                        .collect()
+                };
                 out.push(slices);
             }
             out

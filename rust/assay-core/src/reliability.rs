@@ -1462,7 +1462,7 @@ fn calibrate_part_body<R: crate::rank::Rec>(
     // Blocks small enough for L1: no large temporaries, and every state's loop reads
     // the decoded block from cache.
     let (mut s, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut cell, mut lg) = (Vec::new(), Vec::new());
+    let mut lg = Vec::new();
     for c in part_rows.chunks(BLOCK) {
         s.clear();
         s.extend(c.iter().map(score));
@@ -1522,14 +1522,15 @@ fn calibrate_part_body<R: crate::rank::Rec>(
         if want.logit {
             lg.clear();
             crate::fastmath::logits(&s, &mut lg);
-            cell.clear();
-            cell.extend(lg.iter().map(|x| logit_cell(*x) as u32));
             let l = &mut part.logit;
-            // The fast logarithm is not promised monotone to the last bit: every row is tested.
+            // Galloping trusts the logits to be monotone in the sorted scores. The fast
+            // logarithm is not promised monotone to the last bit; a row a rounding away from a
+            // cell's edge may then join the neighbouring run, where its offset d from that
+            // centre is still exact: the cell's moments stay valid.
             cell_runs(
                 n,
-                false,
-                |j| cell[j] as usize,
+                true,
+                |j| logit_cell(lg[j]),
                 |a, b, i| {
                     let centre = logit_centre(i);
                     let fields = |j: usize| {
