@@ -951,7 +951,7 @@ where
     let mut rep_ranks: Vec<Vec<Vec<Vec<RankSums>>>> = Vec::new();
     // Quantile calibration bins, per model, spec and slice: (edges, bins).
     let mut qbins: Vec<rel::QuantileBins> = Vec::new();
-    for (m, rk) in rank.iter().enumerate() {
+    for (m, rk) in rank.iter_mut().enumerate() {
         ranks.push(if let Some(want) = &plan.sorted_calib {
             let (sums, calib) = pool.install(|| rank_sums_calibrated(rk, &n_ids, want));
             let mut q: rel::QuantileBins = Vec::new();

@@ -78,6 +78,7 @@ impl Rec for Weighted {
 /// An unweighted record in 8 bytes: the key of a non-negative score (top bit clear) with the
 /// label in the top bit. Ties keep their order of construction (`order` is the key).
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(transparent)]
 pub struct KeyLabel(u64);
 
 impl Rec for KeyLabel {
@@ -420,21 +421,31 @@ fn sorted_sums<R: Rec>(recs: &[R]) -> RankSums {
 /// `n_ids[k]` the slices of `rows.ids[k - 1]`. Each slice's rows are sorted once. The result does
 /// not depend on the thread count.
 pub fn rank_sums(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
-    rank_sums_calibrated(rows, n_ids, &SortedWant::default()).0
+    let none = SortedWant::default();
+    if let Some(order) = packed_order(rows, n_ids) {
+        return packed_sums(&order, n_ids, &none, None).0;
+    }
+    if rows.weights.is_empty() {
+        rank_sums_with::<Unweighted>(rows, n_ids, &none).0
+    } else {
+        rank_sums_with::<Weighted>(rows, n_ids, &none).0
+    }
 }
 
 /// Per-slice calibration states, `[spec][id]`.
 pub type SortedCalibration = Vec<Vec<SliceCalib>>;
 
 /// [`rank_sums`], and the calibration states `want` asks for, read off the same sorted order
-/// (empty when `want` asks for none).
+/// (empty when `want` asks for none). Once the rows are sorted their scores are no longer
+/// needed: building calibration states may take `rows.scores` for scratch, leaving it empty.
 pub fn rank_sums_calibrated(
-    rows: &RankRows,
+    rows: &mut RankRows,
     n_ids: &[usize],
     want: &SortedWant,
 ) -> (Vec<Vec<RankSums>>, SortedCalibration) {
-    if let Some(out) = rank_sums_packed(rows, n_ids, want) {
-        return out;
+    if let Some(order) = packed_order(rows, n_ids) {
+        let spare = want.any().then(|| std::mem::take(&mut rows.scores));
+        return packed_sums(&order, n_ids, want, spare);
     }
     if rows.weights.is_empty() {
         rank_sums_with::<Unweighted>(rows, n_ids, want)
@@ -448,14 +459,17 @@ fn id_bits(n_ids: usize) -> u32 {
     usize::BITS - n_ids.saturating_sub(1).leading_zeros()
 }
 
+/// All rows sorted once, every spec's slice id packed beside the label in the tag.
+struct PackedOrder {
+    recs: Vec<Unweighted>,
+    shifts: Vec<u32>,
+    masks: Vec<u64>,
+}
+
 /// Unweighted jobs whose slice ids of all specs fit in 63 bits beside the label: one sort of
 /// all rows, then one pass that serves every spec. All sums within a tie group are integer
 /// counts, exact in any order, so the row order inside ties need not be fixed.
-fn rank_sums_packed(
-    rows: &RankRows,
-    n_ids: &[usize],
-    want: &SortedWant,
-) -> Option<(Vec<Vec<RankSums>>, SortedCalibration)> {
+fn packed_order(rows: &RankRows, n_ids: &[usize]) -> Option<PackedOrder> {
     let bits: Vec<u32> = n_ids[1..].iter().map(|n| id_bits(*n)).collect();
     if !rows.weights.is_empty() || bits.iter().sum::<u32>() > 63 {
         return None;
@@ -478,22 +492,41 @@ fn rank_sums_packed(
     let mut recs = big_vec(rows.len());
     let starts = value_scatter(rows, make, &mut recs);
     sort_groups(&mut recs, &starts);
-
     let masks: Vec<u64> = bits.iter().map(|b| (1u64 << b) - 1).collect();
+    Some(PackedOrder {
+        recs,
+        shifts,
+        masks,
+    })
+}
+
+/// The rank sums and calibration states of a [`PackedOrder`]. `spare`, an f64 buffer of at
+/// least the rows' length that is no longer needed, holds the scattered slices if given.
+fn packed_sums(
+    order: &PackedOrder,
+    n_ids: &[usize],
+    want: &SortedWant,
+    spare: Option<Vec<f64>>,
+) -> (Vec<Vec<RankSums>>, SortedCalibration) {
+    let PackedOrder {
+        recs,
+        shifts,
+        masks,
+    } = order;
     // The walk below is sequential: the calibration states (parallel) run beside it.
     let (sums, calibration) = rayon::join(
-        || packed_walk(&recs, n_ids, &shifts, &masks),
+        || packed_walk(recs, n_ids, shifts, masks),
         || {
             if !want.any() {
                 return Vec::new();
             }
-            let mut out = vec![vec![sorted_run_calibration(&recs, want)]];
+            let mut out = vec![vec![sorted_run_calibration(recs, want)]];
             // Each spec's slices: a stable scatter of the sorted records keeps them sorted.
             // Calibration scores are probabilities, whose keys leave the top bit free: the
             // scattered records are then 8 bytes, the label in that bit.
             let narrow = recs.last().is_none_or(|r| r.0 >> 63 == 0);
             let mut by_slice: Vec<Unweighted> = Vec::new();
-            let mut narrow_by_slice: Vec<KeyLabel> = Vec::new();
+            let mut narrow_by_slice: Vec<KeyLabel> = spare.map_or_else(Vec::new, reuse_f64);
             for (k, n) in n_ids[1..].iter().enumerate() {
                 let id = |i: usize| ((recs[i].1 >> shifts[k]) & masks[k]) as usize;
                 let slices = if narrow {
@@ -517,10 +550,26 @@ fn rank_sums_packed(
             out
         },
     );
-    Some((sums, calibration))
+    (sums, calibration)
 }
 
-/// The rank walk of [`rank_sums_packed`] over its sorted records.
+/// The memory of an f64 buffer as an empty `KeyLabel` buffer of the same capacity (both
+/// 8-byte, 8-aligned plain data), so that pages already touched are written again instead of
+/// fresh ones being faulted in.
+fn reuse_f64(v: Vec<f64>) -> Vec<KeyLabel> {
+    const _: () = assert!(
+        std::mem::size_of::<KeyLabel>() == std::mem::size_of::<f64>()
+            && std::mem::align_of::<KeyLabel>() == std::mem::align_of::<f64>()
+    );
+    let mut v = std::mem::ManuallyDrop::new(v);
+    let (ptr, cap) = (v.as_mut_ptr(), v.capacity());
+    // SAFETY: the allocation came from a Vec<f64> of capacity `cap`; KeyLabel has the same
+    // size and alignment, so the layout the allocator sees is unchanged, and length 0 claims
+    // no initialized elements.
+    unsafe { Vec::from_raw_parts(ptr as *mut KeyLabel, 0, cap) }
+}
+
+/// The rank walk of [`packed_sums`] over the sorted records.
 fn packed_walk(
     recs: &[Unweighted],
     n_ids: &[usize],
@@ -993,9 +1042,8 @@ mod tests {
             ids,
             row_keys: vec![],
         };
-        let packed = rank_sums_packed(&r, &[1, 5, 11], &SortedWant::default())
-            .unwrap()
-            .0;
+        let order = packed_order(&r, &[1, 5, 11]).unwrap();
+        let packed = packed_sums(&order, &[1, 5, 11], &SortedWant::default(), None).0;
         let separate = rank_sums_with::<Unweighted>(&r, &[1, 5, 11], &SortedWant::default()).0;
         assert_eq!(packed, separate);
     }
