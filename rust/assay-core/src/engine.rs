@@ -208,8 +208,8 @@ struct Plan<'a> {
     /// pass, and `calib_shape` is the shape the report reads.
     sorted_calib: Option<rel::SortedWant>,
     calib_shape: StateShape,
-    /// Whether each piece counts its kept (probability, unweighted) scores into the
-    /// `reliability::PROB_BUCKETS` histogram of the overall slice's quantile bins.
+    /// Whether each piece adds its kept (probability, unweighted) rows to the
+    /// `reliability::ProbHist` of the overall slice's quantile bins.
     prob_counts: bool,
 }
 
@@ -764,8 +764,8 @@ where
         (0..models).flat_map(|_| n_ids.iter().copied()).collect()
     };
     let (mut rows, mut dropped) = (0u64, 0u64);
-    let mut prob_counts: Vec<Vec<u64>> = if plan.prob_counts {
-        vec![vec![0u64; rel::PROB_BUCKETS]; models]
+    let mut prob_hists: Vec<rel::ProbHist> = if plan.prob_counts {
+        vec![rel::ProbHist::default(); models]
     } else {
         Vec::new()
     };
@@ -851,7 +851,7 @@ where
                 })
                 .collect();
             drop(windows);
-            type Outcome = (Result<u64>, Vec<Vec<u32>>);
+            type Outcome = (Result<u64>, Vec<rel::ProbHist>);
             let outcomes: Vec<Outcome> = pool.install(|| {
                 wave_pieces
                     .par_iter()
@@ -867,30 +867,25 @@ where
                             )
                         };
                         // The kept scores' histogram, while they are in cache.
-                        let counts = if plan.prob_counts {
+                        let hists = if plan.prob_counts {
                             rk.iter()
                                 .map(|win| {
-                                    let mut c = vec![0u32; rel::PROB_BUCKETS];
-                                    for s in &win.scores[..win.at] {
-                                        c[rel::prob_bucket(*s)] += 1;
-                                    }
-                                    c
+                                    let at = win.at;
+                                    rel::ProbHist::of_rows(&win.scores[..at], &win.labels[..at])
                                 })
                                 .collect()
                         } else {
                             Vec::new()
                         };
-                        (r, counts)
+                        (r, hists)
                     })
                     .collect()
             });
-            for (o, counts) in outcomes {
+            for (o, hists) in outcomes {
                 dropped += o?;
-                // Integer counts: exact in any order.
-                for (all, c) in prob_counts.iter_mut().zip(counts) {
-                    for (a, x) in all.iter_mut().zip(c) {
-                        *a += x as u64;
-                    }
+                // In piece order (fixed by position), like every other merge.
+                for (all, h) in prob_hists.iter_mut().zip(&hists) {
+                    all.merge(h);
                 }
             }
             let mut written: Vec<Vec<usize>> = vec![Vec::with_capacity(wave_pieces.len()); models];
@@ -1003,11 +998,8 @@ where
             .iter()
             .enumerate()
             .map(|(m, rk)| {
-                // Counts beyond u32 (over 4e9 kept rows) leave the histogram to the bins.
-                let counts: Option<Vec<u32>> = prob_counts
-                    .get(m)
-                    .and_then(|c| c.iter().map(|x| u32::try_from(*x).ok()).collect());
-                pool.install(|| rel::quantile_bin_states(rk, &n_ids, cal.bins, counts.as_deref()))
+                let hist = prob_hists.get(m);
+                pool.install(|| rel::quantile_bin_states(rk, &n_ids, cal.bins, hist))
             })
             .collect();
     }

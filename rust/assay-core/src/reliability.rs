@@ -821,6 +821,63 @@ pub fn prob_bucket(s: f64) -> usize {
     ((s * PROB_BUCKETS as f64) as usize).min(PROB_BUCKETS - 1)
 }
 
+/// The [`PROB_BUCKETS`] histogram of unweighted probability scores a pass may build for the
+/// overall slice's quantile bins: per bucket the rows, the positives and the sum of the scores.
+/// With it, [`quantile_bin_states`] only gathers the rows of the few buckets that hold a
+/// quantile instead of making three passes over all of them.
+#[derive(Clone, Debug)]
+pub struct ProbHist {
+    /// Rows and positives per bucket (exact integers as f64).
+    pub rows: Vec<f64>,
+    pub positives: Vec<f64>,
+    /// The sum of the scores per bucket.
+    pub scores: Vec<f64>,
+}
+
+impl Default for ProbHist {
+    fn default() -> Self {
+        ProbHist {
+            rows: vec![0.0; PROB_BUCKETS],
+            positives: vec![0.0; PROB_BUCKETS],
+            scores: vec![0.0; PROB_BUCKETS],
+        }
+    }
+}
+
+impl ProbHist {
+    /// The histogram of rows with scores `s` (probabilities) and 0/1 labels `y`, in order.
+    pub fn of_rows(s: &[f64], y: &[u8]) -> ProbHist {
+        let mut h = ProbHist::default();
+        let (mut rows, mut pos) = (vec![0u32; PROB_BUCKETS], vec![0u32; PROB_BUCKETS]);
+        for (x, l) in s.iter().zip(y) {
+            let b = prob_bucket(*x);
+            rows[b] += 1;
+            pos[b] += *l as u32;
+            h.scores[b] += *x;
+        }
+        for (a, c) in h.rows.iter_mut().zip(&rows) {
+            *a = *c as f64;
+        }
+        for (a, c) in h.positives.iter_mut().zip(&pos) {
+            *a = *c as f64;
+        }
+        h
+    }
+
+    /// Adds `o` (merge in a fixed order: the score sums are floating point).
+    pub fn merge(&mut self, o: &ProbHist) {
+        for (a, b) in [
+            (&mut self.rows, &o.rows),
+            (&mut self.positives, &o.positives),
+            (&mut self.scores, &o.scores),
+        ] {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+    }
+}
+
 /// A histogram of values over equal-width buckets between their minimum and maximum.
 struct Buckets {
     lo: f64,
@@ -884,8 +941,8 @@ impl Buckets {
     /// function as [`prob_bucket`]). `None` when some target's bucket would hold more than an
     /// eighth of the rows (scores packed in a narrow range): the caller then builds buckets
     /// over the values' own range.
-    fn from_probability_counts(counts: &[u32], targets: &[Target]) -> Option<Buckets> {
-        let hist: Vec<f64> = counts.iter().map(|c| *c as f64).collect();
+    fn from_probability_counts(counts: &[f64], targets: &[Target]) -> Option<Buckets> {
+        let hist = counts.to_vec();
         let total: f64 = hist.iter().sum();
         let b = Buckets {
             lo: 0.0,
@@ -1044,22 +1101,22 @@ fn select_sorted(v: &[f64], w: Option<&[f64]>, targets: &[Target]) -> Vec<f64> {
 /// Quantile-bin states of every slice of every spec from the kept rows: `[spec][id]` gives
 /// (edges, bins x BIN_FIELDS); slices without rows get no edges and empty bins.
 ///
-/// `counts`, when given, is the [`PROB_BUCKETS`] histogram of the (unweighted, probability)
-/// scores counted in the pass: the overall slice then needs one pass over its rows, not three.
+/// `hist`, when given, is the [`ProbHist`] of the kept (unweighted, probability) rows built in
+/// the pass: the overall slice then only gathers the rows of its quantiles' buckets.
 pub fn quantile_bin_states(
     rows: &RankRows,
     n_ids: &[usize],
     n_bins: usize,
-    counts: Option<&[u32]>,
+    hist: Option<&ProbHist>,
 ) -> QuantileBins {
     let weights = (!rows.weights.is_empty()).then_some(rows.weights.as_slice());
     let mut out = Vec::with_capacity(n_ids.len());
     // The overall slice: every row, parallel inside.
-    let prebuilt = counts
+    let prebuilt = hist
         .filter(|_| weights.is_none() && !rows.scores.is_empty())
-        .and_then(|c| {
+        .and_then(|h| {
             let plan = EdgePlan::new(rows.len(), false, n_bins);
-            Buckets::from_probability_counts(c, &plan.targets)
+            Buckets::from_probability_counts(&h.rows, &plan.targets).map(|b| (b, h))
         });
     out.push(vec![slice_quantile_bins_with(
         &rows.scores,
@@ -1118,19 +1175,24 @@ pub fn slice_quantile_bins(
     slice_quantile_bins_with(s, y, w, n_bins, None)
 }
 
-/// [`slice_quantile_bins`] over `buckets` when given (built from the same rows).
+/// [`slice_quantile_bins`] over the [`PROB_BUCKETS`] buckets of `hist` when given (the
+/// histogram of the same unweighted rows).
 fn slice_quantile_bins_with(
     s: &[f64],
     y: &[u8],
     w: Option<&[f64]>,
     n_bins: usize,
-    buckets: Option<Buckets>,
+    hist: Option<(Buckets, &ProbHist)>,
 ) -> (Vec<f64>, Vec<f64>) {
     if s.is_empty() {
         return (Vec::new(), vec![0.0; n_bins * BIN_FIELDS]);
     }
     let plan = EdgePlan::new(s.len(), w.is_some(), n_bins);
-    let Some(buckets) = buckets.or_else(|| Buckets::build(s, w)) else {
+    let (buckets, sums) = match hist {
+        Some((b, h)) => (Some(b), Some(h)),
+        None => (Buckets::build(s, w), None),
+    };
+    let Some(buckets) = buckets else {
         // All scores equal (or packed too tightly to bucket): edges by sorting, then bin.
         let edges = plan.edges(&select_sorted(s, w, &plan.targets));
         let mut bins = vec![0.0; n_bins * BIN_FIELDS];
@@ -1159,6 +1221,33 @@ fn slice_quantile_bins_with(
     let bucket_bin: Vec<usize> = (0..buckets.k)
         .map(|b| inner.iter().filter(|u| **u < b).count())
         .collect();
+    if let Some(h) = sums {
+        // Whole buckets go to their bin from the histogram; one pass gathers the rest.
+        let mut bins = vec![0.0; n_bins * BIN_FIELDS];
+        for b in (0..buckets.k).filter(|b| slot[*b] == u32::MAX) {
+            let c = &mut bins[bucket_bin[b] * BIN_FIELDS..(bucket_bin[b] + 1) * BIN_FIELDS];
+            c[N] += h.rows[b];
+            c[W] += h.rows[b];
+            c[W2] += h.rows[b];
+            c[WS] += h.scores[b];
+            c[WY] += h.positives[b];
+        }
+        let parts: Vec<Vec<Vec<(f64, f64, f64)>>> = s
+            .par_chunks(PART)
+            .enumerate()
+            .map(|(p, c)| {
+                let mut got = vec![Vec::new(); needed];
+                for (j, x) in c.iter().enumerate() {
+                    let sl = slot[buckets.bucket(*x)];
+                    if sl != u32::MAX {
+                        got[sl as usize].push((*x, 1.0, y[p * PART + j] as f64));
+                    }
+                }
+                got
+            })
+            .collect();
+        return finish_quantile_bins(&plan, &buckets, &found, &slot, bins, parts);
+    }
     type Part = (Vec<f64>, Vec<Vec<(f64, f64, f64)>>);
     let parts: Vec<Part> = s
         .par_chunks(PART)
@@ -1205,15 +1294,28 @@ fn slice_quantile_bins_with(
         })
         .collect();
     let mut bins = vec![0.0; n_bins * BIN_FIELDS];
-    let mut gathered: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); needed];
+    let mut got_parts = Vec::with_capacity(parts.len());
     for (b, got) in parts {
         for (a, x) in bins.iter_mut().zip(&b) {
             *a += x;
         }
-        for (g, p) in gathered.iter_mut().zip(got) {
-            g.extend(p);
-        }
+        got_parts.push(got);
     }
+    finish_quantile_bins(&plan, &buckets, &found, &slot, bins, got_parts)
+}
+
+/// The edges from the gathered rows of the quantiles' buckets (`parts[p][slot]`, in row order),
+/// and those rows added to `bins`.
+fn finish_quantile_bins(
+    plan: &EdgePlan,
+    buckets: &Buckets,
+    found: &[(usize, f64)],
+    slot: &[u32],
+    mut bins: Vec<f64>,
+    parts: Vec<Vec<Vec<(f64, f64, f64)>>>,
+) -> (Vec<f64>, Vec<f64>) {
+    let needed = parts.first().map_or(0, Vec::len);
+    let mut gathered = concat_parts(parts, needed);
     for g in gathered.iter_mut() {
         g.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
@@ -1221,7 +1323,7 @@ fn slice_quantile_bins_with(
         .iter()
         .map(|g| g.iter().map(|(x, m, _)| (*x, *m)).collect())
         .collect();
-    let edges = plan.edges(&buckets.resolve(&plan.targets, &found, &slot, &pairs));
+    let edges = plan.edges(&buckets.resolve(&plan.targets, found, slot, &pairs));
     for g in &gathered {
         for (x, m, label) in g {
             add_bin(&mut bins, quantile_bin(&edges, *x), *x, *label, *m);
