@@ -845,21 +845,22 @@ impl Default for ProbHist {
 }
 
 impl ProbHist {
-    /// The histogram of rows with scores `s` (probabilities) and 0/1 labels `y`, in order.
+    /// The histogram of rows with scores `s` (probabilities) and 0/1 labels `y`, in order
+    /// (fewer than 2^32 rows: a piece of a pass).
     pub fn of_rows(s: &[f64], y: &[u8]) -> ProbHist {
-        let mut h = ProbHist::default();
-        let (mut rows, mut pos) = (vec![0u32; PROB_BUCKETS], vec![0u32; PROB_BUCKETS]);
+        // One 16-byte cell per bucket (rows and positives packed in one integer): each row
+        // touches one cache line.
+        let mut cells = vec![(0u64, 0.0f64); PROB_BUCKETS];
         for (x, l) in s.iter().zip(y) {
-            let b = prob_bucket(*x);
-            rows[b] += 1;
-            pos[b] += *l as u32;
-            h.scores[b] += *x;
+            let c = &mut cells[prob_bucket(*x)];
+            c.0 += 1 << 32 | *l as u64;
+            c.1 += *x;
         }
-        for (a, c) in h.rows.iter_mut().zip(&rows) {
-            *a = *c as f64;
-        }
-        for (a, c) in h.positives.iter_mut().zip(&pos) {
-            *a = *c as f64;
+        let mut h = ProbHist::default();
+        for (b, (n, sum)) in cells.iter().enumerate() {
+            h.rows[b] = (n >> 32) as f64;
+            h.positives[b] = (n & 0xffff_ffff) as f64;
+            h.scores[b] = *sum;
         }
         h
     }
