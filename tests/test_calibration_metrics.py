@@ -735,6 +735,48 @@ def test_quantile_bins_of_scores_packed_in_a_narrow_range(packed):
     np.testing.assert_allclose(rel["frac_positive"].to_numpy(), t["frac_positive"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_quantile_bins_read_twice_from_memory_equal_the_kept_rows(packed):
+    """An in-memory table's quantile bins come from the pass's histogram and a second read of
+    its batches for the rows of the quantiles' buckets; a stream keeps its rows instead. Both
+    give the same bits, with rows dropped for null or NaN labels and scores, and scores
+    crowded into one bucket (every row is then read again)."""
+    rng = np.random.default_rng(41 + packed)
+    n = 150_000
+    p = rng.random(n)
+    if packed:
+        p = 0.25 + 1e-7 * p
+        p[:2] = [0.0, 1.0]
+    y = (rng.random(n) < p).astype(np.int8)
+    score = pa.array(p, mask=rng.random(n) < 0.01)
+    label = pa.array(y, mask=rng.random(n) < 0.01)
+    p2 = np.clip(p + rng.normal(0, 0.05, n), 0, 1)
+    p2[rng.random(n) < 0.01] = np.nan
+    t = pa.table({"y": label, "p": score, "q": p2})
+    stream = lambda: t.to_reader(max_chunksize=1 << 20)  # noqa: E731
+    kw = dict(label="y", score="p", nan_policy="drop")
+    rl = dict(n_bins=10, strategy="quantile")
+    memory = assay.reliability(t, **kw, **rl)
+    assert memory.equals(assay.reliability(stream(), **kw, **rl))
+    assert memory["count"].sum() < n  # rows were dropped
+    ev = dict(metrics=CAL_METRICS, calibration_bins=7, calibration_strategy="quantile")
+    assert_tables_close(assay.evaluate(t, **kw, **ev).table,
+                        assay.evaluate(stream(), **kw, **ev).table, rtol=0, atol=0)
+    # Two models: a row missing either score is dropped for both.
+    cmp = dict(scores=["p", "q"], label="y", nan_policy="drop", metrics=["ace", "ece"],
+               calibration_strategy="quantile")
+    a, b = assay.compare(t, **cmp), assay.compare(stream(), **cmp)
+    for m in ("p", "q"):
+        assert_tables_close(a.reports[m].table, b.reports[m].table, rtol=0, atol=0)
+    # Against the formula on the rows the pass keeps.
+    keep = ~(score.is_null().to_numpy(zero_copy_only=False)
+             | label.is_null().to_numpy(zero_copy_only=False) | np.isnan(p2))
+    ref_t = ref.slice_bin_table(p[keep], y[keep], None, 10, "quantile")
+    one = assay.reliability(t.filter(pa.array(keep)), label="y", score="p", **rl)
+    assert one["lower"].to_list() == ref_t["lower"].tolist()
+    assert one["count"].to_list() == ref_t["count"].tolist()
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("slices", [[], ["g"], ["g", "h"]])
 def test_calibration_from_the_sorted_order_equals_the_pass(weighted, slices):

@@ -60,8 +60,11 @@ pub struct EvalSpec {
     /// Per slice spec, the one slice to report (its label, e.g. a discovered
     /// `"country=BR & device=mobile"`) instead of all of them; empty for none.
     pub slice_only: Vec<Option<String>>,
-    /// Rows the input is expected to hold, when known (an in-memory table): jobs that keep
-    /// rows reserve them once. Only a hint; any number of rows is handled.
+    /// The rows of an in-memory input (None for a stream read once). Jobs that keep rows
+    /// reserve them once; a job whose only kept rows would be the overall slice's quantile
+    /// bins instead holds on to the batches (the caller's memory, not a copy) and reads the
+    /// few rows it needs from them a second time. The count is only a hint: any number of
+    /// rows is handled.
     pub rows_hint: Option<u64>,
     pub metrics: Vec<Metric>,
     pub min_slice_size: u64,
@@ -186,6 +189,8 @@ struct Plan<'a> {
     /// Score columns: `spec.score` then `spec.compare_scores`.
     score_names: Vec<&'a str>,
     need_log_loss: bool,
+    /// Whether the squared errors are summed (the Brier score); a lean piece skips them.
+    need_brier: bool,
     need_probability: bool,
     exact_rank: bool,
     hist_bins: usize,
@@ -208,9 +213,12 @@ struct Plan<'a> {
     /// pass, and `calib_shape` is the shape the report reads.
     sorted_calib: Option<rel::SortedWant>,
     calib_shape: StateShape,
-    /// Whether each piece adds its kept (probability, unweighted) rows to the
+    /// Whether each piece adds its accepted (probability, unweighted) rows to the
     /// `reliability::ProbHist` of the overall slice's quantile bins.
     prob_counts: bool,
+    /// Whether the overall slice's quantile bins (the only rows the job would keep) come from
+    /// its histogram and a second read of the in-memory batches instead of kept rows.
+    replay: bool,
 }
 
 /// Updates `state` (and `rank`, one per model) with rows `lo..hi` of the batch; returns rows
@@ -227,6 +235,7 @@ fn update_piece<const LEAN: bool>(
     first_row: u64,
     state: &mut ChunkState,
     rank: &mut [RankWindow],
+    probs: &mut [rel::ProbCells],
     scratch: &mut Scratch,
 ) -> Result<u64> {
     let spec = plan.spec;
@@ -267,6 +276,7 @@ fn update_piece<const LEAN: bool>(
             (labels, scores[0], weights),
             state,
             &mut rank[0],
+            probs.first_mut(),
             aux,
         )
     {
@@ -413,6 +423,9 @@ fn update_piece<const LEAN: bool>(
                     update_calibration(plan, st, id, calib_bin, s, y, w, &kw);
                 }
             }
+            if plan.prob_counts {
+                probs[m].add(s, yb);
+            }
             if plan.keep_rows {
                 let rank = &mut rank[m];
                 rank.put(s, yb, w, row_key);
@@ -440,6 +453,7 @@ fn lean_fast_piece(
     (labels, scores, weights): (&[f64], &[f64], Option<&[f64]>),
     state: &mut ChunkState,
     rank: &mut RankWindow,
+    probs: Option<&mut rel::ProbCells>,
     aux: &mut [Vec<f64>; 2],
 ) -> bool {
     let no_nulls = cols.label_nulls.is_none()
@@ -480,7 +494,10 @@ fn lean_fast_piece(
                 ids[k - 1][lo + j] as usize
             }
         };
-        if k == 0 {
+        if k == 0 && weights.is_none() {
+            let ll = plan.need_log_loss.then_some(&log_loss[..]);
+            st.counts[0].add_unweighted(labels, scores, spec.threshold, ll, plan.need_brier);
+        } else if k == 0 {
             // One slice: the counts stay in registers.
             let mut c = st.counts[0];
             for j in 0..n {
@@ -551,6 +568,9 @@ fn lean_fast_piece(
             }
         }
     }
+    if let (true, Some(p)) = (plan.prob_counts, probs) {
+        p.add_rows(scores, labels);
+    }
     if plan.keep_rows {
         rank.scores[..n].copy_from_slice(scores);
         for (l, y) in rank.labels[..n].iter_mut().zip(labels) {
@@ -609,6 +629,90 @@ fn update_calibration(
         let len = LOGIT_CELLS * LOGIT_FIELDS;
         rel::add_logit(&mut st.logit[id * len..(id + 1) * len], s, y, w);
     }
+}
+
+/// Where a replayed job finds its columns in each batch.
+struct ReplayColumns<'a> {
+    label: usize,
+    /// Every model's score column (a row missing any of them was dropped for all).
+    scores: &'a [usize],
+    /// The model whose bins are built.
+    model: usize,
+}
+
+/// Rows a replay part reads at a time.
+const REPLAY_ROWS: usize = 1 << 16;
+
+/// The overall slice's quantile bins of model `cols.model` from `hist` (the pass's histogram
+/// of its accepted rows) and a second read of the pass's `batches`: only the rows of the
+/// quantiles' buckets are gathered, in row order, skipping the rows the pass dropped (null or
+/// NaN label or score; every other bad row failed the pass). Scores crowded into one bucket
+/// gather every accepted row instead. The same bits as the kept-rows route.
+fn replay_quantile_bins(
+    batches: &[RecordBatch],
+    cols: &ReplayColumns,
+    hist: &rel::ProbHist,
+    n_bins: usize,
+    pool: &rayon::ThreadPool,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let plan = rel::HistQuantiles::new(hist, n_bins);
+    let mut parts: Vec<rel::Gathered> = Vec::new();
+    for batch in batches {
+        if interrupted() {
+            return Err(AssayError::Interrupted);
+        }
+        let label = batch.column(cols.label);
+        let label_nulls = validity(label);
+        let scores: Vec<(&ArrayRef, Option<NullBuffer>)> = cols
+            .scores
+            .iter()
+            .map(|i| (batch.column(*i), validity(batch.column(*i))))
+            .collect();
+        let len = batch.num_rows();
+        let starts: Vec<usize> = (0..len).step_by(REPLAY_ROWS).collect();
+        let got: Vec<rel::Gathered> = pool.install(|| {
+            starts
+                .into_par_iter()
+                .map_init(Scratch::default, |scratch, lo| {
+                    let hi = (lo + REPLAY_ROWS).min(len);
+                    let mut buf = Vec::new();
+                    let s = f64_view(scores[cols.model].0, lo, hi, &mut scratch.labels);
+                    let mut got = plan
+                        .as_ref()
+                        .map_or_else(|| vec![Vec::new()], rel::HistQuantiles::gather_slots);
+                    // Labels and the other models' scores are read only for the rows gathered.
+                    let mut take = |j: usize, slot: usize| {
+                        let i = lo + j;
+                        let y = f64_view(label, i, i + 1, &mut buf)[0];
+                        let missing = label_nulls.as_ref().is_some_and(|n| n.is_null(i))
+                            || y.is_nan()
+                            || scores.iter().any(|(a, nulls)| {
+                                nulls.as_ref().is_some_and(|n| n.is_null(i))
+                                    || !f64_view(a, i, i + 1, &mut buf)[0].is_finite()
+                            });
+                        if !missing {
+                            got[slot].push((s[j], 1.0, y));
+                        }
+                    };
+                    match &plan {
+                        Some(p) => p.scan(s, take),
+                        None => (0..s.len()).for_each(|j| take(j, 0)),
+                    }
+                    got
+                })
+                .collect()
+        });
+        parts.extend(got);
+    }
+    Ok(match plan {
+        Some(p) => p.finish(parts),
+        None => {
+            let rows = parts.into_iter().flat_map(|mut p| p.swap_remove(0));
+            let (s, y): (Vec<f64>, Vec<u8>) = rows.map(|(x, _, l)| (x, l as u8)).unzip();
+            rel::slice_quantile_bins(&s, &y, None, n_bins)
+        }
+    })
 }
 
 /// The output of a job: the report plus bookkeeping.
@@ -677,6 +781,7 @@ where
         spec,
         score_names,
         need_log_loss: spec.metrics.contains(&Metric::LogLoss),
+        need_brier: spec.metrics.contains(&Metric::Brier),
         need_probability: spec.metrics.iter().any(Metric::needs_probability)
             || spec.reliability.is_some()
             || (wants_rank && matches!(spec.auc, AucMode::Binned(_))),
@@ -727,6 +832,7 @@ where
         sorted_calib: None,
         calib_shape: StateShape::default(),
         prob_counts: false,
+        replay: false,
     };
     plan.calib_shape = plan.shape;
     // A job that sorts its rows for exact rank metrics reads its calibration states off that
@@ -747,6 +853,12 @@ where
         plan.quantile_bins = false;
     }
     plan.prob_counts = plan.quantile_bins && !plan.weighted;
+    // Kept rows cost a write (and first touch) of every row; an in-memory input can instead
+    // be read again for the few rows of the quantiles' buckets.
+    if plan.prob_counts && !plan.exact_rank && slicer.n_specs() == 0 && spec.rows_hint.is_some() {
+        plan.replay = true;
+        plan.keep_rows = false;
+    }
     let models = plan.score_names.len();
     let lean = models == 1 && plan.resampler.is_none() && !plan.shape.moments;
     if !plan.additive_reps && !plan.shape.calib_reps {
@@ -769,6 +881,8 @@ where
     } else {
         Vec::new()
     };
+    // The batches of a replayed job (references to the caller's in-memory table).
+    let mut retained: Vec<RecordBatch> = Vec::new();
 
     for batch in batches {
         if interrupted() {
@@ -778,6 +892,9 @@ where
         let len = batch.num_rows();
         if len == 0 {
             continue;
+        }
+        if plan.replay {
+            retained.push(batch.clone());
         }
         let col = |i: usize| batch.column(i).clone();
         let cols = RoleColumns {
@@ -859,24 +976,21 @@ where
                     .map_init(Scratch::default, |scratch, ((lo, hi), (st, rk))| {
                         let first = rows + *lo as u64;
                         let (lo, hi) = (*lo, *hi);
-                        let r = if lean {
-                            update_piece::<true>(&plan, &cols, &ids, lo, hi, first, st, rk, scratch)
-                        } else {
-                            update_piece::<false>(
-                                &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
-                            )
-                        };
-                        // The kept scores' histogram, while they are in cache.
-                        let hists = if plan.prob_counts {
-                            rk.iter()
-                                .map(|win| {
-                                    let at = win.at;
-                                    rel::ProbHist::of_rows(&win.scores[..at], &win.labels[..at])
-                                })
-                                .collect()
+                        let mut probs = if plan.prob_counts {
+                            vec![rel::ProbCells::default(); models]
                         } else {
                             Vec::new()
                         };
+                        let r = if lean {
+                            update_piece::<true>(
+                                &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
+                            )
+                        } else {
+                            update_piece::<false>(
+                                &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
+                            )
+                        };
+                        let hists = probs.iter().map(rel::ProbCells::hist).collect();
                         (r, hists)
                     })
                     .collect()
@@ -993,7 +1107,21 @@ where
             _ => Vec::new(),
         });
     }
-    if plan.quantile_bins {
+    if plan.replay {
+        qbins = (0..models)
+            .map(|m| {
+                let cols = ReplayColumns {
+                    label: label_idx,
+                    scores: &score_idx,
+                    model: m,
+                };
+                let hist = &prob_hists[m];
+                let one =
+                    replay_quantile_bins(&retained, &cols, hist, cal.bins, &pool, interrupted)?;
+                Ok(vec![vec![one]])
+            })
+            .collect::<Result<_>>()?;
+    } else if plan.quantile_bins {
         qbins = rank
             .iter()
             .enumerate()

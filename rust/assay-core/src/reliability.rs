@@ -813,12 +813,14 @@ const PART: usize = 1 << 18;
 
 /// Buckets of the probability histogram a pass may count for the overall slice's quantile
 /// bins (equal width over [0, 1]); with it, [`quantile_bin_states`] skips two of its passes.
-pub const PROB_BUCKETS: usize = 4096;
+pub const PROB_BUCKETS: usize = 2048;
 
 /// The [`PROB_BUCKETS`] bucket of a probability.
 #[inline(always)]
 pub fn prob_bucket(s: f64) -> usize {
-    ((s * PROB_BUCKETS as f64) as usize).min(PROB_BUCKETS - 1)
+    // Through i64 (one conversion instruction; an unsigned one takes a branchy sequence): the
+    // same bucket as `as usize` then `min`, NaN and negatives in bucket 0.
+    ((s * PROB_BUCKETS as f64) as i64).clamp(0, PROB_BUCKETS as i64 - 1) as usize
 }
 
 /// The [`PROB_BUCKETS`] histogram of unweighted probability scores a pass may build for the
@@ -845,26 +847,6 @@ impl Default for ProbHist {
 }
 
 impl ProbHist {
-    /// The histogram of rows with scores `s` (probabilities) and 0/1 labels `y`, in order
-    /// (fewer than 2^32 rows: a piece of a pass).
-    pub fn of_rows(s: &[f64], y: &[u8]) -> ProbHist {
-        // One 16-byte cell per bucket (rows and positives packed in one integer): each row
-        // touches one cache line.
-        let mut cells = vec![(0u64, 0.0f64); PROB_BUCKETS];
-        for (x, l) in s.iter().zip(y) {
-            let c = &mut cells[prob_bucket(*x)];
-            c.0 += 1 << 32 | *l as u64;
-            c.1 += *x;
-        }
-        let mut h = ProbHist::default();
-        for (b, (n, sum)) in cells.iter().enumerate() {
-            h.rows[b] = (n >> 32) as f64;
-            h.positives[b] = (n & 0xffff_ffff) as f64;
-            h.scores[b] = *sum;
-        }
-        h
-    }
-
     /// Adds `o` (merge in a fixed order: the score sums are floating point).
     pub fn merge(&mut self, o: &ProbHist) {
         for (a, b) in [
@@ -876,6 +858,45 @@ impl ProbHist {
                 *x += y;
             }
         }
+    }
+}
+
+/// A piece's [`ProbHist`] while its rows are added (fewer than 2^32 rows): one 16-byte cell
+/// per bucket, rows and positives packed in one integer beside the score sum, so each row
+/// touches one cache line.
+#[derive(Clone, Debug)]
+pub struct ProbCells(Vec<(u64, f64)>);
+
+impl Default for ProbCells {
+    fn default() -> Self {
+        ProbCells(vec![(0, 0.0); PROB_BUCKETS])
+    }
+}
+
+impl ProbCells {
+    /// One row: probability `s`, positive or not.
+    #[inline(always)]
+    pub fn add(&mut self, s: f64, positive: bool) {
+        let c = &mut self.0[prob_bucket(s)];
+        c.0 += 1 << 32 | positive as u64;
+        c.1 += s;
+    }
+
+    /// Rows `s` (probabilities) with 0/1 labels `y`, in order.
+    pub fn add_rows(&mut self, s: &[f64], y: &[f64]) {
+        for (x, l) in s.iter().zip(y) {
+            self.add(*x, *l == 1.0);
+        }
+    }
+
+    pub fn hist(&self) -> ProbHist {
+        let mut h = ProbHist::default();
+        for (b, (n, sum)) in self.0.iter().enumerate() {
+            h.rows[b] = (n >> 32) as f64;
+            h.positives[b] = (n & 0xffff_ffff) as f64;
+            h.scores[b] = *sum;
+        }
+        h
     }
 }
 
@@ -962,7 +983,8 @@ impl Buckets {
     /// Monotone: a larger value never lands in a lower bucket.
     #[inline(always)]
     fn bucket(&self, x: f64) -> usize {
-        (((x - self.lo) * self.scale) as usize).min(self.k - 1)
+        // As `prob_bucket`: through i64, the same bucket as `as usize` then `min`.
+        (((x - self.lo) * self.scale) as i64).clamp(0, self.k as i64 - 1) as usize
     }
 
     fn reached(&self, cum: f64, t: Target) -> bool {
@@ -1115,10 +1137,7 @@ pub fn quantile_bin_states(
     // The overall slice: every row, parallel inside.
     let prebuilt = hist
         .filter(|_| weights.is_none() && !rows.scores.is_empty())
-        .and_then(|h| {
-            let plan = EdgePlan::new(rows.len(), false, n_bins);
-            Buckets::from_probability_counts(&h.rows, &plan.targets).map(|b| (b, h))
-        });
+        .and_then(|h| HistQuantiles::new(h, n_bins));
     out.push(vec![slice_quantile_bins_with(
         &rows.scores,
         &rows.labels,
@@ -1176,24 +1195,33 @@ pub fn slice_quantile_bins(
     slice_quantile_bins_with(s, y, w, n_bins, None)
 }
 
-/// [`slice_quantile_bins`] over the [`PROB_BUCKETS`] buckets of `hist` when given (the
-/// histogram of the same unweighted rows).
+/// [`slice_quantile_bins`], planned from the histogram of the same (unweighted) rows when
+/// given.
 fn slice_quantile_bins_with(
     s: &[f64],
     y: &[u8],
     w: Option<&[f64]>,
     n_bins: usize,
-    hist: Option<(Buckets, &ProbHist)>,
+    hist: Option<HistQuantiles>,
 ) -> (Vec<f64>, Vec<f64>) {
     if s.is_empty() {
         return (Vec::new(), vec![0.0; n_bins * BIN_FIELDS]);
     }
+    if let Some(hq) = hist {
+        // Whole buckets are binned from the histogram; one pass gathers the rest.
+        let parts: Vec<Gathered> = s
+            .par_chunks(PART)
+            .enumerate()
+            .map(|(p, c)| {
+                let mut got = hq.gather_slots();
+                hq.scan(c, |j, sl| got[sl].push((c[j], 1.0, y[p * PART + j] as f64)));
+                got
+            })
+            .collect();
+        return hq.finish(parts);
+    }
     let plan = EdgePlan::new(s.len(), w.is_some(), n_bins);
-    let (buckets, sums) = match hist {
-        Some((b, h)) => (Some(b), Some(h)),
-        None => (Buckets::build(s, w), None),
-    };
-    let Some(buckets) = buckets else {
+    let Some(buckets) = Buckets::build(s, w) else {
         // All scores equal (or packed too tightly to bucket): edges by sorting, then bin.
         let edges = plan.edges(&select_sorted(s, w, &plan.targets));
         let mut bins = vec![0.0; n_bins * BIN_FIELDS];
@@ -1212,43 +1240,7 @@ fn slice_quantile_bins_with(
     // buckets alone) and gathers the rest, which are binned once the edges are known.
     let found = buckets.locate(&plan.targets);
     let (needed, slot) = buckets.slots(&found);
-    // Each edge lies at or below its upper order statistic: the bucket of that statistic.
-    let upper: Vec<usize> = plan
-        .edges
-        .iter()
-        .map(|&(a, b, _)| found[a].0.max(found[b].0))
-        .collect();
-    let inner = &upper[1..upper.len() - 1];
-    let bucket_bin: Vec<usize> = (0..buckets.k)
-        .map(|b| inner.iter().filter(|u| **u < b).count())
-        .collect();
-    if let Some(h) = sums {
-        // Whole buckets go to their bin from the histogram; one pass gathers the rest.
-        let mut bins = vec![0.0; n_bins * BIN_FIELDS];
-        for b in (0..buckets.k).filter(|b| slot[*b] == u32::MAX) {
-            let c = &mut bins[bucket_bin[b] * BIN_FIELDS..(bucket_bin[b] + 1) * BIN_FIELDS];
-            c[N] += h.rows[b];
-            c[W] += h.rows[b];
-            c[W2] += h.rows[b];
-            c[WS] += h.scores[b];
-            c[WY] += h.positives[b];
-        }
-        let parts: Vec<Vec<Vec<(f64, f64, f64)>>> = s
-            .par_chunks(PART)
-            .enumerate()
-            .map(|(p, c)| {
-                let mut got = vec![Vec::new(); needed];
-                for (j, x) in c.iter().enumerate() {
-                    let sl = slot[buckets.bucket(*x)];
-                    if sl != u32::MAX {
-                        got[sl as usize].push((*x, 1.0, y[p * PART + j] as f64));
-                    }
-                }
-                got
-            })
-            .collect();
-        return finish_quantile_bins(&plan, &buckets, &found, &slot, bins, parts);
-    }
+    let bucket_bin = bucket_bins(&plan, &buckets, &found);
     type Part = (Vec<f64>, Vec<Vec<(f64, f64, f64)>>);
     let parts: Vec<Part> = s
         .par_chunks(PART)
@@ -1305,6 +1297,98 @@ fn slice_quantile_bins_with(
     finish_quantile_bins(&plan, &buckets, &found, &slot, bins, got_parts)
 }
 
+/// Rows gathered per slot of the quantiles' buckets, in row order: (score, mass, label).
+pub type Gathered = Vec<Vec<(f64, f64, f64)>>;
+
+/// The bin of the rows of each bucket that holds no target (the bucket lies wholly inside
+/// one bin: each edge lies at or below its upper order statistic, in that statistic's bucket).
+fn bucket_bins(plan: &EdgePlan, buckets: &Buckets, found: &[(usize, f64)]) -> Vec<usize> {
+    let upper: Vec<usize> = plan
+        .edges
+        .iter()
+        .map(|&(a, b, _)| found[a].0.max(found[b].0))
+        .collect();
+    let inner = &upper[1..upper.len() - 1];
+    (0..buckets.k)
+        .map(|b| inner.iter().filter(|u| **u < b).count())
+        .collect()
+}
+
+/// The quantile bins of one slice's unweighted probability rows, planned from their
+/// [`ProbHist`]: the rows of every bucket that holds no quantile go to their bin straight
+/// from the histogram, so only the rows of the few buckets that do ([`HistQuantiles::scan`])
+/// are gathered, in row order, for [`HistQuantiles::finish`]. The result has the same bits as
+/// [`slice_quantile_bins`] over the same rows.
+pub struct HistQuantiles {
+    plan: EdgePlan,
+    buckets: Buckets,
+    found: Vec<(usize, f64)>,
+    slot: Vec<u32>,
+    needed: usize,
+    bins: Vec<f64>,
+}
+
+impl HistQuantiles {
+    /// `None` when the histogram is empty or its scores are crowded into a bucket that holds
+    /// a quantile (every row is then needed: [`slice_quantile_bins`]).
+    pub fn new(hist: &ProbHist, n_bins: usize) -> Option<HistQuantiles> {
+        let rows: f64 = hist.rows.iter().sum();
+        let plan = EdgePlan::new(rows as usize, false, n_bins);
+        let buckets = Buckets::from_probability_counts(&hist.rows, &plan.targets)?;
+        debug_assert!(buckets.lo == 0.0 && buckets.k == PROB_BUCKETS);
+        let found = buckets.locate(&plan.targets);
+        let (needed, slot) = buckets.slots(&found);
+        let bucket_bin = bucket_bins(&plan, &buckets, &found);
+        let mut bins = vec![0.0; n_bins * BIN_FIELDS];
+        for b in (0..buckets.k).filter(|b| slot[*b] == u32::MAX) {
+            let c = &mut bins[bucket_bin[b] * BIN_FIELDS..(bucket_bin[b] + 1) * BIN_FIELDS];
+            c[N] += hist.rows[b];
+            c[W] += hist.rows[b];
+            c[W2] += hist.rows[b];
+            c[WS] += hist.scores[b];
+            c[WY] += hist.positives[b];
+        }
+        Some(HistQuantiles {
+            plan,
+            buckets,
+            found,
+            slot,
+            needed,
+            bins,
+        })
+    }
+
+    /// Empty lists to gather one part's rows into.
+    pub fn gather_slots(&self) -> Gathered {
+        vec![Vec::new(); self.needed]
+    }
+
+    /// Calls `hit(j, slot)`, in order, for each `s[j]` whose bucket holds a quantile.
+    #[inline]
+    pub fn scan(&self, s: &[f64], mut hit: impl FnMut(usize, usize)) {
+        // The buckets are the probability buckets: `prob_bucket` and a fixed-size table.
+        let slot: &[u32; PROB_BUCKETS] = self.slot[..].try_into().expect("probability buckets");
+        for (j, x) in s.iter().enumerate() {
+            let sl = slot[prob_bucket(*x)];
+            if sl != u32::MAX {
+                hit(j, sl as usize);
+            }
+        }
+    }
+
+    /// The edges and bin states, from the gathered rows of every part (in row order).
+    pub fn finish(self, parts: Vec<Gathered>) -> (Vec<f64>, Vec<f64>) {
+        finish_quantile_bins(
+            &self.plan,
+            &self.buckets,
+            &self.found,
+            &self.slot,
+            self.bins,
+            parts,
+        )
+    }
+}
+
 /// The edges from the gathered rows of the quantiles' buckets (`parts[p][slot]`, in row order),
 /// and those rows added to `bins`.
 fn finish_quantile_bins(
@@ -1313,7 +1397,7 @@ fn finish_quantile_bins(
     found: &[(usize, f64)],
     slot: &[u32],
     mut bins: Vec<f64>,
-    parts: Vec<Vec<Vec<(f64, f64, f64)>>>,
+    parts: Vec<Gathered>,
 ) -> (Vec<f64>, Vec<f64>) {
     let needed = parts.first().map_or(0, Vec::len);
     let mut gathered = concat_parts(parts, needed);
@@ -1397,6 +1481,20 @@ impl SliceCalib {
             }
         }
     }
+}
+
+/// The states of the union of disjoint slices: their sum, in the order given. Uniform bins
+/// and both grids have the same cells in every slice; quantile bins do not (their edges are
+/// each slice's own), so they stay empty.
+pub fn sum_calibration(parts: &[SliceCalib], want: &SortedWant) -> SliceCalib {
+    let mut all = SliceCalib::zeros(&SortedWant {
+        quantile_bins: 0,
+        ..want.clone()
+    });
+    for p in parts {
+        all.add(p);
+    }
+    all
 }
 
 /// Rows per block of the sorted calibration walk.

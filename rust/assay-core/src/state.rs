@@ -36,6 +36,44 @@ impl BinaryCounts {
         self.brier += w * brier;
     }
 
+    /// Rows of weight 1, in order: the same bits as [`BinaryCounts::add`] row by row. The
+    /// weight and the four cells are then sums of ones, exact integers in any grouping, so
+    /// they are counted as integers; the log loss and squared error keep row order, and are
+    /// left alone when not wanted (`add` would add zeros).
+    pub fn add_unweighted(
+        &mut self,
+        y: &[f64],
+        s: &[f64],
+        threshold: f64,
+        log_loss: Option<&[f64]>,
+        brier: bool,
+    ) {
+        let (mut pos, mut pred, mut tp) = (0u64, 0u64, 0u64);
+        for (a, b) in y.iter().zip(s) {
+            let (yi, pi) = ((*a == 1.0) as u64, (*b >= threshold) as u64);
+            pos += yi;
+            pred += pi;
+            tp += yi & pi;
+        }
+        let n = y.len().min(s.len()) as u64;
+        self.n += n;
+        self.w += n as f64;
+        self.tp += tp as f64;
+        self.fn_ += (pos - tp) as f64;
+        self.fp += (pred - tp) as f64;
+        self.tn += (n - pos - (pred - tp)) as f64;
+        if let Some(ll) = log_loss {
+            for v in ll {
+                self.log_loss += v;
+            }
+        }
+        if brier {
+            for (a, b) in y.iter().zip(s) {
+                self.brier += (b - a) * (b - a);
+            }
+        }
+    }
+
     pub fn merge(&mut self, o: &Self) {
         self.n += o.n;
         self.w += o.w;
@@ -485,6 +523,61 @@ impl RankWindow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unweighted_counts_equal_the_row_by_row_sums() {
+        let mut x = 7u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let n = 5000;
+        // Scores on a coarse grid: many ties with the threshold.
+        let s: Vec<f64> = (0..n).map(|_| (next() * 8.0).floor() / 8.0).collect();
+        let y: Vec<f64> = s
+            .iter()
+            .map(|p| if next() < *p { 1.0 } else { 0.0 })
+            .collect();
+        let ll: Vec<f64> = (0..n).map(|_| next() * 3.0).collect();
+        // Every row positive and predicted positive (the cell counts at their extremes).
+        let ones = vec![1.0; 64];
+        let mut all = BinaryCounts::default();
+        all.add_unweighted(&ones, &ones, 0.5, None, true);
+        assert_eq!(
+            (all.tp, all.fp, all.tn, all.fn_, all.n),
+            (64.0, 0.0, 0.0, 0.0, 64)
+        );
+        for (with_ll, brier) in [(true, true), (false, true), (true, false), (false, false)] {
+            // A state already holding rows, as an open chunk does.
+            let mut one = BinaryCounts::default();
+            one.add(true, false, 1.0, 0.25, 0.5);
+            let mut bulk = one;
+            for i in 0..n {
+                let l = if with_ll { ll[i] } else { 0.0 };
+                let b = if brier {
+                    (s[i] - y[i]) * (s[i] - y[i])
+                } else {
+                    0.0
+                };
+                one.add(y[i] == 1.0, s[i] >= 0.5, 1.0, l, b);
+            }
+            bulk.add_unweighted(&y, &s, 0.5, with_ll.then_some(&ll[..]), brier);
+            assert_eq!(one.n, bulk.n);
+            for (a, b) in [
+                (one.w, bulk.w),
+                (one.tp, bulk.tp),
+                (one.fp, bulk.fp),
+                (one.tn, bulk.tn),
+                (one.fn_, bulk.fn_),
+                (one.log_loss, bulk.log_loss),
+                (one.brier, bulk.brier),
+            ] {
+                assert_eq!(a.to_bits(), b.to_bits());
+            }
+        }
+    }
 
     #[test]
     fn windows_write_in_place_and_squeeze_out_dropped_rows() {
