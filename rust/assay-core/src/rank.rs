@@ -520,7 +520,15 @@ fn packed_sums(
             if !want.any() {
                 return Vec::new();
             }
-            let mut out = vec![vec![sorted_run_calibration(recs, want)]];
+            // Every row lies in exactly one slice of the first spec, so the overall slice's
+            // states are the sum of that spec's, in id order (one walk of the rows instead of
+            // two), unless quantile edges are wanted: the overall slice's are its own.
+            let from_slices = n_ids.len() > 1 && want.quantile_bins == 0;
+            let mut out = vec![if from_slices {
+                Vec::new()
+            } else {
+                vec![sorted_run_calibration(recs, want)]
+            }];
             // Each spec's slices: a stable scatter of the sorted records keeps them sorted.
             // Calibration scores are probabilities, whose keys leave the top bit free: the
             // scattered records are then 8 bytes, the label in that bit.
@@ -546,6 +554,9 @@ fn packed_sums(
                         .collect()
                 };
                 out.push(slices);
+            }
+            if from_slices {
+                out[0] = vec![crate::reliability::sum_calibration(&out[1], want)];
             }
             out
         },
