@@ -62,15 +62,25 @@ impl BinaryCounts {
         self.fn_ += (pos - tp) as f64;
         self.fp += (pred - tp) as f64;
         self.tn += (n - pos - (pred - tp)) as f64;
-        if let Some(ll) = log_loss {
-            for v in ll {
-                self.log_loss += v;
+        // Each sum is a chain of dependent adds: both chains in one loop overlap.
+        match (log_loss, brier) {
+            (Some(ll), true) => {
+                for ((l, a), b) in ll.iter().zip(y).zip(s) {
+                    self.log_loss += l;
+                    self.brier += (b - a) * (b - a);
+                }
             }
-        }
-        if brier {
-            for (a, b) in y.iter().zip(s) {
-                self.brier += (b - a) * (b - a);
+            (Some(ll), false) => {
+                for l in ll {
+                    self.log_loss += l;
+                }
             }
+            (None, true) => {
+                for (a, b) in y.iter().zip(s) {
+                    self.brier += (b - a) * (b - a);
+                }
+            }
+            (None, false) => {}
         }
     }
 
