@@ -29,8 +29,9 @@ class Source:
     names: list[str] | None
     """The column names, where they are known before the pass."""
     rows: int | None = None
-    """The number of rows, where it is known before the pass (the engine then reserves its
-    kept rows once instead of regrowing them batch by batch)."""
+    """The number of rows of an in-memory table (None for a stream). The engine then reserves
+    its kept rows once instead of regrowing them batch by batch, and may read the table's
+    batches a second time instead of keeping rows (quantile bins of the overall slice)."""
 
     def read_column(self, name: str, purpose: str) -> Any:
         """A one-column stream of ``name``, with a typed error when it cannot be had."""
