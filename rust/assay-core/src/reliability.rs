@@ -1241,7 +1241,7 @@ fn slice_quantile_bins_with(
     let found = buckets.locate(&plan.targets);
     let (needed, slot) = buckets.slots(&found);
     let bucket_bin = bucket_bins(&plan, &buckets, &found);
-    type Part = (Vec<f64>, Vec<Vec<(f64, f64, f64)>>);
+    type Part = (Vec<f64>, Gathered);
     let parts: Vec<Part> = s
         .par_chunks(PART)
         .enumerate()
