@@ -17,6 +17,8 @@ __all__ = [
     "higher_is_better",
     "metric_from_counts",
     "metric_name",
+    "max_threads",
+    "_panic_for_tests",
     "__version__",
     "DEBUG_BUILD",
 ]
@@ -50,6 +52,13 @@ def bin_edges(data: Any, column: str, n: int, strategy: str) -> list[float]:
 
 def default_metrics() -> list[str]:
     """The names of all metrics, in their default order."""
+
+def max_threads() -> int:
+    """The most worker threads a job may use (`n_threads`): 4 x the available cores."""
+
+def _panic_for_tests(job: bool = False) -> None:
+    """Panics in the function body, or in a job's worker thread (`job=True`): tests that a
+    panic surfaces as `AssayError("internal error, please report: ...")`."""
 
 def discover_slices(
     data: Any,

@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::error::{AssayError, Result};
+use crate::state::WeightScale;
 
 /// Checks the common fit inputs: equal lengths, non-empty, finite scores, 0/1 labels, positive
 /// weights, and both classes present.
@@ -57,6 +58,29 @@ fn weight(w: Option<&[f64]>, i: usize) -> f64 {
     w.map_or(1.0, |w| w[i])
 }
 
+/// The (checked) weights times the power of two of [`WeightScale`]: a fit does not change
+/// when all weights are scaled, and its sums then stay in the float64 range whatever their
+/// unit. Returns the factor too (Platt's smoothing reads true weighted counts).
+fn scaled_weights(w: Option<&[f64]>) -> (Option<Vec<f64>>, WeightScale) {
+    let Some(w) = w else {
+        return (None, WeightScale::ONE);
+    };
+    let scale = WeightScale::from_max(w.iter().fold(0.0f64, |m, v| m.max(*v)));
+    let mut buf = Vec::new();
+    let scaled = scale.apply(w, &mut buf).to_vec();
+    (Some(scaled), scale)
+}
+
+/// Whether every logit is the same (the scores carry no variation a slope could fit).
+fn constant(z: &[f64]) -> bool {
+    z.iter().all(|v| *v == z[0])
+}
+
+/// `ln(a) - ln(b)` for positive sums: the logit of `a / (a + b)` without forming the ratio.
+fn log_odds(a: f64, b: f64) -> f64 {
+    a.ln() - b.ln()
+}
+
 /// Weighted isotonic regression of `y` on `x` by pool-adjacent-violators, as
 /// scikit-learn's `IsotonicRegression`: rows with equal `x` are first merged (weighted mean of
 /// `y`, summed weight). Returns knots: ascending `x` values (the ends of each block of equal
@@ -69,6 +93,8 @@ pub fn isotonic_fit(
     increasing: bool,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     check_fit(x, y, w, "Isotonic.fit")?;
+    let (ws, _) = scaled_weights(w);
+    let w = ws.as_deref();
     // (x, row) pairs sorted by x then row: a total order, so the parallel sort is deterministic
     // and tied rows merge in row order.
     let mut keyed: Vec<(f64, u32)> = x.iter().enumerate().map(|(i, v)| (*v, i as u32)).collect();
@@ -161,10 +187,14 @@ fn check_probabilities(s: &[f64], what: &str) -> Result<()> {
 /// Platt scaling: `p = sigmoid(a * logit(s) + b)`, fitted by Newton's method on the weighted log
 /// loss. With `smoothing`, the targets are Platt's (1998) `(N+ + 1) / (N+ + 2)` for positives
 /// and `1 / (N- + 2)` for negatives (weighted counts), which keeps the fit finite on separable
-/// data. Returns `(a, b)`.
+/// data. Constant scores (every logit equal) leave the slope unidentifiable: the fit is then
+/// intercept-only, `a = 0` and `sigmoid(b)` the weighted mean target (the base rate). Returns
+/// `(a, b)`.
 pub fn platt_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, smoothing: bool) -> Result<(f64, f64)> {
     check_fit(s, y, w, "Platt.fit")?;
     check_probabilities(s, "Platt.fit")?;
+    let (ws, scale) = scaled_weights(w);
+    let w = ws.as_deref();
     let z: Vec<f64> = s.iter().map(|p| logit(*p)).collect();
     let (mut np, mut nn) = (0.0, 0.0);
     for i in 0..y.len() {
@@ -175,11 +205,28 @@ pub fn platt_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, smoothing: bool) -> Re
         }
     }
     let (tp, tn) = if smoothing {
-        ((np + 1.0) / (np + 2.0), 1.0 / (nn + 2.0))
+        // Platt's targets read the true weighted counts (infinite ones give 1 and 0).
+        let (np, nn) = (scale.unscale(np), scale.unscale(nn));
+        let tp = if np.is_finite() {
+            (np + 1.0) / (np + 2.0)
+        } else {
+            1.0
+        };
+        (tp, 1.0 / (nn + 2.0))
     } else {
         (1.0, 0.0)
     };
     let t: Vec<f64> = y.iter().map(|v| if *v == 1.0 { tp } else { tn }).collect();
+    if constant(&z) {
+        // No variation in the scores: the slope is not identifiable. The intercept-only fit
+        // maps every score to the (weighted, smoothed) base rate: sigmoid(b) = mean target.
+        let (mut st, mut sf) = (0.0, 0.0);
+        for i in 0..t.len() {
+            st += weight(w, i) * t[i];
+            sf += weight(w, i) * (1.0 - t[i]);
+        }
+        return Ok((0.0, log_odds(st, sf)));
+    }
     // Newton's method with step halving on the (convex) weighted cross-entropy.
     let loss = |a: f64, b: f64| -> f64 {
         let mut l = 0.0;
@@ -247,11 +294,16 @@ pub fn platt_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, smoothing: bool) -> Re
 
 /// Temperature scaling (binary): `p = sigmoid(logit(s) / T)`, with `T > 0` minimizing the
 /// weighted log loss (a one-dimensional convex problem in `1 / T`, solved by Newton's method
-/// with bisection safeguards). Returns `T`.
+/// with bisection safeguards). Constant scores: see [`constant_temperature`]. Returns `T`.
 pub fn temperature_fit(s: &[f64], y: &[f64], w: Option<&[f64]>) -> Result<f64> {
     check_fit(s, y, w, "Temperature.fit")?;
     check_probabilities(s, "Temperature.fit")?;
+    let (ws, _) = scaled_weights(w);
+    let w = ws.as_deref();
     let z: Vec<f64> = s.iter().map(|p| logit(*p)).collect();
+    if constant(&z) {
+        return constant_temperature(s[0], z[0], y, w);
+    }
     // d/dk of the loss in k = 1/T: sum w (sigmoid(k z) - y) z, increasing in k.
     let grad = |k: f64| -> (f64, f64) {
         let (mut g, mut h) = (0.0, 0.0);
@@ -303,6 +355,46 @@ pub fn temperature_fit(s: &[f64], y: &[f64], w: Option<&[f64]>) -> Result<f64> {
     Ok(1.0 / k)
 }
 
+/// Temperature scaling of constant scores (logit `z0` everywhere). It can only rescale the
+/// logit, so the best fit maps the score to the (weighted) base rate `r` when that is
+/// reachable: `z0 / T = logit(r)`, which needs `z0 != 0` and `logit(r)` of the same sign
+/// (the base rate on the same side of 1/2 as the score). Otherwise no temperature fits and
+/// the error says why.
+fn constant_temperature(s0: f64, z0: f64, y: &[f64], w: Option<&[f64]>) -> Result<f64> {
+    let (mut pos, mut neg) = (0.0, 0.0);
+    for i in 0..y.len() {
+        if y[i] == 1.0 {
+            pos += weight(w, i);
+        } else {
+            neg += weight(w, i);
+        }
+    }
+    let rate = pos / (pos + neg);
+    let target = log_odds(pos, neg);
+    if z0 == 0.0 {
+        return Err(crate::error::invalid(
+            "scores",
+            format!(
+                "Temperature.fit: every score is {s0} (logit 0); temperature scaling divides the \
+                 logit, which stays 0, so it cannot move the scores to the base rate {rate:.6}; \
+                 use Platt, which fits an intercept"
+            ),
+        ));
+    }
+    let t = z0 / target;
+    if !(t > 0.0 && t.is_finite()) {
+        return Err(crate::error::invalid(
+            "scores",
+            format!(
+                "Temperature.fit: every score is {s0} but the base rate is {rate:.6}, on the \
+                 other side of 0.5 (or at 0.5); temperature scaling keeps a score's side of 0.5, \
+                 so no temperature fits; use Platt, which fits an intercept"
+            ),
+        ));
+    }
+    Ok(t)
+}
+
 /// Histogram binning: `n_bins` equal-width bins over [0, 1] (left-closed, the last closed);
 /// each bin maps to the weighted fraction of positives in it. An empty bin maps to its midpoint.
 pub fn histogram_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, n_bins: usize) -> Result<Vec<f64>> {
@@ -313,6 +405,8 @@ pub fn histogram_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, n_bins: usize) -> 
     }
     check_fit(s, y, w, "HistogramBinning.fit")?;
     check_probabilities(s, "HistogramBinning.fit")?;
+    let (ws, _) = scaled_weights(w);
+    let w = ws.as_deref();
     let (mut pos, mut tot) = (vec![0.0; n_bins], vec![0.0; n_bins]);
     for i in 0..s.len() {
         let b = ((s[i] * n_bins as f64) as usize).min(n_bins - 1);
@@ -366,6 +460,72 @@ mod tests {
         }
         let (a, b) = platt_fit(&s, &y, None, false).unwrap();
         assert!((a - a0).abs() < 0.05 && (b - b0).abs() < 0.05, "{a} {b}");
+    }
+
+    #[test]
+    fn constant_scores_fit_the_base_rate_or_say_why_not() {
+        // Weighted base rate 0.52: labels 1 with weight 0.52 in total, 0 with 0.48.
+        let y = [1.0, 0.0, 1.0, 0.0];
+        let w = [0.26, 0.24, 0.26, 0.24];
+        for s0 in [0.0, 0.3, 0.5, 0.9, 1.0] {
+            let s = [s0; 4];
+            // Platt without smoothing: slope 0, sigmoid(b) = the weighted base rate.
+            let (a, b) = platt_fit(&s, &y, Some(&w), false).unwrap();
+            assert_eq!(a, 0.0);
+            assert!((sigmoid(b) - 0.52).abs() < 1e-12, "{s0}: {b}");
+            // With smoothing: the mean of Platt's targets.
+            let (a, b) = platt_fit(&s, &y, Some(&w), true).unwrap();
+            let (np, nn) = (0.52, 0.48);
+            let (tp, tn) = ((np + 1.0) / (np + 2.0), 1.0 / (nn + 2.0));
+            let mean = (np * tp + nn * tn) / (np + nn);
+            assert_eq!(a, 0.0);
+            assert!((sigmoid(b) - mean).abs() < 1e-12, "{s0}: {b}");
+        }
+        // Temperature: logit(0.9) / T = logit(0.52) has a positive solution.
+        let t = temperature_fit(&[0.9; 4], &y, Some(&w)).unwrap();
+        assert!((sigmoid(logit(0.9) / t) - 0.52).abs() < 1e-12, "{t}");
+        // ... but not from 0.5 (logit 0) nor from the other side of 0.5.
+        for s0 in [0.5, 0.3, 0.0] {
+            let e = temperature_fit(&[s0; 4], &y, Some(&w)).unwrap_err();
+            assert!(
+                matches!(&e, AssayError::InvalidInput { column, .. } if column == "scores"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("Platt"), "{e}");
+        }
+        // Isotonic and histogram binning map the constant score to the base rate.
+        let (x, v) = isotonic_fit(&[0.3; 4], &y, Some(&w), true).unwrap();
+        assert_eq!(x, vec![0.3]);
+        assert!((v[0] - 0.52).abs() < 1e-15);
+        let h = histogram_fit(&[0.3; 4], &y, Some(&w), 10).unwrap();
+        assert!((h[3] - 0.52).abs() < 1e-15);
+    }
+
+    #[test]
+    fn fits_do_not_change_when_the_weights_are_scaled() {
+        let s = [0.1, 0.3, 0.35, 0.6, 0.8, 0.9, 0.2, 0.7];
+        let y = [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0];
+        let w = [1.0, 2.0, 0.5, 1.5, 1.0, 3.0, 2.5, 0.75];
+        let base_platt = platt_fit(&s, &y, Some(&w), false).unwrap();
+        let base_temp = temperature_fit(&s, &y, Some(&w)).unwrap();
+        let base_iso = isotonic_fit(&s, &y, Some(&w), true).unwrap();
+        let base_hist = histogram_fit(&s, &y, Some(&w), 4).unwrap();
+        for k in [-300, -150, 150, 300] {
+            let f = 10f64.powi(k);
+            let ws: Vec<f64> = w.iter().map(|v| v * f).collect();
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1e-3);
+            let (a, b) = platt_fit(&s, &y, Some(&ws), false).unwrap();
+            assert!(close(a, base_platt.0) && close(b, base_platt.1), "1e{k}");
+            assert!(close(
+                temperature_fit(&s, &y, Some(&ws)).unwrap(),
+                base_temp
+            ));
+            let iso = isotonic_fit(&s, &y, Some(&ws), true).unwrap();
+            assert_eq!(iso.0, base_iso.0);
+            assert!(iso.1.iter().zip(&base_iso.1).all(|(a, b)| close(*a, *b)));
+            let hist = histogram_fit(&s, &y, Some(&ws), 4).unwrap();
+            assert!(hist.iter().zip(&base_hist).all(|(a, b)| close(*a, *b)));
+        }
     }
 
     #[test]

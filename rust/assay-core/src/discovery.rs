@@ -84,6 +84,16 @@ impl DiscoverySpec {
         if self.k < 1 {
             return bad(format!("k must be at least 1, got {}", self.k));
         }
+        if self.k > MAX_K {
+            return bad(format!("k must be at most {MAX_K}, got {}", self.k));
+        }
+        if self.features.len() > u16::MAX as usize {
+            return bad(format!(
+                "discover_slices takes at most {} features, got {}",
+                u16::MAX,
+                self.features.len()
+            ));
+        }
         if self.max_level < 1 {
             return bad(format!(
                 "max_level must be at least 1, got {}",
@@ -109,6 +119,11 @@ impl DiscoverySpec {
             if w < 1 {
                 return bad(format!("beam_width must be at least 1, got {w}"));
             }
+            if w > MAX_CANDIDATES {
+                return bad(format!(
+                    "beam_width must be at most {MAX_CANDIDATES}, got {w}"
+                ));
+            }
         }
         if let ErrorKind::ZeroOne(t) = self.error {
             if !t.is_finite() {
@@ -117,6 +132,21 @@ impl DiscoverySpec {
         }
         Ok(())
     }
+}
+
+/// The largest `k` (slices reported).
+pub const MAX_K: usize = 1_000_000;
+
+/// The most candidates one level of the search may score: their predicates and statistics
+/// are held at once (about 100 bytes each).
+pub const MAX_CANDIDATES: usize = 1 << 23;
+
+/// The error of a level whose candidates exceed [`MAX_CANDIDATES`].
+fn too_many_candidates(level: usize) -> AssayError {
+    AssayError::InvalidArgument(format!(
+        "the search would score more than {MAX_CANDIDATES} candidate slices at level {level}; \
+         lower max_level, beam_width or max_values, or use fewer features"
+    ))
 }
 
 /// Sufficient statistics of a slice's errors.
@@ -171,6 +201,8 @@ where
     I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
 {
     spec.validate()?;
+    let stop = || interrupted() || crate::runtime::interrupted();
+    let interrupted: &dyn Fn() -> bool = &stop;
     let pool = job_pool(spec.n_threads)?;
     let specs: Vec<Vec<Feature>> = spec.features.iter().map(|f| vec![f.clone()]).collect();
     for (i, f) in spec.features.iter().enumerate() {
@@ -214,6 +246,9 @@ where
         .iter()
         .map(|s| welch_greater(s, &data.total))
         .collect();
+    if interrupted() {
+        return Err(AssayError::Interrupted);
+    }
     let qvals = benjamini_hochberg(&pvals);
     if spec.dedupe {
         top = dedupe(top, spec.fdr, spec.k);
@@ -269,11 +304,12 @@ where
     let mut errors: Vec<f64> = Vec::new();
     let (mut rows, mut dropped) = (0u64, 0u64);
     let drop = spec.nan_policy == NanPolicy::Drop;
-    for batch in batches {
+    for (batch_index, batch) in batches.enumerate() {
         if interrupted() {
             return Err(AssayError::Interrupted);
         }
         let batch = batch?;
+        crate::input::check_batch(schema, &batch, batch_index)?;
         let len = batch.num_rows();
         if len == 0 {
             continue;
@@ -472,6 +508,9 @@ impl Search<'_> {
         let level1: Vec<Preds> = (0..nf)
             .flat_map(|f| (0..self.data.domains[f]).map(move |v| vec![(f as u16, v as u16)]))
             .collect();
+        if level1.len() > MAX_CANDIDATES {
+            return Err(too_many_candidates(1));
+        }
         let mut evaluated = pool.install(|| self.evaluate(&level1));
         let max_level = self.spec.max_level.min(nf);
         for level in 1..=max_level {
@@ -480,10 +519,14 @@ impl Search<'_> {
             if level == max_level {
                 break;
             }
+            if interrupted() {
+                return Err(AssayError::Interrupted);
+            }
             let candidates = match self.spec.method {
                 Method::SliceLine => self.join(&evaluated, &top),
                 Method::Beam(width) => self.extend_beam(&scored, width),
-            };
+            }
+            .ok_or_else(|| too_many_candidates(level + 1))?;
             if candidates.is_empty() {
                 break;
             }
@@ -491,6 +534,9 @@ impl Search<'_> {
                 return Err(AssayError::Interrupted);
             }
             evaluated = pool.install(|| self.evaluate(&candidates));
+            if interrupted() {
+                return Err(AssayError::Interrupted);
+            }
         }
         Ok((top, family))
     }
@@ -525,8 +571,9 @@ impl Search<'_> {
 
     /// SliceLine's candidates of the next level: joins of two valid slices that share all
     /// but their last predicate, kept when every parent is valid and the upper bound of the
-    /// score can still enter the top list.
-    fn join(&self, evaluated: &[(Preds, Stats)], top: &[Scored]) -> Vec<Preds> {
+    /// score can still enter the top list. None when they would exceed [`MAX_CANDIDATES`]
+    /// (or the job was interrupted: the caller then stops).
+    fn join(&self, evaluated: &[(Preds, Stats)], top: &[Scored]) -> Option<Vec<Preds>> {
         let mut valid: Vec<&(Preds, Stats)> =
             evaluated.iter().filter(|(_, s)| s.sum > 0.0).collect();
         valid.sort_by(|a, b| a.0.cmp(&b.0));
@@ -539,6 +586,12 @@ impl Search<'_> {
         let mut out = Vec::new();
         let mut start = 0;
         while start < valid.len() {
+            if out.len() > MAX_CANDIDATES {
+                return None;
+            }
+            if crate::runtime::interrupted() {
+                return Some(Vec::new());
+            }
             let prefix = &valid[start].0[..valid[start].0.len() - 1];
             let mut end = start + 1;
             while end < valid.len() && &valid[end].0[..prefix.len()] == prefix {
@@ -579,15 +632,18 @@ impl Search<'_> {
                         out.push(cand);
                     }
                 }
+                if out.len() > MAX_CANDIDATES {
+                    return None;
+                }
             }
             start = end;
         }
-        out
+        Some(out)
     }
 
     /// Beam search: the `width` best slices of this level, each extended by every value of
     /// every feature it does not use.
-    fn extend_beam(&self, scored: &[Scored], width: usize) -> Vec<Preds> {
+    fn extend_beam(&self, scored: &[Scored], width: usize) -> Option<Vec<Preds>> {
         let mut beam: Vec<&Scored> = scored.iter().filter(|s| s.stats.sum > 0.0).collect();
         beam.sort_by(|a, b| self.order(a, b));
         beam.truncate(width);
@@ -606,9 +662,12 @@ impl Search<'_> {
                         out.push(cand);
                     }
                 }
+                if out.len() > MAX_CANDIDATES {
+                    return None;
+                }
             }
         }
-        out
+        Some(out)
     }
 
     /// The statistics of each candidate: one counting pass over the rows per combination of
@@ -637,6 +696,10 @@ impl Search<'_> {
     }
 
     fn count(&self, feats: &[u16], members: &[usize], candidates: &[Preds]) -> Vec<(usize, Stats)> {
+        if crate::runtime::interrupted() {
+            // The job stops after this level; its statistics are discarded.
+            return members.iter().map(|m| (*m, Stats::default())).collect();
+        }
         let cols: Vec<&[u16]> = feats
             .iter()
             .map(|f| self.data.codes[*f as usize].as_slice())

@@ -16,8 +16,8 @@ use rayon::prelude::*;
 use crate::bootstrap::{add_row, CiMethod, IntervalSpec, Resampler};
 use crate::error::{invalid, AssayError, Result};
 use crate::input::{
-    check_label_type, check_numeric_type, check_row_id_type, column_index, f64_view, u64_values,
-    validity,
+    check_batch, check_label_type, check_numeric_type, check_row_id_type, column_index, f64_view,
+    u64_values, validity,
 };
 use crate::intervals::{delta_interval, slice_intervals, CalibIntervals};
 use crate::metrics::{rank_value, Metric, RankSums, TOO_SMALL};
@@ -28,7 +28,7 @@ use crate::reliability::{
 };
 use crate::report::{build_report, Report, ReportRow};
 use crate::slicing::{SliceSpec, Slicer};
-use crate::state::{ChunkState, RankRows, RankWindow, StateShape, REP_ROWS};
+use crate::state::{ChunkState, RankRows, RankWindow, StateShape, WeightScale, REP_ROWS};
 
 /// Rows per logical chunk: the unit of parallel work and of deterministic merging.
 pub const CHUNK_ROWS: u64 = 1 << 16;
@@ -181,6 +181,22 @@ struct RoleColumns {
     scores: Vec<(ArrayRef, Option<NullBuffer>)>,
     weight: Option<(ArrayRef, Option<NullBuffer>)>,
     row_id: Option<(ArrayRef, Option<NullBuffer>)>,
+    /// The job's [`WeightScale`] (fixed from the first batch with a valid weight).
+    weight_scale: WeightScale,
+}
+
+/// The [`WeightScale`] of a job from the weights of its first batch: `None` when the batch has
+/// no valid weight (the factor then comes from a later batch).
+fn first_weight_scale(weights: &ArrayRef) -> Option<WeightScale> {
+    let mut buf = Vec::new();
+    let values = f64_view(weights, 0, weights.len(), &mut buf);
+    let nulls = validity(weights);
+    let max = values
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| nulls.as_ref().is_none_or(|n| n.is_valid(*i)) && w.is_finite())
+        .fold(0.0f64, |m, (_, w)| m.max(*w));
+    (max > 0.0).then(|| WeightScale::from_max(max))
 }
 
 /// Per-job constants the row loop reads.
@@ -242,6 +258,7 @@ fn update_piece<const LEAN: bool>(
     let Scratch {
         labels: lb,
         weights: wb,
+        scaled_weights: swb,
         scores: sbs,
         aux,
     } = scratch;
@@ -253,7 +270,9 @@ fn update_piece<const LEAN: bool>(
         .zip(sbs.iter_mut())
         .map(|((a, _), buf)| f64_view(a, lo, hi, buf))
         .collect();
-    let weights = cols.weight.as_ref().map(|(w, _)| f64_view(w, lo, hi, wb));
+    // The weights as given (their checks and messages read these) and as accumulated.
+    let raw_weights = cols.weight.as_ref().map(|(w, _)| f64_view(w, lo, hi, wb));
+    let weights = raw_weights.map(|raw| cols.weight_scale.apply(raw, swb));
     let drop = spec.nan_policy == NanPolicy::Drop;
     let mut dropped = 0;
     let bins = plan.hist_bins;
@@ -342,10 +361,11 @@ fn update_piece<const LEAN: bool>(
                 }
             }
         }
-        let w = match &weights {
-            Some(w) => {
+        let w = match (&raw_weights, &weights) {
+            (Some(raw), Some(w)) => {
                 let (_, wnulls) = cols.weight.as_ref().unwrap();
-                let v = w[j];
+                let v = raw[j];
+                let name = spec.weight.as_deref().unwrap_or("weight");
                 if wnulls.as_ref().is_some_and(|n| n.is_null(i)) || !(v > 0.0 && v.is_finite()) {
                     let shown = if wnulls.as_ref().is_some_and(|n| n.is_null(i)) {
                         "null".to_string()
@@ -353,13 +373,16 @@ fn update_piece<const LEAN: bool>(
                         v.to_string()
                     };
                     return Err(invalid(
-                        spec.weight.as_deref().unwrap_or("weight"),
+                        name,
                         format!("weights must be positive and finite; found {shown} at row {row}"),
                     ));
                 }
-                v
+                if !(w[j] > 0.0 && w[j].is_finite()) {
+                    return Err(invalid(name, cols.weight_scale.out_of_range(v, row)));
+                }
+                w[j]
             }
-            None => 1.0,
+            _ => 1.0,
         };
         let mut row_key = 0;
         if let (false, Some(r)) = (LEAN, &plan.resampler) {
@@ -592,6 +615,8 @@ fn lean_fast_piece(
 struct Scratch {
     labels: Vec<f64>,
     weights: Vec<f64>,
+    /// The weights times the job's [`WeightScale`] (when it is not 1).
+    scaled_weights: Vec<f64>,
     scores: Vec<Vec<f64>>,
     /// Per-row log losses and logits of the fast path.
     aux: [Vec<f64>; 2],
@@ -729,7 +754,9 @@ pub struct Evaluation {
 }
 
 /// Runs `spec` over `batches` (with `schema`). `interrupted` is polled between batches on the
-/// calling thread; when it returns true the job stops with [`AssayError::Interrupted`].
+/// calling thread; when it returns true the job stops with [`AssayError::Interrupted`]. The
+/// long stages after the pass (sorts, rank and replicate walks, finalization) poll the job's
+/// [`crate::runtime::Interrupt`] (see [`crate::runtime::run_job`]) too.
 pub fn evaluate<I>(
     schema: SchemaRef,
     batches: I,
@@ -740,6 +767,7 @@ where
     I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
 {
     spec.validate()?;
+    let stop = || interrupted() || crate::runtime::interrupted();
     let label_idx = column_index(&schema, &spec.label)?;
     let mut score_names: Vec<&str> = vec![&spec.score];
     if let Some(c) = &spec.compare {
@@ -883,12 +911,15 @@ where
     };
     // The batches of a replayed job (references to the caller's in-memory table).
     let mut retained: Vec<RecordBatch> = Vec::new();
+    // Fixed by the first batch that has a valid weight (see `WeightScale`).
+    let mut weight_scale: Option<WeightScale> = None;
 
-    for batch in batches {
-        if interrupted() {
+    for (batch_index, batch) in batches.enumerate() {
+        if stop() {
             return Err(AssayError::Interrupted);
         }
         let batch = batch?;
+        check_batch(&schema, &batch, batch_index)?;
         let len = batch.num_rows();
         if len == 0 {
             continue;
@@ -906,6 +937,15 @@ where
                 .collect(),
             weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
             row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
+            weight_scale: match weight_idx {
+                Some(i) => {
+                    if weight_scale.is_none() {
+                        weight_scale = first_weight_scale(&col(i));
+                    }
+                    weight_scale.unwrap_or(WeightScale::ONE)
+                }
+                None => WeightScale::ONE,
+            },
         };
         let (ids, n_ids) = pool.install(|| -> Result<_> {
             let ids = slicer.encode_batch(&batch)?;
@@ -1100,12 +1140,15 @@ where
         } else {
             Vec::new()
         });
+        crate::runtime::check()?;
         rep_ranks.push(match (&plan.resampler, &spec.interval) {
             (Some(r), Some(iv)) if plan.exact_rank => {
+                check_replicate_rank_size(&n_ids, iv.slots(), models)?;
                 pool.install(|| replicate_rank_sums(rk, &n_ids, r, iv.slots(), want_ap))
             }
             _ => Vec::new(),
         });
+        crate::runtime::check()?;
     }
     if plan.replay {
         qbins = (0..models)
@@ -1116,8 +1159,7 @@ where
                     model: m,
                 };
                 let hist = &prob_hists[m];
-                let one =
-                    replay_quantile_bins(&retained, &cols, hist, cal.bins, &pool, interrupted)?;
+                let one = replay_quantile_bins(&retained, &cols, hist, cal.bins, &pool, &stop)?;
                 Ok(vec![vec![one]])
             })
             .collect::<Result<_>>()?;
@@ -1133,6 +1175,7 @@ where
     }
     let qbins = qbins;
     drop(rank);
+    crate::runtime::check()?;
     // SmoothECE and the logistic fit of every slice, in parallel (they iterate).
     let grids: Vec<Vec<Vec<SliceFits>>> = pool.install(|| {
         (0..models)
@@ -1150,6 +1193,8 @@ where
             .collect()
     });
 
+    // Reported weight sums are scaled back to the user's units.
+    let scale = weight_scale.unwrap_or(WeightScale::ONE);
     let mut report_rows: Vec<Vec<ReportRow>> = (0..models).map(|_| Vec::new()).collect();
     let mut reliability_rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     let mut deltas = crate::report::ComparisonRows::default();
@@ -1165,6 +1210,8 @@ where
             })
         };
         for id in ordered {
+            // Finalization (bootstrap intervals above all) is long with many slices.
+            crate::runtime::check()?;
             let desc = (k > 0).then(|| slicer.describe(k - 1, id));
             let idu = id as usize;
             let mut replicates: Vec<Vec<Vec<f64>>> = Vec::new();
@@ -1237,7 +1284,7 @@ where
                 }
                 report_rows[m].push(ReportRow {
                     slice: desc.clone(),
-                    counts: *c,
+                    counts: scale.unscale_counts(c),
                     values,
                     intervals,
                 });
@@ -1270,6 +1317,10 @@ where
             }
         }
     }
+    // A stage that stopped early for an interrupt leaves partial sums: never report them.
+    if stop() {
+        return Err(AssayError::Interrupted);
+    }
     let features = slicer.feature_columns();
     let mut reports = report_rows
         .into_iter()
@@ -1281,7 +1332,7 @@ where
         None => None,
     };
     let reliability = match spec.reliability {
-        Some(level) => Some(rel::reliability_table(&reliability_rows, level)?),
+        Some(level) => Some(rel::reliability_table(&reliability_rows, level, &scale)?),
         None => None,
     };
     Ok(Evaluation {
@@ -1347,6 +1398,25 @@ const WAVE: usize = 64;
 /// The most memory the per-chunk states of one batch may take (replicate blocks dominate).
 const MAX_STATE_BYTES: usize = 8 << 30;
 
+/// Refuses a job whose replicate rank sums (ROC-AUC / average precision of every slice in
+/// every replicate slot, kept until the report is built) would not fit.
+fn check_replicate_rank_size(n_ids: &[usize], slots: usize, models: usize) -> Result<()> {
+    let ids: usize = n_ids.iter().sum();
+    let bytes = crate::runtime::checked_product(
+        &[models, ids, slots, std::mem::size_of::<RankSums>()],
+        "the replicate rank sums",
+    )?;
+    if bytes > MAX_STATE_BYTES {
+        return Err(AssayError::InvalidArgument(format!(
+            "the bootstrap of roc_auc/average_precision needs about {:.1} GiB ({models} models \
+             x {ids} slices x {slots} replicate slots); use fewer bootstrap replicates or fewer \
+             slices",
+            bytes as f64 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a job whose per-chunk states would not fit: `pieces` chunk states of every slice
 /// of every spec (and model), each with its replicate block, are alive at once.
 fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
@@ -1370,12 +1440,6 @@ fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
     Ok(())
 }
 
-/// A rayon pool owned by one call. Each job builds its own rather than using the global
-/// pool so that a process forked after a call (multiprocessing) starts clean, and so that
-/// `n_threads` is honoured exactly. `None` means one thread per core.
-pub fn job_pool(n_threads: Option<usize>) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n_threads.unwrap_or(0))
-        .build()
-        .map_err(|e| AssayError::InvalidArgument(format!("could not start worker threads: {e}")))
-}
+/// A rayon pool owned by one call (see [`crate::runtime::job_pool`]: it bounds `n_threads`
+/// and hands the job's interrupt flag to its workers).
+pub use crate::runtime::job_pool;

@@ -9,8 +9,9 @@ pub enum AssayError {
     #[error("column {column:?} not found; available columns: {available}")]
     ColumnNotFound { column: String, available: String },
 
-    /// A column has a type that cannot serve the role asked of it.
-    #[error("column {column:?}: {message}")]
+    /// A column has a type that cannot serve the role asked of it (or the input's batches do
+    /// not match its schema; `column` is empty when no one column is at fault).
+    #[error("{}", with_column(column, message))]
     Schema { column: String, message: String },
 
     /// A value in the data is invalid for its role (NaN score, label 2, negative weight...).
@@ -32,15 +33,35 @@ pub enum AssayError {
     /// The Arrow stream itself failed while reading.
     #[error("arrow error: {0}")]
     Arrow(String),
+
+    /// A bug: a panic caught at a job or FFI boundary.
+    #[error("internal error, please report: {0}")]
+    Internal(String),
 }
 
 impl From<arrow_schema::ArrowError> for AssayError {
     fn from(e: arrow_schema::ArrowError) -> Self {
+        // A batch iterator can carry a typed error (a checked stream's schema mismatch)
+        // through the `ArrowError` its items are made of.
+        if let arrow_schema::ArrowError::ExternalError(inner) = &e {
+            if let Some(a) = inner.downcast_ref::<AssayError>() {
+                return a.clone();
+            }
+        }
         AssayError::Arrow(e.to_string())
     }
 }
 
 pub type Result<T> = std::result::Result<T, AssayError>;
+
+/// `column "x": message`, or the message alone when no column is named.
+fn with_column(column: &str, message: &str) -> String {
+    if column.is_empty() {
+        message.to_string()
+    } else {
+        format!("column {column:?}: {message}")
+    }
+}
 
 /// The error of a job left without rows: none read, or all `rows` dropped by `nan_policy`.
 pub(crate) fn no_rows(rows: u64) -> AssayError {

@@ -12,19 +12,133 @@ use arrow_schema::{DataType, Schema};
 
 use crate::error::{schema, AssayError, Result};
 
-/// Index of `name` in `schema`, or a `ColumnNotFound` error listing what exists.
+/// Index of `name` in `schema`, or a `ColumnNotFound` error listing what exists, or a
+/// `Schema` error when the name appears more than once (which one was meant is ambiguous).
 pub fn column_index(schema: &Schema, name: &str) -> Result<usize> {
-    schema
-        .index_of(name)
-        .map_err(|_| AssayError::ColumnNotFound {
+    let mut found = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() == name)
+        .map(|(i, _)| i);
+    match (found.next(), found.count()) {
+        (Some(i), 0) => Ok(i),
+        (Some(_), more) => Err(crate::error::schema(
+            name,
+            format!(
+                "column {name:?} appears {} times in the input; rename the duplicates so that \
+                 each column name is unique",
+                more + 1
+            ),
+        )),
+        (None, _) => Err(AssayError::ColumnNotFound {
             column: name.to_string(),
-            available: schema
-                .fields()
-                .iter()
+            available: if schema.fields().is_empty() {
+                "none (the input has no columns)".to_string()
+            } else {
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{:?}", f.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        }),
+    }
+}
+
+/// Checks that batch number `index` (0-based) of a stream matches the stream's declared
+/// `schema`: the same number of columns with the same names and types (metadata and
+/// nullability aside), every column as long as the batch. Readers whose batches disagree with
+/// their schema would otherwise be read as the declared types.
+pub fn check_batch(schema: &Schema, batch: &arrow_array::RecordBatch, index: usize) -> Result<()> {
+    let got = batch.schema();
+    let declared = schema.fields();
+    let mismatch = |column: &str, message: String| {
+        Err(crate::error::schema(
+            column,
+            format!(
+                "batch {index} of the input does not match the stream's declared schema: \
+                 {message}"
+            ),
+        ))
+    };
+    if got.fields().len() != declared.len() || batch.num_columns() != declared.len() {
+        let names = |fs: &arrow_schema::Fields| {
+            fs.iter()
                 .map(|f| format!("{:?}", f.name()))
                 .collect::<Vec<_>>()
-                .join(", "),
-        })
+                .join(", ")
+        };
+        return mismatch(
+            "",
+            format!(
+                "it has {} columns ({}), the schema declares {} ({})",
+                got.fields().len(),
+                names(got.fields()),
+                declared.len(),
+                names(declared)
+            ),
+        );
+    }
+    for (i, (d, g)) in declared.iter().zip(got.fields().iter()).enumerate() {
+        if d.name() != g.name() {
+            return mismatch(
+                d.name(),
+                format!(
+                    "column {i} is named {:?}, the schema declares {:?}",
+                    g.name(),
+                    d.name()
+                ),
+            );
+        }
+        let data = batch.column(i);
+        if d.data_type() != g.data_type() || data.data_type() != d.data_type() {
+            return mismatch(
+                d.name(),
+                format!(
+                    "column {:?} holds type {}, the schema declares {}",
+                    d.name(),
+                    data.data_type(),
+                    d.data_type()
+                ),
+            );
+        }
+        if data.len() != batch.num_rows() {
+            return mismatch(
+                d.name(),
+                format!(
+                    "column {:?} has {} rows, the batch has {}",
+                    d.name(),
+                    data.len(),
+                    batch.num_rows()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The number of buffers the Arrow C data interface gives an array of type `dt` (validity
+/// included), and whether more are allowed (the variadic buffers of view types). `None` for
+/// types whose layout is not checked here.
+pub fn c_data_buffers(dt: &DataType) -> Option<(usize, bool)> {
+    use DataType::*;
+    Some(match dt {
+        Null => (0, false),
+        Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16
+        | Float32 | Float64 | Timestamp(..) | Date32 | Date64 | Time32(_) | Time64(_)
+        | Duration(_) | Interval(_) | Decimal32(..) | Decimal64(..) | Decimal128(..)
+        | Decimal256(..) | FixedSizeBinary(_) => (2, false),
+        Utf8 | LargeUtf8 | Binary | LargeBinary => (3, false),
+        Utf8View | BinaryView => (3, true),
+        List(_) | LargeList(_) | Map(..) => (2, false),
+        ListView(_) | LargeListView(_) => (3, false),
+        FixedSizeList(..) | Struct(_) => (1, false),
+        Dictionary(key, _) => return c_data_buffers(key),
+        RunEndEncoded(..) => (0, false),
+        _ => return None,
+    })
 }
 
 fn is_integer(dt: &DataType) -> bool {

@@ -182,7 +182,11 @@ pub fn influence_acceleration(
         (true, None) => return None,
     };
     let total: f64 = cells.iter().sum();
-    let h = 1e-6 * total.max(1.0);
+    // A step relative to the total keeps the gradient scale-free (whatever the weights' unit).
+    let h = 1e-6 * total;
+    if !(h > 0.0 && h.is_finite()) {
+        return None;
+    }
     let value = |cells: [f64; 4]| {
         m.from_counts(&BinaryCounts {
             n: 0,
@@ -263,11 +267,21 @@ pub fn delta_interval(
             })
         }
     };
-    let delta = b - a;
+    // A difference within the rounding of the two values is 0: the same value reached by
+    // sums added in different orders must not read as "better" or flip the p-value.
+    let diff = |x: f64, y: f64| {
+        let d = x - y;
+        if d.abs() <= 8.0 * f64::EPSILON * x.abs().max(y.abs()) {
+            0.0
+        } else {
+            d
+        }
+    };
+    let delta = diff(b, a);
     let d: Vec<f64> = model_reps
         .iter()
         .zip(reference_reps)
-        .map(|(x, y)| x - y)
+        .map(|(x, y)| diff(*x, *y))
         .collect();
     let (lo, hi, se) = from_replicates(iv, delta, &d, None)?;
     let boot = &d[..iv.replicates];
@@ -299,10 +313,16 @@ fn effective_n(counts: &BinaryCounts, mo: &Moments, cells: &[usize]) -> f64 {
     let cell_w = [counts.tn, counts.fp, counts.fn_, counts.tp];
     let w: f64 = cells.iter().map(|&c| cell_w[c]).sum();
     let w2: f64 = cells.iter().map(|&c| mo.w2[c]).sum();
-    if w2 > 0.0 {
-        w * w / w2
+    if w2.is_nan() || w2 <= 0.0 {
+        return 0.0;
+    }
+    let n = w * w / w2;
+    if n.is_finite() && n > 0.0 {
+        n
     } else {
-        0.0
+        // `w * w` or `w2` out of the float64 range: the same ratio without the square.
+        let r = w / w2.sqrt();
+        r * r
     }
 }
 
@@ -322,7 +342,14 @@ fn analytic(
         if n <= 1.0 {
             return Err(TOO_FEW_ROWS);
         }
-        let var = (sum_sq / counts.w - estimate * estimate).max(0.0);
+        // E[x^2] - E[x]^2: a difference within its rounding error is 0 (constant losses),
+        // not noise whose square root would pose as a standard error.
+        let (m2, sq) = (sum_sq / counts.w, estimate * estimate);
+        let var = if m2 - sq <= 16.0 * f64::EPSILON * (m2 + sq) {
+            0.0
+        } else {
+            m2 - sq
+        };
         normal(estimate, (var / (n - 1.0)).sqrt(), level, 0.0, max)
     };
     match m {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod rank;
 pub mod reliability;
 pub mod report;
+pub mod runtime;
 pub mod slicing;
 pub mod state;
 

@@ -85,6 +85,9 @@ pub const NO_PREDICTED_POSITIVES: &str = "undefined: no predicted positives (pre
 pub const F_UNDEFINED: &str = "undefined: no positive labels and no predicted positives";
 pub const MCC_UNDEFINED: &str = "undefined: a row or column of the confusion matrix is empty";
 pub const TOO_SMALL: &str = "not computed: the slice is smaller than min_slice_size";
+pub const NOT_REPRESENTABLE: &str =
+    "not computed: the value is not representable in float64 (the weights' sums overflow or \
+     underflow)";
 
 impl Metric {
     /// Parses a metric name: one of [`DEFAULT_METRICS`] or `f<beta>` such as `f2`, `f0.5`.
@@ -154,18 +157,18 @@ impl Metric {
         let (p, n) = (c.positives(), c.negatives());
         let ratio = |num: f64, den: f64, why: &'static str| {
             if den > 0.0 {
-                Ok(num / den)
+                finite(num / den)
             } else {
                 Err(why)
             }
         };
-        match *self {
+        let value = match *self {
             BaseRate => ratio(p, c.w, ONE_CLASS),
             PredictionRate => ratio(c.tp + c.fp, c.w, ONE_CLASS),
             Accuracy => ratio(c.tp + c.tn, c.w, ONE_CLASS),
             BalancedAccuracy => {
                 if p > 0.0 && n > 0.0 {
-                    Ok(0.5 * (c.tp / p + c.tn / n))
+                    finite(0.5 * (c.tp / p + c.tn / n))
                 } else {
                     Err(ONE_CLASS)
                 }
@@ -176,27 +179,22 @@ impl Metric {
             Fpr => ratio(c.fp, n, NO_NEGATIVES),
             Fnr => ratio(c.fn_, p, NO_POSITIVES),
             F1 => ratio(2.0 * c.tp, 2.0 * c.tp + c.fp + c.fn_, F_UNDEFINED),
-            FBeta(beta) => {
-                let b2 = beta * beta;
-                ratio(
-                    (1.0 + b2) * c.tp,
-                    (1.0 + b2) * c.tp + b2 * c.fn_ + c.fp,
-                    F_UNDEFINED,
-                )
-            }
-            Mcc => {
-                let den = (c.tp + c.fp) * p * n * (c.tn + c.fn_);
-                if den > 0.0 {
-                    Ok((c.tp * c.tn - c.fp * c.fn_) / den.sqrt())
-                } else {
-                    Err(MCC_UNDEFINED)
-                }
-            }
+            FBeta(beta) => fbeta(beta, c.tp, c.fp, c.fn_),
+            Mcc => mcc(c.tp, c.fp, c.tn, c.fn_),
             LogLoss => ratio(c.log_loss, c.w, ONE_CLASS),
             Brier => ratio(c.brier, c.w, ONE_CLASS),
             RocAuc | AveragePrecision => unreachable!("rank metrics are finalized from rank sums"),
             _ => unreachable!("calibration metrics are finalized from their bins and grids"),
-        }
+        };
+        // Every one of these lies in [0, 1] (MCC in [-1, 1], the log loss in [0, inf)); sums of
+        // the same weights added in different orders can overshoot by an ulp (a base rate of
+        // 1.0000000000000002), which would break what is computed from them (sqrt(p (1 - p))).
+        let (lo, hi) = match self {
+            Mcc => (-1.0, 1.0),
+            LogLoss => (0.0, f64::INFINITY),
+            _ => (0.0, 1.0),
+        };
+        value.map(|v| v.clamp(lo, hi))
     }
 
     /// Whether a larger value is better (`None`: the metric has no direction, such as the base
@@ -216,7 +214,10 @@ impl Metric {
     /// The canonical name (as a report column).
     pub fn name(&self) -> String {
         match self {
-            Metric::FBeta(b) => format!("f{b}"),
+            // Plain decimals (`f2`, `f0.5`) unless the beta is huge or tiny (`f1e200`): the
+            // shortest text that parses back to the same beta either way.
+            Metric::FBeta(b) if (1e-4..1e16).contains(b) => format!("f{b}"),
+            Metric::FBeta(b) => format!("f{b:e}"),
             other if other.is_calibration() => {
                 CALIBRATION_METRICS[other.calibration_position()].to_string()
             }
@@ -266,6 +267,62 @@ impl Metric {
     }
 }
 
+/// `Ok(x)` when `x` is finite, else the note that it is not representable: a metric column
+/// never holds NaN or inf.
+pub fn finite(x: f64) -> Value {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(NOT_REPRESENTABLE)
+    }
+}
+
+/// F-beta from the weighted cells: `(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)`, computed as
+/// `tp / (tp + a fn + (1 - a) fp)` with `a = b^2 / (1 + b^2)` so that `b^2` never overflows or
+/// underflows: a huge beta tends to recall, a tiny one to precision. With `tp = 0` it is 0
+/// when some row is a positive or a predicted positive (as every finite beta gives), else
+/// undefined.
+pub fn fbeta(beta: f64, tp: f64, fp: f64, fn_: f64) -> Value {
+    // a = b^2 / (1 + b^2) and c = 1 - a = 1 / (1 + b^2), each from a square at most 1.
+    let (a, c) = if beta >= 1.0 {
+        let r = (1.0 / beta) * (1.0 / beta);
+        (1.0 / (1.0 + r), r / (1.0 + r))
+    } else {
+        let q = beta * beta;
+        (q / (1.0 + q), 1.0 / (1.0 + q))
+    };
+    if tp > 0.0 {
+        Ok(tp / (tp + a * fn_ + c * fp))
+    } else if fn_ + fp > 0.0 {
+        Ok(0.0)
+    } else {
+        Err(F_UNDEFINED)
+    }
+}
+
+/// Matthews correlation from the weighted cells. The cells are first divided by their total
+/// (so the products cannot overflow whatever the weights' scale), and the denominator is a
+/// product of square roots of fractions of which two are at least 1/2 (so it cannot
+/// underflow either).
+pub fn mcc(tp: f64, fp: f64, tn: f64, fn_: f64) -> Value {
+    let (p, n, pp, pn) = (tp + fn_, tn + fp, tp + fp, tn + fn_);
+    if !(p > 0.0 && n > 0.0 && pp > 0.0 && pn > 0.0) {
+        return Err(MCC_UNDEFINED);
+    }
+    let total = p + n;
+    if !total.is_finite() {
+        return Err(NOT_REPRESENTABLE);
+    }
+    let f = |x: f64| x / total;
+    let num = f(tp) * f(tn) - f(fp) * f(fn_);
+    let den = (f(p).sqrt() * f(pp).sqrt()) * (f(n).sqrt() * f(pn).sqrt());
+    if den > 0.0 {
+        Ok((num / den).clamp(-1.0, 1.0))
+    } else {
+        Err(NOT_REPRESENTABLE)
+    }
+}
+
 /// Sums over the score-sorted rows of one slice, from which ROC-AUC and AP follow.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RankSums {
@@ -303,7 +360,21 @@ impl RankSums {
         let l = p * a;
         let neg2 = (d2 - 2.0 * l * d1 + l * l * n) / (p * p);
         let neg3 = (d3 - 3.0 * l * d2 + 3.0 * l * l * d1 - l * l * l * n) / (p * p * p);
-        Some([pos2.max(0.0), pos3, neg2.max(0.0), neg3])
+        // The second moments are differences of raw sums: a value within their rounding
+        // error (a few ulps of the terms) is 0 up to rounding, and is reported as 0 rather
+        // than as noise whose square root would pose as a standard error.
+        let noise = |terms: f64| 16.0 * f64::EPSILON * terms;
+        let pos2 = if pos2 <= noise((k * k * p + 2.0 * k * c1 + c2) / (n * n)) {
+            0.0
+        } else {
+            pos2
+        };
+        let neg2 = if neg2 <= noise((d2 + 2.0 * l * d1 + l * l * n) / (p * p)) {
+            0.0
+        } else {
+            neg2
+        };
+        Some([pos2, pos3, neg2, neg3])
     }
 
     /// DeLong variances of the placements `(var V10 over positives, var V01 over negatives)`,
@@ -334,14 +405,22 @@ pub fn rank_value(metric: Metric, r: &RankSums) -> Value {
     match metric {
         Metric::RocAuc => {
             if r.pos > 0.0 && r.neg > 0.0 {
-                Ok(r.auc_pairs / (r.pos * r.neg))
+                // `pos * neg` can overflow or underflow: then divide by one sum at a time.
+                let pn = r.pos * r.neg;
+                let auc = if pn.is_normal() {
+                    r.auc_pairs / pn
+                } else {
+                    r.auc_pairs / r.pos / r.neg
+                };
+                // (Sums added in different orders can put a perfect ranking an ulp past 1.)
+                finite(auc).map(|v| v.clamp(0.0, 1.0))
             } else {
                 Err(ONE_CLASS)
             }
         }
         Metric::AveragePrecision => {
             if r.pos > 0.0 {
-                Ok(r.ap_sum / r.pos)
+                finite(r.ap_sum / r.pos).map(|v| v.clamp(0.0, 1.0))
             } else {
                 Err(NO_POSITIVES)
             }
@@ -361,8 +440,126 @@ mod tests {
         }
         assert_eq!(Metric::parse("f2").unwrap(), Metric::FBeta(2.0));
         assert_eq!(Metric::parse("f0.5").unwrap().name(), "f0.5");
+        assert_eq!(Metric::parse("f1e200").unwrap().name(), "f1e200");
+        assert_eq!(Metric::parse("f1e+200").unwrap().name(), "f1e200");
+        assert_eq!(Metric::parse("f0.00001").unwrap().name(), "f1e-5");
+        for beta in [1e200, 1e-200, 12345.678, 0.1, 3.0, f64::MAX, 5e-324] {
+            let name = Metric::FBeta(beta).name();
+            assert_eq!(Metric::parse(&name).unwrap(), Metric::FBeta(beta), "{name}");
+        }
         assert!(Metric::parse("f-1").is_err());
         assert!(Metric::parse("auc").is_err());
+    }
+
+    /// F-beta by its textbook formula in exact rational arithmetic (integers as f64 are
+    /// exact up to 2^53; the cells here are small integers and beta^2 a small integer).
+    fn fbeta_textbook(b2: f64, tp: f64, fp: f64, fn_: f64) -> f64 {
+        (1.0 + b2) * tp / ((1.0 + b2) * tp + b2 * fn_ + fp)
+    }
+
+    #[test]
+    fn fbeta_matches_the_textbook_formula_and_its_limits() {
+        let (tp, fp, fn_) = (3.0, 1.0, 2.0);
+        for beta in [0.5f64, 1.0, 2.0, 3.0, 0.1] {
+            let got = fbeta(beta, tp, fp, fn_).unwrap();
+            let want = fbeta_textbook(beta * beta, tp, fp, fn_);
+            assert!((got - want).abs() <= 1e-15, "beta {beta}: {got} vs {want}");
+        }
+        let f1 = Metric::F1
+            .from_counts(&BinaryCounts {
+                tp,
+                fp,
+                fn_,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!((fbeta(1.0, tp, fp, fn_).unwrap() - f1).abs() <= 1e-15);
+        // beta^2 overflows (1e200) or underflows (1e-200): recall and precision exactly.
+        let (recall, precision) = (tp / (tp + fn_), tp / (tp + fp));
+        for beta in [1e160, 1e200, f64::MAX] {
+            assert_eq!(fbeta(beta, tp, fp, fn_), Ok(recall), "beta {beta}");
+        }
+        for beta in [1e-160, 1e-200, f64::MIN_POSITIVE, 5e-324] {
+            assert_eq!(fbeta(beta, tp, fp, fn_), Ok(precision), "beta {beta}");
+        }
+        // Near the limits the value lies between them, monotone in beta.
+        let mid = fbeta(1e3, tp, fp, fn_).unwrap();
+        assert!(mid > recall && mid < precision);
+        // No true positives: 0 when there is an error of either kind, else undefined.
+        assert_eq!(fbeta(1e200, 0.0, 5.0, 0.0), Ok(0.0));
+        assert_eq!(fbeta(1e-200, 0.0, 0.0, 5.0), Ok(0.0));
+        assert_eq!(fbeta(2.0, 0.0, 0.0, 0.0), Err(F_UNDEFINED));
+        // Parsing keeps the beta; the value is finite.
+        let m = Metric::parse("f1e200").unwrap();
+        let c = BinaryCounts {
+            tp,
+            fp,
+            fn_,
+            tn: 4.0,
+            ..Default::default()
+        };
+        assert_eq!(m.from_counts(&c), Ok(recall));
+    }
+
+    #[test]
+    fn mcc_is_normalized_and_scale_free() {
+        let (tp, fp, tn, fn_) = (3.0f64, 1.0, 4.0, 2.0);
+        let want = (tp * tn - fp * fn_) / ((tp + fp) * (tp + fn_) * (tn + fp) * (tn + fn_)).sqrt();
+        let base = mcc(tp, fp, tn, fn_).unwrap();
+        assert!((base - want).abs() < 1e-15);
+        // Every scale, including ones where the products of sums overflow (1e80: 1e320) or
+        // underflow (1e-100: 1e-400), and powers of two where the result is bit-identical.
+        for k in [-300, -200, -100, -20, 20, 80, 160, 300] {
+            let s = 10f64.powi(k);
+            let got = mcc(tp * s, fp * s, tn * s, fn_ * s).unwrap();
+            assert!((got - want).abs() < 1e-14, "scale 1e{k}: {got} vs {want}");
+        }
+        for e in [-1000, -500, 500, 1000] {
+            let s = crate::state::WeightScale::times_pow2(1.0, e);
+            assert_eq!(
+                mcc(tp * s, fp * s, tn * s, fn_ * s),
+                Ok(base),
+                "scale 2^{e}"
+            );
+        }
+        // The largest finite cells: the total overflows.
+        assert_eq!(
+            mcc(f64::MAX, f64::MAX, f64::MAX, f64::MAX),
+            Err(NOT_REPRESENTABLE)
+        );
+        // Perfect and inverted predictions, and an empty row or column.
+        assert_eq!(mcc(5.0, 0.0, 7.0, 0.0), Ok(1.0));
+        assert_eq!(mcc(0.0, 5.0, 0.0, 7.0), Ok(-1.0));
+        assert_eq!(mcc(5.0, 2.0, 0.0, 0.0), Err(MCC_UNDEFINED));
+        // Rare cells (fractions near 1e-200) do not underflow the denominator.
+        let r = mcc(1e-200, 1e-200, 1.0, 1e-200).unwrap();
+        assert!((r - 0.5).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn rank_values_survive_extreme_sums() {
+        let r = RankSums {
+            pos: 1e200,
+            neg: 1e200,
+            auc_pairs: f64::MAX,
+            ..Default::default()
+        };
+        // pos * neg overflows: dividing one sum at a time gives a finite number.
+        assert!(rank_value(Metric::RocAuc, &r).is_ok_and(f64::is_finite));
+        let r = RankSums {
+            pos: 1e-200,
+            neg: 1e-200,
+            auc_pairs: 0.0,
+            ..Default::default()
+        };
+        // pos * neg underflows to 0: 0 / 0 was NaN.
+        assert_eq!(rank_value(Metric::RocAuc, &r), Ok(0.0));
+        let r = RankSums {
+            pos: 0.0,
+            ap_sum: f64::INFINITY,
+            ..Default::default()
+        };
+        assert_eq!(rank_value(Metric::AveragePrecision, &r), Err(NO_POSITIVES));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::bootstrap::{add_into, Resampler};
 use crate::metrics::RankSums;
 use crate::reliability::{sorted_run_calibration, SliceCalib, SortedWant};
+use crate::runtime::{interrupted, POLL_ROWS};
 use crate::state::{big_vec, RankRows};
 
 /// A sort record: the descending-order key of the score, `row << 1 | label`, and (weighted
@@ -121,6 +122,18 @@ pub fn score_of_key(key: u64) -> f64 {
         !asc
     };
     f64::from_bits(b)
+}
+
+/// Whether a walk at row `i` must stop: polls the job's interrupt every `step` rows (one
+/// compare per tie group otherwise). A stopped walk's partial sums are never reported:
+/// an interrupted job ends with `Interrupted` (see `runtime`).
+#[inline(always)]
+fn stop_walk(i: usize, next_poll: &mut usize, step: usize) -> bool {
+    if i < *next_poll {
+        return false;
+    }
+    *next_poll = i + step;
+    interrupted()
 }
 
 struct SyncPtr<T>(*mut T);
@@ -248,7 +261,7 @@ fn sort_groups<R: Rec>(recs: &mut [R], starts: &[usize]) {
         rest = b;
     }
     groups.into_par_iter().with_max_len(1).for_each(|g| {
-        if g.len() > 1 {
+        if g.len() > 1 && !interrupted() {
             let mut tmp = if std::mem::size_of_val(g) >= 1 << 23 {
                 big_vec(g.len())
             } else {
@@ -398,11 +411,22 @@ impl Running {
     }
 }
 
+/// The calibration states of one sorted run; an interrupted job skips the walk (its result
+/// is discarded) and gets empty states of the right shape.
+fn run_calibration<R: Rec>(run: &[R], want: &SortedWant) -> SliceCalib {
+    let run = if interrupted() { &run[..0] } else { run };
+    sorted_run_calibration(run, want)
+}
+
 /// Rank sums of one run of records sorted by descending score.
 fn sorted_sums<R: Rec>(recs: &[R]) -> RankSums {
     let mut r = Running::default();
     let mut i = 0;
+    let mut next_poll = POLL_ROWS;
     while i < recs.len() {
+        if stop_walk(i, &mut next_poll, POLL_ROWS) {
+            break;
+        }
         let key = recs[i].key();
         while i < recs.len() && recs[i].key() == key {
             if recs[i].tag() & 1 == 1 {
@@ -527,7 +551,7 @@ fn packed_sums(
             let mut out = vec![if from_slices {
                 Vec::new()
             } else {
-                vec![sorted_run_calibration(recs, want)]
+                vec![run_calibration(recs, want)]
             }];
             // Each spec's slices: a stable scatter of the sorted records keeps them sorted.
             // Calibration scores are probabilities, whose keys leave the top bit free: the
@@ -543,14 +567,14 @@ fn packed_sums(
                     let run = |g: usize| &narrow_by_slice[starts[g]..starts[g + 1]];
                     (0..*n)
                         .into_par_iter()
-                        .map(|g| sorted_run_calibration(run(g), want))
+                        .map(|g| run_calibration(run(g), want))
                         .collect()
                 } else {
                     let starts = scatter(recs.len(), *n, id, |i| recs[i], &mut by_slice);
                     let run = |g: usize| &by_slice[starts[g]..starts[g + 1]];
                     (0..*n)
                         .into_par_iter()
-                        .map(|g| sorted_run_calibration(run(g), want))
+                        .map(|g| run_calibration(run(g), want))
                         .collect()
                 };
                 out.push(slices);
@@ -594,7 +618,11 @@ fn packed_walk(
         .collect();
     let mut touched: Vec<Vec<u32>> = vec![Vec::new(); accs.len()];
     let mut i = 0;
+    let mut next_poll = POLL_ROWS;
     while i < recs.len() {
+        if stop_walk(i, &mut next_poll, POLL_ROWS) {
+            break;
+        }
         let key = recs[i].0;
         while i < recs.len() && recs[i].0 == key {
             let tag = recs[i].1;
@@ -654,7 +682,7 @@ fn rank_sums_with<R: Rec>(
             let calibration = if want.any() {
                 starts
                     .par_windows(2)
-                    .map(|g| sorted_run_calibration(&recs[g[0]..g[1]], want))
+                    .map(|g| run_calibration(&recs[g[0]..g[1]], want))
                     .collect()
             } else {
                 Vec::new()
@@ -666,6 +694,10 @@ fn rank_sums_with<R: Rec>(
     let calibration = if want.any() { calibration } else { Vec::new() };
     (sums, calibration)
 }
+
+/// Rows a replicate walk handles between two interrupt polls (each row draws up to
+/// [`SLOT_CHUNK`] weights).
+const REP_POLL_ROWS: usize = POLL_ROWS / 16;
 
 /// Replicate slots handled by one task of the replicate pass.
 const SLOT_CHUNK: usize = 256;
@@ -716,6 +748,8 @@ fn replicate_rank_sums_with<R: Rec>(
                     let from = b * SLOT_CHUNK;
                     let width = SLOT_CHUNK.min(slots - from);
                     let run = &recs[starts[g]..starts[g + 1]];
+                    // An interrupted job skips its remaining walks (their sums are discarded).
+                    let run = if interrupted() { &run[..0] } else { run };
                     walk_replicates(run, resampler, from, width, want_ap)
                 })
                 .collect();
@@ -779,7 +813,12 @@ fn walk_replicates_body<R: Rec>(
     // ROC-AUC only, and only bootstrap slots in this block: the fused single-row path.
     let fused = !want_ap && from + width <= resampler.replicates();
     let mut i = 0;
+    // Each row draws `width` replicate weights: poll more often than a plain walk.
+    let mut next_poll = REP_POLL_ROWS;
     while i < run.len() {
+        if stop_walk(i, &mut next_poll, REP_POLL_ROWS) {
+            break;
+        }
         let key = run[i].key();
         if i + 1 == run.len() || run[i + 1].key() != key {
             // A tie group of one row (the common case for continuous scores): closing it
@@ -886,7 +925,11 @@ fn walk_counts<R: Rec>(
     let (mut k, mut tp, mut fp, mut rp, mut rn) = (z32(), z32(), z32(), z32(), z32());
     let (mut auc2, mut tied) = (vec![0u64; width], vec![0u64; width]);
     let mut i = 0;
+    let mut next_poll = REP_POLL_ROWS;
     while i < run.len() {
+        if stop_walk(i, &mut next_poll, REP_POLL_ROWS) {
+            break;
+        }
         let key = run[i].key();
         if i + 1 == run.len() || run[i + 1].key() != key {
             let tag = run[i].tag();

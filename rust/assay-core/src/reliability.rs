@@ -556,7 +556,8 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
     };
     // Newton's method with a backtracking line search from the intercept-only fit (a well
     // conditioned start whatever the scores); the information matrix at the optimum gives
-    // the covariance.
+    // the covariance. Tolerances are relative to the total weight (the log-likelihood's
+    // unit), so the fit does not depend on the weights' scale.
     let information = |a: f64, b: f64| {
         let (mut ga, mut gb) = (y0, yx);
         let (mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0);
@@ -584,14 +585,14 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
         let db = (haa * gb - hab * ga) / det;
         // The Newton decrement: the likelihood gain the quadratic model still promises.
         let decrement = ga * da + gb * db;
-        if decrement <= 1e-20 * (1.0 + l.abs()) {
+        if decrement <= 1e-20 * (total + l.abs()) {
             return Ok(LogisticFit {
                 intercept: a,
                 slope: b,
                 cov: [hbb / det, -hab / det, haa / det],
             });
         }
-        if decrement <= 1e-9 * (1.0 + l.abs()) {
+        if decrement <= 1e-9 * (total + l.abs()) {
             // Inside the quadratic region: the likelihood cannot resolve such small gains, so
             // take the Newton step as it is (it converges to rounding in one or two more).
             a += da;
@@ -613,7 +614,7 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
             if step < 1e-12 {
                 // No ascent along the Newton direction: at the optimum up to rounding when the
                 // promised gain is negligible, else the fit is failing.
-                if decrement <= 1e-10 * (1.0 + l.abs()) {
+                if decrement <= 1e-10 * (total + l.abs()) {
                     return Ok(LogisticFit {
                         intercept: a,
                         slope: b,
@@ -644,6 +645,7 @@ fn softplus(x: f64) -> f64 {
 pub fn reliability_table(
     slices: &[(String, Vec<f64>, Vec<f64>)],
     level: f64,
+    scale: &crate::state::WeightScale,
 ) -> Result<arrow_array::RecordBatch> {
     use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
     use arrow_array::ArrayRef;
@@ -665,7 +667,9 @@ pub fn reliability_table(
             upper.append_option(edges.get(b + 1).copied());
             let (n, w, n_eff, means) = bin_row(bins, b);
             count.append_value(n as i64);
-            weight.append_value(w);
+            // Back in the user's units; null where the sum is outside the float64 range.
+            let w = scale.unscale(w);
+            weight.append_option((w.is_finite() && (w > 0.0 || n == 0)).then_some(w));
             match means {
                 Some((s, f)) => {
                     mean.append_value(s);
@@ -690,7 +694,7 @@ pub fn reliability_table(
         f("lower", DataType::Float64, true),
         f("upper", DataType::Float64, true),
         f("count", DataType::Int64, false),
-        f("weight_sum", DataType::Float64, false),
+        f("weight_sum", DataType::Float64, true),
         f("mean_score", DataType::Float64, true),
         f("frac_positive", DataType::Float64, true),
         f("frac_lo", DataType::Float64, true),

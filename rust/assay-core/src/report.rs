@@ -31,6 +31,27 @@ pub struct Report {
 
 const RESERVED: [&str; 3] = ["slice", "n", "weight_sum"];
 
+pub const WEIGHT_SUM_NOT_REPRESENTABLE: &str =
+    "not representable: the sum of the weights lies outside the float64 range";
+pub const INTERVAL_NOT_REPRESENTABLE: &str =
+    "no interval: its bounds are not representable in float64";
+
+/// The last line of defence of invariant "a metric column never holds NaN or inf": a
+/// non-finite value becomes undefined with a note.
+fn finite_value(v: Value) -> Value {
+    v.and_then(crate::metrics::finite)
+}
+
+/// An interval whose bound or standard error is not finite becomes undefined with a note.
+fn finite_interval(iv: Interval) -> Interval {
+    match iv {
+        Ok((l, h, e)) if !(l.is_finite() && h.is_finite() && e.is_finite()) => {
+            Err(INTERVAL_NOT_REPRESENTABLE)
+        }
+        other => other,
+    }
+}
+
 pub fn build_report(
     feature_columns: &[String],
     spec: &EvalSpec,
@@ -91,22 +112,33 @@ pub fn build_report(
     rows.iter().for_each(|r| n.append_value(r.counts.n));
     fields.push(Field::new("n", DataType::UInt64, false));
     cols.push(Arc::new(n.finish()));
-    if spec.weight.is_some() {
-        let mut w = Float64Builder::new();
-        rows.iter().for_each(|r| w.append_value(r.counts.w));
-        fields.push(Field::new("weight_sum", DataType::Float64, false));
-        cols.push(Arc::new(w.finish()));
-    }
-
     let (mut note_slice, mut note_metric, mut note_text) = (
         StringBuilder::new(),
         StringBuilder::new(),
         StringBuilder::new(),
     );
+    if spec.weight.is_some() {
+        // `counts.w` is the true (unscaled) sum: infinite when it exceeds the float64 range,
+        // 0 when it is below it.
+        let mut w = Float64Builder::new();
+        for (r, label) in rows.iter().zip(&labels) {
+            let v = r.counts.w;
+            if v.is_finite() && (v > 0.0 || r.counts.n == 0) {
+                w.append_value(v);
+            } else {
+                w.append_null();
+                note_slice.append_value(label);
+                note_metric.append_value("weight_sum");
+                note_text.append_value(WEIGHT_SUM_NOT_REPRESENTABLE);
+            }
+        }
+        fields.push(Field::new("weight_sum", DataType::Float64, true));
+        cols.push(Arc::new(w.finish()));
+    }
     for (k, name) in metric_names.iter().enumerate() {
         let mut b = Float64Builder::new();
         for (r, label) in rows.iter().zip(&labels) {
-            match r.values[k] {
+            match finite_value(r.values[k]) {
                 Ok(v) => b.append_value(v),
                 Err(why) => {
                     b.append_null();
@@ -127,8 +159,8 @@ pub fn build_report(
             Float64Builder::new(),
         );
         for (r, label) in rows.iter().zip(&labels) {
-            let iv = r.intervals.as_ref().map(|v| v[k]);
-            match (r.values[k], iv) {
+            let iv = r.intervals.as_ref().map(|v| finite_interval(v[k]));
+            match (finite_value(r.values[k]), iv) {
                 (Ok(_), Some(Ok((l, h, e)))) => {
                     lo.append_value(l);
                     hi.append_value(h);
@@ -242,7 +274,7 @@ impl ComparisonRows {
         for (m, n) in names.iter().enumerate() {
             let mut b = Float64Builder::new();
             for v in &self.values {
-                b.append_option(v[m].ok());
+                b.append_option(finite_value(v[m]).ok());
             }
             fields.push(Field::new(n, DataType::Float64, true));
             cols.push(Arc::new(b.finish()));
@@ -252,6 +284,12 @@ impl ComparisonRows {
         let mut nums: Vec<Float64Builder> = (0..5).map(|_| Float64Builder::new()).collect();
         let (mut verdict, mut note) = (StringBuilder::new(), StringBuilder::new());
         for (d, dir) in self.delta.iter().zip(&self.direction) {
+            let d = &match d {
+                Ok(x) if ![x.0, x.1, x.2, x.3, x.4].iter().all(|v| v.is_finite()) => {
+                    Err(crate::metrics::NOT_REPRESENTABLE)
+                }
+                other => *other,
+            };
             match d {
                 Ok((delta, lo, hi, se, p)) => {
                     for (b, v) in nums.iter_mut().zip([delta, lo, hi, se, p]) {

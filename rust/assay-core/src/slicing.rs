@@ -201,13 +201,24 @@ fn int_like(dt: &DataType) -> Option<bool> {
     }
 }
 
-/// Formats a bin edge with up to `digits` significant digits, without trailing zeros.
+/// Formats a bin edge with up to `digits` significant digits, without trailing zeros: plain
+/// decimals for magnitudes in [1e-4, 1e16), else scientific (`1.5e-300`), so that the digits
+/// kept are significant ones whatever the magnitude (a subnormal edge does not print as 0).
 fn format_edge(x: f64, digits: usize) -> String {
     if x == x.trunc() && x.abs() < 1e15 {
         return format!("{}", x as i64);
     }
     let magnitude = x.abs().log10().floor() as i64;
-    let decimals = (digits as i64 - 1 - magnitude).clamp(0, 17) as usize;
+    if !(-4..16).contains(&magnitude) {
+        let s = format!("{x:.prec$e}", prec = digits.saturating_sub(1));
+        return match s.split_once('e') {
+            Some((m, e)) if m.contains('.') => {
+                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+            }
+            _ => s,
+        };
+    }
+    let decimals = (digits as i64 - 1 - magnitude).clamp(0, 21) as usize;
     let s = format!("{x:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -216,15 +227,33 @@ fn format_edge(x: f64, digits: usize) -> String {
     }
 }
 
+/// The shortest text that reads back as `x` (distinct numbers give distinct texts), in the
+/// notation [`format_edge`] would use.
+fn shortest_edge(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e15 {
+        return format!("{}", x as i64);
+    }
+    if (-4..16).contains(&(x.abs().log10().floor() as i64)) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// The labels of the bins of `edges` (at least two): `[a, b)` in edge order (the last `[a, b]`),
 /// then `(-inf, e_0)` and `(e_last, inf)`; edges print with 6 significant digits, more where
-/// two would print alike.
+/// two would print alike, and in their shortest round-trip form (distinct for distinct
+/// numbers) where 15 digits still collide.
 pub fn bin_labels(edges: &[f64]) -> Vec<String> {
     let mut digits = 6;
     loop {
-        let f: Vec<String> = edges.iter().map(|e| format_edge(*e, digits)).collect();
+        let f: Vec<String> = if digits <= 15 {
+            edges.iter().map(|e| format_edge(*e, digits)).collect()
+        } else {
+            edges.iter().map(|e| shortest_edge(*e)).collect()
+        };
         let distinct = f.windows(2).all(|w| w[0] != w[1]);
-        if distinct || digits >= 17 {
+        if distinct || digits > 15 {
             let m = edges.len();
             let mut labels: Vec<String> = (0..m - 1)
                 .map(|j| {
@@ -747,6 +776,53 @@ mod tests {
         assert_eq!(format_edge(0.30000000000000004, 6), "0.3");
         assert_eq!(format_edge(-2.5, 6), "-2.5");
         assert_eq!(format_edge(1234.56789, 6), "1234.57");
+        assert_eq!(format_edge(1.5e-300, 6), "1.5e-300");
+        assert_eq!(format_edge(-2.5e20, 6), "-2.5e20");
+        assert_eq!(format_edge(1e-4 * 1.5, 6), "0.00015");
+    }
+
+    #[test]
+    fn labels_of_distinct_edges_are_distinct() {
+        // Subnormal edges printed as "0" before, every bin labelled "[0, 0)".
+        let tiny = [5e-324, 1e-323, 1.5e-323, 2e-323];
+        let huge = [-f64::MAX, -1e300, 0.0, 1e300, f64::MAX];
+        let near = [1.0, 1.0 + f64::EPSILON, 1.0 + 2.0 * f64::EPSILON];
+        let ulps = [0.1, f64::from_bits(0.1f64.to_bits() + 1), 0.2];
+        let mixed = [-1e-310, 0.0, 2.2e-308, 1e-5, 0.5, 7.0];
+        for edges in [&tiny[..], &huge, &near, &ulps, &mixed] {
+            let labels = bin_labels(edges);
+            let mut seen = labels.clone();
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), labels.len(), "{labels:?}");
+            // Each edge's text parses back to a number that separates it from its neighbours.
+            for l in &labels[..edges.len() - 1] {
+                assert!(!l.contains("[0, 0)"), "{labels:?}");
+            }
+        }
+        assert_eq!(bin_labels(&tiny)[0], "[4.94066e-324, 9.88131e-324)");
+        assert_eq!(bin_labels(&ulps)[0], "[0.1, 0.10000000000000002)");
+        assert_eq!(bin_labels(&near)[0], "[1, 1.0000000000000002)");
+        assert_eq!(bin_labels(&[0.0, 0.5, 1.0])[..2], ["[0, 0.5)", "[0.5, 1]"]);
+    }
+
+    #[test]
+    fn uniform_edges_of_a_column_spanning_the_float_range() {
+        let v = [-f64::MAX, 0.0, 1.0, f64::MAX];
+        for n in [1usize, 2, 3, 10] {
+            let e = bin_edges(&v, n, BinStrategy::Uniform, "x").unwrap();
+            assert_eq!(e.len(), n + 1);
+            assert_eq!((e[0], e[n]), (-f64::MAX, f64::MAX));
+            assert!(e.iter().all(|x| x.is_finite()));
+            assert!(e.windows(2).all(|w| w[0] < w[1]), "{e:?}");
+        }
+        let e = bin_edges(&v, 2, BinStrategy::Uniform, "x").unwrap();
+        assert_eq!(e[1], 0.0);
+        let q = bin_edges(&v, 3, BinStrategy::Quantile, "x").unwrap();
+        assert!(q.iter().all(|x| x.is_finite()) && q.windows(2).all(|w| w[0] < w[1]));
+        // An ordinary range keeps NumPy's linspace steps.
+        let e = bin_edges(&[0.0, 1.0], 10, BinStrategy::Uniform, "x").unwrap();
+        assert_eq!(e[3], 3.0 * 0.1);
     }
 }
 
@@ -760,6 +836,9 @@ pub enum BinStrategy {
     Quantile,
 }
 
+/// The most bins [`bin_edges`] places (its edges are held, and each bin becomes a slice).
+pub const MAX_BIN_COUNT: usize = 1_000_000;
+
 /// Edges of `n` bins over the non-NaN `values`. All values equal gives the single bin `[v, v]`.
 pub fn bin_edges(
     values: &[f64],
@@ -770,6 +849,11 @@ pub fn bin_edges(
     if n == 0 {
         return Err(AssayError::InvalidArgument(format!(
             "bins for column {column:?}: n must be at least 1"
+        )));
+    }
+    if n > MAX_BIN_COUNT {
+        return Err(AssayError::InvalidArgument(format!(
+            "bins for column {column:?}: n must be at most {MAX_BIN_COUNT}, got {n}"
         )));
     }
     if values.iter().any(|v| v.is_infinite()) {
@@ -785,8 +869,18 @@ pub fn bin_edges(
             "cannot place bins: the column has no non-null values",
         ));
     }
+    if strategy == BinStrategy::Quantile && n > v.len() {
+        return Err(AssayError::InvalidArgument(format!(
+            "bins for column {column:?}: {n} quantile bins need at least as many non-null \
+             values; the column has {}, so n must be at most {}",
+            v.len(),
+            v.len()
+        )));
+    }
+    crate::runtime::check()?;
     // A pool per call, like `evaluate`: the global rayon pool does not survive `fork()`.
     crate::engine::job_pool(None)?.install(|| v.par_sort_unstable_by(|a, b| a.total_cmp(b)));
+    crate::runtime::check()?;
     let (lo, hi) = (v[0], v[v.len() - 1]);
     if lo == hi {
         return Ok(vec![lo, hi]);
@@ -795,9 +889,24 @@ pub fn bin_edges(
         // As `np.linspace(lo, hi, n + 1)`: k * ((hi - lo) / n) + lo, the last edge exactly hi.
         BinStrategy::Uniform => {
             let step = (hi - lo) / n as f64;
-            (0..=n)
-                .map(|k| if k == n { hi } else { k as f64 * step + lo })
-                .collect()
+            if step.is_finite() {
+                (0..=n)
+                    .map(|k| if k == n { hi } else { k as f64 * step + lo })
+                    .collect()
+            } else {
+                // The range overflows (a column spanning about ±1.8e308): interpolate between
+                // the ends instead; each term stays finite, and with lo < 0 < hi so does the sum.
+                (0..=n)
+                    .map(|k| {
+                        let t = k as f64 / n as f64;
+                        if k == n {
+                            hi
+                        } else {
+                            lo * (1.0 - t) + hi * t
+                        }
+                    })
+                    .collect()
+            }
         }
         // The same floating-point steps as `np.quantile(v, np.linspace(0, 1, n + 1))`, so
         // the edges agree with NumPy to the bit: q = k * (1/n), then NumPy's linear quantile.
@@ -806,11 +915,24 @@ pub fn bin_edges(
             (0..=n)
                 .map(|k| {
                     let q = if k == n { 1.0 } else { k as f64 * step };
-                    crate::bootstrap::quantile_sorted(&v, q)
+                    let e = crate::bootstrap::quantile_sorted(&v, q);
+                    if e.is_finite() {
+                        e
+                    } else {
+                        // Neighbours whose difference overflows (about ±1.8e308): the same
+                        // linear interpolation, as a weighted mean of the two.
+                        let h = (v.len() - 1) as f64 * q;
+                        let i = (h.floor() as usize).min(v.len() - 2);
+                        let t = h - i as f64;
+                        v[i] * (1.0 - t) + v[i + 1] * t
+                    }
                 })
                 .collect()
         }
     };
+    // (Rounding of the interpolated edges could only tie neighbours, never reorder them;
+    // sorting keeps the edges a valid, strictly increasing list whatever happens.)
+    edges.sort_by(|a, b| a.total_cmp(b));
     edges.dedup();
     Ok(edges)
 }

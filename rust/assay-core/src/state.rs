@@ -2,6 +2,95 @@
 //! by `metrics`. Merging is elementwise addition, so it is associative and commutative; the
 //! engine merges in a fixed order so that floating-point sums have the same bits every run.
 
+/// The power of two that a job's weights are multiplied by as they are read.
+///
+/// Metrics do not change when all weights are scaled, but sums of weights, their products
+/// (MCC, ROC-AUC's pair counts) and powers (Kish's effective n, DeLong's placement moments)
+/// overflow or underflow at extreme scales. A job fixes this factor from the first batch with
+/// a valid weight so that its largest weight lands in [1, 2), but only when that weight is
+/// far from 1 (outside [2^-32, 2^32]): the common path multiplies nothing. Scaling by a power
+/// of two is exact, so every result is bit-identical to the unscaled computation wherever
+/// that one neither overflows nor underflows, whatever batch fixed the factor (the result
+/// still does not depend on the thread count or the batch split). Only the reported weight
+/// sums are scaled back.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WeightScale {
+    /// Weights are multiplied by `2^exp`.
+    pub exp: i32,
+    /// The weight the factor was taken from (for messages).
+    pub reference: f64,
+}
+
+impl WeightScale {
+    pub const ONE: WeightScale = WeightScale {
+        exp: 0,
+        reference: 1.0,
+    };
+
+    /// The factor that brings `max` (a positive, finite weight) into [1, 2) when it lies
+    /// outside [2^-32, 2^32]; 1 otherwise.
+    pub fn from_max(max: f64) -> WeightScale {
+        if !(max > 0.0 && max.is_finite()) {
+            return WeightScale::ONE;
+        }
+        let e = max.log2().floor() as i32;
+        let exp = if (-32..=32).contains(&e) { 0 } else { -e };
+        WeightScale {
+            exp,
+            reference: max,
+        }
+    }
+
+    /// `x * 2^k`, exact unless the result overflows or underflows (two steps keep every
+    /// factor a normal number; neither step overflows or underflows before the result does).
+    pub fn times_pow2(x: f64, k: i32) -> f64 {
+        let pow2 = |e: i32| f64::from_bits(((e + 1023) as u64) << 52);
+        let a = k / 2;
+        x * pow2(a) * pow2(k - a)
+    }
+
+    /// The weights as accumulated: `raw` itself when the factor is 1, else `raw x 2^exp`
+    /// written into `buf`.
+    pub fn apply<'a>(&self, raw: &'a [f64], buf: &'a mut Vec<f64>) -> &'a [f64] {
+        if self.exp == 0 {
+            return raw;
+        }
+        buf.clear();
+        buf.extend(raw.iter().map(|w| Self::times_pow2(*w, self.exp)));
+        buf
+    }
+
+    /// A weight sum back in the user's units (inf or 0 when it is outside the float64
+    /// range).
+    pub fn unscale(&self, sum: f64) -> f64 {
+        if self.exp == 0 {
+            sum
+        } else {
+            Self::times_pow2(sum, -self.exp)
+        }
+    }
+
+    /// The counts with the weight sum back in the user's units (the report shows it; every
+    /// other field stays scaled, as the metrics read them).
+    pub fn unscale_counts(&self, c: &BinaryCounts) -> BinaryCounts {
+        BinaryCounts {
+            w: self.unscale(c.w),
+            ..*c
+        }
+    }
+
+    /// Why weight `w` (at `row`) cannot be used with this factor: it is too far from the
+    /// weights of the first batch for float64 sums.
+    pub fn out_of_range(&self, w: f64, row: u64) -> String {
+        format!(
+            "weight {w} at row {row} is too far from the first weights read (the largest was \
+             {}): weights whose ratio exceeds the float64 range (about 1e308) cannot be summed \
+             together; rescale or clip the weights",
+            self.reference
+        )
+    }
+}
+
 /// Weighted confusion counts at the threshold plus the sums behind the mean losses.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BinaryCounts {
@@ -613,6 +702,34 @@ mod tests {
         assert_eq!(rows.labels, vec![1, 1, 0, 1, 0, 1]);
         assert_eq!(rows.ids[0], vec![7, 0, 0, 1, 1, 2]);
         assert!(rows.weights.is_empty() && rows.row_keys.is_empty());
+    }
+
+    #[test]
+    fn weight_scale_is_an_exact_power_of_two() {
+        assert_eq!(WeightScale::from_max(1.0).exp, 0);
+        assert_eq!(
+            WeightScale::from_max(3e9).exp,
+            0,
+            "near 1: nothing to scale"
+        );
+        for max in [1e80, 1e-100, 1e160, 1e-300, 1.7e308, 5e-324, f64::MAX] {
+            let s = WeightScale::from_max(max);
+            let mut buf = Vec::new();
+            let raw = [max, max / 3.0, max * 0.75];
+            let scaled = s.apply(&raw, &mut buf).to_vec();
+            assert!((0.5..4.0).contains(&scaled[0]), "{max}: {scaled:?}");
+            for (r, x) in raw.iter().zip(&scaled) {
+                // Exact both ways (subnormal raw values scale up exactly too).
+                assert_eq!(s.unscale(*x), *r, "{max}");
+            }
+        }
+        // A sum beyond the float64 range unscales to inf (the report shows null).
+        let s = WeightScale::from_max(f64::MAX);
+        assert_eq!(s.unscale(4.0), f64::INFINITY);
+        assert_eq!(WeightScale::times_pow2(1.0, -1074), 5e-324);
+        assert_eq!(WeightScale::times_pow2(5e-324, 1074), 1.0);
+        assert_eq!(WeightScale::times_pow2(1.5, 1023), 1.5 * 2f64.powi(1023));
+        assert!(WeightScale::times_pow2(1.5, 1023).is_finite());
     }
 
     #[test]

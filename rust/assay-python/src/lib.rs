@@ -1,17 +1,31 @@
 //! PyO3 bindings: the `assay._native` module. Argument conversion, error mapping, GIL release
 //! and result export only; all numerics live in `assay-core`.
+//!
+//! Every function body runs under [`guarded`]: a panic becomes `assay.AssayError("internal
+//! error, please report: ...")` instead of crossing the FFI boundary. Jobs run on a thread of
+//! their own ([`run_detached`]) while the calling thread, with the GIL released, polls
+//! Python's signal handlers; Ctrl-C stops every stage of the job and is raised as the
+//! `KeyboardInterrupt` the handler raised. Input streams are imported batch by batch with
+//! checks ([`stream::Stream`]).
+
+mod stream;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use assay_core::calibration;
 use assay_core::discovery::{discover_slices as run_discovery, DiscoverySpec, ErrorKind, Method};
 use assay_core::engine::{evaluate as run_evaluate, AucMode, CompareSpec, EvalSpec, NanPolicy};
-use assay_core::input::{column_index, f64_values, validity};
+use assay_core::input::{check_batch, column_index, f64_values, validity};
 use assay_core::reliability::{BinRule, CalibSpec};
+use assay_core::runtime::{self, panic_message};
 use assay_core::{
     bin_edges as core_bin_edges, AssayError, BinStrategy, CiMethod, Feature, IntervalSpec, Metric,
 };
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
-use pyo3_arrow::{PyArray, PyRecordBatch, PyRecordBatchReader};
+use pyo3_arrow::{PyArray, PyRecordBatch};
+
+use crate::stream::Stream;
 
 /// A slice feature from Python's (column, bin edges or None).
 fn feature((column, edges): (String, Option<Vec<f64>>)) -> Feature {
@@ -37,13 +51,13 @@ fn to_py(py: Python<'_>, e: AssayError) -> PyErr {
         AssayError::InvalidInput { .. } => "InvalidInputError",
         AssayError::InvalidArgument(_) => "InvalidArgumentError",
         AssayError::EmptyInput(_) => "EmptyInputError",
-        AssayError::Arrow(_) => "AssayError",
+        AssayError::Arrow(_) | AssayError::Internal(_) => "AssayError",
         AssayError::Interrupted => return PyKeyboardInterrupt::new_err("assay job interrupted"),
     };
     let column = match &e {
         AssayError::ColumnNotFound { column, .. }
         | AssayError::Schema { column, .. }
-        | AssayError::InvalidInput { column, .. } => Some(column.clone()),
+        | AssayError::InvalidInput { column, .. } => Some(column.clone()).filter(|c| !c.is_empty()),
         _ => None,
     };
     let made = py
@@ -56,8 +70,43 @@ fn to_py(py: Python<'_>, e: AssayError) -> PyErr {
     }
 }
 
-fn interrupted() -> bool {
-    Python::attach(|py| py.check_signals().is_err())
+/// Runs a function body, turning a panic into `AssayError("internal error, please report")`.
+fn guarded<T>(py: Python<'_>, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(to_py(py, AssayError::Internal(panic_message(&*payload)))),
+    }
+}
+
+/// Runs `job` on a job thread with the GIL released (see `runtime::run_job`); the calling
+/// thread polls Python's signal handlers meanwhile. An exception a handler raised (Ctrl-C's
+/// `KeyboardInterrupt`) stops the job and is raised itself.
+fn run_detached<T: Send>(
+    py: Python<'_>,
+    job: impl FnOnce() -> Result<T, AssayError> + Send,
+) -> PyResult<T> {
+    let mut signal: Option<PyErr> = None;
+    let out = py.detach(|| {
+        let mut poll = || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    signal = Some(e);
+                    true
+                }
+            })
+        };
+        runtime::run_job(&mut poll, job)
+    });
+    if let Some(e) = signal {
+        return Err(e);
+    }
+    out.map_err(|e| to_py(py, e))
+}
+
+/// The checked Arrow stream of `data` (anything with `__arrow_c_stream__`).
+fn import_stream(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Stream> {
+    Stream::import(data)?.map_err(|e| to_py(py, e))
 }
 
 /// What one job returns to Python: (table, notes, rows, dropped, [(table, notes) of each
@@ -78,7 +127,7 @@ type JobResult<'py> = (
 #[allow(clippy::too_many_arguments)]
 fn evaluate<'py>(
     py: Python<'py>,
-    data: PyRecordBatchReader,
+    data: Bound<'py, PyAny>,
     label: String,
     score: String,
     weight: Option<String>,
@@ -96,154 +145,185 @@ fn evaluate<'py>(
     slice_only: Option<Vec<Option<String>>>,
     rows_hint: Option<u64>,
 ) -> PyResult<JobResult<'py>> {
-    let calibration = match calibration {
-        Some((bins, rule)) => CalibSpec {
-            bins,
-            rule: BinRule::parse(&rule).map_err(|e| to_py(py, e))?,
-        },
-        None => CalibSpec::default(),
-    };
-    let interval = interval
-        .map(
-            |(replicates, level, method, seed, row_id)| -> Result<_, AssayError> {
-                Ok(IntervalSpec {
-                    replicates,
-                    level,
-                    method: CiMethod::parse(&method)?,
-                    seed,
-                    row_id,
-                })
+    guarded(py, || {
+        let calibration = match calibration {
+            Some((bins, rule)) => CalibSpec {
+                bins,
+                rule: BinRule::parse(&rule).map_err(|e| to_py(py, e))?,
             },
-        )
-        .transpose()
-        .map_err(|e| to_py(py, e))?;
-    let metrics = metrics
-        .iter()
-        .map(|m| Metric::parse(m))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| to_py(py, e))?;
-    let nan_policy = match nan_policy {
-        "raise" => NanPolicy::Raise,
-        "drop" => NanPolicy::Drop,
-        other => {
-            return Err(to_py(
-                py,
-                AssayError::InvalidArgument(format!(
-                    "nan_policy must be \"raise\" or \"drop\", got {other:?}"
-                )),
-            ))
+            None => CalibSpec::default(),
+        };
+        let interval = interval
+            .map(
+                |(replicates, level, method, seed, row_id)| -> Result<_, AssayError> {
+                    Ok(IntervalSpec {
+                        replicates,
+                        level,
+                        method: CiMethod::parse(&method)?,
+                        seed,
+                        row_id,
+                    })
+                },
+            )
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
+        let metrics = metrics
+            .iter()
+            .map(|m| Metric::parse(m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| to_py(py, e))?;
+        let nan_policy = match nan_policy {
+            "raise" => NanPolicy::Raise,
+            "drop" => NanPolicy::Drop,
+            other => {
+                return Err(to_py(
+                    py,
+                    AssayError::InvalidArgument(format!(
+                        "nan_policy must be \"raise\" or \"drop\", got {other:?}"
+                    )),
+                ))
+            }
+        };
+        let slices = slice_specs(slices);
+        let spec = EvalSpec {
+            label,
+            score,
+            weight,
+            threshold,
+            slices,
+            metrics,
+            min_slice_size,
+            nan_policy,
+            auc: auc_bins.map_or(AucMode::Exact, AucMode::Binned),
+            n_threads,
+            interval,
+            compare: compare.map(|(reference, others)| CompareSpec { reference, others }),
+            calibration,
+            reliability,
+            slice_only: slice_only.unwrap_or_default(),
+            rows_hint,
+        };
+        // The columns the job reads (their values are validated in full on import).
+        let mut read: Vec<&str> = vec![&spec.label, &spec.score];
+        read.extend(spec.weight.as_deref());
+        if let Some(c) = &spec.compare {
+            read.extend(c.others.iter().map(|(_, col)| col.as_str()));
         }
-    };
-    let slices = slice_specs(slices);
-    let spec = EvalSpec {
-        label,
-        score,
-        weight,
-        threshold,
-        slices,
-        metrics,
-        min_slice_size,
-        nan_policy,
-        auc: auc_bins.map_or(AucMode::Exact, AucMode::Binned),
-        n_threads,
-        interval,
-        compare: compare.map(|(reference, others)| CompareSpec { reference, others }),
-        calibration,
-        reliability,
-        slice_only: slice_only.unwrap_or_default(),
-        rows_hint,
-    };
-    let reader = data.into_reader()?;
-    let out = py.detach(move || {
-        let schema = reader.schema();
-        run_evaluate(schema, reader, &spec, &interrupted)
-    });
-    let ev = out.map_err(|e| to_py(py, e))?;
-    let table = PyRecordBatch::new(ev.report.table).into_pyarrow(py)?;
-    let notes = PyRecordBatch::new(ev.report.notes).into_pyarrow(py)?;
-    let others = ev
-        .others
-        .into_iter()
-        .map(|r| {
-            Ok((
-                PyRecordBatch::new(r.table).into_pyarrow(py)?,
-                PyRecordBatch::new(r.notes).into_pyarrow(py)?,
-            ))
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    let comparison = ev
-        .comparison
-        .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
-        .transpose()?;
-    let reliability = ev
-        .reliability
-        .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
-        .transpose()?;
-    Ok((
-        table,
-        notes,
-        ev.rows,
-        ev.dropped,
-        others,
-        comparison,
-        reliability,
-    ))
+        read.extend(spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref()));
+        read.extend(spec.slices.iter().flatten().map(|f| f.column()));
+        let reader = import_stream(py, &data)?.reading(read);
+        let ev = run_detached(py, move || {
+            let schema = reader.schema();
+            run_evaluate(schema, reader, &spec, &runtime::interrupted)
+        })?;
+        let table = PyRecordBatch::new(ev.report.table).into_pyarrow(py)?;
+        let notes = PyRecordBatch::new(ev.report.notes).into_pyarrow(py)?;
+        let others = ev
+            .others
+            .into_iter()
+            .map(|r| {
+                Ok((
+                    PyRecordBatch::new(r.table).into_pyarrow(py)?,
+                    PyRecordBatch::new(r.notes).into_pyarrow(py)?,
+                ))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let comparison = ev
+            .comparison
+            .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
+            .transpose()?;
+        let reliability = ev
+            .reliability
+            .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
+            .transpose()?;
+        Ok((
+            table,
+            notes,
+            ev.rows,
+            ev.dropped,
+            others,
+            comparison,
+            reliability,
+        ))
+    })
 }
 
 /// Edges of `n` bins over column `column` of an Arrow stream (`strategy`: "quantile"|"uniform").
 #[pyfunction]
 fn bin_edges(
     py: Python<'_>,
-    data: PyRecordBatchReader,
+    data: Bound<'_, PyAny>,
     column: String,
     n: usize,
     strategy: &str,
 ) -> PyResult<Vec<f64>> {
-    let strategy = match strategy {
-        "quantile" => BinStrategy::Quantile,
-        "uniform" => BinStrategy::Uniform,
-        other => {
-            return Err(to_py(
-                py,
-                AssayError::InvalidArgument(format!(
-                    "bins strategy must be \"quantile\" or \"uniform\", got {other:?}"
-                )),
-            ))
-        }
-    };
-    let reader = data.into_reader()?;
-    let out = py.detach(move || -> Result<Vec<f64>, AssayError> {
-        let schema = reader.schema();
-        let idx = column_index(&schema, &column)?;
-        assay_core::input::check_numeric_type(
-            &column,
-            "a binned column",
-            schema.field(idx).data_type(),
-        )?;
-        let mut values = Vec::new();
-        for batch in reader {
-            let batch = batch?;
-            let array = batch.column(idx);
-            let mut buf = Vec::new();
-            let v = f64_values(array, 0, array.len(), &mut buf);
-            let nulls = validity(array);
-            values.extend(v.iter().enumerate().map(|(i, x)| {
-                if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                    f64::NAN
-                } else {
-                    *x
-                }
-            }));
-        }
-        core_bin_edges(&values, n, strategy, &column)
-    });
-    out.map_err(|e| to_py(py, e))
+    guarded(py, || {
+        let strategy = match strategy {
+            "quantile" => BinStrategy::Quantile,
+            "uniform" => BinStrategy::Uniform,
+            other => {
+                return Err(to_py(
+                    py,
+                    AssayError::InvalidArgument(format!(
+                        "bins strategy must be \"quantile\" or \"uniform\", got {other:?}"
+                    )),
+                ))
+            }
+        };
+        let reader = import_stream(py, &data)?.reading([column.as_str()]);
+        run_detached(py, move || -> Result<Vec<f64>, AssayError> {
+            let schema = reader.schema();
+            let idx = column_index(&schema, &column)?;
+            assay_core::input::check_numeric_type(
+                &column,
+                "a binned column",
+                schema.field(idx).data_type(),
+            )?;
+            let mut values = Vec::new();
+            for (i, batch) in reader.enumerate() {
+                runtime::check()?;
+                let batch = batch?;
+                check_batch(&schema, &batch, i)?;
+                let array = batch.column(idx);
+                let mut buf = Vec::new();
+                let v = f64_values(array, 0, array.len(), &mut buf);
+                let nulls = validity(array);
+                values.extend(v.iter().enumerate().map(|(i, x)| {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        f64::NAN
+                    } else {
+                        *x
+                    }
+                }));
+            }
+            core_bin_edges(&values, n, strategy, &column)
+        })
+    })
 }
 
 /// The names of all metrics, in their default order.
 #[pyfunction]
-fn default_metrics() -> Vec<&'static str> {
-    assay_core::metrics::DEFAULT_METRICS.to_vec()
+fn default_metrics(py: Python<'_>) -> PyResult<Vec<&'static str>> {
+    guarded(py, || Ok(assay_core::metrics::DEFAULT_METRICS.to_vec()))
+}
+
+/// The most worker threads a job may use (`n_threads`): 4 x the available cores.
+#[pyfunction]
+fn max_threads(py: Python<'_>) -> PyResult<usize> {
+    guarded(py, || Ok(runtime::max_threads()))
+}
+
+/// Panics inside a job thread's rayon worker (`job=True`) or in the function body itself:
+/// proves that a panic surfaces as `AssayError("internal error, please report: ...")`.
+#[pyfunction]
+#[pyo3(signature = (job=false))]
+fn _panic_for_tests(py: Python<'_>, job: bool) -> PyResult<()> {
+    guarded(py, || {
+        if !job {
+            panic!("a deliberate panic for the tests");
+        }
+        run_detached(py, runtime::panic_in_a_worker)
+    })
 }
 
 /// What `discover_slices` returns: (table, rows, dropped, mean error, candidates scored).
@@ -255,7 +335,7 @@ type DiscoveryResult<'py> = (Bound<'py, PyAny>, u64, u64, f64, u64);
 #[allow(clippy::too_many_arguments)]
 fn discover_slices<'py>(
     py: Python<'py>,
-    data: PyRecordBatchReader,
+    data: Bound<'py, PyAny>,
     features: Vec<(String, Option<Vec<f64>>)>,
     error: (String, Option<String>, Option<String>, Option<String>),
     threshold: f64,
@@ -271,59 +351,66 @@ fn discover_slices<'py>(
     nan_policy: &str,
     n_threads: Option<usize>,
 ) -> PyResult<DiscoveryResult<'py>> {
-    let bad = |m: String| to_py(py, AssayError::InvalidArgument(m));
-    let (kind, label, score, column) = error;
-    let error = match kind.as_str() {
-        "log_loss" => ErrorKind::LogLoss,
-        "zero_one" => ErrorKind::ZeroOne(threshold),
-        "squared" => ErrorKind::Squared,
-        "column" => {
-            ErrorKind::Column(column.ok_or_else(|| bad("an error column is needed".into()))?)
+    guarded(py, || {
+        let bad = |m: String| to_py(py, AssayError::InvalidArgument(m));
+        let (kind, label, score, column) = error;
+        let error = match kind.as_str() {
+            "log_loss" => ErrorKind::LogLoss,
+            "zero_one" => ErrorKind::ZeroOne(threshold),
+            "squared" => ErrorKind::Squared,
+            "column" => {
+                ErrorKind::Column(column.ok_or_else(|| bad("an error column is needed".into()))?)
+            }
+            other => return Err(bad(format!("unknown error kind {other:?}"))),
+        };
+        let method = match method {
+            "sliceline" => Method::SliceLine,
+            "beam" => Method::Beam(beam_width),
+            other => {
+                return Err(bad(format!(
+                    "method must be \"sliceline\" or \"beam\", got {other:?}"
+                )))
+            }
+        };
+        let nan_policy = match nan_policy {
+            "raise" => NanPolicy::Raise,
+            "drop" => NanPolicy::Drop,
+            other => {
+                return Err(bad(format!(
+                    "nan_policy must be \"raise\" or \"drop\", got {other:?}"
+                )))
+            }
+        };
+        let spec = DiscoverySpec {
+            features: features.into_iter().map(feature).collect(),
+            error,
+            label,
+            score,
+            k,
+            max_level,
+            min_support,
+            alpha,
+            method,
+            max_values,
+            dedupe,
+            fdr,
+            nan_policy,
+            n_threads,
+        };
+        let mut read: Vec<&str> = spec.features.iter().map(|f| f.column()).collect();
+        read.extend(spec.label.as_deref());
+        read.extend(spec.score.as_deref());
+        if let ErrorKind::Column(c) = &spec.error {
+            read.push(c);
         }
-        other => return Err(bad(format!("unknown error kind {other:?}"))),
-    };
-    let method = match method {
-        "sliceline" => Method::SliceLine,
-        "beam" => Method::Beam(beam_width),
-        other => {
-            return Err(bad(format!(
-                "method must be \"sliceline\" or \"beam\", got {other:?}"
-            )))
-        }
-    };
-    let nan_policy = match nan_policy {
-        "raise" => NanPolicy::Raise,
-        "drop" => NanPolicy::Drop,
-        other => {
-            return Err(bad(format!(
-                "nan_policy must be \"raise\" or \"drop\", got {other:?}"
-            )))
-        }
-    };
-    let spec = DiscoverySpec {
-        features: features.into_iter().map(feature).collect(),
-        error,
-        label,
-        score,
-        k,
-        max_level,
-        min_support,
-        alpha,
-        method,
-        max_values,
-        dedupe,
-        fdr,
-        nan_policy,
-        n_threads,
-    };
-    let reader = data.into_reader()?;
-    let out = py.detach(move || {
-        let schema = reader.schema();
-        run_discovery(schema, reader, &spec, &interrupted)
-    });
-    let d = out.map_err(|e| to_py(py, e))?;
-    let table = PyRecordBatch::new(d.table).into_pyarrow(py)?;
-    Ok((table, d.rows, d.dropped, d.error_mean, d.n_scored))
+        let reader = import_stream(py, &data)?.reading(read);
+        let d = run_detached(py, move || {
+            let schema = reader.schema();
+            run_discovery(schema, reader, &spec, &runtime::interrupted)
+        })?;
+        let table = PyRecordBatch::new(d.table).into_pyarrow(py)?;
+        Ok((table, d.rows, d.dropped, d.error_mean, d.n_scored))
+    })
 }
 
 /// One spec's slice ids (a one-column record batch) and its present slices (id, label).
@@ -334,54 +421,58 @@ type SliceRows<'py> = (Bound<'py, PyAny>, Vec<(u32, String)>);
 #[pyfunction]
 fn slice_rows<'py>(
     py: Python<'py>,
-    data: PyRecordBatchReader,
+    data: Bound<'py, PyAny>,
     slices: Vec<Vec<(String, Option<Vec<f64>>)>>,
 ) -> PyResult<Vec<SliceRows<'py>>> {
-    let specs = slice_specs(slices);
-    let reader = data.into_reader()?;
-    let out = py.detach(move || -> Result<_, AssayError> {
-        let schema = reader.schema();
-        let mut slicer = assay_core::slicing::Slicer::new(&schema, &specs)?;
-        // A pool per call, as every job: the global pool does not survive fork().
-        let pool = assay_core::engine::job_pool(None)?;
-        let mut ids: Vec<Vec<u32>> = vec![Vec::new(); specs.len()];
-        for batch in reader {
-            if interrupted() {
-                return Err(AssayError::Interrupted);
-            }
-            let batch = batch?;
-            for (all, part) in ids
-                .iter_mut()
-                .zip(pool.install(|| slicer.encode_batch(&batch))?)
-            {
-                all.extend_from_slice(&part);
-            }
-        }
-        let described: Vec<Vec<(u32, String)>> = (0..specs.len())
-            .map(|s| {
-                let mut seen = vec![false; slicer.n_ids(s)];
-                for id in &ids[s] {
-                    seen[*id as usize] = true;
+    guarded(py, || {
+        let specs = slice_specs(slices);
+        let reader = import_stream(py, &data)?.reading(specs.iter().flatten().map(|f| f.column()));
+        let (ids, described) = run_detached(py, move || -> Result<_, AssayError> {
+            let schema = reader.schema();
+            let mut slicer = assay_core::slicing::Slicer::new(&schema, &specs)?;
+            // A pool per call, as every job: the global pool does not survive fork().
+            let pool = assay_core::engine::job_pool(None)?;
+            let mut ids: Vec<Vec<u32>> = vec![Vec::new(); specs.len()];
+            for (i, batch) in reader.enumerate() {
+                runtime::check()?;
+                let batch = batch?;
+                check_batch(&schema, &batch, i)?;
+                for (all, part) in ids
+                    .iter_mut()
+                    .zip(pool.install(|| slicer.encode_batch(&batch))?)
+                {
+                    all.extend_from_slice(&part);
                 }
-                slicer
-                    .ordered_ids(s, |id| seen[id as usize])
-                    .into_iter()
-                    .map(|id| (id, slicer.describe(s, id).label))
-                    .collect()
+            }
+            let described: Vec<Vec<(u32, String)>> = (0..specs.len())
+                .map(|s| {
+                    let mut seen = vec![false; slicer.n_ids(s)];
+                    for id in &ids[s] {
+                        if let Some(x) = seen.get_mut(*id as usize) {
+                            *x = true;
+                        }
+                    }
+                    slicer
+                        .ordered_ids(s, |id| seen.get(id as usize).copied().unwrap_or(false))
+                        .into_iter()
+                        .map(|id| (id, slicer.describe(s, id).label))
+                        .collect()
+                })
+                .collect();
+            runtime::check()?;
+            Ok((ids, described))
+        })?;
+        ids.into_iter()
+            .zip(described)
+            .map(|(v, d)| {
+                let arr: arrow_array::ArrayRef =
+                    std::sync::Arc::new(arrow_array::UInt32Array::from(v));
+                let batch = arrow_array::RecordBatch::try_from_iter([("id", arr)])
+                    .map_err(|e| to_py(py, AssayError::from(e)))?;
+                Ok((PyRecordBatch::new(batch).into_pyarrow(py)?, d))
             })
-            .collect();
-        Ok((ids, described))
-    });
-    let (ids, described) = out.map_err(|e| to_py(py, e))?;
-    ids.into_iter()
-        .zip(described)
-        .map(|(v, d)| {
-            let arr: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::UInt32Array::from(v));
-            let batch = arrow_array::RecordBatch::try_from_iter([("id", arr)])
-                .map_err(|e| to_py(py, AssayError::from(e)))?;
-            Ok((PyRecordBatch::new(batch).into_pyarrow(py)?, d))
-        })
-        .collect()
+            .collect()
+    })
 }
 
 /// A confusion-count metric of each (tp, fp, tn, fn), None where undefined: the engine's
@@ -396,72 +487,80 @@ fn metric_from_counts(
     tn: Vec<f64>,
     fn_: Vec<f64>,
 ) -> PyResult<Vec<Option<f64>>> {
-    let metric = Metric::parse(name).map_err(|e| to_py(py, e))?;
-    if metric.is_rank() || metric.is_calibration() || !metric.needs_counts_only() {
-        return Err(to_py(
-            py,
-            AssayError::InvalidArgument(format!(
-                "metric {name:?} is not a function of the confusion counts"
-            )),
-        ));
-    }
-    let n = tp.len();
-    if fp.len() != n || tn.len() != n || fn_.len() != n {
-        return Err(to_py(
-            py,
-            AssayError::InvalidArgument("tp, fp, tn and fn must have one length".into()),
-        ));
-    }
-    Ok((0..n)
-        .map(|i| {
-            let c = assay_core::state::BinaryCounts {
-                n: 0,
-                w: tp[i] + fp[i] + tn[i] + fn_[i],
-                tp: tp[i],
-                fp: fp[i],
-                tn: tn[i],
-                fn_: fn_[i],
-                log_loss: 0.0,
-                brier: 0.0,
-            };
-            metric.from_counts(&c).ok()
-        })
-        .collect())
+    guarded(py, || {
+        let metric = Metric::parse(name).map_err(|e| to_py(py, e))?;
+        if metric.is_rank() || metric.is_calibration() || !metric.needs_counts_only() {
+            return Err(to_py(
+                py,
+                AssayError::InvalidArgument(format!(
+                    "metric {name:?} is not a function of the confusion counts"
+                )),
+            ));
+        }
+        let n = tp.len();
+        if fp.len() != n || tn.len() != n || fn_.len() != n {
+            return Err(to_py(
+                py,
+                AssayError::InvalidArgument("tp, fp, tn and fn must have one length".into()),
+            ));
+        }
+        Ok((0..n)
+            .map(|i| {
+                let c = assay_core::state::BinaryCounts {
+                    n: 0,
+                    w: tp[i] + fp[i] + tn[i] + fn_[i],
+                    tp: tp[i],
+                    fp: fp[i],
+                    tn: tn[i],
+                    fn_: fn_[i],
+                    log_loss: 0.0,
+                    brier: 0.0,
+                };
+                metric.from_counts(&c).ok()
+            })
+            .collect())
+    })
 }
 
 /// The slice labels of the bins of `edges` (strictly increasing): the bins in edge order,
 /// then the ranges below the first edge and above the last.
 #[pyfunction]
 fn bin_labels(py: Python<'_>, edges: Vec<f64>) -> PyResult<Vec<String>> {
-    if edges.len() < 2 {
-        return Err(to_py(
-            py,
-            AssayError::InvalidArgument("bin edges need at least two numbers".into()),
-        ));
-    }
-    Ok(assay_core::slicing::bin_labels(&edges))
+    guarded(py, || {
+        if edges.len() < 2 {
+            return Err(to_py(
+                py,
+                AssayError::InvalidArgument("bin edges need at least two numbers".into()),
+            ));
+        }
+        Ok(assay_core::slicing::bin_labels(&edges))
+    })
 }
 
 /// Whether a larger value of metric `name` is better (None: it has no direction).
 #[pyfunction]
 fn higher_is_better(py: Python<'_>, name: &str) -> PyResult<Option<bool>> {
-    Metric::parse(name)
-        .map(|m| m.higher_is_better())
-        .map_err(|e| to_py(py, e))
+    guarded(py, || {
+        Metric::parse(name)
+            .map(|m| m.higher_is_better())
+            .map_err(|e| to_py(py, e))
+    })
 }
 
 /// The names of the calibration metrics (computed only when asked for).
 #[pyfunction]
-fn calibration_metrics() -> Vec<&'static str> {
-    assay_core::metrics::CALIBRATION_METRICS.to_vec()
+fn calibration_metrics(py: Python<'_>) -> PyResult<Vec<&'static str>> {
+    guarded(py, || Ok(assay_core::metrics::CALIBRATION_METRICS.to_vec()))
 }
 
 /// Canonical name of a metric (validates it): `"f2.0"` -> `"f2"`.
 #[pyfunction]
 fn metric_name(py: Python<'_>, name: &str) -> PyResult<String> {
-    Metric::parse(name)
-        .map(|m| m.name())
-        .map_err(|e| to_py(py, e))
+    guarded(py, || {
+        Metric::parse(name)
+            .map(|m| m.name())
+            .map_err(|e| to_py(py, e))
+    })
 }
 
 /// The values of a numeric Arrow array as f64 (a typed error for nulls or other types).
@@ -508,9 +607,12 @@ fn isotonic_fit(
     weights: Option<PyArray>,
     increasing: bool,
 ) -> PyResult<(Vec<f64>, Vec<f64>)> {
-    let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
-    py.detach(|| calibration::isotonic_fit(&x, &y, w.as_deref(), increasing))
-        .map_err(|e| to_py(py, e))
+    guarded(py, || {
+        let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
+        run_detached(py, || {
+            calibration::isotonic_fit(&x, &y, w.as_deref(), increasing)
+        })
+    })
 }
 
 /// Platt fit: (a, b) of sigmoid(a * logit(s) + b).
@@ -523,9 +625,12 @@ fn platt_fit(
     weights: Option<PyArray>,
     smoothing: bool,
 ) -> PyResult<(f64, f64)> {
-    let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
-    py.detach(|| calibration::platt_fit(&x, &y, w.as_deref(), smoothing))
-        .map_err(|e| to_py(py, e))
+    guarded(py, || {
+        let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
+        run_detached(py, || {
+            calibration::platt_fit(&x, &y, w.as_deref(), smoothing)
+        })
+    })
 }
 
 /// Temperature fit: T of sigmoid(logit(s) / T).
@@ -537,9 +642,10 @@ fn temperature_fit(
     labels: PyArray,
     weights: Option<PyArray>,
 ) -> PyResult<f64> {
-    let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
-    py.detach(|| calibration::temperature_fit(&x, &y, w.as_deref()))
-        .map_err(|e| to_py(py, e))
+    guarded(py, || {
+        let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
+        run_detached(py, || calibration::temperature_fit(&x, &y, w.as_deref()))
+    })
 }
 
 /// Histogram-binning fit: the calibrated value of each of `n_bins` equal-width bins.
@@ -552,9 +658,18 @@ fn histogram_fit(
     weights: Option<PyArray>,
     n_bins: usize,
 ) -> PyResult<Vec<f64>> {
-    let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
-    py.detach(|| calibration::histogram_fit(&x, &y, w.as_deref(), n_bins))
-        .map_err(|e| to_py(py, e))
+    guarded(py, || {
+        runtime::check_count(
+            "HistogramBinning: n_bins",
+            n_bins,
+            assay_core::reliability::MAX_BINS,
+        )
+        .map_err(|e| to_py(py, e))?;
+        let (x, y, w) = fit_inputs(py, scores, labels, weights)?;
+        run_detached(py, || {
+            calibration::histogram_fit(&x, &y, w.as_deref(), n_bins)
+        })
+    })
 }
 
 #[pymodule]
@@ -573,6 +688,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bin_labels, m)?)?;
     m.add_function(wrap_pyfunction!(higher_is_better, m)?)?;
     m.add_function(wrap_pyfunction!(metric_from_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(max_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEBUG_BUILD", cfg!(debug_assertions))?;
     Ok(())
