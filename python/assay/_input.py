@@ -3,19 +3,195 @@
 In-memory tables are handed over zero-copy through the Arrow PyCapsule interface; streams
 (``pyarrow.RecordBatchReader``, polars ``LazyFrame``, duckdb relations, files) are read batch by
 batch, so memory is bounded by the engine's states rather than by the data.
+
+Every stream goes through :func:`_checked_reader` on its way to the engine: the C Data interface
+carries no buffer sizes, so only this (producer) side can tell that a batch does not match the
+schema its reader declared (which would otherwise make the engine read past a buffer, or read
+float32 data as float64). The same wrapper catches whatever the source raises mid-stream (a user
+generator, a lazy frame's collect, a corrupt page of a file) and keeps it in the source's
+:class:`StreamGuard`; the call site runs the native job inside ``with source.guard:``, which
+re-raises it as itself (``KeyboardInterrupt``) or as a typed :class:`assay.AssayError` that names
+the input, with the original exception as ``__cause__``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import stat
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from .errors import ColumnNotFoundError, InvalidArgumentError, InvalidInputError, SchemaError
+from .errors import (
+    AssayError,
+    ColumnNotFoundError,
+    EmptyInputError,
+    InvalidArgumentError,
+    InvalidInputError,
+    SchemaError,
+)
+
+
+class _SourceFailed(Exception):
+    """Raised into pyarrow to end a stream whose source failed (the real error is stashed in
+    the source's :class:`StreamGuard`)."""
+
+
+class StreamGuard:
+    """What went wrong in a source while the engine was reading it.
+
+    Use it around the native call that consumes ``source.open()``::
+
+        with source.guard:
+            result = _native.evaluate(source.open(), ...)
+
+    When the stream failed, the (opaque) native error is replaced by the source's own:
+    ``KeyboardInterrupt`` (and other non-``Exception`` signals) as themselves, an
+    :class:`AssayError` (a batch that does not match its schema) as it is, anything else as an
+    :class:`InvalidInputError` naming the input, with the original as ``__cause__``.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.error: BaseException | None = None
+        self.batch: int | None = None
+
+    def fail(self, error: BaseException, batch: int) -> None:
+        if self.error is None:
+            self.error = error
+            self.batch = batch
+
+    def __enter__(self) -> StreamGuard:
+        self.error = None
+        self.batch = None
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        err, batch = self.error, self.batch
+        self.error = None
+        self.batch = None
+        if err is None:
+            return
+        # The source failed: whether or not the native call noticed, its result (or its error)
+        # is about a truncated stream, so the source's own error is what the user gets.
+        if not isinstance(err, Exception) or isinstance(err, AssayError):
+            raise err
+        raise InvalidInputError(
+            f"reading {self.what} failed at batch {batch}: {type(err).__name__}: {err}"
+        ) from err
+
+
+# Readers (and stream objects) that assay has started to read: a reader can be read only once,
+# and a second call would otherwise see an empty input ("the input has no rows").
+_CONSUMED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _mark_consumed(obj: Any) -> None:
+    try:
+        _CONSUMED.add(obj)
+    except TypeError:  # not weak-referenceable: cannot be tracked
+        pass
+
+
+def _was_consumed(obj: Any) -> bool:
+    try:
+        return obj in _CONSUMED
+    except TypeError:
+        return False
+
+
+def _type_name(t: pa.DataType) -> str:
+    """An Arrow type for a message (pyarrow calls float32 "float" and float64 "double")."""
+    return f"{t} ({t.bit_width}-bit float)" if pa.types.is_floating(t) else str(t)
+
+
+def _check_batch(batch: pa.RecordBatch, schema: pa.Schema, i: int, what: str) -> None:
+    """Refuses a batch that does not match the declared ``schema`` (names, count, types;
+    metadata ignored), has nulls in a column declared non-nullable, or is malformed."""
+    got = batch.schema
+    if got is not schema and not got.equals(schema, check_metadata=False):
+        want_names, got_names = schema.names, got.names
+        if want_names != got_names:
+            missing = [n for n in want_names if n not in got_names]
+            extra = [n for n in got_names if n not in want_names]
+            if missing:
+                col, problem = missing[0], f"lacks the declared column {missing[0]!r}"
+            elif extra:
+                col, problem = extra[0], f"has the undeclared column {extra[0]!r}"
+            else:
+                col = next(a for a, b in zip(want_names, got_names, strict=False) if a != b)
+                problem = f"has its columns in another order (column {col!r} is out of place)"
+            raise SchemaError(
+                f"batch {i} of {what} does not match the declared schema: it {problem} "
+                f"(declared columns: {want_names}; batch columns: {got_names})",
+                col,
+            )
+        for want_f, got_f in zip(schema, got, strict=True):
+            if not want_f.type.equals(got_f.type):
+                raise SchemaError(
+                    f"batch {i} of {what} does not match the declared schema: column "
+                    f"{want_f.name!r} is declared {_type_name(want_f.type)} but the batch holds "
+                    f"{_type_name(got_f.type)}",
+                    want_f.name,
+                )
+    for j, f in enumerate(schema):
+        if not f.nullable and batch.column(j).null_count:
+            raise InvalidInputError(
+                f"batch {i} of {what}: column {f.name!r} is declared non-nullable but holds "
+                f"{batch.column(j).null_count} null(s)",
+                f.name,
+            )
+    try:
+        batch.validate()
+    except pa.ArrowException as e:
+        raise InvalidInputError(f"batch {i} of {what} is malformed: {e}") from e
+
+
+def _checked_reader(reader: pa.RecordBatchReader, what: str, guard: StreamGuard,
+                    track: Any = None) -> pa.RecordBatchReader:
+    """``reader`` re-streamed through a generator that checks every batch against the declared
+    schema and stashes what the source raises in ``guard`` (the stream then ends with an
+    error). ``track``: the user's object to remember as consumed once reading starts."""
+    schema = reader.schema
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        i = 0
+        try:
+            if track is not None:
+                _mark_consumed(track)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                _check_batch(batch, schema, i, what)
+                yield batch
+                i += 1
+        except GeneratorExit:  # the consumer stopped early: not a failure of the source
+            raise
+        except BaseException as e:  # noqa: BLE001 - stashed and re-raised by the guard
+            guard.fail(e, i)
+            raise _SourceFailed(f"{what} failed at batch {i}") from None
+        finally:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 @dataclass
@@ -23,7 +199,8 @@ class Source:
     """One input, ready to be streamed once and (when it is in memory) re-read per column."""
 
     open: Callable[[], Any]
-    """Returns an object exposing ``__arrow_c_stream__`` (called once, after bins are resolved)."""
+    """Returns an object exposing ``__arrow_c_stream__`` (called once, after bins are resolved).
+    Run the native call that consumes it inside ``with source.guard:``."""
     column: Callable[[str], Any] | None
     """Returns a one-column stream for bin edges, or None when the input can be read only once."""
     names: list[str] | None
@@ -32,15 +209,18 @@ class Source:
     """The number of rows of an in-memory table (None for a stream). The engine then reserves
     its kept rows once instead of regrowing them batch by batch, and may read the table's
     batches a second time instead of keeping rows (quantile bins of the overall slice)."""
+    guard: StreamGuard = field(default_factory=lambda: StreamGuard("the input"))
+    """Where a stream's failure is kept until the native call returns (see StreamGuard)."""
 
     def read_column(self, name: str, purpose: str) -> Any:
         """A one-column stream of ``name``, with a typed error when it cannot be had."""
         if self.names is not None and name not in self.names:
             raise ColumnNotFoundError(
                 f"column {name!r} not found; available columns: "
-                + ", ".join(repr(n) for n in self.names),
+                + (", ".join(repr(n) for n in self.names) or "(none)"),
                 name,
             )
+        self.check_columns([name])
         if self.column is None:
             raise InvalidArgumentError(
                 f"{purpose} must read column {name!r} before the pass, but this input can be "
@@ -48,67 +228,265 @@ class Source:
             )
         return self.column(name)
 
+    def check_columns(self, columns: Iterable[str | None]) -> None:
+        """Refuses a column the job uses whose name appears more than once in the input
+        (which of them to read cannot be told)."""
+        if self.names is None:
+            return
+        counts = Counter(self.names)
+        for c in columns:
+            if c is not None and counts.get(c, 0) > 1:
+                raise SchemaError(
+                    f"column {c!r} appears {counts[c]} times in {self.guard.what}; assay cannot "
+                    "tell which one to use: rename or drop the duplicates",
+                    c,
+                )
+
+
+def _failing(what: str, action: str, e: Exception) -> InvalidInputError:
+    return InvalidInputError(f"{what} failed {action}: {type(e).__name__}: {e}")
+
+
+def _stream_source(
+    open_reader: Callable[[], Any], what: str, column: Callable[[str], Any] | None,
+    names: list[str] | None, track: Any = None, opening: str = "to open",
+) -> Source:
+    """A streamed input: ``open_reader`` returns a pyarrow RecordBatchReader (or an object
+    with ``__arrow_c_stream__``); every batch is checked on its way to the engine."""
+    guard = StreamGuard(what)
+
+    def open_() -> pa.RecordBatchReader:
+        if track is not None and _was_consumed(track):
+            raise InvalidInputError(
+                f"this {type(track).__name__} was already read (by an earlier assay call); a "
+                "reader can be read only once: pass a Table, or a new reader"
+            )
+        try:
+            reader = open_reader()
+            if not isinstance(reader, pa.RecordBatchReader):
+                reader = pa.RecordBatchReader.from_stream(reader)
+        except AssayError:
+            raise
+        except Exception as e:
+            raise _failing(what, opening, e) from e
+        return _checked_reader(reader, what, guard, track)
+
+    def column_(c: str) -> Any:
+        try:
+            return column(c)  # type: ignore[misc]
+        except AssayError:
+            raise
+        except Exception as e:
+            raise _failing(what, f"to read column {c!r}", e) from e
+
+    return Source(open=open_, column=None if column is None else column_, names=names,
+                  guard=guard)
+
 
 # In-memory tables are handed over in slices of this many rows (zero-copy): the engine checks
 # for Ctrl-C between batches, so a long job stays interruptible.
 _BATCH_ROWS = 1 << 20
 
 
-def _table_source(table: pa.Table) -> Source:
+def _table_source(table: pa.Table, what: str = "the input table") -> Source:
+    try:
+        table.validate()
+    except pa.ArrowException as e:
+        raise InvalidInputError(f"{what} is malformed: {e}") from e
     return Source(open=lambda: table.to_reader(max_chunksize=_BATCH_ROWS),
                   column=lambda c: table.select([c]), names=table.schema.names,
-                  rows=table.num_rows)
+                  rows=table.num_rows, guard=StreamGuard(what))
 
 
-def _dict_source(data: Mapping[str, Any]) -> Source:
+def _column_array(name: str, values: Any) -> Any:
+    """One column of a dict input as an Arrow array. Lists and other sequences go through
+    Arrow (not numpy, whose fixed-width strings truncate at NUL bytes and pad every value to
+    the longest one)."""
+    if values is None or isinstance(values, (str, bytes, bytearray, Mapping, set, frozenset)) \
+            or np.isscalar(values):
+        raise SchemaError(
+            f"column {name!r}: expected a sequence of values (a list, numpy array, pyarrow "
+            f"array...), got {type(values).__name__}",
+            name,
+        )
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    if not isinstance(values, np.ndarray) and not isinstance(values, Sequence) \
+            and not hasattr(values, "__arrow_c_array__") \
+            and not hasattr(values, "__arrow_c_stream__"):
+        if not hasattr(values, "__array__"):
+            raise SchemaError(
+                f"column {name!r}: expected a sequence of values (a list, numpy array, pyarrow "
+                f"array...), got {type(values).__name__}",
+                name,
+            )
+        values = np.asarray(values)
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            raise SchemaError(
+                f"column {name!r}: expected a 1-d array, got shape {values.shape}", name
+            )
+        if values.dtype.byteorder not in ("=", "|"):  # big-endian data: Arrow wants native
+            values = values.astype(values.dtype.newbyteorder("="))
+    elif hasattr(values, "__arrow_c_stream__") and not hasattr(values, "__arrow_c_array__"):
+        try:
+            return pa.chunked_array(values)
+        except Exception as e:
+            raise SchemaError(f"column {name!r}: cannot convert to an Arrow array: {e}",
+                              name) from e
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+        raise SchemaError(
+            f"column {name!r}: cannot convert to an Arrow array (mixed or unsupported value "
+            f"types?): {e}",
+            name,
+        ) from e
+    return arr
+
+
+def _dict_source(data: Mapping[Any, Any]) -> Source:
     arrays: dict[str, Any] = {}
     lengths: dict[str, int] = {}
     for name, values in data.items():
         if not isinstance(name, str):
-            raise InvalidArgumentError(f"column names must be strings, got {name!r}")
-        if isinstance(values, np.ndarray):
-            if values.ndim != 1:
-                raise SchemaError(
-                    f"column {name!r}: expected a 1-d array, got shape {values.shape}", name
-                )
-            arrays[name] = pa.array(values)
-        elif isinstance(values, (pa.Array, pa.ChunkedArray)):
-            arrays[name] = values
-        else:
-            arrays[name] = pa.array(np.asarray(values))
+            raise InvalidArgumentError(
+                f"column names must be strings, got {name!r} ({type(name).__name__})"
+            )
+        arrays[name] = _column_array(name, values)
         lengths[name] = len(arrays[name])
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{k!r}: {v}" for k, v in lengths.items())
         first = next(iter(lengths))
         odd = next(k for k, v in lengths.items() if v != lengths[first])
         raise InvalidInputError(f"columns have different lengths ({shown})", odd)
-    return _table_source(pa.table(arrays))
+    return _table_source(pa.table(arrays), "the dict input")
+
+
+_FORMATS = {"parquet": "parquet", "pq": "parquet", "csv": "csv", "arrow": "ipc", "ipc": "ipc",
+            "feather": "ipc"}
+_FORMAT_NAMES = {"parquet": "Parquet", "csv": "CSV", "ipc": "Arrow IPC"}
+_SUFFIXES = ".parquet/.pq, .csv, .arrow/.ipc/.feather"
+
+
+def _suffix_format(p: str) -> str | None:
+    base = os.path.basename(os.path.normpath(p))
+    return _FORMATS.get(base.rsplit(".", 1)[-1].lower()) if "." in base else None
+
+
+def _directory_files(p: str) -> list[str]:
+    """The files under directory ``p`` (recursively), skipping hidden and ``_``-prefixed
+    names as pyarrow's dataset discovery does."""
+    def fail(e: OSError) -> None:
+        raise e  # os.walk would skip an unreadable folder silently
+
+    out: list[str] = []
+    for root, dirs, files in os.walk(p, onerror=fail):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith((".", "_")))
+    return out
 
 
 def _path_source(path: str | os.PathLike[str]) -> Source:
     import pyarrow.dataset as ds
 
     p = os.fspath(path)
-    if not os.path.exists(p):
-        raise InvalidArgumentError(f"no such file: {p!r}")
-    suffix = p.rsplit(".", 1)[-1].lower()
-    fmt = {"parquet": "parquet", "pq": "parquet", "csv": "csv", "arrow": "ipc", "ipc": "ipc",
-           "feather": "ipc"}.get(suffix)
-    if fmt is None:
+    if not isinstance(p, str):
+        raise InvalidArgumentError(f"a path must be a str or os.PathLike[str], got {p!r}")
+    try:
+        st = os.stat(p)
+    except FileNotFoundError as e:
+        raise InvalidArgumentError(f"no such file: {p!r}") from e
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot open {p!r}: {e.strerror or e}") from e
+    fmt = _suffix_format(p)
+    target: str | list[str] = p
+    if stat.S_ISDIR(st.st_mode):
+        what = f"directory {p!r}"
+        try:
+            files = _directory_files(p)
+        except OSError as e:
+            raise InvalidArgumentError(f"cannot list {what}: {e.strerror or e}") from e
+        if not files:
+            raise EmptyInputError(f"{what} holds no data files (use {_SUFFIXES} files)")
+        if fmt is None:
+            found = {f: _suffix_format(f) for f in files}
+            kinds = {k for k in found.values() if k is not None}
+            if not kinds:
+                shown = ", ".join(repr(os.path.relpath(f, p)) for f in files[:5])
+                raise InvalidInputError(
+                    f"{what} holds no data files: none of its files ({shown}"
+                    f"{', ...' if len(files) > 5 else ''}) ends in {_SUFFIXES}"
+                )
+            if len(kinds) > 1:
+                raise InvalidInputError(
+                    f"{what} mixes file formats ({', '.join(sorted(kinds))}): give one file "
+                    "or a directory of one format"
+                )
+            fmt = kinds.pop()
+            files = [f for f, k in found.items() if k == fmt]
+        for f in files:  # a FIFO would block the read forever, a device is no data file
+            try:
+                mode = os.stat(f).st_mode
+            except OSError as e:
+                raise InvalidArgumentError(f"cannot open {f!r} in {what}: {e.strerror or e}") \
+                    from e
+            if not stat.S_ISREG(mode):
+                raise InvalidArgumentError(
+                    f"{f!r} in {what} is not a regular file (a FIFO, device or socket), which "
+                    "assay does not read"
+                )
+        target = files
+    else:
+        what = f"file {p!r}"
+        if stat.S_ISFIFO(st.st_mode):
+            raise InvalidArgumentError(
+                f"{p!r} is a FIFO (named pipe), which assay does not read: it could wait "
+                "forever for a writer; write the data to a file, or pass a "
+                "pyarrow.RecordBatchReader"
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidArgumentError(
+                f"{p!r} is not a regular file or directory (a device or socket?)"
+            )
+        if fmt is None:
+            raise InvalidArgumentError(
+                f"cannot tell the format of {p!r}: use a {_SUFFIXES} file"
+            )
+        if st.st_size == 0:
+            raise InvalidInputError(
+                f"{what} is empty (0 bytes), not a {_FORMAT_NAMES[fmt]} file"
+            )
+    kind = _FORMAT_NAMES[fmt]
+    try:
+        dataset = ds.dataset(target, format=fmt)
+        names = dataset.schema.names
+    except PermissionError as e:
         raise InvalidArgumentError(
-            f"cannot tell the format of {p!r}: use a .parquet, .csv, .arrow/.ipc/.feather file"
-        )
-    dataset = ds.dataset(p, format=fmt)
-    return Source(
-        open=lambda: dataset.scanner().to_reader(),
-        column=lambda c: dataset.to_table(columns=[c]),
-        names=dataset.schema.names,
+            f"cannot read {what}: permission denied ({e.filename or p})"
+        ) from e
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InvalidInputError(
+            f"cannot read {what} as {kind} (corrupt or truncated?): {e}"
+        ) from e
+    if not names:
+        raise InvalidInputError(f"{what} has no columns")
+    return _stream_source(
+        lambda: dataset.scanner().to_reader(),
+        what,
+        lambda c: dataset.to_table(columns=[c]),
+        names,
     )
 
 
 def _lazyframe_source(lf: Any) -> Source:
-    return Source(open=lambda: _lazyframe_reader(lf), column=lambda c: lf.select(c).collect(),
-                  names=lf.collect_schema().names())
+    what = "the polars LazyFrame input"
+    try:
+        names = lf.collect_schema().names()
+    except Exception as e:
+        raise _failing(what, "to resolve its schema", e) from e
+    return _stream_source(lambda: _lazyframe_reader(lf), what,
+                          lambda c: lf.select(c).collect(), names, opening="to collect")
 
 
 def _lazyframe_reader(lf: Any) -> pa.RecordBatchReader:
@@ -132,6 +510,8 @@ def _lazyframe_reader(lf: Any) -> pa.RecordBatchReader:
 
 
 def _duckdb_source(rel: Any) -> Source:
+    what = "the duckdb relation input"
+
     def reader() -> Any:
         if hasattr(rel, "to_arrow_reader"):
             return rel.to_arrow_reader()
@@ -141,7 +521,25 @@ def _duckdb_source(rel: Any) -> Source:
         one = rel.select(c)
         return one.to_arrow_table() if hasattr(one, "to_arrow_table") else one.arrow()
 
-    return Source(open=reader, column=column, names=list(rel.columns))
+    try:
+        names = list(rel.columns)
+    except Exception as e:
+        raise _failing(what, "to give its columns", e) from e
+    return _stream_source(reader, what, column, names, opening="to execute")
+
+
+def _pandas_table(df: Any) -> pa.Table:
+    """A pandas DataFrame as a table; duplicate column names are kept (as pyarrow allows) so
+    that only a job that uses one of them is refused."""
+    try:
+        if df.columns.is_unique:
+            return pa.Table.from_pandas(df, preserve_index=False)
+        parts = [pa.Table.from_pandas(df.iloc[:, [j]], preserve_index=False)
+                 for j in range(df.shape[1])]
+        return pa.Table.from_arrays([t.column(0) for t in parts],
+                                    names=[t.column_names[0] for t in parts])
+    except (pa.ArrowException, TypeError, ValueError) as e:
+        raise SchemaError(f"cannot convert the pandas DataFrame input to Arrow: {e}") from e
 
 
 def to_source(data: Any) -> Source:
@@ -150,9 +548,10 @@ def to_source(data: Any) -> Source:
     if isinstance(data, pa.Table):
         return _table_source(data)
     if isinstance(data, pa.RecordBatch):
-        return _table_source(pa.Table.from_batches([data]))
+        return _table_source(pa.Table.from_batches([data]), "the input record batch")
     if isinstance(data, pa.RecordBatchReader):
-        return Source(open=lambda: data, column=None, names=data.schema.names)
+        return _stream_source(lambda: data, "the RecordBatchReader input", None,
+                              data.schema.names, track=data)
     if isinstance(data, (str, os.PathLike)):
         return _path_source(data)
     if isinstance(data, Mapping):
@@ -163,13 +562,15 @@ def to_source(data: Any) -> Source:
         if isinstance(data, pl.LazyFrame):
             return _lazyframe_source(data)
         if isinstance(data, pl.DataFrame):
-            return _table_source(pa.table(data))
-    if mod == "pandas":
-        return _table_source(pa.Table.from_pandas(data, preserve_index=False))
+            return _table_source(pa.table(data), "the polars DataFrame input")
+    if mod == "pandas" and hasattr(data, "columns") and hasattr(data, "iloc"):
+        return _table_source(_pandas_table(data), "the pandas DataFrame input")
     if mod == "duckdb":
         return _duckdb_source(data)
     if hasattr(data, "__arrow_c_stream__"):
-        return Source(open=lambda: data, column=None, names=None)
+        # Not tracked as consumed: such an object may well be readable more than once.
+        return _stream_source(lambda: data, f"the {type(data).__name__} input stream", None,
+                              None)
     raise InvalidArgumentError(
         f"cannot evaluate an object of type {type(data).__name__}: pass a pyarrow Table or "
         "RecordBatchReader, a polars DataFrame or LazyFrame, a pandas DataFrame, a duckdb "
