@@ -9,7 +9,7 @@ metrics, never over rows.
 from __future__ import annotations
 
 import math
-import numbers
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +19,12 @@ import polars as pl
 import pyarrow as pa
 
 from . import _native
+from ._args import U64_MAX as U64_MAX
+from ._args import bool_arg as bool_arg
+from ._args import column_arg as column_arg
+from ._args import float_arg as float_arg
+from ._args import int_arg as int_arg
+from ._args import show as show
 from ._evaluate import Bins, _is_found, _slice_specs
 from ._input import to_source
 from .errors import ColumnNotFoundError, InvalidArgumentError, InvalidInputError, SchemaError
@@ -33,18 +39,31 @@ def load(data: Any, what: str) -> pl.DataFrame:
     if isinstance(data, pl.DataFrame):
         return data
     if isinstance(data, pl.LazyFrame):
-        return data.collect()
+        try:
+            return data.collect()
+        except Exception as e:
+            raise InvalidInputError(
+                f"{what}: the polars LazyFrame input failed to collect: {type(e).__name__}: {e}"
+            ) from e
     try:
         source = to_source(data)
     except InvalidArgumentError as e:
-        raise InvalidArgumentError(f"{what}: {e}") from None
-    stream = source.open()
-    if isinstance(stream, pa.RecordBatchReader):
-        table = stream.read_all()
-    elif isinstance(stream, pa.Table):
-        table = stream
-    else:
-        table = pa.table(stream)
+        raise InvalidArgumentError(f"{what}: {e}") from e
+    with source.guard:  # a failure of a stream surfaces as the source's own typed error
+        stream = source.open()
+        if isinstance(stream, pa.RecordBatchReader):
+            table = stream.read_all()
+        elif isinstance(stream, pa.Table):
+            table = stream
+        else:
+            table = pa.table(stream)
+    dup = sorted(n for n, k in Counter(table.column_names).items() if k > 1)
+    if dup:
+        raise SchemaError(
+            f"{what}: column {dup[0]!r} appears more than once in the input; rename or drop "
+            "the duplicates (this method reads the whole table, whose names must be unique)",
+            dup[0],
+        )
     out = pl.from_arrow(table)
     assert isinstance(out, pl.DataFrame)
     return out
@@ -153,45 +172,31 @@ def not_empty(n: int, what: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# argument checks
+# argument checks (the shared ones, int_arg / float_arg / ..., live in _args, which _evaluate
+# imports too, and are re-exported above)
 # --------------------------------------------------------------------------------------------
 
 
 def probability_arg(x: Any, name: str, what: str, *, open_low: bool = False,
                     open_high: bool = False) -> float:
     """A number in [0, 1] (or the half-open variants)."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
-        raise InvalidArgumentError(f"{what}: {name} must be a number in [0, 1], got {x!r}")
-    v = float(x)
-    lo_ok = v > 0.0 if open_low else v >= 0.0
-    hi_ok = v < 1.0 if open_high else v <= 1.0
-    if not (lo_ok and hi_ok):
-        lo = "(0" if open_low else "[0"
-        hi = "1)" if open_high else "1]"
-        raise InvalidArgumentError(f"{what}: {name} must be in {lo}, {hi}, got {x!r}")
-    return v
+    return float_arg(x, name, what, 0, 1, lo_open=open_low, hi_open=open_high)
 
 
-def positive_int(x: Any, name: str, what: str, minimum: int = 1) -> int:
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < minimum:
-        raise InvalidArgumentError(
-            f"{what}: {name} must be an integer >= {minimum}, got {x!r}"
-        )
-    return int(x)
+def positive_int(x: Any, name: str, what: str, minimum: int = 1,
+                 maximum: int | None = None) -> int:
+    """An integer >= ``minimum`` (and <= ``maximum``); no bools, no floats."""
+    return int_arg(x, name, what, minimum, maximum)
 
 
 def real_arg(x: Any, name: str, what: str, minimum: float | None = None) -> float:
-    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
-        raise InvalidArgumentError(f"{what}: {name} must be a finite number, got {x!r}")
-    if minimum is not None and float(x) < minimum:
-        raise InvalidArgumentError(f"{what}: {name} must be >= {minimum}, got {x!r}")
-    return float(x)
+    """A finite number (>= ``minimum``)."""
+    return float_arg(x, name, what, minimum)
 
 
 def seed_arg(x: Any, what: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < 0:
-        raise InvalidArgumentError(f"{what}: seed must be a non-negative integer, got {x!r}")
-    return int(x)
+    """A seed in [0, 2**64 - 1]: never reduced modulo 2**64."""
+    return int_arg(x, "seed", what, 0, U64_MAX)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,8 +227,10 @@ def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
         return SliceSet(labels, rows)
     source = to_source(df)
     specs, only = _slice_specs(slices, source)
-    for (batch, present), wanted in zip(_native.slice_rows(source.open(), specs), only,
-                                        strict=True):
+    source.check_columns(f for s in specs for f, _ in s)
+    with source.guard:
+        sliced = _native.slice_rows(source.open(), specs)
+    for (batch, present), wanted in zip(sliced, only, strict=True):
         ids = batch.column(0).to_numpy()
         # Row indices grouped by slice id; the stable sort keeps each group in row order.
         order = np.argsort(ids, kind="stable")

@@ -20,9 +20,11 @@ import polars as pl
 import pyarrow as pa
 
 from . import _native
-from ._evaluate import Bins, _threads, bins
+from ._args import U64_MAX, bool_arg, float_arg, int_arg, is_bool, show
+from ._evaluate import MAX_BINS, Bins, _threads, bins
 from ._input import Source, to_source
 from .errors import ColumnNotFoundError, InvalidArgumentError
+from .report import ArrowResult, frame_to_arrow
 
 __all__ = ["discover_slices", "slice_filters", "ERRORS", "COLUMNS"]
 
@@ -37,11 +39,18 @@ COLUMNS: tuple[str, ...] = (
 
 _PREDICATE = pl.Struct({"feature": pl.String, "value": pl.String, "edges": pl.List(pl.Float64)})
 _MAX_VALUES = 65_535  # value codes are 16-bit in the engine
+# Bounds of the search sizes (k, levels, beam): far above any useful value, low enough that no
+# size product in the engine can overflow.
+_MAX_K = 1_000_000
+_MAX_LEVEL = 1_000
+_MAX_BEAM = 1_000_000
 
 
 @dataclass
-class Discovery:
-    """Everything one search returns (``discover_slices`` hands back ``table``)."""
+class Discovery(ArrowResult):
+    """Everything one search returns (``discover_slices`` hands back ``table``).
+    ``to_arrow()``/``to_dict()``/``to_json()`` give ``table`` without polars (safe in a forked
+    child)."""
 
     table: pl.DataFrame
     """The ranked slices (columns :data:`COLUMNS`)."""
@@ -57,6 +66,9 @@ class Discovery:
     """The minimum slice size in rows that the search used."""
     edges: dict[str, list[float]] = field(default_factory=dict)
     """The bin edges of every binned feature (exact; the slice labels print 6+ digits)."""
+
+    def __post_init__(self) -> None:
+        self._arrow = frame_to_arrow(self.table)
 
 
 def discover_slices(
@@ -116,12 +128,13 @@ def discover_slices(
         and >= 0; ``label`` and ``score`` are then not used and must not be given). A
         built-in name wins over a column of the same name.
     k : int
-        Number of slices to return (fewer when fewer have a positive score).
+        Number of slices to return (fewer when fewer have a positive score), in [1, 1000000].
     max_level : int
-        Most predicates per slice.
+        Most predicates per slice, in [1, 1000].
     min_support : float or int
         Smallest slice: a fraction of the rows in (0, 1) (``int(fraction * rows)`` rows, as the
-        ``sliceline`` package, and at least 1), or an integer count of rows >= 1. A fraction
+        ``sliceline`` package, and at least 1), or an integer count of rows in
+        [1, 2**64 - 1]. A fraction
         needs the row count before the pass, which a one-shot stream cannot give: pass a count.
     alpha : float
         Weight of the error term against the size term of the score, in (0, 1]. Near 1 favours
@@ -132,9 +145,9 @@ def discover_slices(
         ``"beam"``: for wide data, keeps only the ``beam_width`` best slices of each level and
         extends those; fast but not exact.
     beam_width : int
-        Slices kept per level by ``method="beam"``.
+        Slices kept per level by ``method="beam"``, in [1, 1000000].
     n_bins : int
-        Quantile bins of a floating-point feature given by name.
+        Quantile bins of a floating-point feature given by name, in [1, 1000000].
     max_values : int
         A categorical feature with more distinct values raises :class:`InvalidArgumentError`
         (bucket a numeric column with ``assay.bins``), at most 65535.
@@ -230,35 +243,30 @@ def _discover(
     n_threads: Any = None,
 ) -> Discovery:
     """``discover_slices`` with its bookkeeping (rows, dropped, n_scored, edges)."""
-    k = _positive_int("k", k)
-    max_level = _positive_int("max_level", max_level)
-    beam_width = _positive_int("beam_width", beam_width)
-    n_bins = _positive_int("n_bins", n_bins)
-    max_values = _positive_int("max_values", max_values)
-    if max_values > _MAX_VALUES:
-        raise InvalidArgumentError(f"max_values must be at most {_MAX_VALUES}, got {max_values}")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) \
-            or not 0.0 < float(alpha) <= 1.0:
-        raise InvalidArgumentError(f"alpha must lie in (0, 1], got {alpha!r}")
-    if isinstance(fdr, bool) or not isinstance(fdr, numbers.Real) or not 0.0 < float(fdr) < 1.0:
-        raise InvalidArgumentError(f"fdr must lie in (0, 1), got {fdr!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
-            or not math.isfinite(float(threshold)):
-        raise InvalidArgumentError(f"threshold must be a finite number, got {threshold!r}")
+    k = int_arg(k, "k", None, 1, _MAX_K)
+    max_level = int_arg(max_level, "max_level", None, 1, _MAX_LEVEL)
+    beam_width = int_arg(beam_width, "beam_width", None, 1, _MAX_BEAM)
+    n_bins = int_arg(n_bins, "n_bins", None, 1, MAX_BINS)
+    max_values = int_arg(max_values, "max_values", None, 1, _MAX_VALUES)
+    alpha = float_arg(alpha, "alpha", None, 0, 1, lo_open=True)
+    fdr = float_arg(fdr, "fdr", None, 0, 1, lo_open=True, hi_open=True)
+    threshold = float_arg(threshold, "threshold", None)
     support = _min_support(min_support)
     if method not in ("sliceline", "beam"):
         raise InvalidArgumentError(
-            f"unknown method {method!r}; use 'sliceline' (exact top-k) or 'beam'"
+            f"unknown method {show(method)}; use 'sliceline' (exact top-k) or 'beam'"
         )
-    if not isinstance(dedupe, bool):
-        raise InvalidArgumentError(f"dedupe must be True or False, got {dedupe!r}")
+    dedupe = bool_arg(dedupe, "dedupe")
     if nan_policy not in ("raise", "drop"):
-        raise InvalidArgumentError(f"nan_policy must be 'raise' or 'drop', got {nan_policy!r}")
+        raise InvalidArgumentError(
+            f"nan_policy must be 'raise' or 'drop', got {show(nan_policy)}"
+        )
     threads = _threads(n_threads)
     specs = _feature_specs(features)
     err = _error_spec(error, label, score)
 
     source = to_source(data)
+    source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:]])
     names = source.names
     if names is not None:
         for col in [s if isinstance(s, str) else s.column for s in specs]:
@@ -293,23 +301,24 @@ def _discover(
     else:
         count = support
 
-    table, rows_read, dropped, error_mean, n_scored = _native.discover_slices(
-        source.open(),
-        resolved,
-        err,
-        float(threshold),
-        k,
-        max_level,
-        count,
-        float(alpha),
-        method,
-        beam_width,
-        max_values,
-        dedupe,
-        float(fdr),
-        nan_policy,
-        threads,
-    )
+    with source.guard:  # a failure of the source mid-stream surfaces as its own typed error
+        table, rows_read, dropped, error_mean, n_scored = _native.discover_slices(
+            source.open(),
+            resolved,
+            err,
+            float(threshold),
+            k,
+            max_level,
+            count,
+            float(alpha),
+            method,
+            beam_width,
+            max_values,
+            dedupe,
+            float(fdr),
+            nan_policy,
+            threads,
+        )
     return Discovery(
         table=_shape(table, edges),
         rows=int(rows_read),
@@ -325,32 +334,24 @@ def _discover(
 # argument checks
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _min_support(value: Any) -> float | int:
-    """A fraction in (0, 1) stays a float; an integer >= 1 is a count of rows."""
-    if isinstance(value, bool):
-        raise InvalidArgumentError(f"min_support must be a number, got {value!r}")
+    """A fraction in (0, 1) stays a float; an integer in [1, 2**64 - 1] is a count of rows."""
+    if is_bool(value):
+        raise InvalidArgumentError(f"min_support must be a number, got {show(value)}")
     if isinstance(value, numbers.Integral):
-        if value < 1:
+        if not 1 <= int(value) <= U64_MAX:
             raise InvalidArgumentError(
-                f"min_support as a count of rows must be >= 1, got {value!r} (a fraction of "
-                "the rows is a float in (0, 1))"
+                f"min_support as a count of rows must be an integer in [1, {U64_MAX}], got "
+                f"{show(value)} (a fraction of the rows is a float in (0, 1))"
             )
         return int(value)
     if isinstance(value, numbers.Real):
-        if not 0.0 < float(value) < 1.0:
-            raise InvalidArgumentError(
-                f"min_support as a fraction of the rows must lie in (0, 1), got {value!r} "
-                "(a count of rows is an int >= 1)"
-            )
-        return float(value)
+        return float_arg(
+            value, "min_support as a fraction of the rows (a count of rows is an int >= 1)",
+            None, 0, 1, lo_open=True, hi_open=True,
+        )
     raise InvalidArgumentError(
-        f"min_support must be a fraction in (0, 1) or a count of rows >= 1, got {value!r}"
+        f"min_support must be a fraction in (0, 1) or a count of rows >= 1, got {show(value)}"
     )
 
 
@@ -469,7 +470,7 @@ def _row_count(data: Any, source: Source, column: str) -> int | None:
     if mod == "duckdb":
         return len(data)
     if isinstance(data, (str, os.PathLike)) and os.fspath(data).lower().endswith(
-            (".parquet", ".pq")):
+            (".parquet", ".pq")) and os.path.isfile(data):  # (a directory: read a column)
         import pyarrow.parquet as pq
 
         return int(pq.ParquetFile(os.fspath(data)).metadata.num_rows)
@@ -529,7 +530,15 @@ def _is_bin_label(value: str) -> bool:
 def _bin_intervals(edges: Sequence[float]) -> dict[str, tuple[float, float, bool, bool]]:
     """Label -> (low, high, low closed, high closed) of every bin of ``edges``, labelled by the
     engine itself."""
-    e = [float(x) for x in edges]
+    if isinstance(edges, (str, bytes)) or not (isinstance(edges, Sequence)
+                                               or hasattr(edges, "__array__")):
+        raise InvalidArgumentError(f"edges must be lists of numbers, got {show(edges)}")
+    e = [float_arg(x, "each bin edge", "slice_filters") for x in list(edges)]
+    if len(e) < 2 or any(b <= a for a, b in zip(e, e[1:], strict=False)):
+        raise InvalidArgumentError(
+            f"slice_filters: bin edges must be at least two strictly increasing numbers, got "
+            f"{show(e)}"
+        )
     labels = _native.bin_labels(e)
     m = len(e)
     out = {labels[j]: (e[j], e[j + 1], True, j == m - 2) for j in range(m - 1)}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import numbers
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import _native
+from ._args import U64_MAX, column_arg, float_arg, int_arg, max_threads, show
 from ._input import Source, to_source
 from .errors import InvalidArgumentError
 from .report import Report
@@ -21,6 +22,14 @@ METRICS: tuple[str, ...] = tuple(_native.default_metrics())
 CALIBRATION_METRICS: tuple[str, ...] = tuple(_native.calibration_metrics())
 """The calibration metrics (computed only when named in ``metrics``; see docs/calibration.md)."""
 
+# Upper bounds of the sizes a user controls (each error message states its bound).
+MAX_BINS = 1_000_000
+"""The most bins of ``assay.bins(column, n)``, ``auc_bins`` and the discovery ``n_bins``."""
+MAX_CALIBRATION_BINS = 100_000
+"""The most bins of ``calibration_bins`` / ``reliability(n_bins=...)``."""
+MAX_BOOTSTRAP = 100_000
+"""The most bootstrap replicates."""
+
 
 @dataclass(frozen=True)
 class Bins:
@@ -30,6 +39,21 @@ class Bins:
     n: int | None = None
     strategy: Literal["quantile", "uniform"] = "quantile"
     edges: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        # Bins is public: one built directly gets the checks of assay.bins (edges given to
+        # assay.bins are checked there).
+        if not isinstance(self.column, str):
+            raise InvalidArgumentError(
+                f"Bins: column must be a column name, got {show(self.column)}"
+            )
+        if self.edges is None:
+            int_arg(self.n, "n", f"bins({self.column!r})", 1, MAX_BINS)
+        elif not isinstance(self.edges, tuple):
+            raise InvalidArgumentError(
+                f"bins({self.column!r}): build bins with explicit edges by "
+                "assay.bins(column, edges=[...])"
+            )
 
     def resolve(self, source: Source) -> list[float]:
         """The bin edges for this input (computed from the data when not given)."""
@@ -61,13 +85,14 @@ def bins(
     column : str
         A numeric column.
     n : int
-        Number of bins, when ``edges`` is not given.
+        Number of bins, when ``edges`` is not given: an integer in [1, 1000000]
+        (quantile bins cannot outnumber the column's values).
     strategy : {"quantile", "uniform"}
         ``"quantile"``: edges at the quantiles ``k/n`` of the column (numpy's default linear
         interpolation; repeated edges from heavy ties are merged, so fewer bins may result).
         ``"uniform"``: ``n`` equal-width bins from the minimum to the maximum.
     edges : sequence of float
-        Explicit, strictly increasing edges (at least two).
+        Explicit, strictly increasing, finite edges (at least two, at most 1000001).
 
     Examples
     --------
@@ -78,24 +103,33 @@ def bins(
     (18.0, 30.0, 45.0, 65.0, 100.0)
     """
     if not isinstance(column, str):
-        raise InvalidArgumentError(f"bins: column must be a column name, got {column!r}")
+        raise InvalidArgumentError(f"bins: column must be a column name, got {show(column)}")
+    what = f"bins({show(column)})"
     if strategy not in ("quantile", "uniform"):
         raise InvalidArgumentError(
-            f"bins({column!r}): strategy must be 'quantile' or 'uniform', got {strategy!r}"
+            f"{what}: strategy must be 'quantile' or 'uniform', got {show(strategy)}"
         )
     if edges is not None:
         if n is not None:
-            raise InvalidArgumentError(f"bins({column!r}): give either n or edges, not both")
-        e = tuple(float(x) for x in edges)
+            raise InvalidArgumentError(f"{what}: give either n or edges, not both")
+        if isinstance(edges, (str, bytes)) or not isinstance(edges, Sequence) \
+                and not hasattr(edges, "__array__"):
+            raise InvalidArgumentError(
+                f"{what}: edges must be a list of numbers, got {show(edges)}"
+            )
+        values = list(edges)
+        if len(values) > MAX_BINS + 1:
+            raise InvalidArgumentError(
+                f"{what}: at most {MAX_BINS + 1} edges ({MAX_BINS} bins), got {len(values)} edges"
+            )
+        e = tuple(float_arg(x, "each edge", what) for x in values)
         if len(e) < 2 or any(b <= a for a, b in zip(e, e[1:], strict=False)):
             raise InvalidArgumentError(
-                f"bins({column!r}): edges must be at least two strictly increasing numbers, "
-                f"got {list(edges)}"
+                f"{what}: edges must be at least two strictly increasing numbers, "
+                f"got {show(list(e))}"
             )
         return Bins(column, None, strategy, e)
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
-        raise InvalidArgumentError(f"bins({column!r}): n must be a positive integer, got {n!r}")
-    return Bins(column, int(n), strategy, None)
+    return Bins(column, int_arg(n, "n", what, 1, MAX_BINS), strategy, None)
 
 
 def fbeta(beta: float) -> str:
@@ -105,9 +139,8 @@ def fbeta(beta: float) -> str:
     >>> assay.fbeta(0.5)
     'f0.5'
     """
-    if not isinstance(beta, numbers.Real) or not beta > 0:
-        raise InvalidArgumentError(f"fbeta: beta must be a positive number, got {beta!r}")
-    return _native.metric_name(f"f{float(beta)!r}")
+    b = float_arg(beta, "beta", "fbeta", 0, lo_open=True)
+    return _native.metric_name(f"f{b!r}")
 
 
 SliceLike = str | Bins | tuple[str | Bins, ...]
@@ -119,7 +152,7 @@ def _feature(item: Any, source: Source) -> tuple[str, list[float] | None]:
     if isinstance(item, Bins):
         return (item.column, item.resolve(source))
     raise InvalidArgumentError(
-        f"a slice is a column name, assay.bins(...), or a tuple of those; got {item!r}"
+        f"a slice is a column name, assay.bins(...), or a tuple of those; got {show(item)}"
     )
 
 
@@ -134,13 +167,31 @@ def _is_found(x: Any) -> bool:
     return isinstance(x, pl.DataFrame) and {"slice", "predicates"} <= set(x.columns)
 
 
+def _slice_list(slices: Any) -> list[Any]:
+    """``slices`` as a list of slice specs: one spec alone becomes a list of one; ``None`` and
+    anything that is not a list or tuple of specs raise (``slices=()`` means no slices)."""
+    if isinstance(slices, (str, Bins)) or _is_found(slices):
+        return [slices]
+    if slices is None:
+        raise InvalidArgumentError(
+            "slices must be a list of slice specs (column names, assay.bins(...), tuples of "
+            "those, or a table from assay.discover_slices), got None; pass slices=() (the "
+            "default) for no slices"
+        )
+    if isinstance(slices, (bytes, bytearray)) or not isinstance(slices, Sequence):
+        raise InvalidArgumentError(
+            "slices must be a list of slice specs (column names, assay.bins(...), tuples of "
+            f"those, or a table from assay.discover_slices), got {show(slices)}"
+        )
+    return list(slices)
+
+
 def _slice_specs(
     slices: Any, source: Source
 ) -> tuple[list[list[tuple[str, list[float] | None]]], list[str | None]]:
     """The engine's slice specs, and for each the one slice to report (a discovered slice's
     label; None: all of its slices)."""
-    if isinstance(slices, (str, Bins)) or _is_found(slices):
-        slices = [slices]
+    slices = _slice_list(slices)
     out: list[list[tuple[str, list[float] | None]]] = []
     only: list[str | None] = []
     for s in slices:
@@ -161,19 +212,32 @@ def _slice_specs(
 
 
 def _threads(n_threads: int | None) -> int | None:
-    if n_threads is None:
-        env = os.environ.get("ASSAY_NUM_THREADS")
-        if not env:
-            return None
-        try:
-            n_threads = int(env)
-        except ValueError:
-            raise InvalidArgumentError(
-                f"ASSAY_NUM_THREADS must be an integer, got {env!r}"
-            ) from None
-    if not isinstance(n_threads, numbers.Integral) or isinstance(n_threads, bool) or n_threads < 1:
-        raise InvalidArgumentError(f"n_threads must be a positive integer, got {n_threads!r}")
-    return int(n_threads)
+    """The worker threads of a job: ``n_threads``, else ``ASSAY_NUM_THREADS``, else None (all
+    cores). An explicit ``n_threads`` above the limit (4 x the cores) raises; an environment
+    value above it is capped with a RuntimeWarning."""
+    limit = max_threads()
+    if n_threads is not None:
+        return int_arg(n_threads, "n_threads", None, 1, limit)
+    env = os.environ.get("ASSAY_NUM_THREADS", "").strip()
+    if not env:
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"ASSAY_NUM_THREADS must be a positive integer, got {show(env)}"
+        ) from None
+    if value < 1:
+        raise InvalidArgumentError(f"ASSAY_NUM_THREADS must be a positive integer, got {env!r}")
+    if value > limit:
+        warnings.warn(
+            f"ASSAY_NUM_THREADS={show(value)} is above the limit of {limit} threads (4 x the "
+            f"cores); using {limit}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return limit
+    return value
 
 
 def evaluate(
@@ -216,7 +280,8 @@ def evaluate(
         boolean; null is a value of its own), ``assay.bins(...)`` for a numeric column, a
         tuple of those for a cross such as ``("country", "device")``, or the table returned by
         :func:`assay.discover_slices`, whose slices are then reported one by one (each under
-        its discovered label, e.g. ``"country=NG & device=tablet"``).
+        its discovered label, e.g. ``"country=NG & device=tablet"``). ``slices=()`` (the
+        default) means no slices; ``None`` is an error.
     metrics : list of str, optional
         Any of ``assay.METRICS`` (default: all of them), ``"f<beta>"`` (see :func:`fbeta`) and
         the calibration metrics ``assay.CALIBRATION_METRICS``: ``ece``, ``mce``, ``rmsce``,
@@ -224,11 +289,13 @@ def evaluate(
         ``calibration_intercept``, ``oe_ratio``, ``brier_reliability``, ``brier_resolution``,
         ``brier_uncertainty`` (exact definitions in ``docs/calibration.md``).
     threshold : float
-        A row is predicted positive when ``score >= threshold``.
+        A row is predicted positive when ``score >= threshold`` (a finite number).
     weight : str, optional
         Column of positive sample weights (scikit-learn's ``sample_weight`` semantics).
     min_slice_size : int
-        Slices with fewer rows keep their row and ``n`` but get null metrics.
+        Slices with fewer rows keep their row and ``n`` but get null metrics. It never applies
+        to ``overall``: the ``overall`` row always gets its metrics, however few rows the data
+        has.
     nan_policy : {"raise", "drop"}
         Rows with a NaN/inf/null score or a null label raise, or are dropped and counted in
         ``Report.dropped``.
@@ -240,17 +307,19 @@ def evaluate(
         that share a bin, divided by P x N (at most ``1/2`` of the tied fraction, typically
         ~1e-4 for continuous scores with 4096 bins).
     auc_bins : int
-        Histogram bins for ``auc="binned"``.
+        Histogram bins for ``auc="binned"``: an integer in [1, 1000000].
     n_threads : int, optional
         Worker threads (default: ``ASSAY_NUM_THREADS`` or all cores). Results are bit-identical
-        for every thread count.
+        for every thread count. At most 4 x the cores (``assay._native.max_threads()``): a
+        larger ``n_threads`` raises, a larger ``ASSAY_NUM_THREADS`` is capped with a
+        RuntimeWarning.
     bootstrap : int, optional
-        Number of Poisson-bootstrap replicates ``B`` (1000 is usual). Replicates are folded into
-        the same single pass: row ``r`` weighs ``Poisson(1)`` in replicate ``b``, drawn from a
-        counter-based hash of ``(seed, row id, b)``, so nothing of size rows x B is stored and
-        results do not depend on threads or batches. Each metric column ``m`` of the table gains
-        ``m_lo`` and ``m_hi``; ``long()`` adds ``lo``, ``hi``, ``se`` (standard deviation of the
-        replicates) and ``method``.
+        Number of Poisson-bootstrap replicates ``B`` (1000 is usual; at most 100000).
+        Replicates are folded into the same single pass: row ``r`` weighs ``Poisson(1)`` in
+        replicate ``b``, drawn from a counter-based hash of ``(seed, row id, b)``, so nothing of
+        size rows x B is stored and results do not depend on threads or batches. Each metric
+        column ``m`` of the table gains ``m_lo`` and ``m_hi``; ``long()`` adds ``lo``, ``hi``,
+        ``se`` (standard deviation of the replicates) and ``method``.
     ci : float
         Confidence level of the intervals, in (0, 1).
     ci_method : {"percentile", "basic", "bca", "analytic"}, optional
@@ -261,7 +330,7 @@ def evaluate(
         ``log_loss`` and ``brier``; other metrics get null bounds with a note. Weighted jobs
         use Kish's effective sample size.
     seed : int
-        Seed of the bootstrap replicates.
+        Seed of the bootstrap replicates, in [0, 2**64 - 1].
     row_id : str, optional
         Integer column identifying each row, for data sharded across jobs: replicate weights
         then follow the id instead of the row's position in this input.
@@ -343,45 +412,43 @@ def _run(
     """Validates the options shared by evaluate and compare, and runs the native job."""
     if not isinstance(label, str):
         raise InvalidArgumentError("label and score must be column names (str)")
-    if weight is not None and not isinstance(weight, str):
-        raise InvalidArgumentError(f"weight must be a column name or None, got {weight!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise InvalidArgumentError(f"threshold must be a number, got {threshold!r}")
-    if isinstance(min_slice_size, bool) or not isinstance(min_slice_size, numbers.Integral) \
-            or min_slice_size < 0:
-        raise InvalidArgumentError(
-            f"min_slice_size must be a non-negative integer, got {min_slice_size!r}"
-        )
+    column_arg(weight, "weight", None, optional=True)
+    thr = float_arg(threshold, "threshold", None)
+    min_size = int_arg(min_slice_size, "min_slice_size", None, 0, U64_MAX)
     if nan_policy not in ("raise", "drop"):
-        raise InvalidArgumentError(f"nan_policy must be 'raise' or 'drop', got {nan_policy!r}")
+        raise InvalidArgumentError(f"nan_policy must be 'raise' or 'drop', got {show(nan_policy)}")
     if auc not in ("exact", "binned"):
-        raise InvalidArgumentError(f"auc must be 'exact' or 'binned', got {auc!r}")
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    names = [_native.metric_name(m) if isinstance(m, str) else _bad_metric(m)
-             for m in (METRICS if metrics is None else metrics)]
+        raise InvalidArgumentError(f"auc must be 'exact' or 'binned', got {show(auc)}")
+    n_auc_bins = int_arg(auc_bins, "auc_bins", None, 1, MAX_BINS)
+    names = _metric_list(metrics)
     threads = _threads(n_threads)
     source = to_source(data)
     spec, only = _slice_specs(slices, source)
-    result = _native.evaluate(
-        source.open(),
-        label,
-        score,
-        weight,
-        float(threshold),
-        spec,
-        names,
-        int(min_slice_size),
-        nan_policy,
-        int(auc_bins) if auc == "binned" else None,
-        threads,
-        interval,
-        compare,
-        calibration,
-        reliability,
-        only if any(o is not None for o in only) else None,
-        source.rows,
-    )
+    # A column the job uses must not be ambiguous; a failure of the source mid-stream is
+    # re-raised by the guard as the source's own (typed) error.
+    source.check_columns([label, score, weight, None if interval is None else interval[4],
+                          *(c for _, c in (compare[1] if compare else [])),
+                          *(f for s in spec for f, _ in s)])
+    with source.guard:
+        result = _native.evaluate(
+            source.open(),
+            label,
+            score,
+            weight,
+            thr,
+            spec,
+            names,
+            min_size,
+            nan_policy,
+            n_auc_bins if auc == "binned" else None,
+            threads,
+            interval,
+            compare,
+            calibration,
+            reliability,
+            only if any(o is not None for o in only) else None,
+            source.rows,
+        )
     return _Run(result, names, interval)
 
 
@@ -390,41 +457,28 @@ def _calibration(
                                                           "calibration_strategy")
 ) -> tuple[int, str]:
     """Validates the calibration bins of a job."""
-    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) \
-            or not 1 <= n_bins <= 100_000:
-        raise InvalidArgumentError(
-            f"{names[0]} must be an integer in [1, 100000], got {n_bins!r}"
-        )
+    bins_ = int_arg(n_bins, names[0], None, 1, MAX_CALIBRATION_BINS)
     if strategy not in ("uniform", "quantile"):
         raise InvalidArgumentError(
-            f"{names[1]} must be 'uniform' or 'quantile', got {strategy!r}"
+            f"{names[1]} must be 'uniform' or 'quantile', got {show(strategy)}"
         )
-    return (int(n_bins), str(strategy))
+    return (bins_, str(strategy))
 
 
 def _interval(
     bootstrap: Any, ci: Any, ci_method: Any, seed: Any, row_id: Any
 ) -> tuple[int, float, str, int, str | None] | None:
     """Validates the interval options; None when no interval was asked for."""
-    if bootstrap is not None and (
-        isinstance(bootstrap, bool) or not isinstance(bootstrap, numbers.Integral)
-        or not 2 <= bootstrap <= 100_000
-    ):
-        raise InvalidArgumentError(
-            "bootstrap must be an integer in [2, 100000] (the number of replicates), got "
-            f"{bootstrap!r}"
-        )
-    if isinstance(ci, bool) or not isinstance(ci, numbers.Real) or not 0.0 < float(ci) < 1.0:
-        raise InvalidArgumentError(f"ci must be a confidence level in (0, 1), got {ci!r}")
+    replicates = None if bootstrap is None else int_arg(
+        bootstrap, "bootstrap (the number of replicates)", None, 2, MAX_BOOTSTRAP)
+    level = ci_arg(ci)
     methods = ("percentile", "basic", "bca", "analytic")
     if ci_method is not None and ci_method not in methods:
         raise InvalidArgumentError(
-            f"unknown ci_method {ci_method!r}; use one of {', '.join(map(repr, methods))}"
+            f"unknown ci_method {show(ci_method)}; use one of {', '.join(map(repr, methods))}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
-    if row_id is not None and not isinstance(row_id, str):
-        raise InvalidArgumentError(f"row_id must be a column name or None, got {row_id!r}")
+    seed_ = int_arg(seed, "seed", None, 0, U64_MAX)
+    column_arg(row_id, "row_id", None, optional=True)
     if bootstrap is None and ci_method is None:
         if row_id is not None:
             raise InvalidArgumentError("row_id only matters with bootstrap=B")
@@ -435,9 +489,29 @@ def _interval(
             f"ci_method={method!r} resamples: pass bootstrap=B (1000 is usual), "
             "or use ci_method='analytic'"
         )
-    replicates = 0 if method == "analytic" else int(bootstrap)  # type: ignore[arg-type]
-    return (replicates, float(ci), method, int(seed) % (1 << 64), row_id)
+    n_rep = 0 if method == "analytic" else int(replicates)  # type: ignore[arg-type]
+    return (n_rep, level, method, seed_, row_id)
 
 
-def _bad_metric(m: Any) -> str:
-    raise InvalidArgumentError(f"metric names are strings, got {m!r}")
+def ci_arg(ci: Any, name: str = "ci") -> float:
+    """A confidence level in (0, 1)."""
+    return float_arg(ci, f"{name} (the confidence level)", None, 0, 1, lo_open=True,
+                     hi_open=True)
+
+
+def _metric_list(metrics: Any) -> list[str]:
+    """Canonical metric names: None means every default metric; one name or a list of them."""
+    if metrics is None:
+        metrics = METRICS
+    elif isinstance(metrics, str):
+        metrics = [metrics]
+    elif isinstance(metrics, (bytes, bytearray)) or not isinstance(metrics, Sequence):
+        raise InvalidArgumentError(
+            f"metrics must be a metric name or a list of metric names, got {show(metrics)}"
+        )
+    out = []
+    for m in metrics:
+        if not isinstance(m, str):
+            raise InvalidArgumentError(f"metric names are strings, got {show(m)}")
+        out.append(_native.metric_name(m))
+    return out
