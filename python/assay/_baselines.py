@@ -23,6 +23,7 @@ _DEFAULT_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1"
                     "roc_auc")
 _ALLOWED = (*c.CONFUSION_METRICS, "roc_auc")
 _NO_DIRECTION = frozenset({"base_rate", "prediction_rate"})
+_MAX_SIMULATE = 100_000  # simulated draws (each one is a full evaluation)
 
 
 def baselines(
@@ -95,8 +96,9 @@ def baselines(
     min_slice_size : int
         Slices with fewer rows get null metrics (as in :func:`assay.evaluate`).
     simulate : int, optional
-        Also draw the two random baselines ``simulate`` times (with ``seed``) and report the
-        mean metric over the draws in ``<metric>_sim`` columns: a check of the closed form.
+        Also draw the two random baselines ``simulate`` times (with ``seed``; at most 100000)
+        and report the mean metric over the draws in ``<metric>_sim`` columns: a check of the
+        closed form.
     seed : int
         Seed of the simulated draws.
 
@@ -163,7 +165,7 @@ def baselines(
     if heuristic_threshold is not None:
         c.real_arg(heuristic_threshold, "heuristic_threshold", what)
     if simulate is not None:
-        simulate = c.positive_int(simulate, "simulate", what)
+        simulate = c.positive_int(simulate, "simulate", what, 1, _MAX_SIMULATE)
     seed = c.seed_arg(seed, what)
 
     engine_metrics = [m for m in names if m != "base_rate"] + ["base_rate"]

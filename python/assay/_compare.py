@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -11,9 +9,11 @@ import polars as pl
 import pyarrow as pa
 
 from . import _native
+from ._args import float_arg, show
 from ._evaluate import SliceLike, _calibration, _interval, _run
+from ._text import escape, escape_frame
 from .errors import InvalidArgumentError, RegressionDetected
-from .report import Report
+from .report import ArrowResult, Report
 
 # Metrics where smaller is better, and metrics with no better or worse direction: the
 # engine's own `Metric::higher_is_better`.
@@ -22,8 +22,11 @@ _LOWER_IS_BETTER = frozenset(m for m in _ALL_METRICS if _native.higher_is_better
 _NO_DIRECTION = frozenset(m for m in _ALL_METRICS if _native.higher_is_better(m) is None)
 
 
-class Comparison:
+class Comparison(ArrowResult):
     """Paired differences between models, per slice and metric.
+
+    ``to_arrow()``, ``to_dict()`` and ``to_json()`` read the Arrow result without polars (safe
+    in a forked child; see :class:`assay.Report`), and ``table`` is built on first use.
 
     Attributes
     ----------
@@ -42,11 +45,18 @@ class Comparison:
     def __init__(self, table: pa.RecordBatch, reports: dict[str, Report], reference: str,
                  level: float, method: str) -> None:
         self._arrow = pa.Table.from_batches([table])
-        self.table: pl.DataFrame = pl.from_arrow(self._arrow)  # type: ignore[assignment]
+        self._table: pl.DataFrame | None = None
         self.reports = reports
         self.reference = reference
         self.level = level
         self.method = method
+
+    @property
+    def table(self) -> pl.DataFrame:
+        """The comparison as a polars DataFrame (built on first use)."""
+        if self._table is None:
+            self._table = pl.from_arrow(self._arrow)  # type: ignore[assignment]
+        return self._table  # type: ignore[return-value]
 
     def assert_not_worse(
         self, metric: str = "roc_auc", margin: float = 0.0, model: str | None = None,
@@ -68,15 +78,11 @@ class Comparison:
         ...                     metrics=["roc_auc"], bootstrap=200)
         >>> cmp.assert_not_worse("roc_auc", margin=0.005)   # identical models: passes
         """
-        if isinstance(margin, bool) or not isinstance(margin, numbers.Real) \
-                or not math.isfinite(float(margin)) or margin < 0:
-            raise InvalidArgumentError(
-                f"margin must be a finite non-negative number, got {margin!r}"
-            )
+        margin = float_arg(margin, "margin", "assert_not_worse", 0)
         if not isinstance(metric, str):
-            raise InvalidArgumentError(f"metric must be a metric name, got {metric!r}")
+            raise InvalidArgumentError(f"metric must be a metric name, got {show(metric)}")
         if model is not None and not isinstance(model, str):
-            raise InvalidArgumentError(f"model must be a model name or None, got {model!r}")
+            raise InvalidArgumentError(f"model must be a model name or None, got {show(model)}")
         if metric in _NO_DIRECTION:
             raise InvalidArgumentError(
                 f"{metric} has no better or worse direction; gate on a performance metric"
@@ -96,7 +102,7 @@ class Comparison:
         )
         if bad.height:
             listed = ", ".join(
-                f"{r['slice']} ({r['model']}: delta {r['delta']:+.4g}, "
+                f"{escape(r['slice'])} ({escape(r['model'])}: delta {r['delta']:+.4g}, "
                 f"{self.level:.0%} CI [{r['delta_lo']:+.4g}, {r['delta_hi']:+.4g}])"
                 for r in bad.iter_rows(named=True)
             )
@@ -106,16 +112,9 @@ class Comparison:
                 slices=bad,
             )
 
-    def to_arrow(self) -> pa.Table:
-        """The table as a ``pyarrow.Table``."""
-        return self._arrow
-
-    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
-        return self._arrow.__arrow_c_stream__(requested_schema)
-
     def __repr__(self) -> str:
-        return (f"assay.Comparison (reference {self.reference!r}, {self.method} "
-                f"{self.level:.0%} intervals)\n{self.table}")
+        return (f"assay.Comparison (reference {escape(repr(self.reference))}, {self.method} "
+                f"{self.level:.0%} intervals)\n{escape_frame(self.table)}")
 
 
 def compare(
@@ -157,8 +156,9 @@ def compare(
         ``"percentile"``, ``"basic"`` or ``"bca"``).
     label, slices, metrics, threshold, weight, min_slice_size, nan_policy, n_threads
     calibration_bins, calibration_strategy
-        As in :func:`assay.evaluate`. A row whose score is missing for any model is dropped
-        for all of them (``nan_policy="drop"``), keeping the comparison paired.
+        As in :func:`assay.evaluate` (``min_slice_size`` never applies to ``overall``). A row
+        whose score is missing for any model is dropped for all of them
+        (``nan_policy="drop"``), keeping the comparison paired.
 
     Returns
     -------
@@ -188,7 +188,7 @@ def compare(
         models = [(c, c) for c in scores]
     else:
         raise InvalidArgumentError(
-            f"scores must map model names to score columns, got {scores!r}"
+            f"scores must map model names to score columns, got {show(scores)}"
         )
     if len(models) < 2:
         raise InvalidArgumentError(
@@ -196,18 +196,22 @@ def compare(
         )
     for name, col in models:
         if not isinstance(col, str) or not isinstance(name, str):
-            raise InvalidArgumentError(f"score columns must be column names, got {col!r}")
+            raise InvalidArgumentError(f"score columns must be column names, got {show(col)}")
+    if len({n for n, _ in models}) != len(models):
+        raise InvalidArgumentError(
+            f"each model needs its own name; got {[n for n, _ in models]}"
+        )
     if reference is not None:
         names = [n for n, _ in models]
-        if reference not in names:
+        if not isinstance(reference, str) or reference not in names:
             raise InvalidArgumentError(
-                f"reference {reference!r} is not one of the models {names}"
+                f"reference {show(reference)} is not one of the models {names}"
             )
         models.sort(key=lambda m: m[0] != reference)
     if ci_method not in ("percentile", "basic", "bca"):
         raise InvalidArgumentError(
             f"compare resamples: ci_method must be 'percentile', 'basic' or 'bca', got "
-            f"{ci_method!r}"
+            f"{show(ci_method)}"
         )
     if bootstrap is None:
         raise InvalidArgumentError("compare needs bootstrap=B (1000 is usual)")

@@ -9,13 +9,16 @@ import numpy as np
 import polars as pl
 
 from . import _common as c
+from ._text import escape_frame
 from .errors import InvalidArgumentError
+from .report import ArrowResult, frame_to_arrow
 
 __all__ = ["ensemble_report", "EnsembleReport"]
 
 
-class EnsembleReport:
-    """What :func:`ensemble_report` found.
+class EnsembleReport(ArrowResult):
+    """What :func:`ensemble_report` found. ``to_arrow()``/``to_dict()``/``to_json()`` give
+    ``table`` without polars (safe in a forked child).
 
     Attributes
     ----------
@@ -34,13 +37,15 @@ class EnsembleReport:
     def __init__(self, table: pl.DataFrame, pairwise: pl.DataFrame) -> None:
         self.table = table
         self.pairwise = pairwise
+        self._arrow = frame_to_arrow(table)
         self.majority_accuracy = float(table.get_column("accuracy")[-1])
 
     def __repr__(self) -> str:
         best = float(self.table.get_column("accuracy")[:-1].max())  # type: ignore[arg-type]
         gain = self.majority_accuracy - best
         return (f"assay.ensemble_report: majority vote accuracy {self.majority_accuracy:.4g} "
-                f"({gain:+.4g} over the best member)\n{self.table}\n{self.pairwise}")
+                f"({gain:+.4g} over the best member)\n{escape_frame(self.table)}\n"
+                f"{escape_frame(self.pairwise)}")
 
 
 def ensemble_report(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import polars as pl
 
-from ._evaluate import SliceLike, _calibration, _run
+from ._evaluate import SliceLike, _calibration, _run, ci_arg
 from .errors import InvalidArgumentError
 
 __all__ = ["reliability"]
@@ -42,7 +41,7 @@ def reliability(
     label, score : str
         Columns of 0/1 labels and of probabilities in [0, 1].
     n_bins : int
-        Bins per slice.
+        Bins per slice, in [1, 100000].
     strategy : {"uniform", "quantile"}
         ``"uniform"``: equal-width bins over [0, 1], left-closed ``[e_k, e_k+1)``, the last one
         closed (0.0 lands in the first bin, 1.0 in the last). ``"quantile"``: equal-mass bins
@@ -92,13 +91,12 @@ def reliability(
     if not isinstance(score, str):
         raise InvalidArgumentError("label and score must be column names (str)")
     calibration = _calibration(n_bins, strategy, ("n_bins", "strategy"))
-    if isinstance(ci, bool) or not isinstance(ci, numbers.Real) or not 0.0 < float(ci) < 1.0:
-        raise InvalidArgumentError(f"ci must be a confidence level in (0, 1), got {ci!r}")
+    level = ci_arg(ci)
     out = _run(
         data, label=label, score=score, slices=slices, metrics=["base_rate"], threshold=0.5,
         weight=weight, min_slice_size=0, nan_policy=nan_policy, auc="exact", auc_bins=4096,
         n_threads=n_threads, interval=None, compare=None, calibration=calibration,
-        reliability=float(ci),
+        reliability=level,
     )
     table = out.result[6]
     frame = pl.from_arrow(table)

@@ -14,12 +14,17 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from . import _common as c
-from ._evaluate import SliceLike, evaluate
+from ._evaluate import MAX_BOOTSTRAP, SliceLike, ci_arg, evaluate
+from ._text import escape_frame
 from .errors import InvalidArgumentError, InvalidInputError
+from .report import ArrowResult, arrow_to_dict, arrow_to_json, frame_to_arrow
 
 __all__ = ["thresholds", "threshold_for", "ThresholdChoice", "selective", "SelectiveResult"]
+
+_MAX_POINTS = 1_000_000  # thresholds / coverages of one curve (per slice)
 
 
 def _suffix(x: np.ndarray) -> np.ndarray:
@@ -78,7 +83,8 @@ def thresholds(
     label, score : str
         Columns of 0/1 labels and of scores.
     n : int
-        Number of thresholds, evenly spaced over [0, 1] (``np.linspace(0, 1, n)``).
+        Number of thresholds, evenly spaced over [0, 1] (``np.linspace(0, 1, n)``), in
+        [2, 1000000].
     at : list of float, optional
         Explicit thresholds instead (any finite numbers, reported in the order given), e.g. the
         distinct scores.
@@ -118,17 +124,20 @@ def thresholds(
     w = c.weights(df, weight, what)
     c.not_empty(df.height, what)
     if at is None:
-        n = c.positive_int(n, "n", what, minimum=2)
+        n = c.positive_int(n, "n", what, 2, _MAX_POINTS)
         grid = np.linspace(0.0, 1.0, n)
     else:
+        if isinstance(at, (str, bytes)):
+            raise InvalidArgumentError(f"{what}: at must be a list of numbers, got {c.show(at)}")
         try:
             grid = np.asarray(at, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"{what}: at must be a list of numbers, got {at!r}") \
-                from None
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidArgumentError(
+                f"{what}: at must be a list of finite numbers, got {c.show(at)}"
+            ) from None
         if grid.ndim != 1 or grid.size == 0 or not np.isfinite(grid).all():
             raise InvalidArgumentError(f"{what}: at must be a non-empty list of finite "
-                                       f"numbers, got {at!r}")
+                                       f"numbers, got {c.show(at)}")
     ss = c.slice_set(df, slices, what)
     order = np.argsort(s, kind="stable")
     if w is None:
@@ -199,6 +208,22 @@ class ThresholdChoice:
         schema = {k: (pl.String if k == "target" else pl.Boolean if k == "met" else pl.Float64)
                   for k in row}
         return pl.DataFrame([row], schema=schema)
+
+    def to_arrow(self) -> pa.Table:
+        """The choice as a one-row ``pyarrow.Table`` (without polars: safe in a forked
+        child)."""
+        fields = [k for k in self.__dataclass_fields__ if k != "ci"]
+        types = {"target": pa.string(), "met": pa.bool_()}
+        return pa.table({k: pa.array([getattr(self, k)], types.get(k, pa.float64()))
+                         for k in fields})
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """The choice as a dict of one-element column lists (without polars)."""
+        return arrow_to_dict(self.to_arrow())
+
+    def to_json(self) -> str:
+        """The choice as JSON ``{"columns": [...], "rows": [{...}]}`` (without polars)."""
+        return arrow_to_json(self.to_arrow())
 
     def __repr__(self) -> str:
         rel = {"precision": ">=", "recall": ">=", "fpr": "<="}[self.target]
@@ -291,6 +316,10 @@ def threshold_for(
     target, goal_arg = given[0]
     argname = {"precision": "target_precision", "recall": "target_recall", "fpr": "max_fpr"}
     goal = c.probability_arg(goal_arg, argname[target], what)
+    if bootstrap is not None:
+        c.positive_int(bootstrap, "bootstrap", what, 2, MAX_BOOTSTRAP)
+    ci_arg(ci)
+    c.seed_arg(seed, what)
     df = c.load(data, what)
     y = c.labels(df, label, what)
     s = c.scores(df, score, what)
@@ -347,8 +376,10 @@ def threshold_for(
 # --------------------------------------------------------------------------------------------
 
 
-class SelectiveResult:
+class SelectiveResult(ArrowResult):
     """Risk-coverage curves and AURC per slice (from :func:`selective`).
+    ``to_arrow()``/``to_dict()``/``to_json()`` give ``table`` without polars (safe in a forked
+    child).
 
     Attributes
     ----------
@@ -363,11 +394,12 @@ class SelectiveResult:
     def __init__(self, table: pl.DataFrame, curve: pl.DataFrame) -> None:
         self.table = table
         self.curve = curve
+        self._arrow = frame_to_arrow(table)
 
     def __repr__(self) -> str:
         points = self.curve.height // max(1, self.table.height)
         return (f"assay.selective: risk-coverage over {points} coverages per slice "
-                f"(lower aurc is better)\n{self.table}")
+                f"(lower aurc is better)\n{escape_frame(self.table)}")
 
 
 def selective(
@@ -408,8 +440,8 @@ def selective(
     slices
         Slice specs as in :func:`assay.evaluate`; each slice has its own ranking.
     n : int
-        Points of the curve: coverages ``1/n, 2/n, ..., 1``. At coverage ``c`` a slice of
-        ``N`` rows keeps ``k = ceil(c N)`` rows.
+        Points of the curve, in [1, 1000000]: coverages ``1/n, 2/n, ..., 1``. At coverage
+        ``c`` a slice of ``N`` rows keeps ``k = ceil(c N)`` rows.
     threshold : float
         A row is predicted positive when ``score >= threshold``.
     confidence : str, optional
@@ -440,7 +472,7 @@ def selective(
     y = c.labels(df, label, what)
     p = c.scores(df, score, what, probability=confidence is None)
     c.not_empty(df.height, what)
-    npts = c.positive_int(n, "n", what)
+    npts = c.positive_int(n, "n", what, 1, _MAX_POINTS)
     thr = c.real_arg(threshold, "threshold", what)
     conf = np.maximum(p, 1.0 - p) if confidence is None else c.scores(
         df, confidence, what, role="confidence")

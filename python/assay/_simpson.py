@@ -10,15 +10,18 @@ import numpy as np
 import polars as pl
 
 from . import _common as c
+from ._text import escape, escape_frame
 from .errors import InvalidArgumentError
+from .report import ArrowResult, frame_to_arrow
 
 __all__ = ["simpson", "SimpsonResult"]
 
 _O, _G, _S, _W, _K = "__assay_o", "__assay_g", "__assay_s", "__assay_w", "__assay_k"
 
 
-class SimpsonResult:
-    """The outcome of :func:`simpson`.
+class SimpsonResult(ArrowResult):
+    """The outcome of :func:`simpson`. ``to_arrow()``/``to_dict()``/``to_json()`` give
+    ``table`` without polars (safe in a forked child).
 
     Attributes
     ----------
@@ -53,6 +56,7 @@ class SimpsonResult:
                  outcome: str) -> None:
         self.flagged = flagged
         self.table = table
+        self._arrow = frame_to_arrow(table)
         self.groups = groups
         self.aggregate_better = aggregate_better
         self.reversed_strata = reversed_strata
@@ -70,18 +74,19 @@ class SimpsonResult:
         rates = (f"{agg[f'{a}_rate']:.1%} for {a!r} vs {agg[f'{b}_rate']:.1%} for {b!r}"
                  if agg[f"{a}_rate"] is not None and agg[f"{b}_rate"] is not None else "")
         if self.aggregate_better is None:
-            head = f"no aggregate difference in {self.outcome} ({rates})"
+            head = f"no aggregate difference in {escape(self.outcome)} ({rates})"
         else:
             other = b if self.aggregate_better == a else a
-            strata = ", ".join(self.reversed_strata[:10]) + (
+            strata = ", ".join(escape(s) for s in self.reversed_strata[:10]) + (
                 " ..." if len(self.reversed_strata) > 10 else "")
-            head = (f"{self.aggregate_better!r} has the higher {self.outcome} rate on aggregate "
+            head = (f"{self.aggregate_better!r} has the higher {escape(self.outcome)} rate on "
+                    "aggregate "
                     f"({rates}), but {other!r} is better in {len(self.reversed_strata)} of "
                     f"{self.compared_strata} strata" + (f": {strata}" if strata else ""))
         verdict = "REVERSAL FLAGGED (Simpson's paradox)" if self.flagged else "no reversal"
         adj = "" if self.adjusted_delta is None else (
-            f"\nstratum-adjusted delta ({b} - {a}): {self.adjusted_delta:+.4g}")
-        return f"assay.simpson: {verdict}\n{head}{adj}\n{self.table}"
+            f"\nstratum-adjusted delta ({escape(b)} - {escape(a)}): {self.adjusted_delta:+.4g}")
+        return f"assay.simpson: {verdict}\n{head}{adj}\n{escape_frame(self.table)}"
 
 
 def simpson(
@@ -212,9 +217,10 @@ def simpson(
                 )
             order = domain
         else:
-            if isinstance(groups, str) or len(groups) != 2:
+            if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence) \
+                    or len(groups) != 2:
                 raise InvalidArgumentError(f"{what}: groups must be two values of {group!r}, "
-                                           f"got {groups!r}")
+                                           f"got {c.show(groups)}")
             order = [str(g) for g in groups]
             if order[0] == order[1]:
                 raise InvalidArgumentError(f"{what}: groups must be two different values")

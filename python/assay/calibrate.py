@@ -17,13 +17,16 @@ True
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from . import _native
-from .errors import InvalidArgumentError, InvalidInputError
+from ._args import bool_arg, int_arg, show
+from ._evaluate import MAX_BINS
+from .errors import AssayError, InvalidArgumentError, InvalidInputError
 
 __all__ = ["HistogramBinning", "Isotonic", "NotFittedError", "Platt", "Temperature"]
 
@@ -102,12 +105,35 @@ class _Recalibrator:
     def from_dict(cls, d: dict[str, Any]) -> Any:
         """Rebuild a fitted recalibrator from :meth:`to_dict` output (of any kind)."""
         kinds = {c.kind: c for c in (Platt, Isotonic, Temperature, HistogramBinning)}
+        if not isinstance(d, dict):
+            raise InvalidArgumentError(
+                f"from_dict needs the dict that to_dict() returned, got {type(d).__name__}"
+            )
         kind = d.get("kind")
-        if kind not in kinds or (cls is not _Recalibrator and kinds[kind] is not cls):
-            raise InvalidArgumentError(f"not a serialized {cls.__name__}: kind={kind!r}")
+        if not isinstance(kind, str) or kind not in kinds or (
+                cls is not _Recalibrator and kinds[kind] is not cls):
+            raise InvalidArgumentError(f"not a serialized {cls.__name__}: kind={show(kind)}")
         if d.get("version") != 1:
-            raise InvalidArgumentError(f"unknown serialization version {d.get('version')!r}")
-        return kinds[kind]._restore(d)
+            raise InvalidArgumentError(f"unknown serialization version {show(d.get('version'))}")
+        try:
+            obj = kinds[kind]._restore(d)
+            obj._check_params()
+        except AssayError:
+            raise
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise InvalidArgumentError(
+                f"not a valid serialized {kinds[kind].__name__}: {type(e).__name__}: {e}"
+            ) from e
+        return obj
+
+    def _check_params(self) -> None:
+        """Refuse restored parameters that are not finite numbers of the right shape."""
+        for key, v in self._fitted().items():
+            vals = v if isinstance(v, list) else [v]
+            if not all(math.isfinite(x) for x in vals):
+                raise InvalidArgumentError(
+                    f"not a valid serialized {type(self).__name__}: {key} must be finite"
+                )
 
     def _config(self) -> dict[str, Any]:
         return {}
@@ -124,6 +150,10 @@ class Platt(_Recalibrator):
     ``smoothing=True`` (default) uses Platt's regularized targets ``(N+ + 1) / (N+ + 2)`` and
     ``1 / (N- + 2)``, which keep the fit finite when the classes are separable.
 
+    Constant scores (every logit equal) leave the slope unidentifiable: the fit is then
+    intercept-only (``a = 0``), mapping every score to the weighted base rate (with
+    ``smoothing``, the mean of Platt's targets).
+
     >>> import numpy as np
     >>> from assay.calibrate import Platt
     >>> s, y = np.array([0.1, 0.3, 0.6, 0.8, 0.9]), np.array([0, 0, 1, 0, 1])
@@ -134,7 +164,7 @@ class Platt(_Recalibrator):
     kind = "platt"
 
     def __init__(self, smoothing: bool = True) -> None:
-        self.smoothing = bool(smoothing)
+        self.smoothing = bool_arg(smoothing, "smoothing", "Platt")
 
     def fit(self, scores: Any, labels: Any, sample_weight: Any = None) -> Platt:
         """Fit on probability scores in [0, 1] and 0/1 labels."""
@@ -172,9 +202,9 @@ class Isotonic(_Recalibrator):
                  out_of_bounds: Literal["clip", "nan", "raise"] = "clip") -> None:
         if out_of_bounds not in ("clip", "nan", "raise"):
             raise InvalidArgumentError(
-                f"out_of_bounds must be 'clip', 'nan' or 'raise', got {out_of_bounds!r}"
+                f"out_of_bounds must be 'clip', 'nan' or 'raise', got {show(out_of_bounds)}"
             )
-        self.increasing = bool(increasing)
+        self.increasing = bool_arg(increasing, "increasing", "Isotonic")
         self.out_of_bounds = out_of_bounds
 
     def fit(self, scores: Any, labels: Any, sample_weight: Any = None) -> Isotonic:
@@ -208,13 +238,25 @@ class Isotonic(_Recalibrator):
     def _restore(cls, d: dict[str, Any]) -> Isotonic:
         obj = cls(increasing=d.get("increasing", True),
                   out_of_bounds=d.get("out_of_bounds", "clip"))
-        obj._params = {"x": [float(v) for v in d["x"]], "y": [float(v) for v in d["y"]]}
+        x, y = [float(v) for v in d["x"]], [float(v) for v in d["y"]]
+        if not x or len(x) != len(y) or any(b < a for a, b in zip(x, x[1:], strict=False)):
+            raise InvalidArgumentError(
+                "not a valid serialized Isotonic: x and y must be equally long, non-empty, "
+                "and x sorted"
+            )
+        obj._params = {"x": x, "y": y}
         return obj
 
 
 class Temperature(_Recalibrator):
     """Temperature scaling (binary): ``p = sigmoid(logit(s) / T)`` with ``T`` minimizing the
-    log loss. ``T > 1`` softens over-confident scores."""
+    log loss. ``T > 1`` softens over-confident scores.
+
+    Temperature scaling only rescales the logit. On constant scores it fits when the score
+    can reach the weighted base rate that way (``T = logit(s) / logit(base rate)``: the score
+    is not 0.5 and lies on the same side of 0.5 as the base rate); otherwise ``fit`` raises
+    :class:`~assay.errors.InvalidInputError` saying why (use :class:`Platt`, which fits an
+    intercept)."""
 
     kind = "temperature"
 
@@ -237,21 +279,24 @@ class Temperature(_Recalibrator):
     @classmethod
     def _restore(cls, d: dict[str, Any]) -> Temperature:
         obj = cls()
-        obj._params = {"temperature": float(d["temperature"])}
+        t = float(d["temperature"])
+        if not t > 0:
+            raise InvalidArgumentError(
+                f"not a valid serialized Temperature: temperature must be > 0, got {t!r}"
+            )
+        obj._params = {"temperature": t}
         return obj
 
 
 class HistogramBinning(_Recalibrator):
-    """Histogram binning: ``n_bins`` equal-width bins over [0, 1] (left-closed, the last
-    closed), each mapped to the fraction of positives in it; an empty bin maps to its
-    midpoint."""
+    """Histogram binning: ``n_bins`` (in [1, 1000000]) equal-width bins over [0, 1]
+    (left-closed, the last closed), each mapped to the fraction of positives in it; an empty
+    bin maps to its midpoint."""
 
     kind = "histogram"
 
     def __init__(self, n_bins: int = 10) -> None:
-        if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-            raise InvalidArgumentError(f"n_bins must be a positive integer, got {n_bins!r}")
-        self.n_bins = int(n_bins)
+        self.n_bins = int_arg(n_bins, "n_bins", "HistogramBinning", 1, MAX_BINS)
 
     def fit(self, scores: Any, labels: Any, sample_weight: Any = None) -> HistogramBinning:
         """Fit on probability scores in [0, 1] and 0/1 labels."""
@@ -272,6 +317,12 @@ class HistogramBinning(_Recalibrator):
 
     @classmethod
     def _restore(cls, d: dict[str, Any]) -> HistogramBinning:
-        obj = cls(n_bins=int(d["n_bins"]))
-        obj._params = {"values": [float(v) for v in d["values"]]}
+        obj = cls(n_bins=d["n_bins"])
+        values = [float(v) for v in d["values"]]
+        if len(values) != obj.n_bins:
+            raise InvalidArgumentError(
+                f"not a valid serialized HistogramBinning: {len(values)} values for "
+                f"{obj.n_bins} bins"
+            )
+        obj._params = {"values": values}
         return obj

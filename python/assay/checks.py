@@ -29,13 +29,16 @@ import pyarrow as pa
 
 from . import _common as c
 from ._compare import _LOWER_IS_BETTER, _NO_DIRECTION, compare
-from ._evaluate import Bins, SliceLike, _is_found, bins, evaluate
+from ._evaluate import MAX_BOOTSTRAP, Bins, SliceLike, _is_found, bins, ci_arg, evaluate
+from ._text import escape, escape_frame
 from .errors import AssayError, InvalidArgumentError, ModelError, ModelOutputError, SchemaError
 from .noise import Noise
+from .report import ArrowResult, frame_to_arrow
 
 __all__ = ["CheckResult", "perturbation", "invariance", "directional"]
 
 _INPUTS = ("polars", "pandas", "arrow", "numpy")
+_MAX_REPEATS = 10_000  # perturbed copies of the data (each one is scored and kept)
 _CLEAN = "__assay_clean"
 _PERT = "__assay_perturbed"
 _ROW = "__assay_row"
@@ -46,8 +49,9 @@ _ROW = "__assay_row"
 # --------------------------------------------------------------------------------------------
 
 
-class CheckResult:
-    """The outcome of a behavioural check.
+class CheckResult(ArrowResult):
+    """The outcome of a behavioural check. ``to_arrow()``/``to_dict()``/``to_json()`` give
+    ``table`` without polars (safe in a forked child).
 
     Attributes
     ----------
@@ -76,6 +80,7 @@ class CheckResult:
                  judged: pl.DataFrame | None = None) -> None:
         self.check = check
         self.table = table
+        self._arrow = frame_to_arrow(table)
         self.limits = dict(limits)
         self.worst = worst
         self.comparison = comparison
@@ -102,12 +107,12 @@ class CheckResult:
         lim = ", ".join(f"{k} <= {v:g}" for k, v in self.limits.items()) or "none set"
         lines = [f"assay.checks.{self.check}: {verdict}"]
         if self.summary:
-            lines.append(self.summary)
+            lines.append(escape(self.summary))
         lines.append(f"limits: {lim}")
-        lines.append(str(self.table))
+        lines.append(str(escape_frame(self.table)))
         if not self.passed:
             lines.append("failures:")
-            lines.append(str(self.failures))
+            lines.append(str(escape_frame(self.failures)))
         return "\n".join(lines)
 
 
@@ -372,7 +377,8 @@ def perturbation(
     seed : int
         Seed of the perturbations (and of the bootstrap).
     repeats : int
-        Perturbed copies of the data. The perturbed metrics are computed on the copies pooled.
+        Perturbed copies of the data, in [1, 10000]. The perturbed metrics are computed on the
+        copies pooled.
     separately : bool
         Also perturb each column on its own (one more table block per column).
     weight : str, optional
@@ -443,9 +449,12 @@ def perturbation(
                 f"{type(f).__name__}"
             )
     seed = c.seed_arg(seed, what)
-    repeats = c.positive_int(repeats, "repeats", what)
-    c.real_arg(threshold, "threshold", what)
-    thr = float(threshold)
+    repeats = c.positive_int(repeats, "repeats", what, 1, _MAX_REPEATS)
+    separately = c.bool_arg(separately, "separately", what)
+    thr = c.real_arg(threshold, "threshold", what)
+    if bootstrap is not None:
+        bootstrap = c.positive_int(bootstrap, "bootstrap", what, 2, MAX_BOOTSTRAP)
+    ci = ci_arg(ci)
     flip_limit = _limit(max_flip_rate, "max_flip_rate", what)
     names = c.metric_names(metrics, what, None, ("accuracy", "roc_auc"))
     drop_limits: dict[str, float] = {}
@@ -879,7 +888,7 @@ def directional(
     ss = c.slice_set(df, slices, what)
 
     clean = scorer(df, "the original data")
-    moved = df.with_columns((pl.col(column) + delta).alias(column))
+    moved = df.with_columns((pl.col(column) + step).alias(column))
     s = scorer(moved, f"the data with {column} {step:+g}")
     has = (~col.is_null()).to_numpy()
     if col.dtype.is_float():

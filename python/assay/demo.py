@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ._args import U64_MAX, int_arg
+
 COUNTRIES = np.array(["BR", "DE", "IN", "JP", "MX", "NG", "US", "FR"])
 DEVICES = np.array(["desktop", "mobile", "tablet"])
 PLANS = np.array(["free", "basic", "pro"])
@@ -17,6 +19,8 @@ def make_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
     scores are too confident for ``country=NG`` and on ``device=tablet``, and it underestimates
     churn for new (young-account) users on the free plan.
     """
+    rows = int_arg(rows, "rows", "make_data", 1, None)
+    seed = int_arg(seed, "seed", "make_data", 0, U64_MAX)
     rng = np.random.default_rng(seed)
     country = rng.choice(COUNTRIES, rows, p=[0.14, 0.12, 0.18, 0.08, 0.1, 0.06, 0.24, 0.08])
     device = rng.choice(DEVICES, rows, p=[0.35, 0.55, 0.10])

@@ -102,8 +102,7 @@ def gaussian(scale: float, *, relative: bool = False, seed: int | None = None) -
     """
     what = "noise.gaussian"
     scale = c.real_arg(scale, "scale", what, minimum=0.0)
-    if not isinstance(relative, bool):
-        raise InvalidArgumentError(f"{what}: relative must be True or False, got {relative!r}")
+    relative = c.bool_arg(relative, "relative", what)
     seed = _seed(seed, what)
 
     def apply(col: Any, rng: np.random.Generator) -> Any:

@@ -8,9 +8,68 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from ._text import escape_frame
+
+
+def frame_to_arrow(df: pl.DataFrame) -> pa.Table:
+    """A polars frame as a ``pyarrow.Table``, kept by result objects at construction (while
+    polars is usable). Column names are exported through placeholders, because polars cannot
+    export a name holding a NUL byte (it would panic)."""
+    names = df.columns
+    if not any("\x00" in n for n in names):
+        return df.to_arrow()
+    tmp = df.rename({n: f"_{i}" for i, n in enumerate(names)})
+    return tmp.to_arrow().rename_columns(names)
+
+
+def arrow_to_dict(table: pa.Table) -> dict[str, list[Any]]:
+    """A table as a dict of column lists, by pyarrow alone (safe in a forked child)."""
+    return {name: table.column(i).to_pylist() for i, name in enumerate(table.column_names)}
+
+
+def arrow_to_json(table: pa.Table, **extra: Any) -> str:
+    """A table as JSON ``{"columns": [...], "rows": [{...}, ...], **extra}``, by pyarrow
+    alone."""
+    return json.dumps({"columns": table.column_names, "rows": table.to_pylist(), **extra})
+
+
+class ArrowResult:
+    """What every result object offers without polars: :meth:`to_arrow`, :meth:`to_dict`,
+    :meth:`to_json` and the Arrow PyCapsule stream, all read from Arrow data kept at
+    construction.
+
+    **Fork safety**: polars' thread pool does not survive ``fork()``, so a child forked after
+    the parent used polars can hang in any polars call (``.table.sort(...)``, ...). These
+    accessors never touch polars and work in such a child; or start child processes with the
+    ``"spawn"`` or ``"forkserver"`` method of :mod:`multiprocessing`.
+    """
+
+    _arrow: pa.Table
+
+    def to_arrow(self) -> pa.Table:
+        """The result table as a ``pyarrow.Table``."""
+        return self._arrow
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """The result table as a dict of column lists (without polars)."""
+        return arrow_to_dict(self._arrow)
+
+    def to_json(self) -> str:
+        """The result table as JSON: ``{"columns": [...], "rows": [{...}, ...]}`` (without
+        polars)."""
+        return arrow_to_json(self._arrow)
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        return self._arrow.__arrow_c_stream__(requested_schema)
+
 
 class Report:
     """Sliced metrics: one row per slice in :attr:`table`, long form in :meth:`long`.
+
+    ``to_arrow()``, ``to_dict()`` and ``to_json()`` read the Arrow result directly, without
+    polars, and the polars frames are built on first use: in a child process forked after the
+    parent used polars (whose thread pool does not survive ``fork()``), use those accessors,
+    or start children with the ``"spawn"``/``"forkserver"`` method.
 
     Attributes
     ----------
@@ -108,20 +167,20 @@ class Report:
         return self._arrow
 
     def to_dict(self) -> dict[str, list[Any]]:
-        """The table as a dict of column lists."""
-        return self.table.to_dict(as_series=False)
+        """The table as a dict of column lists (built from the Arrow data, without polars)."""
+        return arrow_to_dict(self._arrow)
 
     def to_json(self) -> str:
-        """The table as JSON: ``{"columns": [...], "rows": [{...}, ...], "dropped": k}``."""
-        return json.dumps(
-            {"columns": self.table.columns, "rows": self.table.to_dicts(), "dropped": self.dropped}
-        )
+        """The table as JSON: ``{"columns": [...], "rows": [{...}, ...], "dropped": k}`` (built
+        from the Arrow data, without polars)."""
+        return arrow_to_json(self._arrow, dropped=self.dropped)
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         return self._arrow.__arrow_c_stream__(requested_schema)
 
     def __repr__(self) -> str:
-        return f"assay.Report ({self.rows} rows, {self.dropped} dropped)\n{self.table}"
+        return (f"assay.Report ({self.rows} rows, {self.dropped} dropped)\n"
+                f"{escape_frame(self.table)}")
 
     def _repr_html_(self) -> str:
-        return self.table._repr_html_()
+        return escape_frame(self.table)._repr_html_()
