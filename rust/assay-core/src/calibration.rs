@@ -24,13 +24,13 @@ fn check_fit(x: &[f64], y: &[f64], w: Option<&[f64]>, what: &str) -> Result<()> 
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         return Err(crate::error::invalid(
             "scores",
-            format!("{what}: score {} at row {i} is not finite", x[i]),
+            format!("{what}: score {:?} at row {i} is not finite", x[i]),
         ));
     }
     if let Some(i) = y.iter().position(|v| *v != 0.0 && *v != 1.0) {
         return Err(crate::error::invalid(
             "labels",
-            format!("{what}: labels must be 0 or 1; found {} at row {i}", y[i]),
+            format!("{what}: labels must be 0 or 1; found {:?} at row {i}", y[i]),
         ));
     }
     if let Some(w) = w {

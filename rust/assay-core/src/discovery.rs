@@ -351,7 +351,7 @@ where
                     if !(e.is_finite() && *e >= 0.0) {
                         return Err(invalid(
                             name,
-                            format!("errors must be finite and >= 0; found {e} at row {row}"),
+                            format!("errors must be finite and >= 0; found {e:?} at row {row}"),
                         ));
                     }
                     out.push(Some(*e));
@@ -387,13 +387,15 @@ where
                     if yv != 0.0 && yv != 1.0 {
                         return Err(invalid(
                             lname,
-                            format!("labels must be 0 or 1 (or booleans); found {yv} at row {row}"),
+                            format!(
+                                "labels must be 0 or 1 (or booleans); found {yv:?} at row {row}"
+                            ),
                         ));
                     }
                     let e = match spec.error {
                         ErrorKind::LogLoss => {
                             if !(0.0..=1.0).contains(&pv) {
-                                return Err(invalid(sname, format!("score {pv} at row {row} is outside [0, 1]; error=\"log_loss\" needs probabilities")));
+                                return Err(invalid(sname, format!("score {pv:?} at row {row} is outside [0, 1]; error=\"log_loss\" needs probabilities")));
                             }
                             crate::fastmath::log_loss(yv == 1.0, pv)
                         }

@@ -347,7 +347,7 @@ fn update_piece<const LEAN: bool>(
         } else {
             return Err(invalid(
                 &spec.label,
-                format!("labels must be 0 or 1 (or booleans); found {y} at row {row}"),
+                format!("labels must be 0 or 1 (or booleans); found {y:?} at row {row}"),
             ));
         };
         if plan.need_probability {
@@ -356,7 +356,7 @@ fn update_piece<const LEAN: bool>(
                 if !(0.0..=1.0).contains(&s) {
                     return Err(invalid(
                         plan.score_names[m],
-                        format!("score {s} at row {row} is outside [0, 1]; log_loss, brier, the calibration metrics and auc=\"binned\" need probabilities"),
+                        format!("score {s:?} at row {row} is outside [0, 1]; log_loss, brier, the calibration metrics and auc=\"binned\" need probabilities"),
                     ));
                 }
             }
@@ -370,7 +370,7 @@ fn update_piece<const LEAN: bool>(
                     let shown = if wnulls.as_ref().is_some_and(|n| n.is_null(i)) {
                         "null".to_string()
                     } else {
-                        v.to_string()
+                        format!("{v:?}")
                     };
                     return Err(invalid(
                         name,

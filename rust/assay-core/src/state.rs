@@ -83,8 +83,8 @@ impl WeightScale {
     /// weights of the first batch for float64 sums.
     pub fn out_of_range(&self, w: f64, row: u64) -> String {
         format!(
-            "weight {w} at row {row} is too far from the first weights read (the largest was \
-             {}): weights whose ratio exceeds the float64 range (about 1e308) cannot be summed \
+            "weight {w:?} at row {row} is too far from the first weights read (the largest was \
+             {:?}): weights whose ratio exceeds the float64 range (about 1e308) cannot be summed \
              together; rescale or clip the weights",
             self.reference
         )
