@@ -162,16 +162,63 @@ pub fn run_job<T: Send>(
     poll: &mut dyn FnMut() -> bool,
     job: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
+    run_job_fed(poll, &mut || None::<()>, |_fed| job())
+}
+
+/// Batches a fed job may have in flight between the calling thread and the job thread.
+const FEED_DEPTH: usize = 2;
+
+/// The input of a job fed by its calling thread ([`run_job_fed`]): an iterator that blocks
+/// until the calling thread hands over the next item, and ends when the input ends (or the
+/// job was asked to stop). Nothing is read before the job asks for its first item, so a job
+/// that fails its checks leaves a one-shot input unread.
+pub struct Fed<B> {
+    items: std::sync::mpsc::Receiver<B>,
+    want: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl<B> Iterator for Fed<B> {
+    type Item = B;
+
+    fn next(&mut self) -> Option<B> {
+        if let Some(want) = self.want.take() {
+            let _ = want.send(());
+        }
+        self.items.recv().ok()
+    }
+}
+
+/// Like [`run_job`], but the job's input is produced on the calling thread: `next` is called
+/// there, item by item, and the items reach the job through a bounded channel ([`Fed`]).
+///
+/// Why: an input may be a Python generator (or a reader over a thread-bound resource such as
+/// a sqlite connection). Pulled on the calling thread (Python's main thread), it runs where
+/// its author expects, and Ctrl-C interrupts it where it blocks (Python raises
+/// `KeyboardInterrupt` inside it); pulled on the job thread, a blocked generator could not be
+/// interrupted at all. `poll` is called between items (at most every [`POLL_PERIOD`]) and,
+/// once the input has ended, every [`POLL_PERIOD`] while the job finishes.
+pub fn run_job_fed<T: Send, B: Send>(
+    poll: &mut dyn FnMut() -> bool,
+    next: &mut dyn FnMut() -> Option<B>,
+    job: impl FnOnce(Fed<B>) -> Result<T> + Send,
+) -> Result<T> {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let interrupt = Interrupt::new();
     let (tx, rx) = std::sync::mpsc::channel::<Result<T>>();
+    let (feed, items) = std::sync::mpsc::sync_channel::<B>(FEED_DEPTH);
+    let (want, wanted) = std::sync::mpsc::channel::<()>();
+    let ended = || AssayError::Internal("the job thread ended without a result".into());
     let result = std::thread::scope(|scope| {
         let flag = interrupt.clone();
+        let fed = Fed {
+            items,
+            want: Some(want),
+        };
         let spawned = std::thread::Builder::new()
             .name("assay-job".into())
             .stack_size(JOB_STACK)
             .spawn_scoped(scope, move || {
-                let out = flag.enter(|| catch_panic(job));
-                // The receiver outlives the scope: this send cannot fail.
+                let out = flag.enter(|| catch_panic(|| job(fed)));
                 let _ = tx.send(out);
             });
         if let Err(e) = spawned {
@@ -179,19 +226,53 @@ pub fn run_job<T: Send>(
                 "could not start the job thread: {e}"
             )));
         }
+        // Until the job asks for its first item (or drops its input unread).
+        let mut feed = loop {
+            match wanted.recv_timeout(POLL_PERIOD) {
+                Ok(()) => break Some(feed),
+                Err(RecvTimeoutError::Disconnected) => break None,
+                Err(RecvTimeoutError::Timeout) => {
+                    if !interrupt.is_set() && poll() {
+                        interrupt.trigger();
+                        break None; // the job sees the end of its input, then the flag
+                    }
+                }
+            }
+        };
+        let mut polled = std::time::Instant::now();
         loop {
+            if let Some(sender) = &feed {
+                match rx.try_recv() {
+                    Ok(out) => return out,
+                    Err(TryRecvError::Disconnected) => return Err(ended()),
+                    Err(TryRecvError::Empty) => {}
+                }
+                // The send blocks while the job is busy with the items before it; it fails
+                // once the job stopped reading (it returned), and then the input is left.
+                let more = match next() {
+                    Some(item) => sender.send(item).is_ok(),
+                    None => false,
+                };
+                if !more {
+                    feed = None;
+                }
+                if polled.elapsed() >= POLL_PERIOD {
+                    polled = std::time::Instant::now();
+                    if !interrupt.is_set() && poll() {
+                        interrupt.trigger();
+                        feed = None;
+                    }
+                }
+                continue;
+            }
             match rx.recv_timeout(POLL_PERIOD) {
                 Ok(out) => return out,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(RecvTimeoutError::Timeout) => {
                     if !interrupt.is_set() && poll() {
                         interrupt.trigger();
                     }
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(AssayError::Internal(
-                        "the job thread ended without a result".into(),
-                    ))
-                }
+                Err(RecvTimeoutError::Disconnected) => return Err(ended()),
             }
         }
     });
@@ -290,6 +371,56 @@ mod tests {
         );
         assert_eq!(out, Err(AssayError::Interrupted));
         assert_eq!(polls, 2);
+    }
+
+    #[test]
+    fn a_fed_job_gets_every_item_in_order_and_nothing_is_read_before_it_asks() {
+        let mut pulled = 0u32;
+        let out = run_job_fed(
+            &mut || false,
+            &mut || {
+                pulled += 1;
+                (pulled <= 1000).then_some(pulled)
+            },
+            |fed| Ok(fed.collect::<Vec<u32>>()),
+        );
+        assert_eq!(out, Ok((1..=1000).collect::<Vec<u32>>()));
+
+        // A job that fails before reading leaves its input untouched.
+        let mut pulled = 0u32;
+        let out: Result<()> = run_job_fed(
+            &mut || false,
+            &mut || {
+                pulled += 1;
+                Some(pulled)
+            },
+            |_fed| Err(AssayError::InvalidArgument("bad spec".into())),
+        );
+        assert!(matches!(out, Err(AssayError::InvalidArgument(_))));
+        assert_eq!(pulled, 0);
+
+        // A job that stops reading early: the feeding stops too (no endless input).
+        let out = run_job_fed(&mut || false, &mut || Some(1u8), |fed| {
+            Ok(fed.take(5).count())
+        });
+        assert_eq!(out, Ok(5));
+    }
+
+    #[test]
+    fn an_interrupt_while_feeding_ends_the_input_and_reports_the_interrupt() {
+        let mut polls = 0;
+        let out: Result<usize> = run_job_fed(
+            &mut || {
+                polls += 1;
+                polls >= 2
+            },
+            &mut || {
+                std::thread::sleep(Duration::from_millis(5));
+                Some(0u8)
+            },
+            |fed| Ok(fed.count()),
+        );
+        assert_eq!(out, Err(AssayError::Interrupted));
     }
 
     #[test]

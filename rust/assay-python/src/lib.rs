@@ -12,6 +12,7 @@ mod stream;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use arrow_schema::SchemaRef;
 use assay_core::calibration;
 use assay_core::discovery::{discover_slices as run_discovery, DiscoverySpec, ErrorKind, Method};
 use assay_core::engine::{evaluate as run_evaluate, AucMode, CompareSpec, EvalSpec, NanPolicy};
@@ -103,6 +104,37 @@ fn run_detached<T: Send>(
     }
     out.map_err(|e| to_py(py, e))
 }
+
+/// Like [`run_detached`] for a job that reads `stream`: the stream is pulled on the calling
+/// thread (see `runtime::run_job_fed`) and its batches are handed to the job, so a Python
+/// generator behind the stream runs on Python's main thread, where Ctrl-C can interrupt it.
+fn run_streamed<T: Send>(
+    py: Python<'_>,
+    mut stream: Stream,
+    job: impl FnOnce(SchemaRef, runtime::Fed<BatchItem>) -> Result<T, AssayError> + Send,
+) -> PyResult<T> {
+    let schema = stream.schema();
+    let mut signal: Option<PyErr> = None;
+    let out = py.detach(|| {
+        let mut poll = || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    signal = Some(e);
+                    true
+                }
+            })
+        };
+        runtime::run_job_fed(&mut poll, &mut || stream.next(), |fed| job(schema, fed))
+    });
+    if let Some(e) = signal {
+        return Err(e);
+    }
+    out.map_err(|e| to_py(py, e))
+}
+
+/// One item of a checked stream.
+type BatchItem = Result<arrow_array::RecordBatch, arrow_schema::ArrowError>;
 
 /// The checked Arrow stream of `data` (anything with `__arrow_c_stream__`).
 fn import_stream(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Stream> {
@@ -212,8 +244,7 @@ fn evaluate<'py>(
         read.extend(spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref()));
         read.extend(spec.slices.iter().flatten().map(|f| f.column()));
         let reader = import_stream(py, &data)?.reading(read);
-        let ev = run_detached(py, move || {
-            let schema = reader.schema();
+        let ev = run_streamed(py, reader, move |schema, reader| {
             run_evaluate(schema, reader, &spec, &runtime::interrupted)
         })?;
         let table = PyRecordBatch::new(ev.report.table).into_pyarrow(py)?;
@@ -271,33 +302,36 @@ fn bin_edges(
             }
         };
         let reader = import_stream(py, &data)?.reading([column.as_str()]);
-        run_detached(py, move || -> Result<Vec<f64>, AssayError> {
-            let schema = reader.schema();
-            let idx = column_index(&schema, &column)?;
-            assay_core::input::check_numeric_type(
-                &column,
-                "a binned column",
-                schema.field(idx).data_type(),
-            )?;
-            let mut values = Vec::new();
-            for (i, batch) in reader.enumerate() {
-                runtime::check()?;
-                let batch = batch?;
-                check_batch(&schema, &batch, i)?;
-                let array = batch.column(idx);
-                let mut buf = Vec::new();
-                let v = f64_values(array, 0, array.len(), &mut buf);
-                let nulls = validity(array);
-                values.extend(v.iter().enumerate().map(|(i, x)| {
-                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                        f64::NAN
-                    } else {
-                        *x
-                    }
-                }));
-            }
-            core_bin_edges(&values, n, strategy, &column)
-        })
+        run_streamed(
+            py,
+            reader,
+            move |schema, reader| -> Result<Vec<f64>, AssayError> {
+                let idx = column_index(&schema, &column)?;
+                assay_core::input::check_numeric_type(
+                    &column,
+                    "a binned column",
+                    schema.field(idx).data_type(),
+                )?;
+                let mut values = Vec::new();
+                for (i, batch) in reader.enumerate() {
+                    runtime::check()?;
+                    let batch = batch?;
+                    check_batch(&schema, &batch, i)?;
+                    let array = batch.column(idx);
+                    let mut buf = Vec::new();
+                    let v = f64_values(array, 0, array.len(), &mut buf);
+                    let nulls = validity(array);
+                    values.extend(v.iter().enumerate().map(|(i, x)| {
+                        if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                            f64::NAN
+                        } else {
+                            *x
+                        }
+                    }));
+                }
+                core_bin_edges(&values, n, strategy, &column)
+            },
+        )
     })
 }
 
@@ -404,8 +438,7 @@ fn discover_slices<'py>(
             read.push(c);
         }
         let reader = import_stream(py, &data)?.reading(read);
-        let d = run_detached(py, move || {
-            let schema = reader.schema();
+        let d = run_streamed(py, reader, move |schema, reader| {
             run_discovery(schema, reader, &spec, &runtime::interrupted)
         })?;
         let table = PyRecordBatch::new(d.table).into_pyarrow(py)?;
@@ -427,41 +460,41 @@ fn slice_rows<'py>(
     guarded(py, || {
         let specs = slice_specs(slices);
         let reader = import_stream(py, &data)?.reading(specs.iter().flatten().map(|f| f.column()));
-        let (ids, described) = run_detached(py, move || -> Result<_, AssayError> {
-            let schema = reader.schema();
-            let mut slicer = assay_core::slicing::Slicer::new(&schema, &specs)?;
-            // A pool per call, as every job: the global pool does not survive fork().
-            let pool = assay_core::engine::job_pool(None)?;
-            let mut ids: Vec<Vec<u32>> = vec![Vec::new(); specs.len()];
-            for (i, batch) in reader.enumerate() {
-                runtime::check()?;
-                let batch = batch?;
-                check_batch(&schema, &batch, i)?;
-                for (all, part) in ids
-                    .iter_mut()
-                    .zip(pool.install(|| slicer.encode_batch(&batch))?)
-                {
-                    all.extend_from_slice(&part);
-                }
-            }
-            let described: Vec<Vec<(u32, String)>> = (0..specs.len())
-                .map(|s| {
-                    let mut seen = vec![false; slicer.n_ids(s)];
-                    for id in &ids[s] {
-                        if let Some(x) = seen.get_mut(*id as usize) {
-                            *x = true;
-                        }
+        let (ids, described) =
+            run_streamed(py, reader, move |schema, reader| -> Result<_, AssayError> {
+                let mut slicer = assay_core::slicing::Slicer::new(&schema, &specs)?;
+                // A pool per call, as every job: the global pool does not survive fork().
+                let pool = assay_core::engine::job_pool(None)?;
+                let mut ids: Vec<Vec<u32>> = vec![Vec::new(); specs.len()];
+                for (i, batch) in reader.enumerate() {
+                    runtime::check()?;
+                    let batch = batch?;
+                    check_batch(&schema, &batch, i)?;
+                    for (all, part) in ids
+                        .iter_mut()
+                        .zip(pool.install(|| slicer.encode_batch(&batch))?)
+                    {
+                        all.extend_from_slice(&part);
                     }
-                    slicer
-                        .ordered_ids(s, |id| seen.get(id as usize).copied().unwrap_or(false))
-                        .into_iter()
-                        .map(|id| (id, slicer.describe(s, id).label))
-                        .collect()
-                })
-                .collect();
-            runtime::check()?;
-            Ok((ids, described))
-        })?;
+                }
+                let described: Vec<Vec<(u32, String)>> = (0..specs.len())
+                    .map(|s| {
+                        let mut seen = vec![false; slicer.n_ids(s)];
+                        for id in &ids[s] {
+                            if let Some(x) = seen.get_mut(*id as usize) {
+                                *x = true;
+                            }
+                        }
+                        slicer
+                            .ordered_ids(s, |id| seen.get(id as usize).copied().unwrap_or(false))
+                            .into_iter()
+                            .map(|id| (id, slicer.describe(s, id).label))
+                            .collect()
+                    })
+                    .collect();
+                runtime::check()?;
+                Ok((ids, described))
+            })?;
         ids.into_iter()
             .zip(described)
             .map(|(v, d)| {
