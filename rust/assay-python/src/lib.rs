@@ -86,23 +86,7 @@ fn run_detached<T: Send>(
     py: Python<'_>,
     job: impl FnOnce() -> Result<T, AssayError> + Send,
 ) -> PyResult<T> {
-    let mut signal: Option<PyErr> = None;
-    let out = py.detach(|| {
-        let mut poll = || {
-            Python::attach(|py| match py.check_signals() {
-                Ok(()) => false,
-                Err(e) => {
-                    signal = Some(e);
-                    true
-                }
-            })
-        };
-        runtime::run_job(&mut poll, job)
-    });
-    if let Some(e) = signal {
-        return Err(e);
-    }
-    out.map_err(|e| to_py(py, e))
+    with_signal_poll(py, |poll| runtime::run_job(poll, job))
 }
 
 /// Like [`run_detached`] for a job that reads `stream`: the stream is pulled on the calling
@@ -114,6 +98,20 @@ fn run_streamed<T: Send>(
     job: impl FnOnce(SchemaRef, runtime::Fed<BatchItem>) -> Result<T, AssayError> + Send,
 ) -> PyResult<T> {
     let schema = stream.schema();
+    with_signal_poll(py, |poll| {
+        runtime::run_job_fed(poll, &mut || stream.next(), |fed| job(schema, fed))
+    })
+}
+
+/// Runs `run` with the GIL released, handing it a poll of Python's signal handlers (true once
+/// a handler raised); that exception, if any, is what the call raises.
+fn with_signal_poll<T>(
+    py: Python<'_>,
+    run: impl FnOnce(&mut dyn FnMut() -> bool) -> Result<T, AssayError> + Send,
+) -> PyResult<T>
+where
+    T: Send,
+{
     let mut signal: Option<PyErr> = None;
     let out = py.detach(|| {
         let mut poll = || {
@@ -125,7 +123,7 @@ fn run_streamed<T: Send>(
                 }
             })
         };
-        runtime::run_job_fed(&mut poll, &mut || stream.next(), |fed| job(schema, fed))
+        run(&mut poll)
     });
     if let Some(e) = signal {
         return Err(e);
