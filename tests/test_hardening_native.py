@@ -7,6 +7,7 @@ that they exercise the native checks and not the Python facade's producer-side w
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,249 @@ def test_null_and_dictionary_columns_pass_the_checks():
     assert table.num_rows == 3
 
 
+# --- malformed C streams: null buffers and children (built by hand, in a child process) ---
+
+# An Arrow C stream of one batch whose exported array is edited (a buffer or child pointer
+# set to NULL) before the consumer sees it: the C data interface structs per the spec,
+# wrapped in an "arrow_array_stream" capsule. A crash of the child fails the test.
+_C_STREAM = textwrap.dedent("""
+    import ctypes, sys
+    from ctypes import POINTER, CFUNCTYPE, c_char_p, c_int, c_int64, c_void_p
+    import numpy as np
+    import pyarrow as pa
+    import assay
+    from assay import _native
+
+    class Schema(ctypes.Structure):
+        pass
+
+    Schema._fields_ = [("format", c_char_p), ("name", c_char_p), ("metadata", c_char_p),
+                       ("flags", c_int64), ("n_children", c_int64),
+                       ("children", POINTER(POINTER(Schema))), ("dictionary", POINTER(Schema)),
+                       ("release", c_void_p), ("private_data", c_void_p)]
+
+    class Array(ctypes.Structure):
+        pass
+
+    Array._fields_ = [("length", c_int64), ("null_count", c_int64), ("offset", c_int64),
+                      ("n_buffers", c_int64), ("n_children", c_int64),
+                      ("buffers", POINTER(c_void_p)), ("children", POINTER(POINTER(Array))),
+                      ("dictionary", POINTER(Array)), ("release", c_void_p),
+                      ("private_data", c_void_p)]
+
+    class Stream(ctypes.Structure):
+        pass
+
+    GET_SCHEMA = CFUNCTYPE(c_int, POINTER(Stream), POINTER(Schema))
+    GET_NEXT = CFUNCTYPE(c_int, POINTER(Stream), POINTER(Array))
+    GET_LAST_ERROR = CFUNCTYPE(c_char_p, POINTER(Stream))
+    RELEASE = CFUNCTYPE(None, POINTER(Stream))
+    RELEASE_ARRAY = CFUNCTYPE(None, POINTER(Array))
+    Stream._fields_ = [("get_schema", GET_SCHEMA), ("get_next", GET_NEXT),
+                       ("get_last_error", GET_LAST_ERROR), ("release", RELEASE),
+                       ("private_data", c_void_p)]
+    capsule = ctypes.pythonapi.PyCapsule_New
+    capsule.restype = ctypes.py_object
+    capsule.argtypes = [c_void_p, c_char_p, c_void_p]
+    NAME = b"arrow_array_stream"
+    KEEP = []
+
+    class Edited:
+        def __init__(self, batch, edit):
+            self.sent = False
+
+            def get_schema(_s, out):
+                batch.schema._export_to_c(ctypes.addressof(out.contents))
+                return 0
+
+            def get_next(_s, out):
+                if not self.sent:
+                    self.sent = True
+                    batch._export_to_c(ctypes.addressof(out.contents))
+                    edit(out.contents)
+                return 0
+
+            def release(s):
+                s.contents.release = RELEASE()
+
+            self.callbacks = (GET_SCHEMA(get_schema), GET_NEXT(get_next),
+                              GET_LAST_ERROR(lambda _s: None), RELEASE(release))
+            self.stream = Stream(*self.callbacks, None)
+
+        def __arrow_c_stream__(self, requested_schema=None):
+            return capsule(ctypes.addressof(self.stream), NAME, None)
+
+    def without_children(a):
+        # The producer's release follows the children: put them back before it runs.
+        children, release = ctypes.cast(a.children, c_void_p).value, a.release
+
+        def restore(p):
+            p.contents.children = ctypes.cast(children, POINTER(POINTER(Array)))
+            p.contents.release = release
+            RELEASE_ARRAY(release)(p)
+
+        KEEP.append(RELEASE_ARRAY(restore))
+        a.release = ctypes.cast(KEEP[-1], c_void_p).value
+        a.children = None
+
+    def longer_buffer_list(a):
+        KEEP.append((c_void_p * 3)(a.buffers[0], None, None))
+        a.n_buffers = 3
+        a.buffers = ctypes.cast(KEEP[-1], POINTER(c_void_p))
+
+    def no_data_buffers(a):
+        # pyarrow exports short strings with one empty data buffer: none, and a null list of
+        # their sizes.
+        column(a).n_buffers = 3
+        column(a).buffers[2] = None
+
+    n = 6
+    y, p = pa.array([0, 1] * 3), pa.array(np.linspace(0, 1, n))
+    text = ["a" * 40, "bb" * 30, "c", "", "e", "f"]
+    union = pa.UnionArray.from_sparse(pa.array([0, 1] * 3, pa.int8()),
+                                      [pa.array(range(n)), pa.array(["x"] * n)])
+    dense = pa.UnionArray.from_dense(pa.array([0, 1] * 3, pa.int8()),
+                                     pa.array([0, 0, 1, 1, 2, 2], pa.int32()),
+                                     [pa.array(range(3)), pa.array(["x"] * 3)])
+    columns = {
+        "utf8": pa.array(text), "large_utf8": pa.array(text, pa.large_string()),
+        "binary": pa.array(text, pa.binary()), "view": pa.array(text, pa.string_view()),
+        "dict": pa.array(["a", "b"] * 3).dictionary_encode(),
+        "nulls": pa.array([0.1, None, 0.3, None, 0.5, 0.6]),
+        "list": pa.array([[1], [2, 3], [], [4], [5], [6]]), "union": union, "dense": dense,
+        "empty": pa.array([""] * n), "short": pa.array(["a", "b"] * 3, pa.string_view()),
+    }
+    column = lambda a: a.children[2].contents
+    def null_buffer(i, of=column):
+        return lambda a: of(a).buffers.__setitem__(i if i >= 0 else of(a).n_buffers + i, None)
+    edits = {
+        "valid": lambda a: None,
+        "utf8 offsets": null_buffer(1), "utf8 data": null_buffer(2),
+        "large_utf8 offsets": null_buffer(1), "binary offsets": null_buffer(1),
+        "view views": null_buffer(1), "view sizes": null_buffer(-1),
+        "dict keys": null_buffer(1),
+        "dict values offsets": null_buffer(1, lambda a: column(a).dictionary.contents),
+        "nulls validity": null_buffer(0), "list offsets": null_buffer(1),
+        "list child buffer": null_buffer(1, lambda a: column(a).children[0].contents),
+        "union type ids": null_buffer(0), "dense offsets": null_buffer(1),
+        "union children": lambda a: without_children(column(a)),
+        # Buffers that hold nothing may be left out: the bytes of empty strings, the sizes of
+        # a view array's data buffers when it has none.
+        "empty utf8 data": null_buffer(2), "short view sizes": no_data_buffers,
+        "batch buffers": longer_buffer_list,
+    }
+    case = sys.argv[1]
+    names = [c for c in columns if case.startswith(c)] or list(columns)
+    for name in names:
+        batch = pa.record_batch([y, p, columns[name]], names=["y", "p", "c"])
+        try:
+            out = _native.evaluate(Edited(batch, edits[case]), "y", "p", None, 0.5, [],
+                                   ["accuracy"], 0, "raise", None, None)
+            print("ok", name, out[0].column("accuracy")[0].as_py(), flush=True)
+        except assay.AssayError as e:
+            print(type(e).__name__, name, e, flush=True)
+""")
+
+
+def _run_c_stream_case(case: str) -> subprocess.CompletedProcess[str]:
+    # The child imports the assay this process imported (not another installed copy).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(assay.__file__)))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, ASSAY_ALLOW_DEBUG_BUILD="1", PYTHONPATH=path, RUST_BACKTRACE="0")
+    return subprocess.run([sys.executable, "-c", _C_STREAM, case], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_a_hand_made_c_stream_with_every_layout_evaluates():
+    # The harness of the tests below, unedited: each column type passes the checks.
+    for case, columns in [("valid", 11), ("empty utf8 data", 1), ("short view sizes", 1)]:
+        out = _run_c_stream_case(case)
+        assert out.returncode == 0, (out.returncode, out.stdout, out.stderr)
+        lines = out.stdout.splitlines()
+        assert len(lines) == columns and all(line.startswith("ok") for line in lines), out.stdout
+        assert all(line.endswith(str(2 / 3)) for line in lines), out.stdout
+
+
+@pytest.mark.parametrize(("case", "what"), [
+    # Read by the importer before it looks at the pointer: a crash, not an error.
+    ("view sizes", r"buffer 3 is null although the array has 6 values"),
+    ("utf8 offsets", r"buffer 1 is null"),
+    # (Its size is the last offset: the importer checks it.)
+    ("utf8 data", r"buffer at position 2 is null"),
+    ("large_utf8 offsets", r"buffer 1 is null"),
+    ("binary offsets", r"buffer 1 is null"),
+    ("view views", r"buffer 1 is null"),
+    ("dict keys", r"buffer 1 is null"),
+    ("dict values offsets", r"buffer 1 is null although the array has 2 values"),
+    ("list offsets", r"buffer 1 is null"),
+    ("list child buffer", r"buffer 1 is null"),
+    ("union type ids", r"buffer 0 is null"),
+    ("dense offsets", r"buffer 1 is null"),
+    ("union children", r"child array 0 is missing"),
+    # No crash, but the nulls would silently become values.
+    ("nulls validity", r"validity buffer is null although it reports 2 nulls"),
+    ("batch buffers", r"the batch's struct array: it carries 3 buffers where that type has 1"),
+])
+def test_a_c_stream_with_a_missing_buffer_or_child_is_a_schema_error(case, what):
+    out = _run_c_stream_case(case)
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr)
+    line = out.stdout.strip()
+    assert line.startswith("SchemaError "), out.stdout
+    assert "does not match the stream's declared schema" in line
+    assert re.search(what, line), line
+    if case not in ("batch buffers", "utf8 data"):
+        assert 'column "c" is declared' in line, line
+
+
+# --- weights that the job's scale factor would make subnormal -----------------------------
+
+def _weighted(scales: list[float], n: int = 40) -> pa.Table:
+    rng = np.random.default_rng(1)
+    return pa.Table.from_batches([
+        pa.record_batch([pa.array(rng.integers(0, 2, n)), pa.array(rng.random(n)),
+                         pa.array(rng.uniform(0.5, 1.0, n) * s)], names=["y", "p", "w"])
+        for s in scales])
+
+
+@pytest.mark.parametrize("metrics", [["accuracy"], ["roc_auc", "accuracy", "log_loss"]])
+@pytest.mark.parametrize("slices", [[], [[("y", None)]]])
+def test_a_weight_the_scale_makes_subnormal_is_refused(metrics, slices):
+    def run(t: pa.Table):
+        out, *_ = _native.evaluate(t, "y", "p", "w", 0.5, slices, metrics, 0, "raise", None,
+                                   None)
+        return out.column("accuracy")[0].as_py()
+
+    def weighted_accuracy(t: pa.Table) -> float:
+        y, p, w = (t.column(c).to_numpy() for c in ("y", "p", "w"))
+        return float(np.sum(w * (y == (p >= 0.5))) / np.sum(w))
+
+    # The first batch fixes the factor (2^-996); 1e-20 times it is subnormal (about 1e-320):
+    # its value would be lost silently.
+    with pytest.raises(assay.InvalidInputError, match=r"weight [0-9.e-]+ at row 40 is too far "
+                                                      r"from the first weights read") as info:
+        run(_weighted([1e300, 1e-20]))
+    assert info.value.column == "w"
+    # Far apart but within the float64 range of ratios: kept, and exact.
+    t = _weighted([1e300, 1e-5])
+    assert run(t) == pytest.approx(weighted_accuracy(t), rel=1e-12)
+    # The same rows with weights near 1: nothing is scaled.
+    t = _weighted([1.0, 1.0])
+    assert run(t) == pytest.approx(weighted_accuracy(t), rel=1e-12)
+    # Unscaled, a subnormal weight is the user's own value, summed as it is.
+    t = _weighted([1.0, 1e-310])
+    assert run(t) == pytest.approx(weighted_accuracy(t), rel=1e-12)
+
+
+def test_a_fit_refuses_a_weight_the_scale_makes_subnormal():
+    s, y = pa.array([0.1, 0.4, 0.6, 0.9]), pa.array([0.0, 1.0, 0.0, 1.0])
+    with pytest.raises(assay.InvalidInputError, match=r"HistogramBinning.fit: weight 1e-20 at "
+                                                      r"row 1 is too far"):
+        _native.histogram_fit(s, y, pa.array([1e300, 1e-20, 1e300, 1e300]), 2)
+    far = _native.histogram_fit(s, y, pa.array([1e300, 1e-5, 1e300, 1e300]), 2)
+    near = _native.histogram_fit(s, y, pa.array([1.0, 1e-305, 1.0, 1.0]), 2)
+    assert far == pytest.approx(near, rel=1e-12)
+
+
 # --- duplicate column names --------------------------------------------------------------
 
 def test_duplicate_column_names_are_a_schema_error():
@@ -181,9 +425,11 @@ def test_bin_counts_are_bounded_before_allocating():
     t = pa.table({"p": np.linspace(0, 1, 3000)})
     with pytest.raises(assay.InvalidArgumentError, match="at most"):
         _native.bin_edges(t, "p", 10**9, "quantile")
-    with pytest.raises(assay.InvalidArgumentError, match="at most 3000"):
-        _native.bin_edges(t, "p", 3001, "quantile")
-    assert len(_native.bin_edges(t, "p", 3000, "quantile")) == 3001
+    # More quantile bins than values is fine (numpy's interpolated quantiles): only memory
+    # bounds the count.
+    values = np.linspace(0, 1, 3000)
+    edges = _native.bin_edges(t, "p", 3001, "quantile")
+    assert edges == pytest.approx(np.quantile(values, np.linspace(0, 1, 3002)), abs=1e-15)
     with pytest.raises(assay.InvalidArgumentError, match="at most 1000000"):
         _native.bin_edges(t, "p", 10**7, "uniform")
     edges = _native.bin_edges(t, "p", 4, "uniform")
@@ -261,3 +507,30 @@ def test_ctrl_c_during_the_bootstrap_walk_is_seen_promptly():
     assert out.startswith("interrupted"), out
     # Prompt, not "at the end of the job": a generous bound for a loaded machine.
     assert waited < 5.0, waited
+
+
+# --- the source's guard around the native call --------------------------------------------
+
+def test_an_interrupt_of_the_native_call_is_not_replaced_by_the_sources_error():
+    from assay._input import StreamGuard
+
+    guard = StreamGuard("the input")
+    source_error = ValueError("the producer failed")
+    # The native call stopped by Ctrl-C after the source had failed: the interrupt wins.
+    with pytest.raises(KeyboardInterrupt) as info, guard:
+        guard.fail(source_error, 3)
+        raise KeyboardInterrupt
+    assert info.value.__cause__ is None
+    # An ordinary native error after the source failed: the source's error, typed.
+    with pytest.raises(assay.InvalidInputError, match="reading the input failed at batch 3: "
+                                                      "ValueError: the producer failed") as err:
+        with guard:
+            guard.fail(source_error, 3)
+            raise assay.AssayError("the stream ended early")
+    assert err.value.__cause__ is source_error
+    # The source itself interrupted: its KeyboardInterrupt, whatever the native call raised.
+    interrupt = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt) as info, guard:
+        guard.fail(interrupt, 1)
+        raise assay.AssayError("reading batch 1 of the input failed")
+    assert info.value is interrupt

@@ -18,7 +18,7 @@ use arrow_array::ffi::{from_ffi_and_data_type, FFI_ArrowArray};
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{RecordBatch, RecordBatchOptions, StructArray};
 use arrow_schema::ffi::FFI_ArrowSchema;
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, UnionMode};
 use assay_core::error::AssayError;
 use assay_core::input::c_data_buffers;
 use assay_core::runtime::panic_message;
@@ -188,13 +188,11 @@ impl Stream {
         let fields = self.schema.fields();
         // SAFETY: `RawArray` is the C ABI layout of `FFI_ArrowArray`; only read here.
         let raw = unsafe { &*(&array as *const FFI_ArrowArray as *const RawArray) };
-        if raw.length < 0 || raw.offset < 0 {
-            return Err(mismatch(
-                index,
-                "",
-                "the batch has a negative length or offset",
-            ));
-        }
+        let struct_type = DataType::Struct(fields.clone());
+        // The batch's own struct array: its count of buffers (its validity bitmap alone) is
+        // followed unchecked like any other.
+        check_buffers(raw, &struct_type)
+            .map_err(|what| mismatch(index, "", format!("the batch's struct array: {what}")))?;
         if raw.n_children != fields.len() as i64 {
             return Err(mismatch(
                 index,
@@ -232,7 +230,6 @@ impl Stream {
                 ));
             }
         }
-        let struct_type = DataType::Struct(fields.clone());
         let imported = catch_unwind(AssertUnwindSafe(|| -> Result<RecordBatch, AssayError> {
             // SAFETY: the array's structure matches the declared type (checked above); its
             // buffers are owned by the producer until the array is released.
@@ -283,16 +280,35 @@ unsafe fn child_at(raw: &RawArray, i: usize) -> Option<&RawArray> {
     unsafe { ptr.as_ref() }
 }
 
-/// The children a C data interface array of type `dt` carries (None: not checked).
-fn c_data_children(dt: &DataType) -> Option<usize> {
+/// The buffers (how many, whether variadic ones follow) a C data interface array of type
+/// `dt` carries; None for a type the checks do not know (refused).
+fn c_data_layout(dt: &DataType) -> Option<(usize, bool)> {
+    match dt {
+        // Unions have no validity buffer: type ids, then (dense) offsets.
+        DataType::Union(_, UnionMode::Sparse) => Some((1, false)),
+        DataType::Union(_, UnionMode::Dense) => Some((2, false)),
+        _ => c_data_buffers(dt),
+    }
+}
+
+/// Whether buffer 0 of a `dt` array is a validity bitmap (null allowed when nothing is null).
+fn has_validity(dt: &DataType) -> bool {
+    !matches!(
+        dt,
+        DataType::Null | DataType::Union(..) | DataType::RunEndEncoded(..)
+    )
+}
+
+/// The children a C data interface array of type `dt` carries.
+fn c_data_children(dt: &DataType) -> usize {
     use DataType::*;
-    Some(match dt {
+    match dt {
         Struct(fields) => fields.len(),
+        Union(fields, _) => fields.len(),
         List(_) | LargeList(_) | FixedSizeList(..) | Map(..) | ListView(_) | LargeListView(_) => 1,
         RunEndEncoded(..) => 2,
-        Union(..) => return None,
         _ => 0,
-    })
+    }
 }
 
 /// The fields of the children of `dt` (empty for none).
@@ -307,8 +323,75 @@ fn child_fields(dt: &DataType) -> Vec<Field> {
         | ListView(f)
         | LargeListView(f) => vec![f.as_ref().clone()],
         RunEndEncoded(r, v) => vec![r.as_ref().clone(), v.as_ref().clone()],
+        Union(fields, _) => fields.iter().map(|(_, f)| f.as_ref().clone()).collect(),
         _ => Vec::new(),
     }
+}
+
+/// Checks the counts and the buffer pointers of `raw` for type `dt` (not its children): the
+/// importer follows some pointers unchecked (the sizes of a view array's data buffers). Every
+/// buffer that holds something when the array has values must be there; the validity bitmap
+/// may be left out only when nothing is null, and a buffer whose size depends on the values
+/// (the bytes of strings, which may all be empty) only when it is empty, which the importer
+/// checks. Returns what is wrong.
+fn check_buffers(raw: &RawArray, dt: &DataType) -> Result<(), String> {
+    if raw.length < 0
+        || raw.offset < 0
+        || raw.null_count < -1
+        || raw.n_buffers < 0
+        || raw.n_children < 0
+    {
+        return Err("its array has a negative length, offset or count".into());
+    }
+    let Some((want, variadic)) = c_data_layout(dt) else {
+        return Err("that type cannot be read from an Arrow stream here".into());
+    };
+    let n = raw.n_buffers as usize;
+    let buffers_ok = match dt {
+        // Some producers give the null type a (null) validity buffer; it is never read.
+        DataType::Null => n <= 1,
+        _ => n == want || (variadic && n > want),
+    };
+    if !buffers_ok {
+        return Err(format!("it carries {n} buffers where that type has {want}"));
+    }
+    if n == 0 || matches!(dt, DataType::Null) {
+        return Ok(());
+    }
+    if raw.buffers.is_null() {
+        return Err("its buffer list is null".into());
+    }
+    // SAFETY: a non-null buffer list of a live array holds n_buffers pointers.
+    let buffer = |i: usize| unsafe { raw.buffers.add(i).read_unaligned() };
+    let validity = has_validity(dt);
+    if validity && raw.length > 0 && raw.null_count != 0 && buffer(0).is_null() {
+        return Err(format!(
+            "its validity buffer is null although it reports {} nulls",
+            if raw.null_count < 0 {
+                "an unknown number of".to_string()
+            } else {
+                raw.null_count.to_string()
+            }
+        ));
+    }
+    for i in usize::from(validity)..n {
+        use DataType::*;
+        let needed = match dt {
+            Utf8 | LargeUtf8 | Binary | LargeBinary => i < 2 && raw.length > 0,
+            FixedSizeBinary(0) => false,
+            // The views, then data buffers, then (only when there are data buffers) their
+            // sizes, which are read whatever the array's length.
+            Utf8View | BinaryView => (i == 1 && raw.length > 0) || (i == n - 1 && n > want),
+            _ => raw.length > 0,
+        };
+        if needed && buffer(i).is_null() {
+            return Err(format!(
+                "its buffer {i} is null although the array has {} values",
+                raw.length
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `raw` has the buffers and children type `field` needs, recursively.
@@ -329,37 +412,22 @@ fn check_array(
     if raw.release.is_none() {
         return fail("its array was already released".into());
     }
-    if raw.length < 0 || raw.offset < 0 || raw.n_buffers < 0 || raw.n_children < 0 {
-        return fail("its array has a negative length, offset or count".into());
+    if let Err(what) = check_buffers(raw, dt) {
+        return fail(what);
     }
-    let n = raw.n_buffers as usize;
-    let buffers_ok = match (dt, c_data_buffers(dt)) {
-        // Some producers give the null type a (null) validity buffer.
-        (DataType::Null, _) => n <= 1,
-        (_, Some((want, variadic))) => n == want || (variadic && n > want),
-        (_, None) => true,
-    };
-    if !buffers_ok {
-        let want = c_data_buffers(dt).map_or(0, |(w, _)| w);
-        return fail(format!("it carries {n} buffers where that type has {want}"));
+    let want = c_data_children(dt);
+    if raw.n_children as usize != want {
+        return fail(format!(
+            "it carries {} child arrays where that type has {want}",
+            raw.n_children
+        ));
     }
-    if n > 0 && raw.buffers.is_null() {
-        return fail("its buffer list is null".into());
-    }
-    if let Some(want) = c_data_children(dt) {
-        if raw.n_children as usize != want {
-            return fail(format!(
-                "it carries {} child arrays where that type has {want}",
-                raw.n_children
-            ));
-        }
-        for (i, f) in child_fields(dt).iter().enumerate() {
-            // SAFETY: n_children checked above; null pointers are refused.
-            let Some(child) = (unsafe { child_at(raw, i) }) else {
-                return fail(format!("its child array {i} is missing"));
-            };
-            check_array(child, f, index, column)?;
-        }
+    for (i, f) in child_fields(dt).iter().enumerate() {
+        // SAFETY: n_children checked above; null pointers are refused.
+        let Some(child) = (unsafe { child_at(raw, i) }) else {
+            return fail(format!("its child array {i} is missing"));
+        };
+        check_array(child, f, index, column)?;
     }
     if let DataType::Dictionary(_, values) = dt {
         // SAFETY: a non-null dictionary of a live array is a live array.
