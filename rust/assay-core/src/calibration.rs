@@ -60,15 +60,25 @@ fn weight(w: Option<&[f64]>, i: usize) -> f64 {
 
 /// The (checked) weights times the power of two of [`WeightScale`]: a fit does not change
 /// when all weights are scaled, and its sums then stay in the float64 range whatever their
-/// unit. Returns the factor too (Platt's smoothing reads true weighted counts).
-fn scaled_weights(w: Option<&[f64]>) -> (Option<Vec<f64>>, WeightScale) {
+/// unit. Returns the factor too (Platt's smoothing reads true weighted counts). A weight that
+/// the factor makes subnormal or 0 (one too far below the largest) is refused: it would lose
+/// its value silently.
+fn scaled_weights(w: Option<&[f64]>, what: &str) -> Result<(Option<Vec<f64>>, WeightScale)> {
     let Some(w) = w else {
-        return (None, WeightScale::ONE);
+        return Ok((None, WeightScale::ONE));
     };
     let scale = WeightScale::from_max(w.iter().fold(0.0f64, |m, v| m.max(*v)));
     let mut buf = Vec::new();
     let scaled = scale.apply(w, &mut buf).to_vec();
-    (Some(scaled), scale)
+    if scale.exp != 0 {
+        if let Some(i) = scaled.iter().position(|v| !v.is_normal()) {
+            return Err(crate::error::invalid(
+                "weights",
+                format!("{what}: {}", scale.out_of_range(w[i], i as u64)),
+            ));
+        }
+    }
+    Ok((Some(scaled), scale))
 }
 
 /// Whether every logit is the same (the scores carry no variation a slope could fit).
@@ -93,7 +103,7 @@ pub fn isotonic_fit(
     increasing: bool,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     check_fit(x, y, w, "Isotonic.fit")?;
-    let (ws, _) = scaled_weights(w);
+    let (ws, _) = scaled_weights(w, "Isotonic.fit")?;
     let w = ws.as_deref();
     // (x, row) pairs sorted by x then row: a total order, so the parallel sort is deterministic
     // and tied rows merge in row order.
@@ -193,7 +203,7 @@ fn check_probabilities(s: &[f64], what: &str) -> Result<()> {
 pub fn platt_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, smoothing: bool) -> Result<(f64, f64)> {
     check_fit(s, y, w, "Platt.fit")?;
     check_probabilities(s, "Platt.fit")?;
-    let (ws, scale) = scaled_weights(w);
+    let (ws, scale) = scaled_weights(w, "Platt.fit")?;
     let w = ws.as_deref();
     let z: Vec<f64> = s.iter().map(|p| logit(*p)).collect();
     let (mut np, mut nn) = (0.0, 0.0);
@@ -298,7 +308,7 @@ pub fn platt_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, smoothing: bool) -> Re
 pub fn temperature_fit(s: &[f64], y: &[f64], w: Option<&[f64]>) -> Result<f64> {
     check_fit(s, y, w, "Temperature.fit")?;
     check_probabilities(s, "Temperature.fit")?;
-    let (ws, _) = scaled_weights(w);
+    let (ws, _) = scaled_weights(w, "Temperature.fit")?;
     let w = ws.as_deref();
     let z: Vec<f64> = s.iter().map(|p| logit(*p)).collect();
     if constant(&z) {
@@ -405,7 +415,7 @@ pub fn histogram_fit(s: &[f64], y: &[f64], w: Option<&[f64]>, n_bins: usize) -> 
     }
     check_fit(s, y, w, "HistogramBinning.fit")?;
     check_probabilities(s, "HistogramBinning.fit")?;
-    let (ws, _) = scaled_weights(w);
+    let (ws, _) = scaled_weights(w, "HistogramBinning.fit")?;
     let w = ws.as_deref();
     let (mut pos, mut tot) = (vec![0.0; n_bins], vec![0.0; n_bins]);
     for i in 0..s.len() {

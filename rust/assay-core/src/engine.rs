@@ -377,7 +377,9 @@ fn update_piece<const LEAN: bool>(
                         format!("weights must be positive and finite; found {shown} at row {row}"),
                     ));
                 }
-                if !(w[j] > 0.0 && w[j].is_finite()) {
+                // Scaled: a weight that overflowed, or underflowed to a subnormal or to 0,
+                // lost its value (unscaled, `w` is `v`, checked above).
+                if cols.weight_scale.exp != 0 && !w[j].is_normal() {
                     return Err(invalid(name, cols.weight_scale.out_of_range(v, row)));
                 }
                 w[j]
@@ -490,8 +492,15 @@ fn lean_fast_piece(
         let in_range = !prob | ((*s >= 0.0) & (*s <= 1.0));
         ok & ((*y == 0.0) | (*y == 1.0)) & s.is_finite() & in_range
     });
-    let weights_ok =
-        weights.is_none_or(|w| w.iter().fold(true, |ok, v| ok & (*v > 0.0) & v.is_finite()));
+    // Scaled weights must stay normal (see the general loop, which reports the ones that do not).
+    let scaled = cols.weight_scale.exp != 0;
+    let weights_ok = weights.is_none_or(|w| {
+        if scaled {
+            w.iter().fold(true, |ok, v| ok & v.is_normal() & (*v > 0.0))
+        } else {
+            w.iter().fold(true, |ok, v| ok & (*v > 0.0) & v.is_finite())
+        }
+    });
     if !(rows_ok && weights_ok) {
         return false;
     }

@@ -88,6 +88,38 @@ pub const TOO_SMALL: &str = "not computed: the slice is smaller than min_slice_s
 pub const NOT_REPRESENTABLE: &str =
     "not computed: the value is not representable in float64 (the weights' sums overflow or \
      underflow)";
+pub const OUT_OF_RANGE: &str =
+    "not computed: internal error, please report: the value fell outside the metric's range";
+
+/// The largest excess past a metric's range that is taken for rounding, relative to the bound
+/// (at least 1): 2^-30, about 1e-9. Sums of the same weights added in different orders (a
+/// cell and the total, a pair count and a product of sums) differ by more than a few ulps on
+/// large inputs (hundreds of ulps at 10^6 rows of random weights), far less than this; a
+/// value further out is a defect and is never clamped into range.
+const ROUNDING_EXCESS: f64 = 1.0 / (1u64 << 30) as f64;
+
+/// `v` in `[lo, hi]`: an overshoot within rounding (see [`ROUNDING_EXCESS`]) becomes the bound,
+/// a larger one is an internal error (a null with a note, and a failed assertion in debug
+/// builds), a non-finite value is not representable.
+pub fn in_range(v: f64, lo: f64, hi: f64) -> Value {
+    if !v.is_finite() {
+        return Err(NOT_REPRESENTABLE);
+    }
+    let tolerance = |bound: f64| ROUNDING_EXCESS * bound.abs().max(1.0);
+    if v < lo {
+        if lo - v <= tolerance(lo) {
+            return Ok(lo);
+        }
+    } else if v > hi {
+        if v - hi <= tolerance(hi) {
+            return Ok(hi);
+        }
+    } else {
+        return Ok(v);
+    }
+    debug_assert!(false, "metric value {v:?} outside [{lo:?}, {hi:?}]");
+    Err(OUT_OF_RANGE)
+}
 
 impl Metric {
     /// Parses a metric name: one of [`DEFAULT_METRICS`] or `f<beta>` such as `f2`, `f0.5`.
@@ -155,9 +187,12 @@ impl Metric {
     pub fn from_counts(&self, c: &BinaryCounts) -> Value {
         use Metric::*;
         let (p, n) = (c.positives(), c.negatives());
+        // An infinite denominator (sums that overflow) would give 0 for any finite numerator.
         let ratio = |num: f64, den: f64, why: &'static str| {
-            if den > 0.0 {
+            if den > 0.0 && den.is_finite() {
                 finite(num / den)
+            } else if den > 0.0 {
+                Err(NOT_REPRESENTABLE)
             } else {
                 Err(why)
             }
@@ -167,10 +202,12 @@ impl Metric {
             PredictionRate => ratio(c.tp + c.fp, c.w, ONE_CLASS),
             Accuracy => ratio(c.tp + c.tn, c.w, ONE_CLASS),
             BalancedAccuracy => {
-                if p > 0.0 && n > 0.0 {
+                if !(p > 0.0 && n > 0.0) {
+                    Err(ONE_CLASS)
+                } else if p.is_finite() && n.is_finite() {
                     finite(0.5 * (c.tp / p + c.tn / n))
                 } else {
-                    Err(ONE_CLASS)
+                    Err(NOT_REPRESENTABLE)
                 }
             }
             Precision => ratio(c.tp, c.tp + c.fp, NO_PREDICTED_POSITIVES),
@@ -187,14 +224,14 @@ impl Metric {
             _ => unreachable!("calibration metrics are finalized from their bins and grids"),
         };
         // Every one of these lies in [0, 1] (MCC in [-1, 1], the log loss in [0, inf)); sums of
-        // the same weights added in different orders can overshoot by an ulp (a base rate of
+        // the same weights added in different orders can overshoot by rounding (a base rate of
         // 1.0000000000000002), which would break what is computed from them (sqrt(p (1 - p))).
         let (lo, hi) = match self {
             Mcc => (-1.0, 1.0),
             LogLoss => (0.0, f64::INFINITY),
             _ => (0.0, 1.0),
         };
-        value.map(|v| v.clamp(lo, hi))
+        value.and_then(|v| in_range(v, lo, hi))
     }
 
     /// Whether a larger value is better (`None`: the metric has no direction, such as the base
@@ -283,6 +320,9 @@ pub fn finite(x: f64) -> Value {
 /// when some row is a positive or a predicted positive (as every finite beta gives), else
 /// undefined.
 pub fn fbeta(beta: f64, tp: f64, fp: f64, fn_: f64) -> Value {
+    if tp.is_nan() || fp.is_nan() || fn_.is_nan() {
+        return Err(NOT_REPRESENTABLE);
+    }
     // a = b^2 / (1 + b^2) and c = 1 - a = 1 / (1 + b^2), each from a square at most 1.
     let (a, c) = if beta >= 1.0 {
         let r = (1.0 / beta) * (1.0 / beta);
@@ -292,7 +332,13 @@ pub fn fbeta(beta: f64, tp: f64, fp: f64, fn_: f64) -> Value {
         (q / (1.0 + q), 1.0 / (1.0 + q))
     };
     if tp > 0.0 {
-        Ok(tp / (tp + a * fn_ + c * fp))
+        // An infinite denominator (sums that overflow) would give 0 for any finite tp.
+        let den = tp + a * fn_ + c * fp;
+        if den.is_finite() {
+            finite(tp / den)
+        } else {
+            Err(NOT_REPRESENTABLE)
+        }
     } else if fn_ + fp > 0.0 {
         Ok(0.0)
     } else {
@@ -317,7 +363,7 @@ pub fn mcc(tp: f64, fp: f64, tn: f64, fn_: f64) -> Value {
     let num = f(tp) * f(tn) - f(fp) * f(fn_);
     let den = (f(p).sqrt() * f(pp).sqrt()) * (f(n).sqrt() * f(pn).sqrt());
     if den > 0.0 {
-        Ok((num / den).clamp(-1.0, 1.0))
+        in_range(num / den, -1.0, 1.0)
     } else {
         Err(NOT_REPRESENTABLE)
     }
@@ -405,22 +451,26 @@ pub fn rank_value(metric: Metric, r: &RankSums) -> Value {
     match metric {
         Metric::RocAuc => {
             if r.pos > 0.0 && r.neg > 0.0 {
-                // `pos * neg` can overflow or underflow: then divide by one sum at a time.
+                // `pos * neg` can overflow: then divide by one sum at a time. Where it
+                // underflows, so did the pair count (products of the same small weights, at
+                // most `pos * neg`): its digits are lost, and no ratio of it is the AUC.
                 let pn = r.pos * r.neg;
                 let auc = if pn.is_normal() {
                     r.auc_pairs / pn
-                } else {
+                } else if pn.is_infinite() {
                     r.auc_pairs / r.pos / r.neg
+                } else {
+                    return Err(NOT_REPRESENTABLE);
                 };
                 // (Sums added in different orders can put a perfect ranking an ulp past 1.)
-                finite(auc).map(|v| v.clamp(0.0, 1.0))
+                in_range(auc, 0.0, 1.0)
             } else {
                 Err(ONE_CLASS)
             }
         }
         Metric::AveragePrecision => {
             if r.pos > 0.0 {
-                finite(r.ap_sum / r.pos).map(|v| v.clamp(0.0, 1.0))
+                in_range(r.ap_sum / r.pos, 0.0, 1.0)
             } else {
                 Err(NO_POSITIVES)
             }
@@ -537,6 +587,88 @@ mod tests {
     }
 
     #[test]
+    fn overflowing_denominators_are_not_representable_rather_than_0() {
+        let m = f64::MAX;
+        // tp + a fn overflows: tp / inf was 0 (reachable from raw counts).
+        assert_eq!(fbeta(1.0, m, 0.0, m), Err(NOT_REPRESENTABLE));
+        assert_eq!(fbeta(1e200, 1e308, 0.0, 1e308), Err(NOT_REPRESENTABLE));
+        assert_eq!(fbeta(1e-200, 1e308, 1e308, 0.0), Err(NOT_REPRESENTABLE));
+        // Non-finite cells: never NaN (inf / inf) nor 0 (a NaN tp).
+        assert_eq!(fbeta(1.0, f64::INFINITY, 0.0, 1.0), Err(NOT_REPRESENTABLE));
+        assert_eq!(fbeta(1.0, f64::NAN, 1.0, 1.0), Err(NOT_REPRESENTABLE));
+        // Just below the overflow the value is the exact ratio (a = 1/2 at beta 1).
+        let f = fbeta(1.0, m / 2.0, 0.0, m / 2.0).unwrap();
+        assert!((f - 2.0 / 3.0).abs() <= 2.0 * f64::EPSILON, "{f}");
+        let counts = |tp: f64, fp: f64, tn: f64, fn_: f64| BinaryCounts {
+            w: tp + fp + tn + fn_,
+            tp,
+            fp,
+            tn,
+            fn_,
+            ..Default::default()
+        };
+        for (metric, c) in [
+            (Metric::FBeta(2.0), counts(m, 0.0, 0.0, m)),
+            (Metric::Precision, counts(1e308, 1e308, 0.0, 0.0)),
+            (Metric::F1, counts(5e307, m, 0.0, 0.0)),
+            (Metric::Recall, counts(1e308, 0.0, 0.0, 1e308)),
+            (Metric::Accuracy, counts(1e308, 1e308, 0.0, 0.0)),
+            (Metric::BalancedAccuracy, counts(1e308, 0.0, 1.0, 1e308)),
+        ] {
+            assert_eq!(metric.from_counts(&c), Err(NOT_REPRESENTABLE), "{metric:?}");
+        }
+        // Halved, the same cells give the exact ratios.
+        let c = counts(5e307, 5e307, 0.0, 0.0);
+        assert_eq!(Metric::Precision.from_counts(&c), Ok(0.5));
+    }
+
+    #[test]
+    fn only_a_rounding_overshoot_is_brought_into_range() {
+        assert_eq!(in_range(0.25, 0.0, 1.0), Ok(0.25));
+        assert_eq!(in_range(1.0 + 4.0 * f64::EPSILON, 0.0, 1.0), Ok(1.0));
+        assert_eq!(in_range(-1e-12, 0.0, 1.0), Ok(0.0));
+        assert_eq!(in_range(-1.0 - 1e-12, -1.0, 1.0), Ok(-1.0));
+        assert_eq!(in_range(f64::NAN, 0.0, 1.0), Err(NOT_REPRESENTABLE));
+        assert_eq!(in_range(1e300, 0.0, f64::INFINITY), Ok(1e300));
+        // Sums of the same weights in different orders (hundreds of ulps at 10^6 rows).
+        let c = BinaryCounts {
+            w: 1.0,
+            tp: 0.5,
+            tn: 0.5 + 300.0 * f64::EPSILON,
+            ..Default::default()
+        };
+        assert_eq!(Metric::Accuracy.from_counts(&c), Ok(1.0));
+        // A defect's value (an accuracy of 1.3) is never shown as 1: an internal error, and a
+        // failed assertion in debug builds.
+        let c = BinaryCounts {
+            w: 1.0,
+            tp: 0.6,
+            tn: 0.7,
+            ..Default::default()
+        };
+        for (what, r) in [
+            (
+                "accuracy 1.3",
+                std::panic::catch_unwind(|| Metric::Accuracy.from_counts(&c)),
+            ),
+            (
+                "1 + 1e-6",
+                std::panic::catch_unwind(|| in_range(1.0 + 1e-6, 0.0, 1.0)),
+            ),
+            (
+                "mcc -1.5",
+                std::panic::catch_unwind(|| in_range(-1.5, -1.0, 1.0)),
+            ),
+        ] {
+            if cfg!(debug_assertions) {
+                assert!(r.is_err(), "{what}: {r:?}");
+            } else {
+                assert_eq!(r.unwrap(), Err(OUT_OF_RANGE), "{what}");
+            }
+        }
+    }
+
+    #[test]
     fn rank_values_survive_extreme_sums() {
         let r = RankSums {
             pos: 1e200,
@@ -552,8 +684,16 @@ mod tests {
             auc_pairs: 0.0,
             ..Default::default()
         };
-        // pos * neg underflows to 0: 0 / 0 was NaN.
-        assert_eq!(rank_value(Metric::RocAuc, &r), Ok(0.0));
+        // pos * neg underflows to 0, and so does the pair count (0 / 0 was NaN, and a perfect
+        // ranking read 0): not representable.
+        assert_eq!(rank_value(Metric::RocAuc, &r), Err(NOT_REPRESENTABLE));
+        let r = RankSums {
+            pos: 1e-160,
+            neg: 1e-160,
+            auc_pairs: 1e-320,
+            ..Default::default()
+        };
+        assert_eq!(rank_value(Metric::RocAuc, &r), Err(NOT_REPRESENTABLE));
         let r = RankSums {
             pos: 0.0,
             ap_sum: f64::INFINITY,

@@ -393,7 +393,8 @@ impl Running {
         self.tp += self.run_pos;
         self.fp += self.run_neg;
         if self.run_pos > 0.0 {
-            self.ap_sum += self.run_pos * self.tp / (self.tp + self.fp);
+            // The precision first: the product of two small weights would underflow.
+            self.ap_sum += self.run_pos * (self.tp / (self.tp + self.fp));
         }
         self.run_pos = 0.0;
         self.run_neg = 0.0;
@@ -849,7 +850,7 @@ fn walk_replicates_body<R: Rec>(
                     for s in 0..width {
                         let t = tp[s] + kw[s];
                         tp[s] = t;
-                        ap[s] += kw[s] * t / (t + fp[s]).max(f64::MIN_POSITIVE);
+                        ap[s] += kw[s] * (t / (t + fp[s]).max(f64::MIN_POSITIVE));
                     }
                 } else {
                     add_into(&mut tp, &kw);
@@ -979,7 +980,7 @@ fn walk_counts<R: Rec>(
 }
 
 /// Closes a tie group in every slot (as [`Running::close_group`]). A slot without positives
-/// in the group adds `0 * t / max(t + f, tiny) = +0.0` to AP: no change, and no 0/0.
+/// in the group adds `0 * (t / max(t + f, tiny)) = +0.0` to AP: no change, and no 0/0.
 #[inline(always)]
 fn close_slots<const AP: bool>(
     rp: &mut [f64],
@@ -998,7 +999,7 @@ fn close_slots<const AP: bool>(
         tp[s] = t;
         fp[s] = f;
         if AP {
-            ap[s] += p * t / (t + f).max(f64::MIN_POSITIVE);
+            ap[s] += p * (t / (t + f).max(f64::MIN_POSITIVE));
         }
         rp[s] = 0.0;
         rn[s] = 0.0;
