@@ -54,7 +54,8 @@ class StreamGuard:
     When the stream failed, the (opaque) native error is replaced by the source's own:
     ``KeyboardInterrupt`` (and other non-``Exception`` signals) as themselves, an
     :class:`AssayError` (a batch that does not match its schema) as it is, anything else as an
-    :class:`InvalidInputError` naming the input, with the original as ``__cause__``.
+    :class:`InvalidInputError` naming the input, with the original as ``__cause__``. A
+    non-``Exception`` signal raised by the native call itself (Ctrl-C) is never replaced.
     """
 
     def __init__(self, what: str) -> None:
@@ -82,6 +83,10 @@ class StreamGuard:
         self.error = None
         self.batch = None
         if err is None:
+            return
+        if exc is not None and not isinstance(exc, Exception):
+            # The native call itself was stopped (KeyboardInterrupt, SystemExit): that wins
+            # over whatever the source had failed with.
             return
         # The source failed: whether or not the native call noticed, its result (or its error)
         # is about a truncated stream, so the source's own error is what the user gets.

@@ -869,14 +869,6 @@ pub fn bin_edges(
             "cannot place bins: the column has no non-null values",
         ));
     }
-    if strategy == BinStrategy::Quantile && n > v.len() {
-        return Err(AssayError::InvalidArgument(format!(
-            "bins for column {column:?}: {n} quantile bins need at least as many non-null \
-             values; the column has {}, so n must be at most {}",
-            v.len(),
-            v.len()
-        )));
-    }
     crate::runtime::check()?;
     // A pool per call, like `evaluate`: the global rayon pool does not survive `fork()`.
     crate::engine::job_pool(None)?.install(|| v.par_sort_unstable_by(|a, b| a.total_cmp(b)));
