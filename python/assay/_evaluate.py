@@ -268,7 +268,7 @@ def evaluate(
     ----------
     data
         A pyarrow ``Table``/``RecordBatch``/``RecordBatchReader``, a polars ``DataFrame`` or
-        ``LazyFrame``, a pandas ``DataFrame``, a duckdb relation, a dict of numpy arrays, a path
+        ``LazyFrame``, a pandas ``DataFrame``, a duckdb relation, a dict of numpy arrays or lists, a path
         to a Parquet/CSV/Arrow IPC file, or anything exposing ``__arrow_c_stream__``. Readers,
         lazy frames, relations and files are streamed batch by batch.
     label : str
