@@ -268,8 +268,9 @@ def evaluate(
     ----------
     data
         A pyarrow ``Table``/``RecordBatch``/``RecordBatchReader``, a polars ``DataFrame`` or
-        ``LazyFrame``, a pandas ``DataFrame``, a duckdb relation, a dict of numpy arrays or lists, a path
-        to a Parquet/CSV/Arrow IPC file, or anything exposing ``__arrow_c_stream__``. Readers,
+        ``LazyFrame``, a pandas ``DataFrame``, a duckdb relation, a dict of numpy arrays or
+        lists, a path to a Parquet/CSV/Arrow IPC file, or anything exposing
+        ``__arrow_c_stream__``. Readers,
         lazy frames, relations and files are streamed batch by batch.
     label : str
         Column of 0/1 labels (bool, integer 0/1 or float 0.0/1.0).
