@@ -414,10 +414,8 @@ def test_thread_counts_above_the_limit_are_refused_with_the_limit():
     limit = _native.max_threads()
     assert limit >= 4 and limit % 4 == 0
     t = pa.table({"y": [0, 1, 0, 1], "p": [0.1, 0.9, 0.3, 0.6]})
-    start = time.perf_counter()
     with pytest.raises(assay.InvalidArgumentError, match=f"at most {limit}"):
         _evaluate(t, n_threads=100_000)
-    assert time.perf_counter() - start < 5  # refused, not started thread by thread
     _evaluate(t, n_threads=limit)
 
 
