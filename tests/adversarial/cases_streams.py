@@ -411,3 +411,73 @@ def streams_compare_extreme_weights() -> None:
 
 def _frame(result: Any) -> Any:
     return getattr(result, "table", result)
+
+
+# --- where the stream is pulled: on the calling thread, on demand -----------------------------
+
+
+@case(expect="ok")
+def streams_thread_bound_source_sqlite() -> None:
+    """A generator over a sqlite connection (usable only on the thread that made it) works:
+    the stream is pulled on the calling thread, not on the job's thread."""
+    import sqlite3
+
+    from sklearn.metrics import roc_auc_score
+
+    d = toy(3000)
+    con = sqlite3.connect(":memory:")
+    con.execute("create table t (y integer, p real)")
+    con.executemany("insert into t values (?, ?)",
+                    zip(d["y"].tolist(), d["p"].tolist(), strict=True))
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        cur = con.execute("select y, p from t order by rowid")
+        while rows := cur.fetchmany(500):
+            y, p = zip(*rows, strict=True)
+            yield pa.record_batch([pa.array(y, pa.int64()), pa.array(p)], schema=_S)
+
+    rep = evaluate(pa.RecordBatchReader.from_batches(_S, gen()), label="y", score="p",
+                   metrics=["roc_auc"])
+    close(row(rep, "overall")["roc_auc"], float(roc_auc_score(d["y"], d["p"])), "roc_auc")
+
+
+@case(expect="ok")
+def streams_refused_spec_leaves_reader_unread() -> None:
+    """A job the engine refuses before its pass (a string label) reads no batch, so the
+    one-shot reader can still be used."""
+    a = _assay()
+    schema = pa.schema([("y", pa.string()), ("p", pa.float64())])
+    pulled: list[int] = []
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        pulled.append(1)
+        yield pa.record_batch([pa.array(["0", "1"]), pa.array([0.1, 0.9])], schema=schema)
+
+    try:
+        evaluate(pa.RecordBatchReader.from_batches(schema, gen()), label="y", score="p")
+    except a.SchemaError:
+        pass
+    else:
+        raise Wrong("a string label was accepted")
+    check(pulled == [], f"the refused job pulled {len(pulled)} batch(es)")
+
+
+@case(expect="typed", interrupt=True, words=["."], timeout=30)
+def streams_blocked_generator_interrupted() -> None:
+    """Ctrl-C while a generator blocks (waiting on a queue, a socket...): KeyboardInterrupt
+    comes out of it, because the generator runs on the main thread. (polars, imported by
+    assay, installs a restarting SIGINT handler that keeps blocking waits from seeing a
+    signal; Python's own handler is reinstalled here, as a user of blocking sources would.)"""
+    import os
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        yield from _gen(None, 1)
+        threading.Event().wait(20)  # blocks: only a signal can end it early
+        raise Wrong("the blocked generator was not interrupted")
+
+    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    evaluate(pa.RecordBatchReader.from_batches(_S, gen()), label="y", score="p")
