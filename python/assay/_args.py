@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from typing import Any
 
 import numpy as np
@@ -143,11 +142,4 @@ def max_threads() -> int:
     """The most worker threads a job may use: the native layer's limit (4 x the cores)."""
     from . import _native
 
-    limit = getattr(_native, "max_threads", None)
-    if limit is not None:
-        return int(limit())
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return 4 * max(1, cores)
+    return int(_native.max_threads())
