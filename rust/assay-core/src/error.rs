@@ -26,6 +26,16 @@ pub enum AssayError {
     #[error("{0}")]
     EmptyInput(String),
 
+    /// Partial states that cannot be merged or finalized together (different specs,
+    /// overlapping row ranges of a resampled job, a state that does not fit its spec).
+    #[error("{0}")]
+    StateMismatch(String),
+
+    /// Bytes that are not a valid partial state (truncated, corrupted, foreign, or from a newer
+    /// format version).
+    #[error("{0}")]
+    StateFormat(String),
+
     /// The caller asked the job to stop (Ctrl-C).
     #[error("interrupted")]
     Interrupted,

@@ -16,11 +16,14 @@ pub mod rank;
 pub mod reliability;
 pub mod report;
 pub mod runtime;
+pub mod sketch;
 pub mod slicing;
 pub mod state;
 
 pub use bootstrap::{CiMethod, IntervalSpec};
-pub use engine::{evaluate, AucMode, EvalSpec, Evaluation, NanPolicy};
+pub use engine::{
+    accumulate, evaluate, finalize, merge, AucMode, EvalSpec, Evaluation, NanPolicy, PartialState,
+};
 pub use error::{AssayError, Result};
 pub use metrics::Metric;
 pub use slicing::{bin_edges, BinStrategy, Feature, SliceSpec};

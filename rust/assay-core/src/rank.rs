@@ -479,6 +479,22 @@ pub fn rank_sums_calibrated(
     }
 }
 
+/// [`rank_sums_calibrated`] of rows that must stay as they are (a partial state's).
+pub fn rank_sums_calibrated_shared(
+    rows: &RankRows,
+    n_ids: &[usize],
+    want: &SortedWant,
+) -> (Vec<Vec<RankSums>>, SortedCalibration) {
+    if let Some(order) = packed_order(rows, n_ids) {
+        return packed_sums(&order, n_ids, want, None);
+    }
+    if rows.weights.is_empty() {
+        rank_sums_with::<Unweighted>(rows, n_ids, want)
+    } else {
+        rank_sums_with::<Weighted>(rows, n_ids, want)
+    }
+}
+
 /// Bits that hold ids `0..n_ids`.
 fn id_bits(n_ids: usize) -> u32 {
     usize::BITS - n_ids.saturating_sub(1).leading_zeros()

@@ -21,6 +21,16 @@ pub struct ReportRow {
     pub values: Vec<Value>,
     /// One interval per metric when the job asked for intervals.
     pub intervals: Option<Vec<Interval>>,
+    /// Per metric, a guaranteed bound on the error of an approximate value (`auc="sketch"`);
+    /// empty when every value is exact.
+    pub bounds: Vec<Option<f64>>,
+}
+
+/// The note of a value computed within `bound` of the exact one.
+fn bound_note(bound: f64) -> String {
+    format!(
+        "approximate (auc=\"sketch\"): within {bound:.3e} of the exact value (guaranteed bound)"
+    )
 }
 
 /// The wide table and the (slice, metric, note) rows for null values.
@@ -112,10 +122,11 @@ pub fn build_report(
     rows.iter().for_each(|r| n.append_value(r.counts.n));
     fields.push(Field::new("n", DataType::UInt64, false));
     cols.push(Arc::new(n.finish()));
-    let (mut note_slice, mut note_metric, mut note_text) = (
+    let (mut note_slice, mut note_metric, mut note_text, mut note_bound) = (
         StringBuilder::new(),
         StringBuilder::new(),
         StringBuilder::new(),
+        Float64Builder::new(),
     );
     if spec.weight.is_some() {
         // `counts.w` is the true (unscaled) sum: infinite when it exceeds the float64 range,
@@ -130,6 +141,7 @@ pub fn build_report(
                 note_slice.append_value(label);
                 note_metric.append_value("weight_sum");
                 note_text.append_value(WEIGHT_SUM_NOT_REPRESENTABLE);
+                note_bound.append_null();
             }
         }
         fields.push(Field::new("weight_sum", DataType::Float64, true));
@@ -145,12 +157,22 @@ pub fn build_report(
                     note_slice.append_value(label);
                     note_metric.append_value(name);
                     note_text.append_value(why);
+                    note_bound.append_null();
                 }
             }
         }
+        let bound_of = |r: &ReportRow| r.bounds.get(k).copied().flatten();
         fields.push(Field::new(name, DataType::Float64, true));
         cols.push(Arc::new(b.finish()));
         if spec.interval.is_none() {
+            for (r, label) in rows.iter().zip(&labels) {
+                if let (Ok(_), Some(bound)) = (finite_value(r.values[k]), bound_of(r)) {
+                    note_slice.append_value(label);
+                    note_metric.append_value(name);
+                    note_text.append_value(bound_note(bound));
+                    note_bound.append_value(bound);
+                }
+            }
             continue;
         }
         let (mut lo, mut hi, mut se) = (
@@ -165,6 +187,12 @@ pub fn build_report(
                     lo.append_value(l);
                     hi.append_value(h);
                     se.append_value(e);
+                    if let Some(bound) = bound_of(r) {
+                        note_slice.append_value(label);
+                        note_metric.append_value(name);
+                        note_text.append_value(bound_note(bound));
+                        note_bound.append_value(bound);
+                    }
                 }
                 (value, iv) => {
                     lo.append_null();
@@ -173,7 +201,16 @@ pub fn build_report(
                     if let (Ok(_), Some(Err(why))) = (value, iv) {
                         note_slice.append_value(label);
                         note_metric.append_value(name);
-                        note_text.append_value(why);
+                        match bound_of(r) {
+                            Some(bound) => {
+                                note_text.append_value(format!("{}; {why}", bound_note(bound)));
+                                note_bound.append_value(bound);
+                            }
+                            None => {
+                                note_text.append_value(why);
+                                note_bound.append_null();
+                            }
+                        }
                     }
                 }
             }
@@ -194,11 +231,13 @@ pub fn build_report(
             Field::new("slice", DataType::Utf8, false),
             Field::new("metric", DataType::Utf8, false),
             Field::new("note", DataType::Utf8, false),
+            Field::new("error_bound", DataType::Float64, true),
         ])),
         vec![
             Arc::new(note_slice.finish()),
             Arc::new(note_metric.finish()),
             Arc::new(note_text.finish()),
+            Arc::new(note_bound.finish()),
         ],
     )?;
     Ok(Report { table, notes })

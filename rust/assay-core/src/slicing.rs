@@ -47,6 +47,7 @@ pub trait InternKey: Copy + Hash + Eq + Send + Sync {
 }
 
 /// A global dictionary from key to dense id (null is a value of its own).
+#[derive(Clone)]
 pub struct Interner<O> {
     map: HashMap<O, u32>,
     values: Vec<Option<O>>,
@@ -165,6 +166,7 @@ where
 }
 
 /// How one feature's values are read and shown.
+#[derive(Clone)]
 enum FeatureKind {
     Str(Interner<Box<str>>),
     /// Integers and booleans, interned by their 64-bit pattern.
@@ -179,6 +181,7 @@ enum FeatureKind {
     },
 }
 
+#[derive(Clone)]
 struct FeatureEncoder {
     column: String,
     index: usize,
@@ -582,6 +585,7 @@ fn encode_ints(dict: &mut Interner<u64>, array: &ArrayRef, out: &mut [u32]) -> R
 }
 
 /// Encoders for every slice spec of a job, sharing one encoder per distinct feature.
+#[derive(Clone)]
 pub struct Slicer {
     features: Vec<FeatureEncoder>,
     /// For each spec: indices into `features`, and the pair interners that chain a cross.
@@ -747,6 +751,273 @@ impl Slicer {
             }
         }
         cols
+    }
+}
+
+/// The values of one feature's dictionary, in id order: what a partial state carries instead
+/// of process-local ids (`None` is the null value).
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeatureValues {
+    Str(Vec<Option<String>>),
+    Int {
+        signed: bool,
+        boolean: bool,
+        values: Vec<Option<u64>>,
+    },
+    Bins(Vec<f64>),
+}
+
+/// A [`Slicer`]'s keys by value: each feature's column and values, and for each spec its
+/// features and, per level of a cross, the (left id, right id) pair of every cross id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlicerKeys {
+    pub features: Vec<(String, FeatureValues)>,
+    pub specs: Vec<(Vec<usize>, Vec<Vec<u64>>)>,
+}
+
+fn mismatch(message: String) -> AssayError {
+    AssayError::StateMismatch(message)
+}
+
+fn interner_from<O: Hash + Eq + Clone>(values: Vec<Option<O>>, what: &str) -> Result<Interner<O>> {
+    let mut dict = Interner::default();
+    for v in values {
+        match v {
+            None => {
+                if dict.null_id.is_some() {
+                    return Err(AssayError::StateFormat(format!(
+                        "{what}: null appears twice"
+                    )));
+                }
+                dict.null();
+            }
+            Some(k) => {
+                if dict.map.contains_key(&k) {
+                    return Err(AssayError::StateFormat(format!(
+                        "{what}: a value appears twice"
+                    )));
+                }
+                let id = dict.push(Some(k.clone()));
+                dict.map.insert(k, id);
+            }
+        }
+    }
+    Ok(dict)
+}
+
+impl<O: Hash + Eq + Clone> Interner<O> {
+    /// The id of `v` (owned), inserting it when new.
+    fn id_owned(&mut self, v: Option<&O>) -> u32 {
+        match v {
+            None => self.null(),
+            Some(k) => {
+                if let Some(&id) = self.map.get(k) {
+                    return id;
+                }
+                let id = self.push(Some(k.clone()));
+                self.map.insert(k.clone(), id);
+                id
+            }
+        }
+    }
+}
+
+impl Slicer {
+    /// The slicer's dictionaries by value (see [`SlicerKeys`]).
+    pub fn keys(&self) -> SlicerKeys {
+        let features = self
+            .features
+            .iter()
+            .map(|f| {
+                let values = match &f.kind {
+                    FeatureKind::Str(d) => FeatureValues::Str(
+                        d.values
+                            .iter()
+                            .map(|v| v.as_ref().map(|s| s.to_string()))
+                            .collect(),
+                    ),
+                    FeatureKind::Int {
+                        dict,
+                        signed,
+                        boolean,
+                    } => FeatureValues::Int {
+                        signed: *signed,
+                        boolean: *boolean,
+                        values: dict.values.clone(),
+                    },
+                    FeatureKind::Bins { edges, .. } => FeatureValues::Bins(edges.clone()),
+                };
+                (f.column.clone(), values)
+            })
+            .collect();
+        let specs = self
+            .specs
+            .iter()
+            .map(|(idx, pairs)| {
+                let levels = pairs
+                    .iter()
+                    .map(|p| p.values.iter().map(|v| v.unwrap_or(u64::MAX)).collect())
+                    .collect();
+                (idx.clone(), levels)
+            })
+            .collect();
+        SlicerKeys { features, specs }
+    }
+
+    /// A slicer (for finalizing and merging, not for encoding batches) from its keys, checked:
+    /// every pair names existing ids, no value or pair appears twice, bin edges are valid.
+    pub fn from_keys(keys: SlicerKeys) -> Result<Slicer> {
+        let bad = |m: String| AssayError::StateFormat(m);
+        let mut features = Vec::with_capacity(keys.features.len());
+        for (column, values) in keys.features {
+            let kind = match values {
+                FeatureValues::Str(v) => FeatureKind::Str(interner_from(
+                    v.into_iter().map(|s| s.map(Box::from)).collect(),
+                    &column,
+                )?),
+                FeatureValues::Int {
+                    signed,
+                    boolean,
+                    values,
+                } => FeatureKind::Int {
+                    dict: interner_from(values, &column)?,
+                    signed,
+                    boolean,
+                },
+                FeatureValues::Bins(edges) => {
+                    let ok = edges.len() >= 2
+                        && edges.len() <= MAX_BIN_COUNT + 1
+                        && edges.iter().all(|e| e.is_finite())
+                        && (edges.len() == 2 && edges[0] == edges[1]
+                            || edges.windows(2).all(|w| w[0] < w[1]));
+                    if !ok {
+                        return Err(bad(format!("bins of column {column:?}: invalid edges")));
+                    }
+                    FeatureKind::Bins {
+                        labels: bin_labels(&edges),
+                        edges,
+                    }
+                }
+            };
+            features.push(FeatureEncoder {
+                column,
+                index: usize::MAX,
+                kind,
+            });
+        }
+        let mut specs = Vec::with_capacity(keys.specs.len());
+        for (idx, levels) in keys.specs {
+            if idx.is_empty()
+                || idx.iter().any(|i| *i >= features.len())
+                || levels.len() + 1 != idx.len()
+            {
+                return Err(bad("a slice spec names features that do not exist".into()));
+            }
+            let mut pairs: Vec<Interner<u64>> = Vec::with_capacity(levels.len());
+            let mut left_n = features[idx[0]].n_ids();
+            for (level, keys) in levels.into_iter().enumerate() {
+                let right_n = features[idx[level + 1]].n_ids();
+                for k in &keys {
+                    let (l, r) = ((k >> 32) as usize, (k & 0xffff_ffff) as usize);
+                    if l >= left_n || r >= right_n {
+                        return Err(bad("a cross slice names values that do not exist".into()));
+                    }
+                }
+                let dict = interner_from(keys.into_iter().map(Some).collect(), "a cross slice")?;
+                left_n = dict.len();
+                pairs.push(dict);
+            }
+            specs.push((idx, pairs));
+        }
+        Ok(Slicer { features, specs })
+    }
+
+    /// Whether this slicer slices by `specs` (the same columns, crosses and bin edges).
+    pub fn matches(&self, specs: &[SliceSpec]) -> bool {
+        specs.len() == self.specs.len()
+            && specs.iter().zip(&self.specs).all(|(spec, (idx, _))| {
+                spec.len() == idx.len()
+                    && spec.iter().zip(idx).all(|(f, i)| {
+                        let e = &self.features[*i];
+                        e.column == f.column()
+                            && match (f, &e.kind) {
+                                (
+                                    Feature::Bins { edges, .. },
+                                    FeatureKind::Bins { edges: mine, .. },
+                                ) => edges == mine,
+                                (Feature::Column(_), FeatureKind::Bins { .. })
+                                | (Feature::Bins { .. }, _) => false,
+                                _ => true,
+                            }
+                    })
+            })
+    }
+
+    /// Adds the slices of `other` (a slicer of the same specs, from another shard) by value, and
+    /// returns for each spec the id here of every id of `other`.
+    pub fn absorb(&mut self, other: &Slicer) -> Result<Vec<Vec<u32>>> {
+        if self.features.len() != other.features.len() || self.specs.len() != other.specs.len() {
+            return Err(mismatch("the states slice by different specs".into()));
+        }
+        let mut feature_maps: Vec<Vec<u32>> = Vec::with_capacity(self.features.len());
+        for (mine, theirs) in self.features.iter_mut().zip(&other.features) {
+            let column = &mine.column;
+            if *column != theirs.column {
+                return Err(mismatch(format!(
+                    "the states slice by different columns ({column:?} and {:?})",
+                    theirs.column
+                )));
+            }
+            let kind_name = |k: &FeatureKind| match k {
+                FeatureKind::Str(_) => "strings",
+                FeatureKind::Int { boolean: true, .. } => "booleans",
+                FeatureKind::Int { signed: true, .. } => "signed integers",
+                FeatureKind::Int { .. } => "unsigned integers",
+                FeatureKind::Bins { .. } => "bins",
+            };
+            let (a, b) = (kind_name(&mine.kind), kind_name(&theirs.kind));
+            let map = match (&mut mine.kind, &theirs.kind) {
+                (FeatureKind::Str(d), FeatureKind::Str(o)) => {
+                    o.values.iter().map(|v| d.id_owned(v.as_ref())).collect()
+                }
+                (FeatureKind::Int { dict, .. }, FeatureKind::Int { dict: o, .. }) if a == b => {
+                    o.values.iter().map(|v| dict.id_owned(v.as_ref())).collect()
+                }
+                (FeatureKind::Bins { edges, .. }, FeatureKind::Bins { edges: o, .. })
+                    if edges == o =>
+                {
+                    (0..o.len() as u32 + 2).collect()
+                }
+                _ => {
+                    return Err(mismatch(format!(
+                        "slice column {column:?} holds {a} in one state and {b} in another"
+                    )))
+                }
+            };
+            feature_maps.push(map);
+        }
+        let mut out = Vec::with_capacity(self.specs.len());
+        for ((idx, pairs), (oidx, opairs)) in self.specs.iter_mut().zip(&other.specs) {
+            if idx != oidx || pairs.len() != opairs.len() {
+                return Err(mismatch("the states slice by different specs".into()));
+            }
+            let mut map = feature_maps[idx[0]].clone();
+            for (level, (dict, odict)) in pairs.iter_mut().zip(opairs).enumerate() {
+                let right = &feature_maps[idx[level + 1]];
+                map = odict
+                    .values
+                    .iter()
+                    .map(|k| {
+                        let k = k.unwrap_or(0);
+                        let (l, r) = ((k >> 32) as usize, (k & 0xffff_ffff) as usize);
+                        let key = ((map[l] as u64) << 32) | right[r] as u64;
+                        dict.id_owned(Some(&key))
+                    })
+                    .collect();
+            }
+            out.push(map);
+        }
+        Ok(out)
     }
 }
 

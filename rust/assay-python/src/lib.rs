@@ -15,10 +15,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use arrow_schema::SchemaRef;
 use assay_core::calibration;
 use assay_core::discovery::{discover_slices as run_discovery, DiscoverySpec, ErrorKind, Method};
-use assay_core::engine::{evaluate as run_evaluate, AucMode, CompareSpec, EvalSpec, NanPolicy};
+use assay_core::engine::{
+    accumulate as run_accumulate, evaluate as run_evaluate, finalize as run_finalize,
+    merge as run_merge, AucMode, CompareSpec, EvalSpec, Evaluation, NanPolicy, PartialState,
+};
 use assay_core::input::{check_batch, column_index, f64_values, validity};
 use assay_core::reliability::{BinRule, CalibSpec};
 use assay_core::runtime::{self, panic_message};
+use assay_core::state::codec::STATE_FORMAT_VERSION;
 use assay_core::{
     bin_edges as core_bin_edges, AssayError, BinStrategy, CiMethod, Feature, IntervalSpec, Metric,
 };
@@ -52,6 +56,8 @@ fn to_py(py: Python<'_>, e: AssayError) -> PyErr {
         AssayError::InvalidInput { .. } => "InvalidInputError",
         AssayError::InvalidArgument(_) => "InvalidArgumentError",
         AssayError::EmptyInput(_) => "EmptyInputError",
+        AssayError::StateMismatch(_) => "StateMismatchError",
+        AssayError::StateFormat(_) => "StateFormatError",
         AssayError::Arrow(_) | AssayError::Internal(_) => "AssayError",
         AssayError::Interrupted => return PyKeyboardInterrupt::new_err("assay job interrupted"),
     };
@@ -151,35 +157,79 @@ type JobResult<'py> = (
     Option<Bound<'py, PyAny>>,
 );
 
-/// Runs one evaluation (or comparison) job over an Arrow stream.
-#[pyfunction]
-#[pyo3(signature = (data, label, score, weight, threshold, slices, metrics, min_slice_size, nan_policy, auc_bins, n_threads, interval=None, compare=None, calibration=None, reliability=None, slice_only=None, rows_hint=None))]
-#[allow(clippy::too_many_arguments)]
-fn evaluate<'py>(
-    py: Python<'py>,
-    data: Bound<'py, PyAny>,
-    label: String,
-    score: String,
-    weight: Option<String>,
-    threshold: f64,
-    slices: Vec<Vec<(String, Option<Vec<f64>>)>>,
-    metrics: Vec<String>,
-    min_slice_size: u64,
-    nan_policy: &str,
-    auc_bins: Option<usize>,
-    n_threads: Option<usize>,
-    interval: Option<(usize, f64, String, u64, Option<String>)>,
-    compare: Option<(String, Vec<(String, String)>)>,
-    calibration: Option<(usize, String)>,
-    reliability: Option<f64>,
-    slice_only: Option<Vec<Option<String>>>,
-    rows_hint: Option<u64>,
-) -> PyResult<JobResult<'py>> {
-    guarded(py, || {
+/// The options of one evaluation job, as Python's `_evaluate._job` builds them (the same tuple
+/// for `evaluate`, `accumulate` and `finalize`).
+struct Job(
+    String,                                            // label
+    String,                                            // score
+    Option<String>,                                    // weight
+    f64,                                               // threshold
+    Vec<Vec<(String, Option<Vec<f64>>)>>,              // slices
+    Vec<String>,                                       // metrics
+    u64,                                               // min_slice_size
+    String,                                            // nan_policy
+    (String, usize),                                   // auc: (mode, bins or max runs)
+    Option<usize>,                                     // n_threads
+    Option<(usize, f64, String, u64, Option<String>)>, // interval
+    Option<(String, Vec<(String, String)>)>,           // compare
+    Option<(usize, String)>,                           // calibration
+    Option<f64>,                                       // reliability
+    Option<Vec<Option<String>>>,                       // slice_only
+);
+
+impl Job {
+    /// The job from Python's 15-tuple.
+    fn extract(t: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Job> {
+        use pyo3::types::PyTupleMethods;
+        if t.len() != 15 {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "a job is a tuple of 15 options, got {}",
+                t.len()
+            )));
+        }
+        let at = |i: usize| t.get_item(i);
+        Ok(Job(
+            at(0)?.extract()?,
+            at(1)?.extract()?,
+            at(2)?.extract()?,
+            at(3)?.extract()?,
+            at(4)?.extract()?,
+            at(5)?.extract()?,
+            at(6)?.extract()?,
+            at(7)?.extract()?,
+            at(8)?.extract()?,
+            at(9)?.extract()?,
+            at(10)?.extract()?,
+            at(11)?.extract()?,
+            at(12)?.extract()?,
+            at(13)?.extract()?,
+            at(14)?.extract()?,
+        ))
+    }
+
+    /// The engine's spec of this job (`rows_hint`: the rows of an in-memory input).
+    fn spec(self, rows_hint: Option<u64>) -> Result<EvalSpec, AssayError> {
+        let Job(
+            label,
+            score,
+            weight,
+            threshold,
+            slices,
+            metrics,
+            min_slice_size,
+            nan_policy,
+            (auc_mode, auc_param),
+            n_threads,
+            interval,
+            compare,
+            calibration,
+            reliability,
+            slice_only,
+        ) = self;
         let calibration = match calibration {
             Some((bins, rule)) => CalibSpec {
                 bins,
-                rule: BinRule::parse(&rule).map_err(|e| to_py(py, e))?,
+                rule: BinRule::parse(&rule)?,
             },
             None => CalibSpec::default(),
         };
@@ -195,36 +245,40 @@ fn evaluate<'py>(
                     })
                 },
             )
-            .transpose()
-            .map_err(|e| to_py(py, e))?;
+            .transpose()?;
         let metrics = metrics
             .iter()
             .map(|m| Metric::parse(m))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| to_py(py, e))?;
-        let nan_policy = match nan_policy {
+            .collect::<Result<Vec<_>, _>>()?;
+        let nan_policy = match nan_policy.as_str() {
             "raise" => NanPolicy::Raise,
             "drop" => NanPolicy::Drop,
             other => {
-                return Err(to_py(
-                    py,
-                    AssayError::InvalidArgument(format!(
-                        "nan_policy must be \"raise\" or \"drop\", got {other:?}"
-                    )),
-                ))
+                return Err(AssayError::InvalidArgument(format!(
+                    "nan_policy must be \"raise\" or \"drop\", got {other:?}"
+                )))
             }
         };
-        let slices = slice_specs(slices);
-        let spec = EvalSpec {
+        let auc = match auc_mode.as_str() {
+            "exact" => AucMode::Exact,
+            "binned" => AucMode::Binned(auc_param),
+            "sketch" => AucMode::Sketch(auc_param),
+            other => {
+                return Err(AssayError::InvalidArgument(format!(
+                    "auc must be \"exact\", \"binned\" or \"sketch\", got {other:?}"
+                )))
+            }
+        };
+        Ok(EvalSpec {
             label,
             score,
             weight,
             threshold,
-            slices,
+            slices: slice_specs(slices),
             metrics,
             min_slice_size,
             nan_policy,
-            auc: auc_bins.map_or(AucMode::Exact, AucMode::Binned),
+            auc,
             n_threads,
             interval,
             compare: compare.map(|(reference, others)| CompareSpec { reference, others }),
@@ -232,48 +286,184 @@ fn evaluate<'py>(
             reliability,
             slice_only: slice_only.unwrap_or_default(),
             rows_hint,
-        };
-        // The columns the job reads (their values are validated in full on import).
-        let mut read: Vec<&str> = vec![&spec.label, &spec.score];
-        read.extend(spec.weight.as_deref());
-        if let Some(c) = &spec.compare {
-            read.extend(c.others.iter().map(|(_, col)| col.as_str()));
-        }
-        read.extend(spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref()));
-        read.extend(spec.slices.iter().flatten().map(|f| f.column()));
-        let reader = import_stream(py, &data)?.reading(read);
+        })
+    }
+}
+
+/// The columns a job reads (their values are validated in full on import).
+fn read_columns(spec: &EvalSpec) -> Vec<&str> {
+    let mut read: Vec<&str> = vec![&spec.label, &spec.score];
+    read.extend(spec.weight.as_deref());
+    if let Some(c) = &spec.compare {
+        read.extend(c.others.iter().map(|(_, col)| col.as_str()));
+    }
+    read.extend(spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref()));
+    read.extend(spec.slices.iter().flatten().map(|f| f.column()));
+    read
+}
+
+/// An evaluation's tables as pyarrow objects.
+fn export<'py>(py: Python<'py>, ev: Evaluation) -> PyResult<JobResult<'py>> {
+    let table = PyRecordBatch::new(ev.report.table).into_pyarrow(py)?;
+    let notes = PyRecordBatch::new(ev.report.notes).into_pyarrow(py)?;
+    let others = ev
+        .others
+        .into_iter()
+        .map(|r| {
+            Ok((
+                PyRecordBatch::new(r.table).into_pyarrow(py)?,
+                PyRecordBatch::new(r.notes).into_pyarrow(py)?,
+            ))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let comparison = ev
+        .comparison
+        .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
+        .transpose()?;
+    let reliability = ev
+        .reliability
+        .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
+        .transpose()?;
+    Ok((
+        table,
+        notes,
+        ev.rows,
+        ev.dropped,
+        others,
+        comparison,
+        reliability,
+    ))
+}
+
+/// Runs one evaluation (or comparison) job over an Arrow stream.
+#[pyfunction]
+#[pyo3(signature = (data, job, rows_hint=None))]
+fn evaluate<'py>(
+    py: Python<'py>,
+    data: Bound<'py, PyAny>,
+    job: Bound<'py, pyo3::types::PyTuple>,
+    rows_hint: Option<u64>,
+) -> PyResult<JobResult<'py>> {
+    guarded(py, || {
+        let spec = Job::extract(&job)?
+            .spec(rows_hint)
+            .map_err(|e| to_py(py, e))?;
+        let reader = import_stream(py, &data)?.reading(read_columns(&spec));
         let ev = run_streamed(py, reader, move |schema, reader| {
             run_evaluate(schema, reader, &spec, &runtime::interrupted)
         })?;
-        let table = PyRecordBatch::new(ev.report.table).into_pyarrow(py)?;
-        let notes = PyRecordBatch::new(ev.report.notes).into_pyarrow(py)?;
-        let others = ev
-            .others
-            .into_iter()
-            .map(|r| {
-                Ok((
-                    PyRecordBatch::new(r.table).into_pyarrow(py)?,
-                    PyRecordBatch::new(r.notes).into_pyarrow(py)?,
-                ))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let comparison = ev
-            .comparison
-            .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
-            .transpose()?;
-        let reliability = ev
-            .reliability
-            .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
-            .transpose()?;
-        Ok((
-            table,
-            notes,
-            ev.rows,
-            ev.dropped,
-            others,
-            comparison,
-            reliability,
-        ))
+        export(py, ev)
+    })
+}
+
+/// A partial state (see `assay.PartialState`, which wraps it).
+#[pyclass(name = "State", module = "assay._native", frozen)]
+struct State {
+    inner: PartialState,
+}
+
+#[pymethods]
+impl State {
+    /// The state in its versioned, checksummed byte format.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        guarded(py, || {
+            let b = py.detach(|| self.inner.to_bytes());
+            Ok(pyo3::types::PyBytes::new(py, &b))
+        })
+    }
+
+    /// The spec text the state was accumulated with.
+    #[getter]
+    fn spec_json(&self) -> &str {
+        &self.inner.spec_json
+    }
+
+    /// Rows read (dropped ones included).
+    #[getter]
+    fn rows(&self) -> u64 {
+        self.inner.rows
+    }
+
+    /// Rows dropped by `nan_policy="drop"`.
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped
+    }
+
+    /// Global row positions covered, as sorted, disjoint `[start, end)` pairs.
+    #[getter]
+    fn row_ranges(&self) -> Vec<(u64, u64)> {
+        self.inner.ranges.clone()
+    }
+
+    /// Bytes of `to_bytes()`.
+    #[getter]
+    fn nbytes(&self, py: Python<'_>) -> PyResult<usize> {
+        guarded(py, || Ok(py.detach(|| self.inner.to_bytes().len())))
+    }
+
+    /// The format version of `to_bytes()`.
+    #[getter]
+    fn format_version(&self) -> u32 {
+        STATE_FORMAT_VERSION
+    }
+}
+
+/// Reads `data` once into the partial state of `job` (`row_offset`: the global position of
+/// its first row).
+#[pyfunction]
+#[pyo3(signature = (data, job, spec_json, row_offset=0))]
+fn accumulate<'py>(
+    py: Python<'py>,
+    data: Bound<'py, PyAny>,
+    job: Bound<'py, pyo3::types::PyTuple>,
+    spec_json: String,
+    row_offset: u64,
+) -> PyResult<State> {
+    guarded(py, || {
+        let spec = Job::extract(&job)?.spec(None).map_err(|e| to_py(py, e))?;
+        let reader = import_stream(py, &data)?.reading(read_columns(&spec));
+        let mut state = run_streamed(py, reader, move |schema, reader| {
+            run_accumulate(schema, reader, &spec, row_offset, &runtime::interrupted)
+        })?;
+        state.spec_json = spec_json;
+        Ok(State { inner: state })
+    })
+}
+
+/// The report of a (merged) state; `job` is the job of the state's spec.
+#[pyfunction]
+fn finalize<'py>(
+    py: Python<'py>,
+    state: Bound<'py, State>,
+    job: Bound<'py, pyo3::types::PyTuple>,
+) -> PyResult<JobResult<'py>> {
+    guarded(py, || {
+        let spec = Job::extract(&job)?.spec(None).map_err(|e| to_py(py, e))?;
+        let st = state.get();
+        let ev = run_detached(py, || run_finalize(&st.inner, &spec, &runtime::interrupted))?;
+        export(py, ev)
+    })
+}
+
+/// The state of all the rows of `states`, merged by slice value in a canonical order.
+#[pyfunction]
+fn merge_states<'py>(py: Python<'py>, states: Vec<Bound<'py, State>>) -> PyResult<State> {
+    guarded(py, || {
+        let refs: Vec<&PartialState> = states.iter().map(|s| &s.get().inner).collect();
+        let merged = run_detached(py, || run_merge(&refs))?;
+        Ok(State { inner: merged })
+    })
+}
+
+/// A state from its bytes; `StateFormatError` when they are not a valid state.
+#[pyfunction]
+fn state_from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<State> {
+    guarded(py, || {
+        let inner = py
+            .detach(|| PartialState::from_bytes(data))
+            .map_err(|e| to_py(py, e))?;
+        Ok(State { inner })
     })
 }
 
@@ -706,6 +896,13 @@ fn histogram_fit(
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(accumulate, m)?)?;
+    m.add_function(wrap_pyfunction!(finalize, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_states, m)?)?;
+    m.add_function(wrap_pyfunction!(state_from_bytes, m)?)?;
+    m.add_class::<State>()?;
+    m.add("STATE_FORMAT_VERSION", STATE_FORMAT_VERSION)?;
+    m.add("DEFAULT_MAX_RUNS", assay_core::sketch::DEFAULT_MAX_RUNS)?;
     m.add_function(wrap_pyfunction!(bin_edges, m)?)?;
     m.add_function(wrap_pyfunction!(isotonic_fit, m)?)?;
     m.add_function(wrap_pyfunction!(platt_fit, m)?)?;

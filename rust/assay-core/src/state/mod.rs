@@ -2,6 +2,9 @@
 //! by `metrics`. Merging is elementwise addition, so it is associative and commutative; the
 //! engine merges in a fixed order so that floating-point sums have the same bits every run.
 
+pub mod codec;
+pub mod partial;
+
 /// The power of two that a job's weights are multiplied by as they are read.
 ///
 /// Metrics do not change when all weights are scaled, but sums of weights, their products

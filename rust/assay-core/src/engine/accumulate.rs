@@ -1,0 +1,752 @@
+//! The pass: one read of the record batches into a [`PartialState`] (every metric, every
+//! slice, every replicate), in parallel chunks cut by global row position.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_buffer::NullBuffer;
+use arrow_schema::{ArrowError, SchemaRef};
+use rayon::prelude::*;
+
+use crate::bootstrap::add_row;
+use crate::error::{invalid, AssayError, Result};
+use crate::input::{
+    check_batch, check_label_type, check_numeric_type, check_row_id_type, column_index, f64_view,
+    u64_values, validity,
+};
+use crate::reliability::{
+    self as rel, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, REP_BIN_FIELDS,
+};
+use crate::slicing::Slicer;
+use crate::state::partial::{PartialState, Replay};
+use crate::state::{ChunkState, RankRows, RankWindow, WeightScale, REP_ROWS};
+
+use super::plan::{check_state_size, Plan, WAVE};
+use super::{job_pool, EvalSpec, NanPolicy, CHUNK_ROWS};
+
+/// Reads `batches` (with `schema`) once into the partial state of `spec`. `row_offset` is the
+/// global position of the first row (a shard of a split job); `interrupted` is polled between
+/// batches. Accepting no rows is not an error here: an empty state merges as the identity, and
+/// [`super::finalize`] refuses a state with no rows.
+pub fn accumulate<I>(
+    schema: SchemaRef,
+    batches: I,
+    spec: &EvalSpec,
+    row_offset: u64,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<PartialState>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+{
+    spec.validate()?;
+    let stop = || interrupted() || crate::runtime::interrupted();
+    let label_idx = column_index(&schema, &spec.label)?;
+    let mut score_names: Vec<&str> = vec![&spec.score];
+    if let Some(c) = &spec.compare {
+        score_names.extend(c.others.iter().map(|(_, col)| col.as_str()));
+    }
+    let score_idx: Vec<usize> = score_names
+        .iter()
+        .map(|c| column_index(&schema, c))
+        .collect::<Result<_>>()?;
+    let weight_idx = spec
+        .weight
+        .as_deref()
+        .map(|w| column_index(&schema, w))
+        .transpose()?;
+    check_label_type(&spec.label, schema.field(label_idx).data_type())?;
+    for (c, i) in score_names.iter().zip(&score_idx) {
+        check_numeric_type(c, "score", schema.field(*i).data_type())?;
+    }
+    if let (Some(w), Some(i)) = (&spec.weight, weight_idx) {
+        check_numeric_type(w, "weight", schema.field(i).data_type())?;
+    }
+    let row_id_name = spec.interval.as_ref().and_then(|iv| iv.row_id.clone());
+    let row_id_idx = row_id_name
+        .as_deref()
+        .map(|c| column_index(&schema, c))
+        .transpose()?;
+    if let (Some(c), Some(i)) = (&row_id_name, row_id_idx) {
+        check_row_id_type(c, schema.field(i).data_type())?;
+    }
+    let mut slicer = Slicer::new(&schema, &spec.slices)?;
+    let plan = Plan::new(spec, slicer.n_specs(), spec.rows_hint.is_some());
+    let models = plan.models();
+    let lean = plan.lean();
+    let pool = job_pool(spec.n_threads)?;
+
+    let n_specs = slicer.n_specs();
+    let mut total = ChunkState::default();
+    let mut open: Option<ChunkState> = None;
+    let mut free: Vec<ChunkState> = Vec::new();
+    let mut rank: Vec<RankRows> = (0..models).map(|_| RankRows::with_specs(n_specs)).collect();
+    let model_ids = |n_ids: &[usize]| -> Vec<usize> {
+        (0..models).flat_map(|_| n_ids.iter().copied()).collect()
+    };
+    let (mut rows, mut dropped) = (0u64, 0u64);
+    let mut prob_hists: Vec<rel::ProbHist> = if plan.prob_counts {
+        vec![rel::ProbHist::default(); models]
+    } else {
+        Vec::new()
+    };
+    // The batches of a replayed job (references to the caller's in-memory table).
+    let mut retained: Vec<RecordBatch> = Vec::new();
+    // Fixed by the first batch that has a valid weight (see `WeightScale`).
+    let mut weight_scale: Option<WeightScale> = None;
+
+    for (batch_index, batch) in batches.enumerate() {
+        if stop() {
+            return Err(AssayError::Interrupted);
+        }
+        let batch = batch?;
+        check_batch(&schema, &batch, batch_index)?;
+        let len = batch.num_rows();
+        if len == 0 {
+            continue;
+        }
+        // The global position of the batch's first row (chunks and replicate weights follow
+        // it, so that the shards of a split job cut and resample like one pass).
+        let at = row_offset
+            .checked_add(rows)
+            .and_then(|a| a.checked_add(len as u64).map(|_| a))
+            .ok_or_else(|| {
+                AssayError::InvalidArgument(format!(
+                    "row_offset {row_offset} plus the rows read overflows 2^64"
+                ))
+            })?;
+        if plan.replay {
+            retained.push(batch.clone());
+        }
+        let col = |i: usize| batch.column(i).clone();
+        let cols = RoleColumns {
+            label_nulls: validity(&col(label_idx)),
+            label: col(label_idx),
+            scores: score_idx
+                .iter()
+                .map(|i| (col(*i), validity(&col(*i))))
+                .collect(),
+            weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
+            row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
+            weight_scale: match weight_idx {
+                Some(i) => {
+                    if weight_scale.is_none() {
+                        weight_scale = first_weight_scale(&col(i));
+                    }
+                    weight_scale.unwrap_or(WeightScale::ONE)
+                }
+                None => WeightScale::ONE,
+            },
+        };
+        let (ids, n_ids) = pool.install(|| -> Result<_> {
+            let ids = slicer.encode_batch(&batch)?;
+            let n_ids: Vec<usize> = std::iter::once(1)
+                .chain((0..n_specs).map(|s| slicer.n_ids(s)))
+                .collect();
+            Ok((ids, n_ids))
+        })?;
+
+        // Cut the batch at global chunk boundaries.
+        let mut pieces = Vec::new();
+        let mut start = 0usize;
+        while start < len {
+            let g = at + start as u64;
+            let boundary = (g / CHUNK_ROWS + 1) * CHUNK_ROWS;
+            let end = ((boundary - at) as usize).min(len);
+            pieces.push((start, end));
+            start = end;
+        }
+        let all_ids = model_ids(&n_ids);
+        // Pieces run in waves of a few per thread: the chunk states in flight (and their
+        // memory) stay bounded however large the batch, and merged states are reused.
+        let wave = WAVE;
+        check_state_size(&all_ids, &plan, pieces.len().min(wave))?;
+        for (w, wave_pieces) in pieces.chunks(wave).enumerate() {
+            // Kept rows are written in place: each piece gets a window of each model's rows.
+            let sizes: Vec<usize> = wave_pieces
+                .iter()
+                .map(|(lo, hi)| if plan.keep_rows { hi - lo } else { 0 })
+                .collect();
+            let keyed = plan.resampler.is_some();
+            if w == 0 && plan.keep_rows {
+                let hinted = spec
+                    .rows_hint
+                    .map_or(0, |h| h.saturating_sub(rows) as usize);
+                for r in rank.iter_mut() {
+                    r.reserve_rows(len.max(hinted), plan.weighted, keyed);
+                }
+            }
+            let mut windows: Vec<std::vec::IntoIter<RankWindow>> = pool.install(|| {
+                rank.iter_mut()
+                    .map(|r| r.open_windows(&sizes, plan.weighted, keyed).into_iter())
+                    .collect()
+            });
+            let mut states: Vec<(ChunkState, Vec<RankWindow>)> = (0..wave_pieces.len())
+                .map(|k| {
+                    let mut st = match (w == 0 && k == 0, open.take()) {
+                        (true, Some(st)) => st,
+                        (_, back) => {
+                            open = back;
+                            free.pop().unwrap_or_default()
+                        }
+                    };
+                    st.resize(&all_ids, plan.shape);
+                    let rk = windows
+                        .iter_mut()
+                        .map(|w| w.next().expect("a window per piece"))
+                        .collect();
+                    (st, rk)
+                })
+                .collect();
+            drop(windows);
+            type Outcome = (Result<u64>, Vec<rel::ProbHist>);
+            let outcomes: Vec<Outcome> = pool.install(|| {
+                wave_pieces
+                    .par_iter()
+                    .zip(states.par_iter_mut())
+                    .map_init(Scratch::default, |scratch, ((lo, hi), (st, rk))| {
+                        let first = at + *lo as u64;
+                        let (lo, hi) = (*lo, *hi);
+                        let mut probs = if plan.prob_counts {
+                            vec![rel::ProbCells::default(); models]
+                        } else {
+                            Vec::new()
+                        };
+                        let r = if lean {
+                            update_piece::<true>(
+                                &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
+                            )
+                        } else {
+                            update_piece::<false>(
+                                &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
+                            )
+                        };
+                        let hists = probs.iter().map(rel::ProbCells::hist).collect();
+                        (r, hists)
+                    })
+                    .collect()
+            });
+            for (o, hists) in outcomes {
+                dropped += o?;
+                // In piece order (fixed by position), like every other merge.
+                for (all, h) in prob_hists.iter_mut().zip(&hists) {
+                    all.merge(h);
+                }
+            }
+            let mut written: Vec<Vec<usize>> = vec![Vec::with_capacity(wave_pieces.len()); models];
+            for ((_, hi), (mut st, rk)) in wave_pieces.iter().zip(states) {
+                for (m, win) in rk.iter().enumerate() {
+                    written[m].push(win.at);
+                }
+                if (at + *hi as u64) % CHUNK_ROWS == 0 {
+                    total.merge(&st);
+                    st.clear();
+                    free.push(st);
+                } else {
+                    open = Some(st);
+                }
+            }
+            for (r, wr) in rank.iter_mut().zip(&written) {
+                r.close_windows(&sizes, wr);
+            }
+        }
+        rows += len as u64;
+    }
+    if let Some(st) = open.take() {
+        total.merge(&st);
+    }
+    let n_ids: Vec<usize> = std::iter::once(1)
+        .chain((0..n_specs).map(|s| slicer.n_ids(s)))
+        .collect();
+    total.resize(&model_ids(&n_ids), plan.shape);
+    let sketches = if plan.sketch_runs > 0 {
+        let runs = plan.sketch_runs;
+        let sk = pool.install(|| crate::state::partial::sketch_rows(&rank, &n_ids, runs));
+        rank = (0..models).map(|_| RankRows::with_specs(n_specs)).collect();
+        sk
+    } else {
+        Vec::new()
+    };
+    Ok(PartialState {
+        spec_json: String::new(),
+        slicer,
+        models,
+        shape: plan.shape,
+        total,
+        rank: if plan.keep_rows && plan.sketch_runs == 0 {
+            rank
+        } else {
+            Vec::new()
+        },
+        sketches,
+        sketch_runs: plan.sketch_runs,
+        prob_hists,
+        weight_scale,
+        rows,
+        dropped,
+        position_keys: plan.resampler.is_some() && row_id_idx.is_none(),
+        ranges: if rows > 0 {
+            vec![(row_offset, row_offset + rows)]
+        } else {
+            Vec::new()
+        },
+        replay: plan.replay.then(|| Replay {
+            batches: retained,
+            label: label_idx,
+            scores: score_idx.clone(),
+        }),
+    })
+}
+
+/// The role columns of one batch.
+struct RoleColumns {
+    label: ArrayRef,
+    label_nulls: Option<NullBuffer>,
+    /// One score column per model (the reference first).
+    scores: Vec<(ArrayRef, Option<NullBuffer>)>,
+    weight: Option<(ArrayRef, Option<NullBuffer>)>,
+    row_id: Option<(ArrayRef, Option<NullBuffer>)>,
+    /// The job's [`WeightScale`] (fixed from the first batch with a valid weight).
+    weight_scale: WeightScale,
+}
+
+/// The [`WeightScale`] of a job from the weights of its first batch: `None` when the batch has
+/// no valid weight (the factor then comes from a later batch).
+fn first_weight_scale(weights: &ArrayRef) -> Option<WeightScale> {
+    let mut buf = Vec::new();
+    let values = f64_view(weights, 0, weights.len(), &mut buf);
+    let nulls = validity(weights);
+    let max = values
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| nulls.as_ref().is_none_or(|n| n.is_valid(*i)) && w.is_finite())
+        .fold(0.0f64, |m, (_, w)| m.max(*w));
+    (max > 0.0).then(|| WeightScale::from_max(max))
+}
+
+/// Updates `state` (and `rank`, one per model) with rows `lo..hi` of the batch; returns rows
+/// dropped. States of model `m` and spec `k` sit at `state.specs[m * (n_specs + 1) + k]`.
+/// `LEAN` jobs (one model, no resampling, no moments) compile without those branches: the
+/// plain evaluation is the hot path most users run.
+#[allow(clippy::too_many_arguments)]
+fn update_piece<const LEAN: bool>(
+    plan: &Plan,
+    cols: &RoleColumns,
+    ids: &[Arc<Vec<u32>>],
+    lo: usize,
+    hi: usize,
+    first_row: u64,
+    state: &mut ChunkState,
+    rank: &mut [RankWindow],
+    probs: &mut [rel::ProbCells],
+    scratch: &mut Scratch,
+) -> Result<u64> {
+    let spec = plan.spec;
+    let Scratch {
+        labels: lb,
+        weights: wb,
+        scaled_weights: swb,
+        scores: sbs,
+        aux,
+    } = scratch;
+    sbs.resize_with(cols.scores.len(), Vec::new);
+    let labels = f64_view(&cols.label, lo, hi, lb);
+    let scores: Vec<&[f64]> = cols
+        .scores
+        .iter()
+        .zip(sbs.iter_mut())
+        .map(|((a, _), buf)| f64_view(a, lo, hi, buf))
+        .collect();
+    // The weights as given (their checks and messages read these) and as accumulated.
+    let raw_weights = cols.weight.as_ref().map(|(w, _)| f64_view(w, lo, hi, wb));
+    let weights = raw_weights.map(|raw| cols.weight_scale.apply(raw, swb));
+    let drop = spec.nan_policy == NanPolicy::Drop;
+    let mut dropped = 0;
+    let bins = plan.hist_bins;
+    let slots = if plan.additive_reps {
+        plan.shape.slots
+    } else {
+        0
+    };
+    let per_model = ids.len() + 1;
+    let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
+    let mut kw = vec![0.0f64; slots.max(plan.shape.slots * plan.shape.calib_reps as usize)];
+    let calib_bins = plan.shape.calib_bins;
+    let calib = calib_bins > 0 || plan.shape.grid || plan.shape.logit;
+    if LEAN
+        && lean_fast_piece(
+            plan,
+            cols,
+            ids,
+            (lo, hi),
+            (labels, scores[0], weights),
+            state,
+            &mut rank[0],
+            probs.first_mut(),
+            aux,
+        )
+    {
+        return Ok(0);
+    }
+    'rows: for j in 0..hi - lo {
+        let i = lo + j;
+        let row = first_row + j as u64;
+        let y = labels[j];
+        let label_missing = cols.label_nulls.as_ref().is_some_and(|n| n.is_null(i)) || y.is_nan();
+        if label_missing {
+            if drop {
+                dropped += 1;
+                continue;
+            }
+            return Err(invalid(
+                &spec.label,
+                format!(
+                    "null or NaN label at row {row}; pass nan_policy=\"drop\" to drop such rows"
+                ),
+            ));
+        }
+        // A row missing any model's score is dropped for all models: comparisons are paired.
+        for (m, (_, nulls)) in cols.scores.iter().enumerate() {
+            let s = scores[m][j];
+            let score_missing = nulls.as_ref().is_some_and(|n| n.is_null(i));
+            if score_missing || !s.is_finite() {
+                if drop {
+                    dropped += 1;
+                    continue 'rows;
+                }
+                let what = if score_missing {
+                    "null".to_string()
+                } else {
+                    s.to_string()
+                };
+                return Err(invalid(
+                    plan.score_names[m],
+                    format!(
+                        "score is {what} at row {row}; pass nan_policy=\"drop\" to drop such rows"
+                    ),
+                ));
+            }
+        }
+        let yb = if y == 1.0 {
+            true
+        } else if y == 0.0 {
+            false
+        } else {
+            return Err(invalid(
+                &spec.label,
+                format!("labels must be 0 or 1 (or booleans); found {y:?} at row {row}"),
+            ));
+        };
+        if plan.need_probability {
+            for (m, sc) in scores.iter().enumerate() {
+                let s = sc[j];
+                if !(0.0..=1.0).contains(&s) {
+                    return Err(invalid(
+                        plan.score_names[m],
+                        format!("score {s:?} at row {row} is outside [0, 1]; log_loss, brier, the calibration metrics and auc=\"binned\" need probabilities"),
+                    ));
+                }
+            }
+        }
+        let w = match (&raw_weights, &weights) {
+            (Some(raw), Some(w)) => {
+                let (_, wnulls) = cols.weight.as_ref().unwrap();
+                let v = raw[j];
+                let name = spec.weight.as_deref().unwrap_or("weight");
+                if wnulls.as_ref().is_some_and(|n| n.is_null(i)) || !(v > 0.0 && v.is_finite()) {
+                    let shown = if wnulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        "null".to_string()
+                    } else {
+                        format!("{v:?}")
+                    };
+                    return Err(invalid(
+                        name,
+                        format!("weights must be positive and finite; found {shown} at row {row}"),
+                    ));
+                }
+                // Scaled: a weight that overflowed, or underflowed to a subnormal or to 0,
+                // lost its value (unscaled, `w` is `v`, checked above).
+                if cols.weight_scale.exp != 0 && !w[j].is_normal() {
+                    return Err(invalid(name, cols.weight_scale.out_of_range(v, row)));
+                }
+                w[j]
+            }
+            _ => 1.0,
+        };
+        let mut row_key = 0;
+        if let (false, Some(r)) = (LEAN, &plan.resampler) {
+            let rid = match (&row_ids, &cols.row_id) {
+                (Some(v), Some((_, nulls))) => {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        let name = spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref());
+                        return Err(invalid(
+                            name.unwrap_or("row_id"),
+                            format!("row ids must not be null; found null at row {row}"),
+                        ));
+                    }
+                    v[j]
+                }
+                _ => row,
+            };
+            row_key = r.row_key(rid);
+            if !kw.is_empty() {
+                r.fill(row_key, w, 0, &mut kw);
+            }
+        }
+        for (m, sc) in scores
+            .iter()
+            .enumerate()
+            .take(if LEAN { 1 } else { usize::MAX })
+        {
+            let s = sc[j];
+            let pred = s >= spec.threshold;
+            let ll = if plan.need_log_loss {
+                crate::fastmath::log_loss(yb, s)
+            } else {
+                0.0
+            };
+            let br = (s - y) * (s - y);
+            let hist_bin = if bins > 0 {
+                ((s * bins as f64) as usize).min(bins - 1)
+            } else {
+                0
+            };
+            let cell = (yb as usize) << 1 | pred as usize;
+            let calib_bin = if calib_bins > 0 {
+                rel::uniform_bin(&plan.calib_edges, s)
+            } else {
+                0
+            };
+            let model_states = &mut state.specs[m * per_model..(m + 1) * per_model];
+            for (k, st) in model_states.iter_mut().enumerate() {
+                let id = if k == 0 { 0 } else { ids[k - 1][i] as usize };
+                st.counts[id].add(yb, pred, w, ll, br);
+                if bins > 0 {
+                    st.hist[(id * bins + hist_bin) * 2 + yb as usize] += w;
+                }
+                if !LEAN && plan.shape.moments {
+                    st.moments[id].add(yb, pred, w, ll, br);
+                }
+                if !LEAN && slots > 0 {
+                    let block = &mut st.reps[id * REP_ROWS * slots..(id + 1) * REP_ROWS * slots];
+                    add_row(block, slots, cell, &kw, plan.rep_losses.then_some((ll, br)));
+                }
+                if calib {
+                    update_calibration(plan, st, id, calib_bin, s, y, w, &kw);
+                }
+            }
+            if plan.prob_counts {
+                probs[m].add(s, yb);
+            }
+            if plan.keep_rows {
+                let rank = &mut rank[m];
+                rank.put(s, yb, w, row_key);
+                let at = rank.at;
+                for (k, v) in rank.ids.iter_mut().enumerate() {
+                    v[at] = ids[k][i];
+                }
+                rank.at += 1;
+            }
+        }
+    }
+    Ok(dropped)
+}
+
+/// The plain job's fast path for a piece without nulls: one vectorizable check of every row,
+/// then one tight loop per slice spec with no error branches. Each accumulator receives its rows
+/// in row order, as in the general loop, so the sums have the same bits. Returns false (and
+/// changes nothing) when some row is invalid: the general loop then reports or drops it.
+#[allow(clippy::too_many_arguments)]
+fn lean_fast_piece(
+    plan: &Plan,
+    cols: &RoleColumns,
+    ids: &[Arc<Vec<u32>>],
+    (lo, hi): (usize, usize),
+    (labels, scores, weights): (&[f64], &[f64], Option<&[f64]>),
+    state: &mut ChunkState,
+    rank: &mut RankWindow,
+    probs: Option<&mut rel::ProbCells>,
+    aux: &mut [Vec<f64>; 2],
+) -> bool {
+    let no_nulls = cols.label_nulls.is_none()
+        && cols.scores[0].1.is_none()
+        && cols.weight.as_ref().is_none_or(|(_, n)| n.is_none());
+    if !no_nulls {
+        return false;
+    }
+    let prob = plan.need_probability;
+    let rows_ok = labels.iter().zip(scores).fold(true, |ok, (y, s)| {
+        let in_range = !prob | ((*s >= 0.0) & (*s <= 1.0));
+        ok & ((*y == 0.0) | (*y == 1.0)) & s.is_finite() & in_range
+    });
+    // Scaled weights must stay normal (see the general loop, which reports the ones that do not).
+    let scaled = cols.weight_scale.exp != 0;
+    let weights_ok = weights.is_none_or(|w| {
+        if scaled {
+            w.iter().fold(true, |ok, v| ok & v.is_normal() & (*v > 0.0))
+        } else {
+            w.iter().fold(true, |ok, v| ok & (*v > 0.0) & v.is_finite())
+        }
+    });
+    if !(rows_ok && weights_ok) {
+        return false;
+    }
+    let spec = plan.spec;
+    let n = hi - lo;
+    let w_at = |j: usize| weights.map_or(1.0, |w| w[j]);
+    let [log_loss, logits] = aux;
+    log_loss.clear();
+    if plan.need_log_loss {
+        crate::fastmath::log_losses(labels, scores, log_loss);
+    }
+    logits.clear();
+    if plan.shape.logit {
+        crate::fastmath::logits(scores, logits);
+    }
+    let bins = plan.hist_bins;
+    let shape = plan.shape;
+    for (k, st) in state.specs.iter_mut().enumerate().take(ids.len() + 1) {
+        let id_of = |j: usize| {
+            if k == 0 {
+                0
+            } else {
+                ids[k - 1][lo + j] as usize
+            }
+        };
+        if k == 0 && weights.is_none() {
+            let ll = plan.need_log_loss.then_some(&log_loss[..]);
+            st.counts[0].add_unweighted(labels, scores, spec.threshold, ll, plan.need_brier);
+        } else if k == 0 {
+            // One slice: the counts stay in registers.
+            let mut c = st.counts[0];
+            for j in 0..n {
+                let (y, s) = (labels[j], scores[j]);
+                let ll = if plan.need_log_loss { log_loss[j] } else { 0.0 };
+                c.add(
+                    y == 1.0,
+                    s >= spec.threshold,
+                    w_at(j),
+                    ll,
+                    (s - y) * (s - y),
+                );
+            }
+            st.counts[0] = c;
+        } else {
+            for j in 0..n {
+                let (y, s) = (labels[j], scores[j]);
+                let ll = if plan.need_log_loss { log_loss[j] } else { 0.0 };
+                let c = &mut st.counts[id_of(j)];
+                c.add(
+                    y == 1.0,
+                    s >= spec.threshold,
+                    w_at(j),
+                    ll,
+                    (s - y) * (s - y),
+                );
+            }
+        }
+        if bins > 0 {
+            for j in 0..n {
+                let s = scores[j];
+                let b = ((s * bins as f64) as usize).min(bins - 1);
+                st.hist[(id_of(j) * bins + b) * 2 + (labels[j] == 1.0) as usize] += w_at(j);
+            }
+        }
+        if shape.calib_bins > 0 {
+            let len = shape.calib_bins * BIN_FIELDS;
+            for j in 0..n {
+                let (s, id) = (scores[j], id_of(j));
+                let b = rel::uniform_bin(&plan.calib_edges, s);
+                rel::add_bin(
+                    &mut st.calib[id * len..(id + 1) * len],
+                    b,
+                    s,
+                    labels[j],
+                    w_at(j),
+                );
+            }
+        }
+        if shape.grid {
+            let len = (GRID_CELLS + 1) * GRID_FIELDS;
+            for j in 0..n {
+                let id = id_of(j);
+                rel::add_grid(
+                    &mut st.grid[id * len..(id + 1) * len],
+                    scores[j],
+                    labels[j],
+                    w_at(j),
+                );
+            }
+        }
+        if shape.logit {
+            let len = LOGIT_CELLS * LOGIT_FIELDS;
+            for j in 0..n {
+                let id = id_of(j);
+                let cells = &mut st.logit[id * len..(id + 1) * len];
+                rel::add_logit_at(cells, logits[j], labels[j], w_at(j));
+            }
+        }
+    }
+    if let (true, Some(p)) = (plan.prob_counts, probs) {
+        p.add_rows(scores, labels);
+    }
+    if plan.keep_rows {
+        rank.scores[..n].copy_from_slice(scores);
+        for (l, y) in rank.labels[..n].iter_mut().zip(labels) {
+            *l = (*y == 1.0) as u8;
+        }
+        if plan.weighted {
+            rank.weights[..n].copy_from_slice(weights.expect("weights of a weighted job"));
+        }
+        for (k, v) in rank.ids.iter_mut().enumerate() {
+            v[..n].copy_from_slice(&ids[k][lo..hi]);
+        }
+        rank.at = n;
+    }
+    true
+}
+
+/// Buffers a worker reuses from one chunk to the next (fresh ones would page-fault).
+#[derive(Default)]
+pub(super) struct Scratch {
+    pub(super) labels: Vec<f64>,
+    weights: Vec<f64>,
+    /// The weights times the job's [`WeightScale`] (when it is not 1).
+    scaled_weights: Vec<f64>,
+    scores: Vec<Vec<f64>>,
+    /// Per-row log losses and logits of the fast path.
+    aux: [Vec<f64>; 2],
+}
+
+/// One row's calibration states in slice `id` of `st`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn update_calibration(
+    plan: &Plan,
+    st: &mut crate::state::SliceStates,
+    id: usize,
+    bin: usize,
+    s: f64,
+    y: f64,
+    w: f64,
+    kw: &[f64],
+) {
+    let shape = plan.shape;
+    let bins = shape.calib_bins;
+    if bins > 0 {
+        let block = &mut st.calib[id * bins * BIN_FIELDS..(id + 1) * bins * BIN_FIELDS];
+        rel::add_bin(block, bin, s, y, w);
+        if shape.calib_reps {
+            let len = bins * REP_BIN_FIELDS * shape.slots;
+            let block = &mut st.calib_reps[id * len..(id + 1) * len];
+            rel::add_bin_reps(block, shape.slots, bin, s, y, w, kw);
+        }
+    }
+    if shape.grid {
+        let len = (GRID_CELLS + 1) * GRID_FIELDS;
+        rel::add_grid(&mut st.grid[id * len..(id + 1) * len], s, y, w);
+    }
+    if shape.logit {
+        let len = LOGIT_CELLS * LOGIT_FIELDS;
+        rel::add_logit(&mut st.logit[id * len..(id + 1) * len], s, y, w);
+    }
+}

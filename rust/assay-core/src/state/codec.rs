@@ -1,0 +1,584 @@
+//! The byte format of a [`PartialState`]: compact, versioned, checksummed.
+//!
+//! ```text
+//! magic      8 bytes  b"ASSAYPS\0"
+//! version    u32 LE   STATE_FORMAT_VERSION (a reader refuses a newer one)
+//! flags      u32 LE   0 (reserved)
+//! length     u64 LE   bytes of the payload
+//! checksum   u64 LE   of the payload (see `checksum`; detects corruption, not forgery)
+//! payload    little-endian fields: the spec text, counts, shapes, row ranges, the slicer's
+//!            keys by value, the additive blocks, the kept rows, the sketches, the histograms
+//! ```
+//! Every length read is checked against the bytes left before anything is allocated, and the
+//! decoded state is checked for consistency (block lengths, slice ids, values) before it is
+//! returned: bytes that are not a valid state give [`AssayError::StateFormat`], never a panic.
+
+use crate::error::{AssayError, Result};
+use crate::reliability::ProbHist;
+use crate::sketch::RunSketch;
+use crate::slicing::{FeatureValues, Slicer, SlicerKeys};
+
+use super::partial::PartialState;
+use super::{BinaryCounts, ChunkState, Moments, RankRows, SliceStates, StateShape, WeightScale};
+
+/// The version this build writes (and the newest it reads).
+pub const STATE_FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"ASSAYPS\0";
+const HEADER: usize = 32;
+
+/// A 64-bit checksum of `bytes`: a multiply-xorshift over 8-byte words. Each step is a
+/// bijection of the running value, so a change confined to one word always changes the sum.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h: u64 = 0x243F_6A88_85A3_08D3 ^ bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        h = (h ^ x).wrapping_mul(K);
+        h ^= h >> 29;
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(last)).wrapping_mul(K);
+        h ^= h >> 29;
+    }
+    h
+}
+
+fn bad(m: impl Into<String>) -> AssayError {
+    AssayError::StateFormat(format!("not a valid partial state: {}", m.into()))
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn f64s(&mut self, v: &[f64]) {
+        self.len(v.len());
+        self.0.reserve(v.len() * 8);
+        for x in v {
+            self.0.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    fn u64s(&mut self, v: &[u64]) {
+        self.len(v.len());
+        self.0.reserve(v.len() * 8);
+        for x in v {
+            self.0.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    fn u32s(&mut self, v: &[u32]) {
+        self.len(v.len());
+        self.0.reserve(v.len() * 4);
+        for x in v {
+            self.0.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.len(v.len());
+        self.0.extend_from_slice(v);
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.buf.len() {
+            return Err(bad("truncated"));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn flag(&mut self) -> Result<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(bad("a flag is neither 0 nor 1")),
+        }
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(
+            b.try_into().map_err(|_| bad("truncated"))?,
+        ))
+    }
+    fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+    /// A count of items of at least `each` bytes: never more than the bytes left allow.
+    fn len(&mut self, each: usize) -> Result<usize> {
+        let n = self.u64()?;
+        let n = usize::try_from(n).map_err(|_| bad("a length overflows"))?;
+        match n.checked_mul(each.max(1)) {
+            Some(b) if b <= self.buf.len() => Ok(n),
+            _ => Err(bad("truncated (a length runs past the end)")),
+        }
+    }
+    fn str(&mut self) -> Result<String> {
+        let n = self.len(1)?;
+        let b = self.take(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| bad("text is not UTF-8"))
+    }
+    fn f64s(&mut self) -> Result<Vec<f64>> {
+        let n = self.len(8)?;
+        let b = self.take(n * 8)?;
+        Ok(b.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect())
+    }
+    fn u64s(&mut self) -> Result<Vec<u64>> {
+        let n = self.len(8)?;
+        let b = self.take(n * 8)?;
+        Ok(b.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect())
+    }
+    fn u32s(&mut self) -> Result<Vec<u32>> {
+        let n = self.len(4)?;
+        let b = self.take(n * 4)?;
+        Ok(b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+            .collect())
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>> {
+        let n = self.len(1)?;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn usize(&mut self, max: usize, what: &str) -> Result<usize> {
+        let v = self.u64()?;
+        if v > max as u64 {
+            return Err(bad(format!("{what} out of range")));
+        }
+        Ok(v as usize)
+    }
+}
+
+fn write_shape(w: &mut Writer, s: &StateShape) {
+    for v in [s.hist_bins, s.slots, s.calib_bins] {
+        w.len(v);
+    }
+    for f in [s.moments, s.calib_reps, s.grid, s.logit] {
+        w.u8(f as u8);
+    }
+}
+
+fn read_shape(r: &mut Reader) -> Result<StateShape> {
+    const BIG: usize = 1 << 24;
+    Ok(StateShape {
+        hist_bins: r.usize(BIG, "histogram bins")?,
+        slots: r.usize(BIG, "replicate slots")?,
+        calib_bins: r.usize(BIG, "calibration bins")?,
+        moments: r.flag()?,
+        calib_reps: r.flag()?,
+        grid: r.flag()?,
+        logit: r.flag()?,
+    })
+}
+
+fn write_keys(w: &mut Writer, k: &SlicerKeys) {
+    w.len(k.features.len());
+    for (column, values) in &k.features {
+        w.str(column);
+        match values {
+            FeatureValues::Str(v) => {
+                w.u8(0);
+                w.len(v.len());
+                for x in v {
+                    match x {
+                        None => w.u8(0),
+                        Some(s) => {
+                            w.u8(1);
+                            w.str(s);
+                        }
+                    }
+                }
+            }
+            FeatureValues::Int {
+                signed,
+                boolean,
+                values,
+            } => {
+                w.u8(1);
+                w.u8(*signed as u8);
+                w.u8(*boolean as u8);
+                w.len(values.len());
+                for x in values {
+                    match x {
+                        None => w.u8(0),
+                        Some(v) => {
+                            w.u8(1);
+                            w.u64(*v);
+                        }
+                    }
+                }
+            }
+            FeatureValues::Bins(edges) => {
+                w.u8(2);
+                w.f64s(edges);
+            }
+        }
+    }
+    w.len(k.specs.len());
+    for (idx, levels) in &k.specs {
+        w.u64s(&idx.iter().map(|i| *i as u64).collect::<Vec<_>>());
+        w.len(levels.len());
+        for l in levels {
+            w.u64s(l);
+        }
+    }
+}
+
+fn read_keys(r: &mut Reader) -> Result<SlicerKeys> {
+    let n = r.len(9)?;
+    let mut features = Vec::with_capacity(n);
+    for _ in 0..n {
+        let column = r.str()?;
+        let values = match r.u8()? {
+            0 => {
+                let m = r.len(1)?;
+                let mut v = Vec::with_capacity(m);
+                for _ in 0..m {
+                    v.push(if r.flag()? { Some(r.str()?) } else { None });
+                }
+                FeatureValues::Str(v)
+            }
+            1 => {
+                let signed = r.flag()?;
+                let boolean = r.flag()?;
+                let m = r.len(1)?;
+                let mut v = Vec::with_capacity(m);
+                for _ in 0..m {
+                    v.push(if r.flag()? { Some(r.u64()?) } else { None });
+                }
+                FeatureValues::Int {
+                    signed,
+                    boolean,
+                    values: v,
+                }
+            }
+            2 => FeatureValues::Bins(r.f64s()?),
+            _ => return Err(bad("unknown slice feature kind")),
+        };
+        features.push((column, values));
+    }
+    let n = r.len(16)?;
+    let mut specs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let idx = r.u64s()?;
+        let idx = idx
+            .into_iter()
+            .map(|i| usize::try_from(i).map_err(|_| bad("feature index")))
+            .collect::<Result<Vec<_>>>()?;
+        let m = r.len(8)?;
+        let mut levels = Vec::with_capacity(m);
+        for _ in 0..m {
+            levels.push(r.u64s()?);
+        }
+        specs.push((idx, levels));
+    }
+    Ok(SlicerKeys { features, specs })
+}
+
+fn write_slice_states(w: &mut Writer, s: &SliceStates) {
+    w.len(s.counts.len());
+    for c in &s.counts {
+        w.u64(c.n);
+        for v in [c.w, c.tp, c.fp, c.tn, c.fn_, c.log_loss, c.brier] {
+            w.f64(v);
+        }
+    }
+    w.len(s.moments.len());
+    for m in &s.moments {
+        for v in m.w2.iter().chain(&m.w3) {
+            w.f64(*v);
+        }
+        w.f64(m.log_loss2);
+        w.f64(m.brier2);
+    }
+    for v in [&s.hist, &s.reps, &s.calib, &s.calib_reps, &s.grid, &s.logit] {
+        w.f64s(v);
+    }
+}
+
+fn read_slice_states(r: &mut Reader) -> Result<SliceStates> {
+    let n = r.len(64)?;
+    let mut counts = Vec::with_capacity(n);
+    for _ in 0..n {
+        counts.push(BinaryCounts {
+            n: r.u64()?,
+            w: r.f64()?,
+            tp: r.f64()?,
+            fp: r.f64()?,
+            tn: r.f64()?,
+            fn_: r.f64()?,
+            log_loss: r.f64()?,
+            brier: r.f64()?,
+        });
+    }
+    let n = r.len(80)?;
+    let mut moments = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut m = Moments::default();
+        for v in m.w2.iter_mut().chain(m.w3.iter_mut()) {
+            *v = r.f64()?;
+        }
+        m.log_loss2 = r.f64()?;
+        m.brier2 = r.f64()?;
+        moments.push(m);
+    }
+    Ok(SliceStates {
+        counts,
+        moments,
+        hist: r.f64s()?,
+        reps: r.f64s()?,
+        calib: r.f64s()?,
+        calib_reps: r.f64s()?,
+        grid: r.f64s()?,
+        logit: r.f64s()?,
+    })
+}
+
+impl PartialState {
+    /// The state in the byte format above.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.str(&self.spec_json);
+        w.len(self.models);
+        write_shape(&mut w, &self.shape);
+        w.u64(self.rows);
+        w.u64(self.dropped);
+        match self.weight_scale {
+            Some(s) => {
+                w.u8(1);
+                w.u64(s.exp as i64 as u64);
+                w.f64(s.reference);
+            }
+            None => w.u8(0),
+        }
+        w.u8(self.position_keys as u8);
+        w.len(self.sketch_runs);
+        w.len(self.ranges.len());
+        for (a, b) in &self.ranges {
+            w.u64(*a);
+            w.u64(*b);
+        }
+        write_keys(&mut w, &self.slicer.keys());
+        w.len(self.total.specs.len());
+        for s in &self.total.specs {
+            write_slice_states(&mut w, s);
+        }
+        w.len(self.rank.len());
+        for rk in &self.rank {
+            w.f64s(&rk.scores);
+            w.bytes(&rk.labels);
+            w.f64s(&rk.weights);
+            w.len(rk.ids.len());
+            for ids in &rk.ids {
+                w.u32s(ids);
+            }
+            w.u64s(&rk.row_keys);
+        }
+        w.len(self.sketches.len());
+        for per_spec in &self.sketches {
+            w.len(per_spec.len());
+            for per_id in per_spec {
+                w.len(per_id.len());
+                for sk in per_id {
+                    for col in sk.to_columns().iter() {
+                        w.f64s(col);
+                    }
+                }
+            }
+        }
+        w.len(self.prob_hists.len());
+        for h in &self.prob_hists {
+            w.f64s(&h.rows);
+            w.f64s(&h.positives);
+            w.f64s(&h.scores);
+        }
+        let payload = w.0;
+        let mut out = Vec::with_capacity(HEADER + payload.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&checksum(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// A state from [`PartialState::to_bytes`]'s bytes, fully checked.
+    pub fn from_bytes(bytes: &[u8]) -> Result<PartialState> {
+        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+            if bytes.len() < HEADER && MAGIC.starts_with(&bytes[..bytes.len().min(8)]) {
+                return Err(bad(format!(
+                    "truncated ({} bytes, shorter than the header)",
+                    bytes.len()
+                )));
+            }
+            return Err(AssayError::StateFormat(
+                "not an assay partial state (the bytes do not start with assay's state header)"
+                    .into(),
+            ));
+        }
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let version = word(8);
+        if version > STATE_FORMAT_VERSION {
+            return Err(AssayError::StateFormat(format!(
+                "this partial state has format version {version}, written by a newer assay; this \
+                 version reads format {STATE_FORMAT_VERSION} and older: upgrade assay"
+            )));
+        }
+        if version == 0 || word(12) != 0 {
+            return Err(bad("unknown format version or flags"));
+        }
+        let mut head = Reader {
+            buf: &bytes[16..HEADER],
+        };
+        let len = head.u64()?;
+        let sum = head.u64()?;
+        let payload = &bytes[HEADER..];
+        if (payload.len() as u64) < len {
+            return Err(bad(format!(
+                "truncated ({} of {len} payload bytes)",
+                payload.len()
+            )));
+        }
+        if payload.len() as u64 != len {
+            return Err(bad("trailing bytes after the payload"));
+        }
+        if checksum(payload) != sum {
+            return Err(bad("corrupted (checksum mismatch)"));
+        }
+        let mut r = Reader { buf: payload };
+        let spec_json = r.str()?;
+        let models = r.usize(1 << 16, "model count")?;
+        let shape = read_shape(&mut r)?;
+        let rows = r.u64()?;
+        let dropped = r.u64()?;
+        let weight_scale = if r.flag()? {
+            let exp = r.u64()? as i64;
+            let reference = r.f64()?;
+            if !(-1100..=1100).contains(&exp) {
+                return Err(bad("weight scale"));
+            }
+            Some(WeightScale {
+                exp: exp as i32,
+                reference,
+            })
+        } else {
+            None
+        };
+        let position_keys = r.flag()?;
+        let sketch_runs = r.usize(crate::sketch::MAX_MAX_RUNS, "sketch budget")?;
+        let n = r.len(16)?;
+        let mut ranges = Vec::with_capacity(n);
+        for _ in 0..n {
+            ranges.push((r.u64()?, r.u64()?));
+        }
+        let slicer = Slicer::from_keys(read_keys(&mut r)?)?;
+        let n = r.len(8)?;
+        let mut specs = Vec::with_capacity(n);
+        for _ in 0..n {
+            specs.push(read_slice_states(&mut r)?);
+        }
+        let n = r.len(40)?;
+        let mut rank = Vec::with_capacity(n);
+        for _ in 0..n {
+            let scores = r.f64s()?;
+            let labels = r.bytes()?;
+            let weights = r.f64s()?;
+            let m = r.len(8)?;
+            let mut ids = Vec::with_capacity(m);
+            for _ in 0..m {
+                ids.push(r.u32s()?);
+            }
+            let row_keys = r.u64s()?;
+            rank.push(RankRows {
+                scores,
+                labels,
+                weights,
+                ids,
+                row_keys,
+            });
+        }
+        let n = r.len(8)?;
+        let mut sketches = Vec::with_capacity(n);
+        for _ in 0..n {
+            let m = r.len(8)?;
+            let mut per_spec = Vec::with_capacity(m);
+            for _ in 0..m {
+                let k = r.len(40)?;
+                let mut per_id = Vec::with_capacity(k);
+                for _ in 0..k {
+                    let (lo, hi, neg, pos, unc) =
+                        (r.f64s()?, r.f64s()?, r.f64s()?, r.f64s()?, r.f64s()?);
+                    let sk = RunSketch::from_columns(&lo, &hi, &neg, &pos, &unc)
+                        .map_err(|e| bad(format!("a sketch: {e}")))?;
+                    if sketch_runs > 0 && sk.len() > sketch_runs {
+                        return Err(bad("a sketch holds more runs than its budget"));
+                    }
+                    per_id.push(sk);
+                }
+                per_spec.push(per_id);
+            }
+            sketches.push(per_spec);
+        }
+        let n = r.len(24)?;
+        let mut prob_hists = Vec::with_capacity(n);
+        for _ in 0..n {
+            prob_hists.push(ProbHist {
+                rows: r.f64s()?,
+                positives: r.f64s()?,
+                scores: r.f64s()?,
+            });
+        }
+        if !r.buf.is_empty() {
+            return Err(bad("unread bytes at the end of the payload"));
+        }
+        let state = PartialState {
+            spec_json,
+            slicer,
+            models,
+            shape,
+            total: ChunkState { specs },
+            rank,
+            sketches,
+            sketch_runs,
+            prob_hists,
+            weight_scale,
+            rows,
+            dropped,
+            ranges,
+            position_keys,
+            replay: None,
+        };
+        state.check_consistent()?;
+        Ok(state)
+    }
+}

@@ -1,0 +1,414 @@
+//! [`PartialState`]: everything a job keeps from its pass, keyed by slice value, so that shards
+//! accumulated anywhere merge into the state of one pass over all their rows.
+
+use arrow_array::RecordBatch;
+use rayon::prelude::*;
+
+use crate::error::{AssayError, Result};
+use crate::reliability::{ProbHist, PROB_BUCKETS};
+use crate::sketch::RunSketch;
+use crate::slicing::Slicer;
+
+use super::{ChunkState, RankRows, SliceStates, StateShape, WeightScale};
+
+/// The batches of an in-memory input, read a second time at finalization (see
+/// `engine::plan::Plan::replay`). Only the one-pass `evaluate` has them; they are never
+/// serialized.
+pub struct Replay {
+    pub batches: Vec<RecordBatch>,
+    pub label: usize,
+    pub scores: Vec<usize>,
+}
+
+/// The mergeable state of a job over some rows.
+///
+/// - `total` holds the additive blocks (counts, replicate sums, histograms, calibration grids)
+///   of every model, slice spec and slice, indexed by the slicer's dense ids;
+/// - `rank` the kept rows of exact rank metrics and quantile calibration bins (score, label,
+///   weight, slice ids, resampling key), in row order;
+/// - `sketches` the per-slice sorted runs of `auc="sketch"`;
+/// - `slicer` the value behind every id, so that states merge by value.
+pub struct PartialState {
+    /// The caller's description of the spec (opaque here): states merge only with equal text.
+    pub spec_json: String,
+    pub slicer: Slicer,
+    pub models: usize,
+    /// The shape of the blocks in `total` (the pass's shape).
+    pub shape: StateShape,
+    pub total: ChunkState,
+    pub rank: Vec<RankRows>,
+    /// `[model][spec][id]` (spec 0 is the overall slice).
+    pub sketches: Vec<Vec<Vec<RunSketch>>>,
+    /// The budget of each sketch (0 without sketches).
+    pub sketch_runs: usize,
+    pub prob_hists: Vec<ProbHist>,
+    pub weight_scale: Option<WeightScale>,
+    pub rows: u64,
+    pub dropped: u64,
+    /// Global row positions covered, `[start, end)`, sorted and disjoint.
+    pub ranges: Vec<(u64, u64)>,
+    /// Whether replicate weights follow the row position (a bootstrap without `row_id`): two
+    /// states covering the same positions would then share their replicate weights.
+    pub position_keys: bool,
+    pub replay: Option<Replay>,
+}
+
+fn format_err(m: impl Into<String>) -> AssayError {
+    AssayError::StateFormat(format!("not a valid partial state: {}", m.into()))
+}
+
+fn mismatch(m: impl Into<String>) -> AssayError {
+    AssayError::StateMismatch(m.into())
+}
+
+impl PartialState {
+    /// Ids per spec (the overall slice first).
+    pub fn n_ids(&self) -> Vec<usize> {
+        std::iter::once(1)
+            .chain((0..self.slicer.n_specs()).map(|s| self.slicer.n_ids(s)))
+            .collect()
+    }
+
+    /// Checks that every block has the length its ids and shape imply and that every kept row
+    /// names existing slices (a decoded state is checked before anything indexes it).
+    pub fn check_consistent(&self) -> Result<()> {
+        let n_ids = self.n_ids();
+        let per_model = n_ids.len();
+        if self.models == 0 || self.models > 1 << 16 {
+            return Err(format_err("model count"));
+        }
+        if self.total.specs.len() != self.models * per_model {
+            return Err(format_err("state block count"));
+        }
+        let sh = self.shape;
+        use crate::reliability::{
+            BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, REP_BIN_FIELDS,
+        };
+        let per_id = |st: &SliceStates| -> [(usize, usize, &str); 8] {
+            [
+                (st.counts.len(), 1, "counts"),
+                (st.hist.len(), 2 * sh.hist_bins, "histogram"),
+                (st.reps.len(), super::REP_ROWS * sh.slots, "replicates"),
+                (st.moments.len(), sh.moments as usize, "moments"),
+                (
+                    st.calib.len(),
+                    sh.calib_bins * BIN_FIELDS,
+                    "calibration bins",
+                ),
+                (
+                    st.calib_reps.len(),
+                    sh.calib_bins * REP_BIN_FIELDS * sh.slots * sh.calib_reps as usize,
+                    "calibration replicates",
+                ),
+                (
+                    st.grid.len(),
+                    (GRID_CELLS + 1) * GRID_FIELDS * sh.grid as usize,
+                    "calibration grid",
+                ),
+                (
+                    st.logit.len(),
+                    LOGIT_CELLS * LOGIT_FIELDS * sh.logit as usize,
+                    "logit grid",
+                ),
+            ]
+        };
+        for (i, st) in self.total.specs.iter().enumerate() {
+            let n = n_ids[i % per_model];
+            for (len, each, what) in per_id(st) {
+                if Some(len) != n.checked_mul(each) {
+                    return Err(format_err(format!("{what} block length")));
+                }
+            }
+        }
+        if !self.rank.is_empty() && self.rank.len() != self.models {
+            return Err(format_err("kept rows per model"));
+        }
+        for r in &self.rank {
+            let len = r.scores.len();
+            if r.labels.len() != len
+                || !(r.weights.is_empty() || r.weights.len() == len)
+                || !(r.row_keys.is_empty() || r.row_keys.len() == len)
+                || r.ids.len() + 1 != per_model
+            {
+                return Err(format_err("kept row columns"));
+            }
+            if r.labels.iter().any(|y| *y > 1) || r.scores.iter().any(|s| !s.is_finite()) {
+                return Err(format_err("kept row values"));
+            }
+            if r.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+                return Err(format_err("kept row weights"));
+            }
+            for (k, ids) in r.ids.iter().enumerate() {
+                if ids.len() != len || ids.iter().any(|id| *id as usize >= n_ids[k + 1]) {
+                    return Err(format_err("kept row slice ids"));
+                }
+            }
+        }
+        if !self.sketches.is_empty() {
+            if self.sketches.len() != self.models || self.sketch_runs == 0 {
+                return Err(format_err("sketches per model"));
+            }
+            for per_spec in &self.sketches {
+                if per_spec.len() != per_model
+                    || per_spec.iter().zip(&n_ids).any(|(s, n)| s.len() != *n)
+                {
+                    return Err(format_err("sketches per slice"));
+                }
+            }
+        }
+        if !self.prob_hists.is_empty() && self.prob_hists.len() != self.models {
+            return Err(format_err("histograms per model"));
+        }
+        for h in &self.prob_hists {
+            if [&h.rows, &h.positives, &h.scores]
+                .iter()
+                .any(|v| v.len() != PROB_BUCKETS)
+            {
+                return Err(format_err("histogram length"));
+            }
+        }
+        if self.dropped > self.rows {
+            return Err(format_err("more rows dropped than read"));
+        }
+        let covered = self.ranges.iter().try_fold(0u64, |acc, (a, b)| {
+            (a < b).then(|| acc.checked_add(b - a)).flatten()
+        });
+        if covered != Some(self.rows) || self.ranges.windows(2).any(|w| w[0].1 > w[1].0) {
+            return Err(format_err("row ranges"));
+        }
+        if let Some(s) = self.weight_scale {
+            if !(-1100..=1100).contains(&s.exp) {
+                return Err(format_err("weight scale"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that this state is one of the job `plan` describes (the caller rebuilt the job
+    /// from the state's spec): models, shapes, kept rows and slice features.
+    pub fn check_layout(
+        &self,
+        plan: &crate::engine::plan::Plan,
+        spec: &crate::engine::EvalSpec,
+    ) -> Result<()> {
+        let bad = || {
+            mismatch(
+                "this partial state does not fit the spec it is finalized with (it was \
+                 accumulated for another spec)",
+            )
+        };
+        if self.models != plan.models()
+            || self.shape != plan.shape
+            || self.slicer.n_specs() != spec.slices.len()
+            || self.sketch_runs != plan.sketch_runs
+            || self.position_keys
+                != (plan.resampler.is_some()
+                    && spec.interval.as_ref().is_some_and(|iv| iv.row_id.is_none()))
+        {
+            return Err(bad());
+        }
+        if !self.slicer.matches(&spec.slices) {
+            return Err(bad());
+        }
+        let keeps = plan.keep_rows && plan.sketch_runs == 0;
+        if keeps != (self.rank.len() == self.models) || (!keeps && !self.rank.is_empty()) {
+            return Err(bad());
+        }
+        for r in &self.rank {
+            let len = r.scores.len();
+            if len > 0
+                && ((r.weights.len() == len) != plan.weighted
+                    || (r.row_keys.len() == len) != plan.resampler.is_some())
+            {
+                return Err(bad());
+            }
+        }
+        if (plan.sketch_runs > 0) == self.sketches.is_empty()
+            || plan.prob_counts == self.prob_hists.is_empty()
+            || (spec.weight.is_none() && self.weight_scale.is_some())
+        {
+            return Err(bad());
+        }
+        Ok(())
+    }
+
+    /// Rows of `self` and `o` (the same spec), by slice value, into `self`; `o` comes after
+    /// `self` in the canonical order (floating-point sums are added in that order).
+    pub fn absorb(&mut self, o: &PartialState) -> Result<()> {
+        if self.models != o.models
+            || self.shape != o.shape
+            || self.sketch_runs != o.sketch_runs
+            || self.position_keys != o.position_keys
+            || self.rank.len() != o.rank.len()
+            || self.sketches.len() != o.sketches.len()
+            || self.prob_hists.len() != o.prob_hists.len()
+        {
+            return Err(mismatch(
+                "the partial states were accumulated for different specs",
+            ));
+        }
+        let weight_scale = match (self.weight_scale, o.weight_scale) {
+            (Some(a), Some(b)) if a.exp != b.exp => {
+                return Err(mismatch(format!(
+                    "the shards' weights lie too far apart to be summed together exactly (the \
+                     largest weights seen first were {:?} and {:?}: more than 2^32 apart); \
+                     rescale the weights",
+                    a.reference, b.reference
+                )))
+            }
+            (a, b) => a.or(b),
+        };
+        let maps = self.slicer.absorb(&o.slicer)?;
+        let n_ids = self.n_ids();
+        let per_model = n_ids.len();
+        let all_ids: Vec<usize> = (0..self.models)
+            .flat_map(|_| n_ids.iter().copied())
+            .collect();
+        self.total.resize(&all_ids, self.shape);
+        let overall = [0u32];
+        let map_of = |k: usize| -> &[u32] {
+            if k == 0 {
+                &overall
+            } else {
+                &maps[k - 1]
+            }
+        };
+        self.total
+            .specs
+            .par_iter_mut()
+            .zip(&o.total.specs)
+            .enumerate()
+            .for_each(|(i, (a, b))| a.add_mapped(b, map_of(i % per_model)));
+        for (mine, theirs) in self.rank.iter_mut().zip(&o.rank) {
+            mine.scores.extend_from_slice(&theirs.scores);
+            mine.labels.extend_from_slice(&theirs.labels);
+            mine.weights.extend_from_slice(&theirs.weights);
+            mine.row_keys.extend_from_slice(&theirs.row_keys);
+            for (k, (ids, oids)) in mine.ids.iter_mut().zip(&theirs.ids).enumerate() {
+                let map = &maps[k];
+                ids.extend(oids.iter().map(|id| map[*id as usize]));
+            }
+        }
+        let budget = self.sketch_runs;
+        for (mine, theirs) in self.sketches.iter_mut().zip(&o.sketches) {
+            for (k, (a, b)) in mine.iter_mut().zip(theirs).enumerate() {
+                a.resize_with(n_ids[k], RunSketch::default);
+                let map = map_of(k);
+                for (j, sk) in b.iter().enumerate() {
+                    let t = map[j] as usize;
+                    let mut merged = a[t].merge(sk);
+                    merged.compress(budget);
+                    a[t] = merged;
+                }
+            }
+        }
+        for (a, b) in self.prob_hists.iter_mut().zip(&o.prob_hists) {
+            a.merge(b);
+        }
+        self.weight_scale = weight_scale;
+        self.rows = self
+            .rows
+            .checked_add(o.rows)
+            .ok_or_else(|| mismatch("more than 2^64 rows in all"))?;
+        self.dropped += o.dropped;
+        let mut ranges = self.ranges.clone();
+        ranges.extend_from_slice(&o.ranges);
+        ranges.sort_unstable();
+        let mut joined: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            match joined.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => joined.push((a, b)),
+            }
+        }
+        self.ranges = joined;
+        Ok(())
+    }
+
+    /// A copy that keeps no batches of the caller (what merging and serializing work on).
+    pub fn detached_clone(&self) -> PartialState {
+        PartialState {
+            spec_json: self.spec_json.clone(),
+            slicer: self.slicer.clone(),
+            models: self.models,
+            shape: self.shape,
+            total: self.total.clone(),
+            rank: self.rank.clone(),
+            sketches: self.sketches.clone(),
+            sketch_runs: self.sketch_runs,
+            prob_hists: self.prob_hists.clone(),
+            weight_scale: self.weight_scale,
+            rows: self.rows,
+            dropped: self.dropped,
+            ranges: self.ranges.clone(),
+            position_keys: self.position_keys,
+            replay: None,
+        }
+    }
+}
+
+impl SliceStates {
+    /// Adds `o`'s slice `j` into slice `map[j]` of `self` (already sized for every target).
+    pub fn add_mapped(&mut self, o: &SliceStates, map: &[u32]) {
+        let n = o.counts.len();
+        if n == 0 {
+            return;
+        }
+        let identity = map.iter().enumerate().all(|(j, t)| j == *t as usize);
+        for (j, c) in o.counts.iter().enumerate() {
+            self.counts[map[j] as usize].merge(c);
+        }
+        for (j, m) in o.moments.iter().enumerate() {
+            self.moments[map[j] as usize].merge(m);
+        }
+        for (a, b) in [
+            (&mut self.hist, &o.hist),
+            (&mut self.reps, &o.reps),
+            (&mut self.calib, &o.calib),
+            (&mut self.calib_reps, &o.calib_reps),
+            (&mut self.grid, &o.grid),
+            (&mut self.logit, &o.logit),
+        ] {
+            let each = b.len() / n;
+            if each == 0 {
+                continue;
+            }
+            if identity {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                continue;
+            }
+            for (j, block) in b.chunks_exact(each).enumerate() {
+                let t = map[j] as usize;
+                for (x, y) in a[t * each..(t + 1) * each].iter_mut().zip(block) {
+                    *x += y;
+                }
+            }
+        }
+    }
+}
+
+/// The sorted runs of every slice of every model from the kept rows, each merged down to
+/// `budget` runs.
+pub fn sketch_rows(rank: &[RankRows], n_ids: &[usize], budget: usize) -> Vec<Vec<Vec<RunSketch>>> {
+    rank.iter()
+        .map(|r| {
+            let w = (!r.weights.is_empty()).then_some(r.weights.as_slice());
+            (0..n_ids.len())
+                .into_par_iter()
+                .map(|k| {
+                    let mut sk = if k == 0 {
+                        vec![RunSketch::from_rows(&r.scores, &r.labels, w)]
+                    } else {
+                        RunSketch::from_rows_by_id(&r.scores, &r.labels, w, &r.ids[k - 1], n_ids[k])
+                    };
+                    for s in sk.iter_mut() {
+                        s.compress(budget);
+                    }
+                    sk
+                })
+                .collect()
+        })
+        .collect()
+}
