@@ -53,7 +53,8 @@ def test_isotonic_decreasing_and_out_of_bounds():
 
 
 def _platt_reference(s, y, w):
-    z = np.log(np.clip(s, 1e-12, 1 - 1e-12) / (1 - np.clip(s, 1e-12, 1 - 1e-12)))
+    eps = np.finfo(np.float64).eps
+    z = np.log(np.clip(s, eps, 1 - eps) / (1 - np.clip(s, eps, 1 - eps)))
     npos, nneg = w[y == 1].sum(), w[y == 0].sum()
     t = np.where(y == 1, (npos + 1) / (npos + 2), 1 / (nneg + 2))
 

@@ -71,7 +71,9 @@ def _probabilities(values: Any) -> np.ndarray:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-12, 1.0 - 1e-12)
+    # The engine's one logit (fastmath::logit): scores clamped to [eps, 1 - eps] first.
+    eps = np.finfo(np.float64).eps
+    q = np.clip(p, eps, 1.0 - eps)
     return np.log(q / (1.0 - q))
 
 

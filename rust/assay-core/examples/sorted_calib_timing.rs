@@ -1,7 +1,7 @@
 //! Times the calibration walk over sorted rows (development aid:
 //! `cargo run --release --example sorted_calib_timing`).
-use assay_core::rank::{Rec, Unweighted};
 use assay_core::reliability::{sorted_run_calibration, uniform_edges, SortedWant};
+use assay_core::sorted::{Rec, Unweighted};
 
 fn main() {
     let n = 10_000_000usize;

@@ -464,23 +464,7 @@ pub const TOO_FEW_ROWS: &str = "interval undefined: fewer than 2 rows in the sli
 pub const NO_JACKKNIFE: &str =
     "interval undefined: BCa acceleration needs the metric defined in every jackknife group";
 
-/// NumPy's default (linear) quantile of sorted values, with the same floating-point steps:
-/// index `(len - 1) * q`, then NumPy's two-sided lerp (from the nearer end).
-pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
-    let last = (v.len() - 1) as f64;
-    let h = last * q.clamp(0.0, 1.0);
-    if h >= last {
-        return v[v.len() - 1];
-    }
-    let i = h.floor() as usize;
-    let (a, b, t) = (v[i], v[i + 1], h - i as f64);
-    let d = b - a;
-    if t >= 0.5 {
-        b - d * (1.0 - t)
-    } else {
-        a + d * t
-    }
-}
+pub use crate::sorted::quantile_sorted;
 
 /// Sample standard deviation (ddof = 1).
 fn std_dev(v: &[f64]) -> f64 {

@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::error::{AssayError, Result};
+use crate::fastmath::{logit, sigmoid};
 use crate::state::WeightScale;
 
 /// Checks the common fit inputs: equal lengths, non-empty, finite scores, 0/1 labels, positive
@@ -108,7 +109,7 @@ pub fn isotonic_fit(
     // (x, row) pairs sorted by x then row: a total order, so the parallel sort is deterministic
     // and tied rows merge in row order.
     let mut keyed: Vec<(f64, u32)> = x.iter().enumerate().map(|(i, v)| (*v, i as u32)).collect();
-    crate::engine::job_pool(None)?.install(|| {
+    crate::runtime::job_pool(None)?.install(|| {
         use rayon::slice::ParallelSliceMut;
         keyed.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
     });
@@ -163,22 +164,6 @@ pub fn isotonic_fit(
         at += len;
     }
     Ok((kx, ky))
-}
-
-/// The logistic function, without overflow for large |z|.
-pub(crate) fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// The logit of a probability, clipped to [1e-12, 1 - 1e-12] first.
-pub fn logit(p: f64) -> f64 {
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
-    (p / (1.0 - p)).ln()
 }
 
 fn check_probabilities(s: &[f64], what: &str) -> Result<()> {

@@ -132,6 +132,16 @@ pub fn logit(s: f64) -> f64 {
     ln(p / (1.0 - p))
 }
 
+/// The logistic function, without overflow for large |z|.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ pub mod report;
 pub mod runtime;
 pub mod sketch;
 pub mod slicing;
+pub mod sorted;
 pub mod state;
 
 pub use bootstrap::{CiMethod, IntervalSpec};

@@ -5,33 +5,21 @@
 
 use rayon::prelude::*;
 
-use crate::calibration::sigmoid;
 use crate::error::{AssayError, Result};
+use crate::fastmath::sigmoid;
 use crate::metrics::{Metric, Value};
 use crate::state::RankRows;
 
-/// Fields of a bin: rows, sum of w, sum of w^2, sum of w x score, sum of w x label.
-pub const BIN_FIELDS: usize = 5;
+pub use crate::state::{
+    ProbHist, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, LOGIT_RANGE,
+    PROB_BUCKETS, REP_BIN_FIELDS,
+};
+
 const N: usize = 0;
 const W: usize = 1;
 const W2: usize = 2;
 const WS: usize = 3;
 const WY: usize = 4;
-
-/// Fields of a bin's replicate block (each `x slots`): k w, k w s, k w y and k w^2.
-pub const REP_BIN_FIELDS: usize = 4;
-
-/// Cells of the SmoothECE grid over [0, 1] (its nodes are `GRID_CELLS + 1`); a power of two,
-/// so `s * GRID_CELLS` is exact and the grid halves exactly into coarser levels.
-pub const GRID_CELLS: usize = 2048;
-/// Per node: sum of w and sum of w x (label - score), spread linearly between two nodes.
-pub const GRID_FIELDS: usize = 2;
-
-/// Cells of the logit grid behind the calibration slope, over `[-LOGIT_RANGE, LOGIT_RANGE]`.
-pub const LOGIT_CELLS: usize = 2048;
-pub const LOGIT_RANGE: f64 = 37.0;
-/// Per cell: sum w, sum w d, sum w d^2, sum w d^3, sum w y, sum w y d (d: offset from the centre).
-pub const LOGIT_FIELDS: usize = 6;
 
 pub const EMPTY_SLICE: &str = "undefined: the slice has no weight";
 pub const NO_EXPECTED: &str = "undefined: the scores sum to 0 (no expected positives)";
@@ -815,54 +803,12 @@ impl EdgePlan {
 /// depend on the thread count.
 const PART: usize = 1 << 18;
 
-/// Buckets of the probability histogram a pass may count for the overall slice's quantile
-/// bins (equal width over [0, 1]); with it, [`quantile_bin_states`] skips two of its passes.
-pub const PROB_BUCKETS: usize = 2048;
-
 /// The [`PROB_BUCKETS`] bucket of a probability.
 #[inline(always)]
 pub fn prob_bucket(s: f64) -> usize {
     // Through i64 (one conversion instruction; an unsigned one takes a branchy sequence): the
     // same bucket as `as usize` then `min`, NaN and negatives in bucket 0.
     ((s * PROB_BUCKETS as f64) as i64).clamp(0, PROB_BUCKETS as i64 - 1) as usize
-}
-
-/// The [`PROB_BUCKETS`] histogram of unweighted probability scores a pass may build for the
-/// overall slice's quantile bins: per bucket the rows, the positives and the sum of the scores.
-/// With it, [`quantile_bin_states`] only gathers the rows of the few buckets that hold a
-/// quantile instead of making three passes over all of them.
-#[derive(Clone, Debug)]
-pub struct ProbHist {
-    /// Rows and positives per bucket (exact integers as f64).
-    pub rows: Vec<f64>,
-    pub positives: Vec<f64>,
-    /// The sum of the scores per bucket.
-    pub scores: Vec<f64>,
-}
-
-impl Default for ProbHist {
-    fn default() -> Self {
-        ProbHist {
-            rows: vec![0.0; PROB_BUCKETS],
-            positives: vec![0.0; PROB_BUCKETS],
-            scores: vec![0.0; PROB_BUCKETS],
-        }
-    }
-}
-
-impl ProbHist {
-    /// Adds `o` (merge in a fixed order: the score sums are floating point).
-    pub fn merge(&mut self, o: &ProbHist) {
-        for (a, b) in [
-            (&mut self.rows, &o.rows),
-            (&mut self.positives, &o.positives),
-            (&mut self.scores, &o.scores),
-        ] {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += y;
-            }
-        }
-    }
 }
 
 /// A piece's [`ProbHist`] while its rows are added (fewer than 2^32 rows): one 16-byte cell
@@ -1577,13 +1523,13 @@ fn range_sums<const F: usize>(a: usize, b: usize, row: impl Fn(usize) -> [f64; F
 /// The calibration states of one slice from its rows sorted by descending score (ties in any
 /// fixed order). Parts of fixed length are walked in parallel and added in order, so the
 /// result does not depend on the thread count.
-pub fn sorted_run_calibration<R: crate::rank::Rec>(run: &[R], want: &SortedWant) -> SliceCalib {
+pub fn sorted_run_calibration<R: crate::sorted::Rec>(run: &[R], want: &SortedWant) -> SliceCalib {
     let mut out = SliceCalib::zeros(want);
     if run.is_empty() || !want.any() {
         return out;
     }
     let n = run.len();
-    let score = |r: &R| crate::rank::score_of_key(r.key());
+    let score = |r: &R| crate::sorted::score_of_key(r.key());
     let qn = want.quantile_bins;
     if qn > 0 {
         // The order statistics straight from the order (ascending rank r sits at n - 1 - r).
@@ -1629,7 +1575,7 @@ pub fn sorted_run_calibration<R: crate::rank::Rec>(run: &[R], want: &SortedWant)
 }
 
 /// The calibration states of one part of a sorted run (see [`sorted_run_calibration`]).
-fn calibrate_part<R: crate::rank::Rec>(
+fn calibrate_part<R: crate::sorted::Rec>(
     part_rows: &[R],
     want: &SortedWant,
     qedges: &[f64],
@@ -1646,7 +1592,7 @@ fn calibrate_part<R: crate::rank::Rec>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn calibrate_part_avx2<R: crate::rank::Rec>(
+unsafe fn calibrate_part_avx2<R: crate::sorted::Rec>(
     part_rows: &[R],
     want: &SortedWant,
     qedges: &[f64],
@@ -1656,12 +1602,12 @@ unsafe fn calibrate_part_avx2<R: crate::rank::Rec>(
 
 /// Separate adds and multiplies only, so both builds give the same bits.
 #[inline(always)]
-fn calibrate_part_body<R: crate::rank::Rec>(
+fn calibrate_part_body<R: crate::sorted::Rec>(
     part_rows: &[R],
     want: &SortedWant,
     qedges: &[f64],
 ) -> SliceCalib {
-    let score = |r: &R| crate::rank::score_of_key(r.key());
+    let score = |r: &R| crate::sorted::score_of_key(r.key());
     let qn = want.quantile_bins;
     let mut part = SliceCalib::zeros(want);
     // Blocks small enough for L1: no large temporaries, and every state's loop reads

@@ -8,8 +8,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::bootstrap::Interval;
-use crate::engine::EvalSpec;
 use crate::error::{AssayError, Result};
+use crate::metrics::Metric;
 use crate::metrics::Value;
 use crate::slicing::SliceDescription;
 use crate::state::BinaryCounts;
@@ -62,13 +62,21 @@ fn finite_interval(iv: Interval) -> Interval {
     }
 }
 
+/// What a report's columns are: its metrics, whether they have intervals, and whether the rows
+/// are weighted (a `weight_sum` column).
+pub struct ReportSchema<'a> {
+    pub metrics: &'a [Metric],
+    pub intervals: bool,
+    pub weighted: bool,
+}
+
 pub fn build_report(
     feature_columns: &[String],
-    spec: &EvalSpec,
+    spec: &ReportSchema,
     rows: Vec<ReportRow>,
 ) -> Result<Report> {
     let metric_names: Vec<String> = spec.metrics.iter().map(|m| m.name()).collect();
-    let interval_names: Vec<String> = if spec.interval.is_some() {
+    let interval_names: Vec<String> = if spec.intervals {
         metric_names
             .iter()
             .flat_map(|m| ["lo", "hi", "se"].map(|x| format!("{m}_{x}")))
@@ -128,7 +136,7 @@ pub fn build_report(
         StringBuilder::new(),
         Float64Builder::new(),
     );
-    if spec.weight.is_some() {
+    if spec.weighted {
         // `counts.w` is the true (unscaled) sum: infinite when it exceeds the float64 range,
         // 0 when it is below it.
         let mut w = Float64Builder::new();
@@ -164,7 +172,7 @@ pub fn build_report(
         let bound_of = |r: &ReportRow| r.bounds.get(k).copied().flatten();
         fields.push(Field::new(name, DataType::Float64, true));
         cols.push(Arc::new(b.finish()));
-        if spec.interval.is_none() {
+        if !spec.intervals {
             for (r, label) in rows.iter().zip(&labels) {
                 if let (Ok(_), Some(bound)) = (finite_value(r.values[k]), bound_of(r)) {
                     note_slice.append_value(label);
@@ -277,7 +285,7 @@ impl ComparisonRows {
     /// `verdict`, `note`.
     pub fn finish(
         self,
-        cmp: &crate::engine::CompareSpec,
+        models: &[&str],
         _metrics: &[crate::metrics::Metric],
     ) -> Result<RecordBatch> {
         const FIXED: [&str; 11] = [
@@ -293,8 +301,7 @@ impl ComparisonRows {
             "note",
             "reference",
         ];
-        let mut names = vec![cmp.reference.clone()];
-        names.extend(cmp.others.iter().map(|(n, _)| n.clone()));
+        let names: Vec<String> = models.iter().map(|m| m.to_string()).collect();
         for n in &names {
             if FIXED.contains(&n.as_str()) {
                 return Err(AssayError::InvalidArgument(format!(

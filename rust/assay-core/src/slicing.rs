@@ -1142,7 +1142,7 @@ pub fn bin_edges(
     }
     crate::runtime::check()?;
     // A pool per call, like `evaluate`: the global rayon pool does not survive `fork()`.
-    crate::engine::job_pool(None)?.install(|| v.par_sort_unstable_by(|a, b| a.total_cmp(b)));
+    crate::runtime::job_pool(None)?.install(|| v.par_sort_unstable_by(|a, b| a.total_cmp(b)));
     crate::runtime::check()?;
     let (lo, hi) = (v[0], v[v.len() - 1]);
     if lo == hi {
@@ -1178,7 +1178,7 @@ pub fn bin_edges(
             (0..=n)
                 .map(|k| {
                     let q = if k == n { 1.0 } else { k as f64 * step };
-                    let e = crate::bootstrap::quantile_sorted(&v, q);
+                    let e = crate::sorted::quantile_sorted(&v, q);
                     if e.is_finite() {
                         e
                     } else {

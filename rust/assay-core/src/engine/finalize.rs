@@ -19,7 +19,7 @@ use crate::reliability::{
     self as rel, BinRule, LogisticFit, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS,
     LOGIT_FIELDS, REP_BIN_FIELDS,
 };
-use crate::report::{build_report, ReportRow};
+use crate::report::{build_report, ReportRow, ReportSchema};
 use crate::state::partial::PartialState;
 use crate::state::{ChunkState, RankRows, StateShape, WeightScale};
 
@@ -52,7 +52,7 @@ pub fn finalize(
 ) -> Result<Evaluation> {
     spec.validate()?;
     let plan = Plan::new(spec, state.slicer.n_specs(), state.replay.is_some());
-    state.check_layout(&plan, spec)?;
+    check_layout(state, &plan, spec)?;
     finalize_parts(
         state,
         state.total.clone(),
@@ -70,7 +70,7 @@ pub(super) fn finalize_owned(
 ) -> Result<Evaluation> {
     spec.validate()?;
     let plan = Plan::new(spec, state.slicer.n_specs(), state.replay.is_some());
-    state.check_layout(&plan, spec)?;
+    check_layout(&state, &plan, spec)?;
     let total = std::mem::take(&mut state.total);
     let rank = std::mem::take(&mut state.rank);
     finalize_parts(&state, total, Ranks::Owned(rank), spec, interrupted)
@@ -383,14 +383,23 @@ fn finalize_parts(
     if stop() {
         return Err(AssayError::Interrupted);
     }
+    let schema = ReportSchema {
+        metrics: &spec.metrics,
+        intervals: spec.interval.is_some(),
+        weighted: spec.weight.is_some(),
+    };
     let features = slicer.feature_columns();
     let mut reports = report_rows
         .into_iter()
-        .map(|rows| build_report(&features, spec, rows))
+        .map(|rows| build_report(&features, &schema, rows))
         .collect::<Result<Vec<_>>>()?;
     let report = reports.remove(0);
     let comparison = match &spec.compare {
-        Some(cmp) => Some(deltas.finish(cmp, &spec.metrics)?),
+        Some(cmp) => {
+            let mut models = vec![cmp.reference.as_str()];
+            models.extend(cmp.others.iter().map(|(n, _)| n.as_str()));
+            Some(deltas.finish(&models, &spec.metrics)?)
+        }
         None => None,
     };
     let reliability = match spec.reliability {
@@ -405,6 +414,51 @@ fn finalize_parts(
         rows,
         dropped,
     })
+}
+
+/// Checks that this state is one of the job `plan` describes (the caller rebuilt the job
+/// from the state's spec): models, shapes, kept rows and slice features.
+fn check_layout(state: &PartialState, plan: &Plan, spec: &EvalSpec) -> Result<()> {
+    let bad = || {
+        AssayError::StateMismatch(
+            "this partial state does not fit the spec it is finalized with (it was \
+             accumulated for another spec)"
+                .into(),
+        )
+    };
+    if state.models != plan.models()
+        || state.shape != plan.shape
+        || state.slicer.n_specs() != spec.slices.len()
+        || state.sketch_runs != plan.sketch_runs
+        || state.position_keys
+            != (plan.resampler.is_some()
+                && spec.interval.as_ref().is_some_and(|iv| iv.row_id.is_none()))
+    {
+        return Err(bad());
+    }
+    if !state.slicer.matches(&spec.slices) {
+        return Err(bad());
+    }
+    let keeps = plan.keep_rows && plan.sketch_runs == 0;
+    if keeps != (state.rank.len() == state.models) || (!keeps && !state.rank.is_empty()) {
+        return Err(bad());
+    }
+    for r in &state.rank {
+        let len = r.scores.len();
+        if len > 0
+            && ((r.weights.len() == len) != plan.weighted
+                || (r.row_keys.len() == len) != plan.resampler.is_some())
+        {
+            return Err(bad());
+        }
+    }
+    if (plan.sketch_runs > 0) == state.sketches.is_empty()
+        || plan.prob_counts == state.prob_hists.is_empty()
+        || (spec.weight.is_none() && state.weight_scale.is_some())
+    {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// The iterated calibration results of one slice.

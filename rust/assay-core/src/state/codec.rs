@@ -13,8 +13,8 @@
 //! decoded state is checked for consistency (block lengths, slice ids, values) before it is
 //! returned: bytes that are not a valid state give [`AssayError::StateFormat`], never a panic.
 
+use super::ProbHist;
 use crate::error::{AssayError, Result};
-use crate::reliability::ProbHist;
 use crate::sketch::RunSketch;
 use crate::slicing::{FeatureValues, Slicer, SlicerKeys};
 

@@ -5,6 +5,68 @@
 pub mod codec;
 pub mod partial;
 
+// The layouts of the calibration blocks (read and written by `reliability`).
+
+/// Fields of a bin: rows, sum of w, sum of w^2, sum of w x score, sum of w x label.
+pub const BIN_FIELDS: usize = 5;
+
+/// Fields of a bin's replicate block (each `x slots`): k w, k w s, k w y and k w^2.
+pub const REP_BIN_FIELDS: usize = 4;
+
+/// Cells of the SmoothECE grid over [0, 1] (its nodes are `GRID_CELLS + 1`); a power of two,
+/// so `s * GRID_CELLS` is exact and the grid halves exactly into coarser levels.
+pub const GRID_CELLS: usize = 2048;
+/// Per node: sum of w and sum of w x (label - score), spread linearly between two nodes.
+pub const GRID_FIELDS: usize = 2;
+
+/// Cells of the logit grid behind the calibration slope, over `[-LOGIT_RANGE, LOGIT_RANGE]`.
+pub const LOGIT_CELLS: usize = 2048;
+pub const LOGIT_RANGE: f64 = 37.0;
+/// Per cell: sum w, sum w d, sum w d^2, sum w d^3, sum w y, sum w y d (d: offset from the centre).
+pub const LOGIT_FIELDS: usize = 6;
+
+/// Buckets of the probability histogram a pass may count for the overall slice's quantile
+/// bins (equal width over [0, 1]); with it, `reliability::quantile_bin_states` skips two of its passes.
+pub const PROB_BUCKETS: usize = 2048;
+
+/// The [`PROB_BUCKETS`] histogram of unweighted probability scores a pass may build for the
+/// overall slice's quantile bins: per bucket the rows, the positives and the sum of the scores.
+/// With it, `reliability::quantile_bin_states` only gathers the rows of the few buckets that hold a
+/// quantile instead of making three passes over all of them.
+#[derive(Clone, Debug)]
+pub struct ProbHist {
+    /// Rows and positives per bucket (exact integers as f64).
+    pub rows: Vec<f64>,
+    pub positives: Vec<f64>,
+    /// The sum of the scores per bucket.
+    pub scores: Vec<f64>,
+}
+
+impl Default for ProbHist {
+    fn default() -> Self {
+        ProbHist {
+            rows: vec![0.0; PROB_BUCKETS],
+            positives: vec![0.0; PROB_BUCKETS],
+            scores: vec![0.0; PROB_BUCKETS],
+        }
+    }
+}
+
+impl ProbHist {
+    /// Adds `o` (merge in a fixed order: the score sums are floating point).
+    pub fn merge(&mut self, o: &ProbHist) {
+        for (a, b) in [
+            (&mut self.rows, &o.rows),
+            (&mut self.positives, &o.positives),
+            (&mut self.scores, &o.scores),
+        ] {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+    }
+}
+
 /// The power of two that a job's weights are multiplied by as they are read.
 ///
 /// Metrics do not change when all weights are scaled, but sums of weights, their products
@@ -291,7 +353,6 @@ impl SliceStates {
         if shape.moments && self.moments.len() < n_ids {
             self.moments.resize(n_ids, Moments::default());
         }
-        use crate::reliability::*;
         let grow = |v: &mut Vec<f64>, len: usize| {
             if v.len() < len {
                 v.resize(len, 0.0);

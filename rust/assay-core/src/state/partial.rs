@@ -4,8 +4,8 @@
 use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
+use super::{ProbHist, PROB_BUCKETS};
 use crate::error::{AssayError, Result};
-use crate::reliability::{ProbHist, PROB_BUCKETS};
 use crate::sketch::RunSketch;
 use crate::slicing::Slicer;
 
@@ -81,7 +81,7 @@ impl PartialState {
             return Err(format_err("state block count"));
         }
         let sh = self.shape;
-        use crate::reliability::{
+        use super::{
             BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, REP_BIN_FIELDS,
         };
         let per_id = |st: &SliceStates| -> [(usize, usize, &str); 8] {
@@ -180,54 +180,6 @@ impl PartialState {
             if !(-1100..=1100).contains(&s.exp) {
                 return Err(format_err("weight scale"));
             }
-        }
-        Ok(())
-    }
-
-    /// Checks that this state is one of the job `plan` describes (the caller rebuilt the job
-    /// from the state's spec): models, shapes, kept rows and slice features.
-    pub fn check_layout(
-        &self,
-        plan: &crate::engine::plan::Plan,
-        spec: &crate::engine::EvalSpec,
-    ) -> Result<()> {
-        let bad = || {
-            mismatch(
-                "this partial state does not fit the spec it is finalized with (it was \
-                 accumulated for another spec)",
-            )
-        };
-        if self.models != plan.models()
-            || self.shape != plan.shape
-            || self.slicer.n_specs() != spec.slices.len()
-            || self.sketch_runs != plan.sketch_runs
-            || self.position_keys
-                != (plan.resampler.is_some()
-                    && spec.interval.as_ref().is_some_and(|iv| iv.row_id.is_none()))
-        {
-            return Err(bad());
-        }
-        if !self.slicer.matches(&spec.slices) {
-            return Err(bad());
-        }
-        let keeps = plan.keep_rows && plan.sketch_runs == 0;
-        if keeps != (self.rank.len() == self.models) || (!keeps && !self.rank.is_empty()) {
-            return Err(bad());
-        }
-        for r in &self.rank {
-            let len = r.scores.len();
-            if len > 0
-                && ((r.weights.len() == len) != plan.weighted
-                    || (r.row_keys.len() == len) != plan.resampler.is_some())
-            {
-                return Err(bad());
-            }
-        }
-        if (plan.sketch_runs > 0) == self.sketches.is_empty()
-            || plan.prob_counts == self.prob_hists.is_empty()
-            || (spec.weight.is_none() && self.weight_scale.is_some())
-        {
-            return Err(bad());
         }
         Ok(())
     }
