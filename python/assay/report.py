@@ -155,9 +155,13 @@ class Report:
                 long = long.join(frame.drop("slice"), on=["_s", "metric"], how="left")
             long = long.with_columns(method=pl.lit(self.ci_method, dtype=pl.String))
             columns += ["lo", "hi", "se", "method"]
+        notes = self.notes
+        if "error_bound" in notes.columns and notes["error_bound"].is_not_null().any():
+            # auc="sketch": the guaranteed bound on each approximate value's error.
+            columns.append("error_bound")
         return (
             long.join(order, on="metric")
-            .join(self.notes, on=["slice", "metric"], how="left")
+            .join(notes, on=["slice", "metric"], how="left")
             .sort("_s", "_m")
             .select(*columns, "note")
         )
