@@ -17,12 +17,17 @@ use crate::input::{
 use crate::reliability::{
     self as rel, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, REP_BIN_FIELDS,
 };
+use crate::sketch::RunSketch;
 use crate::slicing::Slicer;
-use crate::state::partial::{PartialState, Replay};
+use crate::state::partial::{flush_sketches, PartialState, Replay};
 use crate::state::{ChunkState, RankRows, RankWindow, WeightScale, REP_ROWS};
 
 use super::plan::{check_state_size, Plan, WAVE};
 use super::{job_pool, EvalSpec, NanPolicy, CHUNK_ROWS};
+
+/// Sketch mode turns its kept rows into runs at every multiple of this many global row
+/// positions (a multiple of [`CHUNK_ROWS`]): at most this many rows (plus one batch) are kept.
+pub const SKETCH_FLUSH_ROWS: u64 = 1 << 22;
 
 /// Reads `batches` (with `schema`) once into the partial state of `spec`. `row_offset` is the
 /// global position of the first row (a shard of a split job); `interrupted` is polled between
@@ -84,6 +89,12 @@ where
         (0..models).flat_map(|_| n_ids.iter().copied()).collect()
     };
     let (mut rows, mut dropped) = (0u64, 0u64);
+    // Sketch mode: per model, spec and slice, the runs of the rows flushed so far.
+    let mut sketches: Vec<Vec<Vec<RunSketch>>> = if plan.sketch_runs > 0 {
+        vec![vec![Vec::new(); n_specs + 1]; models]
+    } else {
+        Vec::new()
+    };
     let mut prob_hists: Vec<rel::ProbHist> = if plan.prob_counts {
         vec![rel::ProbHist::default(); models]
     } else {
@@ -168,9 +179,13 @@ where
                 .collect();
             let keyed = plan.resampler.is_some();
             if w == 0 && plan.keep_rows {
-                let hinted = spec
+                let mut hinted = spec
                     .rows_hint
                     .map_or(0, |h| h.saturating_sub(rows) as usize);
+                if plan.sketch_runs > 0 {
+                    // Sketch mode keeps at most SKETCH_FLUSH_ROWS rows (plus this batch).
+                    hinted = hinted.min(SKETCH_FLUSH_ROWS as usize);
+                }
                 for r in rank.iter_mut() {
                     r.reserve_rows(len.max(hinted), plan.weighted, keyed);
                 }
@@ -248,6 +263,21 @@ where
             for (r, wr) in rank.iter_mut().zip(&written) {
                 r.close_windows(&sizes, wr);
             }
+            // Sketch mode: the kept rows up to the last global multiple of SKETCH_FLUSH_ROWS
+            // this wave reached become runs, so memory stays bounded however many rows are
+            // read, and (cut by position) the runs do not depend on the batches.
+            let last_cut = wave_pieces
+                .iter()
+                .rposition(|(_, hi)| (at + *hi as u64) % SKETCH_FLUSH_ROWS == 0);
+            if let (Some(p), true) = (last_cut, plan.sketch_runs > 0) {
+                let budget = plan.sketch_runs;
+                for ((r, wr), sk) in rank.iter_mut().zip(&written).zip(sketches.iter_mut()) {
+                    let in_wave: usize = wr.iter().sum();
+                    let cut = r.len() - in_wave + wr[..=p].iter().sum::<usize>();
+                    pool.install(|| flush_sketches(sk, r, cut, &n_ids, budget));
+                }
+                crate::runtime::check()?;
+            }
         }
         rows += len as u64;
     }
@@ -258,14 +288,16 @@ where
         .chain((0..n_specs).map(|s| slicer.n_ids(s)))
         .collect();
     total.resize(&model_ids(&n_ids), plan.shape);
-    let sketches = if plan.sketch_runs > 0 {
-        let runs = plan.sketch_runs;
-        let sk = pool.install(|| crate::state::partial::sketch_rows(&rank, &n_ids, runs));
-        rank = (0..models).map(|_| RankRows::with_specs(n_specs)).collect();
-        sk
-    } else {
-        Vec::new()
-    };
+    if plan.sketch_runs > 0 {
+        let budget = plan.sketch_runs;
+        for (r, sk) in rank.iter_mut().zip(sketches.iter_mut()) {
+            let cut = r.len();
+            pool.install(|| flush_sketches(sk, r, cut, &n_ids, budget));
+            for (k, per_id) in sk.iter_mut().enumerate() {
+                per_id.resize_with(n_ids[k], RunSketch::default);
+            }
+        }
+    }
     Ok(PartialState {
         spec_json: String::new(),
         slicer,

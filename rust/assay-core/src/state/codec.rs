@@ -408,9 +408,19 @@ impl PartialState {
             for per_id in per_spec {
                 w.len(per_id.len());
                 for sk in per_id {
-                    for col in sk.to_columns().iter() {
-                        w.f64s(col);
-                    }
+                    // Most runs are one distinct score (hi == lo, unc == 0): their hi and unc
+                    // are written only for the runs that span several scores.
+                    let [lo, hi, neg, pos, unc] = sk.to_columns();
+                    w.f64s(&lo);
+                    w.f64s(&neg);
+                    w.f64s(&pos);
+                    let wide: Vec<u32> = (0..lo.len())
+                        .filter(|i| hi[*i] != lo[*i] || unc[*i] != 0.0)
+                        .map(|i| i as u32)
+                        .collect();
+                    w.u32s(&wide);
+                    w.f64s(&wide.iter().map(|i| hi[*i as usize]).collect::<Vec<_>>());
+                    w.f64s(&wide.iter().map(|i| unc[*i as usize]).collect::<Vec<_>>());
                 }
             }
         }
@@ -533,11 +543,23 @@ impl PartialState {
             let m = r.len(8)?;
             let mut per_spec = Vec::with_capacity(m);
             for _ in 0..m {
-                let k = r.len(40)?;
+                let k = r.len(48)?;
                 let mut per_id = Vec::with_capacity(k);
                 for _ in 0..k {
-                    let (lo, hi, neg, pos, unc) =
-                        (r.f64s()?, r.f64s()?, r.f64s()?, r.f64s()?, r.f64s()?);
+                    let (lo, neg, pos) = (r.f64s()?, r.f64s()?, r.f64s()?);
+                    let (wide, wide_hi, wide_unc) = (r.u32s()?, r.f64s()?, r.f64s()?);
+                    if wide.len() != wide_hi.len() || wide.len() != wide_unc.len() {
+                        return Err(bad("a sketch's wide runs"));
+                    }
+                    let (mut hi, mut unc) = (lo.clone(), vec![0.0; lo.len()]);
+                    for ((i, h), u) in wide.iter().zip(wide_hi).zip(wide_unc) {
+                        let i = *i as usize;
+                        if i >= lo.len() {
+                            return Err(bad("a sketch's wide runs"));
+                        }
+                        hi[i] = h;
+                        unc[i] = u;
+                    }
                     let sk = RunSketch::from_columns(&lo, &hi, &neg, &pos, &unc)
                         .map_err(|e| bad(format!("a sketch: {e}")))?;
                     if sketch_runs > 0 && sk.len() > sketch_runs {

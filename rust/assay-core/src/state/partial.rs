@@ -341,26 +341,58 @@ impl SliceStates {
     }
 }
 
-/// The sorted runs of every slice of every model from the kept rows, each merged down to
-/// `budget` runs.
-pub fn sketch_rows(rank: &[RankRows], n_ids: &[usize], budget: usize) -> Vec<Vec<Vec<RunSketch>>> {
-    rank.iter()
-        .map(|r| {
-            let w = (!r.weights.is_empty()).then_some(r.weights.as_slice());
-            (0..n_ids.len())
-                .into_par_iter()
-                .map(|k| {
-                    let mut sk = if k == 0 {
-                        vec![RunSketch::from_rows(&r.scores, &r.labels, w)]
-                    } else {
-                        RunSketch::from_rows_by_id(&r.scores, &r.labels, w, &r.ids[k - 1], n_ids[k])
-                    };
-                    for s in sk.iter_mut() {
-                        s.compress(budget);
-                    }
-                    sk
-                })
-                .collect()
+/// Moves kept rows `..cut` of `rows` into `sketches` (`[spec][id]`, the overall slice first):
+/// their runs per slice, merged into what is there and compressed to `budget` runs.
+pub fn flush_sketches(
+    sketches: &mut [Vec<RunSketch>],
+    rows: &mut RankRows,
+    cut: usize,
+    n_ids: &[usize],
+    budget: usize,
+) {
+    if cut == 0 {
+        return;
+    }
+    let (scores, labels) = (&rows.scores[..cut], &rows.labels[..cut]);
+    let w = (!rows.weights.is_empty()).then(|| &rows.weights[..cut]);
+    let fresh: Vec<Vec<RunSketch>> = (0..n_ids.len())
+        .into_par_iter()
+        .map(|k| {
+            let mut sk = if k == 0 {
+                vec![RunSketch::from_rows(scores, labels, w)]
+            } else {
+                RunSketch::from_rows_by_id(scores, labels, w, &rows.ids[k - 1][..cut], n_ids[k])
+            };
+            for s in sk.iter_mut() {
+                s.compress(budget);
+            }
+            sk
         })
-        .collect()
+        .collect();
+    sketches
+        .par_iter_mut()
+        .zip(fresh)
+        .for_each(|(per_id, new)| {
+            per_id.resize_with(new.len().max(per_id.len()), RunSketch::default);
+            for (old, new) in per_id.iter_mut().zip(new) {
+                if old.is_empty() {
+                    *old = new;
+                } else if !new.is_empty() {
+                    let mut merged = old.merge(&new);
+                    merged.compress(budget);
+                    *old = merged;
+                }
+            }
+        });
+    rows.scores.drain(..cut);
+    rows.labels.drain(..cut);
+    if !rows.weights.is_empty() {
+        rows.weights.drain(..cut);
+    }
+    if !rows.row_keys.is_empty() {
+        rows.row_keys.drain(..cut);
+    }
+    for ids in rows.ids.iter_mut() {
+        ids.drain(..cut);
+    }
 }
