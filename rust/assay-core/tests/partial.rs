@@ -71,7 +71,7 @@ fn spec(bootstrap: bool) -> EvalSpec {
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(2),
-        interval: bootstrap.then(|| IntervalSpec {
+        interval: bootstrap.then_some(IntervalSpec {
             replicates: 50,
             level: 0.9,
             method: CiMethod::Percentile,
