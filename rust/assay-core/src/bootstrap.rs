@@ -516,8 +516,13 @@ pub fn resampled_interval(
         CiMethod::Bca => {
             let a = accel.unwrap_or(Err(NO_JACKKNIFE))?;
             let n = v.len() as f64;
-            let below = v.iter().filter(|x| **x < estimate).count() as f64;
-            let at_or_below = v.iter().filter(|x| **x <= estimate).count() as f64;
+            // Replicates equal to the estimate count half (ties). "Equal" allows rounding: a
+            // replicate that equals the estimate mathematically may differ from it in the last
+            // bits (sums in another order: another thread count, shard split or merge tree),
+            // and the bias correction must not jump with those bits.
+            let tie = |x: f64| (x - estimate).abs() <= 1e-13 * x.abs().max(estimate.abs());
+            let below = v.iter().filter(|x| **x < estimate && !tie(**x)).count() as f64;
+            let at_or_below = v.iter().filter(|x| **x <= estimate || tie(**x)).count() as f64;
             let z0 = norm_ppf((below + at_or_below) / (2.0 * n));
             if !z0.is_finite() {
                 // The estimate lies outside the replicate distribution: BCa degenerates.

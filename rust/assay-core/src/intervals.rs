@@ -155,12 +155,91 @@ pub fn has_influence(m: Metric, weighted: bool) -> bool {
     }
 }
 
+/// The gradient of a confusion-cell metric with respect to the cells `[tn, fp, fn, tp]`, in
+/// closed form (a finite difference would turn the last-bit differences of sums added in
+/// another order into 1e-10 changes of the BCa acceleration). `None` where the metric is
+/// undefined.
+fn cell_gradient(m: Metric, c: [f64; 4]) -> Option<[f64; 4]> {
+    use Metric::*;
+    let [tn, fp, fn_, tp] = c;
+    // p = sum(success cells) / sum(denominator cells): dp/dc = (1[c is a success] - p) / D.
+    let proportion = |den: &[usize], success: &[usize]| -> Option<[f64; 4]> {
+        let d: f64 = den.iter().map(|k| c[*k]).sum();
+        if !(d > 0.0 && d.is_finite()) {
+            return None;
+        }
+        let p = success.iter().map(|k| c[*k]).sum::<f64>() / d;
+        let mut g = [0.0; 4];
+        for k in den {
+            g[*k] = (success.contains(k) as u8 as f64 - p) / d;
+        }
+        Some(g)
+    };
+    let all = [TN, FP, FN, TP];
+    match m {
+        BaseRate => proportion(&all, &[FN, TP]),
+        PredictionRate => proportion(&all, &[FP, TP]),
+        Accuracy => proportion(&all, &[TN, TP]),
+        Precision => proportion(&[FP, TP], &[TP]),
+        Recall => proportion(&[FN, TP], &[TP]),
+        Fnr => proportion(&[FN, TP], &[FN]),
+        Specificity => proportion(&[TN, FP], &[TN]),
+        Fpr => proportion(&[TN, FP], &[FP]),
+        BalancedAccuracy => {
+            let (r, s) = (proportion(&[FN, TP], &[TP])?, proportion(&[TN, FP], &[TN])?);
+            Some([0, 1, 2, 3].map(|k| 0.5 * (r[k] + s[k])))
+        }
+        F1 | FBeta(_) => {
+            let beta = if let FBeta(b) = m { b } else { 1.0 };
+            // f = tp / (tp + a fn + b fp), a = beta^2 / (1 + beta^2), b = 1 / (1 + beta^2).
+            let q = beta * beta;
+            let (a, b) = if q.is_finite() {
+                (q / (1.0 + q), 1.0 / (1.0 + q))
+            } else {
+                (1.0, 0.0)
+            };
+            let d = tp + a * fn_ + b * fp;
+            if !(d > 0.0 && d.is_finite()) {
+                return None;
+            }
+            let d2 = d * d;
+            Some([0.0, -tp * b / d2, -tp * a / d2, (a * fn_ + b * fp) / d2])
+        }
+        Mcc => {
+            // MCC is scale-free: the gradient at c / T, divided by T (no overflow of the
+            // product of the four margins).
+            let t = tn + fp + fn_ + tp;
+            if !(t > 0.0 && t.is_finite()) {
+                return None;
+            }
+            let [tn, fp, fn_, tp] = c.map(|x| x / t);
+            let f = [tp + fp, tp + fn_, tn + fp, tn + fn_];
+            if f.iter().any(|x| !(*x > 0.0 && x.is_finite())) {
+                return None;
+            }
+            let d = f.iter().product::<f64>().sqrt();
+            let v = (tp * tn - fp * fn_) / d;
+            // d ln(D) / dc = 1/2 sum of 1/factor over the factors holding c.
+            let dlog = [
+                0.5 * (1.0 / f[2] + 1.0 / f[3]),
+                0.5 * (1.0 / f[0] + 1.0 / f[2]),
+                0.5 * (1.0 / f[1] + 1.0 / f[3]),
+                0.5 * (1.0 / f[0] + 1.0 / f[1]),
+            ];
+            let dn = [tp, -fn_, -fp, tn];
+            let g = [0, 1, 2, 3].map(|k| (dn[k] / d - v * dlog[k]) / t);
+            g.iter().all(|x| x.is_finite()).then_some(g)
+        }
+        _ => None,
+    }
+}
+
 /// BCa acceleration `a = sum U^3 / (6 (sum U^2)^1.5)` from the influence values `U` of the
 /// rows, where they have a closed form. `None`: use the grouped jackknife.
 ///
 /// A metric of the confusion cells is a scale-free function f of the four cell weights, so a
-/// row of weight w in cell c has influence `U = w * df/dc` (the gradient is taken by central
-/// differences); the sums need sum(w^2) and sum(w^3) per cell. ROC-AUC (unweighted jobs) uses
+/// row of weight w in cell c has influence `U = w * df/dc` (the gradient in closed form, see
+/// `cell_gradient`); the sums need sum(w^2) and sum(w^3) per cell. ROC-AUC (unweighted jobs) uses
 /// the DeLong placements.
 pub fn influence_acceleration(
     m: Metric,
@@ -181,36 +260,14 @@ pub fn influence_acceleration(
         (true, Some(mo)) => (mo.w2, mo.w3),
         (true, None) => return None,
     };
-    let total: f64 = cells.iter().sum();
-    // A step relative to the total keeps the gradient scale-free (whatever the weights' unit).
-    let h = 1e-6 * total;
-    if !(h > 0.0 && h.is_finite()) {
-        return None;
-    }
-    let value = |cells: [f64; 4]| {
-        m.from_counts(&BinaryCounts {
-            n: 0,
-            w: cells.iter().sum(),
-            tn: cells[TN],
-            fp: cells[FP],
-            fn_: cells[FN],
-            tp: cells[TP],
-            log_loss: 0.0,
-            brier: 0.0,
-        })
-        .ok()
-    };
+    let g = cell_gradient(m, cells)?;
     let (mut s2, mut s3) = (0.0, 0.0);
     for k in 0..4 {
         if cells[k] <= 0.0 {
             continue; // no rows in the cell: no influence to add
         }
-        let (mut up, mut down) = (cells, cells);
-        up[k] += h;
-        down[k] -= h;
-        let g = (value(up)? - value(down)?) / (2.0 * h);
-        s2 += g * g * w2[k];
-        s3 += g * g * g * w3[k];
+        s2 += g[k] * g[k] * w2[k];
+        s3 += g[k] * g[k] * g[k] * w3[k];
     }
     Some(if s2 > 0.0 {
         s3 / (6.0 * s2.powf(1.5))
@@ -336,7 +393,24 @@ fn analytic(
 ) -> Interval {
     use Metric::*;
     let all = [TN, FP, FN, TP];
-    let proportion = |cells: &[usize]| wilson(estimate, effective_n(counts, mo, cells), level);
+    // A proportion with no weight in its failure (success) cells is exactly 1 (0): computed
+    // as a ratio of two sums added in different orders it may miss by an ulp, which the
+    // standard error's sqrt(p (1 - p)) would turn into 1e-8.
+    let weights = [counts.tn, counts.fp, counts.fn_, counts.tp];
+    let proportion = |cells: &[usize], success: &[usize]| {
+        let p = if cells
+            .iter()
+            .filter(|k| !success.contains(k))
+            .all(|k| weights[*k] == 0.0)
+        {
+            1.0
+        } else if success.iter().all(|k| weights[*k] == 0.0) {
+            0.0
+        } else {
+            estimate
+        };
+        wilson(p, effective_n(counts, mo, cells), level)
+    };
     let mean = |sum_sq: f64, max: f64| {
         let n = effective_n(counts, mo, &all);
         if n <= 1.0 {
@@ -353,10 +427,14 @@ fn analytic(
         normal(estimate, (var / (n - 1.0)).sqrt(), level, 0.0, max)
     };
     match m {
-        BaseRate | PredictionRate | Accuracy => proportion(&all),
-        Precision => proportion(&[FP, TP]),
-        Recall | Fnr => proportion(&[FN, TP]),
-        Specificity | Fpr => proportion(&[TN, FP]),
+        BaseRate => proportion(&all, &[FN, TP]),
+        PredictionRate => proportion(&all, &[FP, TP]),
+        Accuracy => proportion(&all, &[TN, TP]),
+        Precision => proportion(&[FP, TP], &[TP]),
+        Recall => proportion(&[FN, TP], &[TP]),
+        Fnr => proportion(&[FN, TP], &[FN]),
+        Specificity => proportion(&[TN, FP], &[TN]),
+        Fpr => proportion(&[TN, FP], &[FP]),
         LogLoss => mean(mo.log_loss2, f64::INFINITY),
         Brier => mean(mo.brier2, 1.0),
         RocAuc => {
@@ -426,5 +504,48 @@ mod tests {
             influence_acceleration(Metric::LogLoss, &c, None, None, false),
             None
         );
+    }
+
+    #[test]
+    fn closed_form_gradients_match_central_differences() {
+        use Metric::*;
+        let c = [40.0, 7.0, 13.0, 25.0];
+        for m in [
+            BaseRate,
+            PredictionRate,
+            Accuracy,
+            BalancedAccuracy,
+            Precision,
+            Recall,
+            Specificity,
+            Fpr,
+            Fnr,
+            F1,
+            FBeta(0.5),
+            FBeta(3.0),
+            Mcc,
+        ] {
+            let g = cell_gradient(m, c).unwrap();
+            for k in 0..4 {
+                let h = 1e-5;
+                let at = |d: f64| {
+                    let mut x = c;
+                    x[k] += d;
+                    m.from_counts(&BinaryCounts {
+                        n: 0,
+                        w: x.iter().sum(),
+                        tn: x[0],
+                        fp: x[1],
+                        fn_: x[2],
+                        tp: x[3],
+                        log_loss: 0.0,
+                        brier: 0.0,
+                    })
+                    .unwrap()
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h);
+                assert!((fd - g[k]).abs() < 1e-7, "{m:?} cell {k}: {fd} vs {}", g[k]);
+            }
+        }
     }
 }

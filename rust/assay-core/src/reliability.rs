@@ -373,8 +373,11 @@ pub fn smooth_ece(grid: &[f64]) -> Value {
     }
     // Illinois bracketing on f(sigma) = smECE(sigma) - sigma, decreasing in sigma.
     let mut side = 0i8;
+    // To full precision (the bracket stops shrinking), not to a tolerance: a result cut off at
+    // a tolerance would move by up to that tolerance when the grid's sums change in their last
+    // bits (another merge order of the same rows).
     for _ in 0..200 {
-        if hi - lo < 1e-9 {
+        if hi - lo <= 4.0 * f64::EPSILON * hi {
             break;
         }
         let mut x = (lo * f_hi - hi * f_lo) / (f_hi - f_lo);

@@ -43,6 +43,23 @@ pub fn accumulate<I>(
 where
     I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
 {
+    let pool = job_pool(spec.n_threads)?;
+    accumulate_in(schema, batches, spec, row_offset, interrupted, &pool)
+}
+
+/// [`accumulate`] on the threads of `pool` (the one-pass `evaluate` keeps one pool, and its
+/// warm threads, for both stages).
+pub(super) fn accumulate_in<I>(
+    schema: SchemaRef,
+    batches: I,
+    spec: &EvalSpec,
+    row_offset: u64,
+    interrupted: &dyn Fn() -> bool,
+    pool: &rayon::ThreadPool,
+) -> Result<PartialState>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+{
     spec.validate()?;
     let stop = || interrupted() || crate::runtime::interrupted();
     let label_idx = column_index(&schema, &spec.label)?;
@@ -78,7 +95,6 @@ where
     let plan = Plan::new(spec, slicer.n_specs(), spec.rows_hint.is_some());
     let models = plan.models();
     let lean = plan.lean();
-    let pool = job_pool(spec.n_threads)?;
 
     let n_specs = slicer.n_specs();
     let mut total = ChunkState::default();
@@ -160,9 +176,10 @@ where
         let mut pieces = Vec::new();
         let mut start = 0usize;
         while start < len {
+            // Rows to the next chunk boundary (no overflow near 2^64: `at + len` fits).
             let g = at + start as u64;
-            let boundary = (g / CHUNK_ROWS + 1) * CHUNK_ROWS;
-            let end = ((boundary - at) as usize).min(len);
+            let to_boundary = CHUNK_ROWS - g % CHUNK_ROWS;
+            let end = (start as u64 + to_boundary).min(len as u64) as usize;
             pieces.push((start, end));
             start = end;
         }

@@ -53,12 +53,14 @@ pub fn finalize(
     spec.validate()?;
     let plan = Plan::new(spec, state.slicer.n_specs(), state.replay.is_some());
     check_layout(state, &plan, spec)?;
+    let pool = job_pool(spec.n_threads)?;
     finalize_parts(
         state,
         state.total.clone(),
         Ranks::Shared(&state.rank),
         spec,
         interrupted,
+        &pool,
     )
 }
 
@@ -67,13 +69,14 @@ pub(super) fn finalize_owned(
     mut state: PartialState,
     spec: &EvalSpec,
     interrupted: &dyn Fn() -> bool,
+    pool: &rayon::ThreadPool,
 ) -> Result<Evaluation> {
     spec.validate()?;
     let plan = Plan::new(spec, state.slicer.n_specs(), state.replay.is_some());
     check_layout(&state, &plan, spec)?;
     let total = std::mem::take(&mut state.total);
     let rank = std::mem::take(&mut state.rank);
-    finalize_parts(&state, total, Ranks::Owned(rank), spec, interrupted)
+    finalize_parts(&state, total, Ranks::Owned(rank), spec, interrupted, pool)
 }
 
 fn finalize_parts(
@@ -82,6 +85,7 @@ fn finalize_parts(
     mut rank: Ranks,
     spec: &EvalSpec,
     interrupted: &dyn Fn() -> bool,
+    pool: &rayon::ThreadPool,
 ) -> Result<Evaluation> {
     let stop = || interrupted() || crate::runtime::interrupted();
     let slicer = &state.slicer;
@@ -93,7 +97,6 @@ fn finalize_parts(
     };
     let cal = spec.calibration;
     let wants_bins = spec.reliability.is_some() || spec.metrics.iter().any(Metric::uses_bins);
-    let pool = job_pool(spec.n_threads)?;
     let (rows, dropped) = (state.rows, state.dropped);
     let kept = rows - dropped;
     if kept == 0 {
@@ -207,7 +210,7 @@ fn finalize_parts(
                 };
                 let hist = &state.prob_hists[m];
                 let one =
-                    replay_quantile_bins(&replay.batches, &cols, hist, cal.bins, &pool, &stop)?;
+                    replay_quantile_bins(&replay.batches, &cols, hist, cal.bins, pool, &stop)?;
                 Ok(vec![vec![one]])
             })
             .collect::<Result<_>>()?;

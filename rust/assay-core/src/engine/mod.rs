@@ -229,6 +229,8 @@ pub fn evaluate<I>(
 where
     I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
 {
-    let state = accumulate(schema, batches, spec, 0, interrupted)?;
-    finalize::finalize_owned(state, spec, interrupted)
+    // One pool for both stages: its threads (and their allocator caches) stay warm.
+    let pool = job_pool(spec.n_threads)?;
+    let state = accumulate::accumulate_in(schema, batches, spec, 0, interrupted, &pool)?;
+    finalize::finalize_owned(state, spec, interrupted, &pool)
 }

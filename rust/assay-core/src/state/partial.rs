@@ -45,7 +45,9 @@ pub struct PartialState {
     pub weight_scale: Option<WeightScale>,
     pub rows: u64,
     pub dropped: u64,
-    /// Global row positions covered, `[start, end)`, sorted and disjoint.
+    /// Global row positions covered, `[start, end)`, sorted; ranges that touch are joined,
+    /// ranges that overlap (shards at the same positions, allowed unless replicate weights
+    /// follow positions) are kept apart, so that their lengths add up to `rows`.
     pub ranges: Vec<(u64, u64)>,
     /// Whether replicate weights follow the row position (a bootstrap without `row_id`): two
     /// states covering the same positions would then share their replicate weights.
@@ -173,7 +175,9 @@ impl PartialState {
         let covered = self.ranges.iter().try_fold(0u64, |acc, (a, b)| {
             (a < b).then(|| acc.checked_add(b - a)).flatten()
         });
-        if covered != Some(self.rows) || self.ranges.windows(2).any(|w| w[0].1 > w[1].0) {
+        let sorted = self.ranges.windows(2).all(|w| w[0] <= w[1]);
+        let disjoint = self.ranges.windows(2).all(|w| w[0].1 <= w[1].0);
+        if covered != Some(self.rows) || !sorted || (self.position_keys && !disjoint) {
             return Err(format_err("row ranges"));
         }
         if let Some(s) = self.weight_scale {
@@ -263,17 +267,7 @@ impl PartialState {
             .checked_add(o.rows)
             .ok_or_else(|| mismatch("more than 2^64 rows in all"))?;
         self.dropped += o.dropped;
-        let mut ranges = self.ranges.clone();
-        ranges.extend_from_slice(&o.ranges);
-        ranges.sort_unstable();
-        let mut joined: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-        for (a, b) in ranges {
-            match joined.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => joined.push((a, b)),
-            }
-        }
-        self.ranges = joined;
+        self.ranges = join_ranges(&self.ranges, &o.ranges);
         Ok(())
     }
 
@@ -297,6 +291,21 @@ impl PartialState {
             replay: None,
         }
     }
+}
+
+/// The row ranges of two states together: sorted, touching ranges joined, overlapping ones
+/// kept (their lengths still add up to the rows).
+fn join_ranges(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(all.len());
+    for (s, e) in all {
+        match out.last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ => out.push((s, e)),
+        }
+    }
+    out
 }
 
 impl SliceStates {
