@@ -10,12 +10,13 @@ import assay
 import assay._compare
 import assay._evaluate
 import assay._reliability
+import assay._spec
 import assay.calibrate
 import assay.report
 
 
 @pytest.mark.parametrize("module", [assay._evaluate, assay._compare, assay._reliability,
-                                    assay.calibrate, assay.report],
+                                    assay._spec, assay.calibrate, assay.report],
                          ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
@@ -24,7 +25,8 @@ def test_docstring_examples_run(module):
 
 
 def test_public_functions_have_docstrings_with_examples():
-    for name in ["evaluate", "bins", "fbeta", "compare", "reliability"]:
+    for name in ["evaluate", "bins", "fbeta", "compare", "reliability", "Spec", "merge",
+                 "PartialState"]:
         doc = getattr(assay, name).__doc__
         assert doc and ">>>" in doc, name
     assert "Examples" in assay.evaluate.__doc__

@@ -98,7 +98,7 @@ CASES = [
     ("seed 2**64", lambda: _ev(bootstrap=10, seed=2**64), ["seed", str(U64_MAX)]),
     ("seed -1", lambda: _ev(bootstrap=10, seed=-1), ["seed"]),
     ("seed float", lambda: _ev(bootstrap=10, seed=1.0), ["seed"]),
-    ("auc_bins 3.5", lambda: _ev(auc="binned", auc_bins=3.5), ["auc_bins", "[1, 1000000]"]),
+    ("auc_bins 3.5", lambda: _ev(auc="binned", auc_bins=3.5), ["auc_bins", "[2, 1000000]"]),
     ("auc_bins 2**70", lambda: _ev(auc="binned", auc_bins=BIG), ["auc_bins", "1000000"]),
     ("auc_bins 0", lambda: _ev(auc="binned", auc_bins=0), ["auc_bins"]),
     ("slices None", lambda: _ev(slices=None), ["slices", "None", "slices=()"]),

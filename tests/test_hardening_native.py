@@ -33,9 +33,16 @@ class _Stream:
         return self._reader.__arrow_c_stream__(requested_schema)
 
 
+def _job(metrics: list[str], slices: list | None = None, weight: str | None = None,
+         n_threads: int | None = None) -> tuple:
+    """The native job tuple (see ``assay._evaluate._Job.native``) of labels ``y``, scores
+    ``p``."""
+    return ("y", "p", weight, 0.5, slices or [], metrics, 0, "raise", ("exact", 0), n_threads,
+            None, None, None, None, None)
+
+
 def _evaluate(data: object, slices: list | None = None, n_threads: int | None = None):
-    return _native.evaluate(data, "y", "p", None, 0.5, slices or [], ["roc_auc", "accuracy"],
-                            0, "raise", None, n_threads)
+    return _native.evaluate(data, _job(["roc_auc", "accuracy"], slices, n_threads=n_threads))
 
 
 SCHEMA = pa.schema([("y", pa.int64()), ("p", pa.float64())])
@@ -285,8 +292,9 @@ _C_STREAM = textwrap.dedent("""
     for name in names:
         batch = pa.record_batch([y, p, columns[name]], names=["y", "p", "c"])
         try:
-            out = _native.evaluate(Edited(batch, edits[case]), "y", "p", None, 0.5, [],
-                                   ["accuracy"], 0, "raise", None, None)
+            job = ("y", "p", None, 0.5, [], ["accuracy"], 0, "raise", ("exact", 0), None,
+                   None, None, None, None, None)
+            out = _native.evaluate(Edited(batch, edits[case]), job)
             print("ok", name, out[0].column("accuracy")[0].as_py(), flush=True)
         except assay.AssayError as e:
             print(type(e).__name__, name, e, flush=True)
@@ -357,8 +365,7 @@ def _weighted(scales: list[float], n: int = 40) -> pa.Table:
 @pytest.mark.parametrize("slices", [[], [[("y", None)]]])
 def test_a_weight_the_scale_makes_subnormal_is_refused(metrics, slices):
     def run(t: pa.Table):
-        out, *_ = _native.evaluate(t, "y", "p", "w", 0.5, slices, metrics, 0, "raise", None,
-                                   None)
+        out, *_ = _native.evaluate(t, _job(metrics, slices, weight="w"))
         return out.column("accuracy")[0].as_py()
 
     def weighted_accuracy(t: pa.Table) -> float:

@@ -19,6 +19,7 @@ from ._evaluate import CALIBRATION_METRICS, METRICS, Bins, bins, evaluate, fbeta
 from ._reliability import reliability
 from ._selective import SelectiveResult, ThresholdChoice, selective, threshold_for, thresholds
 from ._simpson import SimpsonResult, simpson
+from ._spec import PartialState, Spec, merge
 from .errors import (
     AssayError,
     ColumnNotFoundError,
@@ -29,6 +30,8 @@ from .errors import (
     ModelOutputError,
     RegressionDetected,
     SchemaError,
+    StateFormatError,
+    StateMismatchError,
 )
 from .report import Report
 
@@ -48,11 +51,15 @@ __all__ = [
     "InvalidInputError",
     "ModelError",
     "ModelOutputError",
+    "PartialState",
     "RegressionDetected",
     "Report",
     "SchemaError",
     "SelectiveResult",
     "SimpsonResult",
+    "Spec",
+    "StateFormatError",
+    "StateMismatchError",
     "ThresholdChoice",
     "baselines",
     "bins",
@@ -63,6 +70,7 @@ __all__ = [
     "ensemble_report",
     "evaluate",
     "fbeta",
+    "merge",
     "noise",
     "reliability",
     "selective",

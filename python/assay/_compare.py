@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from . import _native
 from ._args import float_arg, show
-from ._evaluate import SliceLike, _calibration, _interval, _run
+from ._evaluate import SliceLike, _calibration, _interval, _Job, _job, _run
 from ._text import escape, escape_frame
 from .errors import InvalidArgumentError, RegressionDetected
 from .report import ArrowResult, Report
@@ -182,6 +182,20 @@ def compare(
     >>> cmp.table.select("slice", "metric", "model", "verdict").row(0)
     ('overall', 'roc_auc', 'new', 'worse')
     """
+    models, interval = _comparison_options(scores, reference, bootstrap, ci, ci_method, seed,
+                                           row_id)
+    (ref_name, ref_col), others = models[0], models[1:]
+    job = _job(
+        label=label, score=ref_col, slices=slices, metrics=metrics, threshold=threshold,
+        weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
+        auc_bins=4096, interval=interval, compare=(ref_name, others),
+        calibration=_calibration(calibration_bins, calibration_strategy),
+    )
+    return _comparison(_run(data, job, n_threads), job)
+
+
+def _models(scores: Any, reference: Any) -> list[tuple[str, str]]:
+    """The compared models as (name, column), the reference first (validated)."""
     if isinstance(scores, Mapping):
         models = [(str(k), v) for k, v in scores.items()]
     elif isinstance(scores, Sequence) and not isinstance(scores, str):
@@ -208,6 +222,16 @@ def compare(
                 f"reference {show(reference)} is not one of the models {names}"
             )
         models.sort(key=lambda m: m[0] != reference)
+    return models
+
+
+def _comparison_options(
+    scores: Any, reference: Any, bootstrap: Any, ci: Any, ci_method: Any, seed: Any,
+    row_id: Any,
+) -> tuple[list[tuple[str, str]], tuple[int, float, str, int, str | None]]:
+    """The models (reference first) and the interval of a comparison (validated: a
+    comparison always resamples)."""
+    models = _models(scores, reference)
     if ci_method not in ("percentile", "basic", "bca"):
         raise InvalidArgumentError(
             f"compare resamples: ci_method must be 'percentile', 'basic' or 'bca', got "
@@ -216,16 +240,19 @@ def compare(
     if bootstrap is None:
         raise InvalidArgumentError("compare needs bootstrap=B (1000 is usual)")
     interval = _interval(bootstrap, ci, ci_method, seed, row_id)
-    (ref_name, ref_col), others = models[0], models[1:]
-    out = _run(
-        data, label=label, score=ref_col, slices=slices, metrics=metrics, threshold=threshold,
-        weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
-        auc_bins=4096, n_threads=n_threads, interval=interval,
-        compare=(ref_name, [(n, c) for n, c in others]),
-        calibration=_calibration(calibration_bins, calibration_strategy),
-    )
-    table, notes, rows, dropped, other_reports, comparison, _ = out.result
-    reports = {ref_name: Report(table, notes, out.metrics, rows, dropped, ci_method=ci_method)}
+    assert interval is not None
+    return models, interval
+
+
+def _comparison(result: Any, job: _Job) -> Comparison:
+    """The :class:`Comparison` of a native result (of ``evaluate`` or ``finalize``) of a
+    comparison job."""
+    assert job.compare is not None and job.interval is not None
+    table, notes, rows, dropped, other_reports, comparison, _ = result
+    ref_name, others = job.compare
+    _, level, method, _, _ = job.interval
+    metrics = list(job.metrics)
+    reports = {ref_name: Report(table, notes, metrics, rows, dropped, ci_method=method)}
     for (name, _), (t, n) in zip(others, other_reports, strict=True):
-        reports[name] = Report(t, n, out.metrics, rows, dropped, ci_method=ci_method)
-    return Comparison(comparison, reports, ref_name, float(ci), ci_method)
+        reports[name] = Report(t, n, metrics, rows, dropped, ci_method=method)
+    return Comparison(comparison, reports, ref_name, level, method)

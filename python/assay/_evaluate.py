@@ -146,18 +146,20 @@ def fbeta(beta: float) -> str:
 SliceLike = str | Bins | tuple[str | Bins, ...]
 
 
-def _feature(item: Any, source: Source) -> tuple[str, list[float] | None]:
-    if isinstance(item, str):
-        return (item, None)
-    if isinstance(item, Bins):
-        return (item.column, item.resolve(source))
+Feature = str | Bins
+"""One feature of a normalised slice spec: a column name or :class:`Bins`."""
+
+SliceEntry = tuple[tuple[Feature, ...], str | None]
+"""A normalised slice spec: its features (a cross when more than one), and the one slice to
+report (a discovered slice's label; None: all of its slices)."""
+
+
+def _check_feature(item: Any) -> Feature:
+    if isinstance(item, (str, Bins)):
+        return item
     raise InvalidArgumentError(
         f"a slice is a column name, assay.bins(...), or a tuple of those; got {show(item)}"
     )
-
-
-def _slices(slices: Any, source: Source) -> list[list[tuple[str, list[float] | None]]]:
-    return _slice_specs(slices, source)[0]
 
 
 def _is_found(x: Any) -> bool:
@@ -186,29 +188,63 @@ def _slice_list(slices: Any) -> list[Any]:
     return list(slices)
 
 
+def _normalize_slices(slices: Any) -> tuple[SliceEntry, ...]:
+    """The slice specs as entries (features, slice to report), without reading any data: a
+    table from :func:`assay.discover_slices` becomes one entry per discovered slice (the cross
+    of its features, binned ones with their recorded edges, reported alone)."""
+    out: list[SliceEntry] = []
+    for s in _slice_list(slices):
+        if _is_found(s):
+            for label, preds in s.select("slice", "predicates").iter_rows():
+                feats: list[Feature] = []
+                for p in preds:
+                    edges = p.get("edges")
+                    feats.append(p["feature"] if edges is None else Bins(
+                        p["feature"], None, "quantile", tuple(float(e) for e in edges)))
+                out.append((tuple(feats), label))
+            continue
+        if isinstance(s, (tuple, list)):
+            if not s:
+                raise InvalidArgumentError("an empty tuple is not a slice")
+            out.append((tuple(_check_feature(f) for f in s), None))
+        else:
+            out.append(((_check_feature(s),), None))
+    return tuple(out)
+
+
+def _resolve_slices(
+    entries: Sequence[SliceEntry], source: Source | None
+) -> tuple[list[list[tuple[str, list[float] | None]]], list[str | None]]:
+    """The engine's slice specs of ``entries`` (data-derived bins fitted on ``source``, which
+    may be None when every bin has its edges), and for each the one slice to report."""
+    specs: list[list[tuple[str, list[float] | None]]] = []
+    for feats, _ in entries:
+        spec: list[tuple[str, list[float] | None]] = []
+        for f in feats:
+            if isinstance(f, str):
+                spec.append((f, None))
+            elif f.edges is not None:
+                spec.append((f.column, list(f.edges)))
+            else:
+                if source is None:
+                    raise InvalidArgumentError(
+                        f"the bins of column {f.column!r} are fitted to the data, and there is "
+                        "no data here: resolve them first (spec.resolve(data))", f.column)
+                spec.append((f.column, f.resolve(source)))
+        specs.append(spec)
+    return specs, [only for _, only in entries]
+
+
 def _slice_specs(
     slices: Any, source: Source
 ) -> tuple[list[list[tuple[str, list[float] | None]]], list[str | None]]:
     """The engine's slice specs, and for each the one slice to report (a discovered slice's
     label; None: all of its slices)."""
-    slices = _slice_list(slices)
-    out: list[list[tuple[str, list[float] | None]]] = []
-    only: list[str | None] = []
-    for s in slices:
-        if _is_found(s):
-            # Each discovered slice is the cross of its features, reported alone.
-            for label, preds in s.select("slice", "predicates").iter_rows():
-                out.append([(p["feature"], p.get("edges")) for p in preds])
-                only.append(label)
-            continue
-        only.append(None)
-        if isinstance(s, (tuple, list)):
-            if not s:
-                raise InvalidArgumentError("an empty tuple is not a slice")
-            out.append([_feature(f, source) for f in s])
-        else:
-            out.append([_feature(s, source)])
-    return out, only
+    return _resolve_slices(_normalize_slices(slices), source)
+
+
+def _slices(slices: Any, source: Source) -> list[list[tuple[str, list[float] | None]]]:
+    return _slice_specs(slices, source)[0]
 
 
 def _threads(n_threads: int | None) -> int | None:
@@ -251,8 +287,9 @@ def evaluate(
     weight: str | None = None,
     min_slice_size: int = 0,
     nan_policy: Literal["raise", "drop"] = "raise",
-    auc: Literal["exact", "binned"] = "exact",
+    auc: Literal["exact", "binned", "sketch"] = "exact",
     auc_bins: int = 4096,
+    auc_max_runs: int | None = None,
     n_threads: int | None = None,
     bootstrap: int | None = None,
     ci: float = 0.95,
@@ -300,15 +337,26 @@ def evaluate(
     nan_policy : {"raise", "drop"}
         Rows with a NaN/inf/null score or a null label raise, or are dropped and counted in
         ``Report.dropped``.
-    auc : {"exact", "binned"}
+    auc : {"exact", "binned", "sketch"}
         ``"exact"`` keeps (score, label, weight, slice ids) of every row and sorts once: memory
         grows with the rows even when streaming. ``"binned"`` uses a fixed histogram of
         ``auc_bins`` equal-width bins over [0, 1] per slice (scores must be probabilities):
         fixed memory; the ROC-AUC error is at most half the weight of positive-negative pairs
         that share a bin, divided by P x N (at most ``1/2`` of the tied fraction, typically
-        ~1e-4 for continuous scores with 4096 bins).
+        ~1e-4 for continuous scores with 4096 bins). ``"sketch"`` keeps each slice's sorted
+        runs (distinct score -> positive and negative weight) and merges neighbouring runs
+        deterministically down to at most ``auc_max_runs``: bounded memory for any number of
+        rows and any score scale, and the report carries a guaranteed bound on the error of
+        ``roc_auc`` and of ``average_precision`` (a ``note``, and the number in ``long()``'s
+        ``error_bound``). Bootstrap intervals of ``roc_auc`` and ``average_precision`` need
+        ``"exact"`` (with a sketch use ``ci_method="analytic"``: DeLong), and quantile
+        calibration bins (``calibration_strategy="quantile"``, ``ace``), which keep every
+        row, need ``"exact"`` or ``"binned"`` next to those metrics.
     auc_bins : int
-        Histogram bins for ``auc="binned"``: an integer in [1, 1000000].
+        Histogram bins for ``auc="binned"``: an integer in [2, 1000000].
+    auc_max_runs : int, optional
+        The run budget of ``auc="sketch"`` per slice, in [16, 1000000] (default
+        ``assay._native.DEFAULT_MAX_RUNS``): more runs, a smaller error bound.
     n_threads : int, optional
         Worker threads (default: ``ASSAY_NUM_THREADS`` or all cores). Results are bit-identical
         for every thread count. At most 4 x the cores (``assay._native.max_threads()``): a
@@ -383,34 +431,99 @@ def evaluate(
     """
     if not isinstance(score, str):
         raise InvalidArgumentError("label and score must be column names (str)")
-    out = _run(
-        data, label=label, score=score, slices=slices, metrics=metrics, threshold=threshold,
+    job = _job(
+        label=label, score=score, slices=slices, metrics=metrics, threshold=threshold,
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
-        auc_bins=auc_bins, n_threads=n_threads, interval=_interval(
-            bootstrap, ci, ci_method, seed, row_id), compare=None,
+        auc_bins=auc_bins, auc_max_runs=auc_max_runs,
+        interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,
         calibration=_calibration(calibration_bins, calibration_strategy),
     )
-    table, notes, rows, dropped, _, _, _ = out.result
-    method = None if out.interval is None else out.interval[2]
-    return Report(table, notes, out.metrics, rows, dropped, ci_method=method)
+    return _report(_run(data, job, n_threads), job)
 
 
-class _Run:
-    """The raw output of one native job, with the options it ran with."""
+@dataclass(frozen=True)
+class _Job:
+    """The validated options of one job, before any data is read: what ``evaluate``,
+    ``compare``, ``reliability`` and :class:`assay.Spec` share. :meth:`native` turns it into
+    the tuple the native functions take (``evaluate``, ``accumulate``, ``finalize``)."""
 
-    def __init__(self, result: Any, metrics: list[str], interval: Any) -> None:
-        self.result = result
-        self.metrics = metrics
-        self.interval = interval
+    label: str
+    score: str
+    weight: str | None
+    threshold: float
+    slices: tuple[SliceEntry, ...]
+    metrics: tuple[str, ...]
+    min_slice_size: int
+    nan_policy: str
+    auc: tuple[str, int]
+    interval: tuple[int, float, str, int, str | None] | None
+    compare: tuple[str, tuple[tuple[str, str], ...]] | None
+    calibration: tuple[int, str] | None
+    reliability: float | None = None
+
+    def unresolved(self) -> list[Bins]:
+        """The data-derived bins (no edges yet), in slice order."""
+        return [f for feats, _ in self.slices for f in feats
+                if isinstance(f, Bins) and f.edges is None]
+
+    def columns(self) -> list[str | None]:
+        """Every column the job reads (None where an optional one is not used)."""
+        return [self.label, self.score, self.weight,
+                None if self.interval is None else self.interval[4],
+                *(c for _, c in (self.compare[1] if self.compare else ())),
+                *(f if isinstance(f, str) else f.column for feats, _ in self.slices
+                  for f in feats)]
+
+    def native(self, source: Source | None, n_threads: int | None) -> tuple[Any, ...]:
+        """The job tuple of the native layer; data-derived bins are fitted on ``source``
+        (None: every bin must have its edges)."""
+        specs, only = _resolve_slices(self.slices, source)
+        compare = None if self.compare is None else (
+            self.compare[0], [(n, c) for n, c in self.compare[1]])
+        return (
+            self.label, self.score, self.weight, self.threshold, specs, list(self.metrics),
+            self.min_slice_size, self.nan_policy, self.auc, n_threads, self.interval, compare,
+            self.calibration, self.reliability,
+            only if any(o is not None for o in only) else None,
+        )
 
 
-def _run(
-    data: Any, *, label: Any, score: str, slices: Any, metrics: Any, threshold: Any,
-    weight: Any, min_slice_size: Any, nan_policy: Any, auc: Any, auc_bins: Any,
-    n_threads: Any, interval: Any, compare: tuple[str, list[tuple[str, str]]] | None,
+def _default_max_runs() -> int:
+    """The default ``auc_max_runs`` of ``auc="sketch"`` (the native layer's)."""
+    return int(getattr(_native, "DEFAULT_MAX_RUNS", 32768))
+
+
+MIN_RUNS = 16
+"""The fewest runs ``auc_max_runs`` may keep."""
+MAX_RUNS = 1_000_000
+"""The most runs ``auc_max_runs`` may keep."""
+
+
+def _auc(auc: Any, auc_bins: Any, auc_max_runs: Any) -> tuple[str, int]:
+    """Validates the ROC-AUC mode: ("exact", 0), ("binned", bins) or ("sketch", max runs)."""
+    if auc not in ("exact", "binned", "sketch"):
+        raise InvalidArgumentError(
+            f"auc must be 'exact', 'binned' or 'sketch', got {show(auc)}"
+        )
+    n_bins = int_arg(auc_bins, "auc_bins", None, 2, MAX_BINS)
+    runs = _default_max_runs() if auc_max_runs is None else int_arg(
+        auc_max_runs, "auc_max_runs", None, MIN_RUNS, MAX_RUNS)
+    if auc == "binned":
+        return ("binned", n_bins)
+    if auc == "sketch":
+        return ("sketch", runs)
+    return ("exact", 0)
+
+
+def _job(
+    *, label: Any, score: str, slices: Any, metrics: Any, threshold: Any, weight: Any,
+    min_slice_size: Any, nan_policy: Any, auc: Any, auc_bins: Any, auc_max_runs: Any = None,
+    interval: tuple[int, float, str, int, str | None] | None,
+    compare: tuple[str, Sequence[tuple[str, str]]] | None,
     calibration: tuple[int, str] | None = None, reliability: float | None = None,
-) -> _Run:
-    """Validates the options shared by evaluate and compare, and runs the native job."""
+) -> _Job:
+    """Validates the options shared by every job (``interval`` and ``calibration`` come
+    validated by :func:`_interval` and :func:`_calibration`). Reads no data."""
     if not isinstance(label, str):
         raise InvalidArgumentError("label and score must be column names (str)")
     column_arg(weight, "weight", None, optional=True)
@@ -418,39 +531,75 @@ def _run(
     min_size = int_arg(min_slice_size, "min_slice_size", None, 0, U64_MAX)
     if nan_policy not in ("raise", "drop"):
         raise InvalidArgumentError(f"nan_policy must be 'raise' or 'drop', got {show(nan_policy)}")
-    if auc not in ("exact", "binned"):
-        raise InvalidArgumentError(f"auc must be 'exact' or 'binned', got {show(auc)}")
-    n_auc_bins = int_arg(auc_bins, "auc_bins", None, 1, MAX_BINS)
+    auc_mode = _auc(auc, auc_bins, auc_max_runs)
     names = _metric_list(metrics)
+    _check_sketch(auc_mode, names, interval, calibration, reliability)
+    entries = _normalize_slices(slices)
+    return _Job(
+        label=label, score=score, weight=weight, threshold=thr, slices=entries,
+        metrics=tuple(names), min_slice_size=min_size, nan_policy=str(nan_policy),
+        auc=auc_mode, interval=interval,
+        compare=None if compare is None else (
+            compare[0], tuple((n, c) for n, c in compare[1])),
+        calibration=calibration, reliability=reliability,
+    )
+
+
+# The calibration metrics read off the strategy's bins (the engine's `Metric::uses_bins`).
+_BINNED_CALIBRATION = frozenset({
+    "ece", "mce", "rmsce", "ece_debiased", "oe_ratio", "brier_reliability",
+    "brier_resolution", "brier_uncertainty",
+})
+
+
+def _check_sketch(auc: tuple[str, int], names: Sequence[str], interval: Any,
+                  calibration: tuple[int, str] | None, reliability: float | None) -> None:
+    """Refuses, before any data is read, what ``auc="sketch"`` cannot do (the engine's own
+    rules, checked again there): bootstrap intervals of the rank metrics, and quantile
+    calibration bins next to them (those keep every row)."""
+    rank = [m for m in names if m in ("roc_auc", "average_precision")]
+    if auc[0] != "sketch" or not rank:
+        return
+    if interval is not None and interval[2] != "analytic":
+        raise InvalidArgumentError(
+            f"bootstrap intervals of {'/'.join(rank)} need auc=\"exact\"; with "
+            "auc=\"sketch\" use ci_method=\"analytic\" (DeLong on the runs)"
+        )
+    quantile = "ace" in names or (
+        calibration is not None and calibration[1] == "quantile"
+        and (reliability is not None or any(m in _BINNED_CALIBRATION for m in names)))
+    if quantile:
+        raise InvalidArgumentError(
+            "quantile calibration bins (ace, calibration_strategy=\"quantile\") keep every "
+            "row, which auc=\"sketch\" exists to avoid; use calibration_strategy=\"uniform\" "
+            "(and ece instead of ace), or auc=\"exact\""
+        )
+
+
+def _prepare(data: Any, job: _Job, n_threads: Any) -> tuple[Source, tuple[Any, ...]]:
+    """The source of ``data`` and the native job tuple (data-derived bins fitted on it). Run
+    the native call that reads ``source.open()`` inside ``with source.guard:``."""
     threads = _threads(n_threads)
     source = to_source(data)
-    spec, only = _slice_specs(slices, source)
+    native = job.native(source, threads)
     # A column the job uses must not be ambiguous; a failure of the source mid-stream is
     # re-raised by the guard as the source's own (typed) error.
-    source.check_columns([label, score, weight, None if interval is None else interval[4],
-                          *(c for _, c in (compare[1] if compare else [])),
-                          *(f for s in spec for f, _ in s)])
+    source.check_columns(job.columns())
+    return source, native
+
+
+def _run(data: Any, job: _Job, n_threads: Any) -> Any:
+    """Runs ``job`` over ``data`` in one native pass; the native result tuple."""
+    source, native = _prepare(data, job, n_threads)
     with source.guard:
-        result = _native.evaluate(
-            source.open(),
-            label,
-            score,
-            weight,
-            thr,
-            spec,
-            names,
-            min_size,
-            nan_policy,
-            n_auc_bins if auc == "binned" else None,
-            threads,
-            interval,
-            compare,
-            calibration,
-            reliability,
-            only if any(o is not None for o in only) else None,
-            source.rows,
-        )
-    return _Run(result, names, interval)
+        return _native.evaluate(source.open(), native, source.rows)
+
+
+def _report(result: Any, job: _Job) -> Report:
+    """The :class:`Report` of a native result (of ``evaluate`` or ``finalize``)."""
+    table, notes, rows, dropped, _, _, _ = result
+    method = None if job.interval is None else job.interval[2]
+    return Report(table, notes, list(job.metrics), rows, dropped, ci_method=method)
 
 
 def _calibration(

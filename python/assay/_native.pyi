@@ -1,9 +1,14 @@
 """Type stubs of the compiled extension ``assay._native`` (checked with ``mypy.stubtest``)."""
 
-from typing import Any
+from typing import Any, final
 
 __all__ = [
     "evaluate",
+    "accumulate",
+    "finalize",
+    "merge_states",
+    "state_from_bytes",
+    "State",
     "bin_edges",
     "isotonic_fit",
     "platt_fit",
@@ -21,31 +26,66 @@ __all__ = [
     "_panic_for_tests",
     "__version__",
     "DEBUG_BUILD",
+    "STATE_FORMAT_VERSION",
+    "DEFAULT_MAX_RUNS",
 ]
 
 __version__: str
 DEBUG_BUILD: bool
+STATE_FORMAT_VERSION: int
+DEFAULT_MAX_RUNS: int
 
-def evaluate(
-    data: Any,
-    label: str,
-    score: str,
-    weight: str | None,
-    threshold: float,
-    slices: list[list[tuple[str, list[float] | None]]],
-    metrics: list[str],
-    min_slice_size: int,
-    nan_policy: str,
-    auc_bins: int | None,
-    n_threads: int | None,
-    interval: tuple[int, float, str, int, str | None] | None = None,
-    compare: tuple[str, list[tuple[str, str]]] | None = None,
-    calibration: tuple[int, str] | None = None,
-    reliability: float | None = None,
-    slice_only: list[str | None] | None = None,
-    rows_hint: int | None = None,
-) -> tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None]:
+_Job = tuple[
+    str,  # label
+    str,  # score
+    str | None,  # weight
+    float,  # threshold
+    list[list[tuple[str, list[float] | None]]],  # slice specs (bin edges resolved)
+    list[str],  # metrics (canonical names)
+    int,  # min_slice_size
+    str,  # nan_policy
+    tuple[str, int],  # auc: ("exact", 0) | ("binned", bins) | ("sketch", max runs)
+    int | None,  # n_threads
+    tuple[int, float, str, int, str | None] | None,  # interval
+    tuple[str, list[tuple[str, str]]] | None,  # compare
+    tuple[int, str] | None,  # calibration
+    float | None,  # reliability
+    list[str | None] | None,  # slice_only
+]
+_Result = tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None]
+
+def evaluate(data: Any, job: _Job, rows_hint: int | None = None) -> _Result:
     """Runs one evaluation (or comparison) job over an Arrow stream."""
+
+def accumulate(data: Any, job: _Job, spec_json: str, row_offset: int = 0) -> State:
+    """Reads an Arrow stream into a mergeable partial state of `job`."""
+
+def finalize(state: State, job: _Job) -> _Result:
+    """The result of a partial state (the job must be the one its spec describes)."""
+
+def merge_states(states: list[State]) -> State:
+    """One new state holding all of `states` (merged in a canonical order)."""
+
+def state_from_bytes(data: bytes) -> State:
+    """The state of `State.to_bytes()`'s bytes (StateFormatError when they are not one)."""
+
+@final
+class State:
+    """A partial state: per-slice mergeable accumulators keyed by slice value."""
+
+    @property
+    def spec_json(self) -> str: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def row_ranges(self) -> list[tuple[int, int]]: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def format_version(self) -> int: ...
+    def to_bytes(self) -> bytes: ...
 
 def bin_edges(data: Any, column: str, n: int, strategy: str) -> list[float]:
     """Edges of `n` bins over column `column` of an Arrow stream."""

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from ._evaluate import SliceLike, _calibration, _run, ci_arg
+from ._evaluate import SliceLike, _calibration, _job, _run, ci_arg
 from .errors import InvalidArgumentError
 
 __all__ = ["reliability"]
@@ -92,13 +92,12 @@ def reliability(
         raise InvalidArgumentError("label and score must be column names (str)")
     calibration = _calibration(n_bins, strategy, ("n_bins", "strategy"))
     level = ci_arg(ci)
-    out = _run(
-        data, label=label, score=score, slices=slices, metrics=["base_rate"], threshold=0.5,
+    job = _job(
+        label=label, score=score, slices=slices, metrics=["base_rate"], threshold=0.5,
         weight=weight, min_slice_size=0, nan_policy=nan_policy, auc="exact", auc_bins=4096,
-        n_threads=n_threads, interval=None, compare=None, calibration=calibration,
-        reliability=level,
+        interval=None, compare=None, calibration=calibration, reliability=level,
     )
-    table = out.result[6]
+    table = _run(data, job, n_threads)[6]
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame

@@ -1,12 +1,22 @@
-"""The ``assay`` command line: ``assay demo`` and ``assay evaluate PATH ...``.
+"""The ``assay`` command line: ``assay demo``, ``assay evaluate PATH ...`` and
+``assay finalize STATE... [-o OUT]``.
+
+``assay evaluate PATH ... --save-state FILE [--row-offset K]`` writes the partial state of the
+rows of ``PATH`` (see :class:`assay.PartialState`) instead of a report, and prints one line on
+stderr (rows and bytes); ``assay finalize`` merges such states and writes the report: Parquet,
+CSV or JSON by the extension of ``-o`` (``.parquet``/``.pq``, ``.csv``, ``.json``), a table on
+stdout without ``-o``. With ``--save-state`` every ``--bins`` needs explicit edges
+(``--bins age:18,30,45,65``): ``--bins age:5`` fits its edges to each file's own rows.
 
 Every failure is one line on stderr, ``assay: error: ...``, never a traceback. Exit codes:
 
 - 0: success;
 - 1: the data or the engine failed (a bad value, an unreadable file, an output that cannot be
-  written), or an unexpected internal error (``assay: error: internal error: ...``);
-- 2: a usage error: a malformed or out-of-range option (as argparse reports its own), or a
-  column named on the command line that is not in the data;
+  written, a state file that is unreadable, corrupt or was saved with another spec), or an
+  unexpected internal error (``assay: error: internal error: ...``);
+- 2: a usage error: a malformed or out-of-range option (as argparse reports its own), a column
+  named on the command line that is not in the data, no state files, or an ``-o`` whose
+  extension names no known format;
 - 130: interrupted (Ctrl-C).
 
 Text output escapes control characters in user data (see :mod:`assay._text`): a slice value
@@ -22,14 +32,16 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import polars as pl
 
 from . import _evaluate
 from ._args import U64_MAX
+from ._spec import PartialState, Spec, _spec_diff, merge
 from ._text import escape, escape_frame
-from .errors import AssayError, ColumnNotFoundError, InvalidArgumentError
+from .errors import AssayError, ColumnNotFoundError, InvalidArgumentError, StateFormatError
+from .report import Report
 
 SUMMARY = ["n", "base_rate", "accuracy", "precision", "recall", "f1", "roc_auc",
            "average_precision", "log_loss", "brier"]
@@ -44,6 +56,10 @@ EXIT_BROKEN_PIPE = 141
 
 class UsageError(Exception):
     """A command-line option is malformed or out of range (exit code 2)."""
+
+
+class DataError(Exception):
+    """A file the command reads is unreadable or invalid (exit code 1)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,13 +121,25 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+BINS_USAGE = ("--bins expects COLUMN:N (N quantile bins, e.g. age:5) or COLUMN:E1,E2,... "
+              "(explicit edges, e.g. age:18,30,45,65)")
+
+
 def _parse_bins(spec: str) -> _evaluate.Bins:
-    col, sep, n = spec.rpartition(":")
-    n = n.strip()
-    if not sep or not col or not n.isdigit():
-        raise UsageError(f"--bins expects COLUMN:N (e.g. age:5), got {spec!r}")
+    col, sep, rest = spec.rpartition(":")
+    rest = rest.strip()
+    if not sep or not col or not rest:
+        raise UsageError(f"{BINS_USAGE}, got {spec!r}")
     try:
-        return _evaluate.bins(col, int(n))
+        if "," in rest:
+            try:
+                edges = [float(x) for x in rest.split(",")]
+            except ValueError:
+                raise UsageError(f"{BINS_USAGE}, got {spec!r}") from None
+            return _evaluate.bins(col, edges=edges)
+        if not (rest.isascii() and rest.isdigit()):
+            raise UsageError(f"{BINS_USAGE}, got {spec!r}")
+        return _evaluate.bins(col, int(rest))
     except InvalidArgumentError as e:
         raise UsageError(f"--bins {spec!r}: {e}") from e
 
@@ -123,20 +151,21 @@ def _parse_slice(spec: str) -> str | tuple[str, ...]:
     return parts[0] if len(parts) == 1 else parts
 
 
-def _check_out(out: str | None) -> None:
+def _check_out(out: str | None, option: str = "--out") -> None:
     """Refuse an --out whose directory does not exist, before any work is done."""
     if out is None:
         return
     if not out:
-        raise UsageError("--out needs a file name")
+        raise UsageError(f"{option} needs a file name")
     if os.path.isdir(out):
-        raise UsageError(f"--out {out!r} is a directory; give a file name")
+        raise UsageError(f"{option} {out!r} is a directory; give a file name")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
-        raise UsageError(f"--out {out!r}: the directory {parent!r} does not exist")
+        raise UsageError(f"{option} {out!r}: the directory {parent!r} does not exist")
 
 
-def _evaluate_cmd(args: argparse.Namespace) -> int:
+def _spec(args: argparse.Namespace) -> Spec:
+    """The spec of ``assay evaluate``'s options."""
     slices: list[_evaluate.SliceLike] = [_parse_slice(s) for s in args.slice or []]
     slices += [_parse_bins(b) for b in args.bins or []]
     metrics = None
@@ -145,15 +174,28 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
         if not metrics:
             raise UsageError(f"--metrics expects comma-separated metric names, got "
                              f"{args.metrics!r}")
-    fmt = args.format
+    return Spec(
+        label=args.label, score=args.score, slices=slices, metrics=metrics,
+        threshold=args.threshold, weight=args.weight, min_slice_size=args.min_slice_size,
+        nan_policy=args.nan_policy, auc=args.auc, auc_bins=args.auc_bins,
+        auc_max_runs=args.auc_max_runs, bootstrap=args.bootstrap, ci=args.ci,
+        ci_method=args.ci_method, seed=args.seed, row_id=args.row_id,
+        calibration_bins=args.calibration_bins, calibration_strategy=args.calibration_strategy,
+    )
+
+
+def _evaluate_cmd(args: argparse.Namespace) -> int:
+    spec = _spec(args)
+    if args.save_state is not None:
+        return _save_state(args, spec)
+    if args.row_offset is not None:
+        raise UsageError("--row-offset only applies with --save-state")
+    fmt = args.format or "table"
     if fmt == "parquet" and not args.out:
         raise UsageError("--format parquet needs --out FILE")
     _check_out(args.out)
-    rep = _evaluate.evaluate(
-        args.path, label=args.label, score=args.score, slices=slices, metrics=metrics,
-        threshold=args.threshold, weight=args.weight, min_slice_size=args.min_slice_size,
-        nan_policy=args.nan_policy, auc=args.auc,
-    )
+    rep = spec.evaluate(args.path)
+    assert isinstance(rep, Report)  # the command line has no comparison specs
     if fmt == "table":
         if args.out:
             with open(args.out, "w") as f, pl.Config(tbl_rows=-1, tbl_cols=-1,
@@ -161,18 +203,109 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
                 f.write(str(escape_frame(rep.table)) + "\n")
         else:
             _print_table(rep.table)
-    elif fmt == "csv":
-        if args.out:
-            rep.table.write_csv(args.out)  # a data file: the values as they are
-        else:
-            sys.stdout.write(escape_frame(rep.table).write_csv())
-    elif fmt == "json":
-        _emit(rep.to_json() + "\n", args.out)  # JSON escapes control characters itself
     else:
-        rep.table.write_parquet(args.out)
+        _write_result(rep, fmt, args.out)
     if rep.dropped:
         print(f"({rep.dropped} rows dropped by nan_policy=drop)", file=sys.stderr)
     return 0
+
+
+def _save_state(args: argparse.Namespace, spec: Spec) -> int:
+    """``assay evaluate ... --save-state FILE``: the partial state of the file's rows."""
+    if args.out is not None or args.format is not None:
+        raise UsageError("--save-state writes a partial state, not a report: drop --out and "
+                         "--format (assay finalize STATE... -o REPORT writes the report)")
+    for f in spec.slices:
+        for b in f if isinstance(f, tuple) else (f,):
+            if isinstance(b, _evaluate.Bins) and b.edges is None:
+                raise UsageError(
+                    f"--bins {b.column}:{b.n} fits its edges to this file's rows, so every "
+                    "shard saved with --save-state would bin differently: give explicit "
+                    f"edges, --bins {b.column}:E1,E2,... (e.g. {b.column}:18,30,45,65)"
+                )
+    _check_out(args.save_state, "--save-state")
+    state = spec.accumulate(args.path, row_offset=args.row_offset or 0)
+    blob = state.to_bytes()
+    _write_bytes(args.save_state, blob)
+    print(f"assay: saved the state of {state.rows:,} rows ({len(blob):,} bytes) to "
+          f"{escape(args.save_state)}", file=sys.stderr)
+    return 0
+
+
+def _write_bytes(path: str, blob: bytes) -> None:
+    """Writes ``blob`` to ``path`` through a temporary file, so that a reader never sees a
+    partly written state."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+_OUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json"}
+
+
+def _read_state(path: str) -> PartialState:
+    """The state in file ``path`` (DataError naming the file when it cannot be had)."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read the state file {path!r}: {e.strerror or e}") from e
+    try:
+        return PartialState.from_bytes(blob)
+    except StateFormatError as e:
+        raise DataError(f"{path!r} is not a valid assay state: {e}") from e
+
+
+def _finalize_cmd(args: argparse.Namespace) -> int:
+    """``assay finalize STATE... [-o OUT]``: merge the states and write the report."""
+    fmt = "table"
+    if args.out is not None:
+        _check_out(args.out, "-o/--out")
+        fmt = _OUT_FORMATS.get(os.path.splitext(args.out)[1].lower(), "")
+        if not fmt:
+            raise UsageError(f"-o {args.out!r}: the extension names no report format; use "
+                             ".parquet (or .pq), .csv or .json")
+    if not args.states:
+        raise UsageError("finalize needs at least one state file")
+    states = [_read_state(p) for p in args.states]
+    first = states[0]
+    for path, s in zip(args.states[1:], states[1:], strict=True):
+        if s.spec != first.spec:
+            raise DataError(
+                f"{path!r} was saved with another spec than {args.states[0]!r}: they differ "
+                f"in {_spec_diff(first.spec._json, s.spec._json)}"
+            )
+    result = merge(states).finalize()
+    if fmt == "table":
+        _print_table(result.table)
+    else:
+        _write_result(result, fmt, args.out)
+    dropped = getattr(result, "dropped", 0)
+    if dropped:
+        print(f"({dropped} rows dropped by nan_policy=drop)", file=sys.stderr)
+    return 0
+
+
+def _write_result(result: Any, fmt: str, out: str | None) -> None:
+    """A report (or comparison) as CSV, JSON or Parquet, to ``out`` or stdout."""
+    if fmt == "csv":
+        if out:
+            result.table.write_csv(out)  # a data file: the values as they are
+        else:
+            sys.stdout.write(escape_frame(result.table).write_csv())
+    elif fmt == "json":
+        _emit(result.to_json() + "\n", out)  # JSON escapes control characters itself
+    else:
+        result.table.write_parquet(out)
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -198,16 +331,44 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     e.add_argument("--label", required=True)
     e.add_argument("--score", required=True)
     e.add_argument("--slice", action="append", help="a column, or a cross a,b (repeatable)")
-    e.add_argument("--bins", action="append", help="COLUMN:N quantile bins (repeatable)")
+    e.add_argument("--bins", action="append",
+                   help="COLUMN:N quantile bins, or COLUMN:E1,E2,... explicit edges "
+                        "(repeatable)")
     e.add_argument("--metrics", help="comma-separated metric names (default: all)")
     e.add_argument("--threshold", type=float, default=0.5)
     e.add_argument("--weight")
     e.add_argument("--min-slice-size", type=_int_in(0, U64_MAX), default=0)
     e.add_argument("--nan-policy", choices=["raise", "drop"], default="raise")
-    e.add_argument("--auc", choices=["exact", "binned"], default="exact")
-    e.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    e.add_argument("--auc", choices=["exact", "binned", "sketch"], default="exact")
+    e.add_argument("--auc-bins", type=_int_in(1, _evaluate.MAX_BINS), default=4096,
+                   help="histogram bins of --auc binned (default 4096)")
+    e.add_argument("--auc-max-runs", type=_int_in(_evaluate.MIN_RUNS, _evaluate.MAX_RUNS),
+                   help="run budget of --auc sketch (default: assay's)")
+    e.add_argument("--bootstrap", type=_int_in(2, _evaluate.MAX_BOOTSTRAP),
+                   help="bootstrap replicates for intervals (1000 is usual)")
+    e.add_argument("--ci", type=float, default=0.95, help="confidence level (default 0.95)")
+    e.add_argument("--ci-method", choices=["percentile", "basic", "bca", "analytic"])
+    e.add_argument("--seed", type=_int_in(0, U64_MAX), default=0)
+    e.add_argument("--row-id", help="integer column identifying each row (bootstrap)")
+    e.add_argument("--calibration-bins", type=_int_in(1, _evaluate.MAX_CALIBRATION_BINS),
+                   default=15)
+    e.add_argument("--calibration-strategy", choices=["uniform", "quantile"], default="uniform")
+    e.add_argument("--format", choices=["table", "csv", "json", "parquet"],
+                   help="table (default), csv, json or parquet")
     e.add_argument("-o", "--out", help="write the report to this file instead of stdout")
-    return parser, {"demo": d, "evaluate": e}
+    e.add_argument("--save-state", metavar="FILE",
+                   help="write the partial state of these rows to FILE instead of a report "
+                        "(merge states with assay finalize)")
+    e.add_argument("--row-offset", type=_int_in(0, U64_MAX), metavar="K",
+                   help="with --save-state: the global position of this file's first row "
+                        "(bootstrap replicate weights follow it)")
+    f = sub.add_parser("finalize", help="merge partial states (--save-state) into a report")
+    f.add_argument("states", nargs="*", metavar="STATE",
+                   help="state files written by assay evaluate --save-state")
+    f.add_argument("-o", "--out",
+                   help="write the report to this file: .parquet/.pq, .csv or .json "
+                        "(default: a table on stdout)")
+    return parser, {"demo": d, "evaluate": e, "finalize": f}
 
 
 def _error(message: str, code: int) -> int:
@@ -218,11 +379,14 @@ def _error(message: str, code: int) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     parser, commands = _parser()
     args = parser.parse_args(argv)
+    run = {"demo": _demo, "evaluate": _evaluate_cmd, "finalize": _finalize_cmd}[args.command]
     try:
-        return _demo(args) if args.command == "demo" else _evaluate_cmd(args)
+        return run(args)
     except UsageError as err:
         commands[args.command].print_usage(sys.stderr)
         return _error(str(err), EXIT_USAGE)
+    except DataError as err:
+        return _error(str(err), EXIT_DATA)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,8 @@ __all__ = [
     "EmptyInputError",
     "InvalidArgumentError",
     "RegressionDetected",
+    "StateMismatchError",
+    "StateFormatError",
     "ModelError",
     "ModelOutputError",
 ]
@@ -45,6 +47,20 @@ class EmptyInputError(InvalidInputError):
 
 class InvalidArgumentError(AssayError, ValueError):
     """An argument is invalid (unknown metric, bad threshold, bad bins...)."""
+
+
+class StateMismatchError(AssayError, ValueError):
+    """Partial states that cannot be merged or finalized together: states of different specs
+    (another metric, seed, slice, bin edge...), states whose row ranges overlap in a bootstrap
+    spec without ``row_id`` (two shards at the same ``row_offset`` would share their replicate
+    weights), or a state that does not fit the job it is finalized with. See
+    :class:`assay.PartialState`."""
+
+
+class StateFormatError(AssayError, ValueError):
+    """Bytes that are not a valid partial state: truncated, corrupted (the checksum does not
+    match), not an assay state at all, or written by a newer assay (a newer format version).
+    Raised by :meth:`assay.PartialState.from_bytes`."""
 
 
 class RegressionDetected(AssayError, AssertionError):

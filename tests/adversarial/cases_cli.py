@@ -138,3 +138,48 @@ def cli_control_chars_in_column_name() -> None:
 def cli_control_chars_in_error() -> None:
     """An error message quoting a user's string must escape it too."""
     cli("evaluate", _data(), "--label", "nope\x1b[2J\u202eevil", "--score", "p")
+
+
+# --- partial states: --save-state and finalize -------------------------------------------------
+
+
+@case()
+def cli_save_state_finalize_control_chars() -> None:
+    """States of shards whose slice values hold control characters: the merged table printed
+    by `assay finalize` escapes them like `assay evaluate` does."""
+    n = 300
+    g = np.array(NASTY)[np.arange(n) % len(NASTY)]
+    path = _data(g=pa.array(g.tolist()))
+    states = []
+    for k, offset in enumerate((0, 0)):
+        out = os.path.join(tmpdir(), f"part\x1b[31m-{k}.assay")
+        cli("evaluate", path, "--label", "y", "--score", "p", "--slice", "g", "--save-state",
+            out, "--row-offset", str(offset + k * n))
+        states.append(out)
+    out = cli("finalize", *states)
+    for line in out.splitlines():
+        if re.match(r"^[\s\"│|┆]*zzqq", line):
+            raise Wrong(f"a newline inside a slice value split a row: {line!r}")
+
+
+@case(expect="typed", words=["corrupt|not a valid"])
+def cli_finalize_corrupt_state_with_a_nasty_name() -> None:
+    bad = os.path.join(tmpdir(), "corrupt\x1b[2J\u202e.assay")
+    with open(bad, "wb") as f:
+        f.write(b"ASSAYPS\x00" + bytes(40))
+    cli("finalize", bad)
+
+
+add("cli-finalize-no-files", _run("finalize"), expect="typed", words=["state"])
+add("cli-finalize-missing-file", _run("finalize", "{tmp}/absent.assay"), expect="typed",
+    words=["absent.assay"])
+add("cli-finalize-unknown-extension",
+    _run("finalize", "{tmp}/absent.assay", "-o", "{tmp}/out.xlsx"), expect="typed",
+    words=["extension"])
+add("cli-save-state-fitted-bins",
+    _run("evaluate", "{data}", "--label", "y", "--score", "p", "--bins", "x:4",
+         "--save-state", "{tmp}/s.assay"), expect="typed", words=["edges"])
+add("cli-row-offset-huge",
+    _run("evaluate", "{data}", "--label", "y", "--score", "p", "--save-state",
+         "{tmp}/s.assay", "--row-offset", "18446744073709551615"), expect="typed",
+    words=["row.offset|overflow"])

@@ -71,8 +71,8 @@ pub const DEFAULT_MAX_RUNS: usize = 32768;
 /// The smallest run budget the engine accepts.
 pub const MIN_MAX_RUNS: usize = 16;
 
-/// The largest run budget the engine accepts (2^22 runs, 160 MiB of sketch per slice).
-pub const MAX_MAX_RUNS: usize = 1 << 22;
+/// The largest run budget the engine accepts (10^6 runs, 40 MB of sketch per slice).
+pub const MAX_MAX_RUNS: usize = 1_000_000;
 
 /// One run: the rows whose scores lie in `[lo, hi]`, with their total negative and positive
 /// weight, and `unc`, an upper bound on the weight of (positive, negative) pairs inside the

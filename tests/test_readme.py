@@ -1,0 +1,65 @@
+"""The README's "Split jobs" section runs as written: its Python blocks in order, in one
+namespace, then its command-line block (through ``assay.cli.main``), in a scratch directory."""
+
+from __future__ import annotations
+
+import glob
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from assay.cli import main
+from assay.demo import make_data
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n### {title}\n")
+    end = re.compile(r"\n#{2,3} ").search(text, start + 1)
+    return text[start:end.start() if end else len(text)]
+
+
+def blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def commands(block: str) -> Iterator[list[str]]:
+    """The commands of a bash block: continuations joined, comments dropped, globs expanded
+    (when the command's turn comes, after the commands before it ran)."""
+    for line in block.replace("\\\n", " ").splitlines():
+        argv = shlex.split(line, comments=True)
+        if not argv:
+            continue
+        expanded: list[str] = []
+        for a in argv:
+            expanded += sorted(glob.glob(a)) if "*" in a else [a]
+        yield expanded
+
+
+def test_split_jobs_section_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = section("Split jobs")
+    code = blocks(text, "python")
+    assert len(code) >= 3
+    ns: dict[str, object] = {}
+    for block in code:
+        exec(compile(block, str(README), "exec"), ns)
+    total = ns["total"]
+    assert (total.rows, total.row_ranges, total.spec == ns["spec"]) == (  # type: ignore[attr-defined]
+        40000, [(0, 40000)], True)
+    assert "error_bound" in ns["rep"].long().columns  # type: ignore[attr-defined]
+
+    # The command-line pair, on the two daily files it names.
+    for day in (1, 2):
+        pq.write_table(make_data(10_000, seed=day), f"day-{day}.parquet")
+    Path("parts").mkdir()
+    (bash,) = blocks(text, "bash")
+    for argv in commands(bash):
+        assert argv[0] == "assay", argv
+        assert main(argv[1:]) == 0, argv
+    assert Path("report.parquet").exists()
