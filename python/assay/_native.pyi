@@ -57,8 +57,10 @@ _Result = tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | Non
 def evaluate(data: Any, job: _Job, rows_hint: int | None = None) -> _Result:
     """Runs one evaluation (or comparison) job over an Arrow stream."""
 
-def accumulate(data: Any, job: _Job, spec_json: str, row_offset: int = 0) -> State:
-    """Reads an Arrow stream into a mergeable partial state of `job`."""
+def accumulate(data: Any, job: _Job, spec_json: str, row_offset: int = 0,
+               rows_hint: int | None = None) -> State:
+    """Reads an Arrow stream into a mergeable partial state of `job` (`rows_hint`: the rows of
+    an in-memory input, to reserve memory once)."""
 
 def finalize(state: State, job: _Job) -> _Result:
     """The result of a partial state (the job must be the one its spec describes)."""

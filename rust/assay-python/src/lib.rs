@@ -367,8 +367,13 @@ impl State {
     /// The state in its versioned, checksummed byte format.
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         guarded(py, || {
-            let b = py.detach(|| self.inner.to_bytes());
-            Ok(pyo3::types::PyBytes::new(py, &b))
+            // Written straight into the bytes object's memory (no second copy).
+            let state = &self.inner;
+            let len = py.detach(|| state.encoded_len());
+            pyo3::types::PyBytes::new_with(py, len, |buf| {
+                py.detach(|| state.write_bytes(buf));
+                Ok(())
+            })
         })
     }
 
@@ -399,7 +404,7 @@ impl State {
     /// Bytes of `to_bytes()`.
     #[getter]
     fn nbytes(&self, py: Python<'_>) -> PyResult<usize> {
-        guarded(py, || Ok(py.detach(|| self.inner.to_bytes().len())))
+        guarded(py, || Ok(py.detach(|| self.inner.encoded_len())))
     }
 
     /// The format version of `to_bytes()`.
@@ -412,16 +417,19 @@ impl State {
 /// Reads `data` once into the partial state of `job` (`row_offset`: the global position of
 /// its first row).
 #[pyfunction]
-#[pyo3(signature = (data, job, spec_json, row_offset=0))]
+#[pyo3(signature = (data, job, spec_json, row_offset=0, rows_hint=None))]
 fn accumulate<'py>(
     py: Python<'py>,
     data: Bound<'py, PyAny>,
     job: Bound<'py, pyo3::types::PyTuple>,
     spec_json: String,
     row_offset: u64,
+    rows_hint: Option<u64>,
 ) -> PyResult<State> {
     guarded(py, || {
-        let spec = Job::extract(&job)?.spec(None).map_err(|e| to_py(py, e))?;
+        let spec = Job::extract(&job)?
+            .spec(rows_hint)
+            .map_err(|e| to_py(py, e))?;
         let reader = import_stream(py, &data)?.reading(read_columns(&spec));
         let mut state = run_streamed(py, reader, move |schema, reader| {
             run_accumulate(schema, reader, &spec, row_offset, &runtime::interrupted)

@@ -44,11 +44,13 @@ where
     I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
 {
     let pool = job_pool(spec.n_threads)?;
-    accumulate_in(schema, batches, spec, row_offset, interrupted, &pool)
+    accumulate_in(schema, batches, spec, row_offset, interrupted, &pool, false)
 }
 
 /// [`accumulate`] on the threads of `pool` (the one-pass `evaluate` keeps one pool, and its
-/// warm threads, for both stages).
+/// warm threads, for both stages). `replayable`: the state is finalized in this call, so it
+/// may hold on to the caller's in-memory batches (see `Plan::replay`); a state that may be
+/// shipped never does.
 pub(super) fn accumulate_in<I>(
     schema: SchemaRef,
     batches: I,
@@ -56,6 +58,7 @@ pub(super) fn accumulate_in<I>(
     row_offset: u64,
     interrupted: &dyn Fn() -> bool,
     pool: &rayon::ThreadPool,
+    replayable: bool,
 ) -> Result<PartialState>
 where
     I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
@@ -92,7 +95,11 @@ where
         check_row_id_type(c, schema.field(i).data_type())?;
     }
     let mut slicer = Slicer::new(&schema, &spec.slices)?;
-    let plan = Plan::new(spec, slicer.n_specs(), spec.rows_hint.is_some());
+    let plan = Plan::new(
+        spec,
+        slicer.n_specs(),
+        replayable && spec.rows_hint.is_some(),
+    );
     let models = plan.models();
     let lean = plan.lean();
 

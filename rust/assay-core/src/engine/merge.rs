@@ -75,10 +75,23 @@ pub fn merge(states: &[&PartialState]) -> Result<PartialState> {
         .zip(states.iter().copied())
         .collect();
     keyed.sort_by_key(|(k, _)| *k);
-    let mut out = keyed[0].1.detached_clone();
-    for (_, s) in &keyed[1..] {
-        crate::runtime::check()?;
-        out.absorb(s)?;
-    }
-    Ok(out)
+    // A pool of this call's own (the global rayon pool does not survive `fork()`).
+    crate::runtime::job_pool(None)?.install(|| {
+        let mut out = keyed[0].1.detached_clone();
+        // The kept rows of all the states, reserved once (growing by doubling would copy and
+        // first-touch them several times over).
+        for (m, rows) in out.rank.iter_mut().enumerate() {
+            let more: usize = keyed[1..]
+                .iter()
+                .filter_map(|(_, s)| s.rank.get(m))
+                .map(|r| r.len())
+                .sum();
+            rows.reserve_more(more);
+        }
+        for (_, s) in &keyed[1..] {
+            crate::runtime::check()?;
+            out.absorb(s)?;
+        }
+        Ok(out)
+    })
 }

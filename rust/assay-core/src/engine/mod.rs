@@ -231,6 +231,6 @@ where
 {
     // One pool for both stages: its threads (and their allocator caches) stay warm.
     let pool = job_pool(spec.n_threads)?;
-    let state = accumulate::accumulate_in(schema, batches, spec, 0, interrupted, &pool)?;
+    let state = accumulate::accumulate_in(schema, batches, spec, 0, interrupted, &pool, true)?;
     finalize::finalize_owned(state, spec, interrupted, &pool)
 }

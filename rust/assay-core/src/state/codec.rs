@@ -5,7 +5,7 @@
 //! version    u32 LE   STATE_FORMAT_VERSION (a reader refuses a newer one)
 //! flags      u32 LE   0 (reserved)
 //! length     u64 LE   bytes of the payload
-//! checksum   u64 LE   of the payload (see `checksum`; detects corruption, not forgery)
+//! checksum   u64 LE   XXH3-64 of the payload (detects corruption, not forgery)
 //! payload    little-endian fields: the spec text, counts, shapes, row ranges, the slicer's
 //!            keys by value, the additive blocks, the kept rows, the sketches, the histograms
 //! ```
@@ -26,74 +26,131 @@ pub const STATE_FORMAT_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"ASSAYPS\0";
 const HEADER: usize = 32;
 
-/// A 64-bit checksum of `bytes`: a multiply-xorshift over 8-byte words. Each step is a
-/// bijection of the running value, so a change confined to one word always changes the sum.
+/// A 64-bit checksum of `bytes`: XXH3-64 (it runs at memory speed). It detects corruption,
+/// not forgery.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h: u64 = 0x243F_6A88_85A3_08D3 ^ bytes.len() as u64;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
-        h = (h ^ x).wrapping_mul(K);
-        h ^= h >> 29;
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(last)).wrapping_mul(K);
-        h ^= h >> 29;
-    }
-    h
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 fn bad(m: impl Into<String>) -> AssayError {
     AssayError::StateFormat(format!("not a valid partial state: {}", m.into()))
 }
 
-struct Writer(Vec<u8>);
+/// Where encoded bytes go: counted (to size the output exactly), or written into a buffer of
+/// that size (a Python `bytes` object's own memory: no second copy).
+enum Sink<'a> {
+    Count(usize),
+    Into(&'a mut [u8], usize),
+}
 
-impl Writer {
+struct Writer<'a>(Sink<'a>);
+
+/// The bytes of a column of plain numbers as they lie in memory: their little-endian bytes on
+/// a little-endian target.
+#[cfg(target_endian = "little")]
+fn raw_bytes<T: Copy>(v: &[T]) -> &[u8] {
+    // SAFETY: T is a plain number type without padding (f64, u64, u32, u8): reading its
+    // memory as bytes is valid, and the length covers exactly the slice.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+impl Writer<'_> {
+    fn put(&mut self, b: &[u8]) {
+        match &mut self.0 {
+            Sink::Count(n) => *n += b.len(),
+            Sink::Into(buf, at) => {
+                buf[*at..*at + b.len()].copy_from_slice(b);
+                *at += b.len();
+            }
+        }
+    }
+    /// A length-prefixed column of numbers: one copy on a little-endian target.
+    fn column<T: Copy>(&mut self, v: &[T], le: fn(T) -> [u8; 8]) {
+        self.len(v.len());
+        #[cfg(target_endian = "little")]
+        {
+            let _ = le;
+            self.put(raw_bytes(v));
+        }
+        #[cfg(not(target_endian = "little"))]
+        for x in v {
+            let bytes = le(*x);
+            self.put(&bytes[..std::mem::size_of::<T>()]);
+        }
+    }
     fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        self.put(&[v]);
     }
     fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
     fn f64(&mut self, v: f64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
     fn len(&mut self, n: usize) {
         self.u64(n as u64);
     }
     fn str(&mut self, s: &str) {
         self.len(s.len());
-        self.0.extend_from_slice(s.as_bytes());
+        self.put(s.as_bytes());
     }
     fn f64s(&mut self, v: &[f64]) {
         self.len(v.len());
-        self.0.reserve(v.len() * 8);
         for x in v {
-            self.0.extend_from_slice(&x.to_le_bytes());
+            self.put(&x.to_le_bytes());
         }
     }
     fn u64s(&mut self, v: &[u64]) {
         self.len(v.len());
-        self.0.reserve(v.len() * 8);
         for x in v {
-            self.0.extend_from_slice(&x.to_le_bytes());
+            self.put(&x.to_le_bytes());
         }
     }
     fn u32s(&mut self, v: &[u32]) {
         self.len(v.len());
-        self.0.reserve(v.len() * 4);
         for x in v {
-            self.0.extend_from_slice(&x.to_le_bytes());
+            self.put(&x.to_le_bytes());
         }
     }
-    fn bytes(&mut self, v: &[u8]) {
-        self.len(v.len());
-        self.0.extend_from_slice(v);
+}
+
+/// Little-endian bytes of a number, padded to 8 (for [`Writer::column`]).
+fn le_f64(x: f64) -> [u8; 8] {
+    x.to_le_bytes()
+}
+fn le_u64(x: u64) -> [u8; 8] {
+    x.to_le_bytes()
+}
+fn le_u32(x: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&x.to_le_bytes());
+    b
+}
+fn le_u8(x: u8) -> [u8; 8] {
+    [x, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// A column of plain numbers from its little-endian bytes (`b.len()` a multiple of the size):
+/// one copy on little-endian targets.
+fn from_le<T: Copy, const N: usize>(b: &[u8], read: fn([u8; N]) -> T) -> Vec<T> {
+    let n = b.len() / N;
+    #[cfg(target_endian = "little")]
+    {
+        let _ = read;
+        let mut v: Vec<T> = Vec::with_capacity(n);
+        // SAFETY: T is a plain number type of N bytes whose every bit pattern is valid; the
+        // source holds n * N bytes and the vector's capacity n elements; they do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), v.as_mut_ptr() as *mut u8, n * N);
+            v.set_len(n);
+        }
+        v
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        b.chunks_exact(N)
+            .map(|c| read(c.try_into().unwrap_or([0; N])))
+            .collect()
     }
 }
 
@@ -145,28 +202,20 @@ impl<'a> Reader<'a> {
     }
     fn f64s(&mut self) -> Result<Vec<f64>> {
         let n = self.len(8)?;
-        let b = self.take(n * 8)?;
-        Ok(b.chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect())
+        Ok(from_le(self.take(n * 8)?, f64::from_le_bytes))
     }
     fn u64s(&mut self) -> Result<Vec<u64>> {
         let n = self.len(8)?;
-        let b = self.take(n * 8)?;
-        Ok(b.chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect())
+        Ok(from_le(self.take(n * 8)?, u64::from_le_bytes))
     }
     fn u32s(&mut self) -> Result<Vec<u32>> {
         let n = self.len(4)?;
-        let b = self.take(n * 4)?;
-        Ok(b.chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
-            .collect())
+        Ok(from_le(self.take(n * 4)?, u32::from_le_bytes))
     }
-    fn bytes(&mut self) -> Result<Vec<u8>> {
-        let n = self.len(1)?;
-        Ok(self.take(n)?.to_vec())
+    /// A length-prefixed column of `each`-byte numbers, as its bytes (converted later).
+    fn raw(&mut self, each: usize) -> Result<&'a [u8]> {
+        let n = self.len(each)?;
+        self.take(n * each)
     }
     fn usize(&mut self, max: usize, what: &str) -> Result<usize> {
         let v = self.u64()?;
@@ -365,10 +414,40 @@ fn read_slice_states(r: &mut Reader) -> Result<SliceStates> {
 impl PartialState {
     /// The state in the byte format above.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::new());
+        let mut out = vec![0u8; self.encoded_len()];
+        self.write_bytes(&mut out);
+        out
+    }
+
+    /// The length of [`PartialState::to_bytes`].
+    pub fn encoded_len(&self) -> usize {
+        let mut w = Writer(Sink::Count(0));
+        self.encode(&mut w);
+        match w.0 {
+            Sink::Count(n) => HEADER + n,
+            Sink::Into(..) => unreachable!("a counting writer"),
+        }
+    }
+
+    /// Writes [`PartialState::to_bytes`] into `out`, of exactly [`PartialState::encoded_len`]
+    /// bytes (a Python `bytes` object's memory, say).
+    pub fn write_bytes(&self, out: &mut [u8]) {
+        let (head, payload) = out.split_at_mut(HEADER);
+        let mut w = Writer(Sink::Into(payload, 0));
+        self.encode(&mut w);
+        let sum = checksum(payload);
+        let len = payload.len() as u64;
+        head[..8].copy_from_slice(MAGIC);
+        head[8..12].copy_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
+        head[12..16].copy_from_slice(&0u32.to_le_bytes());
+        head[16..24].copy_from_slice(&len.to_le_bytes());
+        head[24..32].copy_from_slice(&sum.to_le_bytes());
+    }
+
+    fn encode(&self, w: &mut Writer) {
         w.str(&self.spec_json);
         w.len(self.models);
-        write_shape(&mut w, &self.shape);
+        write_shape(w, &self.shape);
         w.u64(self.rows);
         w.u64(self.dropped);
         match self.weight_scale {
@@ -386,21 +465,21 @@ impl PartialState {
             w.u64(*a);
             w.u64(*b);
         }
-        write_keys(&mut w, &self.slicer.keys());
+        write_keys(w, &self.slicer.keys());
         w.len(self.total.specs.len());
         for s in &self.total.specs {
-            write_slice_states(&mut w, s);
+            write_slice_states(w, s);
         }
         w.len(self.rank.len());
         for rk in &self.rank {
-            w.f64s(&rk.scores);
-            w.bytes(&rk.labels);
-            w.f64s(&rk.weights);
+            w.column(&rk.scores, le_f64);
+            w.column(&rk.labels, le_u8);
+            w.column(&rk.weights, le_f64);
             w.len(rk.ids.len());
             for ids in &rk.ids {
-                w.u32s(ids);
+                w.column(ids, le_u32);
             }
-            w.u64s(&rk.row_keys);
+            w.column(&rk.row_keys, le_u64);
         }
         w.len(self.sketches.len());
         for per_spec in &self.sketches {
@@ -430,15 +509,6 @@ impl PartialState {
             w.f64s(&h.positives);
             w.f64s(&h.scores);
         }
-        let payload = w.0;
-        let mut out = Vec::with_capacity(HEADER + payload.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&checksum(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-        out
     }
 
     /// A state from [`PartialState::to_bytes`]'s bytes, fully checked.
@@ -520,15 +590,22 @@ impl PartialState {
         let n = r.len(40)?;
         let mut rank = Vec::with_capacity(n);
         for _ in 0..n {
-            let scores = r.f64s()?;
-            let labels = r.bytes()?;
-            let weights = r.f64s()?;
+            let (scores, labels, weights) = (r.raw(8)?, r.raw(1)?, r.raw(8)?);
             let m = r.len(8)?;
             let mut ids = Vec::with_capacity(m);
             for _ in 0..m {
-                ids.push(r.u32s()?);
+                ids.push(r.raw(4)?);
             }
-            let row_keys = r.u64s()?;
+            let row_keys = r.raw(8)?;
+            let (scores, labels) = (from_le(scores, f64::from_le_bytes), labels.to_vec());
+            let (weights, row_keys) = (
+                from_le(weights, f64::from_le_bytes),
+                from_le(row_keys, u64::from_le_bytes),
+            );
+            let ids = ids
+                .into_iter()
+                .map(|b| from_le(b, u32::from_le_bytes))
+                .collect();
             rank.push(RankRows {
                 scores,
                 labels,
@@ -600,7 +677,13 @@ impl PartialState {
             position_keys,
             replay: None,
         };
-        state.check_consistent()?;
+        // The checks read every kept row: in parallel for a large state, in a pool of this
+        // call's own (the global rayon pool does not survive `fork()`).
+        if payload.len() >= 1 << 24 {
+            crate::runtime::job_pool(None)?.install(|| state.check_consistent(true))?;
+        } else {
+            state.check_consistent(false)?;
+        }
         Ok(state)
     }
 }

@@ -517,6 +517,21 @@ pub struct RankRows {
 }
 
 impl RankRows {
+    /// Room for `more` rows in every column this job keeps (huge pages advised).
+    pub fn reserve_more(&mut self, more: usize) {
+        self.scores.reserve(more);
+        self.labels.reserve(more);
+        if !self.weights.is_empty() {
+            reserve_big(&mut self.weights, more);
+        }
+        if !self.row_keys.is_empty() {
+            reserve_big(&mut self.row_keys, more);
+        }
+        for ids in self.ids.iter_mut() {
+            ids.reserve(more);
+        }
+    }
+
     pub fn with_specs(n_specs: usize) -> Self {
         RankRows {
             ids: vec![Vec::new(); n_specs],

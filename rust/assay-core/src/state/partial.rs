@@ -73,7 +73,8 @@ impl PartialState {
 
     /// Checks that every block has the length its ids and shape imply and that every kept row
     /// names existing slices (a decoded state is checked before anything indexes it).
-    pub fn check_consistent(&self) -> Result<()> {
+    /// `parallel`: read the rows in parallel (only inside a pool the caller owns).
+    pub fn check_consistent(&self, parallel: bool) -> Result<()> {
         let n_ids = self.n_ids();
         let per_model = n_ids.len();
         if self.models == 0 || self.models > 1 << 16 {
@@ -134,14 +135,35 @@ impl PartialState {
             {
                 return Err(format_err("kept row columns"));
             }
-            if r.labels.iter().any(|y| *y > 1) || r.scores.iter().any(|s| !s.is_finite()) {
+            let any_u8 = |v: &[u8], f: fn(&u8) -> bool| {
+                if parallel {
+                    v.par_iter().any(f)
+                } else {
+                    v.iter().any(f)
+                }
+            };
+            let any_f64 = |v: &[f64], f: fn(&f64) -> bool| {
+                if parallel {
+                    v.par_iter().any(f)
+                } else {
+                    v.iter().any(f)
+                }
+            };
+            if any_u8(&r.labels, |y| *y > 1) || any_f64(&r.scores, |s| !s.is_finite()) {
                 return Err(format_err("kept row values"));
             }
-            if r.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            if any_f64(&r.weights, |w| !(w.is_finite() && *w >= 0.0)) {
                 return Err(format_err("kept row weights"));
             }
             for (k, ids) in r.ids.iter().enumerate() {
-                if ids.len() != len || ids.iter().any(|id| *id as usize >= n_ids[k + 1]) {
+                let n = n_ids[k + 1];
+                let out = |id: &u32| *id as usize >= n;
+                let bad = if parallel {
+                    ids.par_iter().any(out)
+                } else {
+                    ids.iter().any(out)
+                };
+                if ids.len() != len || bad {
                     return Err(format_err("kept row slice ids"));
                 }
             }
@@ -236,14 +258,7 @@ impl PartialState {
             .enumerate()
             .for_each(|(i, (a, b))| a.add_mapped(b, map_of(i % per_model)));
         for (mine, theirs) in self.rank.iter_mut().zip(&o.rank) {
-            mine.scores.extend_from_slice(&theirs.scores);
-            mine.labels.extend_from_slice(&theirs.labels);
-            mine.weights.extend_from_slice(&theirs.weights);
-            mine.row_keys.extend_from_slice(&theirs.row_keys);
-            for (k, (ids, oids)) in mine.ids.iter_mut().zip(&theirs.ids).enumerate() {
-                let map = &maps[k];
-                ids.extend(oids.iter().map(|id| map[*id as usize]));
-            }
+            append_rows(mine, theirs, &maps);
         }
         let budget = self.sketch_runs;
         for (mine, theirs) in self.sketches.iter_mut().zip(&o.sketches) {
@@ -291,6 +306,33 @@ impl PartialState {
             replay: None,
         }
     }
+}
+
+/// Appends the kept rows of `theirs` to `mine`, their slice ids mapped by `maps` (one column
+/// per task: copying and first-touching the pages runs on every thread).
+fn append_rows(mine: &mut RankRows, theirs: &RankRows, maps: &[Vec<u32>]) {
+    let RankRows {
+        scores,
+        labels,
+        weights,
+        ids,
+        row_keys,
+    } = mine;
+    rayon::scope(|sc| {
+        sc.spawn(|_| scores.extend_from_slice(&theirs.scores));
+        sc.spawn(|_| labels.extend_from_slice(&theirs.labels));
+        sc.spawn(|_| weights.extend_from_slice(&theirs.weights));
+        sc.spawn(|_| row_keys.extend_from_slice(&theirs.row_keys));
+        for ((ids, oids), map) in ids.iter_mut().zip(&theirs.ids).zip(maps) {
+            sc.spawn(move |_| {
+                if map.iter().enumerate().all(|(j, t)| j == *t as usize) {
+                    ids.extend_from_slice(oids); // the same ids here: a plain copy
+                } else {
+                    ids.extend(oids.iter().map(|id| map[*id as usize]));
+                }
+            });
+        }
+    });
 }
 
 /// The row ranges of two states together: sorted, touching ranges joined, overlapping ones
