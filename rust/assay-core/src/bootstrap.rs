@@ -198,6 +198,17 @@ impl Resampler {
     #[target_feature(enable = "avx2")]
     #[inline]
     pub unsafe fn draws_avx2(&self, rk: u64, from: u32, out: &mut [u32]) {
+        self.draws_avx2_body(rk, from, out)
+    }
+
+    /// The body of [`Resampler::draws_avx2`], inlined into its AVX2 callers (the hot loop's
+    /// constants then stay in registers across calls instead of being set up per call).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, and the caller must be compiled with it.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub unsafe fn draws_avx2_body(&self, rk: u64, from: u32, out: &mut [u32]) {
         use std::arch::x86_64::*;
         let (lo, hi) = (rk as u32 as i32, (rk >> 32) as u32 as i32);
         let (lo, hi) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
@@ -276,7 +287,7 @@ fn fill_poisson_body(r: &Resampler, rk: u64, w: f64, from: u32, out: &mut [f64],
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: `simd` is true only on the AVX2 path of `fill_poisson`.
-            unsafe { r.draws_avx2(rk, base, ks) };
+            unsafe { r.draws_avx2_body(rk, base, ks) };
         } else {
             r.draws(rk, base, ks);
         }
