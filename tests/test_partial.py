@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -653,15 +654,9 @@ def test_from_bytes_refuses_broken_bytes():
 
 
 def _checksum(payload: bytes) -> int:
-    """The payload checksum of the state format (rust/assay-core/src/state/codec.rs)."""
-    mask = (1 << 64) - 1
-    k = 0x9E3779B97F4A7C15
-    h = 0x243F6A8885A308D3 ^ len(payload)
-    for i in range(0, len(payload), 8):
-        x = int.from_bytes(payload[i:i + 8].ljust(8, b"\0"), "little")
-        h = ((h ^ x) * k) & mask
-        h ^= h >> 29
-    return h
+    """The payload checksum of the state format (rust/assay-core/src/state/codec.rs): XXH3-64,
+    from the independent xxhash package."""
+    return int(xxhash.xxh3_64_intdigest(payload))
 
 
 def with_spec_text(blob: bytes, old: bytes, new: bytes) -> bytes:
