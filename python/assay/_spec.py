@@ -680,12 +680,12 @@ class PartialState:
     :meth:`finalize`.
 
     A state holds, per slice (keyed by its values or bin, never by a process-local id), the
-    engine's additive counts (with ``B`` replicate slots when bootstrapping), the sorted runs of
-    scores for exact or sketched rank metrics, the calibration states, and the row ranges it
-    covers; merging adds them up in a canonical order (by first row, then content), so the
-    result does not depend on the order of the merge calls. It never holds the rows
-    themselves, except what exact ROC-AUC / quantile calibration need (see
-    ``docs/partial.md``).
+    engine's additive counts (with ``B`` replicate slots when bootstrapping), the kept rows of
+    exact rank metrics or the sorted runs of sketched ones, the calibration states, and the
+    row ranges it covers; merging adds them up in a canonical order (by first row, then
+    content), so the result does not depend on the order of the merge calls. It holds no rows
+    but the (score, label, weight, slice ids) that exact ROC-AUC / average precision and
+    quantile calibration bins need (see ``docs/partial.md``).
 
     Attributes
     ----------
