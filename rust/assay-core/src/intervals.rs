@@ -155,6 +155,24 @@ pub fn has_influence(m: Metric, weighted: bool) -> bool {
     }
 }
 
+/// The cells of a proportion metric `[tn, fp, fn, tp]`: those of its denominator and, among
+/// them, its successes (`None`: not a proportion).
+fn proportion_cells(m: Metric) -> Option<(&'static [usize], &'static [usize])> {
+    use Metric::*;
+    const ALL: [usize; 4] = [TN, FP, FN, TP];
+    Some(match m {
+        BaseRate => (&ALL, &[FN, TP]),
+        PredictionRate => (&ALL, &[FP, TP]),
+        Accuracy => (&ALL, &[TN, TP]),
+        Precision => (&[FP, TP], &[TP]),
+        Recall => (&[FN, TP], &[TP]),
+        Fnr => (&[FN, TP], &[FN]),
+        Specificity => (&[TN, FP], &[TN]),
+        Fpr => (&[TN, FP], &[FP]),
+        _ => return None,
+    })
+}
+
 /// The gradient of a confusion-cell metric with respect to the cells `[tn, fp, fn, tp]`, in
 /// closed form (a finite difference would turn the last-bit differences of sums added in
 /// another order into 1e-10 changes of the BCa acceleration). `None` where the metric is
@@ -175,16 +193,10 @@ fn cell_gradient(m: Metric, c: [f64; 4]) -> Option<[f64; 4]> {
         }
         Some(g)
     };
-    let all = [TN, FP, FN, TP];
+    if let Some((den, success)) = proportion_cells(m) {
+        return proportion(den, success);
+    }
     match m {
-        BaseRate => proportion(&all, &[FN, TP]),
-        PredictionRate => proportion(&all, &[FP, TP]),
-        Accuracy => proportion(&all, &[TN, TP]),
-        Precision => proportion(&[FP, TP], &[TP]),
-        Recall => proportion(&[FN, TP], &[TP]),
-        Fnr => proportion(&[FN, TP], &[FN]),
-        Specificity => proportion(&[TN, FP], &[TN]),
-        Fpr => proportion(&[TN, FP], &[FP]),
         BalancedAccuracy => {
             let (r, s) = (proportion(&[FN, TP], &[TP])?, proportion(&[TN, FP], &[TN])?);
             Some([0, 1, 2, 3].map(|k| 0.5 * (r[k] + s[k])))
@@ -426,15 +438,10 @@ fn analytic(
         };
         normal(estimate, (var / (n - 1.0)).sqrt(), level, 0.0, max)
     };
+    if let Some((den, success)) = proportion_cells(m) {
+        return proportion(den, success);
+    }
     match m {
-        BaseRate => proportion(&all, &[FN, TP]),
-        PredictionRate => proportion(&all, &[FP, TP]),
-        Accuracy => proportion(&all, &[TN, TP]),
-        Precision => proportion(&[FP, TP], &[TP]),
-        Recall => proportion(&[FN, TP], &[TP]),
-        Fnr => proportion(&[FN, TP], &[FN]),
-        Specificity => proportion(&[TN, FP], &[TN]),
-        Fpr => proportion(&[TN, FP], &[FP]),
         LogLoss => mean(mo.log_loss2, f64::INFINITY),
         Brier => mean(mo.brier2, 1.0),
         RocAuc => {

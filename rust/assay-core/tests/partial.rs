@@ -1,51 +1,13 @@
 //! Partial states: merging shards equals one pass; the byte format round-trips and refuses
 //! anything that is not a state (truncated, corrupted, foreign, newer), never panicking.
 
-use std::sync::Arc;
-
-use arrow_array::{ArrayRef, Float64Array, Int8Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{Float64Array, RecordBatch};
 use assay_core::engine::{accumulate, evaluate, finalize, merge, AucMode, EvalSpec, NanPolicy};
 use assay_core::state::codec::{checksum, STATE_FORMAT_VERSION};
 use assay_core::{AssayError, CiMethod, Feature, IntervalSpec, Metric, PartialState};
 
-fn lcg(seed: &mut u64) -> f64 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (*seed >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn table(n: usize, seed: u64) -> RecordBatch {
-    let mut s = seed;
-    let y: Vec<i8> = (0..n).map(|_| (lcg(&mut s) < 0.3) as i8).collect();
-    let p: Vec<f64> = y
-        .iter()
-        .map(|y| ((0.4 * *y as f64 + 0.6 * lcg(&mut s)) * 50.0).round() / 50.0)
-        .collect();
-    let w: Vec<f64> = (0..n).map(|_| 0.5 + lcg(&mut s)).collect();
-    let c: Vec<Option<&str>> = (0..n)
-        .map(|_| match (lcg(&mut s) * 4.0) as u32 {
-            0 => Some("BR"),
-            1 => Some("DE"),
-            2 => Some("US"),
-            _ => None,
-        })
-        .collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("y", DataType::Int8, false),
-        Field::new("p", DataType::Float64, false),
-        Field::new("w", DataType::Float64, false),
-        Field::new("country", DataType::Utf8, true),
-    ]));
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(Int8Array::from(y)),
-        Arc::new(Float64Array::from(p)),
-        Arc::new(Float64Array::from(w)),
-        Arc::new(StringArray::from(c)),
-    ];
-    RecordBatch::try_new(schema, cols).unwrap()
-}
+mod common;
+use common::{lcg, table};
 
 fn spec(bootstrap: bool) -> EvalSpec {
     EvalSpec {
