@@ -20,21 +20,30 @@ JOB = """
 import sys, time
 import numpy as np
 import assay
-n = int(sys.argv[1])
+n, mode = int(sys.argv[1]), sys.argv[2]
 rng = np.random.default_rng(0)
 data = {"y": rng.integers(0, 2, n).astype(np.int8), "p": rng.random(n),
         "g": rng.integers(0, 8, n).astype(np.int16)}
 kw = dict(label="y", score="p", slices=["g"], metrics=["roc_auc", "average_precision"],
           bootstrap=1000)
-if len(sys.argv) > 2:  # calibration run
+if mode == "finalize":  # the long part runs in PartialState.finalize (after a merge)
+    spec = assay.Spec(**kw)
+    half = n // 2
+    state = assay.merge([spec.accumulate({k: v[:half] for k, v in data.items()}),
+                         spec.accumulate({k: v[half:] for k, v in data.items()},
+                                         row_offset=half)])
+    run = state.finalize
+else:
+    run = lambda: assay.evaluate(data, **kw)
+if len(sys.argv) > 3:  # calibration run
     t = time.perf_counter()
-    assay.evaluate(data, **kw)
+    run()
     print("TIME", time.perf_counter() - t, flush=True)
     sys.exit(0)
 print("START", flush=True)
 t = time.perf_counter()
 try:
-    assay.evaluate(data, **kw)
+    run()
     print("DONE", time.perf_counter() - t, flush=True)
 except KeyboardInterrupt:
     print("KI", time.perf_counter() - t, flush=True)
@@ -54,14 +63,25 @@ def _env() -> dict[str, str]:
 @case(expect="typed", interrupt=True, words=["."], timeout=150, mem_gib=8.0)
 def process_sigint_during_bootstrap_walk() -> None:
     """SIGINT 2 s into a ~15 s bootstrap ROC-AUC job: KeyboardInterrupt within 3 s."""
+    _sigint_during("evaluate")
+
+
+@case(expect="typed", interrupt=True, words=["."], timeout=150, mem_gib=8.0)
+def process_sigint_during_finalize_of_a_merged_state() -> None:
+    """SIGINT 2 s into the ~15 s finalize of a merged bootstrap ROC-AUC state:
+    KeyboardInterrupt within 3 s."""
+    _sigint_during("finalize")
+
+
+def _sigint_during(mode: str) -> None:
     n0 = 200_000
-    cal = subprocess.run([sys.executable, "-c", JOB, str(n0), "calibrate"],
+    cal = subprocess.run([sys.executable, "-c", JOB, str(n0), mode, "calibrate"],
                          capture_output=True, text=True, env=_env(), timeout=120)
     if cal.returncode != 0 or "TIME" not in cal.stdout:
         raise Crash(f"calibration run failed: {cal.stderr[-800:]}")
     t0 = float(cal.stdout.split("TIME")[1].split()[0])
     n = int(min(max(n0 * TARGET_S / max(t0, 1e-3), n0), 30_000_000))
-    proc = subprocess.Popen([sys.executable, "-c", JOB, str(n)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", JOB, str(n), mode], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
     try:
         assert proc.stdout is not None
