@@ -710,3 +710,32 @@ def test_from_bytes_fuzz(data):
     # A mutation that still reads must be a sound state.
     assert state.rows >= 0 and state.spec is not None
     state.finalize()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_repeated_scores_compact_into_runs_and_still_equal_one_evaluate(weighted):
+    """Scores with few distinct values: a state keeps one entry per distinct (score, slice,
+    label), so its size follows the distinct scores, not the rows, and the report is unchanged
+    (quantile bins of an unweighted job are order statistics of the rows the counts stand for)."""
+    rng = np.random.default_rng(5)
+    n = 60_000
+    y = (rng.random(n) < 0.3).astype(np.int64)
+    p = np.round(np.clip(0.25 * y + 0.75 * rng.random(n), 0, 1), 2)
+    t = pa.table({"y": y, "p": p, "w": rng.uniform(0.5, 2.0, n),
+                  "s": rng.choice(["a", "b", "c"], n)})
+    kw = dict(slices=["s"], metrics=["roc_auc", "average_precision", "ece", "ace",
+                                     "smooth_ece", "calibration_slope"],
+              weight="w" if weighted else None, calibration_bins=8,
+              calibration_strategy="quantile")
+    spec = Spec("y", "p", **kw)
+    parts = [spec.accumulate(t.slice(a, 15_000), row_offset=a) for a in range(0, n, 15_000)]
+    merged = assay.merge(parts)
+    # About 101 scores x 3 slices x 2 labels entries instead of 60,000 rows.
+    assert len(merged.to_bytes()) < 40_000
+    assert_same_result(merged.finalize(), assay.evaluate(t, label="y", score="p", **kw))
+    assert_bit_identical(assay.merge(parts[::-1]).finalize(), merged.finalize())
+    # A shard whose scores are all distinct keeps its rows; it merges with compacted ones.
+    distinct = t.slice(0, 2_000).set_column(1, "p", pa.array(rng.random(2_000)))
+    mixed = assay.merge([spec.accumulate(distinct, row_offset=n), *parts])
+    whole = pa.concat_tables([t, distinct])
+    assert_same_result(mixed.finalize(), assay.evaluate(whole, label="y", score="p", **kw))

@@ -22,6 +22,7 @@ fn main() {
         weights: vec![],
         ids: vec![ids],
         row_keys: vec![],
+        ..Default::default()
     };
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -55,6 +56,7 @@ fn main() {
         weights: vec![],
         ids: vec![],
         row_keys: (0..m as u64).map(|i| r.row_key(i)).collect(),
+        ..Default::default()
     };
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new()

@@ -13,7 +13,9 @@ use crate::metrics::RankSums;
 use crate::reliability::{sorted_run_calibration, SliceCalib, SortedWant};
 use crate::runtime::{interrupted, POLL_ROWS};
 pub use crate::sorted::score_of_key;
-use crate::sorted::{descending_key, KeyLabel, Rec, Unweighted, Weighted};
+use crate::sorted::{
+    descending_key, scatter, sort_groups, value_scatter, KeyLabel, Rec, Unweighted, Weighted,
+};
 use crate::state::{big_vec, RankRows};
 
 /// Whether a walk at row `i` must stop: polls the job's interrupt every `step` rows (one
@@ -28,181 +30,10 @@ fn stop_walk(i: usize, next_poll: &mut usize, step: usize) -> bool {
     interrupted()
 }
 
-struct SyncPtr<T>(*mut T);
-unsafe impl<T> Sync for SyncPtr<T> {}
-unsafe impl<T> Send for SyncPtr<T> {}
-
-/// Fixed number of parts for parallel scatters: positions depend on it, never on the threads.
-const PARTS: usize = 16;
-
-/// Stable counting scatter of `n` items into buckets: item `i` goes to bucket `bucket(i)` and
-/// is built by `make(i)`. Items keep their relative order within a bucket. Returns the bucket
-/// start offsets (length `buckets + 1`).
-fn scatter<T: Copy + Send + Sync + Default>(
-    n: usize,
-    buckets: usize,
-    bucket: impl Fn(usize) -> usize + Sync,
-    make: impl Fn(usize) -> T + Sync,
-    out: &mut Vec<T>,
-) -> Vec<usize> {
-    let part_len = n.div_ceil(PARTS).max(1);
-    let range = |p: usize| (p * part_len).min(n)..((p + 1) * part_len).min(n);
-    let hists: Vec<Vec<usize>> = (0..PARTS)
-        .into_par_iter()
-        .map(|p| {
-            let mut h = vec![0usize; buckets];
-            for i in range(p) {
-                h[bucket(i)] += 1;
-            }
-            h
-        })
-        .collect();
-    let mut offsets = vec![vec![0usize; buckets]; PARTS];
-    let mut starts = Vec::with_capacity(buckets + 1);
-    let mut acc = 0usize;
-    for b in 0..buckets {
-        starts.push(acc);
-        for p in 0..PARTS {
-            offsets[p][b] = acc;
-            acc += hists[p][b];
-        }
-    }
-    starts.push(acc);
-    if out.capacity() < n {
-        *out = big_vec(n);
-    }
-    out.clear();
-    let ptr = SyncPtr(out.as_mut_ptr());
-    offsets
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(p, mut off)| {
-            let ptr = &ptr;
-            for i in range(p) {
-                let b = bucket(i);
-                // SAFETY: the offsets give every (part, bucket) pair a disjoint range of [0, n)
-                // sized by that part's histogram, so each slot is written exactly once.
-                unsafe { ptr.0.add(off[b]).write(make(i)) };
-                off[b] += 1;
-            }
-        });
-    // SAFETY: all n slots were written above.
-    unsafe { out.set_len(n) };
-    starts
-}
-
-// 8 bits a pass: 256 write streams stay within the TLB and the L1 write buffers.
-const RADIX_BITS: u32 = 8;
-const SMALL: usize = 48;
-
-/// MSD radix sort by (key, tag) of the records in `a`, skipping the key bits they all share.
-/// `b` is scratch of the same length; the sorted records end in `a` when `into_a`, else in `b`.
-fn msd_sort<R: Rec>(a: &mut [R], b: &mut [R], into_a: bool) {
-    let n = a.len();
-    let (lo, hi) = a.iter().fold((u64::MAX, 0u64), |(x, y), r| {
-        (x.min(r.key()), y.max(r.key()))
-    });
-    if n <= SMALL || lo == hi {
-        a.sort_unstable_by_key(R::order);
-        if !into_a {
-            b.copy_from_slice(a);
-        }
-        return;
-    }
-    let top = 64 - (lo ^ hi).leading_zeros();
-    let shift = top.saturating_sub(RADIX_BITS);
-    let buckets = 1usize << (top - shift);
-    let mask = (buckets - 1) as u64;
-    let digit = |r: &R| ((r.key() >> shift) & mask) as usize;
-    let mut next = [0usize; 1 << RADIX_BITS];
-    for r in a.iter() {
-        next[digit(r)] += 1;
-    }
-    let mut starts = [0usize; (1 << RADIX_BITS) + 1];
-    for d in 0..buckets {
-        starts[d + 1] = starts[d] + next[d];
-        next[d] = starts[d];
-    }
-    for r in a.iter() {
-        let d = digit(r);
-        b[next[d]] = *r;
-        next[d] += 1;
-    }
-    for d in 0..buckets {
-        let (s, e) = (starts[d], starts[d + 1]);
-        match e - s {
-            0 => {}
-            1 => {
-                if into_a {
-                    a[s] = b[s];
-                }
-            }
-            _ => msd_sort(&mut b[s..e], &mut a[s..e], !into_a),
-        }
-    }
-}
-
-/// Sorts every group `starts[g]..starts[g+1]` of `recs` in parallel, each with scratch of
-/// its own size (small groups reuse heap memory instead of faulting in a second full buffer).
-fn sort_groups<R: Rec>(recs: &mut [R], starts: &[usize]) {
-    let mut groups: Vec<&mut [R]> = Vec::with_capacity(starts.len());
-    let mut rest = recs;
-    for g in starts.windows(2) {
-        let (a, b) = rest.split_at_mut(g[1] - g[0]);
-        groups.push(a);
-        rest = b;
-    }
-    groups.into_par_iter().with_max_len(1).for_each(|g| {
-        if g.len() > 1 && !interrupted() {
-            let mut tmp = if std::mem::size_of_val(g) >= 1 << 23 {
-                big_vec(g.len())
-            } else {
-                Vec::new()
-            };
-            tmp.resize(g.len(), R::default());
-            msd_sort(g, &mut tmp, true);
-        }
-    });
-}
-
 /// The record buffer, reused by every spec of a job so that only the first sort pays for
 /// fresh pages.
 struct Buffers<R> {
     recs: Vec<R>,
-}
-
-/// Scatters all rows into equal-width score buckets over [min, max], in descending order.
-/// The bucket is a non-decreasing function of the score (each float operation rounds
-/// monotonically), so sorting within buckets gives the global order, and typical scores
-/// spread evenly over the buckets. Returns the bucket starts.
-fn value_scatter<R: Rec>(
-    rows: &RankRows,
-    make: impl Fn(usize) -> R + Sync,
-    recs: &mut Vec<R>,
-) -> Vec<usize> {
-    let (lo, hi) = rows
-        .scores
-        .par_iter()
-        .fold(
-            || (f64::INFINITY, f64::NEG_INFINITY),
-            |(a, b), s| (a.min(*s), b.max(*s)),
-        )
-        .reduce(
-            || (f64::INFINITY, f64::NEG_INFINITY),
-            |(a, b), (c, d)| (a.min(c), b.max(d)),
-        );
-    let range = hi - lo;
-    let buckets = if range.is_finite() && range > 0.0 {
-        1usize << RADIX_BITS
-    } else {
-        1
-    };
-    let scale = buckets as f64 / range;
-    let bucket = |i: usize| {
-        let b = ((rows.scores[i] - lo) * scale) as usize;
-        buckets - 1 - b.min(buckets - 1)
-    };
-    scatter(rows.len(), buckets, bucket, make, recs)
 }
 
 /// Sorts the rows of every slice of one spec by descending score (ties by row position) and
@@ -239,14 +70,24 @@ fn sorted_groups_by<R: Rec>(
             w,
         )
     };
+    // Sorted rows (a partial state's) stay sorted through a stable scatter.
     match ids {
         Some(ids) => {
             let starts = scatter(n, n_ids, |i| ids[i] as usize, make, &mut buf.recs);
-            sort_groups(&mut buf.recs, &starts);
+            if !rows.sorted {
+                sort_groups(&mut buf.recs, &starts);
+            }
             starts
         }
+        None if rows.sorted => {
+            (0..n)
+                .into_par_iter()
+                .map(make)
+                .collect_into_vec(&mut buf.recs);
+            vec![0, n]
+        }
         None => {
-            let starts = value_scatter(rows, make, &mut buf.recs);
+            let starts = value_scatter(&rows.scores, make, &mut buf.recs);
             sort_groups(&mut buf.recs, &starts);
             vec![0, n]
         }
@@ -423,8 +264,15 @@ fn packed_order(rows: &RankRows, n_ids: &[usize]) -> Option<PackedOrder> {
         Unweighted(descending_key(rows.scores[i]), tag)
     };
     let mut recs = big_vec(rows.len());
-    let starts = value_scatter(rows, make, &mut recs);
-    sort_groups(&mut recs, &starts);
+    if rows.sorted {
+        (0..rows.len())
+            .into_par_iter()
+            .map(make)
+            .collect_into_vec(&mut recs);
+    } else {
+        let starts = value_scatter(&rows.scores, make, &mut recs);
+        sort_groups(&mut recs, &starts);
+    }
     let masks: Vec<u64> = bits.iter().map(|b| (1u64 << b) - 1).collect();
     Some(PackedOrder {
         recs,
@@ -1004,6 +852,7 @@ mod tests {
             weights: vec![],
             ids,
             row_keys: vec![],
+            ..Default::default()
         };
         let order = packed_order(&r, &[1, 5, 11]).unwrap();
         let packed = packed_sums(&order, &[1, 5, 11], &SortedWant::default(), None).0;
@@ -1081,6 +930,7 @@ mod tests {
             weights: weights.clone(),
             ids: ids.clone(),
             row_keys: row_keys.clone(),
+            ..Default::default()
         };
         let slots = 70 + crate::bootstrap::JACK_GROUPS;
         let reps = replicate_rank_sums(&rows, &[1, 3], &r, slots, true);
@@ -1122,6 +972,7 @@ mod tests {
                 weights: vec![],
                 ids: ids.clone(),
                 row_keys: row_keys.clone(),
+                ..Default::default()
             };
             let reps = replicate_rank_sums(&rows, &[1, 3], &r, 300, false);
             for s in [0usize, 7, 8, 255, 256, 299] {

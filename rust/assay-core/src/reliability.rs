@@ -1387,6 +1387,9 @@ pub struct SortedWant {
     pub grid: bool,
     /// The logit grid of the calibration fit.
     pub logit: bool,
+    /// The records' weights are row counts of an unweighted job (a compacted partial state's
+    /// entries): quantile edges are then order statistics of the rows they stand for.
+    pub counted: bool,
 }
 
 impl SortedWant {
@@ -1536,8 +1539,31 @@ pub fn sorted_run_calibration<R: crate::sorted::Rec>(run: &[R], want: &SortedWan
     let qn = want.quantile_bins;
     if qn > 0 {
         // The order statistics straight from the order (ascending rank r sits at n - 1 - r).
-        let plan = EdgePlan::new(n, R::WEIGHTED, qn);
-        let values: Vec<f64> = if R::WEIGHTED {
+        let counted = R::WEIGHTED && want.counted;
+        let rows = if counted {
+            run.iter().map(|r| r.w()).sum::<f64>() as usize
+        } else {
+            n
+        };
+        let plan = EdgePlan::new(rows, R::WEIGHTED && !counted, qn);
+        let values: Vec<f64> = if counted {
+            // The c-th smallest row: the first entry (ascending) whose running count reaches c.
+            let mut values = Vec::with_capacity(plan.targets.len());
+            let mut cum = 0.0;
+            for r in run.iter().rev() {
+                cum += r.w();
+                while values.len() < plan.targets.len() {
+                    let Target::Count(c) = plan.targets[values.len()] else {
+                        unreachable!("unweighted targets are counts")
+                    };
+                    if cum < c {
+                        break;
+                    }
+                    values.push(score(r));
+                }
+            }
+            values
+        } else if R::WEIGHTED {
             let total: f64 = run.iter().rev().map(|r| r.w()).sum();
             let mut values = vec![score(&run[0]); plan.targets.len()];
             let (mut cum, mut t) = (0.0, 0);

@@ -316,6 +316,43 @@ pub fn panic_in_a_worker() -> Result<()> {
     Ok(())
 }
 
+/// A vector with room for `capacity` items. Large buffers ask the kernel for transparent huge
+/// pages: first-touch page faults otherwise dominate a pass over hundreds of megabytes.
+pub fn big_vec<T>(capacity: usize) -> Vec<T> {
+    let v = Vec::with_capacity(capacity);
+    advise_huge(&v);
+    v
+}
+
+/// Reserves room for `additional` more items, advising huge pages when the buffer moved.
+pub fn reserve_big<T>(v: &mut Vec<T>, additional: usize) {
+    let before = v.capacity();
+    v.reserve(additional);
+    if v.capacity() != before {
+        advise_huge(v);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge<T>(v: &Vec<T>) {
+    const HUGE: usize = 1 << 21;
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if bytes < 4 * HUGE {
+        return;
+    }
+    let p = v.as_ptr() as usize;
+    let start = (p + HUGE - 1) & !(HUGE - 1);
+    let end = (p + bytes) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE only
+        // changes how the kernel backs it, never its contents. Failure is harmless.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge<T>(_: &Vec<T>) {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,25 @@ where
     I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
 {
     let pool = job_pool(spec.n_threads)?;
-    accumulate_in(schema, batches, spec, row_offset, interrupted, &pool, false)
+    let mut state = accumulate_in(schema, batches, spec, row_offset, interrupted, &pool, false)?;
+    // Kept rows with repeated (score, slice, label) entries are sorted and compacted once,
+    // here (see `state::runs`): merging is then a k-way merge, and the finalization walks them
+    // without sorting. Rows that would not shrink by half, rows with resampling keys, and
+    // unweighted rows whose quantile bins are selected from the rows stay as they are.
+    let plan = Plan::new(spec, state.slicer.n_specs(), false);
+    let compact = plan.weighted || !plan.quantile_bins;
+    pool.install(|| {
+        for r in state.rank.iter_mut() {
+            if compact && r.row_keys.is_empty() && r.compaction_pays() {
+                r.sort_compact(true);
+            }
+        }
+    });
+    if interrupted() {
+        return Err(crate::error::AssayError::Interrupted);
+    }
+    crate::runtime::check()?;
+    Ok(state)
 }
 
 /// [`accumulate`] on the threads of `pool` (the one-pass `evaluate` keeps one pool, and its

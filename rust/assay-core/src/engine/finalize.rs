@@ -137,6 +137,10 @@ fn finalize_parts(
     let mut qbins: Vec<rel::QuantileBins> = Vec::new();
     for m in 0..models {
         ranks.push(if let Some(want) = &plan.sorted_calib {
+            let want = &rel::SortedWant {
+                counted: rank.get(m).counted,
+                ..want.clone()
+            };
             let (sums, calib) = match &mut rank {
                 Ranks::Owned(r) => pool.install(|| rank_sums_calibrated(&mut r[m], &n_ids, want)),
                 Ranks::Shared(r) => {
@@ -448,8 +452,11 @@ fn check_layout(state: &PartialState, plan: &Plan, spec: &EvalSpec) -> Result<()
     }
     for r in &state.rank {
         let len = r.scores.len();
+        // Counted entries (an unweighted job's combined rows) carry counts as weights; rows
+        // whose quantile bins are selected from the rows are never combined.
         if len > 0
-            && ((r.weights.len() == len) != plan.weighted
+            && ((r.weights.len() == len) != (plan.weighted || r.counted)
+                || (r.counted && (plan.weighted || plan.quantile_bins))
                 || (r.row_keys.len() == len) != plan.resampler.is_some())
         {
             return Err(bad());

@@ -9,6 +9,8 @@
 use crate::error::{AssayError, Result};
 use crate::state::codec::checksum;
 use crate::state::partial::PartialState;
+use crate::state::runs::{append_mapped, merge_sorted};
+use crate::state::RankRows;
 
 /// The sort key of a state in the canonical merge order: its first row position and row count,
 /// then (only where those tie) a checksum of its bytes.
@@ -77,20 +79,24 @@ pub fn merge(states: &[&PartialState]) -> Result<PartialState> {
     keyed.sort_by_key(|(k, _)| *k);
     // A pool of this call's own (the global rayon pool does not survive `fork()`).
     crate::runtime::job_pool(None)?.install(|| {
-        let mut out = keyed[0].1.detached_clone();
-        // The kept rows of all the states, reserved once (growing by doubling would copy and
-        // first-touch them several times over).
-        for (m, rows) in out.rank.iter_mut().enumerate() {
-            let more: usize = keyed[1..]
-                .iter()
-                .filter_map(|(_, s)| s.rank.get(m))
-                .map(|r| r.len())
-                .sum();
-            rows.reserve_more(more);
-        }
+        let mut out = keyed[0].1.clone_without_rows();
+        let mut maps: Vec<Vec<Vec<u32>>> = vec![Vec::new()];
         for (_, s) in &keyed[1..] {
             crate::runtime::check()?;
-            out.absorb(s)?;
+            maps.push(out.absorb(s)?);
+        }
+        // The kept rows: one k-way merge of every state's sorted entries, or (when some state
+        // kept its rows unsorted: scores mostly distinct, see `state::runs`) the rows one
+        // state after the other, sorted once at the finalization.
+        let maps: Vec<&[Vec<u32>]> = maps.iter().map(Vec::as_slice).collect();
+        for m in 0..out.rank.len() {
+            let inputs: Vec<&RankRows> = keyed.iter().map(|(_, s)| &s.rank[m]).collect();
+            out.rank[m] = if inputs.iter().all(|r| r.sorted) {
+                merge_sorted(&inputs, &maps)
+            } else {
+                append_mapped(&inputs, &maps)
+            };
+            crate::runtime::check()?;
         }
         Ok(out)
     })

@@ -140,6 +140,7 @@ impl<'a> Plan<'a> {
                 quantile_bins: if quantile_bins { cal.bins } else { 0 },
                 grid: sh.grid,
                 logit: sh.logit,
+                counted: false,
             });
             plan.shape.calib_bins = 0;
             plan.shape.grid = false;

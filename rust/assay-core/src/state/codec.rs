@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! magic      8 bytes  b"ASSAYPS\0"
-//! version    u32 LE   STATE_FORMAT_VERSION (a reader refuses a newer one)
+//! version    u32 LE   STATE_FORMAT_VERSION (a reader refuses any other)
 //! flags      u32 LE   0 (reserved)
 //! length     u64 LE   bytes of the payload
 //! checksum   u64 LE   XXH3-64 of the payload (detects corruption, not forgery)
@@ -22,7 +22,7 @@ use super::partial::PartialState;
 use super::{BinaryCounts, ChunkState, Moments, RankRows, SliceStates, StateShape, WeightScale};
 
 /// The version this build writes (and the newest it reads).
-pub const STATE_FORMAT_VERSION: u32 = 1;
+pub const STATE_FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"ASSAYPS\0";
 const HEADER: usize = 32;
 
@@ -472,6 +472,7 @@ impl PartialState {
         }
         w.len(self.rank.len());
         for rk in &self.rank {
+            w.u8(rk.sorted as u8 | (rk.compact as u8) << 1 | (rk.counted as u8) << 2);
             w.column(&rk.scores, le_f64);
             w.column(&rk.labels, le_u8);
             w.column(&rk.weights, le_f64);
@@ -534,6 +535,13 @@ impl PartialState {
                  version reads format {STATE_FORMAT_VERSION} and older: upgrade assay"
             )));
         }
+        if version < STATE_FORMAT_VERSION {
+            return Err(AssayError::StateFormat(format!(
+                "this partial state has format version {version}, written by an earlier \
+                 development build of assay that kept unsorted rows; this version reads format \
+                 {STATE_FORMAT_VERSION}: accumulate the shard again"
+            )));
+        }
         if version == 0 || word(12) != 0 {
             return Err(bad("unknown format version or flags"));
         }
@@ -590,6 +598,10 @@ impl PartialState {
         let n = r.len(40)?;
         let mut rank = Vec::with_capacity(n);
         for _ in 0..n {
+            let flags = r.u8()?;
+            if flags > 7 {
+                return Err(bad("kept row flags"));
+            }
             let (scores, labels, weights) = (r.raw(8)?, r.raw(1)?, r.raw(8)?);
             let m = r.len(8)?;
             let mut ids = Vec::with_capacity(m);
@@ -612,6 +624,9 @@ impl PartialState {
                 weights,
                 ids,
                 row_keys,
+                sorted: flags & 1 != 0,
+                compact: flags & 2 != 0,
+                counted: flags & 4 != 0,
             });
         }
         let n = r.len(8)?;

@@ -4,6 +4,9 @@
 
 pub mod codec;
 pub mod partial;
+pub mod runs;
+
+pub use crate::runtime::{big_vec, reserve_big};
 
 // The layouts of the calibration blocks (read and written by `reliability`).
 
@@ -449,23 +452,6 @@ impl ChunkState {
     }
 }
 
-/// A vector with room for `capacity` items. Large buffers ask the kernel for transparent huge
-/// pages: first-touch page faults otherwise dominate a pass over hundreds of megabytes.
-pub fn big_vec<T>(capacity: usize) -> Vec<T> {
-    let v = Vec::with_capacity(capacity);
-    advise_huge(&v);
-    v
-}
-
-/// Reserves room for `additional` more items, advising huge pages when the buffer moved.
-pub fn reserve_big<T>(v: &mut Vec<T>, additional: usize) {
-    let before = v.capacity();
-    v.reserve(additional);
-    if v.capacity() != before {
-        advise_huge(v);
-    }
-}
-
 /// Appends `n` zeros, written in parallel chunks (in the calling pool): the first touch of
 /// fresh pages is most of the cost, and it then runs on every thread.
 fn extend_zeroed<T: Copy + Default + Send>(v: &mut Vec<T>, n: usize) {
@@ -483,26 +469,6 @@ fn extend_zeroed<T: Copy + Default + Send>(v: &mut Vec<T>, n: usize) {
     unsafe { v.set_len(len + n) };
 }
 
-#[cfg(target_os = "linux")]
-fn advise_huge<T>(v: &Vec<T>) {
-    const HUGE: usize = 1 << 21;
-    let bytes = v.capacity() * std::mem::size_of::<T>();
-    if bytes < 4 * HUGE {
-        return;
-    }
-    let p = v.as_ptr() as usize;
-    let start = (p + HUGE - 1) & !(HUGE - 1);
-    let end = (p + bytes) & !(HUGE - 1);
-    if end > start {
-        // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE only
-        // changes how the kernel backs it, never its contents. Failure is harmless.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn advise_huge<T>(_: &Vec<T>) {}
-
 /// The rows kept for exact rank metrics: they must be sorted, so they cannot be summarized.
 #[derive(Clone, Debug, Default)]
 pub struct RankRows {
@@ -514,6 +480,14 @@ pub struct RankRows {
     pub ids: Vec<Vec<u32>>,
     /// Resampling key of each row (bootstrap jobs only; see `bootstrap::Resampler::row_key`).
     pub row_keys: Vec<u64>,
+    /// Sorted by descending score, ties by slice ids then label (a partial state's rows; see
+    /// `runs`). The one-pass `evaluate` keeps its rows in row order and sorts them once at the
+    /// end instead.
+    pub sorted: bool,
+    /// Entries of equal (score, slice ids, label) are combined (see `runs`).
+    pub compact: bool,
+    /// An unweighted job's combined entries: `weights` holds each entry's row count.
+    pub counted: bool,
 }
 
 impl RankRows {

@@ -155,6 +155,27 @@ impl PartialState {
             if any_f64(&r.weights, |w| !(w.is_finite() && *w >= 0.0)) {
                 return Err(format_err("kept row weights"));
             }
+            // Sorted entries: descending scores (merging and the walks rely on it); counts:
+            // whole numbers of rows.
+            if (r.compact && !r.sorted)
+                || (r.compact && !r.row_keys.is_empty())
+                || (r.counted && (!r.row_keys.is_empty() || r.weights.len() != len))
+            {
+                return Err(format_err("kept row flags"));
+            }
+            let descending = |w: &[f64]| w[0] >= w[1];
+            let in_order = if parallel {
+                r.scores.par_windows(2).all(descending)
+            } else {
+                r.scores.windows(2).all(descending)
+            };
+            if r.sorted && !in_order {
+                return Err(format_err("kept rows out of order"));
+            }
+            let not_whole = |w: &f64| !(*w >= 1.0 && *w <= (1u64 << 53) as f64 && w.fract() == 0.0);
+            if r.counted && any_f64(&r.weights, not_whole) {
+                return Err(format_err("kept row counts"));
+            }
             for (k, ids) in r.ids.iter().enumerate() {
                 let n = n_ids[k + 1];
                 let out = |id: &u32| *id as usize >= n;
@@ -211,8 +232,10 @@ impl PartialState {
     }
 
     /// Rows of `self` and `o` (the same spec), by slice value, into `self`; `o` comes after
-    /// `self` in the canonical order (floating-point sums are added in that order).
-    pub fn absorb(&mut self, o: &PartialState) -> Result<()> {
+    /// `self` in the canonical order (floating-point sums are added in that order). The kept
+    /// rows are left as they are: they merge all at once (`runs::merge_sorted`), with the maps
+    /// of `o`'s slice ids into `self`'s that this returns (one per slice spec).
+    pub fn absorb(&mut self, o: &PartialState) -> Result<Vec<Vec<u32>>> {
         if self.models != o.models
             || self.shape != o.shape
             || self.sketch_runs != o.sketch_runs
@@ -257,9 +280,6 @@ impl PartialState {
             .zip(&o.total.specs)
             .enumerate()
             .for_each(|(i, (a, b))| a.add_mapped(b, map_of(i % per_model)));
-        for (mine, theirs) in self.rank.iter_mut().zip(&o.rank) {
-            append_rows(mine, theirs, &maps);
-        }
         let budget = self.sketch_runs;
         for (mine, theirs) in self.sketches.iter_mut().zip(&o.sketches) {
             for (k, (a, b)) in mine.iter_mut().zip(theirs).enumerate() {
@@ -283,18 +303,29 @@ impl PartialState {
             .ok_or_else(|| mismatch("more than 2^64 rows in all"))?;
         self.dropped += o.dropped;
         self.ranges = join_ranges(&self.ranges, &o.ranges);
-        Ok(())
+        Ok(maps)
     }
 
     /// A copy that keeps no batches of the caller (what merging and serializing work on).
     pub fn detached_clone(&self) -> PartialState {
+        let mut out = self.clone_without_rows();
+        out.rank = self.rank.clone();
+        out
+    }
+
+    /// [`PartialState::detached_clone`] with empty kept rows (one empty set per model).
+    pub fn clone_without_rows(&self) -> PartialState {
         PartialState {
             spec_json: self.spec_json.clone(),
             slicer: self.slicer.clone(),
             models: self.models,
             shape: self.shape,
             total: self.total.clone(),
-            rank: self.rank.clone(),
+            rank: self
+                .rank
+                .iter()
+                .map(|r| RankRows::with_specs(r.ids.len()))
+                .collect(),
             sketches: self.sketches.clone(),
             sketch_runs: self.sketch_runs,
             prob_hists: self.prob_hists.clone(),
@@ -306,33 +337,6 @@ impl PartialState {
             replay: None,
         }
     }
-}
-
-/// Appends the kept rows of `theirs` to `mine`, their slice ids mapped by `maps` (one column
-/// per task: copying and first-touching the pages runs on every thread).
-fn append_rows(mine: &mut RankRows, theirs: &RankRows, maps: &[Vec<u32>]) {
-    let RankRows {
-        scores,
-        labels,
-        weights,
-        ids,
-        row_keys,
-    } = mine;
-    rayon::scope(|sc| {
-        sc.spawn(|_| scores.extend_from_slice(&theirs.scores));
-        sc.spawn(|_| labels.extend_from_slice(&theirs.labels));
-        sc.spawn(|_| weights.extend_from_slice(&theirs.weights));
-        sc.spawn(|_| row_keys.extend_from_slice(&theirs.row_keys));
-        for ((ids, oids), map) in ids.iter_mut().zip(&theirs.ids).zip(maps) {
-            sc.spawn(move |_| {
-                if map.iter().enumerate().all(|(j, t)| j == *t as usize) {
-                    ids.extend_from_slice(oids); // the same ids here: a plain copy
-                } else {
-                    ids.extend(oids.iter().map(|id| map[*id as usize]));
-                }
-            });
-        }
-    });
 }
 
 /// The row ranges of two states together: sorted, touching ranges joined, overlapping ones
