@@ -157,8 +157,7 @@ impl PartialState {
             }
             // Sorted entries: descending scores (merging and the walks rely on it); counts:
             // whole numbers of rows.
-            if (r.compact && !r.sorted)
-                || (r.compact && !r.row_keys.is_empty())
+            if (r.compact && (!r.sorted || !r.row_keys.is_empty()))
                 || (r.counted && (!r.row_keys.is_empty() || r.weights.len() != len))
             {
                 return Err(format_err("kept row flags"));
