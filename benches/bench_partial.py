@@ -26,7 +26,9 @@ Measured in one run, on the data of ``bench_evaluate.py`` (cached as parquet in
    Target: < 50 ms.
 3. ``sizes``: ``len(state.to_bytes())`` and ``state.nbytes`` of typical states with 100 slices on
    min(1M, rows) rows: the 13 additive (one-pass) metrics; the same with ``bootstrap=200``; with
-   exact ``roc_auc``; with ``auc="sketch"`` (default budget). For information.
+   exact ``roc_auc``; with ``auc="sketch"`` (default budget); with exact ``roc_auc`` on scores
+   rounded to 3 decimals (compacted runs: one entry per distinct score, slice and label). For
+   information.
 
 Every report of a split job is checked against the one-pass report of the same rows (same
 shape, columns and slice order; integer and string columns exact, float columns within
@@ -295,12 +297,18 @@ def bench_sizes(table: pa.Table, chk: Checker, sizes: list, notes: list) -> None
         ("no slices, roc_auc only, exact", dict(slices=(), metrics=["roc_auc"])),
         ("no slices, roc_auc only, auc=\"sketch\" (default budget)",
          dict(slices=(), metrics=["roc_auc"], auc="sketch")),
+        (f"{len(ONE_PASS)} additive metrics + roc_auc, exact, scores rounded to 3 decimals",
+         dict(metrics=[*ONE_PASS, "roc_auc"], rounded=True)),
     ]
     auc = {}
+    rounded = sub.set_column(sub.schema.get_field_index("p"), "p",
+                             pa.array(np.round(sub.column("p").to_numpy(), 3)))
     for name, kw in cases:
+        kw = dict(kw)
+        data = rounded if kw.pop("rounded", False) else sub
         spec = assay.Spec(**{**base, **kw})
         t0 = time.perf_counter()
-        state = spec.accumulate(sub)
+        state = spec.accumulate(data)
         acc_s = time.perf_counter() - t0
         blob = state.to_bytes()
         print(f"  {name}: to_bytes {len(blob):,} B ({fmt_bytes(len(blob))}), nbytes {state.nbytes:,} "
