@@ -81,6 +81,37 @@ impl Writer<'_> {
     fn u8(&mut self, v: u8) {
         self.put(&[v]);
     }
+    /// A column of slice ids below `n` in the fewest bytes that hold them (1, 2 or 4), after
+    /// that width and the length.
+    fn ids(&mut self, ids: &[u32], n: usize) {
+        let width = if n <= 1 << 8 {
+            1
+        } else if n <= 1 << 16 {
+            2
+        } else {
+            4
+        };
+        self.u8(width as u8);
+        self.len(ids.len());
+        match &mut self.0 {
+            Sink::Count(c) => *c += ids.len() * width,
+            Sink::Into(buf, at) => {
+                let out = &mut buf[*at..*at + ids.len() * width];
+                match width {
+                    1 => out.iter_mut().zip(ids).for_each(|(o, x)| *o = *x as u8),
+                    2 => out
+                        .chunks_exact_mut(2)
+                        .zip(ids)
+                        .for_each(|(o, x)| o.copy_from_slice(&(*x as u16).to_le_bytes())),
+                    _ => out
+                        .chunks_exact_mut(4)
+                        .zip(ids)
+                        .for_each(|(o, x)| o.copy_from_slice(&x.to_le_bytes())),
+                }
+                *at += ids.len() * width;
+            }
+        }
+    }
     fn u64(&mut self, v: u64) {
         self.put(&v.to_le_bytes());
     }
@@ -121,13 +152,25 @@ fn le_f64(x: f64) -> [u8; 8] {
 fn le_u64(x: u64) -> [u8; 8] {
     x.to_le_bytes()
 }
-fn le_u32(x: u32) -> [u8; 8] {
-    let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&x.to_le_bytes());
-    b
-}
 fn le_u8(x: u8) -> [u8; 8] {
     [x, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// Slice ids from their `width`-byte little-endian form (see [`Writer::ids`]).
+fn widen_ids(b: &[u8], width: usize) -> Vec<u32> {
+    let mut v: Vec<u32> = super::big_vec(b.len() / width);
+    match width {
+        1 => v.extend(b.iter().map(|x| *x as u32)),
+        2 => v.extend(
+            b.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32),
+        ),
+        _ => v.extend(
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+    }
+    v
 }
 
 /// A column of plain numbers from its little-endian bytes (`b.len()` a multiple of the size):
@@ -137,7 +180,7 @@ fn from_le<T: Copy, const N: usize>(b: &[u8], read: fn([u8; N]) -> T) -> Vec<T> 
     #[cfg(target_endian = "little")]
     {
         let _ = read;
-        let mut v: Vec<T> = Vec::with_capacity(n);
+        let mut v: Vec<T> = super::big_vec(n);
         // SAFETY: T is a plain number type of N bytes whose every bit pattern is valid; the
         // source holds n * N bytes and the vector's capacity n elements; they do not overlap.
         unsafe {
@@ -471,14 +514,15 @@ impl PartialState {
             write_slice_states(w, s);
         }
         w.len(self.rank.len());
+        let n_ids = self.n_ids();
         for rk in &self.rank {
             w.u8(rk.sorted as u8 | (rk.compact as u8) << 1 | (rk.counted as u8) << 2);
             w.column(&rk.scores, le_f64);
             w.column(&rk.labels, le_u8);
             w.column(&rk.weights, le_f64);
             w.len(rk.ids.len());
-            for ids in &rk.ids {
-                w.column(ids, le_u32);
+            for (ids, n) in rk.ids.iter().zip(&n_ids[1..]) {
+                w.ids(ids, *n);
             }
             w.column(&rk.row_keys, le_u64);
         }
@@ -603,10 +647,14 @@ impl PartialState {
                 return Err(bad("kept row flags"));
             }
             let (scores, labels, weights) = (r.raw(8)?, r.raw(1)?, r.raw(8)?);
-            let m = r.len(8)?;
+            let m = r.len(9)?;
             let mut ids = Vec::with_capacity(m);
             for _ in 0..m {
-                ids.push(r.raw(4)?);
+                let width = r.u8()? as usize;
+                if ![1, 2, 4].contains(&width) {
+                    return Err(bad("slice id width"));
+                }
+                ids.push((width, r.raw(width)?));
             }
             let row_keys = r.raw(8)?;
             let (scores, labels) = (from_le(scores, f64::from_le_bytes), labels.to_vec());
@@ -616,7 +664,7 @@ impl PartialState {
             );
             let ids = ids
                 .into_iter()
-                .map(|b| from_le(b, u32::from_le_bytes))
+                .map(|(width, b)| widen_ids(b, width))
                 .collect();
             rank.push(RankRows {
                 scores,

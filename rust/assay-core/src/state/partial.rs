@@ -55,6 +55,9 @@ pub struct PartialState {
     pub replay: Option<Replay>,
 }
 
+/// Values a consistency check folds at once.
+const CHECK_CHUNK: usize = 1 << 14;
+
 fn format_err(m: impl Into<String>) -> AssayError {
     AssayError::StateFormat(format!("not a valid partial state: {}", m.into()))
 }
@@ -135,24 +138,29 @@ impl PartialState {
             {
                 return Err(format_err("kept row columns"));
             }
-            let any_u8 = |v: &[u8], f: fn(&u8) -> bool| {
+            // Chunked folds (they vectorize, unlike a short-circuiting `any` per value).
+            let bad = |n: usize, f: &(dyn Fn(std::ops::Range<usize>) -> bool + Sync)| {
+                let chunks = n.div_ceil(CHECK_CHUNK);
+                let range = |c: usize| c * CHECK_CHUNK..((c + 1) * CHECK_CHUNK).min(n);
                 if parallel {
-                    v.par_iter().any(f)
+                    (0..chunks).into_par_iter().any(|c| f(range(c)))
                 } else {
-                    v.iter().any(f)
+                    (0..chunks).any(|c| f(range(c)))
                 }
             };
-            let any_f64 = |v: &[f64], f: fn(&f64) -> bool| {
-                if parallel {
-                    v.par_iter().any(f)
-                } else {
-                    v.iter().any(f)
-                }
-            };
-            if any_u8(&r.labels, |y| *y > 1) || any_f64(&r.scores, |s| !s.is_finite()) {
+            let labels_bad = bad(len, &|c| r.labels[c].iter().fold(0u8, |a, y| a | y) > 1);
+            let scores_bad = bad(len, &|c| {
+                r.scores[c].iter().fold(false, |a, x| a | !x.is_finite())
+            });
+            if labels_bad || scores_bad {
                 return Err(format_err("kept row values"));
             }
-            if any_f64(&r.weights, |w| !(w.is_finite() && *w >= 0.0)) {
+            let weights_bad = bad(r.weights.len(), &|c| {
+                r.weights[c]
+                    .iter()
+                    .fold(false, |a, w| a | !(w.is_finite() && *w >= 0.0))
+            });
+            if weights_bad {
                 return Err(format_err("kept row weights"));
             }
             // Sorted entries: descending scores (merging and the walks rely on it); counts:
@@ -162,28 +170,27 @@ impl PartialState {
             {
                 return Err(format_err("kept row flags"));
             }
-            let descending = |w: &[f64]| w[0] >= w[1];
-            let in_order = if parallel {
-                r.scores.par_windows(2).all(descending)
-            } else {
-                r.scores.windows(2).all(descending)
+            let out_of_order = |c: std::ops::Range<usize>| {
+                let (a, b) = (c.start, (c.end + 1).min(len));
+                let s = &r.scores[a..b];
+                s.iter()
+                    .zip(&s[1..])
+                    .fold(false, |acc, (x, y)| acc | (x < y))
             };
-            if r.sorted && !in_order {
+            if r.sorted && bad(len, &out_of_order) {
                 return Err(format_err("kept rows out of order"));
             }
             let not_whole = |w: &f64| !(*w >= 1.0 && *w <= (1u64 << 53) as f64 && w.fract() == 0.0);
-            if r.counted && any_f64(&r.weights, not_whole) {
+            if r.counted && bad(len, &|c| r.weights[c].iter().any(not_whole)) {
                 return Err(format_err("kept row counts"));
             }
             for (k, ids) in r.ids.iter().enumerate() {
                 let n = n_ids[k + 1];
-                let out = |id: &u32| *id as usize >= n;
-                let bad = if parallel {
-                    ids.par_iter().any(out)
-                } else {
-                    ids.iter().any(out)
-                };
-                if ids.len() != len || bad {
+                if ids.len() != len
+                    || bad(len, &|c| {
+                        ids[c].iter().fold(0u32, |a, x| a.max(*x)) as usize >= n
+                    })
+                {
                     return Err(format_err("kept row slice ids"));
                 }
             }
