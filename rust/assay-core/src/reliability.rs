@@ -1562,6 +1562,8 @@ pub fn sorted_run_calibration<R: crate::sorted::Rec>(run: &[R], want: &SortedWan
                     values.push(score(r));
                 }
             }
+            // (Only a forged state's counts, summing past 2^53, could leave targets unmet.)
+            values.resize(plan.targets.len(), score(&run[0]));
             values
         } else if R::WEIGHTED {
             let total: f64 = run.iter().rev().map(|r| r.w()).sum();
@@ -1654,9 +1656,16 @@ fn calibrate_part_body<R: crate::sorted::Rec>(
         }
         let w_at = |j: usize| if R::WEIGHTED { w[j] } else { 1.0 };
         let n = c.len();
+        // A counted entry stands for `wj` rows of weight one: wj rows, weight wj, and a sum of
+        // squared weights wj.
+        let counted = want.counted;
         let bin_fields = |j: usize| {
             let (x, wj) = (s[j], w_at(j));
-            [1.0, wj, wj * wj, wj * x, wj * y[j]]
+            if counted {
+                [wj, wj, wj, wj * x, wj * y[j]]
+            } else {
+                [1.0, wj, wj * wj, wj * x, wj * y[j]]
+            }
         };
         let add = |cells: &mut [f64], at: usize, v: &[f64]| {
             for (a, v) in cells[at..at + v.len()].iter_mut().zip(v) {

@@ -230,3 +230,39 @@ fn sketch_states_bound_their_error() {
         );
     }
 }
+
+#[test]
+fn kept_row_flags_that_no_accumulate_writes_are_refused() {
+    let t = table(400, 3);
+    let sp = spec(true);
+    let good = shard(&t, 0, 400, &sp);
+    assert!(!good.rank[0].row_keys.is_empty() && !good.rank[0].sorted);
+    good.check_consistent(false).unwrap();
+    // Rows with resampling keys are never sorted (so never merged k-way).
+    let mut keyed_sorted = good.detached_clone();
+    keyed_sorted.rank[0].sorted = true;
+    assert!(keyed_sorted.check_consistent(false).is_err());
+    // Counts must be whole, and add up to at most the rows read.
+    let mut plain = spec(false);
+    plain.weight = None;
+    plain.metrics = vec![Metric::RocAuc];
+    let mut t2 = table(400, 3);
+    // Few distinct scores: the shard compacts into counted entries.
+    let p: Float64Array = (0..400).map(|i| (i % 4) as f64 / 4.0).collect();
+    let at = t2.schema().index_of("p").unwrap();
+    let mut cols = t2.columns().to_vec();
+    cols[at] = std::sync::Arc::new(p);
+    t2 = RecordBatch::try_new(t2.schema(), cols).unwrap();
+    let counted = shard(&t2, 0, 400, &plain);
+    assert!(counted.rank[0].counted && counted.rank[0].sorted);
+    counted.check_consistent(false).unwrap();
+    let mut too_many = counted.detached_clone();
+    too_many.rank[0].weights[0] += 1000.0;
+    assert!(too_many.check_consistent(false).is_err());
+    let mut fraction = counted.detached_clone();
+    fraction.rank[0].weights[0] += 0.5;
+    assert!(fraction.check_consistent(false).is_err());
+    let mut unsorted = counted.detached_clone();
+    unsorted.rank[0].scores.reverse();
+    assert!(unsorted.check_consistent(false).is_err());
+}

@@ -47,10 +47,17 @@ where
     let mut state = accumulate_in(schema, batches, spec, row_offset, interrupted, &pool, false)?;
     // Kept rows with repeated (score, slice, label) entries are sorted and compacted once,
     // here (see `state::runs`): merging is then a k-way merge, and the finalization walks them
-    // without sorting. Rows that would not shrink by half, rows with resampling keys, and
-    // unweighted rows whose quantile bins are selected from the rows stay as they are.
+    // without sorting. Rows that would not shrink by half, rows with resampling keys,
+    // unweighted rows whose quantile bins are selected from the rows, and weighted rows whose
+    // calibration bins are read from the rows stay as they are.
+    // Calibration bins read from the kept rows count rows and sum squared weights: an
+    // unweighted job's counts carry both, a weighted job's combined weights neither.
     let plan = Plan::new(spec, state.slicer.n_specs(), false);
-    let compact = plan.weighted || !plan.quantile_bins;
+    let compact = if plan.weighted {
+        plan.sorted_calib.is_none() && !plan.quantile_bins
+    } else {
+        !plan.quantile_bins
+    };
     pool.install(|| {
         for r in state.rank.iter_mut() {
             if compact && r.row_keys.is_empty() && r.compaction_pays() {

@@ -91,7 +91,7 @@ pub fn merge(states: &[&PartialState]) -> Result<PartialState> {
         let maps: Vec<&[Vec<u32>]> = maps.iter().map(Vec::as_slice).collect();
         for m in 0..out.rank.len() {
             let inputs: Vec<&RankRows> = keyed.iter().map(|(_, s)| &s.rank[m]).collect();
-            out.rank[m] = if inputs.iter().all(|r| r.sorted) {
+            out.rank[m] = if inputs.iter().all(|r| r.sorted || r.is_empty()) {
                 merge_sorted(&inputs, &maps)
             } else {
                 append_mapped(&inputs, &maps)

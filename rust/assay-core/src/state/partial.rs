@@ -165,7 +165,10 @@ impl PartialState {
             }
             // Sorted entries: descending scores (merging and the walks rely on it); counts:
             // whole numbers of rows.
-            if (r.compact && (!r.sorted || !r.row_keys.is_empty()))
+            // (A state's sorted rows never carry resampling keys: those are never compacted,
+            // so never sorted.)
+            if (r.compact && !r.sorted)
+                || (r.sorted && !r.row_keys.is_empty())
                 || (r.counted && (!r.row_keys.is_empty() || r.weights.len() != len))
             {
                 return Err(format_err("kept row flags"));
@@ -181,7 +184,10 @@ impl PartialState {
                 return Err(format_err("kept rows out of order"));
             }
             let not_whole = |w: &f64| !(*w >= 1.0 && *w <= (1u64 << 53) as f64 && w.fract() == 0.0);
-            if r.counted && bad(len, &|c| r.weights[c].iter().any(not_whole)) {
+            if r.counted
+                && (bad(len, &|c| r.weights[c].iter().any(not_whole))
+                    || r.weights.iter().sum::<f64>() > self.rows as f64)
+            {
                 return Err(format_err("kept row counts"));
             }
             for (k, ids) in r.ids.iter().enumerate() {

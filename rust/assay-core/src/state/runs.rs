@@ -582,7 +582,7 @@ fn part_bounds(n: usize, key: impl Fn(usize) -> u64) -> Vec<usize> {
 /// parallel parts cut at distinct scores; runs on the calling pool. An interrupted merge
 /// returns early with a partial result the caller must drop.
 pub fn merge_sorted(inputs: &[&RankRows], maps: &[&[Vec<u32>]]) -> RankRows {
-    let compact = inputs.iter().all(|r| r.compact);
+    let compact = inputs.iter().all(|r| r.compact || r.is_empty());
     let srcs: Vec<Src> = inputs
         .iter()
         .zip(maps)
