@@ -22,7 +22,7 @@ BASELINES: tuple[str, ...] = (
 _DEFAULT_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "mcc",
                     "roc_auc")
 _ALLOWED = (*c.CONFUSION_METRICS, "roc_auc")
-_NO_DIRECTION = frozenset({"base_rate", "prediction_rate"})
+_NO_DIRECTION = frozenset(r[0] for r in c.REGISTRY if r[3] is None)  # the engine registry's
 _MAX_SIMULATE = 100_000  # simulated draws (each one is a full evaluation)
 
 

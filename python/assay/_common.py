@@ -247,15 +247,11 @@ def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
 # metrics from confusion counts (the engine's definitions and null rules)
 # --------------------------------------------------------------------------------------------
 
-CONFUSION_METRICS = (
-    "base_rate", "prediction_rate", "accuracy", "balanced_accuracy", "precision", "recall",
-    "specificity", "fpr", "fnr", "f1", "mcc",
-)
-# The engine's own directions (Metric::higher_is_better).
-LOWER_IS_BETTER = frozenset(
-    m for m in (*_native.default_metrics(), *_native.calibration_metrics())
-    if _native.higher_is_better(m) is False
-)
+# The engine's metric registry: (name, family, kind, higher_is_better, default, definition).
+REGISTRY = tuple(_native.metric_registry())
+CONFUSION_METRICS = tuple(r[0] for r in REGISTRY if r[2] == "confusion" and r[0] != "f<beta>")
+# The engine's own directions.
+LOWER_IS_BETTER = frozenset(r[0] for r in REGISTRY if r[3] is False)
 
 
 def metric_names(metrics: Any, what: str, allowed: Sequence[str] | None = None,

@@ -8,18 +8,17 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow as pa
 
-from . import _native
 from ._args import float_arg, show
+from ._common import LOWER_IS_BETTER, REGISTRY
 from ._evaluate import SliceLike, _calibration, _interval, _Job, _job, _run
 from ._text import escape, escape_frame
 from .errors import InvalidArgumentError, RegressionDetected
 from .report import ArrowResult, Report
 
 # Metrics where smaller is better, and metrics with no better or worse direction: the
-# engine's own `Metric::higher_is_better`.
-_ALL_METRICS = (*_native.default_metrics(), *_native.calibration_metrics())
-_LOWER_IS_BETTER = frozenset(m for m in _ALL_METRICS if _native.higher_is_better(m) is False)
-_NO_DIRECTION = frozenset(m for m in _ALL_METRICS if _native.higher_is_better(m) is None)
+# engine's metric registry.
+_LOWER_IS_BETTER = LOWER_IS_BETTER
+_NO_DIRECTION = frozenset(r[0] for r in REGISTRY if r[3] is None)
 
 
 class Comparison(ArrowResult):

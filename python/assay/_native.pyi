@@ -15,6 +15,7 @@ __all__ = [
     "temperature_fit",
     "histogram_fit",
     "default_metrics",
+    "metric_registry",
     "calibration_metrics",
     "discover_slices",
     "slice_rows",
@@ -93,7 +94,12 @@ def bin_edges(data: Any, column: str, n: int, strategy: str) -> list[float]:
     """Edges of `n` bins over column `column` of an Arrow stream."""
 
 def default_metrics() -> list[str]:
-    """The names of all metrics, in their default order."""
+    """The names of the metrics computed when none are given, in report order."""
+
+def metric_registry() -> list[tuple[str, str, str, bool | None, bool, str]]:
+    """Every metric as (name, family, kind, higher_is_better, default, definition), in report
+    order, then the F-beta pattern ``"f<beta>"``; kind is "confusion", "loss", "rank" or
+    "calibration"."""
 
 def max_threads() -> int:
     """The most worker threads a job may use (`n_threads`): 4 x the available cores."""

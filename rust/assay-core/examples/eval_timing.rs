@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float64Array, Int32Array, Int8Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use assay_core::engine::{evaluate, AucMode, EvalSpec, NanPolicy};
-use assay_core::metrics::{CALIBRATION_METRICS, DEFAULT_METRICS};
+use assay_core::metrics::{calibration_metrics, default_metrics};
 use assay_core::Metric;
 
 fn main() {
@@ -53,10 +53,10 @@ fn main() {
         for name in arg.split(',') {
             match name {
                 "defaults" => {
-                    metrics.extend(DEFAULT_METRICS.iter().map(|m| Metric::parse(m).unwrap()))
+                    metrics.extend(default_metrics().iter().map(|m| Metric::parse(m).unwrap()))
                 }
                 "calibration" => metrics.extend(
-                    CALIBRATION_METRICS
+                    calibration_metrics()
                         .iter()
                         .map(|m| Metric::parse(m).unwrap()),
                 ),

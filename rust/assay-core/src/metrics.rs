@@ -40,40 +40,328 @@ pub enum Metric {
     BrierUncertainty,
 }
 
-/// Metric names in their default order.
-pub const DEFAULT_METRICS: [&str; 15] = [
-    "base_rate",
-    "prediction_rate",
-    "accuracy",
-    "balanced_accuracy",
-    "precision",
-    "recall",
-    "specificity",
-    "fpr",
-    "fnr",
-    "f1",
-    "mcc",
-    "roc_auc",
-    "average_precision",
-    "log_loss",
-    "brier",
-];
+/// The task family a metric belongs to (the `task=` of `evaluate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Binary,
+}
 
-/// Calibration metric names (never computed unless asked for).
-pub const CALIBRATION_METRICS: [&str; 12] = [
-    "ece",
-    "mce",
-    "rmsce",
-    "ace",
-    "ece_debiased",
-    "smooth_ece",
-    "calibration_slope",
-    "calibration_intercept",
-    "oe_ratio",
-    "brier_reliability",
-    "brier_resolution",
-    "brier_uncertainty",
-];
+impl Family {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Family::Binary => "binary",
+        }
+    }
+}
+
+/// What a metric is computed from (and so what the pass keeps for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The weighted confusion counts at the threshold.
+    Confusion,
+    /// Per-row losses of the scores as probabilities, summed.
+    Loss,
+    /// The order of the scores (exact, binned or sketched).
+    Rank,
+    /// Calibration bins, grids or fits of the scores as probabilities.
+    Calibration,
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Confusion => "confusion",
+            Kind::Loss => "loss",
+            Kind::Rank => "rank",
+            Kind::Calibration => "calibration",
+        }
+    }
+}
+
+/// One metric of the registry: the one place where a metric's name, family, kind, direction
+/// and definition live (the Python layer reads them through `_native.metric_registry`).
+#[derive(Clone, Copy, Debug)]
+pub struct MetricInfo {
+    pub metric: Metric,
+    /// The canonical name (a report column); `"f<beta>"` for the F-beta pattern.
+    pub name: &'static str,
+    pub family: Family,
+    pub kind: Kind,
+    /// `Some(true)`: higher is better; `Some(false)`: lower; `None`: no direction (a rate, a
+    /// ratio whose ideal is 1, a slope).
+    pub higher_is_better: Option<bool>,
+    /// Computed when the caller gives no metrics (`metrics=None`).
+    pub default: bool,
+    /// One line: what the metric is.
+    pub definition: &'static str,
+}
+
+const fn info(
+    metric: Metric,
+    name: &'static str,
+    kind: Kind,
+    higher_is_better: Option<bool>,
+    default: bool,
+    definition: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        metric,
+        name,
+        family: Family::Binary,
+        kind,
+        higher_is_better,
+        default,
+        definition,
+    }
+}
+
+const UP: Option<bool> = Some(true);
+const DOWN: Option<bool> = Some(false);
+
+/// Every metric, in report order: the defaults first, then the calibration metrics.
+pub const REGISTRY: [MetricInfo; 27] = {
+    use Kind::*;
+    use Metric::*;
+    [
+        info(
+            BaseRate,
+            "base_rate",
+            Confusion,
+            None,
+            true,
+            "share of positive labels (weighted)",
+        ),
+        info(
+            PredictionRate,
+            "prediction_rate",
+            Confusion,
+            None,
+            true,
+            "share of rows predicted positive (score >= threshold)",
+        ),
+        info(Accuracy, "accuracy", Confusion, UP, true, "(tp + tn) / all"),
+        info(
+            BalancedAccuracy,
+            "balanced_accuracy",
+            Confusion,
+            UP,
+            true,
+            "mean of recall and specificity",
+        ),
+        info(
+            Precision,
+            "precision",
+            Confusion,
+            UP,
+            true,
+            "tp / (tp + fp)",
+        ),
+        info(
+            Recall,
+            "recall",
+            Confusion,
+            UP,
+            true,
+            "tp / (tp + fn): the true positive rate",
+        ),
+        info(
+            Specificity,
+            "specificity",
+            Confusion,
+            UP,
+            true,
+            "tn / (tn + fp)",
+        ),
+        info(
+            Fpr,
+            "fpr",
+            Confusion,
+            DOWN,
+            true,
+            "fp / (fp + tn): the false positive rate",
+        ),
+        info(
+            Fnr,
+            "fnr",
+            Confusion,
+            DOWN,
+            true,
+            "fn / (fn + tp): the false negative rate",
+        ),
+        info(
+            F1,
+            "f1",
+            Confusion,
+            UP,
+            true,
+            "harmonic mean of precision and recall",
+        ),
+        info(
+            Mcc,
+            "mcc",
+            Confusion,
+            UP,
+            true,
+            "Matthews correlation of labels and predictions",
+        ),
+        info(
+            RocAuc,
+            "roc_auc",
+            Rank,
+            UP,
+            true,
+            "area under the ROC curve (ties count one half)",
+        ),
+        info(
+            AveragePrecision,
+            "average_precision",
+            Rank,
+            UP,
+            true,
+            "precision averaged over the positives' thresholds (scikit-learn's definition)",
+        ),
+        info(
+            LogLoss,
+            "log_loss",
+            Loss,
+            DOWN,
+            true,
+            "mean negative log-likelihood",
+        ),
+        info(
+            Brier,
+            "brier",
+            Loss,
+            DOWN,
+            true,
+            "mean squared error of the probabilities",
+        ),
+        info(
+            Ece,
+            "ece",
+            Calibration,
+            DOWN,
+            false,
+            "expected calibration error over the calibration bins",
+        ),
+        info(
+            Mce,
+            "mce",
+            Calibration,
+            DOWN,
+            false,
+            "largest calibration gap of a bin",
+        ),
+        info(
+            Rmsce,
+            "rmsce",
+            Calibration,
+            DOWN,
+            false,
+            "root mean squared calibration error",
+        ),
+        info(
+            Ace,
+            "ace",
+            Calibration,
+            DOWN,
+            false,
+            "adaptive calibration error (equal-mass bins)",
+        ),
+        info(
+            EceDebiased,
+            "ece_debiased",
+            Calibration,
+            DOWN,
+            false,
+            "ECE with the bias of finite bins removed",
+        ),
+        info(
+            SmoothEce,
+            "smooth_ece",
+            Calibration,
+            DOWN,
+            false,
+            "kernel-smoothed calibration error (Blasiok and Nakkiran)",
+        ),
+        info(
+            CalibrationSlope,
+            "calibration_slope",
+            Calibration,
+            None,
+            false,
+            "slope of the logistic recalibration fit (ideal 1)",
+        ),
+        info(
+            CalibrationIntercept,
+            "calibration_intercept",
+            Calibration,
+            None,
+            false,
+            "intercept of the logistic recalibration fit (ideal 0)",
+        ),
+        info(
+            OeRatio,
+            "oe_ratio",
+            Calibration,
+            None,
+            false,
+            "observed over expected positives (ideal 1)",
+        ),
+        info(
+            BrierReliability,
+            "brier_reliability",
+            Calibration,
+            DOWN,
+            false,
+            "reliability term of the Brier decomposition",
+        ),
+        info(
+            BrierResolution,
+            "brier_resolution",
+            Calibration,
+            UP,
+            false,
+            "resolution term of the Brier decomposition",
+        ),
+        info(
+            BrierUncertainty,
+            "brier_uncertainty",
+            Calibration,
+            None,
+            false,
+            "uncertainty term of the Brier decomposition (the base rate's variance)",
+        ),
+    ]
+};
+
+/// The F-beta pattern `f<beta>` (`f2`, `f0.5`): not one entry but a family of names.
+pub const FBETA: MetricInfo = info(
+    Metric::FBeta(1.0),
+    "f<beta>",
+    Kind::Confusion,
+    UP,
+    false,
+    "(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)",
+);
+
+/// Names of the metrics computed when none are given, in report order.
+pub fn default_metrics() -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .filter(|i| i.default)
+        .map(|i| i.name)
+        .collect()
+}
+
+/// Names of the calibration metrics (computed only when asked for).
+pub fn calibration_metrics() -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .filter(|i| i.kind == Kind::Calibration)
+        .map(|i| i.name)
+        .collect()
+}
 
 /// A finalized value, or the reason it is undefined.
 pub type Value = std::result::Result<f64, &'static str>;
@@ -122,60 +410,66 @@ pub fn in_range(v: f64, lo: f64, hi: f64) -> Value {
 }
 
 impl Metric {
-    /// Parses a metric name: one of [`DEFAULT_METRICS`] or `f<beta>` such as `f2`, `f0.5`.
+    /// Parses a metric name: a [`REGISTRY`] name or `f<beta>` such as `f2`, `f0.5`.
     pub fn parse(name: &str) -> Result<Metric> {
-        use Metric::*;
-        Ok(match name {
-            "base_rate" => BaseRate,
-            "prediction_rate" => PredictionRate,
-            "accuracy" => Accuracy,
-            "balanced_accuracy" => BalancedAccuracy,
-            "precision" => Precision,
-            "recall" => Recall,
-            "specificity" => Specificity,
-            "fpr" => Fpr,
-            "fnr" => Fnr,
-            "f1" => F1,
-            "mcc" => Mcc,
-            "roc_auc" => RocAuc,
-            "average_precision" => AveragePrecision,
-            "log_loss" => LogLoss,
-            "brier" => Brier,
-            "ece" => Ece,
-            "mce" => Mce,
-            "rmsce" => Rmsce,
-            "ace" => Ace,
-            "ece_debiased" => EceDebiased,
-            "smooth_ece" => SmoothEce,
-            "calibration_slope" => CalibrationSlope,
-            "calibration_intercept" => CalibrationIntercept,
-            "oe_ratio" => OeRatio,
-            "brier_reliability" => BrierReliability,
-            "brier_resolution" => BrierResolution,
-            "brier_uncertainty" => BrierUncertainty,
-            _ => match name.strip_prefix('f').and_then(|b| b.parse::<f64>().ok()) {
-                Some(beta) if beta.is_finite() && beta > 0.0 => FBeta(beta),
-                _ => {
-                    return Err(AssayError::InvalidArgument(format!(
-                        "unknown metric {name:?}; known metrics: {}, {}, or f<beta> such as \"f2\"",
-                        DEFAULT_METRICS.join(", "),
-                        CALIBRATION_METRICS.join(", ")
-                    )))
-                }
-            },
-        })
+        if let Some(i) = REGISTRY.iter().find(|i| i.name == name) {
+            return Ok(i.metric);
+        }
+        match name.strip_prefix('f').and_then(|b| b.parse::<f64>().ok()) {
+            Some(beta) if beta.is_finite() && beta > 0.0 => Ok(Metric::FBeta(beta)),
+            _ => Err(AssayError::InvalidArgument(format!(
+                "unknown metric {name:?}; known metrics: {}, {}, or f<beta> such as \"f2\"",
+                default_metrics().join(", "),
+                calibration_metrics().join(", ")
+            ))),
+        }
     }
 
     /// Whether the metric ranks rows by score (needs the sorted order or the histogram).
     pub fn is_rank(&self) -> bool {
-        matches!(self, Metric::RocAuc | Metric::AveragePrecision)
+        self.info().kind == Kind::Rank
+    }
+
+    /// The metric's registry entry ([`FBETA`] for any F-beta).
+    pub fn info(&self) -> &'static MetricInfo {
+        use Metric::*;
+        // The entry's position in REGISTRY (a test checks every one).
+        let at = match self {
+            FBeta(_) => return &FBETA,
+            BaseRate => 0,
+            PredictionRate => 1,
+            Accuracy => 2,
+            BalancedAccuracy => 3,
+            Precision => 4,
+            Recall => 5,
+            Specificity => 6,
+            Fpr => 7,
+            Fnr => 8,
+            F1 => 9,
+            Mcc => 10,
+            RocAuc => 11,
+            AveragePrecision => 12,
+            LogLoss => 13,
+            Brier => 14,
+            Ece => 15,
+            Mce => 16,
+            Rmsce => 17,
+            Ace => 18,
+            EceDebiased => 19,
+            SmoothEce => 20,
+            CalibrationSlope => 21,
+            CalibrationIntercept => 22,
+            OeRatio => 23,
+            BrierReliability => 24,
+            BrierResolution => 25,
+            BrierUncertainty => 26,
+        };
+        &REGISTRY[at]
     }
 
     /// Whether the metric is a function of the four confusion counts alone.
     pub fn needs_counts_only(&self) -> bool {
-        !(self.is_rank()
-            || self.is_calibration()
-            || matches!(self, Metric::LogLoss | Metric::Brier))
+        self.info().kind == Kind::Confusion
     }
 
     /// Whether the metric reads scores as probabilities (they must lie in [0, 1]).
@@ -237,15 +531,7 @@ impl Metric {
     /// Whether a larger value is better (`None`: the metric has no direction, such as the base
     /// rate or the prediction rate).
     pub fn higher_is_better(&self) -> Option<bool> {
-        use Metric::*;
-        match self {
-            BaseRate | PredictionRate | OeRatio | CalibrationSlope | CalibrationIntercept => None,
-            BrierUncertainty => None,
-            Fpr | Fnr | LogLoss | Brier => Some(false),
-            Ece | Mce | Rmsce | Ace | EceDebiased | SmoothEce | BrierReliability => Some(false),
-            BrierResolution => Some(true),
-            _ => Some(true),
-        }
+        self.info().higher_is_better
     }
 
     /// The canonical name (as a report column).
@@ -255,51 +541,7 @@ impl Metric {
             // shortest text that parses back to the same beta either way.
             Metric::FBeta(b) if (1e-4..1e16).contains(b) => format!("f{b}"),
             Metric::FBeta(b) => format!("f{b:e}"),
-            other if other.is_calibration() => {
-                CALIBRATION_METRICS[other.calibration_position()].to_string()
-            }
-            other => DEFAULT_METRICS[other.default_position()].to_string(),
-        }
-    }
-
-    fn default_position(&self) -> usize {
-        use Metric::*;
-        match self {
-            BaseRate => 0,
-            PredictionRate => 1,
-            Accuracy => 2,
-            BalancedAccuracy => 3,
-            Precision => 4,
-            Recall => 5,
-            Specificity => 6,
-            Fpr => 7,
-            Fnr => 8,
-            F1 => 9,
-            Mcc => 10,
-            RocAuc => 11,
-            AveragePrecision => 12,
-            LogLoss => 13,
-            Brier => 14,
-            _ => usize::MAX,
-        }
-    }
-
-    fn calibration_position(&self) -> usize {
-        use Metric::*;
-        match self {
-            Ece => 0,
-            Mce => 1,
-            Rmsce => 2,
-            Ace => 3,
-            EceDebiased => 4,
-            SmoothEce => 5,
-            CalibrationSlope => 6,
-            CalibrationIntercept => 7,
-            OeRatio => 8,
-            BrierReliability => 9,
-            BrierResolution => 10,
-            BrierUncertainty => 11,
-            _ => usize::MAX,
+            other => other.info().name.to_string(),
         }
     }
 }
@@ -485,9 +727,20 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for n in DEFAULT_METRICS.iter().chain(&CALIBRATION_METRICS) {
+        for n in default_metrics().iter().chain(&calibration_metrics()) {
             assert_eq!(Metric::parse(n).unwrap().name(), *n);
         }
+        for i in &REGISTRY {
+            assert_eq!(Metric::parse(i.name).unwrap(), i.metric);
+            assert_eq!(i.metric.info().name, i.name);
+            assert_eq!(
+                i.metric.is_calibration(),
+                i.kind == Kind::Calibration,
+                "{}",
+                i.name
+            );
+        }
+        assert_eq!(default_metrics().len(), 15);
         assert_eq!(Metric::parse("f2").unwrap(), Metric::FBeta(2.0));
         assert_eq!(Metric::parse("f0.5").unwrap().name(), "f0.5");
         assert_eq!(Metric::parse("f1e200").unwrap().name(), "f1e200");

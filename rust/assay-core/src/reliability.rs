@@ -91,21 +91,7 @@ impl CalibSpec {
 impl Metric {
     /// A calibration metric (see `docs/calibration.md`).
     pub fn is_calibration(&self) -> bool {
-        use Metric::*;
-        matches!(
-            self,
-            Ece | Mce
-                | Rmsce
-                | Ace
-                | EceDebiased
-                | SmoothEce
-                | CalibrationSlope
-                | CalibrationIntercept
-                | OeRatio
-                | BrierReliability
-                | BrierResolution
-                | BrierUncertainty
-        )
+        self.info().kind == crate::metrics::Kind::Calibration
     }
 
     /// Computed from the `calibration_strategy` bins.

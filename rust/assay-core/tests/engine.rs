@@ -28,7 +28,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
                 },
             ],
         ],
-        metrics: assay_core::metrics::DEFAULT_METRICS
+        metrics: assay_core::metrics::default_metrics()
             .iter()
             .map(|m| Metric::parse(m).unwrap())
             .collect(),

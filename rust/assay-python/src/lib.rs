@@ -531,10 +531,43 @@ fn bin_edges(
     })
 }
 
-/// The names of all metrics, in their default order.
+/// The names of the metrics computed when none are given, in report order.
 #[pyfunction]
 fn default_metrics(py: Python<'_>) -> PyResult<Vec<&'static str>> {
-    guarded(py, || Ok(assay_core::metrics::DEFAULT_METRICS.to_vec()))
+    guarded(py, || Ok(assay_core::metrics::default_metrics()))
+}
+
+/// One registry entry as Python sees it: (name, family, kind, higher_is_better, default,
+/// definition).
+type RegistryRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<bool>,
+    bool,
+    &'static str,
+);
+
+/// The metric registry (every metric, in report order, then the F-beta pattern `f<beta>`):
+/// the one place where names, families, kinds, directions and definitions live.
+#[pyfunction]
+fn metric_registry(py: Python<'_>) -> PyResult<Vec<RegistryRow>> {
+    guarded(py, || {
+        Ok(assay_core::metrics::REGISTRY
+            .iter()
+            .chain(std::iter::once(&assay_core::metrics::FBETA))
+            .map(|i| {
+                (
+                    i.name,
+                    i.family.name(),
+                    i.kind.name(),
+                    i.higher_is_better,
+                    i.default,
+                    i.definition,
+                )
+            })
+            .collect())
+    })
 }
 
 /// The most worker threads a job may use (`n_threads`): 4 x the available cores.
@@ -779,7 +812,7 @@ fn higher_is_better(py: Python<'_>, name: &str) -> PyResult<Option<bool>> {
 /// The names of the calibration metrics (computed only when asked for).
 #[pyfunction]
 fn calibration_metrics(py: Python<'_>) -> PyResult<Vec<&'static str>> {
-    guarded(py, || Ok(assay_core::metrics::CALIBRATION_METRICS.to_vec()))
+    guarded(py, || Ok(assay_core::metrics::calibration_metrics()))
 }
 
 /// Canonical name of a metric (validates it): `"f2.0"` -> `"f2"`.
@@ -917,6 +950,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(temperature_fit, m)?)?;
     m.add_function(wrap_pyfunction!(histogram_fit, m)?)?;
     m.add_function(wrap_pyfunction!(default_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(metric_registry, m)?)?;
     m.add_function(wrap_pyfunction!(metric_name, m)?)?;
     m.add_function(wrap_pyfunction!(calibration_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(discover_slices, m)?)?;

@@ -1,0 +1,38 @@
+"""The engine's metric registry is the one list of metrics: names, families, kinds, directions
+and definitions; the Python layer derives its lists from it."""
+
+from __future__ import annotations
+
+from assay import _common, _compare, _native
+
+KINDS = {"confusion", "loss", "rank", "calibration"}
+
+
+def test_registry_entries_are_complete_and_unique():
+    reg = _native.metric_registry()
+    names = [r[0] for r in reg]
+    assert len(names) == len(set(names))
+    assert names[-1] == "f<beta>"
+    for name, family, kind, direction, default, definition in reg:
+        assert family == "binary"
+        assert kind in KINDS
+        assert direction in (True, False, None)
+        assert isinstance(default, bool)
+        assert definition and definition == definition.strip()
+        if name != "f<beta>":
+            assert _native.metric_name(name) == name
+            assert _native.higher_is_better(name) is direction
+    assert [r[0] for r in reg if r[4]] == _native.default_metrics()
+    assert [r[0] for r in reg if r[2] == "calibration"] == _native.calibration_metrics()
+
+
+def test_python_lists_come_from_the_registry():
+    reg = _native.metric_registry()
+    assert set(_common.CONFUSION_METRICS) == {
+        "base_rate", "prediction_rate", "accuracy", "balanced_accuracy", "precision", "recall",
+        "specificity", "fpr", "fnr", "f1", "mcc"}
+    assert _common.LOWER_IS_BETTER == {r[0] for r in reg if r[3] is False}
+    assert {"log_loss", "brier", "fpr", "fnr", "ece"} <= _common.LOWER_IS_BETTER
+    assert {"base_rate", "oe_ratio", "calibration_slope"} <= _compare._NO_DIRECTION
+    assert "roc_auc" not in _common.LOWER_IS_BETTER | _compare._NO_DIRECTION
+
