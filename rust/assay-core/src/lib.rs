@@ -13,6 +13,7 @@ pub mod input;
 pub mod intervals;
 pub mod metrics;
 pub mod rank;
+pub mod regression;
 pub mod reliability;
 pub mod report;
 pub mod runtime;
