@@ -16,6 +16,7 @@ __all__ = [
     "histogram_fit",
     "default_metrics",
     "metric_registry",
+    "regression_metrics",
     "calibration_metrics",
     "discover_slices",
     "slice_rows",
@@ -100,6 +101,13 @@ def metric_registry() -> list[tuple[str, str, str, bool | None, bool, str]]:
     """Every metric as (name, family, kind, higher_is_better, default, definition), in report
     order, then the F-beta pattern ``"f<beta>"``; kind is "confusion", "loss", "rank" or
     "calibration"."""
+
+def regression_metrics(
+    y: list[float], p: list[float], w: list[float] | None = None, cuts: list[int] = ...
+) -> list[tuple[str, float | None, str | None]]:
+    """The regression family's metrics of rows (y, p, w), cut at ``cuts`` into states merged
+    left to right, as (name, value, note): the note says why a value is undefined (None).
+    For tests."""
 
 def max_threads() -> int:
     """The most worker threads a job may use (`n_threads`): 4 x the available cores."""

@@ -799,6 +799,67 @@ fn bin_labels(py: Python<'_>, edges: Vec<f64>) -> PyResult<Vec<String>> {
     })
 }
 
+/// A metric's `(name, value, note)`: the note says why the value is undefined (None).
+type MetricValue = (&'static str, Option<f64>, Option<&'static str>);
+
+/// The regression family's metrics of rows `(y, p, w)` cut at `cuts` (row positions) into
+/// states merged left to right: `{name: value or the note of an undefined value}`. For tests
+/// against references until the engine reads the family (issue 14). Each metric comes as
+/// `(name, value, note)`: a value, or None and the note of why it is undefined.
+#[pyfunction]
+#[pyo3(signature = (y, p, w=None, cuts=Vec::new()))]
+fn regression_metrics(
+    py: Python<'_>,
+    y: Vec<f64>,
+    p: Vec<f64>,
+    w: Option<Vec<f64>>,
+    cuts: Vec<usize>,
+) -> PyResult<Vec<MetricValue>> {
+    guarded(py, || {
+        use assay_core::regression::RegressionState;
+        let n = y.len();
+        if p.len() != n || w.as_ref().is_some_and(|w| w.len() != n) {
+            return Err(to_py(
+                py,
+                AssayError::InvalidArgument("y, p and w must have one length".into()),
+            ));
+        }
+        let mut bounds: Vec<usize> = cuts.into_iter().filter(|c| *c < n).collect();
+        bounds.sort_unstable();
+        bounds.insert(0, 0);
+        bounds.push(n);
+        let mut st = RegressionState::default();
+        for b in bounds.windows(2) {
+            let ws = w.as_ref().map(|w| &w[b[0]..b[1]]);
+            st.merge(&RegressionState::from_rows(
+                &y[b[0]..b[1]],
+                &p[b[0]..b[1]],
+                ws,
+            ));
+        }
+        let all = [
+            ("mae", st.mae()),
+            ("mse", st.mse()),
+            ("rmse", st.rmse()),
+            ("r2", st.r2()),
+            ("explained_variance", st.explained_variance()),
+            ("mean_error", st.mean_error()),
+            ("max_error", st.max_error()),
+            ("mape", st.mape()),
+            ("smape", st.smape()),
+            ("wmape", st.wmape()),
+            ("msle", st.msle()),
+            ("rmsle", st.rmsle()),
+            ("pearson", st.pearson()),
+            ("concordance", st.concordance()),
+        ];
+        Ok(all
+            .into_iter()
+            .map(|(name, v)| (name, v.ok(), v.err()))
+            .collect())
+    })
+}
+
 /// Whether a larger value of metric `name` is better (None: it has no direction).
 #[pyfunction]
 fn higher_is_better(py: Python<'_>, name: &str) -> PyResult<Option<bool>> {
@@ -951,6 +1012,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(histogram_fit, m)?)?;
     m.add_function(wrap_pyfunction!(default_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(metric_registry, m)?)?;
+    m.add_function(wrap_pyfunction!(regression_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(metric_name, m)?)?;
     m.add_function(wrap_pyfunction!(calibration_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(discover_slices, m)?)?;
