@@ -643,6 +643,10 @@ def test_from_bytes_refuses_broken_bytes():
     newer = good[:8] + (version + 1).to_bytes(4, "little") + good[12:]
     with pytest.raises(assay.StateFormatError, match="newer"):
         PartialState.from_bytes(newer)
+    # Format 1 (development builds before exact states were compacted) is refused by name.
+    older = good[:8] + (1).to_bytes(4, "little") + good[12:]
+    with pytest.raises(assay.StateFormatError, match="earlier development build"):
+        PartialState.from_bytes(older)
     with pytest.raises(assay.StateFormatError):
         PartialState.from_bytes(good[:12] + (1).to_bytes(4, "little") + good[16:])  # flags
     # A state whose spec this assay cannot read (a newer spec format, a metric it does not
