@@ -22,7 +22,8 @@ BASELINES: tuple[str, ...] = (
 _DEFAULT_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "mcc",
                     "roc_auc")
 _ALLOWED = (*c.CONFUSION_METRICS, "roc_auc")
-_NO_DIRECTION = frozenset(r[0] for r in c.REGISTRY if r[3] is None)  # the engine registry's
+# Metrics without a better direction, from the engine's metric registry.
+_NO_DIRECTION = frozenset(r[0] for r in c.REGISTRY if r[3] is None)
 _MAX_SIMULATE = 100_000  # simulated draws (each one is a full evaluation)
 
 

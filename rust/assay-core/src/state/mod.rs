@@ -469,7 +469,8 @@ fn extend_zeroed<T: Copy + Default + Send>(v: &mut Vec<T>, n: usize) {
     unsafe { v.set_len(len + n) };
 }
 
-/// The rows kept for exact rank metrics: they must be sorted, so they cannot be summarized.
+/// The rows kept for exact rank metrics and quantile calibration bins: they must be sorted, so
+/// they are kept as rows, or as sorted entries combined per (score, slice ids, label) (`runs`).
 #[derive(Clone, Debug, Default)]
 pub struct RankRows {
     pub scores: Vec<f64>,
@@ -480,9 +481,8 @@ pub struct RankRows {
     pub ids: Vec<Vec<u32>>,
     /// Resampling key of each row (bootstrap jobs only; see `bootstrap::Resampler::row_key`).
     pub row_keys: Vec<u64>,
-    /// Sorted by descending score, ties by slice ids then label (a partial state's rows; see
-    /// `runs`). The one-pass `evaluate` keeps its rows in row order and sorts them once at the
-    /// end instead.
+    /// Sorted by descending score, ties by slice ids then label (a compacted partial state's
+    /// entries, see `runs`). Other rows lie in row order and are sorted once at finalization.
     pub sorted: bool,
     /// Entries of equal (score, slice ids, label) are combined (see `runs`).
     pub compact: bool,

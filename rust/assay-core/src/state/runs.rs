@@ -1,19 +1,26 @@
 //! Sorted, compacted kept rows: what a partial state keeps for exact rank metrics (and quantile
 //! calibration bins).
 //!
-//! When a state is made, its kept rows are sorted once by descending score (ties by slice ids,
-//! then label), and entries with equal (score, slice ids, label) are combined unless something
-//! needs them apart ([`RankRows::compact`]): their weights are summed, or, in an unweighted job,
+//! When a state is made and that at least halves its kept rows ([`RankRows::compaction_pays`],
+//! a HyperLogLog estimate of the distinct entries), the rows are sorted once by descending score
+//! (ties by slice ids, then label), and entries with equal (score, slice ids, label) are
+//! combined ([`RankRows::compact`]): their weights are summed, or, in an unweighted job,
 //! counted ([`RankRows::counted`]: `weights` then holds multiplicities). A state so holds one
 //! entry per distinct (score, slice cell, label), with memory proportional to the distinct
 //! scores rather than the rows, and each slice's compacted runs (distinct score -> positive and
 //! negative weight) are its entries, in order. Every spec reads the same entries: a cell's runs
-//! are not copied once per slice spec. Merging states is a k-way merge of their sorted entries
+//! are not copied once per slice spec. Merging sorted states is a k-way merge of their entries
 //! ([`merge_sorted`]), and finalizing walks the order without sorting again.
 //!
+//! Rows of mostly distinct scores stay as they are (already about one entry per distinct
+//! score; sorting each shard would make a split job sort twice): such states merge by
+//! appending ([`append_mapped`]) and are sorted once at finalization.
+//!
 //! Never combined: rows with resampling keys (a bootstrap of the rank metrics draws each row's
-//! replicate weights), and unweighted rows whose quantile bins are selected from the rows
-//! themselves (`reliability::quantile_bin_states` follows NumPy's unweighted quantiles).
+//! replicate weights), unweighted rows whose quantile bins are selected from the rows
+//! themselves (`reliability::quantile_bin_states` follows NumPy's unweighted quantiles), and
+//! weighted rows whose calibration bins are read from the rows (a bin's row count and sum of
+//! squared weights are not functions of summed weights); see `engine::accumulate`.
 
 use rayon::prelude::*;
 
@@ -192,26 +199,18 @@ impl Packing {
             cell = (cell << b) | src.id(k, i) as u64;
         }
         cell = (cell << 1) | src.rows.labels[i] as u64;
-        let low = ((s as u64) << self.idx_bits) | i as u64;
-        if self.low_bits == 64 {
-            low
-        } else {
-            (cell << self.low_bits) | low
-        }
+        // (`low_bits` < 64: the cell holds at least the label bit.)
+        (cell << self.low_bits) | ((s as u64) << self.idx_bits) | i as u64
     }
 
     #[inline(always)]
     fn cell(&self, tag: u64) -> u64 {
-        tag.checked_shr(self.low_bits).unwrap_or(0)
+        tag >> self.low_bits
     }
 
     #[inline(always)]
     fn entry(&self, tag: u64) -> (usize, usize) {
-        let low = if self.low_bits == 64 {
-            tag
-        } else {
-            tag & ((1 << self.low_bits) - 1)
-        };
+        let low = tag & ((1 << self.low_bits) - 1);
         (
             (low >> self.idx_bits) as usize,
             (low & ((1 << self.idx_bits) - 1)) as usize,
