@@ -751,3 +751,18 @@ def test_repeated_scores_compact_into_runs_and_still_equal_one_evaluate(weighted
     mixed = assay.merge([spec.accumulate(distinct, row_offset=n), *parts])
     whole = pa.concat_tables([t, distinct])
     assert_same_result(mixed.finalize(), assay.evaluate(whole, label="y", score="p", **kw))
+
+
+@pytest.mark.parametrize("n_slices", [3, 300, 70_000])
+def test_kept_slice_ids_of_every_width_round_trip(n_slices):
+    """Slice ids are written in 1, 2 or 4 bytes (as few as hold the spec's slices)."""
+    rng = np.random.default_rng(n_slices)
+    n = 2 * n_slices + 500
+    t = pa.table({"y": rng.integers(0, 2, n), "p": rng.random(n),
+                  "g": np.r_[np.arange(n_slices), rng.integers(0, n_slices, n - n_slices)]})
+    spec = Spec("y", "p", slices=["g"], metrics=["roc_auc"])
+    part = spec.accumulate(t)
+    again = PartialState.from_bytes(part.to_bytes())
+    assert_bit_identical(again.finalize(), part.finalize())
+    assert_same_result(again.finalize(), assay.evaluate(t, label="y", score="p", slices=["g"],
+                                                        metrics=["roc_auc"]))
