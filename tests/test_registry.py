@@ -3,9 +3,10 @@ and definitions; the Python layer derives its lists from it."""
 
 from __future__ import annotations
 
+import assay
 from assay import _common, _compare, _native
 
-KINDS = {"confusion", "loss", "rank", "calibration"}
+KINDS = {"binary": {"confusion", "loss", "rank", "calibration"}, "regression": {"moments"}}
 
 
 def test_registry_entries_are_complete_and_unique():
@@ -14,15 +15,15 @@ def test_registry_entries_are_complete_and_unique():
     assert len(names) == len(set(names))
     assert names[-1] == "f<beta>"
     for name, family, kind, direction, default, definition in reg:
-        assert family == "binary"
-        assert kind in KINDS
+        assert kind in KINDS[family]
         assert direction in (True, False, None)
         assert isinstance(default, bool)
         assert definition and definition == definition.strip()
         if name != "f<beta>":
             assert _native.metric_name(name) == name
             assert _native.higher_is_better(name) is direction
-    assert [r[0] for r in reg if r[4]] == _native.default_metrics()
+    assert [r[0] for r in reg if r[4] and r[1] == "binary"] == _native.default_metrics()
+    assert tuple(r[0] for r in reg if r[1] == "regression") == assay.REGRESSION_METRICS
     assert [r[0] for r in reg if r[2] == "calibration"] == _native.calibration_metrics()
 
 
@@ -35,4 +36,7 @@ def test_python_lists_come_from_the_registry():
     assert {"log_loss", "brier", "fpr", "fnr", "ece"} <= _common.LOWER_IS_BETTER
     assert {"base_rate", "oe_ratio", "calibration_slope"} <= _compare._NO_DIRECTION
     assert "roc_auc" not in _common.LOWER_IS_BETTER | _compare._NO_DIRECTION
+    assert {"mae", "rmse", "mape", "max_error"} <= _common.LOWER_IS_BETTER
+    assert "mean_error" in _compare._NO_DIRECTION
+    assert not {"r2", "pearson"} & (_common.LOWER_IS_BETTER | _compare._NO_DIRECTION)
 

@@ -1,7 +1,7 @@
 """The regression family's formulas (``assay_core::regression``) against scikit-learn and
 scipy, on hypothesis-drawn rows with ties, weights, constant labels and any split into merged
-states. The engine does not read the family yet (issue 14); ``_native.regression_metrics``
-exposes the formulas for these tests."""
+states. ``_native.regression_metrics`` exposes the state and its formulas alone (the engine's
+pass over slices is tested in ``test_regression.py``)."""
 
 from __future__ import annotations
 

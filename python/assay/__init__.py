@@ -15,7 +15,16 @@ from ._baselines import BASELINES, baselines
 from ._compare import Comparison, compare
 from ._discovery import discover_slices
 from ._ensemble import EnsembleReport, ensemble_report
-from ._evaluate import CALIBRATION_METRICS, METRICS, Bins, bins, evaluate, fbeta
+from ._evaluate import (
+    CALIBRATION_METRICS,
+    METRICS,
+    REGRESSION_METRICS,
+    TASKS,
+    Bins,
+    bins,
+    evaluate,
+    fbeta,
+)
 from ._reliability import reliability
 from ._selective import SelectiveResult, ThresholdChoice, selective, threshold_for, thresholds
 from ._simpson import SimpsonResult, simpson
@@ -41,6 +50,8 @@ __all__ = [
     "BASELINES",
     "CALIBRATION_METRICS",
     "METRICS",
+    "REGRESSION_METRICS",
+    "TASKS",
     "AssayError",
     "Bins",
     "ColumnNotFoundError",

@@ -10,7 +10,17 @@ import pyarrow as pa
 
 from ._args import float_arg, show
 from ._common import LOWER_IS_BETTER, REGISTRY
-from ._evaluate import SliceLike, _calibration, _interval, _Job, _job, _run
+from ._evaluate import (
+    TASKS,
+    SliceLike,
+    _binary_only,
+    _calibration,
+    _interval,
+    _Job,
+    _job,
+    _run,
+    _task_column,
+)
 from ._text import escape, escape_frame
 from .errors import InvalidArgumentError, RegressionDetected
 from .report import ArrowResult, Report
@@ -121,6 +131,7 @@ def compare(
     *,
     label: str,
     scores: Mapping[str, str] | Sequence[str],
+    task: Literal["binary", "regression"] = "binary",
     slices: Sequence[SliceLike] | SliceLike = (),
     metrics: Sequence[str] | None = None,
     reference: str | None = None,
@@ -148,6 +159,11 @@ def compare(
     ----------
     scores
         ``{"name": "column", ...}`` (or a list of columns, named by themselves); at least two.
+        With ``task="regression"`` the columns hold predictions.
+    task : {"binary", "regression"}
+        The task family, as in :func:`assay.evaluate`; each metric's direction (lower ``mae``
+        is better, higher ``r2``) decides the verdicts, and ``mean_error`` (the bias) gets
+        ``"higher"``/``"lower"``.
     reference
         The model the others are compared with (default: the first).
     bootstrap, ci, ci_method, seed, row_id
@@ -181,6 +197,10 @@ def compare(
     >>> cmp.table.select("slice", "metric", "model", "verdict").row(0)
     ('overall', 'roc_auc', 'new', 'worse')
     """
+    if task not in TASKS:
+        _task_column(task, None, None)
+    _binary_only(task, threshold=(threshold, 0.5), calibration_bins=(calibration_bins, 15),
+                 calibration_strategy=(calibration_strategy, "uniform"))
     models, interval = _comparison_options(scores, reference, bootstrap, ci, ci_method, seed,
                                            row_id)
     (ref_name, ref_col), others = models[0], models[1:]
@@ -188,7 +208,7 @@ def compare(
         label=label, score=ref_col, slices=slices, metrics=metrics, threshold=threshold,
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
         auc_bins=4096, interval=interval, compare=(ref_name, others),
-        calibration=_calibration(calibration_bins, calibration_strategy),
+        calibration=_calibration(calibration_bins, calibration_strategy), task=task,
     )
     return _comparison(_run(data, job, n_threads), job)
 

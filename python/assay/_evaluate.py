@@ -14,10 +14,64 @@ from ._input import Source, to_source
 from .errors import InvalidArgumentError
 from .report import Report
 
-__all__ = ["Bins", "bins", "evaluate", "fbeta", "CALIBRATION_METRICS", "METRICS"]
+__all__ = ["Bins", "bins", "evaluate", "fbeta", "CALIBRATION_METRICS", "METRICS",
+           "REGRESSION_METRICS", "TASKS"]
 
 METRICS: tuple[str, ...] = tuple(_native.default_metrics())
-"""The default metrics, in their order."""
+"""The default metrics of ``task="binary"``, in their order."""
+
+_REGISTRY = tuple(_native.metric_registry())
+
+REGRESSION_METRICS: tuple[str, ...] = tuple(r[0] for r in _REGISTRY if r[1] == "regression")
+"""Every metric of ``task="regression"``, in report order (``msle`` and ``rmsle`` are computed
+only when named: they need non-negative labels and predictions)."""
+
+TASKS: tuple[str, ...] = ("binary", "regression")
+"""The task families of :func:`evaluate`."""
+
+
+def _default_metrics(task: str) -> tuple[str, ...]:
+    """The metrics a job of ``task`` computes when given none (the registry's defaults)."""
+    return tuple(r[0] for r in _REGISTRY if r[1] == task and r[4])
+
+
+def _task_column(task: Any, score: Any, prediction: Any) -> str:
+    """The column of the model's output for ``task``: ``score=`` (binary) or ``prediction=``
+    (regression), validated."""
+    if task not in TASKS:
+        raise InvalidArgumentError(
+            f"task must be one of {', '.join(map(repr, TASKS))}, got {show(task)}")
+    if task == "binary":
+        if prediction is not None:
+            raise InvalidArgumentError(
+                "prediction= is the column of a regression model's predictions; pass "
+                "task='regression', or score= for a binary classifier")
+        if score is None:
+            raise InvalidArgumentError("task='binary' needs score= (the column of scores)")
+        column = score
+    else:
+        if score is not None:
+            raise InvalidArgumentError(
+                f"task={task!r} takes prediction= (the column of predictions), not score=")
+        if prediction is None:
+            raise InvalidArgumentError(
+                f"task={task!r} needs prediction= (the column of predictions)")
+        column = prediction
+    if not isinstance(column, str):
+        raise InvalidArgumentError("label and score must be column names (str)")
+    return column
+
+
+def _binary_only(task: str, **given: tuple[Any, Any]) -> None:
+    """Refuses options of binary classification (``name=(value, default)``) set for another
+    task: they would be silently ignored."""
+    if task == "binary":
+        return
+    for name, (value, default) in given.items():
+        if value is not default and value != default:
+            raise InvalidArgumentError(
+                f"{name} only applies to task='binary' (scores and 0/1 labels); "
+                f"task={task!r} has no {name}")
 
 CALIBRATION_METRICS: tuple[str, ...] = tuple(_native.calibration_metrics())
 """The calibration metrics (computed only when named in ``metrics``; see docs/calibration.md)."""
@@ -280,7 +334,9 @@ def evaluate(
     data: Any,
     *,
     label: str,
-    score: str,
+    score: str | None = None,
+    prediction: str | None = None,
+    task: Literal["binary", "regression"] = "binary",
     slices: Sequence[SliceLike] | SliceLike = (),
     metrics: Sequence[str] | None = None,
     threshold: float = 0.5,
@@ -299,7 +355,7 @@ def evaluate(
     calibration_bins: int = 15,
     calibration_strategy: Literal["uniform", "quantile"] = "uniform",
 ) -> Report:
-    """Binary-classification metrics overall and per slice, in one pass over the data.
+    """Metrics of a binary classifier or a regressor, overall and per slice, in one pass.
 
     Parameters
     ----------
@@ -310,9 +366,20 @@ def evaluate(
         ``__arrow_c_stream__``. Readers,
         lazy frames, relations and files are streamed batch by batch.
     label : str
-        Column of 0/1 labels (bool, integer 0/1 or float 0.0/1.0).
+        Column of 0/1 labels (bool, integer 0/1 or float 0.0/1.0); with
+        ``task="regression"``, the numeric targets.
     score : str
-        Column of scores; probabilities in [0, 1] when ``log_loss`` or ``brier`` is requested.
+        Column of scores; probabilities in [0, 1] when ``log_loss`` or ``brier`` is requested
+        (``task="binary"``).
+    prediction : str
+        Column of a regressor's predictions (``task="regression"``, which takes no
+        ``score``).
+    task : {"binary", "regression"}
+        The task family (``assay.TASKS``). ``"regression"`` computes
+        ``assay.REGRESSION_METRICS`` (see "Regression metrics" below) from weighted sums and
+        co-moments merged with Chan's update (no ``E[x^2] - E[x]^2`` cancellation); the
+        options of binary classification (``threshold``, ``auc*``, ``calibration_*``) do not
+        apply to it. Labels or predictions that are NaN, inf or null follow ``nan_policy``.
     slices
         Each entry is a slice spec: a categorical column name (string, dictionary, integer or
         boolean; null is a value of its own), ``assay.bins(...)`` for a numeric column, a
@@ -408,6 +475,22 @@ def evaluate(
     scikit-learn), ``log_loss`` (probabilities clipped to [eps, 1-eps], eps = 2.2e-16) and
     ``brier``. A value whose denominator is zero is null, with the reason in ``long()``.
 
+    Regression metrics
+    ------------------
+    With ``e = prediction - label`` and weighted means over the slice (scikit-learn's
+    ``sample_weight``): ``mae`` mean |e|, ``mse`` mean e², ``rmse``, ``r2`` 1 - SS_res/SS_tot,
+    ``explained_variance`` 1 - Var(e)/Var(y), ``mean_error`` mean e (the bias: positive when
+    the model over-predicts), ``max_error`` the largest |e| (weights ignored, as
+    scikit-learn), ``mape`` mean |e|/max(|y|, eps) as a fraction (eps = 2.2e-16, as
+    scikit-learn: a zero label gives a huge term, not an error), ``smape`` mean
+    2|e|/(|y| + |p|) (0 where both are 0), ``wmape`` sum w|e| / sum w|y|, ``pearson``,
+    ``concordance`` (Lin's CCC), and when named ``msle``/``rmsle`` (labels and predictions
+    must be >= 0). ``r2``, ``explained_variance`` and ``pearson`` are null with a note on a
+    slice whose labels are constant (scikit-learn returns 1.0 or 0.0 there). Intervals: every
+    bootstrap method; ``ci_method="analytic"`` gives normal intervals for the mean metrics
+    (``mae``, ``mse``, ``rmse``, ``mean_error``, ``mape``, ``smape``, ``msle``, ``rmsle``) and
+    null bounds with a note for the others.
+
     Examples
     --------
     >>> import assay, numpy as np
@@ -429,14 +512,17 @@ def evaluate(
     >>> bool(lo < rep.table["roc_auc"][0] < hi)
     True
     """
-    if not isinstance(score, str):
-        raise InvalidArgumentError("label and score must be column names (str)")
+    column = _task_column(task, score, prediction)
+    _binary_only(task, threshold=(threshold, 0.5), auc=(auc, "exact"),
+                 auc_bins=(auc_bins, 4096), auc_max_runs=(auc_max_runs, None),
+                 calibration_bins=(calibration_bins, 15),
+                 calibration_strategy=(calibration_strategy, "uniform"))
     job = _job(
-        label=label, score=score, slices=slices, metrics=metrics, threshold=threshold,
+        label=label, score=column, slices=slices, metrics=metrics, threshold=threshold,
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
         auc_bins=auc_bins, auc_max_runs=auc_max_runs,
         interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,
-        calibration=_calibration(calibration_bins, calibration_strategy),
+        calibration=_calibration(calibration_bins, calibration_strategy), task=task,
     )
     return _report(_run(data, job, n_threads), job)
 
@@ -460,6 +546,7 @@ class _Job:
     compare: tuple[str, tuple[tuple[str, str], ...]] | None
     calibration: tuple[int, str] | None
     reliability: float | None = None
+    task: str = "binary"
 
     def unresolved(self) -> list[Bins]:
         """The data-derived bins (no edges yet), in slice order."""
@@ -485,6 +572,7 @@ class _Job:
             self.min_slice_size, self.nan_policy, self.auc, n_threads, self.interval, compare,
             self.calibration, self.reliability,
             only if any(o is not None for o in only) else None,
+            self.task,
         )
 
 
@@ -521,6 +609,7 @@ def _job(
     interval: tuple[int, float, str, int, str | None] | None,
     compare: tuple[str, Sequence[tuple[str, str]]] | None,
     calibration: tuple[int, str] | None = None, reliability: float | None = None,
+    task: str = "binary",
 ) -> _Job:
     """Validates the options shared by every job (``interval`` and ``calibration`` come
     validated by :func:`_interval` and :func:`_calibration`). Reads no data."""
@@ -532,7 +621,7 @@ def _job(
     if nan_policy not in ("raise", "drop"):
         raise InvalidArgumentError(f"nan_policy must be 'raise' or 'drop', got {show(nan_policy)}")
     auc_mode = _auc(auc, auc_bins, auc_max_runs)
-    names = _metric_list(metrics)
+    names = _metric_list(metrics, task)
     _check_sketch(auc_mode, names, interval, calibration, reliability)
     entries = _normalize_slices(slices)
     return _Job(
@@ -541,7 +630,7 @@ def _job(
         auc=auc_mode, interval=interval,
         compare=None if compare is None else (
             compare[0], tuple((n, c) for n, c in compare[1])),
-        calibration=calibration, reliability=reliability,
+        calibration=calibration, reliability=reliability, task=task,
     )
 
 
@@ -649,10 +738,11 @@ def ci_arg(ci: Any, name: str = "ci") -> float:
                      hi_open=True)
 
 
-def _metric_list(metrics: Any) -> list[str]:
-    """Canonical metric names: None means every default metric; one name or a list of them."""
+def _metric_list(metrics: Any, task: str = "binary") -> list[str]:
+    """Canonical metric names: None means every default metric of ``task``; one name or a list
+    of them (the engine checks that they belong to the task)."""
     if metrics is None:
-        metrics = METRICS
+        metrics = _default_metrics(task)
     elif isinstance(metrics, str):
         metrics = [metrics]
     elif isinstance(metrics, (bytes, bytearray)) or not isinstance(metrics, Sequence):

@@ -30,10 +30,12 @@ from ._args import U64_MAX, int_arg, is_bool, show
 from ._compare import Comparison, _comparison, _comparison_options
 from ._evaluate import (
     MAX_BINS,
+    TASKS,
     Bins,
     Feature,
     SliceEntry,
     SliceLike,
+    _binary_only,
     _calibration,
     _interval,
     _Job,
@@ -41,6 +43,7 @@ from ._evaluate import (
     _prepare,
     _report,
     _run,
+    _task_column,
     _threads,
     bins,
 )
@@ -58,6 +61,7 @@ _KEYS = (
     "format", "label", "score", "scores", "reference", "slices", "metrics", "threshold",
     "weight", "min_slice_size", "nan_policy", "auc", "auc_bins", "auc_max_runs", "bootstrap",
     "ci", "ci_method", "seed", "row_id", "calibration_bins", "calibration_strategy",
+    "task", "prediction",
 )
 
 
@@ -92,8 +96,11 @@ def _job_dict(job: _Job) -> dict[str, Any]:
     else:
         n_rep, ci, ci_method, seed, row_id = job.interval
         bootstrap = None if ci_method == "analytic" else n_rep
+    prediction = None
     if job.compare is None:
         score, scores, reference = job.score, None, None
+        if job.task != "binary":
+            score, prediction = None, job.score
     else:
         score = None
         reference = job.compare[0]
@@ -122,6 +129,8 @@ def _job_dict(job: _Job) -> dict[str, Any]:
         "row_id": row_id,
         "calibration_bins": job.calibration[0],
         "calibration_strategy": job.calibration[1],
+        "task": job.task,
+        "prediction": prediction,
     }
 
 
@@ -222,9 +231,15 @@ class Spec:
     Parameters
     ----------
     label : str
-        Column of 0/1 labels.
+        Column of 0/1 labels (numeric targets with ``task="regression"``).
     score : str, optional
         Column of scores: a spec of one model, whose result is a :class:`assay.Report`.
+    prediction : str, optional
+        Column of predictions: a regression spec of one model (``task="regression"``, which
+        takes ``prediction=`` instead of ``score=``).
+    task : {"binary", "regression"}
+        The task family, as in :func:`assay.evaluate`; ``scores=`` of a regression spec name
+        prediction columns.
     scores : dict of str to str, optional
         ``{"name": "column", ...}`` (or a list of columns, named by themselves), at least two:
         a comparison spec with the rules of :func:`assay.compare` (it needs ``bootstrap``;
@@ -272,6 +287,8 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         label: str,
         score: str | None = None,
         *,
+        prediction: str | None = None,
+        task: Literal["binary", "regression"] = "binary",
         scores: Mapping[str, str] | Sequence[str] | None = None,
         reference: str | None = None,
         slices: Sequence[SliceLike] | SliceLike = (),
@@ -291,15 +308,20 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         calibration_bins: int = 15,
         calibration_strategy: Literal["uniform", "quantile"] = "uniform",
     ) -> None:
-        if (score is None) == (scores is None):
+        one = "score" if task == "binary" else "prediction"
+        if scores is not None and (score is not None or prediction is not None):
             raise InvalidArgumentError(
-                "a Spec takes exactly one of score= (one model) and scores= (a comparison of "
-                f"models), got {'both' if score is not None else 'neither'}"
+                f"a Spec takes exactly one of {one}= (one model) and scores= (a comparison of "
+                "models), got both"
             )
         compare: tuple[str, list[tuple[str, str]]] | None = None
         if scores is None:
-            if not isinstance(score, str):
-                raise InvalidArgumentError("label and score must be column names (str)")
+            if score is None and prediction is None and task in TASKS:
+                raise InvalidArgumentError(
+                    f"a Spec takes exactly one of {one}= (one model) and scores= (a "
+                    "comparison of models), got neither"
+                )
+            score = _task_column(task, score, prediction)
             if reference is not None:
                 raise InvalidArgumentError(
                     "reference= names the reference model of a comparison spec (scores=...); "
@@ -307,16 +329,22 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                 )
             interval = _interval(bootstrap, ci, ci_method, seed, row_id)
         else:
+            if task not in TASKS:
+                _task_column(task, None, None)
             models, interval = _comparison_options(
                 scores, reference, bootstrap, ci,
                 "percentile" if ci_method is None else ci_method, seed, row_id)
             score = models[0][1]
             compare = (models[0][0], models[1:])
+        _binary_only(task, threshold=(threshold, 0.5), auc=(auc, "exact"),
+                     auc_bins=(auc_bins, 4096), auc_max_runs=(auc_max_runs, None),
+                     calibration_bins=(calibration_bins, 15),
+                     calibration_strategy=(calibration_strategy, "uniform"))
         job = _job(
             label=label, score=score, slices=slices, metrics=metrics, threshold=threshold,
             weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
             auc_bins=auc_bins, auc_max_runs=auc_max_runs, interval=interval, compare=compare,
-            calibration=_calibration(calibration_bins, calibration_strategy),
+            calibration=_calibration(calibration_bins, calibration_strategy), task=task,
         )
         self._set(job)
 
@@ -344,8 +372,18 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
 
     @property
     def score(self) -> str | None:
-        """The score column (None for a comparison spec)."""
+        """The score column (None for a comparison spec and for a regression spec)."""
         return self._dict["score"]  # type: ignore[no-any-return]
+
+    @property
+    def prediction(self) -> str | None:
+        """The prediction column of a regression spec of one model (else None)."""
+        return self._dict["prediction"]  # type: ignore[no-any-return]
+
+    @property
+    def task(self) -> str:
+        """The task family: ``"binary"`` or ``"regression"``."""
+        return self._job.task
 
     @property
     def scores(self) -> dict[str, str] | None:
@@ -600,14 +638,20 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
 
     def __repr__(self) -> str:
         d = self._dict
-        if d["scores"] is None:
-            parts = [f"label={d['label']!r}", f"score={d['score']!r}"]
-        else:
+        if d["scores"] is not None:
             parts = [f"label={d['label']!r}", f"scores={dict(d['scores'])!r}"]
+        elif d["prediction"] is not None:
+            parts = [f"label={d['label']!r}", f"prediction={d['prediction']!r}"]
+        else:
+            parts = [f"label={d['label']!r}", f"score={d['score']!r}"]
+        if d["task"] != "binary":
+            parts.append(f"task={d['task']!r}")
         if self._job.slices:
             parts.append("slices=[" + ", ".join(_entry_repr(e) for e in self._job.slices) + "]")
         defaults = _defaults()
         for k in _KEYS[6:]:
+            if k in ("task", "prediction"):
+                continue
             if d[k] != defaults[k]:
                 parts.append(f"{k}={d[k]!r}")
         return f"assay.Spec({', '.join(parts)})"

@@ -174,8 +174,15 @@ def _spec(args: argparse.Namespace) -> Spec:
         if not metrics:
             raise UsageError(f"--metrics expects comma-separated metric names, got "
                              f"{args.metrics!r}")
+    column, other = ("--score", "--prediction") if args.task == "binary" else \
+        ("--prediction", "--score")
+    if getattr(args, other[2:]) is not None:
+        raise UsageError(f"--task {args.task} takes {column}, not {other}")
+    if getattr(args, column[2:]) is None:
+        raise UsageError(f"--task {args.task} needs {column} COLUMN")
     return Spec(
-        label=args.label, score=args.score, slices=slices, metrics=metrics,
+        label=args.label, score=args.score, prediction=args.prediction, task=args.task,
+        slices=slices, metrics=metrics,
         threshold=args.threshold, weight=args.weight, min_slice_size=args.min_slice_size,
         nan_policy=args.nan_policy, auc=args.auc, auc_bins=args.auc_bins,
         auc_max_runs=args.auc_max_runs, bootstrap=args.bootstrap, ci=args.ci,
@@ -329,7 +336,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     e = sub.add_parser("evaluate", help="evaluate a Parquet, CSV or Arrow IPC file")
     e.add_argument("path")
     e.add_argument("--label", required=True)
-    e.add_argument("--score", required=True)
+    e.add_argument("--score", help="the score column (task binary)")
+    e.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
+    e.add_argument("--prediction", help="the prediction column (task regression)")
     e.add_argument("--slice", action="append", help="a column, or a cross a,b (repeatable)")
     e.add_argument("--bins", action="append",
                    help="COLUMN:N quantile bins, or COLUMN:E1,E2,... explicit edges "

@@ -1,4 +1,5 @@
-"""A realistic generated data set for ``assay demo``: a churn model that fails on some slices."""
+"""Realistic generated data sets: a churn model that fails on some slices (``assay demo``), and
+a house-price regressor with a biased city."""
 
 from __future__ import annotations
 
@@ -44,4 +45,35 @@ def make_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
         "plan": plan,
         "age": age,
         "tenure_months": tenure,
+    })
+
+
+CITIES = np.array(["berlin", "lisbon", "new_york", "sao_paulo"])
+
+
+def make_regression_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
+    """Predictions of a house-price model: ``price`` (label), ``pred`` (prediction) and
+    features ``city``, ``sqft``, ``bedrooms``.
+
+    The model is good on most homes, but it under-predicts in ``city=lisbon`` (prices there
+    rose after it was trained) and its errors grow with the size of the home.
+    """
+    rows = int_arg(rows, "rows", "make_regression_data", 1, None)
+    seed = int_arg(seed, "seed", "make_regression_data", 0, U64_MAX)
+    rng = np.random.default_rng(seed)
+    city = rng.choice(CITIES, rows, p=[0.3, 0.15, 0.35, 0.2])
+    sqft = np.clip(rng.lognormal(6.9, 0.45, rows), 250, 8000).round()
+    bedrooms = np.clip((sqft / 450 + rng.normal(0, 0.8, rows)).round(), 1, 8).astype(np.int64)
+    per_sqft = np.select([city == "berlin", city == "lisbon", city == "new_york"],
+                         [5200.0, 4100.0, 9800.0], 2300.0)
+    price = sqft * per_sqft * rng.lognormal(-0.0072, 0.12, rows) + 8000 * bedrooms
+    noise = rng.normal(0, 0.06 + 0.05 * (sqft > 2000), rows)
+    pred = (sqft * per_sqft + 8000 * bedrooms) * np.exp(noise)
+    pred = np.where(city == "lisbon", 0.82 * pred, pred)
+    return pa.table({
+        "price": price.round(-2),
+        "pred": pred.round(-2),
+        "city": city,
+        "sqft": sqft,
+        "bedrooms": bedrooms,
     })

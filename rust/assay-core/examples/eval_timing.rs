@@ -64,6 +64,7 @@ fn main() {
             }
         }
         let spec = EvalSpec {
+            family: assay_core::metrics::Family::Binary,
             label: "y".into(),
             score: "p".into(),
             weight: None,

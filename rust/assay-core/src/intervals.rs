@@ -151,6 +151,7 @@ pub fn has_influence(m: Metric, weighted: bool) -> bool {
         LogLoss | Brier | AveragePrecision => false,
         RocAuc => !weighted,
         _ if m.is_calibration() => false,
+        _ if m.family() != crate::metrics::Family::Binary => false,
         _ => true,
     }
 }
@@ -290,7 +291,7 @@ pub fn influence_acceleration(
 
 /// Percentile, basic or BCa interval of a statistic from its replicate slot values. BCa takes
 /// the acceleration `influence` when given, else from the jackknife slots.
-fn from_replicates(
+pub(crate) fn from_replicates(
     iv: &IntervalSpec,
     estimate: f64,
     values: &[f64],

@@ -8,6 +8,7 @@ pub mod calibration;
 pub mod discovery;
 pub mod engine;
 pub mod error;
+pub mod family;
 pub mod fastmath;
 pub mod input;
 pub mod intervals;

@@ -1,4 +1,5 @@
-//! Binary-classification metrics: names, definitions and finalizers from accumulated states.
+//! The metric registry of every task family, and the binary-classification finalizers (the
+//! regression family's live in [`crate::regression`]).
 //!
 //! Each definition lives here once. Weighted counts follow scikit-learn's `sample_weight`.
 //! A metric that is undefined for a slice is `Err(reason)`, never a made-up number.
@@ -38,18 +39,47 @@ pub enum Metric {
     BrierReliability,
     BrierResolution,
     BrierUncertainty,
+    // Regression (see `regression`).
+    Mae,
+    Mse,
+    Rmse,
+    R2,
+    ExplainedVariance,
+    MeanError,
+    MaxError,
+    Mape,
+    Smape,
+    Wmape,
+    Pearson,
+    Concordance,
+    Msle,
+    Rmsle,
 }
 
 /// The task family a metric belongs to (the `task=` of `evaluate`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Family {
+    #[default]
     Binary,
+    Regression,
 }
 
 impl Family {
     pub fn name(&self) -> &'static str {
         match self {
             Family::Binary => "binary",
+            Family::Regression => "regression",
+        }
+    }
+
+    /// The family of a `task=` name.
+    pub fn parse(task: &str) -> Result<Family> {
+        match task {
+            "binary" => Ok(Family::Binary),
+            "regression" => Ok(Family::Regression),
+            other => Err(AssayError::InvalidArgument(format!(
+                "task must be \"binary\" or \"regression\", got {other:?}"
+            ))),
         }
     }
 }
@@ -65,6 +95,8 @@ pub enum Kind {
     Rank,
     /// Calibration bins, grids or fits of the scores as probabilities.
     Calibration,
+    /// Weighted sums and co-moments of labels, predictions and errors (regression).
+    Moments,
 }
 
 impl Kind {
@@ -74,6 +106,7 @@ impl Kind {
             Kind::Loss => "loss",
             Kind::Rank => "rank",
             Kind::Calibration => "calibration",
+            Kind::Moments => "moments",
         }
     }
 }
@@ -115,11 +148,30 @@ const fn info(
     }
 }
 
+/// A regression metric's entry (every one is finalized from the slice's moments).
+const fn reg(
+    metric: Metric,
+    name: &'static str,
+    higher_is_better: Option<bool>,
+    default: bool,
+    definition: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        metric,
+        name,
+        family: Family::Regression,
+        kind: Kind::Moments,
+        higher_is_better,
+        default,
+        definition,
+    }
+}
+
 const UP: Option<bool> = Some(true);
 const DOWN: Option<bool> = Some(false);
 
 /// Every metric, in report order: the defaults first, then the calibration metrics.
-pub const REGISTRY: [MetricInfo; 27] = {
+pub const REGISTRY: [MetricInfo; 41] = {
     use Kind::*;
     use Metric::*;
     [
@@ -332,6 +384,69 @@ pub const REGISTRY: [MetricInfo; 27] = {
             false,
             "uncertainty term of the Brier decomposition (the base rate's variance)",
         ),
+        // Regression: e = prediction - label, weighted means over the slice.
+        reg(Mae, "mae", DOWN, true, "mean |e|"),
+        reg(Mse, "mse", DOWN, true, "mean e^2"),
+        reg(Rmse, "rmse", DOWN, true, "sqrt(mse)"),
+        reg(R2, "r2", UP, true, "1 - sum w e^2 / sum w (y - mean y)^2"),
+        reg(
+            ExplainedVariance,
+            "explained_variance",
+            UP,
+            true,
+            "1 - Var(e) / Var(y)",
+        ),
+        reg(
+            MeanError,
+            "mean_error",
+            None,
+            true,
+            "mean e: the bias (positive when the model over-predicts)",
+        ),
+        reg(
+            MaxError,
+            "max_error",
+            DOWN,
+            true,
+            "largest |e| (rows of any positive weight)",
+        ),
+        reg(
+            Mape,
+            "mape",
+            DOWN,
+            true,
+            "mean |e| / max(|y|, eps), a fraction (scikit-learn's eps = 2.2e-16)",
+        ),
+        reg(
+            Smape,
+            "smape",
+            DOWN,
+            true,
+            "mean 2 |e| / (|y| + |p|), 0 where both are 0; in [0, 2]",
+        ),
+        reg(Wmape, "wmape", DOWN, true, "sum w |e| / sum w |y|"),
+        reg(
+            Pearson,
+            "pearson",
+            UP,
+            true,
+            "Pearson's correlation of label and prediction",
+        ),
+        reg(
+            Concordance,
+            "concordance",
+            UP,
+            true,
+            "Lin's concordance correlation coefficient",
+        ),
+        reg(
+            Msle,
+            "msle",
+            DOWN,
+            false,
+            "mean (log1p(p) - log1p(y))^2; labels and predictions must be >= 0",
+        ),
+        reg(Rmsle, "rmsle", DOWN, false, "sqrt(msle)"),
     ]
 };
 
@@ -345,11 +460,25 @@ pub const FBETA: MetricInfo = info(
     "(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)",
 );
 
-/// Names of the metrics computed when none are given, in report order.
+/// Names of the binary metrics computed when none are given, in report order.
 pub fn default_metrics() -> Vec<&'static str> {
+    default_metrics_of(Family::Binary)
+}
+
+/// Names of the metrics of `family` computed when none are given, in report order.
+pub fn default_metrics_of(family: Family) -> Vec<&'static str> {
     REGISTRY
         .iter()
-        .filter(|i| i.default)
+        .filter(|i| i.default && i.family == family)
+        .map(|i| i.name)
+        .collect()
+}
+
+/// Names of every metric of `family`, in report order.
+pub fn metrics_of(family: Family) -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .filter(|i| i.family == family)
         .map(|i| i.name)
         .collect()
 }
@@ -418,11 +547,18 @@ impl Metric {
         match name.strip_prefix('f').and_then(|b| b.parse::<f64>().ok()) {
             Some(beta) if beta.is_finite() && beta > 0.0 => Ok(Metric::FBeta(beta)),
             _ => Err(AssayError::InvalidArgument(format!(
-                "unknown metric {name:?}; known metrics: {}, {}, or f<beta> such as \"f2\"",
+                "unknown metric {name:?}; known metrics: {}, {}, or f<beta> such as \"f2\" \
+                 (binary); {} (regression)",
                 default_metrics().join(", "),
-                calibration_metrics().join(", ")
+                calibration_metrics().join(", "),
+                metrics_of(Family::Regression).join(", ")
             ))),
         }
+    }
+
+    /// The task family the metric belongs to.
+    pub fn family(&self) -> Family {
+        self.info().family
     }
 
     /// Whether the metric ranks rows by score (needs the sorted order or the histogram).
@@ -463,6 +599,20 @@ impl Metric {
             BrierReliability => 24,
             BrierResolution => 25,
             BrierUncertainty => 26,
+            Mae => 27,
+            Mse => 28,
+            Rmse => 29,
+            R2 => 30,
+            ExplainedVariance => 31,
+            MeanError => 32,
+            MaxError => 33,
+            Mape => 34,
+            Smape => 35,
+            Wmape => 36,
+            Pearson => 37,
+            Concordance => 38,
+            Msle => 39,
+            Rmsle => 40,
         };
         &REGISTRY[at]
     }

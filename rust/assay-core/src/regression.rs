@@ -1,5 +1,5 @@
-//! The regression family's per-slice state and its metrics (issue 14, part 1: the state and
-//! its formulas; the engine does not read it yet).
+//! The regression task family: its per-slice state, the pass's row kernel, the merge rule of
+//! its blocks and its finalizers (the engine calls these through `engine::family`).
 //!
 //! A slice's state holds weighted sums that add up (absolute and squared errors, percentage
 //! errors, log errors) and the co-moments of (label, prediction, error) about their running
@@ -13,7 +13,7 @@
 //! (scikit-learn's `mean_absolute_percentage_error`, as a fraction); `smape` is
 //! `2 |e| / (|label| + |prediction|)`, 0 where both are 0; `wmape` is sum |e| / sum |label|.
 
-use crate::metrics::Value;
+use crate::metrics::{Metric, Value};
 
 /// Undefined-value notes of the regression metrics.
 pub const CONSTANT_LABELS: &str = "undefined: the labels are constant in the slice";
@@ -280,6 +280,623 @@ impl RegressionState {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The family's blocks in the engine's per-slice states (see `state::SliceStates::fam`).
+
+/// Fields of a slice's block: a [`RegressionState`] (see [`RegressionState::to_fields`]).
+pub const FIELDS: usize = 16;
+/// Fields appended to a block when analytic intervals are asked for: the sum of squared
+/// weights, then for each of [`MEAN_METRICS`] the sums `w^2 (x - c)` and `w^2 (x - c)^2` about
+/// the block's current mean `c` of the row quantity `x`.
+pub const MOMENT_FIELDS: usize = 1 + 2 * MEAN_METRICS.len();
+/// Fields of a replicate slot's state: a [`RegressionState`] whose `rows` is unused (0).
+pub const REP_FIELDS: usize = FIELDS;
+
+/// The metrics that are weighted means of a per-row quantity (analytic intervals: a normal
+/// interval from the quantity's weighted variance), in the order of the moment fields.
+pub const MEAN_METRICS: [Metric; 6] = [
+    Metric::Mae,
+    Metric::Mse,
+    Metric::MeanError,
+    Metric::Mape,
+    Metric::Smape,
+    Metric::Msle,
+];
+
+/// The length of a slice's block.
+pub fn block_len(moments: bool) -> usize {
+    FIELDS + if moments { MOMENT_FIELDS } else { 0 }
+}
+
+impl RegressionState {
+    /// The state as block fields.
+    pub fn to_fields(&self) -> [f64; FIELDS] {
+        [
+            self.rows,
+            self.w,
+            self.mean_y,
+            self.mean_p,
+            self.mean_e,
+            self.m2_y,
+            self.m2_p,
+            self.m2_e,
+            self.c_yp,
+            self.abs_err,
+            self.sq_err,
+            self.ape,
+            self.sape,
+            self.abs_y,
+            self.sq_log_err,
+            self.max_abs_err,
+        ]
+    }
+
+    /// The state of block fields `f` (at least [`FIELDS`] long).
+    pub fn from_fields(f: &[f64]) -> RegressionState {
+        RegressionState {
+            rows: f[0],
+            w: f[1],
+            mean_y: f[2],
+            mean_p: f[3],
+            mean_e: f[4],
+            m2_y: f[5],
+            m2_p: f[6],
+            m2_e: f[7],
+            c_yp: f[8],
+            abs_err: f[9],
+            sq_err: f[10],
+            ape: f[11],
+            sape: f[12],
+            abs_y: f[13],
+            sq_log_err: f[14],
+            max_abs_err: f[15],
+        }
+    }
+
+    /// The weighted mean of the row quantity behind mean metric `k` of [`MEAN_METRICS`].
+    fn mean_of_quantity(&self, k: usize) -> f64 {
+        if !positive(self.w) {
+            return 0.0;
+        }
+        match k {
+            0 => self.abs_err / self.w,
+            1 => self.sq_err / self.w,
+            2 => self.mean_e,
+            3 => self.ape / self.w,
+            4 => self.sape / self.w,
+            _ => self.sq_log_err / self.w,
+        }
+    }
+
+    /// The value of regression metric `m`.
+    pub fn value(&self, m: Metric) -> Value {
+        use Metric::*;
+        match m {
+            Mae => self.mae(),
+            Mse => self.mse(),
+            Rmse => self.rmse(),
+            R2 => self.r2(),
+            ExplainedVariance => self.explained_variance(),
+            MeanError => self.mean_error(),
+            MaxError => self.max_error(),
+            Mape => self.mape(),
+            Smape => self.smape(),
+            Wmape => self.wmape(),
+            Pearson => self.pearson(),
+            Concordance => self.concordance(),
+            Msle => self.msle(),
+            Rmsle => self.rmsle(),
+            _ => unreachable!("{} is not a regression metric", m.name()),
+        }
+    }
+}
+
+/// The row quantity of mean metric `k` (see [`MEAN_METRICS`]).
+#[inline(always)]
+fn quantity(k: usize, r: &RowTerms) -> f64 {
+    match k {
+        0 => r.abs_e,
+        1 => r.e * r.e,
+        2 => r.e,
+        3 => r.ape,
+        4 => r.sape,
+        _ => r.sq_log,
+    }
+}
+
+/// Moves the moment sums `(q1, q2)` about `from` to the same sums about `to` (`v`: the sum of
+/// squared weights): `x - to = (x - from) + (from - to)`. The two centres are means of the same
+/// rows or of rows merged with them, so their difference is of the order of the spread.
+fn rebase(q1: f64, q2: f64, v: f64, from: f64, to: f64) -> (f64, f64) {
+    let d = from - to;
+    (q1 + d * v, q2 + 2.0 * d * q1 + d * d * v)
+}
+
+/// Merges block `b` (rows after `a`'s in the canonical order) into block `a`.
+pub fn merge_block(a: &mut [f64], b: &[f64], moments: bool) {
+    let (sa, sb) = (
+        RegressionState::from_fields(a),
+        RegressionState::from_fields(b),
+    );
+    let mut merged = sa;
+    merged.merge(&sb);
+    if moments {
+        let (ma, mb) = (&a[FIELDS..], &b[FIELDS..]);
+        let mut out = [0.0; MOMENT_FIELDS];
+        out[0] = ma[0] + mb[0];
+        for k in 0..MEAN_METRICS.len() {
+            let to = merged.mean_of_quantity(k);
+            let (a1, a2) = rebase(
+                ma[1 + 2 * k],
+                ma[2 + 2 * k],
+                ma[0],
+                sa.mean_of_quantity(k),
+                to,
+            );
+            let (b1, b2) = rebase(
+                mb[1 + 2 * k],
+                mb[2 + 2 * k],
+                mb[0],
+                sb.mean_of_quantity(k),
+                to,
+            );
+            out[1 + 2 * k] = a1 + b1;
+            out[2 + 2 * k] = a2 + b2;
+        }
+        a[FIELDS..FIELDS + MOMENT_FIELDS].copy_from_slice(&out);
+    }
+    a[..FIELDS].copy_from_slice(&merged.to_fields());
+}
+
+/// Merges the replicate blocks `b` into `a` (`[field * slots + slot]`, [`REP_FIELDS`] fields),
+/// slot by slot.
+pub fn merge_rep_block(a: &mut [f64], b: &[f64], slots: usize) {
+    let mut fa = [0.0; REP_FIELDS];
+    let mut fb = [0.0; REP_FIELDS];
+    for s in 0..slots {
+        if !positive(b[slots + s]) && b[15 * slots + s] == 0.0 {
+            // No weight in this slot of `b`: nothing to add (its maximum is 0 too).
+            continue;
+        }
+        for f in 0..REP_FIELDS {
+            fa[f] = a[f * slots + s];
+            fb[f] = b[f * slots + s];
+        }
+        let mut st = RegressionState::from_fields(&fa);
+        st.merge(&RegressionState::from_fields(&fb));
+        for (f, v) in st.to_fields().iter().enumerate() {
+            a[f * slots + s] = *v;
+        }
+    }
+}
+
+/// What one row contributes besides its deviations from the means.
+#[derive(Clone, Copy, Default)]
+struct RowTerms {
+    e: f64,
+    abs_e: f64,
+    ape: f64,
+    sape: f64,
+    abs_y: f64,
+    sq_log: f64,
+}
+
+#[inline(always)]
+fn row_terms(y: f64, p: f64, log: bool) -> RowTerms {
+    let e = p - y;
+    let abs_e = e.abs();
+    let d = y.abs() + p.abs();
+    RowTerms {
+        e,
+        abs_e,
+        ape: abs_e / y.abs().max(f64::EPSILON),
+        sape: if d > 0.0 { 2.0 * abs_e / d } else { 0.0 },
+        abs_y: y.abs(),
+        sq_log: if log {
+            let l = p.ln_1p() - y.ln_1p();
+            l * l
+        } else {
+            0.0
+        },
+    }
+}
+
+/// Buffers a worker reuses from one piece to the next.
+#[derive(Default)]
+pub struct Scratch {
+    /// Per slice: rows, sum w, sum w y, sum w p, sum w e (the first pass).
+    first: Vec<f64>,
+    /// Per slice: the sums of the second pass (see [`PASS2`]).
+    second: Vec<f64>,
+    /// Per slice: the moment sums of the third pass.
+    third: Vec<f64>,
+    /// Per slice and replicate slot: the second pass's sums weighted by the slot's weight.
+    reps: Vec<f64>,
+    /// Each row's terms (one piece).
+    terms: Vec<RowTerms>,
+    /// Each row's slice in the spec at hand.
+    ids: Vec<u32>,
+}
+
+/// Sums of the second pass, per slice: rows, w, then w times a, b, c, a^2, b^2, c^2, a b, |e|,
+/// e^2, ape, sape, |y|, sq_log (a, b, c: the label, prediction and error minus the first
+/// pass's means), and the largest |e|.
+const PASS2: usize = 16;
+/// Replicate sums per slot: w, a, b, c, a^2, b^2, c^2, a b, |e|, e^2, ape, sape, |y|, sq_log
+/// (weighted by the slot's weight), then the largest |e| of rows in the slot.
+const PASS2_REPS: usize = 15;
+
+/// The rows of one piece that one model's states take: accepted row `j` is `y[j]`, `p[j]`,
+/// weight `w[j]` (1 without weights), in slice `ids[k][at[j]]` of spec `k` (the overall
+/// slice's id is 0), with replicate weights `kw[j * slots..(j + 1) * slots]`.
+pub struct PieceRows<'a> {
+    pub y: &'a [f64],
+    pub p: &'a [f64],
+    pub w: Option<&'a [f64]>,
+    /// Each accepted row's position in the batch (to read its slice ids).
+    pub at: &'a [u32],
+    pub ids: &'a [std::sync::Arc<Vec<u32>>],
+    pub kw: &'a [f64],
+    pub slots: usize,
+    /// Whether the squared log errors are summed (msle, rmsle).
+    pub log: bool,
+    pub moments: bool,
+}
+
+/// Adds the rows of `rows` to the blocks of `states` (the overall slice's first, then one per
+/// slice spec): per slice, the piece's state is computed in two passes (means, then
+/// deviations from them; a third for the moment sums) and merged into the block.
+pub fn accumulate_piece(
+    rows: &PieceRows,
+    states: &mut [crate::state::SliceStates],
+    scratch: &mut Scratch,
+) {
+    let n = rows.y.len();
+    if n == 0 {
+        return;
+    }
+    // Each row's terms, once for every slice spec.
+    scratch.terms.clear();
+    scratch.terms.extend(
+        rows.y
+            .iter()
+            .zip(rows.p)
+            .map(|(y, p)| row_terms(*y, *p, rows.log)),
+    );
+    let terms = std::mem::take(&mut scratch.terms);
+    for (k, st) in states.iter_mut().enumerate() {
+        // Monomorphized for the overall slice (every row in slice 0) and for unweighted rows,
+        // so that the hot loops carry no per-row branches.
+        if k == 0 {
+            match rows.w {
+                Some(w) => spec_piece(rows, &terms, |_| 0, |j| w[j], st, scratch),
+                None => spec_piece(rows, &terms, |_| 0, |_| 1.0, st, scratch),
+            }
+        } else {
+            let ids = &rows.ids[k - 1];
+            scratch.ids.clear();
+            scratch.ids.extend(rows.at.iter().map(|a| ids[*a as usize]));
+            let spec_ids = std::mem::take(&mut scratch.ids);
+            match rows.w {
+                Some(w) => spec_piece(
+                    rows,
+                    &terms,
+                    |j| spec_ids[j] as usize,
+                    |j| w[j],
+                    st,
+                    scratch,
+                ),
+                None => spec_piece(rows, &terms, |j| spec_ids[j] as usize, |_| 1.0, st, scratch),
+            }
+            scratch.ids = spec_ids;
+        }
+    }
+    scratch.terms = terms;
+}
+
+/// [`accumulate_piece`] for one slice spec: row `j` is in slice `id_of(j)` with weight
+/// `wt(j)`.
+#[inline(always)]
+fn spec_piece(
+    rows: &PieceRows,
+    terms: &[RowTerms],
+    id_of: impl Fn(usize) -> usize,
+    wt: impl Fn(usize) -> f64,
+    st: &mut crate::state::SliceStates,
+    scratch: &mut Scratch,
+) {
+    let blen = block_len(rows.moments);
+    let slots = rows.slots;
+    let n_ids = st.fam.len() / blen;
+    let Scratch {
+        first,
+        second,
+        third,
+        reps,
+        ..
+    } = scratch;
+    first.clear();
+    first.resize(n_ids * 5, 0.0);
+    for (j, t) in terms.iter().enumerate() {
+        let (y, p, w, id) = (rows.y[j], rows.p[j], wt(j), id_of(j));
+        let f = &mut first[id * 5..id * 5 + 5];
+        f[0] += 1.0;
+        f[1] += w;
+        f[2] += w * y;
+        f[3] += w * p;
+        f[4] += w * t.e;
+    }
+    // The first pass's means (0 for a slice without weight: its deviations are then the
+    // values themselves, and its co-moments are never read).
+    for f in first.chunks_exact_mut(5) {
+        if f[1] > 0.0 {
+            f[2] /= f[1];
+            f[3] /= f[1];
+            f[4] /= f[1];
+        }
+    }
+    second.clear();
+    second.resize(n_ids * PASS2, 0.0);
+    if slots > 0 {
+        reps.clear();
+        reps.resize(n_ids * PASS2_REPS * slots, 0.0);
+    }
+    for (j, t) in terms.iter().enumerate() {
+        let (y, p, w, id) = (rows.y[j], rows.p[j], wt(j), id_of(j));
+        let f = &first[id * 5..id * 5 + 5];
+        let (a, b, c) = (y - f[2], p - f[3], t.e - f[4]);
+        let vals = [
+            a,
+            b,
+            c,
+            a * a,
+            b * b,
+            c * c,
+            a * b,
+            t.abs_e,
+            t.e * t.e,
+            t.ape,
+            t.sape,
+            t.abs_y,
+            t.sq_log,
+        ];
+        let s = &mut second[id * PASS2..(id + 1) * PASS2];
+        s[0] += 1.0;
+        s[1] += w;
+        for (acc, v) in s[2..15].iter_mut().zip(vals) {
+            *acc += w * v;
+        }
+        // (Weights are positive: every accepted row counts for the largest error.)
+        s[15] = s[15].max(t.abs_e);
+        if slots > 0 {
+            let kw = &rows.kw[j * slots..(j + 1) * slots];
+            let block = &mut reps[id * PASS2_REPS * slots..(id + 1) * PASS2_REPS * slots];
+            add_rep_row(block, slots, kw, &vals, t.abs_e);
+        }
+    }
+    // The piece's state of each slice, then (analytic intervals) a third pass for the
+    // moment sums about the piece's means.
+    let pieces = second; // reused in place: PASS2 == FIELDS
+    for (id, f) in first.chunks_exact(5).enumerate() {
+        let s = &mut pieces[id * PASS2..(id + 1) * PASS2];
+        if s[0] > 0.0 {
+            let st = chan_form(s[0], s[1], &s[2..15], s[15], f);
+            s.copy_from_slice(&st);
+        }
+    }
+    if rows.moments {
+        third.clear();
+        third.resize(n_ids * MOMENT_FIELDS, 0.0);
+        let centres: Vec<[f64; MEAN_METRICS.len()]> = pieces
+            .chunks_exact(FIELDS)
+            .map(|f| {
+                let st = RegressionState::from_fields(f);
+                std::array::from_fn(|k| st.mean_of_quantity(k))
+            })
+            .collect();
+        for (j, t) in terms.iter().enumerate() {
+            let (id, w) = (id_of(j), wt(j));
+            let m = &mut third[id * MOMENT_FIELDS..(id + 1) * MOMENT_FIELDS];
+            let w2 = w * w;
+            m[0] += w2;
+            for (k, c) in centres[id].iter().enumerate() {
+                let d = quantity(k, t) - c;
+                m[1 + 2 * k] += w2 * d;
+                m[2 + 2 * k] += w2 * d * d;
+            }
+        }
+    }
+    let mut whole = [0.0; FIELDS + MOMENT_FIELDS];
+    let mut conv = vec![0.0; REP_FIELDS * slots];
+    for id in 0..n_ids {
+        let piece = &pieces[id * FIELDS..(id + 1) * FIELDS];
+        if piece[0] == 0.0 {
+            continue;
+        }
+        whole[..FIELDS].copy_from_slice(piece);
+        if rows.moments {
+            whole[FIELDS..].copy_from_slice(&third[id * MOMENT_FIELDS..(id + 1) * MOMENT_FIELDS]);
+        }
+        merge_block(
+            &mut st.fam[id * blen..(id + 1) * blen],
+            &whole[..blen],
+            rows.moments,
+        );
+        if slots > 0 {
+            let f = &first[id * 5..id * 5 + 5];
+            let src = &reps[id * PASS2_REPS * slots..(id + 1) * PASS2_REPS * slots];
+            for sl in 0..slots {
+                let sums: [f64; 13] = std::array::from_fn(|q| src[(1 + q) * slots + sl]);
+                let one = chan_form(0.0, src[sl], &sums, src[14 * slots + sl], f);
+                for (q, v) in one.iter().enumerate() {
+                    conv[q * slots + sl] = *v;
+                }
+            }
+            let dst = &mut st.fam_reps[id * REP_FIELDS * slots..(id + 1) * REP_FIELDS * slots];
+            merge_rep_block(dst, &conv, slots);
+        }
+    }
+}
+
+/// One row's replicate sums: `kw` per slot times each of `vals` (a, b, c, a^2, b^2, c^2, a b,
+/// |e|, e^2, ape, sape, |y|, sq_log), and the slot's largest |e|.
+#[inline]
+fn add_rep_row(block: &mut [f64], slots: usize, kw: &[f64], vals: &[f64; 13], abs_e: f64) {
+    let (w, rest) = block.split_at_mut(slots);
+    for (a, k) in w.iter_mut().zip(kw) {
+        *a += *k;
+    }
+    let (sums, max) = rest.split_at_mut(13 * slots);
+    for (q, v) in vals.iter().enumerate() {
+        for (a, k) in sums[q * slots..(q + 1) * slots].iter_mut().zip(kw) {
+            *a += *k * *v;
+        }
+    }
+    for (m, k) in max.iter_mut().zip(kw) {
+        if *k > 0.0 {
+            *m = m.max(abs_e);
+        }
+    }
+}
+
+/// A [`RegressionState`]'s fields from sums of deviations about the first pass's means `f`
+/// (`f[2..5]`: the means of y, p, e): the corrected two-pass algorithm moves each mean by its
+/// residual sum and takes the residual's square from the co-moment.
+fn chan_form(rows: f64, w: f64, sums: &[f64], max_abs: f64, f: &[f64]) -> [f64; FIELDS] {
+    let [da, db, dc, aa, bb, cc, ab, ae, se, ape, sape, ay, sl] = [
+        sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8], sums[9],
+        sums[10], sums[11], sums[12],
+    ];
+    let st = if w > 0.0 {
+        RegressionState {
+            rows,
+            w,
+            mean_y: f[2] + da / w,
+            mean_p: f[3] + db / w,
+            mean_e: f[4] + dc / w,
+            m2_y: (aa - da * da / w).max(0.0),
+            m2_p: (bb - db * db / w).max(0.0),
+            m2_e: (cc - dc * dc / w).max(0.0),
+            c_yp: ab - da * db / w,
+            abs_err: ae,
+            sq_err: se,
+            ape,
+            sape,
+            abs_y: ay,
+            sq_log_err: sl,
+            max_abs_err: max_abs,
+        }
+    } else {
+        RegressionState {
+            rows,
+            max_abs_err: max_abs,
+            ..Default::default()
+        }
+    };
+    st.to_fields()
+}
+
+/// Why a root metric of 0 has no analytic interval.
+pub const NO_ROOT_INTERVAL: &str =
+    "interval undefined: the delta method of a square root needs a value above 0";
+/// Why a metric has no analytic interval.
+pub const NO_ANALYTIC_REGRESSION: &str = "no analytic interval for this metric: analytic \
+     (normal) intervals cover the mean metrics (mae, mse, rmse, mean_error, mape, smape, msle, \
+     rmsle); use bootstrap=B";
+
+/// The values of `metrics` for one slice's block, and (with `iv`) their intervals; `keep`
+/// receives each metric's replicate values (a comparison's paired differences read them).
+/// `small`: the slice is below `min_slice_size` (every value is null with that note).
+pub fn slice_results(
+    block: &[f64],
+    reps: &[f64],
+    metrics: &[Metric],
+    iv: Option<&crate::bootstrap::IntervalSpec>,
+    small: bool,
+    mut keep: Option<&mut Vec<Vec<f64>>>,
+) -> (Vec<Value>, Option<Vec<crate::bootstrap::Interval>>) {
+    use crate::bootstrap::CiMethod;
+    let st = RegressionState::from_fields(block);
+    let values: Vec<Value> = metrics
+        .iter()
+        .map(|m| {
+            if small {
+                Err(crate::metrics::TOO_SMALL)
+            } else {
+                st.value(*m)
+            }
+        })
+        .collect();
+    let Some(iv) = iv else {
+        return (values, None);
+    };
+    let slots = iv.slots();
+    let mut intervals = Vec::with_capacity(metrics.len());
+    for (m, v) in metrics.iter().zip(&values) {
+        let mut kept = Vec::new();
+        intervals.push(match *v {
+            Err(why) => Err(why),
+            Ok(estimate) if iv.method == CiMethod::Analytic => {
+                analytic(&st, &block[FIELDS..], *m, estimate, iv.level)
+            }
+            Ok(estimate) => {
+                kept = (0..slots)
+                    .map(|s| {
+                        let f: [f64; REP_FIELDS] = std::array::from_fn(|q| reps[q * slots + s]);
+                        RegressionState::from_fields(&f)
+                            .value(*m)
+                            .unwrap_or(f64::NAN)
+                    })
+                    .collect();
+                crate::intervals::from_replicates(iv, estimate, &kept, None)
+            }
+        });
+        if let Some(k) = keep.as_deref_mut() {
+            k.push(kept);
+        }
+    }
+    (values, Some(intervals))
+}
+
+/// The normal (CLT) interval of a mean metric: the standard error of a weighted mean,
+/// `sqrt(n / (n - 1) sum w^2 (x - mean)^2) / sum w`; root metrics by the delta method.
+fn analytic(
+    st: &RegressionState,
+    mo: &[f64],
+    m: Metric,
+    estimate: f64,
+    level: f64,
+) -> crate::bootstrap::Interval {
+    use Metric::*;
+    let (base, root) = match m {
+        Rmse => (Mse, true),
+        Rmsle => (Msle, true),
+        other => (other, false),
+    };
+    let Some(k) = MEAN_METRICS.iter().position(|x| *x == base) else {
+        return Err(NO_ANALYTIC_REGRESSION);
+    };
+    if st.rows < 2.0 || mo.len() < MOMENT_FIELDS {
+        return Err(crate::bootstrap::TOO_FEW_ROWS);
+    }
+    let q2 = mo[2 + 2 * k].max(0.0);
+    let se_mean = (st.rows / (st.rows - 1.0) * q2).sqrt() / st.w;
+    let inf = f64::INFINITY;
+    if root {
+        // d sqrt(x) = dx / (2 sqrt(x)): undefined at 0.
+        if !positive(estimate) {
+            return Err(NO_ROOT_INTERVAL);
+        }
+        return crate::bootstrap::normal(estimate, se_mean / (2.0 * estimate), level, 0.0, inf);
+    }
+    let (lo, hi) = match base {
+        MeanError => (-inf, inf),
+        Smape => (0.0, 2.0),
+        _ => (0.0, inf),
+    };
+    crate::bootstrap::normal(estimate, se_mean, level, lo, hi)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +1060,82 @@ mod tests {
         let st = RegressionState::from_rows(&[0.0, 3.0], &[1.0, 1.0], None);
         let msle = ((2f64.ln() - 0.0).powi(2) + (2f64.ln() - 4f64.ln()).powi(2)) / 2.0;
         assert!(close(st.msle().unwrap(), msle, 1e-15));
+    }
+
+    /// A block with moment fields, computed directly from the rows (about their own means).
+    fn block_of(y: &[f64], p: &[f64], w: &[f64]) -> Vec<f64> {
+        let st = RegressionState::from_rows(y, p, Some(w));
+        let mut b = st.to_fields().to_vec();
+        let mut m = [0.0; MOMENT_FIELDS];
+        for i in 0..y.len() {
+            let t = row_terms(y[i], p[i], true);
+            m[0] += w[i] * w[i];
+            for k in 0..MEAN_METRICS.len() {
+                let d = quantity(k, &t) - st.mean_of_quantity(k);
+                m[1 + 2 * k] += w[i] * w[i] * d;
+                m[2 + 2 * k] += w[i] * w[i] * d * d;
+            }
+        }
+        b.extend_from_slice(&m);
+        b
+    }
+
+    #[test]
+    fn moment_blocks_merge_like_one_block() {
+        for seed in 0..10u64 {
+            let n = 50 + seed as usize * 31;
+            let (y, p, w) = data(n, seed, 1e6, 3.0);
+            let (y, p): (Vec<f64>, Vec<f64>) = (
+                y.iter().map(|v| v.abs()).collect(),
+                p.iter().map(|v| v.abs()).collect(),
+            );
+            let whole = block_of(&y, &p, &w);
+            let mut merged = vec![0.0; FIELDS + MOMENT_FIELDS];
+            for c in (0..n).step_by(17 + seed as usize) {
+                let e = (c + 17 + seed as usize).min(n);
+                merge_block(&mut merged, &block_of(&y[c..e], &p[c..e], &w[c..e]), true);
+            }
+            for (k, (a, b)) in merged.iter().zip(&whole).enumerate() {
+                // Q1 about the mean is 0 up to rounding of the other sums.
+                let scale = if k > FIELDS && (k - FIELDS) % 2 == 1 {
+                    whole[FIELDS + 1 + (k - FIELDS)].abs().sqrt() * whole[FIELDS].sqrt()
+                } else {
+                    b.abs()
+                };
+                assert!(
+                    (a - b).abs() <= 1e-9 * scale.max(1e-300),
+                    "seed {seed} field {k}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn replicate_blocks_merge_slot_by_slot() {
+        let slots = 3;
+        let (y, p, w) = data(40, 9, 2.0, 1.0);
+        let (a, b) = (
+            RegressionState::from_rows(&y[..25], &p[..25], Some(&w[..25])),
+            RegressionState::from_rows(&y[25..], &p[25..], Some(&w[25..])),
+        );
+        let mut want = a;
+        want.merge(&b);
+        let lay = |st: &RegressionState, slot: usize, out: &mut Vec<f64>| {
+            for (f, v) in st.to_fields().iter().enumerate() {
+                out[f * slots + slot] = *v;
+            }
+        };
+        let (mut ra, mut rb) = (vec![0.0; REP_FIELDS * slots], vec![0.0; REP_FIELDS * slots]);
+        lay(&a, 1, &mut ra);
+        lay(&b, 1, &mut rb);
+        lay(&b, 2, &mut rb); // slot 2: rows of b only
+        merge_rep_block(&mut ra, &rb, slots);
+        let got = |slot: usize| {
+            let f: Vec<f64> = (0..REP_FIELDS).map(|q| ra[q * slots + slot]).collect();
+            RegressionState::from_fields(&f)
+        };
+        assert_eq!(got(0), RegressionState::default());
+        assert!(close(got(1).r2().unwrap(), want.r2().unwrap(), 1e-13));
+        assert_eq!(got(2), b);
     }
 }

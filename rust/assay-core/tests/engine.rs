@@ -14,6 +14,7 @@ use common::table;
 
 fn spec(weighted: bool, threads: usize) -> EvalSpec {
     EvalSpec {
+        family: assay_core::metrics::Family::Binary,
         label: "y".into(),
         score: "p".into(),
         weight: weighted.then(|| "w".to_string()),

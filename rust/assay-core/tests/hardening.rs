@@ -35,6 +35,7 @@ fn batch(n: usize) -> RecordBatch {
 
 fn spec() -> EvalSpec {
     EvalSpec {
+        family: assay_core::metrics::Family::Binary,
         label: "y".into(),
         score: "p".into(),
         weight: None,

@@ -11,6 +11,7 @@ use common::{lcg, table};
 
 fn spec(bootstrap: bool) -> EvalSpec {
     EvalSpec {
+        family: assay_core::metrics::Family::Binary,
         label: "y".into(),
         score: "p".into(),
         weight: Some("w".into()),

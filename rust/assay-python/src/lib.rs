@@ -175,15 +175,16 @@ struct Job(
     Option<(usize, String)>,                           // calibration
     Option<f64>,                                       // reliability
     Option<Vec<Option<String>>>,                       // slice_only
+    String,                                            // task
 );
 
 impl Job {
-    /// The job from Python's 15-tuple.
+    /// The job from Python's 16-tuple.
     fn extract(t: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Job> {
         use pyo3::types::PyTupleMethods;
-        if t.len() != 15 {
+        if t.len() != 16 {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "a job is a tuple of 15 options, got {}",
+                "a job is a tuple of 16 options, got {}",
                 t.len()
             )));
         }
@@ -204,6 +205,7 @@ impl Job {
             at(12)?.extract()?,
             at(13)?.extract()?,
             at(14)?.extract()?,
+            at(15)?.extract()?,
         ))
     }
 
@@ -225,7 +227,9 @@ impl Job {
             calibration,
             reliability,
             slice_only,
+            task,
         ) = self;
+        let family = assay_core::metrics::Family::parse(&task)?;
         let calibration = match calibration {
             Some((bins, rule)) => CalibSpec {
                 bins,
@@ -270,6 +274,7 @@ impl Job {
             }
         };
         Ok(EvalSpec {
+            family,
             label,
             score,
             weight,
@@ -804,7 +809,7 @@ type MetricValue = (&'static str, Option<f64>, Option<&'static str>);
 
 /// The regression family's metrics of rows `(y, p, w)` cut at `cuts` (row positions) into
 /// states merged left to right: `{name: value or the note of an undefined value}`. For tests
-/// against references until the engine reads the family (issue 14). Each metric comes as
+/// of the state and its formulas alone, against references. Each metric comes as
 /// `(name, value, note)`: a value, or None and the note of why it is undefined.
 #[pyfunction]
 #[pyo3(signature = (y, p, w=None, cuts=Vec::new()))]

@@ -14,6 +14,7 @@ use crate::input::{
     check_batch, check_label_type, check_numeric_type, check_row_id_type, column_index, f64_view,
     u64_values, validity,
 };
+use crate::metrics::Family;
 use crate::reliability::{
     self as rel, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, REP_BIN_FIELDS,
 };
@@ -104,7 +105,12 @@ where
         .as_deref()
         .map(|w| column_index(&schema, w))
         .transpose()?;
-    check_label_type(&spec.label, schema.field(label_idx).data_type())?;
+    match spec.family {
+        Family::Binary => check_label_type(&spec.label, schema.field(label_idx).data_type())?,
+        Family::Regression => {
+            check_numeric_type(&spec.label, "label", schema.field(label_idx).data_type())?
+        }
+    }
     for (c, i) in score_names.iter().zip(&score_idx) {
         check_numeric_type(c, "score", schema.field(*i).data_type())?;
     }
@@ -275,7 +281,9 @@ where
                         } else {
                             Vec::new()
                         };
-                        let r = if lean {
+                        let r = if plan.regression {
+                            update_regression_piece(&plan, &cols, &ids, lo, hi, first, st, scratch)
+                        } else if lean {
                             update_piece::<true>(
                                 &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
                             )
@@ -428,6 +436,7 @@ fn update_piece<const LEAN: bool>(
         scaled_weights: swb,
         scores: sbs,
         aux,
+        ..
     } = scratch;
     sbs.resize_with(cols.scores.len(), Vec::new);
     let labels = f64_view(&cols.label, lo, hi, lb);
@@ -529,28 +538,7 @@ fn update_piece<const LEAN: bool>(
             }
         }
         let w = match (&raw_weights, &weights) {
-            (Some(raw), Some(w)) => {
-                let (_, wnulls) = cols.weight.as_ref().unwrap();
-                let v = raw[j];
-                let name = spec.weight.as_deref().unwrap_or("weight");
-                if wnulls.as_ref().is_some_and(|n| n.is_null(i)) || !(v > 0.0 && v.is_finite()) {
-                    let shown = if wnulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                        "null".to_string()
-                    } else {
-                        format!("{v:?}")
-                    };
-                    return Err(invalid(
-                        name,
-                        format!("weights must be positive and finite; found {shown} at row {row}"),
-                    ));
-                }
-                // Scaled: a weight that overflowed, or underflowed to a subnormal or to 0,
-                // lost its value (unscaled, `w` is `v`, checked above).
-                if cols.weight_scale.exp != 0 && !w[j].is_normal() {
-                    return Err(invalid(name, cols.weight_scale.out_of_range(v, row)));
-                }
-                w[j]
-            }
+            (Some(raw), Some(w)) => valid_weight(spec, cols, raw, w, i, j, row)?,
             _ => 1.0,
         };
         let mut row_key = 0;
@@ -630,6 +618,223 @@ fn update_piece<const LEAN: bool>(
         }
     }
     Ok(dropped)
+}
+
+/// The weight of row `j` of a piece (batch row `i`, global row `row`) as accumulated, after the
+/// checks of the raw weight: positive and finite, and representable at the job's scale.
+#[inline]
+fn valid_weight(
+    spec: &EvalSpec,
+    cols: &RoleColumns,
+    raw: &[f64],
+    w: &[f64],
+    i: usize,
+    j: usize,
+    row: u64,
+) -> Result<f64> {
+    let (_, wnulls) = cols.weight.as_ref().expect("a weight column");
+    let v = raw[j];
+    let name = spec.weight.as_deref().unwrap_or("weight");
+    let null = wnulls.as_ref().is_some_and(|n| n.is_null(i));
+    if null || !(v > 0.0 && v.is_finite()) {
+        let shown = if null {
+            "null".to_string()
+        } else {
+            format!("{v:?}")
+        };
+        return Err(invalid(
+            name,
+            format!("weights must be positive and finite; found {shown} at row {row}"),
+        ));
+    }
+    // Scaled: a weight that overflowed, or underflowed to a subnormal or to 0, lost its value
+    // (unscaled, `w` is `v`, checked above).
+    if cols.weight_scale.exp != 0 && !w[j].is_normal() {
+        return Err(invalid(name, cols.weight_scale.out_of_range(v, row)));
+    }
+    Ok(w[j])
+}
+
+/// The regression family's piece: rows `lo..hi` of the batch are checked (non-finite labels
+/// and predictions per `nan_policy`, weights, the log errors' domain), their replicate weights
+/// drawn, and the accepted rows handed to `regression::accumulate_piece` for every model.
+/// Returns the rows dropped.
+#[allow(clippy::too_many_arguments)]
+fn update_regression_piece(
+    plan: &Plan,
+    cols: &RoleColumns,
+    ids: &[Arc<Vec<u32>>],
+    lo: usize,
+    hi: usize,
+    first_row: u64,
+    state: &mut ChunkState,
+    scratch: &mut Scratch,
+) -> Result<u64> {
+    let spec = plan.spec;
+    let Scratch {
+        labels: lb,
+        weights: wb,
+        scaled_weights: swb,
+        scores: sbs,
+        reg,
+        ..
+    } = scratch;
+    sbs.resize_with(cols.scores.len(), Vec::new);
+    let labels = f64_view(&cols.label, lo, hi, lb);
+    let scores: Vec<&[f64]> = cols
+        .scores
+        .iter()
+        .zip(sbs.iter_mut())
+        .map(|((a, _), buf)| f64_view(a, lo, hi, buf))
+        .collect();
+    let raw_weights = cols.weight.as_ref().map(|(w, _)| f64_view(w, lo, hi, wb));
+    let weights = raw_weights.map(|raw| cols.weight_scale.apply(raw, swb));
+    let drop = spec.nan_policy == NanPolicy::Drop;
+    let slots = plan.shape.slots;
+    let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
+    let RegressionScratch {
+        at,
+        y: ys,
+        p: ps,
+        w: ws,
+        kw,
+        kernel,
+    } = reg;
+    at.clear();
+    ys.clear();
+    ws.clear();
+    kw.clear();
+    ps.resize_with(scores.len(), Vec::new);
+    ps.iter_mut().for_each(Vec::clear);
+    let mut dropped = 0;
+    let non_finite = |v: f64, null: bool| -> Option<String> {
+        if null {
+            Some("null".into())
+        } else if !v.is_finite() {
+            Some(format!("{v:?}"))
+        } else {
+            None
+        }
+    };
+    'rows: for j in 0..hi - lo {
+        let i = lo + j;
+        let row = first_row + j as u64;
+        let y = labels[j];
+        let label_null = cols.label_nulls.as_ref().is_some_and(|n| n.is_null(i));
+        if let Some(what) = non_finite(y, label_null) {
+            if drop {
+                dropped += 1;
+                continue;
+            }
+            return Err(invalid(
+                &spec.label,
+                format!("label is {what} at row {row}; pass nan_policy=\"drop\" to drop such rows"),
+            ));
+        }
+        for (m, (_, nulls)) in cols.scores.iter().enumerate() {
+            let p = scores[m][j];
+            if let Some(what) = non_finite(p, nulls.as_ref().is_some_and(|n| n.is_null(i))) {
+                if drop {
+                    dropped += 1;
+                    continue 'rows;
+                }
+                return Err(invalid(
+                    plan.score_names[m],
+                    format!(
+                        "prediction is {what} at row {row}; pass nan_policy=\"drop\" to drop \
+                         such rows"
+                    ),
+                ));
+            }
+        }
+        if plan.log_errors {
+            let negative = std::iter::once((spec.label.as_str(), y))
+                .chain(
+                    plan.score_names
+                        .iter()
+                        .zip(&scores)
+                        .map(|(n, s)| (*n, s[j])),
+                )
+                .find(|(_, v)| *v < 0.0);
+            if let Some((name, v)) = negative {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "msle and rmsle need labels and predictions >= 0 (a log error of a \
+                         negative value is not a relative error); found {v:?} at row {row}"
+                    ),
+                ));
+            }
+        }
+        let w = match (&raw_weights, &weights) {
+            (Some(raw), Some(w)) => valid_weight(spec, cols, raw, w, i, j, row)?,
+            _ => 1.0,
+        };
+        if let Some(r) = &plan.resampler {
+            let rid = match (&row_ids, &cols.row_id) {
+                (Some(v), Some((_, nulls))) => {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        let name = spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref());
+                        return Err(invalid(
+                            name.unwrap_or("row_id"),
+                            format!("row ids must not be null; found null at row {row}"),
+                        ));
+                    }
+                    v[j]
+                }
+                _ => row,
+            };
+            let start = kw.len();
+            kw.resize(start + slots, 0.0);
+            r.fill(r.row_key(rid), w, 0, &mut kw[start..]);
+        }
+        at.push(i as u32);
+        ys.push(y);
+        ws.push(w);
+        for (m, sc) in scores.iter().enumerate() {
+            ps[m].push(sc[j]);
+        }
+    }
+    let per_model = ids.len() + 1;
+    for (m, p) in ps.iter().enumerate() {
+        let states = &mut state.specs[m * per_model..(m + 1) * per_model];
+        for (k, st) in states.iter_mut().enumerate() {
+            for (a, w) in at.iter().zip(ws.iter()) {
+                let id = if k == 0 {
+                    0
+                } else {
+                    ids[k - 1][*a as usize] as usize
+                };
+                let c = &mut st.counts[id];
+                c.n += 1;
+                c.w += w;
+            }
+        }
+        let rows = crate::regression::PieceRows {
+            y: ys,
+            p,
+            w: raw_weights.is_some().then_some(ws.as_slice()),
+            at,
+            ids,
+            kw,
+            slots,
+            log: plan.log_errors,
+            moments: plan.shape.moments,
+        };
+        crate::regression::accumulate_piece(&rows, states, kernel);
+    }
+    Ok(dropped)
+}
+
+/// The regression piece's buffers (see [`update_regression_piece`]).
+#[derive(Default)]
+pub(super) struct RegressionScratch {
+    at: Vec<u32>,
+    y: Vec<f64>,
+    p: Vec<Vec<f64>>,
+    w: Vec<f64>,
+    kw: Vec<f64>,
+    kernel: crate::regression::Scratch,
 }
 
 /// The plain job's fast path for a piece without nulls: one vectorizable check of every row,
@@ -796,6 +1001,8 @@ pub(super) struct Scratch {
     scores: Vec<Vec<f64>>,
     /// Per-row log losses and logits of the fast path.
     aux: [Vec<f64>; 2],
+    /// The regression family's buffers.
+    reg: RegressionScratch,
 }
 
 /// One row's calibration states in slice `id` of `st`.

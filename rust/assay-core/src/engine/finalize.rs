@@ -293,46 +293,61 @@ fn finalize_parts(
                     let b = bins.expect("bins of a reliability job").to_vec();
                     reliability_rows.push((label.to_string(), edges, b));
                 }
-                let values: Vec<crate::metrics::Value> = spec
-                    .metrics
-                    .iter()
-                    .map(|metric| {
-                        if small {
-                            Err(TOO_SMALL)
-                        } else if metric.is_rank() {
-                            rank_value(*metric, rank_k.expect("rank sums of a rank metric"))
-                        } else if metric.is_calibration() {
-                            calibration_value(*metric, bins, qbins.get(m), k, idu, fits)
-                        } else {
-                            metric.from_counts(c)
-                        }
-                    })
-                    .collect();
                 let mut kept = spec.compare.as_ref().map(|_| Vec::new());
-                let intervals = spec.interval.as_ref().map(|iv| {
-                    slice_intervals(
-                        iv,
+                let (values, intervals) = if plan.regression {
+                    // The regression family's block of this slice (and its replicate slots).
+                    let blen = crate::family::block_len(&fin_shape);
+                    let rlen = crate::family::rep_block_len(&fin_shape);
+                    crate::regression::slice_results(
+                        &st.fam[idu * blen..(idu + 1) * blen],
+                        &st.fam_reps[idu * rlen..(idu + 1) * rlen],
                         &spec.metrics,
-                        c,
-                        &values,
-                        st.moments.get(idu),
-                        rank_k,
-                        &st.reps,
-                        idu,
-                        rep_rank_k,
-                        spec.weight.is_some(),
+                        spec.interval.as_ref(),
+                        small,
                         kept.as_mut(),
-                        &CalibIntervals {
-                            rule: cal.rule,
-                            bins: cal.bins,
-                            reps: plan.shape.calib_reps.then(|| {
-                                let len = cal.bins * REP_BIN_FIELDS * plan.shape.slots;
-                                &st.calib_reps[idu * len..(idu + 1) * len]
-                            }),
-                            fit: fits.fit.as_ref(),
-                        },
                     )
-                });
+                } else {
+                    let values: Vec<crate::metrics::Value> = spec
+                        .metrics
+                        .iter()
+                        .map(|metric| {
+                            if small {
+                                Err(TOO_SMALL)
+                            } else if metric.is_rank() {
+                                rank_value(*metric, rank_k.expect("rank sums of a rank metric"))
+                            } else if metric.is_calibration() {
+                                calibration_value(*metric, bins, qbins.get(m), k, idu, fits)
+                            } else {
+                                metric.from_counts(c)
+                            }
+                        })
+                        .collect();
+                    let intervals = spec.interval.as_ref().map(|iv| {
+                        slice_intervals(
+                            iv,
+                            &spec.metrics,
+                            c,
+                            &values,
+                            st.moments.get(idu),
+                            rank_k,
+                            &st.reps,
+                            idu,
+                            rep_rank_k,
+                            spec.weight.is_some(),
+                            kept.as_mut(),
+                            &CalibIntervals {
+                                rule: cal.rule,
+                                bins: cal.bins,
+                                reps: plan.shape.calib_reps.then(|| {
+                                    let len = cal.bins * REP_BIN_FIELDS * plan.shape.slots;
+                                    &st.calib_reps[idu * len..(idu + 1) * len]
+                                }),
+                                fit: fits.fit.as_ref(),
+                            },
+                        )
+                    });
+                    (values, intervals)
+                };
                 if let Some(k) = kept {
                     replicates.push(k);
                 }

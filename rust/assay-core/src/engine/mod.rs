@@ -22,7 +22,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 
 use crate::bootstrap::IntervalSpec;
 use crate::error::{AssayError, Result};
-use crate::metrics::Metric;
+use crate::metrics::{Family, Metric};
 use crate::reliability::CalibSpec;
 use crate::report::Report;
 use crate::slicing::SliceSpec;
@@ -58,6 +58,9 @@ pub enum NanPolicy {
 /// A complete evaluation job.
 #[derive(Clone, Debug)]
 pub struct EvalSpec {
+    /// The task family: binary classification (`score` holds scores, `label` 0/1) or
+    /// regression (`score` holds the predictions, `label` numeric targets).
+    pub family: Family,
     pub label: String,
     pub score: String,
     pub weight: Option<String>,
@@ -110,6 +113,23 @@ impl EvalSpec {
             return Err(AssayError::InvalidArgument(
                 "metrics must name at least one metric".into(),
             ));
+        }
+        let foreign: Vec<String> = self
+            .metrics
+            .iter()
+            .filter(|m| m.family() != self.family)
+            .map(Metric::name)
+            .collect();
+        if !foreign.is_empty() {
+            let family = self.family.name();
+            let what = match foreign.as_slice() {
+                [one] => format!("{one} is not a {family} metric"),
+                many => format!("{} are not {family} metrics", many.join(", ")),
+            };
+            return Err(AssayError::InvalidArgument(format!(
+                "{what}; task=\"{family}\" computes {}",
+                crate::metrics::metrics_of(self.family).join(", ")
+            )));
         }
         if let AucMode::Binned(b) = self.auc {
             if !(2..=1 << 20).contains(&b) {

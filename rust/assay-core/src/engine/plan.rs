@@ -3,7 +3,7 @@
 
 use crate::bootstrap::{CiMethod, IntervalSpec, Resampler};
 use crate::error::{AssayError, Result};
-use crate::metrics::{Metric, RankSums};
+use crate::metrics::{Family, Metric, RankSums};
 use crate::reliability::{
     self as rel, BinRule, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS,
     REP_BIN_FIELDS,
@@ -50,6 +50,10 @@ pub struct Plan<'a> {
     /// Whether the overall slice's quantile bins (the only rows the job would keep) come from
     /// its histogram and a second read of the in-memory batches instead of kept rows.
     pub replay: bool,
+    /// The regression family: its row kernel and blocks replace the binary ones.
+    pub regression: bool,
+    /// Whether the squared log errors are summed (regression's msle, rmsle).
+    pub log_errors: bool,
 }
 
 impl<'a> Plan<'a> {
@@ -82,6 +86,7 @@ impl<'a> Plan<'a> {
             },
             weighted: spec.weight.is_some(),
             shape: StateShape {
+                family: Family::Binary,
                 hist_bins: match spec.auc {
                     AucMode::Binned(b) if wants_rank => b,
                     _ => 0,
@@ -127,7 +132,31 @@ impl<'a> Plan<'a> {
             calib_shape: StateShape::default(),
             prob_counts: false,
             replay: false,
+            regression: false,
+            log_errors: false,
         };
+        if spec.family == Family::Regression {
+            // Regression metrics are none of the binary kinds: only the family's blocks, and
+            // the moments of analytic intervals (BCa reads the jackknife slots).
+            plan.regression = true;
+            plan.log_errors = spec
+                .metrics
+                .iter()
+                .any(|m| matches!(m, Metric::Msle | Metric::Rmsle));
+            plan.additive_reps = false;
+            plan.rep_losses = false;
+            plan.shape = StateShape {
+                family: Family::Regression,
+                slots,
+                moments: spec
+                    .interval
+                    .as_ref()
+                    .is_some_and(|iv| iv.method == CiMethod::Analytic),
+                ..StateShape::default()
+            };
+            plan.calib_shape = plan.shape;
+            return plan;
+        }
         plan.calib_shape = plan.shape;
         // A job that sorts its rows for exact rank metrics reads its calibration states off that
         // order (sequential walks instead of scattered updates of dense per-slice grids). Not with
@@ -202,7 +231,9 @@ pub fn check_replicate_rank_size(n_ids: &[usize], slots: usize, models: usize) -
 pub fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
     let ids: usize = n_ids.iter().sum();
     let sh = plan.shape;
-    let per_id = std::mem::size_of::<crate::state::BinaryCounts>()
+    let family = 8 * (crate::family::block_len(&sh) + crate::family::rep_block_len(&sh));
+    let per_id = family
+        + std::mem::size_of::<crate::state::BinaryCounts>()
         + 8 * (REP_ROWS * sh.slots + 2 * sh.hist_bins)
         + 8 * sh.calib_bins * (BIN_FIELDS + REP_BIN_FIELDS * sh.slots * sh.calib_reps as usize)
         + 8 * sh.grid as usize * (GRID_CELLS + 1) * GRID_FIELDS

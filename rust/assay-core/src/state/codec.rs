@@ -15,6 +15,7 @@
 
 use super::ProbHist;
 use crate::error::{AssayError, Result};
+use crate::metrics::Family;
 use crate::sketch::RunSketch;
 use crate::slicing::{FeatureValues, Slicer, SlicerKeys};
 
@@ -22,7 +23,7 @@ use super::partial::PartialState;
 use super::{BinaryCounts, ChunkState, Moments, RankRows, SliceStates, StateShape, WeightScale};
 
 /// The version this build writes (and the newest it reads).
-pub const STATE_FORMAT_VERSION: u32 = 2;
+pub const STATE_FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"ASSAYPS\0";
 const HEADER: usize = 32;
 
@@ -276,6 +277,10 @@ fn write_shape(w: &mut Writer, s: &StateShape) {
     for f in [s.moments, s.calib_reps, s.grid, s.logit] {
         w.u8(f as u8);
     }
+    w.u8(match s.family {
+        Family::Binary => 0,
+        Family::Regression => 1,
+    });
 }
 
 fn read_shape(r: &mut Reader) -> Result<StateShape> {
@@ -288,6 +293,11 @@ fn read_shape(r: &mut Reader) -> Result<StateShape> {
         calib_reps: r.flag()?,
         grid: r.flag()?,
         logit: r.flag()?,
+        family: match r.u8()? {
+            0 => Family::Binary,
+            1 => Family::Regression,
+            _ => return Err(bad("unknown task family")),
+        },
     })
 }
 
@@ -411,12 +421,21 @@ fn write_slice_states(w: &mut Writer, s: &SliceStates) {
         w.f64(m.log_loss2);
         w.f64(m.brier2);
     }
-    for v in [&s.hist, &s.reps, &s.calib, &s.calib_reps, &s.grid, &s.logit] {
+    for v in [
+        &s.hist,
+        &s.reps,
+        &s.calib,
+        &s.calib_reps,
+        &s.grid,
+        &s.logit,
+        &s.fam,
+        &s.fam_reps,
+    ] {
         w.f64s(v);
     }
 }
 
-fn read_slice_states(r: &mut Reader) -> Result<SliceStates> {
+fn read_slice_states(r: &mut Reader, family: Family) -> Result<SliceStates> {
     let n = r.len(64)?;
     let mut counts = Vec::with_capacity(n);
     for _ in 0..n {
@@ -451,6 +470,9 @@ fn read_slice_states(r: &mut Reader) -> Result<SliceStates> {
         calib_reps: r.f64s()?,
         grid: r.f64s()?,
         logit: r.f64s()?,
+        fam: r.f64s()?,
+        fam_reps: r.f64s()?,
+        family,
     })
 }
 
@@ -582,7 +604,7 @@ impl PartialState {
         if version < STATE_FORMAT_VERSION {
             return Err(AssayError::StateFormat(format!(
                 "this partial state has format version {version}, written by an earlier \
-                 development build of assay that kept unsorted rows; this version reads format \
+                 development build of assay (before task families); this version reads format \
                  {STATE_FORMAT_VERSION}: accumulate the shard again"
             )));
         }
@@ -637,7 +659,7 @@ impl PartialState {
         let n = r.len(8)?;
         let mut specs = Vec::with_capacity(n);
         for _ in 0..n {
-            specs.push(read_slice_states(&mut r)?);
+            specs.push(read_slice_states(&mut r, shape.family)?);
         }
         let n = r.len(40)?;
         let mut rank = Vec::with_capacity(n);

@@ -305,6 +305,9 @@ pub const REP_BRIER: usize = 5;
 /// What a job accumulates besides the counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StateShape {
+    /// The task family: which blocks hold the slice's metrics (binary: the confusion counts,
+    /// replicate rows and the rest below; regression: `SliceStates::fam`).
+    pub family: crate::metrics::Family,
     /// Score-histogram bins per slice (binned rank metrics), 0 for none.
     pub hist_bins: usize,
     /// Replicate slots (bootstrap replicates and jackknife groups), 0 for none.
@@ -338,12 +341,34 @@ pub struct SliceStates {
     pub grid: Vec<f64>,
     /// Logit grids: `[(id * LOGIT_CELLS + cell) * LOGIT_FIELDS + field]`.
     pub logit: Vec<f64>,
+    /// The block of a task family other than binary: `[id * len + field]` with
+    /// `len = family::block_len(shape)`, merged by the family's rule (`family::merge_block`).
+    /// `counts` still carries each slice's rows and weight sum.
+    pub fam: Vec<f64>,
+    /// Its replicate blocks: `[(id * fields + field) * slots + slot]`.
+    pub fam_reps: Vec<f64>,
+    /// The family whose blocks these are.
+    pub family: crate::metrics::Family,
 }
 
 impl SliceStates {
     pub fn resize(&mut self, n_ids: usize, shape: StateShape) {
         if self.counts.len() < n_ids {
             self.counts.resize(n_ids, BinaryCounts::default());
+        }
+        self.family = shape.family;
+        if shape.family != crate::metrics::Family::Binary {
+            let grow = |v: &mut Vec<f64>, len: usize| {
+                if v.len() < len {
+                    v.resize(len, 0.0);
+                }
+            };
+            grow(&mut self.fam, n_ids * crate::family::block_len(&shape));
+            grow(
+                &mut self.fam_reps,
+                n_ids * crate::family::rep_block_len(&shape),
+            );
+            return;
         }
         let hist = n_ids * shape.hist_bins * 2;
         if self.hist.len() < hist {
@@ -381,6 +406,10 @@ impl SliceStates {
         for (a, b) in self.counts.iter_mut().zip(&o.counts) {
             a.merge(b);
         }
+        if o.family != crate::metrics::Family::Binary {
+            self.merge_family(o, None);
+            return;
+        }
         add_vec(&mut self.hist, &o.hist);
         add_vec(&mut self.reps, &o.reps);
         if self.moments.len() < o.moments.len() {
@@ -393,6 +422,47 @@ impl SliceStates {
         add_vec(&mut self.calib_reps, &o.calib_reps);
         add_vec(&mut self.grid, &o.grid);
         add_vec(&mut self.logit, &o.logit);
+    }
+}
+
+impl SliceStates {
+    /// Merges the task family blocks of `o` into this one's: slice `j` of `o` into slice
+    /// `map[j]` (`j` itself without a map), by the family's rule. `counts` (which says which
+    /// slices have rows) are merged by the caller.
+    pub fn merge_family(&mut self, o: &Self, map: Option<&[u32]>) {
+        use crate::family::{merge_block, merge_rep_block};
+        if o.family == crate::metrics::Family::Binary || o.counts.is_empty() {
+            return;
+        }
+        self.family = o.family;
+        let n_ids = self.counts.len();
+        let blen = o.fam.len() / o.counts.len();
+        let rlen = o.fam_reps.len() / o.counts.len();
+        for (v, len) in [(&mut self.fam, blen), (&mut self.fam_reps, rlen)] {
+            if v.len() < n_ids * len {
+                v.resize(n_ids * len, 0.0);
+            }
+        }
+        let slots = rlen / crate::family::rep_fields(o.family).max(1);
+        for (j, c) in o.counts.iter().enumerate() {
+            if c.n == 0 {
+                continue;
+            }
+            let t = map.map_or(j, |m| m[j] as usize);
+            merge_block(
+                o.family,
+                &mut self.fam[t * blen..(t + 1) * blen],
+                &o.fam[j * blen..(j + 1) * blen],
+            );
+            if rlen > 0 {
+                merge_rep_block(
+                    o.family,
+                    &mut self.fam_reps[t * rlen..(t + 1) * rlen],
+                    &o.fam_reps[j * rlen..(j + 1) * rlen],
+                    slots,
+                );
+            }
+        }
     }
 }
 
@@ -437,6 +507,8 @@ impl ChunkState {
                 &mut s.calib_reps,
                 &mut s.grid,
                 &mut s.logit,
+                &mut s.fam,
+                &mut s.fam_reps,
             ] {
                 v.fill(0.0);
             }

@@ -90,12 +90,24 @@ impl PartialState {
         use super::{
             BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, REP_BIN_FIELDS,
         };
-        let per_id = |st: &SliceStates| -> [(usize, usize, &str); 8] {
+        let binary = sh.family == crate::metrics::Family::Binary;
+        let binary_slots = if binary { sh.slots } else { 0 };
+        let per_id = |st: &SliceStates| -> [(usize, usize, &str); 10] {
             [
                 (st.counts.len(), 1, "counts"),
                 (st.hist.len(), 2 * sh.hist_bins, "histogram"),
-                (st.reps.len(), super::REP_ROWS * sh.slots, "replicates"),
-                (st.moments.len(), sh.moments as usize, "moments"),
+                (st.reps.len(), super::REP_ROWS * binary_slots, "replicates"),
+                (
+                    st.fam.len(),
+                    crate::family::block_len(&sh),
+                    "task family block",
+                ),
+                (
+                    st.fam_reps.len(),
+                    crate::family::rep_block_len(&sh),
+                    "task family replicates",
+                ),
+                (st.moments.len(), (sh.moments && binary) as usize, "moments"),
                 (
                     st.calib.len(),
                     sh.calib_bins * BIN_FIELDS,
@@ -377,6 +389,7 @@ impl SliceStates {
         for (j, c) in o.counts.iter().enumerate() {
             self.counts[map[j] as usize].merge(c);
         }
+        self.merge_family(o, Some(map));
         for (j, m) in o.moments.iter().enumerate() {
             self.moments[map[j] as usize].merge(m);
         }

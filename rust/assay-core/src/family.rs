@@ -1,0 +1,50 @@
+//! The seam between the engine and its task families.
+//!
+//! Binary classification owns the engine's historical blocks (confusion counts, replicate rows,
+//! histograms, calibration grids, kept rows). Every other family keeps, per slice, one block of
+//! `f64` fields (`state::SliceStates::fam`) and one per replicate slot (`fam_reps`), and
+//! declares here how long they are and how two of them merge. The pass hands a family the
+//! accepted rows of a piece (`engine::accumulate`), and the finalization asks it for a slice's
+//! values and intervals (`engine::finalize`); partial states, the codec, merging across shards,
+//! the bootstrap, comparisons and the report stay generic. See docs/families.md.
+
+use crate::metrics::Family;
+use crate::regression;
+use crate::state::StateShape;
+
+/// Fields of one slice's block in a job of `shape` (0 for binary).
+pub fn block_len(shape: &StateShape) -> usize {
+    match shape.family {
+        Family::Binary => 0,
+        Family::Regression => regression::block_len(shape.moments),
+    }
+}
+
+/// Fields of one replicate slot of a slice (0 for binary).
+pub fn rep_fields(family: Family) -> usize {
+    match family {
+        Family::Binary => 0,
+        Family::Regression => regression::REP_FIELDS,
+    }
+}
+
+/// Fields of one slice's replicate block (all its slots) in a job of `shape` (0 for binary).
+pub fn rep_block_len(shape: &StateShape) -> usize {
+    rep_fields(shape.family) * shape.slots
+}
+
+/// Merges slice block `b` into `a` (`b`'s rows after `a`'s in the canonical order).
+pub fn merge_block(family: Family, a: &mut [f64], b: &[f64]) {
+    match family {
+        Family::Binary => {}
+        Family::Regression => regression::merge_block(a, b, a.len() > regression::FIELDS),
+    }
+}
+
+/// Merges one slice's replicate block `b` (all `slots`) into `a`.
+pub fn merge_rep_block(family: Family, a: &mut [f64], b: &[f64], slots: usize) {
+    match family {
+        Family::Binary => {}
+        Family::Regression => regression::merge_rep_block(a, b, slots),
+    }
+}

@@ -1,0 +1,403 @@
+"""``task="regression"`` through the engine: every metric per slice against scikit-learn and
+scipy (hypothesis: ties, weights, constant labels, one-row slices, labels around 1e9), the
+determinism contract (threads, batches, shards and merge orders), intervals, comparisons and
+the typed errors of bad input."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import warnings
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+import scipy.stats
+import sklearn.metrics as skm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import assay
+from assay.errors import AssayError, InvalidArgumentError, InvalidInputError
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+CONSTANT = "undefined: the labels are constant in the slice"
+
+
+def in_batches(t: pa.Table, size: int) -> pa.RecordBatchReader:
+    return pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=size))
+
+
+def close(a: float, b: float, rtol: float = 1e-9) -> bool:
+    return abs(a - b) <= rtol * max(1.0, abs(b))
+
+
+def reference(y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> dict[str, float | None]:
+    """Every default metric of one slice, by scikit-learn, scipy or the textbook formula (None
+    where assay reports an undefined value)."""
+    kw = {"sample_weight": w}
+    e = p - y
+    ww = np.ones_like(y) if w is None else w
+    my = np.average(y, weights=ww)
+    mp = np.average(p, weights=ww)
+    vy = np.average((y - my) ** 2, weights=ww)
+    vp = np.average((p - mp) ** 2, weights=ww)
+    cov = np.average((y - my) * (p - mp), weights=ww)
+    d = np.abs(y) + np.abs(p)
+    out: dict[str, float | None] = {
+        "mae": skm.mean_absolute_error(y, p, **kw),
+        "mse": skm.mean_squared_error(y, p, **kw),
+        "rmse": math.sqrt(skm.mean_squared_error(y, p, **kw)),
+        "mean_error": float(np.average(e, weights=ww)),
+        "max_error": float(np.max(np.abs(e))),
+        "mape": skm.mean_absolute_percentage_error(y, p, **kw),
+        "smape": float(np.average(np.where(d > 0, 2 * np.abs(e) / np.where(d > 0, d, 1), 0),
+                                  weights=ww)),
+        "wmape": (float(np.sum(ww * np.abs(e)) / np.sum(ww * np.abs(y)))
+                  if np.sum(ww * np.abs(y)) > 0 else None),
+    }
+    constant = bool(np.all(y == y[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["r2"] = None if constant else skm.r2_score(y, p, **kw)
+        out["explained_variance"] = None if constant else skm.explained_variance_score(y, p, **kw)
+        if constant or np.all(p == p[0]):
+            out["pearson"] = None
+        elif w is None:
+            out["pearson"] = float(scipy.stats.pearsonr(y, p)[0])
+        else:
+            out["pearson"] = float(cov / math.sqrt(vy * vp))
+    den = vy + vp + (mp - my) ** 2
+    out["concordance"] = float(2 * cov / den) if den > 0 else None
+    return out
+
+
+def check_slice(row: dict, y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> None:
+    want = reference(y, p, w)
+    assert row["n"] == len(y)
+    for name, v in want.items():
+        got = row[name]
+        if v is None:
+            assert got is None, name
+            continue
+        # Correlations of near-constant data lose digits in any formula.
+        tol = 1e-6 if name in ("r2", "explained_variance", "pearson", "concordance") else 1e-9
+        assert got is not None and close(got, v, tol), (name, got, v)
+
+
+@st.composite
+def tables(draw):
+    n = draw(st.integers(1, 80))
+    grid = draw(st.booleans())  # few distinct values: ties and constant slices
+    values = (st.sampled_from([-2.0, 0.0, 0.5, 1.0, 3.0]) if grid
+              else st.floats(-50, 50, allow_nan=False, width=32))
+    y = np.array(draw(st.lists(values, min_size=n, max_size=n)), dtype=np.float64)
+    p = np.array(draw(st.lists(values, min_size=n, max_size=n)), dtype=np.float64)
+    w = (np.array(draw(st.lists(st.floats(0.01, 5), min_size=n, max_size=n)))
+         if draw(st.booleans()) else None)
+    # Up to 5 slices, some of them one row.
+    g = np.array(draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)))
+    return y, p, w, g
+
+
+@SETTINGS
+@given(case=tables())
+def test_every_metric_of_every_slice_matches_scikit_learn(case):
+    y, p, w, g = case
+    data = {"y": y, "p": p, "g": g.astype(str)}
+    if w is not None:
+        data["w"] = w
+    rep = assay.evaluate(data, task="regression", label="y", prediction="p", slices=["g"],
+                         weight=None if w is None else "w")
+    rows = {r["slice"]: r for r in rep.table.iter_rows(named=True)}
+    check_slice(rows["overall"], y, p, w)
+    for v in np.unique(g):
+        m = g == v
+        check_slice(rows[f"g={v}"], y[m], p[m], None if w is None else w[m])
+    notes = rep.long().filter(pl.col("metric") == "r2")
+    for r in notes.iter_rows(named=True):
+        if r["value"] is None:
+            assert r["note"] == CONSTANT
+
+
+def test_weights_follow_sample_weight_semantics():
+    rng = np.random.default_rng(1)
+    y = rng.normal(0, 1, 500)
+    p = y + rng.normal(0, 0.5, 500)
+    w = rng.integers(1, 4, 500).astype(float)
+    rep = assay.evaluate({"y": y, "p": p, "w": w}, task="regression", label="y",
+                         prediction="p", weight="w")
+    # Integer weights are row repeats.
+    rep2 = assay.evaluate({"y": np.repeat(y, w.astype(int)), "p": np.repeat(p, w.astype(int))},
+                          task="regression", label="y", prediction="p")
+    for m in ("mae", "mse", "r2", "explained_variance", "pearson", "concordance", "mape"):
+        assert close(rep.table[m][0], rep2.table[m][0], 1e-12), m
+    assert rep.table["weight_sum"][0] == w.sum()
+
+
+def test_labels_around_1e9_keep_r2_and_pearson():
+    # E[x^2] - E[x]^2 loses every digit here; the co-moments keep them.
+    rng = np.random.default_rng(2)
+    n = 200_000
+    y = 1e9 + rng.random(n)
+    p = y + 0.3 * (rng.random(n) - 0.4)
+    g = rng.integers(0, 3, n).astype(str)
+    shifted_y, shifted_p = y - 1e9, p - 1e9  # exact: multiples of 2^-23 near 1e9
+    rep = assay.evaluate(in_batches(pa.table({"y": y, "p": p, "g": g}), 7777),
+                         task="regression", label="y", prediction="p", slices=["g"])
+    want = reference(shifted_y, shifted_p, None)
+    for m in ("r2", "explained_variance", "pearson", "concordance"):
+        assert close(rep.table[m][0], want[m], 1e-9), m  # type: ignore[arg-type]
+    naive_var = np.mean(y * y) - np.mean(y) ** 2
+    assert abs(naive_var - np.var(shifted_y)) > 0.1 * np.var(shifted_y)
+
+
+def test_default_metrics_come_from_the_registry():
+    registry = [r for r in assay._native.metric_registry() if r[1] == "regression"]
+    assert assay.REGRESSION_METRICS == tuple(r[0] for r in registry)
+    rep = assay.evaluate({"y": [1.0, 2.0, 4.0], "p": [1.5, 2.0, 3.0]}, task="regression",
+                         label="y", prediction="p")
+    assert rep.metrics == [r[0] for r in registry if r[4]]
+    assert "msle" not in rep.metrics
+    rep = assay.evaluate({"y": [0.0, 2.0, 4.0], "p": [1.0, 2.0, 3.0]}, task="regression",
+                         label="y", prediction="p", metrics=["msle", "rmsle"])
+    want = skm.mean_squared_log_error([0.0, 2.0, 4.0], [1.0, 2.0, 3.0])
+    assert close(rep.table["msle"][0], want, 1e-12)
+    assert close(rep.table["rmsle"][0], math.sqrt(want), 1e-12)
+
+
+def test_min_slice_size_and_one_row_slices():
+    data = {"y": [1.0, 2.0, 3.0, 5.0], "p": [1.0, 2.5, 2.0, 4.0], "g": ["a", "a", "a", "b"]}
+    rep = assay.evaluate(data, task="regression", label="y", prediction="p", slices=["g"],
+                         min_slice_size=2)
+    b = rep.table.filter(pl.col("slice") == "g=b").row(0, named=True)
+    assert b["n"] == 1 and b["mae"] is None
+    rep = assay.evaluate(data, task="regression", label="y", prediction="p", slices=["g"])
+    b = rep.table.filter(pl.col("slice") == "g=b").row(0, named=True)
+    assert b["mae"] == 1.0 and b["r2"] is None and b["max_error"] == 1.0
+
+
+# ---- determinism ----------------------------------------------------------------------------
+
+
+def _data(n: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    y = rng.gamma(2.0, 10.0, n)
+    return pa.table({
+        "y": y, "p": y * rng.lognormal(0, 0.2, n), "q": y + rng.normal(0, 12, n),
+        "w": rng.random(n) + 0.5, "id": np.arange(n, dtype=np.int64),
+        "city": rng.choice(["ber", "lis", "nyc", "sao"], n), "sqft": rng.random(n) * 200,
+    })
+
+
+def _same(a: pl.DataFrame, b: pl.DataFrame, rtol: float = 0.0) -> None:
+    assert a.columns == b.columns and a.height == b.height
+    for c in a.columns:
+        if a[c].dtype == pl.Float64:
+            x, y = a[c].to_numpy(), b[c].to_numpy()
+            both = ~np.isnan(x) & ~np.isnan(y)
+            assert np.array_equal(np.isnan(x), np.isnan(y)), c
+            if rtol == 0.0:
+                assert np.array_equal(x[both], y[both]), c
+            else:
+                np.testing.assert_allclose(x[both], y[both], rtol=rtol, atol=0, err_msg=c)
+        else:
+            assert a[c].to_list() == b[c].to_list(), c
+
+
+@pytest.mark.parametrize("interval", [{}, {"bootstrap": 50}, {"ci_method": "analytic"}])
+def test_bits_do_not_depend_on_threads_and_batches_only_to_rounding(interval):
+    t = _data(150_000)
+    kw = dict(task="regression", label="y", prediction="p", weight="w",
+              slices=["city", assay.bins("sqft", edges=[50, 100, 150])], **interval)
+    one = assay.evaluate(t, n_threads=1, **kw).table
+    _same(one, assay.evaluate(t, n_threads=2, **kw).table)
+    _same(one, assay.evaluate(t, n_threads=4, **kw).table)
+    _same(one, assay.evaluate(in_batches(t, 10_007), **kw).table, 1e-12)
+
+
+@SETTINGS
+@given(cuts=st.lists(st.integers(1, 19_999), max_size=15, unique=True),
+       order=st.randoms(use_true_random=False),
+       interval=st.sampled_from([{}, {"bootstrap": 20, "row_id": "id"},
+                                 {"ci_method": "analytic"},
+                                 {"bootstrap": 40, "ci_method": "bca"}]))
+def test_shards_merged_in_any_order_equal_one_evaluate(cuts, order, interval):
+    t = _data(20_000, seed=3)
+    spec = assay.Spec(label="y", prediction="p", task="regression", weight="w",
+                      slices=["city"], **interval)
+    bounds = [0, *sorted(cuts), t.num_rows]
+    parts = [spec.accumulate(t.slice(a, b - a), row_offset=a)
+             for a, b in zip(bounds, bounds[1:], strict=False)]
+    shuffled = list(parts)
+    order.shuffle(shuffled)
+    merged = assay.merge(shuffled)
+    one = spec.evaluate(t).table
+    _same(merged.finalize().table, one, 1e-12)
+    # The same shards in another order: the same bits; through bytes and pickle too.
+    _same(assay.merge(parts).finalize().table, merged.finalize().table)
+    again = assay.PartialState.from_bytes(merged.to_bytes())
+    _same(again.finalize().table, merged.finalize().table)
+    _same(pickle.loads(pickle.dumps(merged)).finalize().table, merged.finalize().table)
+
+
+def test_regression_and_binary_states_do_not_merge():
+    t = _data(100)
+    reg = assay.Spec(label="y", prediction="p", task="regression").accumulate(t)
+    t2 = t.append_column("b", pa.array(np.arange(100) % 2))
+    binary = assay.Spec(label="b", score="sqft", metrics=["accuracy"], threshold=100)
+    with pytest.raises(assay.StateMismatchError):
+        assay.merge([reg, binary.accumulate(t2)])
+
+
+def test_spec_round_trips_and_repr():
+    spec = assay.Spec(label="price", prediction="pred", task="regression",
+                      slices=["city"], bootstrap=100)
+    assert spec.task == "regression" and spec.prediction == "pred" and spec.score is None
+    assert assay.Spec.from_dict(spec.to_dict()) == spec
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert "prediction='pred'" in repr(spec) and "task='regression'" in repr(spec)
+    binary = assay.Spec(label="y", score="p")
+    assert binary.task == "binary" and binary.prediction is None
+    d = binary.to_dict()
+    del d["task"], d["prediction"]  # a dict written before task families
+    assert assay.Spec.from_dict(d) == binary
+
+
+# ---- intervals and comparisons --------------------------------------------------------------
+
+
+def test_bootstrap_intervals_bracket_the_estimate_and_cover():
+    t = _data(20_000, seed=4)
+    rep = assay.evaluate(t, task="regression", label="y", prediction="p", slices=["city"],
+                         bootstrap=300, seed=1)
+    for m in ("mae", "rmse", "r2", "pearson", "mean_error", "wmape", "max_error"):
+        lo, v, hi = rep.table[f"{m}_lo"], rep.table[m], rep.table[f"{m}_hi"]
+        assert ((lo <= v + 1e-12) & (v <= hi + 1e-12)).all(), m
+        assert (hi > lo).all(), m
+    for method in ("basic", "bca"):
+        r = assay.evaluate(t, task="regression", label="y", prediction="p", bootstrap=200,
+                           ci_method=method)
+        assert r.table["mae_lo"][0] < r.table["mae"][0] < r.table["mae_hi"][0]
+
+
+def test_analytic_intervals_of_the_means_follow_the_weighted_clt():
+    t = _data(5_000, seed=5)
+    y, p, w = (t[c].to_numpy() for c in ("y", "p", "w"))
+    rep = assay.evaluate(t, task="regression", label="y", prediction="p", weight="w",
+                         ci_method="analytic", ci=0.9)
+    z = scipy.stats.norm.ppf(0.95)
+    n = len(y)
+    long = rep.long()
+    for m, x in (("mae", np.abs(p - y)), ("mse", (p - y) ** 2), ("mean_error", p - y)):
+        mean = np.average(x, weights=w)
+        se = math.sqrt(n / (n - 1) * np.sum(w**2 * (x - mean) ** 2)) / w.sum()
+        row = long.filter(pl.col("metric") == m).row(0, named=True)
+        assert close(row["se"], se, 1e-9), m
+        assert close(rep.table[f"{m}_lo"][0], mean - z * se, 1e-9), m
+        assert close(row["hi"], mean + z * se, 1e-9), m
+    r2 = long.filter(pl.col("metric") == "r2").row(0, named=True)
+    assert r2["lo"] is None and "analytic" in r2["note"] and "bootstrap" in r2["note"]
+
+
+def test_compare_two_regressors_uses_each_metrics_direction():
+    t = _data(20_000, seed=6)
+    cmp = assay.compare(t, task="regression", label="y", scores={"good": "p", "bad": "q"},
+                        metrics=["mae", "r2", "mean_error"], bootstrap=200)
+    overall = {r["metric"]: r for r in cmp.table.filter(pl.col("slice") == "overall")
+               .iter_rows(named=True)}
+    assert overall["mae"]["delta"] > 0 and overall["mae"]["verdict"] == "worse"
+    assert overall["r2"]["delta"] < 0 and overall["r2"]["verdict"] == "worse"
+    assert overall["mean_error"]["verdict"] in ("higher", "lower", "no significant difference")
+    spec = assay.Spec(label="y", task="regression", scores={"good": "p", "bad": "q"},
+                      metrics=["mae"], bootstrap=50)
+    assert isinstance(spec.evaluate(t), assay.Comparison)
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+
+def test_non_finite_labels_and_predictions_follow_nan_policy():
+    data = {"y": [1.0, float("nan"), 3.0, 4.0], "p": [1.0, 2.0, float("inf"), 5.0]}
+    with pytest.raises(InvalidInputError, match=r'"y".*label is NaN at row 1.*drop'):
+        assay.evaluate(data, task="regression", label="y", prediction="p")
+    data2 = {"y": [1.0, 2.0, 3.0, 4.0], "p": [1.0, 2.0, float("inf"), 5.0]}
+    with pytest.raises(InvalidInputError, match=r'"p".*prediction is inf at row 2'):
+        assay.evaluate(data2, task="regression", label="y", prediction="p")
+    rep = assay.evaluate(data, task="regression", label="y", prediction="p", nan_policy="drop")
+    assert rep.dropped == 2 and rep.table["n"][0] == 2
+    assert rep.table["mae"][0] == 0.5
+    nulls = pa.table({"y": pa.array([1.0, None]), "p": pa.array([1.0, 2.0])})
+    with pytest.raises(InvalidInputError, match="label is null at row 1"):
+        assay.evaluate(nulls, task="regression", label="y", prediction="p")
+
+
+def test_log_errors_refuse_negative_values_by_column_and_row():
+    data = {"y": [1.0, 2.0, 3.0], "p": [1.0, -0.5, 2.0]}
+    with pytest.raises(InvalidInputError, match=r'"p".*>= 0.*-0.5 at row 1'):
+        assay.evaluate(data, task="regression", label="y", prediction="p", metrics=["msle"])
+    # Without msle the same data is fine.
+    assay.evaluate(data, task="regression", label="y", prediction="p", metrics=["mae"])
+
+
+def test_non_numeric_columns_are_refused():
+    with pytest.raises(AssayError, match='"y"'):
+        assay.evaluate({"y": ["a", "b"], "p": [1.0, 2.0]}, task="regression", label="y",
+                       prediction="p")
+    with pytest.raises(AssayError, match='"p"'):
+        assay.evaluate({"y": [1.0, 2.0], "p": ["a", "b"]}, task="regression", label="y",
+                       prediction="p")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"score": "p"}, "takes prediction="),
+    ({}, "needs prediction="),
+    ({"prediction": "p", "threshold": 0.3}, "threshold only applies to task='binary'"),
+    ({"prediction": "p", "auc": "sketch"}, "auc only applies"),
+    ({"prediction": "p", "calibration_bins": 10}, "calibration_bins only applies"),
+    ({"prediction": "p", "metrics": ["roc_auc"]}, "roc_auc is not a regression metric"),
+    ({"prediction": "p", "metrics": ["mae", "f1"]}, "f1 is not a regression metric"),
+])
+def test_options_that_do_not_fit_the_task_are_refused(kwargs, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        assay.evaluate({"y": [1.0, 2.0], "p": [1.0, 2.0]}, task="regression", label="y",
+                       **kwargs)
+
+
+def test_binary_task_checks_its_own_arguments():
+    with pytest.raises(InvalidArgumentError, match="task must be one of"):
+        assay.evaluate({"y": [1.0]}, task="ranking", label="y", prediction="y")
+    with pytest.raises(InvalidArgumentError, match="prediction= is the column"):
+        assay.evaluate({"y": [1, 0], "p": [0.2, 0.3]}, label="y", prediction="p")
+    with pytest.raises(InvalidArgumentError, match="mae is not a binary metric"):
+        assay.evaluate({"y": [1, 0], "p": [0.2, 0.3]}, label="y", score="p", metrics=["mae"])
+
+
+def test_command_line_evaluates_and_splits_a_regression_job(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from assay.cli import main
+    from assay.demo import make_regression_data
+
+    t = make_regression_data(4_000, seed=3)
+    pq.write_table(t.slice(0, 2_500), tmp_path / "a.parquet")
+    pq.write_table(t.slice(2_500), tmp_path / "b.parquet")
+    common = ["--task", "regression", "--label", "price", "--prediction", "pred",
+              "--slice", "city", "--metrics", "mae,r2"]
+    assert main(["evaluate", str(tmp_path / "a.parquet"), *common, "--save-state",
+                 str(tmp_path / "a.assay")]) == 0
+    assert main(["evaluate", str(tmp_path / "b.parquet"), *common, "--save-state",
+                 str(tmp_path / "b.assay"), "--row-offset", "2500"]) == 0
+    assert main(["finalize", str(tmp_path / "a.assay"), str(tmp_path / "b.assay"),
+                 "-o", str(tmp_path / "r.parquet")]) == 0
+    got = pl.read_parquet(tmp_path / "r.parquet")
+    want = assay.evaluate(t, task="regression", label="price", prediction="pred",
+                          slices=["city"], metrics=["mae", "r2"]).table
+    _same(got.select(want.columns), want, 1e-12)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "a.parquet"), "--label", "price",
+                 "--prediction", "pred"]) == 2
+    assert "--task binary takes --score, not --prediction" in capsys.readouterr().err
