@@ -514,8 +514,6 @@ pub struct Scratch {
     reps: Vec<f64>,
     /// Each row's terms (one piece).
     terms: Vec<RowTerms>,
-    /// Each row's slice in the spec at hand.
-    ids: Vec<u32>,
 }
 
 /// Sums of the second pass, per slice: rows, w, then w times a, b, c, a^2, b^2, c^2, a b, |e|,
@@ -526,16 +524,15 @@ const PASS2: usize = 16;
 /// (weighted by the slot's weight), then the largest |e| of rows in the slot.
 const PASS2_REPS: usize = 15;
 
-/// The rows of one piece that one model's states take: accepted row `j` is `y[j]`, `p[j]`,
-/// weight `w[j]` (1 without weights), in slice `ids[k][at[j]]` of spec `k` (the overall
-/// slice's id is 0), with replicate weights `kw[j * slots..(j + 1) * slots]`.
+/// The rows of one piece that one model's states take: row `j` is `y[j]`, `p[j]`, weight
+/// `w[j]` (1 without weights), in slice `ids[k - 1][j]` of slice spec `k` (spec 0 is the
+/// overall slice), with replicate weights `kw[j * slots..(j + 1) * slots]`.
 pub struct PieceRows<'a> {
     pub y: &'a [f64],
     pub p: &'a [f64],
     pub w: Option<&'a [f64]>,
-    /// Each accepted row's position in the batch (to read its slice ids).
-    pub at: &'a [u32],
-    pub ids: &'a [std::sync::Arc<Vec<u32>>],
+    /// Per slice spec, each row's slice id.
+    pub ids: Vec<&'a [u32]>,
     pub kw: &'a [f64],
     pub slots: usize,
     /// Whether the squared log errors are summed (msle, rmsle).
@@ -544,15 +541,15 @@ pub struct PieceRows<'a> {
 }
 
 /// Adds the rows of `rows` to the blocks of `states` (the overall slice's first, then one per
-/// slice spec): per slice, the piece's state is computed in two passes (means, then
-/// deviations from them; a third for the moment sums) and merged into the block.
+/// slice spec), and their counts and weights to `counts`: per slice, the piece's state is
+/// computed in two passes (means, then deviations from them; a third for the moment sums)
+/// and merged into the block.
 pub fn accumulate_piece(
     rows: &PieceRows,
     states: &mut [crate::state::SliceStates],
     scratch: &mut Scratch,
 ) {
-    let n = rows.y.len();
-    if n == 0 {
+    if rows.y.is_empty() {
         return;
     }
     // Each row's terms, once for every slice spec.
@@ -567,28 +564,17 @@ pub fn accumulate_piece(
     for (k, st) in states.iter_mut().enumerate() {
         // Monomorphized for the overall slice (every row in slice 0) and for unweighted rows,
         // so that the hot loops carry no per-row branches.
-        if k == 0 {
-            match rows.w {
-                Some(w) => spec_piece(rows, &terms, |_| 0, |j| w[j], st, scratch),
-                None => spec_piece(rows, &terms, |_| 0, |_| 1.0, st, scratch),
+        match (k, rows.w) {
+            (0, Some(w)) => spec_piece::<true>(rows, &terms, |_| 0, |j| w[j], st, scratch),
+            (0, None) => spec_piece::<true>(rows, &terms, |_| 0, |_| 1.0, st, scratch),
+            (_, Some(w)) => {
+                let ids = rows.ids[k - 1];
+                spec_piece::<false>(rows, &terms, |j| ids[j] as usize, |j| w[j], st, scratch)
             }
-        } else {
-            let ids = &rows.ids[k - 1];
-            scratch.ids.clear();
-            scratch.ids.extend(rows.at.iter().map(|a| ids[*a as usize]));
-            let spec_ids = std::mem::take(&mut scratch.ids);
-            match rows.w {
-                Some(w) => spec_piece(
-                    rows,
-                    &terms,
-                    |j| spec_ids[j] as usize,
-                    |j| w[j],
-                    st,
-                    scratch,
-                ),
-                None => spec_piece(rows, &terms, |j| spec_ids[j] as usize, |_| 1.0, st, scratch),
+            (_, None) => {
+                let ids = rows.ids[k - 1];
+                spec_piece::<false>(rows, &terms, |j| ids[j] as usize, |_| 1.0, st, scratch)
             }
-            scratch.ids = spec_ids;
         }
     }
     scratch.terms = terms;
@@ -597,7 +583,7 @@ pub fn accumulate_piece(
 /// [`accumulate_piece`] for one slice spec: row `j` is in slice `id_of(j)` with weight
 /// `wt(j)`.
 #[inline(always)]
-fn spec_piece(
+fn spec_piece<const ONE: bool>(
     rows: &PieceRows,
     terms: &[RowTerms],
     id_of: impl Fn(usize) -> usize,
@@ -617,18 +603,32 @@ fn spec_piece(
     } = scratch;
     first.clear();
     first.resize(n_ids * 5, 0.0);
+    // `ONE`: every row is in slice 0 (the overall slice), whose sums stay in registers.
+    let mut one = [0.0f64; 5];
     for (j, t) in terms.iter().enumerate() {
         let (y, p, w, id) = (rows.y[j], rows.p[j], wt(j), id_of(j));
-        let f = &mut first[id * 5..id * 5 + 5];
+        let f: &mut [f64] = if ONE {
+            &mut one
+        } else {
+            &mut first[id * 5..id * 5 + 5]
+        };
         f[0] += 1.0;
         f[1] += w;
         f[2] += w * y;
         f[3] += w * p;
         f[4] += w * t.e;
     }
-    // The first pass's means (0 for a slice without weight: its deviations are then the
-    // values themselves, and its co-moments are never read).
-    for f in first.chunks_exact_mut(5) {
+    if ONE {
+        first[..5].copy_from_slice(&one);
+    }
+    // The slices' rows and weights, then the first pass's means (0 for a slice without
+    // weight: its deviations are then the values themselves, and its co-moments are never
+    // read).
+    for (f, c) in first.chunks_exact_mut(5).zip(st.counts.iter_mut()) {
+        if f[0] > 0.0 {
+            c.n += f[0] as u64;
+            c.w += f[1];
+        }
         if f[1] > 0.0 {
             f[2] /= f[1];
             f[3] /= f[1];
@@ -641,9 +641,15 @@ fn spec_piece(
         reps.clear();
         reps.resize(n_ids * PASS2_REPS * slots, 0.0);
     }
+    let mut one = [0.0f64; PASS2];
+    let centre: [f64; 5] = first[..5].try_into().expect("5 fields");
     for (j, t) in terms.iter().enumerate() {
         let (y, p, w, id) = (rows.y[j], rows.p[j], wt(j), id_of(j));
-        let f = &first[id * 5..id * 5 + 5];
+        let f = if ONE {
+            &centre
+        } else {
+            &first[id * 5..id * 5 + 5]
+        };
         let (a, b, c) = (y - f[2], p - f[3], t.e - f[4]);
         let vals = [
             a,
@@ -660,7 +666,11 @@ fn spec_piece(
             t.abs_y,
             t.sq_log,
         ];
-        let s = &mut second[id * PASS2..(id + 1) * PASS2];
+        let s: &mut [f64] = if ONE {
+            &mut one
+        } else {
+            &mut second[id * PASS2..(id + 1) * PASS2]
+        };
         s[0] += 1.0;
         s[1] += w;
         for (acc, v) in s[2..15].iter_mut().zip(vals) {
@@ -673,6 +683,9 @@ fn spec_piece(
             let block = &mut reps[id * PASS2_REPS * slots..(id + 1) * PASS2_REPS * slots];
             add_rep_row(block, slots, kw, &vals, t.abs_e);
         }
+    }
+    if ONE {
+        second[..PASS2].copy_from_slice(&one);
     }
     // The piece's state of each slice, then (analytic intervals) a third pass for the
     // moment sums about the piece's means.

@@ -693,19 +693,98 @@ fn update_regression_piece(
     let slots = plan.shape.slots;
     let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
     let RegressionScratch {
-        at,
         y: ys,
         p: ps,
         w: ws,
         kw,
+        ids: idb,
         kernel,
     } = reg;
-    at.clear();
+    let n = hi - lo;
+    kw.clear();
+    if slots > 0 {
+        kw.resize(n * slots, 0.0);
+    }
+    let per_model = ids.len() + 1;
+    let run = |y: &[f64],
+               p: &[Vec<f64>],
+               direct: Option<&[&[f64]]>,
+               w: Option<&[f64]>,
+               spec_ids: Vec<&[u32]>,
+               kw: &[f64],
+               state: &mut ChunkState,
+               kernel: &mut crate::regression::Scratch| {
+        for m in 0..scores.len() {
+            let p = match direct {
+                Some(d) => d[m],
+                None => p[m].as_slice(),
+            };
+            let rows = crate::regression::PieceRows {
+                y,
+                p,
+                w,
+                ids: spec_ids.clone(),
+                kw,
+                slots,
+                log: plan.log_errors,
+                moments: plan.shape.moments,
+            };
+            let states = &mut state.specs[m * per_model..(m + 1) * per_model];
+            crate::regression::accumulate_piece(&rows, states, kernel);
+        }
+    };
+    // The common case first: no nulls, no non-finite value, valid weights (vectorizable folds
+    // over the piece); its rows go to the kernel as they are, without copies.
+    let no_nulls = |n: &Option<NullBuffer>| {
+        n.as_ref()
+            .is_none_or(|b| b.slice(lo, hi - lo).null_count() == 0)
+    };
+    let finite = |v: &[f64]| v.iter().fold(true, |a, x| a & x.is_finite());
+    let non_negative = |v: &[f64]| v.iter().fold(true, |a, x| a & (*x >= 0.0));
+    let clean = no_nulls(&cols.label_nulls)
+        && cols.scores.iter().all(|(_, nl)| no_nulls(nl))
+        && cols.row_id.as_ref().is_none_or(|(_, nl)| no_nulls(nl))
+        && finite(labels)
+        && scores.iter().all(|s| finite(s))
+        && (!plan.log_errors || (non_negative(labels) && scores.iter().all(|s| non_negative(s))))
+        && match (&raw_weights, &weights, &cols.weight) {
+            (Some(raw), Some(w), Some((_, nl))) => {
+                no_nulls(nl)
+                    && raw
+                        .iter()
+                        .fold(true, |a, v| a & (*v > 0.0 && v.is_finite()))
+                    && (cols.weight_scale.exp == 0 || w.iter().fold(true, |a, v| a & v.is_normal()))
+            }
+            _ => true,
+        };
+    if clean {
+        if let Some(r) = &plan.resampler {
+            for j in 0..n {
+                let rid = row_ids.as_ref().map_or(first_row + j as u64, |v| v[j]);
+                let w = weights.map_or(1.0, |w| w[j]);
+                r.fill(r.row_key(rid), w, 0, &mut kw[j * slots..(j + 1) * slots]);
+            }
+        }
+        let spec_ids: Vec<&[u32]> = ids.iter().map(|v| &v[lo..hi]).collect();
+        run(
+            labels,
+            ps,
+            Some(&scores),
+            weights,
+            spec_ids,
+            kw,
+            state,
+            kernel,
+        );
+        return Ok(0);
+    }
     ys.clear();
     ws.clear();
-    kw.clear();
     ps.resize_with(scores.len(), Vec::new);
     ps.iter_mut().for_each(Vec::clear);
+    idb.resize_with(ids.len(), Vec::new);
+    idb.iter_mut().for_each(Vec::clear);
+    kw.clear();
     let mut dropped = 0;
     let non_finite = |v: f64, null: bool| -> Option<String> {
         if null {
@@ -716,7 +795,7 @@ fn update_regression_piece(
             None
         }
     };
-    'rows: for j in 0..hi - lo {
+    'rows: for j in 0..n {
         let i = lo + j;
         let row = first_row + j as u64;
         let y = labels[j];
@@ -788,52 +867,30 @@ fn update_regression_piece(
             kw.resize(start + slots, 0.0);
             r.fill(r.row_key(rid), w, 0, &mut kw[start..]);
         }
-        at.push(i as u32);
         ys.push(y);
         ws.push(w);
         for (m, sc) in scores.iter().enumerate() {
             ps[m].push(sc[j]);
         }
-    }
-    let per_model = ids.len() + 1;
-    for (m, p) in ps.iter().enumerate() {
-        let states = &mut state.specs[m * per_model..(m + 1) * per_model];
-        for (k, st) in states.iter_mut().enumerate() {
-            for (a, w) in at.iter().zip(ws.iter()) {
-                let id = if k == 0 {
-                    0
-                } else {
-                    ids[k - 1][*a as usize] as usize
-                };
-                let c = &mut st.counts[id];
-                c.n += 1;
-                c.w += w;
-            }
+        for (b, v) in idb.iter_mut().zip(ids) {
+            b.push(v[i]);
         }
-        let rows = crate::regression::PieceRows {
-            y: ys,
-            p,
-            w: raw_weights.is_some().then_some(ws.as_slice()),
-            at,
-            ids,
-            kw,
-            slots,
-            log: plan.log_errors,
-            moments: plan.shape.moments,
-        };
-        crate::regression::accumulate_piece(&rows, states, kernel);
     }
+    let spec_ids: Vec<&[u32]> = idb.iter().map(|v| v.as_slice()).collect();
+    let w = raw_weights.is_some().then_some(ws.as_slice());
+    run(ys, ps, None, w, spec_ids, kw, state, kernel);
     Ok(dropped)
 }
 
 /// The regression piece's buffers (see [`update_regression_piece`]).
 #[derive(Default)]
 pub(super) struct RegressionScratch {
-    at: Vec<u32>,
     y: Vec<f64>,
     p: Vec<Vec<f64>>,
     w: Vec<f64>,
     kw: Vec<f64>,
+    /// Per slice spec, the accepted rows' slice ids.
+    ids: Vec<Vec<u32>>,
     kernel: crate::regression::Scratch,
 }
 
