@@ -156,7 +156,8 @@ def test_labels_around_1e9_keep_r2_and_pearson():
 
 
 def test_default_metrics_come_from_the_registry():
-    registry = [r for r in assay._native.metric_registry() if r[1] == "regression"]
+    registry = [r for r in assay._native.metric_registry()
+                if r[1] == "regression" and r[0] != "pinball@<q>"]
     assert assay.REGRESSION_METRICS == tuple(r[0] for r in registry)
     rep = assay.evaluate({"y": [1.0, 2.0, 4.0], "p": [1.5, 2.0, 3.0]}, task="regression",
                          label="y", prediction="p")
@@ -228,7 +229,8 @@ def test_bits_do_not_depend_on_threads_and_batches_only_to_rounding(interval):
 def test_shards_merged_in_any_order_equal_one_evaluate(cuts, order, interval):
     t = _data(20_000, seed=3)
     spec = assay.Spec(label="y", prediction="p", task="regression", weight="w",
-                      slices=["city"], **interval)
+                      slices=["city"], metrics=[*assay.REGRESSION_METRICS], power=1.5,
+                      quantiles=[0.1, 0.9], **interval)
     bounds = [0, *sorted(cuts), t.num_rows]
     parts = [spec.accumulate(t.slice(a, b - a), row_offset=a)
              for a, b in zip(bounds, bounds[1:], strict=False)]
@@ -418,3 +420,82 @@ def test_dropped_rows_equal_the_rows_removed_in_any_batches():
     want = assay.evaluate(t.filter(pa.array(~bad)), **kw)
     assert got.dropped == 4
     _same(got.table, want.table, 1e-12)
+
+
+@st.composite
+def positive_tables(draw):
+    n = draw(st.integers(2, 60))
+    values = st.floats(0.125, 100, allow_nan=False, width=32)
+    y = np.array(draw(st.lists(values, min_size=n, max_size=n)), dtype=np.float64)
+    p = np.array(draw(st.lists(values, min_size=n, max_size=n)), dtype=np.float64)
+    w = (np.array(draw(st.lists(st.floats(0.01, 5), min_size=n, max_size=n)))
+         if draw(st.booleans()) else None)
+    g = np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
+    power = draw(st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0, -1.0]))
+    qs = draw(st.lists(st.sampled_from([0.05, 0.25, 0.5, 0.9]), min_size=1, max_size=3,
+                       unique=True))
+    return y, p, w, g, power, qs
+
+
+@SETTINGS
+@given(case=positive_tables())
+def test_deviances_and_pinball_match_scikit_learn(case):
+    y, p, w, g, power, qs = case
+    data = {"y": y, "p": p, "g": g.astype(str)}
+    if w is not None:
+        data["w"] = w
+    rep = assay.evaluate(data, task="regression", label="y", prediction="p", slices=["g"],
+                         weight=None if w is None else "w", power=power, quantiles=qs,
+                         metrics=["poisson_deviance", "gamma_deviance", "tweedie_deviance",
+                                  "d2_tweedie"])
+    rows = {r["slice"]: r for r in rep.table.iter_rows(named=True)}
+    for label, m in [("overall", np.ones(len(y), dtype=bool)),
+                     *((f"g={v}", g == v) for v in np.unique(g))]:
+        row, kw = rows[label], {"sample_weight": None if w is None else w[m]}
+        ys, ps = y[m], p[m]
+        assert close(row["poisson_deviance"], skm.mean_poisson_deviance(ys, ps, **kw))
+        assert close(row["gamma_deviance"], skm.mean_gamma_deviance(ys, ps, **kw))
+        assert close(row["tweedie_deviance"],
+                     skm.mean_tweedie_deviance(ys, ps, power=power, **kw))
+        for q in qs:
+            assert close(row[f"pinball@{q}"], skm.mean_pinball_loss(ys, ps, alpha=q, **kw))
+        if np.all(ys == ys[0]):
+            assert row["d2_tweedie"] is None
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                want = skm.d2_tweedie_score(ys, ps, power=power, **kw)
+            assert close(row["d2_tweedie"], want, 1e-7), (row["d2_tweedie"], want)
+
+
+@pytest.mark.parametrize(("metric", "power", "y", "p", "message"), [
+    ("poisson_deviance", 0.0, [1.0, -1.0], [1.0, 1.0], r'"y".*poisson_deviance \(power 1\) '
+     r"needs labels >= 0; found -1.0 at row 1"),
+    ("poisson_deviance", 0.0, [1.0, 1.0], [1.0, 0.0], r'"p".*needs predictions > 0; found '
+     r"0.0 at row 1"),
+    ("gamma_deviance", 0.0, [0.0, 1.0], [1.0, 1.0], r'"y".*needs labels > 0; found 0.0 at row 0'),
+    ("tweedie_deviance", 1.5, [1.0, 2.0], [-1.0, 1.0], r'"p".*power 1.5.*> 0'),
+    ("d2_tweedie", 3.0, [1.0, 0.0], [1.0, 1.0], r'"y".*d2_tweedie \(power 3\).*> 0'),
+])
+def test_deviances_refuse_values_outside_their_domain(metric, power, y, p, message):
+    with pytest.raises(InvalidInputError, match=message):
+        assay.evaluate({"y": y, "p": p}, task="regression", label="y", prediction="p",
+                       metrics=[metric], power=power)
+
+
+def test_pinball_and_power_arguments_are_checked():
+    data = {"y": [1.0, 2.0], "p": [1.0, 2.5]}
+    with pytest.raises(InvalidArgumentError, match="quantiles"):
+        assay.evaluate(data, task="regression", label="y", prediction="p", quantiles=[1.5])
+    with pytest.raises(InvalidArgumentError, match="strictly between 0 and 1"):
+        assay.evaluate(data, task="regression", label="y", prediction="p",
+                       metrics=["pinball@0"])
+    with pytest.raises(InvalidArgumentError, match="power .* must be <= 0 or >= 1"):
+        assay.evaluate(data, task="regression", label="y", prediction="p", power=0.5)
+    with pytest.raises(InvalidArgumentError, match="quantiles only applies to task='regression'"):
+        assay.evaluate({"y": [0, 1], "p": [0.2, 0.7]}, label="y", score="p", quantiles=[0.5])
+    rep = assay.evaluate(data, task="regression", label="y", prediction="p", metrics=["mae"],
+                         quantiles=[0.5, 0.9])
+    assert rep.metrics == ["mae", "pinball@0.5", "pinball@0.9"]
+    # The median's pinball loss is half the mae.
+    assert rep.table["pinball@0.5"][0] == rep.table["mae"][0] / 2

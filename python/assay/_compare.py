@@ -18,8 +18,10 @@ from ._evaluate import (
     _interval,
     _Job,
     _job,
+    _regression_only,
     _run,
     _task_column,
+    _with_quantiles,
 )
 from ._text import escape, escape_frame
 from .errors import InvalidArgumentError, RegressionDetected
@@ -134,6 +136,8 @@ def compare(
     task: Literal["binary", "regression"] = "binary",
     slices: Sequence[SliceLike] | SliceLike = (),
     metrics: Sequence[str] | None = None,
+    quantiles: Sequence[float] | None = None,
+    power: float = 0.0,
     reference: str | None = None,
     threshold: float = 0.5,
     weight: str | None = None,
@@ -159,7 +163,8 @@ def compare(
     ----------
     scores
         ``{"name": "column", ...}`` (or a list of columns, named by themselves); at least two.
-        With ``task="regression"`` the columns hold predictions.
+        With ``task="regression"`` the columns hold predictions (``quantiles`` and ``power``
+        as in :func:`assay.evaluate`).
     task : {"binary", "regression"}
         The task family, as in :func:`assay.evaluate`; each metric's direction (lower ``mae``
         is better, higher ``r2``) decides the verdicts, and ``mean_error`` (the bias) gets
@@ -201,11 +206,13 @@ def compare(
         _task_column(task, None, None)
     _binary_only(task, threshold=(threshold, 0.5), calibration_bins=(calibration_bins, 15),
                  calibration_strategy=(calibration_strategy, "uniform"))
+    _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0))
     models, interval = _comparison_options(scores, reference, bootstrap, ci, ci_method, seed,
                                            row_id)
     (ref_name, ref_col), others = models[0], models[1:]
     job = _job(
-        label=label, score=ref_col, slices=slices, metrics=metrics, threshold=threshold,
+        label=label, score=ref_col, slices=slices,
+        metrics=_with_quantiles(metrics, quantiles, task), power=power, threshold=threshold,
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
         auc_bins=4096, interval=interval, compare=(ref_name, others),
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,

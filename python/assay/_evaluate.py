@@ -22,9 +22,11 @@ METRICS: tuple[str, ...] = tuple(_native.default_metrics())
 
 _REGISTRY = tuple(_native.metric_registry())
 
-REGRESSION_METRICS: tuple[str, ...] = tuple(r[0] for r in _REGISTRY if r[1] == "regression")
-"""Every metric of ``task="regression"``, in report order (``msle`` and ``rmsle`` are computed
-only when named: they need non-negative labels and predictions)."""
+REGRESSION_METRICS: tuple[str, ...] = tuple(
+    r[0] for r in _REGISTRY if r[1] == "regression" and "<" not in r[0])
+"""Every named metric of ``task="regression"``, in report order; ``pinball@<q>`` (from
+``quantiles=``) comes on top. ``msle``, ``rmsle``, the deviances and ``d2_tweedie`` are computed
+only when named: they have domains (non-negative or positive values)."""
 
 TASKS: tuple[str, ...] = ("binary", "regression")
 """The task families of :func:`evaluate`."""
@@ -60,6 +62,33 @@ def _task_column(task: Any, score: Any, prediction: Any) -> str:
     if not isinstance(column, str):
         raise InvalidArgumentError("label and score must be column names (str)")
     return column
+
+
+def _regression_only(task: str, **given: tuple[Any, Any]) -> None:
+    """Refuses options of regression set for another task."""
+    if task == "regression":
+        return
+    for name, (value, default) in given.items():
+        if value is not default and value != default:
+            raise InvalidArgumentError(
+                f"{name} only applies to task='regression'; task={task!r} has no {name}")
+
+
+def _with_quantiles(metrics: Any, quantiles: Any, task: str) -> Any:
+    """``metrics`` (None: the task's defaults) with ``pinball@<q>`` for each of
+    ``quantiles``."""
+    if quantiles is None:
+        return metrics
+    if isinstance(quantiles, (str, bytes)) or not isinstance(quantiles, Sequence):
+        raise InvalidArgumentError(
+            f"quantiles must be a list of numbers in (0, 1), got {show(quantiles)}")
+    names = list(_metric_list(metrics, task))
+    for q in quantiles:
+        v = float_arg(q, "each of quantiles", None, 0, 1, lo_open=True, hi_open=True)
+        name = _native.metric_name(f"pinball@{v!r}")
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def _binary_only(task: str, **given: tuple[Any, Any]) -> None:
@@ -339,6 +368,8 @@ def evaluate(
     task: Literal["binary", "regression"] = "binary",
     slices: Sequence[SliceLike] | SliceLike = (),
     metrics: Sequence[str] | None = None,
+    quantiles: Sequence[float] | None = None,
+    power: float = 0.0,
     threshold: float = 0.5,
     weight: str | None = None,
     min_slice_size: int = 0,
@@ -374,6 +405,13 @@ def evaluate(
     prediction : str
         Column of a regressor's predictions (``task="regression"``, which takes no
         ``score``).
+    quantiles : list of float, optional
+        ``task="regression"``: add the mean pinball loss at each quantile in (0, 1) as a metric
+        ``pinball@<q>`` (scikit-learn's ``mean_pinball_loss(alpha=q)``), for quantile
+        regressors.
+    power : float
+        ``task="regression"``: the power of ``tweedie_deviance`` and ``d2_tweedie`` (0 squared
+        error, 1 Poisson, 2 Gamma; <= 0 or >= 1, as scikit-learn).
     task : {"binary", "regression"}
         The task family (``assay.TASKS``). ``"regression"`` computes
         ``assay.REGRESSION_METRICS`` (see "Regression metrics" below) from weighted sums and
@@ -485,7 +523,11 @@ def evaluate(
     scikit-learn: a zero label gives a huge term, not an error), ``smape`` mean
     2|e|/(|y| + |p|) (0 where both are 0), ``wmape`` sum w|e| / sum w|y|, ``pearson``,
     ``concordance`` (Lin's CCC), and when named ``msle``/``rmsle`` (labels and predictions
-    must be >= 0). ``r2``, ``explained_variance`` and ``pearson`` are null with a note on a
+    must be >= 0), ``poisson_deviance`` (labels >= 0, predictions > 0), ``gamma_deviance``
+    (both > 0), ``tweedie_deviance`` and ``d2_tweedie`` at ``power`` (scikit-learn's domains
+    and formulas; ``d2_tweedie`` is 1 - deviance / the deviance of the weighted mean label),
+    and ``pinball@<q>``. A value outside a requested metric's domain raises, naming the column
+    and row. ``r2``, ``explained_variance`` and ``pearson`` are null with a note on a
     slice whose labels are constant (scikit-learn returns 1.0 or 0.0 there). Intervals: every
     bootstrap method; ``ci_method="analytic"`` gives normal intervals for the mean metrics
     (``mae``, ``mse``, ``rmse``, ``mean_error``, ``mape``, ``smape``, ``msle``, ``rmsle``) and
@@ -517,8 +559,10 @@ def evaluate(
                  auc_bins=(auc_bins, 4096), auc_max_runs=(auc_max_runs, None),
                  calibration_bins=(calibration_bins, 15),
                  calibration_strategy=(calibration_strategy, "uniform"))
+    _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0))
     job = _job(
-        label=label, score=column, slices=slices, metrics=metrics, threshold=threshold,
+        label=label, score=column, slices=slices, metrics=_with_quantiles(metrics, quantiles, task),
+        threshold=threshold, power=power,
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
         auc_bins=auc_bins, auc_max_runs=auc_max_runs,
         interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,
@@ -547,6 +591,7 @@ class _Job:
     calibration: tuple[int, str] | None
     reliability: float | None = None
     task: str = "binary"
+    power: float = 0.0
 
     def unresolved(self) -> list[Bins]:
         """The data-derived bins (no edges yet), in slice order."""
@@ -572,7 +617,7 @@ class _Job:
             self.min_slice_size, self.nan_policy, self.auc, n_threads, self.interval, compare,
             self.calibration, self.reliability,
             only if any(o is not None for o in only) else None,
-            self.task,
+            self.task, self.power,
         )
 
 
@@ -609,7 +654,7 @@ def _job(
     interval: tuple[int, float, str, int, str | None] | None,
     compare: tuple[str, Sequence[tuple[str, str]]] | None,
     calibration: tuple[int, str] | None = None, reliability: float | None = None,
-    task: str = "binary",
+    task: str = "binary", power: Any = 0.0,
 ) -> _Job:
     """Validates the options shared by every job (``interval`` and ``calibration`` come
     validated by :func:`_interval` and :func:`_calibration`). Reads no data."""
@@ -631,6 +676,7 @@ def _job(
         compare=None if compare is None else (
             compare[0], tuple((n, c) for n, c in compare[1])),
         calibration=calibration, reliability=reliability, task=task,
+        power=float_arg(power, "power", None),
     )
 
 

@@ -41,10 +41,12 @@ from ._evaluate import (
     _Job,
     _job,
     _prepare,
+    _regression_only,
     _report,
     _run,
     _task_column,
     _threads,
+    _with_quantiles,
     bins,
 )
 from ._input import to_source
@@ -61,7 +63,7 @@ _KEYS = (
     "format", "label", "score", "scores", "reference", "slices", "metrics", "threshold",
     "weight", "min_slice_size", "nan_policy", "auc", "auc_bins", "auc_max_runs", "bootstrap",
     "ci", "ci_method", "seed", "row_id", "calibration_bins", "calibration_strategy",
-    "task", "prediction",
+    "task", "prediction", "power",
 )
 
 
@@ -131,6 +133,7 @@ def _job_dict(job: _Job) -> dict[str, Any]:
         "calibration_strategy": job.calibration[1],
         "task": job.task,
         "prediction": prediction,
+        "power": float(job.power),
     }
 
 
@@ -240,6 +243,9 @@ class Spec:
     task : {"binary", "regression"}
         The task family, as in :func:`assay.evaluate`; ``scores=`` of a regression spec name
         prediction columns.
+    quantiles, power
+        As in :func:`assay.evaluate` (regression): ``quantiles`` become ``pinball@<q>``
+        metrics.
     scores : dict of str to str, optional
         ``{"name": "column", ...}`` (or a list of columns, named by themselves), at least two:
         a comparison spec with the rules of :func:`assay.compare` (it needs ``bootstrap``;
@@ -293,6 +299,8 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         reference: str | None = None,
         slices: Sequence[SliceLike] | SliceLike = (),
         metrics: Sequence[str] | None = None,
+        quantiles: Sequence[float] | None = None,
+        power: float = 0.0,
         threshold: float = 0.5,
         weight: str | None = None,
         min_slice_size: int = 0,
@@ -340,8 +348,10 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                      auc_bins=(auc_bins, 4096), auc_max_runs=(auc_max_runs, None),
                      calibration_bins=(calibration_bins, 15),
                      calibration_strategy=(calibration_strategy, "uniform"))
+        _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0))
         job = _job(
-            label=label, score=score, slices=slices, metrics=metrics, threshold=threshold,
+            label=label, score=score, slices=slices,
+            metrics=_with_quantiles(metrics, quantiles, task), power=power, threshold=threshold,
             weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
             auc_bins=auc_bins, auc_max_runs=auc_max_runs, interval=interval, compare=compare,
             calibration=_calibration(calibration_bins, calibration_strategy), task=task,
@@ -384,6 +394,11 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
     def task(self) -> str:
         """The task family: ``"binary"`` or ``"regression"``."""
         return self._job.task
+
+    @property
+    def power(self) -> float:
+        """The power of the Tweedie deviance (regression)."""
+        return self._job.power
 
     @property
     def scores(self) -> dict[str, str] | None:

@@ -68,6 +68,7 @@ fn main() {
             label: "y".into(),
             score: "p".into(),
             weight: None,
+            power: 0.0,
             threshold: 0.5,
             slices: if n_slices > 0 {
                 vec![vec![assay_core::Feature::Column("g".into())]]

@@ -16,35 +16,37 @@ use crate::state::StateShape;
 pub fn block_len(shape: &StateShape) -> usize {
     match shape.family {
         Family::Binary => 0,
-        Family::Regression => regression::block_len(shape.moments),
+        Family::Regression => regression::Layout::of(shape).block_len(),
     }
 }
 
 /// Fields of one replicate slot of a slice (0 for binary).
-pub fn rep_fields(family: Family) -> usize {
-    match family {
+pub fn rep_fields(shape: &StateShape) -> usize {
+    match shape.family {
         Family::Binary => 0,
-        Family::Regression => regression::REP_FIELDS,
+        Family::Regression => regression::Layout::of(shape).fields(),
     }
 }
 
 /// Fields of one slice's replicate block (all its slots) in a job of `shape` (0 for binary).
 pub fn rep_block_len(shape: &StateShape) -> usize {
-    rep_fields(shape.family) * shape.slots
+    rep_fields(shape) * shape.slots
 }
 
 /// Merges slice block `b` into `a` (`b`'s rows after `a`'s in the canonical order).
-pub fn merge_block(family: Family, a: &mut [f64], b: &[f64]) {
-    match family {
+pub fn merge_block(shape: &StateShape, a: &mut [f64], b: &[f64]) {
+    match shape.family {
         Family::Binary => {}
-        Family::Regression => regression::merge_block(a, b, a.len() > regression::FIELDS),
+        Family::Regression => regression::merge_block(a, b, &regression::Layout::of(shape)),
     }
 }
 
 /// Merges one slice's replicate block `b` (all `slots`) into `a`.
-pub fn merge_rep_block(family: Family, a: &mut [f64], b: &[f64], slots: usize) {
-    match family {
+pub fn merge_rep_block(shape: &StateShape, a: &mut [f64], b: &[f64], slots: usize) {
+    match shape.family {
         Family::Binary => {}
-        Family::Regression => regression::merge_rep_block(a, b, slots),
+        Family::Regression => {
+            regression::merge_rep_block(a, b, slots, &regression::Layout::of(shape))
+        }
     }
 }

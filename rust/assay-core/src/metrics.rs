@@ -54,6 +54,12 @@ pub enum Metric {
     Concordance,
     Msle,
     Rmsle,
+    PoissonDeviance,
+    GammaDeviance,
+    TweedieDeviance,
+    D2Tweedie,
+    /// Mean pinball loss at quantile `q` in (0, 1) (`"pinball@<q>"`).
+    Pinball(f64),
 }
 
 /// The task family a metric belongs to (the `task=` of `evaluate`).
@@ -171,7 +177,7 @@ const UP: Option<bool> = Some(true);
 const DOWN: Option<bool> = Some(false);
 
 /// Every metric, in report order: the defaults first, then the calibration metrics.
-pub const REGISTRY: [MetricInfo; 41] = {
+pub const REGISTRY: [MetricInfo; 45] = {
     use Kind::*;
     use Metric::*;
     [
@@ -447,8 +453,45 @@ pub const REGISTRY: [MetricInfo; 41] = {
             "mean (log1p(p) - log1p(y))^2; labels and predictions must be >= 0",
         ),
         reg(Rmsle, "rmsle", DOWN, false, "sqrt(msle)"),
+        reg(
+            PoissonDeviance,
+            "poisson_deviance",
+            DOWN,
+            false,
+            "mean Poisson deviance 2 (y log(y / p) - y + p); labels >= 0, predictions > 0",
+        ),
+        reg(
+            GammaDeviance,
+            "gamma_deviance",
+            DOWN,
+            false,
+            "mean Gamma deviance 2 (log(p / y) + y / p - 1); labels and predictions > 0",
+        ),
+        reg(
+            TweedieDeviance,
+            "tweedie_deviance",
+            DOWN,
+            false,
+            "mean Tweedie deviance at the job's power= (scikit-learn's mean_tweedie_deviance)",
+        ),
+        reg(
+            D2Tweedie,
+            "d2_tweedie",
+            UP,
+            false,
+            "1 - tweedie deviance / the deviance of the weighted mean label (power= as above)",
+        ),
     ]
 };
+
+/// The pinball pattern `pinball@<q>` (`pinball@0.9`): the mean pinball loss at quantile `q`.
+pub const PINBALL: MetricInfo = reg(
+    Metric::Pinball(0.5),
+    "pinball@<q>",
+    DOWN,
+    false,
+    "mean of q max(y - p, 0) + (1 - q) max(p - y, 0), q in (0, 1)",
+);
 
 /// The F-beta pattern `f<beta>` (`f2`, `f0.5`): not one entry but a family of names.
 pub const FBETA: MetricInfo = info(
@@ -544,11 +587,20 @@ impl Metric {
         if let Some(i) = REGISTRY.iter().find(|i| i.name == name) {
             return Ok(i.metric);
         }
+        if let Some(q) = name.strip_prefix("pinball@") {
+            return match q.parse::<f64>() {
+                Ok(q) if q > 0.0 && q < 1.0 => Ok(Metric::Pinball(q)),
+                _ => Err(AssayError::InvalidArgument(format!(
+                    "{name:?}: the pinball loss takes a quantile strictly between 0 and 1, such \
+                     as \"pinball@0.9\""
+                ))),
+            };
+        }
         match name.strip_prefix('f').and_then(|b| b.parse::<f64>().ok()) {
             Some(beta) if beta.is_finite() && beta > 0.0 => Ok(Metric::FBeta(beta)),
             _ => Err(AssayError::InvalidArgument(format!(
                 "unknown metric {name:?}; known metrics: {}, {}, or f<beta> such as \"f2\" \
-                 (binary); {} (regression)",
+                 (binary); {}, or pinball@<q> such as \"pinball@0.9\" (regression)",
                 default_metrics().join(", "),
                 calibration_metrics().join(", "),
                 metrics_of(Family::Regression).join(", ")
@@ -572,6 +624,7 @@ impl Metric {
         // The entry's position in REGISTRY (a test checks every one).
         let at = match self {
             FBeta(_) => return &FBETA,
+            Pinball(_) => return &PINBALL,
             BaseRate => 0,
             PredictionRate => 1,
             Accuracy => 2,
@@ -613,6 +666,10 @@ impl Metric {
             Concordance => 38,
             Msle => 39,
             Rmsle => 40,
+            PoissonDeviance => 41,
+            GammaDeviance => 42,
+            TweedieDeviance => 43,
+            D2Tweedie => 44,
         };
         &REGISTRY[at]
     }
@@ -691,6 +748,7 @@ impl Metric {
             // shortest text that parses back to the same beta either way.
             Metric::FBeta(b) if (1e-4..1e16).contains(b) => format!("f{b}"),
             Metric::FBeta(b) => format!("f{b:e}"),
+            Metric::Pinball(q) => format!("pinball@{q}"),
             other => other.info().name.to_string(),
         }
     }

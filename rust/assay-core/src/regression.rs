@@ -283,14 +283,15 @@ impl RegressionState {
 // ---------------------------------------------------------------------------------------------
 // The family's blocks in the engine's per-slice states (see `state::SliceStates::fam`).
 
-/// Fields of a slice's block: a [`RegressionState`] (see [`RegressionState::to_fields`]).
+/// Fields of a [`RegressionState`] (see [`RegressionState::to_fields`]), the head of a block.
 pub const FIELDS: usize = 16;
+/// Deviance fields after them: the weighted sums of the Poisson, Gamma and Tweedie deviances,
+/// and the Tweedie deviance of the slice's weighted mean label (d2_tweedie's denominator).
+pub const DEV_FIELDS: usize = 4;
 /// Fields appended to a block when analytic intervals are asked for: the sum of squared
 /// weights, then for each of [`MEAN_METRICS`] the sums `w^2 (x - c)` and `w^2 (x - c)^2` about
 /// the block's current mean `c` of the row quantity `x`.
 pub const MOMENT_FIELDS: usize = 1 + 2 * MEAN_METRICS.len();
-/// Fields of a replicate slot's state: a [`RegressionState`] whose `rows` is unused (0).
-pub const REP_FIELDS: usize = FIELDS;
 
 /// The metrics that are weighted means of a per-row quantity (analytic intervals: a normal
 /// interval from the quantity's weighted variance), in the order of the moment fields.
@@ -303,9 +304,83 @@ pub const MEAN_METRICS: [Metric; 6] = [
     Metric::Msle,
 ];
 
-/// The length of a slice's block.
-pub fn block_len(moments: bool) -> usize {
-    FIELDS + if moments { MOMENT_FIELDS } else { 0 }
+/// The shape of a job's regression blocks:
+/// `[state (FIELDS)][deviances (DEV_FIELDS)][pinball sums (quantiles)][moments?]`; a replicate
+/// slot holds the same fields but the moments (its `rows` is unused, 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Layout {
+    pub moments: bool,
+    /// Pinball quantiles (the distinct `pinball@q` of the job's metrics, in metric order).
+    pub quantiles: usize,
+    /// Whether the Tweedie deviances are computed, and at which power.
+    pub deviance: bool,
+    pub power: f64,
+}
+
+impl Layout {
+    pub fn of(shape: &crate::state::StateShape) -> Layout {
+        Layout {
+            moments: shape.moments,
+            quantiles: shape.quantiles,
+            deviance: shape.deviance,
+            power: shape.power,
+        }
+    }
+
+    /// Fields of a replicate slot (and of a block without its moments).
+    pub fn fields(&self) -> usize {
+        FIELDS + DEV_FIELDS + self.quantiles
+    }
+
+    /// Fields of a slice's block.
+    pub fn block_len(&self) -> usize {
+        self.fields() + if self.moments { MOMENT_FIELDS } else { 0 }
+    }
+}
+
+/// The distinct pinball quantiles of `metrics`, in order (the layout of the pinball sums).
+pub fn pinball_quantiles(metrics: &[Metric]) -> Vec<f64> {
+    let mut out: Vec<f64> = Vec::new();
+    for m in metrics {
+        if let Metric::Pinball(q) = m {
+            if !out.contains(q) {
+                out.push(*q);
+            }
+        }
+    }
+    out
+}
+
+/// The unit Tweedie deviance of label `y` and mean `mu` at `power` (scikit-learn's
+/// `mean_tweedie_deviance` per row): power 0 the squared error, 1 Poisson, 2 Gamma.
+pub fn tweedie_deviance(y: f64, mu: f64, power: f64) -> f64 {
+    if power == 0.0 {
+        (y - mu) * (y - mu)
+    } else if power == 1.0 {
+        let ylog = if y == 0.0 { 0.0 } else { y * (y / mu).ln() };
+        2.0 * (ylog - y + mu)
+    } else if power == 2.0 {
+        2.0 * ((mu / y).ln() + y / mu - 1.0)
+    } else {
+        let (a, b) = (1.0 - power, 2.0 - power);
+        2.0 * (y.max(0.0).powf(b) / (a * b) - y * mu.powf(a) / a + mu.powf(b) / b)
+    }
+}
+
+/// Why a value is outside the domain of the Tweedie deviance at `power` (None: inside).
+/// Labels: any (power <= 0), >= 0 (1 <= power < 2), > 0 (power >= 2); predictions > 0
+/// (power != 0) -- scikit-learn's rules.
+pub fn tweedie_domain(power: f64, label: bool, v: f64) -> Option<&'static str> {
+    if power == 0.0 {
+        return None;
+    }
+    if !label || power >= 2.0 {
+        return (v <= 0.0).then_some("> 0");
+    }
+    if power >= 1.0 {
+        return (v < 0.0).then_some(">= 0");
+    }
+    None
 }
 
 impl RegressionState {
@@ -367,25 +442,63 @@ impl RegressionState {
             _ => self.sq_log_err / self.w,
         }
     }
+}
 
+/// One slice's block (or replicate slot) with its layout: the state and the fields after it.
+pub struct Block<'a> {
+    pub f: &'a [f64],
+    pub layout: Layout,
+    /// The pinball quantiles, in layout order.
+    pub quantiles: &'a [f64],
+}
+
+/// Why `d2_tweedie` is undefined when the mean label is outside the power's domain.
+pub const NULL_OUT_OF_DOMAIN: &str =
+    "undefined: the mean label lies outside the domain of the Tweedie deviance at this power";
+
+impl Block<'_> {
     /// The value of regression metric `m`.
     pub fn value(&self, m: Metric) -> Value {
         use Metric::*;
+        let st = RegressionState::from_fields(self.f);
+        let dev = &self.f[FIELDS..FIELDS + DEV_FIELDS];
         match m {
-            Mae => self.mae(),
-            Mse => self.mse(),
-            Rmse => self.rmse(),
-            R2 => self.r2(),
-            ExplainedVariance => self.explained_variance(),
-            MeanError => self.mean_error(),
-            MaxError => self.max_error(),
-            Mape => self.mape(),
-            Smape => self.smape(),
-            Wmape => self.wmape(),
-            Pearson => self.pearson(),
-            Concordance => self.concordance(),
-            Msle => self.msle(),
-            Rmsle => self.rmsle(),
+            Mae => st.mae(),
+            Mse => st.mse(),
+            Rmse => st.rmse(),
+            R2 => st.r2(),
+            ExplainedVariance => st.explained_variance(),
+            MeanError => st.mean_error(),
+            MaxError => st.max_error(),
+            Mape => st.mape(),
+            Smape => st.smape(),
+            Wmape => st.wmape(),
+            Pearson => st.pearson(),
+            Concordance => st.concordance(),
+            Msle => st.msle(),
+            Rmsle => st.rmsle(),
+            PoissonDeviance => st.mean_of(dev[0]),
+            GammaDeviance => st.mean_of(dev[1]),
+            TweedieDeviance => st.mean_of(dev[2]),
+            D2Tweedie => {
+                if !positive(st.w) {
+                    Err(NO_WEIGHT)
+                } else if dev[3].is_nan() {
+                    Err(NULL_OUT_OF_DOMAIN)
+                } else if !positive(dev[3]) {
+                    Err(CONSTANT_LABELS)
+                } else {
+                    crate::metrics::finite(1.0 - dev[2] / dev[3])
+                }
+            }
+            Pinball(q) => {
+                let k = self
+                    .quantiles
+                    .iter()
+                    .position(|x| *x == q)
+                    .expect("a pinball quantile of the layout");
+                st.mean_of(self.f[FIELDS + DEV_FIELDS + k])
+            }
             _ => unreachable!("{} is not a regression metric", m.name()),
         }
     }
@@ -412,16 +525,18 @@ fn rebase(q1: f64, q2: f64, v: f64, from: f64, to: f64) -> (f64, f64) {
     (q1 + d * v, q2 + 2.0 * d * q1 + d * d * v)
 }
 
-/// Merges block `b` (rows after `a`'s in the canonical order) into block `a`.
-pub fn merge_block(a: &mut [f64], b: &[f64], moments: bool) {
+/// Merges block `b` (rows after `a`'s in the canonical order) into block `a`; both have
+/// `layout` (a replicate slot: without moments).
+pub fn merge_block(a: &mut [f64], b: &[f64], layout: &Layout) {
     let (sa, sb) = (
         RegressionState::from_fields(a),
         RegressionState::from_fields(b),
     );
     let mut merged = sa;
     merged.merge(&sb);
-    if moments {
-        let (ma, mb) = (&a[FIELDS..], &b[FIELDS..]);
+    let at = layout.fields();
+    if layout.moments && a.len() > at {
+        let (ma, mb) = (&a[at..], &b[at..]);
         let mut out = [0.0; MOMENT_FIELDS];
         out[0] = ma[0] + mb[0];
         for k in 0..MEAN_METRICS.len() {
@@ -443,28 +558,51 @@ pub fn merge_block(a: &mut [f64], b: &[f64], moments: bool) {
             out[1 + 2 * k] = a1 + b1;
             out[2 + 2 * k] = a2 + b2;
         }
-        a[FIELDS..FIELDS + MOMENT_FIELDS].copy_from_slice(&out);
+        a[at..at + MOMENT_FIELDS].copy_from_slice(&out);
     }
+    // The deviances add up; the deviance of the mean label moves to the merged mean (the
+    // Tweedie deviance is a Bregman divergence: sum w d(y, m) = sum w d(y, m_a) + W_a d(m_a, m)
+    // over each part's rows, m_a their weighted mean).
+    let null = if layout.deviance {
+        let shift = |s: &RegressionState| {
+            if positive(s.w) && s.mean_y != merged.mean_y {
+                s.w * tweedie_deviance(s.mean_y, merged.mean_y, layout.power)
+            } else {
+                0.0
+            }
+        };
+        a[FIELDS + 3] + b[FIELDS + 3] + shift(&sa) + shift(&sb)
+    } else {
+        0.0
+    };
+    for k in FIELDS..at {
+        a[k] += b[k];
+    }
+    a[FIELDS + 3] = null;
     a[..FIELDS].copy_from_slice(&merged.to_fields());
 }
 
-/// Merges the replicate blocks `b` into `a` (`[field * slots + slot]`, [`REP_FIELDS`] fields),
-/// slot by slot.
-pub fn merge_rep_block(a: &mut [f64], b: &[f64], slots: usize) {
-    let mut fa = [0.0; REP_FIELDS];
-    let mut fb = [0.0; REP_FIELDS];
+/// Merges the replicate blocks `b` into `a` (`[field * slots + slot]`, `layout.fields()`
+/// fields), slot by slot.
+pub fn merge_rep_block(a: &mut [f64], b: &[f64], slots: usize, layout: &Layout) {
+    let n = layout.fields();
+    let slot_layout = Layout {
+        moments: false,
+        ..*layout
+    };
+    let mut fa = vec![0.0; n];
+    let mut fb = vec![0.0; n];
     for s in 0..slots {
         if !positive(b[slots + s]) && b[15 * slots + s] == 0.0 {
             // No weight in this slot of `b`: nothing to add (its maximum is 0 too).
             continue;
         }
-        for f in 0..REP_FIELDS {
+        for f in 0..n {
             fa[f] = a[f * slots + s];
             fb[f] = b[f * slots + s];
         }
-        let mut st = RegressionState::from_fields(&fa);
-        st.merge(&RegressionState::from_fields(&fb));
-        for (f, v) in st.to_fields().iter().enumerate() {
+        merge_block(&mut fa, &fb, &slot_layout);
+        for (f, v) in fa.iter().enumerate() {
             a[f * slots + s] = *v;
         }
     }
@@ -506,7 +644,7 @@ fn row_terms(y: f64, p: f64, log: bool) -> RowTerms {
 pub struct Scratch {
     /// Per slice: rows, sum w, sum w y, sum w p, sum w e (the first pass).
     first: Vec<f64>,
-    /// Per slice: the sums of the second pass (see [`PASS2`]).
+    /// Per slice: the sums of the second pass (see [`PASS2`]), then the extra fields.
     second: Vec<f64>,
     /// Per slice: the moment sums of the third pass.
     third: Vec<f64>,
@@ -514,14 +652,18 @@ pub struct Scratch {
     reps: Vec<f64>,
     /// Each row's terms (one piece).
     terms: Vec<RowTerms>,
+    /// Each row's extra terms (deviances and pinball losses), `extras` per row.
+    extra: Vec<f64>,
+    /// One slot's state while it is converted.
+    conv: Vec<f64>,
 }
 
 /// Sums of the second pass, per slice: rows, w, then w times a, b, c, a^2, b^2, c^2, a b, |e|,
 /// e^2, ape, sape, |y|, sq_log (a, b, c: the label, prediction and error minus the first
-/// pass's means), and the largest |e|.
+/// pass's means), and the largest |e|; the layout's extra fields follow.
 const PASS2: usize = 16;
 /// Replicate sums per slot: w, a, b, c, a^2, b^2, c^2, a b, |e|, e^2, ape, sape, |y|, sq_log
-/// (weighted by the slot's weight), then the largest |e| of rows in the slot.
+/// (weighted by the slot's weight), the largest |e| of rows in the slot, then the extras.
 const PASS2_REPS: usize = 15;
 
 /// The rows of one piece that one model's states take: row `j` is `y[j]`, `p[j]`, weight
@@ -537,7 +679,11 @@ pub struct PieceRows<'a> {
     pub slots: usize,
     /// Whether the squared log errors are summed (msle, rmsle).
     pub log: bool,
-    pub moments: bool,
+    pub layout: Layout,
+    /// The pinball quantiles (`layout.quantiles` of them).
+    pub quantiles: &'a [f64],
+    /// Which of the Poisson, Gamma and Tweedie deviances are summed.
+    pub deviances: [bool; 3],
 }
 
 /// Adds the rows of `rows` to the blocks of `states` (the overall slice's first, then one per
@@ -561,23 +707,48 @@ pub fn accumulate_piece(
             .map(|(y, p)| row_terms(*y, *p, rows.log)),
     );
     let terms = std::mem::take(&mut scratch.terms);
+    // The extra terms: deviances (the null deviance's slot is filled per slice) and pinball
+    // losses.
+    let extras = DEV_FIELDS + rows.layout.quantiles;
+    let mut extra = std::mem::take(&mut scratch.extra);
+    extra.clear();
+    extra.resize(rows.y.len() * extras, 0.0);
+    let power = rows.layout.power;
+    for (j, x) in extra.chunks_exact_mut(extras).enumerate() {
+        let (y, p) = (rows.y[j], rows.p[j]);
+        if rows.deviances[0] {
+            x[0] = tweedie_deviance(y, p, 1.0);
+        }
+        if rows.deviances[1] {
+            x[1] = tweedie_deviance(y, p, 2.0);
+        }
+        if rows.deviances[2] {
+            x[2] = tweedie_deviance(y, p, power);
+        }
+        let under = y - p;
+        for (o, q) in x[DEV_FIELDS..].iter_mut().zip(rows.quantiles) {
+            *o = (q * under).max((q - 1.0) * under);
+        }
+    }
     for (k, st) in states.iter_mut().enumerate() {
         // Monomorphized for the overall slice (every row in slice 0) and for unweighted rows,
         // so that the hot loops carry no per-row branches.
+        let t = (&terms[..], &extra[..]);
         match (k, rows.w) {
-            (0, Some(w)) => spec_piece::<true>(rows, &terms, |_| 0, |j| w[j], st, scratch),
-            (0, None) => spec_piece::<true>(rows, &terms, |_| 0, |_| 1.0, st, scratch),
+            (0, Some(w)) => spec_piece::<true>(rows, t, |_| 0, |j| w[j], st, scratch),
+            (0, None) => spec_piece::<true>(rows, t, |_| 0, |_| 1.0, st, scratch),
             (_, Some(w)) => {
                 let ids = rows.ids[k - 1];
-                spec_piece::<false>(rows, &terms, |j| ids[j] as usize, |j| w[j], st, scratch)
+                spec_piece::<false>(rows, t, |j| ids[j] as usize, |j| w[j], st, scratch)
             }
             (_, None) => {
                 let ids = rows.ids[k - 1];
-                spec_piece::<false>(rows, &terms, |j| ids[j] as usize, |_| 1.0, st, scratch)
+                spec_piece::<false>(rows, t, |j| ids[j] as usize, |_| 1.0, st, scratch)
             }
         }
     }
     scratch.terms = terms;
+    scratch.extra = extra;
 }
 
 /// [`accumulate_piece`] for one slice spec: row `j` is in slice `id_of(j)` with weight
@@ -585,13 +756,18 @@ pub fn accumulate_piece(
 #[inline(always)]
 fn spec_piece<const ONE: bool>(
     rows: &PieceRows,
-    terms: &[RowTerms],
+    (terms, extra): (&[RowTerms], &[f64]),
     id_of: impl Fn(usize) -> usize,
     wt: impl Fn(usize) -> f64,
     st: &mut crate::state::SliceStates,
     scratch: &mut Scratch,
 ) {
-    let blen = block_len(rows.moments);
+    let layout = rows.layout;
+    let blen = layout.block_len();
+    let fields = layout.fields();
+    let extras = fields - FIELDS;
+    let p2 = PASS2 + extras;
+    let r2 = PASS2_REPS + extras;
     let slots = rows.slots;
     let n_ids = st.fam.len() / blen;
     let Scratch {
@@ -599,6 +775,7 @@ fn spec_piece<const ONE: bool>(
         second,
         third,
         reps,
+        conv,
         ..
     } = scratch;
     first.clear();
@@ -636,13 +813,14 @@ fn spec_piece<const ONE: bool>(
         }
     }
     second.clear();
-    second.resize(n_ids * PASS2, 0.0);
+    second.resize(n_ids * p2, 0.0);
     if slots > 0 {
         reps.clear();
-        reps.resize(n_ids * PASS2_REPS * slots, 0.0);
+        reps.resize(n_ids * r2 * slots, 0.0);
     }
     let mut one = [0.0f64; PASS2];
     let centre: [f64; 5] = first[..5].try_into().expect("5 fields");
+    let mut row_extra = vec![0.0; extras];
     for (j, t) in terms.iter().enumerate() {
         let (y, p, w, id) = (rows.y[j], rows.p[j], wt(j), id_of(j));
         let f = if ONE {
@@ -669,7 +847,7 @@ fn spec_piece<const ONE: bool>(
         let s: &mut [f64] = if ONE {
             &mut one
         } else {
-            &mut second[id * PASS2..(id + 1) * PASS2]
+            &mut second[id * p2..id * p2 + PASS2]
         };
         s[0] += 1.0;
         s[1] += w;
@@ -678,10 +856,21 @@ fn spec_piece<const ONE: bool>(
         }
         // (Weights are positive: every accepted row counts for the largest error.)
         s[15] = s[15].max(t.abs_e);
+        if extras > 0 {
+            row_extra.copy_from_slice(&extra[j * extras..(j + 1) * extras]);
+            if layout.deviance {
+                // The deviance of the piece's mean label (moved to the final mean below).
+                row_extra[3] = tweedie_deviance(y, f[2], layout.power);
+            }
+            let x = &mut second[id * p2 + PASS2..(id + 1) * p2];
+            for (acc, v) in x.iter_mut().zip(&row_extra) {
+                *acc += w * v;
+            }
+        }
         if slots > 0 {
             let kw = &rows.kw[j * slots..(j + 1) * slots];
-            let block = &mut reps[id * PASS2_REPS * slots..(id + 1) * PASS2_REPS * slots];
-            add_rep_row(block, slots, kw, &vals, t.abs_e);
+            let block = &mut reps[id * r2 * slots..(id + 1) * r2 * slots];
+            add_rep_row(block, slots, kw, &vals, t.abs_e, &row_extra);
         }
     }
     if ONE {
@@ -689,19 +878,21 @@ fn spec_piece<const ONE: bool>(
     }
     // The piece's state of each slice, then (analytic intervals) a third pass for the
     // moment sums about the piece's means.
-    let pieces = second; // reused in place: PASS2 == FIELDS
+    let mut pieces = vec![0.0; n_ids * fields];
     for (id, f) in first.chunks_exact(5).enumerate() {
-        let s = &mut pieces[id * PASS2..(id + 1) * PASS2];
+        let s = &second[id * p2..(id + 1) * p2];
         if s[0] > 0.0 {
-            let st = chan_form(s[0], s[1], &s[2..15], s[15], f);
-            s.copy_from_slice(&st);
+            let out = &mut pieces[id * fields..(id + 1) * fields];
+            out[..FIELDS].copy_from_slice(&chan_form(s[0], s[1], &s[2..15], s[15], f));
+            out[FIELDS..].copy_from_slice(&s[PASS2..]);
+            move_null(out, f[2], &layout);
         }
     }
-    if rows.moments {
+    if layout.moments {
         third.clear();
         third.resize(n_ids * MOMENT_FIELDS, 0.0);
         let centres: Vec<[f64; MEAN_METRICS.len()]> = pieces
-            .chunks_exact(FIELDS)
+            .chunks_exact(fields)
             .map(|f| {
                 let st = RegressionState::from_fields(f);
                 std::array::from_fn(|k| st.mean_of_quantity(k))
@@ -719,55 +910,95 @@ fn spec_piece<const ONE: bool>(
             }
         }
     }
-    let mut whole = [0.0; FIELDS + MOMENT_FIELDS];
-    let mut conv = vec![0.0; REP_FIELDS * slots];
+    let mut whole = vec![0.0; blen];
+    conv.clear();
+    conv.resize(fields * slots, 0.0);
+    let mut one_slot = vec![0.0; fields];
     for id in 0..n_ids {
-        let piece = &pieces[id * FIELDS..(id + 1) * FIELDS];
+        let piece = &pieces[id * fields..(id + 1) * fields];
         if piece[0] == 0.0 {
             continue;
         }
-        whole[..FIELDS].copy_from_slice(piece);
-        if rows.moments {
-            whole[FIELDS..].copy_from_slice(&third[id * MOMENT_FIELDS..(id + 1) * MOMENT_FIELDS]);
+        whole[..fields].copy_from_slice(piece);
+        if layout.moments {
+            whole[fields..].copy_from_slice(&third[id * MOMENT_FIELDS..(id + 1) * MOMENT_FIELDS]);
         }
-        merge_block(
-            &mut st.fam[id * blen..(id + 1) * blen],
-            &whole[..blen],
-            rows.moments,
-        );
+        merge_block(&mut st.fam[id * blen..(id + 1) * blen], &whole, &layout);
         if slots > 0 {
             let f = &first[id * 5..id * 5 + 5];
-            let src = &reps[id * PASS2_REPS * slots..(id + 1) * PASS2_REPS * slots];
+            let src = &reps[id * r2 * slots..(id + 1) * r2 * slots];
             for sl in 0..slots {
                 let sums: [f64; 13] = std::array::from_fn(|q| src[(1 + q) * slots + sl]);
-                let one = chan_form(0.0, src[sl], &sums, src[14 * slots + sl], f);
-                for (q, v) in one.iter().enumerate() {
+                one_slot[..FIELDS].copy_from_slice(&chan_form(
+                    0.0,
+                    src[sl],
+                    &sums,
+                    src[14 * slots + sl],
+                    f,
+                ));
+                for (q, v) in one_slot[FIELDS..].iter_mut().enumerate() {
+                    *v = src[(PASS2_REPS + q) * slots + sl];
+                }
+                move_null(&mut one_slot, f[2], &layout);
+                for (q, v) in one_slot.iter().enumerate() {
                     conv[q * slots + sl] = *v;
                 }
             }
-            let dst = &mut st.fam_reps[id * REP_FIELDS * slots..(id + 1) * REP_FIELDS * slots];
-            merge_rep_block(dst, &conv, slots);
+            let rl = fields * slots;
+            merge_rep_block(
+                &mut st.fam_reps[id * rl..(id + 1) * rl],
+                conv,
+                slots,
+                &layout,
+            );
         }
     }
 }
 
+/// Moves the Tweedie deviance of the mean label in `f` (a state's fields and extras) from
+/// centre `c` (the first pass's mean, which the rows were measured against) to the state's
+/// own mean: `sum w d(y, m) = sum w d(y, c) - W d(m, c)`.
+fn move_null(f: &mut [f64], c: f64, layout: &Layout) {
+    if !layout.deviance {
+        return;
+    }
+    let st = RegressionState::from_fields(f);
+    if positive(st.w) && st.mean_y != c {
+        f[FIELDS + 3] -= st.w * tweedie_deviance(st.mean_y, c, layout.power);
+        f[FIELDS + 3] = f[FIELDS + 3].max(0.0);
+    }
+}
+
 /// One row's replicate sums: `kw` per slot times each of `vals` (a, b, c, a^2, b^2, c^2, a b,
-/// |e|, e^2, ape, sape, |y|, sq_log), and the slot's largest |e|.
+/// |e|, e^2, ape, sape, |y|, sq_log), the slot's largest |e|, then `kw` times each extra.
 #[inline]
-fn add_rep_row(block: &mut [f64], slots: usize, kw: &[f64], vals: &[f64; 13], abs_e: f64) {
+fn add_rep_row(
+    block: &mut [f64],
+    slots: usize,
+    kw: &[f64],
+    vals: &[f64; 13],
+    abs_e: f64,
+    extra: &[f64],
+) {
     let (w, rest) = block.split_at_mut(slots);
     for (a, k) in w.iter_mut().zip(kw) {
         *a += *k;
     }
-    let (sums, max) = rest.split_at_mut(13 * slots);
+    let (sums, rest) = rest.split_at_mut(13 * slots);
     for (q, v) in vals.iter().enumerate() {
         for (a, k) in sums[q * slots..(q + 1) * slots].iter_mut().zip(kw) {
             *a += *k * *v;
         }
     }
+    let (max, extras) = rest.split_at_mut(slots);
     for (m, k) in max.iter_mut().zip(kw) {
         if *k > 0.0 {
             *m = m.max(abs_e);
+        }
+    }
+    for (q, v) in extra.iter().enumerate() {
+        for (a, k) in extras[q * slots..(q + 1) * slots].iter_mut().zip(kw) {
+            *a += *k * *v;
         }
     }
 }
@@ -820,23 +1051,30 @@ pub const NO_ANALYTIC_REGRESSION: &str = "no analytic interval for this metric: 
 /// The values of `metrics` for one slice's block, and (with `iv`) their intervals; `keep`
 /// receives each metric's replicate values (a comparison's paired differences read them).
 /// `small`: the slice is below `min_slice_size` (every value is null with that note).
+#[allow(clippy::too_many_arguments)]
 pub fn slice_results(
     block: &[f64],
     reps: &[f64],
+    layout: &Layout,
+    quantiles: &[f64],
     metrics: &[Metric],
     iv: Option<&crate::bootstrap::IntervalSpec>,
     small: bool,
     mut keep: Option<&mut Vec<Vec<f64>>>,
 ) -> (Vec<Value>, Option<Vec<crate::bootstrap::Interval>>) {
     use crate::bootstrap::CiMethod;
-    let st = RegressionState::from_fields(block);
+    let main = Block {
+        f: block,
+        layout: *layout,
+        quantiles,
+    };
     let values: Vec<Value> = metrics
         .iter()
         .map(|m| {
             if small {
                 Err(crate::metrics::TOO_SMALL)
             } else {
-                st.value(*m)
+                main.value(*m)
             }
         })
         .collect();
@@ -844,21 +1082,34 @@ pub fn slice_results(
         return (values, None);
     };
     let slots = iv.slots();
+    let n = layout.fields();
+    // Each slot's fields, gathered once.
+    let slot_fields: Vec<Vec<f64>> = if iv.method == CiMethod::Analytic {
+        Vec::new()
+    } else {
+        (0..slots)
+            .map(|s| (0..n).map(|q| reps[q * slots + s]).collect())
+            .collect()
+    };
+    let st = RegressionState::from_fields(block);
     let mut intervals = Vec::with_capacity(metrics.len());
     for (m, v) in metrics.iter().zip(&values) {
         let mut kept = Vec::new();
         intervals.push(match *v {
             Err(why) => Err(why),
             Ok(estimate) if iv.method == CiMethod::Analytic => {
-                analytic(&st, &block[FIELDS..], *m, estimate, iv.level)
+                analytic(&st, &block[n..], *m, estimate, iv.level)
             }
             Ok(estimate) => {
-                kept = (0..slots)
-                    .map(|s| {
-                        let f: [f64; REP_FIELDS] = std::array::from_fn(|q| reps[q * slots + s]);
-                        RegressionState::from_fields(&f)
-                            .value(*m)
-                            .unwrap_or(f64::NAN)
+                kept = slot_fields
+                    .iter()
+                    .map(|f| {
+                        let b = Block {
+                            f,
+                            layout: *layout,
+                            quantiles,
+                        };
+                        b.value(*m).unwrap_or(f64::NAN)
                     })
                     .collect();
                 crate::intervals::from_replicates(iv, estimate, &kept, None)
@@ -1075,10 +1326,19 @@ mod tests {
         assert!(close(st.msle().unwrap(), msle, 1e-15));
     }
 
-    /// A block with moment fields, computed directly from the rows (about their own means).
-    fn block_of(y: &[f64], p: &[f64], w: &[f64]) -> Vec<f64> {
+    /// A block with deviance and moment fields, computed directly from the rows (moments
+    /// about their own means; the null deviance about their weighted mean label).
+    fn block_of(y: &[f64], p: &[f64], w: &[f64], power: f64) -> Vec<f64> {
         let st = RegressionState::from_rows(y, p, Some(w));
         let mut b = st.to_fields().to_vec();
+        let mut dev = [0.0; DEV_FIELDS];
+        for i in 0..y.len() {
+            dev[0] += w[i] * tweedie_deviance(y[i], p[i], 1.0);
+            dev[1] += w[i] * tweedie_deviance(y[i], p[i], 2.0);
+            dev[2] += w[i] * tweedie_deviance(y[i], p[i], power);
+            dev[3] += w[i] * tweedie_deviance(y[i], st.mean_y, power);
+        }
+        b.extend_from_slice(&dev);
         let mut m = [0.0; MOMENT_FIELDS];
         for i in 0..y.len() {
             let t = row_terms(y[i], p[i], true);
@@ -1094,24 +1354,32 @@ mod tests {
     }
 
     #[test]
-    fn moment_blocks_merge_like_one_block() {
-        for seed in 0..10u64 {
+    fn blocks_merge_like_one_block() {
+        for seed in 0..12u64 {
             let n = 50 + seed as usize * 31;
-            let (y, p, w) = data(n, seed, 1e6, 3.0);
-            let (y, p): (Vec<f64>, Vec<f64>) = (
-                y.iter().map(|v| v.abs()).collect(),
-                p.iter().map(|v| v.abs()).collect(),
-            );
-            let whole = block_of(&y, &p, &w);
-            let mut merged = vec![0.0; FIELDS + MOMENT_FIELDS];
+            let power = [0.0, 1.0, 1.5, 2.0, 3.0, -1.0][seed as usize % 6];
+            let (y, p, w) = data(n, seed, 1e3, 3.0);
+            let layout = Layout {
+                moments: true,
+                quantiles: 0,
+                deviance: true,
+                power,
+            };
+            let whole = block_of(&y, &p, &w, power);
+            let mut merged = vec![0.0; layout.block_len()];
             for c in (0..n).step_by(17 + seed as usize) {
                 let e = (c + 17 + seed as usize).min(n);
-                merge_block(&mut merged, &block_of(&y[c..e], &p[c..e], &w[c..e]), true);
+                merge_block(
+                    &mut merged,
+                    &block_of(&y[c..e], &p[c..e], &w[c..e], power),
+                    &layout,
+                );
             }
+            let at = layout.fields();
             for (k, (a, b)) in merged.iter().zip(&whole).enumerate() {
-                // Q1 about the mean is 0 up to rounding of the other sums.
-                let scale = if k > FIELDS && (k - FIELDS) % 2 == 1 {
-                    whole[FIELDS + 1 + (k - FIELDS)].abs().sqrt() * whole[FIELDS].sqrt()
+                // Q1 about the mean is 0 up to the rounding of Q2's scale.
+                let scale = if k > at && (k - at) % 2 == 1 {
+                    whole[k + 1].abs().sqrt() * whole[at].sqrt()
                 } else {
                     b.abs()
                 };
@@ -1126,6 +1394,8 @@ mod tests {
     #[test]
     fn replicate_blocks_merge_slot_by_slot() {
         let slots = 3;
+        let layout = Layout::default();
+        let n = layout.fields();
         let (y, p, w) = data(40, 9, 2.0, 1.0);
         let (a, b) = (
             RegressionState::from_rows(&y[..25], &p[..25], Some(&w[..25])),
@@ -1138,13 +1408,13 @@ mod tests {
                 out[f * slots + slot] = *v;
             }
         };
-        let (mut ra, mut rb) = (vec![0.0; REP_FIELDS * slots], vec![0.0; REP_FIELDS * slots]);
+        let (mut ra, mut rb) = (vec![0.0; n * slots], vec![0.0; n * slots]);
         lay(&a, 1, &mut ra);
         lay(&b, 1, &mut rb);
         lay(&b, 2, &mut rb); // slot 2: rows of b only
-        merge_rep_block(&mut ra, &rb, slots);
+        merge_rep_block(&mut ra, &rb, slots, &layout);
         let got = |slot: usize| {
-            let f: Vec<f64> = (0..REP_FIELDS).map(|q| ra[q * slots + slot]).collect();
+            let f: Vec<f64> = (0..FIELDS).map(|q| ra[q * slots + slot]).collect();
             RegressionState::from_fields(&f)
         };
         assert_eq!(got(0), RegressionState::default());

@@ -18,6 +18,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         label: "y".into(),
         score: "p".into(),
         weight: weighted.then(|| "w".to_string()),
+        power: 0.0,
         threshold: 0.5,
         slices: vec![
             vec![Feature::Column("country".into())],

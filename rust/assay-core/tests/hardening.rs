@@ -39,6 +39,7 @@ fn spec() -> EvalSpec {
         label: "y".into(),
         score: "p".into(),
         weight: None,
+        power: 0.0,
         threshold: 0.5,
         slices: vec![vec![Feature::Column("c".into())]],
         metrics: vec![Metric::RocAuc, Metric::AveragePrecision, Metric::Accuracy],

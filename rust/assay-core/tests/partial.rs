@@ -15,6 +15,7 @@ fn spec(bootstrap: bool) -> EvalSpec {
         label: "y".into(),
         score: "p".into(),
         weight: Some("w".into()),
+        power: 0.0,
         threshold: 0.5,
         slices: vec![vec![Feature::Column("country".into())]],
         slice_only: Vec::new(),

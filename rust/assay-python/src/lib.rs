@@ -176,15 +176,16 @@ struct Job(
     Option<f64>,                                       // reliability
     Option<Vec<Option<String>>>,                       // slice_only
     String,                                            // task
+    f64,                                               // power (Tweedie deviance)
 );
 
 impl Job {
-    /// The job from Python's 16-tuple.
+    /// The job from Python's 17-tuple.
     fn extract(t: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Job> {
         use pyo3::types::PyTupleMethods;
-        if t.len() != 16 {
+        if t.len() != 17 {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "a job is a tuple of 16 options, got {}",
+                "a job is a tuple of 17 options, got {}",
                 t.len()
             )));
         }
@@ -206,6 +207,7 @@ impl Job {
             at(13)?.extract()?,
             at(14)?.extract()?,
             at(15)?.extract()?,
+            at(16)?.extract()?,
         ))
     }
 
@@ -228,6 +230,7 @@ impl Job {
             reliability,
             slice_only,
             task,
+            power,
         ) = self;
         let family = assay_core::metrics::Family::parse(&task)?;
         let calibration = match calibration {
@@ -278,6 +281,7 @@ impl Job {
             label,
             score,
             weight,
+            power,
             threshold,
             slices: slice_specs(slices),
             metrics,
@@ -560,7 +564,7 @@ fn metric_registry(py: Python<'_>) -> PyResult<Vec<RegistryRow>> {
     guarded(py, || {
         Ok(assay_core::metrics::REGISTRY
             .iter()
-            .chain(std::iter::once(&assay_core::metrics::FBETA))
+            .chain([&assay_core::metrics::FBETA, &assay_core::metrics::PINBALL])
             .map(|i| {
                 (
                     i.name,

@@ -15,6 +15,7 @@ use crate::input::{
     u64_values, validity,
 };
 use crate::metrics::Family;
+use crate::regression::tweedie_domain;
 use crate::reliability::{
     self as rel, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, REP_BIN_FIELDS,
 };
@@ -727,12 +728,20 @@ fn update_regression_piece(
                 kw,
                 slots,
                 log: plan.log_errors,
-                moments: plan.shape.moments,
+                layout: crate::regression::Layout::of(&plan.shape),
+                quantiles: &plan.quantiles,
+                deviances: plan.deviances.map(|d| d.is_some()),
             };
             let states = &mut state.specs[m * per_model..(m + 1) * per_model];
             crate::regression::accumulate_piece(&rows, states, kernel);
         }
     };
+    // The deviances' domains: (power, metric) of each deviance the job sums.
+    let powers: Vec<(f64, &str)> = [1.0, 2.0, spec.power]
+        .into_iter()
+        .zip(plan.deviances)
+        .filter_map(|(pw, m)| m.map(|m| (pw, m)))
+        .collect();
     // The common case first: no nulls, no non-finite value, valid weights (vectorizable folds
     // over the piece); its rows go to the kernel as they are, without copies.
     let no_nulls = |n: &Option<NullBuffer>| {
@@ -747,6 +756,13 @@ fn update_regression_piece(
         && finite(labels)
         && scores.iter().all(|s| finite(s))
         && (!plan.log_errors || (non_negative(labels) && scores.iter().all(|s| non_negative(s))))
+        && powers.iter().all(|(pw, _)| {
+            let ok = |label: bool, v: &[f64]| {
+                v.iter()
+                    .fold(true, |a, x| a & tweedie_domain(*pw, label, *x).is_none())
+            };
+            ok(true, labels) && scores.iter().all(|s| ok(false, s))
+        })
         && match (&raw_weights, &weights, &cols.weight) {
             (Some(raw), Some(w), Some((_, nl))) => {
                 no_nulls(nl)
@@ -843,6 +859,25 @@ fn update_regression_piece(
                          negative value is not a relative error); found {v:?} at row {row}"
                     ),
                 ));
+            }
+        }
+        for (pw, metric) in &powers {
+            let values = std::iter::once((spec.label.as_str(), y, true)).chain(
+                plan.score_names
+                    .iter()
+                    .zip(&scores)
+                    .map(|(n, s)| (*n, s[j], false)),
+            );
+            for (name, v, label) in values {
+                if let Some(rule) = tweedie_domain(*pw, label, v) {
+                    let what = if label { "labels" } else { "predictions" };
+                    return Err(invalid(
+                        name,
+                        format!(
+                            "{metric} (power {pw}) needs {what} {rule}; found {v:?} at row {row}"
+                        ),
+                    ));
+                }
             }
         }
         let w = match (&raw_weights, &weights) {

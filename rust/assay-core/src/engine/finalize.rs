@@ -301,6 +301,8 @@ fn finalize_parts(
                     crate::regression::slice_results(
                         &st.fam[idu * blen..(idu + 1) * blen],
                         &st.fam_reps[idu * rlen..(idu + 1) * rlen],
+                        &crate::regression::Layout::of(&fin_shape),
+                        &plan.quantiles,
                         &spec.metrics,
                         spec.interval.as_ref(),
                         small,

@@ -64,6 +64,9 @@ pub struct EvalSpec {
     pub label: String,
     pub score: String,
     pub weight: Option<String>,
+    /// The power of regression's `tweedie_deviance` and `d2_tweedie` (0: squared error, 1:
+    /// Poisson, 2: Gamma; in (-inf, 0] or [1, inf), as scikit-learn).
+    pub power: f64,
     pub threshold: f64,
     pub slices: Vec<SliceSpec>,
     /// Per slice spec, the one slice to report (its label, e.g. a discovered
@@ -113,6 +116,12 @@ impl EvalSpec {
             return Err(AssayError::InvalidArgument(
                 "metrics must name at least one metric".into(),
             ));
+        }
+        if !self.power.is_finite() || (self.power > 0.0 && self.power < 1.0) {
+            return Err(AssayError::InvalidArgument(format!(
+                "power (of the Tweedie deviance) must be <= 0 or >= 1, got {}",
+                self.power
+            )));
         }
         let foreign: Vec<String> = self
             .metrics

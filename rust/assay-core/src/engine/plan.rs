@@ -54,6 +54,10 @@ pub struct Plan<'a> {
     pub regression: bool,
     /// Whether the squared log errors are summed (regression's msle, rmsle).
     pub log_errors: bool,
+    /// Regression: the pinball quantiles (in layout order) and which of the Poisson, Gamma
+    /// and Tweedie deviances are summed, with the metric that asks for each (for messages).
+    pub quantiles: Vec<f64>,
+    pub deviances: [Option<&'static str>; 3],
 }
 
 impl<'a> Plan<'a> {
@@ -87,6 +91,9 @@ impl<'a> Plan<'a> {
             weighted: spec.weight.is_some(),
             shape: StateShape {
                 family: Family::Binary,
+                quantiles: 0,
+                deviance: false,
+                power: 0.0,
                 hist_bins: match spec.auc {
                     AucMode::Binned(b) if wants_rank => b,
                     _ => 0,
@@ -134,6 +141,8 @@ impl<'a> Plan<'a> {
             replay: false,
             regression: false,
             log_errors: false,
+            quantiles: Vec::new(),
+            deviances: [None; 3],
         };
         if spec.family == Family::Regression {
             // Regression metrics are none of the binary kinds: only the family's blocks, and
@@ -145,8 +154,22 @@ impl<'a> Plan<'a> {
                 .any(|m| matches!(m, Metric::Msle | Metric::Rmsle));
             plan.additive_reps = false;
             plan.rep_losses = false;
+            plan.quantiles = crate::regression::pinball_quantiles(&spec.metrics);
+            let wants = |m: Metric| spec.metrics.contains(&m);
+            plan.deviances = [
+                wants(Metric::PoissonDeviance).then_some("poisson_deviance"),
+                wants(Metric::GammaDeviance).then_some("gamma_deviance"),
+                if wants(Metric::TweedieDeviance) {
+                    Some("tweedie_deviance")
+                } else {
+                    wants(Metric::D2Tweedie).then_some("d2_tweedie")
+                },
+            ];
             plan.shape = StateShape {
                 family: Family::Regression,
+                quantiles: plan.quantiles.len(),
+                deviance: plan.deviances[2].is_some(),
+                power: spec.power,
                 slots,
                 moments: spec
                     .interval

@@ -281,6 +281,9 @@ fn write_shape(w: &mut Writer, s: &StateShape) {
         Family::Binary => 0,
         Family::Regression => 1,
     });
+    w.len(s.quantiles);
+    w.u8(s.deviance as u8);
+    w.f64(s.power);
 }
 
 fn read_shape(r: &mut Reader) -> Result<StateShape> {
@@ -298,6 +301,9 @@ fn read_shape(r: &mut Reader) -> Result<StateShape> {
             1 => Family::Regression,
             _ => return Err(bad("unknown task family")),
         },
+        quantiles: r.usize(BIG, "pinball quantiles")?,
+        deviance: r.flag()?,
+        power: r.f64()?,
     })
 }
 
@@ -435,7 +441,7 @@ fn write_slice_states(w: &mut Writer, s: &SliceStates) {
     }
 }
 
-fn read_slice_states(r: &mut Reader, family: Family) -> Result<SliceStates> {
+fn read_slice_states(r: &mut Reader, layout: StateShape) -> Result<SliceStates> {
     let n = r.len(64)?;
     let mut counts = Vec::with_capacity(n);
     for _ in 0..n {
@@ -472,7 +478,7 @@ fn read_slice_states(r: &mut Reader, family: Family) -> Result<SliceStates> {
         logit: r.f64s()?,
         fam: r.f64s()?,
         fam_reps: r.f64s()?,
-        family,
+        layout,
     })
 }
 
@@ -659,7 +665,7 @@ impl PartialState {
         let n = r.len(8)?;
         let mut specs = Vec::with_capacity(n);
         for _ in 0..n {
-            specs.push(read_slice_states(&mut r, shape.family)?);
+            specs.push(read_slice_states(&mut r, shape)?);
         }
         let n = r.len(40)?;
         let mut rank = Vec::with_capacity(n);

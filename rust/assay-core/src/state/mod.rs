@@ -308,6 +308,11 @@ pub struct StateShape {
     /// The task family: which blocks hold the slice's metrics (binary: the confusion counts,
     /// replicate rows and the rest below; regression: `SliceStates::fam`).
     pub family: crate::metrics::Family,
+    /// Regression: the pinball quantiles kept, whether the Tweedie deviances are, and their
+    /// power (see `regression::Layout`).
+    pub quantiles: usize,
+    pub deviance: bool,
+    pub power: f64,
     /// Score-histogram bins per slice (binned rank metrics), 0 for none.
     pub hist_bins: usize,
     /// Replicate slots (bootstrap replicates and jackknife groups), 0 for none.
@@ -347,8 +352,8 @@ pub struct SliceStates {
     pub fam: Vec<f64>,
     /// Its replicate blocks: `[(id * fields + field) * slots + slot]`.
     pub fam_reps: Vec<f64>,
-    /// The family whose blocks these are.
-    pub family: crate::metrics::Family,
+    /// The shape these blocks were sized for (its family decides how they merge).
+    pub layout: StateShape,
 }
 
 impl SliceStates {
@@ -356,7 +361,7 @@ impl SliceStates {
         if self.counts.len() < n_ids {
             self.counts.resize(n_ids, BinaryCounts::default());
         }
-        self.family = shape.family;
+        self.layout = shape;
         if shape.family != crate::metrics::Family::Binary {
             let grow = |v: &mut Vec<f64>, len: usize| {
                 if v.len() < len {
@@ -406,7 +411,7 @@ impl SliceStates {
         for (a, b) in self.counts.iter_mut().zip(&o.counts) {
             a.merge(b);
         }
-        if o.family != crate::metrics::Family::Binary {
+        if o.layout.family != crate::metrics::Family::Binary {
             self.merge_family(o, None);
             return;
         }
@@ -431,10 +436,10 @@ impl SliceStates {
     /// slices have rows) are merged by the caller.
     pub fn merge_family(&mut self, o: &Self, map: Option<&[u32]>) {
         use crate::family::{merge_block, merge_rep_block};
-        if o.family == crate::metrics::Family::Binary || o.counts.is_empty() {
+        if o.layout.family == crate::metrics::Family::Binary || o.counts.is_empty() {
             return;
         }
-        self.family = o.family;
+        self.layout = o.layout;
         let n_ids = self.counts.len();
         let blen = o.fam.len() / o.counts.len();
         let rlen = o.fam_reps.len() / o.counts.len();
@@ -443,20 +448,20 @@ impl SliceStates {
                 v.resize(n_ids * len, 0.0);
             }
         }
-        let slots = rlen / crate::family::rep_fields(o.family).max(1);
+        let slots = rlen / crate::family::rep_fields(&o.layout).max(1);
         for (j, c) in o.counts.iter().enumerate() {
             if c.n == 0 {
                 continue;
             }
             let t = map.map_or(j, |m| m[j] as usize);
             merge_block(
-                o.family,
+                &o.layout,
                 &mut self.fam[t * blen..(t + 1) * blen],
                 &o.fam[j * blen..(j + 1) * blen],
             );
             if rlen > 0 {
                 merge_rep_block(
-                    o.family,
+                    &o.layout,
                     &mut self.fam_reps[t * rlen..(t + 1) * rlen],
                     &o.fam_reps[j * rlen..(j + 1) * rlen],
                     slots,
