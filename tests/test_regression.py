@@ -499,3 +499,39 @@ def test_pinball_and_power_arguments_are_checked():
     assert rep.metrics == ["mae", "pinball@0.5", "pinball@0.9"]
     # The median's pinball loss is half the mae.
     assert rep.table["pinball@0.5"][0] == rep.table["mae"][0] / 2
+
+
+@pytest.mark.parametrize("error", ["absolute", "squared"])
+def test_discovery_ranks_slices_by_the_residual(error):
+    from assay.demo import make_regression_data
+
+    t = make_regression_data(20_000, seed=2)
+    y, p = t["price"].to_numpy(), t["pred"].to_numpy()
+    e = np.abs(p - y) if error == "absolute" else (p - y) ** 2
+    features = ["city", "bedrooms"]
+    found = assay.discover_slices(t, task="regression", label="price", prediction="pred",
+                                  features=features, error=error, k=5)
+    # The same search over a column of the same per-row errors.
+    same = assay.discover_slices(t.append_column("e", pa.array(e)), features=features,
+                                 error="e", k=5)
+    assert found.height > 0
+    _same(found, same, 1e-12)
+    # Each slice's mean error, by brute force.
+    df = pl.from_arrow(t).with_columns(e=pl.Series(e))
+    for row in found.iter_rows(named=True):
+        mask = pl.lit(True)
+        for pred in row["predicates"]:
+            mask = mask & (pl.col(pred["feature"]).cast(pl.String) == pred["value"])
+        assert close(df.filter(mask)["e"].mean(), row["error_mean"], 1e-12)
+
+
+def test_discovery_arguments_follow_the_task():
+    data = {"y": [1.0, 2.0, 3.0], "p": [1.0, 2.0, 4.0], "g": ["a", "b", "a"]}
+    with pytest.raises(InvalidArgumentError, match="takes prediction="):
+        assay.discover_slices(data, task="regression", label="y", score="p", features=["g"])
+    with pytest.raises(InvalidArgumentError, match="pass label= and prediction="):
+        assay.discover_slices(data, task="regression", label="y", features=["g"])
+    with pytest.raises(InvalidArgumentError, match="prediction= is the column"):
+        assay.discover_slices(data, label="y", prediction="p", features=["g"])
+    with pytest.raises(InvalidArgumentError, match="'absolute', 'squared'"):
+        assay.discover_slices(data, task="regression", features=["g"], error="nope")

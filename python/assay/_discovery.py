@@ -76,8 +76,10 @@ def discover_slices(
     *,
     label: str | None = None,
     score: str | None = None,
+    prediction: str | None = None,
+    task: Literal["binary", "regression"] = "binary",
     features: Sequence[str | Bins] | str | Bins,
-    error: str = "log_loss",
+    error: str | None = None,
     k: int = 10,
     max_level: int = 3,
     min_support: float | int = 0.01,
@@ -115,18 +117,24 @@ def discover_slices(
         ``__arrow_c_stream__``.
     label, score : str, optional
         Columns of 0/1 labels and scores, needed by the built-in errors.
+    prediction : str, optional
+        ``task="regression"``: the column of predictions (labels are then numeric targets).
+    task : {"binary", "regression"}
+        The task family, as in :func:`assay.evaluate`.
     features : sequence of str or Bins
         The columns slices are made of. A string, integer, boolean or dictionary column is
         categorical as it is (null is a value of its own, ``country=null``); a floating-point
         column is cut into ``n_bins`` quantile bins as ``assay.bins(column, n_bins)`` would,
         and an ``assay.bins(...)`` object chooses the bins itself. Integer columns are
         categorical, as in ``assay.evaluate``: pass ``assay.bins("age", 5)`` to bucket one.
-    error : str
-        The per-row error slices are ranked by: ``"log_loss"`` (probabilities clipped to
-        [eps, 1 - eps]), ``"zero_one"`` (1 when ``score >= threshold`` disagrees with the label),
-        ``"squared"`` (``(score - label)^2``), or the name of a column of per-row errors (finite
-        and >= 0; ``label`` and ``score`` are then not used and must not be given). A
-        built-in name wins over a column of the same name.
+    error : str, optional
+        The per-row error slices are ranked by: ``"log_loss"`` (the default; probabilities
+        clipped to [eps, 1 - eps]), ``"zero_one"`` (1 when ``score >= threshold`` disagrees with
+        the label), ``"squared"`` (``(score - label)^2``); with ``task="regression"``
+        ``"absolute"`` (the default, ``|prediction - label|``) or ``"squared"``; or the name of
+        a column of per-row errors (finite and >= 0; ``label``, ``score`` and ``prediction``
+        are then not used and must not be given). A built-in name wins over a column of the
+        same name.
     k : int
         Number of slices to return (fewer when fewer have a positive score), in [1, 1000000].
     max_level : int
@@ -228,7 +236,8 @@ def discover_slices(
     (9837, 4929, 5992, 50089)
     """
     return _discover(
-        data, label=label, score=score, features=features, error=error, k=k,
+        data, label=label, score=score, prediction=prediction, task=task, features=features,
+        error=error, k=k,
         max_level=max_level, min_support=min_support, alpha=alpha, method=method,
         beam_width=beam_width, n_bins=n_bins, max_values=max_values, dedupe=dedupe, fdr=fdr,
         threshold=threshold, nan_policy=nan_policy, n_threads=n_threads,
@@ -236,7 +245,8 @@ def discover_slices(
 
 
 def _discover(
-    data: Any, *, label: Any = None, score: Any = None, features: Any, error: Any = "log_loss",
+    data: Any, *, label: Any = None, score: Any = None, prediction: Any = None,
+    task: Any = "binary", features: Any, error: Any = None,
     k: Any = 10, max_level: Any = 3, min_support: Any = 0.01, alpha: Any = 0.95,
     method: Any = "sliceline", beam_width: Any = 20, n_bins: Any = 5, max_values: Any = 1000,
     dedupe: Any = True, fdr: Any = 0.05, threshold: Any = 0.5, nan_policy: Any = "raise",
@@ -263,7 +273,7 @@ def _discover(
         )
     threads = _threads(n_threads)
     specs = _feature_specs(features)
-    err = _error_spec(error, label, score)
+    err = _error_spec(error, label, score, prediction, task)
 
     source = to_source(data)
     source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:]])
@@ -273,8 +283,9 @@ def _discover(
             if col not in names:
                 raise ColumnNotFoundError(_missing(col, names, "feature"), col)
         if err[0] == "column" and err[3] not in names:
+            known = ERRORS if task == "binary" else REGRESSION_ERRORS
             raise InvalidArgumentError(
-                f"error must be one of {', '.join(map(repr, ERRORS))} or the name of a column "
+                f"error must be one of {', '.join(map(repr, known))} or the name of a column "
                 f"of per-row errors; there is no column {err[3]!r} (columns: "
                 + ", ".join(map(repr, names)) + ")"
             )
@@ -380,10 +391,47 @@ def _feature_specs(features: Any) -> list[str | Bins]:
     return out
 
 
+REGRESSION_ERRORS: tuple[str, ...] = ("absolute", "squared")
+"""The built-in per-row errors of ``task="regression"``."""
+
+
 def _error_spec(
-    error: Any, label: Any, score: Any
+    error: Any, label: Any, score: Any, prediction: Any = None, task: Any = "binary"
 ) -> tuple[str, str | None, str | None, str | None]:
     """(kind, label, score, column) for the engine."""
+    if task not in ("binary", "regression"):
+        raise InvalidArgumentError(f"task must be 'binary' or 'regression', got {show(task)}")
+    if task == "regression":
+        if score is not None:
+            raise InvalidArgumentError(
+                "task='regression' takes prediction= (the column of predictions), not score=")
+        if error is None:
+            error = "absolute"
+        if not isinstance(error, str):
+            raise InvalidArgumentError(
+                f"error must be one of {', '.join(map(repr, REGRESSION_ERRORS))} or the name of "
+                f"a column of per-row errors, got {error!r}")
+        if error in REGRESSION_ERRORS:
+            if label is None or prediction is None:
+                raise InvalidArgumentError(
+                    f"error={error!r} is computed from the label and the prediction: pass "
+                    "label= and prediction= (or error='<column>' for a column of per-row errors)")
+            for name, value in (("label", label), ("prediction", prediction)):
+                if not isinstance(value, str):
+                    raise InvalidArgumentError(f"{name} must be a column name, got {value!r}")
+            return ("regression_" + error, label, prediction, None)
+        if label is not None or prediction is not None:
+            raise InvalidArgumentError(
+                f"error={error!r} is a column of per-row errors, so label and prediction are "
+                f"not used; leave them out (the built-in errors are "
+                f"{', '.join(map(repr, REGRESSION_ERRORS))})")
+        return ("column", None, None, error)
+    if prediction is not None:
+        raise InvalidArgumentError(
+            "prediction= is the column of a regression model's predictions; pass "
+            "task='regression', or score= for a binary classifier")
+    if error is None:
+        error = "log_loss"
     if not isinstance(error, str):
         raise InvalidArgumentError(
             f"error must be one of {', '.join(map(repr, ERRORS))} or the name of a column of "

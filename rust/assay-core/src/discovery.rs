@@ -33,6 +33,9 @@ pub enum ErrorKind {
     ZeroOne(f64),
     /// (score - label)^2.
     Squared,
+    /// A regressor's residual: |prediction - label| (or its square with `squared`); labels
+    /// are any finite numbers.
+    Residual { squared: bool },
     /// A column of per-row errors (finite, >= 0).
     Column(String),
 }
@@ -290,10 +293,12 @@ where
         }
         _ => {
             let (l, s) = (role(&spec.label, "label")?, role(&spec.score, "score")?);
-            check_label_type(
-                spec.label.as_deref().unwrap_or(""),
-                schema.field(l).data_type(),
-            )?;
+            let label = spec.label.as_deref().unwrap_or("");
+            if matches!(spec.error, ErrorKind::Residual { .. }) {
+                check_numeric_type(label, "label", schema.field(l).data_type())?;
+            } else {
+                check_label_type(label, schema.field(l).data_type())?;
+            }
             let score = spec.score.as_deref().unwrap_or("");
             check_numeric_type(score, "score", schema.field(s).data_type())?;
             (Some(l), Some(s), None)
@@ -372,9 +377,11 @@ where
                 for i in 0..len {
                     let row = rows + i as u64;
                     let (yv, pv) = (y[i], p[i]);
+                    let residual = matches!(spec.error, ErrorKind::Residual { .. });
                     let missing = ln.as_ref().is_some_and(|n| n.is_null(i))
                         || sn.as_ref().is_some_and(|n| n.is_null(i))
                         || yv.is_nan()
+                        || (residual && !yv.is_finite())
                         || !pv.is_finite();
                     if missing {
                         if drop {
@@ -383,6 +390,11 @@ where
                         }
                         let what = if pv.is_finite() { lname } else { sname };
                         return Err(invalid(what, format!("null, NaN or infinite value at row {row}; pass nan_policy=\"drop\" to drop such rows")));
+                    }
+                    if let ErrorKind::Residual { squared } = spec.error {
+                        let e = (pv - yv).abs();
+                        out.push(Some(if squared { e * e } else { e }));
+                        continue;
                     }
                     if yv != 0.0 && yv != 1.0 {
                         return Err(invalid(
@@ -401,7 +413,7 @@ where
                         }
                         ErrorKind::ZeroOne(t) => ((pv >= t) != (yv == 1.0)) as u8 as f64,
                         ErrorKind::Squared => (pv - yv) * (pv - yv),
-                        ErrorKind::Column(_) => unreachable!(),
+                        ErrorKind::Residual { .. } | ErrorKind::Column(_) => unreachable!(),
                     };
                     out.push(Some(e));
                 }

@@ -630,6 +630,8 @@ fn discover_slices<'py>(
             "log_loss" => ErrorKind::LogLoss,
             "zero_one" => ErrorKind::ZeroOne(threshold),
             "squared" => ErrorKind::Squared,
+            "regression_absolute" => ErrorKind::Residual { squared: false },
+            "regression_squared" => ErrorKind::Residual { squared: true },
             "column" => {
                 ErrorKind::Column(column.ok_or_else(|| bad("an error column is needed".into()))?)
             }
