@@ -187,8 +187,9 @@ def test_min_slice_size_and_one_row_slices():
 def _data(n: int, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     y = rng.gamma(2.0, 10.0, n)
+    p = y * rng.lognormal(0, 0.2, n)
     return pa.table({
-        "y": y, "p": y * rng.lognormal(0, 0.2, n), "q": y + rng.normal(0, 12, n),
+        "y": y, "p": p, "q": y + rng.normal(0, 12, n), "lo": 0.8 * p, "hi": 1.25 * p,
         "w": rng.random(n) + 0.5, "id": np.arange(n, dtype=np.int64),
         "city": rng.choice(["ber", "lis", "nyc", "sao"], n), "sqft": rng.random(n) * 200,
     })
@@ -230,7 +231,7 @@ def test_shards_merged_in_any_order_equal_one_evaluate(cuts, order, interval):
     t = _data(20_000, seed=3)
     spec = assay.Spec(label="y", prediction="p", task="regression", weight="w",
                       slices=["city"], metrics=[*assay.REGRESSION_METRICS], power=1.5,
-                      quantiles=[0.1, 0.9], **interval)
+                      quantiles=[0.1, 0.9], lower="lo", upper="hi", **interval)
     bounds = [0, *sorted(cuts), t.num_rows]
     parts = [spec.accumulate(t.slice(a, b - a), row_offset=a)
              for a, b in zip(bounds, bounds[1:], strict=False)]
@@ -535,3 +536,48 @@ def test_discovery_arguments_follow_the_task():
         assay.discover_slices(data, label="y", prediction="p", features=["g"])
     with pytest.raises(InvalidArgumentError, match="'absolute', 'squared'"):
         assay.discover_slices(data, task="regression", features=["g"], error="nope")
+
+
+def test_prediction_interval_coverage_and_width_by_slice():
+    rng = np.random.default_rng(8)
+    n = 30_000
+    y = rng.normal(0, 1, n)
+    p = y + rng.normal(0, 0.5, n)
+    half = rng.uniform(0.2, 1.5, n)
+    w = rng.random(n) + 0.1
+    g = rng.choice(["a", "b", "c"], n)
+    data = {"y": y, "p": p, "lo": p - half, "hi": p + half, "w": w, "g": g}
+    rep = assay.evaluate(data, task="regression", label="y", prediction="p", lower="lo",
+                         upper="hi", weight="w", slices=["g"], bootstrap=50)
+    assert rep.metrics[-2:] == ["coverage", "interval_width"]
+    rows = {r["slice"]: r for r in rep.table.iter_rows(named=True)}
+    for label, m in [("overall", np.ones(n, dtype=bool)),
+                     *((f"g={v}", g == v) for v in "abc")]:
+        inside = (data["lo"][m] <= y[m]) & (y[m] <= data["hi"][m])
+        assert close(rows[label]["coverage"], np.average(inside, weights=w[m]), 1e-12)
+        assert close(rows[label]["interval_width"], np.average(2 * half[m], weights=w[m]),
+                     1e-12)
+        assert rows[label]["coverage_lo"] < rows[label]["coverage"] < rows[label]["coverage_hi"]
+
+
+def test_prediction_interval_bad_bounds():
+    base = {"y": [1.0, 2.0, 3.0], "p": [1.0, 2.0, 3.0], "lo": [0.0, 1.0, 2.0],
+            "hi": [2.0, 3.0, 4.0]}
+    kw = dict(task="regression", label="y", prediction="p", lower="lo", upper="hi")
+    bad = dict(base, lo=[0.0, 3.5, 2.0])
+    with pytest.raises(InvalidInputError, match=r'"lo".*lower bound 3.5 exceeds the upper '
+                                                r'bound 3.0.*at row 1'):
+        assay.evaluate(bad, **kw)
+    missing = dict(base, hi=[2.0, float("nan"), 4.0])
+    with pytest.raises(InvalidInputError, match=r'"hi".*interval bound is NaN at row 1'):
+        assay.evaluate(missing, **kw)
+    rep = assay.evaluate(missing, nan_policy="drop", **kw)
+    assert rep.dropped == 1 and rep.table["coverage"][0] == 1.0
+    with pytest.raises(InvalidArgumentError, match="both lower= and upper="):
+        assay.evaluate(base, task="regression", label="y", prediction="p", lower="lo")
+    with pytest.raises(InvalidArgumentError, match="coverage needs the prediction interval"):
+        assay.evaluate(base, task="regression", label="y", prediction="p",
+                       metrics=["coverage"])
+    with pytest.raises(InvalidArgumentError, match="lower only applies to task='regression'"):
+        assay.evaluate({"y": [0, 1], "p": [0.2, 0.7], "lo": [0, 0], "hi": [1, 1]}, label="y",
+                       score="p", lower="lo", upper="hi")

@@ -91,6 +91,24 @@ def _with_quantiles(metrics: Any, quantiles: Any, task: str) -> Any:
     return names
 
 
+def _bounds(lower: Any, upper: Any) -> tuple[str, str] | None:
+    """The (lower, upper) columns of a prediction interval (both or neither)."""
+    column_arg(lower, "lower", None, optional=True)
+    column_arg(upper, "upper", None, optional=True)
+    if (lower is None) != (upper is None):
+        raise InvalidArgumentError(
+            "a prediction interval needs both lower= and upper= (its bounds' columns)")
+    return None if lower is None else (lower, upper)
+
+
+def _with_bounds(metrics: Any, lower: Any, upper: Any, task: str) -> Any:
+    """``metrics`` with ``coverage`` and ``interval_width`` when a prediction interval is
+    given and the metrics are the defaults."""
+    if lower is None or upper is None or metrics is not None:
+        return metrics
+    return [*_metric_list(None, task), "coverage", "interval_width"]
+
+
 def _binary_only(task: str, **given: tuple[Any, Any]) -> None:
     """Refuses options of binary classification (``name=(value, default)``) set for another
     task: they would be silently ignored."""
@@ -370,6 +388,8 @@ def evaluate(
     metrics: Sequence[str] | None = None,
     quantiles: Sequence[float] | None = None,
     power: float = 0.0,
+    lower: str | None = None,
+    upper: str | None = None,
     threshold: float = 0.5,
     weight: str | None = None,
     min_slice_size: int = 0,
@@ -412,6 +432,11 @@ def evaluate(
     power : float
         ``task="regression"``: the power of ``tweedie_deviance`` and ``d2_tweedie`` (0 squared
         error, 1 Poisson, 2 Gamma; <= 0 or >= 1, as scikit-learn).
+    lower, upper : str, optional
+        ``task="regression"``: the columns of a prediction interval; ``coverage`` (the share
+        of labels inside ``[lower, upper]``) and ``interval_width`` (mean ``upper - lower``)
+        are then added to the metrics. A bound that is NaN, inf or null follows
+        ``nan_policy``; ``lower > upper`` raises.
     task : {"binary", "regression"}
         The task family (``assay.TASKS``). ``"regression"`` computes
         ``assay.REGRESSION_METRICS`` (see "Regression metrics" below) from weighted sums and
@@ -559,10 +584,12 @@ def evaluate(
                  auc_bins=(auc_bins, 4096), auc_max_runs=(auc_max_runs, None),
                  calibration_bins=(calibration_bins, 15),
                  calibration_strategy=(calibration_strategy, "uniform"))
-    _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0))
+    _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0),
+                     lower=(lower, None), upper=(upper, None))
     job = _job(
-        label=label, score=column, slices=slices, metrics=_with_quantiles(metrics, quantiles, task),
-        threshold=threshold, power=power,
+        label=label, score=column, slices=slices,
+        metrics=_with_bounds(_with_quantiles(metrics, quantiles, task), lower, upper, task),
+        threshold=threshold, power=power, bounds=_bounds(lower, upper),
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
         auc_bins=auc_bins, auc_max_runs=auc_max_runs,
         interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,
@@ -592,6 +619,7 @@ class _Job:
     reliability: float | None = None
     task: str = "binary"
     power: float = 0.0
+    bounds: tuple[str, str] | None = None
 
     def unresolved(self) -> list[Bins]:
         """The data-derived bins (no edges yet), in slice order."""
@@ -602,6 +630,7 @@ class _Job:
         """Every column the job reads (None where an optional one is not used)."""
         return [self.label, self.score, self.weight,
                 None if self.interval is None else self.interval[4],
+                *(self.bounds or ()),
                 *(c for _, c in (self.compare[1] if self.compare else ())),
                 *(f if isinstance(f, str) else f.column for feats, _ in self.slices
                   for f in feats)]
@@ -617,7 +646,7 @@ class _Job:
             self.min_slice_size, self.nan_policy, self.auc, n_threads, self.interval, compare,
             self.calibration, self.reliability,
             only if any(o is not None for o in only) else None,
-            self.task, self.power,
+            self.task, self.power, self.bounds,
         )
 
 
@@ -654,7 +683,7 @@ def _job(
     interval: tuple[int, float, str, int, str | None] | None,
     compare: tuple[str, Sequence[tuple[str, str]]] | None,
     calibration: tuple[int, str] | None = None, reliability: float | None = None,
-    task: str = "binary", power: Any = 0.0,
+    task: str = "binary", power: Any = 0.0, bounds: tuple[str, str] | None = None,
 ) -> _Job:
     """Validates the options shared by every job (``interval`` and ``calibration`` come
     validated by :func:`_interval` and :func:`_calibration`). Reads no data."""
@@ -676,7 +705,7 @@ def _job(
         compare=None if compare is None else (
             compare[0], tuple((n, c) for n, c in compare[1])),
         calibration=calibration, reliability=reliability, task=task,
-        power=float_arg(power, "power", None),
+        power=float_arg(power, "power", None), bounds=bounds,
     )
 
 

@@ -36,6 +36,7 @@ from ._evaluate import (
     SliceEntry,
     SliceLike,
     _binary_only,
+    _bounds,
     _calibration,
     _interval,
     _Job,
@@ -46,6 +47,7 @@ from ._evaluate import (
     _run,
     _task_column,
     _threads,
+    _with_bounds,
     _with_quantiles,
     bins,
 )
@@ -63,7 +65,7 @@ _KEYS = (
     "format", "label", "score", "scores", "reference", "slices", "metrics", "threshold",
     "weight", "min_slice_size", "nan_policy", "auc", "auc_bins", "auc_max_runs", "bootstrap",
     "ci", "ci_method", "seed", "row_id", "calibration_bins", "calibration_strategy",
-    "task", "prediction", "power",
+    "task", "prediction", "power", "lower", "upper",
 )
 
 
@@ -134,6 +136,8 @@ def _job_dict(job: _Job) -> dict[str, Any]:
         "task": job.task,
         "prediction": prediction,
         "power": float(job.power),
+        "lower": None if job.bounds is None else job.bounds[0],
+        "upper": None if job.bounds is None else job.bounds[1],
     }
 
 
@@ -243,9 +247,9 @@ class Spec:
     task : {"binary", "regression"}
         The task family, as in :func:`assay.evaluate`; ``scores=`` of a regression spec name
         prediction columns.
-    quantiles, power
+    quantiles, power, lower, upper
         As in :func:`assay.evaluate` (regression): ``quantiles`` become ``pinball@<q>``
-        metrics.
+        metrics, ``lower``/``upper`` add ``coverage`` and ``interval_width``.
     scores : dict of str to str, optional
         ``{"name": "column", ...}`` (or a list of columns, named by themselves), at least two:
         a comparison spec with the rules of :func:`assay.compare` (it needs ``bootstrap``;
@@ -301,6 +305,8 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         metrics: Sequence[str] | None = None,
         quantiles: Sequence[float] | None = None,
         power: float = 0.0,
+        lower: str | None = None,
+        upper: str | None = None,
         threshold: float = 0.5,
         weight: str | None = None,
         min_slice_size: int = 0,
@@ -348,10 +354,12 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                      auc_bins=(auc_bins, 4096), auc_max_runs=(auc_max_runs, None),
                      calibration_bins=(calibration_bins, 15),
                      calibration_strategy=(calibration_strategy, "uniform"))
-        _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0))
+        _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0),
+                         lower=(lower, None), upper=(upper, None))
         job = _job(
             label=label, score=score, slices=slices,
-            metrics=_with_quantiles(metrics, quantiles, task), power=power, threshold=threshold,
+            metrics=_with_bounds(_with_quantiles(metrics, quantiles, task), lower, upper, task),
+            power=power, bounds=_bounds(lower, upper), threshold=threshold,
             weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
             auc_bins=auc_bins, auc_max_runs=auc_max_runs, interval=interval, compare=compare,
             calibration=_calibration(calibration_bins, calibration_strategy), task=task,

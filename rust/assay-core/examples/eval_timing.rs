@@ -69,6 +69,7 @@ fn main() {
             score: "p".into(),
             weight: None,
             power: 0.0,
+            bounds: None,
             threshold: 0.5,
             slices: if n_slices > 0 {
                 vec![vec![assay_core::Feature::Column("g".into())]]

@@ -58,6 +58,8 @@ pub enum Metric {
     GammaDeviance,
     TweedieDeviance,
     D2Tweedie,
+    Coverage,
+    IntervalWidth,
     /// Mean pinball loss at quantile `q` in (0, 1) (`"pinball@<q>"`).
     Pinball(f64),
 }
@@ -177,7 +179,7 @@ const UP: Option<bool> = Some(true);
 const DOWN: Option<bool> = Some(false);
 
 /// Every metric, in report order: the defaults first, then the calibration metrics.
-pub const REGISTRY: [MetricInfo; 45] = {
+pub const REGISTRY: [MetricInfo; 47] = {
     use Kind::*;
     use Metric::*;
     [
@@ -481,6 +483,20 @@ pub const REGISTRY: [MetricInfo; 45] = {
             false,
             "1 - tweedie deviance / the deviance of the weighted mean label (power= as above)",
         ),
+        reg(
+            Coverage,
+            "coverage",
+            None,
+            false,
+            "share of labels inside [lower, upper] (the prediction interval's columns)",
+        ),
+        reg(
+            IntervalWidth,
+            "interval_width",
+            DOWN,
+            false,
+            "mean upper - lower of the prediction interval",
+        ),
     ]
 };
 
@@ -670,6 +686,8 @@ impl Metric {
             GammaDeviance => 42,
             TweedieDeviance => 43,
             D2Tweedie => 44,
+            Coverage => 45,
+            IntervalWidth => 46,
         };
         &REGISTRY[at]
     }

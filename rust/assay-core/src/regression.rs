@@ -304,12 +304,15 @@ pub const MEAN_METRICS: [Metric; 6] = [
     Metric::Msle,
 ];
 
-/// The shape of a job's regression blocks:
-/// `[state (FIELDS)][deviances (DEV_FIELDS)][pinball sums (quantiles)][moments?]`; a replicate
-/// slot holds the same fields but the moments (its `rows` is unused, 0).
+/// The shape of a job's regression blocks: `[state (FIELDS)][deviances (DEV_FIELDS)]
+/// [interval: covered, width (2, with lower/upper columns)][pinball sums (quantiles)]
+/// [moments?]`; a replicate slot holds the same fields but the moments (its `rows` is unused,
+/// 0).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Layout {
     pub moments: bool,
+    /// Whether the prediction interval's coverage and width are summed.
+    pub interval: bool,
     /// Pinball quantiles (the distinct `pinball@q` of the job's metrics, in metric order).
     pub quantiles: usize,
     /// Whether the Tweedie deviances are computed, and at which power.
@@ -321,6 +324,7 @@ impl Layout {
     pub fn of(shape: &crate::state::StateShape) -> Layout {
         Layout {
             moments: shape.moments,
+            interval: shape.interval,
             quantiles: shape.quantiles,
             deviance: shape.deviance,
             power: shape.power,
@@ -329,7 +333,12 @@ impl Layout {
 
     /// Fields of a replicate slot (and of a block without its moments).
     pub fn fields(&self) -> usize {
-        FIELDS + DEV_FIELDS + self.quantiles
+        self.pinball_at() + self.quantiles
+    }
+
+    /// Where the pinball sums start (after the interval's two fields, when kept).
+    pub fn pinball_at(&self) -> usize {
+        FIELDS + DEV_FIELDS + 2 * self.interval as usize
     }
 
     /// Fields of a slice's block.
@@ -354,7 +363,9 @@ pub fn pinball_quantiles(metrics: &[Metric]) -> Vec<f64> {
 /// The unit Tweedie deviance of label `y` and mean `mu` at `power` (scikit-learn's
 /// `mean_tweedie_deviance` per row): power 0 the squared error, 1 Poisson, 2 Gamma.
 pub fn tweedie_deviance(y: f64, mu: f64, power: f64) -> f64 {
-    if power == 0.0 {
+    if y == mu {
+        0.0 // (the formulas below leave rounding residue at 0)
+    } else if power == 0.0 {
         (y - mu) * (y - mu)
     } else if power == 1.0 {
         let ylog = if y == 0.0 { 0.0 } else { y * (y / mu).ln() };
@@ -485,7 +496,7 @@ impl Block<'_> {
                     Err(NO_WEIGHT)
                 } else if dev[3].is_nan() {
                     Err(NULL_OUT_OF_DOMAIN)
-                } else if !positive(dev[3]) {
+                } else if !positive(dev[3]) || !positive(st.m2_y) {
                     Err(CONSTANT_LABELS)
                 } else {
                     crate::metrics::finite(1.0 - dev[2] / dev[3])
@@ -497,8 +508,10 @@ impl Block<'_> {
                     .iter()
                     .position(|x| *x == q)
                     .expect("a pinball quantile of the layout");
-                st.mean_of(self.f[FIELDS + DEV_FIELDS + k])
+                st.mean_of(self.f[self.layout.pinball_at() + k])
             }
+            Coverage => st.mean_of(self.f[FIELDS + DEV_FIELDS]),
+            IntervalWidth => st.mean_of(self.f[FIELDS + DEV_FIELDS + 1]),
             _ => unreachable!("{} is not a regression metric", m.name()),
         }
     }
@@ -684,6 +697,8 @@ pub struct PieceRows<'a> {
     pub quantiles: &'a [f64],
     /// Which of the Poisson, Gamma and Tweedie deviances are summed.
     pub deviances: [bool; 3],
+    /// The prediction interval's lower and upper bounds (with `layout.interval`).
+    pub bounds: Option<(&'a [f64], &'a [f64])>,
 }
 
 /// Adds the rows of `rows` to the blocks of `states` (the overall slice's first, then one per
@@ -709,7 +724,8 @@ pub fn accumulate_piece(
     let terms = std::mem::take(&mut scratch.terms);
     // The extra terms: deviances (the null deviance's slot is filled per slice) and pinball
     // losses.
-    let extras = DEV_FIELDS + rows.layout.quantiles;
+    let extras = rows.layout.fields() - FIELDS;
+    let pin = rows.layout.pinball_at() - FIELDS;
     let mut extra = std::mem::take(&mut scratch.extra);
     extra.clear();
     extra.resize(rows.y.len() * extras, 0.0);
@@ -725,8 +741,12 @@ pub fn accumulate_piece(
         if rows.deviances[2] {
             x[2] = tweedie_deviance(y, p, power);
         }
+        if let Some((lo, hi)) = rows.bounds {
+            x[DEV_FIELDS] = (lo[j] <= y && y <= hi[j]) as u8 as f64;
+            x[DEV_FIELDS + 1] = hi[j] - lo[j];
+        }
         let under = y - p;
-        for (o, q) in x[DEV_FIELDS..].iter_mut().zip(rows.quantiles) {
+        for (o, q) in x[pin..].iter_mut().zip(rows.quantiles) {
             *o = (q * under).max((q - 1.0) * under);
         }
     }
@@ -1361,6 +1381,7 @@ mod tests {
             let (y, p, w) = data(n, seed, 1e3, 3.0);
             let layout = Layout {
                 moments: true,
+                interval: false,
                 quantiles: 0,
                 deviance: true,
                 power,

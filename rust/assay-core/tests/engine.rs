@@ -19,6 +19,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         score: "p".into(),
         weight: weighted.then(|| "w".to_string()),
         power: 0.0,
+        bounds: None,
         threshold: 0.5,
         slices: vec![
             vec![Feature::Column("country".into())],

@@ -40,6 +40,7 @@ fn spec() -> EvalSpec {
         score: "p".into(),
         weight: None,
         power: 0.0,
+        bounds: None,
         threshold: 0.5,
         slices: vec![vec![Feature::Column("c".into())]],
         metrics: vec![Metric::RocAuc, Metric::AveragePrecision, Metric::Accuracy],

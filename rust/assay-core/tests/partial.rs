@@ -16,6 +16,7 @@ fn spec(bootstrap: bool) -> EvalSpec {
         score: "p".into(),
         weight: Some("w".into()),
         power: 0.0,
+        bounds: None,
         threshold: 0.5,
         slices: vec![vec![Feature::Column("country".into())]],
         slice_only: Vec::new(),

@@ -177,15 +177,16 @@ struct Job(
     Option<Vec<Option<String>>>,                       // slice_only
     String,                                            // task
     f64,                                               // power (Tweedie deviance)
+    Option<(String, String)>,                          // prediction interval (lower, upper)
 );
 
 impl Job {
-    /// The job from Python's 17-tuple.
+    /// The job from Python's 18-tuple.
     fn extract(t: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Job> {
         use pyo3::types::PyTupleMethods;
-        if t.len() != 17 {
+        if t.len() != 18 {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "a job is a tuple of 17 options, got {}",
+                "a job is a tuple of 18 options, got {}",
                 t.len()
             )));
         }
@@ -208,6 +209,7 @@ impl Job {
             at(14)?.extract()?,
             at(15)?.extract()?,
             at(16)?.extract()?,
+            at(17)?.extract()?,
         ))
     }
 
@@ -231,6 +233,7 @@ impl Job {
             slice_only,
             task,
             power,
+            bounds,
         ) = self;
         let family = assay_core::metrics::Family::parse(&task)?;
         let calibration = match calibration {
@@ -282,6 +285,7 @@ impl Job {
             score,
             weight,
             power,
+            bounds,
             threshold,
             slices: slice_specs(slices),
             metrics,
@@ -307,6 +311,9 @@ fn read_columns(spec: &EvalSpec) -> Vec<&str> {
         read.extend(c.others.iter().map(|(_, col)| col.as_str()));
     }
     read.extend(spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref()));
+    if let Some((lo, hi)) = &spec.bounds {
+        read.extend([lo.as_str(), hi.as_str()]);
+    }
     read.extend(spec.slices.iter().flatten().map(|f| f.column()));
     read
 }

@@ -118,6 +118,16 @@ where
     if let (Some(w), Some(i)) = (&spec.weight, weight_idx) {
         check_numeric_type(w, "weight", schema.field(i).data_type())?;
     }
+    let bounds_idx = spec
+        .bounds
+        .as_ref()
+        .map(|(lo, hi)| -> Result<(usize, usize)> {
+            let (a, b) = (column_index(&schema, lo)?, column_index(&schema, hi)?);
+            check_numeric_type(lo, "lower bound", schema.field(a).data_type())?;
+            check_numeric_type(hi, "upper bound", schema.field(b).data_type())?;
+            Ok((a, b))
+        })
+        .transpose()?;
     let row_id_name = spec.interval.as_ref().and_then(|iv| iv.row_id.clone());
     let row_id_idx = row_id_name
         .as_deref()
@@ -193,6 +203,8 @@ where
                 .collect(),
             weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
             row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
+            bounds: bounds_idx
+                .map(|(a, b)| [(col(a), validity(&col(a))), (col(b), validity(&col(b)))]),
             weight_scale: match weight_idx {
                 Some(i) => {
                     if weight_scale.is_none() {
@@ -395,6 +407,8 @@ struct RoleColumns {
     scores: Vec<(ArrayRef, Option<NullBuffer>)>,
     weight: Option<(ArrayRef, Option<NullBuffer>)>,
     row_id: Option<(ArrayRef, Option<NullBuffer>)>,
+    /// Regression: the prediction interval's lower and upper bounds.
+    bounds: Option<[(ArrayRef, Option<NullBuffer>); 2]>,
     /// The job's [`WeightScale`] (fixed from the first batch with a valid weight).
     weight_scale: WeightScale,
 }
@@ -700,19 +714,29 @@ fn update_regression_piece(
         kw,
         ids: idb,
         kernel,
+        bound_bufs,
+        bound_kept,
     } = reg;
+    // The prediction interval's bounds, as given (views of the batch).
+    let [lo_buf, hi_buf] = bound_bufs;
+    let bounds: Option<(&[f64], &[f64])> = cols
+        .bounds
+        .as_ref()
+        .map(|[(a, _), (b, _)]| (f64_view(a, lo, hi, lo_buf), f64_view(b, lo, hi, hi_buf)));
     let n = hi - lo;
     kw.clear();
     if slots > 0 {
         kw.resize(n * slots, 0.0);
     }
     let per_model = ids.len() + 1;
+    #[allow(clippy::too_many_arguments)]
     let run = |y: &[f64],
                p: &[Vec<f64>],
                direct: Option<&[&[f64]]>,
                w: Option<&[f64]>,
                spec_ids: Vec<&[u32]>,
                kw: &[f64],
+               bounds: Option<(&[f64], &[f64])>,
                state: &mut ChunkState,
                kernel: &mut crate::regression::Scratch| {
         for m in 0..scores.len() {
@@ -731,6 +755,8 @@ fn update_regression_piece(
                 layout: crate::regression::Layout::of(&plan.shape),
                 quantiles: &plan.quantiles,
                 deviances: plan.deviances.map(|d| d.is_some()),
+                // (Only one model has a prediction interval: see `EvalSpec::validate`.)
+                bounds: if m == 0 { bounds } else { None },
             };
             let states = &mut state.specs[m * per_model..(m + 1) * per_model];
             crate::regression::accumulate_piece(&rows, states, kernel);
@@ -772,6 +798,16 @@ fn update_regression_piece(
                     && (cols.weight_scale.exp == 0 || w.iter().fold(true, |a, v| a & v.is_normal()))
             }
             _ => true,
+        }
+        && match (&bounds, &cols.bounds) {
+            (Some((l, h)), Some([(_, ln), (_, hn)])) => {
+                no_nulls(ln)
+                    && no_nulls(hn)
+                    && l.iter().zip(h.iter()).fold(true, |a, (x, y)| {
+                        a & (x.is_finite() & y.is_finite() & (x <= y))
+                    })
+            }
+            _ => true,
         };
     if clean {
         if let Some(r) = &plan.resampler {
@@ -789,6 +825,7 @@ fn update_regression_piece(
             weights,
             spec_ids,
             kw,
+            bounds,
             state,
             kernel,
         );
@@ -800,6 +837,7 @@ fn update_regression_piece(
     ps.iter_mut().for_each(Vec::clear);
     idb.resize_with(ids.len(), Vec::new);
     idb.iter_mut().for_each(Vec::clear);
+    bound_kept.iter_mut().for_each(Vec::clear);
     kw.clear();
     let mut dropped = 0;
     let non_finite = |v: f64, null: bool| -> Option<String> {
@@ -861,6 +899,35 @@ fn update_regression_piece(
                 ));
             }
         }
+        if let (Some((l, h)), Some([(_, ln), (_, hn)]), Some((lname, hname))) =
+            (&bounds, &cols.bounds, &spec.bounds)
+        {
+            for (v, nulls, name) in [(l[j], ln, lname), (h[j], hn, hname)] {
+                if let Some(what) = non_finite(v, nulls.as_ref().is_some_and(|n| n.is_null(i))) {
+                    if drop {
+                        dropped += 1;
+                        continue 'rows;
+                    }
+                    return Err(invalid(
+                        name,
+                        format!(
+                            "interval bound is {what} at row {row}; pass nan_policy=\"drop\" \
+                             to drop such rows"
+                        ),
+                    ));
+                }
+            }
+            if l[j] > h[j] {
+                return Err(invalid(
+                    lname,
+                    format!(
+                        "the lower bound {:?} exceeds the upper bound {:?} ({hname:?}) at row \
+                         {row}",
+                        l[j], h[j]
+                    ),
+                ));
+            }
+        }
         for (pw, metric) in &powers {
             let values = std::iter::once((spec.label.as_str(), y, true)).chain(
                 plan.score_names
@@ -910,10 +977,15 @@ fn update_regression_piece(
         for (b, v) in idb.iter_mut().zip(ids) {
             b.push(v[i]);
         }
+        if let Some((l, h)) = &bounds {
+            bound_kept[0].push(l[j]);
+            bound_kept[1].push(h[j]);
+        }
     }
     let spec_ids: Vec<&[u32]> = idb.iter().map(|v| v.as_slice()).collect();
     let w = raw_weights.is_some().then_some(ws.as_slice());
-    run(ys, ps, None, w, spec_ids, kw, state, kernel);
+    let kept_bounds = bounds.map(|_| (bound_kept[0].as_slice(), bound_kept[1].as_slice()));
+    run(ys, ps, None, w, spec_ids, kw, kept_bounds, state, kernel);
     Ok(dropped)
 }
 
@@ -927,6 +999,9 @@ pub(super) struct RegressionScratch {
     /// Per slice spec, the accepted rows' slice ids.
     ids: Vec<Vec<u32>>,
     kernel: crate::regression::Scratch,
+    /// The prediction interval's bounds: views of a piece, and the accepted rows' values.
+    bound_bufs: [Vec<f64>; 2],
+    bound_kept: [Vec<f64>; 2],
 }
 
 /// The plain job's fast path for a piece without nulls: one vectorizable check of every row,

@@ -67,6 +67,9 @@ pub struct EvalSpec {
     /// The power of regression's `tweedie_deviance` and `d2_tweedie` (0: squared error, 1:
     /// Poisson, 2: Gamma; in (-inf, 0] or [1, inf), as scikit-learn).
     pub power: f64,
+    /// Regression: the (lower, upper) columns of a prediction interval (coverage,
+    /// interval_width).
+    pub bounds: Option<(String, String)>,
     pub threshold: f64,
     pub slices: Vec<SliceSpec>,
     /// Per slice spec, the one slice to report (its label, e.g. a discovered
@@ -122,6 +125,23 @@ impl EvalSpec {
                 "power (of the Tweedie deviance) must be <= 0 or >= 1, got {}",
                 self.power
             )));
+        }
+        let wants_bounds = self
+            .metrics
+            .iter()
+            .find(|m| matches!(m, Metric::Coverage | Metric::IntervalWidth));
+        if let (Some(m), None) = (wants_bounds, &self.bounds) {
+            return Err(AssayError::InvalidArgument(format!(
+                "{} needs the prediction interval's columns: pass lower= and upper=",
+                m.name()
+            )));
+        }
+        if self.bounds.is_some() && (self.compare.is_some() || self.family != Family::Regression) {
+            return Err(AssayError::InvalidArgument(
+                "lower= and upper= (a prediction interval) apply to task=\"regression\" with one \
+                 model"
+                    .into(),
+            ));
         }
         let foreign: Vec<String> = self
             .metrics

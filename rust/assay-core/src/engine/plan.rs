@@ -94,6 +94,7 @@ impl<'a> Plan<'a> {
                 quantiles: 0,
                 deviance: false,
                 power: 0.0,
+                interval: false,
                 hist_bins: match spec.auc {
                     AucMode::Binned(b) if wants_rank => b,
                     _ => 0,
@@ -170,6 +171,7 @@ impl<'a> Plan<'a> {
                 quantiles: plan.quantiles.len(),
                 deviance: plan.deviances[2].is_some(),
                 power: spec.power,
+                interval: spec.bounds.is_some(),
                 slots,
                 moments: spec
                     .interval

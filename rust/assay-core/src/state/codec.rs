@@ -284,6 +284,7 @@ fn write_shape(w: &mut Writer, s: &StateShape) {
     w.len(s.quantiles);
     w.u8(s.deviance as u8);
     w.f64(s.power);
+    w.u8(s.interval as u8);
 }
 
 fn read_shape(r: &mut Reader) -> Result<StateShape> {
@@ -304,6 +305,7 @@ fn read_shape(r: &mut Reader) -> Result<StateShape> {
         quantiles: r.usize(BIG, "pinball quantiles")?,
         deviance: r.flag()?,
         power: r.f64()?,
+        interval: r.flag()?,
     })
 }
 

@@ -313,6 +313,8 @@ pub struct StateShape {
     pub quantiles: usize,
     pub deviance: bool,
     pub power: f64,
+    /// Regression: whether the prediction interval's coverage and width are kept.
+    pub interval: bool,
     /// Score-histogram bins per slice (binned rank metrics), 0 for none.
     pub hist_bins: usize,
     /// Replicate slots (bootstrap replicates and jackknife groups), 0 for none.
