@@ -6,7 +6,8 @@ from __future__ import annotations
 import assay
 from assay import _common, _compare, _native
 
-KINDS = {"binary": {"confusion", "loss", "rank", "calibration"}, "regression": {"moments"}}
+KINDS = {"binary": {"confusion", "loss", "rank", "calibration"},
+         "regression": {"moments", "order"}}
 
 
 def test_registry_entries_are_complete_and_unique():

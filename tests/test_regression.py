@@ -581,3 +581,36 @@ def test_prediction_interval_bad_bounds():
     with pytest.raises(InvalidArgumentError, match="lower only applies to task='regression'"):
         assay.evaluate({"y": [0, 1], "p": [0.2, 0.7], "lo": [0, 0], "hi": [1, 1]}, label="y",
                        score="p", lower="lo", upper="hi")
+
+
+@SETTINGS
+@given(case=tables())
+def test_median_absolute_error_matches_scikit_learn(case):
+    y, p, w, g = case
+    data = {"y": y, "p": p, "g": g.astype(str)}
+    if w is not None:
+        data["w"] = w
+    rep = assay.evaluate(data, task="regression", label="y", prediction="p", slices=["g"],
+                         weight=None if w is None else "w", metrics=["median_absolute_error"])
+    rows = {r["slice"]: r for r in rep.table.iter_rows(named=True)}
+    for label, m in [("overall", np.ones(len(y), dtype=bool)),
+                     *((f"g={v}", g == v) for v in np.unique(g))]:
+        want = skm.median_absolute_error(y[m], p[m],
+                                         sample_weight=None if w is None else w[m])
+        assert close(rows[label]["median_absolute_error"], want, 1e-12), (label, want)
+
+
+def test_median_absolute_error_of_shards_and_its_documented_interval():
+    t = _data(30_000, seed=9)
+    # Rounded predictions: repeated errors, so the shards' kept rows are compacted.
+    t = t.set_column(1, "p", pa.array(np.round(t["p"].to_numpy())))
+    spec = assay.Spec(label="y", prediction="p", task="regression", slices=["city"],
+                      metrics=["mae", "median_absolute_error"], bootstrap=20, row_id="id")
+    parts = [spec.accumulate(t.slice(a, 10_000)) for a in (0, 10_000, 20_000)]
+    merged = assay.PartialState.from_bytes(assay.merge(parts[::-1]).to_bytes())
+    got, want = merged.finalize(), spec.evaluate(t)
+    _same(got.table, want.table, 1e-12)
+    y, p = t["y"].to_numpy(), t["p"].to_numpy()
+    assert close(want.table["median_absolute_error"][0], skm.median_absolute_error(y, p), 1e-12)
+    note = want.long().filter(pl.col("metric") == "median_absolute_error")["note"][0]
+    assert "no interval" in note

@@ -60,6 +60,7 @@ pub enum Metric {
     D2Tweedie,
     Coverage,
     IntervalWidth,
+    MedianAbsoluteError,
     /// Mean pinball loss at quantile `q` in (0, 1) (`"pinball@<q>"`).
     Pinball(f64),
 }
@@ -105,6 +106,8 @@ pub enum Kind {
     Calibration,
     /// Weighted sums and co-moments of labels, predictions and errors (regression).
     Moments,
+    /// An order statistic of each slice's rows (kept, like exact ROC-AUC's).
+    Order,
 }
 
 impl Kind {
@@ -115,6 +118,7 @@ impl Kind {
             Kind::Rank => "rank",
             Kind::Calibration => "calibration",
             Kind::Moments => "moments",
+            Kind::Order => "order",
         }
     }
 }
@@ -179,7 +183,7 @@ const UP: Option<bool> = Some(true);
 const DOWN: Option<bool> = Some(false);
 
 /// Every metric, in report order: the defaults first, then the calibration metrics.
-pub const REGISTRY: [MetricInfo; 47] = {
+pub const REGISTRY: [MetricInfo; 48] = {
     use Kind::*;
     use Metric::*;
     [
@@ -497,6 +501,17 @@ pub const REGISTRY: [MetricInfo; 47] = {
             false,
             "mean upper - lower of the prediction interval",
         ),
+        MetricInfo {
+            kind: Kind::Order,
+            ..reg(
+                MedianAbsoluteError,
+                "median_absolute_error",
+                DOWN,
+                false,
+                "weighted median of |e| (scikit-learn's averaged inverted CDF); keeps each row's \
+                 error, like exact ROC-AUC",
+            )
+        },
     ]
 };
 
@@ -688,6 +703,7 @@ impl Metric {
             D2Tweedie => 44,
             Coverage => 45,
             IntervalWidth => 46,
+            MedianAbsoluteError => 47,
         };
         &REGISTRY[at]
     }

@@ -1060,6 +1060,80 @@ fn chan_form(rows: f64, w: f64, sums: &[f64], max_abs: f64, f: &[f64]) -> [f64; 
     st.to_fields()
 }
 
+/// The weighted median of `(value, weight)` pairs (weights positive): scikit-learn's averaged
+/// inverted CDF (`_weighted_percentile(..., average=True)`, `median_absolute_error`'s with
+/// weights): the first value whose cumulative weight reaches half the total, averaged with the
+/// next value when it reaches it exactly (to `f64::EPSILON`). With unit weights this is
+/// NumPy's median. NaN for no pairs.
+pub fn weighted_median(v: &mut [(f64, f64)]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = v.iter().map(|x| x.1).sum();
+    let target = 0.5 * total;
+    let mut cdf = 0.0;
+    for i in 0..v.len() {
+        cdf += v[i].1;
+        if cdf >= target {
+            if cdf - target > f64::EPSILON {
+                return v[i].0;
+            }
+            let next = v[(i + 1).min(v.len() - 1)].0;
+            return (v[i].0 + next) / 2.0;
+        }
+    }
+    v[v.len() - 1].0
+}
+
+/// The median absolute error of every slice of every spec (`[spec][id]`, the overall slice
+/// first; NaN for a slice without rows) from the kept rows: their scores are the absolute
+/// errors, their weights the row weights (or counts of combined entries; 1 when empty).
+pub fn medians(rows: &crate::state::RankRows, n_ids: &[usize]) -> Vec<Vec<f64>> {
+    use rayon::prelude::*;
+    let n = rows.scores.len();
+    let weight = |i: usize| rows.weights.get(i).copied().unwrap_or(1.0);
+    n_ids
+        .iter()
+        .enumerate()
+        .map(|(k, &ids_here)| {
+            // Rows grouped by slice (a counting sort), then each group's median in parallel.
+            let id_of = |i: usize| {
+                if k == 0 {
+                    0
+                } else {
+                    rows.ids[k - 1][i] as usize
+                }
+            };
+            let mut start = vec![0usize; ids_here + 1];
+            for i in 0..n {
+                start[id_of(i) + 1] += 1;
+            }
+            for j in 0..ids_here {
+                start[j + 1] += start[j];
+            }
+            let mut at = start.clone();
+            let mut grouped = vec![(0.0, 0.0); n];
+            for i in 0..n {
+                let id = id_of(i);
+                grouped[at[id]] = (rows.scores[i], weight(i));
+                at[id] += 1;
+            }
+            let mut groups: Vec<&mut [(f64, f64)]> = Vec::with_capacity(ids_here);
+            let mut rest = grouped.as_mut_slice();
+            for j in 0..ids_here {
+                let (g, r) = rest.split_at_mut(start[j + 1] - start[j]);
+                groups.push(g);
+                rest = r;
+            }
+            groups.into_par_iter().map(|g| weighted_median(g)).collect()
+        })
+        .collect()
+}
+
+/// Why the median absolute error has no interval.
+pub const NO_MEDIAN_INTERVAL: &str = "no interval: the median absolute error is computed once \
+     from the kept rows, not per replicate";
 /// Why a root metric of 0 has no analytic interval.
 pub const NO_ROOT_INTERVAL: &str =
     "interval undefined: the delta method of a square root needs a value above 0";
@@ -1077,6 +1151,7 @@ pub fn slice_results(
     reps: &[f64],
     layout: &Layout,
     quantiles: &[f64],
+    median: f64,
     metrics: &[Metric],
     iv: Option<&crate::bootstrap::IntervalSpec>,
     small: bool,
@@ -1093,6 +1168,12 @@ pub fn slice_results(
         .map(|m| {
             if small {
                 Err(crate::metrics::TOO_SMALL)
+            } else if *m == Metric::MedianAbsoluteError {
+                if median.is_nan() {
+                    Err(NO_WEIGHT)
+                } else {
+                    Ok(median)
+                }
             } else {
                 main.value(*m)
             }
@@ -1117,6 +1198,10 @@ pub fn slice_results(
         let mut kept = Vec::new();
         intervals.push(match *v {
             Err(why) => Err(why),
+            Ok(_) if *m == Metric::MedianAbsoluteError => {
+                kept = vec![f64::NAN; slots];
+                Err(NO_MEDIAN_INTERVAL)
+            }
             Ok(estimate) if iv.method == CiMethod::Analytic => {
                 analytic(&st, &block[n..], *m, estimate, iv.level)
             }

@@ -245,7 +245,8 @@ where
                 .iter()
                 .map(|(lo, hi)| if plan.keep_rows { hi - lo } else { 0 })
                 .collect();
-            let keyed = plan.resampler.is_some();
+            // (Regression keeps rows for its medians only, which are not resampled.)
+            let keyed = plan.resampler.is_some() && !plan.regression;
             if w == 0 && plan.keep_rows {
                 let mut hinted = spec
                     .rows_hint
@@ -295,7 +296,9 @@ where
                             Vec::new()
                         };
                         let r = if plan.regression {
-                            update_regression_piece(&plan, &cols, &ids, lo, hi, first, st, scratch)
+                            update_regression_piece(
+                                &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
+                            )
                         } else if lean {
                             update_piece::<true>(
                                 &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
@@ -683,6 +686,7 @@ fn update_regression_piece(
     hi: usize,
     first_row: u64,
     state: &mut ChunkState,
+    rank: &mut [RankWindow],
     scratch: &mut Scratch,
 ) -> Result<u64> {
     let spec = plan.spec;
@@ -738,12 +742,25 @@ fn update_regression_piece(
                kw: &[f64],
                bounds: Option<(&[f64], &[f64])>,
                state: &mut ChunkState,
+               rank: &mut [RankWindow],
                kernel: &mut crate::regression::Scratch| {
         for m in 0..scores.len() {
             let p = match direct {
                 Some(d) => d[m],
                 None => p[m].as_slice(),
             };
+            if plan.keep_rows {
+                // The absolute errors, for the exact medians (see `regression::medians`).
+                let win = &mut rank[m];
+                for (j, (yv, pv)) in y.iter().zip(p).enumerate() {
+                    win.put((pv - yv).abs(), false, w.map_or(1.0, |w| w[j]), 0);
+                    let at = win.at;
+                    for (dst, src) in win.ids.iter_mut().zip(&spec_ids) {
+                        dst[at] = src[j];
+                    }
+                    win.at += 1;
+                }
+            }
             let rows = crate::regression::PieceRows {
                 y,
                 p,
@@ -827,6 +844,7 @@ fn update_regression_piece(
             kw,
             bounds,
             state,
+            rank,
             kernel,
         );
         return Ok(0);
@@ -985,7 +1003,18 @@ fn update_regression_piece(
     let spec_ids: Vec<&[u32]> = idb.iter().map(|v| v.as_slice()).collect();
     let w = raw_weights.is_some().then_some(ws.as_slice());
     let kept_bounds = bounds.map(|_| (bound_kept[0].as_slice(), bound_kept[1].as_slice()));
-    run(ys, ps, None, w, spec_ids, kw, kept_bounds, state, kernel);
+    run(
+        ys,
+        ps,
+        None,
+        w,
+        spec_ids,
+        kw,
+        kept_bounds,
+        state,
+        rank,
+        kernel,
+    );
     Ok(dropped)
 }
 

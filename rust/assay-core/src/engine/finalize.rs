@@ -228,6 +228,14 @@ fn finalize_parts(
             .collect();
     }
     let qbins = qbins;
+    // Regression's exact medians, from the kept absolute errors: `[model][spec][id]`.
+    let medians: Vec<Vec<Vec<f64>>> = if plan.regression && plan.keep_rows {
+        (0..models)
+            .map(|m| pool.install(|| crate::regression::medians(rank.get(m), &n_ids)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     drop(rank);
     crate::runtime::check()?;
     // SmoothECE and the logistic fit of every slice, in parallel (they iterate).
@@ -303,6 +311,7 @@ fn finalize_parts(
                         &st.fam_reps[idu * rlen..(idu + 1) * rlen],
                         &crate::regression::Layout::of(&fin_shape),
                         &plan.quantiles,
+                        medians.get(m).map_or(f64::NAN, |md| md[k][idu]),
                         &spec.metrics,
                         spec.interval.as_ref(),
                         small,
@@ -474,7 +483,7 @@ fn check_layout(state: &PartialState, plan: &Plan, spec: &EvalSpec) -> Result<()
         if len > 0
             && ((r.weights.len() == len) != (plan.weighted || r.counted)
                 || (r.counted && (plan.weighted || plan.quantile_bins))
-                || (r.row_keys.len() == len) != plan.resampler.is_some())
+                || (r.row_keys.len() == len) != (plan.resampler.is_some() && !plan.regression))
         {
             return Err(bad());
         }

@@ -155,6 +155,7 @@ impl<'a> Plan<'a> {
                 .any(|m| matches!(m, Metric::Msle | Metric::Rmsle));
             plan.additive_reps = false;
             plan.rep_losses = false;
+            plan.keep_rows = spec.metrics.contains(&Metric::MedianAbsoluteError);
             plan.quantiles = crate::regression::pinball_quantiles(&spec.metrics);
             let wants = |m: Metric| spec.metrics.contains(&m);
             plan.deviances = [
