@@ -1126,7 +1126,7 @@ pub fn medians(rows: &crate::state::RankRows, n_ids: &[usize]) -> Vec<Vec<f64>> 
                 groups.push(g);
                 rest = r;
             }
-            groups.into_par_iter().map(|g| weighted_median(g)).collect()
+            groups.into_par_iter().map(weighted_median).collect()
         })
         .collect()
 }
