@@ -701,6 +701,13 @@ pub struct PieceRows<'a> {
     pub bounds: Option<(&'a [f64], &'a [f64])>,
 }
 
+impl PieceRows<'_> {
+    /// Whether any field after the state is summed (deviances, interval, pinball losses).
+    fn any_extra(&self) -> bool {
+        self.deviances.iter().any(|d| *d) || self.layout.interval || self.layout.quantiles > 0
+    }
+}
+
 /// Adds the rows of `rows` to the blocks of `states` (the overall slice's first, then one per
 /// slice spec), and their counts and weights to `counts`: per slice, the piece's state is
 /// computed in two passes (means, then deviations from them; a third for the moment sums)
@@ -711,6 +718,10 @@ pub fn accumulate_piece(
     scratch: &mut Scratch,
 ) {
     if rows.y.is_empty() {
+        return;
+    }
+    if rows.slots == 0 && !rows.layout.moments && !rows.any_extra() && !rows.log {
+        plain_piece(rows, states, scratch);
         return;
     }
     // Each row's terms, once for every slice spec.
@@ -724,13 +735,18 @@ pub fn accumulate_piece(
     let terms = std::mem::take(&mut scratch.terms);
     // The extra terms: deviances (the null deviance's slot is filled per slice) and pinball
     // losses.
-    let extras = rows.layout.fields() - FIELDS;
+    // (Skipped, with their zero sums, when the job asks for none of them.)
+    let extras = if rows.any_extra() {
+        rows.layout.fields() - FIELDS
+    } else {
+        0
+    };
     let pin = rows.layout.pinball_at() - FIELDS;
     let mut extra = std::mem::take(&mut scratch.extra);
     extra.clear();
     extra.resize(rows.y.len() * extras, 0.0);
     let power = rows.layout.power;
-    for (j, x) in extra.chunks_exact_mut(extras).enumerate() {
+    for (j, x) in extra.chunks_exact_mut(extras.max(1)).enumerate() {
         let (y, p) = (rows.y[j], rows.p[j]);
         if rows.deviances[0] {
             x[0] = tweedie_deviance(y, p, 1.0);
@@ -771,6 +787,358 @@ pub fn accumulate_piece(
     scratch.extra = extra;
 }
 
+/// Lanes of the plain kernel: each field is summed in this many interleaved partial sums
+/// (rows `j` with `j % LANES == l` in lane `l`), added in a fixed order at the end, so that
+/// the sums vectorize and their bits do not depend on the instruction set.
+const LANES: usize = 4;
+
+/// The common job (no replicate slots, no moments, no extra fields, no log errors): per slice
+/// spec, the rows grouped by slice (a counting sort; the overall slice takes them as they are)
+/// and each slice's state computed by [`plain_state`] over contiguous values.
+fn plain_piece(rows: &PieceRows, states: &mut [crate::state::SliceStates], scratch: &mut Scratch) {
+    let layout = rows.layout;
+    let blen = layout.block_len();
+    let mut whole = vec![0.0; blen];
+    let mut add =
+        |st: &mut crate::state::SliceStates, id: usize, y: &[f64], p: &[f64], w: Option<&[f64]>| {
+            let (state, weight) = plain_state(y, p, w);
+            let c = &mut st.counts[id];
+            c.n += y.len() as u64;
+            c.w += weight;
+            whole[..FIELDS].copy_from_slice(&state);
+            merge_block(&mut st.fam[id * blen..(id + 1) * blen], &whole, &layout);
+        };
+    for (k, st) in states.iter_mut().enumerate() {
+        if k == 0 {
+            add(st, 0, rows.y, rows.p, rows.w);
+            continue;
+        }
+        let ids = rows.ids[k - 1];
+        let n_ids = st.fam.len() / blen;
+        // Counting sort of the rows by slice.
+        let start = &mut scratch.first;
+        start.clear();
+        start.resize(n_ids + 1, 0.0);
+        for id in ids {
+            start[*id as usize + 1] += 1.0;
+        }
+        let mut begin = vec![0usize; n_ids + 1];
+        for j in 0..n_ids {
+            begin[j + 1] = begin[j] + start[j + 1] as usize;
+        }
+        let n = ids.len();
+        // (Every value below is written before it is read: no need to zero the buffer.)
+        let sorted = &mut scratch.second;
+        if sorted.len() < 3 * n {
+            sorted.resize(3 * n, 0.0);
+        }
+        let (sy, rest) = sorted.split_at_mut(n);
+        let (sp, rest) = rest.split_at_mut(n);
+        let sw = &mut rest[..n];
+        let mut at = begin.clone();
+        for (j, id) in ids.iter().enumerate() {
+            let i = at[*id as usize];
+            sy[i] = rows.y[j];
+            sp[i] = rows.p[j];
+            if let Some(w) = rows.w {
+                sw[i] = w[j];
+            }
+            at[*id as usize] += 1;
+        }
+        for id in 0..n_ids {
+            let (a, b) = (begin[id], begin[id + 1]);
+            if a < b {
+                let w = rows.w.map(|_| &sw[a..b]);
+                add(st, id, &sy[a..b], &sp[a..b], w);
+            }
+        }
+    }
+}
+
+/// The state of rows `(y, p, w)` (weights 1 without `w`) and their weight sum, by the
+/// corrected two-pass algorithm in [`LANES`] interleaved sums (AVX2 where the CPU has it; the
+/// same bits either way: one add or multiply per lane, never fused).
+fn plain_state(y: &[f64], p: &[f64], w: Option<&[f64]>) -> ([f64; FIELDS], f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { plain_state_avx2(y, p, w) };
+        }
+    }
+    plain_state_body(y, p, w)
+}
+
+/// [`plain_state_body`] in AVX2 intrinsics: the same operations lane by lane (no fused
+/// multiply-add; `max` of finite values), so the same bits.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn plain_state_avx2(y: &[f64], p: &[f64], w: Option<&[f64]>) -> ([f64; FIELDS], f64) {
+    use std::arch::x86_64::*;
+    let n = y.len();
+    let full = n - n % LANES;
+    let (mut ty, mut tp, mut tw) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    for (l, j) in (full..n).enumerate() {
+        ty[l] = y[j];
+        tp[l] = p[j];
+        tw[l] = w.map_or(1.0, |w| w[j]);
+    }
+    let ones = _mm256_set1_pd(1.0);
+    // SAFETY (every load): `j + LANES <= full <= n`, and `w` has `n` values like `y`.
+    let at = |v: &[f64], j: usize| _mm256_loadu_pd(v.as_ptr().add(j));
+    let wat = |j: usize| match w {
+        Some(w) => at(w, j),
+        None => ones,
+    };
+    let store = |v: __m256d| {
+        let mut out = [0.0; LANES];
+        _mm256_storeu_pd(out.as_mut_ptr(), v);
+        out
+    };
+    let zero = _mm256_setzero_pd();
+    let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
+    let mut step1 = |yv: __m256d, pv: __m256d, wv: __m256d| {
+        s0 = _mm256_add_pd(s0, wv);
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(wv, yv));
+        s2 = _mm256_add_pd(s2, _mm256_mul_pd(wv, pv));
+        s3 = _mm256_add_pd(s3, _mm256_mul_pd(wv, _mm256_sub_pd(pv, yv)));
+    };
+    let mut j = 0;
+    while j < full {
+        step1(at(y, j), at(p, j), wat(j));
+        j += LANES;
+    }
+    if full < n {
+        step1(at(&ty, 0), at(&tp, 0), at(&tw, 0));
+    }
+    let sw = lanes_sum(store(s0));
+    let (my, mp, me) = if sw > 0.0 {
+        (
+            lanes_sum(store(s1)) / sw,
+            lanes_sum(store(s2)) / sw,
+            lanes_sum(store(s3)) / sw,
+        )
+    } else {
+        (0.0, 0.0, 0.0)
+    };
+    let (vmy, vmp, vme) = (_mm256_set1_pd(my), _mm256_set1_pd(mp), _mm256_set1_pd(me));
+    let sign = _mm256_set1_pd(-0.0);
+    let (eps, two) = (_mm256_set1_pd(f64::EPSILON), _mm256_set1_pd(2.0));
+    let mut acc = [zero; 12];
+    let mut max = zero;
+    let mut step2 = |yv: __m256d, pv: __m256d, wv: __m256d| {
+        let e = _mm256_sub_pd(pv, yv);
+        let a = _mm256_sub_pd(yv, vmy);
+        let b = _mm256_sub_pd(pv, vmp);
+        let c = _mm256_sub_pd(e, vme);
+        let ae = _mm256_andnot_pd(sign, e);
+        let ay = _mm256_andnot_pd(sign, yv);
+        let d = _mm256_add_pd(ay, _mm256_andnot_pd(sign, pv));
+        let ape = _mm256_div_pd(ae, _mm256_max_pd(ay, eps));
+        let q = _mm256_div_pd(_mm256_mul_pd(two, ae), d);
+        let sm = _mm256_and_pd(q, _mm256_cmp_pd::<_CMP_GT_OQ>(d, zero));
+        let vals = [
+            a,
+            b,
+            c,
+            _mm256_mul_pd(a, a),
+            _mm256_mul_pd(b, b),
+            _mm256_mul_pd(c, c),
+            _mm256_mul_pd(a, b),
+            ae,
+            _mm256_mul_pd(e, e),
+            ape,
+            sm,
+            ay,
+        ];
+        for (s, v) in acc.iter_mut().zip(vals) {
+            *s = _mm256_add_pd(*s, _mm256_mul_pd(wv, v));
+        }
+        max = _mm256_max_pd(max, ae);
+    };
+    let mut j = 0;
+    while j < full {
+        step2(at(y, j), at(p, j), wat(j));
+        j += LANES;
+    }
+    if full < n {
+        step2(at(&ty, 0), at(&tp, 0), at(&tw, 0));
+    }
+    let mut sums = [0.0; 13];
+    for (o, v) in sums.iter_mut().zip(acc) {
+        *o = lanes_sum(store(v));
+    }
+    let mx = store(max);
+    let m = mx[0].max(mx[1]).max(mx[2].max(mx[3]));
+    let f = [0.0, 0.0, my, mp, me];
+    (chan_form(n as f64, sw, &sums, m, &f), sw)
+}
+
+/// Lane sums added in a fixed order.
+#[inline(always)]
+fn lanes_sum(a: [f64; LANES]) -> f64 {
+    (a[0] + a[1]) + (a[2] + a[3])
+}
+
+/// [`LANES`] values, one per lane.
+type Lanes = [f64; LANES];
+
+#[inline(always)]
+fn lanes(f: impl Fn(usize) -> f64) -> Lanes {
+    std::array::from_fn(f)
+}
+
+/// `acc[l] += w[l] * x[l]` (one multiply, one add: never fused).
+#[inline(always)]
+fn add_lanes(acc: &mut Lanes, w: &Lanes, x: &Lanes) {
+    for l in 0..LANES {
+        acc[l] += w[l] * x[l];
+    }
+}
+
+/// The second pass's lane sums (see [`plain_state_body`]).
+#[derive(Clone, Copy, Default)]
+struct Pass2 {
+    da: Lanes,
+    db: Lanes,
+    dc: Lanes,
+    aa: Lanes,
+    bb: Lanes,
+    cc: Lanes,
+    ab: Lanes,
+    ae: Lanes,
+    se: Lanes,
+    ape: Lanes,
+    sape: Lanes,
+    ay: Lanes,
+    max: Lanes,
+}
+
+/// One step of the second pass over [`LANES`] rows, straight-line (selects, no branches) so
+/// that each line is one vector instruction.
+#[inline(always)]
+fn pass2_step(acc: &mut Pass2, yv: Lanes, pv: Lanes, wv: Lanes, means: (f64, f64, f64)) {
+    let (my, mp, me) = means;
+    let e = lanes(|l| pv[l] - yv[l]);
+    let a = lanes(|l| yv[l] - my);
+    let b = lanes(|l| pv[l] - mp);
+    let c = lanes(|l| e[l] - me);
+    let ae = lanes(|l| e[l].abs());
+    let ay = lanes(|l| yv[l].abs());
+    let d = lanes(|l| ay[l] + pv[l].abs());
+    let ape = lanes(|l| {
+        ae[l]
+            / if ay[l] > f64::EPSILON {
+                ay[l]
+            } else {
+                f64::EPSILON
+            }
+    });
+    let q = lanes(|l| 2.0 * ae[l] / d[l]);
+    let sm = lanes(|l| if d[l] > 0.0 { q[l] } else { 0.0 });
+    add_lanes(&mut acc.da, &wv, &a);
+    add_lanes(&mut acc.db, &wv, &b);
+    add_lanes(&mut acc.dc, &wv, &c);
+    add_lanes(&mut acc.aa, &wv, &lanes(|l| a[l] * a[l]));
+    add_lanes(&mut acc.bb, &wv, &lanes(|l| b[l] * b[l]));
+    add_lanes(&mut acc.cc, &wv, &lanes(|l| c[l] * c[l]));
+    add_lanes(&mut acc.ab, &wv, &lanes(|l| a[l] * b[l]));
+    add_lanes(&mut acc.ae, &wv, &ae);
+    add_lanes(&mut acc.se, &wv, &lanes(|l| e[l] * e[l]));
+    add_lanes(&mut acc.ape, &wv, &ape);
+    add_lanes(&mut acc.sape, &wv, &sm);
+    add_lanes(&mut acc.ay, &wv, &ay);
+    acc.max = lanes(|l| {
+        if acc.max[l] > ae[l] {
+            acc.max[l]
+        } else {
+            ae[l]
+        }
+    });
+}
+
+#[inline(always)]
+fn plain_state_body(y: &[f64], p: &[f64], w: Option<&[f64]>) -> ([f64; FIELDS], f64) {
+    let n = y.len();
+    let full = n - n % LANES;
+    let ones = [1.0; LANES];
+    let wl = |j: usize| -> Lanes {
+        match w {
+            Some(w) => lanes(|l| w[j + l]),
+            None => ones,
+        }
+    };
+    // The last partial step as lanes of weight 0 (they add nothing: every term is finite for
+    // y = p = 0, and |e| = 0 never raises the maximum).
+    let tail = |v: &[f64]| lanes(|l| if full + l < n { v[full + l] } else { 0.0 });
+    let tail_w = lanes(|l| {
+        if full + l < n {
+            w.map_or(1.0, |w| w[full + l])
+        } else {
+            0.0
+        }
+    });
+    // First pass: weight and weighted sums of y, p, e.
+    let z = [0.0; LANES];
+    let (mut s0, mut s1, mut s2, mut s3) = (z, z, z, z);
+    let mut step1 = |yv: Lanes, pv: Lanes, wv: Lanes| {
+        for l in 0..LANES {
+            s0[l] += wv[l];
+        }
+        add_lanes(&mut s1, &wv, &yv);
+        add_lanes(&mut s2, &wv, &pv);
+        add_lanes(&mut s3, &wv, &lanes(|l| pv[l] - yv[l]));
+    };
+    for j in (0..full).step_by(LANES) {
+        step1(lanes(|l| y[j + l]), lanes(|l| p[j + l]), wl(j));
+    }
+    if full < n {
+        step1(tail(y), tail(p), tail_w);
+    }
+    let sw = lanes_sum(s0);
+    let means = if sw > 0.0 {
+        (lanes_sum(s1) / sw, lanes_sum(s2) / sw, lanes_sum(s3) / sw)
+    } else {
+        (0.0, 0.0, 0.0)
+    };
+    // Second pass: deviations from those means and the error sums.
+    let mut acc = Pass2::default();
+    for j in (0..full).step_by(LANES) {
+        pass2_step(
+            &mut acc,
+            lanes(|l| y[j + l]),
+            lanes(|l| p[j + l]),
+            wl(j),
+            means,
+        );
+    }
+    if full < n {
+        pass2_step(&mut acc, tail(y), tail(p), tail_w, means);
+    }
+    let sums = [
+        lanes_sum(acc.da),
+        lanes_sum(acc.db),
+        lanes_sum(acc.dc),
+        lanes_sum(acc.aa),
+        lanes_sum(acc.bb),
+        lanes_sum(acc.cc),
+        lanes_sum(acc.ab),
+        lanes_sum(acc.ae),
+        lanes_sum(acc.se),
+        lanes_sum(acc.ape),
+        lanes_sum(acc.sape),
+        lanes_sum(acc.ay),
+        0.0,
+    ];
+    let mx = acc.max;
+    let m = mx[0].max(mx[1]).max(mx[2].max(mx[3]));
+    let f = [0.0, 0.0, means.0, means.1, means.2];
+    (chan_form(n as f64, sw, &sums, m, &f), sw)
+}
+
 /// [`accumulate_piece`] for one slice spec: row `j` is in slice `id_of(j)` with weight
 /// `wt(j)`.
 #[inline(always)]
@@ -785,9 +1153,11 @@ fn spec_piece<const ONE: bool>(
     let layout = rows.layout;
     let blen = layout.block_len();
     let fields = layout.fields();
-    let extras = fields - FIELDS;
-    let p2 = PASS2 + extras;
-    let r2 = PASS2_REPS + extras;
+    // The extra fields the rows add to (none when the job asks for none: they stay 0).
+    let extras = if rows.any_extra() { fields - FIELDS } else { 0 };
+    let all_extras = fields - FIELDS;
+    let p2 = PASS2 + all_extras;
+    let r2 = PASS2_REPS + all_extras;
     let slots = rows.slots;
     let n_ids = st.fam.len() / blen;
     let Scratch {
@@ -882,7 +1252,7 @@ fn spec_piece<const ONE: bool>(
                 // The deviance of the piece's mean label (moved to the final mean below).
                 row_extra[3] = tweedie_deviance(y, f[2], layout.power);
             }
-            let x = &mut second[id * p2 + PASS2..(id + 1) * p2];
+            let x = &mut second[id * p2 + PASS2..id * p2 + PASS2 + extras];
             for (acc, v) in x.iter_mut().zip(&row_extra) {
                 *acc += w * v;
             }
@@ -1526,5 +1896,35 @@ mod tests {
         assert_eq!(got(0), RegressionState::default());
         assert!(close(got(1).r2().unwrap(), want.r2().unwrap(), 1e-13));
         assert_eq!(got(2), b);
+    }
+
+    #[test]
+    fn plain_state_has_the_same_bits_on_every_path_and_matches_the_state() {
+        for seed in 0..30u64 {
+            let n = seed as usize * 7 % 61; // empty, short tails and full lanes
+            let (y, p, w) = data(n, seed, 50.0, 20.0);
+            for weights in [None, Some(&w[..])] {
+                let (fast, sw) = plain_state(&y, &p, weights);
+                let (body, sw2) = plain_state_body(&y, &p, weights);
+                let bits = |f: &[f64]| f.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast), bits(&body), "seed {seed}");
+                assert_eq!(sw.to_bits(), sw2.to_bits());
+                let want = RegressionState::from_rows(&y, &p, weights).to_fields();
+                // (Field 14, the squared log errors, is left out: jobs with msle take the
+                // general path.)
+                for (k, (a, b)) in fast
+                    .iter()
+                    .zip(want.iter())
+                    .enumerate()
+                    .filter(|(k, _)| *k != 14)
+                {
+                    let tol = if (5..9).contains(&k) { 1e-9 } else { 1e-12 };
+                    assert!(
+                        (a - b).abs() <= tol * b.abs().max(1.0),
+                        "seed {seed} field {k}: {a} vs {b}"
+                    );
+                }
+            }
+        }
     }
 }
