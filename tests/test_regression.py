@@ -260,6 +260,12 @@ def test_spec_round_trips_and_repr():
     spec = assay.Spec(label="price", prediction="pred", task="regression",
                       slices=["city"], bootstrap=100)
     assert spec.task == "regression" and spec.prediction == "pred" and spec.score is None
+    interval = assay.Spec(label="price", prediction="pred", task="regression", lower="a",
+                          upper="b", quantiles=[0.5], metrics=["tweedie_deviance", "coverage"],
+                          power=2)
+    assert (interval.lower, interval.upper, interval.power) == ("a", "b", 2.0)
+    assert interval.metrics == ("tweedie_deviance", "coverage", "pinball@0.5")
+    assert assay.Spec.from_dict(interval.to_dict()) == interval
     assert assay.Spec.from_dict(spec.to_dict()) == spec
     assert pickle.loads(pickle.dumps(spec)) == spec
     assert "prediction='pred'" in repr(spec) and "task='regression'" in repr(spec)
@@ -614,3 +620,61 @@ def test_median_absolute_error_of_shards_and_its_documented_interval():
     assert close(want.table["median_absolute_error"][0], skm.median_absolute_error(y, p), 1e-12)
     note = want.long().filter(pl.col("metric") == "median_absolute_error")["note"][0]
     assert "no interval" in note
+
+
+@pytest.mark.parametrize("power", [-1.0, -0.5, -2.0])
+def test_d2_tweedie_at_negative_powers_does_not_depend_on_batches(power):
+    # Labels may be negative below power 0: the deviance of the mean label is kept as a plain
+    # sum there (no move between means that may be negative).
+    rng = np.random.default_rng(11)
+    y = rng.normal(1.0, 3.0, 2_000)
+    p = np.abs(y) + 0.5
+    t = pa.table({"y": y, "p": p})
+    want = skm.d2_tweedie_score(y, p, power=power)
+    for size in (1, 7, 500, 2_000):
+        got = assay.evaluate(in_batches(t, size), task="regression", label="y", prediction="p",
+                             metrics=["d2_tweedie"], power=power).table["d2_tweedie"][0]
+        assert close(got, want, 1e-9), (size, got, want)
+
+
+def test_review_cases_of_the_python_layer():
+    rng = np.random.default_rng(12)
+    n = 2_000
+    y = rng.normal(0, 1, n)
+    data = {"y": y, "p": y + rng.normal(0, 0.3, n), "q": y + rng.normal(0, 0.6, n),
+            "lo": y - 1.0, "hi": y + 1.0}
+    kw = dict(task="regression", label="y", prediction="p")
+    # quantiles= and a prediction interval together keep coverage and interval_width.
+    rep = assay.evaluate(data, quantiles=[0.1, 0.9], lower="lo", upper="hi", **kw)
+    assert rep.metrics[-4:] == ["coverage", "interval_width", "pinball@0.1", "pinball@0.9"]
+    # A prediction interval no metric reads, and a power no metric uses, are refused.
+    with pytest.raises(InvalidArgumentError, match="name one of them in metrics"):
+        assay.evaluate(data, metrics=["mae"], lower="lo", upper="hi", **kw)
+    with pytest.raises(InvalidArgumentError, match="power=1.5 is the power of"):
+        assay.evaluate(data, metrics=["mae"], power=1.5, **kw)
+    with pytest.raises(InvalidArgumentError, match="prediction must be a column name"):
+        assay.evaluate(data, task="regression", label="y", prediction=3)
+    with pytest.raises(InvalidArgumentError, match="comparison does not take"):
+        assay.compare(data, task="regression", label="y", scores=["p", "q"],
+                      metrics=["coverage"], bootstrap=20)
+    with pytest.raises(InvalidArgumentError, match="task='regression' has none"):
+        assay.discover_slices({**data, "g": np.array(["a", "b"] * (n // 2))}, features=["g"],
+                              threshold=0.3, **kw)
+    # The gate reads each metric's direction from the engine, pinball@q included: p is the
+    # better model, so q is worse at every quantile.
+    cmp = assay.compare(data, task="regression", label="y", scores={"p": "p", "q": "q"},
+                        metrics=["mae"], quantiles=[0.9], bootstrap=200)
+    with pytest.raises(assay.RegressionDetected):
+        cmp.assert_not_worse("pinball@0.9")
+    flipped = assay.compare(data, task="regression", label="y", scores={"q": "q", "p": "p"},
+                            metrics=["mae"], quantiles=[0.9], bootstrap=200)
+    flipped.assert_not_worse("pinball@0.9")
+
+
+def test_errors_beyond_the_float64_range_are_notes_not_numbers():
+    rep = assay.evaluate({"y": [-1e308, 1e308], "p": [1e308, -1e308]}, task="regression",
+                         label="y", prediction="p", metrics=["mean_error", "max_error", "mae"])
+    row = rep.table.row(0, named=True)
+    assert row["max_error"] is None and row["mae"] is None
+    notes = rep.long().filter(pl.col("value").is_null())["note"].to_list()
+    assert notes and all("not representable" in x for x in notes)

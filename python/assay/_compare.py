@@ -8,6 +8,7 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow as pa
 
+from . import _native
 from ._args import float_arg, show
 from ._common import LOWER_IS_BETTER, REGISTRY
 from ._evaluate import (
@@ -106,7 +107,8 @@ class Comparison(ArrowResult):
             if model not in set(rows["model"].to_list()):
                 raise InvalidArgumentError(f"no model {model!r} was compared with the reference")
             rows = rows.filter(pl.col("model") == model)
-        lower_is_better = metric in _LOWER_IS_BETTER
+        # (The engine's direction: it also knows patterns such as pinball@<q>.)
+        lower_is_better = _native.higher_is_better(metric) is False
         bad = rows.filter(
             pl.col("delta_lo") > float(margin) if lower_is_better
             else pl.col("delta_hi") < -float(margin)

@@ -261,6 +261,10 @@ def _discover(
     alpha = float_arg(alpha, "alpha", None, 0, 1, lo_open=True)
     fdr = float_arg(fdr, "fdr", None, 0, 1, lo_open=True, hi_open=True)
     threshold = float_arg(threshold, "threshold", None)
+    if task == "regression" and threshold != 0.5:
+        raise InvalidArgumentError(
+            "threshold is the decision threshold of error='zero_one' (task='binary'); "
+            "task='regression' has none")
     support = _min_support(min_support)
     if method not in ("sliceline", "beam"):
         raise InvalidArgumentError(

@@ -60,7 +60,8 @@ def _task_column(task: Any, score: Any, prediction: Any) -> str:
                 f"task={task!r} needs prediction= (the column of predictions)")
         column = prediction
     if not isinstance(column, str):
-        raise InvalidArgumentError("label and score must be column names (str)")
+        name = "score" if task == "binary" else "prediction"
+        raise InvalidArgumentError(f"{name} must be a column name (str), got {show(column)}")
     return column
 
 
@@ -103,10 +104,26 @@ def _bounds(lower: Any, upper: Any) -> tuple[str, str] | None:
 
 def _with_bounds(metrics: Any, lower: Any, upper: Any, task: str) -> Any:
     """``metrics`` with ``coverage`` and ``interval_width`` when a prediction interval is
-    given and the metrics are the defaults."""
-    if lower is None or upper is None or metrics is not None:
+    given and the metrics are the defaults; explicit metrics must use the interval."""
+    if lower is None or upper is None:
         return metrics
-    return [*_metric_list(None, task), "coverage", "interval_width"]
+    if metrics is None:
+        return [*_metric_list(None, task), "coverage", "interval_width"]
+    names = _metric_list(metrics, task)
+    if not {"coverage", "interval_width"} & set(names):
+        raise InvalidArgumentError(
+            "lower= and upper= (a prediction interval) are read for coverage and "
+            "interval_width: name one of them in metrics, or leave metrics=None")
+    return names
+
+
+def _check_power(power: Any, metrics: Sequence[str]) -> None:
+    """Refuses a Tweedie power that no metric of the job uses (it would be ignored)."""
+    p = float_arg(power, "power", None)
+    if p != 0.0 and not {"tweedie_deviance", "d2_tweedie"} & set(metrics):
+        raise InvalidArgumentError(
+            f"power={p!r} is the power of tweedie_deviance and d2_tweedie; name one of them "
+            "in metrics")
 
 
 def _binary_only(task: str, **given: tuple[Any, Any]) -> None:
@@ -588,7 +605,7 @@ def evaluate(
                      lower=(lower, None), upper=(upper, None))
     job = _job(
         label=label, score=column, slices=slices,
-        metrics=_with_bounds(_with_quantiles(metrics, quantiles, task), lower, upper, task),
+        metrics=_with_quantiles(_with_bounds(metrics, lower, upper, task), quantiles, task),
         threshold=threshold, power=power, bounds=_bounds(lower, upper),
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
         auc_bins=auc_bins, auc_max_runs=auc_max_runs,
@@ -696,6 +713,7 @@ def _job(
         raise InvalidArgumentError(f"nan_policy must be 'raise' or 'drop', got {show(nan_policy)}")
     auc_mode = _auc(auc, auc_bins, auc_max_runs)
     names = _metric_list(metrics, task)
+    _check_power(power, names)
     _check_sketch(auc_mode, names, interval, calibration, reliability)
     entries = _normalize_slices(slices)
     return _Job(

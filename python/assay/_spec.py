@@ -358,7 +358,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                          lower=(lower, None), upper=(upper, None))
         job = _job(
             label=label, score=score, slices=slices,
-            metrics=_with_bounds(_with_quantiles(metrics, quantiles, task), lower, upper, task),
+            metrics=_with_quantiles(_with_bounds(metrics, lower, upper, task), quantiles, task),
             power=power, bounds=_bounds(lower, upper), threshold=threshold,
             weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
             auc_bins=auc_bins, auc_max_runs=auc_max_runs, interval=interval, compare=compare,
@@ -407,6 +407,16 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
     def power(self) -> float:
         """The power of the Tweedie deviance (regression)."""
         return self._job.power
+
+    @property
+    def lower(self) -> str | None:
+        """The lower bound column of a prediction interval (regression; else None)."""
+        return self._dict["lower"]  # type: ignore[no-any-return]
+
+    @property
+    def upper(self) -> str | None:
+        """The upper bound column of a prediction interval (regression; else None)."""
+        return self._dict["upper"]  # type: ignore[no-any-return]
 
     @property
     def scores(self) -> dict[str, str] | None:

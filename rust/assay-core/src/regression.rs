@@ -186,7 +186,7 @@ impl RegressionState {
     /// Mean of prediction - label: positive when the model over-predicts.
     pub fn mean_error(&self) -> Value {
         if self.w > 0.0 {
-            Ok(self.mean_e)
+            crate::metrics::finite(self.mean_e)
         } else {
             Err(NO_WEIGHT)
         }
@@ -194,7 +194,7 @@ impl RegressionState {
 
     pub fn max_error(&self) -> Value {
         if self.w > 0.0 {
-            Ok(self.max_abs_err)
+            crate::metrics::finite(self.max_abs_err)
         } else {
             Err(NO_WEIGHT)
         }
@@ -378,6 +378,22 @@ pub fn tweedie_deviance(y: f64, mu: f64, power: f64) -> f64 {
     }
 }
 
+/// For power < 0, the null deviance's field holds `sum w max(y, 0)^(2 - power)`, which adds
+/// up: the Bregman move between means (`merge_block`) needs `d(m, m')` of means that may be
+/// negative there, where the unit deviance clamps `max(y, 0)`. The null deviance then is
+/// `2 / ((1 - power) (2 - power)) (S - W m^(2 - power))` for the weighted mean label `m`
+/// (`null_deviance`).
+pub fn null_sum(y: f64, power: f64) -> f64 {
+    y.max(0.0).powf(2.0 - power)
+}
+
+/// The Tweedie deviance of the mean label from the sum of [`null_sum`] (power < 0); NaN where
+/// scikit-learn's formula is (a negative mean label with a fractional exponent).
+fn null_deviance(sum: f64, st: &RegressionState, power: f64) -> f64 {
+    let (a, b) = (1.0 - power, 2.0 - power);
+    (2.0 / (a * b) * (sum - st.w * st.mean_y.powf(b))).max(0.0)
+}
+
 /// Why a value is outside the domain of the Tweedie deviance at `power` (None: inside).
 /// Labels: any (power <= 0), >= 0 (1 <= power < 2), > 0 (power >= 2); predictions > 0
 /// (power != 0) -- scikit-learn's rules.
@@ -492,14 +508,19 @@ impl Block<'_> {
             GammaDeviance => st.mean_of(dev[1]),
             TweedieDeviance => st.mean_of(dev[2]),
             D2Tweedie => {
+                let null = if self.layout.power < 0.0 {
+                    null_deviance(dev[3], &st, self.layout.power)
+                } else {
+                    dev[3]
+                };
                 if !positive(st.w) {
                     Err(NO_WEIGHT)
-                } else if dev[3].is_nan() {
+                } else if null.is_nan() {
                     Err(NULL_OUT_OF_DOMAIN)
-                } else if !positive(dev[3]) || !positive(st.m2_y) {
+                } else if !positive(null) || !positive(st.m2_y) {
                     Err(CONSTANT_LABELS)
                 } else {
-                    crate::metrics::finite(1.0 - dev[2] / dev[3])
+                    crate::metrics::finite(1.0 - dev[2] / null)
                 }
             }
             Pinball(q) => {
@@ -576,7 +597,9 @@ pub fn merge_block(a: &mut [f64], b: &[f64], layout: &Layout) {
     // The deviances add up; the deviance of the mean label moves to the merged mean (the
     // Tweedie deviance is a Bregman divergence: sum w d(y, m) = sum w d(y, m_a) + W_a d(m_a, m)
     // over each part's rows, m_a their weighted mean).
-    let null = if layout.deviance {
+    let null = if layout.deviance && layout.power < 0.0 {
+        a[FIELDS + 3] + b[FIELDS + 3]
+    } else if layout.deviance {
         let shift = |s: &RegressionState| {
             if positive(s.w) && s.mean_y != merged.mean_y {
                 s.w * tweedie_deviance(s.mean_y, merged.mean_y, layout.power)
@@ -1249,8 +1272,13 @@ fn spec_piece<const ONE: bool>(
         if extras > 0 {
             row_extra.copy_from_slice(&extra[j * extras..(j + 1) * extras]);
             if layout.deviance {
-                // The deviance of the piece's mean label (moved to the final mean below).
-                row_extra[3] = tweedie_deviance(y, f[2], layout.power);
+                // The deviance of the piece's mean label (moved to the final mean below), or
+                // for power < 0 the plain sum behind it (see `null_sum`).
+                row_extra[3] = if layout.power < 0.0 {
+                    null_sum(y, layout.power)
+                } else {
+                    tweedie_deviance(y, f[2], layout.power)
+                };
             }
             let x = &mut second[id * p2 + PASS2..id * p2 + PASS2 + extras];
             for (acc, v) in x.iter_mut().zip(&row_extra) {
@@ -1349,8 +1377,8 @@ fn spec_piece<const ONE: bool>(
 /// centre `c` (the first pass's mean, which the rows were measured against) to the state's
 /// own mean: `sum w d(y, m) = sum w d(y, c) - W d(m, c)`.
 fn move_null(f: &mut [f64], c: f64, layout: &Layout) {
-    if !layout.deviance {
-        return;
+    if !layout.deviance || layout.power < 0.0 {
+        return; // (power < 0 keeps a plain sum: see `null_sum`)
     }
     let st = RegressionState::from_fields(f);
     if positive(st.w) && st.mean_y != c {

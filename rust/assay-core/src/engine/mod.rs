@@ -131,8 +131,13 @@ impl EvalSpec {
             .iter()
             .find(|m| matches!(m, Metric::Coverage | Metric::IntervalWidth));
         if let (Some(m), None) = (wants_bounds, &self.bounds) {
+            let how = if self.compare.is_some() {
+                "which a comparison does not take (evaluate one model with lower= and upper=)"
+            } else {
+                "pass lower= and upper="
+            };
             return Err(AssayError::InvalidArgument(format!(
-                "{} needs the prediction interval's columns: pass lower= and upper=",
+                "{} needs the prediction interval's columns: {how}",
                 m.name()
             )));
         }
