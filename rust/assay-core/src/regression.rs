@@ -1839,7 +1839,23 @@ mod tests {
             dev[0] += w[i] * tweedie_deviance(y[i], p[i], 1.0);
             dev[1] += w[i] * tweedie_deviance(y[i], p[i], 2.0);
             dev[2] += w[i] * tweedie_deviance(y[i], p[i], power);
-            dev[3] += w[i] * tweedie_deviance(y[i], st.mean_y, power);
+            // (Below power 0 the field holds the plain sum behind it: see `null_sum`.)
+            dev[3] += w[i]
+                * if power < 0.0 {
+                    null_sum(y[i], power)
+                } else {
+                    tweedie_deviance(y[i], st.mean_y, power)
+                };
+        }
+        if power < 0.0 {
+            let direct: f64 = (0..y.len())
+                .map(|i| w[i] * tweedie_deviance(y[i], st.mean_y, power))
+                .sum();
+            let got = null_deviance(dev[3], &st, power);
+            assert!(
+                (got - direct).abs() <= 1e-9 * direct.abs().max(1.0),
+                "{got} vs {direct}"
+            );
         }
         b.extend_from_slice(&dev);
         let mut m = [0.0; MOMENT_FIELDS];
