@@ -652,7 +652,7 @@ def test_review_cases_of_the_python_layer():
         assay.evaluate(data, metrics=["mae"], lower="lo", upper="hi", **kw)
     with pytest.raises(InvalidArgumentError, match="power=1.5 is the power of"):
         assay.evaluate(data, metrics=["mae"], power=1.5, **kw)
-    with pytest.raises(InvalidArgumentError, match="prediction must be a column name"):
+    with pytest.raises(InvalidArgumentError, match="label and prediction must be column names"):
         assay.evaluate(data, task="regression", label="y", prediction=3)
     with pytest.raises(InvalidArgumentError, match="comparison does not take"):
         assay.compare(data, task="regression", label="y", scores=["p", "q"],

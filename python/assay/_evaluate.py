@@ -61,7 +61,8 @@ def _task_column(task: Any, score: Any, prediction: Any) -> str:
         column = prediction
     if not isinstance(column, str):
         name = "score" if task == "binary" else "prediction"
-        raise InvalidArgumentError(f"{name} must be a column name (str), got {show(column)}")
+        raise InvalidArgumentError(
+            f"label and {name} must be column names (str); got {name}={show(column)}")
     return column
 
 
@@ -120,6 +121,9 @@ def _with_bounds(metrics: Any, lower: Any, upper: Any, task: str) -> Any:
 def _check_power(power: Any, metrics: Sequence[str]) -> None:
     """Refuses a Tweedie power that no metric of the job uses (it would be ignored)."""
     p = float_arg(power, "power", None)
+    if 0.0 < p < 1.0:
+        raise InvalidArgumentError(
+            f"power (of the Tweedie deviance) must be <= 0 or >= 1, got {p!r}")
     if p != 0.0 and not {"tweedie_deviance", "d2_tweedie"} & set(metrics):
         raise InvalidArgumentError(
             f"power={p!r} is the power of tweedie_deviance and d2_tweedie; name one of them "
