@@ -678,3 +678,13 @@ def test_errors_beyond_the_float64_range_are_notes_not_numbers():
     assert row["max_error"] is None and row["mae"] is None
     notes = rep.long().filter(pl.col("value").is_null())["note"].to_list()
     assert notes and all("not representable" in x for x in notes)
+
+
+def test_overall_row_is_the_same_with_and_without_slices():
+    # The overall slice's state does not depend on the slice specs next to it.
+    t = _data(100_000, seed=13)
+    kw = dict(task="regression", label="y", prediction="p", weight="w")
+    alone = assay.evaluate(t, **kw).table
+    cross = ("city", assay.bins("sqft", edges=[50, 150]))
+    sliced = assay.evaluate(t, slices=["city", cross], **kw).table.head(1)
+    _same(sliced.select(alone.columns), alone)
