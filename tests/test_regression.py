@@ -70,8 +70,13 @@ def reference(y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> dict[str, f
             out["pearson"] = float(scipy.stats.pearsonr(y, p)[0])
         else:
             out["pearson"] = float(cov / math.sqrt(vy * vp))
-    den = vy + vp + (mp - my) ** 2
-    out["concordance"] = float(2 * cov / den) if den > 0 else None
+    if constant and np.all(p == p[0]):
+        # (Weighted means of equal values may miss them by an ulp, which would make a
+        # variance of pure rounding: decide exactly.)
+        out["concordance"] = None if p[0] == y[0] else 0.0
+    else:
+        den = vy + vp + (mp - my) ** 2
+        out["concordance"] = float(2 * cov / den) if den > 0 else None
     return out
 
 
