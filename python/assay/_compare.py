@@ -14,15 +14,13 @@ from ._common import LOWER_IS_BETTER, REGISTRY
 from ._evaluate import (
     TASKS,
     SliceLike,
-    _binary_only,
     _calibration,
     _interval,
     _Job,
     _job,
-    _regression_only,
     _run,
     _task_column,
-    _with_quantiles,
+    _task_options,
 )
 from ._text import escape, escape_frame
 from .errors import InvalidArgumentError, RegressionDetected
@@ -206,15 +204,16 @@ def compare(
     """
     if task not in TASKS:
         _task_column(task, None, None)
-    _binary_only(task, threshold=(threshold, 0.5), calibration_bins=(calibration_bins, 15),
-                 calibration_strategy=(calibration_strategy, "uniform"))
-    _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0))
+    names, _ = _task_options(
+        task, metrics, quantiles=quantiles, power=power, threshold=(threshold, 0.5),
+        calibration_bins=(calibration_bins, 15),
+        calibration_strategy=(calibration_strategy, "uniform"))
     models, interval = _comparison_options(scores, reference, bootstrap, ci, ci_method, seed,
                                            row_id)
     (ref_name, ref_col), others = models[0], models[1:]
     job = _job(
         label=label, score=ref_col, slices=slices,
-        metrics=_with_quantiles(metrics, quantiles, task), power=power, threshold=threshold,
+        metrics=names, power=power, threshold=threshold,
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
         auc_bins=4096, interval=interval, compare=(ref_name, others),
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,

@@ -402,60 +402,42 @@ REGRESSION_ERRORS: tuple[str, ...] = ("absolute", "squared")
 def _error_spec(
     error: Any, label: Any, score: Any, prediction: Any = None, task: Any = "binary"
 ) -> tuple[str, str | None, str | None, str | None]:
-    """(kind, label, score, column) for the engine."""
-    if task not in ("binary", "regression"):
-        raise InvalidArgumentError(f"task must be 'binary' or 'regression', got {show(task)}")
-    if task == "regression":
+    """(kind, label, model output column, error column) for the engine: the task decides the
+    built-in errors, the default one and the output column's argument (score= or
+    prediction=)."""
+    if task == "binary":
+        if prediction is not None:
+            raise InvalidArgumentError(
+                "prediction= is the column of a regression model's predictions; pass "
+                "task='regression', or score= for a binary classifier")
+        known, default, role, output, prefix = ERRORS, "log_loss", "score", score, ""
+    elif task == "regression":
         if score is not None:
             raise InvalidArgumentError(
                 "task='regression' takes prediction= (the column of predictions), not score=")
-        if error is None:
-            error = "absolute"
-        if not isinstance(error, str):
-            raise InvalidArgumentError(
-                f"error must be one of {', '.join(map(repr, REGRESSION_ERRORS))} or the name of "
-                f"a column of per-row errors, got {error!r}")
-        if error in REGRESSION_ERRORS:
-            if label is None or prediction is None:
-                raise InvalidArgumentError(
-                    f"error={error!r} is computed from the label and the prediction: pass "
-                    "label= and prediction= (or error='<column>' for a column of per-row errors)")
-            for name, value in (("label", label), ("prediction", prediction)):
-                if not isinstance(value, str):
-                    raise InvalidArgumentError(f"{name} must be a column name, got {value!r}")
-            return ("regression_" + error, label, prediction, None)
-        if label is not None or prediction is not None:
-            raise InvalidArgumentError(
-                f"error={error!r} is a column of per-row errors, so label and prediction are "
-                f"not used; leave them out (the built-in errors are "
-                f"{', '.join(map(repr, REGRESSION_ERRORS))})")
-        return ("column", None, None, error)
-    if prediction is not None:
-        raise InvalidArgumentError(
-            "prediction= is the column of a regression model's predictions; pass "
-            "task='regression', or score= for a binary classifier")
-    if error is None:
-        error = "log_loss"
+        known, default, role, output, prefix = (
+            REGRESSION_ERRORS, "absolute", "prediction", prediction, "regression_")
+    else:
+        raise InvalidArgumentError(f"task must be 'binary' or 'regression', got {show(task)}")
+    listed = ", ".join(map(repr, known))
+    error = default if error is None else error
     if not isinstance(error, str):
         raise InvalidArgumentError(
-            f"error must be one of {', '.join(map(repr, ERRORS))} or the name of a column of "
-            f"per-row errors, got {error!r}"
-        )
-    for name, value in (("label", label), ("score", score)):
+            f"error must be one of {listed} or the name of a column of per-row errors, got "
+            f"{error!r}")
+    for name, value in (("label", label), (role, output)):
         if value is not None and not isinstance(value, str):
             raise InvalidArgumentError(f"{name} must be a column name or None, got {value!r}")
-    if error in ERRORS:
-        if label is None or score is None:
+    if error in known:
+        if label is None or output is None:
             raise InvalidArgumentError(
-                f"error={error!r} is computed from the label and the score: pass label= and "
-                "score= (or error='<column>' for a column of per-row errors)"
-            )
-        return (error, label, score, None)
-    if label is not None or score is not None:
+                f"error={error!r} is computed from the label and the {role}: pass label= and "
+                f"{role}= (or error='<column>' for a column of per-row errors)")
+        return (prefix + error, label, output, None)
+    if label is not None or output is not None:
         raise InvalidArgumentError(
-            f"error={error!r} is a column of per-row errors, so label and score are not used; "
-            f"leave them out (the built-in errors are {', '.join(map(repr, ERRORS))})"
-        )
+            f"error={error!r} is a column of per-row errors, so label and {role} are not used; "
+            f"leave them out (the built-in errors are {listed})")
     return ("column", None, None, error)
 
 

@@ -66,14 +66,29 @@ def _task_column(task: Any, score: Any, prediction: Any) -> str:
     return column
 
 
-def _regression_only(task: str, **given: tuple[Any, Any]) -> None:
-    """Refuses options of regression set for another task."""
-    if task == "regression":
+def _only_for(owner: str, task: str, **given: tuple[Any, Any]) -> None:
+    """Refuses options of task ``owner`` (``name=(value, default)``) set for another task:
+    they would be silently ignored."""
+    if task == owner:
         return
     for name, (value, default) in given.items():
         if value is not default and value != default:
             raise InvalidArgumentError(
-                f"{name} only applies to task='regression'; task={task!r} has no {name}")
+                f"{name} only applies to task={owner!r}; task={task!r} has no {name}")
+
+
+def _task_options(
+    task: str, metrics: Any, *, quantiles: Any = None, power: Any = 0.0, lower: Any = None,
+    upper: Any = None, **binary: tuple[Any, Any],
+) -> tuple[Any, tuple[str, str] | None]:
+    """Checks that the options of the other task keep their defaults (``binary``: the binary
+    options as ``name=(value, default)``); the metrics with the regression options' own
+    (``pinball@q``, ``coverage``, ``interval_width``) and the prediction interval's columns."""
+    _only_for("binary", task, **binary)
+    _only_for("regression", task, quantiles=(quantiles, None), power=(power, 0.0),
+              lower=(lower, None), upper=(upper, None))
+    metrics = _with_quantiles(_with_bounds(metrics, lower, upper, task), quantiles, task)
+    return metrics, _bounds(lower, upper)
 
 
 def _with_quantiles(metrics: Any, quantiles: Any, task: str) -> Any:
@@ -129,17 +144,6 @@ def _check_power(power: Any, metrics: Sequence[str]) -> None:
             f"power={p!r} is the power of tweedie_deviance and d2_tweedie; name one of them "
             "in metrics")
 
-
-def _binary_only(task: str, **given: tuple[Any, Any]) -> None:
-    """Refuses options of binary classification (``name=(value, default)``) set for another
-    task: they would be silently ignored."""
-    if task == "binary":
-        return
-    for name, (value, default) in given.items():
-        if value is not default and value != default:
-            raise InvalidArgumentError(
-                f"{name} only applies to task='binary' (scores and 0/1 labels); "
-                f"task={task!r} has no {name}")
 
 CALIBRATION_METRICS: tuple[str, ...] = tuple(_native.calibration_metrics())
 """The calibration metrics (computed only when named in ``metrics``; see docs/calibration.md)."""
@@ -601,16 +605,14 @@ def evaluate(
     True
     """
     column = _task_column(task, score, prediction)
-    _binary_only(task, threshold=(threshold, 0.5), auc=(auc, "exact"),
-                 auc_bins=(auc_bins, 4096), auc_max_runs=(auc_max_runs, None),
-                 calibration_bins=(calibration_bins, 15),
-                 calibration_strategy=(calibration_strategy, "uniform"))
-    _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0),
-                     lower=(lower, None), upper=(upper, None))
+    names, bounds = _task_options(
+        task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper,
+        threshold=(threshold, 0.5), auc=(auc, "exact"), auc_bins=(auc_bins, 4096),
+        auc_max_runs=(auc_max_runs, None), calibration_bins=(calibration_bins, 15),
+        calibration_strategy=(calibration_strategy, "uniform"))
     job = _job(
-        label=label, score=column, slices=slices,
-        metrics=_with_quantiles(_with_bounds(metrics, lower, upper, task), quantiles, task),
-        threshold=threshold, power=power, bounds=_bounds(lower, upper),
+        label=label, score=column, slices=slices, metrics=names,
+        threshold=threshold, power=power, bounds=bounds,
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
         auc_bins=auc_bins, auc_max_runs=auc_max_runs,
         interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,

@@ -35,20 +35,16 @@ from ._evaluate import (
     Feature,
     SliceEntry,
     SliceLike,
-    _binary_only,
-    _bounds,
     _calibration,
     _interval,
     _Job,
     _job,
     _prepare,
-    _regression_only,
     _report,
     _run,
     _task_column,
+    _task_options,
     _threads,
-    _with_bounds,
-    _with_quantiles,
     bins,
 )
 from ._input import to_source
@@ -350,16 +346,14 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                 "percentile" if ci_method is None else ci_method, seed, row_id)
             score = models[0][1]
             compare = (models[0][0], models[1:])
-        _binary_only(task, threshold=(threshold, 0.5), auc=(auc, "exact"),
-                     auc_bins=(auc_bins, 4096), auc_max_runs=(auc_max_runs, None),
-                     calibration_bins=(calibration_bins, 15),
-                     calibration_strategy=(calibration_strategy, "uniform"))
-        _regression_only(task, quantiles=(quantiles, None), power=(power, 0.0),
-                         lower=(lower, None), upper=(upper, None))
+        names, bounds = _task_options(
+            task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper,
+            threshold=(threshold, 0.5), auc=(auc, "exact"), auc_bins=(auc_bins, 4096),
+            auc_max_runs=(auc_max_runs, None), calibration_bins=(calibration_bins, 15),
+            calibration_strategy=(calibration_strategy, "uniform"))
         job = _job(
-            label=label, score=score, slices=slices,
-            metrics=_with_quantiles(_with_bounds(metrics, lower, upper, task), quantiles, task),
-            power=power, bounds=_bounds(lower, upper), threshold=threshold,
+            label=label, score=score, slices=slices, metrics=names,
+            power=power, bounds=bounds, threshold=threshold,
             weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
             auc_bins=auc_bins, auc_max_runs=auc_max_runs, interval=interval, compare=compare,
             calibration=_calibration(calibration_bins, calibration_strategy), task=task,

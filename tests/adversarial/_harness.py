@@ -111,6 +111,7 @@ CASE_MODULES = [
     "cases_files",
     "cases_cli",
     "cases_process",
+    "cases_regression",
 ]
 
 

@@ -26,6 +26,9 @@ data = {"y": rng.integers(0, 2, n).astype(np.int8), "p": rng.random(n),
         "g": rng.integers(0, 8, n).astype(np.int16)}
 kw = dict(label="y", score="p", slices=["g"], metrics=["roc_auc", "average_precision"],
           bootstrap=1000)
+if mode == "regression":  # the long part is the pass: 1000 replicate states per slice
+    data["q"] = data["p"] + rng.normal(0, 0.1, n)
+    kw = dict(task="regression", label="p", prediction="q", slices=["g"], bootstrap=1000)
 if mode == "finalize":  # the long part runs in PartialState.finalize (after a merge)
     spec = assay.Spec(**kw)
     half = n // 2
@@ -71,6 +74,13 @@ def process_sigint_during_finalize_of_a_merged_state() -> None:
     """SIGINT 2 s into the ~15 s finalize of a merged bootstrap ROC-AUC state:
     KeyboardInterrupt within 3 s."""
     _sigint_during("finalize")
+
+
+@case(expect="typed", interrupt=True, words=["."], timeout=150, mem_gib=8.0)
+def process_sigint_during_regression_bootstrap_pass() -> None:
+    """SIGINT 2 s into a ~15 s regression job with 1000 replicates, whose time is spent in
+    the pass over one in-memory batch: KeyboardInterrupt within 3 s."""
+    _sigint_during("regression")
 
 
 def _sigint_during(mode: str) -> None:

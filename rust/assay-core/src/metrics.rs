@@ -160,7 +160,7 @@ const fn info(
     }
 }
 
-/// A regression metric's entry (every one is finalized from the slice's moments).
+/// A regression metric's entry (finalized from the slice's moments unless it says otherwise).
 const fn reg(
     metric: Metric,
     name: &'static str,
@@ -169,13 +169,15 @@ const fn reg(
     definition: &'static str,
 ) -> MetricInfo {
     MetricInfo {
-        metric,
-        name,
         family: Family::Regression,
-        kind: Kind::Moments,
-        higher_is_better,
-        default,
-        definition,
+        ..info(
+            metric,
+            name,
+            Kind::Moments,
+            higher_is_better,
+            default,
+            definition,
+        )
     }
 }
 

@@ -1286,6 +1286,11 @@ fn spec_piece<const ONE: bool>(
             }
         }
         if slots > 0 {
+            // One update per replicate slot a row: poll for an interrupt every few rows (the
+            // caller discards the partial sums of a stopped piece).
+            if j % crate::runtime::POLL_REPLICATED_ROWS == 0 && crate::runtime::interrupted() {
+                return;
+            }
             let kw = &rows.kw[j * slots..(j + 1) * slots];
             let block = &mut reps[id * r2 * slots..(id + 1) * r2 * slots];
             add_rep_row(block, slots, kw, &vals, t.abs_e, &row_extra);

@@ -86,6 +86,10 @@ pub fn check() -> Result<()> {
 /// Rows (or items) a long walk handles between two polls of [`interrupted`].
 pub const POLL_ROWS: usize = 1 << 16;
 
+/// Rows between two polls where each row updates every replicate slot (a row then costs
+/// thousands of operations).
+pub const POLL_REPLICATED_ROWS: usize = 1 << 10;
+
 /// How often the calling thread of [`run_job`] polls for interrupts.
 pub const POLL_PERIOD: Duration = Duration::from_millis(25);
 

@@ -448,25 +448,8 @@ fn update_piece<const LEAN: bool>(
     scratch: &mut Scratch,
 ) -> Result<u64> {
     let spec = plan.spec;
-    let Scratch {
-        labels: lb,
-        weights: wb,
-        scaled_weights: swb,
-        scores: sbs,
-        aux,
-        ..
-    } = scratch;
-    sbs.resize_with(cols.scores.len(), Vec::new);
-    let labels = f64_view(&cols.label, lo, hi, lb);
-    let scores: Vec<&[f64]> = cols
-        .scores
-        .iter()
-        .zip(sbs.iter_mut())
-        .map(|((a, _), buf)| f64_view(a, lo, hi, buf))
-        .collect();
-    // The weights as given (their checks and messages read these) and as accumulated.
-    let raw_weights = cols.weight.as_ref().map(|(w, _)| f64_view(w, lo, hi, wb));
-    let weights = raw_weights.map(|raw| cols.weight_scale.apply(raw, swb));
+    let Scratch { views, aux, .. } = scratch;
+    let (labels, scores, raw_weights, weights) = views.of(cols, lo, hi);
     let drop = spec.nan_policy == NanPolicy::Drop;
     let mut dropped = 0;
     let bins = plan.hist_bins;
@@ -496,6 +479,11 @@ fn update_piece<const LEAN: bool>(
         return Ok(0);
     }
     'rows: for j in 0..hi - lo {
+        // Rows of a resampled job cost one update per replicate slot: poll for an interrupt
+        // every few rows (a piece alone can take seconds).
+        if !LEAN && slots > 0 && j % crate::runtime::POLL_REPLICATED_ROWS == 0 {
+            crate::runtime::check()?;
+        }
         let i = lo + j;
         let row = first_row + j as u64;
         let y = labels[j];
@@ -561,20 +549,7 @@ fn update_piece<const LEAN: bool>(
         };
         let mut row_key = 0;
         if let (false, Some(r)) = (LEAN, &plan.resampler) {
-            let rid = match (&row_ids, &cols.row_id) {
-                (Some(v), Some((_, nulls))) => {
-                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                        let name = spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref());
-                        return Err(invalid(
-                            name.unwrap_or("row_id"),
-                            format!("row ids must not be null; found null at row {row}"),
-                        ));
-                    }
-                    v[j]
-                }
-                _ => row,
-            };
-            row_key = r.row_key(rid);
+            row_key = r.row_key(row_id(spec, cols, &row_ids, i, j, row)?);
             if !kw.is_empty() {
                 r.fill(row_key, w, 0, &mut kw);
             }
@@ -690,24 +665,8 @@ fn update_regression_piece(
     scratch: &mut Scratch,
 ) -> Result<u64> {
     let spec = plan.spec;
-    let Scratch {
-        labels: lb,
-        weights: wb,
-        scaled_weights: swb,
-        scores: sbs,
-        reg,
-        ..
-    } = scratch;
-    sbs.resize_with(cols.scores.len(), Vec::new);
-    let labels = f64_view(&cols.label, lo, hi, lb);
-    let scores: Vec<&[f64]> = cols
-        .scores
-        .iter()
-        .zip(sbs.iter_mut())
-        .map(|((a, _), buf)| f64_view(a, lo, hi, buf))
-        .collect();
-    let raw_weights = cols.weight.as_ref().map(|(w, _)| f64_view(w, lo, hi, wb));
-    let weights = raw_weights.map(|raw| cols.weight_scale.apply(raw, swb));
+    let Scratch { views, reg, .. } = scratch;
+    let (labels, scores, raw_weights, weights) = views.of(cols, lo, hi);
     let drop = spec.nan_policy == NanPolicy::Drop;
     let slots = plan.shape.slots;
     let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
@@ -847,6 +806,8 @@ fn update_regression_piece(
             rank,
             kernel,
         );
+        // (The kernel stops early on an interrupt: its partial sums must not be used.)
+        crate::runtime::check()?;
         return Ok(0);
     }
     ys.clear();
@@ -970,21 +931,9 @@ fn update_regression_piece(
             _ => 1.0,
         };
         if let Some(r) = &plan.resampler {
-            let rid = match (&row_ids, &cols.row_id) {
-                (Some(v), Some((_, nulls))) => {
-                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                        let name = spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref());
-                        return Err(invalid(
-                            name.unwrap_or("row_id"),
-                            format!("row ids must not be null; found null at row {row}"),
-                        ));
-                    }
-                    v[j]
-                }
-                _ => row,
-            };
             let start = kw.len();
             kw.resize(start + slots, 0.0);
+            let rid = row_id(spec, cols, &row_ids, i, j, row)?;
             r.fill(r.row_key(rid), w, 0, &mut kw[start..]);
         }
         ys.push(y);
@@ -1190,15 +1139,81 @@ fn lean_fast_piece(
 /// Buffers a worker reuses from one chunk to the next (fresh ones would page-fault).
 #[derive(Default)]
 pub(super) struct Scratch {
+    /// The role columns of a piece as f64.
+    pub(super) views: Views,
+    /// Per-row log losses and logits of the fast path.
+    aux: [Vec<f64>; 2],
+    /// The regression family's buffers.
+    reg: RegressionScratch,
+}
+
+/// Buffers behind a piece's role columns as f64 (a view of the batch where it already is).
+#[derive(Default)]
+pub(super) struct Views {
     pub(super) labels: Vec<f64>,
     weights: Vec<f64>,
     /// The weights times the job's [`WeightScale`] (when it is not 1).
     scaled_weights: Vec<f64>,
     scores: Vec<Vec<f64>>,
-    /// Per-row log losses and logits of the fast path.
-    aux: [Vec<f64>; 2],
-    /// The regression family's buffers.
-    reg: RegressionScratch,
+}
+
+/// A piece's labels, scores (one per model), weights as given (their checks and messages read
+/// these) and weights as accumulated.
+type PieceViews<'a> = (
+    &'a [f64],
+    Vec<&'a [f64]>,
+    Option<&'a [f64]>,
+    Option<&'a [f64]>,
+);
+
+impl Views {
+    fn of<'a>(&'a mut self, cols: &'a RoleColumns, lo: usize, hi: usize) -> PieceViews<'a> {
+        let Views {
+            labels,
+            weights,
+            scaled_weights,
+            scores,
+        } = self;
+        scores.resize_with(cols.scores.len(), Vec::new);
+        let label_view = f64_view(&cols.label, lo, hi, labels);
+        let score_views = cols
+            .scores
+            .iter()
+            .zip(scores.iter_mut())
+            .map(|((a, _), buf)| f64_view(a, lo, hi, buf))
+            .collect();
+        let raw = cols
+            .weight
+            .as_ref()
+            .map(|(w, _)| f64_view(w, lo, hi, weights));
+        let scaled = raw.map(|raw| cols.weight_scale.apply(raw, scaled_weights));
+        (label_view, score_views, raw, scaled)
+    }
+}
+
+/// The id row `j` of a piece (batch row `i`, global row `row`) resamples by: its `row_id`
+/// value, or its global position without a row id column.
+fn row_id(
+    spec: &EvalSpec,
+    cols: &RoleColumns,
+    row_ids: &Option<Vec<u64>>,
+    i: usize,
+    j: usize,
+    row: u64,
+) -> Result<u64> {
+    match (row_ids, &cols.row_id) {
+        (Some(v), Some((_, nulls))) => {
+            if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                let name = spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref());
+                return Err(invalid(
+                    name.unwrap_or("row_id"),
+                    format!("row ids must not be null; found null at row {row}"),
+                ));
+            }
+            Ok(v[j])
+        }
+        _ => Ok(row),
+    }
 }
 
 /// One row's calibration states in slice `id` of `st`.

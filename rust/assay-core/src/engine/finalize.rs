@@ -589,7 +589,7 @@ fn replay_quantile_bins(
                 .map_init(Scratch::default, |scratch, lo| {
                     let hi = (lo + REPLAY_ROWS).min(len);
                     let mut buf = Vec::new();
-                    let s = f64_view(scores[cols.model].0, lo, hi, &mut scratch.labels);
+                    let s = f64_view(scores[cols.model].0, lo, hi, &mut scratch.views.labels);
                     let mut got = plan
                         .as_ref()
                         .map_or_else(|| vec![Vec::new()], rel::HistQuantiles::gather_slots);
