@@ -24,8 +24,8 @@ const WY: usize = 4;
 pub const EMPTY_SLICE: &str = "undefined: the slice has no weight";
 pub const NO_EXPECTED: &str = "undefined: the scores sum to 0 (no expected positives)";
 pub const CONSTANT_SCORE: &str = "undefined: the scores are constant (no slope to fit)";
-pub const NO_FIT: &str =
-    "undefined: the logistic fit does not converge (the score separates the classes)";
+pub const NO_FIT: &str = "undefined: the logistic fit has no finite optimum (the score \
+                          separates the classes, perhaps with ties where they meet)";
 pub const NO_REPLICATED_EDGES: &str = "no interval: quantile bins take their edges from the \
                                        data; use calibration_strategy=\"uniform\"";
 pub const NO_REPLICATED_ACE: &str =
@@ -465,8 +465,13 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
         y0 += c[4];
         yx += centre * c[4] + c[5];
         let mu = c[1] / s0;
-        let var = (c[2] / s0 - mu * mu).max(0.0);
-        if var <= 1e-300 || var.sqrt() <= 1e-12 * LOGIT_H {
+        let m2 = c[2] / s0;
+        let var = (m2 - mu * mu).max(0.0);
+        // `m2 - mu^2` cancels: rows at one logit (tied scores) leave a variance of rounding,
+        // of order 1e-16 m2, whose bits depend on the order the rows were summed. A cell whose
+        // spread is that small is one point (collapsing a real spread of 1e-5 |d| moves the fit
+        // by ~1e-10 relative), so the fit does not depend on how the rows were split.
+        if var <= 1e-10 * m2 || var.sqrt() <= 1e-12 * LOGIT_H {
             xs.push(centre + mu);
             vs.push(s0);
             continue;
@@ -522,6 +527,9 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
         }
     }
     if !mixed && (neg_max < pos_min || pos_max < neg_min) {
+        return Err(NO_FIT);
+    }
+    if quasi_separated(&xs, &vs, y0, yx, total, x_max - x_min) {
         return Err(NO_FIT);
     }
     let loglik = |a: f64, b: f64| {
@@ -606,6 +614,45 @@ pub fn logistic_fit(cells: &[f64]) -> std::result::Result<LogisticFit, &'static 
         }
     }
     Err(NO_FIT)
+}
+
+/// Whether the likelihood of the fit on nodes `xs` (weights `vs`) with label terms `y0 = sum(w
+/// y)`, `yx = sum(w y x)` has no finite maximum, up to a relative margin: (quasi-)separation,
+/// where the positives lie on one side of some logit and the negatives on the other, the two
+/// meeting at most at that logit (tied scores). Then the slope runs off to infinity and Newton's
+/// method stops wherever the likelihood's rounding lets it.
+///
+/// The maximum exists exactly when `(y0, yx)` lies inside the set of `sum v_i pi_i (1, x_i)`
+/// over `pi_i` in [0, 1]; in one dimension that is `g(t) = sum v (x - t)^+ - (yx - t y0) > 0`
+/// and `h(t) = sum v (t - x)^+ - (t y0 - yx) > 0` for all `t` (with 0 < y0 < total, checked
+/// before). Both are convex and piecewise linear with kinks at the nodes, and grow without bound
+/// away from them, so checking them at the nodes is enough. A margin below 1e-10 of
+/// `total x range` counts as separated: the slope there is huge and set by rounding.
+fn quasi_separated(xs: &[f64], vs: &[f64], y0: f64, yx: f64, total: f64, range: f64) -> bool {
+    // Offsets from the lowest node keep the sums below free of cancellation.
+    let x0 = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut nodes: Vec<(f64, f64)> = xs.iter().map(|x| x - x0).zip(vs.iter().copied()).collect();
+    nodes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let yx = yx - x0 * y0;
+    let tol = 1e-10 * total * range;
+    // Prefix sums over the sorted nodes: below = sum v and sum v x of the nodes before t.
+    let (sum_v, sum_vx) = nodes
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, v)| (a + v, b + v * x));
+    let (mut below_v, mut below_vx) = (0.0, 0.0);
+    for (t, v) in &nodes {
+        // sum v (t - x)^+ over nodes at or below t; sum v (x - t)^+ over the rest.
+        let lower = t * below_v - below_vx;
+        let upper = (sum_vx - below_vx) - t * (sum_v - below_v);
+        let h = lower - (t * y0 - yx);
+        let g = upper - (yx - t * y0);
+        if g <= tol || h <= tol {
+            return true;
+        }
+        below_v += v;
+        below_vx += v * t;
+    }
+    false
 }
 
 #[inline]
@@ -1922,6 +1969,77 @@ mod tests {
             add_logit(&mut cells, s, y, 1.0);
         }
         assert_eq!(logistic_fit(&cells), Err(NO_FIT));
+    }
+
+    /// The cells of `rows` (score, label, weight) summed as two shards split at `k`, merged.
+    fn split_cells(rows: &[(f64, f64, f64)], k: usize) -> Vec<f64> {
+        let (mut a, mut b) = (
+            vec![0.0; LOGIT_CELLS * LOGIT_FIELDS],
+            vec![0.0; LOGIT_CELLS * LOGIT_FIELDS],
+        );
+        for (i, (s, y, w)) in rows.iter().enumerate() {
+            add_logit(if i < k { &mut a } else { &mut b }, *s, *y, *w);
+        }
+        a.iter().zip(&b).map(|(x, y)| x + y).collect()
+    }
+
+    #[test]
+    fn logistic_fit_refuses_quasi_separation_whatever_the_split() {
+        // A slice found by the split-and-merge property test: five tied scores, every negative
+        // at the top score, which also holds positives; every lower score all positives. The
+        // likelihood keeps rising as the slope goes to minus infinity, so there is no fit; Newton
+        // used to stop wherever rounding let it (a slope of -19.96 one way, -19.75 or null another).
+        let mut rows: Vec<(f64, f64, f64)> = vec![
+            (0.1, 1.0, 0.646648187515272),
+            (0.5, 1.0, 1.4046015617423293),
+            (0.95, 1.0, 4.550648528968286),
+            (0.5, 1.0, 1.4698200403998019),
+            (0.1, 1.0, 2.8432394758477195),
+            (0.8, 1.0, 4.964157588346317),
+            (0.1, 1.0, 3.44459221316953),
+            (0.95, 1.0, 1.9771215939681355),
+            (0.95, 1.0, 3.119853814685185),
+            (0.35, 1.0, 0.4035858023441451),
+            (0.5, 1.0, 0.5611095650418029),
+            (0.5, 1.0, 0.5009226723359128),
+            (0.95, 1.0, 3.6477504162282357),
+            (0.95, 1.0, 1.3467922427305257),
+            (0.5, 1.0, 0.28035560379232516),
+            (0.8, 1.0, 2.952126020614323),
+            (0.1, 1.0, 1.605591911858574),
+            (0.95, 0.0, 0.4969870376480975),
+            (0.95, 1.0, 2.954342513073242),
+            (0.5, 1.0, 1.8517680857407148),
+            (0.5, 1.0, 1.663853660736468),
+            (0.1, 1.0, 3.188348407254449),
+            (0.1, 1.0, 2.6146627838854237),
+            (0.1, 1.0, 1.8768624808267782),
+            (0.1, 1.0, 4.685377087984574),
+            (0.1, 1.0, 1.8063602195328188),
+            (0.1, 1.0, 0.6120680405904897),
+        ];
+        for k in 0..=rows.len() {
+            assert_eq!(
+                logistic_fit(&split_cells(&rows, k)),
+                Err(NO_FIT),
+                "split at {k}"
+            );
+        }
+        // Negatives below the top score too: the classes overlap, the fit is finite, and equal
+        // to rounding whatever the split (a cell of tied scores is one point, not a spread of
+        // rounding noise).
+        rows.push((0.5, 0.0, 1.3));
+        rows.push((0.1, 0.0, 0.4));
+        let fits: Vec<LogisticFit> = (0..=rows.len())
+            .map(|k| logistic_fit(&split_cells(&rows, k)).unwrap())
+            .collect();
+        for f in &fits {
+            assert!(
+                (f.slope - fits[0].slope).abs() <= 1e-12 * fits[0].slope.abs(),
+                "{fits:?}"
+            );
+            assert!((f.intercept - fits[0].intercept).abs() <= 1e-12 * fits[0].intercept.abs());
+        }
     }
 
     #[test]
