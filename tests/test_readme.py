@@ -1,6 +1,6 @@
 """README sections run as written: "Split jobs" (its Python blocks in order, in one namespace,
-then its command-line block through ``assay.cli.main``, in a scratch directory) and
-"Regression"."""
+then its command-line block through ``assay.cli.main``, in a scratch directory),
+"Regression", and "GPUs and torch.distributed" (with the example script it names)."""
 
 from __future__ import annotations
 
@@ -76,3 +76,24 @@ def test_regression_section_runs_as_written():
     lisbon = table.filter(table["slice"] == "city=lisbon").row(0, named=True)
     # The demo model under-predicts in Lisbon: a negative bias, and an interval around the mae.
     assert lisbon["mean_error"] < 0 and lisbon["mae_lo"] < lisbon["mae"] < lisbon["mae_hi"]
+
+
+def test_torch_section_runs_as_written():
+    import subprocess
+    import sys
+
+    (code,) = blocks(section("GPUs and torch.distributed"), "python")
+    ns: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), ns)
+    got = ns["rep"].table  # type: ignore[attr-defined]
+    want = ns["spec"].evaluate(ns["table"]).table  # type: ignore[attr-defined]
+    assert got["slice"].to_list() == want["slice"].to_list()
+    assert got["n"].to_list() == want["n"].to_list()
+    for c in ("roc_auc", "roc_auc_lo", "f1_hi", "ece", "log_loss"):
+        assert all(abs(a - b) <= 1e-9 for a, b in zip(got[c], want[c], strict=True)), c
+    script = README.parent / "examples" / "torch_distributed.py"
+    assert "python examples/torch_distributed.py" in section("GPUs and torch.distributed")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "equal to assay.evaluate on all rows: True" in run.stdout

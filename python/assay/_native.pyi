@@ -73,6 +73,21 @@ def merge_states(states: list[State]) -> State:
 def state_from_bytes(data: bytes) -> State:
     """The state of `State.to_bytes()`'s bytes (StateFormatError when they are not one)."""
 
+def device_layout(job: _Job) -> tuple[str | None, list[tuple[str, float]]]:
+    """What the torch path cannot compute for `job` (None when it can) and the layout of the
+    blocks it fills."""
+
+def state_from_blocks(keys: Any, job: _Job, spec_json: str,
+                      blocks: list[list[tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes,
+                                              bytes]]],
+                      rank: list[tuple[bytes, bytes, bytes, bytes, list[bytes]]], rows: int,
+                      dropped: int, max_weight: float | None, row_offset: int) -> State:
+    """A partial state from blocks filled on a device (`assay.torch`); `keys` is an Arrow
+    stream of one batch holding the occupied slices' values."""
+
+def replicate_draws(seed: int, replicates: int, row_ids: bytes) -> tuple[bytes, bytes, bytes]:
+    """Resampling keys, Poisson(1) draws and jackknife groups of `row_ids` (u64 bytes)."""
+
 @final
 class State:
     """A partial state: per-slice mergeable accumulators keyed by slice value."""

@@ -278,6 +278,22 @@ impl Resampler {
     }
 }
 
+/// The resampling keys of `row_ids`, their Poisson(1) draws in bootstrap replicates
+/// `0..replicates` (row-major, `replicates` per row) and their jackknife groups, for the checks
+/// of reimplementations (the torch path draws on the device and must give the same integers).
+pub fn draws_of(seed: u64, replicates: usize, row_ids: &[u64]) -> (Vec<u64>, Vec<u32>, Vec<u32>) {
+    let r = Resampler::new(seed, replicates);
+    let keys: Vec<u64> = row_ids.iter().map(|id| r.row_key(*id)).collect();
+    let mut draws = vec![0u32; keys.len() * replicates];
+    if replicates > 0 {
+        for (k, out) in keys.iter().zip(draws.chunks_exact_mut(replicates)) {
+            r.draws(*k, 0, out);
+        }
+    }
+    let groups = keys.iter().map(|k| r.group(*k) as u32).collect();
+    (keys, draws, groups)
+}
+
 #[inline(always)]
 fn fill_poisson_body(r: &Resampler, rk: u64, w: f64, from: u32, out: &mut [f64], simd: bool) {
     // Draw in blocks of integers, then convert (4 lanes wide).

@@ -480,6 +480,178 @@ fn merge_states<'py>(py: Python<'py>, states: Vec<Bound<'py, State>>) -> PyResul
     })
 }
 
+/// Little-endian 8-byte values from `bytes` (a numpy array's `tobytes()`).
+fn f64s(bytes: &[u8], what: &str) -> PyResult<Vec<f64>> {
+    if bytes.len() % 8 != 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{what}: not a whole number of 8-byte values"
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}
+
+fn u64s(bytes: &[u8], what: &str) -> PyResult<Vec<u64>> {
+    Ok(f64s(bytes, what)?.into_iter().map(f64::to_bits).collect())
+}
+
+fn u32s(bytes: &[u8], what: &str) -> PyResult<Vec<u32>> {
+    if bytes.len() % 4 != 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{what}: not a whole number of 4-byte values"
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect())
+}
+
+/// One (model, slice spec)'s device blocks: key rows (u32), n (u64), counts, moments, hist,
+/// reps, calib, calib_reps (f64), each as little-endian bytes.
+type BlockBytes = (
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+);
+/// One model's kept rows: scores (f64), labels (u8), weights (f64), row keys (u64), key rows
+/// per slice spec (u32).
+type RowBytes = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
+
+/// Why the torch path cannot run a job (None when it can) and its block layout.
+type DeviceLayout = (Option<String>, Vec<(String, f64)>);
+
+/// What the torch path cannot compute for `job` (None when it can), and the layout of the
+/// blocks it fills (see `engine::blocks::device_layout`).
+#[pyfunction]
+fn device_layout(py: Python<'_>, job: Bound<'_, pyo3::types::PyTuple>) -> PyResult<DeviceLayout> {
+    guarded(py, || {
+        let spec = Job::extract(&job)?.spec(None).map_err(|e| to_py(py, e))?;
+        let layout = assay_core::engine::blocks::device_layout(&spec)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Ok((assay_core::engine::blocks::unsupported(&spec), layout))
+    })
+}
+
+/// A partial state from blocks filled on a device (`assay.torch`); `keys` is an Arrow stream
+/// of one batch whose rows hold the occupied slices' values.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (keys, job, spec_json, blocks, rank, rows, dropped, max_weight, row_offset))]
+fn state_from_blocks<'py>(
+    py: Python<'py>,
+    keys: Bound<'py, PyAny>,
+    job: Bound<'py, pyo3::types::PyTuple>,
+    spec_json: String,
+    blocks: Vec<Vec<BlockBytes>>,
+    rank: Vec<RowBytes>,
+    rows: u64,
+    dropped: u64,
+    max_weight: Option<f64>,
+    row_offset: u64,
+) -> PyResult<State> {
+    use assay_core::engine::blocks::{
+        state_from_blocks as build, ExternalRows, ExternalState, SpecBlocks,
+    };
+    guarded(py, || {
+        let spec = Job::extract(&job)?.spec(None).map_err(|e| to_py(py, e))?;
+        let blocks = blocks
+            .into_iter()
+            .map(|specs| {
+                specs
+                    .into_iter()
+                    .map(
+                        |(key_rows, n, counts, moments, hist, reps, calib, calib_reps)| {
+                            Ok(SpecBlocks {
+                                key_rows: u32s(&key_rows, "key rows")?,
+                                n: u64s(&n, "n")?,
+                                counts: f64s(&counts, "counts")?,
+                                moments: f64s(&moments, "moments")?,
+                                hist: f64s(&hist, "hist")?,
+                                reps: f64s(&reps, "reps")?,
+                                calib: f64s(&calib, "calib")?,
+                                calib_reps: f64s(&calib_reps, "calib_reps")?,
+                            })
+                        },
+                    )
+                    .collect::<PyResult<Vec<_>>>()
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let rank = rank
+            .into_iter()
+            .map(|(scores, labels, weights, row_keys, key_rows)| {
+                Ok(ExternalRows {
+                    scores: f64s(&scores, "scores")?,
+                    labels,
+                    weights: f64s(&weights, "weights")?,
+                    row_keys: u64s(&row_keys, "row keys")?,
+                    key_rows: key_rows
+                        .iter()
+                        .map(|k| u32s(k, "key rows"))
+                        .collect::<PyResult<_>>()?,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let ext = ExternalState {
+            blocks,
+            rank,
+            rows,
+            dropped,
+            max_weight,
+            row_offset,
+        };
+        let stream = import_stream(py, &keys)?;
+        let schema = stream.schema();
+        let mut batches = Vec::new();
+        for b in stream {
+            batches.push(b.map_err(|e| to_py(py, AssayError::from(e)))?);
+        }
+        let batch = match batches.len() {
+            0 => arrow_array::RecordBatch::new_empty(schema.clone()),
+            1 => batches.pop().expect("one batch"),
+            _ => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "the key table must be one record batch",
+                ))
+            }
+        };
+        let mut state = run_detached(py, || {
+            build(schema, &batch, &spec, ext, &runtime::interrupted)
+        })?;
+        state.spec_json = spec_json;
+        Ok(State { inner: state })
+    })
+}
+
+/// The resampling keys, Poisson(1) draws (row-major) and jackknife groups of `row_ids` (u64
+/// bytes), as little-endian bytes: the reference for the torch path's draws.
+#[pyfunction]
+fn replicate_draws(
+    py: Python<'_>,
+    seed: u64,
+    replicates: usize,
+    row_ids: &[u8],
+) -> PyResult<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    guarded(py, || {
+        let ids = u64s(row_ids, "row ids")?;
+        let (keys, draws, groups) = assay_core::bootstrap::draws_of(seed, replicates, &ids);
+        Ok((
+            keys.iter().flat_map(|k| k.to_le_bytes()).collect(),
+            draws.iter().flat_map(|k| k.to_le_bytes()).collect(),
+            groups.iter().flat_map(|k| k.to_le_bytes()).collect(),
+        ))
+    })
+}
+
 /// A state from its bytes; `StateFormatError` when they are not a valid state.
 #[pyfunction]
 fn state_from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<State> {
@@ -1020,6 +1192,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(finalize, m)?)?;
     m.add_function(wrap_pyfunction!(merge_states, m)?)?;
     m.add_function(wrap_pyfunction!(state_from_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(state_from_blocks, m)?)?;
+    m.add_function(wrap_pyfunction!(device_layout, m)?)?;
+    m.add_function(wrap_pyfunction!(replicate_draws, m)?)?;
     m.add_class::<State>()?;
     m.add("STATE_FORMAT_VERSION", STATE_FORMAT_VERSION)?;
     m.add("DEFAULT_MAX_RUNS", assay_core::sketch::DEFAULT_MAX_RUNS)?;

@@ -13,6 +13,7 @@
 //! into batches.
 
 pub mod accumulate;
+pub mod blocks;
 pub mod finalize;
 pub mod merge;
 pub mod plan;

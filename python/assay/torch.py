@@ -1,0 +1,719 @@
+"""assay on torch tensors: sliced metrics filled on the device, merged across ranks.
+
+:class:`Evaluator` takes an :class:`assay.Spec` and is fed batches of tensors inside an eval
+loop. Each ``update`` adds the batch into dense per-slice blocks on the tensors' device (counts
+and sums by ``index_add_``, bootstrap replicate weights from the same counter hash as the Rust
+engine), with no host synchronization. ``sync()`` merges the ranks of a ``torch.distributed``
+job: every fixed-size block in one ``all_reduce``, the kept rows of exact rank metrics in one
+``all_gather``. ``compute()`` hands the blocks to the engine, which keys the slices by value and
+finalizes: the result is the :class:`assay.Report` that :func:`assay.evaluate` gives on the same
+rows, and ``partial()`` is an :class:`assay.PartialState` that merges with states accumulated
+anywhere else.
+
+Needs ``pip install "assay[torch]"``; the rest of assay never imports torch. See
+``docs/torch.md`` for the layout, the error model and what is not on the device yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from . import _native
+from ._evaluate import Bins
+from ._spec import PartialState, Spec
+from .errors import InvalidArgumentError, InvalidInputError, StateMismatchError
+from .report import Report
+
+__all__ = ["Evaluator", "replicate_draws"]
+
+# Dense ids of one slice spec (the product of its features' codes) at most this many.
+MAX_DENSE_IDS = 1 << 22
+# Rows x replicate slots drawn at once (bounds the temporaries of a bootstrap update).
+DRAW_CELLS = 1 << 22
+
+_M32 = 0xFFFF_FFFF
+_M64 = (1 << 64) - 1
+
+
+def _i64(x: int) -> int:
+    """The int64 whose bits are the uint64 ``x``."""
+    x &= _M64
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def _splitmix64_int(z: int) -> int:
+    z = (z + 0x9E37_79B9_7F4A_7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58_476D_1CE4_E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D0_49BB_1331_11EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _srl(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 bits."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _splitmix64(z: torch.Tensor) -> torch.Tensor:
+    # int64 arithmetic wraps like u64 arithmetic (two's complement): the same bits.
+    z = z + _i64(0x9E37_79B9_7F4A_7C15)
+    z = (z ^ _srl(z, 30)) * _i64(0xBF58_476D_1CE4_E5B9)
+    z = (z ^ _srl(z, 27)) * _i64(0x94D0_49BB_1331_11EB)
+    return z ^ _srl(z, 31)
+
+
+def _fmix32(h: torch.Tensor) -> torch.Tensor:
+    h = h ^ (h >> 16)
+    h = (h * 0x85EB_CA6B) & _M32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2_AE35) & _M32
+    return h ^ (h >> 16)
+
+
+def _thresholds() -> list[int]:
+    """``T[j] = P(X <= j) 2^32`` of Poisson(1), j < 12, as the engine computes them."""
+    out, term, cdf = [], math.exp(-1.0), 0.0
+    for j in range(12):
+        cdf += term
+        term /= j + 1
+        out.append(min(math.floor(cdf * 4_294_967_296.0), _M32))
+    return out
+
+
+_THRESHOLDS = _thresholds()
+JACK_GROUPS = 20
+
+
+class _Resampler:
+    """The engine's replicate weights (``bootstrap.rs``), on tensors."""
+
+    def __init__(self, seed: int, replicates: int, slots: int):
+        self.seed_key = _i64(_splitmix64_int((seed ^ 0x6173_7361_7962_6F6F) & _M64))
+        self.replicates = replicates
+        self.slots = slots
+
+    def row_keys(self, row_ids: torch.Tensor) -> torch.Tensor:
+        return _srl(_splitmix64(_splitmix64(row_ids) ^ self.seed_key), 1)
+
+    def draws(self, keys: torch.Tensor, replicates: int) -> torch.Tensor:
+        """Poisson(1) draws ``[rows, replicates]`` (int64) of the rows with resampling keys
+        ``keys``."""
+        lo, hi = (keys & _M32).unsqueeze(1), (keys >> 32).unsqueeze(1)
+        b = torch.arange(replicates, device=keys.device, dtype=torch.int64)
+        x = _fmix32(((lo ^ ((b * 0x9E37_79B9) & _M32)) + hi) & _M32)
+        k = torch.zeros_like(x)
+        for t in _THRESHOLDS:
+            k += x >= t
+        return k
+
+    def groups(self, keys: torch.Tensor) -> torch.Tensor:
+        return ((_srl(keys, 31) & _M32) * JACK_GROUPS) >> 32
+
+    def weights(self, keys: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Slot weights ``[rows, slots]``: k x w in the bootstrap slots, then (BCa) w outside
+        the row's jackknife group and 0 in it."""
+        kw = self.draws(keys, self.replicates).to(w.dtype) * w.unsqueeze(1)
+        jack = self.slots - self.replicates
+        if jack > 0:
+            g = torch.arange(jack, device=keys.device)
+            out = (g.unsqueeze(0) != self.groups(keys).unsqueeze(1)).to(w.dtype)
+            kw = torch.cat([kw, out * w.unsqueeze(1)], dim=1)
+        return kw
+
+
+def replicate_draws(seed: int, replicates: int, row_ids: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The resampling keys, Poisson(1) bootstrap draws ``[rows, replicates]`` and jackknife
+    groups of ``row_ids`` (int64, their bits read as uint64) for ``seed``: bit for bit the
+    engine's, on any device.
+
+    >>> import torch, assay.torch as at
+    >>> keys, draws, groups = at.replicate_draws(0, 4, torch.arange(3))
+    >>> tuple(draws.shape)
+    (3, 4)
+    """
+    r = _Resampler(int(seed), int(replicates), int(replicates))
+    keys = r.row_keys(row_ids.to(torch.int64))
+    return keys, r.draws(keys, int(replicates)), r.groups(keys)
+
+
+class _Feature:
+    """One slice feature on the device: its codes (0 = null) and the value behind each."""
+
+    def __init__(self, feature: str | Bins, categories: Mapping[str, Any]):
+        self.feature = feature
+        if isinstance(feature, Bins):
+            self.column = feature.column
+            assert feature.edges is not None
+            self.edges = [float(e) for e in feature.edges]
+            m = len(self.edges)
+            self.n_codes = m + 2
+            # Bin j < m - 1 holds e_j; m - 1 is below range, m above, m + 1 null (NaN).
+            self.values: list[Any] = [*self.edges[:-1], -math.inf, math.inf, math.nan]
+            self.arrow_type: pa.DataType = pa.float64()
+            return
+        self.column = feature
+        self.edges = []
+        if feature not in categories:
+            raise InvalidArgumentError(
+                f"Evaluator: slice feature {feature!r} needs its categories: pass "
+                f"categories={{{feature!r}: [...]}} (the values its integer codes stand for) "
+                f"or categories={{{feature!r}: K}} (codes 0..K-1 are the values)",
+                feature,
+            )
+        vocab = categories[feature]
+        if isinstance(vocab, (int, np.integer)) and not isinstance(vocab, bool):
+            if not 1 <= int(vocab) <= MAX_DENSE_IDS:
+                raise InvalidArgumentError(
+                    f"Evaluator: categories[{feature!r}] must be in [1, {MAX_DENSE_IDS}], "
+                    f"got {vocab}", feature)
+            values: list[Any] = list(range(int(vocab)))
+            self.arrow_type = pa.int64()
+        elif isinstance(vocab, Sequence) and not isinstance(vocab, (str, bytes)):
+            values = list(vocab)
+            kinds = {type(v) for v in values}
+            if not values or len(values) > MAX_DENSE_IDS:
+                raise InvalidArgumentError(
+                    f"Evaluator: categories[{feature!r}] must hold 1 to {MAX_DENSE_IDS} "
+                    f"values", feature)
+            if kinds <= {str}:
+                self.arrow_type = pa.string()
+            elif kinds <= {bool}:
+                self.arrow_type = pa.bool_()
+            elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                     for v in values):
+                values = [int(v) for v in values]
+                self.arrow_type = pa.int64()
+            else:
+                raise InvalidArgumentError(
+                    f"Evaluator: categories[{feature!r}] must be all strings, all integers "
+                    f"or all booleans", feature)
+            if len(set(values)) != len(values):
+                raise InvalidArgumentError(
+                    f"Evaluator: categories[{feature!r}] repeats a value", feature)
+        else:
+            raise InvalidArgumentError(
+                f"Evaluator: categories[{feature!r}] must be a list of values or a count",
+                feature)
+        self.n_codes = len(values) + 1
+        self.values = [None, *values]
+
+    def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes, bad): the device codes of ``x`` and where ``x`` is not a valid code."""
+        if self.edges:
+            v = x.to(torch.float64)
+            e = torch.tensor(self.edges, dtype=torch.float64, device=v.device)
+            m = len(self.edges)
+            k = torch.searchsorted(e, v, right=True)
+            code = torch.where(k == 0, m - 1, k - 1)
+            code = torch.where(k == m, torch.where(v == e[-1], m - 2, m), code)
+            code = torch.where(torch.isnan(v), m + 1, code)
+            return code, torch.zeros_like(code, dtype=torch.bool)
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            if x.dtype != torch.bool:
+                raise InvalidInputError(
+                    f"feature {self.column!r}: codes must be an integer tensor, got {x.dtype}",
+                    self.column)
+        c = x.to(torch.int64)
+        bad = (c < -1) | (c >= self.n_codes - 1)
+        return torch.where(bad, 0, c + 1), bad
+
+
+# Kinds of bad input counted on the device (raised at sync / compute / partial).
+_BAD_SCORE, _BAD_LABEL, _BAD_PROB, _BAD_WEIGHT, _BAD_ROW_ID = range(5)
+
+
+class Evaluator:
+    """Sliced metrics of an :class:`assay.Spec` on torch tensors, on their device.
+
+    Parameters
+    ----------
+    spec : assay.Spec
+        A binary-classification spec (one score). Its bins need edges
+        (``assay.bins("age", edges=[...])`` or ``spec.resolve(sample)``). With ``bootstrap``,
+        give ``row_id`` (required under ``torch.distributed``: positions are per rank).
+    device : str or torch.device, optional
+        Where the blocks live (default: the first batch's device, else ``"cpu"``).
+    categories : dict, optional
+        For every categorical slice feature: the values its integer codes stand for (a list of
+        strings, integers or booleans; code ``i`` is ``values[i]``, ``-1`` is null), or a count
+        ``K`` (the codes 0..K-1 are the values themselves).
+    logits : bool
+        Scores are logits (the probability is their sigmoid).
+    row_offset : int
+        The global position of this evaluator's first row (replicate weights follow positions
+        when the spec has ``bootstrap`` and no ``row_id``).
+
+    Examples
+    --------
+    >>> import torch, assay, assay.torch as at
+    >>> spec = assay.Spec(label="y", score="p", slices=["g"], metrics=["accuracy", "roc_auc"])
+    >>> ev = at.Evaluator(spec, categories={"g": ["a", "b"]})
+    >>> ev.update(score=torch.tensor([0.9, 0.2, 0.7, 0.4]), label=torch.tensor([1, 0, 0, 1]),
+    ...           features={"g": torch.tensor([0, 0, 1, 1])})
+    >>> ev.compute().table.select("slice", "n", "accuracy").rows()
+    [('overall', 4, 0.5), ('g=a', 2, 1.0), ('g=b', 2, 0.0)]
+    """
+
+    def __init__(self, spec: Spec, *, device: str | torch.device | None = None,
+                 categories: Mapping[str, Any] | None = None, logits: bool = False,
+                 row_offset: int = 0):
+        if not isinstance(spec, Spec):
+            raise InvalidArgumentError(f"Evaluator: spec must be an assay.Spec, got "
+                                       f"{type(spec).__name__}")
+        job = spec._job
+        pending = job.unresolved()
+        if pending:
+            raise InvalidArgumentError(
+                f"Evaluator: the bins of column {pending[0].column!r} are fitted to the data; "
+                "give assay.bins(..., edges=[...]) or spec = spec.resolve(sample)",
+                pending[0].column)
+        self.spec = spec
+        self._native_job = job.native(None, None)
+        reason, layout = _native.device_layout(self._native_job)
+        if reason is not None:
+            raise InvalidArgumentError(
+                f"Evaluator: {reason} is not on the torch path yet; accumulate such a job "
+                "with spec.accumulate(table) (a table from the tensors) instead")
+        self._layout = {k: int(v) for k, v in layout}
+        self._logits = bool(logits)
+        self._row_offset = int(row_offset)
+        self._device = None if device is None else torch.device(device)
+        cats = dict(categories or {})
+        self._features: list[_Feature] = []
+        self._specs: list[tuple[list[int], list[int], int]] = []  # (feature idx, strides, ids)
+        index: dict[Any, int] = {}
+        for feats, _only in job.slices:
+            idx = []
+            for f in feats:
+                key = f if isinstance(f, str) else (f.column, tuple(f.edges or ()))
+                if key not in index:
+                    index[key] = len(self._features)
+                    self._features.append(_Feature(f, cats))
+                idx.append(index[key])
+            strides, size = [], 1
+            for i in reversed(idx):
+                strides.append(size)
+                size *= self._features[i].n_codes
+            if size > MAX_DENSE_IDS:
+                raise InvalidArgumentError(
+                    f"Evaluator: the slice spec {[self._features[i].column for i in idx]} has "
+                    f"{size} possible slices on the device (more than {MAX_DENSE_IDS})")
+            self._specs.append((idx, list(reversed(strides)), size))
+        extra = set(cats) - {f.column for f in self._features if not f.edges}
+        if extra:
+            raise InvalidArgumentError(
+                f"Evaluator: categories given for {sorted(extra)!r}, which no slice uses")
+        lay = self._layout
+        self._resampler = None
+        if job.interval is not None and lay["replicates"] > 0:
+            self._resampler = _Resampler(job.interval[3], lay["replicates"], lay["slots"]
+                                         or lay["replicates"])
+        self._row_id = None if job.interval is None else job.interval[4]
+        self._weighted = job.weight is not None
+        self._rows = 0
+        self._synced = False
+        self._blocks: list[dict[str, torch.Tensor]] | None = None
+        self._kept: list[list[torch.Tensor]] = []
+
+    # ---- the device state ------------------------------------------------------------------
+
+    def _alloc(self, device: torch.device) -> None:
+        lay, f64 = self._layout, torch.float64
+        slots = lay["slots"]
+        self._device = device
+        self._blocks = []
+        for size in [1] + [s for _, _, s in self._specs]:
+            b = {
+                "n": torch.zeros(size, dtype=torch.int64, device=device),
+                "counts": torch.zeros(size, 7, dtype=f64, device=device),
+                "moments": torch.zeros(size, 10 * lay["moments"], dtype=f64, device=device),
+                "hist": torch.zeros(size, 2 * lay["hist_bins"], dtype=f64, device=device),
+                "reps": torch.zeros(size, 6 * slots * lay["additive_reps"], dtype=f64,
+                                    device=device),
+                "calib": torch.zeros(size, 5 * lay["calib_bins"], dtype=f64, device=device),
+                "calib_reps": torch.zeros(size, 4 * lay["calib_bins"] * slots
+                                          * lay["calib_reps"], dtype=f64, device=device),
+            }
+            self._blocks.append(b)
+        self._bad = torch.zeros(5 + len(self._features), dtype=torch.int64, device=device)
+        self._first_bad = torch.full_like(self._bad, torch.iinfo(torch.int64).max)
+        self._dropped = torch.zeros((), dtype=torch.int64, device=device)
+
+    def _flag(self, kind: int, mask: torch.Tensor, pos: torch.Tensor) -> None:
+        self._bad[kind] += mask.sum()
+        big = torch.iinfo(torch.int64).max
+        first = torch.where(mask, pos, big).min() if mask.numel() else self._first_bad[kind]
+        self._first_bad[kind] = torch.minimum(self._first_bad[kind], first)
+
+    def update(self, *, score: torch.Tensor, label: torch.Tensor,
+               features: Mapping[str, torch.Tensor] | None = None,
+               weight: torch.Tensor | None = None, row_id: torch.Tensor | None = None
+               ) -> None:
+        """Adds one batch: ``score`` (probabilities, or logits with ``logits=True``),
+        ``label`` (0/1, bool or integer), one tensor per slice feature, the weights when the
+        spec has ``weight``, the row ids when it has ``row_id``. All of one length, on one
+        device. Nothing is copied to the host: bad values are counted on the device and
+        raised by the next ``sync()``, ``compute()`` or ``partial()``."""
+        if self._synced:
+            raise InvalidArgumentError(
+                "Evaluator.update: this evaluator was synced; its state is the merged state "
+                "of every rank (create a new Evaluator for more rows)")
+        if not isinstance(score, torch.Tensor) or not isinstance(label, torch.Tensor):
+            raise InvalidInputError("Evaluator.update: score and label must be tensors")
+        n = score.shape[0] if score.dim() == 1 else -1
+        if n < 0:
+            raise InvalidInputError(
+                f"Evaluator.update: score must be one-dimensional, got shape "
+                f"{tuple(score.shape)}", self.spec.score)
+        features = dict(features or {})
+
+        def same(t: Any, what: str) -> torch.Tensor:
+            if not isinstance(t, torch.Tensor):
+                raise InvalidInputError(f"Evaluator.update: {what} must be a tensor", what)
+            if t.dim() != 1 or t.shape[0] != n:
+                raise InvalidInputError(
+                    f"Evaluator.update: {what} has shape {tuple(t.shape)}; the score has "
+                    f"{n} rows", what)
+            if t.device != score.device:
+                raise InvalidInputError(
+                    f"Evaluator.update: {what} is on {t.device}, the score on {score.device}",
+                    what)
+            return t
+
+        label = same(label, self.spec.label)
+        missing = [f.column for f in self._features if f.column not in features]
+        if missing:
+            raise InvalidInputError(
+                f"Evaluator.update: features lacks the slice column {missing[0]!r}",
+                missing[0])
+        if self._weighted and weight is None:
+            raise InvalidInputError(
+                f"Evaluator.update: the spec has weight={self.spec.weight!r}; pass weight=",
+                self.spec.weight)
+        if not self._weighted and weight is not None:
+            raise InvalidInputError("Evaluator.update: the spec has no weight; drop weight=")
+        if self._row_id is not None and row_id is None:
+            raise InvalidInputError(
+                f"Evaluator.update: the spec has row_id={self._row_id!r}; pass row_id=",
+                self._row_id)
+        if row_id is not None and (row_id.is_floating_point() or row_id.dtype == torch.bool):
+            raise InvalidInputError("Evaluator.update: row_id must be an integer tensor",
+                                    self._row_id)
+        if self._blocks is None:
+            self._alloc(self._device or score.device)
+        elif score.device != self._device:
+            raise InvalidInputError(
+                f"Evaluator.update: the batch is on {score.device}, the evaluator on "
+                f"{self._device}")
+        if n == 0:
+            return
+        cols = {f.column: same(features[f.column], f.column) for f in self._features}
+        w = None if weight is None else same(weight, self.spec.weight or "weight")
+        rid = None if row_id is None else same(row_id, self._row_id or "row_id")
+        step = n if self._resampler is None else max(1, DRAW_CELLS // self._resampler.slots)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            self._update(score[lo:hi], label[lo:hi], {c: t[lo:hi] for c, t in cols.items()},
+                         None if w is None else w[lo:hi], None if rid is None else rid[lo:hi])
+
+    def _update(self, score: torch.Tensor, label: torch.Tensor,
+                cols: dict[str, torch.Tensor], weight: torch.Tensor | None,
+                row_id: torch.Tensor | None) -> None:
+        assert self._blocks is not None
+        lay, f64 = self._layout, torch.float64
+        n, dev = score.shape[0], score.device
+        pos = torch.arange(n, device=dev, dtype=torch.int64) + (self._row_offset + self._rows)
+        self._rows += n
+        s = score.to(f64)
+        if self._logits:
+            s = torch.sigmoid(s)
+        bad_score = ~torch.isfinite(s)
+        if label.dtype == torch.bool:
+            y = label.to(f64)
+            bad_label = torch.zeros_like(bad_score)
+        else:
+            yf = label.to(f64)
+            bad_label = (yf != 0) & (yf != 1)
+            y = torch.where(bad_label, 0.0, yf)
+        ok = ~bad_score
+        if self.spec.nan_policy == "drop":
+            nan_label = torch.isnan(label.to(f64)) if label.is_floating_point() else None
+            if nan_label is not None:
+                ok &= ~nan_label
+                bad_label &= ~nan_label
+            self._dropped += (~ok).sum()
+        else:
+            self._flag(_BAD_SCORE, bad_score, pos)
+        self._flag(_BAD_LABEL, bad_label & ok, pos)
+        s = torch.where(ok, s, 0.5)
+        if lay["need_probability"]:
+            self._flag(_BAD_PROB, ok & ((s < 0) | (s > 1)), pos)
+        if weight is not None:
+            w = weight.to(f64)
+            bad_w = ~(torch.isfinite(w) & (w > 0) & (w >= 2.0**-32) & (w < 2.0**33))
+            self._flag(_BAD_WEIGHT, bad_w & ok, pos)
+            w = torch.where(ok & ~bad_w, w, 0.0)
+        else:
+            w = ok.to(f64)
+        okn = ok.to(torch.int64)
+        codes = []
+        for j, f in enumerate(self._features):
+            c, bad = f.codes(cols[f.column])
+            self._flag(5 + j, bad & ok, pos)
+            codes.append(c)
+        ids = [torch.zeros(n, dtype=torch.int64, device=dev)]
+        for idx, strides, _size in self._specs:
+            d = torch.zeros(n, dtype=torch.int64, device=dev)
+            for i, st in zip(idx, strides, strict=True):
+                d += codes[i] * st
+            ids.append(d)
+        pred = (s >= self.spec.threshold).to(f64)
+        if lay["need_log_loss"]:
+            p = s.clamp(2.0**-52, 1.0 - 2.0**-52)
+            ll = -torch.log(torch.where(y == 1.0, p, 1.0 - p))
+        else:
+            ll = torch.zeros_like(s)
+        br = (s - y) * (s - y)
+        wy, wn = w * y, w * (1.0 - y)
+        counts = torch.stack([w, wy * pred, wn * pred, wn * (1.0 - pred), wy * (1.0 - pred),
+                              w * ll, w * br], dim=1)
+        cell = (y.to(torch.int64) << 1) | pred.to(torch.int64)
+        moments = None
+        if lay["moments"]:
+            onehot = torch.nn.functional.one_hot(cell, 4).to(f64)
+            moments = torch.cat([onehot * (w * w).unsqueeze(1),
+                                 onehot * (w * w * w).unsqueeze(1),
+                                 (w * ll * ll).unsqueeze(1), (w * br * br).unsqueeze(1)], dim=1)
+        kw = None
+        keys = None
+        if self._resampler is not None:
+            if row_id is not None:
+                rid = row_id.to(torch.int64)
+            else:
+                rid = pos
+            keys = self._resampler.row_keys(rid)
+            if lay["slots"] > 0:
+                kw = self._resampler.weights(keys, w)
+        hb, cb, slots = lay["hist_bins"], lay["calib_bins"], lay["slots"]
+        hist_at = None
+        if hb:
+            hist_bin = torch.clamp((s * hb).to(torch.int64), max=hb - 1)
+            hist_at = hist_bin * 2 + y.to(torch.int64)
+        calib_bin = None
+        if cb:
+            edges = torch.arange(cb + 1, dtype=f64, device=dev) * (1.0 / cb)
+            calib_bin = torch.searchsorted(edges[1:cb], s, right=True)
+        for k, b in enumerate(self._blocks):
+            d = ids[k]
+            b["n"].index_add_(0, d, okn)
+            b["counts"].index_add_(0, d, counts)
+            if moments is not None:
+                b["moments"].index_add_(0, d, moments)
+            if hist_at is not None:
+                b["hist"].view(-1).index_add_(0, d * (2 * hb) + hist_at, w)
+            if kw is not None and lay["additive_reps"]:
+                reps = b["reps"].view(-1, slots)
+                reps.index_add_(0, d * 6 + cell, kw)
+                if lay["rep_losses"]:
+                    reps.index_add_(0, d * 6 + 4, kw * ll.unsqueeze(1))
+                    reps.index_add_(0, d * 6 + 5, kw * br.unsqueeze(1))
+            if calib_bin is not None:
+                at = d * cb + calib_bin
+                fields = torch.stack([okn.to(f64), w, w * w, w * s, w * y], dim=1)
+                b["calib"].view(-1, 5).index_add_(0, at, fields)
+                if kw is not None and lay["calib_reps"]:
+                    cr = b["calib_reps"].view(-1, slots)
+                    base = at * 4
+                    cr.index_add_(0, base, kw)
+                    cr.index_add_(0, base + 1, kw * s.unsqueeze(1))
+                    cr.index_add_(0, base + 2, kw * y.unsqueeze(1))
+                    cr.index_add_(0, base + 3, kw * w.unsqueeze(1))
+        if lay["keep_rows"]:
+            # One float64 matrix (it travels in one all_gather): the 63-bit resampling key as
+            # two exact halves, the dense ids exact below 2^53.
+            kept = [s, y, w, ok.to(f64)]
+            if keys is not None:
+                kept.extend([(keys >> 32).to(f64), (keys & _M32).to(f64)])
+            else:
+                kept.extend([torch.zeros_like(s), torch.zeros_like(s)])
+            kept.extend(i.to(f64) for i in ids[1:])
+            self._kept.append(torch.stack(kept, dim=1))
+
+    # ---- merging and results ----------------------------------------------------------------
+
+    def _check(self) -> None:
+        """Raises the first kind of bad input any row had (counted on the device)."""
+        if self._blocks is None:
+            return
+        bad = self._bad.cpu().tolist()
+        first = self._first_bad.cpu().tolist()
+        names = [self.spec.score, self.spec.label, self.spec.score, self.spec.weight,
+                 self._row_id, *(f.column for f in self._features)]
+        what = [
+            "score is NaN or infinite; pass nan_policy=\"drop\" to drop such rows",
+            "labels must be 0 or 1 (or booleans)",
+            "score outside [0, 1]; log_loss, brier, the calibration metrics and "
+            "auc=\"binned\" need probabilities (pass logits=True for logits)",
+            "weights must be positive and finite, and in [2^-32, 2^33) on the torch path",
+            "row ids must not be null",
+            *(("codes must be -1 (null) or index its categories (0 to "
+               f"{f.n_codes - 2})") for f in self._features),
+        ]
+        for k, count in enumerate(bad):
+            if count:
+                at = (f" (first at row {first[k]}" + (" of this rank)" if first[k] <
+                      torch.iinfo(torch.int64).max else ")")) if not self._synced else ""
+                raise InvalidInputError(
+                    f"{names[k]!r}: {what[k]}: {count} bad row(s){at}", names[k])
+
+    def sync(self) -> Evaluator:
+        """Merges the states of every rank of the default ``torch.distributed`` process group
+        into each rank (a no-op outside one): every fixed-size block in one ``all_reduce``,
+        the kept rows of exact rank metrics in one ``all_gather`` (after one of their sizes).
+        Every rank must call it. Afterwards the evaluator holds all ranks' rows and takes no
+        more updates. Bad input on any rank raises on every rank (after the collectives, so
+        no rank hangs)."""
+        import torch.distributed as dist
+
+        if self._synced or not (dist.is_available() and dist.is_initialized()):
+            return self
+        if self._resampler is not None and self._row_id is None and dist.get_world_size() > 1:
+            raise InvalidArgumentError(
+                "Evaluator.sync: bootstrap without row_id: replicate weights follow row "
+                "positions, which every rank counts from 0; give the spec row_id= and pass "
+                "row_id= to update")
+        if self._blocks is None:
+            # A rank with no batches still joins the collectives, with zero blocks.
+            self._alloc(self._device or torch.device("cpu"))
+        assert self._blocks is not None
+        parts = [t.to(torch.float64).reshape(-1) for b in self._blocks for t in b.values()]
+        meta = torch.stack([torch.tensor(float(self._rows), device=self._device),
+                            self._dropped.to(torch.float64)])
+        flat = torch.cat([*parts, self._bad.to(torch.float64), meta])
+        dist.all_reduce(flat)
+        at = 0
+        for b in self._blocks:
+            for key, t in b.items():
+                n = t.numel()
+                b[key] = flat[at:at + n].view(t.shape).to(t.dtype)
+                at += n
+        nb = self._bad.numel()
+        self._bad = flat[at:at + nb].to(torch.int64)
+        self._rows = int(flat[at + nb].item())
+        self._dropped = flat[at + nb + 1].to(torch.int64)
+        if self._layout["keep_rows"]:
+            local = self._kept_rows()
+            size = torch.tensor([local.shape[0]], dtype=torch.int64, device=self._device)
+            sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+            dist.all_gather(sizes, size)
+            top = max(int(x.item()) for x in sizes)
+            pad = torch.zeros(top, local.shape[1], dtype=torch.float64, device=self._device)
+            pad[:local.shape[0]] = local
+            got = [torch.empty_like(pad) for _ in sizes]
+            dist.all_gather(got, pad)
+            self._kept = [g[:int(x.item())] for g, x in zip(got, sizes, strict=True)]
+        self._synced = True
+        self._check()
+        return self
+
+    def _kept_rows(self) -> torch.Tensor:
+        width = 6 + len(self._specs)
+        if not self._kept:
+            return torch.zeros(0, width, dtype=torch.float64, device=self._device)
+        rows = torch.cat(self._kept)
+        return rows[rows[:, 3] > 0]
+
+    def partial(self) -> PartialState:
+        """The rows seen so far (all ranks' after :meth:`sync`) as an
+        :class:`assay.PartialState`: finalize it, merge it with states from anywhere, or ship
+        its bytes."""
+        self._check()
+        if self._blocks is None:
+            self._alloc(self._device or torch.device("cpu"))
+        assert self._blocks is not None
+        host = [{k: t.detach().cpu().numpy() for k, t in b.items()} for b in self._blocks]
+        # The key table: one row per occupied slice of each spec, holding its values.
+        occupied = [np.flatnonzero(h["n"] > 0) for h in host[1:]]
+        starts = np.cumsum([0, *(len(o) for o in occupied)])
+        n_keys = max(1, int(starts[-1]))
+        columns: dict[str, list[Any]] = {f.column: [None] * n_keys for f in self._features}
+        for (idx, strides, _size), occ, start in zip(self._specs, occupied, starts,
+                                                     strict=False):
+            for i, st in zip(idx, strides, strict=True):
+                f = self._features[i]
+                codes = (occ // st) % f.n_codes
+                col = columns[f.column]
+                for r, c in enumerate(codes.tolist()):
+                    col[start + r] = f.values[c]
+        job = self.spec._job
+        table: dict[str, pa.Array] = {
+            job.label: pa.array(np.zeros(n_keys, dtype=np.int64)),
+            job.score: pa.array(np.zeros(n_keys)),
+        }
+        if job.weight is not None:
+            table[job.weight] = pa.array(np.ones(n_keys))
+        if self._row_id is not None:
+            table[self._row_id] = pa.array(np.zeros(n_keys, dtype=np.int64))
+        for f in self._features:
+            table[f.column] = pa.array(columns[f.column], type=f.arrow_type)
+        keys = pa.Table.from_batches([pa.RecordBatch.from_pydict(table)])
+        lookups = []
+        blocks = []
+        for k, h in enumerate(host):
+            if k == 0:
+                rows = np.zeros(1, dtype=np.int64)
+                key_rows = np.zeros(1, dtype=np.uint32)
+            else:
+                rows = occupied[k - 1]
+                key_rows = (starts[k - 1] + np.arange(len(rows))).astype(np.uint32)
+                lookup = np.zeros(h["n"].shape[0], dtype=np.uint32)
+                lookup[rows] = key_rows
+                lookups.append(lookup)
+            blocks.append((
+                key_rows.tobytes(),
+                h["n"][rows].astype(np.uint64).tobytes(),
+                *(np.ascontiguousarray(h[name][rows], dtype=np.float64).tobytes()
+                  for name in ("counts", "moments", "hist", "reps", "calib", "calib_reps")),
+            ))
+        rank = []
+        if self._layout["keep_rows"]:
+            kept = self._kept_rows().detach().cpu().numpy()
+            keys_bits = (kept[:, 4].astype(np.uint64) << np.uint64(32)) | \
+                kept[:, 5].astype(np.uint64) if self._layout["row_keys"] else \
+                np.zeros(0, dtype=np.uint64)
+            rank.append((
+                np.ascontiguousarray(kept[:, 0]).tobytes(),
+                kept[:, 1].astype(np.uint8).tobytes(),
+                np.ascontiguousarray(kept[:, 2]).tobytes() if self._weighted else b"",
+                keys_bits.tobytes(),
+                [lookups[k][kept[:, 6 + k].astype(np.int64)].tobytes()
+                 for k in range(len(self._specs))],
+            ))
+        dropped = int(self._dropped.item())
+        state = _native.state_from_blocks(
+            keys, self._native_job, self.spec._json, [blocks], rank, self._rows, dropped,
+            1.0 if self._weighted else None, self._row_offset)
+        return PartialState._wrap(state, self.spec)
+
+    def compute(self) -> Report:
+        """The :class:`assay.Report` of the rows seen so far (all ranks' after
+        :meth:`sync`): what :func:`assay.evaluate` gives on the same rows."""
+        out = self.partial().finalize()
+        if not isinstance(out, Report):  # comparisons are refused at construction
+            raise StateMismatchError("Evaluator.compute: not a single-model spec")
+        return out
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far (all ranks' after :meth:`sync`)."""
+        return self._rows
+
+    def __repr__(self) -> str:
+        return (f"assay.torch.Evaluator(rows={self._rows}, device={self._device}, "
+                f"synced={self._synced})")

@@ -1,0 +1,328 @@
+//! States whose blocks were filled outside the engine: the torch path (`assay.torch`), where
+//! device kernels sum every slice's counts, replicate blocks and calibration bins in a dense id
+//! space of their own, and keep the rows of the exact rank metrics.
+//!
+//! The blocks arrive with a *key table*: one row per occupied slice (per slice spec), holding
+//! the slice's feature values as an ordinary batch of the job's columns would. The engine's own
+//! slicer encodes that table, so the state keys its slices by value exactly as
+//! [`super::accumulate`] would, and merges with states accumulated anywhere else. Every block
+//! row is then added into the engine id of its key row; nothing is trusted: lengths, key rows
+//! and values are checked, and the result passes [`PartialState::check_consistent`].
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::plan::Plan;
+use super::EvalSpec;
+use crate::error::{AssayError, Result};
+use crate::metrics::Family;
+use crate::reliability::{BIN_FIELDS, REP_BIN_FIELDS};
+use crate::state::{BinaryCounts, Moments, RankRows, WeightScale, REP_ROWS};
+
+/// Fields per block row of [`SpecBlocks::counts`]: the weight sum, tp, fp, tn, fn, the weighted
+/// log-loss and squared-error sums.
+pub const COUNT_FIELDS: usize = 7;
+/// Fields per block row of [`SpecBlocks::moments`]: squared weights per confusion cell
+/// (`label << 1 | predicted`), cubed weights per cell, weight x log loss^2, weight x squared
+/// error^2.
+pub const MOMENT_FIELDS: usize = 10;
+
+/// The blocks of one (model, slice spec); spec 0 is the overall slice (one block row, key row
+/// 0 of nothing: its `key_rows` is `[0]`).
+#[derive(Clone, Debug, Default)]
+pub struct SpecBlocks {
+    /// The key-table row of each block row.
+    pub key_rows: Vec<u32>,
+    /// Rows counted per block row.
+    pub n: Vec<u64>,
+    pub counts: Vec<f64>,
+    pub moments: Vec<f64>,
+    /// `2 x hist_bins` per block row (weight per bin and label), as `SliceStates::hist`.
+    pub hist: Vec<f64>,
+    /// `REP_ROWS x slots` per block row, as `SliceStates::reps`.
+    pub reps: Vec<f64>,
+    /// `calib_bins x BIN_FIELDS` per block row, as `SliceStates::calib`.
+    pub calib: Vec<f64>,
+    /// `calib_bins x REP_BIN_FIELDS x slots` per block row, as `SliceStates::calib_reps`.
+    pub calib_reps: Vec<f64>,
+}
+
+/// The kept rows of one model (exact rank metrics), in any order.
+#[derive(Clone, Debug, Default)]
+pub struct ExternalRows {
+    pub scores: Vec<f64>,
+    pub labels: Vec<u8>,
+    /// Empty when the job is unweighted.
+    pub weights: Vec<f64>,
+    /// The resampling key of each row (empty without resampling).
+    pub row_keys: Vec<u64>,
+    /// Per slice spec (not the overall slice): the key-table row of each kept row.
+    pub key_rows: Vec<Vec<u32>>,
+}
+
+/// Everything the device kept, for [`state_from_blocks`].
+#[derive(Clone, Debug, Default)]
+pub struct ExternalState {
+    /// `[model][spec]`, spec 0 the overall slice.
+    pub blocks: Vec<Vec<SpecBlocks>>,
+    /// One per model when the job keeps rows, else empty.
+    pub rank: Vec<ExternalRows>,
+    pub rows: u64,
+    pub dropped: u64,
+    /// The largest weight read (weighted jobs with rows).
+    pub max_weight: Option<f64>,
+    pub row_offset: u64,
+}
+
+fn bad(m: impl Into<String>) -> AssayError {
+    AssayError::StateFormat(format!("not a valid device state: {}", m.into()))
+}
+
+/// What the torch path cannot fill yet, for the job of `spec`; `None` when it can.
+pub fn unsupported(spec: &EvalSpec) -> Option<String> {
+    let plan = Plan::new(spec, spec.slices.len(), false);
+    let sh = plan.shape;
+    if spec.family != Family::Binary {
+        return Some(format!("task={:?}", spec.family.name()));
+    }
+    if spec.compare.is_some() {
+        return Some("comparisons (scores={...})".into());
+    }
+    if sh.grid {
+        return Some("smooth_ece".into());
+    }
+    if sh.logit {
+        return Some("calibration_slope / calibration_intercept".into());
+    }
+    if plan.quantile_bins || plan.sorted_calib.is_some_and(|w| w.quantile_bins > 0) {
+        return Some("quantile calibration bins (calibration_strategy=\"quantile\", ace)".into());
+    }
+    if plan.sketch_runs > 0 {
+        return Some("auc=\"sketch\"".into());
+    }
+    None
+}
+
+/// The layout the device fills for the job of `spec`, as `(name, value)` pairs: `hist_bins`,
+/// `slots`, `replicates`, `moments`, `calib_bins`, `calib_reps`, `additive_reps`, `rep_losses`,
+/// `need_log_loss`, `need_probability`, `keep_rows`, `row_keys`.
+pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
+    let plan = Plan::new(spec, spec.slices.len(), false);
+    let sh = plan.shape;
+    let slots = if plan.additive_reps || sh.calib_reps {
+        sh.slots
+    } else {
+        0
+    };
+    vec![
+        ("hist_bins", sh.hist_bins as f64),
+        ("slots", slots as f64),
+        (
+            "replicates",
+            plan.resampler.map_or(0, |r| r.replicates()) as f64,
+        ),
+        ("moments", sh.moments as u8 as f64),
+        ("calib_bins", sh.calib_bins as f64),
+        ("calib_reps", sh.calib_reps as u8 as f64),
+        ("additive_reps", plan.additive_reps as u8 as f64),
+        ("rep_losses", plan.rep_losses as u8 as f64),
+        ("need_log_loss", plan.need_log_loss as u8 as f64),
+        ("need_probability", plan.need_probability as u8 as f64),
+        ("keep_rows", plan.keep_rows as u8 as f64),
+        (
+            "row_keys",
+            (plan.keep_rows && plan.resampler.is_some()) as u8 as f64,
+        ),
+    ]
+}
+
+/// The partial state of `ext`, whose slices are the rows of `keys` (a batch of `schema`: every
+/// column the job reads, the slice features holding each occupied slice's values).
+pub fn state_from_blocks(
+    schema: SchemaRef,
+    keys: &RecordBatch,
+    spec: &EvalSpec,
+    ext: ExternalState,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<super::PartialState> {
+    if let Some(what) = unsupported(spec) {
+        return Err(AssayError::InvalidArgument(format!(
+            "{what} is not on the torch path yet"
+        )));
+    }
+    let mut state = super::accumulate(
+        schema,
+        std::iter::empty(),
+        spec,
+        ext.row_offset,
+        interrupted,
+    )?;
+    let plan = Plan::new(spec, state.slicer.n_specs(), false);
+    let n_specs = state.slicer.n_specs();
+    let models = plan.models();
+    if ext.blocks.len() != models || ext.blocks.iter().any(|b| b.len() != n_specs + 1) {
+        return Err(bad("block count"));
+    }
+    let key_ids = if n_specs > 0 {
+        state.slicer.encode_batch(keys)?
+    } else {
+        Vec::new()
+    };
+    let n_keys = keys.num_rows();
+    let n_ids = state.n_ids();
+    let sh = plan.shape;
+    state.total.resize(
+        &std::iter::repeat_n(n_ids.iter().copied(), models)
+            .flatten()
+            .collect::<Vec<_>>(),
+        sh,
+    );
+    let slots = if plan.additive_reps { sh.slots } else { 0 };
+    let per_model = n_specs + 1;
+    let engine_id = |k: usize, key_row: u32| -> Result<usize> {
+        if k == 0 {
+            return if key_row == 0 {
+                Ok(0)
+            } else {
+                Err(bad("the overall slice has one block row"))
+            };
+        }
+        let r = key_row as usize;
+        if r >= n_keys {
+            return Err(bad("a block row names a key row that does not exist"));
+        }
+        Ok(key_ids[k - 1][r] as usize)
+    };
+    for (m, specs) in ext.blocks.iter().enumerate() {
+        for (k, b) in specs.iter().enumerate() {
+            let rows = b.key_rows.len();
+            let want = |len: usize, each: usize, what: &str| -> Result<()> {
+                if Some(len) == rows.checked_mul(each) {
+                    Ok(())
+                } else {
+                    Err(bad(format!("{what} block length")))
+                }
+            };
+            want(b.n.len(), 1, "row count")?;
+            want(b.counts.len(), COUNT_FIELDS, "counts")?;
+            want(
+                b.moments.len(),
+                MOMENT_FIELDS * sh.moments as usize,
+                "moments",
+            )?;
+            want(b.hist.len(), 2 * sh.hist_bins, "histogram")?;
+            want(b.reps.len(), REP_ROWS * slots, "replicates")?;
+            want(
+                b.calib.len(),
+                sh.calib_bins * BIN_FIELDS,
+                "calibration bins",
+            )?;
+            let calib_reps = sh.calib_bins * REP_BIN_FIELDS * sh.slots * sh.calib_reps as usize;
+            want(b.calib_reps.len(), calib_reps, "calibration replicates")?;
+            let st = &mut state.total.specs[m * per_model + k];
+            for (r, key_row) in b.key_rows.iter().enumerate() {
+                let id = engine_id(k, *key_row)?;
+                let c = &b.counts[r * COUNT_FIELDS..(r + 1) * COUNT_FIELDS];
+                st.counts[id].merge(&BinaryCounts {
+                    n: b.n[r],
+                    w: c[0],
+                    tp: c[1],
+                    fp: c[2],
+                    tn: c[3],
+                    fn_: c[4],
+                    log_loss: c[5],
+                    brier: c[6],
+                });
+                if sh.moments {
+                    let c = &b.moments[r * MOMENT_FIELDS..(r + 1) * MOMENT_FIELDS];
+                    st.moments[id].merge(&Moments {
+                        w2: [c[0], c[1], c[2], c[3]],
+                        w3: [c[4], c[5], c[6], c[7]],
+                        log_loss2: c[8],
+                        brier2: c[9],
+                    });
+                }
+                let add = |dst: &mut [f64], src: &[f64], each: usize| {
+                    let (d, s) = (&mut dst[id * each..(id + 1) * each], &src[r * each..]);
+                    for (a, b) in d.iter_mut().zip(s) {
+                        *a += b;
+                    }
+                };
+                add(&mut st.hist, &b.hist, 2 * sh.hist_bins);
+                add(&mut st.reps, &b.reps, REP_ROWS * slots);
+                add(&mut st.calib, &b.calib, sh.calib_bins * BIN_FIELDS);
+                add(&mut st.calib_reps, &b.calib_reps, calib_reps);
+            }
+        }
+    }
+    if plan.keep_rows {
+        if ext.rank.len() != models {
+            return Err(bad("kept rows per model"));
+        }
+        state.rank = Vec::with_capacity(models);
+        for r in ext.rank {
+            let len = r.scores.len();
+            if r.key_rows.len() != n_specs
+                || r.key_rows.iter().any(|v| v.len() != len)
+                || r.labels.len() != len
+                || (plan.weighted && r.weights.len() != len)
+                || (!plan.weighted && !r.weights.is_empty())
+                || (plan.resampler.is_some() && r.row_keys.len() != len)
+                || (plan.resampler.is_none() && !r.row_keys.is_empty())
+            {
+                return Err(bad("kept row columns"));
+            }
+            let ids = r
+                .key_rows
+                .iter()
+                .enumerate()
+                .map(|(k, v)| {
+                    v.iter()
+                        .map(|row| engine_id(k + 1, *row).map(|id| id as u32))
+                        .collect::<Result<Vec<u32>>>()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut kept = RankRows::with_specs(n_specs);
+            kept.scores = r.scores;
+            kept.labels = r.labels;
+            kept.weights = r.weights;
+            kept.row_keys = r.row_keys;
+            kept.ids = ids;
+            state.rank.push(kept);
+        }
+    } else if !ext.rank.is_empty() {
+        return Err(bad("kept rows the job does not use"));
+    }
+    if plan.weighted && ext.rows > 0 {
+        let max = ext
+            .max_weight
+            .filter(|w| *w > 0.0 && w.is_finite())
+            .ok_or_else(|| bad("the largest weight"))?;
+        let scale = WeightScale::from_max(max);
+        if scale.exp != 0 {
+            return Err(AssayError::InvalidArgument(format!(
+                "weights as large as {max:?} (beyond [2^-32, 2^32]) are not on the torch path \
+                 yet; rescale them"
+            )));
+        }
+        state.weight_scale = Some(scale);
+    }
+    let counted: u64 = (0..models)
+        .map(|m| state.total.specs[m * per_model].counts[0].n)
+        .max()
+        .unwrap_or(0);
+    if counted != ext.rows.saturating_sub(ext.dropped) && !(ext.rows == 0 && counted == 0) {
+        return Err(bad("the overall count differs from the rows read"));
+    }
+    state.rows = ext.rows;
+    state.dropped = ext.dropped;
+    if ext.rows > 0 {
+        let end = ext
+            .row_offset
+            .checked_add(ext.rows)
+            .ok_or_else(|| AssayError::InvalidArgument("row_offset plus rows overflows".into()))?;
+        state.ranges = vec![(ext.row_offset, end)];
+    }
+    state.check_consistent(false)?;
+    Ok(state)
+}

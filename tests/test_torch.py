@@ -1,0 +1,361 @@
+"""assay.torch (issue 15): the Evaluator against the CPU engine, its replicate draws against
+the Rust hash, its errors, and torch.distributed merges across gloo processes.
+
+Everything runs on the CPU here; the tests marked ``cuda`` run the same checks on a GPU where
+one exists.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import assay
+import assay.torch as at
+from assay import _native
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+VOCAB = ["BR", "DE", "NG", "US", "unused"]
+EDGES = [18.0, 30.0, 45.0, 65.0]
+SLICES = ["country", assay.bins("age", edges=EDGES), ("country", "device"),
+          ("device", assay.bins("age", edges=EDGES))]
+CATEGORIES = {"country": VOCAB, "device": 3}
+KINDS = {
+    "plain": dict(threshold=0.4),
+    "weighted": dict(weight="w"),
+    "percentile": dict(bootstrap=30, seed=3, row_id="id",
+                       metrics=["accuracy", "roc_auc", "average_precision", "log_loss", "f1"]),
+    "bca-weighted": dict(bootstrap=25, ci_method="bca", seed=5, weight="w", row_id="id",
+                         metrics=["accuracy", "roc_auc", "brier", "mcc"]),
+    "basic-positions": dict(bootstrap=20, ci_method="basic", metrics=["recall", "roc_auc"]),
+    "analytic": dict(ci_method="analytic", weight="w"),
+    "calibration": dict(metrics=["ece", "mce", "brier_reliability", "oe_ratio", "roc_auc"],
+                        calibration_bins=5, bootstrap=20, row_id="id"),
+    "calibration-sorted": dict(metrics=["ece", "rmsce", "roc_auc"], weight="w"),
+    "binned": dict(auc="binned", auc_bins=32, metrics=["roc_auc", "average_precision"]),
+    "drop": dict(nan_policy="drop", metrics=["accuracy", "roc_auc", "log_loss"]),
+}
+
+
+def make_data(seed: int, n: int, *, nan_scores: bool = False) -> dict[str, np.ndarray]:
+    """Rows with ties, weights, null and unused categories, and a shared row id."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < rng.uniform(0.1, 0.9)).astype(np.int64)
+    p = np.clip(0.3 * y + 0.7 * rng.random(n), 0, 1)
+    if seed % 3 == 1:
+        p = np.round(p, 1)
+    elif seed % 3 == 2:
+        p = rng.choice([0.1, 0.35, 0.5, 0.8, 0.95], n)
+    if nan_scores and n:
+        p[rng.random(n) < 0.05] = np.nan
+    country = rng.choice([-1, 0, 1, 2, 3], n, p=[0.05, 0.4, 0.3, 0.2, 0.05])
+    device = rng.integers(0, 3, n)
+    age = rng.normal(40, 15, n)
+    age[rng.random(n) < 0.03] = np.nan
+    return {"y": y, "p": p, "country": country, "device": device, "age": age,
+            "w": rng.uniform(0.1, 5.0, n), "id": (rng.permutation(n) * 3 + 7).astype(np.int64)}
+
+
+def as_table(d: dict[str, np.ndarray]) -> pl.DataFrame:
+    """The rows as the CPU engine reads them (codes turned into their values)."""
+    return pl.DataFrame({
+        "y": d["y"], "p": d["p"],
+        "country": pl.Series([None if c < 0 else VOCAB[c] for c in d["country"].tolist()],
+                             dtype=pl.String),
+        "device": d["device"], "age": d["age"], "w": d["w"], "id": d["id"],
+    })
+
+
+def feed(ev: at.Evaluator, d: dict[str, np.ndarray], cuts: list[int], spec: assay.Spec,
+         device: str = "cpu") -> None:
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        t = {k: torch.as_tensor(v[a:b], device=device) for k, v in d.items()}
+        ev.update(score=t["p"], label=t["y"],
+                  features={"country": t["country"], "device": t["device"], "age": t["age"]},
+                  weight=t["w"] if spec.weight else None,
+                  row_id=t["id"] if spec.row_id else None)
+
+
+def assert_same_table(got: pl.DataFrame, want: pl.DataFrame, rel: float = 1e-9) -> None:
+    assert got.columns == want.columns
+    assert got["slice"].to_list() == want["slice"].to_list()
+    for c in got.columns:
+        a, b = got[c].to_list(), want[c].to_list()
+        if got[c].dtype == pl.Float64:
+            for r, (x, y) in enumerate(zip(a, b, strict=True)):
+                assert (x is None) == (y is None), f"{c} row {r}: {x} vs {y}"
+                if x is not None:
+                    assert (math.isnan(x) and math.isnan(y)) or \
+                        abs(x - y) <= rel * max(1.0, abs(y)), f"{c} row {r}: {x} vs {y}"
+        else:
+            assert a == b, c
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[int, int, list[int]]:
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.integers(1, 300))
+    k = draw(st.integers(1, 6))
+    cuts = sorted(draw(st.lists(st.integers(0, n), min_size=k - 1, max_size=k - 1)))
+    return seed, n, [0, *cuts, n]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@SETTINGS
+@given(case=cases())
+def test_evaluator_equals_evaluate(kind, case):
+    seed, n, cuts = case
+    kw = KINDS[kind]
+    spec = assay.Spec(label="y", score="p", slices=SLICES, **kw)
+    d = make_data(seed, n, nan_scores=kw.get("nan_policy") == "drop")
+    try:
+        want = spec.evaluate(as_table(d))
+    except assay.AssayError as e:  # e.g. BCa's jackknife on too few rows: refused alike
+        ev = at.Evaluator(spec, categories=CATEGORIES)
+        feed(ev, d, cuts, spec)
+        with pytest.raises(type(e)):
+            ev.compute()
+        return
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    feed(ev, d, cuts, spec)
+    got = ev.compute()
+    assert_same_table(got.table, want.table)
+    assert got.notes.to_dicts() == want.notes.to_dicts()
+    assert (got.rows, got.dropped) == (want.rows, want.dropped)
+
+
+def test_logits_bool_labels_and_integer_categories():
+    d = make_data(4, 500)
+    x = np.log(d["p"].clip(1e-6, 1 - 1e-6) / (1 - d["p"].clip(1e-6, 1 - 1e-6)))
+    spec = assay.Spec(label="y", score="p", slices=["device"], metrics=["accuracy", "roc_auc"])
+    ev = at.Evaluator(spec, categories={"device": [10, 20, 30]}, logits=True)
+    ev.update(score=torch.tensor(x), label=torch.tensor(d["y"]).bool(),
+              features={"device": torch.tensor(d["device"])})
+    table = pl.DataFrame({"y": d["y"], "p": 1 / (1 + np.exp(-x)),
+                          "device": np.array([10, 20, 30])[d["device"]]})
+    assert_same_table(ev.compute().table, spec.evaluate(table).table)
+
+
+def test_partial_state_merges_with_cpu_states_and_round_trips():
+    d = make_data(7, 900)
+    spec = assay.Spec(label="y", score="p", slices=SLICES, bootstrap=20, row_id="id",
+                      metrics=["accuracy", "roc_auc", "ece"])
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    feed(ev, {k: v[:400] for k, v in d.items()}, [0, 400], spec)
+    cpu = spec.accumulate(as_table({k: v[400:] for k, v in d.items()}))
+    part = ev.partial()
+    assert part.rows == 400
+    merged = assay.merge([assay.PartialState.from_bytes(part.to_bytes()), cpu])
+    assert_same_table(merged.finalize().table, spec.evaluate(as_table(d)).table)
+
+
+def test_replicate_draws_equal_the_rust_hash_on_a_million_pairs():
+    rng = np.random.default_rng(11)
+    ids = np.concatenate([rng.integers(-(2**63), 2**63 - 1, 9_990, dtype=np.int64),
+                          np.array([0, 1, -1, 2**63 - 1, -(2**63), 42, 7, 8, 9, 10])])
+    for seed, reps in [(0, 100), (2**64 - 1, 7), (123456789, 33)]:
+        keys, draws, groups = at.replicate_draws(seed, reps, torch.tensor(ids))
+        k, dr, g = _native.replicate_draws(seed, reps, ids.view(np.uint64).tobytes())
+        assert np.array_equal(keys.numpy().view(np.uint64), np.frombuffer(k, np.uint64))
+        assert np.array_equal(draws.numpy().reshape(-1), np.frombuffer(dr, np.uint32))
+        assert np.array_equal(groups.numpy(), np.frombuffer(g, np.uint32))
+    # 10,000 rows x 100 replicates = 1e6 (row, b) pairs above; their mean is Poisson(1)'s.
+    assert abs(float(at.replicate_draws(0, 100, torch.tensor(ids))[1].double().mean()) - 1) < 0.01
+
+
+def test_update_never_synchronizes_with_the_host(monkeypatch):
+    spec = assay.Spec(label="y", score="p", slices=SLICES, bootstrap=10, row_id="id",
+                      weight="w", metrics=["accuracy", "roc_auc", "ece", "log_loss"])
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    d = make_data(1, 200)
+    for name in ("item", "cpu", "tolist", "numpy", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, _forbidden(name))
+    feed(ev, d, [0, 50, 200], spec)
+    monkeypatch.undo()
+    assert ev.compute().rows == 200
+
+
+def _forbidden(name):
+    def f(*a, **k):
+        raise AssertionError(f"host synchronization in update: Tensor.{name}")
+    return f
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    (lambda d: d["p"].__setitem__(3, np.nan), "'p': score is NaN"),
+    (lambda d: d["y"].__setitem__(5, 2), "'y': labels must be 0 or 1"),
+    (lambda d: d["p"].__setitem__(1, 1.5), "'p': score outside"),
+    (lambda d: d["w"].__setitem__(2, -1.0), "'w': weights must be positive"),
+    (lambda d: d["country"].__setitem__(4, 5), "'country': codes must be -1"),
+    (lambda d: d["country"].__setitem__(4, -2), "'country': codes must be -1"),
+])
+def test_bad_values_are_raised_at_compute_naming_the_column(change, match):
+    spec = assay.Spec(label="y", score="p", slices=SLICES, weight="w",
+                      metrics=["accuracy", "log_loss"])
+    d = make_data(2, 50)
+    change(d)
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    feed(ev, d, [0, 50], spec)
+    with pytest.raises(assay.InvalidInputError, match=match):
+        ev.compute()
+    with pytest.raises(assay.InvalidInputError, match="first at row"):
+        ev.partial()
+
+
+def test_bad_arguments_are_refused_up_front():
+    spec = assay.Spec(label="y", score="p", slices=SLICES)
+    with pytest.raises(assay.InvalidArgumentError, match="needs its categories"):
+        at.Evaluator(spec, categories={"country": VOCAB})
+    with pytest.raises(assay.InvalidArgumentError, match="no slice uses"):
+        at.Evaluator(spec, categories={**CATEGORIES, "other": 3})
+    with pytest.raises(assay.InvalidArgumentError, match="repeats a value"):
+        at.Evaluator(spec, categories={"country": ["a", "a"], "device": 3})
+    with pytest.raises(assay.InvalidArgumentError, match="fitted to the data"):
+        at.Evaluator(assay.Spec(label="y", score="p", slices=[assay.bins("age", 4)]))
+    for kw, what in [(dict(metrics=["smooth_ece"]), "smooth_ece"),
+                     (dict(metrics=["calibration_slope"]), "calibration_slope"),
+                     (dict(auc="sketch"), "sketch"),
+                     (dict(metrics=["ece"], calibration_strategy="quantile"), "quantile"),
+                     (dict(scores={"a": "p", "b": "q"}, bootstrap=10), "comparisons")]:
+        s = assay.Spec(label="y", score=None if "scores" in kw else "p", **kw)
+        with pytest.raises(assay.InvalidArgumentError, match=what):
+            at.Evaluator(s)
+    with pytest.raises(assay.InvalidArgumentError, match="not on the torch path"):
+        at.Evaluator(assay.Spec(label="y", prediction="p", task="regression"))
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    t = torch.zeros(4)
+    with pytest.raises(assay.InvalidInputError, match="lacks the slice column 'device'"):
+        ev.update(score=t, label=t, features={"country": t.long(), "age": t})
+    with pytest.raises(assay.InvalidInputError, match="has shape"):
+        ev.update(score=t, label=torch.zeros(3),
+                  features={"country": t.long(), "device": t.long(), "age": t})
+    with pytest.raises(assay.InvalidInputError, match="integer tensor"):
+        ev.update(score=t, label=t, features={"country": t, "device": t.long(), "age": t})
+    with pytest.raises(assay.InvalidInputError, match="no weight"):
+        ev.update(score=t, label=t, features={"country": t.long(), "device": t.long(),
+                                              "age": t}, weight=t)
+
+
+def test_no_rows_is_empty_input_as_in_evaluate():
+    spec = assay.Spec(label="y", score="p", slices=SLICES)
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    with pytest.raises(assay.EmptyInputError):
+        ev.compute()
+    assert ev.partial().rows == 0
+
+
+# ---- torch.distributed: gloo processes -------------------------------------------------------
+
+
+def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], out: str):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                            world_size=world)
+    try:
+        spec = assay.Spec(label="y", score="p", slices=SLICES, **KINDS[kind])
+        d = make_data(21, bounds[-1])
+        a, b = bounds[rank], bounds[rank + 1]
+        ev = at.Evaluator(spec, categories=CATEGORIES)
+        feed(ev, {k: v[a:b] for k, v in d.items()}, [0, (b - a) // 2, b - a], spec)
+        ev.sync()
+        ev.compute().table.write_parquet(os.path.join(out, f"rank{rank}.parquet"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(("world", "kind", "bounds"), [
+    (2, "percentile", [0, 150, 1000]),
+    (3, "bca-weighted", [0, 0, 700, 1000]),       # a rank with no rows
+    (3, "calibration", [0, 333, 334, 1000]),
+])
+def test_gloo_ranks_merge_to_one_process(world, kind, bounds):
+    spec = assay.Spec(label="y", score="p", slices=SLICES, **KINDS[kind])
+    want = spec.evaluate(as_table(make_data(21, bounds[-1]))).table
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_rank_main, args=(world, os.path.join(tmp, "store"), kind, bounds, tmp),
+                 nprocs=world, join=True)
+        for r in range(world):
+            assert_same_table(pl.read_parquet(os.path.join(tmp, f"rank{r}.parquet")), want)
+
+
+def _rank_positions(rank: int, world: int, store: str, out: str):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                            world_size=world)
+    try:
+        spec = assay.Spec(label="y", score="p", bootstrap=10)
+        ev = at.Evaluator(spec)
+        ev.update(score=torch.rand(10, dtype=torch.float64), label=torch.ones(10))
+        try:
+            ev.sync()
+        except assay.InvalidArgumentError as e:
+            with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+                f.write(str(e))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_bootstrap_by_position_refuses_to_sync_across_ranks():
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_rank_positions, args=(2, os.path.join(tmp, "store"), tmp), nprocs=2,
+                 join=True)
+        for r in range(2):
+            with open(os.path.join(tmp, f"rank{r}.txt")) as f:
+                assert "row_id" in f.read()
+
+
+# ---- CUDA (skipped without a GPU) ------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_cuda_evaluator_equals_evaluate(kind):
+    kw = KINDS[kind]
+    spec = assay.Spec(label="y", score="p", slices=SLICES, **kw)
+    d = make_data(5, 20_000, nan_scores=kw.get("nan_policy") == "drop")
+    ev = at.Evaluator(spec, categories=CATEGORIES, device="cuda")
+    feed(ev, d, [0, 7000, 20_000], spec, device="cuda")
+    assert_same_table(ev.compute().table, spec.evaluate(as_table(d)).table)
+
+
+@cuda
+def test_cuda_replicate_draws_equal_the_rust_hash():
+    ids = np.random.default_rng(3).integers(-(2**63), 2**63 - 1, 10_000, dtype=np.int64)
+    keys, draws, groups = at.replicate_draws(9, 100, torch.tensor(ids, device="cuda"))
+    k, dr, g = _native.replicate_draws(9, 100, ids.view(np.uint64).tobytes())
+    assert np.array_equal(keys.cpu().numpy().view(np.uint64), np.frombuffer(k, np.uint64))
+    assert np.array_equal(draws.cpu().numpy().reshape(-1), np.frombuffer(dr, np.uint32))
+    assert np.array_equal(groups.cpu().numpy(), np.frombuffer(g, np.uint32))
+
+
+def test_native_refuses_inconsistent_device_blocks():
+    import pyarrow as pa
+
+    spec = assay.Spec(label="y", score="p", slices=["g"], metrics=["accuracy"])
+    job = spec._job.native(None, None)
+    keys = pa.table({"y": pa.array([0], pa.int64()), "p": [0.5], "g": ["a"]})
+
+    def block(rows, n, counts_len=7):
+        return (np.array(rows, np.uint32).tobytes(), np.array(n, np.uint64).tobytes(),
+                np.ones(len(rows) * counts_len).tobytes(), b"", b"", b"", b"", b"")
+
+    ok = [[block([0], [1]), block([0], [1])]]
+    state = _native.state_from_blocks(keys, job, spec._json, ok, [], 1, 0, None, 0)
+    assert assay.PartialState._wrap(state, spec).rows == 1
+    for blocks, rows in [([[block([0], [1], 6), block([0], [1])]], 1),   # a short block
+                         ([[block([0], [1]), block([3], [1])]], 1),      # no such key row
+                         ([[block([0], [1]), block([0], [1])]], 5),      # counts != rows
+                         ([[block([0], [1])]], 1)]:                      # a spec missing
+        with pytest.raises(assay.StateFormatError):
+            _native.state_from_blocks(keys, job, spec._json, blocks, [], rows, 0, None, 0)
