@@ -13,10 +13,11 @@ import assay._reliability
 import assay._spec
 import assay.calibrate
 import assay.report
+import assay.torch
 
 
 @pytest.mark.parametrize("module", [assay._evaluate, assay._compare, assay._reliability,
-                                    assay._spec, assay.calibrate, assay.report],
+                                    assay._spec, assay.calibrate, assay.report, assay.torch],
                          ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -480,33 +480,33 @@ fn merge_states<'py>(py: Python<'py>, states: Vec<Bound<'py, State>>) -> PyResul
     })
 }
 
-/// Little-endian 8-byte values from `bytes` (a numpy array's `tobytes()`).
-fn f64s(bytes: &[u8], what: &str) -> PyResult<Vec<f64>> {
-    if bytes.len() % 8 != 0 {
+/// Little-endian `N`-byte values from `bytes` (a numpy array's `tobytes()`).
+fn le_values<const N: usize, T>(
+    bytes: &[u8],
+    what: &str,
+    read: impl Fn([u8; N]) -> T,
+) -> PyResult<Vec<T>> {
+    if bytes.len() % N != 0 {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "{what}: not a whole number of 8-byte values"
+            "{what}: not a whole number of {N}-byte values"
         )));
     }
     Ok(bytes
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .chunks_exact(N)
+        .map(|c| read(c.try_into().expect("N bytes")))
         .collect())
+}
+
+fn f64s(bytes: &[u8], what: &str) -> PyResult<Vec<f64>> {
+    le_values(bytes, what, f64::from_le_bytes)
 }
 
 fn u64s(bytes: &[u8], what: &str) -> PyResult<Vec<u64>> {
-    Ok(f64s(bytes, what)?.into_iter().map(f64::to_bits).collect())
+    le_values(bytes, what, u64::from_le_bytes)
 }
 
 fn u32s(bytes: &[u8], what: &str) -> PyResult<Vec<u32>> {
-    if bytes.len() % 4 != 0 {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "{what}: not a whole number of 4-byte values"
-        )));
-    }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect())
+    le_values(bytes, what, u32::from_le_bytes)
 }
 
 /// One (model, slice spec)'s device blocks: key rows (u32), n (u64), counts, moments, hist,
