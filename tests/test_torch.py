@@ -359,3 +359,19 @@ def test_native_refuses_inconsistent_device_blocks():
                          ([[block([0], [1])]], 1)]:                      # a spec missing
         with pytest.raises(assay.StateFormatError):
             _native.state_from_blocks(keys, job, spec._json, blocks, [], rows, 0, None, 0)
+
+
+def test_nan_labels_are_dropped_like_evaluate_drops_them():
+    d = make_data(9, 400)
+    y = d["y"].astype(np.float64)
+    y[[3, 50, 51]] = np.nan
+    spec = assay.Spec(label="y", score="p", slices=["device"], nan_policy="drop",
+                      metrics=["accuracy", "roc_auc", "log_loss", "brier"])
+    ev = at.Evaluator(spec, categories={"device": 3})
+    ev.update(score=torch.tensor(d["p"]), label=torch.tensor(y),
+              features={"device": torch.tensor(d["device"])})
+    got = ev.compute()
+    want = spec.evaluate(pl.DataFrame({"y": y, "p": d["p"], "device": d["device"]},
+                                      nan_to_null=False))
+    assert (got.rows, got.dropped) == (want.rows, want.dropped) == (400, 3)
+    assert_same_table(got.table, want.table)

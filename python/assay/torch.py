@@ -440,7 +440,7 @@ class Evaluator:
         else:
             yf = label.to(f64)
             bad_label = (yf != 0) & (yf != 1)
-            y = torch.where(bad_label, 0.0, yf)
+            y = torch.where(bad_label, 0.0, yf)  # NaN labels too: no NaN reaches a sum
         ok = ~bad_score
         if self.spec.nan_policy == "drop":
             nan_label = torch.isnan(label.to(f64)) if label.is_floating_point() else None
