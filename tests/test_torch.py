@@ -288,6 +288,37 @@ def test_gloo_ranks_merge_to_one_process(world, kind, bounds):
             assert_same_table(pl.read_parquet(os.path.join(tmp, f"rank{r}.parquet")), want)
 
 
+def _rank_sampler(rank: int, world: int, store: str, n: int, out: str):
+    from torch.utils.data.distributed import DistributedSampler
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                            world_size=world)
+    try:
+        spec = assay.Spec(label="y", score="p", slices=SLICES, **KINDS["percentile"])
+        d = make_data(33, n)
+        idx = np.array(list(DistributedSampler(range(n), num_replicas=world, rank=rank,
+                                               shuffle=True, seed=1)))
+        ev = at.Evaluator(spec, categories=CATEGORIES)
+        shard = {k: v[idx] for k, v in d.items()}
+        feed(ev, shard, list(range(0, len(idx), 64)) + [len(idx)], spec)
+        ev.sync()
+        ev.compute().table.write_parquet(os.path.join(out, f"rank{rank}.parquet"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(("world", "n"), [(2, 1001), (3, 1000), (4, 998)])
+def test_distributed_sampler_padding_is_counted_once_with_row_ids(world, n):
+    assert n % world  # DistributedSampler pads: some rows reach two ranks
+    spec = assay.Spec(label="y", score="p", slices=SLICES, **KINDS["percentile"])
+    want = spec.evaluate(as_table(make_data(33, n))).table
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_rank_sampler, args=(world, os.path.join(tmp, "store"), n, tmp),
+                 nprocs=world, join=True)
+        for r in range(world):
+            assert_same_table(pl.read_parquet(os.path.join(tmp, f"rank{r}.parquet")), want)
+
+
 def _rank_positions(rank: int, world: int, store: str, out: str):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
                             world_size=world)

@@ -36,6 +36,9 @@ __all__ = ["Evaluator", "replicate_draws"]
 MAX_DENSE_IDS = 1 << 22
 # Rows x replicate slots drawn at once (bounds the temporaries of a bootstrap update).
 DRAW_CELLS = 1 << 22
+# Rows at the start and the end of each rank's stream that sync() compares to count once the
+# samples DistributedSampler repeats (it pads with at most one per rank).
+PAD_ROWS = 16
 
 _M32 = 0xFFFF_FFFF
 _M64 = (1 << 64) - 1
@@ -319,7 +322,11 @@ class Evaluator:
         self._rows = 0
         self._synced = False
         self._blocks: list[dict[str, torch.Tensor]] | None = None
-        self._kept: list[list[torch.Tensor]] = []
+        self._kept: list[torch.Tensor] = []
+        # With row ids: this rank's first row ids and last rows (inputs), for sync() to count
+        # once the rows DistributedSampler repeats to pad the last batch.
+        self._first_ids: torch.Tensor | None = None
+        self._tail: dict[str, torch.Tensor] | None = None
 
     # ---- the device state ------------------------------------------------------------------
 
@@ -416,11 +423,80 @@ class Evaluator:
         cols = {f.column: same(features[f.column], f.column) for f in self._features}
         w = None if weight is None else same(weight, self.spec.weight or "weight")
         rid = None if row_id is None else same(row_id, self._row_id or "row_id")
+        if rid is not None:
+            self._remember(score, label, cols, w, rid)
         step = n if self._resampler is None else max(1, DRAW_CELLS // self._resampler.slots)
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             self._update(score[lo:hi], label[lo:hi], {c: t[lo:hi] for c, t in cols.items()},
                          None if w is None else w[lo:hi], None if rid is None else rid[lo:hi])
+
+    def _remember(self, score: torch.Tensor, label: torch.Tensor,
+                  cols: dict[str, torch.Tensor], w: torch.Tensor | None,
+                  rid: torch.Tensor) -> None:
+        """Keeps the first ``PAD_ROWS`` row ids and the last ``PAD_ROWS`` rows (device
+        tensors; sizes are known on the host, so nothing synchronizes)."""
+        ids = rid.to(torch.int64)
+        have = 0 if self._first_ids is None else self._first_ids.shape[0]
+        if have < PAD_ROWS:
+            head = ids[:PAD_ROWS - have]
+            self._first_ids = head.clone() if self._first_ids is None else \
+                torch.cat([self._first_ids, head])
+        batch = {"score": score, "label": label, "row_id": ids,
+                 **{"f:" + c: t for c, t in cols.items()}}
+        if w is not None:
+            batch["weight"] = w
+        if self._tail is None:
+            self._tail = {k: v[-PAD_ROWS:].clone() for k, v in batch.items()}
+        else:
+            self._tail = {k: torch.cat([self._tail[k], v[-PAD_ROWS:]])[-PAD_ROWS:]
+                          for k, v in batch.items()}
+
+    def _drop_padding(self, dist: Any) -> None:
+        """Subtracts the rows of this rank's tail whose row id is among the first row ids of
+        a lower rank: the samples ``DistributedSampler`` repeats to pad its last batch (the
+        original is some rank's first sample, the copy a higher rank's last one)."""
+        world, me = dist.get_world_size(), dist.get_rank()
+        dev = self._device
+        mine = torch.full((PAD_ROWS + 1,), 0, dtype=torch.int64, device=dev)
+        if self._first_ids is not None:
+            mine[0] = self._first_ids.shape[0]
+            mine[1:1 + self._first_ids.shape[0]] = self._first_ids
+        got = [torch.empty_like(mine) for _ in range(world)]
+        dist.all_gather(got, mine)
+        if self._tail is None or me == 0:
+            return
+        lower = torch.cat([g[1:1 + int(g[0].item())] for g in got[:me]])
+        tail = self._tail
+        dup = torch.isin(tail["row_id"], lower)
+        k = int(dup.sum().item())
+        if k == 0:
+            return
+        # The duplicates' contributions, added to zero blocks and subtracted.
+        saved = (self._blocks, self._rows, self._bad, self._first_bad, self._dropped,
+                 self._kept)
+        self._kept = []
+        self._alloc(dev)
+        sel = {key: v[dup] for key, v in tail.items()}
+        self._update(sel["score"], sel["label"],
+                     {key[2:]: v for key, v in sel.items() if key.startswith("f:")},
+                     sel.get("weight"), sel["row_id"])
+        extra, extra_dropped = self._blocks, self._dropped
+        (self._blocks, self._rows, self._bad, self._first_bad, self._dropped,
+         self._kept) = saved
+        assert self._blocks is not None and extra is not None
+        for b, e in zip(self._blocks, extra, strict=True):
+            for key in b:
+                b[key] -= e[key]
+        self._rows -= k
+        self._dropped -= extra_dropped
+        if self._kept:
+            # The tail's rows are the last kept rows: mark the duplicates as not counted.
+            rows = torch.cat(self._kept)
+            n_tail = tail["row_id"].shape[0]
+            flags = rows[-n_tail:, 3]
+            rows[-n_tail:, 3] = torch.where(dup, 0.0, flags)
+            self._kept = [rows]
 
     def _update(self, score: torch.Tensor, label: torch.Tensor,
                 cols: dict[str, torch.Tensor], weight: torch.Tensor | None,
@@ -577,7 +653,9 @@ class Evaluator:
         into each rank (a no-op outside one): every fixed-size block in one ``all_reduce``,
         the kept rows of exact rank metrics in one ``all_gather`` (after one of their sizes).
         Every rank must call it. Afterwards the evaluator holds all ranks' rows and takes no
-        more updates. Bad input on any rank raises on every rank (after the collectives, so
+        more updates. With row ids, the samples ``DistributedSampler`` repeats to pad the
+        last batch (a higher rank's last rows repeating a lower rank's first rows) are
+        counted once. Bad input on any rank raises on every rank (after the collectives, so
         no rank hangs)."""
         import torch.distributed as dist
 
@@ -592,6 +670,8 @@ class Evaluator:
             # A rank with no batches still joins the collectives, with zero blocks.
             self._alloc(self._device or torch.device("cpu"))
         assert self._blocks is not None
+        if self._row_id is not None and dist.get_world_size() > 1:
+            self._drop_padding(dist)
         parts = [t.to(torch.float64).reshape(-1) for b in self._blocks for t in b.values()]
         meta = torch.stack([torch.tensor(float(self._rows), device=self._device),
                             self._dropped.to(torch.float64)])
