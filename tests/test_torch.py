@@ -87,17 +87,21 @@ def feed(ev: at.Evaluator, d: dict[str, np.ndarray], cuts: list[int], spec: assa
                   row_id=t["id"] if spec.row_id else None)
 
 
-def assert_same_table(got: pl.DataFrame, want: pl.DataFrame, rel: float = 1e-9) -> None:
+def assert_same_table(got: pl.DataFrame, want: pl.DataFrame, rel: float = 1e-9,
+                      rel_bounds: float | None = None) -> None:
+    """Counts and labels equal, floats within ``rel`` (interval bounds within
+    ``rel_bounds``, when given), nulls alike."""
     assert got.columns == want.columns
     assert got["slice"].to_list() == want["slice"].to_list()
     for c in got.columns:
         a, b = got[c].to_list(), want[c].to_list()
+        tol = rel_bounds if rel_bounds is not None and c.endswith(("_lo", "_hi")) else rel
         if got[c].dtype == pl.Float64:
             for r, (x, y) in enumerate(zip(a, b, strict=True)):
                 assert (x is None) == (y is None), f"{c} row {r}: {x} vs {y}"
                 if x is not None:
                     assert (math.isnan(x) and math.isnan(y)) or \
-                        abs(x - y) <= rel * max(1.0, abs(y)), f"{c} row {r}: {x} vs {y}"
+                        abs(x - y) <= tol * max(1.0, abs(y)), f"{c} row {r}: {x} vs {y}"
         else:
             assert a == b, c
 
@@ -133,6 +137,85 @@ def test_evaluator_equals_evaluate(kind, case):
     assert_same_table(got.table, want.table)
     assert got.notes.to_dicts() == want.notes.to_dicts()
     assert (got.rows, got.dropped) == (want.rows, want.dropped)
+
+
+REGRESSION_KINDS = {
+    "plain": dict(),
+    "weighted-all": dict(weight="w", metrics=[
+        "mae", "mse", "rmse", "r2", "explained_variance", "mean_error", "max_error", "mape",
+        "smape", "wmape", "pearson", "concordance", "msle", "rmsle"]),
+    "percentile": dict(bootstrap=20, seed=3, row_id="id"),
+    "bca-weighted": dict(bootstrap=15, ci_method="bca", weight="w", row_id="id",
+                         metrics=["mae", "rmse", "r2", "pearson"]),
+    "basic-positions": dict(bootstrap=10, ci_method="basic", metrics=["mae", "msle"]),
+    "analytic": dict(ci_method="analytic", weight="w"),
+    "drop": dict(nan_policy="drop", metrics=["mae", "r2", "max_error"]),
+}
+
+
+def make_regression_data(seed: int, n: int, *, nan: bool = False) -> dict[str, np.ndarray]:
+    d = make_data(seed, n)
+    rng = np.random.default_rng(seed + 1)
+    y = rng.gamma(2.0, 50.0, n) + 10 * d["device"]
+    if seed % 3 == 1:
+        y = np.round(y, -1)  # ties, constant slices
+    p = np.abs(y * rng.lognormal(0, 0.2, n) + rng.normal(0, 5, n))
+    if nan and n:
+        y[rng.random(n) < 0.04] = np.nan
+        p[rng.random(n) < 0.04] = np.inf
+    return {**d, "y": y, "p": p}
+
+
+@pytest.mark.parametrize("kind", list(REGRESSION_KINDS))
+@SETTINGS
+@given(case=cases())
+def test_regression_evaluator_equals_evaluate(kind, case):
+    seed, n, cuts = case
+    kw = REGRESSION_KINDS[kind]
+    spec = assay.Spec(label="y", prediction="p", task="regression", slices=SLICES, **kw)
+    d = make_regression_data(seed, n, nan=kw.get("nan_policy") == "drop")
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        t = {k: torch.as_tensor(v[a:b]) for k, v in d.items()}
+        ev.update(prediction=t["p"], label=t["y"],
+                  features={"country": t["country"], "device": t["device"], "age": t["age"]},
+                  weight=t["w"] if spec.weight else None,
+                  row_id=t["id"] if spec.row_id else None)
+    try:
+        want = spec.evaluate(as_table(d))
+    except assay.AssayError as e:
+        with pytest.raises(type(e)):
+            ev.compute()
+        return
+    got = ev.compute()
+    # A replicate whose labels barely vary has an ill-conditioned r2 (bounds such as -1.5e6):
+    # the device's sums and the engine's differ in the last bits, which such a ratio magnifies.
+    assert_same_table(got.table, want.table, rel_bounds=1e-6)
+    assert got.notes.to_dicts() == want.notes.to_dicts()
+    assert (got.rows, got.dropped) == (want.rows, want.dropped)
+
+
+def test_regression_bad_values_and_options():
+    spec = assay.Spec(label="y", prediction="p", task="regression", metrics=["mae", "msle"])
+    ev = at.Evaluator(spec)
+    ev.update(prediction=torch.tensor([1.0, -2.0]), label=torch.tensor([1.0, 2.0]))
+    with pytest.raises(assay.InvalidInputError, match="msle and rmsle need"):
+        ev.compute()
+    ev = at.Evaluator(spec)
+    ev.update(prediction=torch.tensor([1.0, 2.0]), label=torch.tensor([np.nan, 2.0]))
+    with pytest.raises(assay.InvalidInputError, match="'y': label is NaN"):
+        ev.compute()
+    with pytest.raises(assay.InvalidInputError, match="takes prediction="):
+        ev.update(score=torch.zeros(2), label=torch.zeros(2))
+    with pytest.raises(assay.InvalidArgumentError, match="logits=True"):
+        at.Evaluator(spec, logits=True)
+    for kw, what in [(dict(metrics=["poisson_deviance"]), "poisson_deviance"),
+                     (dict(metrics=["pinball@0.9"]), "pinball"),
+                     (dict(metrics=["median_absolute_error"]), "median_absolute_error"),
+                     (dict(metrics=["coverage"], lower="lo", upper="hi"), "prediction interv")]:
+        s = assay.Spec(label="y", prediction="p", task="regression", **kw)
+        with pytest.raises(assay.InvalidArgumentError, match=what):
+            at.Evaluator(s)
 
 
 def test_logits_bool_labels_and_integer_categories():
@@ -231,8 +314,6 @@ def test_bad_arguments_are_refused_up_front():
         s = assay.Spec(label="y", score=None if "scores" in kw else "p", **kw)
         with pytest.raises(assay.InvalidArgumentError, match=what):
             at.Evaluator(s)
-    with pytest.raises(assay.InvalidArgumentError, match="not on the torch path"):
-        at.Evaluator(assay.Spec(label="y", prediction="p", task="regression"))
     ev = at.Evaluator(spec, categories=CATEGORIES)
     t = torch.zeros(4)
     with pytest.raises(assay.InvalidInputError, match="lacks the slice column 'device'"):
@@ -258,15 +339,36 @@ def test_no_rows_is_empty_input_as_in_evaluate():
 # ---- torch.distributed: gloo processes -------------------------------------------------------
 
 
+def _job(kind: str) -> tuple[assay.Spec, dict[str, np.ndarray]]:
+    """A distributed test's spec and rows: a binary kind, or "regression:<kind>"."""
+    if kind.startswith("regression:"):
+        spec = assay.Spec(label="y", prediction="p", task="regression", slices=SLICES,
+                          **REGRESSION_KINDS[kind.split(":")[1]])
+        return spec, make_regression_data(21, 1000)
+    return assay.Spec(label="y", score="p", slices=SLICES, **KINDS[kind]), make_data(21, 1000)
+
+
+def feed_any(ev: at.Evaluator, d: dict[str, np.ndarray], cuts: list[int],
+             spec: assay.Spec) -> None:
+    if spec.task == "binary":
+        feed(ev, d, cuts, spec)
+        return
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        t = {k: torch.as_tensor(v[a:b]) for k, v in d.items()}
+        ev.update(prediction=t["p"], label=t["y"],
+                  features={"country": t["country"], "device": t["device"], "age": t["age"]},
+                  weight=t["w"] if spec.weight else None,
+                  row_id=t["id"] if spec.row_id else None)
+
+
 def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], out: str):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
                             world_size=world)
     try:
-        spec = assay.Spec(label="y", score="p", slices=SLICES, **KINDS[kind])
-        d = make_data(21, bounds[-1])
+        spec, d = _job(kind)
         a, b = bounds[rank], bounds[rank + 1]
         ev = at.Evaluator(spec, categories=CATEGORIES)
-        feed(ev, {k: v[a:b] for k, v in d.items()}, [0, (b - a) // 2, b - a], spec)
+        feed_any(ev, {k: v[a:b] for k, v in d.items()}, [0, (b - a) // 2, b - a], spec)
         ev.sync()
         ev.compute().table.write_parquet(os.path.join(out, f"rank{rank}.parquet"))
     finally:
@@ -277,10 +379,12 @@ def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], 
     (2, "percentile", [0, 150, 1000]),
     (3, "bca-weighted", [0, 0, 700, 1000]),       # a rank with no rows
     (3, "calibration", [0, 333, 334, 1000]),
+    (2, "regression:percentile", [0, 420, 1000]),
+    (3, "regression:analytic", [0, 0, 10, 1000]),
 ])
 def test_gloo_ranks_merge_to_one_process(world, kind, bounds):
-    spec = assay.Spec(label="y", score="p", slices=SLICES, **KINDS[kind])
-    want = spec.evaluate(as_table(make_data(21, bounds[-1]))).table
+    spec, d = _job(kind)
+    want = spec.evaluate(as_table(d)).table
     with tempfile.TemporaryDirectory() as tmp:
         mp.spawn(_rank_main, args=(world, os.path.join(tmp, "store"), kind, bounds, tmp),
                  nprocs=world, join=True)
@@ -288,32 +392,41 @@ def test_gloo_ranks_merge_to_one_process(world, kind, bounds):
             assert_same_table(pl.read_parquet(os.path.join(tmp, f"rank{r}.parquet")), want)
 
 
-def _rank_sampler(rank: int, world: int, store: str, n: int, out: str):
+def _sampler_job(task: str, n: int) -> tuple[assay.Spec, dict[str, np.ndarray]]:
+    if task == "regression":
+        return (assay.Spec(label="y", prediction="p", task="regression", slices=SLICES,
+                           ci_method="analytic", row_id="id", weight="w"),
+                make_regression_data(33, n))
+    return (assay.Spec(label="y", score="p", slices=SLICES, **KINDS["percentile"]),
+            make_data(33, n))
+
+
+def _rank_sampler(rank: int, world: int, store: str, n: int, task: str, out: str):
     from torch.utils.data.distributed import DistributedSampler
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
                             world_size=world)
     try:
-        spec = assay.Spec(label="y", score="p", slices=SLICES, **KINDS["percentile"])
-        d = make_data(33, n)
+        spec, d = _sampler_job(task, n)
         idx = np.array(list(DistributedSampler(range(n), num_replicas=world, rank=rank,
                                                shuffle=True, seed=1)))
         ev = at.Evaluator(spec, categories=CATEGORIES)
         shard = {k: v[idx] for k, v in d.items()}
-        feed(ev, shard, list(range(0, len(idx), 64)) + [len(idx)], spec)
+        feed_any(ev, shard, list(range(0, len(idx), 64)) + [len(idx)], spec)
         ev.sync()
         ev.compute().table.write_parquet(os.path.join(out, f"rank{rank}.parquet"))
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize(("world", "n"), [(2, 1001), (3, 1000), (4, 998)])
-def test_distributed_sampler_padding_is_counted_once_with_row_ids(world, n):
+@pytest.mark.parametrize(("world", "n", "task"), [(2, 1001, "binary"), (3, 1000, "binary"),
+                                                 (4, 998, "binary"), (3, 1000, "regression")])
+def test_distributed_sampler_padding_is_counted_once_with_row_ids(world, n, task):
     assert n % world  # DistributedSampler pads: some rows reach two ranks
-    spec = assay.Spec(label="y", score="p", slices=SLICES, **KINDS["percentile"])
-    want = spec.evaluate(as_table(make_data(33, n))).table
+    spec, d = _sampler_job(task, n)
+    want = spec.evaluate(as_table(d)).table
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_rank_sampler, args=(world, os.path.join(tmp, "store"), n, tmp),
+        mp.spawn(_rank_sampler, args=(world, os.path.join(tmp, "store"), n, task, tmp),
                  nprocs=world, join=True)
         for r in range(world):
             assert_same_table(pl.read_parquet(os.path.join(tmp, f"rank{r}.parquet")), want)
@@ -379,7 +492,7 @@ def test_native_refuses_inconsistent_device_blocks():
 
     def block(rows, n, counts_len=7):
         return (np.array(rows, np.uint32).tobytes(), np.array(n, np.uint64).tobytes(),
-                np.ones(len(rows) * counts_len).tobytes(), b"", b"", b"", b"", b"")
+                np.ones(len(rows) * counts_len).tobytes(), b"", b"", b"", b"", b"", b"", b"")
 
     ok = [[block([0], [1]), block([0], [1])]]
     state = _native.state_from_blocks(keys, job, spec._json, ok, [], 1, 0, None, 0)

@@ -8,6 +8,9 @@ __all__ = [
     "finalize",
     "merge_states",
     "state_from_bytes",
+    "state_from_blocks",
+    "device_layout",
+    "replicate_draws",
     "State",
     "bin_edges",
     "isotonic_fit",
@@ -79,7 +82,7 @@ def device_layout(job: _Job) -> tuple[str | None, list[tuple[str, float]]]:
 
 def state_from_blocks(keys: Any, job: _Job, spec_json: str,
                       blocks: list[list[tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes,
-                                              bytes]]],
+                                              bytes, bytes, bytes]]],
                       rank: list[tuple[bytes, bytes, bytes, bytes, list[bytes]]], rows: int,
                       dropped: int, max_weight: float | None, row_offset: int) -> State:
     """A partial state from blocks filled on a device (`assay.torch`); `keys` is an Arrow

@@ -145,6 +145,175 @@ def replicate_draws(seed: int, replicates: int, row_ids: torch.Tensor
     return keys, r.draws(keys, int(replicates)), r.groups(keys)
 
 
+# ---- the regression family's block (regression.rs): Chan-merged co-moments ----------------
+
+_REG_FIELDS = 16  # rows, w, mean y/p/e, m2 y/p/e, c_yp, |e|, e^2, ape, sape, |y|, sq log, max
+_REG_AT_MOMENTS = 20  # after the state and the 4 deviance fields (not on the device: 0)
+_EPS = 2.0**-52
+
+
+def _reg_terms(y: torch.Tensor, p: torch.Tensor, log: bool) -> list[torch.Tensor]:
+    """|e|, e^2, e, ape, sape, sq log error per row (the quantities of the mean metrics)."""
+    e = p - y
+    a = e.abs()
+    d = y.abs() + p.abs()
+    sape = torch.where(d > 0, 2.0 * a / torch.where(d > 0, d, 1.0), 0.0)
+    sq_log = (torch.log1p(p) - torch.log1p(y)) ** 2 if log else torch.zeros_like(y)
+    return [a, e * e, e, a / y.abs().clamp(min=_EPS), sape, sq_log]
+
+
+def _reg_state(y: torch.Tensor, p: torch.Tensor, kw: torch.Tensor, rows: torch.Tensor | None,
+               ids: torch.Tensor, size: int, log: bool) -> torch.Tensor:
+    """The state ``[size, S, 16]`` of the rows in each slice, weighted by each column of ``kw``
+    (``[n, S]``): sums, and co-moments by the corrected two-pass algorithm (as
+    ``RegressionState::from_rows``). ``rows``: the rows counted (None: 0, a replicate slot)."""
+    n_slots = kw.shape[1]
+
+    def add(v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(size, n_slots, dtype=kw.dtype, device=kw.device).index_add_(0, ids, v)
+
+    e = p - y
+    yy, pp, ee = y.unsqueeze(1), p.unsqueeze(1), e.unsqueeze(1)
+    w = add(kw)
+    pos = w > 0
+    wd = torch.where(pos, w, 1.0)
+    my, mp, me = (torch.where(pos, add(kw * v) / wd, 0.0) for v in (yy, pp, ee))
+    a, b, c = yy - my[ids], pp - mp[ids], ee - me[ids]
+    dy, dp, de = add(kw * a), add(kw * b), add(kw * c)
+
+    def centred(sq: torch.Tensor, dv: torch.Tensor) -> torch.Tensor:
+        # As the engine's `chan_form`: a residue of a few ulps of the raw sum is rounding.
+        m2 = sq - dv * dv / wd
+        return torch.where(m2 <= 16.0 * _EPS * sq, 0.0, m2)
+
+    m2y, m2p = centred(add(kw * a * a), dy), centred(add(kw * b * b), dp)
+    m2e = centred(add(kw * c * c), de)
+    cyp = torch.where((m2y > 0) & (m2p > 0), add(kw * a * b) - dy * dp / wd, 0.0)
+    terms = _reg_terms(y, p, log)
+    sums = [add(kw * t.unsqueeze(1)) for t in (terms[0], terms[1], terms[3], terms[4],
+                                                y.abs(), terms[5])]
+    mx = torch.zeros(size, n_slots, dtype=kw.dtype, device=kw.device).scatter_reduce_(
+        0, ids.unsqueeze(1).expand(-1, n_slots),
+        torch.where(kw > 0, terms[0].unsqueeze(1), 0.0), reduce="amax")
+    count = add(rows.unsqueeze(1)) if rows is not None else torch.zeros_like(w)
+    zero = torch.zeros_like(w)
+    return torch.stack([
+        count, w,
+        torch.where(pos, my + dy / wd, 0.0), torch.where(pos, mp + dp / wd, 0.0),
+        torch.where(pos, me + de / wd, 0.0),
+        torch.where(pos, m2y, zero), torch.where(pos, m2p, zero), torch.where(pos, m2e, zero),
+        torch.where(pos, cyp, zero), *sums, mx], dim=-1)
+
+
+def _chan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """States ``a`` merged with ``b`` (rows after ``a``'s), field by field as
+    ``RegressionState::merge``, over any leading dimensions."""
+    wa, wb = a[..., 1], b[..., 1]
+    w = wa + wb
+    both = ((wa > 0) & (wb > 0)).unsqueeze(-1)
+    only_b = ((wa <= 0) & (wb > 0)).unsqueeze(-1)
+    wd = torch.where(w > 0, w, 1.0)
+    f = (wa * wb / wd).unsqueeze(-1)
+    dm = b[..., 2:5] - a[..., 2:5]
+    means = a[..., 2:5] + dm * (wb / wd).unsqueeze(-1)
+    m2 = a[..., 5:8] + b[..., 5:8] + dm * dm * f
+    cyp = a[..., 8:9] + b[..., 8:9] + dm[..., 0:1] * dm[..., 1:2] * f
+    centre = torch.cat([means, m2, cyp], dim=-1)
+    centre = torch.where(both, centre, torch.where(only_b, b[..., 2:9], a[..., 2:9]))
+    return torch.cat([a[..., 0:1] + b[..., 0:1], w.unsqueeze(-1), centre,
+                      a[..., 9:15] + b[..., 9:15],
+                      torch.maximum(a[..., 15:16], b[..., 15:16])], dim=-1)
+
+
+def _mean_q(st: torch.Tensor) -> torch.Tensor:
+    """The weighted means of the mean metrics' quantities (``mean_of_quantity``), [.., 6]."""
+    w = st[..., 1]
+    pos = w > 0
+    wd = torch.where(pos, w, 1.0)
+    q = torch.stack([st[..., 9] / wd, st[..., 10] / wd, st[..., 4], st[..., 11] / wd,
+                     st[..., 12] / wd, st[..., 14] / wd], dim=-1)
+    return torch.where(pos.unsqueeze(-1), q, 0.0)
+
+
+def _reg_moments(y: torch.Tensor, p: torch.Tensor, w: torch.Tensor, ids: torch.Tensor,
+                 size: int, state: torch.Tensor, log: bool) -> torch.Tensor:
+    """The moment fields ``[size, 13]`` of a batch: sum w^2, then per quantity the sums of
+    w^2 (x - c) and w^2 (x - c)^2 about the batch state's mean ``c``."""
+    c = _mean_q(state)[ids]
+    w2 = w * w
+    cols = [w2]
+    for k, x in enumerate(_reg_terms(y, p, log)):
+        dx = x - c[:, k]
+        cols += [w2 * dx, w2 * dx * dx]
+    v = torch.stack(cols, dim=1)
+    return torch.zeros(size, v.shape[1], dtype=v.dtype, device=v.device).index_add_(0, ids, v)
+
+
+def _rebase(m: torch.Tensor, frm: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
+    """Moment fields ``m`` about means ``frm`` moved to means ``to`` (``regression::rebase``)."""
+    d = frm - to
+    v = m[..., 0:1]
+    q1, q2 = m[..., 1::2], m[..., 2::2]
+    out = torch.empty_like(m)
+    out[..., 0:1] = v
+    out[..., 1::2] = q1 + d * v
+    out[..., 2::2] = q2 + 2.0 * d * q1 + d * d * v
+    return out
+
+
+def _merge_moments(sa: torch.Tensor, ma: torch.Tensor, sb: torch.Tensor, mb: torch.Tensor,
+                   merged: torch.Tensor) -> torch.Tensor:
+    """Moment fields of states ``sa`` and ``sb`` merged (into state ``merged``)."""
+    to = _mean_q(merged)
+    return _rebase(ma, _mean_q(sa), to) + _rebase(mb, _mean_q(sb), to)
+
+
+_CHAN_KEYS = ("fam", "fam_reps")
+
+
+def _fam_merge(a: torch.Tensor, b: torch.Tensor, moments: bool) -> torch.Tensor:
+    """Regression blocks ``a`` merged with ``b`` (``regression::merge_block``): the state by
+    Chan's update, the (unused, zero) deviance fields added, the moment fields rebased."""
+    state = _chan(a[..., :_REG_FIELDS], b[..., :_REG_FIELDS])
+    out = a + b
+    out[..., :_REG_FIELDS] = state
+    if moments:
+        out[..., _REG_AT_MOMENTS:] = _merge_moments(
+            a[..., :_REG_FIELDS], a[..., _REG_AT_MOMENTS:], b[..., :_REG_FIELDS],
+            b[..., _REG_AT_MOMENTS:], state)
+    return out
+
+
+def _fam_unmerge(m: torch.Tensor, b: torch.Tensor, moments: bool) -> torch.Tensor:
+    """The block ``a`` with ``_fam_merge(a, b) == m`` (up to rounding): the rows of ``b``
+    taken back out of ``m``. The largest error stays (``b``'s rows repeat rows that are
+    counted elsewhere, so the merged maximum is the same)."""
+    sm, sb = m[..., :_REG_FIELDS], b[..., :_REG_FIELDS]
+    wm, wb = sm[..., 1], sb[..., 1]
+    wa = wm - wb
+    keep = (wa > 0).unsqueeze(-1)
+    has_b = (wb > 0).unsqueeze(-1)
+    wad = torch.where(wa > 0, wa, 1.0).unsqueeze(-1)
+    means = (sm[..., 2:5] * wm.unsqueeze(-1) - sb[..., 2:5] * wb.unsqueeze(-1)) / wad
+    d = sb[..., 2:5] - means
+    f = (wa * wb / torch.where(wm > 0, wm, 1.0)).unsqueeze(-1)
+    m2 = sm[..., 5:8] - sb[..., 5:8] - d * d * f
+    cyp = sm[..., 8:9] - sb[..., 8:9] - d[..., 0:1] * d[..., 1:2] * f
+    sa = torch.cat([sm[..., 0:2] - sb[..., 0:2], means, m2, cyp,
+                    sm[..., 9:15] - sb[..., 9:15], sm[..., 15:16]], dim=-1)
+    sa = torch.where(keep, sa, torch.zeros_like(sa))
+    sa = torch.where(has_b, sa, sm)
+    out = m - b
+    out[..., :_REG_FIELDS] = sa
+    if moments:
+        # b's moment fields about m's means, taken out, then moved to a's means.
+        mean_m = _mean_q(sm)
+        rest = m[..., _REG_AT_MOMENTS:] - _rebase(b[..., _REG_AT_MOMENTS:], _mean_q(sb), mean_m)
+        out[..., _REG_AT_MOMENTS:] = torch.where(
+            has_b, _rebase(rest, mean_m, _mean_q(sa)), m[..., _REG_AT_MOMENTS:])
+    return out
+
+
 class _Feature:
     """One slice feature on the device: its codes (0 = null) and the value behind each."""
 
@@ -228,7 +397,7 @@ class _Feature:
 
 
 # Kinds of bad input counted on the device (raised at sync / compute / partial).
-_BAD_SCORE, _BAD_LABEL, _BAD_PROB, _BAD_WEIGHT, _BAD_ROW_ID = range(5)
+_BAD_SCORE, _BAD_LABEL, _BAD_PROB, _BAD_WEIGHT, _BAD_LOG = range(5)
 
 
 class Evaluator:
@@ -237,7 +406,8 @@ class Evaluator:
     Parameters
     ----------
     spec : assay.Spec
-        A binary-classification spec (one score). Its bins need edges
+        A binary-classification spec (one score) or a ``task="regression"`` one (feed it
+        ``prediction=``). Its bins need edges
         (``assay.bins("age", edges=[...])`` or ``spec.resolve(sample)``). With ``bootstrap``,
         give ``row_id`` (required under ``torch.distributed``: positions are per rank).
     device : str or torch.device, optional
@@ -284,6 +454,9 @@ class Evaluator:
                 f"Evaluator: {reason} is not on the torch path yet; accumulate such a job "
                 "with spec.accumulate(table) (a table from the tensors) instead")
         self._layout = {k: int(v) for k, v in layout}
+        self._regression = bool(self._layout["regression"])
+        if self._regression and logits:
+            raise InvalidArgumentError("Evaluator: logits=True is for binary scores")
         self._logits = bool(logits)
         self._row_offset = int(row_offset)
         self._device = None if device is None else torch.device(device)
@@ -339,13 +512,19 @@ class Evaluator:
             b = {
                 "n": torch.zeros(size, dtype=torch.int64, device=device),
                 "counts": torch.zeros(size, 7, dtype=f64, device=device),
-                "moments": torch.zeros(size, 10 * lay["moments"], dtype=f64, device=device),
+                "moments": torch.zeros(size, 10 * lay["moments"] * (1 - lay["regression"]),
+                                       dtype=f64, device=device),
                 "hist": torch.zeros(size, 2 * lay["hist_bins"], dtype=f64, device=device),
                 "reps": torch.zeros(size, 6 * slots * lay["additive_reps"], dtype=f64,
                                     device=device),
                 "calib": torch.zeros(size, 5 * lay["calib_bins"], dtype=f64, device=device),
                 "calib_reps": torch.zeros(size, 4 * lay["calib_bins"] * slots
                                           * lay["calib_reps"], dtype=f64, device=device),
+                # Regression: the Chan-merged block, and per replicate slot its fields
+                # (`[slice][slot][field]` here; field-major in the engine's layout).
+                "fam": torch.zeros(size, lay["fam_block"], dtype=f64, device=device),
+                "fam_reps": torch.zeros(size, slots * lay["regression"], lay["fam_fields"],
+                                        dtype=f64, device=device),
             }
             self._blocks.append(b)
         self._bad = torch.zeros(5 + len(self._features), dtype=torch.int64, device=device)
@@ -358,19 +537,30 @@ class Evaluator:
         first = torch.where(mask, pos, big).min() if mask.numel() else self._first_bad[kind]
         self._first_bad[kind] = torch.minimum(self._first_bad[kind], first)
 
-    def update(self, *, score: torch.Tensor, label: torch.Tensor,
+    def update(self, *, label: torch.Tensor, score: torch.Tensor | None = None,
+               prediction: torch.Tensor | None = None,
                features: Mapping[str, torch.Tensor] | None = None,
                weight: torch.Tensor | None = None, row_id: torch.Tensor | None = None
                ) -> None:
-        """Adds one batch: ``score`` (probabilities, or logits with ``logits=True``),
-        ``label`` (0/1, bool or integer), one tensor per slice feature, the weights when the
-        spec has ``weight``, the row ids when it has ``row_id``. All of one length, on one
-        device. Nothing is copied to the host: bad values are counted on the device and
-        raised by the next ``sync()``, ``compute()`` or ``partial()``."""
+        """Adds one batch: ``score`` (binary: probabilities, or logits with ``logits=True``)
+        or ``prediction`` (``task="regression"``), ``label`` (binary: 0/1, bool or integer;
+        regression: numbers), one tensor per slice feature, the weights when the spec has
+        ``weight``, the row ids when it has ``row_id``. All of one length, on one device.
+        Nothing is copied to the host: bad values are counted on the device and raised by the
+        next ``sync()``, ``compute()`` or ``partial()``."""
         if self._synced:
             raise InvalidArgumentError(
                 "Evaluator.update: this evaluator was synced; its state is the merged state "
                 "of every rank (create a new Evaluator for more rows)")
+        if self._regression:
+            if score is not None or prediction is None:
+                raise InvalidInputError(
+                    "Evaluator.update: a regression spec takes prediction=, not score=",
+                    self.spec.prediction)
+            score = prediction
+        elif prediction is not None or score is None:
+            raise InvalidInputError(
+                "Evaluator.update: a binary spec takes score=, not prediction=", self.spec.score)
         if not isinstance(score, torch.Tensor) or not isinstance(label, torch.Tensor):
             raise InvalidInputError("Evaluator.update: score and label must be tensors")
         n = score.shape[0] if score.dim() == 1 else -1
@@ -485,9 +675,14 @@ class Evaluator:
         (self._blocks, self._rows, self._bad, self._first_bad, self._dropped,
          self._kept) = saved
         assert self._blocks is not None and extra is not None
+        moments = bool(self._layout["moments"])
         for b, e in zip(self._blocks, extra, strict=True):
             for key in b:
-                b[key] -= e[key]
+                if key in _CHAN_KEYS:
+                    if self._regression:
+                        b[key] = _fam_unmerge(b[key], e[key], moments and key == "fam")
+                else:
+                    b[key] -= e[key]
         self._rows -= k
         self._dropped -= extra_dropped
         if self._kept:
@@ -498,6 +693,69 @@ class Evaluator:
             rows[-n_tail:, 3] = torch.where(dup, 0.0, flags)
             self._kept = [rows]
 
+    def _slice_ids(self, cols: dict[str, torch.Tensor], ok: torch.Tensor,
+                   pos: torch.Tensor) -> list[torch.Tensor]:
+        """Each spec's dense id of every row (the overall slice's: 0), flagging bad codes."""
+        n, dev = ok.shape[0], ok.device
+        codes = []
+        for j, f in enumerate(self._features):
+            c, bad = f.codes(cols[f.column])
+            self._flag(5 + j, bad & ok, pos)
+            codes.append(c)
+        ids = [torch.zeros(n, dtype=torch.int64, device=dev)]
+        for idx, strides, _size in self._specs:
+            d = torch.zeros(n, dtype=torch.int64, device=dev)
+            for i, st in zip(idx, strides, strict=True):
+                d += codes[i] * st
+            ids.append(d)
+        return ids
+
+    def _update_regression(self, pred: torch.Tensor, label: torch.Tensor,
+                           cols: dict[str, torch.Tensor], weight: torch.Tensor | None,
+                           row_id: torch.Tensor | None, pos: torch.Tensor) -> None:
+        assert self._blocks is not None
+        lay, f64 = self._layout, torch.float64
+        y, p = label.to(f64), pred.to(f64)
+        bad_y, bad_p = ~torch.isfinite(y), ~torch.isfinite(p)
+        ok = ~(bad_y | bad_p)
+        if self.spec.nan_policy == "drop":
+            self._dropped += (~ok).sum()
+        else:
+            self._flag(_BAD_LABEL, bad_y, pos)
+            self._flag(_BAD_SCORE, bad_p & ~bad_y, pos)
+        y, p = torch.where(ok, y, 0.0), torch.where(ok, p, 0.0)
+        if lay["log_errors"]:
+            self._flag(_BAD_LOG, ok & ((y < 0) | (p < 0)), pos)
+        if weight is not None:
+            w = weight.to(f64)
+            bad_w = ~(torch.isfinite(w) & (w > 0) & (w >= 2.0**-32) & (w < 2.0**33))
+            self._flag(_BAD_WEIGHT, bad_w & ok, pos)
+            w = torch.where(ok & ~bad_w, w, 0.0)
+        else:
+            w = ok.to(f64)
+        okn = ok.to(torch.int64)
+        ids = self._slice_ids(cols, ok, pos)
+        kw = None
+        if self._resampler is not None and lay["slots"] > 0:
+            rid = row_id.to(torch.int64) if row_id is not None else pos
+            kw = self._resampler.weights(self._resampler.row_keys(rid), w)
+        log = bool(lay["log_errors"])
+        for k, b in enumerate(self._blocks):
+            d = ids[k]
+            size = b["n"].shape[0]
+            b["n"].index_add_(0, d, okn)
+            b["counts"][:, 0].index_add_(0, d, w)
+            batch = _reg_state(y, p, w.unsqueeze(1), okn.to(f64), d, size, log)[:, 0]
+            part = torch.zeros_like(b["fam"])
+            part[:, :_REG_FIELDS] = batch
+            if lay["moments"]:
+                part[:, _REG_AT_MOMENTS:] = _reg_moments(y, p, w, d, size, batch, log)
+            b["fam"] = _fam_merge(b["fam"], part, bool(lay["moments"]))
+            if kw is not None:
+                slot = torch.zeros_like(b["fam_reps"])
+                slot[:, :, :_REG_FIELDS] = _reg_state(y, p, kw, None, d, size, log)
+                b["fam_reps"] = _fam_merge(b["fam_reps"], slot, False)
+
     def _update(self, score: torch.Tensor, label: torch.Tensor,
                 cols: dict[str, torch.Tensor], weight: torch.Tensor | None,
                 row_id: torch.Tensor | None) -> None:
@@ -506,6 +764,9 @@ class Evaluator:
         n, dev = score.shape[0], score.device
         pos = torch.arange(n, device=dev, dtype=torch.int64) + (self._row_offset + self._rows)
         self._rows += n
+        if self._regression:
+            self._update_regression(score, label, cols, weight, row_id, pos)
+            return
         s = score.to(f64)
         if self._logits:
             s = torch.sigmoid(s)
@@ -538,17 +799,7 @@ class Evaluator:
         else:
             w = ok.to(f64)
         okn = ok.to(torch.int64)
-        codes = []
-        for j, f in enumerate(self._features):
-            c, bad = f.codes(cols[f.column])
-            self._flag(5 + j, bad & ok, pos)
-            codes.append(c)
-        ids = [torch.zeros(n, dtype=torch.int64, device=dev)]
-        for idx, strides, _size in self._specs:
-            d = torch.zeros(n, dtype=torch.int64, device=dev)
-            for i, st in zip(idx, strides, strict=True):
-                d += codes[i] * st
-            ids.append(d)
+        ids = self._slice_ids(cols, ok, pos)
         pred = (s >= self.spec.threshold).to(f64)
         if lay["need_log_loss"]:
             p = s.clamp(2.0**-52, 1.0 - 2.0**-52)
@@ -629,15 +880,18 @@ class Evaluator:
             return
         bad = self._bad.cpu().tolist()
         first = self._first_bad.cpu().tolist()
-        names = [self.spec.score, self.spec.label, self.spec.score, self.spec.weight,
-                 self._row_id, *(f.column for f in self._features)]
+        score = self.spec.prediction if self._regression else self.spec.score
+        names = [score, self.spec.label, score, self.spec.weight,
+                 f"{self.spec.label}/{score}", *(f.column for f in self._features)]
+        drop = "; pass nan_policy=\"drop\" to drop such rows"
         what = [
-            "score is NaN or infinite; pass nan_policy=\"drop\" to drop such rows",
+            ("prediction" if self._regression else "score") + " is NaN or infinite" + drop,
+            "label is NaN or infinite" + drop if self._regression else
             "labels must be 0 or 1 (or booleans)",
             "score outside [0, 1]; log_loss, brier, the calibration metrics and "
             "auc=\"binned\" need probabilities (pass logits=True for logits)",
             "weights must be positive and finite, and in [2^-32, 2^33) on the torch path",
-            "row ids must not be null",
+            "msle and rmsle need labels and predictions >= 0",
             *(("codes must be -1 (null) or index its categories (0 to "
                f"{f.n_codes - 2})") for f in self._features),
         ]
@@ -672,17 +926,37 @@ class Evaluator:
         assert self._blocks is not None
         if self._row_id is not None and dist.get_world_size() > 1:
             self._drop_padding(dist)
-        parts = [t.to(torch.float64).reshape(-1) for b in self._blocks for t in b.values()]
+        additive = [(b, k) for b in self._blocks for k in b if k not in _CHAN_KEYS]
+        parts = [b[k].to(torch.float64).reshape(-1) for b, k in additive]
         meta = torch.stack([torch.tensor(float(self._rows), device=self._device),
                             self._dropped.to(torch.float64)])
         flat = torch.cat([*parts, self._bad.to(torch.float64), meta])
         dist.all_reduce(flat)
         at = 0
-        for b in self._blocks:
-            for key, t in b.items():
-                n = t.numel()
-                b[key] = flat[at:at + n].view(t.shape).to(t.dtype)
-                at += n
+        for b, key in additive:
+            t = b[key]
+            n = t.numel()
+            b[key] = flat[at:at + n].view(t.shape).to(t.dtype)
+            at += n
+        if self._regression:
+            # Chan-merged blocks do not add up: gather every rank's, merge in rank order.
+            chan = [(b, k) for b in self._blocks for k in _CHAN_KEYS]
+            mine = torch.cat([b[k].reshape(-1) for b, k in chan])
+            ranks = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+            dist.all_gather(ranks, mine)
+            moments = bool(self._layout["moments"])
+            merged: list[torch.Tensor] | None = None
+            for g in ranks:
+                pieces, off = [], 0
+                for b, k in chan:
+                    pieces.append(g[off:off + b[k].numel()].view(b[k].shape))
+                    off += b[k].numel()
+                merged = pieces if merged is None else [
+                    _fam_merge(m, x, moments and k == "fam")
+                    for m, x, (_, k) in zip(merged, pieces, chan, strict=True)]
+            assert merged is not None
+            for (b, k), t in zip(chan, merged, strict=True):
+                b[k] = t
         nb = self._bad.numel()
         self._bad = flat[at:at + nb].to(torch.int64)
         self._rows = int(flat[at + nb].item())
@@ -759,7 +1033,11 @@ class Evaluator:
                 key_rows.tobytes(),
                 h["n"][rows].astype(np.uint64).tobytes(),
                 *(np.ascontiguousarray(h[name][rows], dtype=np.float64).tobytes()
-                  for name in ("counts", "moments", "hist", "reps", "calib", "calib_reps")),
+                  for name in ("counts", "moments", "hist", "reps", "calib", "calib_reps",
+                               "fam")),
+                # The engine's replicate blocks are field-major: [slice][field][slot].
+                np.ascontiguousarray(np.swapaxes(h["fam_reps"][rows], 1, 2),
+                                     dtype=np.float64).tobytes(),
             ))
         rank = []
         if self._layout["keep_rows"]:

@@ -1434,17 +1434,35 @@ fn chan_form(rows: f64, w: f64, sums: &[f64], max_abs: f64, f: &[f64]) -> [f64; 
         sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8], sums[9],
         sums[10], sums[11], sums[12],
     ];
+    // `aa - da^2 / w` cancels when the rows' deviations share one value (a replicate slot
+    // that drew copies of one row, about a mean that is not theirs; a slice of equal labels,
+    // about a mean rounded away from them): what is left below a few ulps of `aa` is rounding,
+    // and is 0, so that r2 and pearson are undefined there rather than a ratio of rounding
+    // (such as an r2 of -1.9e14); a covariance with such a co-moment is 0 too.
+    let centred = |sq: f64, d: f64| {
+        let m2 = sq - d * d / w;
+        if m2 <= 16.0 * f64::EPSILON * sq {
+            0.0
+        } else {
+            m2
+        }
+    };
     let st = if w > 0.0 {
+        let (m2_y, m2_p) = (centred(aa, da), centred(bb, db));
         RegressionState {
             rows,
             w,
             mean_y: f[2] + da / w,
             mean_p: f[3] + db / w,
             mean_e: f[4] + dc / w,
-            m2_y: (aa - da * da / w).max(0.0),
-            m2_p: (bb - db * db / w).max(0.0),
-            m2_e: (cc - dc * dc / w).max(0.0),
-            c_yp: ab - da * db / w,
+            m2_y,
+            m2_p,
+            m2_e: centred(cc, dc),
+            c_yp: if m2_y > 0.0 && m2_p > 0.0 {
+                ab - da * db / w
+            } else {
+                0.0
+            },
             abs_err: ae,
             sq_err: se,
             ape,
@@ -1767,6 +1785,45 @@ mod tests {
                 assert_eq!(st.rows, n as f64);
             }
         }
+    }
+
+    #[test]
+    fn copies_of_one_row_have_no_spread() {
+        // A replicate slot that drew k copies of one row, its deviations `a` about the piece's
+        // mean: `aa - da^2 / w` is rounding, which used to survive as a tiny co-moment and
+        // make r2 a huge negative number.
+        let mut leaked = 0;
+        for i in 0..2000 {
+            let a = 0.37 + 13.1 * i as f64;
+            let w = (1 + i % 5) as f64 * (0.1 + 0.013 * i as f64);
+            let b = -0.5 * a + 1.0;
+            let c = b - a;
+            let sums = [
+                w * a,
+                w * b,
+                w * c,
+                w * a * a,
+                w * b * b,
+                w * c * c,
+                w * a * b,
+                w * c.abs(),
+                w * c * c,
+                0.0,
+                0.0,
+                w,
+                0.0,
+            ];
+            leaked += (sums[3] - sums[0] * sums[0] / w != 0.0) as usize;
+            let st = RegressionState::from_fields(&chan_form(0.0, w, &sums, c.abs(), &[0.0; 5]));
+            assert_eq!(
+                (st.m2_y, st.m2_p, st.m2_e, st.c_yp),
+                (0.0, 0.0, 0.0, 0.0),
+                "{i}"
+            );
+            assert_eq!(st.r2(), Err(CONSTANT_LABELS));
+            assert_eq!(st.pearson(), Err(CONSTANT_LABELS));
+        }
+        assert!(leaked > 0, "the data must exercise the rounding");
     }
 
     #[test]

@@ -510,8 +510,10 @@ fn u32s(bytes: &[u8], what: &str) -> PyResult<Vec<u32>> {
 }
 
 /// One (model, slice spec)'s device blocks: key rows (u32), n (u64), counts, moments, hist,
-/// reps, calib, calib_reps (f64), each as little-endian bytes.
+/// reps, calib, calib_reps, fam, fam_reps (f64), each as little-endian bytes.
 type BlockBytes = (
+    Vec<u8>,
+    Vec<u8>,
     Vec<u8>,
     Vec<u8>,
     Vec<u8>,
@@ -570,7 +572,18 @@ fn state_from_blocks<'py>(
                 specs
                     .into_iter()
                     .map(
-                        |(key_rows, n, counts, moments, hist, reps, calib, calib_reps)| {
+                        |(
+                            key_rows,
+                            n,
+                            counts,
+                            moments,
+                            hist,
+                            reps,
+                            calib,
+                            calib_reps,
+                            fam,
+                            fam_reps,
+                        )| {
                             Ok(SpecBlocks {
                                 key_rows: u32s(&key_rows, "key rows")?,
                                 n: u64s(&n, "n")?,
@@ -580,6 +593,8 @@ fn state_from_blocks<'py>(
                                 reps: f64s(&reps, "reps")?,
                                 calib: f64s(&calib, "calib")?,
                                 calib_reps: f64s(&calib_reps, "calib_reps")?,
+                                fam: f64s(&fam, "fam")?,
+                                fam_reps: f64s(&fam_reps, "fam_reps")?,
                             })
                         },
                     )

@@ -45,6 +45,11 @@ pub struct SpecBlocks {
     pub calib: Vec<f64>,
     /// `calib_bins x REP_BIN_FIELDS x slots` per block row, as `SliceStates::calib_reps`.
     pub calib_reps: Vec<f64>,
+    /// A task family's block per block row (`family::block_len`), as `SliceStates::fam`.
+    pub fam: Vec<f64>,
+    /// A task family's replicate block per block row (`family::rep_block_len`), as
+    /// `SliceStates::fam_reps`.
+    pub fam_reps: Vec<f64>,
 }
 
 /// The kept rows of one model (exact rank metrics), in any order.
@@ -82,11 +87,23 @@ fn bad(m: impl Into<String>) -> AssayError {
 pub fn unsupported(spec: &EvalSpec) -> Option<String> {
     let plan = Plan::new(spec, spec.slices.len(), false);
     let sh = plan.shape;
-    if spec.family != Family::Binary {
-        return Some(format!("task={:?}", spec.family.name()));
-    }
     if spec.compare.is_some() {
         return Some("comparisons (scores={...})".into());
+    }
+    if spec.family == Family::Regression {
+        if let Some(m) = plan.deviances.iter().flatten().next() {
+            return Some((*m).to_string());
+        }
+        if spec.bounds.is_some() {
+            return Some("prediction intervals (coverage, interval_width)".into());
+        }
+        if !plan.quantiles.is_empty() {
+            return Some("pinball@q".into());
+        }
+        if plan.keep_rows {
+            return Some("median_absolute_error".into());
+        }
+        return None;
     }
     if sh.grid {
         return Some("smooth_ece".into());
@@ -109,12 +126,17 @@ pub fn unsupported(spec: &EvalSpec) -> Option<String> {
 pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
     let plan = Plan::new(spec, spec.slices.len(), false);
     let sh = plan.shape;
-    let slots = if plan.additive_reps || sh.calib_reps {
+    let regression = spec.family == Family::Regression;
+    let slots = if plan.additive_reps || sh.calib_reps || regression {
         sh.slots
     } else {
         0
     };
     vec![
+        ("regression", regression as u8 as f64),
+        ("fam_block", crate::family::block_len(&sh) as f64),
+        ("fam_fields", crate::family::rep_fields(&sh) as f64),
+        ("log_errors", plan.log_errors as u8 as f64),
         ("hist_bins", sh.hist_bins as f64),
         ("slots", slots as f64),
         (
@@ -205,11 +227,9 @@ pub fn state_from_blocks(
             };
             want(b.n.len(), 1, "row count")?;
             want(b.counts.len(), COUNT_FIELDS, "counts")?;
-            want(
-                b.moments.len(),
-                MOMENT_FIELDS * sh.moments as usize,
-                "moments",
-            )?;
+            // (A regression block carries its own moment fields.)
+            let moments = sh.moments && sh.family == Family::Binary;
+            want(b.moments.len(), MOMENT_FIELDS * moments as usize, "moments")?;
             want(b.hist.len(), 2 * sh.hist_bins, "histogram")?;
             want(b.reps.len(), REP_ROWS * slots, "replicates")?;
             want(
@@ -219,6 +239,12 @@ pub fn state_from_blocks(
             )?;
             let calib_reps = sh.calib_bins * REP_BIN_FIELDS * sh.slots * sh.calib_reps as usize;
             want(b.calib_reps.len(), calib_reps, "calibration replicates")?;
+            let (fam_len, fam_reps_len) = (
+                crate::family::block_len(&sh),
+                crate::family::rep_block_len(&sh),
+            );
+            want(b.fam.len(), fam_len, "task family")?;
+            want(b.fam_reps.len(), fam_reps_len, "task family replicates")?;
             let st = &mut state.total.specs[m * per_model + k];
             for (r, key_row) in b.key_rows.iter().enumerate() {
                 let id = engine_id(k, *key_row)?;
@@ -233,7 +259,7 @@ pub fn state_from_blocks(
                     log_loss: c[5],
                     brier: c[6],
                 });
-                if sh.moments {
+                if moments {
                     let c = &b.moments[r * MOMENT_FIELDS..(r + 1) * MOMENT_FIELDS];
                     st.moments[id].merge(&Moments {
                         w2: [c[0], c[1], c[2], c[3]],
@@ -252,6 +278,23 @@ pub fn state_from_blocks(
                 add(&mut st.reps, &b.reps, REP_ROWS * slots);
                 add(&mut st.calib, &b.calib, sh.calib_bins * BIN_FIELDS);
                 add(&mut st.calib_reps, &b.calib_reps, calib_reps);
+                if fam_len > 0 {
+                    let f = &b.fam[r * fam_len..(r + 1) * fam_len];
+                    crate::family::merge_block(
+                        &sh,
+                        &mut st.fam[id * fam_len..(id + 1) * fam_len],
+                        f,
+                    );
+                }
+                if fam_reps_len > 0 {
+                    let f = &b.fam_reps[r * fam_reps_len..(r + 1) * fam_reps_len];
+                    crate::family::merge_rep_block(
+                        &sh,
+                        &mut st.fam_reps[id * fam_reps_len..(id + 1) * fam_reps_len],
+                        f,
+                        sh.slots,
+                    );
+                }
             }
         }
     }
