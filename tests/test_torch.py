@@ -45,6 +45,10 @@ KINDS = {
     "calibration-sorted": dict(metrics=["ece", "rmsce", "roc_auc"], weight="w"),
     "binned": dict(auc="binned", auc_bins=32, metrics=["roc_auc", "average_precision"]),
     "drop": dict(nan_policy="drop", metrics=["accuracy", "roc_auc", "log_loss"]),
+    "smooth-slope": dict(metrics=["smooth_ece", "calibration_slope", "calibration_intercept",
+                                  "ece"], weight="w"),
+    "smooth-slope-bootstrap": dict(metrics=["smooth_ece", "calibration_slope", "brier"],
+                                   bootstrap=10, row_id="id"),
 }
 
 
@@ -306,9 +310,7 @@ def test_bad_arguments_are_refused_up_front():
         at.Evaluator(spec, categories={"country": ["a", "a"], "device": 3})
     with pytest.raises(assay.InvalidArgumentError, match="fitted to the data"):
         at.Evaluator(assay.Spec(label="y", score="p", slices=[assay.bins("age", 4)]))
-    for kw, what in [(dict(metrics=["smooth_ece"]), "smooth_ece"),
-                     (dict(metrics=["calibration_slope"]), "calibration_slope"),
-                     (dict(auc="sketch"), "sketch"),
+    for kw, what in [(dict(auc="sketch"), "sketch"),
                      (dict(metrics=["ece"], calibration_strategy="quantile"), "quantile"),
                      (dict(scores={"a": "p", "b": "q"}, bootstrap=10), "comparisons")]:
         s = assay.Spec(label="y", score=None if "scores" in kw else "p", **kw)
@@ -491,12 +493,16 @@ def test_native_refuses_inconsistent_device_blocks():
     keys = pa.table({"y": pa.array([0], pa.int64()), "p": [0.5], "g": ["a"]})
 
     def block(rows, n, counts_len=7):
-        return (np.array(rows, np.uint32).tobytes(), np.array(n, np.uint64).tobytes(),
-                np.ones(len(rows) * counts_len).tobytes(), b"", b"", b"", b"", b"", b"", b"")
+        return {"key_rows": np.array(rows, np.uint32).tobytes(),
+                "n": np.array(n, np.uint64).tobytes(),
+                "counts": np.ones(len(rows) * counts_len).tobytes()}
 
     ok = [[block([0], [1]), block([0], [1])]]
     state = _native.state_from_blocks(keys, job, spec._json, ok, [], 1, 0, None, 0)
     assert assay.PartialState._wrap(state, spec).rows == 1
+    with pytest.raises(ValueError, match="unknown device block"):
+        _native.state_from_blocks(keys, job, spec._json, [[{**block([0], [1]), "x": b""},
+                                                            block([0], [1])]], [], 1, 0, None, 0)
     for blocks, rows in [([[block([0], [1], 6), block([0], [1])]], 1),   # a short block
                          ([[block([0], [1]), block([3], [1])]], 1),      # no such key row
                          ([[block([0], [1]), block([0], [1])]], 5),      # counts != rows

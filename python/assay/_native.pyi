@@ -81,8 +81,7 @@ def device_layout(job: _Job) -> tuple[str | None, list[tuple[str, float]]]:
     blocks it fills."""
 
 def state_from_blocks(keys: Any, job: _Job, spec_json: str,
-                      blocks: list[list[tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes,
-                                              bytes, bytes, bytes]]],
+                      blocks: list[list[dict[str, bytes]]],
                       rank: list[tuple[bytes, bytes, bytes, bytes, list[bytes]]], rows: int,
                       dropped: int, max_weight: float | None, row_offset: int) -> State:
     """A partial state from blocks filled on a device (`assay.torch`); `keys` is an Arrow

@@ -454,6 +454,7 @@ class Evaluator:
                 f"Evaluator: {reason} is not on the torch path yet; accumulate such a job "
                 "with spec.accumulate(table) (a table from the tensors) instead")
         self._layout = {k: int(v) for k, v in layout}
+        self._logit_range = float(dict(layout)["logit_range"])
         self._regression = bool(self._layout["regression"])
         if self._regression and logits:
             raise InvalidArgumentError("Evaluator: logits=True is for binary scores")
@@ -525,6 +526,12 @@ class Evaluator:
                 "fam": torch.zeros(size, lay["fam_block"], dtype=f64, device=device),
                 "fam_reps": torch.zeros(size, slots * lay["regression"], lay["fam_fields"],
                                         dtype=f64, device=device),
+                # smooth_ece's grid (two fields per node) and the calibration slope's logit
+                # cells (six moments each).
+                "grid": torch.zeros(size, (lay["grid_cells"] + 1) * 2 * lay["grid"],
+                                    dtype=f64, device=device),
+                "logit": torch.zeros(size, lay["logit_cells"] * 6 * lay["logit"], dtype=f64,
+                                     device=device),
             }
             self._blocks.append(b)
         self._bad = torch.zeros(5 + len(self._features), dtype=torch.int64, device=device)
@@ -756,6 +763,42 @@ class Evaluator:
                 slot[:, :, :_REG_FIELDS] = _reg_state(y, p, kw, None, d, size, log)
                 b["fam_reps"] = _fam_merge(b["fam_reps"], slot, False)
 
+    def _add_grids(self, s: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                   ids: list[torch.Tensor]) -> None:
+        """smooth_ece's grid (``reliability::add_grid``) and the calibration slope's logit
+        cells (``reliability::add_logit``) of every slice."""
+        assert self._blocks is not None
+        lay = self._layout
+        grid_at = grid_vals = logit_at = logit_vals = None
+        if lay["grid"]:
+            cells = lay["grid_cells"]
+            x = s * cells
+            i = torch.clamp((s * cells).to(torch.int64), max=cells - 1)
+            f = x - i
+            r = w * (y - s)
+            grid_at = torch.stack([i * 2, i * 2 + 1, i * 2 + 2, i * 2 + 3], dim=1)
+            grid_vals = torch.stack([w * (1 - f), r * (1 - f), w * f, r * f], dim=1)
+        if lay["logit"]:
+            cells, rng = lay["logit_cells"], self._logit_range
+            h = 2.0 * rng / cells
+            p = s.clamp(_EPS, 1.0 - _EPS)
+            x = torch.log(p / (1.0 - p))
+            i = torch.clamp(((x + rng) * (1.0 / h)).floor(), 0, cells - 1).to(torch.int64)
+            d = x - (-rng + (i.to(torch.float64) + 0.5) * h)
+            wd = w * d
+            logit_at = i.unsqueeze(1) * 6 + torch.arange(6, device=s.device)
+            logit_vals = torch.stack([w, wd, wd * d, wd * d * d, w * y, wd * y], dim=1)
+        for k, b in enumerate(self._blocks):
+            d = ids[k].unsqueeze(1)
+            if grid_at is not None and grid_vals is not None:
+                g = b["grid"]
+                g.view(-1).index_add_(0, (d * g.shape[1] + grid_at).reshape(-1),
+                                      grid_vals.reshape(-1))
+            if logit_at is not None and logit_vals is not None:
+                lg = b["logit"]
+                lg.view(-1).index_add_(0, (d * lg.shape[1] + logit_at).reshape(-1),
+                                       logit_vals.reshape(-1))
+
     def _update(self, score: torch.Tensor, label: torch.Tensor,
                 cols: dict[str, torch.Tensor], weight: torch.Tensor | None,
                 row_id: torch.Tensor | None) -> None:
@@ -861,6 +904,8 @@ class Evaluator:
                     cr.index_add_(0, base + 1, kw * s.unsqueeze(1))
                     cr.index_add_(0, base + 2, kw * y.unsqueeze(1))
                     cr.index_add_(0, base + 3, kw * w.unsqueeze(1))
+        if lay["grid"] or lay["logit"]:
+            self._add_grids(s, y, w, ids)
         if lay["keep_rows"]:
             # One float64 matrix (it travels in one all_gather): the 63-bit resampling key as
             # two exact halves, the dense ids exact below 2^53.
@@ -1018,7 +1063,7 @@ class Evaluator:
             table[f.column] = pa.array(columns[f.column], type=f.arrow_type)
         keys = pa.Table.from_batches([pa.RecordBatch.from_pydict(table)])
         lookups = []
-        blocks = []
+        blocks: list[dict[str, bytes]] = []
         for k, h in enumerate(host):
             if k == 0:
                 rows = np.zeros(1, dtype=np.int64)
@@ -1029,16 +1074,15 @@ class Evaluator:
                 lookup = np.zeros(h["n"].shape[0], dtype=np.uint32)
                 lookup[rows] = key_rows
                 lookups.append(lookup)
-            blocks.append((
-                key_rows.tobytes(),
-                h["n"][rows].astype(np.uint64).tobytes(),
-                *(np.ascontiguousarray(h[name][rows], dtype=np.float64).tobytes()
-                  for name in ("counts", "moments", "hist", "reps", "calib", "calib_reps",
-                               "fam")),
-                # The engine's replicate blocks are field-major: [slice][field][slot].
-                np.ascontiguousarray(np.swapaxes(h["fam_reps"][rows], 1, 2),
-                                     dtype=np.float64).tobytes(),
-            ))
+            named = {"key_rows": key_rows.tobytes(),
+                     "n": h["n"][rows].astype(np.uint64).tobytes()}
+            for name in ("counts", "moments", "hist", "reps", "calib", "calib_reps", "fam",
+                         "grid", "logit"):
+                named[name] = np.ascontiguousarray(h[name][rows], dtype=np.float64).tobytes()
+            # The engine's replicate blocks are field-major: [slice][field][slot].
+            named["fam_reps"] = np.ascontiguousarray(
+                np.swapaxes(h["fam_reps"][rows], 1, 2), dtype=np.float64).tobytes()
+            blocks.append(named)
         rank = []
         if self._layout["keep_rows"]:
             kept = self._kept_rows().detach().cpu().numpy()

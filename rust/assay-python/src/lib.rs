@@ -509,20 +509,10 @@ fn u32s(bytes: &[u8], what: &str) -> PyResult<Vec<u32>> {
     le_values(bytes, what, u32::from_le_bytes)
 }
 
-/// One (model, slice spec)'s device blocks: key rows (u32), n (u64), counts, moments, hist,
-/// reps, calib, calib_reps, fam, fam_reps (f64), each as little-endian bytes.
-type BlockBytes = (
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-);
+/// One (model, slice spec)'s device blocks by name: `key_rows` (u32), `n` (u64), and the f64
+/// blocks `counts`, `moments`, `hist`, `reps`, `calib`, `calib_reps`, `fam`, `fam_reps`,
+/// `grid`, `logit` (absent: empty), each as little-endian bytes.
+type BlockBytes = std::collections::HashMap<String, Vec<u8>>;
 /// One model's kept rows: scores (f64), labels (u8), weights (f64), row keys (u64), key rows
 /// per slice spec (u32).
 type RowBytes = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
@@ -571,33 +561,30 @@ fn state_from_blocks<'py>(
             .map(|specs| {
                 specs
                     .into_iter()
-                    .map(
-                        |(
-                            key_rows,
-                            n,
-                            counts,
-                            moments,
-                            hist,
-                            reps,
-                            calib,
-                            calib_reps,
-                            fam,
-                            fam_reps,
-                        )| {
-                            Ok(SpecBlocks {
-                                key_rows: u32s(&key_rows, "key rows")?,
-                                n: u64s(&n, "n")?,
-                                counts: f64s(&counts, "counts")?,
-                                moments: f64s(&moments, "moments")?,
-                                hist: f64s(&hist, "hist")?,
-                                reps: f64s(&reps, "reps")?,
-                                calib: f64s(&calib, "calib")?,
-                                calib_reps: f64s(&calib_reps, "calib_reps")?,
-                                fam: f64s(&fam, "fam")?,
-                                fam_reps: f64s(&fam_reps, "fam_reps")?,
-                            })
-                        },
-                    )
+                    .map(|mut named| {
+                        let mut take = |k: &str| named.remove(k).unwrap_or_default();
+                        let f = |bytes: Vec<u8>, k: &str| f64s(&bytes, k);
+                        let blocks = SpecBlocks {
+                            key_rows: u32s(&take("key_rows"), "key_rows")?,
+                            n: u64s(&take("n"), "n")?,
+                            counts: f(take("counts"), "counts")?,
+                            moments: f(take("moments"), "moments")?,
+                            hist: f(take("hist"), "hist")?,
+                            reps: f(take("reps"), "reps")?,
+                            calib: f(take("calib"), "calib")?,
+                            calib_reps: f(take("calib_reps"), "calib_reps")?,
+                            fam: f(take("fam"), "fam")?,
+                            fam_reps: f(take("fam_reps"), "fam_reps")?,
+                            grid: f(take("grid"), "grid")?,
+                            logit: f(take("logit"), "logit")?,
+                        };
+                        if let Some(k) = named.keys().next() {
+                            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                                "unknown device block {k:?}"
+                            )));
+                        }
+                        Ok(blocks)
+                    })
                     .collect::<PyResult<Vec<_>>>()
             })
             .collect::<PyResult<Vec<_>>>()?;

@@ -18,6 +18,7 @@ use crate::error::{AssayError, Result};
 use crate::metrics::Family;
 use crate::reliability::{BIN_FIELDS, REP_BIN_FIELDS};
 use crate::state::{BinaryCounts, Moments, RankRows, WeightScale, REP_ROWS};
+use crate::state::{GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS};
 
 /// Fields per block row of [`SpecBlocks::counts`]: the weight sum, tp, fp, tn, fn, the weighted
 /// log-loss and squared-error sums.
@@ -50,6 +51,11 @@ pub struct SpecBlocks {
     /// A task family's replicate block per block row (`family::rep_block_len`), as
     /// `SliceStates::fam_reps`.
     pub fam_reps: Vec<f64>,
+    /// `(GRID_CELLS + 1) x GRID_FIELDS` per block row (smooth_ece), as `SliceStates::grid`.
+    pub grid: Vec<f64>,
+    /// `LOGIT_CELLS x LOGIT_FIELDS` per block row (the calibration slope), as
+    /// `SliceStates::logit`.
+    pub logit: Vec<f64>,
 }
 
 /// The kept rows of one model (exact rank metrics), in any order.
@@ -86,7 +92,6 @@ fn bad(m: impl Into<String>) -> AssayError {
 /// What the torch path cannot fill yet, for the job of `spec`; `None` when it can.
 pub fn unsupported(spec: &EvalSpec) -> Option<String> {
     let plan = Plan::new(spec, spec.slices.len(), false);
-    let sh = plan.shape;
     if spec.compare.is_some() {
         return Some("comparisons (scores={...})".into());
     }
@@ -104,12 +109,6 @@ pub fn unsupported(spec: &EvalSpec) -> Option<String> {
             return Some("median_absolute_error".into());
         }
         return None;
-    }
-    if sh.grid {
-        return Some("smooth_ece".into());
-    }
-    if sh.logit {
-        return Some("calibration_slope / calibration_intercept".into());
     }
     if plan.quantile_bins || plan.sorted_calib.is_some_and(|w| w.quantile_bins > 0) {
         return Some("quantile calibration bins (calibration_strategy=\"quantile\", ace)".into());
@@ -137,6 +136,11 @@ pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
         ("fam_block", crate::family::block_len(&sh) as f64),
         ("fam_fields", crate::family::rep_fields(&sh) as f64),
         ("log_errors", plan.log_errors as u8 as f64),
+        ("grid", sh.grid as u8 as f64),
+        ("grid_cells", crate::state::GRID_CELLS as f64),
+        ("logit", sh.logit as u8 as f64),
+        ("logit_cells", crate::state::LOGIT_CELLS as f64),
+        ("logit_range", crate::state::LOGIT_RANGE),
         ("hist_bins", sh.hist_bins as f64),
         ("slots", slots as f64),
         (
@@ -243,6 +247,10 @@ pub fn state_from_blocks(
                 crate::family::block_len(&sh),
                 crate::family::rep_block_len(&sh),
             );
+            let grid_len = (GRID_CELLS + 1) * GRID_FIELDS * sh.grid as usize;
+            let logit_len = LOGIT_CELLS * LOGIT_FIELDS * sh.logit as usize;
+            want(b.grid.len(), grid_len, "calibration grid")?;
+            want(b.logit.len(), logit_len, "logit grid")?;
             want(b.fam.len(), fam_len, "task family")?;
             want(b.fam_reps.len(), fam_reps_len, "task family replicates")?;
             let st = &mut state.total.specs[m * per_model + k];
@@ -278,6 +286,8 @@ pub fn state_from_blocks(
                 add(&mut st.reps, &b.reps, REP_ROWS * slots);
                 add(&mut st.calib, &b.calib, sh.calib_bins * BIN_FIELDS);
                 add(&mut st.calib_reps, &b.calib_reps, calib_reps);
+                add(&mut st.grid, &b.grid, grid_len);
+                add(&mut st.logit, &b.logit, logit_len);
                 if fam_len > 0 {
                     let f = &b.fam[r * fam_len..(r + 1) * fam_len];
                     crate::family::merge_block(
