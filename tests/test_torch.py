@@ -45,6 +45,10 @@ KINDS = {
     "calibration-sorted": dict(metrics=["ece", "rmsce", "roc_auc"], weight="w"),
     "binned": dict(auc="binned", auc_bins=32, metrics=["roc_auc", "average_precision"]),
     "drop": dict(nan_policy="drop", metrics=["accuracy", "roc_auc", "log_loss"]),
+    "quantile-bins": dict(metrics=["ece", "ace", "accuracy"], calibration_strategy="quantile",
+                          calibration_bins=6),
+    "quantile-bins-weighted": dict(metrics=["ece", "mce", "roc_auc"],
+                                   calibration_strategy="quantile", weight="w"),
     "smooth-slope": dict(metrics=["smooth_ece", "calibration_slope", "calibration_intercept",
                                   "ece"], weight="w"),
     "smooth-slope-bootstrap": dict(metrics=["smooth_ece", "calibration_slope", "brier"],
@@ -311,7 +315,6 @@ def test_bad_arguments_are_refused_up_front():
     with pytest.raises(assay.InvalidArgumentError, match="fitted to the data"):
         at.Evaluator(assay.Spec(label="y", score="p", slices=[assay.bins("age", 4)]))
     for kw, what in [(dict(auc="sketch"), "sketch"),
-                     (dict(metrics=["ece"], calibration_strategy="quantile"), "quantile"),
                      (dict(scores={"a": "p", "b": "q"}, bootstrap=10), "comparisons")]:
         s = assay.Spec(label="y", score=None if "scores" in kw else "p", **kw)
         with pytest.raises(assay.InvalidArgumentError, match=what):
@@ -503,7 +506,10 @@ def test_native_refuses_inconsistent_device_blocks():
     with pytest.raises(ValueError, match="unknown device block"):
         _native.state_from_blocks(keys, job, spec._json, [[{**block([0], [1]), "x": b""},
                                                             block([0], [1])]], [], 1, 0, None, 0)
-    for blocks, rows in [([[block([0], [1], 6), block([0], [1])]], 1),   # a short block
+    nan = {**block([0], [1]), "counts": np.array([1, np.nan, 0, 0, 0, 0, 0.0]).tobytes()}
+    for blocks, rows in [([[nan, block([0], [1])]], 1),                  # a NaN sum
+                         ([[block([0], [1]), block([0, 0], [2**64 - 1, 1])]], 1),  # wraps
+                         ([[block([0], [1], 6), block([0], [1])]], 1),   # a short block
                          ([[block([0], [1]), block([3], [1])]], 1),      # no such key row
                          ([[block([0], [1]), block([0], [1])]], 5),      # counts != rows
                          ([[block([0], [1])]], 1)]:                      # a spec missing
@@ -525,3 +531,38 @@ def test_nan_labels_are_dropped_like_evaluate_drops_them():
                                       nan_to_null=False))
     assert (got.rows, got.dropped) == (want.rows, want.dropped) == (400, 3)
     assert_same_table(got.table, want.table)
+
+
+def test_review_cases_bools_by_value_negative_binned_scores_and_refusals():
+    # Boolean categories map by value, in any order.
+    spec = assay.Spec(label="y", score="p", slices=["flag"], metrics=["accuracy"])
+    flag = torch.tensor([True, False, True, True])
+    ev = at.Evaluator(spec, categories={"flag": [True, False]})
+    ev.update(score=torch.tensor([0.9, 0.2, 0.1, 0.8], dtype=torch.float64),
+              label=torch.tensor([1, 0, 1, 1]), features={"flag": flag})
+    table = pl.DataFrame({"y": [1, 0, 1, 1], "p": [0.9, 0.2, 0.1, 0.8],
+                          "flag": [True, False, True, True]})
+    assert_same_table(ev.compute().table, spec.evaluate(table).table)
+    with pytest.raises(assay.InvalidInputError, match="boolean categories"):
+        at.Evaluator(spec, categories={"flag": 2}).update(
+            score=torch.zeros(4), label=torch.zeros(4), features={"flag": flag})
+    # A negative score with binned AUC is bad input, not an index error (or a device assert).
+    spec = assay.Spec(label="y", score="p", auc="binned", metrics=["roc_auc", "smooth_ece"],
+                      slices=["g"])
+    ev = at.Evaluator(spec, categories={"g": 2})
+    ev.update(score=torch.tensor([-0.5, 0.5, 1.5]), label=torch.tensor([0, 1, 1]),
+              features={"g": torch.tensor([1, 1, 0])})
+    with pytest.raises(assay.InvalidInputError, match="outside \\[0, 1\\]"):
+        ev.compute()
+    # row_id= without a spec row id is refused; a float code tensor is refused before the
+    # state moves, so the evaluator stays usable.
+    spec = assay.Spec(label="y", score="p", slices=["g"], bootstrap=5, metrics=["accuracy"])
+    ev = at.Evaluator(spec, categories={"g": 2})
+    t = torch.tensor([0.2, 0.7], dtype=torch.float64)
+    with pytest.raises(assay.InvalidInputError, match="no row_id"):
+        ev.update(score=t, label=torch.tensor([0, 1]), features={"g": torch.tensor([0, 1])},
+                  row_id=torch.tensor([5, 6]))
+    with pytest.raises(assay.InvalidInputError, match="integer tensor"):
+        ev.update(score=t, label=torch.tensor([0, 1]), features={"g": t})
+    ev.update(score=t, label=torch.tensor([0, 1]), features={"g": torch.tensor([0, 1])})
+    assert ev.compute().rows == 2

@@ -323,6 +323,7 @@ class _Feature:
             self.column = feature.column
             assert feature.edges is not None
             self.edges = [float(e) for e in feature.edges]
+            self._edges = {}
             m = len(self.edges)
             self.n_codes = m + 2
             # Bin j < m - 1 holds e_j; m - 1 is below range, m above, m + 1 null (NaN).
@@ -331,6 +332,7 @@ class _Feature:
             return
         self.column = feature
         self.edges = []
+        self._edges: dict[torch.device, torch.Tensor] = {}
         if feature not in categories:
             raise InvalidArgumentError(
                 f"Evaluator: slice feature {feature!r} needs its categories: pass "
@@ -375,22 +377,49 @@ class _Feature:
         self.n_codes = len(values) + 1
         self.values = [None, *values]
 
+    def check(self, x: torch.Tensor) -> None:
+        """Refuses a tensor of the wrong kind (from metadata alone, before any state moves)."""
+        if self.edges:
+            if x.is_complex() or x.dtype == torch.bool:
+                raise InvalidInputError(
+                    f"feature {self.column!r}: a binned feature must be numeric, got {x.dtype}",
+                    self.column)
+            return
+        if x.dtype == torch.bool:
+            if self.arrow_type != pa.bool_():
+                raise InvalidInputError(
+                    f"feature {self.column!r}: a bool tensor needs boolean categories "
+                    "(categories={...: [False, True]})", self.column)
+        elif x.is_floating_point() or x.is_complex():
+            raise InvalidInputError(
+                f"feature {self.column!r}: codes must be an integer tensor, got {x.dtype}",
+                self.column)
+
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(codes, bad): the device codes of ``x`` and where ``x`` is not a valid code."""
         if self.edges:
             v = x.to(torch.float64)
-            e = torch.tensor(self.edges, dtype=torch.float64, device=v.device)
+            e = self._edges.get(v.device)
+            if e is None:  # once per device: a host copy per batch would synchronize
+                e = self._edges[v.device] = torch.tensor(self.edges, dtype=torch.float64,
+                                                         device=v.device)
             m = len(self.edges)
             k = torch.searchsorted(e, v, right=True)
             code = torch.where(k == 0, m - 1, k - 1)
             code = torch.where(k == m, torch.where(v == e[-1], m - 2, m), code)
             code = torch.where(torch.isnan(v), m + 1, code)
             return code, torch.zeros_like(code, dtype=torch.bool)
-        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-            if x.dtype != torch.bool:
-                raise InvalidInputError(
-                    f"feature {self.column!r}: codes must be an integer tensor, got {x.dtype}",
-                    self.column)
+        if x.dtype == torch.bool:
+            # Booleans by value: code of True / False is their place in the categories.
+            where = {v: i for i, v in enumerate(self.values[1:])}
+            t, f = where.get(True), where.get(False)
+            bad = torch.zeros_like(x)
+            if t is None:
+                bad = bad | x
+            if f is None:
+                bad = bad | ~x
+            c = torch.where(x, -1 if t is None else t, -1 if f is None else f)
+            return c + 1, bad
         c = x.to(torch.int64)
         bad = (c < -1) | (c >= self.n_codes - 1)
         return torch.where(bad, 0, c + 1), bad
@@ -532,6 +561,11 @@ class Evaluator:
                                     dtype=f64, device=device),
                 "logit": torch.zeros(size, lay["logit_cells"] * 6 * lay["logit"], dtype=f64,
                                      device=device),
+                # The overall slice's probability histogram (quantile bins): rows,
+                # positives, score sums per bucket.
+                "prob_hist": torch.zeros(
+                    size, 3 * lay["prob_buckets"] * lay["prob_counts"] * (not self._blocks),
+                    dtype=f64, device=device),
             }
             self._blocks.append(b)
         self._bad = torch.zeros(5 + len(self._features), dtype=torch.int64, device=device)
@@ -606,9 +640,16 @@ class Evaluator:
             raise InvalidInputError(
                 f"Evaluator.update: the spec has row_id={self._row_id!r}; pass row_id=",
                 self._row_id)
+        if self._row_id is None and row_id is not None:
+            raise InvalidInputError(
+                "Evaluator.update: the spec has no row_id; drop row_id= (or give the spec "
+                "row_id=\"...\": replicate weights follow it)")
         if row_id is not None and (row_id.is_floating_point() or row_id.dtype == torch.bool):
             raise InvalidInputError("Evaluator.update: row_id must be an integer tensor",
                                     self._row_id)
+        for f in self._features:
+            if isinstance(features[f.column], torch.Tensor):
+                f.check(features[f.column])
         if self._blocks is None:
             self._alloc(self._device or score.device)
         elif score.device != self._device:
@@ -773,7 +814,7 @@ class Evaluator:
         if lay["grid"]:
             cells = lay["grid_cells"]
             x = s * cells
-            i = torch.clamp((s * cells).to(torch.int64), max=cells - 1)
+            i = torch.clamp((s * cells).to(torch.int64), 0, cells - 1)  # (bad s: raised)
             f = x - i
             r = w * (y - s)
             grid_at = torch.stack([i * 2, i * 2 + 1, i * 2 + 2, i * 2 + 3], dim=1)
@@ -873,7 +914,7 @@ class Evaluator:
         hb, cb, slots = lay["hist_bins"], lay["calib_bins"], lay["slots"]
         hist_at = None
         if hb:
-            hist_bin = torch.clamp((s * hb).to(torch.int64), max=hb - 1)
+            hist_bin = torch.clamp((s * hb).to(torch.int64), 0, hb - 1)  # (bad s: raised)
             hist_at = hist_bin * 2 + y.to(torch.int64)
         calib_bin = None
         if cb:
@@ -906,6 +947,14 @@ class Evaluator:
                     cr.index_add_(0, base + 3, kw * w.unsqueeze(1))
         if lay["grid"] or lay["logit"]:
             self._add_grids(s, y, w, ids)
+        if lay["prob_counts"]:
+            buckets = lay["prob_buckets"]
+            at = torch.clamp((s * buckets).to(torch.int64), 0, buckets - 1)
+            okf = ok.to(f64)
+            hist = self._blocks[0]["prob_hist"].view(3, buckets)
+            hist[0].index_add_(0, at, okf)
+            hist[1].index_add_(0, at, okf * y)
+            hist[2].index_add_(0, at, okf * s)
         if lay["keep_rows"]:
             # One float64 matrix (it travels in one all_gather): the 63-bit resampling key as
             # two exact halves, the dense ids exact below 2^53.
@@ -966,14 +1015,18 @@ class Evaluator:
                 "positions, which every rank counts from 0; give the spec row_id= and pass "
                 "row_id= to update")
         if self._blocks is None:
-            # A rank with no batches still joins the collectives, with zero blocks.
-            self._alloc(self._device or torch.device("cpu"))
+            # A rank with no batches still joins the collectives, with zero blocks, on the
+            # device its backend reduces on.
+            default = torch.device("cuda", torch.cuda.current_device()) \
+                if dist.get_backend() == "nccl" else torch.device("cpu")
+            self._alloc(self._device or default)
         assert self._blocks is not None
         if self._row_id is not None and dist.get_world_size() > 1:
             self._drop_padding(dist)
         additive = [(b, k) for b in self._blocks for k in b if k not in _CHAN_KEYS]
         parts = [b[k].to(torch.float64).reshape(-1) for b, k in additive]
-        meta = torch.stack([torch.tensor(float(self._rows), device=self._device),
+        meta = torch.stack([torch.tensor(float(self._rows), dtype=torch.float64,
+                                         device=self._device),
                             self._dropped.to(torch.float64)])
         flat = torch.cat([*parts, self._bad.to(torch.float64), meta])
         dist.all_reduce(flat)
@@ -1077,7 +1130,7 @@ class Evaluator:
             named = {"key_rows": key_rows.tobytes(),
                      "n": h["n"][rows].astype(np.uint64).tobytes()}
             for name in ("counts", "moments", "hist", "reps", "calib", "calib_reps", "fam",
-                         "grid", "logit"):
+                         "grid", "logit", "prob_hist"):
                 named[name] = np.ascontiguousarray(h[name][rows], dtype=np.float64).tobytes()
             # The engine's replicate blocks are field-major: [slice][field][slot].
             named["fam_reps"] = np.ascontiguousarray(

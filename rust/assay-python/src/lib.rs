@@ -511,7 +511,7 @@ fn u32s(bytes: &[u8], what: &str) -> PyResult<Vec<u32>> {
 
 /// One (model, slice spec)'s device blocks by name: `key_rows` (u32), `n` (u64), and the f64
 /// blocks `counts`, `moments`, `hist`, `reps`, `calib`, `calib_reps`, `fam`, `fam_reps`,
-/// `grid`, `logit` (absent: empty), each as little-endian bytes.
+/// `grid`, `logit`, `prob_hist` (absent: empty), each as little-endian bytes.
 type BlockBytes = std::collections::HashMap<String, Vec<u8>>;
 /// One model's kept rows: scores (f64), labels (u8), weights (f64), row keys (u64), key rows
 /// per slice spec (u32).
@@ -577,6 +577,7 @@ fn state_from_blocks<'py>(
                             fam_reps: f(take("fam_reps"), "fam_reps")?,
                             grid: f(take("grid"), "grid")?,
                             logit: f(take("logit"), "logit")?,
+                            prob_hist: f(take("prob_hist"), "prob_hist")?,
                         };
                         if let Some(k) = named.keys().next() {
                             return Err(pyo3::exceptions::PyValueError::new_err(format!(

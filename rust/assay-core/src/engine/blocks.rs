@@ -18,7 +18,7 @@ use crate::error::{AssayError, Result};
 use crate::metrics::Family;
 use crate::reliability::{BIN_FIELDS, REP_BIN_FIELDS};
 use crate::state::{BinaryCounts, Moments, RankRows, WeightScale, REP_ROWS};
-use crate::state::{GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS};
+use crate::state::{ProbHist, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, PROB_BUCKETS};
 
 /// Fields per block row of [`SpecBlocks::counts`]: the weight sum, tp, fp, tn, fn, the weighted
 /// log-loss and squared-error sums.
@@ -56,6 +56,9 @@ pub struct SpecBlocks {
     /// `LOGIT_CELLS x LOGIT_FIELDS` per block row (the calibration slope), as
     /// `SliceStates::logit`.
     pub logit: Vec<f64>,
+    /// The overall slice only (spec 0), when the job counts probabilities for its quantile
+    /// bins: `PROB_BUCKETS` rows, then positives, then score sums (`state::ProbHist`).
+    pub prob_hist: Vec<f64>,
 }
 
 /// The kept rows of one model (exact rank metrics), in any order.
@@ -110,9 +113,6 @@ pub fn unsupported(spec: &EvalSpec) -> Option<String> {
         }
         return None;
     }
-    if plan.quantile_bins || plan.sorted_calib.is_some_and(|w| w.quantile_bins > 0) {
-        return Some("quantile calibration bins (calibration_strategy=\"quantile\", ace)".into());
-    }
     if plan.sketch_runs > 0 {
         return Some("auc=\"sketch\"".into());
     }
@@ -141,6 +141,8 @@ pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
         ("logit", sh.logit as u8 as f64),
         ("logit_cells", crate::state::LOGIT_CELLS as f64),
         ("logit_range", crate::state::LOGIT_RANGE),
+        ("prob_counts", plan.prob_counts as u8 as f64),
+        ("prob_buckets", PROB_BUCKETS as f64),
         ("hist_bins", sh.hist_bins as f64),
         ("slots", slots as f64),
         (
@@ -252,10 +254,48 @@ pub fn state_from_blocks(
             want(b.grid.len(), grid_len, "calibration grid")?;
             want(b.logit.len(), logit_len, "logit grid")?;
             want(b.fam.len(), fam_len, "task family")?;
+            let hist_len = 3 * PROB_BUCKETS * (plan.prob_counts && k == 0) as usize;
+            if b.prob_hist.len() != hist_len {
+                return Err(bad("probability histogram length"));
+            }
+            if hist_len > 0 {
+                let (rows, rest) = b.prob_hist.split_at(PROB_BUCKETS);
+                let (positives, scores) = rest.split_at(PROB_BUCKETS);
+                let into = state
+                    .prob_hists
+                    .get_mut(m)
+                    .ok_or_else(|| bad("probability histograms"))?;
+                into.merge(&ProbHist {
+                    rows: rows.to_vec(),
+                    positives: positives.to_vec(),
+                    scores: scores.to_vec(),
+                });
+            }
             want(b.fam_reps.len(), fam_reps_len, "task family replicates")?;
+            let finite = [
+                &b.counts,
+                &b.moments,
+                &b.hist,
+                &b.reps,
+                &b.calib,
+                &b.calib_reps,
+                &b.fam,
+                &b.fam_reps,
+                &b.grid,
+                &b.logit,
+                &b.prob_hist,
+            ]
+            .iter()
+            .all(|v| v.iter().all(|x| x.is_finite()));
+            if !finite {
+                return Err(bad("a block value is not finite"));
+            }
             let st = &mut state.total.specs[m * per_model + k];
             for (r, key_row) in b.key_rows.iter().enumerate() {
                 let id = engine_id(k, *key_row)?;
+                if st.counts[id].n.checked_add(b.n[r]).is_none() {
+                    return Err(bad("row counts overflow"));
+                }
                 let c = &b.counts[r * COUNT_FIELDS..(r + 1) * COUNT_FIELDS];
                 st.counts[id].merge(&BinaryCounts {
                     n: b.n[r],
