@@ -71,14 +71,15 @@ def make_data(seed: int, n: int, *, nan_scores: bool = False) -> dict[str, np.nd
     device = rng.integers(0, 3, n)
     age = rng.normal(40, 15, n)
     age[rng.random(n) < 0.03] = np.nan
-    return {"y": y, "p": p, "country": country, "device": device, "age": age,
+    q = np.clip(np.nan_to_num(p, nan=0.5) + rng.normal(0, 0.2, n), 0, 1)
+    return {"y": y, "p": p, "q": q, "country": country, "device": device, "age": age,
             "w": rng.uniform(0.1, 5.0, n), "id": (rng.permutation(n) * 3 + 7).astype(np.int64)}
 
 
 def as_table(d: dict[str, np.ndarray]) -> pl.DataFrame:
     """The rows as the CPU engine reads them (codes turned into their values)."""
     return pl.DataFrame({
-        "y": d["y"], "p": d["p"],
+        "y": d["y"], "p": d["p"], "q": d["q"],
         "country": pl.Series([None if c < 0 else VOCAB[c] for c in d["country"].tolist()],
                              dtype=pl.String),
         "device": d["device"], "age": d["age"], "w": d["w"], "id": d["id"],
@@ -217,13 +218,58 @@ def test_regression_bad_values_and_options():
         ev.update(score=torch.zeros(2), label=torch.zeros(2))
     with pytest.raises(assay.InvalidArgumentError, match="logits=True"):
         at.Evaluator(spec, logits=True)
-    for kw, what in [(dict(metrics=["poisson_deviance"]), "poisson_deviance"),
+    for kw, what in [(dict(scores={"a": "p", "b": "q"}, bootstrap=5), "regression compar"),
+                     (dict(metrics=["poisson_deviance"]), "poisson_deviance"),
                      (dict(metrics=["pinball@0.9"]), "pinball"),
                      (dict(metrics=["median_absolute_error"]), "median_absolute_error"),
                      (dict(metrics=["coverage"], lower="lo", upper="hi"), "prediction interv")]:
-        s = assay.Spec(label="y", prediction="p", task="regression", **kw)
+        pred = {} if "scores" in kw else {"prediction": "p"}
+        s = assay.Spec(label="y", task="regression", **pred, **kw)
         with pytest.raises(assay.InvalidArgumentError, match=what):
             at.Evaluator(s)
+
+
+COMPARE_KINDS = {
+    "percentile": dict(bootstrap=20, row_id="id",
+                       metrics=["accuracy", "roc_auc", "log_loss", "ece", "f1"]),
+    "bca-weighted": dict(bootstrap=15, ci_method="bca", weight="w", row_id="id",
+                         metrics=["roc_auc", "brier", "recall"]),
+    "drop-positions": dict(bootstrap=10, ci_method="basic", nan_policy="drop",
+                           metrics=["accuracy", "average_precision"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(COMPARE_KINDS))
+@SETTINGS
+@given(case=cases())
+def test_comparison_evaluator_equals_compare(kind, case):
+    seed, n, cuts = case
+    kw = COMPARE_KINDS[kind]
+    spec = assay.Spec(label="y", scores={"old": "p", "new": "q"}, slices=SLICES, **kw)
+    d = make_data(seed, n, nan_scores=kw.get("nan_policy") == "drop")
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        t = {k: torch.as_tensor(v[a:b]) for k, v in d.items()}
+        ev.update(score={"new": t["q"], "old": t["p"]}, label=t["y"],
+                  features={"country": t["country"], "device": t["device"], "age": t["age"]},
+                  weight=t["w"] if spec.weight else None,
+                  row_id=t["id"] if spec.row_id else None)
+    try:
+        want = spec.evaluate(as_table(d))
+    except assay.AssayError as e:
+        with pytest.raises(type(e)):
+            ev.compute()
+        return
+    got = ev.compute()
+    assert isinstance(got, assay.Comparison)
+    assert_same_table(got.table, want.table)
+    for name in ("old", "new"):
+        assert_same_table(got.reports[name].table, want.reports[name].table)
+    with pytest.raises(assay.InvalidInputError, match="score=\\{name: tensor\\}"):
+        ev.update(score=torch.zeros(2), label=torch.zeros(2),
+                  features={"country": torch.zeros(2, dtype=torch.long),
+                            "device": torch.zeros(2, dtype=torch.long),
+                            "age": torch.zeros(2)})
 
 
 def test_logits_bool_labels_and_integer_categories():
@@ -315,8 +361,8 @@ def test_bad_arguments_are_refused_up_front():
     with pytest.raises(assay.InvalidArgumentError, match="fitted to the data"):
         at.Evaluator(assay.Spec(label="y", score="p", slices=[assay.bins("age", 4)]))
     for kw, what in [(dict(auc="sketch"), "sketch"),
-                     (dict(scores={"a": "p", "b": "q"}, bootstrap=10), "comparisons")]:
-        s = assay.Spec(label="y", score=None if "scores" in kw else "p", **kw)
+                     ]:
+        s = assay.Spec(label="y", score="p", **kw)
         with pytest.raises(assay.InvalidArgumentError, match=what):
             at.Evaluator(s)
     ev = at.Evaluator(spec, categories=CATEGORIES)

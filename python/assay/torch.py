@@ -25,9 +25,10 @@ import pyarrow as pa
 import torch
 
 from . import _native
+from ._compare import Comparison
 from ._evaluate import Bins
 from ._spec import PartialState, Spec
-from .errors import InvalidArgumentError, InvalidInputError, StateMismatchError
+from .errors import InvalidArgumentError, InvalidInputError
 from .report import Report
 
 __all__ = ["Evaluator", "replicate_draws"]
@@ -188,7 +189,9 @@ def _reg_state(y: torch.Tensor, p: torch.Tensor, kw: torch.Tensor, rows: torch.T
 
     m2y, m2p = centred(add(kw * a * a), dy), centred(add(kw * b * b), dp)
     m2e = centred(add(kw * c * c), de)
-    cyp = torch.where((m2y > 0) & (m2p > 0), add(kw * a * b) - dy * dp / wd, 0.0)
+    bound = (m2y * m2p).sqrt()  # Cauchy-Schwarz, as the engine's `chan_form`
+    cyp = torch.where((m2y > 0) & (m2p > 0),
+                      torch.clamp(add(kw * a * b) - dy * dp / wd, -bound, bound), 0.0)
     terms = _reg_terms(y, p, log)
     sums = [add(kw * t.unsqueeze(1)) for t in (terms[0], terms[1], terms[3], terms[4],
                                                 y.abs(), terms[5])]
@@ -521,6 +524,9 @@ class Evaluator:
             self._resampler = _Resampler(job.interval[3], lay["replicates"], lay["slots"]
                                          or lay["replicates"])
         self._row_id = None if job.interval is None else job.interval[4]
+        # Models in the engine's order (a comparison's reference first) and their columns.
+        self._models: list[tuple[str, str]] = [("", job.score)] if job.compare is None else \
+            [(job.compare[0], job.score), *job.compare[1]]
         self._weighted = job.weight is not None
         self._rows = 0
         self._synced = False
@@ -538,7 +544,8 @@ class Evaluator:
         slots = lay["slots"]
         self._device = device
         self._blocks = []
-        for size in [1] + [s for _, _, s in self._specs]:
+        sizes = [1] + [s for _, _, s in self._specs]
+        for size in sizes * len(self._models):
             b = {
                 "n": torch.zeros(size, dtype=torch.int64, device=device),
                 "counts": torch.zeros(size, 7, dtype=f64, device=device),
@@ -564,8 +571,8 @@ class Evaluator:
                 # The overall slice's probability histogram (quantile bins): rows,
                 # positives, score sums per bucket.
                 "prob_hist": torch.zeros(
-                    size, 3 * lay["prob_buckets"] * lay["prob_counts"] * (not self._blocks),
-                    dtype=f64, device=device),
+                    size, 3 * lay["prob_buckets"] * lay["prob_counts"]
+                    * (len(self._blocks) % len(sizes) == 0), dtype=f64, device=device),
             }
             self._blocks.append(b)
         self._bad = torch.zeros(5 + len(self._features), dtype=torch.int64, device=device)
@@ -602,6 +609,15 @@ class Evaluator:
         elif prediction is not None or score is None:
             raise InvalidInputError(
                 "Evaluator.update: a binary spec takes score=, not prediction=", self.spec.score)
+        models: list[torch.Tensor] = []
+        if len(self._models) > 1:
+            names = [name for name, _ in self._models]
+            if not isinstance(score, Mapping) or sorted(score) != sorted(names):
+                raise InvalidInputError(
+                    f"Evaluator.update: a comparison spec takes score={{name: tensor}} for "
+                    f"the models {names}")
+            models = [score[name] for name in names]
+            score = models[0]
         if not isinstance(score, torch.Tensor) or not isinstance(label, torch.Tensor):
             raise InvalidInputError("Evaluator.update: score and label must be tensors")
         n = score.shape[0] if score.dim() == 1 else -1
@@ -658,6 +674,11 @@ class Evaluator:
                 f"{self._device}")
         if n == 0:
             return
+        if models:
+            score = torch.stack([same(t, col) for t, (_, col) in
+                                 zip(models, self._models, strict=True)], dim=1)
+        else:
+            score = score.unsqueeze(1)
         cols = {f.column: same(features[f.column], f.column) for f in self._features}
         w = None if weight is None else same(weight, self.spec.weight or "weight")
         rid = None if row_id is None else same(row_id, self._row_id or "row_id")
@@ -737,8 +758,8 @@ class Evaluator:
             # The tail's rows are the last kept rows: mark the duplicates as not counted.
             rows = torch.cat(self._kept)
             n_tail = tail["row_id"].shape[0]
-            flags = rows[-n_tail:, 3]
-            rows[-n_tail:, 3] = torch.where(dup, 0.0, flags)
+            flags = rows[-n_tail:, 2]
+            rows[-n_tail:, 2] = torch.where(dup, 0.0, flags)
             self._kept = [rows]
 
     def _slice_ids(self, cols: dict[str, torch.Tensor], ok: torch.Tensor,
@@ -805,7 +826,7 @@ class Evaluator:
                 b["fam_reps"] = _fam_merge(b["fam_reps"], slot, False)
 
     def _add_grids(self, s: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-                   ids: list[torch.Tensor]) -> None:
+                   ids: list[torch.Tensor], blocks: list[dict[str, torch.Tensor]]) -> None:
         """smooth_ece's grid (``reliability::add_grid``) and the calibration slope's logit
         cells (``reliability::add_logit``) of every slice."""
         assert self._blocks is not None
@@ -829,7 +850,7 @@ class Evaluator:
             wd = w * d
             logit_at = i.unsqueeze(1) * 6 + torch.arange(6, device=s.device)
             logit_vals = torch.stack([w, wd, wd * d, wd * d * d, w * y, wd * y], dim=1)
-        for k, b in enumerate(self._blocks):
+        for k, b in enumerate(blocks):
             d = ids[k].unsqueeze(1)
             if grid_at is not None and grid_vals is not None:
                 g = b["grid"]
@@ -843,18 +864,21 @@ class Evaluator:
     def _update(self, score: torch.Tensor, label: torch.Tensor,
                 cols: dict[str, torch.Tensor], weight: torch.Tensor | None,
                 row_id: torch.Tensor | None) -> None:
+        """One piece of a batch; ``score`` is ``[rows, models]`` (a comparison's models in
+        the engine's order: the reference first)."""
         assert self._blocks is not None
         lay, f64 = self._layout, torch.float64
         n, dev = score.shape[0], score.device
         pos = torch.arange(n, device=dev, dtype=torch.int64) + (self._row_offset + self._rows)
         self._rows += n
         if self._regression:
-            self._update_regression(score, label, cols, weight, row_id, pos)
+            self._update_regression(score[:, 0], label, cols, weight, row_id, pos)
             return
-        s = score.to(f64)
+        scores = score.to(f64)
         if self._logits:
-            s = torch.sigmoid(s)
-        bad_score = ~torch.isfinite(s)
+            scores = torch.sigmoid(scores)
+        # A row missing any model's score is dropped for all of them: comparisons are paired.
+        bad_score = ~torch.isfinite(scores).all(dim=1)
         if label.dtype == torch.bool:
             y = label.to(f64)
             bad_label = torch.zeros_like(bad_score)
@@ -872,9 +896,9 @@ class Evaluator:
         else:
             self._flag(_BAD_SCORE, bad_score, pos)
         self._flag(_BAD_LABEL, bad_label & ok, pos)
-        s = torch.where(ok, s, 0.5)
+        scores = torch.where(ok.unsqueeze(1), scores, 0.5)
         if lay["need_probability"]:
-            self._flag(_BAD_PROB, ok & ((s < 0) | (s > 1)), pos)
+            self._flag(_BAD_PROB, ok & ((scores < 0) | (scores > 1)).any(dim=1), pos)
         if weight is not None:
             w = weight.to(f64)
             bad_w = ~(torch.isfinite(w) & (w > 0) & (w >= 2.0**-32) & (w < 2.0**33))
@@ -884,6 +908,34 @@ class Evaluator:
             w = ok.to(f64)
         okn = ok.to(torch.int64)
         ids = self._slice_ids(cols, ok, pos)
+        kw = None
+        keys = None
+        if self._resampler is not None:
+            keys = self._resampler.row_keys(row_id.to(torch.int64) if row_id is not None
+                                            else pos)
+            if lay["slots"] > 0:
+                kw = self._resampler.weights(keys, w)
+        per_model = len(self._specs) + 1
+        for m in range(scores.shape[1]):
+            self._add_model(scores[:, m].contiguous(), y, w, ok, okn, ids, kw,
+                            self._blocks[m * per_model:(m + 1) * per_model])
+        if lay["keep_rows"]:
+            # One float64 matrix (it travels in one all_gather): label, weight, counted, the
+            # 63-bit resampling key as two exact halves, the dense ids (exact below 2^53),
+            # then each model's score.
+            kept = [y, w, ok.to(f64)]
+            if keys is not None:
+                kept.extend([(keys >> 32).to(f64), (keys & _M32).to(f64)])
+            else:
+                kept.extend([torch.zeros_like(y), torch.zeros_like(y)])
+            kept.extend(i.to(f64) for i in ids[1:])
+            self._kept.append(torch.cat([torch.stack(kept, dim=1), scores], dim=1))
+
+    def _add_model(self, s: torch.Tensor, y: torch.Tensor, w: torch.Tensor, ok: torch.Tensor,
+                   okn: torch.Tensor, ids: list[torch.Tensor], kw: torch.Tensor | None,
+                   blocks: list[dict[str, torch.Tensor]]) -> None:
+        """One model's scores ``s`` into its blocks (the engine's ``update_piece`` body)."""
+        lay, f64, dev = self._layout, torch.float64, s.device
         pred = (s >= self.spec.threshold).to(f64)
         if lay["need_log_loss"]:
             p = s.clamp(2.0**-52, 1.0 - 2.0**-52)
@@ -901,16 +953,6 @@ class Evaluator:
             moments = torch.cat([onehot * (w * w).unsqueeze(1),
                                  onehot * (w * w * w).unsqueeze(1),
                                  (w * ll * ll).unsqueeze(1), (w * br * br).unsqueeze(1)], dim=1)
-        kw = None
-        keys = None
-        if self._resampler is not None:
-            if row_id is not None:
-                rid = row_id.to(torch.int64)
-            else:
-                rid = pos
-            keys = self._resampler.row_keys(rid)
-            if lay["slots"] > 0:
-                kw = self._resampler.weights(keys, w)
         hb, cb, slots = lay["hist_bins"], lay["calib_bins"], lay["slots"]
         hist_at = None
         if hb:
@@ -920,7 +962,7 @@ class Evaluator:
         if cb:
             edges = torch.arange(cb + 1, dtype=f64, device=dev) * (1.0 / cb)
             calib_bin = torch.searchsorted(edges[1:cb], s, right=True)
-        for k, b in enumerate(self._blocks):
+        for k, b in enumerate(blocks):
             d = ids[k]
             b["n"].index_add_(0, d, okn)
             b["counts"].index_add_(0, d, counts)
@@ -946,25 +988,15 @@ class Evaluator:
                     cr.index_add_(0, base + 2, kw * y.unsqueeze(1))
                     cr.index_add_(0, base + 3, kw * w.unsqueeze(1))
         if lay["grid"] or lay["logit"]:
-            self._add_grids(s, y, w, ids)
+            self._add_grids(s, y, w, ids, blocks)
         if lay["prob_counts"]:
             buckets = lay["prob_buckets"]
             at = torch.clamp((s * buckets).to(torch.int64), 0, buckets - 1)
             okf = ok.to(f64)
-            hist = self._blocks[0]["prob_hist"].view(3, buckets)
+            hist = blocks[0]["prob_hist"].view(3, buckets)
             hist[0].index_add_(0, at, okf)
             hist[1].index_add_(0, at, okf * y)
             hist[2].index_add_(0, at, okf * s)
-        if lay["keep_rows"]:
-            # One float64 matrix (it travels in one all_gather): the 63-bit resampling key as
-            # two exact halves, the dense ids exact below 2^53.
-            kept = [s, y, w, ok.to(f64)]
-            if keys is not None:
-                kept.extend([(keys >> 32).to(f64), (keys & _M32).to(f64)])
-            else:
-                kept.extend([torch.zeros_like(s), torch.zeros_like(s)])
-            kept.extend(i.to(f64) for i in ids[1:])
-            self._kept.append(torch.stack(kept, dim=1))
 
     # ---- merging and results ----------------------------------------------------------------
 
@@ -1075,11 +1107,11 @@ class Evaluator:
         return self
 
     def _kept_rows(self) -> torch.Tensor:
-        width = 6 + len(self._specs)
+        width = 5 + len(self._specs) + len(self._models)
         if not self._kept:
             return torch.zeros(0, width, dtype=torch.float64, device=self._device)
         rows = torch.cat(self._kept)
-        return rows[rows[:, 3] > 0]
+        return rows[rows[:, 2] > 0]
 
     def partial(self) -> PartialState:
         """The rows seen so far (all ranks' after :meth:`sync`) as an
@@ -1090,8 +1122,10 @@ class Evaluator:
             self._alloc(self._device or torch.device("cpu"))
         assert self._blocks is not None
         host = [{k: t.detach().cpu().numpy() for k, t in b.items()} for b in self._blocks]
-        # The key table: one row per occupied slice of each spec, holding its values.
-        occupied = [np.flatnonzero(h["n"] > 0) for h in host[1:]]
+        per_model = len(self._specs) + 1
+        # The key table: one row per occupied slice of each spec, holding its values (the
+        # models of a comparison count the same rows).
+        occupied = [np.flatnonzero(h["n"] > 0) for h in host[1:per_model]]
         starts = np.cumsum([0, *(len(o) for o in occupied)])
         n_keys = max(1, int(starts[-1]))
         columns: dict[str, list[Any]] = {f.column: [None] * n_keys for f in self._features}
@@ -1104,10 +1138,9 @@ class Evaluator:
                 for r, c in enumerate(codes.tolist()):
                     col[start + r] = f.values[c]
         job = self.spec._job
-        table: dict[str, pa.Array] = {
-            job.label: pa.array(np.zeros(n_keys, dtype=np.int64)),
-            job.score: pa.array(np.zeros(n_keys)),
-        }
+        table: dict[str, pa.Array] = {job.label: pa.array(np.zeros(n_keys, dtype=np.int64))}
+        for _, col in self._models:
+            table[col] = pa.array(np.zeros(n_keys))
         if job.weight is not None:
             table[job.weight] = pa.array(np.ones(n_keys))
         if self._row_id is not None:
@@ -1116,53 +1149,53 @@ class Evaluator:
             table[f.column] = pa.array(columns[f.column], type=f.arrow_type)
         keys = pa.Table.from_batches([pa.RecordBatch.from_pydict(table)])
         lookups = []
-        blocks: list[dict[str, bytes]] = []
-        for k, h in enumerate(host):
-            if k == 0:
-                rows = np.zeros(1, dtype=np.int64)
-                key_rows = np.zeros(1, dtype=np.uint32)
-            else:
-                rows = occupied[k - 1]
-                key_rows = (starts[k - 1] + np.arange(len(rows))).astype(np.uint32)
-                lookup = np.zeros(h["n"].shape[0], dtype=np.uint32)
-                lookup[rows] = key_rows
-                lookups.append(lookup)
-            named = {"key_rows": key_rows.tobytes(),
-                     "n": h["n"][rows].astype(np.uint64).tobytes()}
-            for name in ("counts", "moments", "hist", "reps", "calib", "calib_reps", "fam",
-                         "grid", "logit", "prob_hist"):
-                named[name] = np.ascontiguousarray(h[name][rows], dtype=np.float64).tobytes()
-            # The engine's replicate blocks are field-major: [slice][field][slot].
-            named["fam_reps"] = np.ascontiguousarray(
-                np.swapaxes(h["fam_reps"][rows], 1, 2), dtype=np.float64).tobytes()
-            blocks.append(named)
+        for k, occ in enumerate(occupied):
+            lookup = np.zeros(host[k + 1]["n"].shape[0], dtype=np.uint32)
+            lookup[occ] = (starts[k] + np.arange(len(occ))).astype(np.uint32)
+            lookups.append(lookup)
+        blocks: list[list[dict[str, bytes]]] = []
+        for m in range(len(self._models)):
+            model: list[dict[str, bytes]] = []
+            for k in range(per_model):
+                h = host[m * per_model + k]
+                rows = np.zeros(1, dtype=np.int64) if k == 0 else occupied[k - 1]
+                key_rows = np.zeros(1, dtype=np.uint32) if k == 0 else lookups[k - 1][rows]
+                named = {"key_rows": key_rows.tobytes(),
+                         "n": h["n"][rows].astype(np.uint64).tobytes()}
+                for name in ("counts", "moments", "hist", "reps", "calib", "calib_reps", "fam",
+                             "grid", "logit", "prob_hist"):
+                    named[name] = np.ascontiguousarray(h[name][rows],
+                                                       dtype=np.float64).tobytes()
+                # The engine's replicate blocks are field-major: [slice][field][slot].
+                named["fam_reps"] = np.ascontiguousarray(
+                    np.swapaxes(h["fam_reps"][rows], 1, 2), dtype=np.float64).tobytes()
+                model.append(named)
+            blocks.append(model)
         rank = []
         if self._layout["keep_rows"]:
             kept = self._kept_rows().detach().cpu().numpy()
-            keys_bits = (kept[:, 4].astype(np.uint64) << np.uint64(32)) | \
-                kept[:, 5].astype(np.uint64) if self._layout["row_keys"] else \
+            keys_bits = (kept[:, 3].astype(np.uint64) << np.uint64(32)) | \
+                kept[:, 4].astype(np.uint64) if self._layout["row_keys"] else \
                 np.zeros(0, dtype=np.uint64)
-            rank.append((
-                np.ascontiguousarray(kept[:, 0]).tobytes(),
-                kept[:, 1].astype(np.uint8).tobytes(),
-                np.ascontiguousarray(kept[:, 2]).tobytes() if self._weighted else b"",
-                keys_bits.tobytes(),
-                [lookups[k][kept[:, 6 + k].astype(np.int64)].tobytes()
-                 for k in range(len(self._specs))],
-            ))
+            ids = [lookups[k][kept[:, 5 + k].astype(np.int64)].tobytes()
+                   for k in range(len(self._specs))]
+            for m in range(len(self._models)):
+                rank.append((
+                    np.ascontiguousarray(kept[:, 5 + len(self._specs) + m]).tobytes(),
+                    kept[:, 0].astype(np.uint8).tobytes(),
+                    np.ascontiguousarray(kept[:, 1]).tobytes() if self._weighted else b"",
+                    keys_bits.tobytes(), ids))
         dropped = int(self._dropped.item())
         state = _native.state_from_blocks(
-            keys, self._native_job, self.spec._json, [blocks], rank, self._rows, dropped,
+            keys, self._native_job, self.spec._json, blocks, rank, self._rows, dropped,
             1.0 if self._weighted else None, self._row_offset)
         return PartialState._wrap(state, self.spec)
 
-    def compute(self) -> Report:
+    def compute(self) -> Report | Comparison:
         """The :class:`assay.Report` of the rows seen so far (all ranks' after
-        :meth:`sync`): what :func:`assay.evaluate` gives on the same rows."""
-        out = self.partial().finalize()
-        if not isinstance(out, Report):  # comparisons are refused at construction
-            raise StateMismatchError("Evaluator.compute: not a single-model spec")
-        return out
+        :meth:`sync`): what :func:`assay.evaluate` gives on the same rows; for a comparison
+        spec the :class:`assay.Comparison` of :func:`assay.compare`."""
+        return self.partial().finalize()
 
     @property
     def rows(self) -> int:

@@ -1458,8 +1458,11 @@ fn chan_form(rows: f64, w: f64, sums: &[f64], max_abs: f64, f: &[f64]) -> [f64; 
             m2_y,
             m2_p,
             m2_e: centred(cc, dc),
+            // |c| <= sqrt(m2_y m2_p) (Cauchy-Schwarz), which the cancellation above may
+            // break by its rounding: a correlation of 1.00000007 in a replicate slot.
             c_yp: if m2_y > 0.0 && m2_p > 0.0 {
-                ab - da * db / w
+                let bound = (m2_y * m2_p).sqrt();
+                (ab - da * db / w).clamp(-bound, bound)
             } else {
                 0.0
             },
@@ -1824,6 +1827,43 @@ mod tests {
             assert_eq!(st.pearson(), Err(CONSTANT_LABELS));
         }
         assert!(leaked > 0, "the data must exercise the rounding");
+    }
+
+    #[test]
+    fn slot_co_moments_keep_the_correlation_in_range() {
+        // Two distinct rows, close together, about a far shift: the slot's co-moments come
+        // from sums that cancel, and their rounding used to push pearson past 1.
+        let mut worst: f64 = 0.0;
+        for i in 0..2000 {
+            // (Two points: their correlation is exactly +-1.)
+            let (a1, a2) = (40.0 + 0.01 * i as f64, 40.0 + 0.01 * i as f64 + 1e-3);
+            let (b1, b2) = (-30.0 + 0.007 * i as f64, -30.0 + 0.007 * i as f64 + 3e-3);
+            let (w1, w2) = (1.0 + (i % 3) as f64, 2.0);
+            let c = |a: f64, b: f64| b - a;
+            let sums = [
+                w1 * a1 + w2 * a2,
+                w1 * b1 + w2 * b2,
+                w1 * c(a1, b1) + w2 * c(a2, b2),
+                w1 * a1 * a1 + w2 * a2 * a2,
+                w1 * b1 * b1 + w2 * b2 * b2,
+                w1 * c(a1, b1).powi(2) + w2 * c(a2, b2).powi(2),
+                w1 * a1 * b1 + w2 * a2 * b2,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                w1 + w2,
+                0.0,
+            ];
+            let st = RegressionState::from_fields(&chan_form(0.0, w1 + w2, &sums, 1.0, &[0.0; 5]));
+            if let Ok(r) = st.pearson() {
+                worst = worst.max(r.abs());
+            }
+            if st.m2_y > 0.0 && st.m2_p > 0.0 {
+                assert!(st.c_yp.abs() <= (st.m2_y * st.m2_p).sqrt(), "{i}");
+            }
+        }
+        assert!(worst <= 1.0, "{worst}");
     }
 
     #[test]

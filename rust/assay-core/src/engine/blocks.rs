@@ -95,10 +95,10 @@ fn bad(m: impl Into<String>) -> AssayError {
 /// What the torch path cannot fill yet, for the job of `spec`; `None` when it can.
 pub fn unsupported(spec: &EvalSpec) -> Option<String> {
     let plan = Plan::new(spec, spec.slices.len(), false);
-    if spec.compare.is_some() {
-        return Some("comparisons (scores={...})".into());
-    }
     if spec.family == Family::Regression {
+        if spec.compare.is_some() {
+            return Some("regression comparisons (scores={...})".into());
+        }
         if let Some(m) = plan.deviances.iter().flatten().next() {
             return Some((*m).to_string());
         }
