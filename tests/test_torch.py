@@ -78,7 +78,9 @@ def make_data(seed: int, n: int, *, nan_scores: bool = False) -> dict[str, np.nd
 
 def as_table(d: dict[str, np.ndarray]) -> pl.DataFrame:
     """The rows as the CPU engine reads them (codes turned into their values)."""
+    extra = {k: d[k] for k in ("lo", "hi") if k in d}
     return pl.DataFrame({
+        **extra,
         "y": d["y"], "p": d["p"], "q": d["q"],
         "country": pl.Series([None if c < 0 else VOCAB[c] for c in d["country"].tolist()],
                              dtype=pl.String),
@@ -159,6 +161,18 @@ REGRESSION_KINDS = {
     "basic-positions": dict(bootstrap=10, ci_method="basic", metrics=["mae", "msle"]),
     "analytic": dict(ci_method="analytic", weight="w"),
     "drop": dict(nan_policy="drop", metrics=["mae", "r2", "max_error"]),
+    "extras": dict(metrics=["poisson_deviance", "gamma_deviance", "tweedie_deviance",
+                            "d2_tweedie", "pinball@0.1", "pinball@0.9", "coverage",
+                            "interval_width", "median_absolute_error", "mae"],
+                   power=1.5, lower="lo", upper="hi", weight="w"),
+    "extras-bootstrap": dict(metrics=["d2_tweedie", "pinball@0.5", "coverage", "r2"],
+                             power=3.0, lower="lo", upper="hi", bootstrap=12, row_id="id"),
+    "extras-negative-power": dict(metrics=["tweedie_deviance", "d2_tweedie",
+                                           "median_absolute_error"], power=-1.0,
+                                  ci_method="analytic"),
+    "extras-drop": dict(metrics=["d2_tweedie", "coverage", "pinball@0.25"], power=0.0,
+                        lower="lo", upper="hi", nan_policy="drop", bootstrap=8,
+                        ci_method="bca", row_id="id"),
 }
 
 
@@ -168,11 +182,14 @@ def make_regression_data(seed: int, n: int, *, nan: bool = False) -> dict[str, n
     y = rng.gamma(2.0, 50.0, n) + 10 * d["device"]
     if seed % 3 == 1:
         y = np.round(y, -1)  # ties, constant slices
-    p = np.abs(y * rng.lognormal(0, 0.2, n) + rng.normal(0, 5, n))
+    p = np.abs(y * rng.lognormal(0, 0.2, n) + rng.normal(0, 5, n)) + 0.01
+    lo = p - rng.gamma(2.0, 10.0, n)
+    hi = p + rng.gamma(2.0, 10.0, n)
     if nan and n:
         y[rng.random(n) < 0.04] = np.nan
         p[rng.random(n) < 0.04] = np.inf
-    return {**d, "y": y, "p": p}
+        lo[rng.random(n) < 0.03] = np.nan
+    return {**d, "y": y, "p": p, "lo": lo, "hi": hi}
 
 
 @pytest.mark.parametrize("kind", list(REGRESSION_KINDS))
@@ -189,7 +206,8 @@ def test_regression_evaluator_equals_evaluate(kind, case):
         ev.update(prediction=t["p"], label=t["y"],
                   features={"country": t["country"], "device": t["device"], "age": t["age"]},
                   weight=t["w"] if spec.weight else None,
-                  row_id=t["id"] if spec.row_id else None)
+                  row_id=t["id"] if spec.row_id else None,
+                  lower=t["lo"] if spec.lower else None, upper=t["hi"] if spec.upper else None)
     try:
         want = spec.evaluate(as_table(d))
     except assay.AssayError as e:
@@ -218,11 +236,7 @@ def test_regression_bad_values_and_options():
         ev.update(score=torch.zeros(2), label=torch.zeros(2))
     with pytest.raises(assay.InvalidArgumentError, match="logits=True"):
         at.Evaluator(spec, logits=True)
-    for kw, what in [(dict(scores={"a": "p", "b": "q"}, bootstrap=5), "regression compar"),
-                     (dict(metrics=["poisson_deviance"]), "poisson_deviance"),
-                     (dict(metrics=["pinball@0.9"]), "pinball"),
-                     (dict(metrics=["median_absolute_error"]), "median_absolute_error"),
-                     (dict(metrics=["coverage"], lower="lo", upper="hi"), "prediction interv")]:
+    for kw, what in [(dict(scores={"a": "p", "b": "q"}, bootstrap=5), "regression compar")]:
         pred = {} if "scores" in kw else {"prediction": "p"}
         s = assay.Spec(label="y", task="regression", **pred, **kw)
         with pytest.raises(assay.InvalidArgumentError, match=what):
@@ -409,7 +423,8 @@ def feed_any(ev: at.Evaluator, d: dict[str, np.ndarray], cuts: list[int],
         ev.update(prediction=t["p"], label=t["y"],
                   features={"country": t["country"], "device": t["device"], "age": t["age"]},
                   weight=t["w"] if spec.weight else None,
-                  row_id=t["id"] if spec.row_id else None)
+                  row_id=t["id"] if spec.row_id else None,
+                  lower=t["lo"] if spec.lower else None, upper=t["hi"] if spec.upper else None)
 
 
 def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], out: str):
@@ -432,6 +447,7 @@ def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], 
     (3, "calibration", [0, 333, 334, 1000]),
     (2, "regression:percentile", [0, 420, 1000]),
     (3, "regression:analytic", [0, 0, 10, 1000]),
+    (2, "regression:extras-bootstrap", [0, 600, 1000]),
 ])
 def test_gloo_ranks_merge_to_one_process(world, kind, bounds):
     spec, d = _job(kind)
@@ -446,7 +462,10 @@ def test_gloo_ranks_merge_to_one_process(world, kind, bounds):
 def _sampler_job(task: str, n: int) -> tuple[assay.Spec, dict[str, np.ndarray]]:
     if task == "regression":
         return (assay.Spec(label="y", prediction="p", task="regression", slices=SLICES,
-                           ci_method="analytic", row_id="id", weight="w"),
+                           ci_method="analytic", row_id="id", weight="w", power=1.5,
+                           lower="lo", upper="hi",
+                           metrics=["mae", "r2", "d2_tweedie", "coverage", "pinball@0.8",
+                                    "median_absolute_error"]),
                 make_regression_data(33, n))
     return (assay.Spec(label="y", score="p", slices=SLICES, **KINDS["percentile"]),
             make_data(33, n))

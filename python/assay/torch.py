@@ -149,8 +149,42 @@ def replicate_draws(seed: int, replicates: int, row_ids: torch.Tensor
 # ---- the regression family's block (regression.rs): Chan-merged co-moments ----------------
 
 _REG_FIELDS = 16  # rows, w, mean y/p/e, m2 y/p/e, c_yp, |e|, e^2, ape, sape, |y|, sq log, max
-_REG_AT_MOMENTS = 20  # after the state and the 4 deviance fields (not on the device: 0)
+_NULL = _REG_FIELDS + 3  # the Tweedie deviance of the mean label (after 3 deviance sums)
 _EPS = 2.0**-52
+
+
+class _RegLayout:
+    """A regression job's block layout (``regression::Layout``): the state, the deviances
+    (Poisson, Gamma, Tweedie, the null deviance), the prediction interval's coverage and
+    width, the pinball sums, then the moment fields."""
+
+    def __init__(self, lay: Mapping[str, int], power: float, quantiles: list[float]):
+        self.log = bool(lay["log_errors"])
+        self.moments = bool(lay["moments"])
+        self.devs = (bool(lay["dev_poisson"]), bool(lay["dev_gamma"]), bool(lay["dev_tweedie"]))
+        self.power = power
+        self.interval = bool(lay["interval"])
+        self.quantiles = quantiles
+        self.at_moments = lay["fam_fields"]  # the fields of a replicate slot
+
+    def null_power(self) -> float | None:
+        """The power whose null deviance moves with the mean (None: none, or a plain sum)."""
+        return self.power if self.devs[2] and self.power >= 0 else None
+
+
+def _tweedie(y: torch.Tensor, mu: torch.Tensor, power: float) -> torch.Tensor:
+    """The unit Tweedie deviance (``regression::tweedie_deviance``), 0 where ``y == mu``."""
+    if power == 0:
+        d = (y - mu) ** 2
+    elif power == 1:
+        ylog = torch.where(y == 0, 0.0, y * torch.log(torch.where(y == 0, 1.0, y) / mu))
+        d = 2.0 * (ylog - y + mu)
+    elif power == 2:
+        d = 2.0 * (torch.log(mu / y) + y / mu - 1.0)
+    else:
+        a, b = 1.0 - power, 2.0 - power
+        d = 2.0 * (y.clamp(min=0) ** b / (a * b) - y * mu ** a / a + mu ** b / b)
+    return torch.where(y == mu, 0.0, d)
 
 
 def _reg_terms(y: torch.Tensor, p: torch.Tensor, log: bool) -> list[torch.Tensor]:
@@ -164,10 +198,36 @@ def _reg_terms(y: torch.Tensor, p: torch.Tensor, log: bool) -> list[torch.Tensor
 
 
 def _reg_state(y: torch.Tensor, p: torch.Tensor, kw: torch.Tensor, rows: torch.Tensor | None,
-               ids: torch.Tensor, size: int, log: bool) -> torch.Tensor:
-    """The state ``[size, S, 16]`` of the rows in each slice, weighted by each column of ``kw``
-    (``[n, S]``): sums, and co-moments by the corrected two-pass algorithm (as
-    ``RegressionState::from_rows``). ``rows``: the rows counted (None: 0, a replicate slot)."""
+               ids: torch.Tensor, size: int, lay: _RegLayout,
+               extras: torch.Tensor | None) -> torch.Tensor:
+    """The block ``[size, S, fields]`` of the rows in each slice, weighted by each column of
+    ``kw`` (``[n, S]``): sums, co-moments by the corrected two-pass algorithm (as
+    ``RegressionState::from_rows``), then the deviance, interval and pinball sums of the
+    per-row ``extras`` (``[n, fields - 16]``, the null deviance's column filled here, about
+    each slice's own mean). ``rows``: the rows counted (None: 0, a replicate slot)."""
+    state = _reg_co_moments(y, p, kw, rows, ids, size, lay.log)
+    if extras is None:  # (the deviance fields are in every layout: zeros)
+        pad = torch.zeros(*state.shape[:-1], lay.at_moments - _REG_FIELDS, dtype=state.dtype,
+                          device=state.device)
+        return torch.cat([state, pad], dim=-1)
+    n_slots = kw.shape[1]
+    sums = torch.zeros(size, n_slots, extras.shape[1], dtype=kw.dtype, device=kw.device)
+    sums.index_add_(0, ids, kw.unsqueeze(2) * extras.unsqueeze(1))
+    if lay.devs[2]:
+        if lay.power < 0:  # a plain sum (``regression::null_sum``)
+            null = (y.clamp(min=0) ** (2.0 - lay.power)).unsqueeze(1).expand(-1, n_slots)
+        else:
+            null = _tweedie(y.unsqueeze(1), state[..., 2][ids], lay.power)
+        # (A slot without weight has mean 0, where the deviance may be inf: it adds 0.)
+        sums[..., 3] = torch.zeros(size, n_slots, dtype=kw.dtype, device=kw.device).index_add_(
+            0, ids, torch.where(kw > 0, kw * null, 0.0))
+    return torch.cat([state, sums], dim=-1)
+
+
+def _reg_co_moments(y: torch.Tensor, p: torch.Tensor, kw: torch.Tensor,
+                    rows: torch.Tensor | None, ids: torch.Tensor, size: int,
+                    log: bool) -> torch.Tensor:
+    """The 16 state fields of ``_reg_state``."""
     n_slots = kw.shape[1]
 
     def add(v: torch.Tensor) -> torch.Tensor:
@@ -274,20 +334,34 @@ def _merge_moments(sa: torch.Tensor, ma: torch.Tensor, sb: torch.Tensor, mb: tor
 _CHAN_KEYS = ("fam", "fam_reps")
 
 
-def _fam_merge(a: torch.Tensor, b: torch.Tensor, moments: bool) -> torch.Tensor:
+def _null_shift(part: torch.Tensor, merged: torch.Tensor, power: float) -> torch.Tensor:
+    """``W d(m_part, m_merged)``: the null deviance's move between means (a Bregman
+    divergence), 0 for a part without weight."""
+    w, m = part[..., 1], part[..., 2]
+    return torch.where(w > 0, w * _tweedie(m, merged[..., 2], power), 0.0)
+
+
+def _fam_merge(a: torch.Tensor, b: torch.Tensor, lay: _RegLayout, moments: bool
+               ) -> torch.Tensor:
     """Regression blocks ``a`` merged with ``b`` (``regression::merge_block``): the state by
-    Chan's update, the (unused, zero) deviance fields added, the moment fields rebased."""
+    Chan's update, the sums added, the null deviance moved to the merged mean, the moment
+    fields rebased."""
     state = _chan(a[..., :_REG_FIELDS], b[..., :_REG_FIELDS])
     out = a + b
     out[..., :_REG_FIELDS] = state
+    power = lay.null_power()
+    if power is not None:
+        out[..., _NULL] = (a[..., _NULL] + b[..., _NULL] + _null_shift(a, state, power)
+                           + _null_shift(b, state, power))
     if moments:
-        out[..., _REG_AT_MOMENTS:] = _merge_moments(
-            a[..., :_REG_FIELDS], a[..., _REG_AT_MOMENTS:], b[..., :_REG_FIELDS],
-            b[..., _REG_AT_MOMENTS:], state)
+        at = lay.at_moments
+        out[..., at:] = _merge_moments(a[..., :_REG_FIELDS], a[..., at:], b[..., :_REG_FIELDS],
+                                       b[..., at:], state)
     return out
 
 
-def _fam_unmerge(m: torch.Tensor, b: torch.Tensor, moments: bool) -> torch.Tensor:
+def _fam_unmerge(m: torch.Tensor, b: torch.Tensor, lay: _RegLayout, moments: bool
+                 ) -> torch.Tensor:
     """The block ``a`` with ``_fam_merge(a, b) == m`` (up to rounding): the rows of ``b``
     taken back out of ``m``. The largest error stays (``b``'s rows repeat rows that are
     counted elsewhere, so the merged maximum is the same)."""
@@ -308,12 +382,17 @@ def _fam_unmerge(m: torch.Tensor, b: torch.Tensor, moments: bool) -> torch.Tenso
     sa = torch.where(has_b, sa, sm)
     out = m - b
     out[..., :_REG_FIELDS] = sa
+    power = lay.null_power()
+    if power is not None:
+        null = m[..., _NULL] - b[..., _NULL] - _null_shift(sa, sm, power) - \
+            _null_shift(sb, sm, power)
+        out[..., _NULL] = torch.where(has_b[..., 0], null.clamp(min=0), m[..., _NULL])
     if moments:
         # b's moment fields about m's means, taken out, then moved to a's means.
+        at = lay.at_moments
         mean_m = _mean_q(sm)
-        rest = m[..., _REG_AT_MOMENTS:] - _rebase(b[..., _REG_AT_MOMENTS:], _mean_q(sb), mean_m)
-        out[..., _REG_AT_MOMENTS:] = torch.where(
-            has_b, _rebase(rest, mean_m, _mean_q(sa)), m[..., _REG_AT_MOMENTS:])
+        rest = m[..., at:] - _rebase(b[..., at:], _mean_q(sb), mean_m)
+        out[..., at:] = torch.where(has_b, _rebase(rest, mean_m, _mean_q(sa)), m[..., at:])
     return out
 
 
@@ -429,7 +508,10 @@ class _Feature:
 
 
 # Kinds of bad input counted on the device (raised at sync / compute / partial).
-_BAD_SCORE, _BAD_LABEL, _BAD_PROB, _BAD_WEIGHT, _BAD_LOG = range(5)
+(_BAD_SCORE, _BAD_LABEL, _BAD_PROB, _BAD_WEIGHT, _BAD_LOG, _BAD_BOUNDS, _BAD_ORDER, _BAD_POISSON,
+ _BAD_GAMMA, _BAD_TWEEDIE) = range(10)
+_N_KINDS = 10  # then one kind per slice feature (codes outside its categories)
+_LOWER, _UPPER = "\0lower", "\0upper"  # the prediction interval's bounds among the columns
 
 
 class Evaluator:
@@ -485,9 +567,12 @@ class Evaluator:
             raise InvalidArgumentError(
                 f"Evaluator: {reason} is not on the torch path yet; accumulate such a job "
                 "with spec.accumulate(table) (a table from the tensors) instead")
-        self._layout = {k: int(v) for k, v in layout}
-        self._logit_range = float(dict(layout)["logit_range"])
+        floats = {k: v for k, v in layout if k in ("power", "logit_range")}
+        self._layout = {k: int(v) for k, v in layout if k not in floats and k != "quantile"}
+        self._logit_range = float(floats["logit_range"])
         self._regression = bool(self._layout["regression"])
+        self._reg = _RegLayout(self._layout, float(floats["power"]),
+                               [float(v) for k, v in layout if k == "quantile"])
         if self._regression and logits:
             raise InvalidArgumentError("Evaluator: logits=True is for binary scores")
         self._logits = bool(logits)
@@ -575,7 +660,8 @@ class Evaluator:
                     * (len(self._blocks) % len(sizes) == 0), dtype=f64, device=device),
             }
             self._blocks.append(b)
-        self._bad = torch.zeros(5 + len(self._features), dtype=torch.int64, device=device)
+        self._bad = torch.zeros(_N_KINDS + len(self._features), dtype=torch.int64,
+                                device=device)
         self._first_bad = torch.full_like(self._bad, torch.iinfo(torch.int64).max)
         self._dropped = torch.zeros((), dtype=torch.int64, device=device)
 
@@ -588,12 +674,14 @@ class Evaluator:
     def update(self, *, label: torch.Tensor, score: torch.Tensor | None = None,
                prediction: torch.Tensor | None = None,
                features: Mapping[str, torch.Tensor] | None = None,
-               weight: torch.Tensor | None = None, row_id: torch.Tensor | None = None
+               weight: torch.Tensor | None = None, row_id: torch.Tensor | None = None,
+               lower: torch.Tensor | None = None, upper: torch.Tensor | None = None
                ) -> None:
         """Adds one batch: ``score`` (binary: probabilities, or logits with ``logits=True``)
         or ``prediction`` (``task="regression"``), ``label`` (binary: 0/1, bool or integer;
         regression: numbers), one tensor per slice feature, the weights when the spec has
-        ``weight``, the row ids when it has ``row_id``. All of one length, on one device.
+        ``weight``, the row ids when it has ``row_id``, the prediction interval's ``lower``
+        and ``upper`` bounds when it has them. All of one length, on one device.
         Nothing is copied to the host: bad values are counted on the device and raised by the
         next ``sync()``, ``compute()`` or ``partial()``."""
         if self._synced:
@@ -656,6 +744,11 @@ class Evaluator:
             raise InvalidInputError(
                 f"Evaluator.update: the spec has row_id={self._row_id!r}; pass row_id=",
                 self._row_id)
+        has_bounds = self.spec.lower is not None
+        if has_bounds != (lower is not None) or has_bounds != (upper is not None):
+            raise InvalidInputError(
+                "Evaluator.update: pass lower= and upper= exactly when the spec has them "
+                f"(lower={self.spec.lower!r}, upper={self.spec.upper!r})")
         if self._row_id is None and row_id is not None:
             raise InvalidInputError(
                 "Evaluator.update: the spec has no row_id; drop row_id= (or give the spec "
@@ -680,6 +773,9 @@ class Evaluator:
         else:
             score = score.unsqueeze(1)
         cols = {f.column: same(features[f.column], f.column) for f in self._features}
+        if lower is not None and upper is not None:
+            cols[_LOWER] = same(lower, self.spec.lower or "lower")
+            cols[_UPPER] = same(upper, self.spec.upper or "upper")
         w = None if weight is None else same(weight, self.spec.weight or "weight")
         rid = None if row_id is None else same(row_id, self._row_id or "row_id")
         if rid is not None:
@@ -749,7 +845,8 @@ class Evaluator:
             for key in b:
                 if key in _CHAN_KEYS:
                     if self._regression:
-                        b[key] = _fam_unmerge(b[key], e[key], moments and key == "fam")
+                        b[key] = _fam_unmerge(b[key], e[key], self._reg,
+                                              moments and key == "fam")
                 else:
                     b[key] -= e[key]
         self._rows -= k
@@ -769,7 +866,7 @@ class Evaluator:
         codes = []
         for j, f in enumerate(self._features):
             c, bad = f.codes(cols[f.column])
-            self._flag(5 + j, bad & ok, pos)
+            self._flag(_N_KINDS + j, bad & ok, pos)
             codes.append(c)
         ids = [torch.zeros(n, dtype=torch.int64, device=dev)]
         for idx, strides, _size in self._specs:
@@ -783,18 +880,40 @@ class Evaluator:
                            cols: dict[str, torch.Tensor], weight: torch.Tensor | None,
                            row_id: torch.Tensor | None, pos: torch.Tensor) -> None:
         assert self._blocks is not None
-        lay, f64 = self._layout, torch.float64
+        lay, reg, f64 = self._layout, self._reg, torch.float64
         y, p = label.to(f64), pred.to(f64)
         bad_y, bad_p = ~torch.isfinite(y), ~torch.isfinite(p)
         ok = ~(bad_y | bad_p)
-        if self.spec.nan_policy == "drop":
+        lo = hi = None
+        if reg.interval:
+            lo, hi = cols[_LOWER].to(f64), cols[_UPPER].to(f64)
+            bad_b = ~(torch.isfinite(lo) & torch.isfinite(hi))
+        drop = self.spec.nan_policy == "drop"
+        if drop:
+            if lo is not None:
+                ok &= ~bad_b
             self._dropped += (~ok).sum()
         else:
             self._flag(_BAD_LABEL, bad_y, pos)
             self._flag(_BAD_SCORE, bad_p & ~bad_y, pos)
-        y, p = torch.where(ok, y, 0.0), torch.where(ok, p, 0.0)
-        if lay["log_errors"]:
+            if lo is not None:
+                self._flag(_BAD_BOUNDS, bad_b & ~(bad_y | bad_p), pos)
+                ok &= ~bad_b
+        # Rows that do not count take values inside every domain: their weight is 0, and
+        # 0 x a finite number adds nothing.
+        y, p = torch.where(ok, y, 1.0), torch.where(ok, p, 1.0)
+        if reg.log:
             self._flag(_BAD_LOG, ok & ((y < 0) | (p < 0)), pos)
+        for kind, on, power in ((_BAD_POISSON, reg.devs[0], 1.0),
+                                (_BAD_GAMMA, reg.devs[1], 2.0),
+                                (_BAD_TWEEDIE, reg.devs[2], reg.power)):
+            if on:
+                bad = (p <= 0) if power != 0 else torch.zeros_like(ok)
+                if power >= 2:
+                    bad = bad | (y <= 0)
+                elif power >= 1:
+                    bad = bad | (y < 0)
+                self._flag(kind, ok & bad, pos)
         if weight is not None:
             w = weight.to(f64)
             bad_w = ~(torch.isfinite(w) & (w > 0) & (w >= 2.0**-32) & (w < 2.0**33))
@@ -804,26 +923,47 @@ class Evaluator:
             w = ok.to(f64)
         okn = ok.to(torch.int64)
         ids = self._slice_ids(cols, ok, pos)
+        extras = None
+        n_extra = reg.at_moments - _REG_FIELDS
+        if any(reg.devs) or reg.interval or reg.quantiles:
+            ex = []
+            for on, power in zip(reg.devs, (1.0, 2.0, reg.power), strict=True):
+                ex.append(_tweedie(y, p, power) if on else torch.zeros_like(y))
+            ex.append(torch.zeros_like(y))  # the null deviance: per slice, in _reg_state
+            if lo is not None and hi is not None:
+                self._flag(_BAD_ORDER, ok & (lo > hi), pos)
+                lo, hi = torch.where(ok, lo, 0.0), torch.where(ok, hi, 0.0)
+                ex += [((lo <= y) & (y <= hi)).to(f64), hi - lo]
+            under = y - p
+            ex += [torch.maximum(q * under, (q - 1.0) * under) for q in reg.quantiles]
+            extras = torch.stack(ex, dim=1)
+            # (Rows that will be raised may hold NaN; rows that do not count hold 0.)
+            extras = torch.where(ok.unsqueeze(1), extras, 0.0)
+            assert extras.shape[1] == n_extra
         kw = None
         if self._resampler is not None and lay["slots"] > 0:
             rid = row_id.to(torch.int64) if row_id is not None else pos
             kw = self._resampler.weights(self._resampler.row_keys(rid), w)
-        log = bool(lay["log_errors"])
         for k, b in enumerate(self._blocks):
             d = ids[k]
             size = b["n"].shape[0]
             b["n"].index_add_(0, d, okn)
             b["counts"][:, 0].index_add_(0, d, w)
-            batch = _reg_state(y, p, w.unsqueeze(1), okn.to(f64), d, size, log)[:, 0]
+            batch = _reg_state(y, p, w.unsqueeze(1), okn.to(f64), d, size, reg, extras)[:, 0]
             part = torch.zeros_like(b["fam"])
-            part[:, :_REG_FIELDS] = batch
-            if lay["moments"]:
-                part[:, _REG_AT_MOMENTS:] = _reg_moments(y, p, w, d, size, batch, log)
-            b["fam"] = _fam_merge(b["fam"], part, bool(lay["moments"]))
+            part[:, :reg.at_moments] = batch
+            if reg.moments:
+                part[:, reg.at_moments:] = _reg_moments(y, p, w, d, size, batch, reg.log)
+            b["fam"] = _fam_merge(b["fam"], part, reg, reg.moments)
             if kw is not None:
-                slot = torch.zeros_like(b["fam_reps"])
-                slot[:, :, :_REG_FIELDS] = _reg_state(y, p, kw, None, d, size, log)
-                b["fam_reps"] = _fam_merge(b["fam_reps"], slot, False)
+                slot = _reg_state(y, p, kw, None, d, size, reg, extras)
+                b["fam_reps"] = _fam_merge(b["fam_reps"], slot, reg, False)
+        if lay["keep_rows"]:
+            # The absolute errors, for the exact medians (label 0, as the engine keeps them).
+            zero = torch.zeros_like(y)
+            kept = [zero, w, ok.to(f64), zero, zero, *(i.to(f64) for i in ids[1:]),
+                    (p - y).abs()]
+            self._kept.append(torch.stack(kept, dim=1))
 
     def _add_grids(self, s: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                    ids: list[torch.Tensor], blocks: list[dict[str, torch.Tensor]]) -> None:
@@ -1007,9 +1147,14 @@ class Evaluator:
         bad = self._bad.cpu().tolist()
         first = self._first_bad.cpu().tolist()
         score = self.spec.prediction if self._regression else self.spec.score
-        names = [score, self.spec.label, score, self.spec.weight,
-                 f"{self.spec.label}/{score}", *(f.column for f in self._features)]
+        both = f"{self.spec.label}/{score}"
+        bounds = f"{self.spec.lower}/{self.spec.upper}"
+        names = [score, self.spec.label, score, self.spec.weight, both, bounds, bounds, both,
+                 both, both, *(f.column for f in self._features)]
         drop = "; pass nan_policy=\"drop\" to drop such rows"
+        power = self.spec.power
+        tweedie = ("labels > 0" if power >= 2 else "labels >= 0" if power >= 1 else
+                   "any labels") + (" and predictions > 0" if power != 0 else "")
         what = [
             ("prediction" if self._regression else "score") + " is NaN or infinite" + drop,
             "label is NaN or infinite" + drop if self._regression else
@@ -1018,6 +1163,11 @@ class Evaluator:
             "auc=\"binned\" need probabilities (pass logits=True for logits)",
             "weights must be positive and finite, and in [2^-32, 2^33) on the torch path",
             "msle and rmsle need labels and predictions >= 0",
+            "interval bound is NaN or infinite" + drop,
+            "the lower bound exceeds the upper bound",
+            "poisson_deviance (power 1) needs labels >= 0 and predictions > 0",
+            "gamma_deviance (power 2) needs labels > 0 and predictions > 0",
+            f"tweedie_deviance / d2_tweedie (power {power}) needs {tweedie}",
             *(("codes must be -1 (null) or index its categories (0 to "
                f"{f.n_codes - 2})") for f in self._features),
         ]
@@ -1082,7 +1232,7 @@ class Evaluator:
                     pieces.append(g[off:off + b[k].numel()].view(b[k].shape))
                     off += b[k].numel()
                 merged = pieces if merged is None else [
-                    _fam_merge(m, x, moments and k == "fam")
+                    _fam_merge(m, x, self._reg, moments and k == "fam")
                     for m, x, (_, k) in zip(merged, pieces, chan, strict=True)]
             assert merged is not None
             for (b, k), t in zip(chan, merged, strict=True):
@@ -1145,6 +1295,9 @@ class Evaluator:
             table[job.weight] = pa.array(np.ones(n_keys))
         if self._row_id is not None:
             table[self._row_id] = pa.array(np.zeros(n_keys, dtype=np.int64))
+        for bound in (self.spec.lower, self.spec.upper):
+            if bound is not None:
+                table[bound] = pa.array(np.zeros(n_keys))
         for f in self._features:
             table[f.column] = pa.array(columns[f.column], type=f.arrow_type)
         keys = pa.Table.from_batches([pa.RecordBatch.from_pydict(table)])

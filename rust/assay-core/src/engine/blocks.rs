@@ -99,18 +99,6 @@ pub fn unsupported(spec: &EvalSpec) -> Option<String> {
         if spec.compare.is_some() {
             return Some("regression comparisons (scores={...})".into());
         }
-        if let Some(m) = plan.deviances.iter().flatten().next() {
-            return Some((*m).to_string());
-        }
-        if spec.bounds.is_some() {
-            return Some("prediction intervals (coverage, interval_width)".into());
-        }
-        if !plan.quantiles.is_empty() {
-            return Some("pinball@q".into());
-        }
-        if plan.keep_rows {
-            return Some("median_absolute_error".into());
-        }
         return None;
     }
     if plan.sketch_runs > 0 {
@@ -131,7 +119,17 @@ pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
     } else {
         0
     };
-    vec![
+    let [poisson, gamma, tweedie] = plan.deviances.map(|d| d.is_some() as u8 as f64);
+    let mut layout = vec![
+        ("dev_poisson", poisson),
+        ("dev_gamma", gamma),
+        ("dev_tweedie", tweedie),
+        ("power", spec.power),
+        ("interval", sh.interval as u8 as f64),
+    ];
+    // (One entry per pinball quantile, in layout order.)
+    layout.extend(plan.quantiles.iter().map(|q| ("quantile", *q)));
+    layout.extend([
         ("regression", regression as u8 as f64),
         ("fam_block", crate::family::block_len(&sh) as f64),
         ("fam_fields", crate::family::rep_fields(&sh) as f64),
@@ -161,7 +159,8 @@ pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
             "row_keys",
             (plan.keep_rows && plan.resampler.is_some()) as u8 as f64,
         ),
-    ]
+    ]);
+    layout
 }
 
 /// The partial state of `ext`, whose slices are the rows of `keys` (a batch of `schema`: every
