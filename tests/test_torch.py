@@ -631,3 +631,15 @@ def test_review_cases_bools_by_value_negative_binned_scores_and_refusals():
         ev.update(score=t, label=torch.tensor([0, 1]), features={"g": t})
     ev.update(score=t, label=torch.tensor([0, 1]), features={"g": torch.tensor([0, 1])})
     assert ev.compute().rows == 2
+
+
+def test_kept_rows_with_tied_scores_are_compacted_like_accumulate():
+    d = make_data(2, 20_000)  # seed % 3 == 2: five distinct scores
+    spec = assay.Spec(label="y", score="p", slices=["device"], metrics=["roc_auc"])
+    ev = at.Evaluator(spec, categories={"device": 3})
+    ev.update(score=torch.tensor(d["p"]), label=torch.tensor(d["y"]),
+              features={"device": torch.tensor(d["device"])})
+    part = ev.partial()
+    cpu = spec.accumulate(as_table(d))
+    assert part.nbytes == cpu.nbytes < 20_000  # 5 scores x 3 devices x 2 labels entries
+    assert_same_table(part.finalize().table, cpu.finalize().table)

@@ -47,13 +47,26 @@ where
 {
     let pool = job_pool(spec.n_threads)?;
     let mut state = accumulate_in(schema, batches, spec, row_offset, interrupted, &pool, false)?;
-    // Kept rows with repeated (score, slice, label) entries are sorted and compacted once,
-    // here (see `state::runs`): merging is then a k-way merge, and the finalization walks them
-    // without sorting. Rows that would not shrink by half, rows with resampling keys,
-    // unweighted rows whose quantile bins are selected from the rows, and weighted rows whose
-    // calibration bins are read from the rows stay as they are.
-    // Calibration bins read from the kept rows count rows and sum squared weights: an
-    // unweighted job's counts carry both, a weighted job's combined weights neither.
+    compact_kept_rows(&mut state, spec, &pool);
+    if interrupted() {
+        return Err(crate::error::AssayError::Interrupted);
+    }
+    crate::runtime::check()?;
+    Ok(state)
+}
+
+/// Sorts and compacts a state's kept rows when they have repeated (score, slice, label)
+/// entries (see `state::runs`): merging is then a k-way merge, and the finalization walks them
+/// without sorting. Rows that would not shrink by half, rows with resampling keys, unweighted
+/// rows whose quantile bins are selected from the rows, and weighted rows whose calibration
+/// bins are read from the rows stay as they are. (Calibration bins read from the kept rows
+/// count rows and sum squared weights: an unweighted job's counts carry both, a weighted
+/// job's combined weights neither.)
+pub(crate) fn compact_kept_rows(
+    state: &mut PartialState,
+    spec: &EvalSpec,
+    pool: &rayon::ThreadPool,
+) {
     let plan = Plan::new(spec, state.slicer.n_specs(), false);
     let compact = if plan.weighted {
         plan.sorted_calib.is_none() && !plan.quantile_bins
@@ -67,11 +80,6 @@ where
             }
         }
     });
-    if interrupted() {
-        return Err(crate::error::AssayError::Interrupted);
-    }
-    crate::runtime::check()?;
-    Ok(state)
 }
 
 /// [`accumulate`] on the threads of `pool` (the one-pass `evaluate` keeps one pool, and its

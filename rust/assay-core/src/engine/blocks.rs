@@ -416,5 +416,8 @@ pub fn state_from_blocks(
         state.ranges = vec![(ext.row_offset, end)];
     }
     state.check_consistent(false)?;
+    // As `accumulate` leaves them: rows with repeated entries sorted and compacted.
+    let pool = super::job_pool(spec.n_threads)?;
+    super::accumulate::compact_kept_rows(&mut state, spec, &pool);
     Ok(state)
 }
