@@ -201,13 +201,7 @@ def test_regression_evaluator_equals_evaluate(kind, case):
     spec = assay.Spec(label="y", prediction="p", task="regression", slices=SLICES, **kw)
     d = make_regression_data(seed, n, nan=kw.get("nan_policy") == "drop")
     ev = at.Evaluator(spec, categories=CATEGORIES)
-    for a, b in zip(cuts, cuts[1:], strict=False):
-        t = {k: torch.as_tensor(v[a:b]) for k, v in d.items()}
-        ev.update(prediction=t["p"], label=t["y"],
-                  features={"country": t["country"], "device": t["device"], "age": t["age"]},
-                  weight=t["w"] if spec.weight else None,
-                  row_id=t["id"] if spec.row_id else None,
-                  lower=t["lo"] if spec.lower else None, upper=t["hi"] if spec.upper else None)
+    feed_any(ev, d, cuts, spec)
     try:
         want = spec.evaluate(as_table(d))
     except assay.AssayError as e:

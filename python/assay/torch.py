@@ -859,6 +859,17 @@ class Evaluator:
             rows[-n_tail:, 2] = torch.where(dup, 0.0, flags)
             self._kept = [rows]
 
+    def _weights(self, weight: torch.Tensor | None, ok: torch.Tensor,
+                 pos: torch.Tensor) -> torch.Tensor:
+        """Each row's weight as accumulated: 0 for rows that do not count, bad weights
+        flagged (the torch path takes weights in [2^-32, 2^33): no rescaling)."""
+        if weight is None:
+            return ok.to(torch.float64)
+        w = weight.to(torch.float64)
+        bad = ~(torch.isfinite(w) & (w > 0) & (w >= 2.0**-32) & (w < 2.0**33))
+        self._flag(_BAD_WEIGHT, bad & ok, pos)
+        return torch.where(ok & ~bad, w, 0.0)
+
     def _slice_ids(self, cols: dict[str, torch.Tensor], ok: torch.Tensor,
                    pos: torch.Tensor) -> list[torch.Tensor]:
         """Each spec's dense id of every row (the overall slice's: 0), flagging bad codes."""
@@ -914,13 +925,7 @@ class Evaluator:
                 elif power >= 1:
                     bad = bad | (y < 0)
                 self._flag(kind, ok & bad, pos)
-        if weight is not None:
-            w = weight.to(f64)
-            bad_w = ~(torch.isfinite(w) & (w > 0) & (w >= 2.0**-32) & (w < 2.0**33))
-            self._flag(_BAD_WEIGHT, bad_w & ok, pos)
-            w = torch.where(ok & ~bad_w, w, 0.0)
-        else:
-            w = ok.to(f64)
+        w = self._weights(weight, ok, pos)
         okn = ok.to(torch.int64)
         ids = self._slice_ids(cols, ok, pos)
         extras = None
@@ -1039,13 +1044,7 @@ class Evaluator:
         scores = torch.where(ok.unsqueeze(1), scores, 0.5)
         if lay["need_probability"]:
             self._flag(_BAD_PROB, ok & ((scores < 0) | (scores > 1)).any(dim=1), pos)
-        if weight is not None:
-            w = weight.to(f64)
-            bad_w = ~(torch.isfinite(w) & (w > 0) & (w >= 2.0**-32) & (w < 2.0**33))
-            self._flag(_BAD_WEIGHT, bad_w & ok, pos)
-            w = torch.where(ok & ~bad_w, w, 0.0)
-        else:
-            w = ok.to(f64)
+        w = self._weights(weight, ok, pos)
         okn = ok.to(torch.int64)
         ids = self._slice_ids(cols, ok, pos)
         kw = None
