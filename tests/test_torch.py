@@ -399,12 +399,16 @@ def test_no_rows_is_empty_input_as_in_evaluate():
 
 
 def _job(kind: str) -> tuple[assay.Spec, dict[str, np.ndarray]]:
-    """A distributed test's spec and rows: a binary kind, or "regression:<kind>"."""
+    """A distributed test's spec and rows: a binary kind, or "regression:<kind>"; "@ties"
+    draws the scores from five values."""
+    kind, ties = kind.removesuffix("@ties"), kind.endswith("@ties")
+    seed = 23 if ties else 21  # (seed % 3 == 2: five distinct scores)
     if kind.startswith("regression:"):
         spec = assay.Spec(label="y", prediction="p", task="regression", slices=SLICES,
                           **REGRESSION_KINDS[kind.split(":")[1]])
-        return spec, make_regression_data(21, 1000)
-    return assay.Spec(label="y", score="p", slices=SLICES, **KINDS[kind]), make_data(21, 1000)
+        return spec, make_regression_data(seed, 1000)
+    return (assay.Spec(label="y", score="p", slices=SLICES, **KINDS[kind]),
+            make_data(seed, 1000))
 
 
 def feed_any(ev: at.Evaluator, d: dict[str, np.ndarray], cuts: list[int],
@@ -431,6 +435,8 @@ def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], 
         feed_any(ev, {k: v[a:b] for k, v in d.items()}, [0, (b - a) // 2, b - a], spec)
         ev.sync()
         ev.compute().table.write_parquet(os.path.join(out, f"rank{rank}.parquet"))
+        with open(os.path.join(out, f"kept{rank}.txt"), "w") as f:
+            f.write(str(sum(int(k.shape[0]) for k in ev._kept)))
     finally:
         dist.destroy_process_group()
 
@@ -442,6 +448,9 @@ def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], 
     (2, "regression:percentile", [0, 420, 1000]),
     (3, "regression:analytic", [0, 0, 10, 1000]),
     (2, "regression:extras-bootstrap", [0, 600, 1000]),
+    (3, "drop@ties", [0, 200, 500, 1000]),                 # kept rows compacted on each rank
+    (2, "calibration-sorted@ties", [0, 999, 1000]),        # weighted: summed, not counted
+    (2, "regression:extras@ties", [0, 300, 1000]),         # the median's |e| compacted
 ])
 def test_gloo_ranks_merge_to_one_process(world, kind, bounds):
     spec, d = _job(kind)
@@ -450,7 +459,12 @@ def test_gloo_ranks_merge_to_one_process(world, kind, bounds):
         mp.spawn(_rank_main, args=(world, os.path.join(tmp, "store"), kind, bounds, tmp),
                  nprocs=world, join=True)
         for r in range(world):
-            assert_same_table(pl.read_parquet(os.path.join(tmp, f"rank{r}.parquet")), want)
+            assert_same_table(pl.read_parquet(os.path.join(tmp, f"rank{r}.parquet")), want,
+                              rel_bounds=1e-6)
+        if kind == "drop@ties":
+            # Entries of (label, score, slice cell): about 660 for the ~950 counted rows.
+            with open(os.path.join(tmp, "kept0.txt")) as f:
+                assert int(f.read()) < 750
 
 
 def _sampler_job(task: str, n: int) -> tuple[assay.Spec, dict[str, np.ndarray]]:

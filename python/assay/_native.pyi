@@ -82,7 +82,8 @@ def device_layout(job: _Job) -> tuple[str | None, list[tuple[str, float]]]:
 
 def state_from_blocks(keys: Any, job: _Job, spec_json: str,
                       blocks: list[list[dict[str, bytes]]],
-                      rank: list[tuple[bytes, bytes, bytes, bytes, list[bytes]]], rows: int,
+                      rank: list[tuple[bytes, bytes, bytes, bytes, list[bytes], bool]],
+                      rows: int,
                       dropped: int, max_weight: float | None, row_offset: int) -> State:
     """A partial state from blocks filled on a device (`assay.torch`); `keys` is an Arrow
     stream of one batch holding the occupied slices' values."""

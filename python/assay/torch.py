@@ -617,6 +617,8 @@ class Evaluator:
         self._synced = False
         self._blocks: list[dict[str, torch.Tensor]] | None = None
         self._kept: list[torch.Tensor] = []
+        # Whether the kept rows' weight column holds counts (compacted by sync()).
+        self._counted = False
         # With row ids: this rank's first row ids and last rows (inputs), for sync() to count
         # once the rows DistributedSampler repeats to pad the last batch.
         self._first_ids: torch.Tensor | None = None
@@ -1241,7 +1243,12 @@ class Evaluator:
         self._rows = int(flat[at + nb].item())
         self._dropped = flat[at + nb + 1].to(torch.int64)
         if self._layout["keep_rows"]:
+            # Compact on the device first (entries of equal label, slices and scores combine,
+            # their weights summed, or counted in an unweighted job): tied scores travel as a
+            # few runs per slice, not one row per row.
             local = self._kept_rows()
+            if self._layout["compact_rows"]:
+                local = self._compact(local)
             size = torch.tensor([local.shape[0]], dtype=torch.int64, device=self._device)
             sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
             dist.all_gather(sizes, size)
@@ -1254,6 +1261,20 @@ class Evaluator:
         self._synced = True
         self._check()
         return self
+
+    def _compact(self, rows: torch.Tensor) -> torch.Tensor:
+        """Kept rows (all counted) with equal label, slice ids and scores combined into one,
+        its weight the sum of theirs (a count in an unweighted job)."""
+        if rows.shape[0] == 0:
+            return rows
+        key = [0, *range(5, rows.shape[1])]  # label, ids, scores (weight, flag, keys: not)
+        unique, inverse = torch.unique(rows[:, key], dim=0, return_inverse=True)
+        out = torch.zeros(unique.shape[0], rows.shape[1], dtype=rows.dtype, device=rows.device)
+        out[:, key] = unique
+        out[:, 1].index_add_(0, inverse, rows[:, 1])
+        out[:, 2] = 1.0
+        self._counted = not self._weighted
+        return out
 
     def _kept_rows(self) -> torch.Tensor:
         width = 5 + len(self._specs) + len(self._models)
@@ -1335,8 +1356,9 @@ class Evaluator:
                 rank.append((
                     np.ascontiguousarray(kept[:, 5 + len(self._specs) + m]).tobytes(),
                     kept[:, 0].astype(np.uint8).tobytes(),
-                    np.ascontiguousarray(kept[:, 1]).tobytes() if self._weighted else b"",
-                    keys_bits.tobytes(), ids))
+                    np.ascontiguousarray(kept[:, 1]).tobytes()
+                    if self._weighted or self._counted else b"",
+                    keys_bits.tobytes(), ids, self._counted))
         dropped = int(self._dropped.item())
         state = _native.state_from_blocks(
             keys, self._native_job, self.spec._json, blocks, rank, self._rows, dropped,

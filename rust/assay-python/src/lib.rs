@@ -514,8 +514,8 @@ fn u32s(bytes: &[u8], what: &str) -> PyResult<Vec<u32>> {
 /// `grid`, `logit`, `prob_hist` (absent: empty), each as little-endian bytes.
 type BlockBytes = std::collections::HashMap<String, Vec<u8>>;
 /// One model's kept rows: scores (f64), labels (u8), weights (f64), row keys (u64), key rows
-/// per slice spec (u32).
-type RowBytes = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
+/// per slice spec (u32), and whether the weights are multiplicities.
+type RowBytes = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>, bool);
 
 /// Why the torch path cannot run a job (None when it can) and its block layout.
 type DeviceLayout = (Option<String>, Vec<(String, f64)>);
@@ -591,7 +591,7 @@ fn state_from_blocks<'py>(
             .collect::<PyResult<Vec<_>>>()?;
         let rank = rank
             .into_iter()
-            .map(|(scores, labels, weights, row_keys, key_rows)| {
+            .map(|(scores, labels, weights, row_keys, key_rows, counted)| {
                 Ok(ExternalRows {
                     scores: f64s(&scores, "scores")?,
                     labels,
@@ -601,6 +601,7 @@ fn state_from_blocks<'py>(
                         .iter()
                         .map(|k| u32s(k, "key rows"))
                         .collect::<PyResult<_>>()?,
+                    counted,
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;

@@ -68,11 +68,7 @@ pub(crate) fn compact_kept_rows(
     pool: &rayon::ThreadPool,
 ) {
     let plan = Plan::new(spec, state.slicer.n_specs(), false);
-    let compact = if plan.weighted {
-        plan.sorted_calib.is_none() && !plan.quantile_bins
-    } else {
-        !plan.quantile_bins
-    };
+    let compact = compaction_allowed(&plan);
     pool.install(|| {
         for r in state.rank.iter_mut() {
             if compact && r.row_keys.is_empty() && r.compaction_pays() {
@@ -80,6 +76,16 @@ pub(crate) fn compact_kept_rows(
             }
         }
     });
+}
+
+/// Whether the compaction policy of [`compact_kept_rows`] lets `plan`'s kept rows combine
+/// (rows with resampling keys never do).
+pub(crate) fn compaction_allowed(plan: &Plan) -> bool {
+    if plan.weighted {
+        plan.sorted_calib.is_none() && !plan.quantile_bins
+    } else {
+        !plan.quantile_bins
+    }
 }
 
 /// [`accumulate`] on the threads of `pool` (the one-pass `evaluate` keeps one pool, and its

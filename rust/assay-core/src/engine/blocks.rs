@@ -72,6 +72,9 @@ pub struct ExternalRows {
     pub row_keys: Vec<u64>,
     /// Per slice spec (not the overall slice): the key-table row of each kept row.
     pub key_rows: Vec<Vec<u32>>,
+    /// Whether `weights` hold multiplicities (an unweighted job's rows combined on the
+    /// device: `RankRows::counted`).
+    pub counted: bool,
 }
 
 /// Everything the device kept, for [`state_from_blocks`].
@@ -90,6 +93,12 @@ pub struct ExternalState {
 
 fn bad(m: impl Into<String>) -> AssayError {
     AssayError::StateFormat(format!("not a valid device state: {}", m.into()))
+}
+
+/// Whether a job's kept rows may be combined into entries of equal (score, slice ids, label)
+/// (the policy of `accumulate::compact_kept_rows`, and no resampling keys).
+fn compactable(plan: &Plan) -> bool {
+    super::accumulate::compaction_allowed(plan) && plan.resampler.is_none()
 }
 
 /// What the torch path cannot fill yet, for the job of `spec`; `None` when it can.
@@ -158,6 +167,10 @@ pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
         (
             "row_keys",
             (plan.keep_rows && plan.resampler.is_some()) as u8 as f64,
+        ),
+        (
+            "compact_rows",
+            (plan.keep_rows && compactable(&plan)) as u8 as f64,
         ),
     ]);
     layout
@@ -357,8 +370,9 @@ pub fn state_from_blocks(
             if r.key_rows.len() != n_specs
                 || r.key_rows.iter().any(|v| v.len() != len)
                 || r.labels.len() != len
-                || (plan.weighted && r.weights.len() != len)
-                || (!plan.weighted && !r.weights.is_empty())
+                || ((plan.weighted || r.counted) && r.weights.len() != len)
+                || (!plan.weighted && !r.counted && !r.weights.is_empty())
+                || (r.counted && (plan.weighted || !compactable(&plan)))
                 || (plan.resampler.is_some() && r.row_keys.len() != len)
                 || (plan.resampler.is_none() && !r.row_keys.is_empty())
             {
@@ -380,6 +394,7 @@ pub fn state_from_blocks(
             kept.weights = r.weights;
             kept.row_keys = r.row_keys;
             kept.ids = ids;
+            kept.counted = r.counted;
             state.rank.push(kept);
         }
     } else if !ext.rank.is_empty() {
