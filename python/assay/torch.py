@@ -691,6 +691,8 @@ class Evaluator:
                 "Evaluator.update: this evaluator was synced; its state is the merged state "
                 "of every rank (create a new Evaluator for more rows)")
         if self._regression:
+            if prediction is None and score is not None and len(self._models) > 1:
+                prediction, score = score, None  # a regression comparison: score={name: ...}
             if score is not None or prediction is None:
                 raise InvalidInputError(
                     "Evaluator.update: a regression spec takes prediction=, not score=",
@@ -703,8 +705,9 @@ class Evaluator:
         if len(self._models) > 1:
             names = [name for name, _ in self._models]
             if not isinstance(score, Mapping) or sorted(score) != sorted(names):
+                arg = "prediction" if self._regression else "score"
                 raise InvalidInputError(
-                    f"Evaluator.update: a comparison spec takes score={{name: tensor}} for "
+                    f"Evaluator.update: a comparison spec takes {arg}={{name: tensor}} for "
                     f"the models {names}")
             models = [score[name] for name in names]
             score = models[0]
@@ -889,13 +892,17 @@ class Evaluator:
             ids.append(d)
         return ids
 
-    def _update_regression(self, pred: torch.Tensor, label: torch.Tensor,
+    def _update_regression(self, preds: torch.Tensor, label: torch.Tensor,
                            cols: dict[str, torch.Tensor], weight: torch.Tensor | None,
                            row_id: torch.Tensor | None, pos: torch.Tensor) -> None:
+        """One piece of a regression batch; ``preds`` is ``[rows, models]`` (a comparison's
+        models, the reference first)."""
         assert self._blocks is not None
         lay, reg, f64 = self._layout, self._reg, torch.float64
-        y, p = label.to(f64), pred.to(f64)
-        bad_y, bad_p = ~torch.isfinite(y), ~torch.isfinite(p)
+        y, p = label.to(f64), preds.to(f64)
+        bad_y = ~torch.isfinite(y)
+        # A row missing any model's prediction is dropped for all: comparisons are paired.
+        bad_p = ~torch.isfinite(p).all(dim=1)
         ok = ~(bad_y | bad_p)
         lo = hi = None
         if reg.interval:
@@ -914,63 +921,81 @@ class Evaluator:
                 ok &= ~bad_b
         # Rows that do not count take values inside every domain: their weight is 0, and
         # 0 x a finite number adds nothing.
-        y, p = torch.where(ok, y, 1.0), torch.where(ok, p, 1.0)
+        y, p = torch.where(ok, y, 1.0), torch.where(ok.unsqueeze(1), p, 1.0)
         if reg.log:
-            self._flag(_BAD_LOG, ok & ((y < 0) | (p < 0)), pos)
+            self._flag(_BAD_LOG, ok & ((y < 0) | (p < 0).any(dim=1)), pos)
         for kind, on, power in ((_BAD_POISSON, reg.devs[0], 1.0),
                                 (_BAD_GAMMA, reg.devs[1], 2.0),
                                 (_BAD_TWEEDIE, reg.devs[2], reg.power)):
             if on:
-                bad = (p <= 0) if power != 0 else torch.zeros_like(ok)
+                bad = (p <= 0).any(dim=1) if power != 0 else torch.zeros_like(ok)
                 if power >= 2:
                     bad = bad | (y <= 0)
                 elif power >= 1:
                     bad = bad | (y < 0)
                 self._flag(kind, ok & bad, pos)
+        if lo is not None and hi is not None:
+            self._flag(_BAD_ORDER, ok & (lo > hi), pos)
+            lo, hi = torch.where(ok, lo, 0.0), torch.where(ok, hi, 0.0)
         w = self._weights(weight, ok, pos)
         okn = ok.to(torch.int64)
         ids = self._slice_ids(cols, ok, pos)
-        extras = None
-        n_extra = reg.at_moments - _REG_FIELDS
-        if any(reg.devs) or reg.interval or reg.quantiles:
-            ex = []
-            for on, power in zip(reg.devs, (1.0, 2.0, reg.power), strict=True):
-                ex.append(_tweedie(y, p, power) if on else torch.zeros_like(y))
-            ex.append(torch.zeros_like(y))  # the null deviance: per slice, in _reg_state
-            if lo is not None and hi is not None:
-                self._flag(_BAD_ORDER, ok & (lo > hi), pos)
-                lo, hi = torch.where(ok, lo, 0.0), torch.where(ok, hi, 0.0)
-                ex += [((lo <= y) & (y <= hi)).to(f64), hi - lo]
-            under = y - p
-            ex += [torch.maximum(q * under, (q - 1.0) * under) for q in reg.quantiles]
-            extras = torch.stack(ex, dim=1)
-            # (Rows that will be raised may hold NaN; rows that do not count hold 0.)
-            extras = torch.where(ok.unsqueeze(1), extras, 0.0)
-            assert extras.shape[1] == n_extra
         kw = None
         if self._resampler is not None and lay["slots"] > 0:
             rid = row_id.to(torch.int64) if row_id is not None else pos
             kw = self._resampler.weights(self._resampler.row_keys(rid), w)
-        for k, b in enumerate(self._blocks):
-            d = ids[k]
-            size = b["n"].shape[0]
-            b["n"].index_add_(0, d, okn)
-            b["counts"][:, 0].index_add_(0, d, w)
-            batch = _reg_state(y, p, w.unsqueeze(1), okn.to(f64), d, size, reg, extras)[:, 0]
-            part = torch.zeros_like(b["fam"])
-            part[:, :reg.at_moments] = batch
-            if reg.moments:
-                part[:, reg.at_moments:] = _reg_moments(y, p, w, d, size, batch, reg.log)
-            b["fam"] = _fam_merge(b["fam"], part, reg, reg.moments)
-            if kw is not None:
-                slot = _reg_state(y, p, kw, None, d, size, reg, extras)
-                b["fam_reps"] = _fam_merge(b["fam_reps"], slot, reg, False)
+        per_model = len(self._specs) + 1
+        for m in range(p.shape[1]):
+            pm = p[:, m].contiguous()
+            # (Only the first model has a prediction interval: EvalSpec::validate.)
+            bounds = (lo, hi) if m == 0 and lo is not None and hi is not None else None
+            extras = self._reg_extras(y, pm, ok, bounds)
+            blocks = self._blocks[m * per_model:(m + 1) * per_model]
+            for k, b in enumerate(blocks):
+                d = ids[k]
+                size = b["n"].shape[0]
+                b["n"].index_add_(0, d, okn)
+                b["counts"][:, 0].index_add_(0, d, w)
+                batch = _reg_state(y, pm, w.unsqueeze(1), okn.to(f64), d, size, reg,
+                                   extras)[:, 0]
+                part = torch.zeros_like(b["fam"])
+                part[:, :reg.at_moments] = batch
+                if reg.moments:
+                    part[:, reg.at_moments:] = _reg_moments(y, pm, w, d, size, batch, reg.log)
+                b["fam"] = _fam_merge(b["fam"], part, reg, reg.moments)
+                if kw is not None:
+                    slot = _reg_state(y, pm, kw, None, d, size, reg, extras)
+                    b["fam_reps"] = _fam_merge(b["fam_reps"], slot, reg, False)
         if lay["keep_rows"]:
             # The absolute errors, for the exact medians (label 0, as the engine keeps them).
             zero = torch.zeros_like(y)
-            kept = [zero, w, ok.to(f64), zero, zero, *(i.to(f64) for i in ids[1:]),
-                    (p - y).abs()]
-            self._kept.append(torch.stack(kept, dim=1))
+            kept = [zero, w, ok.to(f64), zero, zero, *(i.to(f64) for i in ids[1:])]
+            self._kept.append(torch.cat([torch.stack(kept, dim=1),
+                                         (p - y.unsqueeze(1)).abs()], dim=1))
+
+    def _reg_extras(self, y: torch.Tensor, p: torch.Tensor, ok: torch.Tensor,
+                    bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
+        """Each row's deviances, interval coverage and width, and pinball losses (the null
+        deviance's column is filled per slice), 0 for rows that do not count; None when the
+        job sums none of them."""
+        reg, f64 = self._reg, torch.float64
+        if not (any(reg.devs) or reg.interval or reg.quantiles):
+            return None
+        ex = [_tweedie(y, p, power) if on else torch.zeros_like(y)
+              for on, power in zip(reg.devs, (1.0, 2.0, reg.power), strict=True)]
+        ex.append(torch.zeros_like(y))  # the null deviance: per slice, in _reg_state
+        if reg.interval:
+            if bounds is not None:
+                lo, hi = bounds
+                ex += [((lo <= y) & (y <= hi)).to(f64), hi - lo]
+            else:
+                ex += [torch.zeros_like(y), torch.zeros_like(y)]
+        under = y - p
+        ex += [torch.maximum(q * under, (q - 1.0) * under) for q in reg.quantiles]
+        extras = torch.stack(ex, dim=1)
+        assert extras.shape[1] == reg.at_moments - _REG_FIELDS
+        # (Rows that will be raised may hold NaN; rows that do not count hold 0.)
+        return torch.where(ok.unsqueeze(1), extras, 0.0)
 
     def _add_grids(self, s: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                    ids: list[torch.Tensor], blocks: list[dict[str, torch.Tensor]]) -> None:
@@ -1019,7 +1044,7 @@ class Evaluator:
         pos = torch.arange(n, device=dev, dtype=torch.int64) + (self._row_offset + self._rows)
         self._rows += n
         if self._regression:
-            self._update_regression(score[:, 0], label, cols, weight, row_id, pos)
+            self._update_regression(score, label, cols, weight, row_id, pos)
             return
         scores = score.to(f64)
         if self._logits:

@@ -98,16 +98,19 @@ fn bad(m: impl Into<String>) -> AssayError {
 /// Whether a job's kept rows may be combined into entries of equal (score, slice ids, label)
 /// (the policy of `accumulate::compact_kept_rows`, and no resampling keys).
 fn compactable(plan: &Plan) -> bool {
-    super::accumulate::compaction_allowed(plan) && plan.resampler.is_none()
+    super::accumulate::compaction_allowed(plan) && !keyed(plan)
+}
+
+/// Whether kept rows carry resampling keys (a bootstrap of rank metrics; regression's kept
+/// errors, for the median, never do).
+fn keyed(plan: &Plan) -> bool {
+    plan.resampler.is_some() && !plan.regression
 }
 
 /// What the torch path cannot fill yet, for the job of `spec`; `None` when it can.
 pub fn unsupported(spec: &EvalSpec) -> Option<String> {
     let plan = Plan::new(spec, spec.slices.len(), false);
     if spec.family == Family::Regression {
-        if spec.compare.is_some() {
-            return Some("regression comparisons (scores={...})".into());
-        }
         return None;
     }
     if plan.sketch_runs > 0 {
@@ -164,10 +167,7 @@ pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
         ("need_log_loss", plan.need_log_loss as u8 as f64),
         ("need_probability", plan.need_probability as u8 as f64),
         ("keep_rows", plan.keep_rows as u8 as f64),
-        (
-            "row_keys",
-            (plan.keep_rows && plan.resampler.is_some()) as u8 as f64,
-        ),
+        ("row_keys", (plan.keep_rows && keyed(&plan)) as u8 as f64),
         (
             "compact_rows",
             (plan.keep_rows && compactable(&plan)) as u8 as f64,
@@ -373,8 +373,8 @@ pub fn state_from_blocks(
                 || ((plan.weighted || r.counted) && r.weights.len() != len)
                 || (!plan.weighted && !r.counted && !r.weights.is_empty())
                 || (r.counted && (plan.weighted || !compactable(&plan)))
-                || (plan.resampler.is_some() && r.row_keys.len() != len)
-                || (plan.resampler.is_none() && !r.row_keys.is_empty())
+                || (keyed(&plan) && r.row_keys.len() != len)
+                || (!keyed(&plan) && !r.row_keys.is_empty())
             {
                 return Err(bad("kept row columns"));
             }
