@@ -100,13 +100,14 @@ def feed(ev: at.Evaluator, d: dict[str, np.ndarray], cuts: list[int], spec: assa
 
 def assert_same_table(got: pl.DataFrame, want: pl.DataFrame, rel: float = 1e-9,
                       rel_bounds: float | None = None) -> None:
-    """Counts and labels equal, floats within ``rel`` (interval bounds within
-    ``rel_bounds``, when given), nulls alike."""
+    """Counts and labels equal, floats within ``rel`` (interval bounds and bootstrap standard
+    errors within ``rel_bounds``, when given), nulls alike."""
     assert got.columns == want.columns
     assert got["slice"].to_list() == want["slice"].to_list()
     for c in got.columns:
         a, b = got[c].to_list(), want[c].to_list()
-        tol = rel_bounds if rel_bounds is not None and c.endswith(("_lo", "_hi")) else rel
+        tol = rel_bounds if rel_bounds is not None and c.endswith(("_lo", "_hi", "_se")) \
+            else rel
         if got[c].dtype == pl.Float64:
             for r, (x, y) in enumerate(zip(a, b, strict=True)):
                 assert (x is None) == (y is None), f"{c} row {r}: {x} vs {y}"
