@@ -112,6 +112,7 @@ CASE_MODULES = [
     "cases_cli",
     "cases_process",
     "cases_regression",
+    "cases_torch",
 ]
 
 
