@@ -90,12 +90,43 @@ def as_table(d: dict[str, np.ndarray]) -> pl.DataFrame:
 
 def feed(ev: at.Evaluator, d: dict[str, np.ndarray], cuts: list[int], spec: assay.Spec,
          device: str = "cpu") -> None:
+    """The rows of ``d`` in batches cut at ``cuts``, as a user's loop feeds them: scores (or
+    predictions) per model, the features, and the weights, ids and bounds the spec names."""
+    column = {"p": "p", "q": "q"}
+    arg = "score" if spec.task == "binary" else "prediction"
     for a, b in zip(cuts, cuts[1:], strict=False):
         t = {k: torch.as_tensor(v[a:b], device=device) for k, v in d.items()}
-        ev.update(score=t["p"], label=t["y"],
+        models = {name: t[column[col]] for name, col in spec.scores.items()} \
+            if spec.scores else t["p"]
+        ev.update(**{arg: models}, label=t["y"],
                   features={"country": t["country"], "device": t["device"], "age": t["age"]},
                   weight=t["w"] if spec.weight else None,
-                  row_id=t["id"] if spec.row_id else None)
+                  row_id=t["id"] if spec.row_id else None,
+                  lower=t["lo"] if spec.lower else None, upper=t["hi"] if spec.upper else None)
+
+
+def assert_parity(spec: assay.Spec, d: dict[str, np.ndarray], cuts: list[int],
+                  rel_bounds: float | None = None) -> None:
+    """The Evaluator fed in batches equals ``spec.evaluate`` on all the rows (a Report or a
+    Comparison), or both refuse the job with the same error type."""
+    ev = at.Evaluator(spec, categories=CATEGORIES)
+    feed(ev, d, cuts, spec)
+    try:
+        want = spec.evaluate(as_table(d))
+    except assay.AssayError as e:  # e.g. BCa's jackknife on too few rows: refused alike
+        with pytest.raises(type(e)):
+            ev.compute()
+        return
+    got = ev.compute()
+    assert type(got) is type(want)
+    assert_same_table(got.table, want.table, rel_bounds=rel_bounds)
+    if isinstance(want, assay.Comparison):
+        for name in want.reports:
+            assert_same_table(got.reports[name].table, want.reports[name].table,
+                              rel_bounds=rel_bounds)
+    else:
+        assert got.notes.to_dicts() == want.notes.to_dicts()
+        assert (got.rows, got.dropped) == (want.rows, want.dropped)
 
 
 def assert_same_table(got: pl.DataFrame, want: pl.DataFrame, rel: float = 1e-9,
@@ -134,21 +165,7 @@ def test_evaluator_equals_evaluate(kind, case):
     seed, n, cuts = case
     kw = KINDS[kind]
     spec = assay.Spec(label="y", score="p", slices=SLICES, **kw)
-    d = make_data(seed, n, nan_scores=kw.get("nan_policy") == "drop")
-    try:
-        want = spec.evaluate(as_table(d))
-    except assay.AssayError as e:  # e.g. BCa's jackknife on too few rows: refused alike
-        ev = at.Evaluator(spec, categories=CATEGORIES)
-        feed(ev, d, cuts, spec)
-        with pytest.raises(type(e)):
-            ev.compute()
-        return
-    ev = at.Evaluator(spec, categories=CATEGORIES)
-    feed(ev, d, cuts, spec)
-    got = ev.compute()
-    assert_same_table(got.table, want.table)
-    assert got.notes.to_dicts() == want.notes.to_dicts()
-    assert (got.rows, got.dropped) == (want.rows, want.dropped)
+    assert_parity(spec, make_data(seed, n, nan_scores=kw.get("nan_policy") == "drop"), cuts)
 
 
 REGRESSION_KINDS = {
@@ -201,21 +218,10 @@ def test_regression_evaluator_equals_evaluate(kind, case):
     seed, n, cuts = case
     kw = REGRESSION_KINDS[kind]
     spec = assay.Spec(label="y", prediction="p", task="regression", slices=SLICES, **kw)
-    d = make_regression_data(seed, n, nan=kw.get("nan_policy") == "drop")
-    ev = at.Evaluator(spec, categories=CATEGORIES)
-    feed_any(ev, d, cuts, spec)
-    try:
-        want = spec.evaluate(as_table(d))
-    except assay.AssayError as e:
-        with pytest.raises(type(e)):
-            ev.compute()
-        return
-    got = ev.compute()
     # A replicate whose labels barely vary has an ill-conditioned r2 (bounds such as -1.5e6):
     # the device's sums and the engine's differ in the last bits, which such a ratio magnifies.
-    assert_same_table(got.table, want.table, rel_bounds=1e-6)
-    assert got.notes.to_dicts() == want.notes.to_dicts()
-    assert (got.rows, got.dropped) == (want.rows, want.dropped)
+    assert_parity(spec, make_regression_data(seed, n, nan=kw.get("nan_policy") == "drop"), cuts,
+                  rel_bounds=1e-6)
 
 
 REGRESSION_COMPARE_KINDS = {
@@ -237,24 +243,8 @@ def test_regression_comparison_equals_compare(kind, case):
     kw = REGRESSION_COMPARE_KINDS[kind]
     spec = assay.Spec(label="y", task="regression", scores={"old": "p", "new": "q"},
                       slices=SLICES, **kw)
-    d = make_regression_data(seed, n, nan=kw.get("nan_policy") == "drop")
-    ev = at.Evaluator(spec, categories=CATEGORIES)
-    for a, b in zip(cuts, cuts[1:], strict=False):
-        t = {k: torch.as_tensor(v[a:b]) for k, v in d.items()}
-        ev.update(prediction={"old": t["p"], "new": t["q"]}, label=t["y"],
-                  features={"country": t["country"], "device": t["device"], "age": t["age"]},
-                  weight=t["w"] if spec.weight else None, row_id=t["id"])
-    try:
-        want = spec.evaluate(as_table(d))
-    except assay.AssayError as e:
-        with pytest.raises(type(e)):
-            ev.compute()
-        return
-    got = ev.compute()
-    assert isinstance(got, assay.Comparison)
-    assert_same_table(got.table, want.table, rel_bounds=1e-6)
-    for name in ("old", "new"):
-        assert_same_table(got.reports[name].table, want.reports[name].table, rel_bounds=1e-6)
+    assert_parity(spec, make_regression_data(seed, n, nan=kw.get("nan_policy") == "drop"), cuts,
+                  rel_bounds=1e-6)
 
 
 def test_regression_bad_values_and_options():
@@ -290,25 +280,8 @@ def test_comparison_evaluator_equals_compare(kind, case):
     seed, n, cuts = case
     kw = COMPARE_KINDS[kind]
     spec = assay.Spec(label="y", scores={"old": "p", "new": "q"}, slices=SLICES, **kw)
-    d = make_data(seed, n, nan_scores=kw.get("nan_policy") == "drop")
+    assert_parity(spec, make_data(seed, n, nan_scores=kw.get("nan_policy") == "drop"), cuts)
     ev = at.Evaluator(spec, categories=CATEGORIES)
-    for a, b in zip(cuts, cuts[1:], strict=False):
-        t = {k: torch.as_tensor(v[a:b]) for k, v in d.items()}
-        ev.update(score={"new": t["q"], "old": t["p"]}, label=t["y"],
-                  features={"country": t["country"], "device": t["device"], "age": t["age"]},
-                  weight=t["w"] if spec.weight else None,
-                  row_id=t["id"] if spec.row_id else None)
-    try:
-        want = spec.evaluate(as_table(d))
-    except assay.AssayError as e:
-        with pytest.raises(type(e)):
-            ev.compute()
-        return
-    got = ev.compute()
-    assert isinstance(got, assay.Comparison)
-    assert_same_table(got.table, want.table)
-    for name in ("old", "new"):
-        assert_same_table(got.reports[name].table, want.reports[name].table)
     with pytest.raises(assay.InvalidInputError, match="score=\\{name: tensor\\}"):
         ev.update(score=torch.zeros(2), label=torch.zeros(2),
                   features={"country": torch.zeros(2, dtype=torch.long),
@@ -447,20 +420,6 @@ def _job(kind: str) -> tuple[assay.Spec, dict[str, np.ndarray]]:
             make_data(seed, 1000))
 
 
-def feed_any(ev: at.Evaluator, d: dict[str, np.ndarray], cuts: list[int],
-             spec: assay.Spec) -> None:
-    if spec.task == "binary":
-        feed(ev, d, cuts, spec)
-        return
-    for a, b in zip(cuts, cuts[1:], strict=False):
-        t = {k: torch.as_tensor(v[a:b]) for k, v in d.items()}
-        ev.update(prediction=t["p"], label=t["y"],
-                  features={"country": t["country"], "device": t["device"], "age": t["age"]},
-                  weight=t["w"] if spec.weight else None,
-                  row_id=t["id"] if spec.row_id else None,
-                  lower=t["lo"] if spec.lower else None, upper=t["hi"] if spec.upper else None)
-
-
 def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], out: str):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
                             world_size=world)
@@ -468,7 +427,7 @@ def _rank_main(rank: int, world: int, store: str, kind: str, bounds: list[int], 
         spec, d = _job(kind)
         a, b = bounds[rank], bounds[rank + 1]
         ev = at.Evaluator(spec, categories=CATEGORIES)
-        feed_any(ev, {k: v[a:b] for k, v in d.items()}, [0, (b - a) // 2, b - a], spec)
+        feed(ev, {k: v[a:b] for k, v in d.items()}, [0, (b - a) // 2, b - a], spec)
         ev.sync()
         ev.compute().table.write_parquet(os.path.join(out, f"rank{rank}.parquet"))
         with open(os.path.join(out, f"kept{rank}.txt"), "w") as f:
@@ -526,7 +485,7 @@ def _rank_sampler(rank: int, world: int, store: str, n: int, task: str, out: str
                                                shuffle=True, seed=1)))
         ev = at.Evaluator(spec, categories=CATEGORIES)
         shard = {k: v[idx] for k, v in d.items()}
-        feed_any(ev, shard, list(range(0, len(idx), 64)) + [len(idx)], spec)
+        feed(ev, shard, list(range(0, len(idx), 64)) + [len(idx)], spec)
         ev.sync()
         ev.compute().table.write_parquet(os.path.join(out, f"rank{rank}.parquet"))
     finally:
