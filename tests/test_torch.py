@@ -542,7 +542,17 @@ def test_cuda_evaluator_equals_evaluate(kind):
     spec = assay.Spec(label="y", score="p", slices=SLICES, **kw)
     d = make_data(5, 20_000, nan_scores=kw.get("nan_policy") == "drop")
     ev = at.Evaluator(spec, categories=CATEGORIES, device="cuda")
-    feed(ev, d, [0, 7000, 20_000], spec, device="cuda")
+    t = {k: torch.as_tensor(v, device="cuda") for k, v in d.items()}  # copied before updates
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host synchronization in update raises
+    try:
+        for a, b in ((0, 7000), (7000, 20_000)):
+            ev.update(score=t["p"][a:b], label=t["y"][a:b],
+                      features={k: t[k][a:b] for k in ("country", "device", "age")},
+                      weight=t["w"][a:b] if spec.weight else None,
+                      row_id=t["id"][a:b] if spec.row_id else None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
     assert_same_table(ev.compute().table, spec.evaluate(as_table(d)).table)
 
 
