@@ -13,6 +13,8 @@ __all__ = [
     "replicate_draws",
     "State",
     "bin_edges",
+    "bin_edge_ranks",
+    "bin_edges_by_rank",
     "isotonic_fit",
     "platt_fit",
     "temperature_fit",
@@ -111,6 +113,18 @@ class State:
 
 def bin_edges(data: Any, column: str, n: int, strategy: str) -> list[float]:
     """Edges of `n` bins over column `column` of an Arrow stream."""
+
+def bin_edge_ranks(count: int, n: int, strategy: str) -> list[int]:
+    """The 0-based ranks (in ascending order of a column's `count` non-NaN values) of the
+    order statistics that `n` bins of `strategy` read; see `bin_edges_by_rank`."""
+
+def bin_edges_by_rank(
+    column: str, n: int, strategy: str, count: int, infinite: bool, stats: dict[int, float]
+) -> list[float]:
+    """The edges `bin_edges` would place over a column of `count` non-NaN values, from its
+    order statistics `stats` (rank -> value, at least the ranks of `bin_edge_ranks`);
+    `infinite`: the column holds an infinite value. Edges computed by a distributed engine
+    this way equal those of one process to the bit."""
 
 def default_metrics() -> list[str]:
     """The names of the metrics computed when none are given, in report order."""

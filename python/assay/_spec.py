@@ -21,7 +21,7 @@ import copy
 import json
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -580,6 +580,11 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         if not self._job.unresolved():
             return self
         source = to_source(data)
+        return self._with_edges(lambda f: f.resolve(source))
+
+    def _with_edges(self, fit: Callable[[Bins], Sequence[float]]) -> Spec:
+        """This spec with every data-derived bin's edges fixed to ``fit(bins)`` (called once
+        per distinct column, n and strategy, in slice order)."""
         fitted: dict[tuple[str, int | None, str], Bins] = {}
         entries: list[SliceEntry] = []
         for feats, only in self._job.slices:
@@ -588,7 +593,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                 if isinstance(f, Bins) and f.edges is None:
                     key = (f.column, f.n, f.strategy)
                     if key not in fitted:
-                        edges = tuple(float(e) for e in f.resolve(source))
+                        edges = tuple(float(e) for e in fit(f))
                         fitted[key] = Bins(f.column, None, "quantile", edges)
                     f = fitted[key]
                 out.append(f)

@@ -29,4 +29,4 @@ pub use engine::{
 };
 pub use error::{AssayError, Result};
 pub use metrics::Metric;
-pub use slicing::{bin_edges, BinStrategy, Feature, SliceSpec};
+pub use slicing::{bin_edge_ranks, bin_edges, bin_edges_by_rank, BinStrategy, Feature, SliceSpec};

@@ -1078,6 +1078,56 @@ mod tests {
     }
 
     #[test]
+    fn edges_from_the_order_statistics_they_read_equal_edges_from_all_values() {
+        // What a distributed engine does: fetch only the ranks `bin_edge_ranks` names, then
+        // place the edges from them. Any other rank asked for is a bug (it would not be there).
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for trial in 0..300 {
+            let len = 1 + (next() % 200) as usize;
+            let distinct = 1 + next() % 40;
+            let values: Vec<f64> = (0..len)
+                .map(|_| match trial % 3 {
+                    0 => (next() % distinct) as f64 * 0.37 - 3.0,
+                    1 => (next() >> 11) as f64 / (1u64 << 53) as f64 * 1e3,
+                    _ => f64::from_bits(next() >> 2) - 1.0,
+                })
+                .map(|x| if x.is_finite() { x } else { 1.0 })
+                .collect();
+            let mut sorted = values.clone();
+            sorted.sort_by(|a, b| a.total_cmp(b));
+            for n in [1usize, 2, 3, 7, 10, 64, 301] {
+                for strategy in [BinStrategy::Quantile, BinStrategy::Uniform] {
+                    let ranks = bin_edge_ranks(len, n, strategy);
+                    let stat = |i: usize| {
+                        assert!(ranks.binary_search(&i).is_ok(), "rank {i} not fetched");
+                        Ok(sorted[i])
+                    };
+                    let by_rank = bin_edges_by_rank(len, false, n, strategy, "x", stat).unwrap();
+                    let all = bin_edges(&values, n, strategy, "x").unwrap();
+                    assert_eq!(
+                        by_rank.iter().map(|e| e.to_bits()).collect::<Vec<_>>(),
+                        all.iter().map(|e| e.to_bits()).collect::<Vec<_>>(),
+                        "len {len} n {n} {strategy:?}"
+                    );
+                }
+            }
+        }
+        assert!(bin_edge_ranks(0, 5, BinStrategy::Quantile).is_empty());
+        assert_eq!(bin_edge_ranks(1, 5, BinStrategy::Quantile), vec![0]);
+        assert_eq!(bin_edge_ranks(10, 5, BinStrategy::Uniform), vec![0, 9]);
+        let err = bin_edges_by_rank(3, true, 2, BinStrategy::Quantile, "x", |_| Ok(0.0));
+        assert!(err.unwrap_err().to_string().contains("infinite"));
+        let err = bin_edges_by_rank(0, false, 2, BinStrategy::Quantile, "x", |_| Ok(0.0));
+        assert!(err.unwrap_err().to_string().contains("no non-null values"));
+    }
+
+    #[test]
     fn uniform_edges_of_a_column_spanning_the_float_range() {
         let v = [-f64::MAX, 0.0, 1.0, f64::MAX];
         for n in [1usize, 2, 3, 10] {
@@ -1117,6 +1167,21 @@ pub fn bin_edges(
     strategy: BinStrategy,
     column: &str,
 ) -> Result<Vec<f64>> {
+    check_bin_count(n, column)?;
+    let infinite = values.iter().any(|v| v.is_infinite());
+    let mut v: Vec<f64> = if infinite {
+        Vec::new()
+    } else {
+        values.iter().copied().filter(|x| !x.is_nan()).collect()
+    };
+    crate::runtime::check()?;
+    // A pool per call, like `evaluate`: the global rayon pool does not survive `fork()`.
+    crate::runtime::job_pool(None)?.install(|| v.par_sort_unstable_by(|a, b| a.total_cmp(b)));
+    crate::runtime::check()?;
+    bin_edges_by_rank(v.len(), infinite, n, strategy, column, |i| Ok(v[i]))
+}
+
+fn check_bin_count(n: usize, column: &str) -> Result<()> {
     if n == 0 {
         return Err(AssayError::InvalidArgument(format!(
             "bins for column {column:?}: n must be at least 1"
@@ -1127,24 +1192,73 @@ pub fn bin_edges(
             "bins for column {column:?}: n must be at most {MAX_BIN_COUNT}, got {n}"
         )));
     }
-    if values.iter().any(|v| v.is_infinite()) {
+    Ok(())
+}
+
+/// The positions (0-based, in the ascending order of the `len` non-NaN values) of the order
+/// statistics that the edges of `n` bins read: what a distributed engine fetches (exactly)
+/// before [`bin_edges_by_rank`] places the edges, so that they equal [`bin_edges`] over the
+/// same values to the bit. Ascending, without repeats; empty when `len` is 0.
+pub fn bin_edge_ranks(len: usize, n: usize, strategy: BinStrategy) -> Vec<usize> {
+    if len == 0 || n == 0 {
+        return Vec::new();
+    }
+    let last = len - 1;
+    let mut ranks = vec![0, last];
+    if strategy == BinStrategy::Quantile {
+        let step = 1.0 / n as f64;
+        for k in 0..=n.min(MAX_BIN_COUNT) {
+            let q = if k == n { 1.0 } else { k as f64 * step };
+            let (i, _) = quantile_position(len, q);
+            ranks.push(i);
+            if i < last {
+                ranks.push(i + 1);
+            }
+        }
+    }
+    ranks.sort_unstable();
+    ranks.dedup();
+    ranks
+}
+
+/// Where the linear quantile `q` of `len` sorted values falls: the lower rank `i` and the
+/// fraction `t` towards rank `i + 1` (`t` is 0 at the last rank). NumPy's positions.
+fn quantile_position(len: usize, q: f64) -> (usize, f64) {
+    let last = (len - 1) as f64;
+    let h = last * q.clamp(0.0, 1.0);
+    if h >= last {
+        return (len - 1, 0.0);
+    }
+    let i = h.floor() as usize;
+    (i, h - i as f64)
+}
+
+/// The edges of [`bin_edges`], from the order statistics of the `len` non-NaN values:
+/// `stat(i)` is the value of 0-based rank `i` (only the ranks of [`bin_edge_ranks`] are
+/// asked for). `infinite` says that the column holds an infinite value (refused, as
+/// [`bin_edges`] refuses it).
+pub fn bin_edges_by_rank(
+    len: usize,
+    infinite: bool,
+    n: usize,
+    strategy: BinStrategy,
+    column: &str,
+    stat: impl Fn(usize) -> Result<f64>,
+) -> Result<Vec<f64>> {
+    check_bin_count(n, column)?;
+    if infinite {
         return Err(crate::error::invalid(
             column,
             "cannot bin infinite values; give explicit edges",
         ));
     }
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
+    if len == 0 {
         return Err(crate::error::invalid(
             column,
             "cannot place bins: the column has no non-null values",
         ));
     }
-    crate::runtime::check()?;
-    // A pool per call, like `evaluate`: the global rayon pool does not survive `fork()`.
-    crate::runtime::job_pool(None)?.install(|| v.par_sort_unstable_by(|a, b| a.total_cmp(b)));
-    crate::runtime::check()?;
-    let (lo, hi) = (v[0], v[v.len() - 1]);
+    let (lo, hi) = (stat(0)?, stat(len - 1)?);
     if lo == hi {
         return Ok(vec![lo, hi]);
     }
@@ -1175,22 +1289,30 @@ pub fn bin_edges(
         // the edges agree with NumPy to the bit: q = k * (1/n), then NumPy's linear quantile.
         BinStrategy::Quantile => {
             let step = 1.0 / n as f64;
-            (0..=n)
-                .map(|k| {
-                    let q = if k == n { 1.0 } else { k as f64 * step };
-                    let e = crate::sorted::quantile_sorted(&v, q);
-                    if e.is_finite() {
-                        e
-                    } else {
-                        // Neighbours whose difference overflows (about ±1.8e308): the same
-                        // linear interpolation, as a weighted mean of the two.
-                        let h = (v.len() - 1) as f64 * q;
-                        let i = (h.floor() as usize).min(v.len() - 2);
-                        let t = h - i as f64;
-                        v[i] * (1.0 - t) + v[i + 1] * t
-                    }
-                })
-                .collect()
+            let mut out = Vec::with_capacity(n + 1);
+            for k in 0..=n {
+                let q = if k == n { 1.0 } else { k as f64 * step };
+                let (i, t) = quantile_position(len, q);
+                if i == len - 1 {
+                    out.push(hi);
+                    continue;
+                }
+                let (a, b) = (stat(i)?, stat(i + 1)?);
+                let d = b - a;
+                let e = if t >= 0.5 {
+                    b - d * (1.0 - t)
+                } else {
+                    a + d * t
+                };
+                // Neighbours whose difference overflows (about ±1.8e308): the same linear
+                // interpolation, as a weighted mean of the two.
+                out.push(if e.is_finite() {
+                    e
+                } else {
+                    a * (1.0 - t) + b * t
+                });
+            }
+            out
         }
     };
     // (Rounding of the interpolated edges could only tie neighbours, never reorder them;

@@ -24,7 +24,9 @@ use assay_core::reliability::{BinRule, CalibSpec};
 use assay_core::runtime::{self, panic_message};
 use assay_core::state::codec::STATE_FORMAT_VERSION;
 use assay_core::{
-    bin_edges as core_bin_edges, AssayError, BinStrategy, CiMethod, Feature, IntervalSpec, Metric,
+    bin_edge_ranks as core_bin_edge_ranks, bin_edges as core_bin_edges,
+    bin_edges_by_rank as core_bin_edges_by_rank, AssayError, BinStrategy, CiMethod, Feature,
+    IntervalSpec, Metric,
 };
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
@@ -677,18 +679,7 @@ fn bin_edges(
     strategy: &str,
 ) -> PyResult<Vec<f64>> {
     guarded(py, || {
-        let strategy = match strategy {
-            "quantile" => BinStrategy::Quantile,
-            "uniform" => BinStrategy::Uniform,
-            other => {
-                return Err(to_py(
-                    py,
-                    AssayError::InvalidArgument(format!(
-                        "bins strategy must be \"quantile\" or \"uniform\", got {other:?}"
-                    )),
-                ))
-            }
-        };
+        let strategy = bin_strategy(py, strategy)?;
         let reader = import_stream(py, &data)?.reading([column.as_str()]);
         run_streamed(
             py,
@@ -720,6 +711,56 @@ fn bin_edges(
                 core_bin_edges(&values, n, strategy, &column)
             },
         )
+    })
+}
+
+fn bin_strategy(py: Python<'_>, strategy: &str) -> PyResult<BinStrategy> {
+    match strategy {
+        "quantile" => Ok(BinStrategy::Quantile),
+        "uniform" => Ok(BinStrategy::Uniform),
+        other => Err(to_py(
+            py,
+            AssayError::InvalidArgument(format!(
+                "bins strategy must be \"quantile\" or \"uniform\", got {other:?}"
+            )),
+        )),
+    }
+}
+
+/// The 0-based ranks (in ascending order of a column's `count` non-NaN values) of the order
+/// statistics that `n` bins of `strategy` read; see `bin_edges_by_rank`.
+#[pyfunction]
+fn bin_edge_ranks(py: Python<'_>, count: usize, n: usize, strategy: &str) -> PyResult<Vec<usize>> {
+    guarded(py, || {
+        Ok(core_bin_edge_ranks(count, n, bin_strategy(py, strategy)?))
+    })
+}
+
+/// The edges `bin_edges` would place over a column of `count` non-NaN values, from its
+/// order statistics `stats` (rank -> value, at least the ranks of `bin_edge_ranks`);
+/// `infinite`: the column holds an infinite value. Edges computed by a distributed engine
+/// this way equal those of one process to the bit.
+#[pyfunction]
+fn bin_edges_by_rank(
+    py: Python<'_>,
+    column: String,
+    n: usize,
+    strategy: &str,
+    count: usize,
+    infinite: bool,
+    stats: std::collections::HashMap<usize, f64>,
+) -> PyResult<Vec<f64>> {
+    guarded(py, || {
+        let strategy = bin_strategy(py, strategy)?;
+        let stat = |i: usize| {
+            stats.get(&i).copied().ok_or_else(|| {
+                AssayError::InvalidArgument(format!(
+                    "bins for column {column:?}: the order statistic of rank {i} is missing"
+                ))
+            })
+        };
+        core_bin_edges_by_rank(count, infinite, n, strategy, &column, stat)
+            .map_err(|e| to_py(py, e))
     })
 }
 
@@ -1203,6 +1244,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STATE_FORMAT_VERSION", STATE_FORMAT_VERSION)?;
     m.add("DEFAULT_MAX_RUNS", assay_core::sketch::DEFAULT_MAX_RUNS)?;
     m.add_function(wrap_pyfunction!(bin_edges, m)?)?;
+    m.add_function(wrap_pyfunction!(bin_edge_ranks, m)?)?;
+    m.add_function(wrap_pyfunction!(bin_edges_by_rank, m)?)?;
     m.add_function(wrap_pyfunction!(isotonic_fit, m)?)?;
     m.add_function(wrap_pyfunction!(platt_fit, m)?)?;
     m.add_function(wrap_pyfunction!(temperature_fit, m)?)?;
