@@ -332,10 +332,11 @@ def run_spark(args: Any, spec: Any, ref: dict[Path, Any], path: Path, checks: Ch
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    info: dict[str, Any] = {"version": pyspark.__version__}
+    java = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
+    info: dict[str, Any] = {"version": f"{pyspark.__version__} (Java {java})"}
     try:
         parts = spark.read.parquet(str(path)).rdd.getNumPartitions()
-        print(f"[spark] pyspark {pyspark.__version__}, local[2], started in "
+        print(f"[spark] pyspark {info['version']}, local[2], started in "
               f"{time.perf_counter() - t0:.1f}s (untimed); the file reads as {parts} "
               "partitions", flush=True)
 
@@ -449,8 +450,8 @@ def run_ray(args: Any, spec: Any, ref: dict[Path, Any], path: Path, checks: Chec
 
     n = args.rows
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False,
+             logging_level=logging.ERROR, log_to_driver=False)
     info: dict[str, Any] = {"version": ray.__version__}
     try:
         ctx = ray.data.DataContext.get_current()
@@ -568,15 +569,17 @@ def main(argv=None) -> int:
 
     ref = Refs({path: out["table"]})
     inproc = {"path": best["path"], "table": best["table"]}
-    timings: list[tuple[str, str, float, str]] = [
-        ("in process", "assay.evaluate(path): the Parquet read included", best["path"], ""),
-        ("in process", "assay.evaluate(table): the table read beforehand", best["table"], ""),
-    ]
+    timings: list[tuple[str, str, float, str]] = []
     infos: dict[str, dict[str, Any]] = {}
     if "spark" in engines:
         infos["spark"] = run_spark(args, spec, ref, path, checks, timings)
     if "ray" in engines:
         infos["ray"] = run_ray(args, spec, ref, path, checks, timings)
+    for key, what in (("table", "assay.evaluate(table): the table read beforehand"),
+                      ("path", "assay.evaluate(path): the Parquet read included")):
+        slower = ", ".join(f"assay.{e} is {i['engine'] / inproc[key]:.2f}x this"
+                           for e, i in infos.items())
+        timings.insert(0, ("in process", what, inproc[key], slower))
 
     peers = {"spark": "applyInPandas", "ray": "map_groups"}
     lines = [

@@ -1,6 +1,7 @@
 """README sections run as written: "Split jobs" (its Python blocks in order, in one namespace,
 then its command-line block through ``assay.cli.main``, in a scratch directory),
-"Regression", and "GPUs and torch.distributed" (with the example script it names)."""
+"Regression", "GPUs and torch.distributed" (with the example script it names) and "Spark and
+Ray" (its Python block, in local mode)."""
 
 from __future__ import annotations
 
@@ -97,3 +98,21 @@ def test_torch_section_runs_as_written():
                          timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "equal to assay.evaluate on all rows: True" in run.stdout
+
+
+def test_spark_and_ray_section_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = section("Spark and Ray")
+    (code,) = blocks(text, "python")
+    ns: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), ns)
+    want = ns["spec"].evaluate(ns["table"]).table  # type: ignore[attr-defined]
+    for got in (ns["rep"].table, ns["rep_ray"].table,  # type: ignore[attr-defined]
+                ns["part"].finalize().table):  # type: ignore[attr-defined]
+        assert got["slice"].to_list() == want["slice"].to_list()
+        assert got["n"].to_list() == want["n"].to_list()
+        for c in ("accuracy", "roc_auc", "roc_auc_lo", "roc_auc_hi", "ece"):
+            assert all(abs(a - b) <= 1e-12 for a, b in zip(got[c], want[c], strict=True)), c
+    # The cluster commands name the real mechanisms (not run here: no cluster in CI).
+    (bash,) = blocks(text, "bash")
+    assert "--archives env.tar.gz#env" in bash and "runtime_env" in bash
