@@ -166,6 +166,8 @@ def test_ray_result_does_not_depend_on_the_blocks(ray_ctx):
     spec = assay.Spec(**SPECS["bootstrap"])
     t = table(4, 700)
     a = aray.evaluate(ray_ds(ray_ctx, t, 5), spec)
+    # The canonical merge order: the same bits whatever order the blocks finish in.
+    assert_bit_identical(aray.evaluate(ray_ds(ray_ctx, t, 5), spec, num_cpus=2), a)
     assert_same_result(aray.evaluate(ray_ds(ray_ctx, t, 13), spec), a)
     assert_same_result(a, reference(spec, t))
 
@@ -350,6 +352,8 @@ def test_arguments_are_checked(spark, ray_ctx):
         aray.evaluate(t, one)
     with pytest.raises(assay.InvalidArgumentError, match="fan_in"):
         aspark.evaluate(df, one, fan_in=1)
+    with pytest.raises(assay.InvalidArgumentError, match="num_cpus"):
+        aray.evaluate(ds, one, num_cpus=0)
 
 
 def test_the_core_package_imports_neither_engine():

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from . import _distributed as _d
 from . import _native
-from ._args import show
+from ._args import int_arg, show
 from ._compare import Comparison
 from ._evaluate import Bins
 from ._spec import PartialState, Spec
@@ -45,7 +45,7 @@ _WHERE = ("raised by an assay.ray task on one block of the dataset (row numbers 
           "message count from that block's first row)")
 
 
-def evaluate(ds: Any, spec: Spec) -> Report:
+def evaluate(ds: Any, spec: Spec, *, num_cpus: int = 1) -> Report:
     """The :class:`assay.Report` of ``spec`` over a Ray Dataset: equal to
     ``assay.evaluate`` on the same rows in one process (counts exactly, metrics and interval
     bounds to 1e-12).
@@ -57,6 +57,10 @@ def evaluate(ds: Any, spec: Spec) -> Report:
     spec : assay.Spec
         A spec of one model (for a comparison spec, use :func:`compare`). A spec that
         resamples (``bootstrap=B``) needs ``row_id=``: Ray has no stable row positions.
+    num_cpus : int
+        The CPUs each block's task reserves from Ray, and the engine's threads in it (1 to
+        1024). Ray runs one task per reserved share, so 1 keeps every core busy when the
+        dataset has at least as many blocks as cores; raise it for a few large blocks.
 
     Raises
     ------
@@ -72,26 +76,27 @@ def evaluate(ds: Any, spec: Spec) -> Report:
     >>> aray.evaluate(ray.data.read_parquet("preds/"), spec).table         # doctest: +SKIP
     """
     _d.check_spec(spec, ENGINE, "evaluate")
-    result = accumulate(ds, spec).finalize()
+    result = accumulate(ds, spec, num_cpus=num_cpus).finalize()
     assert isinstance(result, Report)
     return result
 
 
-def compare(ds: Any, spec: Spec) -> Comparison:
+def compare(ds: Any, spec: Spec, *, num_cpus: int = 1) -> Comparison:
     """The :class:`assay.Comparison` of a comparison spec (``assay.Spec(scores={...},
     row_id=...)``) over a Ray Dataset: equal to ``assay.compare`` on the same rows.
     Parameters and errors as :func:`evaluate`."""
     _d.check_spec(spec, ENGINE, "compare")
-    result = accumulate(ds, spec).finalize()
+    result = accumulate(ds, spec, num_cpus=num_cpus).finalize()
     assert isinstance(result, Comparison)
     return result
 
 
-def accumulate(ds: Any, spec: Spec) -> PartialState:
+def accumulate(ds: Any, spec: Spec, *, num_cpus: int = 1) -> PartialState:
     """The merged :class:`assay.PartialState` of ``spec`` over a Ray Dataset, to finalize
     or to merge with states from anywhere else (its spec has the data-derived bins fixed to
     this data's edges). Parameters as :func:`evaluate`."""
     spec = _d.check_spec(spec, ENGINE, "accumulate")
+    cpus = int_arg(num_cpus, "num_cpus", "assay.ray.accumulate", 1, 1024)
     if not (hasattr(ds, "map_batches") and hasattr(ds, "select_columns")):
         raise InvalidArgumentError(f"assay.ray takes a ray.data.Dataset, got {show(ds)}")
     names = ds.schema().names
@@ -100,13 +105,13 @@ def accumulate(ds: Any, spec: Spec) -> PartialState:
     spec = _resolve_bins(data, spec)
 
     def task(block: pa.Table) -> pa.Table:
-        record = _d.accumulate_batches(spec, iter(block.to_batches()), 0, 1)
+        record = _d.accumulate_batches(spec, iter(block.to_batches()), 0, cpus)
         if record is None:
             return _d.SCHEMA.empty_table()
         return pa.Table.from_batches([record])
 
     states = data.map_batches(task, batch_format="pyarrow", batch_size=None,
-                              zero_copy_batch=True)
+                              zero_copy_batch=True, num_cpus=cpus)
     records = [r for b in states.iter_batches(batch_format="pyarrow", batch_size=None)
                for r in b.to_pylist()]
     schema = pa.schema([pa.field(n, t) for n, t in zip(
