@@ -10,7 +10,7 @@ error), and the driver (or a tree of merge tasks) merges those.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -142,18 +142,18 @@ def merge_records(records: pa.Table | pa.RecordBatch) -> pa.RecordBatch | None:
     return state_record(rows[0]["part"], merged.to_bytes())
 
 
-def finish(records: Sequence[dict[str, Any]], spec: Spec, empty: pa.Schema,
+def finish(records: Sequence[dict[str, Any]], spec: Spec, empty: Callable[[], pa.Schema],
            where: str) -> PartialState:
     """The driver's side: re-raises the first worker error (lowest partition) as its own
     assay class, message intact, or merges the states (an empty dataset gives the empty
-    state of ``spec``, made from ``empty``, the schema of the columns read). ``where`` says
+    state of ``spec``, made from ``empty()``, the schema of the columns read). ``where`` says
     where the task ran, in the error's note (``{part}`` is the record's partition)."""
     rows = sorted(records, key=lambda r: (r["part"], r["error_message"] or ""))
     for r in rows:
         if r["error_kind"] is not None:
             raise remote_error(r, where.format(part=r["part"]))
     if not rows:
-        return spec.accumulate(empty.empty_table())
+        return spec.accumulate(empty().empty_table())
     states = [PartialState.from_bytes(r["state"]) for r in rows]
     return states[0] if len(states) == 1 else merge(states)
 

@@ -99,8 +99,7 @@ def accumulate(ds: Any, spec: Spec, *, num_cpus: int = 1) -> PartialState:
     cpus = int_arg(num_cpus, "num_cpus", "assay.ray.accumulate", 1, 1024)
     if not (hasattr(ds, "map_batches") and hasattr(ds, "select_columns")):
         raise InvalidArgumentError(f"assay.ray takes a ray.data.Dataset, got {show(ds)}")
-    names = ds.schema().names
-    _d.missing_columns(spec, names, "Ray")
+    _d.missing_columns(spec, ds.schema().names, "Ray")
     data = ds.select_columns(_d.columns(spec))
     spec = _resolve_bins(data, spec)
 
@@ -114,9 +113,13 @@ def accumulate(ds: Any, spec: Spec, *, num_cpus: int = 1) -> PartialState:
                               zero_copy_batch=True, num_cpus=cpus)
     records = [r for b in states.iter_batches(batch_format="pyarrow", batch_size=None)
                for r in b.to_pylist()]
-    schema = pa.schema([pa.field(n, t) for n, t in zip(
-        data.schema().names, data.schema().types, strict=True)])
-    return _d.finish(records, spec, schema, _WHERE)
+
+    def empty() -> pa.Schema:
+        schema = data.schema()
+        return pa.schema([pa.field(n, t) for n, t in zip(schema.names, schema.types,
+                                                         strict=True)])
+
+    return _d.finish(records, spec, empty, _WHERE)
 
 
 def _resolve_bins(data: Any, spec: Spec) -> Spec:

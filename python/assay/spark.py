@@ -122,8 +122,7 @@ def accumulate(df: Any, spec: Spec, *, fan_in: int = 64) -> PartialState:
         step *= fan
         n = math.ceil(n / fan)
         states = _merge_level(states, step, n)
-    records = [r.asDict() for r in states.collect()]
-    return _d.finish(records, spec, _arrow_schema(data), _WHERE)
+    return _d.finish(_collect(states), spec, lambda: _arrow_schema(data), _WHERE)
 
 
 def _merge_level(states: Any, step: int, groups: int) -> Any:
@@ -203,6 +202,20 @@ def _resolve_bins(data: Any, spec: Spec) -> Spec:
                                          count[b.column], infinite[b.column], stats[b.column])
 
     return spec._with_edges(fit)
+
+
+def _collect(states: Any) -> list[dict[str, Any]]:
+    """The records at the top of the tree, collected as Arrow: ``DataFrame.toArrow``
+    (pyspark 4) or its private 3.5 form. ``collect()`` pickles each row through the JVM
+    instead, about 10x slower for the megabytes of an exact ROC-AUC state."""
+    import pyarrow as pa
+
+    if hasattr(states, "toArrow"):
+        return list(states.toArrow().to_pylist())
+    if hasattr(states, "_collect_as_arrow"):
+        batches = states._collect_as_arrow()
+        return pa.Table.from_batches(batches).to_pylist() if batches else []
+    return [r.asDict() for r in states.collect()]  # pragma: no cover - neither exists
 
 
 def _col(name: str) -> Any:
