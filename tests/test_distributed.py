@@ -135,7 +135,7 @@ def test_spark_equals_one_process(spark, kind):
         t = regression_table(t)
     want = reference(spec, t)
     # Many small partitions (round robin), then mostly empty ones (hashed by a column of
-    # four values), with a merge tree of several levels (fan_in=3).
+    # four values), with a level of merge tasks (fan_in=3).
     for df, fan_in in ((spark_df(spark, t, 9), 3), (spark_df(spark, t, 16, "b"), 64)):
         run = aspark.compare if spec.is_comparison else aspark.evaluate
         got = run(df, spec, fan_in=fan_in)
@@ -154,10 +154,21 @@ def test_ray_equals_one_process(ray_ctx, kind):
     assert_same_result(run(ray_ds(ray_ctx, t, 5, empty=True), spec), want)
 
 
-def test_spark_result_is_the_same_bits_on_every_run_and_close_across_fan_in(spark):
+def test_spark_result_is_the_same_bits_on_every_run_and_close_across_fan_in(spark,
+                                                                             monkeypatch):
     spec = assay.Spec(**SPECS["bootstrap"])
     df = spark_df(spark, table(3, 900), 11)
+    collected: list[int] = []
+    finish = _distributed.finish
+
+    def spy(records, *args):
+        collected.append(len(records))
+        return finish(records, *args)
+
+    monkeypatch.setattr(_distributed, "finish", spy)
     a = aspark.evaluate(df, spec, fan_in=2)
+    assert collected == [2]  # 11 partitions, three levels of the tree: 2 states reach the driver
+    monkeypatch.undo()
     assert_bit_identical(a, aspark.evaluate(df, spec, fan_in=2))
     assert_same_result(aspark.evaluate(df, spec, fan_in=64), a)
 
@@ -249,6 +260,50 @@ def test_spark_and_ray_place_the_bins_of_one_process(spark, ray_ctx, xs, n, stra
     assert aray.accumulate(ray_ds(ray_ctx, t, parts), spec).spec == want
 
 
+def test_bins_of_huge_integers_and_refused_types_match_one_process(spark, ray_ctx):
+    big = 2**53 + np.array([1, 3, 5, 7, 9, 11], dtype=np.int64)
+    t = pa.table({"y": pa.array([0, 1, 0, 1, 1, 0]), "p": pa.array([0.1, 0.9, 0.4, 0.6, 0.7, 0.2]),
+                  "x": pa.array(big), "flag": pa.array([True, False] * 3)})
+    spec = assay.Spec(label="y", score="p", slices=[assay.bins("x", 3)], metrics=["accuracy"])
+    want = spec.resolve(t)
+    assert aspark.accumulate(spark_df(spark, t, 2), spec).spec == want
+    assert aray.accumulate(ray_ds(ray_ctx, t, 2), spec).spec == want
+    bad = assay.Spec(label="y", score="p", slices=[assay.bins("flag", 2)])
+    with pytest.raises(assay.SchemaError, match="numeric"):
+        bad.evaluate(t)
+    for run in (lambda: aspark.evaluate(spark_df(spark, t, 2), bad),
+                lambda: aray.evaluate(ray_ds(ray_ctx, t, 2), bad)):
+        with pytest.raises(assay.SchemaError, match='column "flag".*numeric') as e:
+            run()
+        assert e.value.column == "flag"
+
+
+def test_the_driver_raises_the_lowest_partitions_error_as_the_nearest_known_class():
+    spec = assay.Spec(label="y", score="p")
+    errs = [_distributed.error_record(5, assay.InvalidInputError("five", "y")),
+            _distributed.error_record(2, assay.SchemaError("two", "p"))]
+    records = pa.Table.from_batches(errs).to_pylist()
+    with pytest.raises(assay.SchemaError) as e:
+        _distributed.finish(records, spec, lambda: None, "partition {part}")
+    assert str(e.value) == "two"
+    assert e.value.column == "p" and e.value.__notes__ == ["partition 2"]
+
+    class Custom(assay.InvalidArgumentError):  # a class the driver's assay.errors lacks
+        pass
+
+    (record,) = pa.Table.from_batches([_distributed.error_record(0, Custom("c"))]).to_pylist()
+    with pytest.raises(assay.InvalidArgumentError) as e:
+        _distributed.finish([record], spec, lambda: None, "here")
+    assert type(e.value) is assay.InvalidArgumentError and str(e.value) == "c"
+    # A merge task that cannot merge sends its error as a record too (typed on the driver).
+    a = assay.Spec(label="y", score="p").accumulate({"y": [0, 1], "p": [0.2, 0.8]})
+    b = assay.Spec(label="y", score="p", threshold=0.3).accumulate({"y": [1], "p": [0.4]})
+    both = pa.Table.from_batches([_distributed.state_record(0, a.to_bytes()),
+                                  _distributed.state_record(1, b.to_bytes())])
+    merged = _distributed.merge_records(both).to_pylist()
+    assert merged[0]["error_kind"].startswith("StateMismatchError,")
+
+
 def test_integer_bins_and_bins_errors(spark, ray_ctx):
     t = table(8, 300)
     spec = assay.Spec(label="y", score="p", slices=[assay.bins("i", 3), assay.bins("x", 2)],
@@ -259,7 +314,7 @@ def test_integer_bins_and_bins_errors(spark, ray_ctx):
     bad = assay.Spec(label="y", score="p", slices=[assay.bins("s", 3)])
     for run in (lambda: aspark.evaluate(spark_df(spark, t, 2), bad),
                 lambda: aray.evaluate(ray_ds(ray_ctx, t, 2), bad)):
-        with pytest.raises(assay.SchemaError, match="'s'.*numeric") as e:
+        with pytest.raises(assay.SchemaError, match='column "s".*numeric') as e:
             run()
         assert e.value.column == "s"
 

@@ -58,10 +58,9 @@ def check_spec(spec: Any, engine: str, mode: str) -> Spec:
             f"{what} resamples rows, and a row's replicate weights follow its key: {engine} "
             "has no stable row positions (partitions are read, split and retried in any "
             "order), so the spec needs row_id=\"<column>\", a column that identifies each "
-            "row the same way on every run (a primary key, an event id, or a hash of the "
-            "columns that identify an example, e.g. in Spark "
-            "df.withColumn(\"row_id\", F.xxhash64(\"user_id\", \"ts\"))). Integer and string "
-            "ids both work."
+            "row the same way on every run: an integer column (a numeric key or event id, "
+            "or a 64-bit hash of the columns that identify an example, e.g. in Spark "
+            "df.withColumn(\"row_id\", F.xxhash64(\"user_id\", \"ts\")))."
             + (" Or use ci_method=\"analytic\", which does not resample."
                if not spec.is_comparison else "")
         )
@@ -119,10 +118,11 @@ def state_record(part: int, blob: bytes) -> pa.RecordBatch:
 
 
 def error_record(part: int, e: AssayError) -> pa.RecordBatch:
-    """The record of an assay error raised in a task: its class, message and column."""
+    """The record of an assay error raised in a task: its class (with its bases, so that the
+    driver can fall back on the nearest class it knows), message and column."""
     return pa.RecordBatch.from_arrays(
         [pa.array([part], pa.int64()), pa.nulls(1, pa.binary()),
-         pa.array([type(e).__name__]), pa.array([str(e)]),
+         pa.array([",".join(c.__name__ for c in type(e).__mro__)]), pa.array([str(e)]),
          pa.array([e.column], pa.string())],
         schema=SCHEMA)
 
@@ -138,7 +138,10 @@ def merge_records(records: pa.Table | pa.RecordBatch) -> pa.RecordBatch | None:
             return pa.RecordBatch.from_pylist([r], schema=SCHEMA)
     if len(rows) == 1:
         return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
-    merged = merge([PartialState.from_bytes(r["state"]) for r in rows])
+    try:
+        merged = merge([PartialState.from_bytes(r["state"]) for r in rows])
+    except AssayError as e:  # reaches the driver typed, like an error of the first pass
+        return error_record(rows[0]["part"], e)
     return state_record(rows[0]["part"], merged.to_bytes())
 
 
@@ -159,11 +162,14 @@ def finish(records: Sequence[dict[str, Any]], spec: Spec, empty: Callable[[], pa
 
 
 def remote_error(record: dict[str, Any], where: str) -> AssayError:
-    """The assay error a task reported, as its own class (``assay.AssayError`` for a class
-    this version does not know), with the message intact and ``where`` as a note."""
-    cls = getattr(_errors, str(record["error_kind"]), None)
-    if not (isinstance(cls, type) and issubclass(cls, AssayError)):
-        cls = AssayError
+    """The assay error a task reported, as its own class (or the nearest base class in
+    :mod:`assay.errors`), with the message and column intact and ``where`` as a note."""
+    cls: type[AssayError] = AssayError
+    for name in str(record["error_kind"]).split(","):
+        known = getattr(_errors, name, None)
+        if isinstance(known, type) and issubclass(known, AssayError):
+            cls = known
+            break
     err = cls(record["error_message"], record["error_column"])
     err.add_note(where)
     return err

@@ -104,6 +104,7 @@ def accumulate(ds: Any, spec: Spec, *, num_cpus: int = 1) -> PartialState:
     spec = _resolve_bins(data, spec)
 
     def task(block: pa.Table) -> pa.Table:
+        """One block's state (or error) record."""
         record = _d.accumulate_batches(spec, iter(block.to_batches()), 0, cpus)
         if record is None:
             return _d.SCHEMA.empty_table()
@@ -115,6 +116,7 @@ def accumulate(ds: Any, spec: Spec, *, num_cpus: int = 1) -> PartialState:
                for r in b.to_pylist()]
 
     def empty() -> pa.Schema:
+        """The schema of the columns read (for the state of an empty dataset)."""
         schema = data.schema()
         return pa.schema([pa.field(n, t) for n, t in zip(schema.names, schema.types,
                                                          strict=True)])
@@ -132,15 +134,18 @@ def _resolve_bins(data: Any, spec: Spec) -> Spec:
     types = dict(zip(data.schema().names, data.schema().types, strict=True))
     for c in names:
         t = types[c]
-        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+        if not (pa.types.is_integer(t) or pa.types.is_float32(t) or pa.types.is_float64(t)
                 or pa.types.is_null(t)):
             raise SchemaError(
-                f"column {c!r}: a binned column must be a numeric column, got type {t}", c)
+                f'column "{c}": a binned column must be a numeric column, got type {t}', c)
 
     def distinct(block: pa.Table) -> pa.Table:
+        """The distinct non-NaN values of each binned column of a block, with counts."""
         out: dict[str, list[Any]] = {}
         for i, c in enumerate(names):
-            x = pc.cast(block.column(c), pa.float64()).to_numpy(zero_copy_only=False)
+            # Unsafe: integers beyond 2**53 round to the nearest double, as the engine does.
+            x = pc.cast(block.column(c), pa.float64(), safe=False).to_numpy(
+                zero_copy_only=False)
             x = x[~np.isnan(x)]
             values, counts = np.unique(x, return_counts=True)
             out[f"v{i}"] = [values]
@@ -175,6 +180,7 @@ def _resolve_bins(data: Any, spec: Spec) -> Spec:
         stats[c] = (count, infinite, dict(zip(order, uniq[at].tolist(), strict=True)))
 
     def fit(b: Bins) -> list[float]:
+        """The edges of ``b``, placed by the engine from the order statistics."""
         count, infinite, order_stats = stats[b.column]
         return _native.bin_edges_by_rank(b.column, int(b.n or 0), b.strategy, count,
                                          infinite, order_stats)

@@ -9,18 +9,19 @@ How it runs (see docs/distributed.md):
 
 1. Only the columns the spec reads are selected.
 2. Data-derived bins (``assay.bins("age", 5)``) are fixed first, with exact order statistics
-   from one Spark aggregation (plus one count), to the same edges ``assay.evaluate`` would fit
-   (bit for bit).
+   from two small Spark aggregations (a count, then the percentiles), to the same edges
+   ``assay.evaluate`` would fit (bit for bit).
 3. ``DataFrame.mapInArrow`` runs the Rust engine on each partition's Arrow record batches
    (streamed: a partition is never held whole) and emits one row: the partition's serialized
-   :class:`assay.PartialState`, or the assay error it raised.
+   :class:`assay.PartialState`, or the assay error it raised. These rows are kept on the
+   executors (``localCheckpoint``), so the pass runs once.
 4. States merge in a tree of ``mapInArrow`` tasks (``fan_in`` states per task), so the driver
    receives at most ``fan_in`` of them however many partitions there are; the tree follows
    the partition numbers, so a job gives the same bits on every run.
 5. The driver merges what is left and finalizes.
 
 Needs ``pip install "assay[spark]"`` (pyspark 3.5 or 4.x) on the driver, and assay itself
-on the executors (the same wheel). Works with a classic SparkSession and with Spark Connect.
+on the executors (the same wheel). Tested with classic SparkSessions (not Spark Connect).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ._args import int_arg, show
 from ._compare import Comparison
 from ._evaluate import Bins
 from ._spec import PartialState, Spec
-from .errors import InvalidArgumentError, SchemaError
+from .errors import InvalidArgumentError, InvalidInputError, SchemaError
 from .report import Report
 
 __all__ = ["accumulate", "evaluate", "compare"]
@@ -113,19 +114,32 @@ def accumulate(df: Any, spec: Spec, *, fan_in: int = 64) -> PartialState:
         if record is not None:
             yield record
 
-    states = data.mapInArrow(task, _SCHEMA_DDL)
-    n = _num_partitions(data)
+    # The first pass runs once and its records (one small row per non-empty partition) are
+    # kept on the executors: the tree below is planned from their partition numbers.
+    states = data.mapInArrow(task, _SCHEMA_DDL).localCheckpoint(eager=True)
+    n = _part_count(states)
     step = 1
     while n > fan:
-        # One level of the tree: group g holds the states of parts [g * step * fan, ...);
-        # each merge task emits the merge of its groups at their lowest part number.
+        # One level of the tree: after it, group g holds the states of the partitions
+        # [g * step, (g + 1) * step), merged into one at their lowest partition number.
         step *= fan
         n = math.ceil(n / fan)
         states = _merge_level(states, step, n)
     return _d.finish(_collect(states), spec, lambda: _arrow_schema(data), _WHERE)
 
 
+def _part_count(states: Any) -> int:
+    """One more than the highest partition number among the records (0 for none): the
+    partition range the tree covers."""
+    from pyspark.sql import functions as F
+
+    top = states.agg(F.max("part").alias("top")).collect()[0]["top"]
+    return 0 if top is None else int(top) + 1
+
+
 def _merge_level(states: Any, step: int, groups: int) -> Any:
+    """The records merged per group of ``step`` consecutive partition numbers, in
+    ``groups`` merge tasks (a shuffle of the states only)."""
     from pyspark.sql import functions as F
 
     grouped = states.withColumn("_group", F.floor(F.col("part") / F.lit(step)))
@@ -158,13 +172,13 @@ def _resolve_bins(data: Any, spec: Spec) -> Spec:
     from pyspark.sql import types as T
 
     numeric = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType,
-               T.DoubleType, T.BooleanType, T.NullType)
+               T.DoubleType, T.NullType)
     fields = {f.name: f.dataType for f in data.schema.fields}
     names = list(dict.fromkeys(b.column for b in pending))
     for c in names:
         if not isinstance(fields[c], numeric):
             raise SchemaError(
-                f"column {c!r}: a binned column must be a numeric column, got Spark type "
+                f'column "{c}": a binned column must be a numeric column, got Spark type '
                 f"{fields[c].simpleString()}", c)
 
     def clean(c: str) -> Any:
@@ -193,7 +207,15 @@ def _resolve_bins(data: Any, spec: Spec) -> Spec:
             F.percentile(clean(c), F.array(*[F.lit(p) for p in
                                              _d.order_statistic_fractions(count[c], ranks[c])]),
                          F.lit(2)).alias(f"q{i}")
-            for i, c in enumerate(fetch)]).collect()[0]
+            for i, c in enumerate(fetch)], *[F.count(clean(c)).alias(f"n{i}")
+                                             for i, c in enumerate(fetch)]).collect()[0]
+        for i, c in enumerate(fetch):
+            if int(row[f"n{i}"]) != count[c]:
+                raise InvalidInputError(
+                    f'column "{c}": the DataFrame gave {count[c]} values, then '
+                    f"{int(row[f'n{i}'])} when read again, so data-derived bins cannot be "
+                    "placed (a source that changes between reads, or a random sample without "
+                    "a seed): cache or checkpoint the DataFrame, or give edges=", c)
         for i, c in enumerate(fetch):
             stats[c] = dict(zip(ranks[c], (float(v) for v in row[f"q{i}"]), strict=True))
 
@@ -215,31 +237,25 @@ def _collect(states: Any) -> list[dict[str, Any]]:
     if hasattr(states, "_collect_as_arrow"):
         batches = states._collect_as_arrow()
         return pa.Table.from_batches(batches).to_pylist() if batches else []
-    return [r.asDict() for r in states.collect()]  # pragma: no cover - neither exists
+    return [r.asDict() for r in states.collect()]  # a pyspark with neither (not tested)
 
 
 def _col(name: str) -> Any:
+    """A column by its exact name (dots and backticks quoted)."""
     from pyspark.sql import functions as F
 
     return F.col("`" + name.replace("`", "``") + "`")
 
 
-def _num_partitions(data: Any) -> int:
-    try:
-        return int(data.rdd.getNumPartitions())
-    except Exception:  # Spark Connect has no RDDs: assume a large job (levels are cheap)
-        return 1 << 16
-
-
 def _arrow_schema(data: Any) -> Any:
-    try:
-        from pyspark.sql.pandas.types import to_arrow_schema
-    except ImportError:  # pragma: no cover - every supported pyspark has it
-        raise
+    """The Arrow schema of the columns read (for the state of an empty DataFrame)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
     return to_arrow_schema(data.schema)
 
 
 def _partition() -> int:
+    """The partition number of the running task."""
     from pyspark import TaskContext
 
     ctx = TaskContext.get()
@@ -247,6 +263,7 @@ def _partition() -> int:
 
 
 def _task_cpus() -> int:
+    """The cores of the running task (``spark.task.cpus``), the engine's threads in it."""
     from pyspark import TaskContext
 
     ctx = TaskContext.get()

@@ -1110,6 +1110,28 @@ mod tests {
                     };
                     let by_rank = bin_edges_by_rank(len, false, n, strategy, "x", stat).unwrap();
                     let all = bin_edges(&values, n, strategy, "x").unwrap();
+                    // And the formula of NumPy's linear quantile over all the sorted values,
+                    // written out again here (bin_edges itself now reads ranks too).
+                    if strategy == BinStrategy::Quantile && sorted[0] != sorted[len - 1] {
+                        let mut want: Vec<f64> = (0..=n)
+                            .map(|k| {
+                                let q = if k == n {
+                                    1.0
+                                } else {
+                                    k as f64 * (1.0 / n as f64)
+                                };
+                                crate::sorted::quantile_sorted(&sorted, q)
+                            })
+                            .collect();
+                        if want.iter().all(|e| e.is_finite()) {
+                            want.sort_by(|a, b| a.total_cmp(b));
+                            want.dedup();
+                            assert_eq!(
+                                want.iter().map(|e| e.to_bits()).collect::<Vec<_>>(),
+                                all.iter().map(|e| e.to_bits()).collect::<Vec<_>>(),
+                            );
+                        }
+                    }
                     assert_eq!(
                         by_rank.iter().map(|e| e.to_bits()).collect::<Vec<_>>(),
                         all.iter().map(|e| e.to_bits()).collect::<Vec<_>>(),
