@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from . import _native
-from ._args import float_arg, show
+from ._args import U64_MAX, float_arg, int_arg, show
 from ._common import LOWER_IS_BETTER, REGISTRY
 from ._evaluate import (
     TASKS,
@@ -45,7 +46,14 @@ class Comparison(ArrowResult):
         model (named by the model), ``model`` (the model compared with the reference),
         ``delta`` (model - reference), ``delta_lo``, ``delta_hi`` (paired-bootstrap interval),
         ``delta_se``, ``p_value`` (two-sided bootstrap p-value of "no difference"),
-        ``verdict`` and ``note`` (why a delta is null).
+        ``p_adjusted``, ``simultaneous_lo``, ``simultaneous_hi`` (the same, corrected for
+        every cell of the table at once: the max-T adjusted p-value and simultaneous band,
+        see :meth:`assert_not_worse`), ``verdict`` (from the per-cell interval),
+        ``verdict_adjusted`` (from the simultaneous band) and ``note`` (why a delta is null).
+    replicates : numpy.ndarray
+        The paired bootstrap replicate differences of every row of ``table`` (rows x B; NaN
+        where a delta is undefined): every cell saw the same replicate weights, so their joint
+        distribution is here, and the corrections are computed from it.
     reports : dict[str, Report]
         Each model's own report, with intervals.
     reference : str
@@ -54,7 +62,11 @@ class Comparison(ArrowResult):
 
     def __init__(self, table: pa.RecordBatch, reports: dict[str, Report], reference: str,
                  level: float, method: str) -> None:
-        self._arrow = pa.Table.from_batches([table])
+        arrow = pa.Table.from_batches([table])
+        self.replicates = _replicates(arrow)
+        if "_delta_replicates" in arrow.column_names:
+            arrow = arrow.drop_columns(["_delta_replicates"])
+        self._arrow = _with_corrections(arrow, self.replicates, level)
         self._table: pl.DataFrame | None = None
         self.reports = reports
         self.reference = reference
@@ -69,16 +81,67 @@ class Comparison(ArrowResult):
         return self._table  # type: ignore[return-value]
 
     def assert_not_worse(
-        self, metric: str = "roc_auc", margin: float = 0.0, model: str | None = None,
-    ) -> None:
+        self, metric: str | Sequence[str] = "roc_auc", margin: float = 0.0,
+        model: str | None = None, *,
+        correction: Literal["simultaneous", "holm", "bh", "none"] = "simultaneous",
+        min_slice_size: int = 0,
+    ) -> pl.DataFrame:
         """Raise :class:`assay.RegressionDetected` if a model is worse than the reference by
-        more than ``margin`` with confidence, in any slice.
+        more than ``margin`` with confidence, in any slice; else return the gate's table.
 
-        "Worse with confidence" means the whole delta interval lies beyond ``-margin`` on the
-        bad side: ``delta_hi < -margin`` for metrics where higher is better, ``delta_lo >
-        margin`` for losses and error rates (``log_loss``, ``brier``, ``fpr``, ``fnr``).
-        Slices whose delta is undefined are not counted.
+        A gate looks at every slice at once, so its confidence must hold for all of them
+        together: with 200 slices, 95% intervals taken one at a time put about 5 of them
+        beyond zero by chance alone, and a gate on them fails at random. ``correction`` says
+        how the slices are held together (docs/multiplicity.md):
 
+        - ``"simultaneous"`` (default): bands ``delta -+ q * delta_se`` where ``q`` is the
+          ``level`` quantile of the bootstrap distribution of the largest studentized
+          deviation over the gated cells (max-T); all of them cover the true differences at
+          once with probability ``level`` (family-wise). Every cell saw the same replicate
+          weights, so this distribution is exact for the job, not a Bonferroni bound.
+        - ``"holm"``: Holm's step-down adjustment of each cell's one-sided p-value of "worse
+          by at most ``margin``" (normal, from the studentized delta and its bootstrap
+          standard error; family-wise error).
+        - ``"bh"``: Benjamini-Hochberg on the same p-values: controls the false-discovery rate,
+          for exploration more than for gates.
+        - ``"none"``: each slice's own interval (``delta_lo``/``delta_hi``), as before.
+
+        A cell is worse when its (corrected) band lies beyond the margin on the bad side
+        (``hi < -margin`` where higher is better, ``lo > margin`` for losses and error
+        rates), or, with Holm and BH, when its adjusted p-value is at most ``(1 - ci) / 2``
+        (the one-sided level of a two-sided interval at ``ci``).
+
+        Parameters
+        ----------
+        metric : str or list of str
+            The metric gated on, or several: their cells are corrected together (one family).
+        margin : float
+            The tolerated degradation (>= 0), in the metric's units.
+        model : str, optional
+            Gate one compared model (default: every model compared with the reference).
+        correction : {"simultaneous", "holm", "bh", "none"}
+            See above.
+        min_slice_size : int
+            Slices with fewer rows (in any model's report) are left out of the gate and listed
+            as skipped in the returned table (and the error message), not silently.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per (slice, metric, model) gated: ``slice``, ``metric``, ``model``, ``n``,
+            ``delta``,
+            ``lo``, ``hi`` (the band the gate used), ``p_adjusted`` and ``status``
+            (``"not worse"``, ``"worse"``, ``"skipped: n < min_slice_size"`` or
+            ``"skipped: undefined"``).
+
+        Raises
+        ------
+        RegressionDetected
+            Naming the correction, the offending slices and the skipped ones; ``slices`` holds
+            the offending rows of the returned table.
+
+        Examples
+        --------
         >>> import assay, numpy as np
         >>> rng = np.random.default_rng(0)
         >>> y = rng.integers(0, 2, 2000)
@@ -86,42 +149,98 @@ class Comparison(ArrowResult):
         >>> data = {"y": y, "old": p, "new": p}
         >>> cmp = assay.compare(data, label="y", scores={"old": "old", "new": "new"},
         ...                     metrics=["roc_auc"], bootstrap=200)
-        >>> cmp.assert_not_worse("roc_auc", margin=0.005)   # identical models: passes
+        >>> gate = cmp.assert_not_worse("roc_auc", margin=0.005)   # identical models: passes
+        >>> gate["status"].to_list()
+        ['not worse']
         """
+        from ._multiplicity import CORRECTIONS, bh, holm, max_t, one_sided_p
+
         margin = float_arg(margin, "margin", "assert_not_worse", 0)
-        if not isinstance(metric, str):
-            raise InvalidArgumentError(f"metric must be a metric name, got {show(metric)}")
+        metrics = [metric] if isinstance(metric, str) else metric
+        if not isinstance(metrics, Sequence) or not metrics or not all(
+                isinstance(m, str) for m in metrics):
+            raise InvalidArgumentError(
+                f"metric must be a metric name or a list of them, got {show(metric)}")
         if model is not None and not isinstance(model, str):
             raise InvalidArgumentError(f"model must be a model name or None, got {show(model)}")
-        if metric in _NO_DIRECTION:
+        if correction not in CORRECTIONS:
             raise InvalidArgumentError(
-                f"{metric} has no better or worse direction; gate on a performance metric"
-            )
-        rows = self.table.filter(pl.col("metric") == metric)
-        if rows.is_empty():
-            known = sorted(set(self.table["metric"].to_list()))
-            raise InvalidArgumentError(f"metric {metric!r} was not compared; compared: {known}")
+                f"correction must be one of {', '.join(map(repr, CORRECTIONS))}, got "
+                f"{show(correction)}")
+        min_size = int_arg(min_slice_size, "min_slice_size", "assert_not_worse", 0, U64_MAX)
+        known = sorted(set(self.table["metric"].to_list()))
+        for m in metrics:
+            if m in _NO_DIRECTION:
+                raise InvalidArgumentError(
+                    f"{m} has no better or worse direction; gate on a performance metric")
+            if m not in known:
+                raise InvalidArgumentError(f"metric {m!r} was not compared; compared: {known}")
+        table = self.table.with_row_index("_row")
+        rows = table.filter(pl.col("metric").is_in(list(metrics)))
         if model is not None:
             if model not in set(rows["model"].to_list()):
                 raise InvalidArgumentError(f"no model {model!r} was compared with the reference")
             rows = rows.filter(pl.col("model") == model)
         # (The engine's direction: it also knows patterns such as pinball@<q>.)
-        lower_is_better = _native.higher_is_better(metric) is False
-        bad = rows.filter(
-            pl.col("delta_lo") > float(margin) if lower_is_better
-            else pl.col("delta_hi") < -float(margin)
-        )
+        lower_is_better = _directions(rows["metric"].to_list()) < 0
+        sizes = pl.concat([r.table.select("slice", "n") for r in self.reports.values()])
+        sizes = sizes.group_by("slice").agg(pl.col("n").min())
+        rows = rows.join(sizes, on="slice", how="left", maintain_order="left")
+        n = rows["n"].fill_null(0).to_numpy()
+        delta = rows["delta"].to_numpy().astype(np.float64)
+        defined = ~np.isnan(delta)
+        tested = defined & (n >= min_size)
+        reps = self.replicates[rows["_row"].to_numpy()]
+        lo = rows["delta_lo"].to_numpy().astype(np.float64)
+        hi = rows["delta_hi"].to_numpy().astype(np.float64)
+        p_adj = rows["p_value"].to_numpy().astype(np.float64)
+        alpha = (1.0 - self.level) / 2.0
+        if correction == "simultaneous":
+            _, p_t, lo_t, hi_t = max_t(delta[tested], rows["delta_se"].to_numpy()
+                                       .astype(np.float64)[tested], reps[tested], self.level)
+            lo[tested], hi[tested], p_adj[tested] = lo_t, hi_t, p_t
+            worse = np.where(lower_is_better, lo > margin, hi < -margin)
+        elif correction in ("holm", "bh"):
+            se = rows["delta_se"].to_numpy().astype(np.float64)
+            p1 = one_sided_p(delta[tested], se[tested], margin, lower_is_better[tested])
+            p_adj[tested] = (holm if correction == "holm" else bh)(p1)
+            worse = p_adj <= alpha
+        else:
+            worse = np.where(lower_is_better, lo > margin, hi < -margin)
+        worse &= tested
+        status = np.where(worse, "worse", "not worse").astype(object)
+        status[defined & ~tested] = "skipped: n < min_slice_size"
+        status[~defined] = "skipped: undefined"
+        for name, v in (("lo", lo), ("hi", hi), ("p_adjusted", p_adj)):
+            v[~tested] = np.nan
+            rows = rows.with_columns(pl.Series(name, v, dtype=pl.Float64).fill_nan(None))
+        gate = rows.with_columns(pl.Series("status", status.tolist(), dtype=pl.String)).select(
+            "slice", "metric", "model", "n", "delta", "lo", "hi", "p_adjusted", "status")
+        bad = gate.filter(pl.col("status") == "worse")
         if bad.height:
             listed = ", ".join(
-                f"{escape(r['slice'])} ({escape(r['model'])}: delta {r['delta']:+.4g}, "
-                f"{self.level:.0%} CI [{r['delta_lo']:+.4g}, {r['delta_hi']:+.4g}])"
+                f"{escape(r['slice'])} ({escape(r['metric'])}, {escape(r['model'])}: delta "
+                f"{r['delta']:+.4g}, "
+                f"band [{r['lo']:+.4g}, {r['hi']:+.4g}], "
+                f"{'p' if correction == 'none' else 'adjusted p'} {r['p_adjusted']:.3g})"
                 for r in bad.iter_rows(named=True)
             )
+            skipped = int((defined & ~tested).sum())
+            what = {"simultaneous": f"simultaneous {self.level:.0%} bands over "
+                                    f"{int(tested.sum())} slice(s) (max-T)",
+                    "holm": f"Holm-adjusted one-sided p <= {alpha:.3g} over "
+                            f"{int(tested.sum())} slice(s)",
+                    "bh": f"Benjamini-Hochberg-adjusted one-sided p <= {alpha:.3g} over "
+                          f"{int(tested.sum())} slice(s)",
+                    "none": f"each slice's own {self.level:.0%} interval (no correction)"}
             raise RegressionDetected(
-                f"{metric} is worse than {self.reference!r} by more than {margin} in "
-                f"{bad.height} slice(s): {listed}",
+                f"{', '.join(metrics)} is worse than {self.reference!r} by more than {margin} in "
+                f"{bad.height} slice(s), by {what[correction]}: {listed}"
+                + (f"; {skipped} slice(s) with fewer than {min_size} rows were skipped"
+                   if skipped else ""),
                 slices=bad,
             )
+        return gate
 
     def __repr__(self) -> str:
         return (f"assay.Comparison (reference {escape(repr(self.reference))}, {self.method} "
@@ -250,6 +369,54 @@ def _models(scores: Any, reference: Any) -> list[tuple[str, str]]:
             )
         models.sort(key=lambda m: m[0] != reference)
     return models
+
+
+def _replicates(arrow: pa.Table) -> np.ndarray:
+    """The engine's replicate differences (rows x B, NaN where undefined)."""
+    if "_delta_replicates" not in arrow.column_names:
+        return np.full((arrow.num_rows, 0), np.nan)
+    col = arrow.column("_delta_replicates").combine_chunks()
+    width = col.type.list_size
+    values = col.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+    out = values.reshape(arrow.num_rows, width) if arrow.num_rows else np.empty((0, width))
+    out[~col.is_valid().to_numpy(zero_copy_only=False)] = np.nan
+    return out
+
+
+def _floats(arrow: pa.Table, name: str) -> np.ndarray:
+    return arrow.column(name).to_numpy().astype(np.float64) if arrow.num_rows else np.empty(0)
+
+
+def _directions(metrics: Sequence[str]) -> np.ndarray:
+    """Per row, 1 where higher is better, -1 where lower is, 0 where neither."""
+    sign = {m: {True: 1, False: -1, None: 0}[_native.higher_is_better(m)] for m in set(metrics)}
+    return np.array([sign[m] for m in metrics], dtype=np.int8)
+
+
+def _verdicts(lo: np.ndarray, hi: np.ndarray, direction: np.ndarray) -> pa.Array:
+    """The verdict of each band: better/worse (or higher/lower), or no significant
+    difference; null where the band is."""
+    up = np.where(direction > 0, "better", np.where(direction < 0, "worse", "higher"))
+    down = np.where(direction > 0, "worse", np.where(direction < 0, "better", "lower"))
+    out = np.where(lo > 0, up, np.where(hi < 0, down, "no significant difference"))
+    return pa.array(out.tolist() if len(out) else [], pa.string(),
+                    mask=np.isnan(lo) | np.isnan(hi))
+
+
+def _with_corrections(arrow: pa.Table, reps: np.ndarray, level: float) -> pa.Table:
+    """``arrow`` with ``p_adjusted``, ``simultaneous_lo``, ``simultaneous_hi`` (after
+    ``p_value``) and ``verdict_adjusted`` (after ``verdict``): max-T over every cell."""
+    from ._multiplicity import max_t
+
+    delta, se = _floats(arrow, "delta"), _floats(arrow, "delta_se")
+    _, p, lo, hi = max_t(delta, se, reps, level)
+    direction = _directions(arrow.column("metric").to_pylist())
+    at = arrow.column_names.index("p_value") + 1
+    for k, (name, v) in enumerate((("p_adjusted", p), ("simultaneous_lo", lo),
+                                   ("simultaneous_hi", hi))):
+        arrow = arrow.add_column(at + k, name, pa.array(v, pa.float64(), mask=np.isnan(v)))
+    at = arrow.column_names.index("verdict") + 1
+    return arrow.add_column(at, "verdict_adjusted", _verdicts(lo, hi, direction))
 
 
 def _comparison_options(

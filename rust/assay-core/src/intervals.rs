@@ -337,22 +337,8 @@ pub fn delta_interval(
             })
         }
     };
-    // A difference within the rounding of the two values is 0: the same value reached by
-    // sums added in different orders must not read as "better" or flip the p-value.
-    let diff = |x: f64, y: f64| {
-        let d = x - y;
-        if d.abs() <= 8.0 * f64::EPSILON * x.abs().max(y.abs()) {
-            0.0
-        } else {
-            d
-        }
-    };
-    let delta = diff(b, a);
-    let d: Vec<f64> = model_reps
-        .iter()
-        .zip(reference_reps)
-        .map(|(x, y)| diff(*x, *y))
-        .collect();
+    let delta = rounded_diff(b, a);
+    let d = replicate_deltas(reference_reps, model_reps);
     let (lo, hi, se) = from_replicates(iv, delta, &d, None)?;
     let boot = &d[..iv.replicates];
     let defined = boot.iter().filter(|x| !x.is_nan()).count() as f64;
@@ -360,6 +346,27 @@ pub fn delta_interval(
     let ge = boot.iter().filter(|x| **x >= 0.0).count() as f64;
     let p = (2.0 * (le.min(ge) + 1.0) / (defined + 1.0)).min(1.0);
     Ok((delta, lo, hi, se, p))
+}
+
+/// `x - y`, where a difference within the rounding of the two values is 0: the same value
+/// reached by sums added in different orders must not read as "better" or flip the p-value.
+fn rounded_diff(x: f64, y: f64) -> f64 {
+    let d = x - y;
+    if d.abs() <= 8.0 * f64::EPSILON * x.abs().max(y.abs()) {
+        0.0
+    } else {
+        d
+    }
+}
+
+/// The paired replicate differences `model - reference` of every slot (bootstrap replicates
+/// first, then BCa's jackknife groups), NaN where a replicate is undefined in a model.
+pub fn replicate_deltas(reference_reps: &[f64], model_reps: &[f64]) -> Vec<f64> {
+    model_reps
+        .iter()
+        .zip(reference_reps)
+        .map(|(x, y)| rounded_diff(*x, *y))
+        .collect()
 }
 
 /// The counts of replicate slot `s` (row counts are not replicated: `n` is 0).

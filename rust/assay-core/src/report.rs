@@ -261,6 +261,11 @@ pub struct ComparisonRows {
     model: Vec<String>,
     delta: Vec<crate::intervals::Delta>,
     direction: Vec<Option<bool>>,
+    /// The bootstrap replicate differences of each row (None where the delta is undefined):
+    /// what corrections across many rows (simultaneous bands, Holm, BH) are computed from.
+    reps: Vec<Option<Vec<f64>>>,
+    /// The number of bootstrap replicates.
+    replicates: usize,
 }
 
 impl ComparisonRows {
@@ -271,7 +276,12 @@ impl ComparisonRows {
         values: Vec<Value>,
         model: &str,
         delta: crate::intervals::Delta,
+        reps: &[f64],
     ) {
+        if delta.is_ok() {
+            self.replicates = self.replicates.max(reps.len());
+        }
+        self.reps.push(delta.is_ok().then(|| reps.to_vec()));
         self.slice.push(slice.to_string());
         self.metric.push(metric.name());
         self.values.push(values);
@@ -282,7 +292,8 @@ impl ComparisonRows {
 
     /// The comparison table: `slice`, `metric`, one value column per model, `model` (the one
     /// compared with the reference), `delta`, `delta_lo`, `delta_hi`, `delta_se`, `p_value`,
-    /// `verdict`, `note`.
+    /// `verdict`, `note`, and `_delta_replicates` (the bootstrap replicate differences of each
+    /// row, a fixed-size list; null where the delta is; the facade takes it out of the table).
     pub fn finish(
         self,
         models: &[&str],
@@ -373,6 +384,32 @@ impl ComparisonRows {
         cols.push(Arc::new(verdict.finish()));
         fields.push(Field::new("note", DataType::Utf8, true));
         cols.push(Arc::new(note.finish()));
+        let width = i32::try_from(self.replicates)
+            .map_err(|_| AssayError::InvalidArgument("too many bootstrap replicates".into()))?;
+        let mut reps = arrow_array::builder::FixedSizeListBuilder::with_capacity(
+            Float64Builder::with_capacity(self.reps.len() * self.replicates),
+            width,
+            self.reps.len(),
+        );
+        for (r, d) in self.reps.iter().zip(&self.delta) {
+            match r {
+                Some(v) if d.is_ok() && v.len() == self.replicates => {
+                    reps.values().append_slice(v);
+                    reps.append(true);
+                }
+                _ => {
+                    reps.values().append_nulls(self.replicates);
+                    reps.append(false);
+                }
+            }
+        }
+        let reps = reps.finish();
+        fields.push(Field::new(
+            "_delta_replicates",
+            arrow_array::Array::data_type(&reps).clone(),
+            true,
+        ));
+        cols.push(Arc::new(reps));
         Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
     }
 }

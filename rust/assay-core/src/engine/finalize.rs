@@ -393,6 +393,10 @@ fn finalize_parts(
                 for (j, metric) in spec.metrics.iter().enumerate() {
                     for (m, (name, _)) in cmp.others.iter().enumerate() {
                         let m = m + 1;
+                        let reps = crate::intervals::replicate_deltas(
+                            &replicates[0][j],
+                            &replicates[m][j],
+                        );
                         deltas.push(
                             label,
                             *metric,
@@ -406,6 +410,7 @@ fn finalize_parts(
                                 &replicates[0][j],
                                 &replicates[m][j],
                             ),
+                            &reps[..iv.replicates.min(reps.len())],
                         );
                     }
                 }
