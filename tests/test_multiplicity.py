@@ -5,6 +5,7 @@ simulations of ``assert_not_worse``."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -58,8 +59,10 @@ def brute_max_t(delta, se, reps, level):
             hi.append(float("nan"))
             continue
         t = 0.0 if delta[c] == 0 else (math.inf if se[c] == 0 else abs(delta[c]) / se[c])
-        p.append(min(1.0, (1 + sum(x >= t for x in m)) / (len(m) + 1)) if m else
-                 (1.0 if delta[c] == 0 else float("nan")))
+        if m:
+            p.append(min(1.0, (1 + sum(x >= t for x in m)) / (len(m) + 1)))
+        else:  # no usable replicate: a cell beyond doubt (se 0, delta not 0) is certain
+            p.append(1 / (b + 1) if t == math.inf else 1.0)
         half = 0.0 if se[c] == 0 else q * se[c]
         lo.append(delta[c] - half)
         hi.append(delta[c] + half)
@@ -73,7 +76,9 @@ def test_max_t_equals_its_definition(cells, b, seed, level):
     reps = rng.normal(0, rng.uniform(0.1, 2, cells)[:, None], (cells, b))
     reps[rng.random((cells, b)) < 0.05] = np.nan
     delta = rng.normal(0, 1, cells)
-    se = np.nanstd(reps, axis=1)
+    with warnings.catch_warnings():  # a cell whose replicates are all NaN has no spread
+        warnings.simplefilter("ignore", RuntimeWarning)
+        se = np.nanstd(reps, axis=1)
     # A constant cell (se 0), an undefined cell, an exact zero delta.
     if cells > 2:
         reps[0] = delta[0]
@@ -141,7 +146,7 @@ def test_a_a_gates_fail_at_their_level_only_when_corrected():
     # slack: 3 standard deviations of a binomial(200, 0.05)); uncorrected per-slice intervals
     # fail almost always.
     runs = 200
-    counts = {c: 0 for c in ("simultaneous", "holm", "none")}
+    counts = {c: 0 for c in ("simultaneous", "holm", "bh", "none")}
     for seed in range(runs):
         cmp = compare(pair(seed), seed=seed)
         for c in counts:
@@ -149,6 +154,7 @@ def test_a_a_gates_fail_at_their_level_only_when_corrected():
     slack = 3 * math.sqrt(runs * 0.05 * 0.95)
     assert counts["simultaneous"] <= runs * 0.05 + slack, counts
     assert counts["holm"] <= runs * 0.05 + slack, counts
+    assert counts["bh"] <= runs * 0.05 + slack, counts  # all nulls true: FDR = FWER
     assert counts["none"] >= runs * 0.5, counts
 
 
@@ -158,7 +164,8 @@ def test_a_planted_regression_in_one_slice_is_caught():
         with pytest.raises(assay.RegressionDetected, match="g=13") as e:
             cmp.assert_not_worse("roc_auc", correction=correction)
         assert set(e.value.slices["slice"].to_list()) == {"g=13"}, correction
-    with pytest.raises(assay.RegressionDetected, match="by simultaneous 95% bands over 121"):
+    with pytest.raises(assay.RegressionDetected,
+                       match="in 1 cell.*by simultaneous 95% bands over 121 cell"):
         cmp.assert_not_worse("roc_auc")
 
 
@@ -186,7 +193,7 @@ def test_min_slice_size_skips_and_lists_small_slices():
     data["g"][:300] = 100 + np.arange(300) % 10  # ten slices of 30 rows
     cmp = compare(data, bootstrap=300)
     with pytest.raises(assay.RegressionDetected,
-                       match="10 slice.s. with fewer than 100 rows were skipped") as e:
+                       match="10 cell.s. of slices with fewer than 100 rows were skipped") as e:
         cmp.assert_not_worse("roc_auc", min_slice_size=100)
     assert e.value.slices["slice"].to_list() == ["g=2"]
     cmp2 = compare(pair(6, n=24_000, slices=40) | {"g": data["g"]}, bootstrap=100)
@@ -195,7 +202,9 @@ def test_min_slice_size_skips_and_lists_small_slices():
     assert sorted(skipped["slice"].to_list()) == sorted(f"g={k}" for k in range(100, 110))
     assert skipped["lo"].null_count() == skipped.height
     gate = cmp2.assert_not_worse("roc_auc", min_slice_size=10**9)
-    assert set(gate["status"].to_list()) == {"skipped: n < min_slice_size"}
+    # As compare(min_slice_size=...): the overall row is never left out.
+    assert gate["status"][0] == "not worse" and gate["slice"][0] == "overall"
+    assert set(gate["status"][1:].to_list()) == {"skipped: n < min_slice_size"}
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -209,3 +218,75 @@ def test_gate_arguments_are_checked(kwargs, match):
     cmp = compare(pair(1, n=2000, slices=5), bootstrap=50)
     with pytest.raises(assay.InvalidArgumentError, match=match):
         cmp.assert_not_worse(**kwargs)
+
+
+def test_a_certain_difference_gates_and_reads_coherently():
+    # Every replicate of a 0/1-perfect and a 0/1-wrong model differs by the same amount: the
+    # standard error is 0, and every correction must still call it worse (not crash).
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    old = np.where(y == 1, 0.9, 0.1)
+    data = {"y": y, "old": old, "new": 1 - old}
+    cmp = assay.compare(data, label="y", scores={"old": "old", "new": "new"},
+                        metrics=["accuracy"], bootstrap=50)
+    row = cmp.table.row(0, named=True)
+    assert row["delta"] == -1.0 and row["delta_se"] == 0.0
+    assert row["simultaneous_lo"] == row["simultaneous_hi"] == -1.0
+    assert row["verdict_adjusted"] == "worse" and row["p_adjusted"] is not None
+    for correction in ("simultaneous", "holm", "bh", "none"):
+        with pytest.raises(assay.RegressionDetected, match="accuracy"):
+            cmp.assert_not_worse("accuracy", correction=correction)
+
+
+def test_adjusted_p_values_are_never_below_the_rows_own_and_follow_the_correction():
+    cmp = compare(pair(4, n=6000, slices=30, broken=3), bootstrap=200)
+    for correction in ("simultaneous", "holm", "bh", "none"):
+        c = cmp.with_correction(correction)
+        t = c.table
+        assert c.correction == correction
+        ok = t["p_value"].is_not_null()
+        assert (t.filter(ok)["p_adjusted"] >= t.filter(ok)["p_value"]).all(), correction
+        # The bands are the max-T bands whatever the correction.
+        assert t["simultaneous_lo"].to_list() == cmp.table["simultaneous_lo"].to_list()
+        if correction == "none":
+            assert t["verdict_adjusted"].to_list() == t["verdict"].to_list()
+            assert t["p_adjusted"].to_list() == t["p_value"].to_list()
+        broken = t.filter((t["slice"] == "g=3") & (t["metric"] == "roc_auc")).row(0, named=True)
+        assert broken["verdict_adjusted"] == "worse", correction
+    direct = assay.compare(pair(4, n=6000, slices=30, broken=3), label="y",
+                           scores={"old": "old", "new": "new"}, slices=["g"], metrics=METRICS,
+                           bootstrap=200, correction="holm")
+    assert direct.table.equals(cmp.with_correction("holm").table)
+    with pytest.raises(assay.InvalidArgumentError, match="correction must be one of"):
+        cmp.with_correction("bonferroni")  # type: ignore[arg-type]
+
+
+def test_the_replicates_stay_out_of_the_table_and_survive_pickling():
+    import pickle
+
+    cmp = compare(pair(2, n=2000, slices=5), bootstrap=40)
+    assert "_delta_replicates" not in cmp.to_arrow().column_names
+    assert "_delta_replicates" not in cmp.to_dict() and "_delta_replicates" not in cmp.to_json()
+    assert not cmp.replicates.flags.writeable
+    back = pickle.loads(pickle.dumps(cmp))
+    assert back.table.equals(cmp.table)
+    np.testing.assert_array_equal(back.replicates, cmp.replicates)
+    assert back.assert_not_worse("roc_auc").equals(cmp.assert_not_worse("roc_auc"))
+
+
+@pytest.mark.parametrize("name", ["p_adjusted", "simultaneous_lo", "verdict_adjusted",
+                                  "_delta_replicates"])
+def test_model_names_that_are_table_columns_are_refused(name):
+    data = pair(1, n=500, slices=3)
+    with pytest.raises(assay.InvalidArgumentError, match="also a column"):
+        assay.compare(data, label="y", scores={"old": "old", name: "new"}, bootstrap=20)
+
+
+def test_a_model_named_n_does_not_confuse_the_gate():
+    data = pair(1, n=3000, slices=3)
+    cmp = assay.compare(data, label="y", scores={"old": "old", "n": "new"}, slices=["g"],
+                        metrics=["roc_auc"], bootstrap=30)
+    gate = cmp.assert_not_worse("roc_auc", min_slice_size=500)
+    sizes = dict(cmp.reports["old"].table.select("slice", "n").iter_rows())
+    assert gate["n"].to_list() == [sizes[s] for s in gate["slice"].to_list()]
+    assert set(gate["status"].to_list()) == {"not worse"}

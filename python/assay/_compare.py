@@ -46,10 +46,15 @@ class Comparison(ArrowResult):
         model (named by the model), ``model`` (the model compared with the reference),
         ``delta`` (model - reference), ``delta_lo``, ``delta_hi`` (paired-bootstrap interval),
         ``delta_se``, ``p_value`` (two-sided bootstrap p-value of "no difference"),
-        ``p_adjusted``, ``simultaneous_lo``, ``simultaneous_hi`` (the same, corrected for
-        every cell of the table at once: the max-T adjusted p-value and simultaneous band,
-        see :meth:`assert_not_worse`), ``verdict`` (from the per-cell interval),
-        ``verdict_adjusted`` (from the simultaneous band) and ``note`` (why a delta is null).
+        ``p_adjusted`` (the same, adjusted for every row of the table at once by
+        :attr:`correction`; never below ``p_value``), ``simultaneous_lo``,
+        ``simultaneous_hi`` (max-T bands that hold for every row at once, whatever the
+        correction), ``verdict`` (from the row's own interval), ``verdict_adjusted`` (from
+        the correction: the simultaneous band, or the adjusted p-value at ``1 - ci`` for
+        Holm and BH) and ``note`` (why a delta is null). See docs/multiplicity.md.
+    correction : str
+        The correction behind ``p_adjusted`` and ``verdict_adjusted``
+        (``assay.compare(correction=...)``, :meth:`with_correction`).
     replicates : numpy.ndarray
         The paired bootstrap replicate differences of every row of ``table`` (rows x B; NaN
         where a delta is undefined): every cell saw the same replicate weights, so their joint
@@ -60,18 +65,50 @@ class Comparison(ArrowResult):
         The model the others are compared with.
     """
 
-    def __init__(self, table: pa.RecordBatch, reports: dict[str, Report], reference: str,
-                 level: float, method: str) -> None:
-        arrow = pa.Table.from_batches([table])
-        self.replicates = _replicates(arrow)
-        if "_delta_replicates" in arrow.column_names:
-            arrow = arrow.drop_columns(["_delta_replicates"])
-        self._arrow = _with_corrections(arrow, self.replicates, level)
+    def __init__(self, table: pa.RecordBatch | pa.Table, reports: dict[str, Report],
+                 reference: str, level: float, method: str,
+                 correction: str = "simultaneous", replicates: np.ndarray | None = None) -> None:
+        from ._multiplicity import CORRECTIONS
+
+        if correction not in CORRECTIONS:
+            raise InvalidArgumentError(
+                f"correction must be one of {', '.join(map(repr, CORRECTIONS))}, got "
+                f"{show(correction)}")
+        arrow = table if isinstance(table, pa.Table) else pa.Table.from_batches([table])
+        if replicates is None:
+            replicates = _replicates(arrow)
+            replicates.setflags(write=False)
+        self.replicates = replicates
+        raw = arrow.drop_columns([c for c in _CORRECTED if c in arrow.column_names])
+        self._raw = raw
+        self.correction = correction
+        self._delta, self._se = _effective(raw, reference)
+        self._arrow = _with_corrections(raw, replicates, level, correction, self._delta,
+                                        self._se)
         self._table: pl.DataFrame | None = None
         self.reports = reports
         self.reference = reference
         self.level = level
         self.method = method
+
+    def with_correction(
+        self, correction: Literal["simultaneous", "holm", "bh", "none"],
+    ) -> Comparison:
+        """The same comparison with ``p_adjusted`` and ``verdict_adjusted`` under another
+        correction (``simultaneous_lo``/``simultaneous_hi`` stay the max-T bands). Nothing is
+        recomputed from the data.
+
+        >>> import assay, numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 2, 600)
+        >>> p = np.clip(0.4 * y + 0.6 * rng.random(600), 0, 1)
+        >>> cmp = assay.compare({"y": y, "a": p, "b": p}, label="y",
+        ...                     scores={"a": "a", "b": "b"}, metrics=["roc_auc"], bootstrap=50)
+        >>> cmp.with_correction("holm").correction
+        'holm'
+        """
+        return Comparison(self._raw, self.reports, self.reference, self.level, self.method,
+                          correction, self.replicates)
 
     @property
     def table(self) -> pl.DataFrame:
@@ -129,9 +166,11 @@ class Comparison(ArrowResult):
         -------
         polars.DataFrame
             One row per (slice, metric, model) gated: ``slice``, ``metric``, ``model``, ``n``,
-            ``delta``,
-            ``lo``, ``hi`` (the band the gate used), ``p_adjusted`` and ``status``
-            (``"not worse"``, ``"worse"``, ``"skipped: n < min_slice_size"`` or
+            ``delta``, ``lo``, ``hi`` (the band the gate used: simultaneous, or the cell's own
+            interval with ``"none"``; null with Holm and BH, which adjust p-values instead),
+            ``p_worse`` (the p-value of "not worse by more than ``margin``", under the
+            correction: max-T exceedance, Holm or BH adjusted, or the cell's own) and
+            ``status`` (``"not worse"``, ``"worse"``, ``"skipped: n < min_slice_size"`` or
             ``"skipped: undefined"``).
 
         Raises
@@ -153,7 +192,7 @@ class Comparison(ArrowResult):
         >>> gate["status"].to_list()
         ['not worse']
         """
-        from ._multiplicity import CORRECTIONS, bh, holm, max_t, one_sided_p
+        from ._multiplicity import CORRECTIONS, bh, exceedance_p, holm, max_stat, one_sided_p
 
         margin = float_arg(margin, "margin", "assert_not_worse", 0)
         metrics = [metric] if isinstance(metric, str) else metric
@@ -175,69 +214,86 @@ class Comparison(ArrowResult):
                     f"{m} has no better or worse direction; gate on a performance metric")
             if m not in known:
                 raise InvalidArgumentError(f"metric {m!r} was not compared; compared: {known}")
-        table = self.table.with_row_index("_row")
-        rows = table.filter(pl.col("metric").is_in(list(metrics)))
+        base = self.table.select("slice", "metric", "model", "delta", "delta_lo", "delta_hi",
+                                 "delta_se")
+        mask = base["metric"].is_in(list(metrics))
         if model is not None:
-            if model not in set(rows["model"].to_list()):
+            if model not in set(base.filter(mask)["model"].to_list()):
                 raise InvalidArgumentError(f"no model {model!r} was compared with the reference")
-            rows = rows.filter(pl.col("model") == model)
+            mask &= base["model"] == model
+        index = np.flatnonzero(mask.to_numpy())
+        rows = base.filter(mask)
         # (The engine's direction: it also knows patterns such as pinball@<q>.)
-        lower_is_better = _directions(rows["metric"].to_list()) < 0
-        sizes = pl.concat([r.table.select("slice", "n") for r in self.reports.values()])
-        sizes = sizes.group_by("slice").agg(pl.col("n").min())
-        rows = rows.join(sizes, on="slice", how="left", maintain_order="left")
-        n = rows["n"].fill_null(0).to_numpy()
-        delta = rows["delta"].to_numpy().astype(np.float64)
+        lower_is_better = _directions(rows["metric"]) < 0
+        sizes = pl.concat([r.table.select("slice", pl.col("n").alias("_n"))
+                           for r in self.reports.values()])
+        sizes = sizes.group_by("slice").agg(pl.col("_n").min())
+        n = rows.join(sizes, on="slice", how="left", maintain_order="left")["_n"]
+        n = n.fill_null(0).to_numpy()
+        delta, se = self._delta[index], self._se[index]
         defined = ~np.isnan(delta)
-        tested = defined & (n >= min_size)
-        reps = self.replicates[rows["_row"].to_numpy()]
+        # As in compare(min_slice_size=...): the overall row is never left out.
+        tested = defined & ((n >= min_size) | (rows["slice"] == "overall").to_numpy())
+        reps = self.replicates[index]
         lo = rows["delta_lo"].to_numpy().astype(np.float64)
         hi = rows["delta_hi"].to_numpy().astype(np.float64)
-        p_adj = rows["p_value"].to_numpy().astype(np.float64)
         alpha = (1.0 - self.level) / 2.0
+        # The one-sided statistic of "worse by more than margin": large when worse.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slack = np.where(lower_is_better, delta - margin, -(delta + margin))
+            s_worse = np.where(se > 0, slack / se, np.where(slack > 0, np.inf, -np.inf))
         if correction == "simultaneous":
-            _, p_t, lo_t, hi_t = max_t(delta[tested], rows["delta_se"].to_numpy()
-                                       .astype(np.float64)[tested], reps[tested], self.level)
-            lo[tested], hi[tested], p_adj[tested] = lo_t, hi_t, p_t
+            m = max_stat(delta[tested], se[tested], reps[tested])
+            q = float(np.quantile(m, self.level)) if len(m) else float("nan")
+            half = np.where(se > 0, q * se, 0.0)
+            lo, hi = delta - half, delta + half
+            p_worse = np.full(len(delta), np.nan)
+            p_worse[tested] = exceedance_p(m, s_worse[tested], reps.shape[1])
             worse = np.where(lower_is_better, lo > margin, hi < -margin)
         elif correction in ("holm", "bh"):
-            se = rows["delta_se"].to_numpy().astype(np.float64)
+            p_worse = np.full(len(delta), np.nan)
             p1 = one_sided_p(delta[tested], se[tested], margin, lower_is_better[tested])
-            p_adj[tested] = (holm if correction == "holm" else bh)(p1)
-            worse = p_adj <= alpha
+            p_worse[tested] = (holm if correction == "holm" else bh)(p1)
+            lo, hi = np.full(len(delta), np.nan), np.full(len(delta), np.nan)
+            worse = p_worse <= alpha
         else:
+            p_worse = one_sided_p(delta, se, margin, lower_is_better)
             worse = np.where(lower_is_better, lo > margin, hi < -margin)
         worse &= tested
-        status = np.where(worse, "worse", "not worse").astype(object)
-        status[defined & ~tested] = "skipped: n < min_slice_size"
-        status[~defined] = "skipped: undefined"
-        for name, v in (("lo", lo), ("hi", hi), ("p_adjusted", p_adj)):
+        status = np.where(worse, "worse", "not worse")
+        status = np.where(defined & ~tested, "skipped: n < min_slice_size", status)
+        status = np.where(~defined, "skipped: undefined", status)
+        for v in (lo, hi, p_worse):
             v[~tested] = np.nan
-            rows = rows.with_columns(pl.Series(name, v, dtype=pl.Float64).fill_nan(None))
-        gate = rows.with_columns(pl.Series("status", status.tolist(), dtype=pl.String)).select(
-            "slice", "metric", "model", "n", "delta", "lo", "hi", "p_adjusted", "status")
+        gate = rows.select("slice", "metric", "model").with_columns(
+            pl.Series("n", n, dtype=pl.UInt64), pl.Series("delta", delta).fill_nan(None),
+            pl.Series("lo", lo).fill_nan(None), pl.Series("hi", hi).fill_nan(None),
+            pl.Series("p_worse", p_worse).fill_nan(None),
+            pl.Series("status", status, dtype=pl.String))
         bad = gate.filter(pl.col("status") == "worse")
         if bad.height:
-            listed = ", ".join(
-                f"{escape(r['slice'])} ({escape(r['metric'])}, {escape(r['model'])}: delta "
-                f"{r['delta']:+.4g}, "
-                f"band [{r['lo']:+.4g}, {r['hi']:+.4g}], "
-                f"{'p' if correction == 'none' else 'adjusted p'} {r['p_adjusted']:.3g})"
-                for r in bad.iter_rows(named=True)
-            )
+            def show_row(r: dict[str, Any]) -> str:
+                band = "" if r["lo"] is None else f"band [{r['lo']:+.4g}, {r['hi']:+.4g}], "
+                pw = "?" if r["p_worse"] is None else f"{r['p_worse']:.3g}"
+                return (f"{escape(r['slice'])} ({escape(r['metric'])}, {escape(r['model'])}: "
+                        f"delta {r['delta']:+.4g}, {band}p_worse {pw})")
+
+            listed = ", ".join(show_row(r) for r in bad.iter_rows(named=True))
             skipped = int((defined & ~tested).sum())
-            what = {"simultaneous": f"simultaneous {self.level:.0%} bands over "
-                                    f"{int(tested.sum())} slice(s) (max-T)",
-                    "holm": f"Holm-adjusted one-sided p <= {alpha:.3g} over "
-                            f"{int(tested.sum())} slice(s)",
+            cells = int(tested.sum())
+            what = {"simultaneous": f"simultaneous {self.level:.0%} bands over {cells} "
+                                    "cell(s) (max-T)",
+                    "holm": f"Holm-adjusted one-sided p <= {alpha:.3g} over {cells} cell(s)",
                     "bh": f"Benjamini-Hochberg-adjusted one-sided p <= {alpha:.3g} over "
-                          f"{int(tested.sum())} slice(s)",
-                    "none": f"each slice's own {self.level:.0%} interval (no correction)"}
+                          f"{cells} cell(s)",
+                    "none": f"each cell's own {self.level:.0%} interval (no correction; "
+                            f"{cells} cell(s))"}
             raise RegressionDetected(
-                f"{', '.join(metrics)} is worse than {self.reference!r} by more than {margin} in "
-                f"{bad.height} slice(s), by {what[correction]}: {listed}"
-                + (f"; {skipped} slice(s) with fewer than {min_size} rows were skipped"
-                   if skipped else ""),
+                f"{', '.join(dict.fromkeys(metrics))} is worse than {self.reference!r} by more "
+                f"than {margin} in {bad.height} cell(s) (slice, metric, model), by "
+                f"{what[correction]}: {listed}"
+                + (f"; {skipped} cell(s) of slices with fewer than {min_size} rows were "
+                   "skipped" if skipped else ""),
                 slices=bad,
             )
         return gate
@@ -270,6 +326,7 @@ def compare(
     n_threads: int | None = None,
     calibration_bins: int = 15,
     calibration_strategy: Literal["uniform", "quantile"] = "uniform",
+    correction: Literal["simultaneous", "holm", "bh", "none"] = "simultaneous",
 ) -> Comparison:
     """Compare two or more models on the same rows, per slice, with a paired bootstrap.
 
@@ -298,6 +355,10 @@ def compare(
         As in :func:`assay.evaluate` (``min_slice_size`` never applies to ``overall``). A row
         whose score is missing for any model is dropped for all of them
         (``nan_policy="drop"``), keeping the comparison paired.
+    correction : {"simultaneous", "holm", "bh", "none"}
+        What ``p_adjusted`` and ``verdict_adjusted`` correct for: every row of the table at
+        once, by max-T bands (default), Holm, Benjamini-Hochberg, or not at all (see
+        :meth:`Comparison.assert_not_worse` and docs/multiplicity.md).
 
     Returns
     -------
@@ -337,7 +398,11 @@ def compare(
         auc_bins=4096, interval=interval, compare=(ref_name, others),
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,
     )
-    return _comparison(_run(data, job, n_threads), job)
+    if correction not in ("simultaneous", "holm", "bh", "none"):
+        raise InvalidArgumentError(
+            "correction must be one of 'simultaneous', 'holm', 'bh', 'none', got "
+            f"{show(correction)}")
+    return _comparison(_run(data, job, n_threads), job, correction)
 
 
 def _models(scores: Any, reference: Any) -> list[tuple[str, str]]:
@@ -387,36 +452,83 @@ def _floats(arrow: pa.Table, name: str) -> np.ndarray:
     return arrow.column(name).to_numpy().astype(np.float64) if arrow.num_rows else np.empty(0)
 
 
-def _directions(metrics: Sequence[str]) -> np.ndarray:
+_CORRECTED = ("_delta_replicates", "p_adjusted", "simultaneous_lo", "simultaneous_hi",
+              "verdict_adjusted")
+
+
+def _directions(metrics: pl.Series | Sequence[str]) -> np.ndarray:
     """Per row, 1 where higher is better, -1 where lower is, 0 where neither."""
-    sign = {m: {True: 1, False: -1, None: 0}[_native.higher_is_better(m)] for m in set(metrics)}
-    return np.array([sign[m] for m in metrics], dtype=np.int8)
+    names, inverse = np.unique(np.asarray(list(metrics) if not isinstance(metrics, pl.Series)
+                                          else metrics.to_numpy(), dtype=object).astype(str),
+                               return_inverse=True)
+    sign = np.array([{True: 1, False: -1, None: 0}[_native.higher_is_better(str(m))]
+                     for m in names], dtype=np.int8)
+    return sign[inverse] if len(names) else np.empty(0, np.int8)
 
 
-def _verdicts(lo: np.ndarray, hi: np.ndarray, direction: np.ndarray) -> pa.Array:
-    """The verdict of each band: better/worse (or higher/lower), or no significant
-    difference; null where the band is."""
+def _verdicts(up_when: np.ndarray, down_when: np.ndarray, undefined: np.ndarray,
+              direction: np.ndarray) -> pa.Array:
+    """better/worse (higher/lower where a metric has no direction) where ``up_when`` /
+    ``down_when`` hold, else no significant difference; null where ``undefined``."""
     up = np.where(direction > 0, "better", np.where(direction < 0, "worse", "higher"))
     down = np.where(direction > 0, "worse", np.where(direction < 0, "better", "lower"))
-    out = np.where(lo > 0, up, np.where(hi < 0, down, "no significant difference"))
-    return pa.array(out.tolist() if len(out) else [], pa.string(),
-                    mask=np.isnan(lo) | np.isnan(hi))
+    out = np.where(up_when, up, np.where(down_when, down, "no significant difference"))
+    return pa.array(out, pa.string(), mask=undefined)
 
 
-def _with_corrections(arrow: pa.Table, reps: np.ndarray, level: float) -> pa.Table:
-    """``arrow`` with ``p_adjusted``, ``simultaneous_lo``, ``simultaneous_hi`` (after
-    ``p_value``) and ``verdict_adjusted`` (after ``verdict``): max-T over every cell."""
-    from ._multiplicity import max_t
-
+def _effective(arrow: pa.Table, reference: str) -> tuple[np.ndarray, np.ndarray]:
+    """``delta`` and ``delta_se`` as the corrections read them: a delta or a spread at the
+    rounding of the models' values (1e-10 of them) is 0. Such a row's models agree but for
+    the last bits of sums (``brier_uncertainty`` reads the labels only), which another order
+    of the sums may cancel; studentized by that noise, it would sway every row's correction
+    or read as a certain difference."""
     delta, se = _floats(arrow, "delta"), _floats(arrow, "delta_se")
-    _, p, lo, hi = max_t(delta, se, reps, level)
-    direction = _directions(arrow.column("metric").to_pylist())
+    if not len(se):
+        return delta, se
+    scale = np.abs(_floats(arrow, reference)) if reference in arrow.column_names else \
+        np.zeros(len(se))
+    models = arrow.column("model").to_numpy(zero_copy_only=False).astype(str)
+    for name in np.unique(models):
+        if name in arrow.column_names:
+            mine = models == name
+            scale[mine] = np.fmax(scale[mine], np.abs(_floats(arrow, str(name))[mine]))
+    noise = 1e-10 * np.nan_to_num(scale)
+    return (np.where(np.abs(delta) <= noise, 0.0, delta), np.where(se <= noise, 0.0, se))
+
+
+def _with_corrections(arrow: pa.Table, reps: np.ndarray, level: float,
+                      correction: str, delta: np.ndarray, se: np.ndarray) -> pa.Table:
+    """``arrow`` with ``p_adjusted``, ``simultaneous_lo``, ``simultaneous_hi`` (after
+    ``p_value``) and ``verdict_adjusted`` (after ``verdict``), over every row (``delta``,
+    ``se``: as :func:`_effective` reads them)."""
+    from ._multiplicity import bh, holm, max_t, two_sided_p
+
+    raw_p = _floats(arrow, "p_value")
+    _, p_max, lo, hi = max_t(delta, se, reps, level)
+    if correction == "simultaneous":
+        p = p_max
+    elif correction in ("holm", "bh"):
+        p = (holm if correction == "holm" else bh)(two_sided_p(delta, se))
+    else:
+        p = raw_p
+    # An adjusted p-value is never below the row's own (whose floor, 2 / (B + 1), is above
+    # the max-T floor of 1 / (B + 1)).
+    p = np.where(np.isnan(raw_p), p, np.fmax(p, raw_p))
+    direction = _directions(arrow.column("metric").to_numpy(zero_copy_only=False))
+    undefined = np.isnan(delta)
+    if correction == "simultaneous":
+        verdict = _verdicts(lo > 0, hi < 0, undefined | np.isnan(lo), direction)
+    elif correction == "none":
+        verdict = arrow.column("verdict").combine_chunks()
+    else:
+        sig = p <= 1.0 - level
+        verdict = _verdicts(sig & (delta > 0), sig & (delta < 0), undefined, direction)
     at = arrow.column_names.index("p_value") + 1
     for k, (name, v) in enumerate((("p_adjusted", p), ("simultaneous_lo", lo),
                                    ("simultaneous_hi", hi))):
         arrow = arrow.add_column(at + k, name, pa.array(v, pa.float64(), mask=np.isnan(v)))
     at = arrow.column_names.index("verdict") + 1
-    return arrow.add_column(at, "verdict_adjusted", _verdicts(lo, hi, direction))
+    return arrow.add_column(at, "verdict_adjusted", verdict)
 
 
 def _comparison_options(
@@ -438,7 +550,7 @@ def _comparison_options(
     return models, interval
 
 
-def _comparison(result: Any, job: _Job) -> Comparison:
+def _comparison(result: Any, job: _Job, correction: str = "simultaneous") -> Comparison:
     """The :class:`Comparison` of a native result (of ``evaluate`` or ``finalize``) of a
     comparison job."""
     assert job.compare is not None and job.interval is not None
@@ -449,4 +561,4 @@ def _comparison(result: Any, job: _Job) -> Comparison:
     reports = {ref_name: Report(table, notes, metrics, rows, dropped, ci_method=method)}
     for (name, _), (t, n) in zip(others, other_reports, strict=True):
         reports[name] = Report(t, n, metrics, rows, dropped, ci_method=method)
-    return Comparison(comparison, reports, ref_name, level, method)
+    return Comparison(comparison, reports, ref_name, level, method, correction)

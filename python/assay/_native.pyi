@@ -15,6 +15,7 @@ __all__ = [
     "bin_edges",
     "bin_edge_ranks",
     "bin_edges_by_rank",
+    "norm_cdf",
     "isotonic_fit",
     "platt_fit",
     "temperature_fit",
@@ -125,6 +126,9 @@ def bin_edges_by_rank(
     order statistics `stats` (rank -> value, at least the ranks of `bin_edge_ranks`);
     `infinite`: the column holds an infinite value. Edges computed by a distributed engine
     this way equal those of one process to the bit."""
+
+def norm_cdf(values: list[float]) -> list[float]:
+    """The standard normal CDF of each value (the engine's, through `erfc`)."""
 
 def default_metrics() -> list[str]:
     """The names of the metrics computed when none are given, in report order."""

@@ -66,7 +66,8 @@ class StateFormatError(AssayError, ValueError):
 class RegressionDetected(AssayError, AssertionError):
     """A model is worse than its reference with confidence (raised by
     :meth:`assay.Comparison.assert_not_worse`). ``slices`` holds the offending rows of the
-    comparison table."""
+    gate's table (``slice``, ``metric``, ``model``, ``n``, ``delta``, ``lo``, ``hi``,
+    ``p_worse``, ``status``)."""
 
     def __init__(self, message: str, column: str | None = None, slices: object = None) -> None:
         super().__init__(message, column)

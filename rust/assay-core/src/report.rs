@@ -299,7 +299,7 @@ impl ComparisonRows {
         models: &[&str],
         _metrics: &[crate::metrics::Metric],
     ) -> Result<RecordBatch> {
-        const FIXED: [&str; 11] = [
+        const FIXED: [&str; 16] = [
             "slice",
             "metric",
             "model",
@@ -311,6 +311,11 @@ impl ComparisonRows {
             "verdict",
             "note",
             "reference",
+            "p_adjusted",
+            "simultaneous_lo",
+            "simultaneous_hi",
+            "verdict_adjusted",
+            "_delta_replicates",
         ];
         let names: Vec<String> = models.iter().map(|m| m.to_string()).collect();
         for n in &names {
@@ -340,6 +345,7 @@ impl ComparisonRows {
         cols.push(Arc::new(arrow_array::StringArray::from(self.model.clone())));
         let mut nums: Vec<Float64Builder> = (0..5).map(|_| Float64Builder::new()).collect();
         let (mut verdict, mut note) = (StringBuilder::new(), StringBuilder::new());
+        let mut defined = Vec::with_capacity(self.delta.len());
         for (d, dir) in self.delta.iter().zip(&self.direction) {
             let d = &match d {
                 Ok(x) if ![x.0, x.1, x.2, x.3, x.4].iter().all(|v| v.is_finite()) => {
@@ -347,6 +353,7 @@ impl ComparisonRows {
                 }
                 other => *other,
             };
+            defined.push(d.is_ok());
             match d {
                 Ok((delta, lo, hi, se, p)) => {
                     for (b, v) in nums.iter_mut().zip([delta, lo, hi, se, p]) {
@@ -391,9 +398,9 @@ impl ComparisonRows {
             width,
             self.reps.len(),
         );
-        for (r, d) in self.reps.iter().zip(&self.delta) {
+        for (r, ok) in self.reps.iter().zip(&defined) {
             match r {
-                Some(v) if d.is_ok() && v.len() == self.replicates => {
+                Some(v) if *ok && v.len() == self.replicates => {
                     reps.values().append_slice(v);
                     reps.append(true);
                 }

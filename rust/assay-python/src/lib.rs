@@ -764,6 +764,17 @@ fn bin_edges_by_rank(
     })
 }
 
+/// The standard normal CDF of each value (the engine's, through `erfc`).
+#[pyfunction]
+fn norm_cdf(py: Python<'_>, values: Vec<f64>) -> PyResult<Vec<f64>> {
+    guarded(py, || {
+        Ok(values
+            .into_iter()
+            .map(assay_core::bootstrap::norm_cdf)
+            .collect())
+    })
+}
+
 /// The names of the metrics computed when none are given, in report order.
 #[pyfunction]
 fn default_metrics(py: Python<'_>) -> PyResult<Vec<&'static str>> {
@@ -1245,6 +1256,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_MAX_RUNS", assay_core::sketch::DEFAULT_MAX_RUNS)?;
     m.add_function(wrap_pyfunction!(bin_edges, m)?)?;
     m.add_function(wrap_pyfunction!(bin_edge_ranks, m)?)?;
+    m.add_function(wrap_pyfunction!(norm_cdf, m)?)?;
     m.add_function(wrap_pyfunction!(bin_edges_by_rank, m)?)?;
     m.add_function(wrap_pyfunction!(isotonic_fit, m)?)?;
     m.add_function(wrap_pyfunction!(platt_fit, m)?)?;
