@@ -129,12 +129,17 @@ def accumulate(df: Any, spec: Spec, *, fan_in: int = 64) -> PartialState:
 
 
 def _part_count(states: Any) -> int:
-    """One more than the highest partition number among the records (0 for none): the
-    partition range the tree covers."""
-    from pyspark.sql import functions as F
+    """The partition range the tree covers: the checkpointed first pass keeps the input's
+    partitions, so their count is read without a job (its lineage is cut: nothing upstream
+    runs again); where there are no RDDs (Spark Connect), one more than the highest partition
+    number among the records, by a small aggregation."""
+    try:
+        return int(states.rdd.getNumPartitions())
+    except Exception:  # no RDD API here: ask the records
+        from pyspark.sql import functions as F
 
-    top = states.agg(F.max("part").alias("top")).collect()[0]["top"]
-    return 0 if top is None else int(top) + 1
+        top = states.agg(F.max("part").alias("top")).collect()[0]["top"]
+        return 0 if top is None else int(top) + 1
 
 
 def _merge_level(states: Any, step: int, groups: int) -> Any:
