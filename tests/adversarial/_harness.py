@@ -113,6 +113,7 @@ CASE_MODULES = [
     "cases_process",
     "cases_regression",
     "cases_torch",
+    "cases_gates",
 ]
 
 

@@ -315,8 +315,9 @@ pub type Delta = std::result::Result<(f64, f64, f64, f64, f64), &'static str>;
 
 pub const UNDEFINED_IN_A_MODEL: &str = "undefined: the metric is undefined for a model";
 
-/// The paired-bootstrap interval of `model - reference`. Both models saw the same replicate
-/// weights, so the replicate differences carry the pairing. The p-value is the two-sided
+/// The paired-bootstrap interval of `model - reference`, from the replicate differences `d`
+/// of every slot ([`replicate_deltas`]). Both models saw the same replicate weights, so the
+/// replicate differences carry the pairing. The p-value is the two-sided
 /// bootstrap p-value of "no difference": `2 (min(#{d_b <= 0}, #{d_b >= 0}) + 1) / (B + 1)`,
 /// capped at 1.
 pub fn delta_interval(
@@ -324,8 +325,7 @@ pub fn delta_interval(
     _m: Metric,
     reference: Value,
     model: Value,
-    reference_reps: &[f64],
-    model_reps: &[f64],
+    d: &[f64],
 ) -> Delta {
     let (a, b) = match (reference, model) {
         (Ok(a), Ok(b)) => (a, b),
@@ -338,8 +338,7 @@ pub fn delta_interval(
         }
     };
     let delta = rounded_diff(b, a);
-    let d = replicate_deltas(reference_reps, model_reps);
-    let (lo, hi, se) = from_replicates(iv, delta, &d, None)?;
+    let (lo, hi, se) = from_replicates(iv, delta, d, None)?;
     let boot = &d[..iv.replicates];
     let defined = boot.iter().filter(|x| !x.is_nan()).count() as f64;
     let le = boot.iter().filter(|x| **x <= 0.0).count() as f64;

@@ -402,14 +402,7 @@ fn finalize_parts(
                             *metric,
                             values.iter().map(|v| v[j]).collect(),
                             name,
-                            delta_interval(
-                                iv,
-                                *metric,
-                                values[0][j],
-                                values[m][j],
-                                &replicates[0][j],
-                                &replicates[m][j],
-                            ),
+                            delta_interval(iv, *metric, values[0][j], values[m][j], &reps),
                             &reps[..iv.replicates.min(reps.len())],
                         );
                     }
