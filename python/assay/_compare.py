@@ -554,11 +554,13 @@ def _comparison(result: Any, job: _Job, correction: str = "simultaneous") -> Com
     """The :class:`Comparison` of a native result (of ``evaluate`` or ``finalize``) of a
     comparison job."""
     assert job.compare is not None and job.interval is not None
-    table, notes, rows, dropped, other_reports, comparison, _ = result
+    table, notes, rows, dropped, other_reports, comparison, _, layouts = result
     ref_name, others = job.compare
     _, level, method, _, _ = job.interval
     metrics = list(job.metrics)
-    reports = {ref_name: Report(table, notes, metrics, rows, dropped, ci_method=method)}
-    for (name, _), (t, n) in zip(others, other_reports, strict=True):
-        reports[name] = Report(t, n, metrics, rows, dropped, ci_method=method)
+    reports = {ref_name: Report(table, notes, metrics, rows, dropped, ci_method=method,
+                                **job.report_layout(layouts[0]))}
+    for (name, _), (t, n), layout in zip(others, other_reports, layouts[1:], strict=True):
+        reports[name] = Report(t, n, metrics, rows, dropped, ci_method=method,
+                               **job.report_layout(layout))
     return Comparison(comparison, reports, ref_name, level, method, correction)

@@ -644,6 +644,15 @@ class _Job:
     power: float = 0.0
     bounds: tuple[str, str] | None = None
 
+    def report_layout(self, layout: Any) -> dict[str, Any]:
+        """What a :class:`Report` of this job keeps besides its tables: the engine's layout
+        batch (each row's spec, the replicate values), the specs' columns and the level."""
+        return {
+            "layout": layout,
+            "specs": [tuple(feats) for feats, _ in self.slices],
+            "level": None if self.interval is None else self.interval[1],
+        }
+
     def unresolved(self) -> list[Bins]:
         """The data-derived bins (no edges yet), in slice order."""
         return [f for feats, _ in self.slices for f in feats
@@ -785,9 +794,10 @@ def _run(data: Any, job: _Job, n_threads: Any) -> Any:
 
 def _report(result: Any, job: _Job) -> Report:
     """The :class:`Report` of a native result (of ``evaluate`` or ``finalize``)."""
-    table, notes, rows, dropped, _, _, _ = result
+    table, notes, rows, dropped, _, _, _, layouts = result
     method = None if job.interval is None else job.interval[2]
-    return Report(table, notes, list(job.metrics), rows, dropped, ci_method=method)
+    return Report(table, notes, list(job.metrics), rows, dropped, ci_method=method,
+                  **job.report_layout(layouts[0]))
 
 
 def _calibration(

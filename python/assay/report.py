@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from ._text import escape_frame
+
+if TYPE_CHECKING:
+    from ._disparity import Disparity
 
 
 def frame_to_arrow(df: pl.DataFrame) -> pa.Table:
@@ -90,9 +95,15 @@ class Report:
 
     def __init__(
         self, table: pa.RecordBatch, notes: pa.RecordBatch, metrics: list[str], rows: int,
-        dropped: int, ci_method: str | None = None,
+        dropped: int, ci_method: str | None = None, layout: pa.RecordBatch | None = None,
+        specs: Sequence[tuple[Any, ...]] = (), level: float | None = None,
     ) -> None:
         self.ci_method = ci_method
+        # The engine's layout batch: each row's slice spec (0 = overall) and, with bootstrap
+        # replicates, every metric's replicate values (for summaries across slices).
+        self._layout = layout
+        self._specs = [tuple(s) for s in specs]
+        self._level = level
         full = pa.Table.from_batches([table])
         # The wide table shows m, m_lo, m_hi; standard errors live in long().
         self._se = {m: full.column(f"{m}_se") for m in metrics} if ci_method else {}
@@ -165,6 +176,128 @@ class Report:
             .sort("_s", "_m")
             .select(*columns, "note")
         )
+
+    def disparity(self, metric: str, spec: Any, *, min_size: int = 0) -> Disparity:
+        """How far ``metric`` spreads across the slices of ``spec`` (the groups), with
+        bootstrap intervals: Fairlearn's ``MetricFrame`` summaries, with intervals for every
+        one of them.
+
+        The statistics (one row each in the result's ``table``): ``group_min``,
+        ``group_max``, ``difference`` (max - min), ``ratio`` (min / max),
+        ``difference_to_overall`` (the largest ``|group - overall|``) and
+        ``ratio_to_overall`` (the smallest ``group / overall``, a ratio above 1 inverted),
+        each with the slices that attain it. Each interval is the percentile interval of the
+        statistic recomputed in every bootstrap replicate (every slice saw the same replicate
+        weights, so the groups' joint variation is kept), at the report's ``ci``.
+
+        ``metric`` may also name a fairness criterion of a binary model, reported as its
+        four ``difference``/``ratio`` statistics: ``"demographic_parity"`` (the
+        ``prediction_rate`` across groups), ``"equal_opportunity"`` (``recall``) and
+        ``"equalized_odds"`` (the worse of the ``recall`` and ``fpr`` disparities, in every
+        replicate too; the ``metric`` column says which one attains it).
+
+        Parameters
+        ----------
+        metric : str
+            A metric of the report, or ``"demographic_parity"``, ``"equal_opportunity"``,
+            ``"equalized_odds"`` (which need ``prediction_rate``, ``recall``, ``fpr`` among
+            the report's metrics).
+        spec : str, tuple of str or Bins
+            A slice spec of the report (``"gender"``, ``("gender", "age")``,
+            ``assay.bins("age", ...)``); its slices are the groups.
+        min_size : int
+            Groups with fewer rows are left out (listed in ``excluded``), as are groups
+            whose value is null.
+
+        Returns
+        -------
+        Disparity
+            ``table`` (``statistic``, ``metric``, ``value``, ``lo``, ``hi``, ``slices``,
+            ``note``), ``groups`` (the groups compared) and ``excluded`` (the groups left
+            out, with the reason). Without bootstrap replicates (``bootstrap=0`` or
+            ``ci_method="analytic"``) ``lo``/``hi`` are null and ``note`` says why.
+
+        Raises
+        ------
+        InvalidArgumentError
+            An unknown metric or criterion, a criterion whose metrics the report lacks, or a
+            spec that is not one of the report's.
+
+        Examples
+        --------
+        >>> import assay
+        >>> from assay.demo import make_data
+        >>> df = make_data(20_000, seed=0)
+        >>> rep = assay.evaluate(df, label="churned", score="p_churn", slices=["country"],
+        ...                      metrics=["prediction_rate", "recall", "fpr"],
+        ...                      bootstrap=200, seed=0)
+        >>> d = rep.disparity("equalized_odds", spec="country")
+        >>> d.table.columns
+        ['statistic', 'metric', 'value', 'lo', 'hi', 'slices', 'note']
+        >>> d.table["statistic"].to_list()
+        ['difference', 'ratio', 'difference_to_overall', 'ratio_to_overall']
+        >>> lo, value, hi = d.table.select("lo", "value", "hi").row(0)
+        >>> lo <= value <= hi
+        True
+        """
+        from ._disparity import disparity
+
+        return disparity(self, metric, spec, min_size)
+
+    @property
+    def _row_specs(self) -> np.ndarray:
+        """Each row's slice spec (0 = overall, then the job's specs from 1)."""
+        if self._layout is None:
+            from .errors import InvalidArgumentError
+
+            raise InvalidArgumentError("this report does not know its slice specs")
+        return self._layout.column("spec").to_numpy()
+
+    def _spec_ids(self, spec: tuple[Any, ...]) -> list[int]:
+        """The spec numbers (from 1) of ``spec`` (column names and ``Bins``, in any order):
+        a ``Bins`` must equal the report's, a name matches a column of either kind. Entries
+        with the same features (the slices of a ``discover_slices`` table) are one spec."""
+        from .errors import InvalidArgumentError
+
+        def column(f: Any) -> str:
+            return f if isinstance(f, str) else f.column
+
+        def show(s: tuple[Any, ...]) -> str:
+            return repr(s[0] if len(s) == 1 else s)
+
+        want = sorted(map(column, spec))
+        matched = [
+            (i + 1, s) for i, s in enumerate(self._specs)
+            if sorted(map(column, s)) == want
+            and all(f in s for f in spec if not isinstance(f, str))
+        ]
+        if not matched:
+            known = ", ".join(show(s) for s in dict.fromkeys(self._specs))
+            raise InvalidArgumentError(
+                f"spec {show(spec)} is not a slice spec of this report (its specs: "
+                f"{known or 'none'})")
+        kinds = {frozenset(map(repr, s)) for _, s in matched}
+        if len(kinds) > 1:
+            raise InvalidArgumentError(
+                f"spec {show(spec)} matches {len(kinds)} slice specs of this report ("
+                + ", ".join(show(s) for s in dict.fromkeys(s for _, s in matched))
+                + "); pass the assay.bins(...) object of the one meant")
+        return [i for i, _ in matched]
+
+    def _has_replicates(self) -> bool:
+        return self._layout is not None and len(self._layout.schema) > 1
+
+    def _replicates(self, metric: str) -> np.ndarray:
+        """The replicate values of ``metric`` (rows x B, NaN where undefined)."""
+        assert self._layout is not None
+        col = self._layout.column(metric)
+        width = col.type.list_size
+        # (.values keeps the slots under null rows, which flatten() would drop.)
+        flat = col.values.slice(col.offset * width, len(col) * width)
+        out = flat.to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(col), width)
+        if col.null_count:
+            out[~col.is_valid().to_numpy(zero_copy_only=False)] = np.nan
+        return out
 
     def to_arrow(self) -> pa.Table:
         """The table as a ``pyarrow.Table``."""

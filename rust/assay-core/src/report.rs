@@ -37,6 +37,59 @@ fn bound_note(bound: f64) -> String {
 pub struct Report {
     pub table: RecordBatch,
     pub notes: RecordBatch,
+    /// One row per row of `table`: `spec`, the index of the row's slice spec (0 for
+    /// overall, then the job's specs from 1); with bootstrap replicates, every metric's
+    /// replicate values (one `FixedSizeList<Float64, B>` column per metric, null where the
+    /// metric has none, NaN in a replicate where it is undefined) unless they would exceed
+    /// [`REPORT_REPLICATES_MAX`]. Set by the finalization.
+    pub rows: Option<RecordBatch>,
+}
+
+/// The most replicate values (slices x metrics x replicates) a report keeps: 256 MiB.
+pub const REPORT_REPLICATES_MAX: usize = 1 << 25;
+
+/// [`Report::rows`]: the spec of each row, and (`rows[r][metric]`) the bootstrap replicates
+/// of each cell (any length but `replicates`, e.g. none, is null).
+pub fn row_batch(
+    specs: &[u32],
+    metrics: &[Metric],
+    rows: Option<&[Vec<Vec<f64>>]>,
+    replicates: usize,
+) -> Result<RecordBatch> {
+    let width = i32::try_from(replicates)
+        .map_err(|_| AssayError::InvalidArgument("too many bootstrap replicates".into()))?;
+    let mut fields = vec![Field::new("spec", DataType::UInt32, false)];
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(arrow_array::UInt32Array::from(specs.to_vec()))];
+    let Some(rows) = rows else {
+        return Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?);
+    };
+    for (j, m) in metrics.iter().enumerate() {
+        let mut b = arrow_array::builder::FixedSizeListBuilder::with_capacity(
+            Float64Builder::with_capacity(rows.len() * replicates),
+            width,
+            rows.len(),
+        );
+        for r in rows {
+            match r.get(j) {
+                Some(v) if v.len() == replicates => {
+                    b.values().append_slice(v);
+                    b.append(true);
+                }
+                _ => {
+                    b.values().append_nulls(replicates);
+                    b.append(false);
+                }
+            }
+        }
+        let col = b.finish();
+        fields.push(Field::new(
+            m.name(),
+            arrow_array::Array::data_type(&col).clone(),
+            true,
+        ));
+        cols.push(Arc::new(col));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
 const RESERVED: [&str; 3] = ["slice", "n", "weight_sum"];
@@ -248,7 +301,11 @@ pub fn build_report(
             Arc::new(note_bound.finish()),
         ],
     )?;
-    Ok(Report { table, notes })
+    Ok(Report {
+        table,
+        notes,
+        rows: None,
+    })
 }
 
 /// The paired differences of a comparison job, one row per (slice, metric, compared model).

@@ -260,6 +260,21 @@ fn finalize_parts(
     let mut report_rows: Vec<Vec<ReportRow>> = (0..models).map(|_| Vec::new()).collect();
     let mut reliability_rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     let mut deltas = crate::report::ComparisonRows::default();
+    // The reports keep their replicate values (for summaries across slices, such as
+    // disparities) when there are bootstrap replicates and they fit the budget; the bound
+    // counts every slice id, reported or empty.
+    let keep_reps = match (&spec.interval, &plan.resampler) {
+        (Some(iv), Some(_)) if iv.method != CiMethod::Analytic => n_ids
+            .iter()
+            .sum::<usize>()
+            .checked_mul(spec.metrics.len().max(1))
+            .and_then(|c| c.checked_mul(iv.replicates))
+            .is_some_and(|c| c <= crate::report::REPORT_REPLICATES_MAX),
+        _ => false,
+    };
+    let n_reps = spec.interval.as_ref().map_or(0, |iv| iv.replicates);
+    let mut report_reps: Vec<Vec<Vec<Vec<f64>>>> = (0..models).map(|_| Vec::new()).collect();
+    let mut row_specs: Vec<u32> = Vec::new();
     for k in 0..per_model {
         let st0 = &total.specs[k];
         let ordered: Vec<u32> = if k == 0 {
@@ -275,6 +290,7 @@ fn finalize_parts(
             // Finalization (bootstrap intervals above all) is long with many slices.
             crate::runtime::check()?;
             let desc = (k > 0).then(|| slicer.describe(k - 1, id));
+            row_specs.push(k as u32);
             let idu = id as usize;
             let mut replicates: Vec<Vec<Vec<f64>>> = Vec::new();
             for m in 0..models {
@@ -301,7 +317,7 @@ fn finalize_parts(
                     let b = bins.expect("bins of a reliability job").to_vec();
                     reliability_rows.push((label.to_string(), edges, b));
                 }
-                let mut kept = spec.compare.as_ref().map(|_| Vec::new());
+                let mut kept = (spec.compare.is_some() || keep_reps).then(Vec::new);
                 let (values, intervals) = if plan.regression {
                     // The regression family's block of this slice (and its replicate slots).
                     let blen = crate::family::block_len(&fin_shape);
@@ -360,6 +376,14 @@ fn finalize_parts(
                     (values, intervals)
                 };
                 if let Some(k) = kept {
+                    if keep_reps {
+                        // (The slots after the replicates are jackknife groups.)
+                        report_reps[m].push(
+                            k.iter()
+                                .map(|v| v[..n_reps.min(v.len())].to_vec())
+                                .collect(),
+                        );
+                    }
                     replicates.push(k);
                 }
                 let bounds = match state.sketches.get(m) {
@@ -422,7 +446,17 @@ fn finalize_parts(
     let features = slicer.feature_columns();
     let mut reports = report_rows
         .into_iter()
-        .map(|rows| build_report(&features, &schema, rows))
+        .zip(report_reps)
+        .map(|(rows, reps)| {
+            let mut r = build_report(&features, &schema, rows)?;
+            r.rows = Some(crate::report::row_batch(
+                &row_specs,
+                &spec.metrics,
+                keep_reps.then_some(reps.as_slice()),
+                n_reps,
+            )?);
+            Ok(r)
+        })
         .collect::<Result<Vec<_>>>()?;
     let report = reports.remove(0);
     let comparison = match &spec.compare {
