@@ -127,3 +127,18 @@ print("README Spark and Ray: equal to spec.evaluate")
     # The cluster commands name the real mechanisms (not run here: no cluster in CI).
     (bash,) = blocks(text, "bash")
     assert "--archives env.tar.gz#env" in bash and "runtime_env" in bash
+
+
+def test_comparing_models_section_runs_as_written(capsys):
+    (code,) = blocks(section("Comparing models"), "python")
+    ns: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), ns)
+    # The gate fails on the demo's broken channel and says which correction it used.
+    assert "simultaneous" in capsys.readouterr().out
+    found = ns["found"]
+    assert found["slice"][0] == "channel=partner" and found["significant"][0]  # type: ignore[index]
+    table = ns["cmp"].reports["cand"].disparity(  # type: ignore[attr-defined]
+        "equalized_odds", spec="gender").table
+    assert table["statistic"].to_list() == [
+        "difference", "ratio", "difference_to_overall", "ratio_to_overall"]
+    assert table["lo"].is_not_null().all()

@@ -13,7 +13,7 @@ import warnings as _warnings
 from . import _native, calibrate, checks, noise
 from ._baselines import BASELINES, baselines
 from ._compare import Comparison, compare
-from ._discovery import discover_slices
+from ._discovery import discover_regressions, discover_slices
 from ._ensemble import EnsembleReport, ensemble_report
 from ._evaluate import (
     CALIBRATION_METRICS,
@@ -77,6 +77,7 @@ __all__ = [
     "calibrate",
     "checks",
     "compare",
+    "discover_regressions",
     "discover_slices",
     "ensemble_report",
     "evaluate",

@@ -26,7 +26,8 @@ from ._input import Source, to_source
 from .errors import ColumnNotFoundError, InvalidArgumentError
 from .report import ArrowResult, frame_to_arrow
 
-__all__ = ["discover_slices", "slice_filters", "ERRORS", "COLUMNS"]
+__all__ = ["discover_slices", "discover_regressions", "slice_filters", "ERRORS", "COLUMNS",
+           "REGRESSION_COLUMNS"]
 
 ERRORS: tuple[str, ...] = ("log_loss", "zero_one", "squared")
 """The built-in per-row errors (any other ``error=`` names a column of per-row errors)."""
@@ -36,6 +37,17 @@ COLUMNS: tuple[str, ...] = (
     "score", "effect_size", "p_value", "q_value", "significant",
 )
 """The columns of the table ``discover_slices`` returns, in order."""
+
+REGRESSION_COLUMNS: tuple[str, ...] = (
+    "rank", "slice", "level", "predicates", "size", "support", "error_reference",
+    "error_model", "delta", "delta_lo", "delta_hi", "contribution", "effect_size", "p_value",
+    "p_adjusted",
+    "significant",
+)
+"""The columns of the table ``discover_regressions`` returns, in order."""
+
+CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
+"""The corrections of ``discover_regressions``' p-values."""
 
 _PREDICATE = pl.Struct({"feature": pl.String, "value": pl.String, "edges": pl.List(pl.Float64)})
 _MAX_VALUES = 65_535  # value codes are 16-bit in the engine
@@ -244,15 +256,188 @@ def discover_slices(
     ).table
 
 
+def discover_regressions(
+    data: Any,
+    *,
+    label: str,
+    scores: Mapping[str, str] | Sequence[str],
+    features: Sequence[str | Bins] | str | Bins,
+    reference: str | None = None,
+    task: Literal["binary", "regression"] = "binary",
+    error: str | None = None,
+    k: int = 10,
+    max_level: int = 3,
+    min_support: float | int = 0.01,
+    method: Literal["sliceline", "beam"] = "sliceline",
+    beam_width: int = 20,
+    n_bins: int = 5,
+    max_values: int = 1000,
+    dedupe: bool = True,
+    ci: float = 0.95,
+    correction: Literal["holm", "bh", "none"] = "holm",
+    threshold: float = 0.5,
+    nan_policy: Literal["raise", "drop"] = "raise",
+    n_threads: int | None = None,
+) -> pl.DataFrame:
+    """Find the slices where a new model got worse than the reference model, on the same rows.
+
+    Each row's *paired* difference of errors, ``d = error(model) - error(reference)``, is
+    what the search ranks slices by: a slice's score is its mean ``d`` (the degradation, in
+    the error's units), so segments that are hard for both models score about 0 and only the
+    rows the new model does worse on than the old one count. The search is the exact lattice
+    search of :func:`discover_slices` (conjunctions of up to ``max_level`` ``feature =
+    value`` predicates, at least ``min_support`` rows, pruned only where an upper bound of
+    the score proves no slice below can enter the top ``k``). A slice's score is its
+    ``contribution``, the sum of its ``d`` over all rows: the part of the change of the
+    overall mean error its rows carry, so a broken segment ranks above its own sub-slices.
+    Each slice found gets the paired (large-sample, normal) interval of its mean difference
+    and the one-sided paired z-test of "the model's mean error is higher", its p-value
+    adjusted over every candidate the search scored. Definitions: docs/discovery.md §10.
+
+    The intervals and p-values are computed on the rows the slices were selected on: a
+    slice chosen as the worst of many is, on average, a little less bad on new data. To
+    confirm what was found, compare the models on other rows with
+    ``assay.compare(holdout, ..., slices=found)``.
+
+    Parameters
+    ----------
+    data
+        Anything :func:`assay.evaluate` reads.
+    label : str
+        The column of labels (0/1 for ``task="binary"``, numeric targets for
+        ``task="regression"``).
+    scores : dict or list of two column names
+        The two models, ``{"prod": "p_old", "cand": "p_new"}`` (or two column names, which
+        are then the models' names): scores (probabilities) of binary classifiers, or a
+        regressor's predictions with ``task="regression"``.
+    features : sequence of str or Bins
+        The columns slices are made of, as in :func:`discover_slices`.
+    reference : str, optional
+        The name of the reference model (default: the first); the other is the model whose
+        regressions are searched for.
+    task : {"binary", "regression"}
+        The task family.
+    error : str, optional
+        The per-row error both models are scored by: ``"log_loss"`` (the default),
+        ``"zero_one"`` or ``"squared"`` for binary models; ``"absolute"`` (the default) or
+        ``"squared"`` for regressors.
+    k, max_level, min_support, method, beam_width, n_bins, max_values
+        As in :func:`discover_slices`.
+    dedupe : bool
+        Keep a slice only when it shows a regression of its own against every slice reported
+        above it that shares rows with it: against an ancestor, its differences are
+        significantly higher (one-sided Welch test) than on the ancestor's other rows;
+        against any other overlapping slice, its rows outside that slice are significantly
+        worse on their own (one-sided paired z-test). Both test at the level the correction
+        rejected at (see docs/discovery.md §10).
+    ci : float
+        Level of the (two-sided) intervals, in (0, 1); ``significant`` is
+        ``p_adjusted <= (1 - ci) / 2``, so an uncorrected slice is significant exactly when
+        its interval lies above 0.
+    correction : {"holm", "bh", "none"}
+        How ``p_adjusted`` corrects for the many slices scored: Holm (family-wise error, the
+        default: a reported regression is real with probability ``ci``), Benjamini-Hochberg
+        (false-discovery rate, for exploration) or none.
+    threshold : float
+        Decision threshold of ``error="zero_one"``.
+    nan_policy : {"raise", "drop"}
+        Rows with a null/NaN label or score (of either model) raise, or are dropped.
+    n_threads : int, optional
+        Worker threads; results do not depend on it.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per slice, largest degradation first (ties as in :func:`discover_slices`):
+        ``rank``, ``slice``, ``level``, ``predicates``, ``size``, ``support``,
+        ``error_reference`` and ``error_model`` (the mean error of each model in the slice),
+        ``delta`` (their mean difference), ``delta_lo``/``delta_hi`` (``delta -/+ z * se``
+        at ``ci``, ``se`` the standard error of the mean difference; null below 2 rows),
+        ``contribution`` (the score: ``delta * size / rows``), ``effect_size`` (``delta``
+        over the standard deviation of the differences; null when they do not vary),
+        ``p_value`` (one-sided paired z-test, H1: the model's mean error is higher),
+        ``p_adjusted`` and ``significant``. Only slices with ``delta > 0`` are reported.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        A feature, label or score column is not in the data.
+    InvalidArgumentError
+        Not exactly two models, an unknown reference, an ``error`` that is not a built-in
+        error, a bad option (as :func:`discover_slices`), ``ci`` outside (0, 1), an unknown
+        correction.
+    InvalidInputError
+        Bad values, naming the column: labels other than 0/1, NaN scores (unless
+        ``nan_policy="drop"``), probabilities outside [0, 1] for log loss.
+
+    Examples
+    --------
+    The demo's candidate model was broken for the ``partner`` channel:
+
+    >>> import assay
+    >>> from assay.demo import make_comparison_data
+    >>> df = make_comparison_data(100_000, seed=0)
+    >>> found = assay.discover_regressions(
+    ...     df, label="churned", scores={"prod": "p_old", "cand": "p_new"},
+    ...     features=["country", "device", "channel", "plan"], error="log_loss", k=5)
+    >>> found["slice"].to_list()
+    ['channel=partner']
+    >>> found.select("error_reference", "error_model", "delta", "significant").row(0)
+    (0.46..., 0.77..., 0.31..., True)
+
+    Segments hard for both models are not regressions (only rows the candidate does worse on
+    count), and a slice that is worse only through its partner rows is left out (dedupe).
+    Confirm on other rows, with the compare gate:
+
+    >>> holdout = make_comparison_data(50_000, seed=1)
+    >>> cmp = assay.compare(holdout, label="churned", scores={"prod": "p_old", "cand": "p_new"},
+    ...                     slices=found, metrics=["log_loss"], bootstrap=200, seed=0)
+    >>> cmp.table.select("slice", "verdict").rows()
+    [('overall', 'worse'), ('channel=partner', 'worse')]
+    """
+    from ._compare import _models
+
+    models = _models(scores, reference)
+    if len(models) != 2:
+        raise InvalidArgumentError(
+            f"discover_regressions compares two models, got {len(models)}: "
+            + ", ".join(n for n, _ in models))
+    (_, ref_col), (_, model_col) = models
+    if ref_col == model_col:
+        raise InvalidArgumentError(
+            f"both models read the column {ref_col!r}: their errors cannot differ")
+    ci = float_arg(ci, "ci", None, 0, 1, lo_open=True, hi_open=True)
+    if correction not in CORRECTIONS:
+        raise InvalidArgumentError(
+            f"correction must be one of {', '.join(map(repr, CORRECTIONS))}, got "
+            f"{show(correction)}")
+    known = ERRORS if task == "binary" else REGRESSION_ERRORS
+    if error is not None and (not isinstance(error, str) or error not in known):
+        raise InvalidArgumentError(
+            f"error must be one of {', '.join(map(repr, known))} (each model's error is "
+            f"computed from the label and its {'score' if task == 'binary' else 'prediction'}),"
+            f" got {show(error)}")
+    output = {"score": model_col} if task != "regression" else {"prediction": model_col}
+    return _discover(
+        data, label=label, task=task, features=features, error=error, k=k,
+        max_level=max_level, min_support=min_support, method=method, beam_width=beam_width,
+        n_bins=n_bins, max_values=max_values, dedupe=dedupe, threshold=threshold,
+        nan_policy=nan_policy, n_threads=n_threads, paired=(ref_col, ci, str(correction)),
+        **output,
+    ).table
+
+
 def _discover(
     data: Any, *, label: Any = None, score: Any = None, prediction: Any = None,
     task: Any = "binary", features: Any, error: Any = None,
     k: Any = 10, max_level: Any = 3, min_support: Any = 0.01, alpha: Any = 0.95,
     method: Any = "sliceline", beam_width: Any = 20, n_bins: Any = 5, max_values: Any = 1000,
     dedupe: Any = True, fdr: Any = 0.05, threshold: Any = 0.5, nan_policy: Any = "raise",
-    n_threads: Any = None,
+    n_threads: Any = None, paired: tuple[str, float, str] | None = None,
 ) -> Discovery:
-    """``discover_slices`` with its bookkeeping (rows, dropped, n_scored, edges)."""
+    """``discover_slices`` with its bookkeeping (rows, dropped, n_scored, edges); with
+    ``paired=(reference column, ci, correction)`` the paired search of
+    ``discover_regressions`` (``score``/``prediction`` is then the compared model)."""
     k = int_arg(k, "k", None, 1, _MAX_K)
     max_level = int_arg(max_level, "max_level", None, 1, _MAX_LEVEL)
     beam_width = int_arg(beam_width, "beam_width", None, 1, _MAX_BEAM)
@@ -280,12 +465,15 @@ def _discover(
     err = _error_spec(error, label, score, prediction, task)
 
     source = to_source(data)
-    source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:]])
+    source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:],
+                          paired[0] if paired else None])
     names = source.names
     if names is not None:
         for col in [s if isinstance(s, str) else s.column for s in specs]:
             if col not in names:
                 raise ColumnNotFoundError(_missing(col, names, "feature"), col)
+        if paired is not None and paired[0] not in names:
+            raise ColumnNotFoundError(_missing(paired[0], names, "score"), paired[0])
         if err[0] == "column" and err[3] not in names:
             known = ERRORS if task == "binary" else REGRESSION_ERRORS
             raise InvalidArgumentError(
@@ -333,9 +521,10 @@ def _discover(
             float(fdr),
             nan_policy,
             threads,
+            paired,
         )
     return Discovery(
-        table=_shape(table, edges),
+        table=_shape(table, edges, REGRESSION_COLUMNS if paired else COLUMNS),
         rows=int(rows_read),
         dropped=int(dropped),
         error_mean=float(error_mean),
@@ -517,7 +706,8 @@ def _row_count(data: Any, source: Source, column: str) -> int | None:
 # the result
 
 
-def _shape(table: Any, edges: Mapping[str, Sequence[float]]) -> pl.DataFrame:
+def _shape(table: Any, edges: Mapping[str, Sequence[float]],
+           columns: Sequence[str] = COLUMNS) -> pl.DataFrame:
     """The engine's record batch as the public table: ``features``/``values`` lists zipped into
     ``predicates`` (with the exact ``edges`` of binned features, null for categorical ones),
     NaN effect sizes as null, the columns in :data:`COLUMNS` order."""
@@ -545,7 +735,7 @@ def _shape(table: Any, edges: Mapping[str, Sequence[float]]) -> pl.DataFrame:
     return df.with_columns(
         preds.cast(pl.List(_PREDICATE)),
         pl.col("effect_size").fill_nan(None),
-    ).select(COLUMNS)
+    ).select(columns)
 
 
 # ----------------------------------------------------------------------------------------------

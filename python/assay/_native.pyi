@@ -60,7 +60,10 @@ _Job = tuple[
     float | None,  # reliability
     list[str | None] | None,  # slice_only
 ]
-_Result = tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None]
+# (table, notes, rows, dropped, [(table, notes) of each other model], comparison or None,
+#  reliability or None, [layout batch of each model's report: each row's spec and, with
+#  bootstrap replicates, every metric's replicate values])
+_Result = tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None, list[Any]]
 
 def evaluate(data: Any, job: _Job, rows_hint: int | None = None) -> _Result:
     """Runs one evaluation (or comparison) job over an Arrow stream."""
@@ -168,8 +171,11 @@ def discover_slices(
     fdr: float,
     nan_policy: str,
     n_threads: int | None,
+    paired: tuple[str, float, str] | None = None,
 ) -> tuple[Any, int, int, float, int]:
-    """Searches for the slices where the model's error is much higher than average."""
+    """Searches for the slices where the model's error is much higher than average; with
+    `paired=(reference column, ci, correction)`, where it is higher than the reference
+    model's (`discover_regressions`)."""
 
 def slice_rows(
     data: Any, slices: list[list[tuple[str, list[float] | None]]]

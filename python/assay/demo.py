@@ -1,5 +1,6 @@
-"""Realistic generated data sets: a churn model that fails on some slices (``assay demo``), and
-a house-price regressor with a biased city."""
+"""Realistic generated data sets: a churn model that fails on some slices (``assay demo``), two
+churn models to compare (the new one broken for one channel), and a house-price regressor with
+a biased city."""
 
 from __future__ import annotations
 
@@ -45,6 +46,52 @@ def make_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
         "plan": plan,
         "age": age,
         "tenure_months": tenure,
+    })
+
+
+CHANNELS = np.array(["web", "app", "partner"])
+
+
+def make_comparison_data(rows: int = 200_000, seed: int = 0) -> pa.Table:
+    """Predictions of two churn models on the same rows: ``churned`` (label), ``p_old`` (the
+    production model), ``p_new`` (a candidate) and features ``country``, ``device``, ``plan``,
+    ``channel``, ``gender``.
+
+    Both models are equally good and well calibrated (the same signal, independent noise of
+    the same size) except on ``channel=partner`` (12% of the rows), where the candidate lost
+    most of its signal (a feature stopped arriving from the partner's pipeline) and is
+    overconfident.
+    """
+    rows = int_arg(rows, "rows", "make_comparison_data", 1, None)
+    seed = int_arg(seed, "seed", "make_comparison_data", 0, U64_MAX)
+    rng = np.random.default_rng(seed)
+    country = rng.choice(COUNTRIES, rows, p=[0.14, 0.12, 0.18, 0.08, 0.1, 0.06, 0.24, 0.08])
+    device = rng.choice(DEVICES, rows, p=[0.35, 0.55, 0.10])
+    plan = rng.choice(PLANS, rows, p=[0.5, 0.35, 0.15])
+    channel = rng.choice(CHANNELS, rows, p=[0.5, 0.38, 0.12])
+    gender = rng.choice(np.array(["female", "male", "other"]), rows, p=[0.49, 0.49, 0.02])
+    z = rng.normal(0, 1, rows)
+    base = -1.6 + 0.4 * (plan == "free")
+    churned = rng.random(rows) < 1 / (1 + np.exp(-(base + 1.6 * z)))
+
+    def model(noise: np.ndarray) -> np.ndarray:
+        # E[z | z + noise] = (z + noise) / 1.25 with noise ~ N(0, 0.5^2): a calibrated model.
+        return 1 / (1 + np.exp(-(base + 1.6 * (z + noise) / 1.25)))
+
+    p_old = model(rng.normal(0, 0.5, rows))
+    p_new = model(rng.normal(0, 0.5, rows))
+    broken = channel == "partner"
+    weak = 1 / (1 + np.exp(-(base + 2.0 * (0.3 * z + rng.normal(0, 1.0, rows)))))
+    p_new = np.where(broken, weak, p_new)
+    return pa.table({
+        "churned": churned,
+        "p_old": p_old,
+        "p_new": p_new,
+        "country": country,
+        "device": device,
+        "plan": plan,
+        "channel": channel,
+        "gender": gender,
     })
 
 

@@ -1,9 +1,12 @@
-"""Corrected gates and the Spark/Ray entry points as a new user drives them wrong: a gate
-asked with the wrong types, huge or negative sizes, a NaN margin, an unknown correction; a
-model named like a column of the comparison; a distributed call with something that is not a
-DataFrame, a spec that resamples without row ids, absurd fan-in and CPU counts; corrupt state
-bytes reaching a merge task. (The engines themselves start in tests/test_distributed.py: a
-JVM per adversarial case would cost more than the case.)"""
+"""Corrected gates, regression discovery, disparity summaries and the Spark/Ray entry points as a
+new user drives them wrong: a gate asked with the wrong types, huge or negative sizes, a NaN
+margin, an unknown correction; a model named like a column of the comparison; a regression
+search with one model, three, the same column twice, an error column, NaN reference scores,
+a reference model that is everywhere identical; a disparity of a spec or metric the report
+lacks, of a criterion whose rates it lacks, of groups that all vanish; a distributed call with
+something that is not a DataFrame, a spec that resamples without row ids, absurd fan-in and CPU
+counts; corrupt state bytes reaching a merge task. (The engines themselves start in
+tests/test_distributed.py: a JVM per adversarial case would cost more than the case.)"""
 
 from __future__ import annotations
 
@@ -78,6 +81,94 @@ def gate_of_a_metric_undefined_everywhere_lists_it() -> None:
                         scores={"old": "p", "new": "q"}, metrics=["roc_auc"], bootstrap=20)
     gate = cmp.assert_not_worse("roc_auc")
     assert set(gate["status"].to_list()) == {"skipped: undefined"}, gate
+
+
+def _pair(n: int = 400) -> dict[str, Any]:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.4 * y + 0.6 * rng.random(n), 0, 1)
+    return {"y": y, "p": p, "q": np.clip(p + rng.normal(0, 0.1, n), 0, 1),
+            "g": rng.choice(["a", "b", "c"], n), "h": rng.choice(["x", "y"], n)}
+
+
+@case(expect="typed", words=["two models", "got 3"])
+def regressions_three_models() -> None:
+    import assay
+
+    d = _pair()
+    d["r"] = d["p"]
+    assay.discover_regressions(d, label="y", scores=["p", "q", "r"], features=["g"])
+
+
+@case(expect="typed", words=["at least two models"])
+def regressions_one_model() -> None:
+    import assay
+
+    assay.discover_regressions(_pair(), label="y", scores={"only": "p"}, features=["g"])
+
+
+@case(expect="typed", words=["both models read the column"])
+def regressions_same_column_twice() -> None:
+    import assay
+
+    assay.discover_regressions(_pair(), label="y", scores={"a": "p", "b": "p"}, features=["g"])
+
+
+@case(expect="typed", words=["error must be one of"])
+def regressions_error_column() -> None:
+    import assay
+
+    assay.discover_regressions(_pair(), label="y", scores=["p", "q"], features=["g"],
+                               error="h")
+
+
+@case(expect="typed", words=['column "p"', "row 7"])
+def regressions_nan_reference_score() -> None:
+    import assay
+
+    d = _pair()
+    d["p"][7] = np.nan
+    assay.discover_regressions(d, label="y", scores=["p", "q"], features=["g"])
+
+
+@case(expect="typed", words=["ci must be", r"\(0, 1\)"])
+def regressions_ci_one() -> None:
+    import assay
+
+    assay.discover_regressions(_pair(), label="y", scores=["p", "q"], features=["g"], ci=1.0)
+
+
+@case(expect="ok")
+def regressions_identical_models_find_nothing() -> None:
+    import assay
+
+    # Two columns with the same values: every difference is 0, no slice is worse.
+    d = _pair()
+    d["q"] = d["p"].copy()
+    found = assay.discover_regressions(d, label="y", scores=["p", "q"], features=["g", "h"])
+    assert found.height == 0, found
+
+
+@case(expect="typed", words=["not a slice spec", "'g'"])
+def disparity_of_an_unknown_spec() -> None:
+    _cmp().reports["new"].disparity("accuracy", spec="country")
+
+
+@case(expect="typed", words=["equalized_odds", "fpr"])
+def disparity_criterion_without_its_rates() -> None:
+    _cmp().reports["new"].disparity("equalized_odds", spec="g")
+
+
+@case(expect="typed", words=["min_size"])
+def disparity_min_size_negative() -> None:
+    _cmp().reports["new"].disparity("accuracy", spec="g", min_size=-1)
+
+
+@case(expect="ok")
+def disparity_every_group_too_small() -> None:
+    d = _cmp().reports["new"].disparity("accuracy", spec="g", min_size=10**6)
+    assert d.groups.height == 0 and d.excluded.height == 4, d
+    assert d.table["value"].is_null().all() and d.table["note"].is_not_null().all(), d
 
 
 @case(expect="typed", words=["pyspark.sql.DataFrame"])

@@ -19,6 +19,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use hashbrown::{HashMap, HashSet};
 use rayon::prelude::*;
 
+use crate::bootstrap::{norm_cdf, norm_ppf};
 use crate::engine::{job_pool, NanPolicy};
 use crate::error::{invalid, AssayError, Result};
 use crate::input::{check_label_type, check_numeric_type, column_index, f64_view, validity};
@@ -66,6 +67,59 @@ pub struct DiscoverySpec {
     pub fdr: f64,
     pub nan_policy: NanPolicy,
     pub n_threads: Option<usize>,
+    /// A paired search (`discover_regressions`): `Some` names the reference model's column.
+    /// Each row's error is then `error(score) - error(reference)` (any sign), slices are ranked
+    /// by their mean difference (the degradation) and tested with a paired t-test.
+    pub paired: Option<Paired>,
+}
+
+/// What a paired search adds to a job.
+#[derive(Clone, Debug)]
+pub struct Paired {
+    /// The reference model's column (scores or predictions, as `score`).
+    pub reference: String,
+    /// The level of the (two-sided) intervals of the mean difference; `(1 - level) / 2` is
+    /// the one-sided significance level of `significant` and of dedupe, so a slice is
+    /// significant (uncorrected) exactly when its interval lies above 0.
+    pub level: f64,
+    /// How the p-values are adjusted over the family of scored candidates.
+    pub correction: Correction,
+}
+
+impl Paired {
+    /// The one-sided significance level, `(1 - level) / 2`.
+    pub fn alpha(&self) -> f64 {
+        0.5 * (1.0 - self.level)
+    }
+
+    /// The level at which the correction rejected on this family: the largest p-value whose
+    /// adjusted p-value is at most [`Paired::alpha`] (`alpha / m` when it rejected none;
+    /// `alpha` itself without a correction). Dedupe tests at this level, so a slice kept
+    /// for the rows it does not share with a slice above it is significant as a member of
+    /// the family would be.
+    fn rejection_level(&self, p: &[f64], adjusted: &[f64]) -> f64 {
+        let alpha = self.alpha();
+        if self.correction == Correction::None {
+            return alpha;
+        }
+        p.iter()
+            .zip(adjusted)
+            .filter(|(_, q)| **q <= alpha)
+            .map(|(p, _)| *p)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+            .unwrap_or(alpha / p.len().max(1) as f64)
+    }
+}
+
+/// A multiple-testing correction over the family of scored candidates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Correction {
+    /// Holm's step-down (family-wise error).
+    Holm,
+    /// Benjamini-Hochberg (false-discovery rate).
+    Bh,
+    /// None: the adjusted p-value is the p-value.
+    None,
 }
 
 /// The result: the ranked slices and bookkeeping.
@@ -133,6 +187,18 @@ impl DiscoverySpec {
                 return bad(format!("threshold must be a finite number, got {t}"));
             }
         }
+        if let Some(p) = &self.paired {
+            if matches!(self.error, ErrorKind::Column(_)) {
+                return bad(
+                    "a paired search computes each model's error itself: error must be a \
+                     built-in error, not a column"
+                        .into(),
+                );
+            }
+            if !(p.level > 0.0 && p.level < 1.0) {
+                return bad(format!("ci must lie in (0, 1), got {}", p.level));
+            }
+        }
         Ok(())
     }
 }
@@ -152,22 +218,31 @@ fn too_many_candidates(level: usize) -> AssayError {
     ))
 }
 
-/// Sufficient statistics of a slice's errors.
+/// Sufficient statistics of a slice's errors (a paired search's errors are differences of
+/// two models' errors, of any sign).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Stats {
     size: u64,
     sum: f64,
     sq: f64,
+    /// The largest error, or 0 when every error is below 0 (an upper bound either way).
     max: f64,
+    /// The sum of the positive errors (`sum` when no error is negative): no subset of the
+    /// slice has a larger error sum.
+    pos: f64,
+    /// A paired search's sum of the reference model's errors (0 otherwise).
+    base: f64,
 }
 
 impl Stats {
     #[inline(always)]
-    fn add(&mut self, e: f64) {
+    fn add(&mut self, e: f64, b: f64) {
         self.size += 1;
         self.sum += e;
         self.sq += e * e;
         self.max = self.max.max(e);
+        self.pos += e.max(0.0);
+        self.base += b;
     }
 }
 
@@ -190,7 +265,21 @@ struct Data {
     /// Per feature, the number of values.
     domains: Vec<usize>,
     errors: Vec<f64>,
+    /// A paired search's per-row errors of the reference model (empty otherwise).
+    base: Vec<f64>,
     total: Stats,
+}
+
+impl Data {
+    /// The reference error of row `i` (0 outside a paired search).
+    #[inline(always)]
+    fn base(&self, i: usize) -> f64 {
+        if self.base.is_empty() {
+            0.0
+        } else {
+            self.base[i]
+        }
+    }
 }
 
 /// Runs `spec` over `batches`.
@@ -240,24 +329,41 @@ where
             spec.k
         },
     };
-    let (mut top, family) = if data.total.sum > 0.0 {
+    let (mut top, family) = if data.total.pos > 0.0 {
         search.run(&pool, interrupted)?
     } else {
-        (Vec::new(), Vec::new()) // no error anywhere: no slice is worse than the rest
+        // No error anywhere (no row the model got worse on): no slice is worse than the rest.
+        (Vec::new(), Vec::new())
     };
     let pvals: Vec<f64> = family
         .iter()
-        .map(|s| welch_greater(s, &data.total))
+        .map(|s| match spec.paired {
+            Some(_) => paired_greater(s),
+            None => welch_greater(s, &data.total),
+        })
         .collect();
     if interrupted() {
         return Err(AssayError::Interrupted);
     }
-    let qvals = benjamini_hochberg(&pvals);
+    let (qvals, fdr) = match &spec.paired {
+        Some(p) => {
+            let adjusted = adjust(&pvals, p.correction);
+            let cut = p.rejection_level(&pvals, &adjusted);
+            (adjusted, cut)
+        }
+        None => (benjamini_hochberg(&pvals), spec.fdr),
+    };
     if spec.dedupe {
-        top = dedupe(top, spec.fdr, spec.k);
+        top = match spec.paired {
+            Some(_) => dedupe_paired(top, &data, fdr, spec.k, interrupted)?,
+            None => dedupe(top, fdr, spec.k),
+        };
     }
     top.truncate(spec.k);
-    let table = output(&top, &slicer, &data, mean, &pvals, &qvals, spec.fdr)?;
+    let table = match &spec.paired {
+        Some(p) => paired_output(&top, &slicer, &data, &pvals, &qvals, p)?,
+        None => output(&top, &slicer, &data, mean, &pvals, &qvals, spec.fdr)?,
+    };
     Ok(Discovery {
         table,
         rows,
@@ -304,9 +410,18 @@ where
             (Some(l), Some(s), None)
         }
     };
+    let ref_idx = match &spec.paired {
+        Some(p) => {
+            let i = column_index(schema, &p.reference)?;
+            check_numeric_type(&p.reference, "score", schema.field(i).data_type())?;
+            Some(i)
+        }
+        None => None,
+    };
     let nf = spec.features.len();
     let mut codes: Vec<Vec<u16>> = vec![Vec::new(); nf];
     let mut errors: Vec<f64> = Vec::new();
+    let mut base: Vec<f64> = Vec::new();
     let (mut rows, mut dropped) = (0u64, 0u64);
     let drop = spec.nan_policy == NanPolicy::Drop;
     for (batch_index, batch) in batches.enumerate() {
@@ -332,9 +447,11 @@ where
                 )));
             }
         }
-        let (mut b1, mut b2) = (Vec::new(), Vec::new());
+        let (mut b1, mut b2, mut b3) = (Vec::new(), Vec::new(), Vec::new());
         let col = |i: usize| batch.column(i).clone();
-        let keep_err: Vec<Option<f64>> = match (label_idx, score_idx, col_idx) {
+        // Each kept row's (error, reference error); the reference error is 0 outside a
+        // paired search.
+        let keep_err: Vec<Option<(f64, f64)>> = match (label_idx, score_idx, col_idx) {
             (_, _, Some(c)) => {
                 let a: ArrayRef = col(c);
                 let nulls = validity(&a);
@@ -359,44 +476,72 @@ where
                             format!("errors must be finite and >= 0; found {e:?} at row {row}"),
                         ));
                     }
-                    out.push(Some(*e));
+                    out.push(Some((*e, 0.0)));
                 }
                 out
             }
             (Some(l), Some(s), None) => {
                 let (la, sa) = (col(l), col(s));
+                let ra = ref_idx.map(col);
                 let (ln, sn): (Option<NullBuffer>, Option<NullBuffer>) =
                     (validity(&la), validity(&sa));
+                let rn: Option<NullBuffer> = ra.as_ref().and_then(validity);
                 let y = f64_view(&la, 0, len, &mut b1);
                 let p = f64_view(&sa, 0, len, &mut b2);
+                let r: &[f64] = match &ra {
+                    Some(a) => f64_view(a, 0, len, &mut b3),
+                    None => &[],
+                };
                 let (lname, sname) = (
                     spec.label.as_deref().unwrap_or(""),
                     spec.score.as_deref().unwrap_or(""),
                 );
+                let rname = spec.paired.as_ref().map_or("", |p| p.reference.as_str());
+                let residual = matches!(spec.error, ErrorKind::Residual { .. });
+                // The error of output `pv` (of column `name`) against label `yv`.
+                let error_of = |yv: f64, pv: f64, name: &str, row: u64| -> Result<f64> {
+                    if let ErrorKind::Residual { squared } = spec.error {
+                        let e = (pv - yv).abs();
+                        return Ok(if squared { e * e } else { e });
+                    }
+                    Ok(match spec.error {
+                        ErrorKind::LogLoss => {
+                            if !(0.0..=1.0).contains(&pv) {
+                                return Err(invalid(name, format!("score {pv:?} at row {row} is outside [0, 1]; error=\"log_loss\" needs probabilities")));
+                            }
+                            crate::fastmath::log_loss(yv == 1.0, pv)
+                        }
+                        ErrorKind::ZeroOne(t) => ((pv >= t) != (yv == 1.0)) as u8 as f64,
+                        ErrorKind::Squared => (pv - yv) * (pv - yv),
+                        ErrorKind::Residual { .. } | ErrorKind::Column(_) => unreachable!(),
+                    })
+                };
                 let mut out = Vec::with_capacity(len);
                 for i in 0..len {
                     let row = rows + i as u64;
                     let (yv, pv) = (y[i], p[i]);
-                    let residual = matches!(spec.error, ErrorKind::Residual { .. });
-                    let missing = ln.as_ref().is_some_and(|n| n.is_null(i))
-                        || sn.as_ref().is_some_and(|n| n.is_null(i))
+                    let rv = r.get(i).copied().unwrap_or(0.0);
+                    let bad_label = ln.as_ref().is_some_and(|n| n.is_null(i))
                         || yv.is_nan()
-                        || (residual && !yv.is_finite())
-                        || !pv.is_finite();
-                    if missing {
+                        || (residual && !yv.is_finite());
+                    let bad_score = sn.as_ref().is_some_and(|n| n.is_null(i)) || !pv.is_finite();
+                    let bad_ref = ra.is_some()
+                        && (rn.as_ref().is_some_and(|n| n.is_null(i)) || !rv.is_finite());
+                    if bad_label || bad_score || bad_ref {
                         if drop {
                             out.push(None);
                             continue;
                         }
-                        let what = if pv.is_finite() { lname } else { sname };
+                        let what = if bad_score {
+                            sname
+                        } else if bad_ref {
+                            rname
+                        } else {
+                            lname
+                        };
                         return Err(invalid(what, format!("null, NaN or infinite value at row {row}; pass nan_policy=\"drop\" to drop such rows")));
                     }
-                    if let ErrorKind::Residual { squared } = spec.error {
-                        let e = (pv - yv).abs();
-                        out.push(Some(if squared { e * e } else { e }));
-                        continue;
-                    }
-                    if yv != 0.0 && yv != 1.0 {
+                    if !residual && yv != 0.0 && yv != 1.0 {
                         return Err(invalid(
                             lname,
                             format!(
@@ -404,18 +549,13 @@ where
                             ),
                         ));
                     }
-                    let e = match spec.error {
-                        ErrorKind::LogLoss => {
-                            if !(0.0..=1.0).contains(&pv) {
-                                return Err(invalid(sname, format!("score {pv:?} at row {row} is outside [0, 1]; error=\"log_loss\" needs probabilities")));
-                            }
-                            crate::fastmath::log_loss(yv == 1.0, pv)
-                        }
-                        ErrorKind::ZeroOne(t) => ((pv >= t) != (yv == 1.0)) as u8 as f64,
-                        ErrorKind::Squared => (pv - yv) * (pv - yv),
-                        ErrorKind::Residual { .. } | ErrorKind::Column(_) => unreachable!(),
-                    };
-                    out.push(Some(e));
+                    let e = error_of(yv, pv, sname, row)?;
+                    if ra.is_some() {
+                        let b = error_of(yv, rv, rname, row)?;
+                        out.push(Some((e - b, b)));
+                    } else {
+                        out.push(Some((e, 0.0)));
+                    }
                 }
                 out
             }
@@ -423,8 +563,11 @@ where
         };
         for (i, e) in keep_err.iter().enumerate() {
             match e {
-                Some(e) => {
+                Some((e, b)) => {
                     errors.push(*e);
+                    if ref_idx.is_some() {
+                        base.push(*b);
+                    }
                     for f in 0..nf {
                         codes[f].push(ids[f][i] as u16);
                     }
@@ -438,8 +581,8 @@ where
         return Err(crate::error::no_rows(rows));
     }
     let mut total = Stats::default();
-    for e in &errors {
-        total.add(*e);
+    for (i, e) in errors.iter().enumerate() {
+        total.add(*e, base.get(i).copied().unwrap_or(0.0));
     }
     let domains = (0..nf).map(|f| slicer.n_ids(f)).collect();
     Ok((
@@ -447,6 +590,7 @@ where
             codes,
             domains,
             errors,
+            base,
             total,
         },
         rows,
@@ -465,6 +609,10 @@ struct Search<'a> {
 
 impl Search<'_> {
     fn score(&self, s: &Stats) -> f64 {
+        if self.spec.paired.is_some() {
+            // The slice's contribution to the overall change of the mean error.
+            return s.sum / self.data.total.size as f64;
+        }
         let a = self.spec.alpha;
         let n = self.data.total.size as f64;
         let size = s.size as f64;
@@ -474,10 +622,20 @@ impl Search<'_> {
     /// The largest score a slice of at most `ss` rows, error sum at most `se` and largest
     /// row error at most `sm` can reach with at least `min_support` rows: the score is
     /// monotone between the probe points `min_support`, `se / sm` and `ss`.
+    ///
+    /// A paired search's score is a slice's error sum over all rows `n`: no subset has a
+    /// larger error sum than `se` (which bounds the sum of the positive errors).
     fn upper_bound(&self, ss: f64, se: f64, sm: f64) -> f64 {
         let a = self.spec.alpha;
         let n = self.data.total.size as f64;
         let sigma = self.spec.min_support as f64;
+        if self.spec.paired.is_some() {
+            return if ss >= sigma {
+                se / n
+            } else {
+                f64::NEG_INFINITY
+            };
+        }
         let knee = if sm > 0.0 {
             (se / sm).max(sigma)
         } else {
@@ -589,7 +747,7 @@ impl Search<'_> {
     /// (or the job was interrupted: the caller then stops).
     fn join(&self, evaluated: &[(Preds, Stats)], top: &[Scored]) -> Option<Vec<Preds>> {
         let mut valid: Vec<&(Preds, Stats)> =
-            evaluated.iter().filter(|(_, s)| s.sum > 0.0).collect();
+            evaluated.iter().filter(|(_, s)| s.pos > 0.0).collect();
         valid.sort_by(|a, b| a.0.cmp(&b.0));
         let index: HashMap<&Preds, &Stats> = valid.iter().map(|(p, s)| (p, s)).collect();
         let threshold = if top.len() >= self.k {
@@ -633,7 +791,7 @@ impl Search<'_> {
                         match index.get(&parent) {
                             Some(s) => {
                                 ss = ss.min(s.size as f64);
-                                se = se.min(s.sum);
+                                se = se.min(s.pos);
                                 sm = sm.min(s.max);
                             }
                             None => {
@@ -658,7 +816,7 @@ impl Search<'_> {
     /// Beam search: the `width` best slices of this level, each extended by every value of
     /// every feature it does not use.
     fn extend_beam(&self, scored: &[Scored], width: usize) -> Option<Vec<Preds>> {
-        let mut beam: Vec<&Scored> = scored.iter().filter(|s| s.stats.sum > 0.0).collect();
+        let mut beam: Vec<&Scored> = scored.iter().filter(|s| s.stats.pos > 0.0).collect();
         beam.sort_by(|a, b| self.order(a, b));
         beam.truncate(width);
         let mut seen: HashSet<Preds> = HashSet::new();
@@ -745,7 +903,7 @@ impl Search<'_> {
                     *k = c[i];
                 }
                 if let Some(j) = slot.get(&key) {
-                    acc[*j].add(*e);
+                    acc[*j].add(*e, self.data.base(i));
                 }
             }
             return members.iter().copied().zip(acc).collect();
@@ -765,7 +923,7 @@ impl Search<'_> {
         if cells <= 1 << 16 {
             let mut acc = vec![Stats::default(); cells as usize];
             for (i, e) in errors.iter().enumerate() {
-                acc[row_key(i) as usize].add(*e);
+                acc[row_key(i) as usize].add(*e, self.data.base(i));
             }
             members
                 .iter()
@@ -780,7 +938,7 @@ impl Search<'_> {
             let mut acc = vec![Stats::default(); members.len()];
             for (i, e) in errors.iter().enumerate() {
                 if let Some(j) = slot.get(&row_key(i)) {
-                    acc[*j].add(*e);
+                    acc[*j].add(*e, self.data.base(i));
                 }
             }
             members.iter().copied().zip(acc).collect()
@@ -806,6 +964,67 @@ fn welch_greater(s: &Stats, total: &Stats) -> f64 {
     let t = (m1 - m2) / se;
     let df = (a + b) * (a + b) / (a * a / (n1 - 1.0) + b * b / (n2 - 1.0));
     student_t_sf(t, df)
+}
+
+/// The mean, standard error and degrees of freedom of a slice's (paired) errors; the
+/// standard error is NaN below 2 rows.
+fn mean_se(s: &Stats) -> (f64, f64, f64) {
+    let n = s.size as f64;
+    let m = s.sum / n;
+    if n < 2.0 {
+        return (m, f64::NAN, f64::NAN);
+    }
+    // The one-pass sum of squares cancels when every difference is the same value (not
+    // exact in binary): a residue at the rounding of `sq` is no variance.
+    let ss = s.sq - n * m * m;
+    let var = if ss <= 1e-12 * s.sq {
+        0.0
+    } else {
+        ss / (n - 1.0)
+    };
+    (m, (var / n).sqrt(), n - 1.0)
+}
+
+/// One-sided p-value of "the mean difference of errors (model minus reference) is above 0"
+/// in the slice: the paired z-test (large-sample; the same normal approximation as the
+/// interval, so `delta_lo > 0` exactly when the p-value is below `(1 - level) / 2`).
+fn paired_greater(s: &Stats) -> f64 {
+    let (m, se, _) = mean_se(s);
+    if se.is_nan() {
+        return 1.0;
+    }
+    if se <= 0.0 {
+        return if m > 0.0 { 0.0 } else { 1.0 };
+    }
+    norm_cdf(-m / se)
+}
+
+/// The normal quantile of a two-sided interval at `level`.
+fn z_of(level: f64) -> f64 {
+    norm_ppf(0.5 + 0.5 * level)
+}
+
+/// Holm's step-down adjusted p-values of `p`, in input order.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|a, b| p[*a].total_cmp(&p[*b]).then(a.cmp(b)));
+    let mut out = vec![1.0; m];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        out[i] = running;
+    }
+    out
+}
+
+/// `p` adjusted by `correction`.
+fn adjust(p: &[f64], correction: Correction) -> Vec<f64> {
+    match correction {
+        Correction::Holm => holm(p),
+        Correction::Bh => benjamini_hochberg(p),
+        Correction::None => p.to_vec(),
+    }
 }
 
 /// Effect size: difference of mean error (slice minus rest) in pooled standard deviations.
@@ -923,6 +1142,67 @@ fn dedupe(top: Vec<Scored>, fdr: f64, k: usize) -> Vec<Scored> {
     kept
 }
 
+/// A paired search's dedupe: a slice is kept when, against every slice kept above it that
+/// shares rows with it, it still shows a regression of its own. Against an ancestor: its
+/// errors are significantly (one-sided Welch at `alpha`, the correction's rejection level)
+/// higher than the ancestor's other rows (as [`dedupe`]). Against any other overlapping
+/// slice: its rows outside that slice are significantly worse on their own (the one-sided
+/// paired test at `alpha`), so a large slice
+/// that is worse only through the rows of a slice above it ("gender=female" holding half of
+/// a broken "channel=partner") is left out.
+fn dedupe_paired(
+    top: Vec<Scored>,
+    data: &Data,
+    alpha: f64,
+    k: usize,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<Scored>> {
+    let n = data.errors.len();
+    let members = |p: &Preds| -> Vec<bool> {
+        (0..n)
+            .map(|i| p.iter().all(|(f, v)| data.codes[*f as usize][i] == *v))
+            .collect()
+    };
+    let mut kept: Vec<(Scored, Vec<bool>)> = Vec::new();
+    for s in top {
+        if kept.len() >= k {
+            break;
+        }
+        if interrupted() {
+            return Err(AssayError::Interrupted);
+        }
+        let rows = members(&s.preds);
+        let mut keep = true;
+        for (r, in_r) in &kept {
+            let ancestor =
+                r.preds.len() < s.preds.len() && r.preds.iter().all(|p| s.preds.contains(p));
+            if ancestor {
+                keep = welch_greater(&s.stats, &r.stats) < alpha;
+            } else {
+                let mut rest = Stats::default();
+                let mut shared = false;
+                for i in 0..n {
+                    if rows[i] {
+                        if in_r[i] {
+                            shared = true;
+                        } else {
+                            rest.add(data.errors[i], data.base(i));
+                        }
+                    }
+                }
+                keep = !shared || (rest.size > 0 && paired_greater(&rest) < alpha);
+            }
+            if !keep {
+                break;
+            }
+        }
+        if keep {
+            kept.push((s, rows));
+        }
+    }
+    Ok(kept.into_iter().map(|(s, _)| s).collect())
+}
+
 /// The ranked table.
 fn output(
     top: &[Scored],
@@ -1027,6 +1307,119 @@ fn output(
     Ok(RecordBatch::try_new(Arc::new(schema), cols)?)
 }
 
+/// The ranked table of a paired search.
+fn paired_output(
+    top: &[Scored],
+    slicer: &Slicer,
+    data: &Data,
+    pvals: &[f64],
+    adjusted: &[f64],
+    paired: &Paired,
+) -> Result<RecordBatch> {
+    let n = data.total.size as f64;
+    let mut rank = UInt32Builder::new();
+    let mut label = StringBuilder::new();
+    let mut level = UInt32Builder::new();
+    let mut features = ListBuilder::new(StringBuilder::new());
+    let mut values = ListBuilder::new(StringBuilder::new());
+    let mut size = UInt64Builder::new();
+    let f = || Float64Builder::with_capacity(top.len());
+    let (mut support, mut e_ref, mut e_model, mut delta) = (f(), f(), f(), f());
+    let (mut lo, mut hi, mut effect, mut p, mut q) = (f(), f(), f(), f(), f());
+    let mut contribution = f();
+    let mut significant = BooleanBuilder::new();
+    for (r, s) in top.iter().enumerate() {
+        rank.append_value(r as u32 + 1);
+        let parts: Vec<_> = s
+            .preds
+            .iter()
+            .map(|(f, v)| slicer.describe(*f as usize, *v as u32))
+            .collect();
+        label.append_value(
+            parts
+                .iter()
+                .map(|d| d.label.as_str())
+                .collect::<Vec<_>>()
+                .join(" & "),
+        );
+        level.append_value(s.preds.len() as u32);
+        for d in &parts {
+            features.values().append_value(&d.values[0].0);
+            values.values().append_option(d.values[0].1.as_deref());
+        }
+        features.append(true);
+        values.append(true);
+        size.append_value(s.stats.size);
+        support.append_value(s.stats.size as f64 / n);
+        let (m, se, _) = mean_se(&s.stats);
+        let base = s.stats.base / s.stats.size as f64;
+        e_ref.append_value(base);
+        e_model.append_value(base + m);
+        delta.append_value(m);
+        contribution.append_value(s.score);
+        if se.is_finite() {
+            let z = z_of(paired.level);
+            lo.append_value(m - z * se);
+            hi.append_value(m + z * se);
+            effect.append_option((se > 0.0).then(|| m / (se * (s.stats.size as f64).sqrt())));
+        } else {
+            lo.append_null();
+            hi.append_null();
+            effect.append_null();
+        }
+        p.append_value(pvals[s.family]);
+        q.append_value(adjusted[s.family]);
+        significant.append_value(adjusted[s.family] <= paired.alpha());
+    }
+    let list = |name: &str| {
+        Field::new(
+            name,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        )
+    };
+    let f64f = |name: &str, null: bool| Field::new(name, DataType::Float64, null);
+    let schema = Schema::new(vec![
+        Field::new("rank", DataType::UInt32, false),
+        Field::new("slice", DataType::Utf8, false),
+        Field::new("level", DataType::UInt32, false),
+        list("features"),
+        list("values"),
+        Field::new("size", DataType::UInt64, false),
+        f64f("support", false),
+        f64f("error_reference", false),
+        f64f("error_model", false),
+        f64f("delta", false),
+        f64f("delta_lo", true),
+        f64f("delta_hi", true),
+        f64f("contribution", false),
+        f64f("effect_size", true),
+        f64f("p_value", false),
+        f64f("p_adjusted", false),
+        Field::new("significant", DataType::Boolean, false),
+    ]);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(rank.finish()),
+        Arc::new(label.finish()),
+        Arc::new(level.finish()),
+        Arc::new(features.finish()),
+        Arc::new(values.finish()),
+        Arc::new(size.finish()),
+        Arc::new(support.finish()),
+        Arc::new(e_ref.finish()),
+        Arc::new(e_model.finish()),
+        Arc::new(delta.finish()),
+        Arc::new(lo.finish()),
+        Arc::new(hi.finish()),
+        Arc::new(contribution.finish()),
+        Arc::new(effect.finish()),
+        Arc::new(p.finish()),
+        Arc::new(q.finish()),
+        Arc::new(significant.finish()),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(schema), cols)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1039,6 +1432,16 @@ mod tests {
         assert!((student_t_sf(0.0, 3.0) - 0.5).abs() < 1e-15);
         // Large df approaches the normal tail: P(Z > 1.96) = 0.0249979.
         assert!((student_t_sf(1.96, 1e7) - 0.024_997_895_148_220_43).abs() < 1e-6);
+    }
+
+    #[test]
+    fn holm_steps_down() {
+        // statsmodels multipletests([0.01, 0.04, 0.03, 0.5], method="holm")
+        let a = holm(&[0.01, 0.04, 0.03, 0.5]);
+        let expect = [0.04, 0.09, 0.09, 0.5];
+        for (x, y) in a.iter().zip(expect) {
+            assert!((x - y).abs() < 1e-15, "{a:?}");
+        }
     }
 
     #[test]

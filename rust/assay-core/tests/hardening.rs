@@ -224,6 +224,7 @@ fn discovery(k: usize, method: Method) -> DiscoverySpec {
         fdr: 0.1,
         nan_policy: NanPolicy::Raise,
         n_threads: Some(2),
+        paired: None,
     }
 }
 

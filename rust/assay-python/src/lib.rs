@@ -14,7 +14,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use arrow_schema::SchemaRef;
 use assay_core::calibration;
-use assay_core::discovery::{discover_slices as run_discovery, DiscoverySpec, ErrorKind, Method};
+use assay_core::discovery::{
+    discover_slices as run_discovery, Correction, DiscoverySpec, ErrorKind, Method, Paired,
+};
 use assay_core::engine::{
     accumulate as run_accumulate, evaluate as run_evaluate, finalize as run_finalize,
     merge as run_merge, AucMode, CompareSpec, EvalSpec, Evaluation, NanPolicy, PartialState,
@@ -148,7 +150,9 @@ fn import_stream(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Stream> {
 }
 
 /// What one job returns to Python: (table, notes, rows, dropped, [(table, notes) of each
-/// compared model], comparison table or None, reliability table or None).
+/// compared model], comparison table or None, reliability table or None, [the rows batch of
+/// each model's report (reference first): the spec of each row and, with bootstrap
+/// replicates, their values]).
 type JobResult<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
@@ -157,6 +161,7 @@ type JobResult<'py> = (
     Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     Option<Bound<'py, PyAny>>,
     Option<Bound<'py, PyAny>>,
+    Vec<Option<Bound<'py, PyAny>>>,
 );
 
 /// The options of one evaluation job, as Python's `_evaluate._job` builds them (the same tuple
@@ -321,7 +326,14 @@ fn read_columns(spec: &EvalSpec) -> Vec<&str> {
 }
 
 /// An evaluation's tables as pyarrow objects.
-fn export<'py>(py: Python<'py>, ev: Evaluation) -> PyResult<JobResult<'py>> {
+fn export<'py>(py: Python<'py>, mut ev: Evaluation) -> PyResult<JobResult<'py>> {
+    let replicates = std::iter::once(ev.report.rows.take())
+        .chain(ev.others.iter_mut().map(|r| r.rows.take()))
+        .map(|r| {
+            r.map(|b| PyRecordBatch::new(b).into_pyarrow(py))
+                .transpose()
+        })
+        .collect::<PyResult<Vec<_>>>()?;
     let table = PyRecordBatch::new(ev.report.table).into_pyarrow(py)?;
     let notes = PyRecordBatch::new(ev.report.notes).into_pyarrow(py)?;
     let others = ev
@@ -350,6 +362,7 @@ fn export<'py>(py: Python<'py>, ev: Evaluation) -> PyResult<JobResult<'py>> {
         others,
         comparison,
         reliability,
+        replicates,
     ))
 }
 
@@ -836,9 +849,11 @@ fn _panic_for_tests(py: Python<'_>, job: bool) -> PyResult<()> {
 /// What `discover_slices` returns: (table, rows, dropped, mean error, candidates scored).
 type DiscoveryResult<'py> = (Bound<'py, PyAny>, u64, u64, f64, u64);
 
-/// Searches for the slices where the model's error is much higher than average.
+/// Searches for the slices where the model's error is much higher than average; with
+/// `paired=(reference column, ci, correction)`, where the model's error is higher than the
+/// reference model's (`discover_regressions`).
 #[pyfunction]
-#[pyo3(signature = (data, features, error, threshold, k, max_level, min_support, alpha, method, beam_width, max_values, dedupe, fdr, nan_policy, n_threads))]
+#[pyo3(signature = (data, features, error, threshold, k, max_level, min_support, alpha, method, beam_width, max_values, dedupe, fdr, nan_policy, n_threads, paired=None))]
 #[allow(clippy::too_many_arguments)]
 fn discover_slices<'py>(
     py: Python<'py>,
@@ -857,6 +872,7 @@ fn discover_slices<'py>(
     fdr: f64,
     nan_policy: &str,
     n_threads: Option<usize>,
+    paired: Option<(String, f64, String)>,
 ) -> PyResult<DiscoveryResult<'py>> {
     guarded(py, || {
         let bad = |m: String| to_py(py, AssayError::InvalidArgument(m));
@@ -890,6 +906,23 @@ fn discover_slices<'py>(
                 )))
             }
         };
+        let paired = match paired {
+            Some((reference, level, correction)) => Some(Paired {
+                reference,
+                level,
+                correction: match correction.as_str() {
+                    "holm" => Correction::Holm,
+                    "bh" => Correction::Bh,
+                    "none" => Correction::None,
+                    other => {
+                        return Err(bad(format!(
+                            "correction must be \"holm\", \"bh\" or \"none\", got {other:?}"
+                        )))
+                    }
+                },
+            }),
+            None => None,
+        };
         let spec = DiscoverySpec {
             features: features.into_iter().map(feature).collect(),
             error,
@@ -905,10 +938,12 @@ fn discover_slices<'py>(
             fdr,
             nan_policy,
             n_threads,
+            paired,
         };
         let mut read: Vec<&str> = spec.features.iter().map(|f| f.column()).collect();
         read.extend(spec.label.as_deref());
         read.extend(spec.score.as_deref());
+        read.extend(spec.paired.as_ref().map(|p| p.reference.as_str()));
         if let ErrorKind::Column(c) = &spec.error {
             read.push(c);
         }
