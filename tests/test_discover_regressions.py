@@ -560,38 +560,27 @@ def test_single_row_slice_has_null_interval_and_p_one():
     assert row["p_value"] == 1.0 and row["p_adjusted"] == 1.0 and row["significant"] is False
 
 
-def test_constant_positive_differences_give_p_zero():
+@pytest.mark.parametrize("error, old_p, new_p, n, delta", [
     # zero_one: every row of g=a is wrong for the model and right for the reference: d = 1
-    n = 50
+    ("zero_one", 0.1, 0.9, 50, 1.0),
+    # squared: d = 0.3^2 - 0.2^2 = 0.05 on every row, not exact in binary: the one-pass sum
+    # of squares leaves a rounding residue that must not count as variance
+    ("squared", 0.2, 0.3, 100, 0.05),
+])
+def test_constant_differences_have_zero_sd(error, old_p, new_p, n, delta):
     g = np.array(["a"] * n + ["b"] * n)
     y = np.zeros(2 * n, dtype=np.int64)
-    old = np.full(2 * n, 0.1)
-    new = np.r_[np.full(n, 0.9), np.full(n, 0.1)]
+    old = np.full(2 * n, old_p)
+    new = np.r_[np.full(n, new_p), np.full(n, old_p)]
     t = pa.table({"g": g, "y": y, "old": old, "new": new})
     found = assay.discover_regressions(t, label="y", scores=["old", "new"], features="g",
-                                       error="zero_one", min_support=1)
+                                       error=error, min_support=1)
     row = found.row(0, named=True)
-    assert found.height == 1 and row["slice"] == "g=a"
-    assert row["delta"] == 1.0 and row["delta_lo"] == 1.0 and row["delta_hi"] == 1.0
-    assert row["effect_size"] is None
-    assert row["p_value"] == 0.0 and row["significant"] is True
-
-
-def test_constant_non_dyadic_differences_have_zero_sd():
-    n = 100
-    g = np.array(["a"] * n + ["b"] * n)
-    y = np.zeros(2 * n, dtype=np.int64)
-    old = np.full(2 * n, 0.2)
-    new = np.r_[np.full(n, 0.3), np.full(n, 0.2)]
-    t = pa.table({"g": g, "y": y, "old": old, "new": new})
-    found = assay.discover_regressions(t, label="y", scores=["old", "new"], features="g",
-                                       error="squared", min_support=1)
-    row = found.row(0, named=True)
-    assert row["slice"] == "g=a" and row["size"] == n
-    assert row["delta"] == pytest.approx(0.05, rel=1e-12)
-    assert row["p_value"] == 0.0
+    assert found.height == 1 and row["slice"] == "g=a" and row["size"] == n
+    assert row["delta"] == pytest.approx(delta, rel=1e-12)
     assert row["effect_size"] is None, f"sd of constant differences is 0, got {row}"
     assert row["delta_lo"] == row["delta"] == row["delta_hi"]
+    assert row["p_value"] == 0.0 and row["significant"] is True
 
 
 def test_docstring_describes_the_z_test_and_the_one_sided_level():

@@ -14,6 +14,14 @@ DEVICES = np.array(["desktop", "mobile", "tablet"])
 PLANS = np.array(["free", "basic", "pro"])
 
 
+def _customers(rng: np.random.Generator, rows: int) -> tuple[np.ndarray, ...]:
+    """The churn data sets' customer features: country, device, plan."""
+    country = rng.choice(COUNTRIES, rows, p=[0.14, 0.12, 0.18, 0.08, 0.1, 0.06, 0.24, 0.08])
+    device = rng.choice(DEVICES, rows, p=[0.35, 0.55, 0.10])
+    plan = rng.choice(PLANS, rows, p=[0.5, 0.35, 0.15])
+    return country, device, plan
+
+
 def make_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
     """Predictions of a churn model: ``churned`` (label), ``p_churn`` (score) and features.
 
@@ -24,9 +32,7 @@ def make_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
     rows = int_arg(rows, "rows", "make_data", 1, None)
     seed = int_arg(seed, "seed", "make_data", 0, U64_MAX)
     rng = np.random.default_rng(seed)
-    country = rng.choice(COUNTRIES, rows, p=[0.14, 0.12, 0.18, 0.08, 0.1, 0.06, 0.24, 0.08])
-    device = rng.choice(DEVICES, rows, p=[0.35, 0.55, 0.10])
-    plan = rng.choice(PLANS, rows, p=[0.5, 0.35, 0.15])
+    country, device, plan = _customers(rng, rows)
     age = np.clip(rng.normal(38, 12, rows), 18, 85).round()
     tenure = rng.exponential(20, rows).round(1)
     z = rng.normal(0, 1, rows)
@@ -65,9 +71,7 @@ def make_comparison_data(rows: int = 200_000, seed: int = 0) -> pa.Table:
     rows = int_arg(rows, "rows", "make_comparison_data", 1, None)
     seed = int_arg(seed, "seed", "make_comparison_data", 0, U64_MAX)
     rng = np.random.default_rng(seed)
-    country = rng.choice(COUNTRIES, rows, p=[0.14, 0.12, 0.18, 0.08, 0.1, 0.06, 0.24, 0.08])
-    device = rng.choice(DEVICES, rows, p=[0.35, 0.55, 0.10])
-    plan = rng.choice(PLANS, rows, p=[0.5, 0.35, 0.15])
+    country, device, plan = _customers(rng, rows)
     channel = rng.choice(CHANNELS, rows, p=[0.5, 0.38, 0.12])
     gender = rng.choice(np.array(["female", "male", "other"]), rows, p=[0.49, 0.49, 0.02])
     z = rng.normal(0, 1, rows)

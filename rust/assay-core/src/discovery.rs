@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+    Float64Builder, ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_buffer::NullBuffer;
@@ -1203,7 +1203,86 @@ fn dedupe_paired(
     Ok(kept.into_iter().map(|(s, _)| s).collect())
 }
 
-/// The ranked table.
+/// A ranked table: `rank`, `slice`, `level`, `features`, `values`, `size`, `support`, then
+/// `stats` (name, nullable, one value per slice: null where None), then `significant`.
+fn ranked_table(
+    top: &[Scored],
+    slicer: &Slicer,
+    rows: u64,
+    stats: Vec<(&str, bool, Vec<Option<f64>>)>,
+    significant: Vec<bool>,
+) -> Result<RecordBatch> {
+    let mut rank = UInt32Builder::new();
+    let mut label = StringBuilder::new();
+    let mut level = UInt32Builder::new();
+    let mut features = ListBuilder::new(StringBuilder::new());
+    let mut values = ListBuilder::new(StringBuilder::new());
+    let mut size = UInt64Builder::new();
+    let mut support = Float64Builder::with_capacity(top.len());
+    for (r, s) in top.iter().enumerate() {
+        rank.append_value(r as u32 + 1);
+        let parts: Vec<_> = s
+            .preds
+            .iter()
+            .map(|(f, v)| slicer.describe(*f as usize, *v as u32))
+            .collect();
+        label.append_value(
+            parts
+                .iter()
+                .map(|d| d.label.as_str())
+                .collect::<Vec<_>>()
+                .join(" & "),
+        );
+        level.append_value(s.preds.len() as u32);
+        for d in &parts {
+            features.values().append_value(&d.values[0].0);
+            values.values().append_option(d.values[0].1.as_deref());
+        }
+        features.append(true);
+        values.append(true);
+        size.append_value(s.stats.size);
+        support.append_value(s.stats.size as f64 / rows as f64);
+    }
+    let list = |name: &str| {
+        Field::new(
+            name,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        )
+    };
+    let mut fields = vec![
+        Field::new("rank", DataType::UInt32, false),
+        Field::new("slice", DataType::Utf8, false),
+        Field::new("level", DataType::UInt32, false),
+        list("features"),
+        list("values"),
+        Field::new("size", DataType::UInt64, false),
+        Field::new("support", DataType::Float64, false),
+    ];
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(rank.finish()),
+        Arc::new(label.finish()),
+        Arc::new(level.finish()),
+        Arc::new(features.finish()),
+        Arc::new(values.finish()),
+        Arc::new(size.finish()),
+        Arc::new(support.finish()),
+    ];
+    for (name, nullable, v) in stats {
+        fields.push(Field::new(name, DataType::Float64, nullable));
+        cols.push(Arc::new(arrow_array::Float64Array::from(v)));
+    }
+    fields.push(Field::new("significant", DataType::Boolean, false));
+    cols.push(Arc::new(arrow_array::BooleanArray::from(significant)));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// One value per slice of `top`.
+fn per_slice(top: &[Scored], f: impl Fn(&Scored) -> Option<f64>) -> Vec<Option<f64>> {
+    top.iter().map(f).collect()
+}
+
+/// The ranked table of `discover_slices`.
 fn output(
     top: &[Scored],
     slicer: &Slicer,
@@ -1213,101 +1292,25 @@ fn output(
     qvals: &[f64],
     fdr: f64,
 ) -> Result<RecordBatch> {
-    let n = data.total.size as f64;
-    let mut rank = UInt32Builder::new();
-    let mut label = StringBuilder::new();
-    let mut level = UInt32Builder::new();
-    let mut features = ListBuilder::new(StringBuilder::new());
-    let mut values = ListBuilder::new(StringBuilder::new());
-    let mut size = UInt64Builder::new();
-    let (mut support, mut emean, mut ratio, mut score) = (
-        Float64Builder::new(),
-        Float64Builder::new(),
-        Float64Builder::new(),
-        Float64Builder::new(),
-    );
-    let (mut effect, mut p, mut q) = (
-        Float64Builder::new(),
-        Float64Builder::new(),
-        Float64Builder::new(),
-    );
-    let mut significant = BooleanBuilder::new();
-    for (r, s) in top.iter().enumerate() {
-        rank.append_value(r as u32 + 1);
-        let parts: Vec<_> = s
-            .preds
-            .iter()
-            .map(|(f, v)| slicer.describe(*f as usize, *v as u32))
-            .collect();
-        label.append_value(
-            parts
-                .iter()
-                .map(|d| d.label.as_str())
-                .collect::<Vec<_>>()
-                .join(" & "),
-        );
-        level.append_value(s.preds.len() as u32);
-        for d in &parts {
-            features.values().append_value(&d.values[0].0);
-            values.values().append_option(d.values[0].1.as_deref());
-        }
-        features.append(true);
-        values.append(true);
-        size.append_value(s.stats.size);
-        support.append_value(s.stats.size as f64 / n);
-        let m = s.stats.sum / s.stats.size as f64;
-        emean.append_value(m);
-        ratio.append_value(m / mean);
-        score.append_value(s.score);
-        effect.append_value(effect_size(&s.stats, &data.total));
-        p.append_value(pvals[s.family]);
-        q.append_value(qvals[s.family]);
-        significant.append_value(qvals[s.family] <= fdr);
-    }
-    let list = |name: &str| {
-        Field::new(
-            name,
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        )
-    };
-    let f64f = |name: &str| Field::new(name, DataType::Float64, false);
-    let schema = Schema::new(vec![
-        Field::new("rank", DataType::UInt32, false),
-        Field::new("slice", DataType::Utf8, false),
-        Field::new("level", DataType::UInt32, false),
-        list("features"),
-        list("values"),
-        Field::new("size", DataType::UInt64, false),
-        f64f("support"),
-        f64f("error_mean"),
-        f64f("error_ratio"),
-        f64f("score"),
-        Field::new("effect_size", DataType::Float64, true),
-        f64f("p_value"),
-        f64f("q_value"),
-        Field::new("significant", DataType::Boolean, false),
-    ]);
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(rank.finish()),
-        Arc::new(label.finish()),
-        Arc::new(level.finish()),
-        Arc::new(features.finish()),
-        Arc::new(values.finish()),
-        Arc::new(size.finish()),
-        Arc::new(support.finish()),
-        Arc::new(emean.finish()),
-        Arc::new(ratio.finish()),
-        Arc::new(score.finish()),
-        Arc::new(effect.finish()),
-        Arc::new(p.finish()),
-        Arc::new(q.finish()),
-        Arc::new(significant.finish()),
+    let m = |s: &Scored| s.stats.sum / s.stats.size as f64;
+    let stats = vec![
+        ("error_mean", false, per_slice(top, |s| Some(m(s)))),
+        ("error_ratio", false, per_slice(top, |s| Some(m(s) / mean))),
+        ("score", false, per_slice(top, |s| Some(s.score))),
+        // (NaN where undefined: the Python layer shows it as null.)
+        (
+            "effect_size",
+            true,
+            per_slice(top, |s| Some(effect_size(&s.stats, &data.total))),
+        ),
+        ("p_value", false, per_slice(top, |s| Some(pvals[s.family]))),
+        ("q_value", false, per_slice(top, |s| Some(qvals[s.family]))),
     ];
-    Ok(RecordBatch::try_new(Arc::new(schema), cols)?)
+    let significant = top.iter().map(|s| qvals[s.family] <= fdr).collect();
+    ranked_table(top, slicer, data.total.size, stats, significant)
 }
 
-/// The ranked table of a paired search.
+/// The ranked table of a paired search (`discover_regressions`).
 fn paired_output(
     top: &[Scored],
     slicer: &Slicer,
@@ -1316,108 +1319,47 @@ fn paired_output(
     adjusted: &[f64],
     paired: &Paired,
 ) -> Result<RecordBatch> {
-    let n = data.total.size as f64;
-    let mut rank = UInt32Builder::new();
-    let mut label = StringBuilder::new();
-    let mut level = UInt32Builder::new();
-    let mut features = ListBuilder::new(StringBuilder::new());
-    let mut values = ListBuilder::new(StringBuilder::new());
-    let mut size = UInt64Builder::new();
-    let f = || Float64Builder::with_capacity(top.len());
-    let (mut support, mut e_ref, mut e_model, mut delta) = (f(), f(), f(), f());
-    let (mut lo, mut hi, mut effect, mut p, mut q) = (f(), f(), f(), f(), f());
-    let mut contribution = f();
-    let mut significant = BooleanBuilder::new();
-    for (r, s) in top.iter().enumerate() {
-        rank.append_value(r as u32 + 1);
-        let parts: Vec<_> = s
-            .preds
-            .iter()
-            .map(|(f, v)| slicer.describe(*f as usize, *v as u32))
-            .collect();
-        label.append_value(
-            parts
-                .iter()
-                .map(|d| d.label.as_str())
-                .collect::<Vec<_>>()
-                .join(" & "),
-        );
-        level.append_value(s.preds.len() as u32);
-        for d in &parts {
-            features.values().append_value(&d.values[0].0);
-            values.values().append_option(d.values[0].1.as_deref());
+    let z = z_of(paired.level);
+    let ms = |s: &Scored| mean_se(&s.stats);
+    let base = |s: &Scored| s.stats.base / s.stats.size as f64;
+    // The interval's bounds, null below 2 rows.
+    let bound = |sign: f64| {
+        move |s: &Scored| {
+            let (m, se, _) = ms(s);
+            se.is_finite().then_some(m + sign * z * se)
         }
-        features.append(true);
-        values.append(true);
-        size.append_value(s.stats.size);
-        support.append_value(s.stats.size as f64 / n);
-        let (m, se, _) = mean_se(&s.stats);
-        let base = s.stats.base / s.stats.size as f64;
-        e_ref.append_value(base);
-        e_model.append_value(base + m);
-        delta.append_value(m);
-        contribution.append_value(s.score);
-        if se.is_finite() {
-            let z = z_of(paired.level);
-            lo.append_value(m - z * se);
-            hi.append_value(m + z * se);
-            effect.append_option((se > 0.0).then(|| m / (se * (s.stats.size as f64).sqrt())));
-        } else {
-            lo.append_null();
-            hi.append_null();
-            effect.append_null();
-        }
-        p.append_value(pvals[s.family]);
-        q.append_value(adjusted[s.family]);
-        significant.append_value(adjusted[s.family] <= paired.alpha());
-    }
-    let list = |name: &str| {
-        Field::new(
-            name,
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        )
     };
-    let f64f = |name: &str, null: bool| Field::new(name, DataType::Float64, null);
-    let schema = Schema::new(vec![
-        Field::new("rank", DataType::UInt32, false),
-        Field::new("slice", DataType::Utf8, false),
-        Field::new("level", DataType::UInt32, false),
-        list("features"),
-        list("values"),
-        Field::new("size", DataType::UInt64, false),
-        f64f("support", false),
-        f64f("error_reference", false),
-        f64f("error_model", false),
-        f64f("delta", false),
-        f64f("delta_lo", true),
-        f64f("delta_hi", true),
-        f64f("contribution", false),
-        f64f("effect_size", true),
-        f64f("p_value", false),
-        f64f("p_adjusted", false),
-        Field::new("significant", DataType::Boolean, false),
-    ]);
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(rank.finish()),
-        Arc::new(label.finish()),
-        Arc::new(level.finish()),
-        Arc::new(features.finish()),
-        Arc::new(values.finish()),
-        Arc::new(size.finish()),
-        Arc::new(support.finish()),
-        Arc::new(e_ref.finish()),
-        Arc::new(e_model.finish()),
-        Arc::new(delta.finish()),
-        Arc::new(lo.finish()),
-        Arc::new(hi.finish()),
-        Arc::new(contribution.finish()),
-        Arc::new(effect.finish()),
-        Arc::new(p.finish()),
-        Arc::new(q.finish()),
-        Arc::new(significant.finish()),
+    let stats = vec![
+        ("error_reference", false, per_slice(top, |s| Some(base(s)))),
+        (
+            "error_model",
+            false,
+            per_slice(top, |s| Some(base(s) + ms(s).0)),
+        ),
+        ("delta", false, per_slice(top, |s| Some(ms(s).0))),
+        ("delta_lo", true, per_slice(top, bound(-1.0))),
+        ("delta_hi", true, per_slice(top, bound(1.0))),
+        ("contribution", false, per_slice(top, |s| Some(s.score))),
+        (
+            "effect_size",
+            true,
+            per_slice(top, |s| {
+                let (m, se, _) = ms(s);
+                (se.is_finite() && se > 0.0).then(|| m / (se * (s.stats.size as f64).sqrt()))
+            }),
+        ),
+        ("p_value", false, per_slice(top, |s| Some(pvals[s.family]))),
+        (
+            "p_adjusted",
+            false,
+            per_slice(top, |s| Some(adjusted[s.family])),
+        ),
     ];
-    Ok(RecordBatch::try_new(Arc::new(schema), cols)?)
+    let significant = top
+        .iter()
+        .map(|s| adjusted[s.family] <= paired.alpha())
+        .collect();
+    ranked_table(top, slicer, data.total.size, stats, significant)
 }
 
 #[cfg(test)]
