@@ -242,13 +242,16 @@ def discover(
     valid = [s for s in slices if s["contribution"] > 0] if searched else []
     valid.sort(key=lambda s: (-s["contribution"], s["level"], s["key"]))
     if dedupe:
-        # Dedupe tests at the level the correction rejected at on the family: the largest
-        # p-value whose adjusted p-value is <= alpha (alpha / m when none; alpha uncorrected).
-        rejected = [by_pairs[p]["p_value"] for p in fam if adjusted[p] <= alpha]
-        if correction == "none":
-            cut = alpha
+        # Dedupe tests at the level the correction would test one more hypothesis at, after
+        # rejecting r of the m: Holm alpha / (m - r), BH alpha (r + 1) / m, none alpha.
+        m = len(fam)
+        r = sum(1 for p in fam if adjusted[p] <= alpha)
+        if correction == "holm" and m > r:
+            cut = alpha / (m - r)
+        elif correction == "bh" and m > 0:
+            cut = min(alpha, alpha * (r + 1) / m)
         else:
-            cut = max(rejected) if rejected else alpha / max(1, len(fam))
+            cut = alpha
         chosen = _dedupe(valid[: max(4 * k, k + 20)], feats, d, n, k, cut)
     else:
         chosen = valid[:k]
@@ -277,10 +280,10 @@ def _dedupe(pool: list[dict], feats, d: np.ndarray, n: int, k: int, alpha: float
         keep = True
         for r, r_rows in kept:
             if len(r["pairs"]) < len(s["pairs"]) and set(r["pairs"]) < set(s["pairs"]):
-                keep = welch_p_of(d[rows], d[r_rows & ~rows]) < alpha
+                keep = welch_p_of(d[rows], d[r_rows & ~rows]) <= alpha
             elif (rows & r_rows).any():
                 rest = rows & ~r_rows
-                keep = bool(rest.any()) and paired_p_of(d[rest]) < alpha
+                keep = bool(rest.any()) and paired_p_of(d[rest]) <= alpha
             if not keep:
                 break
         if keep:

@@ -979,3 +979,25 @@ def test_out_of_range_probabilities_are_fine_for_squared_error():
                                        min_support=1, k=5)
     r = brute(data, features=["f0", "f1"], error="squared", k=5, min_support=1)
     assert_same(found, r, adjusted=False)
+
+
+@pytest.mark.parametrize("shift_a, shift_b", [(0.3, 0.08), (1.0, 1.0)])
+def test_a_second_independent_regression_survives_dedupe(shift_a, shift_b):
+    # Two overlapping broken segments (a=0 and b=0): dedupe must keep b=0, whose rows
+    # outside a=0 are worse on their own, and must not let the slices that are worse only
+    # through b=0's rows (a=3, a=2 & b=0, ...) take its place. With strong effects every
+    # rejected p-value underflows to 0: dedupe's level must still be the correction's.
+    rng = np.random.default_rng(1)
+    n = 40_000
+    a = rng.integers(0, 4, n).astype(str)
+    b = rng.integers(0, 4, n).astype(str)
+    ref = rng.normal(0, 0.3, n)
+    cand = rng.normal(0, 0.3, n) + shift_a * (a == "0") + shift_b * (b == "0")
+    data = {"a": a, "b": b, "y": np.zeros(n), "ref": ref, "cand": cand}
+    found = assay.discover_regressions(data, label="y", scores={"ref": "ref", "cand": "cand"},
+                                       task="regression", features=["a", "b"], k=5)
+    assert found["slice"].to_list()[:2] == ["a=0", "b=0"], found
+    assert found["significant"].to_list()[:2] == [True, True]
+    # Every other significant slice is a cell of both (worse than each parent's other rows).
+    others = found.filter(pl.col("significant"))["slice"].to_list()[2:]
+    assert others in ([], ["a=0 & b=0"]), others

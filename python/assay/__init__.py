@@ -14,6 +14,7 @@ from . import _native, calibrate, checks, noise
 from ._baselines import BASELINES, baselines
 from ._compare import Comparison, compare
 from ._discovery import discover_regressions, discover_slices
+from ._disparity import Disparity
 from ._ensemble import EnsembleReport, ensemble_report
 from ._evaluate import (
     CALIBRATION_METRICS,
@@ -57,6 +58,7 @@ __all__ = [
     "ColumnNotFoundError",
     "Comparison",
     "EmptyInputError",
+    "Disparity",
     "EnsembleReport",
     "InvalidArgumentError",
     "InvalidInputError",

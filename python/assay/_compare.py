@@ -405,8 +405,9 @@ def compare(
     return _comparison(_run(data, job, n_threads), job, correction)
 
 
-def _models(scores: Any, reference: Any) -> list[tuple[str, str]]:
-    """The compared models as (name, column), the reference first (validated)."""
+def _models(scores: Any, reference: Any, what: str = "compare") -> list[tuple[str, str]]:
+    """The compared models as (name, column), the reference first (validated); ``what``
+    names the caller in errors."""
     if isinstance(scores, Mapping):
         models = [(str(k), v) for k, v in scores.items()]
     elif isinstance(scores, Sequence) and not isinstance(scores, str):
@@ -417,7 +418,7 @@ def _models(scores: Any, reference: Any) -> list[tuple[str, str]]:
         )
     if len(models) < 2:
         raise InvalidArgumentError(
-            f"compare needs at least two models in scores, got {len(models)}"
+            f"{what} needs at least two models in scores, got {len(models)}"
         )
     for name, col in models:
         if not isinstance(col, str) or not isinstance(name, str):

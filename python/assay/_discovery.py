@@ -282,9 +282,9 @@ def discover_regressions(
     """Find the slices where a new model got worse than the reference model, on the same rows.
 
     Each row's *paired* difference of errors, ``d = error(model) - error(reference)``, is
-    what the search ranks slices by: a slice's score is its mean ``d`` (the degradation, in
-    the error's units), so segments that are hard for both models score about 0 and only the
-    rows the new model does worse on than the old one count. The search is the exact lattice
+    what the search works on (in the error's units), so segments that are hard for both
+    models have ``d`` near 0 and only the rows the new model does worse on than the old one
+    count. The search is the exact lattice
     search of :func:`discover_slices` (conjunctions of up to ``max_level`` ``feature =
     value`` predicates, at least ``min_support`` rows, pruned only where an upper bound of
     the score proves no slice below can enter the top ``k``). A slice's score is its
@@ -329,15 +329,16 @@ def discover_regressions(
         significantly higher (one-sided Welch test) than on the ancestor's other rows;
         against any other overlapping slice, its rows outside that slice are significantly
         worse on their own (one-sided paired z-test). Both test at the level the correction
-        rejected at (see docs/discovery.md §10).
+        would test one more slice at (see docs/discovery.md §10).
     ci : float
         Level of the (two-sided) intervals, in (0, 1); ``significant`` is
         ``p_adjusted <= (1 - ci) / 2``, so an uncorrected slice is significant exactly when
         its interval lies above 0.
     correction : {"holm", "bh", "none"}
-        How ``p_adjusted`` corrects for the many slices scored: Holm (family-wise error, the
-        default: a reported regression is real with probability ``ci``), Benjamini-Hochberg
-        (false-discovery rate, for exploration) or none.
+        How ``p_adjusted`` corrects for the many slices scored: Holm (the default; the
+        chance that any slice reported significant is not worse is at most ``(1 - ci) / 2``
+        over the slices the search scored), Benjamini-Hochberg (false-discovery rate, for
+        exploration) or none.
     threshold : float
         Decision threshold of ``error="zero_one"``.
     nan_policy : {"raise", "drop"}
@@ -397,7 +398,7 @@ def discover_regressions(
     """
     from ._compare import _models
 
-    models = _models(scores, reference)
+    models = _models(scores, reference, "discover_regressions")
     if len(models) != 2:
         raise InvalidArgumentError(
             f"discover_regressions compares two models, got {len(models)}: "

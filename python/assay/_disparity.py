@@ -46,8 +46,8 @@ COLUMNS: tuple[str, ...] = ("statistic", "metric", "value", "lo", "hi", "slices"
 _MIN_DEFINED = 0.9  # as the engine: an interval needs 90% of the replicates defined
 _NO_REPS = ("no interval: the report has no bootstrap replicates (evaluate with bootstrap=B "
             "and ci_method='percentile', 'basic' or 'bca')")
-_NOT_KEPT = ("no interval: the report did not keep its replicates (more than 2**25 values); "
-             "evaluate only the slices and metrics needed")
+_NOT_KEPT = ("no interval: the report did not keep its replicates (the job's would exceed "
+             "2**25 values); evaluate only the slices and metrics needed")
 _FEW_REPS = "no interval: fewer than 90% of the replicates define it"
 _FEW_GROUPS = "undefined: fewer than 2 groups are left"
 _RATIO = "undefined: a ratio needs values >= 0 and a largest value > 0"

@@ -649,7 +649,7 @@ class _Job:
         batch (each row's spec, the replicate values), the specs' columns and the level."""
         return {
             "layout": layout,
-            "specs": [tuple(feats) for feats, _ in self.slices],
+            "specs": [(tuple(feats), only) for feats, only in self.slices],
             "level": None if self.interval is None else self.interval[1],
         }
 

@@ -96,13 +96,14 @@ class Report:
     def __init__(
         self, table: pa.RecordBatch, notes: pa.RecordBatch, metrics: list[str], rows: int,
         dropped: int, ci_method: str | None = None, layout: pa.RecordBatch | None = None,
-        specs: Sequence[tuple[Any, ...]] = (), level: float | None = None,
+        specs: Sequence[tuple[tuple[Any, ...], str | None]] = (), level: float | None = None,
     ) -> None:
         self.ci_method = ci_method
         # The engine's layout batch: each row's slice spec (0 = overall) and, with bootstrap
-        # replicates, every metric's replicate values (for summaries across slices).
+        # replicates, every metric's replicate values (for summaries across slices); the
+        # job's specs as (features, the label of a found slice or None).
         self._layout = layout
-        self._specs = [tuple(s) for s in specs]
+        self._specs = [(tuple(f), only) for f, only in specs]
         self._level = level
         full = pa.Table.from_batches([table])
         # The wide table shows m, m_lo, m_hi; standard errors live in long().
@@ -266,13 +267,17 @@ class Report:
             return repr(s[0] if len(s) == 1 else s)
 
         want = sorted(map(column, spec))
-        matched = [
-            (i + 1, s) for i, s in enumerate(self._specs)
-            if sorted(map(column, s)) == want
-            and all(f in s for f in spec if not isinstance(f, str))
-        ]
+        matched: list[tuple[int, tuple[Any, ...]]] = []
+        seen: set[tuple[tuple[Any, ...], str | None]] = set()
+        for i, (s, only) in enumerate(self._specs):
+            if sorted(map(column, s)) != want or not all(
+                    f in s for f in spec if not isinstance(f, str)):
+                continue
+            if (s, only) not in seen:  # the same spec given twice: its slices once
+                seen.add((s, only))
+                matched.append((i + 1, s))
         if not matched:
-            known = ", ".join(show(s) for s in dict.fromkeys(self._specs))
+            known = ", ".join(show(s) for s in dict.fromkeys(s for s, _ in self._specs))
             raise InvalidArgumentError(
                 f"spec {show(spec)} is not a slice spec of this report (its specs: "
                 f"{known or 'none'})")

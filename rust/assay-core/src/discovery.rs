@@ -69,7 +69,8 @@ pub struct DiscoverySpec {
     pub n_threads: Option<usize>,
     /// A paired search (`discover_regressions`): `Some` names the reference model's column.
     /// Each row's error is then `error(score) - error(reference)` (any sign), slices are ranked
-    /// by their mean difference (the degradation) and tested with a paired t-test.
+    /// by their contribution (their sum of differences over all rows) and tested with a
+    /// paired z-test.
     pub paired: Option<Paired>,
 }
 
@@ -92,22 +93,23 @@ impl Paired {
         0.5 * (1.0 - self.level)
     }
 
-    /// The level at which the correction rejected on this family: the largest p-value whose
-    /// adjusted p-value is at most [`Paired::alpha`] (`alpha / m` when it rejected none;
-    /// `alpha` itself without a correction). Dedupe tests at this level, so a slice kept
-    /// for the rows it does not share with a slice above it is significant as a member of
-    /// the family would be.
-    fn rejection_level(&self, p: &[f64], adjusted: &[f64]) -> f64 {
+    /// The level the correction would test one more hypothesis at, after rejecting `r` of
+    /// the `m` in this family (those with an adjusted p-value at most [`Paired::alpha`]):
+    /// Holm's next step `alpha / (m - r)`, Benjamini-Hochberg's `alpha (r + 1) / m`, `alpha`
+    /// itself without a correction (all at most `alpha`). Dedupe tests at this level, so a
+    /// slice kept for the rows it does not share with a slice above it is significant as
+    /// the next member of the family would be.
+    fn rejection_level(&self, adjusted: &[f64]) -> f64 {
         let alpha = self.alpha();
-        if self.correction == Correction::None {
-            return alpha;
+        let m = adjusted.len() as f64;
+        let r = adjusted.iter().filter(|q| **q <= alpha).count() as f64;
+        match self.correction {
+            Correction::None => alpha,
+            Correction::Holm if m > r => alpha / (m - r),
+            Correction::Holm => alpha,
+            Correction::Bh if m > 0.0 => (alpha * (r + 1.0) / m).min(alpha),
+            Correction::Bh => alpha,
         }
-        p.iter()
-            .zip(adjusted)
-            .filter(|(_, q)| **q <= alpha)
-            .map(|(p, _)| *p)
-            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
-            .unwrap_or(alpha / p.len().max(1) as f64)
     }
 }
 
@@ -348,14 +350,14 @@ where
     let (qvals, fdr) = match &spec.paired {
         Some(p) => {
             let adjusted = adjust(&pvals, p.correction);
-            let cut = p.rejection_level(&pvals, &adjusted);
+            let cut = p.rejection_level(&adjusted);
             (adjusted, cut)
         }
         None => (benjamini_hochberg(&pvals), spec.fdr),
     };
     if spec.dedupe {
         top = match spec.paired {
-            Some(_) => dedupe_paired(top, &data, fdr, spec.k, interrupted)?,
+            Some(_) => dedupe_paired(top, &data, fdr, spec.k, &pool, interrupted)?,
             None => dedupe(top, fdr, spec.k),
         };
     }
@@ -1144,26 +1146,30 @@ fn dedupe(top: Vec<Scored>, fdr: f64, k: usize) -> Vec<Scored> {
 
 /// A paired search's dedupe: a slice is kept when, against every slice kept above it that
 /// shares rows with it, it still shows a regression of its own. Against an ancestor: its
-/// errors are significantly (one-sided Welch at `alpha`, the correction's rejection level)
-/// higher than the ancestor's other rows (as [`dedupe`]). Against any other overlapping
-/// slice: its rows outside that slice are significantly worse on their own (the one-sided
-/// paired test at `alpha`), so a large slice
-/// that is worse only through the rows of a slice above it ("gender=female" holding half of
-/// a broken "channel=partner") is left out.
+/// errors are significantly (one-sided Welch, p at most `alpha`, the correction's next
+/// level) higher than the ancestor's other rows (as [`dedupe`]). Against any other
+/// overlapping slice: its rows outside that slice are significantly worse on their own (the
+/// one-sided paired test), so a large slice that is worse only through the rows of a slice
+/// above it ("gender=female" holding half of a broken "channel=partner") is left out.
+///
+/// Each candidate's rows are found with one pass over the codes; the kept slices are
+/// checked on those rows by their predicates (no per-slice row sets are held), and two
+/// slices with different values of one feature share no rows and are not checked.
 fn dedupe_paired(
     top: Vec<Scored>,
     data: &Data,
     alpha: f64,
     k: usize,
+    pool: &rayon::ThreadPool,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Vec<Scored>> {
     let n = data.errors.len();
-    let members = |p: &Preds| -> Vec<bool> {
-        (0..n)
-            .map(|i| p.iter().all(|(f, v)| data.codes[*f as usize][i] == *v))
-            .collect()
+    let holds = |p: &Preds, i: usize| p.iter().all(|(f, v)| data.codes[*f as usize][i] == *v);
+    let disjoint = |a: &Preds, b: &Preds| {
+        a.iter()
+            .any(|(f, v)| b.iter().any(|(g, w)| f == g && v != w))
     };
-    let mut kept: Vec<(Scored, Vec<bool>)> = Vec::new();
+    let mut kept: Vec<Scored> = Vec::new();
     for s in top {
         if kept.len() >= k {
             break;
@@ -1171,36 +1177,37 @@ fn dedupe_paired(
         if interrupted() {
             return Err(AssayError::Interrupted);
         }
-        let rows = members(&s.preds);
-        let mut keep = true;
-        for (r, in_r) in &kept {
-            let ancestor =
-                r.preds.len() < s.preds.len() && r.preds.iter().all(|p| s.preds.contains(p));
-            if ancestor {
-                keep = welch_greater(&s.stats, &r.stats) < alpha;
-            } else {
+        let overlapping: Vec<&Scored> = kept
+            .iter()
+            .filter(|r| !disjoint(&r.preds, &s.preds))
+            .collect();
+        let rows: Vec<usize> = if overlapping.is_empty() {
+            Vec::new()
+        } else {
+            (0..n).filter(|i| holds(&s.preds, *i)).collect()
+        };
+        let keep = pool.install(|| {
+            overlapping.par_iter().all(|r| {
+                let ancestor =
+                    r.preds.len() < s.preds.len() && r.preds.iter().all(|p| s.preds.contains(p));
+                if ancestor {
+                    return welch_greater(&s.stats, &r.stats) <= alpha;
+                }
                 let mut rest = Stats::default();
-                let mut shared = false;
-                for i in 0..n {
-                    if rows[i] {
-                        if in_r[i] {
-                            shared = true;
-                        } else {
-                            rest.add(data.errors[i], data.base(i));
-                        }
+                for &i in &rows {
+                    if !holds(&r.preds, i) {
+                        rest.add(data.errors[i], data.base(i));
                     }
                 }
-                keep = !shared || (rest.size > 0 && paired_greater(&rest) < alpha);
-            }
-            if !keep {
-                break;
-            }
-        }
+                // No row in common: the slices do not overlap, nothing to explain away.
+                rest.size == rows.len() as u64 || (rest.size > 0 && paired_greater(&rest) <= alpha)
+            })
+        });
         if keep {
-            kept.push((s, rows));
+            kept.push(s);
         }
     }
-    Ok(kept.into_iter().map(|(s, _)| s).collect())
+    Ok(kept)
 }
 
 /// A ranked table: `rank`, `slice`, `level`, `features`, `values`, `size`, `support`, then

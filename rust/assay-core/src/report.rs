@@ -40,12 +40,13 @@ pub struct Report {
     /// One row per row of `table`: `spec`, the index of the row's slice spec (0 for
     /// overall, then the job's specs from 1); with bootstrap replicates, every metric's
     /// replicate values (one `FixedSizeList<Float64, B>` column per metric, null where the
-    /// metric has none, NaN in a replicate where it is undefined) unless they would exceed
-    /// [`REPORT_REPLICATES_MAX`]. Set by the finalization.
+    /// metric has none, NaN in a replicate where it is undefined) unless the job's would
+    /// exceed [`REPORT_REPLICATES_MAX`]. Set by the finalization.
     pub rows: Option<RecordBatch>,
 }
 
-/// The most replicate values (slices x metrics x replicates) a report keeps: 256 MiB.
+/// The most replicate values (reported slices x metrics x replicates x models) the reports
+/// of one job keep: 256 MiB.
 pub const REPORT_REPLICATES_MAX: usize = 1 << 25;
 
 /// [`Report::rows`]: the spec of each row, and (`rows[r][metric]`) the bootstrap replicates

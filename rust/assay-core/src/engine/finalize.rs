@@ -260,32 +260,39 @@ fn finalize_parts(
     let mut report_rows: Vec<Vec<ReportRow>> = (0..models).map(|_| Vec::new()).collect();
     let mut reliability_rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     let mut deltas = crate::report::ComparisonRows::default();
+    // The slices reported, per spec (0: overall) in report order: the non-empty ones (and
+    // only the found slice of a `slice_only` spec).
+    let reported: Vec<Vec<u32>> = (0..per_model)
+        .map(|k| {
+            if k == 0 {
+                return vec![0];
+            }
+            let st0 = &total.specs[k];
+            let only = spec.slice_only.get(k - 1).and_then(|o| o.as_deref());
+            slicer.ordered_ids(k - 1, |id| {
+                st0.counts[id as usize].n > 0
+                    && only.is_none_or(|label| slicer.describe(k - 1, id).label == label)
+            })
+        })
+        .collect();
     // The reports keep their replicate values (for summaries across slices, such as
-    // disparities) when there are bootstrap replicates and they fit the budget; the bound
-    // counts every slice id, reported or empty.
+    // disparities) when there are bootstrap replicates and all the models' values fit the
+    // budget.
     let keep_reps = match (&spec.interval, &plan.resampler) {
-        (Some(iv), Some(_)) if iv.method != CiMethod::Analytic => n_ids
+        (Some(iv), Some(_)) if iv.method != CiMethod::Analytic => reported
             .iter()
+            .map(Vec::len)
             .sum::<usize>()
             .checked_mul(spec.metrics.len().max(1))
             .and_then(|c| c.checked_mul(iv.replicates))
+            .and_then(|c| c.checked_mul(models))
             .is_some_and(|c| c <= crate::report::REPORT_REPLICATES_MAX),
         _ => false,
     };
     let n_reps = spec.interval.as_ref().map_or(0, |iv| iv.replicates);
     let mut report_reps: Vec<Vec<Vec<Vec<f64>>>> = (0..models).map(|_| Vec::new()).collect();
     let mut row_specs: Vec<u32> = Vec::new();
-    for k in 0..per_model {
-        let st0 = &total.specs[k];
-        let ordered: Vec<u32> = if k == 0 {
-            vec![0]
-        } else {
-            let only = spec.slice_only.get(k - 1).and_then(|o| o.as_deref());
-            slicer.ordered_ids(k - 1, |id| {
-                st0.counts[id as usize].n > 0
-                    && only.is_none_or(|label| slicer.describe(k - 1, id).label == label)
-            })
-        };
+    for (k, ordered) in reported.into_iter().enumerate() {
         for id in ordered {
             // Finalization (bootstrap intervals above all) is long with many slices.
             crate::runtime::check()?;
