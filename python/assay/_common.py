@@ -229,7 +229,7 @@ def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
     specs, only = _slice_specs(slices, source)
     source.check_columns(f for s in specs for f, _ in s)
     with source.guard:
-        sliced = _native.slice_rows(source.open(), specs)
+        sliced = _native.slice_rows(source.open(f for s in specs for f, _ in s), specs)
     for (batch, present), wanted in zip(sliced, only, strict=True):
         ids = batch.column(0).to_numpy()
         # Row indices grouped by slice id; the stable sort keeps each group in row order.

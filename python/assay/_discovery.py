@@ -505,9 +505,10 @@ def _discover(
     else:
         count = support
 
+    read = [c for c, _ in resolved] + [*err[1:], paired[0] if paired else None]
     with source.guard:  # a failure of the source mid-stream surfaces as its own typed error
         table, rows_read, dropped, error_mean, n_scored = _native.discover_slices(
-            source.open(),
+            source.open(read),
             resolved,
             err,
             float(threshold),
@@ -651,8 +652,8 @@ def _float_columns(data: Any, source: Source, names: list[str]) -> set[str]:
         return set()
     mod = type(data).__module__.split(".")[0]
     is_float: dict[str, bool] = {}
-    if isinstance(data, (pa.Table, pa.RecordBatch, pa.RecordBatchReader)):
-        is_float = {f.name: pa.types.is_floating(f.type) for f in data.schema}
+    if source.schema is not None:  # tables, readers, files, datasets
+        is_float = {f.name: pa.types.is_floating(f.type) for f in source.schema}
     elif mod == "polars" and hasattr(data, "collect_schema"):
         schema = data.collect_schema()
         is_float = {n: schema[n].is_float() for n in names if n in schema}
@@ -660,14 +661,6 @@ def _float_columns(data: Any, source: Source, names: list[str]) -> set[str]:
         head = data.limit(0)
         t = head.to_arrow_table() if hasattr(head, "to_arrow_table") else head.arrow()
         is_float = {f.name: pa.types.is_floating(f.type) for f in t.schema}
-    elif isinstance(data, (str, os.PathLike)):
-        reader = source.open()
-        try:
-            is_float = {f.name: pa.types.is_floating(f.type) for f in reader.schema}
-        finally:
-            close = getattr(reader, "close", None)
-            if close is not None:
-                close()
     elif source.column is not None:  # in memory (dict, pandas, ...): a zero-copy select
         for n in names:
             col = source.column(n)

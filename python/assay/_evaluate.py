@@ -789,7 +789,7 @@ def _run(data: Any, job: _Job, n_threads: Any) -> Any:
     """Runs ``job`` over ``data`` in one native pass; the native result tuple."""
     source, native = _prepare(data, job, n_threads)
     with source.guard:
-        return _native.evaluate(source.open(), native, source.rows)
+        return _native.evaluate(source.open(job.columns()), native, source.rows)
 
 
 def _report(result: Any, job: _Job) -> Report:

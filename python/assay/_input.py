@@ -1,8 +1,11 @@
 """Normalizes what users pass as ``data`` into an Arrow stream the engine reads once.
 
 In-memory tables are handed over zero-copy through the Arrow PyCapsule interface; streams
-(``pyarrow.RecordBatchReader``, polars ``LazyFrame``, duckdb relations, files) are read batch by
-batch, so memory is bounded by the engine's states rather than by the data.
+(``pyarrow.RecordBatchReader``, polars ``LazyFrame``, duckdb relations, files, directories,
+globs, lists of files, Hive-partitioned trees, ``pyarrow.dataset.Dataset``) are read batch by
+batch, so memory is bounded by the engine's states rather than by the data. A job opens its
+input with the columns it reads (:meth:`Source.open`): files, datasets, lazy frames and duckdb
+relations then never read the others (the projection is pushed into their scan).
 
 Every stream goes through :func:`_checked_reader` on its way to the engine: the C Data interface
 carries no buffer sizes, so only this (producer) side can tell that a batch does not match the
@@ -16,6 +19,7 @@ the input, with the original exception as ``__cause__``.
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 import weakref
@@ -203,9 +207,9 @@ def _checked_reader(reader: pa.RecordBatchReader, what: str, guard: StreamGuard,
 class Source:
     """One input, ready to be streamed once and (when it is in memory) re-read per column."""
 
-    open: Callable[[], Any]
-    """Returns an object exposing ``__arrow_c_stream__`` (called once, after bins are resolved).
-    Run the native call that consumes it inside ``with source.guard:``."""
+    opener: Callable[[list[str] | None], Any]
+    """Returns an object exposing ``__arrow_c_stream__`` of the given columns (None: all; an
+    input that cannot project gives all of them): see :meth:`open`."""
     column: Callable[[str], Any] | None
     """Returns a one-column stream for bin edges, or None when the input can be read only once."""
     names: list[str] | None
@@ -216,6 +220,21 @@ class Source:
     batches a second time instead of keeping rows (quantile bins of the overall slice)."""
     guard: StreamGuard = field(default_factory=lambda: StreamGuard("the input"))
     """Where a stream's failure is kept until the native call returns (see StreamGuard)."""
+    schema: pa.Schema | None = None
+    """The input's Arrow schema, where it is known before the pass without reading rows."""
+
+    def open(self, columns: Iterable[str | None] | None = None) -> Any:
+        """The input as an object exposing ``__arrow_c_stream__`` (called once, after bins
+        are resolved); run the native call that consumes it inside ``with source.guard:``.
+
+        ``columns``: the columns the job reads (None entries are ignored). Where the input
+        can project (files, datasets, lazy frames, duckdb relations, tables), the stream
+        holds only those of them that it has, in its own order, and the others are never
+        read; a column it lacks is left to the engine to report."""
+        if columns is None or self.names is None:
+            return self.opener(None)
+        wanted = {c for c in columns if c is not None}
+        return self.opener([n for n in dict.fromkeys(self.names) if n in wanted])
 
     def read_column(self, name: str, purpose: str) -> Any:
         """A one-column stream of ``name``, with a typed error when it cannot be had."""
@@ -253,21 +272,23 @@ def _failing(what: str, action: str, e: Exception) -> InvalidInputError:
 
 
 def _stream_source(
-    open_reader: Callable[[], Any], what: str, column: Callable[[str], Any] | None,
-    names: list[str] | None, track: Any = None, opening: str = "to open",
+    open_reader: Callable[[list[str] | None], Any], what: str,
+    column: Callable[[str], Any] | None, names: list[str] | None, track: Any = None,
+    opening: str = "to open", schema: pa.Schema | None = None,
 ) -> Source:
-    """A streamed input: ``open_reader`` returns a pyarrow RecordBatchReader (or an object
-    with ``__arrow_c_stream__``); every batch is checked on its way to the engine."""
+    """A streamed input: ``open_reader(columns)`` returns a pyarrow RecordBatchReader (or an
+    object with ``__arrow_c_stream__``) of those columns (None: all; it may give all of them
+    when it cannot project); every batch is checked on its way to the engine."""
     guard = StreamGuard(what)
 
-    def open_() -> pa.RecordBatchReader:
+    def open_(columns: list[str] | None) -> pa.RecordBatchReader:
         if track is not None and _was_consumed(track):
             raise InvalidInputError(
                 f"this {type(track).__name__} was already read (by an earlier assay call); a "
                 "reader can be read only once: pass a Table, or a new reader"
             )
         try:
-            reader = open_reader()
+            reader = open_reader(columns)
             if not isinstance(reader, pa.RecordBatchReader):
                 reader = pa.RecordBatchReader.from_stream(reader)
         except AssayError:
@@ -284,8 +305,8 @@ def _stream_source(
         except Exception as e:
             raise _failing(what, f"to read column {c!r}", e) from e
 
-    return Source(open=open_, column=None if column is None else column_, names=names,
-                  guard=guard)
+    return Source(opener=open_, column=None if column is None else column_, names=names,
+                  guard=guard, schema=schema)
 
 
 # In-memory tables are handed over in slices of this many rows (zero-copy): the engine checks
@@ -298,9 +319,14 @@ def _table_source(table: pa.Table, what: str = "the input table") -> Source:
         table.validate()
     except pa.ArrowException as e:
         raise InvalidInputError(f"{what} is malformed: {e}") from e
-    return Source(open=lambda: table.to_reader(max_chunksize=_BATCH_ROWS),
-                  column=lambda c: table.select([c]), names=table.schema.names,
-                  rows=table.num_rows, guard=StreamGuard(what))
+    def open_(columns: list[str] | None) -> pa.RecordBatchReader:
+        # (A zero-copy select; the names are unique here: a job refuses a duplicated name
+        # it uses before it opens the input, and never asks for the others.)
+        chosen = table if columns is None else table.select(columns)
+        return chosen.to_reader(max_chunksize=_BATCH_ROWS)
+
+    return Source(opener=open_, column=lambda c: table.select([c]), names=table.schema.names,
+                  rows=table.num_rows, guard=StreamGuard(what), schema=table.schema)
 
 
 def _column_array(name: str, values: Any) -> Any:
@@ -392,12 +418,26 @@ def _directory_files(p: str) -> list[str]:
     return out
 
 
-def _path_source(path: str | os.PathLike[str]) -> Source:
-    import pyarrow.dataset as ds
+_GLOB_CHARS = frozenset("*?[")
 
-    p = os.fspath(path)
-    if not isinstance(p, str):
-        raise InvalidArgumentError(f"a path must be a str or os.PathLike[str], got {p!r}")
+
+def _regular_files(files: list[str], what: str) -> None:
+    """Refuses a FIFO (its read would block forever) or a device among ``files``."""
+    for f in files:
+        try:
+            mode = os.stat(f).st_mode
+        except OSError as e:
+            raise InvalidArgumentError(f"cannot open {f!r} in {what}: {e.strerror or e}") from e
+        if not stat.S_ISREG(mode):
+            raise InvalidArgumentError(
+                f"{f!r} in {what} is not a regular file (a FIFO, device or socket), which "
+                "assay does not read"
+            )
+
+
+def _expand(p: str, what: str) -> tuple[list[str], str | None]:
+    """The data files of path ``p`` (a file, or the files under a directory) and the format
+    its own suffix names (None without one)."""
     try:
         st = os.stat(p)
     except FileNotFoundError as e:
@@ -405,82 +445,149 @@ def _path_source(path: str | os.PathLike[str]) -> Source:
     except OSError as e:
         raise InvalidArgumentError(f"cannot open {p!r}: {e.strerror or e}") from e
     fmt = _suffix_format(p)
-    target: str | list[str] = p
     if stat.S_ISDIR(st.st_mode):
-        what = f"directory {p!r}"
         try:
             files = _directory_files(p)
         except OSError as e:
-            raise InvalidArgumentError(f"cannot list {what}: {e.strerror or e}") from e
-        if not files:
-            raise EmptyInputError(f"{what} holds no data files (use {_SUFFIXES} files)")
-        if fmt is None:
-            found = {f: _suffix_format(f) for f in files}
-            kinds = {k for k in found.values() if k is not None}
-            if not kinds:
-                shown = ", ".join(repr(os.path.relpath(f, p)) for f in files[:5])
-                raise InvalidInputError(
-                    f"{what} holds no data files: none of its files ({shown}"
-                    f"{', ...' if len(files) > 5 else ''}) ends in {_SUFFIXES}"
-                )
-            if len(kinds) > 1:
-                raise InvalidInputError(
-                    f"{what} mixes file formats ({', '.join(sorted(kinds))}): give one file "
-                    "or a directory of one format"
-                )
-            fmt = kinds.pop()
-            files = [f for f, k in found.items() if k == fmt]
-        for f in files:  # a FIFO would block the read forever, a device is no data file
-            try:
-                mode = os.stat(f).st_mode
-            except OSError as e:
-                raise InvalidArgumentError(f"cannot open {f!r} in {what}: {e.strerror or e}") \
-                    from e
-            if not stat.S_ISREG(mode):
-                raise InvalidArgumentError(
-                    f"{f!r} in {what} is not a regular file (a FIFO, device or socket), which "
-                    "assay does not read"
-                )
-        target = files
+            raise InvalidArgumentError(f"cannot list directory {p!r}: {e.strerror or e}") \
+                from e
+        return files, fmt
+    if stat.S_ISFIFO(st.st_mode):
+        raise InvalidArgumentError(
+            f"{p!r} is a FIFO (named pipe), which assay does not read: it could wait "
+            "forever for a writer; write the data to a file, or pass a "
+            "pyarrow.RecordBatchReader"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidArgumentError(
+            f"{p!r} is not a regular file or directory (a device or socket?)"
+        )
+    if fmt is None:
+        raise InvalidArgumentError(
+            f"cannot tell the format of {p!r}: use a {_SUFFIXES} file"
+        )
+    if st.st_size == 0:
+        raise InvalidInputError(f"{what} is empty (0 bytes), not a {_FORMAT_NAMES[fmt]} file")
+    return [p], fmt
+
+
+def _glob_base(pattern: str) -> str:
+    """The directory a glob pattern starts from: its leading components without a glob
+    character (Hive partition keys are read below it)."""
+    parts = pattern.split(os.sep)
+    lead: list[str] = []
+    for part in parts[:-1]:
+        if _GLOB_CHARS & set(part):
+            break
+        lead.append(part)
+    return os.sep.join(lead) if lead else "."
+
+
+def _path_source(path: str | os.PathLike[str] | Sequence[Any]) -> Source:
+    """A file, a directory (its files, recursively; ``key=value`` folders are Hive
+    partitions whose keys become columns), a glob pattern (``parts/*/*.parquet``, ``**``
+    recursive; partition keys below its fixed leading folders), or a list of those."""
+    if isinstance(path, (str, os.PathLike)):
+        items = [path]
     else:
-        what = f"file {p!r}"
-        if stat.S_ISFIFO(st.st_mode):
-            raise InvalidArgumentError(
-                f"{p!r} is a FIFO (named pipe), which assay does not read: it could wait "
-                "forever for a writer; write the data to a file, or pass a "
-                "pyarrow.RecordBatchReader"
-            )
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidArgumentError(
-                f"{p!r} is not a regular file or directory (a device or socket?)"
-            )
-        if fmt is None:
-            raise InvalidArgumentError(
-                f"cannot tell the format of {p!r}: use a {_SUFFIXES} file"
-            )
-        if st.st_size == 0:
-            raise InvalidInputError(
-                f"{what} is empty (0 bytes), not a {_FORMAT_NAMES[fmt]} file"
-            )
+        items = list(path)
+        if not items:
+            raise InvalidArgumentError("an empty list of paths holds no data")
+    files: list[str] = []
+    named: dict[str, str] = {}  # files of a directory named like a format (Spark's out.parquet)
+    bases: list[str] = []
+    for item in items:
+        p = os.fspath(item)
+        if not isinstance(p, str):
+            raise InvalidArgumentError(f"a path must be a str or os.PathLike[str], got {p!r}")
+        if not os.path.lexists(p) and _GLOB_CHARS & set(p):
+            matches = sorted(glob.glob(p, recursive=True))
+            if not matches:
+                raise InvalidArgumentError(f"no file matches {p!r}")
+            bases.append(_glob_base(p))
+            for m in matches:
+                if os.path.isdir(m):
+                    files += _directory_files(m)
+                elif not os.path.basename(m).startswith((".", "_")):
+                    files.append(m)
+            continue
+        found, fmt = _expand(p, f"file {p!r}")
+        if os.path.isdir(p):
+            bases.append(p)
+            if not found:
+                raise EmptyInputError(f"directory {p!r} holds no data files (use {_SUFFIXES} "
+                                      "files)")
+            if fmt is not None:
+                named.update(dict.fromkeys(found, fmt))
+        files += found
+    files = list(dict.fromkeys(files))
+    single_dir = len(items) == 1 and isinstance(items[0], (str, os.PathLike)) \
+        and os.path.isdir(os.fspath(items[0]))
+    if len(items) == 1 and len(files) == 1 and not bases:
+        what = f"file {files[0]!r}"
+    elif single_dir:
+        what = f"directory {os.fspath(items[0])!r}"
+    elif len(items) == 1:
+        what = f"the files matching {os.fspath(items[0])!r}"
+    else:
+        what = f"the {len(files)} files of the input list"
+    if not files:
+        raise EmptyInputError(f"{what} holds no data files (use {_SUFFIXES} files)")
+    # A file's format is its directory's (named like a format) or its own suffix; files
+    # without a known one are left out, and two formats are refused.
+    formats = {f: named.get(f) or _suffix_format(f) for f in files}
+    kinds = {k for k in formats.values() if k is not None}
+    if not kinds:
+        shown = ", ".join(repr(os.path.relpath(f, os.fspath(items[0])) if single_dir else f)
+                          for f in files[:5])
+        raise InvalidInputError(
+            f"{what} holds no data files: none of its files ({shown}"
+            f"{', ...' if len(files) > 5 else ''}) ends in {_SUFFIXES}"
+        )
+    if len(kinds) > 1:
+        raise InvalidInputError(
+            f"{what} mixes file formats ({', '.join(sorted(kinds))}): give files of one format"
+        )
+    fmt = kinds.pop()
+    files = [f for f in files if formats[f] == fmt]
+    _regular_files(files, what)
     kind = _FORMAT_NAMES[fmt]
+    # Hive partitions: `key=value` folders below the one base directory of the input.
+    base = bases[0] if len(set(bases)) == 1 and len(bases) == len(items) else None
+    import pyarrow.dataset as ds
+
     try:
-        dataset = ds.dataset(target, format=fmt)
-        names = dataset.schema.names
+        if base is not None:
+            dataset = ds.dataset(files, format=fmt, partitioning="hive",
+                                 partition_base_dir=base)
+        else:
+            dataset = ds.dataset(files if len(files) > 1 else files[0], format=fmt)
     except PermissionError as e:
         raise InvalidArgumentError(
-            f"cannot read {what}: permission denied ({e.filename or p})"
+            f"cannot read {what}: permission denied ({e.filename or files[0]})"
         ) from e
     except (pa.ArrowException, OSError, ValueError) as e:
         raise InvalidInputError(
             f"cannot read {what} as {kind} (corrupt or truncated?): {e}"
         ) from e
+    return _dataset_source(dataset, what)
+
+
+def _dataset_source(dataset: Any, what: str = "the pyarrow Dataset input") -> Source:
+    """A ``pyarrow.dataset.Dataset``: scanned batch by batch, only the job's columns."""
+    try:
+        schema = dataset.schema
+        names = schema.names
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InvalidInputError(f"cannot read {what}: {e}") from e
     if not names:
         raise InvalidInputError(f"{what} has no columns")
     return _stream_source(
-        lambda: dataset.scanner().to_reader(),
+        lambda cols: dataset.scanner(columns=cols).to_reader(),
         what,
         lambda c: dataset.to_table(columns=[c]),
         names,
+        schema=schema,
     )
 
 
@@ -490,8 +597,9 @@ def _lazyframe_source(lf: Any) -> Source:
         names = lf.collect_schema().names()
     except Exception as e:
         raise _failing(what, "to resolve its schema", e) from e
-    return _stream_source(lambda: _lazyframe_reader(lf), what,
-                          lambda c: lf.select(c).collect(), names, opening="to collect")
+    return _stream_source(
+        lambda cols: _lazyframe_reader(lf if cols is None else lf.select(cols)), what,
+        lambda c: lf.select(c).collect(), names, opening="to collect")
 
 
 def _lazyframe_reader(lf: Any) -> pa.RecordBatchReader:
@@ -517,13 +625,14 @@ def _lazyframe_reader(lf: Any) -> pa.RecordBatchReader:
 def _duckdb_source(rel: Any) -> Source:
     what = "the duckdb relation input"
 
-    def reader() -> Any:
-        if hasattr(rel, "to_arrow_reader"):
-            return rel.to_arrow_reader()
-        return rel.fetch_arrow_reader()
+    def reader(cols: list[str] | None) -> Any:
+        chosen = rel if cols is None else rel.select(*(_duck_column(c) for c in cols))
+        if hasattr(chosen, "to_arrow_reader"):
+            return chosen.to_arrow_reader()
+        return chosen.fetch_arrow_reader()
 
     def column(c: str) -> Any:
-        one = rel.select(c)
+        one = rel.select(_duck_column(c))
         return one.to_arrow_table() if hasattr(one, "to_arrow_table") else one.arrow()
 
     try:
@@ -531,6 +640,13 @@ def _duckdb_source(rel: Any) -> Source:
     except Exception as e:
         raise _failing(what, "to give its columns", e) from e
     return _stream_source(reader, what, column, names, opening="to execute")
+
+
+def _duck_column(name: str) -> Any:
+    """A duckdb expression selecting the column ``name`` (any characters)."""
+    import duckdb
+
+    return duckdb.ColumnExpression(name)
 
 
 def _pandas_table(df: Any) -> pa.Table:
@@ -555,10 +671,18 @@ def to_source(data: Any) -> Source:
     if isinstance(data, pa.RecordBatch):
         return _table_source(pa.Table.from_batches([data]), "the input record batch")
     if isinstance(data, pa.RecordBatchReader):
-        return _stream_source(lambda: data, "the RecordBatchReader input", None,
-                              data.schema.names, track=data)
+        return _stream_source(lambda _: data, "the RecordBatchReader input", None,
+                              data.schema.names, track=data, schema=data.schema)
     if isinstance(data, (str, os.PathLike)):
         return _path_source(data)
+    if isinstance(data, (list, tuple)) and data and all(
+            isinstance(x, (str, os.PathLike)) for x in data):
+        return _path_source(data)
+    if mod == "pyarrow":
+        import pyarrow.dataset as ds
+
+        if isinstance(data, ds.Dataset):
+            return _dataset_source(data)
     if isinstance(data, Mapping):
         return _dict_source(data)
     if mod == "polars":
@@ -574,10 +698,11 @@ def to_source(data: Any) -> Source:
         return _duckdb_source(data)
     if hasattr(data, "__arrow_c_stream__"):
         # Not tracked as consumed: such an object may well be readable more than once.
-        return _stream_source(lambda: data, f"the {type(data).__name__} input stream", None,
+        return _stream_source(lambda _: data, f"the {type(data).__name__} input stream", None,
                               None)
     raise InvalidArgumentError(
-        f"cannot evaluate an object of type {type(data).__name__}: pass a pyarrow Table or "
-        "RecordBatchReader, a polars DataFrame or LazyFrame, a pandas DataFrame, a duckdb "
-        "relation, a dict of numpy arrays, a file path, or anything with __arrow_c_stream__"
+        f"cannot evaluate an object of type {type(data).__name__}: pass a pyarrow Table, "
+        "RecordBatchReader or Dataset, a polars DataFrame or LazyFrame, a pandas DataFrame, a "
+        "duckdb relation, a dict of numpy arrays, a file, directory or glob path (or a list "
+        "of them), or anything with __arrow_c_stream__"
     )

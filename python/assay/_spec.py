@@ -565,7 +565,8 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
             )
         source, native = _prepare(data, self._job, n_threads)
         with source.guard:
-            state = _native.accumulate(source.open(), native, self._json, offset, source.rows)
+            state = _native.accumulate(source.open(self._job.columns()), native, self._json,
+                                       offset, source.rows)
         return PartialState._wrap(state, self)
 
     def resolve(self, data: Any) -> Spec:
