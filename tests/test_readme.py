@@ -142,3 +142,15 @@ def test_comparing_models_section_runs_as_written(capsys):
     assert table["statistic"].to_list() == [
         "difference", "ratio", "difference_to_overall", "ratio_to_overall"]
     assert table["lo"].is_not_null().all()
+
+
+def test_inputs_section_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (code,) = blocks(section("Inputs"), "python")
+    ns: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), ns)
+    table = ns["rep"].table  # type: ignore[attr-defined]
+    assert table["n"][0] == 100_000
+    assert "country=NG" in table["slice"].to_list()  # a Hive key as a slice
+    ng = table.filter(table["slice"] == "country=NG")["n"][0]
+    assert ns["ng"].table["n"][0] == ng  # type: ignore[attr-defined]
