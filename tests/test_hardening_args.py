@@ -468,7 +468,7 @@ def test_cli_demo_rows(capsys):
     (["--out", "/nonexistent-assay-dir/x/out.parquet", "--format", "parquet"], 2,
      ["does not exist"]),
     (["--label", "nope"], 2, ["nope"]),  # a column named on the command line
-    (["--label", "g"], 1, ["label"]),  # the data: a string column as the label
+    (["--label", "g"], 3, ["label"]),  # the data: a string column as the label
 ])
 def test_cli_errors(capsys, nasty_file, argv, code, words):
     base = ["evaluate", nasty_file, "--label", "y", "--score", "p"]
@@ -486,7 +486,7 @@ def test_cli_out_directory_and_missing_input(capsys, nasty_file, tmp_path):
     code, _, err = _cli(capsys, "evaluate", tmp_path / "missing.parquet", "--label", "y",
                         "--score", "p")
     # A missing input path: a usage error (the argument) or a data error, never a traceback.
-    assert code in (1, 2) and "assay: error: " in err and "missing.parquet" in err
+    assert code in (2, 3) and "assay: error: " in err and "missing.parquet" in err
 
 
 def test_cli_internal_error_and_interrupt(capsys, monkeypatch, nasty_file):
@@ -497,7 +497,7 @@ def test_cli_internal_error_and_interrupt(capsys, monkeypatch, nasty_file):
 
     monkeypatch.setattr(cli, "_evaluate_cmd", boom)
     code, _, err = _cli(capsys, "evaluate", nasty_file, "--label", "y", "--score", "p")
-    assert code == 1 and "assay: error: internal error: RuntimeError" in err
+    assert code == 3 and "assay: error: internal error: RuntimeError" in err
     assert _is_printable_text(err)
 
     def interrupted(args):
@@ -516,7 +516,7 @@ def test_cli_subprocess_never_prints_a_traceback(tmp_path, nasty_file):
     runs = [
         (["demo", "--rows", "-5"], 2),
         (["evaluate", str(tmp_path / "missing.parquet"), "--label", "y", "--score", "p"],
-         (1, 2)),
+         (2, 3)),
         (["evaluate", str(nasty_file), "--label", "y", "--score", "p", "--bins",
           "p:99999999999"], 2),
         (["evaluate", str(nasty_file), "--label", "y", "--score", "p", "-o",

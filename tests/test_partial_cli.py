@@ -158,7 +158,7 @@ def test_bad_state_files_exit_1_naming_the_file(shards, tmp_path, capsys):
     for bad, word in [(str(tmp_path / "absent.assay"), "absent.assay"),
                       (str(corrupt), "corrupt.assay"), (str(foreign), "foreign.assay"),
                       (str(tmp_path), "cannot read")]:
-        assert main(["finalize", states[1], bad]) == 1
+        assert main(["finalize", states[1], bad]) == 3
         assert word in _err(capsys)
 
 
@@ -169,7 +169,7 @@ def test_mismatched_or_overlapping_states_exit_1(shards, tmp_path, capsys):
     assert main(["evaluate", paths[1], *OPTS, "--threshold", "0.3", "--save-state", str(other),
                  "--row-offset", "1000"]) == 0
     capsys.readouterr()
-    assert main(["finalize", states[0], str(other)]) == 1
+    assert main(["finalize", states[0], str(other)]) == 3
     msg = _err(capsys)
     assert "other.assay" in msg and "threshold" in msg
     # Bootstrap shards saved without --row-offset all start at row 0: refused.
@@ -178,7 +178,7 @@ def test_mismatched_or_overlapping_states_exit_1(shards, tmp_path, capsys):
         assert main(["evaluate", path, *OPTS, "--bootstrap", "20", "--save-state",
                      str(out)]) == 0
     capsys.readouterr()
-    assert main(["finalize", *map(str, boot)]) == 1
+    assert main(["finalize", *map(str, boot)]) == 3
     assert "row" in _err(capsys)
 
 

@@ -294,7 +294,7 @@ class Comparison(ArrowResult):
                 f"{what[correction]}: {listed}"
                 + (f"; {skipped} cell(s) of slices with fewer than {min_size} rows were "
                    "skipped" if skipped else ""),
-                slices=bad,
+                slices=bad, table=gate,
             )
         return gate
 

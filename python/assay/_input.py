@@ -487,6 +487,12 @@ def _path_source(path: str | os.PathLike[str] | Sequence[Any]) -> Source:
     """A file, a directory (its files, recursively; ``key=value`` folders are Hive
     partitions whose keys become columns), a glob pattern (``parts/*/*.parquet``, ``**``
     recursive; partition keys below its fixed leading folders), or a list of those."""
+    return _dataset_source(*_path_dataset(path))
+
+
+def _path_dataset(path: str | os.PathLike[str] | Sequence[Any]) -> tuple[Any, str]:
+    """The ``pyarrow.dataset.Dataset`` of a path input (see :func:`_path_source`) and how
+    errors name it."""
     if isinstance(path, (str, os.PathLike)):
         items = [path]
     else:
@@ -570,7 +576,7 @@ def _path_source(path: str | os.PathLike[str] | Sequence[Any]) -> Source:
         raise InvalidInputError(
             f"cannot read {what} as {kind} (corrupt or truncated?): {e}"
         ) from e
-    return _dataset_source(dataset, what)
+    return dataset, what
 
 
 def _dataset_source(dataset: Any, what: str = "the pyarrow Dataset input") -> Source:

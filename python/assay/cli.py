@@ -1,5 +1,11 @@
-"""The ``assay`` command line: ``assay demo``, ``assay evaluate PATH ...`` and
-``assay finalize STATE... [-o OUT]``.
+"""The ``assay`` command line (also ``python -m assay``): ``assay demo``, ``assay evaluate``,
+``assay compare`` (with a ``--gate``), ``assay reliability``, ``assay discover``,
+``assay discover-regressions`` and ``assay finalize STATE... [-o OUT]``, with the names and
+defaults of the Python API. ``PATH`` is anything ``data=`` takes as a path: a file, a
+directory (Hive partitions included), a glob; ``--where EXPR`` keeps the rows where the SQL
+expression ``EXPR`` holds (a polars SQL predicate, pushed into the scan). ``--format json``
+output carries the assay version, the arguments and a fingerprint of the input files (their
+paths, sizes and modification times, hashed).
 
 ``assay evaluate PATH ... --save-state FILE [--row-offset K]`` writes the partial state of the
 rows of ``PATH`` (see :class:`assay.PartialState`) instead of a report, and prints one line on
@@ -10,13 +16,14 @@ stdout without ``-o``. With ``--save-state`` every ``--bins`` needs explicit edg
 
 Every failure is one line on stderr, ``assay: error: ...``, never a traceback. Exit codes:
 
-- 0: success;
-- 1: the data or the engine failed (a bad value, an unreadable file, an output that cannot be
-  written, a state file that is unreadable, corrupt or was saved with another spec), or an
-  unexpected internal error (``assay: error: internal error: ...``);
+- 0: success (``assay compare --gate``: no regression);
+- 1: ``assay compare --gate``: a regression was detected (the gate's message on stderr);
 - 2: a usage error: a malformed or out-of-range option (as argparse reports its own), a column
   named on the command line that is not in the data, no state files, or an ``-o`` whose
   extension names no known format;
+- 3: the data or the engine failed (a bad value, an unreadable file, an output that cannot be
+  written, a state file that is unreadable, corrupt or was saved with another spec), or an
+  unexpected internal error (``assay: error: internal error: ...``);
 - 130: interrupted (Ctrl-C).
 
 Text output escapes control characters in user data (see :mod:`assay._text`): a slice value
@@ -28,6 +35,8 @@ Parquet written to ``--out`` keep the data as it is.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
@@ -38,9 +47,16 @@ import polars as pl
 
 from . import _evaluate
 from ._args import U64_MAX
+from ._native import __version__
 from ._spec import PartialState, Spec, _spec_diff, merge
 from ._text import escape, escape_frame
-from .errors import AssayError, ColumnNotFoundError, InvalidArgumentError, StateFormatError
+from .errors import (
+    AssayError,
+    ColumnNotFoundError,
+    InvalidArgumentError,
+    RegressionDetected,
+    StateFormatError,
+)
 from .report import Report
 
 SUMMARY = ["n", "base_rate", "accuracy", "precision", "recall", "f1", "roc_auc",
@@ -48,8 +64,12 @@ SUMMARY = ["n", "base_rate", "accuracy", "precision", "recall", "f1", "roc_auc",
 
 MAX_DEMO_ROWS = 50_000_000
 
-EXIT_DATA = 1
+# The arguments of the running command (recorded in JSON output).
+_ARGV: list[str] = []
+
+EXIT_REGRESSION = 1
 EXIT_USAGE = 2
+EXIT_DATA = 3
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
@@ -59,7 +79,7 @@ class UsageError(Exception):
 
 
 class DataError(Exception):
-    """A file the command reads is unreadable or invalid (exit code 1)."""
+    """A file the command reads is unreadable or invalid (exit code 3)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +106,16 @@ def _int_in(lo: int, hi: int) -> Callable[[str], int]:
 
     parse.__name__ = "integer"
     return parse
+
+
+def _support(text: str) -> float | int:
+    """An argparse type: a row count (an integer) or a fraction of the rows (a float)."""
+    t = text.strip()
+    try:
+        return int(t) if t.isascii() and t.isdigit() else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction of the rows in (0, 1) or a row count, got {text!r}") from None
 
 
 def _print_table(df: pl.DataFrame) -> None:
@@ -201,20 +231,205 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
     if fmt == "parquet" and not args.out:
         raise UsageError("--format parquet needs --out FILE")
     _check_out(args.out)
-    rep = spec.evaluate(args.path)
+    rep = spec.evaluate(_data(args))
     assert isinstance(rep, Report)  # the command line has no comparison specs
-    if fmt == "table":
-        if args.out:
-            with open(args.out, "w") as f, pl.Config(tbl_rows=-1, tbl_cols=-1,
-                                                     tbl_width_chars=200):
-                f.write(str(escape_frame(rep.table)) + "\n")
-        else:
-            _print_table(rep.table)
-    else:
-        _write_result(rep, fmt, args.out)
+    _output(rep, fmt, args)
     if rep.dropped:
         print(f"({rep.dropped} rows dropped by nan_policy=drop)", file=sys.stderr)
     return 0
+
+
+def _output(result: Any, fmt: str, args: argparse.Namespace) -> None:
+    """Writes a result (anything with ``.table`` and ``.to_json()``, or a polars frame) in
+    ``fmt`` to ``args.out`` or stdout; JSON carries the run's metadata."""
+    if fmt == "parquet" and not args.out:
+        raise UsageError("--format parquet needs --out FILE")
+    if fmt == "table":
+        table = result if isinstance(result, pl.DataFrame) else result.table
+        if args.out:
+            with open(args.out, "w") as f, pl.Config(tbl_rows=-1, tbl_cols=-1,
+                                                     tbl_width_chars=200):
+                f.write(str(escape_frame(table)) + "\n")
+        else:
+            _print_table(table)
+    else:
+        _write_result(result, fmt, args.out, _metadata(args))
+
+
+def _metadata(args: argparse.Namespace) -> dict[str, Any]:
+    """What JSON output records about its run: the version, the arguments, the input."""
+    meta: dict[str, Any] = {"assay_version": __version__, "arguments": list(_ARGV)}
+    path = getattr(args, "path", None)
+    if path is not None:
+        meta["input"] = {"path": path, "fingerprint": _fingerprint(path)}
+    return meta
+
+
+def _fingerprint(path: str) -> str | None:
+    """A hash of the input files' paths, sizes and modification times (not their bytes: it
+    costs no read), or None when they cannot be listed."""
+    import glob as _glob
+
+    files: list[str] = []
+    for p in [path] if os.path.lexists(path) else sorted(_glob.glob(path, recursive=True)):
+        if os.path.isdir(p):
+            for root, dirs, names in os.walk(p):
+                dirs.sort()
+                files += [os.path.join(root, n) for n in sorted(names)]
+        else:
+            files.append(p)
+    h = hashlib.sha256()
+    try:
+        for f in files:
+            st = os.stat(f)
+            h.update(f"{os.path.abspath(f)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(
+                "utf-8", "surrogateescape"))
+    except OSError:
+        return None
+    return "sha256:" + h.hexdigest()
+
+
+def _data(args: argparse.Namespace) -> Any:
+    """The command's input: ``args.path`` (a file, directory or glob), filtered by
+    ``--where`` in the scan when given."""
+    where = getattr(args, "where", None)
+    if where is None:
+        return args.path
+    from ._input import _path_dataset
+
+    dataset, _ = _path_dataset(args.path)
+    try:
+        predicate = pl.sql_expr(where)
+    except Exception as e:  # polars' SQL errors have no common base class
+        raise UsageError(f"--where {where!r} is not a SQL predicate: {e}") from e
+    lf = pl.scan_pyarrow_dataset(dataset).filter(predicate)
+    try:
+        lf.collect_schema()  # a column the predicate names must be in the data
+    except Exception as e:
+        raise UsageError(f"--where {where!r}: {str(e).splitlines()[0]}") from e
+    return lf
+
+
+def _scores(items: Sequence[str]) -> dict[str, str]:
+    """``--score NAME=COLUMN`` (or ``COLUMN``, named after itself), repeated."""
+    models: dict[str, str] = {}
+    for item in items:
+        name, sep, col = item.partition("=")
+        name, col = (name.strip(), col.strip()) if sep else (item.strip(), item.strip())
+        if not name or not col:
+            raise UsageError(f"--score expects NAME=COLUMN or COLUMN, got {item!r}")
+        if name in models:
+            raise UsageError(f"--score: the model name {name!r} is given twice")
+        models[name] = col
+    return models
+
+
+def _one_score(args: argparse.Namespace, command: str, hint: str = "") -> str:
+    """The one ``--score COLUMN`` of a one-model command."""
+    if len(args.score or []) != 1:
+        raise UsageError(f"{command} takes one --score COLUMN{hint}")
+    return str(args.score[0])
+
+
+def _names(items: Sequence[str] | None) -> list[str]:
+    """Repeatable, comma-separated names (``--gate a,b --gate c``)."""
+    return [x.strip() for item in items or [] for x in item.split(",") if x.strip()]
+
+
+def _slices(args: argparse.Namespace) -> list[_evaluate.SliceLike]:
+    slices: list[_evaluate.SliceLike] = [_parse_slice(s) for s in args.slice or []]
+    return slices + [_parse_bins(b) for b in args.bins or []]
+
+
+def _compare_cmd(args: argparse.Namespace) -> int:
+    """``assay compare PATH --label Y --score old=P --score new=Q [--gate METRIC ...]``."""
+    from ._compare import compare
+
+    models = _scores(args.score or [])
+    if len(models) < 2:
+        raise UsageError("compare needs at least two --score NAME=COLUMN")
+    gate = _names(args.gate)
+    if args.margin is not None and not gate:
+        raise UsageError("--margin applies to a --gate")
+    metrics = _names([args.metrics]) if args.metrics else None
+    if gate and metrics is not None:
+        metrics += [g for g in gate if g not in metrics]
+    fmt = args.format or "table"
+    _check_out(args.out)
+    cmp = compare(_data(args), label=args.label, scores=models, task=args.task,
+                  slices=_slices(args), metrics=metrics, reference=args.reference,
+                  threshold=args.threshold, weight=args.weight,
+                  min_slice_size=args.min_slice_size, nan_policy=args.nan_policy,
+                  bootstrap=args.bootstrap, ci=args.ci, ci_method=args.ci_method,
+                  seed=args.seed, row_id=args.row_id, correction=args.correction)
+    if not gate:
+        _output(cmp, fmt, args)
+        return 0
+    try:
+        table = cmp.assert_not_worse(gate, margin=args.margin or 0.0,
+                                     correction=args.correction,
+                                     min_slice_size=args.min_slice_size)
+        verdict, code = None, 0
+    except RegressionDetected as e:
+        table, verdict, code = e.table, str(e), EXIT_REGRESSION
+    _output(table, fmt, args)
+    if verdict is not None:
+        print(f"assay: regression: {escape(verdict)}", file=sys.stderr)
+    return code
+
+
+def _reliability_cmd(args: argparse.Namespace) -> int:
+    from ._reliability import reliability
+
+    fmt = args.format or "table"
+    _check_out(args.out)
+    table = reliability(_data(args), label=args.label, score=_one_score(args, "reliability"),
+                        n_bins=args.n_bins,
+                        strategy=args.strategy, slices=_slices(args), weight=args.weight,
+                        ci=args.ci, nan_policy=args.nan_policy)
+    _output(_Framed(table), fmt, args)
+    return 0
+
+
+def _discover_cmd(args: argparse.Namespace) -> int:
+    from ._discovery import discover_regressions, discover_slices
+
+    features: list[str | _evaluate.Bins] = [*_names(args.feature)]
+    features += [_parse_bins(b) for b in args.bins or []]
+    if not features:
+        raise UsageError("discover needs at least one --feature (or --bins)")
+    fmt = args.format or "table"
+    _check_out(args.out)
+    common = dict(label=args.label, features=features, task=args.task, error=args.error,
+                  k=args.k, max_level=args.max_level, min_support=args.min_support,
+                  method=args.method, nan_policy=args.nan_policy)
+    if args.command == "discover":
+        score = _one_score(args, "discover", " (discover-regressions compares two models)")
+        output = {"score": score} if args.task == "binary" else {"prediction": score}
+        table = discover_slices(_data(args), **output, **common)
+    else:
+        models = _scores(args.score or [])
+        if len(models) != 2:
+            raise UsageError("discover-regressions compares two models: --score "
+                             "NAME=COLUMN twice (the first is the reference)")
+        table = discover_regressions(_data(args), scores=models, correction=args.correction,
+                                     **common)
+    # (The predicates, a list of structs, have no CSV form; the slice label says it all.)
+    shown = table.drop("predicates") if fmt in ("table", "csv") else table
+    _output(_Framed(shown), fmt, args)
+    return 0
+
+
+class _Framed:
+    """A polars frame with the result interface ``_output`` writes (``table``,
+    ``to_json``)."""
+
+    def __init__(self, table: pl.DataFrame) -> None:
+        self.table = table
+
+    def to_json(self) -> str:
+        return json.dumps({"columns": self.table.columns, "rows": self.table.to_dicts()},
+                          default=str)
 
 
 def _save_state(args: argparse.Namespace, spec: Spec) -> int:
@@ -231,7 +446,7 @@ def _save_state(args: argparse.Namespace, spec: Spec) -> int:
                     f"edges, --bins {b.column}:E1,E2,... (e.g. {b.column}:18,30,45,65)"
                 )
     _check_out(args.save_state, "--save-state")
-    state = spec.accumulate(args.path, row_offset=args.row_offset or 0)
+    state = spec.accumulate(_data(args), row_offset=args.row_offset or 0)
     blob = state.to_bytes()
     _write_bytes(args.save_state, blob)
     print(f"assay: saved the state of {state.rows:,} rows ({len(blob):,} bytes) to "
@@ -295,24 +510,30 @@ def _finalize_cmd(args: argparse.Namespace) -> int:
     if fmt == "table":
         _print_table(result.table)
     else:
-        _write_result(result, fmt, args.out)
+        _write_result(result, fmt, args.out, _metadata(args))
     dropped = getattr(result, "dropped", 0)
     if dropped:
         print(f"({dropped} rows dropped by nan_policy=drop)", file=sys.stderr)
     return 0
 
 
-def _write_result(result: Any, fmt: str, out: str | None) -> None:
-    """A report (or comparison) as CSV, JSON or Parquet, to ``out`` or stdout."""
+def _write_result(result: Any, fmt: str, out: str | None,
+                  meta: dict[str, Any] | None = None) -> None:
+    """A report (or comparison, or frame) as CSV, JSON or Parquet, to ``out`` or stdout; JSON
+    gets ``meta``'s keys too."""
+    table = result if isinstance(result, pl.DataFrame) else result.table
     if fmt == "csv":
         if out:
-            result.table.write_csv(out)  # a data file: the values as they are
+            table.write_csv(out)  # a data file: the values as they are
         else:
-            sys.stdout.write(escape_frame(result.table).write_csv())
+            sys.stdout.write(escape_frame(table).write_csv())
     elif fmt == "json":
-        _emit(result.to_json() + "\n", out)  # JSON escapes control characters itself
+        text = (_Framed(table) if isinstance(result, pl.DataFrame) else result).to_json()
+        if meta:
+            text = json.dumps({**json.loads(text), **meta})
+        _emit(text + "\n", out)  # JSON escapes control characters itself
     else:
-        result.table.write_parquet(out)
+        table.write_parquet(out)
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -323,22 +544,45 @@ def _emit(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _input_options(p: argparse.ArgumentParser, score_help: str) -> None:
+    """The options every data command shares."""
+    p.add_argument("path", help="a Parquet, CSV or Arrow IPC file, a directory (Hive "
+                                "partitions included) or a glob")
+    p.add_argument("--label", required=True)
+    p.add_argument("--score", action="append", help=score_help)
+    p.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
+    p.add_argument("--where", metavar="EXPR",
+                   help="keep the rows where this SQL predicate holds, e.g. \"day >= 3\"")
+    p.add_argument("--bins", action="append",
+                   help="COLUMN:N quantile bins, or COLUMN:E1,E2,... explicit edges "
+                        "(repeatable)")
+    p.add_argument("--nan-policy", choices=["raise", "drop"], default="raise")
+    p.add_argument("--format", choices=["table", "csv", "json", "parquet"],
+                   help="table (default), csv, json (with the version, arguments and input "
+                        "fingerprint) or parquet")
+    p.add_argument("-o", "--out", help="write the result to this file instead of stdout")
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = _Parser(
         prog="assay", description="Sliced model evaluation.",
-        epilog="Exit codes: 0 success, 1 data or engine error, 2 usage error, 130 interrupted.",
+        epilog="Exit codes: 0 success, 1 regression detected (compare --gate), 2 usage error, "
+               "3 data or engine error, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"assay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     d = sub.add_parser("demo", help="evaluate a generated churn model and print the report")
     d.add_argument("--rows", type=_int_in(1, MAX_DEMO_ROWS), default=300_000,
                    help=f"rows to generate, in [1, {MAX_DEMO_ROWS}] (default 300000)")
     d.add_argument("--seed", type=_int_in(0, U64_MAX), default=0)
-    e = sub.add_parser("evaluate", help="evaluate a Parquet, CSV or Arrow IPC file")
+    e = sub.add_parser("evaluate", help="sliced metrics of one model")
     e.add_argument("path")
     e.add_argument("--label", required=True)
     e.add_argument("--score", help="the score column (task binary)")
     e.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
     e.add_argument("--prediction", help="the prediction column (task regression)")
+    e.add_argument("--where", metavar="EXPR",
+                   help="keep the rows where this SQL predicate holds, e.g. \"day >= 3\"")
     e.add_argument("--slice", action="append", help="a column, or a cross a,b (repeatable)")
     e.add_argument("--bins", action="append",
                    help="COLUMN:N quantile bins, or COLUMN:E1,E2,... explicit edges "
@@ -363,7 +607,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                    default=15)
     e.add_argument("--calibration-strategy", choices=["uniform", "quantile"], default="uniform")
     e.add_argument("--format", choices=["table", "csv", "json", "parquet"],
-                   help="table (default), csv, json or parquet")
+                   help="table (default), csv, json (with the version, arguments and input "
+                        "fingerprint) or parquet")
     e.add_argument("-o", "--out", help="write the report to this file instead of stdout")
     e.add_argument("--save-state", metavar="FILE",
                    help="write the partial state of these rows to FILE instead of a report "
@@ -371,13 +616,68 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     e.add_argument("--row-offset", type=_int_in(0, U64_MAX), metavar="K",
                    help="with --save-state: the global position of this file's first row "
                         "(bootstrap replicate weights follow it)")
+
+    c = sub.add_parser("compare", help="compare models on the same rows (paired bootstrap), "
+                                       "optionally as a CI gate")
+    _input_options(c, "NAME=COLUMN of a model's scores (repeat; the first is the reference "
+                      "unless --reference)")
+    c.add_argument("--reference", help="the name of the reference model")
+    c.add_argument("--slice", action="append", help="a column, or a cross a,b (repeatable)")
+    c.add_argument("--metrics", help="comma-separated metric names (default: all)")
+    c.add_argument("--threshold", type=float, default=0.5)
+    c.add_argument("--weight")
+    c.add_argument("--min-slice-size", type=_int_in(0, U64_MAX), default=0,
+                   help="slices with fewer rows are left out of the gate (listed as skipped)")
+    c.add_argument("--bootstrap", type=_int_in(2, _evaluate.MAX_BOOTSTRAP), default=1000)
+    c.add_argument("--ci", type=float, default=0.95)
+    c.add_argument("--ci-method", choices=["percentile", "basic", "bca"], default="percentile")
+    c.add_argument("--seed", type=_int_in(0, U64_MAX), default=0)
+    c.add_argument("--row-id", help="integer column identifying each row")
+    c.add_argument("--correction", choices=["simultaneous", "holm", "bh", "none"],
+                   default="simultaneous")
+    c.add_argument("--gate", action="append", metavar="METRIC",
+                   help="fail (exit 1) when a model is worse than the reference on METRIC "
+                        "(repeatable, comma-separated) in any slice; prints the gate's table")
+    c.add_argument("--margin", type=float, help="tolerated worsening of a --gate metric")
+
+    r = sub.add_parser("reliability", help="the reliability table (calibration per bin)")
+    _input_options(r, "the score column")
+    r.add_argument("--slice", action="append", help="a column, or a cross a,b (repeatable)")
+    r.add_argument("--n-bins", type=_int_in(1, 100_000), default=15)
+    r.add_argument("--strategy", choices=["uniform", "quantile"], default="uniform")
+    r.add_argument("--weight")
+    r.add_argument("--ci", type=float, default=0.95)
+
+    commands = {"demo": d, "evaluate": e, "compare": c, "reliability": r}
+    for name, what, score_help in (
+            ("discover", "the slices where the model's error is much higher than average",
+             "the score (or, --task regression, prediction) column"),
+            ("discover-regressions", "the slices where a new model got worse than the "
+             "reference (paired errors)", "NAME=COLUMN of each model, twice (reference "
+             "first)")):
+        q = sub.add_parser(name, help=what)
+        _input_options(q, score_help)
+        q.add_argument("--feature", action="append",
+                       help="a column slices are made of (repeatable, comma-separated)")
+        q.add_argument("--error", help="log_loss (default), zero_one, squared; absolute or "
+                                       "squared with --task regression")
+        q.add_argument("--k", type=_int_in(1, 1_000_000), default=10)
+        q.add_argument("--max-level", type=_int_in(1, 1_000), default=3)
+        q.add_argument("--min-support", type=_support, default=0.01,
+                       help="smallest slice: a fraction of the rows (< 1) or a row count")
+        q.add_argument("--method", choices=["sliceline", "beam"], default="sliceline")
+        if name == "discover-regressions":
+            q.add_argument("--correction", choices=["holm", "bh", "none"], default="holm")
+        commands[name] = q
+
     f = sub.add_parser("finalize", help="merge partial states (--save-state) into a report")
     f.add_argument("states", nargs="*", metavar="STATE",
                    help="state files written by assay evaluate --save-state")
     f.add_argument("-o", "--out",
                    help="write the report to this file: .parquet/.pq, .csv or .json "
                         "(default: a table on stdout)")
-    return parser, {"demo": d, "evaluate": e, "finalize": f}
+    commands["finalize"] = f
+    return parser, commands
 
 
 def _error(message: str, code: int) -> int:
@@ -388,7 +688,11 @@ def _error(message: str, code: int) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     parser, commands = _parser()
     args = parser.parse_args(argv)
-    run = {"demo": _demo, "evaluate": _evaluate_cmd, "finalize": _finalize_cmd}[args.command]
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
+    run = {"demo": _demo, "evaluate": _evaluate_cmd, "compare": _compare_cmd,
+           "reliability": _reliability_cmd, "discover": _discover_cmd,
+           "discover-regressions": _discover_cmd, "finalize": _finalize_cmd}[args.command]
     try:
         return run(args)
     except UsageError as err:

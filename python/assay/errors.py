@@ -67,11 +67,13 @@ class RegressionDetected(AssayError, AssertionError):
     """A model is worse than its reference with confidence (raised by
     :meth:`assay.Comparison.assert_not_worse`). ``slices`` holds the offending rows of the
     gate's table (``slice``, ``metric``, ``model``, ``n``, ``delta``, ``lo``, ``hi``,
-    ``p_worse``, ``status``)."""
+    ``p_worse``, ``status``) and ``table`` the whole table (every cell's status)."""
 
-    def __init__(self, message: str, column: str | None = None, slices: object = None) -> None:
+    def __init__(self, message: str, column: str | None = None, slices: object = None,
+                 table: object = None) -> None:
         super().__init__(message, column)
         self.slices = slices
+        self.table = table
 
 
 class ModelError(AssayError):

@@ -1,0 +1,151 @@
+"""The command line as users run it: ``python -m assay`` (and the installed ``assay`` console
+script) in a subprocess: compare with a gate and its exit codes, discovery, reliability,
+``--where``, directories and globs, JSON metadata, ``--version``, and the exit codes of usage and
+data errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import assay
+from assay.demo import make_comparison_data
+
+MODELS = ["--score", "prod=p_old", "--score", "cand=p_new"]
+
+
+def run(*argv, cwd, script: list[str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ASSAY_ALLOW_DEBUG_BUILD": "1"}
+    cmd = (script or [sys.executable, "-m", "assay"]) + [str(a) for a in argv]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    t = make_comparison_data(20_000, seed=0)
+    pq.write_table(t, d / "cmp.parquet")
+    # The same rows as a Hive tree by channel, for directories and globs.
+    for ch in ("web", "app", "partner"):
+        part = t.filter(pa.compute.equal(t["channel"], ch)).drop_columns(["channel"])
+        (d / "tree" / f"channel={ch}").mkdir(parents=True)
+        pq.write_table(part, d / "tree" / f"channel={ch}" / "part-0.parquet")
+    return d
+
+
+def test_version_and_module_entry_point(data_dir):
+    p = run("--version", cwd=data_dir)
+    assert p.returncode == 0 and p.stdout.strip() == f"assay {assay.__version__}"
+    p = run("--help", cwd=data_dir)
+    for command in ("evaluate", "compare", "reliability", "discover", "discover-regressions",
+                    "finalize"):
+        assert command in p.stdout
+    assert "1 regression detected" in p.stdout and "3 data" in p.stdout
+
+
+def test_compare_gate_exit_codes(data_dir):
+    gate = ["--slice", "channel", "--metrics", "log_loss", "--bootstrap", "100",
+            "--gate", "log_loss", "--margin", "0.01"]
+    p = run("compare", "cmp.parquet", "--label", "churned", *MODELS, *gate, "--format", "csv",
+            cwd=data_dir)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.startswith("assay: regression: ") and "simultaneous" in p.stderr
+    table = pl.read_csv(io.StringIO(p.stdout))
+    assert table.filter(pl.col("slice") == "channel=partner")["status"][0] == "worse"
+    # The candidate is fine everywhere but on partner rows: the gate passes without them.
+    p = run("compare", "cmp.parquet", "--label", "churned", *MODELS, *gate, "--where",
+            "channel <> 'partner'", "--format", "csv", cwd=data_dir)
+    assert p.returncode == 0, p.stderr
+    table = pl.read_csv(io.StringIO(p.stdout))
+    assert set(table["status"]) == {"not worse"} and "channel=partner" not in table["slice"]
+
+
+def test_compare_table_json_has_the_run_metadata(data_dir):
+    p = run("compare", "tree", "--label", "churned", *MODELS, "--slice", "channel",
+            "--metrics", "roc_auc", "--bootstrap", "50", "--format", "json", cwd=data_dir)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["assay_version"] == assay.__version__
+    assert out["arguments"][:2] == ["compare", "tree"]
+    assert out["input"]["path"] == "tree"
+    assert out["input"]["fingerprint"].startswith("sha256:")
+    # The same rows from the file: the same numbers (the Hive key is the slice column).
+    ref = assay.compare(str(data_dir / "cmp.parquet"), label="churned",
+                        scores={"prod": "p_old", "cand": "p_new"}, slices=["channel"],
+                        metrics=["roc_auc"], bootstrap=50)
+    got = {(r["slice"], r["metric"]): r["delta"] for r in out["rows"]}
+    for r in ref.table.iter_rows(named=True):
+        assert got[(r["slice"], r["metric"])] == pytest.approx(r["delta"], rel=1e-12)
+    # A second run on the same files has the same fingerprint; touching a file changes it.
+    again = json.loads(run("compare", "tree", "--label", "churned", *MODELS, "--metrics",
+                           "roc_auc", "--bootstrap", "20", "--format", "json",
+                           cwd=data_dir).stdout)
+    assert again["input"]["fingerprint"] == out["input"]["fingerprint"]
+
+
+def test_discovery_and_reliability_commands(data_dir):
+    p = run("discover-regressions", "tree/*/*.parquet", "--label", "churned", *MODELS,
+            "--feature", "country,device", "--feature", "channel", "--format", "csv",
+            cwd=data_dir)
+    assert p.returncode == 0, p.stderr
+    found = pl.read_csv(io.StringIO(p.stdout))
+    assert found["slice"][0] == "channel=partner" and found["significant"][0]
+    p = run("discover", "cmp.parquet", "--label", "churned", "--score", "p_new", "--feature",
+            "country,device,channel", "--k", "3", "--min-support", "500", "--format", "json",
+            cwd=data_dir)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["rows"]
+    assert rows[0]["slice"] == "channel=partner" and rows[0]["size"] >= 500
+    p = run("reliability", "cmp.parquet", "--label", "churned", "--score", "p_old",
+            "--n-bins", "4", "--slice", "channel", "--format", "csv", cwd=data_dir)
+    assert p.returncode == 0, p.stderr
+    rel = pl.read_csv(io.StringIO(p.stdout))
+    assert rel.filter(pl.col("slice") == "overall")["count"].sum() == 20_000
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["compare", "cmp.parquet", "--label", "churned", "--score", "p_old"], 2,
+     "at least two --score"),
+    (["evaluate", "cmp.parquet", "--label", "churned", "--score", "p_new", "--where",
+      "channel = (("], 2, "not a SQL predicate"),
+    (["evaluate", "cmp.parquet", "--label", "churned", "--score", "p_new", "--where",
+      "nope > 1"], 2, "nope"),
+    (["evaluate", "cmp.parquet", "--label", "nope", "--score", "p_new"], 2, "nope"),
+    (["discover", "cmp.parquet", "--label", "churned", "--score", "p_new"], 2,
+     "at least one --feature"),
+    (["compare", "cmp.parquet", "--label", "churned", *MODELS, "--margin", "0.1"], 2,
+     "--margin applies to a --gate"),
+    (["evaluate", "nan.parquet", "--label", "y", "--score", "p"], 3, "NaN"),
+    (["evaluate", "corrupt.parquet", "--label", "y", "--score", "p"], 3, "corrupt"),
+])
+def test_usage_and_data_errors(data_dir, argv, code, words):
+    pq.write_table(pa.table({"y": [0, 1, 1], "p": [0.2, np.nan, 0.7]}), data_dir / "nan.parquet")
+    (data_dir / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
+    p = run(*argv, cwd=data_dir)
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert "assay: error: " in p.stderr and words in p.stderr, p.stderr
+
+
+def test_the_installed_console_script(data_dir):
+    script = shutil.which("assay")
+    if script is None:
+        pytest.skip("no assay console script on PATH (pip install . puts one there)")
+    probe = run("compare", "--help", cwd=data_dir, script=[script])
+    if "--gate" not in probe.stdout:
+        pytest.skip(f"{script} belongs to another (older) install of assay")
+    p = run("compare", "cmp.parquet", "--label", "churned", *MODELS, "--slice", "channel",
+            "--metrics", "log_loss", "--bootstrap", "50", "--gate", "log_loss",
+            cwd=data_dir, script=[script])
+    assert p.returncode == 1 and "assay: regression: " in p.stderr
