@@ -13,6 +13,7 @@ from . import _native
 from ._args import U64_MAX, float_arg, int_arg, show
 from ._common import LOWER_IS_BETTER, REGISTRY
 from ._evaluate import (
+    MAX_SLICES,
     TASKS,
     SliceLike,
     _calibration,
@@ -327,6 +328,7 @@ def compare(
     calibration_bins: int = 15,
     calibration_strategy: Literal["uniform", "quantile"] = "uniform",
     correction: Literal["simultaneous", "holm", "bh", "none"] = "simultaneous",
+    max_slices: int | None = MAX_SLICES,
 ) -> Comparison:
     """Compare two or more models on the same rows, per slice, with a paired bootstrap.
 
@@ -351,7 +353,7 @@ def compare(
         As in :func:`assay.evaluate`; a comparison always resamples (``ci_method`` is
         ``"percentile"``, ``"basic"`` or ``"bca"``).
     label, slices, metrics, threshold, weight, min_slice_size, nan_policy, n_threads
-    calibration_bins, calibration_strategy
+    calibration_bins, calibration_strategy, max_slices
         As in :func:`assay.evaluate` (``min_slice_size`` never applies to ``overall``). A row
         whose score is missing for any model is dropped for all of them
         (``nan_policy="drop"``), keeping the comparison paired.
@@ -402,7 +404,7 @@ def compare(
         raise InvalidArgumentError(
             "correction must be one of 'simultaneous', 'holm', 'bh', 'none', got "
             f"{show(correction)}")
-    return _comparison(_run(data, job, n_threads), job, correction)
+    return _comparison(_run(data, job, n_threads, max_slices), job, correction)
 
 
 def _models(scores: Any, reference: Any, what: str = "compare") -> list[tuple[str, str]]:

@@ -402,6 +402,10 @@ def _threads(n_threads: int | None) -> int | None:
     return value
 
 
+MAX_SLICES = 10_000
+"""The default ``max_slices``: the most slices one slice spec may make."""
+
+
 def evaluate(
     data: Any,
     *,
@@ -423,6 +427,7 @@ def evaluate(
     auc_bins: int = 4096,
     auc_max_runs: int | None = None,
     n_threads: int | None = None,
+    max_slices: int | None = MAX_SLICES,
     bootstrap: int | None = None,
     ci: float = 0.95,
     ci_method: Literal["percentile", "basic", "bca", "analytic"] | None = None,
@@ -512,6 +517,12 @@ def evaluate(
     auc_max_runs : int, optional
         The run budget of ``auc="sketch"`` per slice, in [16, 1000000] (default
         ``assay._native.DEFAULT_MAX_RUNS``): more runs, a smaller error bound.
+    max_slices : int or None
+        The most slices one slice spec may make (default 10,000): a spec that passes it (an
+        ID-like column as a slice makes one slice per value) stops the pass early with
+        :class:`InvalidArgumentError` naming the column and its count of values, instead of
+        a report of millions of one-row slices. Bucket such a column with ``assay.bins`` or
+        raise the limit (None: no limit).
     n_threads : int, optional
         Worker threads (default: ``ASSAY_NUM_THREADS`` or all cores). Results are bit-identical
         for every thread count. At most 4 x the cores (``assay._native.max_threads()``): a
@@ -618,7 +629,7 @@ def evaluate(
         interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,
     )
-    return _report(_run(data, job, n_threads), job)
+    return _report(_run(data, job, n_threads, max_slices), job)
 
 
 @dataclass(frozen=True)
@@ -667,9 +678,11 @@ class _Job:
                 *(f if isinstance(f, str) else f.column for feats, _ in self.slices
                   for f in feats)]
 
-    def native(self, source: Source | None, n_threads: int | None) -> tuple[Any, ...]:
+    def native(self, source: Source | None, n_threads: int | None,
+               max_slices: int | None = None) -> tuple[Any, ...]:
         """The job tuple of the native layer; data-derived bins are fitted on ``source``
-        (None: every bin must have its edges)."""
+        (None: every bin must have its edges); ``max_slices`` bounds the slices of each spec
+        (None: no limit)."""
         specs, only = _resolve_slices(self.slices, source)
         compare = None if self.compare is None else (
             self.compare[0], [(n, c) for n, c in self.compare[1]])
@@ -678,7 +691,7 @@ class _Job:
             self.min_slice_size, self.nan_policy, self.auc, n_threads, self.interval, compare,
             self.calibration, self.reliability,
             only if any(o is not None for o in only) else None,
-            self.task, self.power, self.bounds,
+            self.task, self.power, self.bounds, max_slices,
         )
 
 
@@ -773,21 +786,28 @@ def _check_sketch(auc: tuple[str, int], names: Sequence[str], interval: Any,
         )
 
 
-def _prepare(data: Any, job: _Job, n_threads: Any) -> tuple[Source, tuple[Any, ...]]:
+def _max_slices(value: Any) -> int | None:
+    """Validates ``max_slices``: a count >= 1, or None (no limit)."""
+    return None if value is None else int_arg(value, "max_slices", None, 1, U64_MAX)
+
+
+def _prepare(data: Any, job: _Job, n_threads: Any,
+             max_slices: Any = MAX_SLICES) -> tuple[Source, tuple[Any, ...]]:
     """The source of ``data`` and the native job tuple (data-derived bins fitted on it). Run
     the native call that reads ``source.open()`` inside ``with source.guard:``."""
     threads = _threads(n_threads)
+    limit = _max_slices(max_slices)
     source = to_source(data)
-    native = job.native(source, threads)
+    native = job.native(source, threads, limit)
     # A column the job uses must not be ambiguous; a failure of the source mid-stream is
     # re-raised by the guard as the source's own (typed) error.
     source.check_columns(job.columns())
     return source, native
 
 
-def _run(data: Any, job: _Job, n_threads: Any) -> Any:
+def _run(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES) -> Any:
     """Runs ``job`` over ``data`` in one native pass; the native result tuple."""
-    source, native = _prepare(data, job, n_threads)
+    source, native = _prepare(data, job, n_threads, max_slices)
     with source.guard:
         return _native.evaluate(source.open(job.columns()), native, source.rows)
 

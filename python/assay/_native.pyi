@@ -59,6 +59,10 @@ _Job = tuple[
     tuple[int, str] | None,  # calibration
     float | None,  # reliability
     list[str | None] | None,  # slice_only
+    str,  # task
+    float,  # power (Tweedie)
+    tuple[str, str] | None,  # prediction interval columns (lower, upper)
+    int | None,  # max_slices (None: no limit)
 ]
 # (table, notes, rows, dropped, [(table, notes) of each other model], comparison or None,
 #  reliability or None, [layout batch of each model's report: each row's spec and, with

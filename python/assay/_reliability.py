@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from ._evaluate import SliceLike, _calibration, _job, _run, ci_arg
+from ._evaluate import MAX_SLICES, SliceLike, _calibration, _job, _run, ci_arg
 from .errors import InvalidArgumentError
 
 __all__ = ["reliability"]
@@ -25,6 +25,7 @@ def reliability(
     ci: float = 0.95,
     nan_policy: Literal["raise", "drop"] = "raise",
     n_threads: int | None = None,
+    max_slices: int | None = MAX_SLICES,
 ) -> pl.DataFrame:
     """The reliability table: per slice and score bin, the mean score and the fraction of
     positives, with a Wilson interval, in one pass over the data.
@@ -59,6 +60,8 @@ def reliability(
         Rows with a null/NaN label or score raise, or are dropped.
     n_threads : int, optional
         Worker threads (default: all cores); the table is bit-identical for any count.
+    max_slices : int or None
+        The most slices one slice spec may make, as in :func:`assay.evaluate`.
 
     Returns
     -------
@@ -97,7 +100,7 @@ def reliability(
         weight=weight, min_slice_size=0, nan_policy=nan_policy, auc="exact", auc_bins=4096,
         interval=None, compare=None, calibration=calibration, reliability=level,
     )
-    table = _run(data, job, n_threads)[6]
+    table = _run(data, job, n_threads, max_slices)[6]
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame

@@ -118,6 +118,13 @@ def _support(text: str) -> float | int:
             f"expected a fraction of the rows in (0, 1) or a row count, got {text!r}") from None
 
 
+def _max_slices_arg(text: str) -> int | None:
+    """An argparse type: ``--max-slices N`` (a count >= 1) or ``none`` (no limit)."""
+    if text.strip().lower() == "none":
+        return None
+    return _int_in(1, U64_MAX)(text)
+
+
 def _print_table(df: pl.DataFrame) -> None:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, float_precision=4,
                    tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
@@ -231,7 +238,7 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
     if fmt == "parquet" and not args.out:
         raise UsageError("--format parquet needs --out FILE")
     _check_out(args.out)
-    rep = spec.evaluate(_data(args))
+    rep = spec.evaluate(_data(args), max_slices=args.max_slices)
     assert isinstance(rep, Report)  # the command line has no comparison specs
     _output(rep, fmt, args)
     if rep.dropped:
@@ -361,7 +368,8 @@ def _compare_cmd(args: argparse.Namespace) -> int:
                   threshold=args.threshold, weight=args.weight,
                   min_slice_size=args.min_slice_size, nan_policy=args.nan_policy,
                   bootstrap=args.bootstrap, ci=args.ci, ci_method=args.ci_method,
-                  seed=args.seed, row_id=args.row_id, correction=args.correction)
+                  seed=args.seed, row_id=args.row_id, correction=args.correction,
+                  max_slices=args.max_slices)
     if not gate:
         _output(cmp, fmt, args)
         return 0
@@ -386,7 +394,7 @@ def _reliability_cmd(args: argparse.Namespace) -> int:
     table = reliability(_data(args), label=args.label, score=_one_score(args, "reliability"),
                         n_bins=args.n_bins,
                         strategy=args.strategy, slices=_slices(args), weight=args.weight,
-                        ci=args.ci, nan_policy=args.nan_policy)
+                        ci=args.ci, nan_policy=args.nan_policy, max_slices=args.max_slices)
     _output(_Framed(table), fmt, args)
     return 0
 
@@ -446,7 +454,8 @@ def _save_state(args: argparse.Namespace, spec: Spec) -> int:
                     f"edges, --bins {b.column}:E1,E2,... (e.g. {b.column}:18,30,45,65)"
                 )
     _check_out(args.save_state, "--save-state")
-    state = spec.accumulate(_data(args), row_offset=args.row_offset or 0)
+    state = spec.accumulate(_data(args), row_offset=args.row_offset or 0,
+                            max_slices=args.max_slices)
     blob = state.to_bytes()
     _write_bytes(args.save_state, blob)
     print(f"assay: saved the state of {state.rows:,} rows ({len(blob):,} bytes) to "
@@ -557,6 +566,9 @@ def _input_options(p: argparse.ArgumentParser, score_help: str) -> None:
                    help="COLUMN:N quantile bins, or COLUMN:E1,E2,... explicit edges "
                         "(repeatable)")
     p.add_argument("--nan-policy", choices=["raise", "drop"], default="raise")
+    p.add_argument("--max-slices", type=_max_slices_arg, default=_evaluate.MAX_SLICES,
+                   help=f"the most slices one --slice may make (default "
+                        f"{_evaluate.MAX_SLICES}; none: no limit)")
     p.add_argument("--format", choices=["table", "csv", "json", "parquet"],
                    help="table (default), csv, json (with the version, arguments and input "
                         "fingerprint) or parquet")
@@ -592,6 +604,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     e.add_argument("--weight")
     e.add_argument("--min-slice-size", type=_int_in(0, U64_MAX), default=0)
     e.add_argument("--nan-policy", choices=["raise", "drop"], default="raise")
+    e.add_argument("--max-slices", type=_max_slices_arg, default=_evaluate.MAX_SLICES,
+                   help=f"the most slices one --slice may make (default "
+                        f"{_evaluate.MAX_SLICES}; none: no limit)")
     e.add_argument("--auc", choices=["exact", "binned", "sketch"], default="exact")
     e.add_argument("--auc-bins", type=_int_in(1, _evaluate.MAX_BINS), default=4096,
                    help="histogram bins of --auc binned (default 4096)")

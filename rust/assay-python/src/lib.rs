@@ -185,15 +185,16 @@ struct Job(
     String,                                            // task
     f64,                                               // power (Tweedie deviance)
     Option<(String, String)>,                          // prediction interval (lower, upper)
+    Option<u64>,                                       // max_slices (None: no limit)
 );
 
 impl Job {
-    /// The job from Python's 18-tuple.
+    /// The job from Python's 19-tuple.
     fn extract(t: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Job> {
         use pyo3::types::PyTupleMethods;
-        if t.len() != 18 {
+        if t.len() != 19 {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "a job is a tuple of 18 options, got {}",
+                "a job is a tuple of 19 options, got {}",
                 t.len()
             )));
         }
@@ -217,6 +218,7 @@ impl Job {
             at(15)?.extract()?,
             at(16)?.extract()?,
             at(17)?.extract()?,
+            at(18)?.extract()?,
         ))
     }
 
@@ -241,6 +243,7 @@ impl Job {
             task,
             power,
             bounds,
+            max_slices,
         ) = self;
         let family = assay_core::metrics::Family::parse(&task)?;
         let calibration = match calibration {
@@ -306,6 +309,7 @@ impl Job {
             reliability,
             slice_only: slice_only.unwrap_or_default(),
             rows_hint,
+            max_slices,
         })
     }
 }

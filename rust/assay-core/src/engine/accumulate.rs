@@ -62,6 +62,36 @@ where
 /// bins are read from the rows stay as they are. (Calibration bins read from the kept rows
 /// count rows and sum squared weights: an unweighted job's counts carry both, a weighted
 /// job's combined weights neither.)
+/// Refuses a slice spec with more than `max` slices (so far, after `rows` rows): an ID-like
+/// column as a slice would otherwise make one slice per row, silently.
+fn check_slice_count(spec: &EvalSpec, n_ids: &[usize], max: u64, rows: u64) -> Result<()> {
+    for (s, &n) in spec.slices.iter().zip(n_ids) {
+        if n as u64 > max {
+            let cols: Vec<&str> = s.iter().map(|f| f.column()).collect();
+            let (what, hint) = if cols.len() == 1 {
+                (
+                    format!("column {:?}", cols[0]),
+                    format!(
+                        "bucket a numeric column with assay.bins({:?}, n) or leave it out of \
+                         the slices",
+                        cols[0]
+                    ),
+                )
+            } else {
+                (
+                    format!("the cross of {cols:?}"),
+                    "cross fewer columns, or bucket numeric ones with assay.bins".to_string(),
+                )
+            };
+            return Err(AssayError::InvalidArgument(format!(
+                "{what} makes more than max_slices={max} slices ({n} distinct slices in the \
+                 first {rows} rows); {hint}, or raise max_slices (None: no limit)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn compact_kept_rows(
     state: &mut PartialState,
     spec: &EvalSpec,
@@ -236,6 +266,9 @@ where
                 .collect();
             Ok((ids, n_ids))
         })?;
+        if let Some(max) = spec.max_slices {
+            check_slice_count(spec, &n_ids[1..], max, rows + len as u64)?;
+        }
 
         // Cut the batch at global chunk boundaries.
         let mut pieces = Vec::new();

@@ -97,6 +97,9 @@ pub struct EvalSpec {
     /// Build the reliability table of the calibration bins, with Wilson intervals at this
     /// level (`Evaluation::reliability`).
     pub reliability: Option<f64>,
+    /// The most slices one slice spec may produce (None: no limit): a spec that passes it
+    /// (an ID-like column as a slice) stops the pass with an error naming its columns.
+    pub max_slices: Option<u64>,
 }
 
 /// Models compared in one pass with the same replicate weights.

@@ -1,0 +1,88 @@
+"""Guards against silent footguns: a slice spec that would make more than ``max_slices`` slices
+(an ID-like column as a slice) stops the pass early with an error naming the column and its
+count, in every entry point, the command line included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import assay
+from assay.cli import main
+from assay.errors import InvalidArgumentError
+
+
+def ids_table(n: int = 30_000) -> pa.Table:
+    rng = np.random.default_rng(0)
+    return pa.table({"y": rng.integers(0, 2, n), "p": rng.random(n), "id": np.arange(n),
+                     "g": np.arange(n) % 7})
+
+
+def test_an_id_column_as_a_slice_is_refused_with_its_count():
+    with pytest.raises(InvalidArgumentError,
+                       match=r'column "id" makes more than max_slices=10000 slices \(30000 '
+                             r'distinct slices in the first 30000 rows\); bucket a numeric '
+                             r'column with assay\.bins\("id", n\)'):
+        assay.evaluate(ids_table(), label="y", score="p", slices=["g", "id"])
+
+
+def test_a_cross_names_its_columns_and_the_limit_can_be_raised():
+    t = ids_table(3000)
+    with pytest.raises(InvalidArgumentError, match=r'the cross of \["g", "id"\].*max_slices=500'):
+        assay.evaluate(t, label="y", score="p", slices=[("g", "id")], max_slices=500)
+    rep = assay.evaluate(t, label="y", score="p", slices=[("g", "id")], metrics=["accuracy"],
+                         max_slices=3000)
+    assert rep.table.height == 1 + 3000
+    rep = assay.evaluate(t, label="y", score="p", slices=["id"], metrics=["accuracy"],
+                         max_slices=None)
+    assert rep.table.height == 1 + 3000
+
+
+def test_the_pass_stops_at_the_batch_that_passes_the_limit():
+    t = ids_table(40_000)
+    read = []
+
+    def batches():
+        for b in t.to_batches(max_chunksize=1000):
+            read.append(b.num_rows)
+            yield b
+
+    reader = pa.RecordBatchReader.from_batches(t.schema, batches())
+    with pytest.raises(InvalidArgumentError, match="in the first 11000 rows"):
+        assay.evaluate(reader, label="y", score="p", slices=["id"])
+    assert len(read) <= 16  # not the 40 batches of the stream (a few are read ahead)
+
+
+def test_every_entry_point_has_the_guard():
+    t = ids_table(2000)
+    t = t.append_column("q", pa.array(t["p"].to_numpy()[::-1].copy()))
+    kw = dict(label="y", slices=["id"], max_slices=100)
+    with pytest.raises(InvalidArgumentError, match="max_slices=100"):
+        assay.compare(t, scores=["p", "q"], bootstrap=10, **kw)
+    with pytest.raises(InvalidArgumentError, match="max_slices=100"):
+        assay.reliability(t, score="p", **kw)
+    spec = assay.Spec(label="y", score="p", slices=["id"])
+    with pytest.raises(InvalidArgumentError, match="max_slices=100"):
+        spec.accumulate(t, max_slices=100)
+    with pytest.raises(InvalidArgumentError, match="max_slices=100"):
+        spec.evaluate(t, max_slices=100)
+    assert spec.accumulate(t).rows == 2000  # 2001 slices are under the default
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "many", True])
+def test_bad_max_slices(bad):
+    with pytest.raises(InvalidArgumentError, match="max_slices"):
+        assay.evaluate(ids_table(10), label="y", score="p", max_slices=bad)
+
+
+def test_the_command_line_reports_it_as_a_usage_error(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    pq.write_table(ids_table(20_000), tmp_path / "ids.parquet")
+    argv = ["evaluate", str(tmp_path / "ids.parquet"), "--label", "y", "--score", "p",
+            "--slice", "id", "--metrics", "accuracy"]
+    assert main(argv) == 2
+    assert 'assay: error: column "id" makes more than max_slices=10000' in \
+        capsys.readouterr().err
+    assert main([*argv, "--max-slices", "none"]) == 0
