@@ -301,7 +301,7 @@ def test_replicate_state_too_large_for_memory_is_refused():
     d = {"y": np.arange(n) % 2, "p": np.linspace(0, 1, n), "id": np.arange(n).astype(str)}
     with pytest.raises(InvalidArgumentError, match="GiB"):
         assay.evaluate(d, label="y", score="p", slices=["id"], metrics=["accuracy"],
-                       bootstrap=5_000)
+                       bootstrap=5_000, max_slices=None)
 
 
 def test_null_row_id_is_an_error_naming_the_column():
