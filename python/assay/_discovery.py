@@ -466,6 +466,7 @@ def _discover(
     err = _error_spec(error, label, score, prediction, task)
 
     source = to_source(data)
+    source.slice_as_text(s for s in specs if isinstance(s, str))
     source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:],
                           paired[0] if paired else None])
     names = source.names

@@ -798,6 +798,7 @@ def _prepare(data: Any, job: _Job, n_threads: Any,
     threads = _threads(n_threads)
     limit = _max_slices(max_slices)
     source = to_source(data)
+    source.slice_as_text(f for feats, _ in job.slices for f in feats if isinstance(f, str))
     native = job.native(source, threads, limit)
     # A column the job uses must not be ambiguous; a failure of the source mid-stream is
     # re-raised by the guard as the source's own (typed) error.

@@ -222,6 +222,17 @@ class Source:
     """Where a stream's failure is kept until the native call returns (see StreamGuard)."""
     schema: pa.Schema | None = None
     """The input's Arrow schema, where it is known before the pass without reading rows."""
+    temporal: frozenset[str] = frozenset()
+    """The input's date, time and timestamp columns (where its schema is known)."""
+    as_text: tuple[str, ...] = ()
+    """Columns the stream hands over as their text (ISO dates and times): a date, time or
+    timestamp column used as a categorical slice (set by the job, see :meth:`slice_as_text`)."""
+
+    def slice_as_text(self, columns: Iterable[str]) -> None:
+        """Hands the temporal ones among ``columns`` (categorical slice features) over as
+        text: the engine slices by value, labelled ``day=2024-01-05``, in chronological
+        order (ISO text sorts as time does)."""
+        self.as_text = tuple(c for c in dict.fromkeys(columns) if c in self.temporal)
 
     def open(self, columns: Iterable[str | None] | None = None) -> Any:
         """The input as an object exposing ``__arrow_c_stream__`` (called once, after bins
@@ -232,9 +243,11 @@ class Source:
         holds only those of them that it has, in its own order, and the others are never
         read; a column it lacks is left to the engine to report."""
         if columns is None or self.names is None:
-            return self.opener(None)
-        wanted = {c for c in columns if c is not None}
-        return self.opener([n for n in dict.fromkeys(self.names) if n in wanted])
+            stream = self.opener(None)
+        else:
+            wanted = {c for c in columns if c is not None}
+            stream = self.opener([n for n in dict.fromkeys(self.names) if n in wanted])
+        return _text_columns(stream, self.as_text) if self.as_text else stream
 
     def read_column(self, name: str, purpose: str) -> Any:
         """A one-column stream of ``name``, with a typed error when it cannot be had."""
@@ -265,6 +278,46 @@ class Source:
                     "tell which one to use: rename or drop the duplicates",
                     c,
                 )
+
+
+def _temporal(schema: pa.Schema | None) -> frozenset[str]:
+    """The date, time and timestamp columns of ``schema``."""
+    if schema is None:
+        return frozenset()
+    t = pa.types
+    return frozenset(f.name for f in schema
+                     if t.is_date(f.type) or t.is_time(f.type) or t.is_timestamp(f.type))
+
+
+def _text_columns(stream: Any, columns: Sequence[str]) -> pa.RecordBatchReader:
+    """``stream`` with ``columns`` cast to text, batch by batch (vectorized; pyarrow's ISO
+    forms: ``2024-01-05``, ``10:30:00``, ``10:30:00.25``, ``2024-01-05 10:30:00``, a zone as
+    ``Z``)."""
+    import pyarrow.compute as pc
+
+    reader = stream if isinstance(stream, pa.RecordBatchReader) else \
+        pa.RecordBatchReader.from_stream(stream)
+    names = [n for n in columns if n in reader.schema.names]
+    if not names:
+        return reader
+    schema = reader.schema
+    for n in names:
+        i = schema.get_field_index(n)
+        schema = schema.set(i, schema.field(i).with_type(pa.string()))
+
+    def text(c: Any) -> Any:
+        # An all-zero fraction of a second is dropped, so that a time reads the same at any
+        # unit (polars' nanoseconds, pyarrow's microseconds): 10:30:00.000000 -> 10:30:00.
+        return pc.replace_substring_regex(pc.cast(c, pa.string()), pattern=r"\.0+(Z?)$",
+                                          replacement=r"\1")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            cols = [text(c) if name in names else c
+                    for name, c in zip(batch.schema.names, batch.columns, strict=True)]
+            yield pa.RecordBatch.from_arrays(cols, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _failing(what: str, action: str, e: Exception) -> InvalidInputError:
@@ -306,7 +359,7 @@ def _stream_source(
             raise _failing(what, f"to read column {c!r}", e) from e
 
     return Source(opener=open_, column=None if column is None else column_, names=names,
-                  guard=guard, schema=schema)
+                  guard=guard, schema=schema, temporal=_temporal(schema))
 
 
 # In-memory tables are handed over in slices of this many rows (zero-copy): the engine checks
@@ -326,7 +379,8 @@ def _table_source(table: pa.Table, what: str = "the input table") -> Source:
         return chosen.to_reader(max_chunksize=_BATCH_ROWS)
 
     return Source(opener=open_, column=lambda c: table.select([c]), names=table.schema.names,
-                  rows=table.num_rows, guard=StreamGuard(what), schema=table.schema)
+                  rows=table.num_rows, guard=StreamGuard(what), schema=table.schema,
+                  temporal=_temporal(table.schema))
 
 
 def _column_array(name: str, values: Any) -> Any:
@@ -603,9 +657,16 @@ def _lazyframe_source(lf: Any) -> Source:
         names = lf.collect_schema().names()
     except Exception as e:
         raise _failing(what, "to resolve its schema", e) from e
-    return _stream_source(
+    import polars as pl
+
+    source = _stream_source(
         lambda cols: _lazyframe_reader(lf if cols is None else lf.select(cols)), what,
         lambda c: lf.select(c).collect(), names, opening="to collect")
+    schema = lf.collect_schema()
+    source.temporal = frozenset(n for n, t in schema.items()
+                                if isinstance(t, (pl.Date, pl.Datetime, pl.Time))
+                                or t in (pl.Date, pl.Time))
+    return source
 
 
 def _lazyframe_reader(lf: Any) -> pa.RecordBatchReader:
@@ -643,9 +704,13 @@ def _duckdb_source(rel: Any) -> Source:
 
     try:
         names = list(rel.columns)
+        types = [str(t).upper() for t in rel.dtypes]
     except Exception as e:
         raise _failing(what, "to give its columns", e) from e
-    return _stream_source(reader, what, column, names, opening="to execute")
+    source = _stream_source(reader, what, column, names, opening="to execute")
+    source.temporal = frozenset(n for n, t in zip(names, types, strict=True)
+                                if t.startswith(("DATE", "TIME")))
+    return source
 
 
 def _duck_column(name: str) -> Any:
