@@ -91,6 +91,7 @@ def test_pyarrow_datasets(tmp_path):
          assay.evaluate(t, slices=["g"], **KW))
 
 
+@pytest.mark.filterwarnings("ignore::assay.NothingFoundWarning")  # empty by design
 def test_compare_discovery_and_partial_states_read_datasets(tmp_path, monkeypatch):
     t = table()
     t = t.append_column("q", pa.array(np.clip(t["p"].to_numpy() + 0.05, 0, 1)))

@@ -462,6 +462,7 @@ def test_planted_slices_are_found_first(seed):
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::assay.NothingFoundWarning")  # empty by design
 def test_null_data_rarely_has_a_significant_slice():
     # errors independent of the features: any significant slice is a false discovery, so the
     # fraction of data sets with one estimates the family-wise error, which BH keeps near fdr.

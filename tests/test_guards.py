@@ -145,3 +145,26 @@ def test_temporal_slices_from_lazy_frames_duckdb_and_partial_states():
     merged = assay.merge([spec.accumulate(t.slice(0, 1000)),
                           spec.accumulate(t.slice(1000), row_offset=1000)]).finalize()
     assert merged.table.equals(want)
+
+
+# ----------------------------------------------------------------------------------------------
+# discover_slices says why it found nothing
+
+
+@pytest.mark.parametrize("case, words", [
+    ("perfect", "no row of the 3000 has a positive error"),
+    ("ids", "every slice has fewer than min_support=30 rows"),
+    ("flat", "none of the"),
+])
+def test_an_empty_discovery_says_why(case, words):
+    rng = np.random.default_rng(0)
+    n = 3000
+
+    err = {"perfect": np.zeros(n), "ids": rng.exponential(1, n),
+           "flat": np.ones(n)}[case]
+    data = {"err": err, "id": np.arange(n) % 500, "g": rng.choice(["a", "b"], n)}
+    features = ["id"] if case == "ids" else ["g"]
+    with pytest.warns(assay.NothingFoundWarning, match=words):
+        found = assay.discover_slices(data, error="err", features=features, min_support=0.01)
+    assert found.height == 0
+

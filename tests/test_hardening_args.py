@@ -249,6 +249,7 @@ def test_huge_numbers_are_summarized_in_messages():
     assert "min_slice_size" in str(ei.value) and "2**" in str(ei.value)
 
 
+@pytest.mark.filterwarnings("ignore::assay.NothingFoundWarning")  # empty by design
 def test_numpy_integers_keep_working():
     kw = dict(slices=["g", assay.bins("x", 3)], metrics=["accuracy", "roc_auc", "ece"],
               min_slice_size=2, bootstrap=20, seed=7, calibration_bins=5, n_threads=1)

@@ -556,6 +556,7 @@ def test_directory_named_like_a_format(assay, tmp_path):
     assert_tables_close(assay.evaluate(str(d), **KW).table, assay.evaluate(t, **KW).table)
 
 
+@pytest.mark.filterwarnings("ignore::assay.NothingFoundWarning")  # empty by design
 def test_discovery_on_a_directory_with_a_fractional_min_support(assay, tmp_path):
     t = _table(n=400, seed=9)
     d = tmp_path / "out.parquet"

@@ -12,6 +12,7 @@ import math
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from . import _native
 from ._args import U64_MAX, bool_arg, float_arg, int_arg, is_bool, show
 from ._evaluate import MAX_BINS, Bins, _threads, bins
 from ._input import Source, to_source
-from .errors import ColumnNotFoundError, InvalidArgumentError
+from .errors import ColumnNotFoundError, InvalidArgumentError, NothingFoundWarning
 from .report import ArrowResult, frame_to_arrow
 
 __all__ = ["discover_slices", "discover_regressions", "slice_filters", "ERRORS", "COLUMNS",
@@ -247,13 +248,34 @@ def discover_slices(
     >>> pl.from_arrow(df).select(slice_filters(found)).sum().row(0)
     (9837, 4929, 5992, 50089)
     """
-    return _discover(
+    found = _discover(
         data, label=label, score=score, prediction=prediction, task=task, features=features,
         error=error, k=k,
         max_level=max_level, min_support=min_support, alpha=alpha, method=method,
         beam_width=beam_width, n_bins=n_bins, max_values=max_values, dedupe=dedupe, fdr=fdr,
         threshold=threshold, nan_policy=nan_policy, n_threads=n_threads,
-    ).table
+    )
+    if found.table.height == 0:
+        warnings.warn(_why_empty(found, float(alpha)), NothingFoundWarning, stacklevel=2)
+    return found.table
+
+
+def _why_empty(found: Discovery, alpha: float) -> str:
+    """Why a search returned no slice."""
+    kept = found.rows - found.dropped
+    if not found.error_mean > 0:
+        return (f"discover_slices found no slice: no row of the {kept} has a positive error "
+                "(the model makes no error, so no slice is worse than the rest)")
+    if found.n_scored == 0:
+        return (f"discover_slices found no slice: every slice has fewer than min_support="
+                f"{found.min_support} rows of the {kept}. Features with many values (an "
+                "ID-like integer column is categorical: one value per row) make only small "
+                "slices; bucket them with assay.bins(column, n), or lower min_support")
+    hint = (" (with alpha <= 0.5 no slice can score above 0)" if alpha <= 0.5 else
+            "; raise alpha to favour smaller slices with higher error")
+    return (f"discover_slices found no slice: none of the {found.n_scored} slices with at "
+            f"least min_support={found.min_support} rows scores above 0, i.e. is worse "
+            f"enough than average for its size{hint}")
 
 
 def discover_regressions(

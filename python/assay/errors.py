@@ -76,6 +76,11 @@ class RegressionDetected(AssayError, AssertionError):
         self.table = table
 
 
+class NothingFoundWarning(UserWarning):
+    """:func:`assay.discover_slices` found no slice, and says why (no row has an error, every
+    slice is smaller than ``min_support``, or no slice scores above 0)."""
+
+
 class ModelError(AssayError):
     """A model callable failed inside a behavioural check (:mod:`assay.checks`). ``check``
     names the check and ``batch`` the 0-based index of the batch the model was called on
