@@ -54,6 +54,7 @@ from .errors import (
     AssayError,
     ColumnNotFoundError,
     InvalidArgumentError,
+    NothingFoundWarning,
     RegressionDetected,
     StateFormatError,
 )
@@ -414,7 +415,13 @@ def _discover_cmd(args: argparse.Namespace) -> int:
     if args.command == "discover":
         score = _one_score(args, "discover", " (discover-regressions compares two models)")
         output = {"score": score} if args.task == "binary" else {"prediction": score}
-        table = discover_slices(_data(args), **output, **common)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NothingFoundWarning)
+            table = discover_slices(_data(args), **output, **common)
+        for w in caught:  # why nothing was found: a note, not a Python warning dump
+            print(f"assay: note: {escape(str(w.message))}", file=sys.stderr)
     else:
         models = _scores(args.score or [])
         if len(models) != 2:
