@@ -329,6 +329,7 @@ def compare(
     calibration_strategy: Literal["uniform", "quantile"] = "uniform",
     correction: Literal["simultaneous", "holm", "bh", "none"] = "simultaneous",
     max_slices: int | None = MAX_SLICES,
+    progress: bool | None = None,
 ) -> Comparison:
     """Compare two or more models on the same rows, per slice, with a paired bootstrap.
 
@@ -353,7 +354,7 @@ def compare(
         As in :func:`assay.evaluate`; a comparison always resamples (``ci_method`` is
         ``"percentile"``, ``"basic"`` or ``"bca"``).
     label, slices, metrics, threshold, weight, min_slice_size, nan_policy, n_threads
-    calibration_bins, calibration_strategy, max_slices
+    calibration_bins, calibration_strategy, max_slices, progress
         As in :func:`assay.evaluate` (``min_slice_size`` never applies to ``overall``). A row
         whose score is missing for any model is dropped for all of them
         (``nan_policy="drop"``), keeping the comparison paired.
@@ -404,7 +405,7 @@ def compare(
         raise InvalidArgumentError(
             "correction must be one of 'simultaneous', 'holm', 'bh', 'none', got "
             f"{show(correction)}")
-    return _comparison(_run(data, job, n_threads, max_slices), job, correction)
+    return _comparison(_run(data, job, n_threads, max_slices, progress), job, correction)
 
 
 def _models(scores: Any, reference: Any, what: str = "compare") -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow as pa
 
-from . import _native
+from . import _native, _progress
 from ._args import U64_MAX, bool_arg, float_arg, int_arg, is_bool, show
 from ._evaluate import MAX_BINS, Bins, _threads, bins
 from ._input import Source, to_source
@@ -106,6 +106,7 @@ def discover_slices(
     threshold: float = 0.5,
     nan_policy: Literal["raise", "drop"] = "raise",
     n_threads: int | None = None,
+    progress: bool | None = None,
 ) -> pl.DataFrame:
     """Find the slices where the model's error is much higher than average.
 
@@ -185,6 +186,8 @@ def discover_slices(
     n_threads : int, optional
         Worker threads (default: ``ASSAY_NUM_THREADS`` or all cores); results do not depend
         on it.
+    progress : bool, optional
+        Show a progress line while the rows are read, as in :func:`assay.evaluate`.
 
     Returns
     -------
@@ -253,7 +256,7 @@ def discover_slices(
         error=error, k=k,
         max_level=max_level, min_support=min_support, alpha=alpha, method=method,
         beam_width=beam_width, n_bins=n_bins, max_values=max_values, dedupe=dedupe, fdr=fdr,
-        threshold=threshold, nan_policy=nan_policy, n_threads=n_threads,
+        threshold=threshold, nan_policy=nan_policy, n_threads=n_threads, progress=progress,
     )
     if found.table.height == 0:
         warnings.warn(_why_empty(found, float(alpha)), NothingFoundWarning, stacklevel=2)
@@ -300,6 +303,7 @@ def discover_regressions(
     threshold: float = 0.5,
     nan_policy: Literal["raise", "drop"] = "raise",
     n_threads: int | None = None,
+    progress: bool | None = None,
 ) -> pl.DataFrame:
     """Find the slices where a new model got worse than the reference model, on the same rows.
 
@@ -367,6 +371,8 @@ def discover_regressions(
         Rows with a null/NaN label or score (of either model) raise, or are dropped.
     n_threads : int, optional
         Worker threads; results do not depend on it.
+    progress : bool, optional
+        Show a progress line while the rows are read, as in :func:`assay.evaluate`.
 
     Returns
     -------
@@ -446,6 +452,7 @@ def discover_regressions(
         max_level=max_level, min_support=min_support, method=method, beam_width=beam_width,
         n_bins=n_bins, max_values=max_values, dedupe=dedupe, threshold=threshold,
         nan_policy=nan_policy, n_threads=n_threads, paired=(ref_col, ci, str(correction)),
+        progress=progress,
         **output,
     ).table
 
@@ -457,6 +464,7 @@ def _discover(
     method: Any = "sliceline", beam_width: Any = 20, n_bins: Any = 5, max_values: Any = 1000,
     dedupe: Any = True, fdr: Any = 0.05, threshold: Any = 0.5, nan_policy: Any = "raise",
     n_threads: Any = None, paired: tuple[str, float, str] | None = None,
+    progress: Any = None,
 ) -> Discovery:
     """``discover_slices`` with its bookkeeping (rows, dropped, n_scored, edges); with
     ``paired=(reference column, ci, correction)`` the paired search of
@@ -488,6 +496,7 @@ def _discover(
     err = _error_spec(error, label, score, prediction, task)
 
     source = to_source(data)
+    source.progress = _progress.enabled(progress)
     source.slice_as_text(s for s in specs if isinstance(s, str))
     source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:],
                           paired[0] if paired else None])

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import _native
+from . import _native, _progress
 from ._args import U64_MAX, column_arg, float_arg, int_arg, max_threads, show
 from ._input import Source, to_source
 from .errors import InvalidArgumentError
@@ -428,6 +428,7 @@ def evaluate(
     auc_max_runs: int | None = None,
     n_threads: int | None = None,
     max_slices: int | None = MAX_SLICES,
+    progress: bool | None = None,
     bootstrap: int | None = None,
     ci: float = 0.95,
     ci_method: Literal["percentile", "basic", "bca", "analytic"] | None = None,
@@ -523,6 +524,10 @@ def evaluate(
         :class:`InvalidArgumentError` naming the column and its count of values, instead of
         a report of millions of one-row slices. Bucket such a column with ``assay.bins`` or
         raise the limit (None: no limit).
+    progress : bool, optional
+        Show a progress line (rows read of the total where known, throughput, ETA) once the
+        pass has run for a second. Default: on an interactive stderr or in a notebook only;
+        ``ASSAY_PROGRESS=0`` switches that default off. Counted per batch, never per row.
     n_threads : int, optional
         Worker threads (default: ``ASSAY_NUM_THREADS`` or all cores). Results are bit-identical
         for every thread count. At most 4 x the cores (``assay._native.max_threads()``): a
@@ -629,7 +634,7 @@ def evaluate(
         interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,
     )
-    return _report(_run(data, job, n_threads, max_slices), job)
+    return _report(_run(data, job, n_threads, max_slices, progress), job)
 
 
 @dataclass(frozen=True)
@@ -791,13 +796,15 @@ def _max_slices(value: Any) -> int | None:
     return None if value is None else int_arg(value, "max_slices", None, 1, U64_MAX)
 
 
-def _prepare(data: Any, job: _Job, n_threads: Any,
-             max_slices: Any = MAX_SLICES) -> tuple[Source, tuple[Any, ...]]:
+def _prepare(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
+             progress: Any = None) -> tuple[Source, tuple[Any, ...]]:
     """The source of ``data`` and the native job tuple (data-derived bins fitted on it). Run
     the native call that reads ``source.open()`` inside ``with source.guard:``."""
     threads = _threads(n_threads)
     limit = _max_slices(max_slices)
+    show = _progress.enabled(progress)
     source = to_source(data)
+    source.progress = show
     source.slice_as_text(f for feats, _ in job.slices for f in feats if isinstance(f, str))
     native = job.native(source, threads, limit)
     # A column the job uses must not be ambiguous; a failure of the source mid-stream is
@@ -806,9 +813,10 @@ def _prepare(data: Any, job: _Job, n_threads: Any,
     return source, native
 
 
-def _run(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES) -> Any:
+def _run(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
+         progress: Any = None) -> Any:
     """Runs ``job`` over ``data`` in one native pass; the native result tuple."""
-    source, native = _prepare(data, job, n_threads, max_slices)
+    source, native = _prepare(data, job, n_threads, max_slices, progress)
     with source.guard:
         return _native.evaluate(source.open(job.columns()), native, source.rows)
 

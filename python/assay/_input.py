@@ -224,6 +224,11 @@ class Source:
     """The input's Arrow schema, where it is known before the pass without reading rows."""
     temporal: frozenset[str] = frozenset()
     """The input's date, time and timestamp columns (where its schema is known)."""
+    progress: bool = False
+    """Whether :meth:`open` shows a progress line (see :mod:`assay._progress`)."""
+    total_rows: Callable[[], int | None] | None = None
+    """The input's row count where it can be had without reading the rows (Parquet metadata),
+    for progress; ``rows`` is used first."""
     as_text: tuple[str, ...] = ()
     """Columns the stream hands over as their text (ISO dates and times): a date, time or
     timestamp column used as a categorical slice (set by the job, see :meth:`slice_as_text`)."""
@@ -247,7 +252,19 @@ class Source:
         else:
             wanted = {c for c in columns if c is not None}
             stream = self.opener([n for n in dict.fromkeys(self.names) if n in wanted])
-        return _text_columns(stream, self.as_text) if self.as_text else stream
+        if self.as_text:
+            stream = _text_columns(stream, self.as_text)
+        if self.progress:
+            from . import _progress
+
+            total = self.rows
+            if total is None and self.total_rows is not None:
+                try:
+                    total = self.total_rows()
+                except Exception:  # noqa: BLE001 - a total is only nice to have
+                    total = None
+            stream = _progress.wrap(stream, total)
+        return stream
 
     def read_column(self, name: str, purpose: str) -> Any:
         """A one-column stream of ``name``, with a typed error when it cannot be had."""
@@ -642,13 +659,16 @@ def _dataset_source(dataset: Any, what: str = "the pyarrow Dataset input") -> So
         raise InvalidInputError(f"cannot read {what}: {e}") from e
     if not names:
         raise InvalidInputError(f"{what} has no columns")
-    return _stream_source(
+    source = _stream_source(
         lambda cols: dataset.scanner(columns=cols).to_reader(),
         what,
         lambda c: dataset.to_table(columns=[c]),
         names,
         schema=schema,
     )
+    if getattr(getattr(dataset, "format", None), "default_extname", "") == "parquet":
+        source.total_rows = dataset.count_rows  # from the files' metadata
+    return source
 
 
 def _lazyframe_source(lf: Any) -> Source:

@@ -26,6 +26,7 @@ def reliability(
     nan_policy: Literal["raise", "drop"] = "raise",
     n_threads: int | None = None,
     max_slices: int | None = MAX_SLICES,
+    progress: bool | None = None,
 ) -> pl.DataFrame:
     """The reliability table: per slice and score bin, the mean score and the fraction of
     positives, with a Wilson interval, in one pass over the data.
@@ -62,6 +63,8 @@ def reliability(
         Worker threads (default: all cores); the table is bit-identical for any count.
     max_slices : int or None
         The most slices one slice spec may make, as in :func:`assay.evaluate`.
+    progress : bool, optional
+        Show a progress line, as in :func:`assay.evaluate`.
 
     Returns
     -------
@@ -100,7 +103,7 @@ def reliability(
         weight=weight, min_slice_size=0, nan_policy=nan_policy, auc="exact", auc_bins=4096,
         interval=None, compare=None, calibration=calibration, reliability=level,
     )
-    table = _run(data, job, n_threads, max_slices)[6]
+    table = _run(data, job, n_threads, max_slices, progress)[6]
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame

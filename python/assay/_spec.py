@@ -502,22 +502,24 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
     # ---- running it -------------------------------------------------------------------------
 
     def evaluate(self, data: Any, n_threads: int | None = None, *,
-                 max_slices: int | None = MAX_SLICES) -> Report | Comparison:
+                 max_slices: int | None = MAX_SLICES,
+                 progress: bool | None = None) -> Report | Comparison:
         """The result on ``data`` in one pass: exactly ``assay.evaluate`` (or
         ``assay.compare``) with this spec's options. Data-derived bins are fitted on ``data``;
-        ``max_slices`` as in :func:`assay.evaluate`.
+        ``max_slices`` and ``progress`` as in :func:`assay.evaluate`.
 
         >>> import assay
         >>> spec = assay.Spec(label="y", score="p", metrics=["accuracy"])
         >>> spec.evaluate({"y": [0, 1, 1], "p": [0.2, 0.7, 0.4]}).table["accuracy"][0]
         0.6666666666666666
         """
-        result = _run(data, self._job, n_threads, max_slices)
+        result = _run(data, self._job, n_threads, max_slices, progress)
         return _comparison(result, self._job) if self.is_comparison else \
             _report(result, self._job)
 
     def accumulate(self, data: Any, *, row_offset: int = 0, n_threads: int | None = None,
-                   max_slices: int | None = MAX_SLICES) -> PartialState:
+                   max_slices: int | None = MAX_SLICES,
+                   progress: bool | None = None) -> PartialState:
         """Reads one shard of the rows into a mergeable :class:`assay.PartialState`.
 
         Parameters
@@ -537,6 +539,8 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         max_slices : int or None
             The most slices one slice spec may make, as in :func:`assay.evaluate` (each
             shard's own count).
+        progress : bool, optional
+            Show a progress line, as in :func:`assay.evaluate`.
 
         Returns
         -------
@@ -569,7 +573,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                 "sample), or give assay.bins(..., edges=[...])",
                 b.column,
             )
-        source, native = _prepare(data, self._job, n_threads, max_slices)
+        source, native = _prepare(data, self._job, n_threads, max_slices, progress)
         with source.guard:
             state = _native.accumulate(source.open(self._job.columns()), native, self._json,
                                        offset, source.rows)
