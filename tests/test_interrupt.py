@@ -1,0 +1,77 @@
+"""Ctrl-C stops every kind of long job promptly: SIGINT sent to a child process running it
+must surface as a plain KeyboardInterrupt (not an AssayError) well before the job would end,
+and leave no thread running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+
+_PRELUDE = """
+import sys, threading, time
+import numpy as np, pyarrow as pa, polars as pl, assay
+rng = np.random.default_rng(0)
+n = 2_000_000
+y = rng.integers(0, 2, n)
+t = pa.table({"y": y, "p": rng.random(n), "q": rng.random(n),
+              **{f"f{i}": rng.integers(0, 6, n).astype(str) for i in range(10)}})
+"""
+
+# Each job runs for many seconds (a release build included); the signal comes after 1 s.
+JOBS = {
+    "evaluate-bootstrap-auc": "assay.evaluate(t, label='y', score='p', slices=['f0', ('f1', 'f2')],"
+                              " metrics=['roc_auc', 'average_precision'], bootstrap=3000)",
+    "compare": "assay.compare(t, label='y', scores=['p', 'q'], slices=['f0', 'f1', 'f2'],"
+               " bootstrap=3000)",
+    "lazy-frame": "assay.evaluate(pl.concat([pl.from_arrow(t).lazy()] * 60), label='y', "
+                  "score='p', slices=['f0'], metrics=['roc_auc'])",
+    "calibration": "assay.evaluate(pa.concat_tables([t] * 10), label='y', score='p', "
+                   "slices=['f0', ('f1', 'f2', 'f3')], metrics=['smooth_ece', 'ace', "
+                   "'calibration_slope'], calibration_strategy='quantile')",
+    "discovery": "assay.discover_slices(pa.concat_tables([t] * 4), label='y', score='p', "
+                 "features=[f'f{i}' for i in range(10)], max_level=4, min_support=10)",
+}
+
+
+@pytest.mark.parametrize("job", list(JOBS))
+def test_sigint_stops_the_job_promptly(job, tmp_path):
+    script = _PRELUDE + textwrap.dedent(f"""
+    print("ready", flush=True)
+    start = time.perf_counter()
+    try:
+        {JOBS[job]}
+    except KeyboardInterrupt:
+        alive = [x.name for x in threading.enumerate() if x is not threading.main_thread()
+                 and not x.daemon]
+        print("interrupted", time.perf_counter() - start, alive, flush=True)
+        sys.exit(7)
+    print("finished", time.perf_counter() - start, flush=True)
+    """)
+    env = dict(os.environ, ASSAY_ALLOW_DEBUG_BUILD="1")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        child.send_signal(signal.SIGINT)
+        signalled = time.perf_counter()
+        out, err = child.communicate(timeout=300)
+        waited = time.perf_counter() - signalled
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "finished" not in out, f"{job} ended before the signal: make it longer ({out})"
+    assert child.returncode == 7, (child.returncode, out, err[-2000:])
+    assert out.startswith("interrupted") and out.rstrip().endswith("[]"), out
+    # Prompt: the issue asks for 0.5 s; allow for a loaded 2-core machine and debug builds.
+    assert waited < 3.0, (job, waited)
