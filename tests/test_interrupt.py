@@ -22,22 +22,22 @@ rng = np.random.default_rng(0)
 n = 2_000_000
 y = rng.integers(0, 2, n)
 t = pa.table({"y": y, "p": rng.random(n), "q": rng.random(n),
-              **{f"f{i}": rng.integers(0, 6, n).astype(str) for i in range(10)}})
+              **{f"c{i}": rng.integers(0, 6, n).astype(str) for i in range(10)}})
 """
 
 # Each job runs for many seconds (a release build included); the signal comes after 1 s.
 JOBS = {
-    "evaluate-bootstrap-auc": "assay.evaluate(t, label='y', score='p', slices=['f0', ('f1', 'f2')],"
+    "evaluate-bootstrap-auc": "assay.evaluate(t, label='y', score='p', slices=['c0', ('c1', 'c2')],"
                               " metrics=['roc_auc', 'average_precision'], bootstrap=3000)",
-    "compare": "assay.compare(t, label='y', scores=['p', 'q'], slices=['f0', 'f1', 'f2'],"
+    "compare": "assay.compare(t, label='y', scores=['p', 'q'], slices=['c0', 'c1', 'c2'],"
                " bootstrap=3000)",
     "lazy-frame": "assay.evaluate(pl.concat([pl.from_arrow(t).lazy()] * 60), label='y', "
-                  "score='p', slices=['f0'], metrics=['roc_auc'])",
+                  "score='p', slices=['c0'], metrics=['roc_auc'])",
     "calibration": "assay.evaluate(pa.concat_tables([t] * 10), label='y', score='p', "
-                   "slices=['f0', ('f1', 'f2', 'f3')], metrics=['smooth_ece', 'ace', "
+                   "slices=['c0', ('c1', 'c2', 'c3')], metrics=['smooth_ece', 'ace', "
                    "'calibration_slope'], calibration_strategy='quantile')",
     "discovery": "assay.discover_slices(pa.concat_tables([t] * 4), label='y', score='p', "
-                 "features=[f'f{i}' for i in range(10)], max_level=4, min_support=10)",
+                 "features=[f'c{i}' for i in range(10)], max_level=4, min_support=10)",
 }
 
 
