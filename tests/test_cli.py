@@ -149,3 +149,18 @@ def test_the_installed_console_script(data_dir):
             "--metrics", "log_loss", "--bootstrap", "50", "--gate", "log_loss",
             cwd=data_dir, script=[script])
     assert p.returncode == 1 and "assay: regression: " in p.stderr
+
+
+def test_a_gate_on_a_metric_outside_the_defaults_and_formats_checked_first(data_dir):
+    # ece is computed only when named: the gate adds it to the default metrics.
+    p = run("compare", "cmp.parquet", "--label", "churned", *MODELS, "--bootstrap", "30",
+            "--gate", "ece", "--margin", "1", "--format", "csv", cwd=data_dir)
+    assert p.returncode == 0, p.stderr
+    assert set(pl.read_csv(io.StringIO(p.stdout))["metric"]) == {"ece"}
+    # A parquet output without -o is refused before the (long) job runs.
+    for command in (["compare", *MODELS, "--gate", "log_loss"],
+                    ["reliability", "--score", "p_old"],
+                    ["discover", "--score", "p_old", "--feature", "country"]):
+        p = run(command[0], "cmp.parquet", "--label", "churned", *command[1:], "--format",
+                "parquet", cwd=data_dir)
+        assert p.returncode == 2 and "--format parquet needs --out" in p.stderr, p.stderr

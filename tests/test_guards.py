@@ -168,3 +168,51 @@ def test_an_empty_discovery_says_why(case, words):
         found = assay.discover_slices(data, error="err", features=features, min_support=0.01)
     assert found.height == 0
 
+
+
+def test_found_slices_are_exempt_from_max_slices():
+    # A found slice reports one cross value, however many values the cross has.
+    rng = np.random.default_rng(0)
+    n = 200_000  # 120 x 120 = 14,400 cells (over max_slices), ~14 rows each
+    y = rng.integers(0, 2, n)
+    a, b = rng.integers(0, 120, n).astype(str), rng.integers(0, 120, n).astype(str)
+    p = np.where((a == "1") & (b == "2"), 1.0 - y * 0.98 - 0.01, 0.3 + 0.4 * y)  # one bad cell
+    t = pa.table({"y": y, "p": p, "a": a, "b": b})
+    found = assay.discover_slices(t, label="y", score="p", features=["a", "b"], max_level=2,
+                                  min_support=5, alpha=1.0, k=1, max_values=1000)
+    rep = assay.evaluate(t, label="y", score="p", slices=found, metrics=["accuracy"])
+    assert rep.table.height == 1 + found.height
+
+
+def test_timestamps_of_any_unit_and_zone_are_one_slice_across_shards():
+    import polars as pl
+
+    ts = np.array(["2024-01-05T10:30:00.25", "2024-01-05T11:00:00"], dtype="datetime64[ns]")
+    base = pa.table({"y": [0, 1, 1, 0], "p": [0.2, 0.7, 0.6, 0.1],
+                     "ts": pa.array(np.r_[ts, ts]).cast(pa.timestamp("ns", tz="Europe/Berlin"))})
+    lazy_us = pl.from_arrow(base).lazy().with_columns(
+        pl.col("ts").dt.cast_time_unit("us"))
+    spec = assay.Spec(label="y", score="p", slices=["ts"], metrics=["accuracy"])
+    merged = assay.merge([spec.accumulate(base),
+                          spec.accumulate(lazy_us, row_offset=4)]).finalize()
+    assert merged.table["slice"].to_list() == [
+        "overall", "ts=2024-01-05 10:30:00.25Z", "ts=2024-01-05 11:00:00Z"]
+    assert merged.table["n"].to_list() == [8, 4, 4]
+
+
+def test_a_hive_key_named_like_a_file_column_is_refused(tmp_path):
+    import pyarrow.parquet as pq
+
+    for year in (2023, 2024):
+        (tmp_path / "h" / f"year={year}").mkdir(parents=True)
+        pq.write_table(pa.table({"y": [0, 1], "p": [0.2, 0.8], "year": [1, 2]}),
+                       tmp_path / "h" / f"year={year}" / "a.parquet")
+    with pytest.raises(assay.InvalidInputError, match="'year' is both a column of its files "
+                                                      "and a Hive partition key"):
+        assay.evaluate(str(tmp_path / "h"), label="y", score="p", slices=["year"])
+
+
+def test_a_missing_column_is_reported_with_every_column_of_the_input():
+    t = pa.table({"label": [0, 1], "score_v2": [0.2, 0.8], "country": ["a", "b"]})
+    with pytest.raises(assay.ColumnNotFoundError, match="score_v2.*country|country.*score_v2"):
+        assay.evaluate(t, label="label", score="score_v1")

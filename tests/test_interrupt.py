@@ -22,7 +22,8 @@ rng = np.random.default_rng(0)
 n = 2_000_000
 y = rng.integers(0, 2, n)
 t = pa.table({"y": y, "p": rng.random(n), "q": rng.random(n),
-              **{f"c{i}": rng.integers(0, 6, n).astype(str) for i in range(10)}})
+              **{f"c{i}": rng.integers(0, 6, n).astype(str) for i in range(10)},
+              "ts": pa.array(rng.integers(0, 1000, n)).cast(pa.timestamp("s"))})
 """
 
 # Each job runs for many seconds (a release build included); the signal comes after 1 s.
@@ -36,6 +37,9 @@ JOBS = {
     "calibration": "assay.evaluate(pa.concat_tables([t] * 10), label='y', score='p', "
                    "slices=['c0', ('c1', 'c2', 'c3')], metrics=['smooth_ece', 'ace', "
                    "'calibration_slope'], calibration_strategy='quantile')",
+    # A timestamp slice (handed over as ISO text) and the progress line: both wrap the stream.
+    "temporal-progress": "assay.evaluate(pl.concat([pl.from_arrow(t).lazy()] * 30), label='y',"
+                         " score='p', slices=['ts'], metrics=['accuracy'], progress=True)",
     "discovery": "assay.discover_slices(pa.concat_tables([t] * 4), label='y', score='p', "
                  "features=[f'c{i}' for i in range(10)], max_level=4, min_support=10)",
 }

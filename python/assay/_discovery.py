@@ -204,6 +204,12 @@ def discover_slices(
         score are broken by level (fewer predicates first), then by the predicates in
         feature order and value order (the order ``assay.evaluate`` sorts slices in).
 
+    Warns
+    -----
+    NothingFoundWarning
+        The table is empty; the warning says why: no row has an error, every slice is under
+        ``min_support`` (features with many values), or no slice scores above 0.
+
     Raises
     ------
     ColumnNotFoundError

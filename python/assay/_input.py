@@ -247,13 +247,16 @@ class Source:
         can project (files, datasets, lazy frames, duckdb relations, tables), the stream
         holds only those of them that it has, in its own order, and the others are never
         read; a column it lacks is left to the engine to report."""
-        if columns is None or self.names is None:
+        wanted = None if columns is None else {c for c in columns if c is not None}
+        if wanted is None or self.names is None or not wanted <= set(self.names):
+            # (A column the input lacks: unprojected, so that the engine's error lists every
+            # column the input has.)
             stream = self.opener(None)
         else:
-            wanted = {c for c in columns if c is not None}
             stream = self.opener([n for n in dict.fromkeys(self.names) if n in wanted])
-        if self.as_text:
-            stream = _text_columns(stream, self.as_text)
+        if not (self.as_text or self.progress):
+            return stream
+        bar = None
         if self.progress:
             from . import _progress
 
@@ -263,8 +266,8 @@ class Source:
                     total = self.total_rows()
                 except Exception:  # noqa: BLE001 - a total is only nice to have
                     total = None
-            stream = _progress.wrap(stream, total)
-        return stream
+            bar = _progress.Progress(total)
+        return _transformed(stream, self.as_text, bar, self.guard)
 
     def read_column(self, name: str, purpose: str) -> Any:
         """A one-column stream of ``name``, with a typed error when it cannot be had."""
@@ -306,33 +309,55 @@ def _temporal(schema: pa.Schema | None) -> frozenset[str]:
                      if t.is_date(f.type) or t.is_time(f.type) or t.is_timestamp(f.type))
 
 
-def _text_columns(stream: Any, columns: Sequence[str]) -> pa.RecordBatchReader:
-    """``stream`` with ``columns`` cast to text, batch by batch (vectorized; pyarrow's ISO
-    forms: ``2024-01-05``, ``10:30:00``, ``10:30:00.25``, ``2024-01-05 10:30:00``, a zone as
-    ``Z``)."""
+def _iso_text(c: Any) -> Any:
+    """A date, time or timestamp column as its ISO text, the same for any unit and zone: a
+    zoned timestamp in UTC (``Z``), trailing zeros of the fraction of a second dropped
+    (``10:30:00.250000000`` -> ``10:30:00.25``, ``10:30:00.000000`` -> ``10:30:00``)."""
     import pyarrow.compute as pc
 
+    if pa.types.is_timestamp(c.type) and c.type.tz is not None:
+        c = pc.cast(c, pa.timestamp(c.type.unit, "UTC"))
+    text = pc.cast(c, pa.string())
+    text = pc.replace_substring_regex(text, pattern=r"(\.\d*?)0+(Z?)$", replacement=r"\1\2")
+    return pc.replace_substring_regex(text, pattern=r"\.(Z?)$", replacement=r"\1")
+
+
+def _transformed(stream: Any, as_text: Sequence[str], bar: Any,
+                 guard: StreamGuard) -> pa.RecordBatchReader:
+    """``stream`` with the ``as_text`` columns as ISO text (:func:`_iso_text`, vectorized per
+    batch) and ``bar`` (a :class:`assay._progress.Progress`, or None) counting its rows. What
+    this raises (a Ctrl-C included) is stashed in ``guard``, as :func:`_checked_reader` does,
+    so that it surfaces as itself."""
     reader = stream if isinstance(stream, pa.RecordBatchReader) else \
         pa.RecordBatchReader.from_stream(stream)
-    names = [n for n in columns if n in reader.schema.names]
-    if not names:
-        return reader
+    names = [n for n in as_text if n in reader.schema.names]
     schema = reader.schema
     for n in names:
         i = schema.get_field_index(n)
         schema = schema.set(i, schema.field(i).with_type(pa.string()))
 
-    def text(c: Any) -> Any:
-        # An all-zero fraction of a second is dropped, so that a time reads the same at any
-        # unit (polars' nanoseconds, pyarrow's microseconds): 10:30:00.000000 -> 10:30:00.
-        return pc.replace_substring_regex(pc.cast(c, pa.string()), pattern=r"\.0+(Z?)$",
-                                          replacement=r"\1")
-
     def batches() -> Iterator[pa.RecordBatch]:
-        for batch in reader:
-            cols = [text(c) if name in names else c
-                    for name, c in zip(batch.schema.names, batch.columns, strict=True)]
-            yield pa.RecordBatch.from_arrays(cols, schema=schema)
+        i = 0
+        done = False
+        try:
+            for batch in reader:
+                if names:
+                    cols = [_iso_text(c) if name in names else c
+                            for name, c in zip(batch.schema.names, batch.columns, strict=True)]
+                    batch = pa.RecordBatch.from_arrays(cols, schema=schema)
+                if bar is not None:
+                    bar.update(batch.num_rows)
+                yield batch
+                i += 1
+            done = True
+        except GeneratorExit:  # the consumer stopped early: not a failure of the source
+            raise
+        except BaseException as e:  # noqa: BLE001 - stashed and re-raised by the guard
+            guard.fail(e, i)
+            raise _SourceFailed(f"{guard.what} failed at batch {i}") from None
+        finally:
+            if bar is not None:
+                bar.close(done)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -583,9 +608,16 @@ def _path_dataset(path: str | os.PathLike[str] | Sequence[Any]) -> tuple[Any, st
                 raise InvalidArgumentError(f"no file matches {p!r}")
             bases.append(_glob_base(p))
             for m in matches:
+                if any(part.startswith((".", "_")) for part in
+                       os.path.relpath(m, _glob_base(p)).split(os.sep)):
+                    continue  # hidden and _-prefixed (Spark's _temporary), as in folders
                 if os.path.isdir(m):
-                    files += _directory_files(m)
-                elif not os.path.basename(m).startswith((".", "_")):
+                    try:
+                        files += _directory_files(m)
+                    except OSError as e:
+                        raise InvalidArgumentError(
+                            f"cannot list directory {m!r}: {e.strerror or e}") from e
+                else:
                     files.append(m)
             continue
         found, fmt = _expand(p, f"file {p!r}")
@@ -635,10 +667,20 @@ def _path_dataset(path: str | os.PathLike[str] | Sequence[Any]) -> tuple[Any, st
 
     try:
         if base is not None:
+            # A partition key named like a column of the files would silently replace it.
+            keys = {part.split("=", 1)[0] for f in files
+                    for part in os.path.relpath(f, base).split(os.sep)[:-1] if "=" in part}
+            clash = sorted(keys & set(ds.dataset(files[0], format=fmt).schema.names))
+            if clash:
+                raise InvalidInputError(
+                    f"{what}: {clash[0]!r} is both a column of its files and a Hive partition "
+                    f"key (folders {clash[0]}=...); rename the column or the folders")
             dataset = ds.dataset(files, format=fmt, partitioning="hive",
                                  partition_base_dir=base)
         else:
             dataset = ds.dataset(files if len(files) > 1 else files[0], format=fmt)
+    except AssayError:
+        raise
     except PermissionError as e:
         raise InvalidArgumentError(
             f"cannot read {what}: permission denied ({e.filename or files[0]})"

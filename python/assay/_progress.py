@@ -15,10 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pyarrow as pa
 
 from ._args import bool_arg
 
@@ -103,9 +100,19 @@ class Progress:
         self.drawn_at = now
         self._draw(self.line())
 
-    def close(self) -> None:
-        if self.drawn:
+    def close(self, done: bool = True) -> None:
+        """Ends the line: with the totals when the pass read everything (``done``), else
+        erased (a failed or interrupted pass)."""
+        if not self.drawn:
+            return
+        if done:
             self._draw(self.line(done=True), end=True)
+        elif not self.notebook:
+            try:
+                sys.stderr.write("\r" + " " * 78 + "\r")
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001 - progress must never break a job
+                pass
 
     def _draw(self, text: str, end: bool = False) -> None:
         self.drawn = True
@@ -122,20 +129,3 @@ class Progress:
             sys.stderr.flush()
         except Exception:  # noqa: BLE001 - progress must never break a job
             pass
-
-
-def wrap(stream: Any, total: int | None) -> pa.RecordBatchReader:
-    """``stream`` (a RecordBatchReader) with a progress line counting its rows."""
-    reader = stream if isinstance(stream, pa.RecordBatchReader) else \
-        pa.RecordBatchReader.from_stream(stream)
-    progress = Progress(total)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            for batch in reader:
-                progress.update(batch.num_rows)
-                yield batch
-        finally:
-            progress.close()
-
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())

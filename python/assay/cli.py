@@ -247,6 +247,15 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format(args: argparse.Namespace) -> str:
+    """The output format, checked with ``--out`` before any work is done."""
+    fmt = args.format or "table"
+    if fmt == "parquet" and not args.out:
+        raise UsageError("--format parquet needs --out FILE")
+    _check_out(args.out)
+    return str(fmt)
+
+
 def _output(result: Any, fmt: str, args: argparse.Namespace) -> None:
     """Writes a result (anything with ``.table`` and ``.to_json()``, or a polars frame) in
     ``fmt`` to ``args.out`` or stdout; JSON carries the run's metadata."""
@@ -360,10 +369,12 @@ def _compare_cmd(args: argparse.Namespace) -> int:
     if args.margin is not None and not gate:
         raise UsageError("--margin applies to a --gate")
     metrics = _names([args.metrics]) if args.metrics else None
-    if gate and metrics is not None:
+    if gate:
+        if metrics is None:  # the defaults, plus gate metrics computed only when named
+            metrics = list(_evaluate.METRICS if args.task == "binary"
+                           else _evaluate.REGRESSION_METRICS)
         metrics += [g for g in gate if g not in metrics]
-    fmt = args.format or "table"
-    _check_out(args.out)
+    fmt = _format(args)
     cmp = compare(_data(args), label=args.label, scores=models, task=args.task,
                   slices=_slices(args), metrics=metrics, reference=args.reference,
                   threshold=args.threshold, weight=args.weight,
@@ -390,8 +401,7 @@ def _compare_cmd(args: argparse.Namespace) -> int:
 def _reliability_cmd(args: argparse.Namespace) -> int:
     from ._reliability import reliability
 
-    fmt = args.format or "table"
-    _check_out(args.out)
+    fmt = _format(args)
     table = reliability(_data(args), label=args.label, score=_one_score(args, "reliability"),
                         n_bins=args.n_bins,
                         strategy=args.strategy, slices=_slices(args), weight=args.weight,
@@ -407,8 +417,7 @@ def _discover_cmd(args: argparse.Namespace) -> int:
     features += [_parse_bins(b) for b in args.bins or []]
     if not features:
         raise UsageError("discover needs at least one --feature (or --bins)")
-    fmt = args.format or "table"
-    _check_out(args.out)
+    fmt = _format(args)
     common = dict(label=args.label, features=features, task=args.task, error=args.error,
                   k=args.k, max_level=args.max_level, min_support=args.min_support,
                   method=args.method, nan_policy=args.nan_policy)
@@ -560,8 +569,9 @@ def _emit(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
-def _input_options(p: argparse.ArgumentParser, score_help: str) -> None:
-    """The options every data command shares."""
+def _input_options(p: argparse.ArgumentParser, score_help: str,
+                   max_slices: bool = True) -> None:
+    """The options every data command shares (``--max-slices`` where slices are reported)."""
     p.add_argument("path", help="a Parquet, CSV or Arrow IPC file, a directory (Hive "
                                 "partitions included) or a glob")
     p.add_argument("--label", required=True)
@@ -573,9 +583,10 @@ def _input_options(p: argparse.ArgumentParser, score_help: str) -> None:
                    help="COLUMN:N quantile bins, or COLUMN:E1,E2,... explicit edges "
                         "(repeatable)")
     p.add_argument("--nan-policy", choices=["raise", "drop"], default="raise")
-    p.add_argument("--max-slices", type=_max_slices_arg, default=_evaluate.MAX_SLICES,
-                   help=f"the most slices one --slice may make (default "
-                        f"{_evaluate.MAX_SLICES}; none: no limit)")
+    if max_slices:
+        p.add_argument("--max-slices", type=_max_slices_arg, default=_evaluate.MAX_SLICES,
+                       help=f"the most slices one --slice may make (default "
+                            f"{_evaluate.MAX_SLICES}; none: no limit)")
     p.add_argument("--format", choices=["table", "csv", "json", "parquet"],
                    help="table (default), csv, json (with the version, arguments and input "
                         "fingerprint) or parquet")
@@ -678,7 +689,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
              "reference (paired errors)", "NAME=COLUMN of each model, twice (reference "
              "first)")):
         q = sub.add_parser(name, help=what)
-        _input_options(q, score_help)
+        _input_options(q, score_help, max_slices=False)
         q.add_argument("--feature", action="append",
                        help="a column slices are made of (repeatable, comma-separated)")
         q.add_argument("--error", help="log_loss (default), zero_one, squared; absolute or "

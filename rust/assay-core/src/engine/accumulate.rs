@@ -55,18 +55,14 @@ where
     Ok(state)
 }
 
-/// Sorts and compacts a state's kept rows when they have repeated (score, slice, label)
-/// entries (see `state::runs`): merging is then a k-way merge, and the finalization walks them
-/// without sorting. Rows that would not shrink by half, rows with resampling keys, unweighted
-/// rows whose quantile bins are selected from the rows, and weighted rows whose calibration
-/// bins are read from the rows stay as they are. (Calibration bins read from the kept rows
-/// count rows and sum squared weights: an unweighted job's counts carry both, a weighted
-/// job's combined weights neither.)
 /// Refuses a slice spec with more than `max` slices (so far, after `rows` rows): an ID-like
-/// column as a slice would otherwise make one slice per row, silently.
+/// column as a slice would otherwise make one slice per row, silently. A spec that reports
+/// one found slice (`slice_only`, a `discover_slices` row) is exempt: its cross may have any
+/// number of values, only one is reported.
 fn check_slice_count(spec: &EvalSpec, n_ids: &[usize], max: u64, rows: u64) -> Result<()> {
-    for (s, &n) in spec.slices.iter().zip(n_ids) {
-        if n as u64 > max {
+    for (k, (s, &n)) in spec.slices.iter().zip(n_ids).enumerate() {
+        let only = spec.slice_only.get(k).is_some_and(|o| o.is_some());
+        if n as u64 > max && !only {
             let cols: Vec<&str> = s.iter().map(|f| f.column()).collect();
             let (what, hint) = if cols.len() == 1 {
                 (
@@ -92,6 +88,13 @@ fn check_slice_count(spec: &EvalSpec, n_ids: &[usize], max: u64, rows: u64) -> R
     Ok(())
 }
 
+/// Sorts and compacts a state's kept rows when they have repeated (score, slice, label)
+/// entries (see `state::runs`): merging is then a k-way merge, and the finalization walks them
+/// without sorting. Rows that would not shrink by half, rows with resampling keys, unweighted
+/// rows whose quantile bins are selected from the rows, and weighted rows whose calibration
+/// bins are read from the rows stay as they are. (Calibration bins read from the kept rows
+/// count rows and sum squared weights: an unweighted job's counts carry both, a weighted
+/// job's combined weights neither.)
 pub(crate) fn compact_kept_rows(
     state: &mut PartialState,
     spec: &EvalSpec,
