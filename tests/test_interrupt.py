@@ -40,7 +40,7 @@ JOBS = {
     # A timestamp slice (handed over as ISO text) and the progress line: both wrap the stream.
     "temporal-progress": "assay.evaluate(pl.concat([pl.from_arrow(t).lazy()] * 30), label='y',"
                          " score='p', slices=['ts'], metrics=['accuracy'], progress=True)",
-    "discovery": "assay.discover_slices(pa.concat_tables([t] * 4), label='y', score='p', "
+    "discovery": "assay.discover_slices(pa.concat_tables([t] * 10), label='y', score='p', "
                  "features=[f'c{i}' for i in range(10)], max_level=4, min_support=10)",
 }
 
