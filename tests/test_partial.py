@@ -760,8 +760,8 @@ def test_kept_slice_ids_of_every_width_round_trip(n_slices):
     t = pa.table({"y": rng.integers(0, 2, n), "p": rng.random(n),
                   "g": np.r_[np.arange(n_slices), rng.integers(0, n_slices, n - n_slices)]})
     spec = Spec("y", "p", slices=["g"], metrics=["roc_auc"])
-    part = spec.accumulate(t)
+    part = spec.accumulate(t, max_slices=None)
     again = PartialState.from_bytes(part.to_bytes())
     assert_bit_identical(again.finalize(), part.finalize())
     assert_same_result(again.finalize(), assay.evaluate(t, label="y", score="p", slices=["g"],
-                                                        metrics=["roc_auc"]))
+                                                        metrics=["roc_auc"], max_slices=None))
