@@ -114,6 +114,7 @@ CASE_MODULES = [
     "cases_regression",
     "cases_torch",
     "cases_gates",
+    "cases_batch",
 ]
 
 
