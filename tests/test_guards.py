@@ -216,3 +216,95 @@ def test_a_missing_column_is_reported_with_every_column_of_the_input():
     t = pa.table({"label": [0, 1], "score_v2": [0.2, 0.8], "country": ["a", "b"]})
     with pytest.raises(assay.ColumnNotFoundError, match="score_v2.*country|country.*score_v2"):
         assay.evaluate(t, label="label", score="score_v1")
+
+
+# ----------------------------------------------------------------------------------------------
+# Decimal columns: slices by value, bins, scores (as databases hand them over)
+
+
+def decimal_table(n: int = 2000, seed: int = 0) -> pa.Table:
+    import decimal
+
+    rng = np.random.default_rng(seed)
+    cents = rng.choice([-250, 0, 199, 1999, 100000], n)
+    price = pa.array([decimal.Decimal(int(c)).scaleb(-2) for c in cents], pa.decimal128(9, 2))
+    tier = pa.array([decimal.Decimal(int(v)) for v in rng.choice([3, 10, -1], n)],
+                    pa.decimal128(12, 0))
+    mask = rng.random(n) < 0.05
+    return pa.table({"y": rng.integers(0, 2, n), "p": rng.random(n),
+                     "price": pa.compute.if_else(pa.array(mask), None, price), "tier": tier,
+                     "cents": pa.compute.if_else(pa.array(mask), None, pa.array(cents))})
+
+
+def test_decimal_columns_are_slices_by_value():
+    import pyarrow.compute as pc
+
+    t = decimal_table()
+    kw = dict(label="y", score="p", metrics=["accuracy", "roc_auc", "log_loss"])
+    rep = assay.evaluate(t, slices=["price", "tier", ("tier", "price")], **kw)
+    # The same numbers as the decimal's text (scale kept) and, for scale 0, its integer.
+    ref = assay.evaluate(t.set_column(2, "price", pc.cast(t["price"], pa.string()))
+                          .set_column(3, "tier", pc.cast(t["tier"], pa.int64())),
+                         slices=["price", "tier", ("tier", "price")], **kw)
+    assert rep.table.drop("price", "tier").equals(ref.table.drop("price", "tier"))
+    labels = rep.table["slice"].to_list()
+    assert "price=19.99" in labels and "price=-2.50" in labels and "price=null" in labels
+    # An integer decimal is ordered as a number, not as text.
+    assert [x for x in labels if x.startswith("tier=") and "&" not in x] == [
+        "tier=-1", "tier=3", "tier=10"]
+
+
+def test_decimal_columns_bin_and_score_as_floats():
+    import decimal
+
+    import polars as pl
+
+    t = decimal_table()
+    kw = dict(label="y", metrics=["accuracy", "roc_auc", "brier"])
+    for b in (assay.bins("price", 3), assay.bins("price", edges=[-5, 0, 20, 2000])):
+        got = assay.evaluate(t, score="p", slices=[b], **kw).table
+        floats = t.set_column(2, "price", pa.compute.divide(t["cents"].cast(pa.float64()),
+                                                            100.0))
+        want = assay.evaluate(floats, score="p", slices=[b], **kw).table
+        assert got.equals(want)
+    # A decimal score (and weight), from a table and from a lazy frame.
+    p = pa.array([decimal.Decimal(f"{x:.3f}") for x in t["p"].to_pylist()], pa.decimal128(4, 3))
+    dec = t.set_column(1, "p", p)
+    ref = t.set_column(1, "p", pa.array([float(x) for x in p.to_pylist()]))
+    want = assay.evaluate(ref, score="p", slices=["tier"], **kw).table
+    assert assay.evaluate(dec, score="p", slices=["tier"], **kw).table.equals(want)
+    assert assay.evaluate(pl.from_arrow(dec).lazy(), score="p", slices=["tier"],
+                          **kw).table.equals(want)
+
+
+def test_decimal_slices_from_duckdb_discovery_and_partial_states():
+    t = decimal_table()
+    kw = dict(label="y", score="p", slices=["price"], metrics=["accuracy"])
+    want = assay.evaluate(t, **kw).table
+    spec = assay.Spec(**kw)
+    merged = assay.merge([spec.accumulate(t.slice(0, 700)),
+                          spec.accumulate(t.slice(700), row_offset=700)]).finalize()
+    assert merged.table.equals(want)
+    # A model wrong exactly where price is 19.99 is found there.
+    y = t["y"].to_numpy()
+    bad = (t["cents"].to_numpy(zero_copy_only=False) == 1999)
+    planted = t.set_column(1, "p", pa.array(np.where(bad, 0.9 - 0.8 * y, 0.1 + 0.8 * y)))
+    found = assay.discover_slices(planted, label="y", score="p", features=["price", "tier"],
+                                  min_support=10, k=3, max_level=1)
+    assert found["slice"][0] == "price=19.99"
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    con.register("t", t)
+    got = assay.evaluate(con.sql("select * from t"), **kw).table
+    assert got["slice"].to_list() == want["slice"].to_list()
+
+
+def test_bins_of_a_date_column_say_what_to_do_instead():
+    import datetime
+
+    t = pa.table({"y": [0, 1], "p": [0.2, 0.7],
+                  "day": [datetime.date(2024, 1, 1), datetime.date(2024, 1, 2)]})
+    with pytest.raises(assay.errors.SchemaError, match="holds dates or times; slice by its"):
+        assay.evaluate(t, label="y", score="p", slices=[assay.bins("day", 2)])
+    with pytest.raises(assay.errors.SchemaError, match="holds dates"):
+        assay.discover_slices(t, label="y", score="p", features=[assay.bins("day", 2)])

@@ -228,6 +228,7 @@ def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
     source = to_source(df)
     specs, only = _slice_specs(slices, source)
     source.slice_as_text(f for s in specs for f, e in s if e is None)
+    source.check_binnable(f for s in specs for f, e in s if e is not None)
     source.check_columns(f for s in specs for f, _ in s)
     with source.guard:
         sliced = _native.slice_rows(source.open(f for s in specs for f, _ in s), specs)

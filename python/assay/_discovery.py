@@ -504,6 +504,7 @@ def _discover(
     source = to_source(data)
     source.progress = _progress.enabled(progress)
     source.slice_as_text(s for s in specs if isinstance(s, str))
+    source.check_binnable(s.column for s in specs if not isinstance(s, str))
     source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:],
                           paired[0] if paired else None])
     names = source.names

@@ -806,6 +806,8 @@ def _prepare(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
     source = to_source(data)
     source.progress = show
     source.slice_as_text(f for feats, _ in job.slices for f in feats if isinstance(f, str))
+    source.check_binnable(f.column for feats, _ in job.slices for f in feats
+                          if not isinstance(f, str))
     native = job.native(source, threads, limit)
     # A column the job uses must not be ambiguous; a failure of the source mid-stream is
     # re-raised by the guard as the source's own (typed) error.

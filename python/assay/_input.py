@@ -224,20 +224,42 @@ class Source:
     """The input's Arrow schema, where it is known before the pass without reading rows."""
     temporal: frozenset[str] = frozenset()
     """The input's date, time and timestamp columns (where its schema is known)."""
+    decimal: frozenset[str] = frozenset()
+    """The input's decimal columns (where its schema is known): handed over as float64 (a
+    score, label, weight or binned column), or as their values when they are slices (see
+    :func:`_slice_values`)."""
     progress: bool = False
     """Whether :meth:`open` shows a progress line (see :mod:`assay._progress`)."""
     total_rows: Callable[[], int | None] | None = None
     """The input's row count where it can be had without reading the rows (Parquet metadata),
     for progress; ``rows`` is used first."""
     as_text: tuple[str, ...] = ()
-    """Columns the stream hands over as their text (ISO dates and times): a date, time or
-    timestamp column used as a categorical slice (set by the job, see :meth:`slice_as_text`)."""
+    """Columns the stream hands over as their values in a type the engine slices by: a date,
+    time, timestamp or decimal column used as a categorical slice (set by the job, see
+    :meth:`slice_as_text` and :func:`_slice_values`)."""
 
     def slice_as_text(self, columns: Iterable[str]) -> None:
-        """Hands the temporal ones among ``columns`` (categorical slice features) over as
-        text: the engine slices by value, labelled ``day=2024-01-05``, in chronological
-        order (ISO text sorts as time does)."""
-        self.as_text = tuple(c for c in dict.fromkeys(columns) if c in self.temporal)
+        """Hands the temporal and decimal ones among ``columns`` (categorical slice features)
+        over as values the engine slices by (:func:`_slice_values`): a date as its ISO text,
+        labelled ``day=2024-01-05``, in chronological order (ISO text sorts as time does); a
+        decimal as its integer (scale 0) or its text (``price=19.99``)."""
+        self.as_text = tuple(c for c in dict.fromkeys(columns)
+                             if c in self.temporal or c in self.decimal)
+
+    def check_binnable(self, columns: Iterable[str]) -> None:
+        """Refuses ``assay.bins`` of a date, time or timestamp column (with what to do
+        instead); a categorical slice of the same column in the same job is refused too, as
+        the one column cannot be handed over both as values and as numbers."""
+        for c in columns:
+            if c in self.temporal:
+                raise SchemaError(
+                    f"column {c!r}: assay.bins needs a numeric column, and {c!r} holds dates "
+                    f"or times; slice by its values (slices=[{c!r}]), or derive a coarser "
+                    "period column (a week, a month) and slice by that", c)
+            if c in self.as_text:
+                raise SchemaError(
+                    f"column {c!r} (a decimal) is both a categorical slice and assay.bins in "
+                    "this job; use one of them, or a copy of the column for the other", c)
 
     def open(self, columns: Iterable[str | None] | None = None) -> Any:
         """The input as an object exposing ``__arrow_c_stream__`` (called once, after bins
@@ -254,7 +276,8 @@ class Source:
             stream = self.opener(None)
         else:
             stream = self.opener([n for n in dict.fromkeys(self.names) if n in wanted])
-        if not (self.as_text or self.progress):
+        as_float = tuple(c for c in self.decimal if c not in self.as_text)
+        if not (self.as_text or self.progress or as_float):
             return stream
         bar = None
         if self.progress:
@@ -267,7 +290,7 @@ class Source:
                 except Exception:  # noqa: BLE001 - a total is only nice to have
                     total = None
             bar = _progress.Progress(total)
-        return _transformed(stream, self.as_text, bar, self.guard)
+        return _transformed(stream, self.as_text, as_float, bar, self.guard)
 
     def read_column(self, name: str, purpose: str) -> Any:
         """A one-column stream of ``name``, with a typed error when it cannot be had."""
@@ -283,7 +306,12 @@ class Source:
                 f"{purpose} must read column {name!r} before the pass, but this input can be "
                 "read only once"
             )
-        return self.column(name)
+        column = self.column(name)
+        if name in self.decimal:  # (bin edges of a decimal column: as float64, as the pass)
+            table = column if isinstance(column, pa.Table) else \
+                pa.RecordBatchReader.from_stream(column).read_all()
+            column = table.cast(pa.schema([pa.field(name, pa.float64())]))
+        return column
 
     def check_columns(self, columns: Iterable[str | None]) -> None:
         """Refuses a column the job uses whose name appears more than once in the input
@@ -309,6 +337,32 @@ def _temporal(schema: pa.Schema | None) -> frozenset[str]:
                      if t.is_date(f.type) or t.is_time(f.type) or t.is_timestamp(f.type))
 
 
+def _decimal(schema: pa.Schema | None) -> frozenset[str]:
+    """The decimal columns of ``schema``."""
+    if schema is None:
+        return frozenset()
+    return frozenset(f.name for f in schema if pa.types.is_decimal(f.type))
+
+
+def _slice_type(t: pa.DataType) -> pa.DataType:
+    """The type :func:`_slice_values` gives a column of type ``t``."""
+    if pa.types.is_decimal(t) and t.scale == 0 and t.precision <= 18:
+        return pa.int64()
+    return pa.string()
+
+
+def _slice_values(c: Any) -> Any:
+    """A date, time, timestamp or decimal column as values the engine slices by: a temporal
+    one as its ISO text (:func:`_iso_text`); a decimal of scale 0 (and at most 18 digits) as
+    int64, so that its slices are ordered as numbers; any other decimal as its text, with the
+    scale of its type (``19.90``)."""
+    if not pa.types.is_decimal(c.type):
+        return _iso_text(c)
+    import pyarrow.compute as pc
+
+    return pc.cast(c, _slice_type(c.type))
+
+
 def _iso_text(c: Any) -> Any:
     """A date, time or timestamp column as its ISO text, the same for any unit and zone: a
     zoned timestamp in UTC (``Z``), trailing zeros of the fraction of a second dropped
@@ -322,27 +376,35 @@ def _iso_text(c: Any) -> Any:
     return pc.replace_substring_regex(text, pattern=r"\.(Z?)$", replacement=r"\1")
 
 
-def _transformed(stream: Any, as_text: Sequence[str], bar: Any,
+def _transformed(stream: Any, as_text: Sequence[str], as_float: Sequence[str], bar: Any,
                  guard: StreamGuard) -> pa.RecordBatchReader:
-    """``stream`` with the ``as_text`` columns as ISO text (:func:`_iso_text`, vectorized per
-    batch) and ``bar`` (a :class:`assay._progress.Progress`, or None) counting its rows. What
+    """``stream`` with the ``as_text`` columns as slice values (:func:`_slice_values`,
+    vectorized per batch), the ``as_float`` ones (decimals) as float64, and ``bar`` (a
+    :class:`assay._progress.Progress`, or None) counting its rows. What
     this raises (a Ctrl-C included) is stashed in ``guard``, as :func:`_checked_reader` does,
     so that it surfaces as itself."""
     reader = stream if isinstance(stream, pa.RecordBatchReader) else \
         pa.RecordBatchReader.from_stream(stream)
-    names = [n for n in as_text if n in reader.schema.names]
     schema = reader.schema
-    for n in names:
-        i = schema.get_field_index(n)
-        schema = schema.set(i, schema.field(i).with_type(pa.string()))
+    convert: dict[str, Callable[[Any], Any]] = {}
+    for n in as_text:
+        if n in schema.names:
+            i = schema.get_field_index(n)
+            schema = schema.set(i, schema.field(i).with_type(_slice_type(schema.field(i).type)))
+            convert[n] = _slice_values
+    for n in as_float:
+        i = schema.get_field_index(n) if n in schema.names else -1
+        if i >= 0 and pa.types.is_decimal(schema.field(i).type):
+            schema = schema.set(i, schema.field(i).with_type(pa.float64()))
+            convert[n] = _to_float
 
     def batches() -> Iterator[pa.RecordBatch]:
         i = 0
         done = False
         try:
             for batch in reader:
-                if names:
-                    cols = [_iso_text(c) if name in names else c
+                if convert:
+                    cols = [convert[name](c) if name in convert else c
                             for name, c in zip(batch.schema.names, batch.columns, strict=True)]
                     batch = pa.RecordBatch.from_arrays(cols, schema=schema)
                 if bar is not None:
@@ -360,6 +422,13 @@ def _transformed(stream: Any, as_text: Sequence[str], bar: Any,
                 bar.close(done)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _to_float(c: Any) -> Any:
+    """A decimal column as float64 (the nearest double of each value)."""
+    import pyarrow.compute as pc
+
+    return pc.cast(c, pa.float64(), safe=False)
 
 
 def _failing(what: str, action: str, e: Exception) -> InvalidInputError:
@@ -401,7 +470,8 @@ def _stream_source(
             raise _failing(what, f"to read column {c!r}", e) from e
 
     return Source(opener=open_, column=None if column is None else column_, names=names,
-                  guard=guard, schema=schema, temporal=_temporal(schema))
+                  guard=guard, schema=schema, temporal=_temporal(schema),
+                  decimal=_decimal(schema))
 
 
 # In-memory tables are handed over in slices of this many rows (zero-copy): the engine checks
@@ -422,7 +492,7 @@ def _table_source(table: pa.Table, what: str = "the input table") -> Source:
 
     return Source(opener=open_, column=lambda c: table.select([c]), names=table.schema.names,
                   rows=table.num_rows, guard=StreamGuard(what), schema=table.schema,
-                  temporal=_temporal(table.schema))
+                  temporal=_temporal(table.schema), decimal=_decimal(table.schema))
 
 
 def _column_array(name: str, values: Any) -> Any:
@@ -728,6 +798,7 @@ def _lazyframe_source(lf: Any) -> Source:
     source.temporal = frozenset(n for n, t in schema.items()
                                 if isinstance(t, (pl.Date, pl.Datetime, pl.Time))
                                 or t in (pl.Date, pl.Time))
+    source.decimal = frozenset(n for n, t in schema.items() if isinstance(t, pl.Decimal))
     return source
 
 
@@ -772,6 +843,8 @@ def _duckdb_source(rel: Any) -> Source:
     source = _stream_source(reader, what, column, names, opening="to execute")
     source.temporal = frozenset(n for n, t in zip(names, types, strict=True)
                                 if t.startswith(("DATE", "TIME")))
+    source.decimal = frozenset(n for n, t in zip(names, types, strict=True)
+                               if t.startswith("DECIMAL"))
     return source
 
 
