@@ -164,3 +164,111 @@ def test_a_gate_on_a_metric_outside_the_defaults_and_formats_checked_first(data_
         p = run(command[0], "cmp.parquet", "--label", "churned", *command[1:], "--format",
                 "parquet", cwd=data_dir)
         assert p.returncode == 2 and "--format parquet needs --out" in p.stderr, p.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# assay run JOB.toml: a whole job in a file, for schedulers
+
+GATE_JOB = """\
+# The nightly gate: the candidate may not be worse than prod on log loss in any channel.
+command = "compare"
+data = "../tree"
+label = "churned"
+scores = { prod = "p_old", cand = "p_new" }
+slices = ["channel", ["country", "device"]]
+metrics = ["log_loss"]
+bootstrap = 100
+gate = ["log_loss"]
+margin = 0.01
+format = "json"
+out = "gate.json"
+"""
+
+
+def test_a_job_file_runs_its_command_from_any_directory(data_dir, tmp_path):
+    jobs = data_dir / "jobs"
+    jobs.mkdir(exist_ok=True)
+    (jobs / "gate.toml").write_text(GATE_JOB)
+    # Run from elsewhere: data and out are relative to the job file.
+    p = run("run", jobs / "gate.toml", cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.startswith("assay: regression: "), p.stderr
+    out = json.loads((jobs / "gate.json").read_text())
+    assert out["job"]["path"] == str(jobs / "gate.toml")
+    assert out["job"]["sha256"].startswith("sha256:")
+    assert out["arguments"][:2] == ["compare", str(jobs / ".." / "tree")]
+    # The same table as the command line it stands for, which --dry-run prints.
+    dry = run("run", jobs / "gate.toml", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and dry.stdout.startswith("assay compare ")
+    import shlex
+
+    argv = shlex.split(dry.stdout)[1:]
+    argv[argv.index("--out") + 1] = str(tmp_path / "direct.json")
+    assert run(*argv, cwd=tmp_path).returncode == 1
+    direct = json.loads((tmp_path / "direct.json").read_text())
+    assert direct["rows"] == out["rows"]
+    # Without the partner rows the gate passes.
+    (jobs / "pass.toml").write_text(GATE_JOB.replace(
+        'out = "gate.json"', 'out = "pass.json"\nwhere = "channel <> \'partner\'"'))
+    assert run("run", jobs / "pass.toml", cwd=tmp_path).returncode == 0
+
+
+def test_job_files_for_every_command(data_dir):
+    jobs = data_dir / "jobs"
+    jobs.mkdir(exist_ok=True)
+    common = 'data = ["../cmp.parquet"]\nlabel = "churned"\nformat = "csv"\n'
+    bodies = {
+        "evaluate": 'score = "p_new"\nslices = ["channel"]\nbins = { p_old = [0, 0.3, 0.6, 1] }\n'
+                    'metrics = ["roc_auc", "accuracy"]\nout = "e.csv"',
+        "reliability": 'score = "p_old"\nn_bins = 4\nslices = ["channel"]\nout = "r.csv"',
+        "discover": 'score = "p_new"\nfeatures = ["country", "device", "channel"]\nk = 3\n'
+                    'min_support = 500\nout = "d.csv"',
+        "discover-regressions": 'scores = { prod = "p_old", cand = "p_new" }\n'
+                                'features = ["channel", "device"]\nout = "dr.csv"',
+    }
+    for command, body in bodies.items():
+        (jobs / f"{command}.toml").write_text(f'command = "{command}"\n{common}{body}\n')
+        p = run("run", jobs / f"{command}.toml", cwd=data_dir)
+        assert p.returncode == 0, (command, p.stderr)
+    e = pl.read_csv(jobs / "e.csv")
+    ref = assay.evaluate(str(data_dir / "cmp.parquet"), label="churned", score="p_new",
+                         slices=["channel", assay.bins("p_old", edges=[0, 0.3, 0.6, 1])],
+                         metrics=["roc_auc", "accuracy"]).table
+    assert e["slice"].to_list() == ref["slice"].to_list()
+    assert np.allclose(e["roc_auc"].to_numpy(), ref["roc_auc"].to_numpy(), rtol=1e-12)
+    assert pl.read_csv(jobs / "r.csv").filter(pl.col("slice") == "overall")["count"].sum() \
+        == 20_000
+    assert pl.read_csv(jobs / "d.csv")["slice"][0] == "channel=partner"
+    assert pl.read_csv(jobs / "dr.csv")["slice"][0] == "channel=partner"
+
+
+@pytest.mark.parametrize("body, words", [
+    ('command = "compare"\ndata = "x.parquet"\nbootstrapp = 3', "unknown key 'bootstrapp'"),
+    ('command = "discover"\ndata = "x.parquet"\nslices = ["a"]', "unknown key 'slices' for "
+                                                               "command discover"),
+    ('command = "evaluate"\ndata = "x.parquet"\nbootstrap = true', "bootstrap must be a string"),
+    ('command = "evaluate"\ndata = "x.parquet"\nslices = "a"', "slices must be a list"),
+    ('command = "evaluate"\ndata = "x.parquet"\nbins = [3]', "bins must be a table"),
+    ('command = "compare"\ndata = "x.parquet"\nscores = ["a"]', "scores must be a table"),
+    ('command = "evaluat"\ndata = "x.parquet"', "command must be one of"),
+    ('command = "evaluate"', "data (a path"),
+    ('command = "evaluate', "is not valid TOML"),
+    ('command = "finalize"\ndata = "x"', "command must be one of"),
+])
+def test_bad_job_files_are_usage_errors(data_dir, body, words):
+    (data_dir / "bad.toml").write_text(body)
+    p = run("run", "bad.toml", cwd=data_dir)
+    assert p.returncode == 2 and "assay: error: " in p.stderr and words in p.stderr, p.stderr
+    p = run("run", "missing.toml", cwd=data_dir)
+    assert p.returncode == 2 and "cannot read the job file" in p.stderr
+
+
+def test_several_paths_on_the_command_line(data_dir):
+    parts = [f"tree/channel={ch}/part-0.parquet" for ch in ("web", "app")]
+    p = run("evaluate", *parts, "--label", "churned", "--score", "p_new", "--metrics",
+            "accuracy", "--format", "json", cwd=data_dir)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    web_app = assay.evaluate([str(data_dir / x) for x in parts], label="churned",
+                             score="p_new", metrics=["accuracy"]).table
+    assert out["rows"][0]["n"] == web_app["n"][0] < 20_000
+    assert out["input"]["path"] == parts and out["input"]["fingerprint"].startswith("sha256:")

@@ -154,3 +154,29 @@ def test_inputs_section_runs_as_written(tmp_path, monkeypatch):
     assert "country=NG" in table["slice"].to_list()  # a Hive key as a slice
     ng = table.filter(table["slice"] == "country=NG")["n"][0]
     assert ns["ng"].table["n"][0] == ng  # type: ignore[attr-defined]
+
+
+def test_command_line_job_file_runs_as_written(tmp_path, monkeypatch):
+    """The job file of "Command line", verbatim, on generated data with its columns."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    from assay.demo import make_comparison_data
+
+    monkeypatch.chdir(tmp_path)
+    (toml,) = blocks(section("Command line"), "toml")
+    Path("nightly.toml").write_text(toml)
+    t = make_comparison_data(20_000, seed=3).rename_columns(
+        ["y", *make_comparison_data(1).column_names[1:]])
+    t = t.append_column("age", pa.array(np.random.default_rng(0).integers(18, 80, t.num_rows)))
+    for day in range(5):
+        Path(f"preds/day={day}").mkdir(parents=True)
+        pq.write_table(t.slice(day * 4000, 4000), f"preds/day={day}/part-0.parquet")
+    assert main(["run", "nightly.toml"]) in (0, 1)  # the gate's verdict on this data
+    out = json.loads(Path("gate.json").read_text())
+    assert out["job"]["path"] == str(tmp_path / "nightly.toml")
+    assert out["rows"] and {r["metric"] for r in out["rows"]} == {"roc_auc", "log_loss"}
+    # day >= 3: two of the five days.
+    assert max(r["n"] for r in out["rows"]) == 8000

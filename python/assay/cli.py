@@ -1,8 +1,10 @@
 """The ``assay`` command line (also ``python -m assay``): ``assay demo``, ``assay evaluate``,
 ``assay compare`` (with a ``--gate``), ``assay reliability``, ``assay discover``,
 ``assay discover-regressions`` and ``assay finalize STATE... [-o OUT]``, with the names and
-defaults of the Python API. ``PATH`` is anything ``data=`` takes as a path: a file, a
-directory (Hive partitions included), a glob; ``--where EXPR`` keeps the rows where the SQL
+defaults of the Python API; ``assay run JOB.toml`` runs a job file that holds one of these
+commands with its options (see :func:`job_argv`). ``PATH`` is anything ``data=`` takes as a
+path: a file, a directory (Hive partitions included), a glob, or several of them;
+``--where EXPR`` keeps the rows where the SQL
 expression ``EXPR`` holds (a polars SQL predicate, pushed into the scan). ``--format json``
 output carries the assay version, the arguments and a fingerprint of the input files (their
 paths, sizes and modification times, hashed).
@@ -19,8 +21,9 @@ Every failure is one line on stderr, ``assay: error: ...``, never a traceback. E
 - 0: success (``assay compare --gate``: no regression);
 - 1: ``assay compare --gate``: a regression was detected (the gate's message on stderr);
 - 2: a usage error: a malformed or out-of-range option (as argparse reports its own), a column
-  named on the command line that is not in the data, no state files, or an ``-o`` whose
-  extension names no known format;
+  named on the command line that is not in the data, no state files, an ``-o`` whose
+  extension names no known format, or a job file that cannot be read or holds an unknown key
+  or a value of the wrong type;
 - 3: the data or the engine failed (a bad value, an unreadable file, an output that cannot be
   written, a state file that is unreadable, corrupt or was saved with another spec), or an
   unexpected internal error (``assay: error: internal error: ...``);
@@ -67,6 +70,8 @@ MAX_DEMO_ROWS = 50_000_000
 
 # The arguments of the running command (recorded in JSON output).
 _ARGV: list[str] = []
+# The job file of ``assay run`` (its path and hash, recorded in JSON output), if any.
+_JOB: dict[str, str] | None = None
 
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2
@@ -276,19 +281,24 @@ def _output(result: Any, fmt: str, args: argparse.Namespace) -> None:
 def _metadata(args: argparse.Namespace) -> dict[str, Any]:
     """What JSON output records about its run: the version, the arguments, the input."""
     meta: dict[str, Any] = {"assay_version": __version__, "arguments": list(_ARGV)}
+    if _JOB is not None:
+        meta["job"] = dict(_JOB)
     path = getattr(args, "path", None)
     if path is not None:
         meta["input"] = {"path": path, "fingerprint": _fingerprint(path)}
     return meta
 
 
-def _fingerprint(path: str) -> str | None:
+def _fingerprint(path: str | list[str]) -> str | None:
     """A hash of the input files' paths, sizes and modification times (not their bytes: it
     costs no read), or None when they cannot be listed."""
     import glob as _glob
 
     files: list[str] = []
-    for p in [path] if os.path.lexists(path) else sorted(_glob.glob(path, recursive=True)):
+    found: list[str] = []
+    for item in [path] if isinstance(path, str) else path:
+        found += [item] if os.path.lexists(item) else sorted(_glob.glob(item, recursive=True))
+    for p in found:
         if os.path.isdir(p):
             for root, dirs, names in os.walk(p):
                 dirs.sort()
@@ -572,8 +582,8 @@ def _emit(text: str, out: str | None) -> None:
 def _input_options(p: argparse.ArgumentParser, score_help: str,
                    max_slices: bool = True) -> None:
     """The options every data command shares (``--max-slices`` where slices are reported)."""
-    p.add_argument("path", help="a Parquet, CSV or Arrow IPC file, a directory (Hive "
-                                "partitions included) or a glob")
+    p.add_argument("path", nargs="+", help="a Parquet, CSV or Arrow IPC file, a directory "
+                                           "(Hive partitions included) or a glob (repeatable)")
     p.add_argument("--label", required=True)
     p.add_argument("--score", action="append", help=score_help)
     p.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
@@ -606,7 +616,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                    help=f"rows to generate, in [1, {MAX_DEMO_ROWS}] (default 300000)")
     d.add_argument("--seed", type=_int_in(0, U64_MAX), default=0)
     e = sub.add_parser("evaluate", help="sliced metrics of one model")
-    e.add_argument("path")
+    e.add_argument("path", nargs="+", help="a Parquet, CSV or Arrow IPC file, a directory "
+                                           "(Hive partitions included) or a glob (repeatable)")
     e.add_argument("--label", required=True)
     e.add_argument("--score", help="the score column (task binary)")
     e.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
@@ -710,7 +721,128 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                    help="write the report to this file: .parquet/.pq, .csv or .json "
                         "(default: a table on stdout)")
     commands["finalize"] = f
+
+    j = sub.add_parser("run", help="run the command a job file (TOML) describes")
+    j.add_argument("job", metavar="JOB", help="a TOML job file (see the README)")
+    j.add_argument("--dry-run", action="store_true",
+                   help="print the equivalent command line and stop")
+    commands["run"] = j
     return parser, commands
+
+
+JOB_COMMANDS = ("evaluate", "compare", "reliability", "discover", "discover-regressions")
+
+
+def _file_hash(path: str) -> str:
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+
+
+def _scalar(value: Any, key: str, where: str) -> str:
+    """A job file's scalar value as a command-line word."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UsageError(f"{where}: {key} must be a string or a number, got "
+                         f"{type(value).__name__} {value!r}")
+    return str(value)
+
+
+def _strings(value: Any, key: str, where: str) -> list[str]:
+    """A job file's string, or list of strings."""
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(x, str) for x in items):
+        raise UsageError(f"{where}: {key} must be a string or a list of strings, got {value!r}")
+    return items
+
+
+def job_argv(path: str) -> list[str]:
+    """The command line a job file stands for (what ``assay run JOB`` runs).
+
+    A job file is TOML: ``command`` (one of ``evaluate``, ``compare``, ``reliability``,
+    ``discover``, ``discover-regressions``), ``data`` (a path, glob or directory, or a list of
+    them) and the command's options under their Python names (``min_slice_size``, not
+    ``--min-slice-size``). ``slices`` is a list of columns and crosses (``[["country",
+    "device"]]``); ``bins`` a table of ``column = N`` or ``column = [edges]``; ``scores`` a
+    table of ``name = "column"`` (``score`` a column); ``features``, ``metrics`` and ``gate``
+    lists of names. Relative paths (``data``, ``out``, ``save_state``) are relative to the job
+    file, so a scheduler can run it from anywhere. Raises :class:`UsageError` on anything
+    else (an unknown key names the keys that command takes)."""
+    import tomllib
+
+    where = f"job file {path!r}"
+    try:
+        with open(path, "rb") as f:
+            job = tomllib.load(f)
+    except OSError as e:
+        raise UsageError(f"cannot read the {where}: {e.strerror or e}") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{where} is not valid TOML: {e}") from e
+    command = job.pop("command", None)
+    if command not in JOB_COMMANDS:
+        raise UsageError(f"{where}: command must be one of {', '.join(JOB_COMMANDS)}, got "
+                         f"{command!r}")
+    if "data" not in job:
+        raise UsageError(f"{where}: data (a path, glob or directory, or a list of them) is "
+                         "missing")
+    base = os.path.dirname(os.path.abspath(path))
+
+    def here(p: str) -> str:
+        return p if os.path.isabs(p) else os.path.join(base, p)
+
+    argv = [command, *(here(p) for p in _strings(job.pop("data"), "data", where))]
+    known = {a.dest: a for a in _parser()[1][command]._actions
+             if a.option_strings and a.dest not in ("help", "slice", "feature", "score")}
+    allowed = _JOB_KEYS[command] | set(known)
+    for key, value in job.items():
+        if key not in allowed:
+            raise UsageError(f"{where}: unknown key {key!r} for command {command}; it takes "
+                             f"{', '.join(sorted(allowed))}")
+        if key == "slices":
+            if not isinstance(value, list):
+                raise UsageError(f"{where}: slices must be a list of columns and crosses "
+                                 f"([\"a\", [\"a\", \"b\"]]), got {value!r}")
+            for item in value:
+                argv += ["--slice", ",".join(_strings(item, "a slice", where))]
+        elif key == "bins":
+            if not isinstance(value, dict):
+                raise UsageError(f"{where}: bins must be a table of column = N or column = "
+                                 f"[edges], got {value!r}")
+            for col, b in value.items():
+                spec = ",".join(_scalar(x, f"bins.{col}", where) for x in b) \
+                    if isinstance(b, list) else _scalar(b, f"bins.{col}", where)
+                argv += ["--bins", f"{col}:{spec}"]
+        elif key == "scores":
+            if not isinstance(value, dict):
+                raise UsageError(f"{where}: scores must be a table of name = \"column\", got "
+                                 f"{value!r}")
+            for name, col in value.items():
+                argv += ["--score", f"{name}={_scalar(col, f'scores.{name}', where)}"]
+        elif key == "score":
+            argv += ["--score", _scalar(value, key, where)]
+        elif key == "features":
+            argv += [w for c in _strings(value, key, where) for w in ("--feature", c)]
+        elif key in ("metrics", "gate"):
+            argv += [f"--{key}", ",".join(_strings(value, key, where))]
+        else:
+            action = known[key]
+            if action.nargs == 0:  # a flag
+                if not isinstance(value, bool):
+                    raise UsageError(f"{where}: {key} must be true or false, got {value!r}")
+                argv += [action.option_strings[-1]] if value else []
+                continue
+            word = _scalar(value, key, where)
+            argv += [action.option_strings[-1],
+                     here(word) if key in ("out", "save_state") else word]
+    return argv
+
+
+# The list-valued keys each job command takes (besides its options).
+_JOB_KEYS = {
+    "evaluate": {"slices", "bins", "score", "metrics"},
+    "compare": {"slices", "bins", "scores", "metrics", "gate"},
+    "reliability": {"slices", "bins", "score"},
+    "discover": {"bins", "score", "features"},
+    "discover-regressions": {"bins", "scores", "features"},
+}
 
 
 def _error(message: str, code: int) -> int:
@@ -723,6 +855,22 @@ def _run(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)
+    if isinstance(getattr(args, "path", None), list) and len(args.path) == 1:
+        args.path = args.path[0]
+    if args.command == "run":
+        try:
+            job_args = job_argv(args.job)
+        except UsageError as err:
+            commands["run"].print_usage(sys.stderr)
+            return _error(str(err), EXIT_USAGE)
+        if args.dry_run:
+            import shlex
+
+            print(shlex.join(["assay", *job_args]))
+            return 0
+        global _JOB
+        _JOB = {"path": os.path.abspath(args.job), "sha256": _file_hash(args.job)}
+        return _run(job_args)
     run = {"demo": _demo, "evaluate": _evaluate_cmd, "compare": _compare_cmd,
            "reliability": _reliability_cmd, "discover": _discover_cmd,
            "discover-regressions": _discover_cmd, "finalize": _finalize_cmd}[args.command]
