@@ -308,3 +308,36 @@ def test_bins_of_a_date_column_say_what_to_do_instead():
         assay.evaluate(t, label="y", score="p", slices=[assay.bins("day", 2)])
     with pytest.raises(assay.errors.SchemaError, match="holds dates"):
         assay.discover_slices(t, label="y", score="p", features=[assay.bins("day", 2)])
+
+
+def test_slice_filters_select_temporal_and_decimal_slices():
+    """Every slice of a date, time, timestamp (zoned, with a fraction) and decimal column, as
+    the report labels it, selects the rows the report counted."""
+    import datetime
+
+    import polars as pl
+
+    from assay._discovery import slice_filters
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    base = np.datetime64("2024-01-05T10:30:00.25", "ns")
+    t = decimal_table(n).select(["y", "p", "price", "tier"]).append_column(
+        "ts", pa.array(base + rng.integers(0, 3, n).astype("timedelta64[h]")).cast(
+            pa.timestamp("ns", tz="Europe/Berlin"))).append_column(
+        "day", pa.array(np.datetime64("2024-02-28", "D")
+                        + rng.integers(0, 3, n).astype("timedelta64[D]"))).append_column(
+        "tm", pa.array([datetime.time(8, 0, 0, 500000), datetime.time(10, 30), None][i % 3]
+                       for i in range(n)))
+    cols = ["ts", "day", "tm", "price", "tier"]
+    rep = assay.evaluate(t, label="y", score="p", slices=cols, metrics=["accuracy"]).table
+    rows = rep.filter(pl.col("slice") != "overall")
+    preds = [[{"feature": c, "value": r[c]}] for r in rows.iter_rows(named=True)
+             for c in cols if r[c] is not None or r["slice"] == f"{c}=null"]
+    found = pl.DataFrame({"slice": rows["slice"], "predicates": preds})
+    counts = pl.from_arrow(t).select([e.sum() for e in slice_filters(found)]).row(0)
+    assert list(counts) == rows["n"].to_list()
+    assert "ts=2024-01-05 10:30:00.25Z" in rows["slice"].to_list()
+    # The filters run lazily too.
+    lazy = pl.from_arrow(t).lazy().filter(slice_filters(found)[0]).collect()
+    assert lazy.height == rows["n"][0]

@@ -780,6 +780,29 @@ _BELOW = re.compile(r"^\(-inf, (?P<hi>[^,\s]+)\)$")
 _ABOVE = re.compile(r"^\((?P<lo>[^,\s]+), inf\)$")
 
 
+# The text of a time or timestamp value as the engine labels it (ISO, fraction trimmed, a zoned
+# one in UTC with "Z"): polars prints these otherwise, so they are matched through the
+# engine's own conversion.
+_CLOCK = re.compile(r"^(\d{4,}-\d{2}-\d{2} )?\d{2}:\d{2}:\d{2}(\.\d+)?Z?$")
+
+
+def _labelled(s: pl.Series) -> pl.Series:
+    """A column's values as the text of their slice labels (vectorized)."""
+    if s.dtype.is_temporal() and not isinstance(s.dtype, pl.Duration):
+        from ._input import _iso_text
+
+        return pl.Series(s.name, _iso_text(s.to_arrow()), dtype=pl.String)
+    return s.cast(pl.String)
+
+
+def _value_expr(col: str, value: str) -> pl.Expr:
+    """True where column ``col`` holds the slice value ``value`` (as the label prints it)."""
+    if _CLOCK.match(value):
+        return pl.col(col).map_batches(lambda s: _labelled(s) == value,
+                                       return_dtype=pl.Boolean)
+    return pl.col(col).cast(pl.String) == value
+
+
 def _is_bin_label(value: str) -> bool:
     return any(p.match(value) for p in (_BIN, _BELOW, _ABOVE))
 
@@ -835,8 +858,9 @@ def slice_filters(
     Each expression is named after the slice (``"country=NG & device=tablet"``), so
     ``df.filter(exprs[0])`` selects the rows of the best slice and ``df.select(exprs)`` gives
     one boolean membership column per slice. A predicate ``feature = value`` becomes
-    ``pl.col(feature).cast(pl.String) == value`` for a categorical feature (so integer, boolean
-    and categorical columns match the value as printed), ``is_null()`` for the null value, and
+    ``pl.col(feature).cast(pl.String) == value`` for a categorical feature (so integer, boolean,
+    categorical, date and decimal columns match the value as printed; times and timestamps
+    match their label's ISO text, a zoned one in UTC), ``is_null()`` for the null value, and
     a range test for a binned feature: ``[a, b)`` is ``a <= x < b``, the last bin ``[a, b]``
     is closed, ``(-inf, a)`` is ``x < a``, ``(b, inf)`` is ``x > b``, and null means null or
     NaN.
@@ -914,7 +938,7 @@ def slice_filters(
                 else:
                     parts.append(_interval_expr(col, *_parse_bin(value)))
             else:
-                parts.append(c.cast(pl.String) == value)
+                parts.append(_value_expr(col, value))
         if not parts:
             raise InvalidArgumentError("a slice with no predicates")
         expr = parts[0]
