@@ -33,8 +33,28 @@ def test_progress_line_with_a_total(immediate, capsys):
     rep = assay.evaluate(t, progress=True, **KW)
     err = capsys.readouterr().err
     lines = [x.strip() for x in err.split("\r") if x.strip()]
-    assert lines[-1].startswith("assay: 300,000/300,000 rows (100%)") and "read in" in lines[-1]
+    assert any(x.startswith("assay: 300,000/300,000 rows (100%)") for x in lines), lines
+    assert lines[-1].startswith("assay: 300,000 rows read in ") and "computed in" in lines[-1]
+    assert err.endswith("\n")
     assert rep.table.equals(assay.evaluate(t, progress=False, **KW).table)
+
+
+def test_the_line_goes_on_while_the_metrics_are_computed(immediate, capsys, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(progress, "TICK", 0.01)
+    t = table(200_000).append_column("q", table(200_000)["p"])
+    assay.compare(t, label="y", scores=["p", "q"], slices=["g"], bootstrap=300,
+                  metrics=["roc_auc"], progress=True)
+    err = capsys.readouterr().err
+    assert "; computing... " in err and "computed in" in err.rsplit("\r", 1)[-1], err[-300:]
+    assert not [x for x in threading.enumerate() if x.name == "assay-progress"]
+    # A failed call ends the line too (erased), and stops the ticker.
+    with pytest.raises(assay.AssayError):
+        assay.evaluate(t.set_column(1, "p", pa.array(np.full(t.num_rows, 2.0))), label="y",
+                       score="p", progress=True)
+    assert not [x for x in threading.enumerate() if x.name == "assay-progress"]
+    assert "computed in" not in capsys.readouterr().err
 
 
 def test_files_give_their_total_from_metadata_and_streams_count_without_one(
@@ -72,7 +92,7 @@ def test_every_long_entry_point_takes_it(immediate, capsys):
     assay.Spec(**KW).accumulate(t, progress=True)
     assay.discover_slices(t, label="y", score="p", features=["g"], progress=True)
     err = capsys.readouterr().err
-    assert err.count("read in") == 4, err  # (compare, reliability, accumulate, discovery)
+    assert err.count("computed in") == 4, err  # (compare, reliability, accumulate, discovery)
 
 
 @pytest.mark.parametrize("bad", ["yes", 1, 0.5])

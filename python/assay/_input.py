@@ -66,6 +66,9 @@ class StreamGuard:
         self.what = what
         self.error: BaseException | None = None
         self.batch: int | None = None
+        self.bar: Any = None
+        """The progress line of the stream being read (:class:`assay._progress.Progress`),
+        ended when the native call returns."""
 
     def fail(self, error: BaseException, batch: int) -> None:
         if self.error is None:
@@ -86,6 +89,9 @@ class StreamGuard:
         err, batch = self.error, self.batch
         self.error = None
         self.batch = None
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.finish(ok=exc is None and err is None)
         if err is None:
             return
         if exc is not None and not isinstance(exc, Exception):
@@ -290,6 +296,7 @@ class Source:
                 except Exception:  # noqa: BLE001 - a total is only nice to have
                     total = None
             bar = _progress.Progress(total)
+            self.guard.bar = bar
         return _transformed(stream, self.as_text, as_float, bar, self.guard)
 
     def read_column(self, name: str, purpose: str) -> Any:
@@ -419,7 +426,10 @@ def _transformed(stream: Any, as_text: Sequence[str], as_float: Sequence[str], b
             raise _SourceFailed(f"{guard.what} failed at batch {i}") from None
         finally:
             if bar is not None:
-                bar.close(done)
+                if done:
+                    bar.read_done()  # the engine computes now; the guard ends the line
+                else:
+                    bar.close(done=False)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 

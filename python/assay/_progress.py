@@ -4,6 +4,9 @@ interactive stderr or in a Jupyter notebook.
 The engine pulls the input batch by batch through the Python side of the stream; the counter
 sits there, so progress costs one counter update per batch (never per row). Nothing is shown
 before the job has run for ``MIN_SECONDS``, nor more often than every ``INTERVAL`` seconds.
+Once the rows are read, the engine computes the metrics (sorts, bootstrap walks, fits), which
+can take longer than the read: a ticker thread then shows the time spent computing, until the
+call that consumed the stream returns (its :class:`assay._input.StreamGuard` ends the line).
 
 On by default only where someone watches: an interactive terminal on stderr, or a notebook.
 ``progress=True``/``False`` on a call decides for that call; the environment variable
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -23,6 +27,8 @@ MIN_SECONDS = 1.0
 """Nothing is drawn before the pass has run this long (seconds)."""
 INTERVAL = 0.1
 """The least time between two redraws (seconds)."""
+TICK = 0.5
+"""How often the line is redrawn while the metrics are computed (seconds)."""
 
 _OFF = ("0", "false", "no", "off")
 _ON = ("1", "true", "yes", "on")
@@ -75,6 +81,9 @@ class Progress:
         self.drawn = False
         self.notebook = _in_notebook()
         self._handle: Any = None
+        self.read_seconds: float | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def line(self, done: bool = False) -> str:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
@@ -91,6 +100,46 @@ class Progress:
         elif self.total is not None and rate > 0:
             text += f", ETA {_duration(max(self.total - self.rows, 0) / rate)}"
         return text
+
+    def computing_line(self, done: bool = False) -> str:
+        """The line once every row is read: the read's totals, and the time spent computing."""
+        read = self.read_seconds or 0.0
+        rate = self.rows / max(read, 1e-9)
+        text = (f"assay: {self.rows:,} {self.what} read in {_duration(read)} "
+                f"({rate:,.0f} {self.what}/s)")
+        spent = _duration(time.perf_counter() - self.start - read)
+        return text + (f", computed in {spent}" if done else f"; computing... {spent}")
+
+    def read_done(self) -> None:
+        """Every row is read: the engine computes now. A ticker keeps the line current
+        (drawn once the job has run for ``MIN_SECONDS``) until :meth:`finish`."""
+        self.read_seconds = time.perf_counter() - self.start
+        if self.drawn:
+            self._draw(self.computing_line())
+
+        def tick() -> None:
+            while not self._stop.wait(TICK):
+                if time.perf_counter() - self.start >= MIN_SECONDS:
+                    self._draw(self.computing_line())
+
+        self._ticker = threading.Thread(target=tick, name="assay-progress", daemon=True)
+        self._ticker.start()
+
+    def finish(self, ok: bool) -> None:
+        """The call that consumed the stream returned (``ok``) or failed: stops the ticker,
+        and ends the line with the totals, or erases it."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
+        if self.read_seconds is None:  # the stream was not read to its end
+            self.close(done=False)
+        elif self.drawn:
+            if ok:
+                self._draw(self.computing_line(done=True), end=True)
+            else:
+                self.close(done=False)
+            self.drawn = False
 
     def update(self, rows: int) -> None:
         self.rows += rows
@@ -113,6 +162,7 @@ class Progress:
                 sys.stderr.flush()
             except Exception:  # noqa: BLE001 - progress must never break a job
                 pass
+        self.drawn = False
 
     def _draw(self, text: str, end: bool = False) -> None:
         self.drawn = True
