@@ -71,7 +71,8 @@ def main() -> int:
     overhead = 100 * (on / off - 1)
     text = (f"## Progress overhead ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
             f"- command: `python benches/bench_progress.py"
-            f"{' --write' if args.write else ''}`\n"
+            f"{' --write' if args.write else ''}"
+            f"{f' --repeat {args.repeat}' if args.repeat != 5 else ''}`\n"
             f"- machine: {benchlib.cores()} cores, {benchlib.cpu_model()}\n\n"
             f"| {args.rows:,} rows, 64k-row batches | best of {args.repeat} |\n|---|---|\n"
             f"| `progress=False` | {off:.3f} s |\n| `progress=True` | {on:.3f} s |\n"
