@@ -154,10 +154,7 @@ def main() -> int:
         text += "".join(f"| {n} | {m * 1000:.0f} ms | {w * 1000:.0f} ms |\n"
                         for n, m, w in lat)
         text += "\n(target: within 500 ms)\n"
-    print(text)
-    if args.write:
-        benchlib.write_section(HERE / "RESULTS.md", "<!-- bench_batch -->",
-                               "<!-- /bench_batch -->", text)
+    benchlib.publish(text, "bench_batch", args.write)
     return 0
 
 

@@ -77,10 +77,7 @@ def main() -> int:
             f"| {args.rows:,} rows, 64k-row batches | best of {args.repeat} |\n|---|---|\n"
             f"| `progress=False` | {off:.3f} s |\n| `progress=True` | {on:.3f} s |\n"
             f"| overhead | {overhead:+.2f}% (target < 1%) |\n")
-    print(text)
-    if args.write:
-        benchlib.write_section(HERE / "RESULTS.md", "<!-- bench_progress -->",
-                               "<!-- /bench_progress -->", text)
+    benchlib.publish(text, "bench_progress", args.write)
     return 0
 
 

@@ -50,6 +50,15 @@ def write_section(results: Path, begin: str, end: str, text: str) -> None:
     results.write_text(new)
 
 
+def publish(text: str, name: str, write: bool) -> None:
+    """Print a bench's section, and with ``write`` put it between the ``<!-- name -->``
+    markers of RESULTS.md."""
+    print(text)
+    if write:
+        write_section(Path(__file__).resolve().parent / "RESULTS.md", f"<!-- {name} -->",
+                      f"<!-- /{name} -->", text)
+
+
 def best_of(fn, repeat: int, warmup: bool = False):
     """(best wall seconds over ``repeat`` calls of ``fn``, result of the last call), after one
     untimed call when ``warmup``."""
