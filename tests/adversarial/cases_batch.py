@@ -132,3 +132,71 @@ def batch_cli_id_slice() -> None:
     path = os.path.join(tmpdir(), "ids3.parquet")
     pq.write_table(_ids(), path)
     cli("evaluate", path, "--label", "y", "--score", "p", "--slice", "id")
+
+
+def _job(name: str, body: str) -> str:
+    path = os.path.join(tmpdir(), name)
+    with open(path, "wb") as f:
+        f.write(body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body)
+    return path
+
+
+@case(expect="typed", words=["not valid TOML"])
+def batch_job_file_of_binary_garbage() -> None:
+    cli("run", _job("garbage.toml", "\x00\x1b[2J\udcff = ="))
+
+
+@case(expect="typed", words=["unknown key", "it takes"])
+def batch_job_file_with_a_control_character_key() -> None:
+    out = cli("run", _job("ctl.toml", 'command = "evaluate"\ndata = "x"\n"a\\u001b[31m" = 1\n'))
+    check(False, out)
+
+
+@case(expect="typed", words=["must be a string or a number"])
+def batch_job_file_with_a_nested_table_as_an_option() -> None:
+    cli("run", _job("nested.toml", 'command = "evaluate"\ndata = "x"\n[bootstrap]\nb = 1\n'))
+
+
+@case(expect="typed", words=["slices must be a list"])
+def batch_job_file_slices_as_a_table() -> None:
+    cli("run", _job("tbl.toml", 'command = "evaluate"\ndata = "x"\nslices = { a = 1 }\n'))
+
+
+@case(expect="typed", words=["expected an integer"])
+def batch_job_file_bootstrap_out_of_range() -> None:
+    path = os.path.join(tmpdir(), "job-data.parquet")
+    pq.write_table(_ids(500), path)
+    cli("run", _job("big.toml", f'command = "evaluate"\ndata = "{path}"\nlabel = "y"\n'
+                                'score = "p"\nbootstrap = 1e300\n'))
+
+
+@case(expect="typed", words=["cannot read the job file"])
+def batch_job_file_is_a_directory() -> None:
+    cli("run", tmpdir())
+
+
+@case(expect="typed", words=["both a categorical slice and assay.bins"])
+def batch_decimal_column_as_slice_and_bins_at_once() -> None:
+    import decimal
+
+    import assay
+
+    t = pa.table({"y": [0, 1, 1], "p": [0.1, 0.8, 0.6],
+                  "d": pa.array([decimal.Decimal("1.5")] * 3, pa.decimal128(4, 2))})
+    assay.evaluate(t, label="y", score="p", slices=["d", assay.bins("d", 2)])
+
+
+@case(expect="ok")
+def batch_decimal_of_38_digits_is_a_slice_by_its_text() -> None:
+    import decimal
+
+    import assay
+
+    # Values a float64 cannot tell apart (literals: Python's decimal arithmetic rounds to 28
+    # digits).
+    big, low = decimal.Decimal("9" * 36 + ".5"), decimal.Decimal("-" + "9" * 35 + "8.5")
+    t = pa.table({"y": [0, 1, 1], "p": [0.1, 0.8, 0.6],
+                  "d": pa.array([big, big, low], pa.decimal128(38, 1))})
+    rep = assay.evaluate(t, label="y", score="p", slices=["d"], metrics=["accuracy"])
+    check(rep.table["slice"].to_list() == ["overall", f"d={low}", f"d={big}"],
+          str(rep.table["slice"].to_list()))
