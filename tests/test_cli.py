@@ -195,14 +195,18 @@ def test_a_job_file_runs_its_command_from_any_directory(data_dir, tmp_path):
     out = json.loads((jobs / "gate.json").read_text())
     assert out["job"]["path"] == str(jobs / "gate.toml")
     assert out["job"]["sha256"].startswith("sha256:")
-    assert out["arguments"][:2] == ["compare", str(jobs / ".." / "tree")]
+    assert out["arguments"][:2] == ["compare", str(data_dir / "tree")]
+    import hashlib
+
+    assert out["job"]["sha256"] == "sha256:" + hashlib.sha256(
+        (jobs / "gate.toml").read_bytes()).hexdigest()
     # The same table as the command line it stands for, which --dry-run prints.
     dry = run("run", jobs / "gate.toml", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0 and dry.stdout.startswith("assay compare ")
     import shlex
 
-    argv = shlex.split(dry.stdout)[1:]
-    argv[argv.index("--out") + 1] = str(tmp_path / "direct.json")
+    argv = [f"--out={tmp_path / 'direct.json'}" if a.startswith("--out=") else a
+            for a in shlex.split(dry.stdout)[1:]]
     assert run(*argv, cwd=tmp_path).returncode == 1
     direct = json.loads((tmp_path / "direct.json").read_text())
     assert direct["rows"] == out["rows"]
@@ -253,6 +257,10 @@ def test_job_files_for_every_command(data_dir):
     ('command = "evaluate"', "data (a path"),
     ('command = "evaluate', "is not valid TOML"),
     ('command = "finalize"\ndata = "x"', "command must be one of"),
+    ('command = "evaluate"\ndata = "x"\nbins = { age = [18] }', "at least two numbers"),
+    ('command = "evaluate"\ndata = "x"\nbins = { age = 2.5 }', "a number of bins or a list"),
+    ('command = "evaluate"\ndata = "x"\nslices = ["a,b"]', "holds a comma"),
+    ('command = "compare"\ndata = "x"\nscores = { "a=b" = "p" }', "cannot hold '='"),
 ])
 def test_bad_job_files_are_usage_errors(data_dir, body, words):
     (data_dir / "bad.toml").write_text(body)
@@ -272,3 +280,26 @@ def test_several_paths_on_the_command_line(data_dir):
                              score="p_new", metrics=["accuracy"]).table
     assert out["rows"][0]["n"] == web_app["n"][0] < 20_000
     assert out["input"]["path"] == parts and out["input"]["fingerprint"].startswith("sha256:")
+
+
+def test_job_values_are_values_not_options(data_dir, tmp_path):
+    """A value that starts with '-' is a value (a column named "-p"); the job's metadata is
+    that run's only; a usage error of the job's options says where they came from."""
+    t = pa.table({"y": [0, 1, 1, 0], "-p": [0.2, 0.7, 0.6, 0.1]})
+    pq.write_table(t, tmp_path / "dash.parquet")
+    (tmp_path / "dash.toml").write_text('command = "evaluate"\ndata = "dash.parquet"\n'
+                                        'label = "y"\nscore = "-p"\nmetrics = ["accuracy"]\n'
+                                        'format = "json"\nout = "dash.json"\n')
+    p = run("run", "dash.toml", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "dash.json").read_text())["rows"][0]["accuracy"] == 1.0
+    from assay.cli import main
+
+    assert main(["run", str(tmp_path / "dash.toml")]) == 0
+    assert main(["evaluate", str(tmp_path / "dash.parquet"), "--label", "y", "--score=-p",
+                 "--format", "json", "-o", str(tmp_path / "plain.json")]) == 0
+    assert "job" not in json.loads((tmp_path / "plain.json").read_text())
+    (tmp_path / "bad.toml").write_text('command = "evaluate"\ndata = "dash.parquet"\n'
+                                       'label = "y"\nscore = "-p"\nmin_slice_size = 2.5\n')
+    p = run("run", "bad.toml", cwd=tmp_path)
+    assert p.returncode == 2 and "came from the job file 'bad.toml'" in p.stderr, p.stderr

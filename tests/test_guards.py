@@ -341,3 +341,56 @@ def test_slice_filters_select_temporal_and_decimal_slices():
     # The filters run lazily too.
     lazy = pl.from_arrow(t).lazy().filter(slice_filters(found)[0]).collect()
     assert lazy.height == rows["n"][0]
+
+
+def test_decimals_convert_to_the_nearest_double():
+    """0.35 as a decimal is the float 0.35 (Arrow's own cast gives 0.35000000000000003), so
+    a row on an edge lands in the same bin as the float column's row."""
+    import decimal
+
+    import polars as pl
+
+    from assay._discovery import slice_filters
+
+    vals = ["0.35", "0.20", "19.90", "0.10", "7.07"] * 40
+    y = np.arange(len(vals)) % 2
+    dec = pa.table({"y": y, "p": np.linspace(0.05, 0.95, len(vals)),
+                    "price": pa.array([decimal.Decimal(v) for v in vals], pa.decimal128(10, 2))})
+    flt = dec.set_column(2, "price", pa.array([float(v) for v in vals]))
+    for b in (assay.bins("price", edges=[0.1, 0.35]), assay.bins("price", edges=[0.2, 7.07, 19.9]),
+              assay.bins("price", 3)):
+        kw = dict(label="y", score="p", slices=[b], metrics=["accuracy"])
+        assert assay.evaluate(dec, **kw).table.equals(assay.evaluate(flt, **kw).table), b
+    # slice_filters of a binned decimal feature select the rows the engine counted.
+    planted = dec.set_column(1, "p", pa.array(np.where(
+        np.array(vals) == "0.35", 1.0 - y * 0.9 - 0.05, 0.05 + 0.9 * y)))
+    found = assay.discover_slices(planted, label="y", score="p",
+                                  features=[assay.bins("price", edges=[0.1, 0.3, 0.4, 20])],
+                                  min_support=5, k=3, max_level=1)
+    counts = pl.from_arrow(dec).select([e.sum() for e in slice_filters(found)]).row(0)
+    assert list(counts) == found["size"].to_list() and found["slice"][0] == "price=[0.3, 0.4)"
+
+
+def test_whole_table_readers_keep_decimals_as_they_are():
+    """Functions that read the whole input (simpson, thresholds, ...) get the decimal column
+    itself, from any container: two 23-digit strata a float64 cannot tell apart stay two."""
+    import decimal
+
+    import polars as pl
+
+    a, b = decimal.Decimal("12345678901234567890123"), decimal.Decimal("12345678901234567890124")
+    t = pa.table({"o": [1, 0, 1, 0, 1, 1, 0, 0], "g": ["A", "B"] * 4,
+                  "s": pa.array([a] * 4 + [b] * 4, pa.decimal128(38, 0))})
+    want = assay.simpson(pl.from_arrow(t), outcome="o", group="g", stratum="s")
+    got = assay.simpson(t, outcome="o", group="g", stratum="s")
+    assert str(got) == str(want)
+
+
+def test_duckdb_hugeint_columns_are_decimals():
+    duckdb = pytest.importorskip("duckdb")
+    rel = duckdb.sql("select (i % 2)::int y, (i % 10) / 10.0 p, (i % 3)::HUGEINT h, "
+                     "(i % 4 + 1)::HUGEINT w from range(40) t(i)")
+    got = assay.evaluate(rel, label="y", score="p", slices=["h"], weight="w",
+                         metrics=["accuracy"]).table
+    assert got["slice"].to_list() == ["overall", "h=0", "h=1", "h=2"]
+    assert got["weight_sum"][0] == sum(i % 4 + 1 for i in range(40))

@@ -838,7 +838,7 @@ def _parse_bin(value: str) -> tuple[float, float, bool, bool]:
 
 
 def _interval_expr(col: str, lo: float, hi: float, lo_closed: bool, hi_closed: bool) -> pl.Expr:
-    c = pl.col(col)
+    c = pl.col(col).cast(pl.Float64)  # (as the engine bins: integers and decimals as floats)
     parts = []
     if lo != -math.inf:
         parts.append(c >= lo if lo_closed else c > lo)

@@ -282,7 +282,10 @@ class Source:
             stream = self.opener(None)
         else:
             stream = self.opener([n for n in dict.fromkeys(self.names) if n in wanted])
-        as_float = tuple(c for c in self.decimal if c not in self.as_text)
+        # Decimal columns the job reads as numbers (a score, label, weight or binned column):
+        # only those it asked for (a whole-table read, columns=None, keeps them as they are).
+        as_float = () if wanted is None else tuple(
+            c for c in self.decimal if c in wanted and c not in self.as_text)
         if not (self.as_text or self.progress or as_float):
             return stream
         bar = None
@@ -317,7 +320,7 @@ class Source:
         if name in self.decimal:  # (bin edges of a decimal column: as float64, as the pass)
             table = column if isinstance(column, pa.Table) else \
                 pa.RecordBatchReader.from_stream(column).read_all()
-            column = table.cast(pa.schema([pa.field(name, pa.float64())]))
+            column = pa.table({name: _to_float(table.column(0))})
         return column
 
     def check_columns(self, columns: Iterable[str | None]) -> None:
@@ -353,16 +356,16 @@ def _decimal(schema: pa.Schema | None) -> frozenset[str]:
 
 def _slice_type(t: pa.DataType) -> pa.DataType:
     """The type :func:`_slice_values` gives a column of type ``t``."""
-    if pa.types.is_decimal(t) and t.scale == 0 and t.precision <= 18:
+    if pa.types.is_decimal(t) and t.scale <= 0 and t.precision - t.scale <= 18:
         return pa.int64()
     return pa.string()
 
 
 def _slice_values(c: Any) -> Any:
     """A date, time, timestamp or decimal column as values the engine slices by: a temporal
-    one as its ISO text (:func:`_iso_text`); a decimal of scale 0 (and at most 18 digits) as
-    int64, so that its slices are ordered as numbers; any other decimal as its text, with the
-    scale of its type (``19.90``)."""
+    one as its ISO text (:func:`_iso_text`); an integer decimal (scale <= 0) of at most 18
+    digits as int64, so that its slices are ordered as numbers; any other decimal as its text,
+    with the scale of its type (``19.90``; such slices are ordered as text)."""
     if not pa.types.is_decimal(c.type):
         return _iso_text(c)
     import pyarrow.compute as pc
@@ -435,10 +438,12 @@ def _transformed(stream: Any, as_text: Sequence[str], as_float: Sequence[str], b
 
 
 def _to_float(c: Any) -> Any:
-    """A decimal column as float64 (the nearest double of each value)."""
+    """A decimal column as float64: the nearest double of each value, through its text
+    (Arrow's own cast scales by a power of ten in floating point, and misses: 0.35 would
+    become 0.35000000000000003, and land in another bin than the float 0.35)."""
     import pyarrow.compute as pc
 
-    return pc.cast(c, pa.float64(), safe=False)
+    return pc.cast(pc.cast(c, pa.string()), pa.float64())
 
 
 def _failing(what: str, action: str, e: Exception) -> InvalidInputError:
@@ -853,8 +858,9 @@ def _duckdb_source(rel: Any) -> Source:
     source = _stream_source(reader, what, column, names, opening="to execute")
     source.temporal = frozenset(n for n, t in zip(names, types, strict=True)
                                 if t.startswith(("DATE", "TIME")))
+    # (HUGEINT and UHUGEINT reach Arrow as decimal128(38, 0).)
     source.decimal = frozenset(n for n, t in zip(names, types, strict=True)
-                               if t.startswith("DECIMAL"))
+                               if t.startswith(("DECIMAL", "HUGEINT", "UHUGEINT")))
     return source
 
 

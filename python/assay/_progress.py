@@ -122,8 +122,12 @@ class Progress:
                 if time.perf_counter() - self.start >= MIN_SECONDS:
                     self._draw(self.computing_line())
 
-        self._ticker = threading.Thread(target=tick, name="assay-progress", daemon=True)
-        self._ticker.start()
+        ticker = threading.Thread(target=tick, name="assay-progress", daemon=True)
+        try:
+            ticker.start()
+        except RuntimeError:  # (no thread to be had: progress must never break a job)
+            return
+        self._ticker = ticker
 
     def finish(self, ok: bool) -> None:
         """The call that consumed the stream returned (``ok``) or failed: stops the ticker,

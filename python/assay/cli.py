@@ -733,11 +733,6 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 JOB_COMMANDS = ("evaluate", "compare", "reliability", "discover", "discover-regressions")
 
 
-def _file_hash(path: str) -> str:
-    with open(path, "rb") as f:
-        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
-
-
 def _scalar(value: Any, key: str, where: str) -> str:
     """A job file's scalar value as a command-line word."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -747,10 +742,16 @@ def _scalar(value: Any, key: str, where: str) -> str:
 
 
 def _strings(value: Any, key: str, where: str) -> list[str]:
-    """A job file's string, or list of strings."""
+    """A job file's string, or list of strings (names: without commas, which the command
+    line reads as separators)."""
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(x, str) for x in items):
         raise UsageError(f"{where}: {key} must be a string or a list of strings, got {value!r}")
+    if key != "data":
+        for x in items:
+            if "," in x:
+                raise UsageError(f"{where}: {key}: {x!r} holds a comma, which the command line "
+                                 "reads as a separator; name such a column from the Python API")
     return items
 
 
@@ -766,16 +767,24 @@ def job_argv(path: str) -> list[str]:
     lists of names. Relative paths (``data``, ``out``, ``save_state``) are relative to the job
     file, so a scheduler can run it from anywhere. Raises :class:`UsageError` on anything
     else (an unknown key names the keys that command takes)."""
+    return _job(path)[0]
+
+
+def _job(path: str) -> tuple[list[str], str]:
+    """:func:`job_argv`, and the hash of the bytes it read."""
     import tomllib
 
     where = f"job file {path!r}"
     try:
         with open(path, "rb") as f:
-            job = tomllib.load(f)
+            raw = f.read()
     except OSError as e:
         raise UsageError(f"cannot read the {where}: {e.strerror or e}") from e
+    try:
+        job = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"{where} is not valid TOML: {e}") from e
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     command = job.pop("command", None)
     if command not in JOB_COMMANDS:
         raise UsageError(f"{where}: command must be one of {', '.join(JOB_COMMANDS)}, got "
@@ -786,7 +795,8 @@ def job_argv(path: str) -> list[str]:
     base = os.path.dirname(os.path.abspath(path))
 
     def here(p: str) -> str:
-        return p if os.path.isabs(p) else os.path.join(base, p)
+        p = os.path.expanduser(p)
+        return os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p))
 
     argv = [command, *(here(p) for p in _strings(job.pop("data"), "data", where))]
     known = {a.dest: a for a in _parser()[1][command]._actions
@@ -801,27 +811,38 @@ def job_argv(path: str) -> list[str]:
                 raise UsageError(f"{where}: slices must be a list of columns and crosses "
                                  f"([\"a\", [\"a\", \"b\"]]), got {value!r}")
             for item in value:
-                argv += ["--slice", ",".join(_strings(item, "a slice", where))]
+                argv.append("--slice=" + ",".join(_strings(item, "a slice", where)))
         elif key == "bins":
             if not isinstance(value, dict):
                 raise UsageError(f"{where}: bins must be a table of column = N or column = "
                                  f"[edges], got {value!r}")
             for col, b in value.items():
-                spec = ",".join(_scalar(x, f"bins.{col}", where) for x in b) \
-                    if isinstance(b, list) else _scalar(b, f"bins.{col}", where)
-                argv += ["--bins", f"{col}:{spec}"]
+                if isinstance(b, list):  # edges
+                    if len(b) < 2:
+                        raise UsageError(f"{where}: bins.{col}: edges need at least two "
+                                         f"numbers, got {b!r} (bins.{col} = N: N quantile bins)")
+                    spec = ",".join(_scalar(x, f"bins.{col}", where) for x in b)
+                elif isinstance(b, int) and not isinstance(b, bool):
+                    spec = str(b)
+                else:
+                    raise UsageError(f"{where}: bins.{col} must be a number of bins or a list "
+                                     f"of edges, got {b!r}")
+                argv.append(f"--bins={col}:{spec}")
         elif key == "scores":
             if not isinstance(value, dict):
                 raise UsageError(f"{where}: scores must be a table of name = \"column\", got "
                                  f"{value!r}")
             for name, col in value.items():
-                argv += ["--score", f"{name}={_scalar(col, f'scores.{name}', where)}"]
+                if "=" in name:
+                    raise UsageError(f"{where}: scores: a model name cannot hold '=', got "
+                                     f"{name!r}")
+                argv.append(f"--score={name}={_scalar(col, f'scores.{name}', where)}")
         elif key == "score":
-            argv += ["--score", _scalar(value, key, where)]
+            argv.append(f"--score={_scalar(value, key, where)}")
         elif key == "features":
-            argv += [w for c in _strings(value, key, where) for w in ("--feature", c)]
+            argv += [f"--feature={c}" for c in _strings(value, key, where)]
         elif key in ("metrics", "gate"):
-            argv += [f"--{key}", ",".join(_strings(value, key, where))]
+            argv.append(f"--{key}=" + ",".join(_strings(value, key, where)))
         else:
             action = known[key]
             if action.nargs == 0:  # a flag
@@ -830,9 +851,10 @@ def job_argv(path: str) -> list[str]:
                 argv += [action.option_strings[-1]] if value else []
                 continue
             word = _scalar(value, key, where)
-            argv += [action.option_strings[-1],
-                     here(word) if key in ("out", "save_state") else word]
-    return argv
+            # (--opt=value: a value may start with '-', e.g. a column named "-y".)
+            argv.append(f"{action.option_strings[-1]}="
+                        f"{here(word) if key in ('out', 'save_state') else word}")
+    return argv, digest
 
 
 # The list-valued keys each job command takes (besides its options).
@@ -859,7 +881,7 @@ def _run(argv: Sequence[str] | None) -> int:
         args.path = args.path[0]
     if args.command == "run":
         try:
-            job_args = job_argv(args.job)
+            job_args, digest = _job(args.job)
         except UsageError as err:
             commands["run"].print_usage(sys.stderr)
             return _error(str(err), EXIT_USAGE)
@@ -869,8 +891,18 @@ def _run(argv: Sequence[str] | None) -> int:
             print(shlex.join(["assay", *job_args]))
             return 0
         global _JOB
-        _JOB = {"path": os.path.abspath(args.job), "sha256": _file_hash(args.job)}
-        return _run(job_args)
+        _JOB = {"path": os.path.abspath(args.job), "sha256": digest}
+        note = (f"assay: note: the options came from the job file {escape(args.job)!r} "
+                "(assay run --dry-run JOB prints them)")
+        try:
+            code = _run(job_args)
+        except SystemExit as e:  # argparse's own usage errors
+            if e.code == EXIT_USAGE:
+                print(note, file=sys.stderr)
+            raise
+        if code == EXIT_USAGE:
+            print(note, file=sys.stderr)
+        return code
     run = {"demo": _demo, "evaluate": _evaluate_cmd, "compare": _compare_cmd,
            "reliability": _reliability_cmd, "discover": _discover_cmd,
            "discover-regressions": _discover_cmd, "finalize": _finalize_cmd}[args.command]
@@ -885,6 +917,8 @@ def _run(argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``assay`` command; returns the exit code (see the module docs)."""
+    global _JOB
+    _JOB = None  # (set by assay run for this call only)
     try:
         return _run(argv)
     except SystemExit as e:  # argparse: --help (0) and usage errors (2)
