@@ -50,7 +50,7 @@ def test_version_and_module_entry_point(data_dir):
     assert p.returncode == 0 and p.stdout.strip() == f"assay {assay.__version__}"
     p = run("--help", cwd=data_dir)
     for command in ("evaluate", "compare", "reliability", "discover", "discover-regressions",
-                    "finalize"):
+                    "finalize", "run"):
         assert command in p.stdout
     assert "1 regression detected" in p.stdout and "3 data" in p.stdout
 

@@ -722,7 +722,24 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                         "(default: a table on stdout)")
     commands["finalize"] = f
 
-    j = sub.add_parser("run", help="run the command a job file (TOML) describes")
+    j = sub.add_parser(
+        "run", help="run the command a job file (TOML) describes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Runs the command a TOML job file describes: `command`, `data` (a path, "
+                    "glob or directory,\nor a list of them) and the command's options under "
+                    "their Python names. Relative paths\nare relative to the job file.",
+        epilog="example:\n"
+               '  command = "compare"\n'
+               '  data = "preds/day=*/"\n'
+               '  label = "y"\n'
+               '  scores = { prod = "p_old", cand = "p_new" }\n'
+               '  slices = ["country", ["country", "device"]]\n'
+               '  bins = { age = [18, 30, 45, 65] }\n'
+               '  bootstrap = 1000\n'
+               '  gate = ["roc_auc"]\n'
+               '  margin = 0.005\n'
+               '  format = "json"\n'
+               '  out = "gate.json"\n')
     j.add_argument("job", metavar="JOB", help="a TOML job file (see the README)")
     j.add_argument("--dry-run", action="store_true",
                    help="print the equivalent command line and stop")
