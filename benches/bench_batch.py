@@ -96,11 +96,11 @@ def memory(rows: int) -> list[tuple[str, float, float]]:
 
 
 def interrupt(repeat: int) -> list[tuple[str, float, float]]:
-    from test_interrupt import _PRELUDE, JOBS
+    from test_interrupt import _PRELUDE, JOBS, SETUP
 
     out = []
     for job, code in JOBS.items():
-        script = _PRELUDE + textwrap.dedent(f"""
+        script = _PRELUDE + SETUP.get(job, "") + textwrap.dedent(f"""
         print("ready", flush=True)
         try:
             {code}

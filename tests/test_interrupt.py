@@ -42,12 +42,31 @@ JOBS = {
                          " score='p', slices=['ts'], metrics=['accuracy'], progress=True)",
     "discovery": "assay.discover_slices(pa.concat_tables([t] * 10), label='y', score='p', "
                  "features=[f'c{i}' for i in range(10)], max_level=4, min_support=10)",
+    # A directory of Parquet files, streamed from disk (SETUP writes it).
+    "parquet-files": "assay.evaluate(folder, label='y', score='p', slices=['c0', 'c1'], "
+                     "metrics=['roc_auc', 'log_loss'])",
+    # A user's own reader of a pyarrow dataset (closing it early would read the rest).
+    "dataset-reader": "assay.evaluate(ds.dataset(folder).scanner(columns=['y', 'p', 'c0'])"
+                      ".to_reader(), label='y', score='p', slices=['c0'], metrics=['roc_auc'])",
 }
+
+# Code a job needs before it starts (run before "ready", so the signal finds the job itself).
+_FILES = (
+        "import atexit, os, shutil, tempfile, pyarrow.parquet as pq\n"
+        "folder = tempfile.mkdtemp()\n"
+        "atexit.register(shutil.rmtree, folder, True)\n"
+        "pq.write_table(t, os.path.join(folder, 'part-0.parquet'), row_group_size=1 << 16)\n"
+        "for i in range(1, 40):  # (hard links: forty files for the price of one)\n"
+        "    os.link(os.path.join(folder, 'part-0.parquet'),\n"
+        "            os.path.join(folder, f'part-{i}.parquet'))\n"
+        "import pyarrow.dataset as ds\n"
+)
+SETUP = {"parquet-files": _FILES, "dataset-reader": _FILES}
 
 
 @pytest.mark.parametrize("job", list(JOBS))
 def test_sigint_stops_the_job_promptly(job, tmp_path):
-    script = _PRELUDE + textwrap.dedent(f"""
+    script = _PRELUDE + SETUP.get(job, "") + textwrap.dedent(f"""
     print("ready", flush=True)
     start = time.perf_counter()
     try:

@@ -182,6 +182,7 @@ def _checked_reader(reader: pa.RecordBatchReader, what: str, guard: StreamGuard,
 
     def batches() -> Iterator[pa.RecordBatch]:
         i = 0
+        ended = False
         try:
             if track is not None:
                 _mark_consumed(track)
@@ -189,6 +190,7 @@ def _checked_reader(reader: pa.RecordBatchReader, what: str, guard: StreamGuard,
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
+                    ended = True
                     return
                 _check_batch(batch, schema, i, what)
                 yield batch
@@ -199,7 +201,11 @@ def _checked_reader(reader: pa.RecordBatchReader, what: str, guard: StreamGuard,
             guard.fail(e, i)
             raise _SourceFailed(f"{what} failed at batch {i}") from None
         finally:
-            close = getattr(reader, "close", None)
+            # Closed when read to its end. A stream stopped early (Ctrl-C, a failure, the
+            # engine's refusal) is only let go: closing a dataset scanner's reader reads the
+            # rest of the dataset first (Ctrl-C would wait for all of it), and releasing the
+            # reader frees it as well.
+            close = getattr(reader, "close", None) if ended else None
             if close is not None:
                 try:
                     close()
@@ -787,7 +793,7 @@ def _dataset_source(dataset: Any, what: str = "the pyarrow Dataset input") -> So
     if not names:
         raise InvalidInputError(f"{what} has no columns")
     source = _stream_source(
-        lambda cols: dataset.scanner(columns=cols).to_reader(),
+        lambda cols: _scan(dataset, cols),
         what,
         lambda c: dataset.to_table(columns=[c]),
         names,
@@ -796,6 +802,15 @@ def _dataset_source(dataset: Any, what: str = "the pyarrow Dataset input") -> So
     if getattr(getattr(dataset, "format", None), "default_extname", "") == "parquet":
         source.total_rows = dataset.count_rows  # from the files' metadata
     return source
+
+
+def _scan(dataset: Any, columns: list[str] | None) -> pa.RecordBatchReader:
+    """A reader of ``dataset``'s ``columns`` that stops at once when closed early. (The
+    scanner's own ``to_reader()`` reads the rest of the dataset when it is closed: Ctrl-C on a
+    large dataset would wait for all of it. Its ``to_batches()`` generator, the same scan,
+    does not.)"""
+    scanner = dataset.scanner(columns=columns)
+    return pa.RecordBatchReader.from_batches(scanner.projected_schema, scanner.to_batches())
 
 
 def _lazyframe_source(lf: Any) -> Source:
