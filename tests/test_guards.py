@@ -394,3 +394,12 @@ def test_duckdb_hugeint_columns_are_decimals():
                          metrics=["accuracy"]).table
     assert got["slice"].to_list() == ["overall", "h=0", "h=1", "h=2"]
     assert got["weight_sum"][0] == sum(i % 4 + 1 for i in range(40))
+
+
+def test_a_decimal_slice_that_is_also_the_weight_says_so():
+    import decimal
+
+    t = pa.table({"y": [0, 1, 1], "p": [0.1, 0.8, 0.6],
+                  "w": pa.array([decimal.Decimal("1.5")] * 3, pa.decimal128(4, 2))})
+    with pytest.raises(assay.errors.SchemaError, match="both a categorical slice and the weight"):
+        assay.evaluate(t, label="y", score="p", weight="w", slices=["w"])

@@ -273,6 +273,16 @@ class Source:
                     f"column {c!r} (a decimal) is both a categorical slice and assay.bins in "
                     "this job; use one of them, or a copy of the column for the other", c)
 
+    def check_numbers(self, roles: Mapping[str | None, str]) -> None:
+        """Refuses a decimal column that is a categorical slice and also read as a number
+        (``roles``: column -> its role, such as "weight"): it is handed over as one or the
+        other."""
+        for c, role in roles.items():
+            if c is not None and c in self.as_text and c in self.decimal:
+                raise SchemaError(
+                    f"column {c!r} (a decimal) is both a categorical slice and the {role} in "
+                    "this job; slice by a copy of the column", c)
+
     def open(self, columns: Iterable[str | None] | None = None) -> Any:
         """The input as an object exposing ``__arrow_c_stream__`` (called once, after bins
         are resolved); run the native call that consumes it inside ``with source.guard:``.
