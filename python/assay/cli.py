@@ -509,13 +509,18 @@ def _write_bytes(path: str, blob: bytes) -> None:
 _OUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json"}
 
 
-def _read_state(path: str) -> PartialState:
-    """The state in file ``path`` (DataError naming the file when it cannot be had)."""
+def _read_bytes(path: str, what: str, error: type[Exception]) -> bytes:
+    """The bytes of file ``path``; ``error`` naming ``what`` it is when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            blob = f.read()
+            return f.read()
     except OSError as e:
-        raise DataError(f"cannot read the state file {path!r}: {e.strerror or e}") from e
+        raise error(f"cannot read the {what} {path!r}: {e.strerror or e}") from e
+
+
+def _read_state(path: str) -> PartialState:
+    """The state in file ``path`` (DataError naming the file when it cannot be had)."""
+    blob = _read_bytes(path, "state file", DataError)
     try:
         return PartialState.from_bytes(blob)
     except StateFormatError as e:
@@ -792,11 +797,7 @@ def _job(path: str) -> tuple[list[str], str]:
     import tomllib
 
     where = f"job file {path!r}"
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise UsageError(f"cannot read the {where}: {e.strerror or e}") from e
+    raw = _read_bytes(path, "job file", UsageError)
     try:
         job = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
