@@ -403,3 +403,16 @@ def test_a_decimal_slice_that_is_also_the_weight_says_so():
                   "w": pa.array([decimal.Decimal("1.5")] * 3, pa.decimal128(4, 2))})
     with pytest.raises(assay.errors.SchemaError, match="both a categorical slice and the weight"):
         assay.evaluate(t, label="y", score="p", weight="w", slices=["w"])
+
+
+def test_a_decimal_slice_that_is_also_read_as_a_number_in_discovery():
+    import decimal
+
+    t = pa.table({"y": [0, 1, 1, 0] * 50,
+                  "p": pa.array([decimal.Decimal("0.25"), decimal.Decimal("0.75")] * 100,
+                                pa.decimal128(4, 2))})
+    with pytest.raises(assay.errors.SchemaError, match="both a categorical slice and the score"):
+        assay.discover_slices(t, label="y", score="p", features=["p"])
+    r = pa.table({"y": [1.0, 2.0] * 100, "p": t["p"]})
+    with pytest.raises(assay.errors.SchemaError, match="and the prediction"):
+        assay.evaluate(r, label="y", prediction="p", task="regression", slices=["p"])

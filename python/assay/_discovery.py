@@ -505,6 +505,9 @@ def _discover(
     source.progress = _progress.enabled(progress)
     source.slice_as_text(s for s in specs if isinstance(s, str))
     source.check_binnable(s.column for s in specs if not isinstance(s, str))
+    source.check_numbers({err[1]: "label", err[2]: "prediction" if task == "regression"
+                          else "score", err[3]: "error column",
+                          paired[0] if paired else None: "second model's output"})
     source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:],
                           paired[0] if paired else None])
     names = source.names

@@ -808,8 +808,11 @@ def _prepare(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
     source.slice_as_text(f for feats, _ in job.slices for f in feats if isinstance(f, str))
     source.check_binnable(f.column for feats, _ in job.slices for f in feats
                           if not isinstance(f, str))
-    source.check_numbers({job.label: "label", job.score: "score", job.weight: "weight",
-                          **{c: "score" for _, c in (job.compare[1] if job.compare else ())}})
+    output = "prediction" if job.task == "regression" else "score"
+    source.check_numbers({job.label: "label", job.score: output, job.weight: "weight",
+                          **{c: output for _, c in (job.compare[1] if job.compare else ())},
+                          **dict(zip(job.bounds or (), ("lower bound", "upper bound"),
+                                     strict=False))})
     native = job.native(source, threads, limit)
     # A column the job uses must not be ambiguous; a failure of the source mid-stream is
     # re-raised by the guard as the source's own (typed) error.

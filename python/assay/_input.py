@@ -179,8 +179,11 @@ def _checked_reader(reader: pa.RecordBatchReader, what: str, guard: StreamGuard,
     schema and stashes what the source raises in ``guard`` (the stream then ends with an
     error). ``track``: the user's object to remember as consumed once reading starts."""
     schema = reader.schema
+    held = [reader]
+    del reader
 
     def batches() -> Iterator[pa.RecordBatch]:
+        reader = held[0]
         i = 0
         ended = False
         try:
@@ -203,14 +206,19 @@ def _checked_reader(reader: pa.RecordBatchReader, what: str, guard: StreamGuard,
         finally:
             # Closed when read to its end. A stream stopped early (Ctrl-C, a failure, the
             # engine's refusal) is only let go: closing a dataset scanner's reader reads the
-            # rest of the dataset first (Ctrl-C would wait for all of it), and releasing the
-            # reader frees it as well.
+            # rest of the dataset first (Ctrl-C would wait for all of it), while releasing it
+            # stops the scan. The generator drops its own reference here, so that a traceback
+            # that keeps this frame (a REPL keeps the last one) does not keep the scan's files
+            # and buffers.
             close = getattr(reader, "close", None) if ended else None
+            held.clear()
+            del reader
             if close is not None:
                 try:
                     close()
                 except Exception:  # noqa: BLE001 - closing is best effort
                     pass
+                del close
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -424,7 +432,11 @@ def _transformed(stream: Any, as_text: Sequence[str], as_float: Sequence[str], b
             schema = schema.set(i, schema.field(i).with_type(pa.float64()))
             convert[n] = _to_float
 
+    held = [reader]
+    del reader
+
     def batches() -> Iterator[pa.RecordBatch]:
+        reader = held[0]
         i = 0
         done = False
         try:
@@ -444,6 +456,8 @@ def _transformed(stream: Any, as_text: Sequence[str], as_float: Sequence[str], b
             guard.fail(e, i)
             raise _SourceFailed(f"{guard.what} failed at batch {i}") from None
         finally:
+            held.clear()
+            del reader
             if bar is not None:
                 if done:
                     bar.read_done()  # the engine computes now; the guard ends the line
