@@ -647,15 +647,21 @@ impl Slicer {
 
     /// Slice ids of every row of `batch`, one vector per spec.
     pub fn encode_batch(&mut self, batch: &RecordBatch) -> Result<Vec<Arc<Vec<u32>>>> {
+        // (Encoding a column of a million strings takes tens of milliseconds: an interrupt is
+        // polled between columns and between the levels of a cross.)
         let per_feature: Vec<Arc<Vec<u32>>> = self
             .features
             .iter_mut()
-            .map(|f| f.encode(batch.column(f.index)).map(Arc::new))
+            .map(|f| {
+                crate::runtime::check()?;
+                f.encode(batch.column(f.index)).map(Arc::new)
+            })
             .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(self.specs.len());
         for (idx, pairs) in self.specs.iter_mut() {
             let mut ids = per_feature[idx[0]].clone();
             for (level, dict) in pairs.iter_mut().enumerate() {
+                crate::runtime::check()?;
                 let right = &per_feature[idx[level + 1]];
                 let left = &ids;
                 let mut combined = vec![0u32; batch.num_rows()];

@@ -338,6 +338,11 @@ where
                     .par_iter()
                     .zip(states.par_iter_mut())
                     .map_init(Scratch::default, |scratch, ((lo, hi), (st, rk))| {
+                        // A piece is at most one chunk of rows, but with calibration kernels
+                        // a batch's pieces take a quarter of a second: poll before each.
+                        if let Err(e) = crate::runtime::check() {
+                            return (Err(e), Vec::new());
+                        }
                         let first = at + *lo as u64;
                         let (lo, hi) = (*lo, *hi);
                         let mut probs = if plan.prob_counts {

@@ -247,13 +247,24 @@ fn finalize_parts(
                         let st = &total.specs[m * per_model + k];
                         (0..n_ids[k])
                             .into_par_iter()
-                            .map(|id| slice_fits(st, id, fin_shape))
+                            .map(|id| {
+                                // (Each fit iterates: once stopped, the rest are skipped.)
+                                if crate::runtime::interrupted() {
+                                    SliceFits {
+                                        smooth: None,
+                                        fit: None,
+                                    }
+                                } else {
+                                    slice_fits(st, id, fin_shape)
+                                }
+                            })
                             .collect()
                     })
                     .collect()
             })
             .collect()
     });
+    crate::runtime::check()?;
 
     // Reported weight sums are scaled back to the user's units.
     let scale = state.weight_scale.unwrap_or(WeightScale::ONE);
