@@ -221,3 +221,30 @@ def make_rng_data(seed, n, n_groups=3, weighted=False, ties=True):
     x = rng.normal(40, 12, n)
     w = rng.uniform(0.1, 5.0, n) if weighted else None
     return y, s, w, g, x
+
+
+def interrupt_child(script: str, delay: float, timeout: float) -> tuple[int, str, str, float]:
+    """Runs ``script`` in a child Python, sends it SIGINT ``delay`` seconds after it prints
+    ``ready``, and returns (exit status, stdout, stderr, seconds from the signal to its end)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, ASSAY_ALLOW_DEBUG_BUILD="1")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        signalled = time.perf_counter()
+        out, err = child.communicate(timeout=timeout)
+        waited = time.perf_counter() - signalled
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, out, err, waited

@@ -12,11 +12,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import interrupt_child
 
 import assay
 from assay import _native
@@ -490,25 +490,11 @@ _CHILD = textwrap.dedent("""
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32",
                     reason="needs POSIX signals")
 def test_ctrl_c_during_the_bootstrap_walk_is_seen_promptly():
-    env = dict(os.environ, ASSAY_ALLOW_DEBUG_BUILD="1")
-    child = subprocess.Popen([sys.executable, "-c", _CHILD], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        # Into the job: past the pass, into the sorts and the replicate walks (a job of tens
-        # of seconds in a debug build, several seconds in a release build).
-        time.sleep(1.5)
-        child.send_signal(signal.SIGINT)
-        signalled = time.perf_counter()
-        out, err = child.communicate(timeout=120)
-        waited = time.perf_counter() - signalled
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    # Into the job: past the pass, into the sorts and the replicate walks (a job of tens of
+    # seconds in a debug build, several seconds in a release build).
+    returncode, out, err, waited = interrupt_child(_CHILD, 1.5, 120)
     assert "finished" not in out, "the job ended before the signal: make it longer"
-    assert child.returncode == 7, (child.returncode, out, err)
+    assert returncode == 7, (returncode, out, err)
     assert out.startswith("interrupted"), out
     # Prompt, not "at the end of the job": a generous bound for a loaded machine.
     assert waited < 5.0, waited

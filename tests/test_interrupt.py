@@ -4,14 +4,11 @@ and leave no thread running."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from conftest import interrupt_child
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 
@@ -78,23 +75,9 @@ def test_sigint_stops_the_job_promptly(job, tmp_path):
         sys.exit(7)
     print("finished", time.perf_counter() - start, flush=True)
     """)
-    env = dict(os.environ, ASSAY_ALLOW_DEBUG_BUILD="1")
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.0)
-        child.send_signal(signal.SIGINT)
-        signalled = time.perf_counter()
-        out, err = child.communicate(timeout=300)
-        waited = time.perf_counter() - signalled
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    returncode, out, err, waited = interrupt_child(script, 1.0, 300)
     assert "finished" not in out, f"{job} ended before the signal: make it longer ({out})"
-    assert child.returncode == 7, (child.returncode, out, err[-2000:])
+    assert returncode == 7, (returncode, out, err[-2000:])
     assert out.startswith("interrupted") and out.rstrip().endswith("[]"), out
     # Prompt: the issue asks for 0.5 s; allow for a loaded 2-core machine and debug builds.
     assert waited < 3.0, (job, waited)
