@@ -558,7 +558,7 @@ def _comparison(result: Any, job: _Job, correction: str = "simultaneous") -> Com
     """The :class:`Comparison` of a native result (of ``evaluate`` or ``finalize``) of a
     comparison job."""
     assert job.compare is not None and job.interval is not None
-    table, notes, rows, dropped, other_reports, comparison, _, layouts = result
+    table, notes, rows, dropped, other_reports, comparison, _, layouts, _ = result
     ref_name, others = job.compare
     _, level, method, _, _ = job.interval
     metrics = list(job.metrics)

@@ -15,7 +15,7 @@ from .errors import InvalidArgumentError
 from .report import Report
 
 __all__ = ["Bins", "bins", "evaluate", "fbeta", "CALIBRATION_METRICS", "METRICS",
-           "REGRESSION_METRICS", "TASKS"]
+           "MULTICLASS_METRICS", "REGRESSION_METRICS", "TASKS"]
 
 METRICS: tuple[str, ...] = tuple(_native.default_metrics())
 """The default metrics of ``task="binary"``, in their order."""
@@ -28,7 +28,13 @@ REGRESSION_METRICS: tuple[str, ...] = tuple(
 ``quantiles=``) comes on top. ``msle``, ``rmsle``, the deviances and ``d2_tweedie`` are computed
 only when named: they have domains (non-negative or positive values)."""
 
-TASKS: tuple[str, ...] = ("binary", "regression")
+MULTICLASS_METRICS: tuple[str, ...] = tuple(
+    r[0] for r in _REGISTRY if r[1] == "multiclass" and "<" not in r[0])
+"""Every named metric of ``task="multiclass"``, in report order; ``top_k_accuracy@<k>`` (from
+``k=``) comes on top. ``ece_classwise`` is computed only when named (it bins every class of
+every row)."""
+
+TASKS: tuple[str, ...] = ("binary", "regression", "multiclass")
 """The task families of :func:`evaluate`."""
 
 
@@ -37,12 +43,46 @@ def _default_metrics(task: str) -> tuple[str, ...]:
     return tuple(r[0] for r in _REGISTRY if r[1] == task and r[4])
 
 
+def _score_parts(task: Any, score: Any) -> tuple[str, ...] | None:
+    """The K score columns of a multiclass model given as a list of column names (None for a
+    list column), validated."""
+    if task != "multiclass" or isinstance(score, str) or score is None:
+        return None
+    if isinstance(score, (bytes, bytearray)) or not isinstance(score, Sequence) \
+            or not all(isinstance(c, str) for c in score):
+        raise InvalidArgumentError(
+            "task='multiclass' takes score= as one list column (a polars Array, an Arrow "
+            f"FixedSizeList or List) or a list of K column names, got {show(score)}")
+    parts = tuple(score)
+    if len(parts) < 2:
+        raise InvalidArgumentError(
+            f"a multiclass model needs at least 2 classes; score= names {len(parts)} column(s)")
+    if len(set(parts)) != len(parts):
+        raise InvalidArgumentError(f"score= names a column twice: {show(list(parts))}")
+    return parts
+
+
 def _task_column(task: Any, score: Any, prediction: Any) -> str:
-    """The column of the model's output for ``task``: ``score=`` (binary) or ``prediction=``
-    (regression), validated."""
+    """The column of the model's output for ``task``: ``score=`` (binary, multiclass) or
+    ``prediction=`` (regression), validated (a multiclass model's K columns: the first)."""
     if task not in TASKS:
         raise InvalidArgumentError(
             f"task must be one of {', '.join(map(repr, TASKS))}, got {show(task)}")
+    parts = _score_parts(task, score)
+    if parts is not None:
+        if prediction is not None:
+            raise InvalidArgumentError(
+                "task='multiclass' takes score= (the class probabilities), not prediction=")
+        return parts[0]
+    if task == "multiclass":
+        if prediction is not None:
+            raise InvalidArgumentError(
+                "task='multiclass' takes score= (the class probabilities), not prediction=")
+        if score is None:
+            raise InvalidArgumentError(
+                "task='multiclass' needs score= (a list column of K class probabilities, or "
+                "a list of K column names)")
+        return score
     if task == "binary":
         if prediction is not None:
             raise InvalidArgumentError(
@@ -143,6 +183,70 @@ def _check_power(power: Any, metrics: Sequence[str]) -> None:
         raise InvalidArgumentError(
             f"power={p!r} is the power of tweedie_deviance and d2_tweedie; name one of them "
             "in metrics")
+
+
+MAX_CLASSES = 65_536
+"""The most classes of a ``task="multiclass"`` job."""
+
+NORMALIZE = ("raise", "divide", "softmax")
+"""How ``task="multiclass"`` treats scores that are not probabilities (see :func:`evaluate`)."""
+
+
+def _classes_arg(classes: Any) -> tuple[Any, ...] | None:
+    """Validates ``classes=``: K >= 2 distinct strings, or K >= 2 distinct integers."""
+    if classes is None:
+        return None
+    if hasattr(classes, "tolist") and not isinstance(classes, (str, bytes)):
+        classes = classes.tolist()
+    if isinstance(classes, (str, bytes, bytearray)) or not isinstance(classes, Sequence):
+        raise InvalidArgumentError(
+            f"classes must be a list of class names (str) or values (int), got {show(classes)}")
+    values = tuple(classes)
+    strings = all(isinstance(c, str) for c in values)
+    ints = all(isinstance(c, int) and not isinstance(c, bool) for c in values)
+    if not (strings or ints):
+        raise InvalidArgumentError(
+            "classes must be all strings (the label values) or all integers, got "
+            f"{show(list(values))}")
+    if not 2 <= len(values) <= MAX_CLASSES:
+        raise InvalidArgumentError(
+            f"a multiclass job needs 2 to {MAX_CLASSES} classes; classes= has {len(values)} "
+            "(K = 1 is not a classification: every row has the one class)")
+    if len(set(values)) != len(values):
+        seen: set[Any] = set()
+        dup = next(c for c in values if c in seen or seen.add(c))  # type: ignore[func-returns-value]
+        raise InvalidArgumentError(f"classes= names {dup!r} twice; each class must be named once")
+    return values
+
+
+def _with_top_k(metrics: Any, k: Any, task: str) -> Any:
+    """``metrics`` (None: the task's defaults) with ``top_k_accuracy@<k>`` for each ``k``."""
+    if k is None:
+        return metrics
+    ks = [k] if isinstance(k, int) and not isinstance(k, bool) else k
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not ks:
+        raise InvalidArgumentError(
+            f"k (of top_k_accuracy) must be a whole number >= 1 or a list of them, got {show(k)}")
+    names = list(_metric_list(metrics, task))
+    for v in ks:
+        name = f"top_k_accuracy@{int_arg(v, 'k (of top_k_accuracy)', None, 1, MAX_CLASSES)}"
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _multiclass_options(task: str, metrics: Any, classes: Any, k: Any,
+                        normalize: Any) -> tuple[Any, tuple[Any, ...] | None, str]:
+    """The metrics (with ``top_k_accuracy@k``), classes and normalization of a multiclass job;
+    for another task, checks that those options keep their defaults."""
+    _only_for("multiclass", task, classes=(classes, None), k=(k, None),
+              normalize=(normalize, "raise"))
+    if task != "multiclass":
+        return metrics, None, "raise"
+    if normalize not in NORMALIZE:
+        raise InvalidArgumentError(
+            f"normalize must be one of {', '.join(map(repr, NORMALIZE))}, got {show(normalize)}")
+    return _with_top_k(metrics, k, task), _classes_arg(classes), str(normalize)
 
 
 CALIBRATION_METRICS: tuple[str, ...] = tuple(_native.calibration_metrics())
@@ -410,11 +514,14 @@ def evaluate(
     data: Any,
     *,
     label: str,
-    score: str | None = None,
+    score: str | Sequence[str] | None = None,
     prediction: str | None = None,
-    task: Literal["binary", "regression"] = "binary",
+    task: Literal["binary", "regression", "multiclass"] = "binary",
     slices: Sequence[SliceLike] | SliceLike = (),
     metrics: Sequence[str] | None = None,
+    classes: Sequence[str] | Sequence[int] | None = None,
+    k: int | Sequence[int] | None = None,
+    normalize: Literal["raise", "divide", "softmax"] = "raise",
     quantiles: Sequence[float] | None = None,
     power: float = 0.0,
     lower: str | None = None,
@@ -621,11 +728,15 @@ def evaluate(
     True
     """
     column = _task_column(task, score, prediction)
+    metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
+    binary: dict[str, tuple[Any, Any]] = {
+        "threshold": (threshold, 0.5), "auc": (auc, "exact"), "auc_bins": (auc_bins, 4096),
+        "auc_max_runs": (auc_max_runs, None),
+        "calibration_strategy": (calibration_strategy, "uniform")}
+    if task != "multiclass":  # (multiclass bins its calibration errors too)
+        binary["calibration_bins"] = (calibration_bins, 15)
     names, bounds = _task_options(
-        task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper,
-        threshold=(threshold, 0.5), auc=(auc, "exact"), auc_bins=(auc_bins, 4096),
-        auc_max_runs=(auc_max_runs, None), calibration_bins=(calibration_bins, 15),
-        calibration_strategy=(calibration_strategy, "uniform"))
+        task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)
     job = _job(
         label=label, score=column, slices=slices, metrics=names,
         threshold=threshold, power=power, bounds=bounds,
@@ -633,6 +744,7 @@ def evaluate(
         auc_bins=auc_bins, auc_max_runs=auc_max_runs,
         interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,
+        classes=classes_, score_parts=_score_parts(task, score), normalize=normalize_,
     )
     return _report(_run(data, job, n_threads, max_slices, progress), job)
 
@@ -659,6 +771,11 @@ class _Job:
     task: str = "binary"
     power: float = 0.0
     bounds: tuple[str, str] | None = None
+    # Multiclass: the classes (None: 0..K-1, K from the scores), the K score columns of a
+    # model given as columns (None: one list column), and the normalization.
+    classes: tuple[Any, ...] | None = None
+    score_parts: tuple[str, ...] | None = None
+    normalize: str = "raise"
 
     def report_layout(self, layout: Any) -> dict[str, Any]:
         """What a :class:`Report` of this job keeps besides its tables: the engine's layout
@@ -676,7 +793,7 @@ class _Job:
 
     def columns(self) -> list[str | None]:
         """Every column the job reads (None where an optional one is not used)."""
-        return [self.label, self.score, self.weight,
+        return [self.label, self.score, *(self.score_parts or ())[1:], self.weight,
                 None if self.interval is None else self.interval[4],
                 *(self.bounds or ()),
                 *(c for _, c in (self.compare[1] if self.compare else ())),
@@ -697,7 +814,24 @@ class _Job:
             self.calibration, self.reliability,
             only if any(o is not None for o in only) else None,
             self.task, self.power, self.bounds, max_slices,
+            self._multiclass(source) if self.task == "multiclass" else None,
         )
+
+    def _multiclass(self, source: Source | None) -> tuple[Any, ...]:
+        """The native multiclass options: class names, their integer values (for integer
+        labels), each model's K score columns (empty: a list column), the normalization.
+        Without ``classes=`` the classes are 0..K-1, K from the score columns or the list
+        column's fixed size."""
+        classes = self.classes
+        if classes is None:
+            if self.score_parts is not None:
+                classes = tuple(range(len(self.score_parts)))
+            else:
+                classes = tuple(range(_list_size(source, self.score)))
+        ints = [int(c) for c in classes] if all(isinstance(c, int) for c in classes) else None
+        models = 1 + (len(self.compare[1]) if self.compare else 0)
+        columns = [list(self.score_parts or ())] + [[] for _ in range(models - 1)]
+        return ([str(c) for c in classes], ints, columns, self.normalize)
 
 
 def _default_max_runs() -> int:
@@ -734,6 +868,8 @@ def _job(
     compare: tuple[str, Sequence[tuple[str, str]]] | None,
     calibration: tuple[int, str] | None = None, reliability: float | None = None,
     task: str = "binary", power: Any = 0.0, bounds: tuple[str, str] | None = None,
+    classes: tuple[Any, ...] | None = None, score_parts: tuple[str, ...] | None = None,
+    normalize: str = "raise",
 ) -> _Job:
     """Validates the options shared by every job (``interval`` and ``calibration`` come
     validated by :func:`_interval` and :func:`_calibration`). Reads no data."""
@@ -757,6 +893,7 @@ def _job(
             compare[0], tuple((n, c) for n, c in compare[1])),
         calibration=calibration, reliability=reliability, task=task,
         power=float_arg(power, "power", None), bounds=bounds,
+        classes=classes, score_parts=score_parts, normalize=normalize,
     )
 
 
@@ -830,10 +967,34 @@ def _run(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
 
 def _report(result: Any, job: _Job) -> Report:
     """The :class:`Report` of a native result (of ``evaluate`` or ``finalize``)."""
-    table, notes, rows, dropped, _, _, _, layouts = result
+    table, notes, rows, dropped, _, _, _, layouts, tables = result
     method = None if job.interval is None else job.interval[2]
     return Report(table, notes, list(job.metrics), rows, dropped, ci_method=method,
-                  **job.report_layout(layouts[0]))
+                  tables=tables, **job.report_layout(layouts[0]))
+
+
+def _list_size(source: Source | None, column: str) -> int:
+    """K of a multiclass job without ``classes=``: the fixed size of its list column of
+    scores (a polars Array, an Arrow FixedSizeList)."""
+    import pyarrow as pa
+
+    schema = None if source is None else source.schema
+    if schema is not None and column in schema.names:
+        t = schema.field(column).type
+        if pa.types.is_fixed_size_list(t):
+            if t.list_size < 2:
+                raise InvalidArgumentError(
+                    f"column {column!r} holds lists of {t.list_size} score(s): a multiclass "
+                    "job needs at least 2 classes", column)
+            return int(t.list_size)
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            raise InvalidArgumentError(
+                f"column {column!r} is a variable-size list: pass classes= (the K classes in "
+                "score order) so that every row can be checked to hold K scores", column)
+        return 2  # (not a list: the engine names the column and its type)
+    raise InvalidArgumentError(
+        "pass classes= (the K classes in score order): the number of classes cannot be read "
+        f"from column {column!r} before the pass", column)
 
 
 def _calibration(

@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow as pa
 
 from ._text import escape_frame
+from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from ._disparity import Disparity
@@ -97,8 +98,11 @@ class Report:
         self, table: pa.RecordBatch, notes: pa.RecordBatch, metrics: list[str], rows: int,
         dropped: int, ci_method: str | None = None, layout: pa.RecordBatch | None = None,
         specs: Sequence[tuple[tuple[Any, ...], str | None]] = (), level: float | None = None,
+        tables: Sequence[tuple[str, pa.RecordBatch]] = (),
     ) -> None:
         self.ci_method = ci_method
+        # A task family's own tables (multiclass: per_class, confusion), by name.
+        self._tables = dict(tables)
         # The engine's layout batch: each row's slice spec (0 = overall) and, with bootstrap
         # replicates, every metric's replicate values (for summaries across slices); the
         # job's specs as (features, the label of a found slice or None).
@@ -115,6 +119,30 @@ class Report:
         self.metrics = list(metrics)
         self.rows = int(rows)
         self.dropped = int(dropped)
+
+    def _family_table(self, name: str, method: str) -> pl.DataFrame:
+        if name not in self._tables:
+            raise InvalidArgumentError(
+                f"Report.{method}() is a table of task='multiclass' reports; this report has "
+                "no classes")
+        return pl.from_arrow(self._tables[name])  # type: ignore[return-value]
+
+    def per_class(self) -> pl.DataFrame:
+        """One row per (slice, class) of a ``task="multiclass"`` report, every class of
+        every reported slice: ``slice``, ``class``, ``support`` (rows whose label is the
+        class), ``weight_sum`` (their weight), ``predicted_weight`` (weight of the rows whose
+        argmax is the class), ``precision``, ``recall`` and ``f1`` (one-vs-rest at the
+        argmax). A ratio whose denominator is 0 is null: ``recall`` and ``f1`` of a class
+        absent from the slice, ``precision`` of a class never predicted there (the macro
+        averages of :attr:`table` run over the classes present in the slice and count such
+        a precision as 0, as scikit-learn's ``zero_division=0``)."""
+        return self._family_table("per_class", "per_class")
+
+    def confusion(self) -> pl.DataFrame:
+        """The confusion matrix of every reported slice of a ``task="multiclass"`` report,
+        in long form: ``slice``, ``actual``, ``predicted``, ``count`` (rows) and
+        ``weight_sum``; only cells with rows are listed (pivot with polars for a matrix)."""
+        return self._family_table("confusion", "confusion")
 
     # The polars frames are built on first use: polars' thread pool does not survive fork(),
     # so a process that only needs the Arrow result never starts it.

@@ -9,6 +9,7 @@
 //! the bootstrap, comparisons and the report stay generic. See docs/families.md.
 
 use crate::metrics::Family;
+use crate::multiclass;
 use crate::regression;
 use crate::state::StateShape;
 
@@ -17,6 +18,7 @@ pub fn block_len(shape: &StateShape) -> usize {
     match shape.family {
         Family::Binary => 0,
         Family::Regression => regression::Layout::of(shape).block_len(),
+        Family::Multiclass => multiclass::Layout::of(shape).block_len(),
     }
 }
 
@@ -25,6 +27,7 @@ pub fn rep_fields(shape: &StateShape) -> usize {
     match shape.family {
         Family::Binary => 0,
         Family::Regression => regression::Layout::of(shape).fields(),
+        Family::Multiclass => multiclass::Layout::of(shape).fields(),
     }
 }
 
@@ -38,6 +41,7 @@ pub fn merge_block(shape: &StateShape, a: &mut [f64], b: &[f64]) {
     match shape.family {
         Family::Binary => {}
         Family::Regression => regression::merge_block(a, b, &regression::Layout::of(shape)),
+        Family::Multiclass => multiclass::merge_block(a, b),
     }
 }
 
@@ -48,5 +52,7 @@ pub fn merge_rep_block(shape: &StateShape, a: &mut [f64], b: &[f64], slots: usiz
         Family::Regression => {
             regression::merge_rep_block(a, b, slots, &regression::Layout::of(shape))
         }
+        // (Sums: slot-major or not, they add field by field.)
+        Family::Multiclass => multiclass::merge_block(a, b),
     }
 }

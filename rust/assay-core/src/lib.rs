@@ -13,6 +13,7 @@ pub mod fastmath;
 pub mod input;
 pub mod intervals;
 pub mod metrics;
+pub mod multiclass;
 pub mod rank;
 pub mod regression;
 pub mod reliability;

@@ -63,6 +63,23 @@ pub enum Metric {
     MedianAbsoluteError,
     /// Mean pinball loss at quantile `q` in (0, 1) (`"pinball@<q>"`).
     Pinball(f64),
+    // Multiclass (see `multiclass`).
+    McAccuracy,
+    McBalancedAccuracy,
+    MacroF1,
+    MicroF1,
+    WeightedF1,
+    MacroPrecision,
+    MacroRecall,
+    CohenKappa,
+    McMcc,
+    McLogLoss,
+    McBrier,
+    EceTopLabel,
+    EceClasswise,
+    NClassesPresent,
+    /// Share of rows whose label is among the `k` highest scores (`"top_k_accuracy@<k>"`).
+    TopK(usize),
 }
 
 /// The task family a metric belongs to (the `task=` of `evaluate`).
@@ -71,6 +88,7 @@ pub enum Family {
     #[default]
     Binary,
     Regression,
+    Multiclass,
 }
 
 impl Family {
@@ -78,6 +96,7 @@ impl Family {
         match self {
             Family::Binary => "binary",
             Family::Regression => "regression",
+            Family::Multiclass => "multiclass",
         }
     }
 
@@ -86,8 +105,9 @@ impl Family {
         match task {
             "binary" => Ok(Family::Binary),
             "regression" => Ok(Family::Regression),
+            "multiclass" => Ok(Family::Multiclass),
             other => Err(AssayError::InvalidArgument(format!(
-                "task must be \"binary\" or \"regression\", got {other:?}"
+                "task must be \"binary\", \"regression\" or \"multiclass\", got {other:?}"
             ))),
         }
     }
@@ -185,10 +205,11 @@ const UP: Option<bool> = Some(true);
 const DOWN: Option<bool> = Some(false);
 
 /// Every metric, in report order: the defaults first, then the calibration metrics.
-pub const REGISTRY: [MetricInfo; 48] = {
-    use Kind::*;
-    use Metric::*;
-    [
+pub const REGISTRY: [MetricInfo; 62] =
+    {
+        use Kind::*;
+        use Metric::*;
+        [
         info(
             BaseRate,
             "base_rate",
@@ -514,8 +535,138 @@ pub const REGISTRY: [MetricInfo; 48] = {
                  error, like exact ROC-AUC",
             )
         },
+        mc(McAccuracy, "accuracy", Confusion, UP, true, "share of rows whose argmax is the label"),
+        mc(
+            McBalancedAccuracy,
+            "balanced_accuracy",
+            Confusion,
+            UP,
+            true,
+            "mean recall over the classes present in the slice",
+        ),
+        mc(
+            MacroF1,
+            "macro_f1",
+            Confusion,
+            UP,
+            true,
+            "mean F1 over the classes present in the slice",
+        ),
+        mc(
+            MicroF1,
+            "micro_f1",
+            Confusion,
+            UP,
+            true,
+            "F1 of the pooled counts of the classes present in the slice",
+        ),
+        mc(
+            WeightedF1,
+            "weighted_f1",
+            Confusion,
+            UP,
+            true,
+            "F1 of the present classes averaged with their label weights",
+        ),
+        mc(
+            MacroPrecision,
+            "macro_precision",
+            Confusion,
+            UP,
+            true,
+            "mean precision over the present classes (0 for a class never predicted)",
+        ),
+        mc(
+            MacroRecall,
+            "macro_recall",
+            Confusion,
+            UP,
+            true,
+            "mean recall over the classes present in the slice",
+        ),
+        mc(
+            CohenKappa,
+            "cohen_kappa",
+            Confusion,
+            UP,
+            true,
+            "agreement of argmax and label beyond chance (Cohen)",
+        ),
+        mc(
+            McMcc,
+            "mcc",
+            Confusion,
+            UP,
+            true,
+            "multiclass Matthews correlation (Gorodkin's R_K)",
+        ),
+        mc(
+            McLogLoss,
+            "log_loss",
+            Loss,
+            DOWN,
+            true,
+            "mean -log p(label), probabilities clipped to [eps, 1 - eps]",
+        ),
+        mc(
+            McBrier,
+            "brier",
+            Loss,
+            DOWN,
+            true,
+            "mean sum over classes of (p_k - [label = k])^2, halved when K = 2 (scikit-learn)",
+        ),
+        mc(
+            EceTopLabel,
+            "ece_top_label",
+            Calibration,
+            DOWN,
+            true,
+            "ECE of the top probability against argmax = label (torchmetrics' definition)",
+        ),
+        mc(
+            EceClasswise,
+            "ece_classwise",
+            Calibration,
+            DOWN,
+            false,
+            "mean over the K classes of the ECE of p_k against label = k",
+        ),
+        mc(
+            NClassesPresent,
+            "n_classes_present",
+            Confusion,
+            None,
+            true,
+            "classes with rows of positive weight in the slice (macro averages run over them)",
+        ),
     ]
-};
+    };
+
+/// A multiclass metric's entry.
+const fn mc(
+    metric: Metric,
+    name: &'static str,
+    kind: Kind,
+    higher_is_better: Option<bool>,
+    default: bool,
+    definition: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        family: Family::Multiclass,
+        ..info(metric, name, kind, higher_is_better, default, definition)
+    }
+}
+
+/// The top-k pattern `top_k_accuracy@<k>` (`top_k_accuracy@5`).
+pub const TOPK: MetricInfo = mc(
+    Metric::TopK(1),
+    "top_k_accuracy@<k>",
+    Kind::Confusion,
+    UP,
+    false,
+    "share of rows whose label is among the k highest probabilities (ties to the lower index)",
+);
 
 /// The pinball pattern `pinball@<q>` (`pinball@0.9`): the mean pinball loss at quantile `q`.
 pub const PINBALL: MetricInfo = reg(
@@ -563,7 +714,7 @@ pub fn metrics_of(family: Family) -> Vec<&'static str> {
 pub fn calibration_metrics() -> Vec<&'static str> {
     REGISTRY
         .iter()
-        .filter(|i| i.kind == Kind::Calibration)
+        .filter(|i| i.kind == Kind::Calibration && i.family == Family::Binary)
         .map(|i| i.name)
         .collect()
 }
@@ -620,6 +771,15 @@ impl Metric {
         if let Some(i) = REGISTRY.iter().find(|i| i.name == name) {
             return Ok(i.metric);
         }
+        if let Some(k) = name.strip_prefix("top_k_accuracy@") {
+            return match k.parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(Metric::TopK(k)),
+                _ => Err(AssayError::InvalidArgument(format!(
+                    "{name:?}: top-k accuracy takes a whole number k >= 1, such as \
+                     \"top_k_accuracy@5\""
+                ))),
+            };
+        }
         if let Some(q) = name.strip_prefix("pinball@") {
             return match q.parse::<f64>() {
                 Ok(q) if q > 0.0 && q < 1.0 => Ok(Metric::Pinball(q)),
@@ -633,11 +793,25 @@ impl Metric {
             Some(beta) if beta.is_finite() && beta > 0.0 => Ok(Metric::FBeta(beta)),
             _ => Err(AssayError::InvalidArgument(format!(
                 "unknown metric {name:?}; known metrics: {}, {}, or f<beta> such as \"f2\" \
-                 (binary); {}, or pinball@<q> such as \"pinball@0.9\" (regression)",
+                 (binary); {}, or pinball@<q> such as \"pinball@0.9\" (regression); {}, or \
+                 top_k_accuracy@<k> such as \"top_k_accuracy@5\" (multiclass)",
                 default_metrics().join(", "),
                 calibration_metrics().join(", "),
-                metrics_of(Family::Regression).join(", ")
+                metrics_of(Family::Regression).join(", "),
+                metrics_of(Family::Multiclass).join(", ")
             ))),
+        }
+    }
+
+    /// Parses a metric name of task `family`: names that several families share
+    /// (`accuracy`, `log_loss`, ...) resolve to that family's metric.
+    pub fn parse_in(name: &str, family: Family) -> Result<Metric> {
+        match REGISTRY
+            .iter()
+            .find(|i| i.name == name && i.family == family)
+        {
+            Some(i) => Ok(i.metric),
+            None => Metric::parse(name),
         }
     }
 
@@ -658,6 +832,7 @@ impl Metric {
         let at = match self {
             FBeta(_) => return &FBETA,
             Pinball(_) => return &PINBALL,
+            TopK(_) => return &TOPK,
             BaseRate => 0,
             PredictionRate => 1,
             Accuracy => 2,
@@ -706,6 +881,20 @@ impl Metric {
             Coverage => 45,
             IntervalWidth => 46,
             MedianAbsoluteError => 47,
+            McAccuracy => 48,
+            McBalancedAccuracy => 49,
+            MacroF1 => 50,
+            MicroF1 => 51,
+            WeightedF1 => 52,
+            MacroPrecision => 53,
+            MacroRecall => 54,
+            CohenKappa => 55,
+            McMcc => 56,
+            McLogLoss => 57,
+            McBrier => 58,
+            EceTopLabel => 59,
+            EceClasswise => 60,
+            NClassesPresent => 61,
         };
         &REGISTRY[at]
     }
@@ -785,6 +974,7 @@ impl Metric {
             Metric::FBeta(b) if (1e-4..1e16).contains(b) => format!("f{b}"),
             Metric::FBeta(b) => format!("f{b:e}"),
             Metric::Pinball(q) => format!("pinball@{q}"),
+            Metric::TopK(k) => format!("top_k_accuracy@{k}"),
             other => other.info().name.to_string(),
         }
     }
@@ -975,7 +1165,7 @@ mod tests {
             assert_eq!(Metric::parse(n).unwrap().name(), *n);
         }
         for i in &REGISTRY {
-            assert_eq!(Metric::parse(i.name).unwrap(), i.metric);
+            assert_eq!(Metric::parse_in(i.name, i.family).unwrap(), i.metric);
             assert_eq!(i.metric.info().name, i.name);
             assert_eq!(
                 i.metric.is_calibration(),

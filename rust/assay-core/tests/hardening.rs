@@ -52,6 +52,7 @@ fn spec() -> EvalSpec {
         rows_hint: None,
         reliability: None,
         max_slices: None,
+        multiclass: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(2),

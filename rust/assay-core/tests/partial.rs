@@ -47,6 +47,7 @@ fn spec(bootstrap: bool) -> EvalSpec {
         calibration: Default::default(),
         reliability: None,
         max_slices: None,
+        multiclass: None,
     }
 }
 

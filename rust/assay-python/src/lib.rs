@@ -19,7 +19,8 @@ use assay_core::discovery::{
 };
 use assay_core::engine::{
     accumulate as run_accumulate, evaluate as run_evaluate, finalize as run_finalize,
-    merge as run_merge, AucMode, CompareSpec, EvalSpec, Evaluation, NanPolicy, PartialState,
+    merge as run_merge, AucMode, CompareSpec, EvalSpec, Evaluation, MulticlassSpec, NanPolicy,
+    PartialState,
 };
 use assay_core::input::{check_batch, column_index, f64_values, validity};
 use assay_core::reliability::{BinRule, CalibSpec};
@@ -162,6 +163,7 @@ type JobResult<'py> = (
     Option<Bound<'py, PyAny>>,
     Option<Bound<'py, PyAny>>,
     Vec<Option<Bound<'py, PyAny>>>,
+    Vec<(&'static str, Bound<'py, PyAny>)>,
 );
 
 /// The options of one evaluation job, as Python's `_evaluate._job` builds them (the same tuple
@@ -186,15 +188,20 @@ struct Job(
     f64,                                               // power (Tweedie deviance)
     Option<(String, String)>,                          // prediction interval (lower, upper)
     Option<u64>,                                       // max_slices (None: no limit)
+    Option<MulticlassJob>,                             // multiclass options
 );
+
+/// A multiclass job's options: the class names, their integer values (integer labels), each
+/// model's K score columns (empty: a list column) and the normalization.
+type MulticlassJob = (Vec<String>, Option<Vec<i64>>, Vec<Vec<String>>, String);
 
 impl Job {
     /// The job from Python's 19-tuple.
     fn extract(t: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Job> {
         use pyo3::types::PyTupleMethods;
-        if t.len() != 19 {
+        if t.len() != 20 {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "a job is a tuple of 19 options, got {}",
+                "a job is a tuple of 20 options, got {}",
                 t.len()
             )));
         }
@@ -219,6 +226,7 @@ impl Job {
             at(16)?.extract()?,
             at(17)?.extract()?,
             at(18)?.extract()?,
+            at(19)?.extract()?,
         ))
     }
 
@@ -244,6 +252,7 @@ impl Job {
             power,
             bounds,
             max_slices,
+            multiclass,
         ) = self;
         let family = assay_core::metrics::Family::parse(&task)?;
         let calibration = match calibration {
@@ -268,7 +277,7 @@ impl Job {
             .transpose()?;
         let metrics = metrics
             .iter()
-            .map(|m| Metric::parse(m))
+            .map(|m| Metric::parse_in(m, family))
             .collect::<Result<Vec<_>, _>>()?;
         let nan_policy = match nan_policy.as_str() {
             "raise" => NanPolicy::Raise,
@@ -310,6 +319,17 @@ impl Job {
             slice_only: slice_only.unwrap_or_default(),
             rows_hint,
             max_slices,
+            multiclass: multiclass
+                .map(
+                    |(names, ints, score_columns, normalize)| -> Result<_, AssayError> {
+                        Ok(MulticlassSpec {
+                            classes: assay_core::multiclass::Classes { names, ints },
+                            score_columns,
+                            normalize: assay_core::multiclass::Normalize::parse(&normalize)?,
+                        })
+                    },
+                )
+                .transpose()?,
         })
     }
 }
@@ -324,6 +344,9 @@ fn read_columns(spec: &EvalSpec) -> Vec<&str> {
     read.extend(spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref()));
     if let Some((lo, hi)) = &spec.bounds {
         read.extend([lo.as_str(), hi.as_str()]);
+    }
+    if let Some(mc) = &spec.multiclass {
+        read.extend(mc.score_columns.iter().flatten().map(String::as_str));
     }
     read.extend(spec.slices.iter().flatten().map(|f| f.column()));
     read
@@ -358,6 +381,11 @@ fn export<'py>(py: Python<'py>, mut ev: Evaluation) -> PyResult<JobResult<'py>> 
         .reliability
         .map(|c| PyRecordBatch::new(c).into_pyarrow(py))
         .transpose()?;
+    let family_tables = ev
+        .family_tables
+        .into_iter()
+        .map(|(name, b)| Ok((name, PyRecordBatch::new(b).into_pyarrow(py)?)))
+        .collect::<PyResult<Vec<_>>>()?;
     Ok((
         table,
         notes,
@@ -367,6 +395,7 @@ fn export<'py>(py: Python<'py>, mut ev: Evaluation) -> PyResult<JobResult<'py>> 
         comparison,
         reliability,
         replicates,
+        family_tables,
     ))
 }
 
@@ -816,7 +845,11 @@ fn metric_registry(py: Python<'_>) -> PyResult<Vec<RegistryRow>> {
     guarded(py, || {
         Ok(assay_core::metrics::REGISTRY
             .iter()
-            .chain([&assay_core::metrics::FBETA, &assay_core::metrics::PINBALL])
+            .chain([
+                &assay_core::metrics::FBETA,
+                &assay_core::metrics::PINBALL,
+                &assay_core::metrics::TOPK,
+            ])
             .map(|i| {
                 (
                     i.name,

@@ -153,14 +153,43 @@ where
         .as_deref()
         .map(|w| column_index(&schema, w))
         .transpose()?;
-    match spec.family {
-        Family::Binary => check_label_type(&spec.label, schema.field(label_idx).data_type())?,
-        Family::Regression => {
+    match (spec.family, &spec.multiclass) {
+        (Family::Binary, _) => check_label_type(&spec.label, schema.field(label_idx).data_type())?,
+        (Family::Regression, _) => {
             check_numeric_type(&spec.label, "label", schema.field(label_idx).data_type())?
         }
+        (Family::Multiclass, Some(mc)) => {
+            crate::multiclass::check_label_type(schema.field(label_idx).data_type(), &mc.classes)
+                .map_err(|m| crate::error::schema(&spec.label, m))?
+        }
+        (Family::Multiclass, None) => unreachable!("validated: a multiclass job has its classes"),
     }
-    for (c, i) in score_names.iter().zip(&score_idx) {
-        check_numeric_type(c, "score", schema.field(*i).data_type())?;
+    // Multiclass: per model, the columns of its probabilities (one list column, or K).
+    let mut mc_idx: Vec<Vec<usize>> = Vec::new();
+    if let Some(mc) = &spec.multiclass {
+        for (m, cols) in mc.score_columns.iter().enumerate() {
+            let named: Vec<&str> = if cols.is_empty() {
+                vec![score_names[m]]
+            } else {
+                cols.iter().map(String::as_str).collect()
+            };
+            let mut idx = Vec::with_capacity(named.len());
+            for c in named {
+                let i = column_index(&schema, c)?;
+                crate::multiclass::check_score_type(
+                    schema.field(i).data_type(),
+                    mc.k(),
+                    !cols.is_empty(),
+                )
+                .map_err(|m| crate::error::schema(c, m))?;
+                idx.push(i);
+            }
+            mc_idx.push(idx);
+        }
+    } else {
+        for (c, i) in score_names.iter().zip(&score_idx) {
+            check_numeric_type(c, "score", schema.field(*i).data_type())?;
+        }
     }
     if let (Some(w), Some(i)) = (&spec.weight, weight_idx) {
         check_numeric_type(w, "weight", schema.field(i).data_type())?;
@@ -244,14 +273,23 @@ where
         let cols = RoleColumns {
             label_nulls: validity(&col(label_idx)),
             label: col(label_idx),
-            scores: score_idx
-                .iter()
-                .map(|i| (col(*i), validity(&col(*i))))
-                .collect(),
+            // (A multiclass job reads its scores from `mc_scores`.)
+            scores: if plan.multiclass {
+                Vec::new()
+            } else {
+                score_idx
+                    .iter()
+                    .map(|i| (col(*i), validity(&col(*i))))
+                    .collect()
+            },
             weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
             row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
             bounds: bounds_idx
                 .map(|(a, b)| [(col(a), validity(&col(a))), (col(b), validity(&col(b)))]),
+            mc_scores: mc_idx
+                .iter()
+                .map(|idx| idx.iter().map(|i| col(*i)).collect())
+                .collect(),
             weight_scale: match weight_idx {
                 Some(i) => {
                     if weight_scale.is_none() {
@@ -350,7 +388,9 @@ where
                         } else {
                             Vec::new()
                         };
-                        let r = if plan.regression {
+                        let r = if plan.multiclass {
+                            update_multiclass_piece(&plan, &cols, &ids, lo, hi, first, st, scratch)
+                        } else if plan.regression {
                             update_regression_piece(
                                 &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
                             )
@@ -467,6 +507,8 @@ struct RoleColumns {
     row_id: Option<(ArrayRef, Option<NullBuffer>)>,
     /// Regression: the prediction interval's lower and upper bounds.
     bounds: Option<[(ArrayRef, Option<NullBuffer>); 2]>,
+    /// Multiclass: per model, its list column of probabilities or its K columns.
+    mc_scores: Vec<Vec<ArrayRef>>,
     /// The job's [`WeightScale`] (fixed from the first batch with a valid weight).
     weight_scale: WeightScale,
 }
@@ -1200,6 +1242,175 @@ pub(super) struct Scratch {
     aux: [Vec<f64>; 2],
     /// The regression family's buffers.
     reg: RegressionScratch,
+    /// The multiclass family's buffers.
+    mc: MulticlassScratch,
+}
+
+/// The multiclass piece's buffers (see [`update_multiclass_piece`]).
+#[derive(Default)]
+pub(super) struct MulticlassScratch {
+    codes: Vec<u32>,
+    weights: Vec<f64>,
+    scaled: Vec<f64>,
+    /// One row's probabilities per model (K each).
+    p: Vec<Vec<f64>>,
+    kw: Vec<f64>,
+}
+
+/// The multiclass family's piece: rows `lo..hi` of the batch, their labels mapped to classes,
+/// every model's probabilities read in place (a row of K values at a time: the probability
+/// matrix is never copied) and checked or normalized, their weights and replicate weights
+/// drawn, and each accepted row added to its slice of every spec. Returns the rows dropped.
+#[allow(clippy::too_many_arguments)]
+fn update_multiclass_piece(
+    plan: &Plan,
+    cols: &RoleColumns,
+    ids: &[Arc<Vec<u32>>],
+    lo: usize,
+    hi: usize,
+    first_row: u64,
+    state: &mut ChunkState,
+    scratch: &mut Scratch,
+) -> Result<u64> {
+    use crate::multiclass::{self as mc, LabelProblem};
+    let spec = plan.spec;
+    let mcs = spec.multiclass.as_ref().expect("a multiclass job");
+    let k = mcs.k();
+    let drop = spec.nan_policy == NanPolicy::Drop;
+    let slots = plan.shape.slots;
+    let MulticlassScratch {
+        codes,
+        weights,
+        scaled,
+        p,
+        kw,
+    } = &mut scratch.mc;
+    let map = mc::ClassMap::new(&mcs.classes);
+    let bad_label = mc::label_codes(&cols.label, lo, hi, &map, codes).err();
+    // Rows before the first bad label are mapped; a bad one is dropped (null, with
+    // nan_policy="drop") or reported, and the rest mapped one by one.
+    let label_of = |j: usize, codes: &[u32]| -> std::result::Result<u32, LabelProblem> {
+        match &bad_label {
+            Some((b, _)) if j >= *b => {
+                let mut one = Vec::new();
+                mc::label_codes(&cols.label, lo + j, lo + j + 1, &map, &mut one)
+                    .map(|_| one[0])
+                    .map_err(|(_, e)| e)
+            }
+            _ => Ok(codes[j]),
+        }
+    };
+    let raw = cols
+        .weight
+        .as_ref()
+        .map(|(w, _)| f64_view(w, lo, hi, weights));
+    let scaled_w = raw.map(|r| cols.weight_scale.apply(r, scaled));
+    let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
+    let sources: Vec<mc::ProbSource> = cols
+        .mc_scores
+        .iter()
+        .map(|a| mc::ProbSource::new(a, k))
+        .collect();
+    let names: Vec<&str> = (0..sources.len())
+        .map(|m| match mcs.score_columns[m].first() {
+            Some(c) if sources.len() == 1 => c.as_str(),
+            _ => plan.score_names[m],
+        })
+        .collect();
+    p.resize_with(sources.len(), Vec::new);
+    for v in p.iter_mut() {
+        v.resize(k, 0.0);
+    }
+    kw.resize(slots, 0.0);
+    let per_model = ids.len() + 1;
+    let kernel = mc::Kernel {
+        layout: mc::Layout::of(&plan.shape),
+        ks: &plan.top_ks,
+        edges: &plan.ece_edges,
+        slots,
+    };
+    let mut dropped = 0;
+    'rows: for j in 0..hi - lo {
+        if slots > 0 && j % crate::runtime::POLL_REPLICATED_ROWS == 0 {
+            crate::runtime::check()?;
+        }
+        let i = lo + j;
+        let row = first_row + j as u64;
+        let y = match label_of(j, codes) {
+            Ok(y) => y as usize,
+            Err(LabelProblem::Null) if drop => {
+                dropped += 1;
+                continue;
+            }
+            Err(LabelProblem::Null) => {
+                return Err(invalid(
+                    &spec.label,
+                    format!(
+                        "label is null at row {row}; pass nan_policy=\"drop\" to drop such rows"
+                    ),
+                ))
+            }
+            Err(LabelProblem::Unknown(v)) => {
+                return Err(invalid(
+                    &spec.label,
+                    format!(
+                        "label {v} at row {row} is not one of the {k} classes ({}); {}",
+                        shown_classes(&mcs.classes.names),
+                        if mcs.classes.ints.is_some() {
+                            "without classes=, labels must be the class indices 0..K-1 (pass \
+                             classes= to name them)"
+                        } else {
+                            "add it to classes= or drop the row"
+                        }
+                    ),
+                ))
+            }
+        };
+        for (m, src) in sources.iter().enumerate() {
+            let res = src
+                .read(i, &mut p[m])
+                .and_then(|_| mc::normalize_row(&mut p[m], mcs.normalize));
+            if let Err(e) = res {
+                if drop && e.droppable() {
+                    dropped += 1;
+                    continue 'rows;
+                }
+                return Err(invalid(names[m], e.message(row, k)));
+            }
+        }
+        let w = match (&raw, &scaled_w) {
+            (Some(r), Some(s)) => valid_weight(spec, cols, r, s, i, j, row)?,
+            _ => 1.0,
+        };
+        if let Some(r) = &plan.resampler {
+            let rid = row_id(spec, cols, &row_ids, i, j, row)?;
+            r.fill(r.row_key(rid), w, 0, &mut kw[..]);
+        }
+        for (m, pm) in p.iter().enumerate() {
+            let input = mc::RowInput {
+                t: mc::row_terms(pm, y, &plan.ece_edges),
+                p: pm,
+                w,
+                kw,
+            };
+            let states = &mut state.specs[m * per_model..(m + 1) * per_model];
+            kernel.add(&mut states[0], 0, &input);
+            for (s, st) in states[1..].iter_mut().enumerate() {
+                kernel.add(st, ids[s][i] as usize, &input);
+            }
+        }
+    }
+    Ok(dropped)
+}
+
+/// The classes of a job as a message shows them (the first few).
+fn shown_classes(names: &[String]) -> String {
+    let head: Vec<String> = names.iter().take(8).map(|c| format!("{c:?}")).collect();
+    if names.len() > 8 {
+        format!("{}, ...", head.join(", "))
+    } else {
+        head.join(", ")
+    }
 }
 
 /// Buffers behind a piece's role columns as f64 (a view of the batch where it already is).

@@ -271,6 +271,7 @@ fn finalize_parts(
     let mut report_rows: Vec<Vec<ReportRow>> = (0..models).map(|_| Vec::new()).collect();
     let mut reliability_rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     let mut deltas = crate::report::ComparisonRows::default();
+    let mut mc_tables = crate::multiclass::TableRows::default();
     // The slices reported, per spec (0: overall) in report order: the non-empty ones (and
     // only the found slice of a `slice_only` spec).
     let reported: Vec<Vec<u32>> = (0..per_model)
@@ -336,7 +337,26 @@ fn finalize_parts(
                     reliability_rows.push((label.to_string(), edges, b));
                 }
                 let mut kept = (spec.compare.is_some() || keep_reps).then(Vec::new);
-                let (values, intervals) = if plan.regression {
+                let (values, intervals) = if plan.multiclass {
+                    let blen = crate::family::block_len(&fin_shape);
+                    let rlen = crate::family::rep_block_len(&fin_shape);
+                    let layout = crate::multiclass::Layout::of(&fin_shape);
+                    let block = &st.fam[idu * blen..(idu + 1) * blen];
+                    if m == 0 {
+                        let label = desc.as_ref().map_or("overall", |d| d.label.as_str());
+                        mc_tables.add(label, block, &layout);
+                    }
+                    crate::multiclass::slice_results(
+                        block,
+                        &st.fam_reps[idu * rlen..(idu + 1) * rlen],
+                        &layout,
+                        &plan.top_ks,
+                        &spec.metrics,
+                        spec.interval.as_ref(),
+                        small,
+                        kept.as_mut(),
+                    )
+                } else if plan.regression {
                     // The regression family's block of this slice (and its replicate slots).
                     let blen = crate::family::block_len(&fin_shape);
                     let rlen = crate::family::rep_block_len(&fin_shape);
@@ -489,11 +509,16 @@ fn finalize_parts(
         Some(level) => Some(rel::reliability_table(&reliability_rows, level, &scale)?),
         None => None,
     };
+    let family_tables = match &spec.multiclass {
+        Some(mc) => mc_tables.finish(&mc.classes.names, |w| scale.unscale(w))?,
+        None => Vec::new(),
+    };
     Ok(Evaluation {
         report,
         others: reports,
         comparison,
         reliability,
+        family_tables,
         rows,
         dropped,
     })

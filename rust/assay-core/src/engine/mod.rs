@@ -100,6 +100,37 @@ pub struct EvalSpec {
     /// The most slices one slice spec may produce (None: no limit): a spec that passes it
     /// (an ID-like column as a slice) stops the pass with an error naming its columns.
     pub max_slices: Option<u64>,
+    /// The multiclass family's options (None for the other families).
+    pub multiclass: Option<MulticlassSpec>,
+}
+
+/// The options of a multiclass job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MulticlassSpec {
+    /// The K classes, in score column order.
+    pub classes: crate::multiclass::Classes,
+    /// Per model (the reference first): its K score columns, or empty when the model's
+    /// scores are one list column (`EvalSpec::score`, `CompareSpec::others`).
+    pub score_columns: Vec<Vec<String>>,
+    pub normalize: crate::multiclass::Normalize,
+}
+
+impl MulticlassSpec {
+    /// The classes K.
+    pub fn k(&self) -> usize {
+        self.classes.names.len()
+    }
+
+    /// The top-k accuracies asked for, in metric order.
+    pub fn top_ks(metrics: &[Metric]) -> Vec<usize> {
+        metrics
+            .iter()
+            .filter_map(|m| match m {
+                Metric::TopK(k) => Some(*k),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Models compared in one pass with the same replicate weights.
@@ -113,6 +144,75 @@ pub struct CompareSpec {
 
 impl EvalSpec {
     pub(crate) fn validate(&self) -> Result<()> {
+        match (&self.multiclass, self.family) {
+            (Some(mc), Family::Multiclass) => {
+                let k = mc.k();
+                if !(2..=crate::multiclass::MAX_CLASSES).contains(&k) {
+                    return Err(AssayError::InvalidArgument(format!(
+                        "a multiclass job needs 2 to {} classes, got {k}",
+                        crate::multiclass::MAX_CLASSES
+                    )));
+                }
+                let mut seen = std::collections::HashSet::new();
+                if let Some(dup) = mc.classes.names.iter().find(|c| !seen.insert(*c)) {
+                    return Err(AssayError::InvalidArgument(format!(
+                        "classes= names {dup:?} twice; each class must be named once"
+                    )));
+                }
+                if mc.classes.ints.as_ref().is_some_and(|v| v.len() != k) {
+                    return Err(AssayError::InvalidArgument(
+                        "the integer values of the classes must be as many as the classes".into(),
+                    ));
+                }
+                let models = 1 + self.compare.as_ref().map_or(0, |c| c.others.len());
+                if mc.score_columns.len() != models {
+                    return Err(AssayError::InvalidArgument(format!(
+                        "a multiclass job names the score columns of {} models, it has {models}",
+                        mc.score_columns.len()
+                    )));
+                }
+                if let Some(cols) = mc
+                    .score_columns
+                    .iter()
+                    .find(|c| !c.is_empty() && c.len() != k)
+                {
+                    return Err(AssayError::InvalidArgument(format!(
+                        "score= names {} columns, but there are {k} classes (one score column \
+                         per class, in the order of classes=)",
+                        cols.len()
+                    )));
+                }
+                let ece = self
+                    .metrics
+                    .iter()
+                    .any(|m| matches!(m, Metric::EceTopLabel | Metric::EceClasswise));
+                if ece && self.calibration.rule != crate::reliability::BinRule::Uniform {
+                    return Err(AssayError::InvalidArgument(
+                        "ece_top_label and ece_classwise use uniform bins: pass \
+                         calibration_strategy=\"uniform\""
+                            .into(),
+                    ));
+                }
+                if self.reliability.is_some() {
+                    return Err(AssayError::InvalidArgument(
+                        "reliability tables are for binary scores; task=\"multiclass\" has \
+                         ece_top_label and ece_classwise"
+                            .into(),
+                    ));
+                }
+            }
+            (None, Family::Multiclass) => {
+                return Err(AssayError::InvalidArgument(
+                    "task=\"multiclass\" needs its classes".into(),
+                ))
+            }
+            (Some(_), _) => {
+                return Err(AssayError::InvalidArgument(
+                    "classes= and normalize= apply to task=\"multiclass\"".into(),
+                ))
+            }
+            (None, _) => {}
+        }
         if !self.threshold.is_finite() {
             return Err(AssayError::InvalidArgument(format!(
                 "threshold must be a finite number, got {}",
@@ -269,6 +369,9 @@ pub struct Evaluation {
     pub comparison: Option<RecordBatch>,
     /// The reliability table of the reference model (when `EvalSpec::reliability` is set).
     pub reliability: Option<RecordBatch>,
+    /// A task family's own tables of the reference model (multiclass: `per_class` and
+    /// `confusion`), by name.
+    pub family_tables: Vec<(&'static str, RecordBatch)>,
     pub rows: u64,
     pub dropped: u64,
 }

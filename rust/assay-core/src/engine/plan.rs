@@ -58,6 +58,12 @@ pub struct Plan<'a> {
     /// and Tweedie deviances are summed, with the metric that asks for each (for messages).
     pub quantiles: Vec<f64>,
     pub deviances: [Option<&'static str>; 3],
+    /// The multiclass family: its row kernel and blocks replace the binary ones.
+    pub multiclass: bool,
+    /// Multiclass: the top-k accuracies kept (in layout order), and the uniform edges of the
+    /// calibration errors' bins (empty: none).
+    pub top_ks: Vec<usize>,
+    pub ece_edges: Vec<f64>,
 }
 
 impl<'a> Plan<'a> {
@@ -111,6 +117,10 @@ impl<'a> Plan<'a> {
                     .interval
                     .as_ref()
                     .is_some_and(|iv| matches!(iv.method, CiMethod::Analytic | CiMethod::Bca)),
+                classes: 0,
+                top_k: 0,
+                ece_bins: 0,
+                classwise: false,
             },
             resampler: spec
                 .interval
@@ -144,7 +154,47 @@ impl<'a> Plan<'a> {
             log_errors: false,
             quantiles: Vec::new(),
             deviances: [None; 3],
+            multiclass: false,
+            top_ks: Vec::new(),
+            ece_edges: Vec::new(),
         };
+        if spec.family == Family::Multiclass {
+            // Multiclass metrics are sums of the family's blocks: no binary state at all.
+            let k = spec.multiclass.as_ref().map_or(0, |mc| mc.k());
+            let ece = spec
+                .metrics
+                .iter()
+                .any(|m| matches!(m, Metric::EceTopLabel | Metric::EceClasswise));
+            plan.multiclass = true;
+            plan.need_log_loss = false;
+            plan.need_brier = false;
+            plan.need_probability = false;
+            plan.exact_rank = false;
+            plan.hist_bins = 0;
+            plan.additive_reps = false;
+            plan.rep_losses = false;
+            plan.calib_edges = Vec::new();
+            plan.quantile_bins = false;
+            plan.keep_rows = false;
+            plan.sketch_runs = 0;
+            plan.top_ks = super::MulticlassSpec::top_ks(&spec.metrics);
+            plan.ece_edges = if ece {
+                rel::uniform_edges(cal.bins)
+            } else {
+                Vec::new()
+            };
+            plan.shape = StateShape {
+                family: Family::Multiclass,
+                slots,
+                classes: k,
+                top_k: plan.top_ks.len(),
+                ece_bins: if ece { cal.bins } else { 0 },
+                classwise: spec.metrics.contains(&Metric::EceClasswise),
+                ..StateShape::default()
+            };
+            plan.calib_shape = plan.shape;
+            return plan;
+        }
         if spec.family == Family::Regression {
             // Regression metrics are none of the binary kinds: only the family's blocks, and
             // the moments of analytic intervals (BCa reads the jackknife slots).

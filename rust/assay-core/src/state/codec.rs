@@ -280,16 +280,23 @@ fn write_shape(w: &mut Writer, s: &StateShape) {
     w.u8(match s.family {
         Family::Binary => 0,
         Family::Regression => 1,
+        Family::Multiclass => 2,
     });
     w.len(s.quantiles);
     w.u8(s.deviance as u8);
     w.f64(s.power);
     w.u8(s.interval as u8);
+    if s.family == Family::Multiclass {
+        w.len(s.classes);
+        w.len(s.top_k);
+        w.len(s.ece_bins);
+        w.u8(s.classwise as u8);
+    }
 }
 
 fn read_shape(r: &mut Reader) -> Result<StateShape> {
     const BIG: usize = 1 << 24;
-    Ok(StateShape {
+    let mut shape = StateShape {
         hist_bins: r.usize(BIG, "histogram bins")?,
         slots: r.usize(BIG, "replicate slots")?,
         calib_bins: r.usize(BIG, "calibration bins")?,
@@ -300,13 +307,25 @@ fn read_shape(r: &mut Reader) -> Result<StateShape> {
         family: match r.u8()? {
             0 => Family::Binary,
             1 => Family::Regression,
+            2 => Family::Multiclass,
             _ => return Err(bad("unknown task family")),
         },
         quantiles: r.usize(BIG, "pinball quantiles")?,
         deviance: r.flag()?,
         power: r.f64()?,
         interval: r.flag()?,
-    })
+        classes: 0,
+        top_k: 0,
+        ece_bins: 0,
+        classwise: false,
+    };
+    if shape.family == Family::Multiclass {
+        shape.classes = r.usize(crate::multiclass::MAX_CLASSES, "classes")?;
+        shape.top_k = r.usize(BIG, "top-k accuracies")?;
+        shape.ece_bins = r.usize(BIG, "calibration bins")?;
+        shape.classwise = r.flag()?;
+    }
+    Ok(shape)
 }
 
 fn write_keys(w: &mut Writer, k: &SlicerKeys) {

@@ -329,6 +329,13 @@ pub struct StateShape {
     pub grid: bool,
     /// Whether the logit grid of the calibration slope is kept.
     pub logit: bool,
+    /// Multiclass: the classes K, the top-k accuracies kept, the uniform bins of the
+    /// calibration errors (0: none), and whether the classwise bins are kept besides the
+    /// top-label ones (see `multiclass::Layout`).
+    pub classes: usize,
+    pub top_k: usize,
+    pub ece_bins: usize,
+    pub classwise: bool,
 }
 
 /// Per-slice states of one slice spec: dense arrays indexed by slice id.

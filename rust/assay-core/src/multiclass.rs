@@ -1,0 +1,1131 @@
+//! The multiclass task family: its per-slice state, the row kernel, the merge rule of its
+//! blocks and its finalizers (the engine calls these through `family` and `engine`).
+//!
+//! A row is a label `y` in `0..K` and a probability vector `p` of length K. Its predicted
+//! class is the argmax of `p` (ties to the lowest index). A slice keeps weighted sums that add
+//! up: per class the true positives, the label weight and the predicted weight (every
+//! confusion-based metric is a function of those three vectors: accuracy, the macro, micro and
+//! weighted averages, Cohen's kappa and the multiclass MCC), the log loss and Brier sums, the
+//! rows whose label is among the `k` highest probabilities, and the uniform calibration bins of
+//! the top-label and classwise calibration errors. Outside the replicate slots it also keeps the
+//! per-class row counts and the K x K confusion matrix (counts and weights), for
+//! `Report.per_class()` and `Report.confusion()`.
+//!
+//! Conventions: macro averages run over the classes **present in the slice** (label weight
+//! above 0), and `n_classes_present` says how many; a class never predicted has precision 0
+//! inside a macro average (scikit-learn's `zero_division=0`) and a null precision in the
+//! per-class table. Micro averages pool the present classes' counts (scikit-learn with
+//! `labels=` the present classes). Log loss clips probabilities to `[eps, 1 - eps]`
+//! (`eps = 2^-52`); the Brier score sums the squared errors over the classes and halves them
+//! when K = 2, as scikit-learn's `brier_score_loss`, so that K = 2 equals the binary score.
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type};
+use arrow_array::{Array, ArrayRef};
+use arrow_buffer::NullBuffer;
+use arrow_schema::DataType;
+
+use crate::metrics::{in_range, Metric, Value};
+use crate::state::{SliceStates, StateShape};
+
+/// The most classes a job may have.
+pub const MAX_CLASSES: usize = 1 << 16;
+
+pub const NO_WEIGHT: &str = "undefined: the slice has no rows of positive weight";
+pub const ONE_PRESENT: &str = "undefined: the slice has rows of one class only";
+pub const KAPPA_UNDEFINED: &str =
+    "undefined: the chance agreement is 1 (labels and predictions are one and the same class)";
+pub const MCC_UNDEFINED: &str =
+    "undefined: the labels or the predictions are all one class (a zero variance)";
+pub const NO_COUNT_INTERVAL: &str = "no interval: n_classes_present is a count of the slice";
+pub const NO_ANALYTIC_MULTICLASS: &str =
+    "no analytic interval for multiclass metrics: use bootstrap=B";
+
+/// Where each field of a slice's block lies (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Layout {
+    pub k: usize,
+    pub tops: usize,
+    pub bins: usize,
+    pub classwise: bool,
+}
+
+const W: usize = 0;
+const LL: usize = 1;
+const BR: usize = 2;
+const TOP: usize = 3;
+
+impl Layout {
+    pub fn of(shape: &StateShape) -> Layout {
+        Layout {
+            k: shape.classes,
+            tops: shape.top_k,
+            bins: shape.ece_bins,
+            classwise: shape.classwise,
+        }
+    }
+
+    fn tp(&self) -> usize {
+        TOP + self.tops
+    }
+    fn label_w(&self) -> usize {
+        self.tp() + self.k
+    }
+    fn pred_w(&self) -> usize {
+        self.label_w() + self.k
+    }
+    fn ece(&self) -> usize {
+        self.pred_w() + self.k
+    }
+    fn classwise_at(&self) -> usize {
+        self.ece() + 3 * self.bins
+    }
+
+    /// Fields of one replicate slot (and the first fields of the block).
+    pub fn fields(&self) -> usize {
+        self.classwise_at()
+            + if self.classwise {
+                3 * self.k * self.bins
+            } else {
+                0
+            }
+    }
+
+    fn support(&self) -> usize {
+        self.fields()
+    }
+    fn confusion_w(&self) -> usize {
+        self.support() + self.k
+    }
+    fn confusion_n(&self) -> usize {
+        self.confusion_w() + self.k * self.k
+    }
+
+    /// Fields of a slice's block: the slot fields, the per-class row counts and the confusion
+    /// matrix (weights, then counts; `[actual * K + predicted]`).
+    pub fn block_len(&self) -> usize {
+        self.confusion_n() + self.k * self.k
+    }
+}
+
+/// Merges block `b` into `a`: every field is a sum.
+pub fn merge_block(a: &mut [f64], b: &[f64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// The terms of one row, computed once for every slice spec.
+#[derive(Clone, Copy, Debug)]
+pub struct RowTerms {
+    pub y: usize,
+    pub pred: usize,
+    /// -log(clip(p_y)).
+    pub ll: f64,
+    /// Sum over the classes of (p_k - [y = k])^2 (halved when K = 2).
+    pub brier: f64,
+    /// Classes ranked above the label (higher probability, or equal and a lower index).
+    pub ahead: usize,
+    /// The top probability and its calibration bin.
+    pub conf: f64,
+    pub bin: usize,
+}
+
+/// The terms of a row with label `y` and probabilities `p` (validated: finite, in [0, 1]).
+pub fn row_terms(p: &[f64], y: usize, edges: &[f64]) -> RowTerms {
+    let k = p.len();
+    let mut pred = 0;
+    let mut best = p[0];
+    let mut brier = 0.0;
+    let py = p[y];
+    let mut ahead = 0;
+    for (c, &v) in p.iter().enumerate() {
+        if v > best {
+            best = v;
+            pred = c;
+        }
+        let d = v - (c == y) as u8 as f64;
+        brier += d * d;
+        ahead += (v > py || (v == py && c < y)) as usize;
+    }
+    if k == 2 {
+        brier *= 0.5;
+    }
+    let eps = f64::EPSILON;
+    RowTerms {
+        y,
+        pred,
+        ll: -py.clamp(eps, 1.0 - eps).ln(),
+        brier,
+        ahead,
+        conf: best,
+        bin: if edges.len() > 1 {
+            crate::reliability::uniform_bin(edges, best)
+        } else {
+            0
+        },
+    }
+}
+
+/// What one row adds: its terms, probabilities and weight (the uniform edges of the
+/// calibration bins, the top-k values).
+pub struct RowInput<'a> {
+    pub t: RowTerms,
+    pub p: &'a [f64],
+    pub w: f64,
+    /// The row's replicate weights (its weight times each slot's Poisson draw).
+    pub kw: &'a [f64],
+}
+
+/// The job's constants of the kernel.
+pub struct Kernel<'a> {
+    pub layout: Layout,
+    pub ks: &'a [usize],
+    pub edges: &'a [f64],
+    pub slots: usize,
+}
+
+impl Kernel<'_> {
+    /// Adds one row to slice `id` of `st`.
+    #[inline]
+    pub fn add(&self, st: &mut SliceStates, id: usize, r: &RowInput) {
+        let l = &self.layout;
+        let c = &mut st.counts[id];
+        c.n += 1;
+        c.w += r.w;
+        let blen = l.block_len();
+        let f = &mut st.fam[id * blen..(id + 1) * blen];
+        let t = &r.t;
+        let w = r.w;
+        let hit = (t.pred == t.y) as u8 as f64;
+        f[W] += w;
+        f[LL] += w * t.ll;
+        f[BR] += w * t.brier;
+        for (i, kv) in self.ks.iter().enumerate() {
+            if t.ahead < *kv {
+                f[TOP + i] += w;
+            }
+        }
+        f[l.tp() + t.y] += w * hit;
+        f[l.label_w() + t.y] += w;
+        f[l.pred_w() + t.pred] += w;
+        if l.bins > 0 {
+            let b = l.ece() + 3 * t.bin;
+            f[b] += w;
+            f[b + 1] += w * t.conf;
+            f[b + 2] += w * hit;
+            if l.classwise {
+                let at = l.classwise_at();
+                for (cl, &v) in r.p.iter().enumerate() {
+                    let b = at + 3 * (cl * l.bins + crate::reliability::uniform_bin(self.edges, v));
+                    f[b] += w;
+                    f[b + 1] += w * v;
+                    f[b + 2] += w * (cl == t.y) as u8 as f64;
+                }
+            }
+        }
+        f[l.support() + t.y] += 1.0;
+        f[l.confusion_w() + t.y * l.k + t.pred] += w;
+        f[l.confusion_n() + t.y * l.k + t.pred] += 1.0;
+        let slots = self.slots;
+        if slots == 0 {
+            return;
+        }
+        let n = l.fields();
+        let reps = &mut st.fam_reps[id * n * slots..(id + 1) * n * slots];
+        let mut add = |field: usize, x: f64| {
+            let dst = &mut reps[field * slots..(field + 1) * slots];
+            for (d, kw) in dst.iter_mut().zip(r.kw) {
+                *d += kw * x;
+            }
+        };
+        add(W, 1.0);
+        add(LL, t.ll);
+        add(BR, t.brier);
+        for (i, kv) in self.ks.iter().enumerate() {
+            if t.ahead < *kv {
+                add(TOP + i, 1.0);
+            }
+        }
+        if hit > 0.0 {
+            add(l.tp() + t.y, 1.0);
+        }
+        add(l.label_w() + t.y, 1.0);
+        add(l.pred_w() + t.pred, 1.0);
+        if l.bins > 0 {
+            let b = l.ece() + 3 * t.bin;
+            add(b, 1.0);
+            add(b + 1, t.conf);
+            add(b + 2, hit);
+            if l.classwise {
+                let at = l.classwise_at();
+                for (cl, &v) in r.p.iter().enumerate() {
+                    let b = at + 3 * (cl * l.bins + crate::reliability::uniform_bin(self.edges, v));
+                    add(b, 1.0);
+                    add(b + 1, v);
+                    if cl == t.y {
+                        add(b + 2, 1.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A slice's fields (its block, or one replicate slot's gathered fields), read as metrics.
+pub struct Block<'a> {
+    pub f: &'a [f64],
+    pub layout: Layout,
+    pub ks: &'a [usize],
+}
+
+impl Block<'_> {
+    fn w(&self) -> f64 {
+        self.f[W]
+    }
+
+    fn tp(&self, c: usize) -> f64 {
+        self.f[self.layout.tp() + c]
+    }
+
+    fn label_w(&self, c: usize) -> f64 {
+        self.f[self.layout.label_w() + c]
+    }
+
+    fn pred_w(&self, c: usize) -> f64 {
+        self.f[self.layout.pred_w() + c]
+    }
+
+    /// The classes with label weight above 0.
+    pub fn present(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.layout.k).filter(|c| self.label_w(*c) > 0.0)
+    }
+
+    fn f1(&self, c: usize) -> f64 {
+        2.0 * self.tp(c) / (self.label_w(c) + self.pred_w(c))
+    }
+
+    /// Mean of `g` over the present classes.
+    fn macro_of(&self, g: impl Fn(usize) -> f64) -> Value {
+        let (mut s, mut n) = (0.0, 0usize);
+        for c in self.present() {
+            s += g(c);
+            n += 1;
+        }
+        in_range(s / n as f64, 0.0, 1.0)
+    }
+
+    /// An ECE: sum over bins of |sum label - sum probability| over the slice's weight.
+    fn ece_sum(&self, at: usize, bins: usize) -> f64 {
+        (0..bins)
+            .map(|b| (self.f[at + 3 * b + 2] - self.f[at + 3 * b + 1]).abs())
+            .sum()
+    }
+
+    pub fn value(&self, m: Metric) -> Value {
+        use Metric::*;
+        let w = self.w();
+        if w.is_nan() || w <= 0.0 {
+            return Err(NO_WEIGHT);
+        }
+        if !w.is_finite() {
+            return Err(crate::metrics::NOT_REPRESENTABLE);
+        }
+        let l = &self.layout;
+        let k = l.k;
+        let tp_sum: f64 = (0..k).map(|c| self.tp(c)).sum();
+        match m {
+            McAccuracy => in_range(tp_sum / w, 0.0, 1.0),
+            NClassesPresent => Ok(self.present().count() as f64),
+            McBalancedAccuracy | MacroRecall => self.macro_of(|c| self.tp(c) / self.label_w(c)),
+            MacroPrecision => self.macro_of(|c| {
+                let p = self.pred_w(c);
+                if p > 0.0 {
+                    self.tp(c) / p
+                } else {
+                    0.0
+                }
+            }),
+            MacroF1 => self.macro_of(|c| self.f1(c)),
+            WeightedF1 => {
+                let s: f64 = self.present().map(|c| self.label_w(c) * self.f1(c)).sum();
+                in_range(s / w, 0.0, 1.0)
+            }
+            MicroF1 => {
+                let pred: f64 = self.present().map(|c| self.pred_w(c)).sum();
+                in_range(2.0 * tp_sum / (pred + w), 0.0, 1.0)
+            }
+            CohenKappa => {
+                let pe: f64 = (0..k)
+                    .map(|c| (self.label_w(c) / w) * (self.pred_w(c) / w))
+                    .sum();
+                let po = tp_sum / w;
+                if 1.0 - pe <= 1e-15 || pe.is_nan() {
+                    return Err(KAPPA_UNDEFINED);
+                }
+                in_range((po - pe) / (1.0 - pe), -1.0, 1.0)
+            }
+            McMcc => {
+                // Gorodkin's R_K from the marginals, scaled by w^2 to stay in range.
+                let (mut tt, mut pp, mut tpr) = (0.0, 0.0, 0.0);
+                for c in 0..k {
+                    let (t, p) = (self.label_w(c) / w, self.pred_w(c) / w);
+                    tt += t * t;
+                    pp += p * p;
+                    tpr += t * p;
+                }
+                let cov = tp_sum / w - tpr;
+                let (vt, vp) = (1.0 - tt, 1.0 - pp);
+                if vt <= 1e-15 || vp <= 1e-15 || vt.is_nan() || vp.is_nan() {
+                    return Err(MCC_UNDEFINED);
+                }
+                in_range(cov / (vt.sqrt() * vp.sqrt()), -1.0, 1.0)
+            }
+            McLogLoss => crate::metrics::finite(self.f[LL] / w),
+            McBrier => in_range(self.f[BR] / w, 0.0, 2.0),
+            TopK(kv) => match self.ks.iter().position(|x| *x == kv) {
+                Some(i) => in_range(self.f[TOP + i] / w, 0.0, 1.0),
+                None => unreachable!("top-k accuracy at a k the job did not keep"),
+            },
+            EceTopLabel => in_range(self.ece_sum(l.ece(), l.bins) / w, 0.0, 1.0),
+            EceClasswise => {
+                let at = l.classwise_at();
+                let s: f64 = (0..k)
+                    .map(|c| self.ece_sum(at + 3 * c * l.bins, l.bins))
+                    .sum();
+                in_range(s / (w * k as f64), 0.0, 1.0)
+            }
+            other => unreachable!("{} is not a multiclass metric", other.name()),
+        }
+    }
+}
+
+/// The values of `metrics` for one slice's block, and (with `iv`) their intervals; `keep`
+/// receives each metric's replicate values (a comparison's paired differences read them).
+/// `small`: the slice is below `min_slice_size`.
+#[allow(clippy::too_many_arguments)]
+pub fn slice_results(
+    block: &[f64],
+    reps: &[f64],
+    layout: &Layout,
+    ks: &[usize],
+    metrics: &[Metric],
+    iv: Option<&crate::bootstrap::IntervalSpec>,
+    small: bool,
+    mut keep: Option<&mut Vec<Vec<f64>>>,
+) -> (Vec<Value>, Option<Vec<crate::bootstrap::Interval>>) {
+    use crate::bootstrap::CiMethod;
+    let main = Block {
+        f: block,
+        layout: *layout,
+        ks,
+    };
+    let values: Vec<Value> = metrics
+        .iter()
+        .map(|m| {
+            if small {
+                Err(crate::metrics::TOO_SMALL)
+            } else {
+                main.value(*m)
+            }
+        })
+        .collect();
+    let Some(iv) = iv else {
+        return (values, None);
+    };
+    let slots = iv.slots();
+    let n = layout.fields();
+    let slot_fields: Vec<Vec<f64>> = if iv.method == CiMethod::Analytic {
+        Vec::new()
+    } else {
+        (0..slots)
+            .map(|s| (0..n).map(|q| reps[q * slots + s]).collect())
+            .collect()
+    };
+    let mut intervals = Vec::with_capacity(metrics.len());
+    for (m, v) in metrics.iter().zip(&values) {
+        let mut kept = Vec::new();
+        intervals.push(match *v {
+            Err(why) => Err(why),
+            Ok(_) if *m == Metric::NClassesPresent => {
+                kept = vec![f64::NAN; slots];
+                Err(NO_COUNT_INTERVAL)
+            }
+            Ok(_) if iv.method == CiMethod::Analytic => Err(NO_ANALYTIC_MULTICLASS),
+            Ok(estimate) => {
+                kept = slot_fields
+                    .iter()
+                    .map(|f| {
+                        let b = Block {
+                            f,
+                            layout: *layout,
+                            ks,
+                        };
+                        b.value(*m).unwrap_or(f64::NAN)
+                    })
+                    .collect();
+                crate::intervals::from_replicates(iv, estimate, &kept, None)
+            }
+        });
+        if let Some(k) = keep.as_deref_mut() {
+            k.push(kept);
+        }
+    }
+    (values, Some(intervals))
+}
+
+/// One class of one slice in `Report.per_class()`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassRow {
+    pub class: usize,
+    /// Rows whose label is the class, and their weight.
+    pub support: f64,
+    pub weight: f64,
+    /// Weight of the rows predicted as the class.
+    pub predicted: f64,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub f1: Option<f64>,
+}
+
+/// The per-class rows of a slice's block (every class, present or not).
+pub fn class_rows(block: &[f64], layout: &Layout) -> Vec<ClassRow> {
+    let b = Block {
+        f: block,
+        layout: *layout,
+        ks: &[],
+    };
+    let ratio = |num: f64, den: f64| (den > 0.0).then(|| num / den);
+    (0..layout.k)
+        .map(|c| {
+            let (tp, t, p) = (b.tp(c), b.label_w(c), b.pred_w(c));
+            ClassRow {
+                class: c,
+                support: block[layout.support() + c],
+                weight: t,
+                predicted: p,
+                precision: ratio(tp, p),
+                recall: ratio(tp, t),
+                f1: ratio(2.0 * tp, t + p),
+            }
+        })
+        .collect()
+}
+
+/// The non-empty cells `(actual, predicted, rows, weight)` of a slice's confusion matrix, in
+/// row-major order.
+pub fn confusion_cells(block: &[f64], layout: &Layout) -> Vec<(usize, usize, f64, f64)> {
+    let k = layout.k;
+    let (cw, cn) = (layout.confusion_w(), layout.confusion_n());
+    (0..k * k)
+        .filter(|i| block[cn + i] > 0.0)
+        .map(|i| (i / k, i % k, block[cn + i], block[cw + i]))
+        .collect()
+}
+
+/// The per-class and confusion rows of the reported slices, gathered while finalizing (the
+/// reference model's), and turned into `Report.per_class()` and `Report.confusion()`.
+#[derive(Default)]
+pub struct TableRows {
+    per_class: Vec<(String, ClassRow)>,
+    confusion: Vec<(String, usize, usize, f64, f64)>,
+}
+
+impl TableRows {
+    /// Adds the rows of slice `label`, whose block is `block`.
+    pub fn add(&mut self, label: &str, block: &[f64], layout: &Layout) {
+        for r in class_rows(block, layout) {
+            self.per_class.push((label.to_string(), r));
+        }
+        for (a, p, n, w) in confusion_cells(block, layout) {
+            self.confusion.push((label.to_string(), a, p, n, w));
+        }
+    }
+
+    /// The two tables, named; weights scaled back to the user's units by `unscale`.
+    pub fn finish(
+        self,
+        classes: &[String],
+        unscale: impl Fn(f64) -> f64,
+    ) -> crate::error::Result<Vec<(&'static str, arrow_array::RecordBatch)>> {
+        use arrow_array::{Float64Array, StringArray, UInt64Array};
+        use arrow_schema::{Field, Schema};
+        use std::sync::Arc;
+        let pc = &self.per_class;
+        let f64s = |v: Vec<Option<f64>>| Arc::new(Float64Array::from(v)) as ArrayRef;
+        let per_class = arrow_array::RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("slice", DataType::Utf8, false),
+                Field::new("class", DataType::Utf8, false),
+                Field::new("support", DataType::UInt64, false),
+                Field::new("weight_sum", DataType::Float64, false),
+                Field::new("predicted_weight", DataType::Float64, false),
+                Field::new("precision", DataType::Float64, true),
+                Field::new("recall", DataType::Float64, true),
+                Field::new("f1", DataType::Float64, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    pc.iter().map(|r| r.0.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    pc.iter().map(|r| classes[r.1.class].as_str()),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    pc.iter().map(|r| r.1.support as u64),
+                )),
+                f64s(pc.iter().map(|r| Some(unscale(r.1.weight))).collect()),
+                f64s(pc.iter().map(|r| Some(unscale(r.1.predicted))).collect()),
+                f64s(pc.iter().map(|r| r.1.precision).collect()),
+                f64s(pc.iter().map(|r| r.1.recall).collect()),
+                f64s(pc.iter().map(|r| r.1.f1).collect()),
+            ],
+        )?;
+        let cf = &self.confusion;
+        let confusion = arrow_array::RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("slice", DataType::Utf8, false),
+                Field::new("actual", DataType::Utf8, false),
+                Field::new("predicted", DataType::Utf8, false),
+                Field::new("count", DataType::UInt64, false),
+                Field::new("weight_sum", DataType::Float64, false),
+            ])),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    cf.iter().map(|r| r.0.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    cf.iter().map(|r| classes[r.1].as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    cf.iter().map(|r| classes[r.2].as_str()),
+                )),
+                Arc::new(UInt64Array::from_iter_values(cf.iter().map(|r| r.3 as u64))),
+                f64s(cf.iter().map(|r| Some(unscale(r.4))).collect()),
+            ],
+        )?;
+        Ok(vec![("per_class", per_class), ("confusion", confusion)])
+    }
+}
+
+/// How the probabilities of a row are made: `Raise` checks that they sum to 1 (within
+/// [`SUM_TOLERANCE`]), `Divide` divides them by their sum, `Softmax` takes them as logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalize {
+    Raise,
+    Divide,
+    Softmax,
+}
+
+impl Normalize {
+    pub fn parse(s: &str) -> crate::error::Result<Normalize> {
+        match s {
+            "raise" => Ok(Normalize::Raise),
+            "divide" => Ok(Normalize::Divide),
+            "softmax" => Ok(Normalize::Softmax),
+            other => Err(crate::error::AssayError::InvalidArgument(format!(
+                "normalize must be \"raise\", \"divide\" or \"softmax\", got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Normalize::Raise => "raise",
+            Normalize::Divide => "divide",
+            Normalize::Softmax => "softmax",
+        }
+    }
+}
+
+/// How far from 1 a row's probabilities may sum with `normalize="raise"` (float32 softmax
+/// outputs of thousands of classes pass).
+pub const SUM_TOLERANCE: f64 = 1e-4;
+
+/// What is wrong with a row's probabilities (the caller names the column and the row).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowProblem {
+    /// The list (or one of the K columns) is null.
+    Null,
+    /// A list of another length.
+    Length(usize),
+    /// A value that is null, NaN or infinite (class, value).
+    NotFinite(usize, String),
+    /// A negative value, or one above 1 (class, value).
+    OutOfRange(usize, f64),
+    /// The values sum to this, not 1.
+    Sum(f64),
+}
+
+impl RowProblem {
+    /// Whether `nan_policy="drop"` drops the row (missing or non-finite values).
+    pub fn droppable(&self) -> bool {
+        matches!(self, RowProblem::Null | RowProblem::NotFinite(..))
+    }
+
+    /// The message of the problem at global row `row`.
+    pub fn message(&self, row: u64, k: usize) -> String {
+        match self {
+            RowProblem::Null => format!(
+                "the scores of row {row} are null; pass nan_policy=\"drop\" to drop such rows"
+            ),
+            RowProblem::Length(n) => {
+                format!("row {row} has {n} scores, expected {k} (one per class, as classes= says)")
+            }
+            RowProblem::NotFinite(c, v) => format!(
+                "the score of class {c} is {v} at row {row}; pass nan_policy=\"drop\" to drop \
+                 such rows"
+            ),
+            RowProblem::OutOfRange(c, v) => format!(
+                "probabilities must lie in [0, 1]; the score of class {c} is {v:?} at row {row} \
+                 (pass normalize=\"softmax\" if the scores are logits)"
+            ),
+            RowProblem::Sum(s) => format!(
+                "the probabilities of row {row} sum to {s:?}, not 1 (within {SUM_TOLERANCE}); \
+                 pass normalize=\"divide\" to divide them by their sum, or \
+                 normalize=\"softmax\" if they are logits"
+            ),
+        }
+    }
+}
+
+/// A flat run of values of one type, read without a copy.
+enum Flat<'a> {
+    F64(&'a [f64]),
+    F32(&'a [f32]),
+    Owned(Vec<f64>),
+}
+
+impl Flat<'_> {
+    #[inline(always)]
+    fn get(&self, i: usize) -> f64 {
+        match self {
+            Flat::F64(v) => v[i],
+            Flat::F32(v) => v[i] as f64,
+            Flat::Owned(v) => v[i],
+        }
+    }
+}
+
+fn flat(a: &ArrayRef) -> Flat<'_> {
+    match a.data_type() {
+        DataType::Float64 => Flat::F64(a.as_primitive::<Float64Type>().values()),
+        DataType::Float32 => Flat::F32(a.as_primitive::<Float32Type>().values()),
+        _ => {
+            let mut buf = Vec::new();
+            crate::input::f64_view(a, 0, a.len(), &mut buf);
+            Flat::Owned(buf)
+        }
+    }
+}
+
+enum Rows<'a> {
+    Fixed,
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+/// The probabilities of one model in one batch: a list column (fixed-size or not, its values
+/// read in place) or K numeric columns.
+pub struct ProbSource<'a> {
+    k: usize,
+    lists: Option<(Flat<'a>, Rows<'a>, Option<NullBuffer>, Option<NullBuffer>)>,
+    cols: Vec<(Flat<'a>, Option<NullBuffer>)>,
+}
+
+/// Whether `dt` can hold a model's probabilities: a (fixed-size) list of floats, or with
+/// `columns` (K separate columns) a number; `Err` says why not.
+pub fn check_score_type(dt: &DataType, k: usize, columns: bool) -> std::result::Result<(), String> {
+    let float = |f: &DataType| matches!(f, DataType::Float32 | DataType::Float64);
+    if columns {
+        return match dt {
+            DataType::Float32 | DataType::Float64 | DataType::Null => Ok(()),
+            d if d.is_integer() => Ok(()),
+            d => Err(format!("each score column must be numeric, got type {d}")),
+        };
+    }
+    match dt {
+        DataType::FixedSizeList(f, n) if float(f.data_type()) => {
+            if *n as usize == k {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the scores are lists of {n} values, but there are {k} classes (classes= \
+                     and the list size must agree)"
+                ))
+            }
+        }
+        DataType::List(f) | DataType::LargeList(f) if float(f.data_type()) => Ok(()),
+        d => Err(format!(
+            "multiclass scores must be a list column of float32 or float64 (a polars Array, \
+             an Arrow FixedSizeList or List) or a list of K column names, got type {d}"
+        )),
+    }
+}
+
+impl<'a> ProbSource<'a> {
+    /// The source over `arrays` (one list array, or K columns), types checked by
+    /// [`check_score_type`].
+    pub fn new(arrays: &'a [ArrayRef], k: usize) -> ProbSource<'a> {
+        if arrays.len() == 1 && k > 1 {
+            let a = &arrays[0];
+            let outer = crate::input::validity(a);
+            let (values, rows) = match a.data_type() {
+                DataType::FixedSizeList(..) => (a.as_fixed_size_list().values(), Rows::Fixed),
+                DataType::List(_) => {
+                    let l = a.as_list::<i32>();
+                    (l.values(), Rows::I32(l.value_offsets()))
+                }
+                DataType::LargeList(_) => {
+                    let l = a.as_list::<i64>();
+                    (l.values(), Rows::I64(l.value_offsets()))
+                }
+                other => unreachable!("type {other} was rejected when the job was planned"),
+            };
+            let inner = crate::input::validity(values);
+            return ProbSource {
+                k,
+                lists: Some((flat(values), rows, outer, inner)),
+                cols: Vec::new(),
+            };
+        }
+        ProbSource {
+            k,
+            lists: None,
+            cols: arrays
+                .iter()
+                .map(|a| (flat(a), crate::input::validity(a)))
+                .collect(),
+        }
+    }
+
+    /// Reads batch row `i` into `out` (K values) as given.
+    #[inline]
+    pub fn read(&self, i: usize, out: &mut [f64]) -> std::result::Result<(), RowProblem> {
+        let k = self.k;
+        if let Some((vals, rows, outer, inner)) = &self.lists {
+            if outer.as_ref().is_some_and(|n| n.is_null(i)) {
+                return Err(RowProblem::Null);
+            }
+            let (start, len) = match rows {
+                Rows::Fixed => (i * k, k),
+                Rows::I32(o) => (o[i] as usize, (o[i + 1] - o[i]) as usize),
+                Rows::I64(o) => (o[i] as usize, (o[i + 1] - o[i]) as usize),
+            };
+            if len != k {
+                return Err(RowProblem::Length(len));
+            }
+            for (c, o) in out.iter_mut().enumerate() {
+                if inner.as_ref().is_some_and(|n| n.is_null(start + c)) {
+                    return Err(RowProblem::NotFinite(c, "null".into()));
+                }
+                *o = vals.get(start + c);
+            }
+            return Ok(());
+        }
+        for (c, ((vals, nulls), o)) in self.cols.iter().zip(out.iter_mut()).enumerate() {
+            if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                return Err(RowProblem::NotFinite(c, "null".into()));
+            }
+            *o = vals.get(i);
+        }
+        Ok(())
+    }
+}
+
+/// Checks (and with `Divide` or `Softmax`, makes) the probabilities of a row in place.
+#[inline]
+pub fn normalize_row(p: &mut [f64], how: Normalize) -> std::result::Result<(), RowProblem> {
+    for (c, v) in p.iter().enumerate() {
+        if !v.is_finite() {
+            return Err(RowProblem::NotFinite(c, format!("{v:?}")));
+        }
+    }
+    match how {
+        Normalize::Softmax => {
+            let m = p.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+            let mut s = 0.0;
+            for v in p.iter_mut() {
+                *v = (*v - m).exp();
+                s += *v;
+            }
+            for v in p.iter_mut() {
+                *v /= s;
+            }
+        }
+        Normalize::Divide | Normalize::Raise => {
+            let mut s = 0.0;
+            for (c, v) in p.iter().enumerate() {
+                if *v < 0.0 || (how == Normalize::Raise && *v > 1.0) {
+                    return Err(RowProblem::OutOfRange(c, *v));
+                }
+                s += *v;
+            }
+            if how == Normalize::Raise {
+                if (s - 1.0).abs() > SUM_TOLERANCE {
+                    return Err(RowProblem::Sum(s));
+                }
+            } else if !(s > 0.0 && s.is_finite()) {
+                return Err(RowProblem::Sum(s));
+            } else {
+                for v in p.iter_mut() {
+                    *v /= s;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The classes of a job: their names (report labels) and, for integer labels, their values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classes {
+    pub names: Vec<String>,
+    /// The integer value of each class (integer and boolean labels).
+    pub ints: Option<Vec<i64>>,
+}
+
+/// Label value -> class index lookups of one job.
+pub struct ClassMap {
+    by_int: Option<HashMap<i64, u32>>,
+    by_str: HashMap<String, u32>,
+}
+
+/// A label of row `j` of a piece that is not a class, or null.
+pub enum LabelProblem {
+    Null,
+    Unknown(String),
+}
+
+impl ClassMap {
+    pub fn new(c: &Classes) -> ClassMap {
+        ClassMap {
+            by_int: c
+                .ints
+                .as_ref()
+                .map(|v| v.iter().enumerate().map(|(i, x)| (*x, i as u32)).collect()),
+            by_str: c
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (x.clone(), i as u32))
+                .collect(),
+        }
+    }
+
+    fn int(&self, v: i64) -> std::result::Result<u32, LabelProblem> {
+        self.by_int
+            .as_ref()
+            .and_then(|m| m.get(&v).copied())
+            .ok_or_else(|| LabelProblem::Unknown(v.to_string()))
+    }
+
+    fn str(&self, v: &str) -> std::result::Result<u32, LabelProblem> {
+        self.by_str
+            .get(v)
+            .copied()
+            .ok_or_else(|| LabelProblem::Unknown(format!("{v:?}")))
+    }
+}
+
+/// Whether a label column of type `dt` can be mapped to classes (integer classes need
+/// integer or boolean labels, named classes string labels).
+pub fn check_label_type(dt: &DataType, classes: &Classes) -> std::result::Result<(), String> {
+    let strings =
+        |d: &DataType| matches!(d, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let ok = match dt {
+        DataType::Null => true,
+        d if d.is_integer() || *d == DataType::Boolean => classes.ints.is_some(),
+        d if strings(d) => true,
+        DataType::Dictionary(_, v) if strings(v) => true,
+        DataType::Dictionary(_, v) if v.is_integer() => classes.ints.is_some(),
+        _ => {
+            return Err(format!(
+                "multiclass labels must be class indices (integers), or values (strings, \
+                 dictionary) named in classes=; got type {dt}"
+            ))
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the labels are {dt} but classes= names strings: pass the classes as the label \
+             values (integers)"
+        ))
+    }
+}
+
+/// The class of rows `lo..hi` of `labels` into `out`; the first bad row `(j, problem)`.
+pub fn label_codes(
+    labels: &ArrayRef,
+    lo: usize,
+    hi: usize,
+    map: &ClassMap,
+    out: &mut Vec<u32>,
+) -> std::result::Result<(), (usize, LabelProblem)> {
+    use arrow_array::types::*;
+    out.clear();
+    let nulls = crate::input::validity(labels);
+    let null = |i: usize| nulls.as_ref().is_some_and(|n| n.is_null(i));
+    macro_rules! ints {
+        ($t:ty) => {{
+            let v = labels.as_primitive::<$t>().values();
+            for i in lo..hi {
+                if null(i) {
+                    return Err((i - lo, LabelProblem::Null));
+                }
+                let x = i64::try_from(v[i])
+                    .map_err(|_| (i - lo, LabelProblem::Unknown(v[i].to_string())))?;
+                out.push(map.int(x).map_err(|e| (i - lo, e))?);
+            }
+        }};
+    }
+    macro_rules! strs {
+        ($a:expr) => {{
+            let a = $a;
+            for i in lo..hi {
+                if null(i) {
+                    return Err((i - lo, LabelProblem::Null));
+                }
+                out.push(map.str(a.value(i)).map_err(|e| (i - lo, e))?);
+            }
+        }};
+    }
+    match labels.data_type() {
+        DataType::Null => {
+            if hi > lo {
+                return Err((0, LabelProblem::Null));
+            }
+        }
+        DataType::Int8 => ints!(Int8Type),
+        DataType::Int16 => ints!(Int16Type),
+        DataType::Int32 => ints!(Int32Type),
+        DataType::Int64 => ints!(Int64Type),
+        DataType::UInt8 => ints!(UInt8Type),
+        DataType::UInt16 => ints!(UInt16Type),
+        DataType::UInt32 => ints!(UInt32Type),
+        DataType::UInt64 => ints!(UInt64Type),
+        DataType::Boolean => {
+            let b = labels.as_boolean();
+            for i in lo..hi {
+                if null(i) {
+                    return Err((i - lo, LabelProblem::Null));
+                }
+                out.push(map.int(b.value(i) as i64).map_err(|e| (i - lo, e))?);
+            }
+        }
+        DataType::Utf8 => strs!(labels.as_string::<i32>()),
+        DataType::LargeUtf8 => strs!(labels.as_string::<i64>()),
+        DataType::Utf8View => strs!(labels.as_string_view()),
+        DataType::Dictionary(..) => {
+            let d = labels.as_any_dictionary();
+            // The dictionary's values mapped once (null where a value is not a class).
+            let values = d.values();
+            let mut codes = Vec::new();
+            label_codes_lenient(values, map, &mut codes);
+            let keys = d.normalized_keys();
+            for i in lo..hi {
+                if null(i) {
+                    return Err((i - lo, LabelProblem::Null));
+                }
+                match codes[keys[i]] {
+                    Ok(c) => out.push(c),
+                    Err(ref s) => return Err((i - lo, LabelProblem::Unknown(s.clone()))),
+                }
+            }
+        }
+        other => unreachable!("label type {other} was rejected when the job was planned"),
+    }
+    Ok(())
+}
+
+/// Each value of a dictionary's values array as a class, or the text of a value that is not.
+fn label_codes_lenient(
+    values: &ArrayRef,
+    map: &ClassMap,
+    out: &mut Vec<std::result::Result<u32, String>>,
+) {
+    for i in 0..values.len() {
+        let mut one = Vec::new();
+        out.push(match label_codes(values, i, i + 1, map, &mut one) {
+            Ok(()) => Ok(one[0]),
+            Err((_, LabelProblem::Null)) => Err("null".into()),
+            Err((_, LabelProblem::Unknown(s))) => Err(s),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(k: usize, bins: usize) -> Layout {
+        Layout {
+            k,
+            tops: 1,
+            bins,
+            classwise: bins > 0,
+        }
+    }
+
+    #[test]
+    fn argmax_ties_go_to_the_lowest_index() {
+        let t = row_terms(&[0.4, 0.4, 0.2], 1, &[]);
+        assert_eq!(t.pred, 0);
+        assert_eq!(t.ahead, 1);
+        let t = row_terms(&[0.4, 0.4, 0.2], 0, &[]);
+        assert_eq!(t.ahead, 0);
+    }
+
+    #[test]
+    fn binary_brier_is_halved() {
+        let t = row_terms(&[0.3, 0.7], 1, &[]);
+        assert!((t.brier - 0.09).abs() < 1e-15);
+    }
+
+    #[test]
+    fn one_slice_by_hand() {
+        let l = layout(3, 2);
+        let edges = crate::reliability::uniform_edges(2);
+        let mut st = SliceStates::default();
+        st.counts.resize(1, Default::default());
+        st.fam.resize(l.block_len(), 0.0);
+        let k = Kernel {
+            layout: l,
+            ks: &[2],
+            edges: &edges,
+            slots: 0,
+        };
+        let rows: [(&[f64], usize); 4] = [
+            (&[0.7, 0.2, 0.1], 0),
+            (&[0.1, 0.6, 0.3], 1),
+            (&[0.2, 0.5, 0.3], 2),
+            (&[0.5, 0.25, 0.25], 1),
+        ];
+        for (p, y) in rows {
+            let r = RowInput {
+                t: row_terms(p, y, &edges),
+                p,
+                w: 1.0,
+                kw: &[],
+            };
+            k.add(&mut st, 0, &r);
+        }
+        let b = Block {
+            f: &st.fam,
+            layout: l,
+            ks: &[2],
+        };
+        assert_eq!(b.value(Metric::McAccuracy), Ok(0.5));
+        assert_eq!(b.value(Metric::NClassesPresent), Ok(3.0));
+        assert_eq!(b.value(Metric::TopK(2)), Ok(0.75));
+        // Recall per class: 1, 1/2, 0.
+        assert_eq!(b.value(Metric::MacroRecall), Ok(0.5));
+        let cells = confusion_cells(&st.fam, &l);
+        assert_eq!(cells.len(), 4);
+        assert_eq!(cells[0], (0, 0, 1.0, 1.0));
+    }
+}
