@@ -19,6 +19,7 @@ from ._ensemble import EnsembleReport, ensemble_report
 from ._evaluate import (
     CALIBRATION_METRICS,
     METRICS,
+    MULTICLASS_METRICS,
     REGRESSION_METRICS,
     TASKS,
     Bins,
@@ -52,6 +53,7 @@ __all__ = [
     "BASELINES",
     "CALIBRATION_METRICS",
     "METRICS",
+    "MULTICLASS_METRICS",
     "REGRESSION_METRICS",
     "TASKS",
     "AssayError",

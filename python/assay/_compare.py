@@ -21,6 +21,7 @@ from ._evaluate import (
     _Job,
     _job,
     _run,
+    _multiclass_options,
     _task_column,
     _task_options,
 )
@@ -309,9 +310,12 @@ def compare(
     *,
     label: str,
     scores: Mapping[str, str] | Sequence[str],
-    task: Literal["binary", "regression"] = "binary",
+    task: Literal["binary", "regression", "multiclass"] = "binary",
     slices: Sequence[SliceLike] | SliceLike = (),
     metrics: Sequence[str] | None = None,
+    classes: Sequence[str] | Sequence[int] | None = None,
+    k: int | Sequence[int] | None = None,
+    normalize: Literal["raise", "divide", "softmax"] = "raise",
     quantiles: Sequence[float] | None = None,
     power: float = 0.0,
     reference: str | None = None,
@@ -344,10 +348,12 @@ def compare(
         ``{"name": "column", ...}`` (or a list of columns, named by themselves); at least two.
         With ``task="regression"`` the columns hold predictions (``quantiles`` and ``power``
         as in :func:`assay.evaluate`).
-    task : {"binary", "regression"}
+    task : {"binary", "regression", "multiclass"}
         The task family, as in :func:`assay.evaluate`; each metric's direction (lower ``mae``
         is better, higher ``r2``) decides the verdicts, and ``mean_error`` (the bias) gets
-        ``"higher"``/``"lower"``.
+        ``"higher"``/``"lower"``. With ``task="multiclass"`` each model's column is a list
+        column of its K probabilities (``classes``, ``k`` and ``normalize`` as in
+        :func:`assay.evaluate`).
     reference
         The model the others are compared with (default: the first).
     bootstrap, ci, ci_method, seed, row_id
@@ -387,10 +393,12 @@ def compare(
     """
     if task not in TASKS:
         _task_column(task, None, None)
-    names, _ = _task_options(
-        task, metrics, quantiles=quantiles, power=power, threshold=(threshold, 0.5),
-        calibration_bins=(calibration_bins, 15),
-        calibration_strategy=(calibration_strategy, "uniform"))
+    metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
+    binary: dict[str, tuple[Any, Any]] = {
+        "threshold": (threshold, 0.5), "calibration_strategy": (calibration_strategy, "uniform")}
+    if task != "multiclass":
+        binary["calibration_bins"] = (calibration_bins, 15)
+    names, _ = _task_options(task, metrics, quantiles=quantiles, power=power, **binary)
     models, interval = _comparison_options(scores, reference, bootstrap, ci, ci_method, seed,
                                            row_id)
     (ref_name, ref_col), others = models[0], models[1:]
@@ -400,6 +408,7 @@ def compare(
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
         auc_bins=4096, interval=interval, compare=(ref_name, others),
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,
+        classes=classes_, normalize=normalize_,
     )
     if correction not in ("simultaneous", "holm", "bh", "none"):
         raise InvalidArgumentError(
@@ -558,11 +567,12 @@ def _comparison(result: Any, job: _Job, correction: str = "simultaneous") -> Com
     """The :class:`Comparison` of a native result (of ``evaluate`` or ``finalize``) of a
     comparison job."""
     assert job.compare is not None and job.interval is not None
-    table, notes, rows, dropped, other_reports, comparison, _, layouts, _ = result
+    table, notes, rows, dropped, other_reports, comparison, _, layouts, tables = result
     ref_name, others = job.compare
     _, level, method, _, _ = job.interval
     metrics = list(job.metrics)
     reports = {ref_name: Report(table, notes, metrics, rows, dropped, ci_method=method,
+                                tables=tables,
                                 **job.report_layout(layouts[0]))}
     for (name, _), (t, n), layout in zip(others, other_reports, layouts[1:], strict=True):
         reports[name] = Report(t, n, metrics, rows, dropped, ci_method=method,

@@ -22,13 +22,13 @@ import pyarrow as pa
 
 from . import _native, _progress
 from ._args import U64_MAX, bool_arg, float_arg, int_arg, is_bool, show
-from ._evaluate import MAX_BINS, Bins, _threads, bins
+from ._evaluate import MAX_BINS, Bins, _list_size, _multiclass_options, _threads, bins
 from ._input import Source, to_source
 from .errors import ColumnNotFoundError, InvalidArgumentError, NothingFoundWarning
 from .report import ArrowResult, frame_to_arrow
 
 __all__ = ["discover_slices", "discover_regressions", "slice_filters", "ERRORS", "COLUMNS",
-           "REGRESSION_COLUMNS"]
+           "MULTICLASS_ERRORS", "REGRESSION_COLUMNS"]
 
 ERRORS: tuple[str, ...] = ("log_loss", "zero_one", "squared")
 """The built-in per-row errors (any other ``error=`` names a column of per-row errors)."""
@@ -90,9 +90,11 @@ def discover_slices(
     label: str | None = None,
     score: str | None = None,
     prediction: str | None = None,
-    task: Literal["binary", "regression"] = "binary",
+    task: Literal["binary", "regression", "multiclass"] = "binary",
     features: Sequence[str | Bins] | str | Bins,
     error: str | None = None,
+    classes: Sequence[str] | Sequence[int] | None = None,
+    normalize: Literal["raise", "divide", "softmax"] = "raise",
     k: int = 10,
     max_level: int = 3,
     min_support: float | int = 0.01,
@@ -133,8 +135,13 @@ def discover_slices(
         Columns of 0/1 labels and scores, needed by the built-in errors.
     prediction : str, optional
         ``task="regression"``: the column of predictions (labels are then numeric targets).
-    task : {"binary", "regression"}
-        The task family, as in :func:`assay.evaluate`.
+    task : {"binary", "regression", "multiclass"}
+        The task family, as in :func:`assay.evaluate`. With ``task="multiclass"``, ``score``
+        is a list column of K class probabilities (``classes`` and ``normalize`` as in
+        :func:`assay.evaluate`) and ``error`` is ``"log_loss"`` (the default,
+        ``-log p(label)``) or ``"zero_one"`` (``argmax != label``).
+    classes, normalize
+        ``task="multiclass"``: as in :func:`assay.evaluate`.
     features : sequence of str or Bins
         The columns slices are made of. A string, integer, boolean or dictionary column is
         categorical as it is (null is a value of its own, ``country=null``); a floating-point
@@ -259,7 +266,7 @@ def discover_slices(
     """
     found = _discover(
         data, label=label, score=score, prediction=prediction, task=task, features=features,
-        error=error, k=k,
+        error=error, classes=classes, normalize=normalize, k=k,
         max_level=max_level, min_support=min_support, alpha=alpha, method=method,
         beam_width=beam_width, n_bins=n_bins, max_values=max_values, dedupe=dedupe, fdr=fdr,
         threshold=threshold, nan_policy=nan_policy, n_threads=n_threads, progress=progress,
@@ -446,6 +453,11 @@ def discover_regressions(
         raise InvalidArgumentError(
             f"correction must be one of {', '.join(map(repr, CORRECTIONS))}, got "
             f"{show(correction)}")
+    if task == "multiclass":
+        raise InvalidArgumentError(
+            "discover_regressions does not take task='multiclass' yet: find each model's "
+            "weak slices with discover_slices(task='multiclass'), and confirm with "
+            "assay.compare(task='multiclass', slices=found)")
     known = ERRORS if task == "binary" else REGRESSION_ERRORS
     if error is not None and (not isinstance(error, str) or error not in known):
         raise InvalidArgumentError(
@@ -465,8 +477,8 @@ def discover_regressions(
 
 def _discover(
     data: Any, *, label: Any = None, score: Any = None, prediction: Any = None,
-    task: Any = "binary", features: Any, error: Any = None,
-    k: Any = 10, max_level: Any = 3, min_support: Any = 0.01, alpha: Any = 0.95,
+    task: Any = "binary", features: Any, error: Any = None, classes: Any = None,
+    normalize: Any = "raise", k: Any = 10, max_level: Any = 3, min_support: Any = 0.01, alpha: Any = 0.95,
     method: Any = "sliceline", beam_width: Any = 20, n_bins: Any = 5, max_values: Any = 1000,
     dedupe: Any = True, fdr: Any = 0.05, threshold: Any = 0.5, nan_policy: Any = "raise",
     n_threads: Any = None, paired: tuple[str, float, str] | None = None,
@@ -500,6 +512,11 @@ def _discover(
     threads = _threads(n_threads)
     specs = _feature_specs(features)
     err = _error_spec(error, label, score, prediction, task)
+    _, classes_, normalize_ = _multiclass_options(task, None, classes, None, normalize)
+    if task == "multiclass" and threshold != 0.5:
+        raise InvalidArgumentError(
+            "threshold is the decision threshold of a binary error='zero_one'; "
+            "task='multiclass' predicts the argmax")
 
     source = to_source(data)
     source.progress = _progress.enabled(progress)
@@ -566,6 +583,8 @@ def _discover(
             nan_policy,
             threads,
             paired,
+            _discovery_classes(classes_, normalize_, source, err[2]) if task == "multiclass"
+            else None,
         )
     return Discovery(
         table=_shape(table, edges, REGRESSION_COLUMNS if paired else COLUMNS),
@@ -631,6 +650,10 @@ def _feature_specs(features: Any) -> list[str | Bins]:
 REGRESSION_ERRORS: tuple[str, ...] = ("absolute", "squared")
 """The built-in per-row errors of ``task="regression"``."""
 
+MULTICLASS_ERRORS: tuple[str, ...] = ("log_loss", "zero_one")
+"""The built-in per-row errors of ``task="multiclass"``: ``-log p(label)`` and
+``argmax != label``."""
+
 
 def _error_spec(
     error: Any, label: Any, score: Any, prediction: Any = None, task: Any = "binary"
@@ -650,8 +673,16 @@ def _error_spec(
                 "task='regression' takes prediction= (the column of predictions), not score=")
         known, default, role, output, prefix = (
             REGRESSION_ERRORS, "absolute", "prediction", prediction, "regression_")
+    elif task == "multiclass":
+        if prediction is not None:
+            raise InvalidArgumentError(
+                "task='multiclass' takes score= (a list column of class probabilities), not "
+                "prediction=")
+        known, default, role, output, prefix = (
+            MULTICLASS_ERRORS, "log_loss", "score", score, "")
     else:
-        raise InvalidArgumentError(f"task must be 'binary' or 'regression', got {show(task)}")
+        raise InvalidArgumentError(
+            f"task must be 'binary', 'regression' or 'multiclass', got {show(task)}")
     listed = ", ".join(map(repr, known))
     error = default if error is None else error
     if not isinstance(error, str):
@@ -672,6 +703,17 @@ def _error_spec(
             f"error={error!r} is a column of per-row errors, so label and {role} are not used; "
             f"leave them out (the built-in errors are {listed})")
     return ("column", None, None, error)
+
+
+def _discovery_classes(classes: Any, normalize: str, source: Any,
+                       score: str | None) -> tuple[list[str], list[int] | None, str]:
+    """The native multiclass options of a search: class names, their integer values (for
+    integer labels) and the normalization; without ``classes=`` the classes are 0..K-1, K
+    the list column's fixed size."""
+    if classes is None:
+        classes = tuple(range(_list_size(source, score or "")))
+    ints = [int(c) for c in classes] if all(isinstance(c, int) for c in classes) else None
+    return ([str(c) for c in classes], ints, normalize)
 
 
 def _missing(col: str, names: Sequence[str], role: str) -> str:

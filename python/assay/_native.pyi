@@ -63,11 +63,16 @@ _Job = tuple[
     float,  # power (Tweedie)
     tuple[str, str] | None,  # prediction interval columns (lower, upper)
     int | None,  # max_slices (None: no limit)
+    # multiclass: (class names, their integer values or None, each model's K score columns
+    # (empty: a list column), normalize) or None
+    tuple[list[str], list[int] | None, list[list[str]], str] | None,
 ]
 # (table, notes, rows, dropped, [(table, notes) of each other model], comparison or None,
 #  reliability or None, [layout batch of each model's report: each row's spec and, with
-#  bootstrap replicates, every metric's replicate values])
-_Result = tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None, list[Any]]
+#  bootstrap replicates, every metric's replicate values], [(name, table) of the task family's
+#  own tables: multiclass per_class and confusion])
+_Result = tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None, list[Any],
+                list[tuple[str, Any]]]
 
 def evaluate(data: Any, job: _Job, rows_hint: int | None = None) -> _Result:
     """Runs one evaluation (or comparison) job over an Arrow stream."""
@@ -142,8 +147,8 @@ def default_metrics() -> list[str]:
 
 def metric_registry() -> list[tuple[str, str, str, bool | None, bool, str]]:
     """Every metric as (name, family, kind, higher_is_better, default, definition), in report
-    order, then the F-beta pattern ``"f<beta>"``; kind is "confusion", "loss", "rank" or
-    "calibration"."""
+    order, then the patterns ``"f<beta>"``, ``"pinball@<q>"`` and ``"top_k_accuracy@<k>"``;
+    kind is "confusion", "loss", "rank", "calibration", "moments" or "order"."""
 
 def regression_metrics(
     y: list[float], p: list[float], w: list[float] | None = None, cuts: list[int] = ...
@@ -176,10 +181,12 @@ def discover_slices(
     nan_policy: str,
     n_threads: int | None,
     paired: tuple[str, float, str] | None = None,
+    multiclass: tuple[list[str], list[int] | None, str] | None = None,
 ) -> tuple[Any, int, int, float, int]:
     """Searches for the slices where the model's error is much higher than average; with
     `paired=(reference column, ci, correction)`, where it is higher than the reference
-    model's (`discover_regressions`)."""
+    model's (`discover_regressions`); `multiclass=(class names, their integer values,
+    normalize)`: the scores are a list column of K probabilities."""
 
 def slice_rows(
     data: Any, slices: list[list[tuple[str, list[float] | None]]]

@@ -37,12 +37,15 @@ from ._evaluate import (
     SliceEntry,
     SliceLike,
     _calibration,
+    _default_metrics,
     _interval,
     _Job,
     _job,
+    _multiclass_options,
     _prepare,
     _report,
     _run,
+    _score_parts,
     _task_column,
     _task_options,
     _threads,
@@ -62,7 +65,7 @@ _KEYS = (
     "format", "label", "score", "scores", "reference", "slices", "metrics", "threshold",
     "weight", "min_slice_size", "nan_policy", "auc", "auc_bins", "auc_max_runs", "bootstrap",
     "ci", "ci_method", "seed", "row_id", "calibration_bins", "calibration_strategy",
-    "task", "prediction", "power", "lower", "upper",
+    "task", "prediction", "power", "lower", "upper", "classes", "normalize",
 )
 
 
@@ -100,7 +103,9 @@ def _job_dict(job: _Job) -> dict[str, Any]:
     prediction = None
     if job.compare is None:
         score, scores, reference = job.score, None, None
-        if job.task != "binary":
+        if job.score_parts is not None:
+            score = list(job.score_parts)
+        if job.task == "regression":
             score, prediction = None, job.score
     else:
         score = None
@@ -135,6 +140,8 @@ def _job_dict(job: _Job) -> dict[str, Any]:
         "power": float(job.power),
         "lower": None if job.bounds is None else job.bounds[0],
         "upper": None if job.bounds is None else job.bounds[1],
+        "classes": None if job.classes is None else list(job.classes),
+        "normalize": job.normalize,
     }
 
 
@@ -292,14 +299,17 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
     def __init__(
         self,
         label: str,
-        score: str | None = None,
+        score: str | Sequence[str] | None = None,
         *,
         prediction: str | None = None,
-        task: Literal["binary", "regression"] = "binary",
+        task: Literal["binary", "regression", "multiclass"] = "binary",
         scores: Mapping[str, str] | Sequence[str] | None = None,
         reference: str | None = None,
         slices: Sequence[SliceLike] | SliceLike = (),
         metrics: Sequence[str] | None = None,
+        classes: Sequence[str] | Sequence[int] | None = None,
+        k: int | Sequence[int] | None = None,
+        normalize: Literal["raise", "divide", "softmax"] = "raise",
         quantiles: Sequence[float] | None = None,
         power: float = 0.0,
         lower: str | None = None,
@@ -326,6 +336,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                 "models), got both"
             )
         compare: tuple[str, list[tuple[str, str]]] | None = None
+        parts = _score_parts(task, score) if scores is None else None
         if scores is None:
             if score is None and prediction is None and task in TASKS:
                 raise InvalidArgumentError(
@@ -347,17 +358,22 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                 "percentile" if ci_method is None else ci_method, seed, row_id)
             score = models[0][1]
             compare = (models[0][0], models[1:])
+        metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
+        binary: dict[str, tuple[Any, Any]] = {
+            "threshold": (threshold, 0.5), "auc": (auc, "exact"), "auc_bins": (auc_bins, 4096),
+            "auc_max_runs": (auc_max_runs, None),
+            "calibration_strategy": (calibration_strategy, "uniform")}
+        if task != "multiclass":
+            binary["calibration_bins"] = (calibration_bins, 15)
         names, bounds = _task_options(
-            task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper,
-            threshold=(threshold, 0.5), auc=(auc, "exact"), auc_bins=(auc_bins, 4096),
-            auc_max_runs=(auc_max_runs, None), calibration_bins=(calibration_bins, 15),
-            calibration_strategy=(calibration_strategy, "uniform"))
+            task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)
         job = _job(
             label=label, score=score, slices=slices, metrics=names,
             power=power, bounds=bounds, threshold=threshold,
             weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
             auc_bins=auc_bins, auc_max_runs=auc_max_runs, interval=interval, compare=compare,
             calibration=_calibration(calibration_bins, calibration_strategy), task=task,
+            classes=classes_, score_parts=parts, normalize=normalize_,
         )
         self._set(job)
 
@@ -395,8 +411,18 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
 
     @property
     def task(self) -> str:
-        """The task family: ``"binary"`` or ``"regression"``."""
+        """The task family: ``"binary"``, ``"regression"`` or ``"multiclass"``."""
         return self._job.task
+
+    @property
+    def classes(self) -> tuple[Any, ...] | None:
+        """The classes of a multiclass spec (None: 0..K-1, K read from the scores)."""
+        return self._job.classes
+
+    @property
+    def normalize(self) -> str:
+        """How a multiclass spec treats scores that are not probabilities."""
+        return self._job.normalize
 
     @property
     def power(self) -> float:
@@ -574,10 +600,15 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                 b.column,
             )
         source, native = _prepare(data, self._job, n_threads, max_slices, progress)
+        spec = self
+        if self._job.task == "multiclass" and self._job.classes is None:
+            # The classes read off the list column's size are recorded in the state's spec,
+            # so that it finalizes (and merges) without the data.
+            spec = Spec._from_job(replace(self._job, classes=tuple(native[19][1])))
         with source.guard:
-            state = _native.accumulate(source.open(self._job.columns()), native, self._json,
+            state = _native.accumulate(source.open(self._job.columns()), native, spec._json,
                                        offset, source.rows)
-        return PartialState._wrap(state, self)
+        return PartialState._wrap(state, spec)
 
     def resolve(self, data: Any) -> Spec:
         """A spec whose data-derived bins have fixed edges, fitted on ``data`` (as
@@ -694,6 +725,8 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         defaults = _defaults()
         for k in _KEYS[6:]:
             if k in ("task", "prediction"):
+                continue
+            if k == "metrics" and d[k] == list(_default_metrics(d["task"])):
                 continue
             if d[k] != defaults[k]:
                 parts.append(f"{k}={d[k]!r}")

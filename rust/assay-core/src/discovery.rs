@@ -39,6 +39,13 @@ pub enum ErrorKind {
     Residual { squared: bool },
     /// A column of per-row errors (finite, >= 0).
     Column(String),
+    /// A multiclass model's log loss of its label's probability (or with `zero_one`, 1 when
+    /// the argmax is not the label); the scores are a list column of K probabilities.
+    Multiclass {
+        zero_one: bool,
+        classes: crate::multiclass::Classes,
+        normalize: crate::multiclass::Normalize,
+    },
 }
 
 /// How the lattice is searched.
@@ -190,6 +197,9 @@ impl DiscoverySpec {
             }
         }
         if let Some(p) = &self.paired {
+            if matches!(self.error, ErrorKind::Multiclass { .. }) {
+                return bad("discover_regressions does not take task=\"multiclass\" yet".into());
+            }
             if matches!(self.error, ErrorKind::Column(_)) {
                 return bad(
                     "a paired search computes each model's error itself: error must be a \
@@ -399,6 +409,15 @@ where
             check_numeric_type(c, "an error column", schema.field(i).data_type())?;
             (None, None, Some(i))
         }
+        ErrorKind::Multiclass { classes, .. } => {
+            let (l, s) = (role(&spec.label, "label")?, role(&spec.score, "score")?);
+            let k = classes.names.len();
+            crate::multiclass::check_label_type(schema.field(l).data_type(), classes)
+                .map_err(|m| crate::error::schema(spec.label.as_deref().unwrap_or(""), m))?;
+            crate::multiclass::check_score_type(schema.field(s).data_type(), k, false)
+                .map_err(|m| crate::error::schema(spec.score.as_deref().unwrap_or(""), m))?;
+            (Some(l), Some(s), None)
+        }
         _ => {
             let (l, s) = (role(&spec.label, "label")?, role(&spec.score, "score")?);
             let label = spec.label.as_deref().unwrap_or("");
@@ -453,115 +472,139 @@ where
         let col = |i: usize| batch.column(i).clone();
         // Each kept row's (error, reference error); the reference error is 0 outside a
         // paired search.
-        let keep_err: Vec<Option<(f64, f64)>> = match (label_idx, score_idx, col_idx) {
-            (_, _, Some(c)) => {
-                let a: ArrayRef = col(c);
-                let nulls = validity(&a);
-                let v = f64_view(&a, 0, len, &mut b1);
-                let name = match &spec.error {
-                    ErrorKind::Column(n) => n.as_str(),
-                    _ => "",
-                };
-                let mut out = Vec::with_capacity(len);
-                for (i, e) in v.iter().enumerate() {
-                    let row = rows + i as u64;
-                    if nulls.as_ref().is_some_and(|n| n.is_null(i)) || e.is_nan() {
-                        if drop {
-                            out.push(None);
-                            continue;
-                        }
-                        return Err(invalid(name, format!("error is null or NaN at row {row}; pass nan_policy=\"drop\" to drop such rows")));
-                    }
-                    if !(e.is_finite() && *e >= 0.0) {
-                        return Err(invalid(
-                            name,
-                            format!("errors must be finite and >= 0; found {e:?} at row {row}"),
-                        ));
-                    }
-                    out.push(Some((*e, 0.0)));
-                }
-                out
-            }
-            (Some(l), Some(s), None) => {
-                let (la, sa) = (col(l), col(s));
-                let ra = ref_idx.map(col);
-                let (ln, sn): (Option<NullBuffer>, Option<NullBuffer>) =
-                    (validity(&la), validity(&sa));
-                let rn: Option<NullBuffer> = ra.as_ref().and_then(validity);
-                let y = f64_view(&la, 0, len, &mut b1);
-                let p = f64_view(&sa, 0, len, &mut b2);
-                let r: &[f64] = match &ra {
-                    Some(a) => f64_view(a, 0, len, &mut b3),
-                    None => &[],
-                };
-                let (lname, sname) = (
+        let keep_err: Vec<Option<(f64, f64)>> = match (&spec.error, label_idx, score_idx) {
+            (
+                ErrorKind::Multiclass {
+                    zero_one,
+                    classes,
+                    normalize,
+                },
+                Some(l),
+                Some(s),
+            ) => multiclass_errors(
+                &col(l),
+                &col(s),
+                (*zero_one, classes, *normalize),
+                (
                     spec.label.as_deref().unwrap_or(""),
                     spec.score.as_deref().unwrap_or(""),
-                );
-                let rname = spec.paired.as_ref().map_or("", |p| p.reference.as_str());
-                let residual = matches!(spec.error, ErrorKind::Residual { .. });
-                // The error of output `pv` (of column `name`) against label `yv`.
-                let error_of = |yv: f64, pv: f64, name: &str, row: u64| -> Result<f64> {
-                    if let ErrorKind::Residual { squared } = spec.error {
-                        let e = (pv - yv).abs();
-                        return Ok(if squared { e * e } else { e });
-                    }
-                    Ok(match spec.error {
-                        ErrorKind::LogLoss => {
-                            if !(0.0..=1.0).contains(&pv) {
-                                return Err(invalid(name, format!("score {pv:?} at row {row} is outside [0, 1]; error=\"log_loss\" needs probabilities")));
+                ),
+                rows,
+                drop,
+            )?,
+            _ => match (label_idx, score_idx, col_idx) {
+                (_, _, Some(c)) => {
+                    let a: ArrayRef = col(c);
+                    let nulls = validity(&a);
+                    let v = f64_view(&a, 0, len, &mut b1);
+                    let name = match &spec.error {
+                        ErrorKind::Column(n) => n.as_str(),
+                        _ => "",
+                    };
+                    let mut out = Vec::with_capacity(len);
+                    for (i, e) in v.iter().enumerate() {
+                        let row = rows + i as u64;
+                        if nulls.as_ref().is_some_and(|n| n.is_null(i)) || e.is_nan() {
+                            if drop {
+                                out.push(None);
+                                continue;
                             }
-                            crate::fastmath::log_loss(yv == 1.0, pv)
+                            return Err(invalid(name, format!("error is null or NaN at row {row}; pass nan_policy=\"drop\" to drop such rows")));
                         }
-                        ErrorKind::ZeroOne(t) => ((pv >= t) != (yv == 1.0)) as u8 as f64,
-                        ErrorKind::Squared => (pv - yv) * (pv - yv),
-                        ErrorKind::Residual { .. } | ErrorKind::Column(_) => unreachable!(),
-                    })
-                };
-                let mut out = Vec::with_capacity(len);
-                for i in 0..len {
-                    let row = rows + i as u64;
-                    let (yv, pv) = (y[i], p[i]);
-                    let rv = r.get(i).copied().unwrap_or(0.0);
-                    let bad_label = ln.as_ref().is_some_and(|n| n.is_null(i))
-                        || yv.is_nan()
-                        || (residual && !yv.is_finite());
-                    let bad_score = sn.as_ref().is_some_and(|n| n.is_null(i)) || !pv.is_finite();
-                    let bad_ref = ra.is_some()
-                        && (rn.as_ref().is_some_and(|n| n.is_null(i)) || !rv.is_finite());
-                    if bad_label || bad_score || bad_ref {
-                        if drop {
-                            out.push(None);
-                            continue;
+                        if !(e.is_finite() && *e >= 0.0) {
+                            return Err(invalid(
+                                name,
+                                format!("errors must be finite and >= 0; found {e:?} at row {row}"),
+                            ));
                         }
-                        let what = if bad_score {
-                            sname
-                        } else if bad_ref {
-                            rname
-                        } else {
-                            lname
-                        };
-                        return Err(invalid(what, format!("null, NaN or infinite value at row {row}; pass nan_policy=\"drop\" to drop such rows")));
+                        out.push(Some((*e, 0.0)));
                     }
-                    if !residual && yv != 0.0 && yv != 1.0 {
-                        return Err(invalid(
-                            lname,
-                            format!(
+                    out
+                }
+                (Some(l), Some(s), None) => {
+                    let (la, sa) = (col(l), col(s));
+                    let ra = ref_idx.map(col);
+                    let (ln, sn): (Option<NullBuffer>, Option<NullBuffer>) =
+                        (validity(&la), validity(&sa));
+                    let rn: Option<NullBuffer> = ra.as_ref().and_then(validity);
+                    let y = f64_view(&la, 0, len, &mut b1);
+                    let p = f64_view(&sa, 0, len, &mut b2);
+                    let r: &[f64] = match &ra {
+                        Some(a) => f64_view(a, 0, len, &mut b3),
+                        None => &[],
+                    };
+                    let (lname, sname) = (
+                        spec.label.as_deref().unwrap_or(""),
+                        spec.score.as_deref().unwrap_or(""),
+                    );
+                    let rname = spec.paired.as_ref().map_or("", |p| p.reference.as_str());
+                    let residual = matches!(spec.error, ErrorKind::Residual { .. });
+                    // The error of output `pv` (of column `name`) against label `yv`.
+                    let error_of = |yv: f64, pv: f64, name: &str, row: u64| -> Result<f64> {
+                        if let ErrorKind::Residual { squared } = spec.error {
+                            let e = (pv - yv).abs();
+                            return Ok(if squared { e * e } else { e });
+                        }
+                        Ok(match spec.error {
+                            ErrorKind::LogLoss => {
+                                if !(0.0..=1.0).contains(&pv) {
+                                    return Err(invalid(name, format!("score {pv:?} at row {row} is outside [0, 1]; error=\"log_loss\" needs probabilities")));
+                                }
+                                crate::fastmath::log_loss(yv == 1.0, pv)
+                            }
+                            ErrorKind::ZeroOne(t) => ((pv >= t) != (yv == 1.0)) as u8 as f64,
+                            ErrorKind::Squared => (pv - yv) * (pv - yv),
+                            ErrorKind::Residual { .. }
+                            | ErrorKind::Column(_)
+                            | ErrorKind::Multiclass { .. } => unreachable!(),
+                        })
+                    };
+                    let mut out = Vec::with_capacity(len);
+                    for i in 0..len {
+                        let row = rows + i as u64;
+                        let (yv, pv) = (y[i], p[i]);
+                        let rv = r.get(i).copied().unwrap_or(0.0);
+                        let bad_label = ln.as_ref().is_some_and(|n| n.is_null(i))
+                            || yv.is_nan()
+                            || (residual && !yv.is_finite());
+                        let bad_score =
+                            sn.as_ref().is_some_and(|n| n.is_null(i)) || !pv.is_finite();
+                        let bad_ref = ra.is_some()
+                            && (rn.as_ref().is_some_and(|n| n.is_null(i)) || !rv.is_finite());
+                        if bad_label || bad_score || bad_ref {
+                            if drop {
+                                out.push(None);
+                                continue;
+                            }
+                            let what = if bad_score {
+                                sname
+                            } else if bad_ref {
+                                rname
+                            } else {
+                                lname
+                            };
+                            return Err(invalid(what, format!("null, NaN or infinite value at row {row}; pass nan_policy=\"drop\" to drop such rows")));
+                        }
+                        if !residual && yv != 0.0 && yv != 1.0 {
+                            return Err(invalid(
+                                lname,
+                                format!(
                                 "labels must be 0 or 1 (or booleans); found {yv:?} at row {row}"
                             ),
-                        ));
+                            ));
+                        }
+                        let e = error_of(yv, pv, sname, row)?;
+                        if ra.is_some() {
+                            let b = error_of(yv, rv, rname, row)?;
+                            out.push(Some((e - b, b)));
+                        } else {
+                            out.push(Some((e, 0.0)));
+                        }
                     }
-                    let e = error_of(yv, pv, sname, row)?;
-                    if ra.is_some() {
-                        let b = error_of(yv, rv, rname, row)?;
-                        out.push(Some((e - b, b)));
-                    } else {
-                        out.push(Some((e, 0.0)));
-                    }
+                    out
                 }
-                out
-            }
-            _ => unreachable!("the error's columns were resolved above"),
+                _ => unreachable!("the error's columns were resolved above"),
+            },
         };
         for (i, e) in keep_err.iter().enumerate() {
             match e {
@@ -1367,6 +1410,73 @@ fn paired_output(
         .map(|s| adjusted[s.family] <= paired.alpha())
         .collect();
     ranked_table(top, slicer, data.total.size, stats, significant)
+}
+
+/// The per-row errors of a multiclass model (labels mapped to classes, each row's K
+/// probabilities read in place and checked or normalized): `None` for a row dropped by
+/// `nan_policy="drop"`. `first`: the global position of the batch's first row.
+fn multiclass_errors(
+    labels: &ArrayRef,
+    scores: &ArrayRef,
+    (zero_one, classes, normalize): (
+        bool,
+        &crate::multiclass::Classes,
+        crate::multiclass::Normalize,
+    ),
+    (lname, sname): (&str, &str),
+    first: u64,
+    drop: bool,
+) -> Result<Vec<Option<(f64, f64)>>> {
+    use crate::multiclass::{self as mc, LabelProblem};
+    let k = classes.names.len();
+    let map = mc::ClassMap::new(classes);
+    let len = labels.len();
+    let arrays = [scores.clone()];
+    let src = mc::ProbSource::new(&arrays, k);
+    let mut p = vec![0.0; k];
+    let mut one = Vec::new();
+    let mut out = Vec::with_capacity(len);
+    for i in 0..len {
+        let row = first + i as u64;
+        let y =
+            match mc::label_codes(labels, i, i + 1, &map, &mut one) {
+                Ok(()) => one[0] as usize,
+                Err((_, LabelProblem::Null)) if drop => {
+                    out.push(None);
+                    continue;
+                }
+                Err((_, LabelProblem::Null)) => return Err(invalid(
+                    lname,
+                    format!(
+                        "label is null at row {row}; pass nan_policy=\"drop\" to drop such rows"
+                    ),
+                )),
+                Err((_, LabelProblem::Unknown(v))) => {
+                    return Err(invalid(
+                        lname,
+                        format!("label {v} at row {row} is not one of the {k} classes"),
+                    ))
+                }
+            };
+        if let Err(e) = src
+            .read(i, &mut p)
+            .and_then(|_| mc::normalize_row(&mut p, normalize))
+        {
+            if drop && e.droppable() {
+                out.push(None);
+                continue;
+            }
+            return Err(invalid(sname, e.message(row, k)));
+        }
+        let t = mc::row_terms(&p, y, &[]);
+        let e = if zero_one {
+            (t.pred != y) as u8 as f64
+        } else {
+            t.ll
+        };
+        out.push(Some((e, 0.0)));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -890,7 +890,7 @@ type DiscoveryResult<'py> = (Bound<'py, PyAny>, u64, u64, f64, u64);
 /// `paired=(reference column, ci, correction)`, where the model's error is higher than the
 /// reference model's (`discover_regressions`).
 #[pyfunction]
-#[pyo3(signature = (data, features, error, threshold, k, max_level, min_support, alpha, method, beam_width, max_values, dedupe, fdr, nan_policy, n_threads, paired=None))]
+#[pyo3(signature = (data, features, error, threshold, k, max_level, min_support, alpha, method, beam_width, max_values, dedupe, fdr, nan_policy, n_threads, paired=None, multiclass=None))]
 #[allow(clippy::too_many_arguments)]
 fn discover_slices<'py>(
     py: Python<'py>,
@@ -910,20 +910,37 @@ fn discover_slices<'py>(
     nan_policy: &str,
     n_threads: Option<usize>,
     paired: Option<(String, f64, String)>,
+    multiclass: Option<(Vec<String>, Option<Vec<i64>>, String)>,
 ) -> PyResult<DiscoveryResult<'py>> {
     guarded(py, || {
         let bad = |m: String| to_py(py, AssayError::InvalidArgument(m));
         let (kind, label, score, column) = error;
-        let error = match kind.as_str() {
-            "log_loss" => ErrorKind::LogLoss,
-            "zero_one" => ErrorKind::ZeroOne(threshold),
-            "squared" => ErrorKind::Squared,
-            "regression_absolute" => ErrorKind::Residual { squared: false },
-            "regression_squared" => ErrorKind::Residual { squared: true },
-            "column" => {
-                ErrorKind::Column(column.ok_or_else(|| bad("an error column is needed".into()))?)
+        let error = match (kind.as_str(), multiclass) {
+            (kind @ ("log_loss" | "zero_one"), Some((names, ints, normalize))) => {
+                ErrorKind::Multiclass {
+                    zero_one: kind == "zero_one",
+                    classes: assay_core::multiclass::Classes { names, ints },
+                    normalize: assay_core::multiclass::Normalize::parse(&normalize)
+                        .map_err(|e| to_py(py, e))?,
+                }
             }
-            other => return Err(bad(format!("unknown error kind {other:?}"))),
+            (_, Some(_)) => {
+                return Err(bad(format!(
+                    "task=\"multiclass\" ranks slices by error \"log_loss\" or \"zero_one\", \
+                     got {kind:?}"
+                )))
+            }
+            (kind, None) => match kind {
+                "log_loss" => ErrorKind::LogLoss,
+                "zero_one" => ErrorKind::ZeroOne(threshold),
+                "squared" => ErrorKind::Squared,
+                "regression_absolute" => ErrorKind::Residual { squared: false },
+                "regression_squared" => ErrorKind::Residual { squared: true },
+                "column" => ErrorKind::Column(
+                    column.ok_or_else(|| bad("an error column is needed".into()))?,
+                ),
+                other => return Err(bad(format!("unknown error kind {other:?}"))),
+            },
         };
         let method = match method {
             "sliceline" => Method::SliceLine,
