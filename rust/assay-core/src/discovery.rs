@@ -1438,26 +1438,27 @@ fn multiclass_errors(
     let mut out = Vec::with_capacity(len);
     for i in 0..len {
         let row = first + i as u64;
-        let y =
-            match mc::label_codes(labels, i, i + 1, &map, &mut one) {
-                Ok(()) => one[0] as usize,
-                Err((_, LabelProblem::Null)) if drop => {
-                    out.push(None);
-                    continue;
-                }
-                Err((_, LabelProblem::Null)) => return Err(invalid(
+        let y = match mc::label_codes(labels, i, i + 1, &map, &mut one) {
+            Ok(()) => one[0] as usize,
+            Err((_, LabelProblem::Null)) if drop => {
+                out.push(None);
+                continue;
+            }
+            Err((_, LabelProblem::Null)) => {
+                return Err(invalid(
                     lname,
                     format!(
                         "label is null at row {row}; pass nan_policy=\"drop\" to drop such rows"
                     ),
-                )),
-                Err((_, LabelProblem::Unknown(v))) => {
-                    return Err(invalid(
-                        lname,
-                        format!("label {v} at row {row} is not one of the {k} classes"),
-                    ))
-                }
-            };
+                ))
+            }
+            Err((_, LabelProblem::Unknown(v))) => {
+                return Err(invalid(
+                    lname,
+                    format!("label {v} at row {row} is not one of the {k} classes"),
+                ))
+            }
+        };
         if let Err(e) = src
             .read(i, &mut p)
             .and_then(|_| mc::normalize_row(&mut p, normalize))

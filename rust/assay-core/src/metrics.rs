@@ -78,6 +78,10 @@ pub enum Metric {
     EceTopLabel,
     EceClasswise,
     NClassesPresent,
+    RocAucOvr,
+    RocAucOvrWeighted,
+    RocAucOvo,
+    RocAucOvoWeighted,
     /// Share of rows whose label is among the `k` highest scores (`"top_k_accuracy@<k>"`).
     TopK(usize),
 }
@@ -205,7 +209,7 @@ const UP: Option<bool> = Some(true);
 const DOWN: Option<bool> = Some(false);
 
 /// Every metric, in report order: the defaults first, then the calibration metrics.
-pub const REGISTRY: [MetricInfo; 62] =
+pub const REGISTRY: [MetricInfo; 66] =
     {
         use Kind::*;
         use Metric::*;
@@ -640,6 +644,38 @@ pub const REGISTRY: [MetricInfo; 62] =
             true,
             "classes with rows of positive weight in the slice (macro averages run over them)",
         ),
+        mc(
+            RocAucOvr,
+            "roc_auc_ovr",
+            Rank,
+            UP,
+            false,
+            "mean one-vs-rest ROC-AUC of the present classes (exact; keeps each row's K scores)",
+        ),
+        mc(
+            RocAucOvrWeighted,
+            "roc_auc_ovr_weighted",
+            Rank,
+            UP,
+            false,
+            "one-vs-rest ROC-AUC of the present classes averaged with their label weights",
+        ),
+        mc(
+            RocAucOvo,
+            "roc_auc_ovo",
+            Rank,
+            UP,
+            false,
+            "Hand & Till's mean one-vs-one ROC-AUC over pairs of present classes",
+        ),
+        mc(
+            RocAucOvoWeighted,
+            "roc_auc_ovo_weighted",
+            Rank,
+            UP,
+            false,
+            "one-vs-one ROC-AUC averaged with each pair's share of the weight",
+        ),
     ]
     };
 
@@ -895,6 +931,10 @@ impl Metric {
             EceTopLabel => 59,
             EceClasswise => 60,
             NClassesPresent => 61,
+            RocAucOvr => 62,
+            RocAucOvrWeighted => 63,
+            RocAucOvo => 64,
+            RocAucOvoWeighted => 65,
         };
         &REGISTRY[at]
     }

@@ -411,6 +411,7 @@ pub fn slice_results(
     reps: &[f64],
     layout: &Layout,
     ks: &[usize],
+    auc: Option<&SliceAuc>,
     metrics: &[Metric],
     iv: Option<&crate::bootstrap::IntervalSpec>,
     small: bool,
@@ -427,6 +428,11 @@ pub fn slice_results(
         .map(|m| {
             if small {
                 Err(crate::metrics::TOO_SMALL)
+            } else if m.is_rank() {
+                match auc {
+                    Some(a) if block[W] > 0.0 => a.value(*m),
+                    _ => Err(NO_WEIGHT),
+                }
             } else {
                 main.value(*m)
             }
@@ -453,6 +459,16 @@ pub fn slice_results(
                 kept = vec![f64::NAN; slots];
                 Err(NO_COUNT_INTERVAL)
             }
+            Ok(estimate) if m.is_rank() => match auc {
+                Some(a) if a.reps.len() == slots => {
+                    kept = a.replicates(*m);
+                    crate::intervals::from_replicates(iv, estimate, &kept, None)
+                }
+                _ => {
+                    kept = vec![f64::NAN; slots];
+                    Err(NO_AUC_INTERVAL)
+                }
+            },
             Ok(_) if iv.method == CiMethod::Analytic => Err(NO_ANALYTIC_MULTICLASS),
             Ok(estimate) => {
                 kept = slot_fields
@@ -488,6 +504,8 @@ pub struct ClassRow {
     pub precision: Option<f64>,
     pub recall: Option<f64>,
     pub f1: Option<f64>,
+    /// The class's one-vs-rest ROC-AUC (jobs that compute the multiclass ROC-AUCs).
+    pub roc_auc: Option<f64>,
 }
 
 /// The per-class rows of a slice's block (every class, present or not).
@@ -509,6 +527,7 @@ pub fn class_rows(block: &[f64], layout: &Layout) -> Vec<ClassRow> {
                 precision: ratio(tp, p),
                 recall: ratio(tp, t),
                 f1: ratio(2.0 * tp, t + p),
+                roc_auc: None,
             }
         })
         .collect()
@@ -525,18 +544,327 @@ pub fn confusion_cells(block: &[f64], layout: &Layout) -> Vec<(usize, usize, f64
         .collect()
 }
 
+pub const NO_AUC_INTERVAL: &str =
+    "no analytic interval for the multiclass ROC-AUCs: use bootstrap=B";
+pub const AUC_ONE_CLASS: &str = "undefined: the slice has rows of one class only";
+
+/// The exact ROC-AUCs of one slice.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SliceAuc {
+    /// Each class's one-vs-rest ROC-AUC (None where the class is absent or alone).
+    pub ovr: Vec<Option<f64>>,
+    pub ovr_macro: Option<f64>,
+    pub ovr_weighted: Option<f64>,
+    pub ovo_macro: Option<f64>,
+    pub ovo_weighted: Option<f64>,
+    /// Per replicate slot: the four averages (ovr, ovr weighted, ovo, ovo weighted), NaN
+    /// where undefined; empty without resampling.
+    pub reps: Vec<[f64; 4]>,
+}
+
+/// The position of a multiclass ROC-AUC in [`SliceAuc::reps`].
+fn auc_index(m: Metric) -> usize {
+    match m {
+        Metric::RocAucOvr => 0,
+        Metric::RocAucOvrWeighted => 1,
+        Metric::RocAucOvo => 2,
+        Metric::RocAucOvoWeighted => 3,
+        other => unreachable!("{} is not a multiclass ROC-AUC", other.name()),
+    }
+}
+
+impl SliceAuc {
+    pub fn value(&self, m: Metric) -> Value {
+        let v = [
+            self.ovr_macro,
+            self.ovr_weighted,
+            self.ovo_macro,
+            self.ovo_weighted,
+        ][auc_index(m)];
+        match v {
+            Some(x) => in_range(x, 0.0, 1.0),
+            None => Err(AUC_ONE_CLASS),
+        }
+    }
+
+    /// The replicate values of `m` (one per slot).
+    pub fn replicates(&self, m: Metric) -> Vec<f64> {
+        let i = auc_index(m);
+        self.reps.iter().map(|r| r[i]).collect()
+    }
+}
+
+/// The four averages of one slice from its label weights `lw` (K), each class's one-vs-rest
+/// numerator `ovr_num` (K) and the pair sums `u`, `v` (see [`aucs`]): (ovr, ovr weighted,
+/// ovo, ovo weighted), None where fewer than two classes are present.
+fn averages(lw: &[f64], ovr_num: &[f64], u: f64, v: f64) -> ([Option<f64>; 4], Vec<Option<f64>>) {
+    let total: f64 = lw.iter().sum();
+    let ovr: Vec<Option<f64>> = lw
+        .iter()
+        .zip(ovr_num)
+        .map(|(p, num)| {
+            let q = total - p;
+            (*p > 0.0 && q > 0.0).then(|| num / p / q)
+        })
+        .collect();
+    let present = lw.iter().filter(|w| **w > 0.0).count();
+    if present < 2 {
+        return ([None; 4], ovr);
+    }
+    let p = present as f64;
+    let (mut sum, mut wsum) = (0.0, 0.0);
+    for (c, a) in ovr.iter().enumerate() {
+        if let Some(a) = a {
+            sum += a;
+            wsum += a * lw[c];
+        }
+    }
+    (
+        [
+            Some(sum / p),
+            Some(wsum / total),
+            Some(u / 2.0 / (p * (p - 1.0) / 2.0)),
+            Some(v / 2.0 / ((p - 1.0) * total)),
+        ],
+        ovr,
+    )
+}
+
+/// The exact ROC-AUCs of every slice of every spec (`[spec][id]`, spec 0 the overall slice)
+/// from the kept entries of a multiclass job: K entries per accepted row, in class order
+/// (its probability of class `c`, whether `c` is its label, its weight, slice ids and
+/// resampling key), never reordered (multiclass kept rows are never compacted, and merge by
+/// appending). With `resampler` (and `slots`), each slot's values too, from the rows'
+/// replicate weights.
+///
+/// Per class `c`, the rows are sorted once by their probability of `c` (ties grouped), and
+/// one walk per slice spec adds, for every row of label `j != c`, its weight times the
+/// weight of the slice's rows of label `c` ranked above it (ties count one half): `num(c, j)`,
+/// the Mann-Whitney numerator of `A(c|j)` (the probability that a row of class `c` gets a
+/// higher `p_c` than a row of class `j`). The one-vs-rest AUC of `c` is
+/// `sum_j num(c, j) / (W_c (W - W_c))`. Hand & Till's pair value
+/// `(A(c|j) + A(j|c)) / 2 = (num(c, j) + num(j, c)) / (2 W_c W_j)` is additive over the class
+/// passes: `u = sum num(c, j) / (W_c W_j)` gives the mean over the present pairs, and
+/// `v = sum num(c, j) (W_c + W_j) / (W_c W_j)` the mean weighted by each pair's share of the
+/// weight (scikit-learn's `average="weighted"`).
+pub fn aucs(
+    rows: &crate::state::RankRows,
+    n_ids: &[usize],
+    k: usize,
+    resampler: Option<(&crate::bootstrap::Resampler, usize)>,
+) -> Vec<Vec<SliceAuc>> {
+    use rayon::prelude::*;
+    let n = rows.scores.len() / k.max(1);
+    let slots = resampler.map_or(0, |r| r.1);
+    let w_of = |r: usize| {
+        if rows.weights.is_empty() {
+            1.0
+        } else {
+            rows.weights[r * k]
+        }
+    };
+    // The replicate weights of row `r` into `out` (its weight times each slot's draw).
+    let fill = |r: usize, out: &mut [f64]| {
+        if let Some((rs, _)) = resampler {
+            rs.fill(rows.row_keys[r * k], w_of(r), 0, out);
+        }
+    };
+    let labels: Vec<u32> = (0..n)
+        .map(|r| (0..k).find(|c| rows.labels[r * k + c] == 1).unwrap_or(0) as u32)
+        .collect();
+    let slice_of = |spec: usize, r: usize| -> usize {
+        if spec == 0 {
+            0
+        } else {
+            rows.ids[spec - 1][r * k] as usize
+        }
+    };
+    let specs = n_ids.len();
+    // Per spec, slice and label: the weight, and (slot-major per label) the replicate weights.
+    let mut label_w: Vec<Vec<f64>> = n_ids.iter().map(|n| vec![0.0; n * k]).collect();
+    let mut label_wb: Vec<Vec<f64>> = n_ids.iter().map(|n| vec![0.0; n * k * slots]).collect();
+    let mut wb = vec![0.0; slots];
+    for r in 0..n {
+        fill(r, &mut wb);
+        for spec in 0..specs {
+            let at = slice_of(spec, r) * k + labels[r] as usize;
+            label_w[spec][at] += w_of(r);
+            for (d, x) in label_wb[spec][at * slots..(at + 1) * slots]
+                .iter_mut()
+                .zip(&wb)
+            {
+                *d += x;
+            }
+        }
+    }
+    /// One class pass's sums of one spec: per slice, the one-vs-rest numerator and the pair
+    /// sums u, v; per slice and slot, the same of the replicates.
+    #[derive(Default)]
+    struct Pass {
+        ovr: Vec<f64>,
+        u: Vec<f64>,
+        v: Vec<f64>,
+        ovr_b: Vec<f64>,
+        u_b: Vec<f64>,
+        v_b: Vec<f64>,
+    }
+    let passes: Vec<Vec<Pass>> = (0..k)
+        .into_par_iter()
+        .map(|c| {
+            let mut out: Vec<Pass> = Vec::with_capacity(specs);
+            if crate::runtime::interrupted() {
+                return out;
+            }
+            let score = |r: usize| rows.scores[r * k + c];
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.sort_unstable_by(|a, b| {
+                score(*a as usize)
+                    .total_cmp(&score(*b as usize))
+                    .then(a.cmp(b))
+            });
+            let mut wb = vec![0.0; slots];
+            for spec in 0..specs {
+                let ids = n_ids[spec];
+                let (lw, lwb) = (&label_w[spec], &label_wb[spec]);
+                let mut p = Pass {
+                    ovr: vec![0.0; ids],
+                    u: vec![0.0; ids],
+                    v: vec![0.0; ids],
+                    ovr_b: vec![0.0; ids * slots],
+                    u_b: vec![0.0; ids * slots],
+                    v_b: vec![0.0; ids * slots],
+                };
+                let mut cum = vec![0.0; ids];
+                let mut tied = vec![0.0; ids];
+                let mut cum_b = vec![0.0; ids * slots];
+                let mut tied_b = vec![0.0; ids * slots];
+                let mut touched: Vec<usize> = Vec::new();
+                let mut g = 0;
+                while g < n {
+                    let v = score(order[g] as usize);
+                    let mut e = g;
+                    while e < n && score(order[e] as usize) == v {
+                        let r = order[e] as usize;
+                        if labels[r] as usize == c {
+                            let s = slice_of(spec, r);
+                            // (Weights are positive: an untouched slice has no tied weight.)
+                            if tied[s] == 0.0 {
+                                touched.push(s);
+                            }
+                            tied[s] += w_of(r);
+                            if slots > 0 {
+                                fill(r, &mut wb);
+                                for (d, x) in tied_b[s * slots..(s + 1) * slots].iter_mut().zip(&wb)
+                                {
+                                    *d += x;
+                                }
+                            }
+                        }
+                        e += 1;
+                    }
+                    for &ri in &order[g..e] {
+                        let r = ri as usize;
+                        let j = labels[r] as usize;
+                        if j == c {
+                            continue;
+                        }
+                        let s = slice_of(spec, r);
+                        let (wc, wj) = (lw[s * k + c], lw[s * k + j]);
+                        let contrib = w_of(r) * (wc - cum[s] - tied[s] + 0.5 * tied[s]);
+                        p.ovr[s] += contrib;
+                        if wc > 0.0 {
+                            p.u[s] += contrib / (wc * wj);
+                            p.v[s] += contrib * (wc + wj) / (wc * wj);
+                        }
+                        if slots > 0 {
+                            fill(r, &mut wb);
+                            let (cb, jb) = ((s * k + c) * slots, (s * k + j) * slots);
+                            for b in 0..slots {
+                                let at = s * slots + b;
+                                let (wcb, wjb) = (lwb[cb + b], lwb[jb + b]);
+                                let x = wb[b] * (wcb - cum_b[at] - 0.5 * tied_b[at]);
+                                p.ovr_b[at] += x;
+                                if wcb > 0.0 && wjb > 0.0 {
+                                    p.u_b[at] += x / (wcb * wjb);
+                                    p.v_b[at] += x * (wcb + wjb) / (wcb * wjb);
+                                }
+                            }
+                        }
+                    }
+                    for s in touched.drain(..) {
+                        cum[s] += tied[s];
+                        tied[s] = 0.0;
+                        for b in s * slots..(s + 1) * slots {
+                            cum_b[b] += tied_b[b];
+                            tied_b[b] = 0.0;
+                        }
+                    }
+                    g = e;
+                }
+                out.push(p);
+            }
+            out
+        })
+        .collect();
+    if crate::runtime::interrupted() {
+        return Vec::new();
+    }
+    (0..specs)
+        .map(|spec| {
+            (0..n_ids[spec])
+                .map(|id| {
+                    let lw = &label_w[spec][id * k..(id + 1) * k];
+                    let col = |f: &dyn Fn(&Pass) -> f64| -> Vec<f64> {
+                        passes.iter().map(|pc| f(&pc[spec])).collect()
+                    };
+                    let ovr_num = col(&|p| p.ovr[id]);
+                    let u: f64 = col(&|p| p.u[id]).iter().sum();
+                    let v: f64 = col(&|p| p.v[id]).iter().sum();
+                    let (avg, ovr) = averages(lw, &ovr_num, u, v);
+                    let reps = (0..slots)
+                        .map(|b| {
+                            let at = id * slots + b;
+                            let lwb: Vec<f64> = (0..k)
+                                .map(|c| label_wb[spec][(id * k + c) * slots + b])
+                                .collect();
+                            let ovr_b = col(&|p| p.ovr_b[at]);
+                            let u: f64 = col(&|p| p.u_b[at]).iter().sum();
+                            let v: f64 = col(&|p| p.v_b[at]).iter().sum();
+                            averages(&lwb, &ovr_b, u, v)
+                                .0
+                                .map(|x| x.unwrap_or(f64::NAN))
+                        })
+                        .collect();
+                    SliceAuc {
+                        ovr,
+                        ovr_macro: avg[0],
+                        ovr_weighted: avg[1],
+                        ovo_macro: avg[2],
+                        ovo_weighted: avg[3],
+                        reps,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The per-class and confusion rows of the reported slices, gathered while finalizing (the
 /// reference model's), and turned into `Report.per_class()` and `Report.confusion()`.
 #[derive(Default)]
 pub struct TableRows {
+    /// Whether the per-class table has a `roc_auc` column.
+    aucs: bool,
     per_class: Vec<(String, ClassRow)>,
     confusion: Vec<(String, usize, usize, f64, f64)>,
 }
 
 impl TableRows {
-    /// Adds the rows of slice `label`, whose block is `block`.
-    pub fn add(&mut self, label: &str, block: &[f64], layout: &Layout) {
-        for r in class_rows(block, layout) {
+    /// Adds the rows of slice `label`, whose block is `block` (and ROC-AUCs `auc`).
+    pub fn add(&mut self, label: &str, block: &[f64], layout: &Layout, auc: Option<&SliceAuc>) {
+        self.aucs |= auc.is_some();
+        for mut r in class_rows(block, layout) {
+            r.roc_auc = auc.and_then(|a| a.ovr[r.class]);
             self.per_class.push((label.to_string(), r));
         }
         for (a, p, n, w) in confusion_cells(block, layout) {
@@ -555,21 +883,25 @@ impl TableRows {
         use std::sync::Arc;
         let pc = &self.per_class;
         let f64s = |v: Vec<Option<f64>>| Arc::new(Float64Array::from(v)) as ArrayRef;
+        let mut fields = vec![
+            Field::new("slice", DataType::Utf8, false),
+            Field::new("class", DataType::Utf8, false),
+            Field::new("support", DataType::UInt64, false),
+            Field::new("weight_sum", DataType::Float64, false),
+            Field::new("predicted_weight", DataType::Float64, false),
+            Field::new("precision", DataType::Float64, true),
+            Field::new("recall", DataType::Float64, true),
+            Field::new("f1", DataType::Float64, true),
+        ];
+        if self.aucs {
+            fields.push(Field::new("roc_auc", DataType::Float64, true));
+        }
         let per_class = arrow_array::RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("slice", DataType::Utf8, false),
-                Field::new("class", DataType::Utf8, false),
-                Field::new("support", DataType::UInt64, false),
-                Field::new("weight_sum", DataType::Float64, false),
-                Field::new("predicted_weight", DataType::Float64, false),
-                Field::new("precision", DataType::Float64, true),
-                Field::new("recall", DataType::Float64, true),
-                Field::new("f1", DataType::Float64, true),
-            ])),
+            Arc::new(Schema::new(fields)),
             vec![
                 Arc::new(StringArray::from_iter_values(
                     pc.iter().map(|r| r.0.as_str()),
-                )),
+                )) as ArrayRef,
                 Arc::new(StringArray::from_iter_values(
                     pc.iter().map(|r| classes[r.1.class].as_str()),
                 )),
@@ -581,7 +913,13 @@ impl TableRows {
                 f64s(pc.iter().map(|r| r.1.precision).collect()),
                 f64s(pc.iter().map(|r| r.1.recall).collect()),
                 f64s(pc.iter().map(|r| r.1.f1).collect()),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                self.aucs
+                    .then(|| f64s(pc.iter().map(|r| r.1.roc_auc).collect())),
+            )
+            .collect(),
         )?;
         let cf = &self.confusion;
         let confusion = arrow_array::RecordBatch::try_new(

@@ -114,6 +114,10 @@ pub(crate) fn compact_kept_rows(
 /// Whether the compaction policy of [`compact_kept_rows`] lets `plan`'s kept rows combine
 /// (rows with resampling keys never do).
 pub(crate) fn compaction_allowed(plan: &Plan) -> bool {
+    if plan.multiclass {
+        // (A row's K entries stay together and in class order.)
+        return false;
+    }
     if plan.weighted {
         plan.sorted_calib.is_none() && !plan.quantile_bins
     } else {
@@ -331,7 +335,13 @@ where
             // Kept rows are written in place: each piece gets a window of each model's rows.
             let sizes: Vec<usize> = wave_pieces
                 .iter()
-                .map(|(lo, hi)| if plan.keep_rows { hi - lo } else { 0 })
+                .map(|(lo, hi)| {
+                    if plan.keep_rows {
+                        (hi - lo) * plan.kept_per_row
+                    } else {
+                        0
+                    }
+                })
                 .collect();
             // (Regression keeps rows for its medians only, which are not resampled.)
             let keyed = plan.resampler.is_some() && !plan.regression;
@@ -344,7 +354,7 @@ where
                     hinted = hinted.min(SKETCH_FLUSH_ROWS as usize);
                 }
                 for r in rank.iter_mut() {
-                    r.reserve_rows(len.max(hinted), plan.weighted, keyed);
+                    r.reserve_rows(len.max(hinted) * plan.kept_per_row, plan.weighted, keyed);
                 }
             }
             let mut windows: Vec<std::vec::IntoIter<RankWindow>> = pool.install(|| {
@@ -389,7 +399,9 @@ where
                             Vec::new()
                         };
                         let r = if plan.multiclass {
-                            update_multiclass_piece(&plan, &cols, &ids, lo, hi, first, st, scratch)
+                            update_multiclass_piece(
+                                &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
+                            )
                         } else if plan.regression {
                             update_regression_piece(
                                 &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
@@ -1270,6 +1282,7 @@ fn update_multiclass_piece(
     hi: usize,
     first_row: u64,
     state: &mut ChunkState,
+    rank: &mut [RankWindow],
     scratch: &mut Scratch,
 ) -> Result<u64> {
     use crate::multiclass::{self as mc, LabelProblem};
@@ -1382,9 +1395,24 @@ fn update_multiclass_piece(
             (Some(r), Some(s)) => valid_weight(spec, cols, r, s, i, j, row)?,
             _ => 1.0,
         };
+        let mut key = 0;
         if let Some(r) = &plan.resampler {
             let rid = row_id(spec, cols, &row_ids, i, j, row)?;
-            r.fill(r.row_key(rid), w, 0, &mut kw[..]);
+            key = r.row_key(rid);
+            r.fill(key, w, 0, &mut kw[..]);
+        }
+        if plan.keep_rows {
+            // One entry per class (in class order, never reordered: see `multiclass::aucs`).
+            for (win, pm) in rank.iter_mut().zip(p.iter()) {
+                for (c, v) in pm.iter().enumerate() {
+                    win.put(*v, c == y, w, key);
+                    let at = win.at;
+                    for (dst, src) in win.ids.iter_mut().zip(ids) {
+                        dst[at] = src[i];
+                    }
+                    win.at += 1;
+                }
+            }
         }
         for (m, pm) in p.iter().enumerate() {
             let input = mc::RowInput {

@@ -110,6 +110,9 @@ fn keyed(plan: &Plan) -> bool {
 /// What the torch path cannot fill yet, for the job of `spec`; `None` when it can.
 pub fn unsupported(spec: &EvalSpec) -> Option<String> {
     let plan = Plan::new(spec, spec.slices.len(), false);
+    if spec.family == Family::Multiclass {
+        return Some("task=\"multiclass\"".into());
+    }
     if spec.family == Family::Regression {
         return None;
     }

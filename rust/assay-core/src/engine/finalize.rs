@@ -236,6 +236,24 @@ fn finalize_parts(
     } else {
         Vec::new()
     };
+    // The multiclass exact ROC-AUCs, from the kept entries: `[model][spec][id]`.
+    let mc_aucs: Vec<Vec<Vec<crate::multiclass::SliceAuc>>> = match &spec.multiclass {
+        Some(mc) if plan.keep_rows => {
+            let reps = plan
+                .resampler
+                .as_ref()
+                .zip(spec.interval.as_ref())
+                .map(|(r, iv)| (r, iv.slots()));
+            let aucs = (0..models)
+                .map(|m| {
+                    pool.install(|| crate::multiclass::aucs(rank.get(m), &n_ids, mc.k(), reps))
+                })
+                .collect();
+            crate::runtime::check()?;
+            aucs
+        }
+        _ => Vec::new(),
+    };
     drop(rank);
     crate::runtime::check()?;
     // SmoothECE and the logistic fit of every slice, in parallel (they iterate).
@@ -342,15 +360,17 @@ fn finalize_parts(
                     let rlen = crate::family::rep_block_len(&fin_shape);
                     let layout = crate::multiclass::Layout::of(&fin_shape);
                     let block = &st.fam[idu * blen..(idu + 1) * blen];
+                    let auc = mc_aucs.get(m).map(|a| &a[k][idu]);
                     if m == 0 {
                         let label = desc.as_ref().map_or("overall", |d| d.label.as_str());
-                        mc_tables.add(label, block, &layout);
+                        mc_tables.add(label, block, &layout, auc);
                     }
                     crate::multiclass::slice_results(
                         block,
                         &st.fam_reps[idu * rlen..(idu + 1) * rlen],
                         &layout,
                         &plan.top_ks,
+                        auc,
                         &spec.metrics,
                         spec.interval.as_ref(),
                         small,

@@ -193,6 +193,13 @@ impl EvalSpec {
                             .into(),
                     ));
                 }
+                if self.metrics.iter().any(Metric::is_rank) && self.auc != AucMode::Exact {
+                    return Err(AssayError::InvalidArgument(
+                        "the multiclass ROC-AUCs are exact (auc=\"binned\" and \"sketch\" are \
+                         for binary scores)"
+                            .into(),
+                    ));
+                }
                 if self.reliability.is_some() {
                     return Err(AssayError::InvalidArgument(
                         "reliability tables are for binary scores; task=\"multiclass\" has \

@@ -64,6 +64,9 @@ pub struct Plan<'a> {
     /// calibration errors' bins (empty: none).
     pub top_ks: Vec<usize>,
     pub ece_edges: Vec<f64>,
+    /// Kept entries per accepted row: 1, or K for the multiclass exact ROC-AUCs (one entry per
+    /// class: its score and whether it is the label, see `multiclass::aucs`).
+    pub kept_per_row: usize,
 }
 
 impl<'a> Plan<'a> {
@@ -157,6 +160,7 @@ impl<'a> Plan<'a> {
             multiclass: false,
             top_ks: Vec::new(),
             ece_edges: Vec::new(),
+            kept_per_row: 1,
         };
         if spec.family == Family::Multiclass {
             // Multiclass metrics are sums of the family's blocks: no binary state at all.
@@ -175,7 +179,8 @@ impl<'a> Plan<'a> {
             plan.rep_losses = false;
             plan.calib_edges = Vec::new();
             plan.quantile_bins = false;
-            plan.keep_rows = false;
+            plan.keep_rows = spec.metrics.iter().any(Metric::is_rank);
+            plan.kept_per_row = k;
             plan.sketch_runs = 0;
             plan.top_ks = super::MulticlassSpec::top_ks(&spec.metrics);
             plan.ece_edges = if ece {
