@@ -684,10 +684,10 @@ pub fn aucs(
     let mut label_w: Vec<Vec<f64>> = n_ids.iter().map(|n| vec![0.0; n * k]).collect();
     let mut label_wb: Vec<Vec<f64>> = n_ids.iter().map(|n| vec![0.0; n * k * slots]).collect();
     let mut wb = vec![0.0; slots];
-    for r in 0..n {
+    for (r, y) in labels.iter().enumerate() {
         fill(r, &mut wb);
         for spec in 0..specs {
-            let at = slice_of(spec, r) * k + labels[r] as usize;
+            let at = slice_of(spec, r) * k + *y as usize;
             label_w[spec][at] += w_of(r);
             for (d, x) in label_wb[spec][at * slots..(at + 1) * slots]
                 .iter_mut()
