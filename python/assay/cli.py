@@ -217,15 +217,16 @@ def _spec(args: argparse.Namespace) -> Spec:
         if not metrics:
             raise UsageError(f"--metrics expects comma-separated metric names, got "
                              f"{args.metrics!r}")
-    column, other = ("--score", "--prediction") if args.task == "binary" else \
-        ("--prediction", "--score")
+    column, other = ("--prediction", "--score") if args.task == "regression" else \
+        ("--score", "--prediction")
     if getattr(args, other[2:]) is not None:
         raise UsageError(f"--task {args.task} takes {column}, not {other}")
     if getattr(args, column[2:]) is None:
         raise UsageError(f"--task {args.task} needs {column} COLUMN")
     return Spec(
-        label=args.label, score=args.score, prediction=args.prediction, task=args.task,
-        slices=slices, metrics=metrics,
+        label=args.label, score=_multiclass_score(args, args.score),
+        prediction=args.prediction, task=args.task, slices=slices, metrics=metrics,
+        **_multiclass_args(args),
         threshold=args.threshold, weight=args.weight, min_slice_size=args.min_slice_size,
         nan_policy=args.nan_policy, auc=args.auc, auc_bins=args.auc_bins,
         auc_max_runs=args.auc_max_runs, bootstrap=args.bootstrap, ci=args.ci,
@@ -351,6 +352,30 @@ def _scores(items: Sequence[str]) -> dict[str, str]:
     return models
 
 
+def _multiclass_score(args: argparse.Namespace, score: str | None) -> Any:
+    """A multiclass model's scores: one list column, or K columns given as ``p0,p1,...``."""
+    if args.task == "multiclass" and score is not None and "," in score:
+        return _names([score])
+    return score
+
+
+def _multiclass_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``classes=`` and ``normalize=`` of ``--classes A,B,C`` and ``--normalize`` (only when
+    given: the Python API refuses them for another task, naming them)."""
+    out: dict[str, Any] = {}
+    if getattr(args, "classes", None) is not None:
+        names = _names([args.classes])
+        if len(names) < 2:
+            raise UsageError(f"--classes expects two or more comma-separated classes, got "
+                             f"{args.classes!r}")
+        # (Integer classes when every one is an integer: the labels are then integers.)
+        out["classes"] = [int(c) for c in names] if all(
+            c.lstrip("-").isdigit() for c in names) else names
+    if getattr(args, "normalize", None) is not None:
+        out["normalize"] = args.normalize
+    return out
+
+
 def _one_score(args: argparse.Namespace, command: str, hint: str = "") -> str:
     """The one ``--score COLUMN`` of a one-model command."""
     if len(args.score or []) != 1:
@@ -381,8 +406,7 @@ def _compare_cmd(args: argparse.Namespace) -> int:
     metrics = _names([args.metrics]) if args.metrics else None
     if gate:
         if metrics is None:  # the defaults, plus gate metrics computed only when named
-            metrics = list(_evaluate.METRICS if args.task == "binary"
-                           else _evaluate.REGRESSION_METRICS)
+            metrics = list(_evaluate._default_metrics(args.task))
         metrics += [g for g in gate if g not in metrics]
     fmt = _format(args)
     cmp = compare(_data(args), label=args.label, scores=models, task=args.task,
@@ -391,7 +415,7 @@ def _compare_cmd(args: argparse.Namespace) -> int:
                   min_slice_size=args.min_slice_size, nan_policy=args.nan_policy,
                   bootstrap=args.bootstrap, ci=args.ci, ci_method=args.ci_method,
                   seed=args.seed, row_id=args.row_id, correction=args.correction,
-                  max_slices=args.max_slices)
+                  max_slices=args.max_slices, **_multiclass_args(args))
     if not gate:
         _output(cmp, fmt, args)
         return 0
@@ -433,12 +457,12 @@ def _discover_cmd(args: argparse.Namespace) -> int:
                   method=args.method, nan_policy=args.nan_policy)
     if args.command == "discover":
         score = _one_score(args, "discover", " (discover-regressions compares two models)")
-        output = {"score": score} if args.task == "binary" else {"prediction": score}
+        output = {"score": score} if args.task != "regression" else {"prediction": score}
         import warnings
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", NothingFoundWarning)
-            table = discover_slices(_data(args), **output, **common)
+            table = discover_slices(_data(args), **output, **common, **_multiclass_args(args))
         for w in caught:  # why nothing was found: a note, not a Python warning dump
             print(f"assay: note: {escape(str(w.message))}", file=sys.stderr)
     else:
@@ -584,14 +608,26 @@ def _emit(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _multiclass_options(p: argparse.ArgumentParser) -> None:
+    """``--classes`` and ``--normalize`` (task multiclass)."""
+    p.add_argument("--classes", metavar="A,B,...",
+                   help="task multiclass: the classes in score order (default: integer labels "
+                        "0..K-1); --score names a list column, or K columns as p0,p1,...")
+    p.add_argument("--normalize", choices=["raise", "divide", "softmax"],
+                   help="task multiclass: scores that do not sum to 1 raise (default), are "
+                        "divided by their sum, or are logits (softmax)")
+
+
 def _input_options(p: argparse.ArgumentParser, score_help: str,
-                   max_slices: bool = True) -> None:
+                   max_slices: bool = True, multiclass: bool = True) -> None:
     """The options every data command shares (``--max-slices`` where slices are reported)."""
     p.add_argument("path", nargs="+", help="a Parquet, CSV or Arrow IPC file, a directory "
                                            "(Hive partitions included) or a glob (repeatable)")
     p.add_argument("--label", required=True)
     p.add_argument("--score", action="append", help=score_help)
     p.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
+    if multiclass:
+        _multiclass_options(p)
     p.add_argument("--where", metavar="EXPR",
                    help="keep the rows where this SQL predicate holds, e.g. \"day >= 3\"")
     p.add_argument("--bins", action="append",
@@ -627,6 +663,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     e.add_argument("--score", help="the score column (task binary)")
     e.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
     e.add_argument("--prediction", help="the prediction column (task regression)")
+    _multiclass_options(e)
     e.add_argument("--where", metavar="EXPR",
                    help="keep the rows where this SQL predicate holds, e.g. \"day >= 3\"")
     e.add_argument("--slice", action="append", help="a column, or a cross a,b (repeatable)")
@@ -690,7 +727,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     c.add_argument("--margin", type=float, help="tolerated worsening of a --gate metric")
 
     r = sub.add_parser("reliability", help="the reliability table (calibration per bin)")
-    _input_options(r, "the score column")
+    _input_options(r, "the score column", multiclass=False)
     r.add_argument("--slice", action="append", help="a column, or a cross a,b (repeatable)")
     r.add_argument("--n-bins", type=_int_in(1, 100_000), default=15)
     r.add_argument("--strategy", choices=["uniform", "quantile"], default="uniform")
@@ -705,11 +742,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
              "reference (paired errors)", "NAME=COLUMN of each model, twice (reference "
              "first)")):
         q = sub.add_parser(name, help=what)
-        _input_options(q, score_help, max_slices=False)
+        _input_options(q, score_help, max_slices=False, multiclass=name == "discover")
         q.add_argument("--feature", action="append",
                        help="a column slices are made of (repeatable, comma-separated)")
         q.add_argument("--error", help="log_loss (default), zero_one, squared; absolute or "
-                                       "squared with --task regression")
+                                       "squared with --task regression; log_loss or zero_one "
+                                       "with --task multiclass")
         q.add_argument("--k", type=_int_in(1, 1_000_000), default=10)
         q.add_argument("--max-level", type=_int_in(1, 1_000), default=3)
         q.add_argument("--min-support", type=_support, default=0.01,
@@ -856,7 +894,16 @@ def _job(path: str) -> tuple[list[str], str]:
                                      f"{name!r}")
                 argv.append(f"--score={name}={_scalar(col, f'scores.{name}', where)}")
         elif key == "score":
-            argv.append(f"--score={_scalar(value, key, where)}")
+            # (A multiclass model's K columns: a list.)
+            word = ",".join(_strings(value, key, where)) if isinstance(value, list) else \
+                _scalar(value, key, where)
+            argv.append(f"--score={word}")
+        elif key == "classes":
+            if not isinstance(value, list) or not all(
+                    isinstance(x, (str, int)) and not isinstance(x, bool) for x in value):
+                raise UsageError(f"{where}: classes must be a list of class names or integers, "
+                                 f"got {value!r}")
+            argv.append("--classes=" + ",".join(_strings([str(x) for x in value], key, where)))
         elif key == "features":
             argv += [f"--feature={c}" for c in _strings(value, key, where)]
         elif key in ("metrics", "gate"):
@@ -877,10 +924,10 @@ def _job(path: str) -> tuple[list[str], str]:
 
 # The list-valued keys each job command takes (besides its options).
 _JOB_KEYS = {
-    "evaluate": {"slices", "bins", "score", "metrics"},
-    "compare": {"slices", "bins", "scores", "metrics", "gate"},
+    "evaluate": {"slices", "bins", "score", "metrics", "classes"},
+    "compare": {"slices", "bins", "scores", "metrics", "gate", "classes"},
     "reliability": {"slices", "bins", "score"},
-    "discover": {"bins", "score", "features"},
+    "discover": {"bins", "score", "features", "classes"},
     "discover-regressions": {"bins", "scores", "features"},
 }
 
