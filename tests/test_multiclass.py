@@ -874,8 +874,11 @@ def test_an_integer_label_outside_0_to_k_asks_for_classes(bad):
 
 
 def test_string_labels_need_classes():
-    with pytest.raises(InvalidInputError, match=r'"y".*label "cat" at row 0.*pass classes='):
+    # (Refused from the schema, before any row is read; "0", "1" too: names need classes=.)
+    with pytest.raises(SchemaError, match=r'"y".*class names.*pass classes='):
         evaluate(_t(y=["cat", "dog", "cat"]))
+    with pytest.raises(SchemaError, match=r'"y".*class names.*pass classes='):
+        evaluate(_t(y=["0", "1", "2"]))
     with pytest.raises(SchemaError, match=r'"y".*classes= names strings'):
         evaluate(_t(), classes=["a", "b", "c"])
 

@@ -1,6 +1,6 @@
 """README sections run as written: "Split jobs" (its Python blocks in order, in one namespace,
 then its command-line block through ``assay.cli.main``, in a scratch directory),
-"Regression", "GPUs and torch.distributed" (with the example script it names) and "Spark and
+"Regression", "Multiclass", "GPUs and torch.distributed" (with the example script it names) and "Spark and
 Ray" (its Python block, in local mode)."""
 
 from __future__ import annotations
@@ -77,6 +77,23 @@ def test_regression_section_runs_as_written():
     lisbon = table.filter(table["slice"] == "city=lisbon").row(0, named=True)
     # The demo model under-predicts in Lisbon: a negative bias, and an interval around the mae.
     assert lisbon["mean_error"] < 0 and lisbon["mae_lo"] < lisbon["mae"] < lisbon["mae_hi"]
+
+
+def test_multiclass_section_runs_as_written():
+    (code,) = blocks(section("Multiclass"), "python")
+    ns: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), ns)
+    rep = ns["rep"]
+    table = rep.table  # type: ignore[attr-defined]
+    assert table["slice"][:3].to_list() == ["overall", "light=day", "light=night"]
+    day, night = table["accuracy"][1], table["accuracy"][2]
+    # The demo model is weak at night; the door camera sees no bird at night.
+    assert night < day and table["accuracy_lo"][2] < night
+    door_night = table.filter(table["slice"] == "camera=door & light=night")
+    assert door_night["n_classes_present"][0] == 3
+    assert {"precision", "recall", "f1"} <= set(rep.per_class().columns)  # type: ignore[attr-defined]
+    # (Each row is counted once per slice spec: overall, light, camera x light.)
+    assert rep.confusion()["count"].sum() == 100_000 * 3  # type: ignore[attr-defined]
 
 
 def test_torch_section_runs_as_written():

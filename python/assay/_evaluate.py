@@ -979,6 +979,13 @@ def _list_size(source: Source | None, column: str) -> int:
     import pyarrow as pa
 
     schema = None if source is None else source.schema
+    if source is not None and column in source.list_sizes:
+        k = source.list_sizes[column]
+        if k < 2:
+            raise InvalidArgumentError(
+                f"column {column!r} holds lists of {k} score(s): a multiclass job needs at "
+                "least 2 classes", column)
+        return k
     if schema is not None and column in schema.names:
         t = schema.field(column).type
         if pa.types.is_fixed_size_list(t):

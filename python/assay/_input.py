@@ -248,6 +248,9 @@ class Source:
     """The input's decimal columns (where its schema is known): handed over as float64 (a
     score, label, weight or binned column), or as their values when they are slices (see
     :func:`_slice_values`)."""
+    list_sizes: dict[str, int] = field(default_factory=dict)
+    """The fixed sizes of its fixed-size list columns (polars ``Array``), where its schema is
+    known but not as Arrow (a multiclass job reads K off its list column of scores)."""
     progress: bool = False
     """Whether :meth:`open` shows a progress line (see :mod:`assay._progress`)."""
     total_rows: Callable[[], int | None] | None = None
@@ -853,6 +856,8 @@ def _lazyframe_source(lf: Any) -> Source:
                                 if isinstance(t, (pl.Date, pl.Datetime, pl.Time))
                                 or t in (pl.Date, pl.Time))
     source.decimal = frozenset(n for n, t in schema.items() if isinstance(t, pl.Decimal))
+    source.list_sizes = {n: int(t.size) for n, t in schema.items()
+                         if isinstance(t, pl.Array) and len(t.shape) == 1}
     return source
 
 

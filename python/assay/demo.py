@@ -128,3 +128,42 @@ def make_regression_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
         "sqft": sqft,
         "bedrooms": bedrooms,
     })
+
+
+SPECIES = ["cat", "dog", "bird", "fox"]
+"""The classes of :func:`make_multiclass_data`, in score order."""
+
+
+def make_multiclass_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
+    """Predictions of an animal classifier: ``species`` (label, one of :data:`SPECIES`),
+    ``probs`` (a fixed-size list of its 4 class probabilities, float32, in :data:`SPECIES`
+    order) and features ``camera`` and ``light``.
+
+    The model is good by day, but at ``light=night`` it mistakes foxes for dogs and birds
+    are rare there (some slices lack classes: ``camera=door & light=night`` has no bird).
+    """
+    rows = int_arg(rows, "rows", "make_multiclass_data", 1, None)
+    seed = int_arg(seed, "seed", "make_multiclass_data", 0, U64_MAX)
+    rng = np.random.default_rng(seed)
+    camera = rng.choice(np.array(["door", "garden", "street"]), rows, p=[0.3, 0.4, 0.3])
+    light = rng.choice(np.array(["day", "night"]), rows, p=[0.7, 0.3])
+    night = light == "night"
+    # Class priors by light; no bird at the door at night.
+    prior = np.where(night[:, None], [0.35, 0.3, 0.05, 0.3], [0.35, 0.3, 0.25, 0.1])
+    prior = np.where((night & (camera == "door"))[:, None], [0.4, 0.3, 0.0, 0.3], prior)
+    u = rng.random(rows)[:, None]
+    label = (u > np.cumsum(prior, axis=1)).sum(axis=1).clip(0, 3)
+    logits = rng.normal(0.0, 1.0, (rows, 4))
+    logits[np.arange(rows), label] += np.where(night, 1.2, 2.5)
+    # At night a fox looks like a dog.
+    fox_night = night & (label == 3)
+    logits[fox_night, 1] += 1.5
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    probs = pa.FixedSizeListArray.from_arrays(pa.array(p.astype(np.float32).ravel()), 4)
+    return pa.table({
+        "species": np.array(SPECIES)[label],
+        "probs": probs,
+        "camera": camera,
+        "light": light,
+    })

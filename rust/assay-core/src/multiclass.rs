@@ -860,11 +860,22 @@ pub struct TableRows {
 }
 
 impl TableRows {
-    /// Adds the rows of slice `label`, whose block is `block` (and ROC-AUCs `auc`).
-    pub fn add(&mut self, label: &str, block: &[f64], layout: &Layout, auc: Option<&SliceAuc>) {
+    /// Adds the rows of slice `label`, whose block is `block` (and ROC-AUCs `auc`); a slice
+    /// below `min_slice_size` (`small`) gets its counts and null ratios, as its metrics.
+    pub fn add(
+        &mut self,
+        label: &str,
+        block: &[f64],
+        layout: &Layout,
+        auc: Option<&SliceAuc>,
+        small: bool,
+    ) {
         self.aucs |= auc.is_some();
         for mut r in class_rows(block, layout) {
             r.roc_auc = auc.and_then(|a| a.ovr[r.class]);
+            if small {
+                (r.precision, r.recall, r.f1, r.roc_auc) = (None, None, None, None);
+            }
             self.per_class.push((label.to_string(), r));
         }
         for (a, p, n, w) in confusion_cells(block, layout) {
@@ -995,6 +1006,8 @@ pub enum RowProblem {
     OutOfRange(usize, f64),
     /// The values sum to this, not 1.
     Sum(f64),
+    /// The values sum to this, which cannot be divided by (`normalize="divide"`).
+    NoSum(f64),
 }
 
 impl RowProblem {
@@ -1019,6 +1032,10 @@ impl RowProblem {
             RowProblem::OutOfRange(c, v) => format!(
                 "probabilities must lie in [0, 1]; the score of class {c} is {v:?} at row {row} \
                  (pass normalize=\"softmax\" if the scores are logits)"
+            ),
+            RowProblem::NoSum(s) => format!(
+                "the scores of row {row} sum to {s:?}: normalize=\"divide\" needs a positive \
+                 sum (pass normalize=\"softmax\" if the scores are logits)"
             ),
             RowProblem::Sum(s) => format!(
                 "the probabilities of row {row} sum to {s:?}, not 1 (within {SUM_TOLERANCE}); \
@@ -1206,7 +1223,7 @@ pub fn normalize_row(p: &mut [f64], how: Normalize) -> std::result::Result<(), R
                     return Err(RowProblem::Sum(s));
                 }
             } else if !(s > 0.0 && s.is_finite()) {
-                return Err(RowProblem::Sum(s));
+                return Err(RowProblem::NoSum(s));
             } else {
                 for v in p.iter_mut() {
                     *v /= s;
@@ -1276,8 +1293,8 @@ pub fn check_label_type(dt: &DataType, classes: &Classes) -> std::result::Result
     let ok = match dt {
         DataType::Null => true,
         d if d.is_integer() || *d == DataType::Boolean => classes.ints.is_some(),
-        d if strings(d) => true,
-        DataType::Dictionary(_, v) if strings(v) => true,
+        d if strings(d) => classes.ints.is_none(),
+        DataType::Dictionary(_, v) if strings(v) => classes.ints.is_none(),
         DataType::Dictionary(_, v) if v.is_integer() => classes.ints.is_some(),
         _ => {
             return Err(format!(
@@ -1286,13 +1303,17 @@ pub fn check_label_type(dt: &DataType, classes: &Classes) -> std::result::Result
             ))
         }
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    match (ok, &classes.ints) {
+        (true, _) => Ok(()),
+        (false, Some(_)) => Err(format!(
+            "the labels are {dt} (class names), and the classes are integers: pass classes= \
+             with the K label values in score order (without classes=, labels must be the \
+             class indices 0..K-1)"
+        )),
+        (false, None) => Err(format!(
             "the labels are {dt} but classes= names strings: pass the classes as the label \
              values (integers)"
-        ))
+        )),
     }
 }
 

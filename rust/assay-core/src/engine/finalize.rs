@@ -363,7 +363,7 @@ fn finalize_parts(
                     let auc = mc_aucs.get(m).map(|a| &a[k][idu]);
                     if m == 0 {
                         let label = desc.as_ref().map_or("overall", |d| d.label.as_str());
-                        mc_tables.add(label, block, &layout, auc);
+                        mc_tables.add(label, block, &layout, auc, small);
                     }
                     crate::multiclass::slice_results(
                         block,

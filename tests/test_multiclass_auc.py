@@ -1,0 +1,229 @@
+"""The multiclass ROC-AUCs (one-vs-rest and one-vs-one, macro and weighted) against
+scikit-learn per slice, their bootstrap replicates against scikit-learn with the replicate
+weights, and multiclass through the rest of assay: split jobs and their state bytes, paired
+comparisons, slice discovery and the command line."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+import sklearn.metrics as skm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import assay
+from assay import _native
+from assay.cli import main
+from assay.errors import InvalidArgumentError
+
+AUCS = ["roc_auc_ovr", "roc_auc_ovr_weighted", "roc_auc_ovo", "roc_auc_ovo_weighted"]
+ONE_CLASS = "undefined: the slice has rows of one class only"
+
+
+def sk_aucs(y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> list[float | None]:
+    """scikit-learn's four multiclass ROC-AUCs over the classes present in ``y`` (their
+    columns of ``p``: the one-vs-rest AUC of a class does not depend on the others' columns,
+    and Hand & Till's pairs read only the pair's two columns); None with fewer than two."""
+    present = np.unique(y)
+    if len(present) < 2:
+        return [None] * 4
+    ovr = [skm.roc_auc_score(y == c, p[:, c], sample_weight=w) for c in present]
+    lw = np.array([(w[y == c].sum() if w is not None else (y == c).sum()) for c in present])
+    pairs, prev = [], []
+    for i, a in enumerate(present):
+        for b in present[i + 1:]:
+            m = (y == a) | (y == b)
+            sw = None if w is None else w[m]
+            aab = skm.roc_auc_score(y[m] == a, p[m, a], sample_weight=sw)
+            abb = skm.roc_auc_score(y[m] == b, p[m, b], sample_weight=sw)
+            pairs.append(0.5 * (aab + abb))
+            prev.append((w[m].sum() if w is not None else m.sum()))
+    return [float(np.mean(ovr)), float(np.dot(ovr, lw) / lw.sum()),
+            float(np.mean(pairs)), float(np.dot(pairs, prev) / np.sum(prev))]
+
+
+@st.composite
+def cases(draw):
+    k = draw(st.integers(2, 8))
+    n = draw(st.integers(1, 150))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    present = rng.choice(k, size=draw(st.integers(1, k)), replace=False)
+    y = rng.choice(present, n)
+    z = rng.normal(size=(n, k))
+    z[np.arange(n), y] += rng.random() * 2
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    if draw(st.booleans()):  # ties
+        p = np.round(p, 1) + 1e-3
+        p /= p.sum(1, keepdims=True)
+    w = rng.random(n) + 0.05 if draw(st.booleans()) else None
+    g = rng.choice(["a", "b", "c"], n)
+    return k, y, p, w, g
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases())
+def test_the_four_aucs_of_every_slice_match_scikit_learn(case):
+    k, y, p, w, g = case
+    data = {"y": y, "p": p.tolist(), "g": g}
+    if w is not None:
+        data["w"] = w
+    df = pl.DataFrame(data).with_columns(pl.col("p").cast(pl.Array(pl.Float64, k)))
+    rep = assay.evaluate(df, task="multiclass", label="y", score="p", metrics=AUCS,
+                         slices=["g"], weight="w" if w is not None else None)
+    table = rep.table
+    for row in table.iter_rows(named=True):
+        m = np.ones(len(y), bool) if row["slice"] == "overall" else g == row["slice"][2:]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = sk_aucs(y[m], p[m], None if w is None else w[m])
+        for name, v in zip(AUCS, want, strict=True):
+            got = row[name]
+            if v is None:
+                assert got is None, (row["slice"], name)
+                note = rep.notes.filter((pl.col("slice") == row["slice"])
+                                        & (pl.col("metric") == name))["note"]
+                assert note.to_list() == [ONE_CLASS]
+            else:
+                assert got == pytest.approx(v, rel=1e-9, abs=1e-12), (row["slice"], name)
+    # per_class(): each present class's one-vs-rest AUC.
+    pc = rep.per_class().filter(pl.col("slice") == "overall")
+    for c, got in zip(pc["class"].to_list(), pc["roc_auc"].to_list(), strict=True):
+        c = int(c)
+        if (y == c).any() and (y != c).any():
+            want = skm.roc_auc_score(y == c, p[:, c], sample_weight=w)
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+        else:
+            assert got is None
+
+
+def test_replicates_equal_scikit_learn_under_the_replicate_weights():
+    rng = np.random.default_rng(3)
+    n, k, b = 400, 4, 12
+    y = rng.integers(0, k, n)
+    p = rng.dirichlet(np.ones(k), n)
+    ids = np.arange(n, dtype=np.int64) * 7 + 3
+    df = pl.DataFrame({"y": y, "p": p, "id": ids})
+    rep = assay.evaluate(df, task="multiclass", label="y", score="p", metrics=AUCS,
+                         bootstrap=b, row_id="id", seed=5)
+    _, draws, _ = _native.replicate_draws(5, b, ids.view(np.uint64).tobytes())
+    d = np.frombuffer(draws, dtype=np.uint32).reshape(n, b)
+    for name, i in zip(AUCS, range(4), strict=True):
+        reps = rep._replicates(name)[0]
+        for r in range(b):
+            want = sk_aucs(y, p, d[:, r].astype(float))[i]
+            assert reps[r] == pytest.approx(want, rel=1e-9, abs=1e-12), (name, r)
+        lo, hi = rep.table[f"{name}_lo"][0], rep.table[f"{name}_hi"][0]
+        assert lo < rep.table[name][0] < hi
+
+
+def test_split_jobs_with_aucs_equal_one_evaluate():
+    from assay.demo import SPECIES, make_multiclass_data
+
+    t = make_multiclass_data(30_000, seed=2)
+    df = pl.from_arrow(t).with_row_index("id").with_columns(pl.col("id").cast(pl.Int64))
+    spec = assay.Spec(label="species", score="probs", task="multiclass", classes=SPECIES,
+                      slices=["light"], metrics=["accuracy", "roc_auc_ovr", "roc_auc_ovo"],
+                      bootstrap=50, row_id="id")
+    parts = [spec.accumulate(df[a:b]) for a, b in ((0, 10_000), (10_000, 21_000), (21_000, 30_000))]
+    shipped = [assay.PartialState.from_bytes(s.to_bytes()) for s in reversed(parts)]
+    got = assay.merge(shipped).finalize()
+    want = spec.evaluate(df)
+    for c in ("accuracy", "roc_auc_ovr", "roc_auc_ovr_lo", "roc_auc_ovo_hi"):
+        assert got.table[c].to_list() == want.table[c].to_list(), c
+    assert got.per_class().equals(want.per_class())
+    assert assay.Spec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_a_spec_without_classes_records_the_list_size_it_read():
+    rng = np.random.default_rng(0)
+    df = pl.DataFrame({"y": rng.integers(0, 3, 50), "p": rng.dirichlet(np.ones(3), 50)})
+    spec = assay.Spec(label="y", score="p", task="multiclass", metrics=["accuracy"])
+    state = spec.accumulate(df)
+    assert state.spec.classes == (0, 1, 2) and spec.classes is None
+    rep = assay.PartialState.from_bytes(state.to_bytes()).finalize()
+    assert rep.table["accuracy"][0] == spec.evaluate(df).table["accuracy"][0]
+
+
+def test_compare_of_two_classifiers_is_paired_and_directed():
+    from assay.demo import SPECIES, make_multiclass_data
+
+    t = pl.from_arrow(make_multiclass_data(20_000, seed=1))
+    # A worse model: the same probabilities blurred towards uniform.
+    blurred = t.with_columns(
+        worse=(pl.col("probs").cast(pl.Array(pl.Float64, 4)) * 0.3 + 0.7 / 4))
+    cmp = assay.compare(blurred, task="multiclass", label="species", classes=SPECIES,
+                        scores={"base": "probs", "blurred": "worse"},
+                        metrics=["accuracy", "log_loss", "roc_auc_ovr"], bootstrap=100)
+    row = cmp.table.filter(pl.col("slice") == "overall")
+    verdicts = dict(zip(row["metric"].to_list(), row["verdict"].to_list(), strict=True))
+    # The argmax is unchanged (accuracy and ranks equal), the log loss is worse.
+    assert verdicts["log_loss"] == "worse"
+    assert verdicts["accuracy"] == "no significant difference"
+    assert verdicts["roc_auc_ovr"] == "no significant difference"
+    assert set(cmp.reports) == {"base", "blurred"}
+
+
+def test_discover_slices_finds_the_weak_slice_of_a_multiclass_model():
+    from assay.demo import SPECIES, make_multiclass_data
+
+    t = make_multiclass_data(50_000, seed=0)
+    found = assay.discover_slices(t, task="multiclass", label="species", score="probs",
+                                  classes=SPECIES, features=["camera", "light"], k=3)
+    assert found["slice"][0] == "light=night"
+    zero_one = assay.discover_slices(t, task="multiclass", label="species", score="probs",
+                                     classes=SPECIES, error="zero_one",
+                                     features=["camera", "light"], k=1)
+    df = pl.from_arrow(t)
+    night = df.filter(pl.col("light") == "night")
+    p = np.stack(night["probs"].to_numpy())
+    y = np.searchsorted(np.array(SPECIES), night["species"].to_numpy(), sorter=np.argsort(SPECIES))
+    y = np.argsort(SPECIES)[y]
+    assert zero_one["error_mean"][0] == pytest.approx(np.mean(p.argmax(1) != y))
+    with pytest.raises(InvalidArgumentError, match="log_loss.*zero_one"):
+        assay.discover_slices(t, task="multiclass", label="species", score="probs",
+                              classes=SPECIES, error="squared", features=["light"])
+    with pytest.raises(InvalidArgumentError, match="discover_regressions.*multiclass"):
+        assay.discover_regressions(t, task="multiclass", label="species",
+                                   scores={"a": "probs", "b": "probs2"}, features=["light"])
+
+
+def test_aucs_are_exact_only():
+    # (The binary ROC-AUC modes are refused by name; the engine refuses them too.)
+    with pytest.raises(InvalidArgumentError, match="auc only applies to task='binary'"):
+        assay.Spec(label="y", score="p", task="multiclass", metrics=["roc_auc_ovr"],
+                   auc="binned")
+
+
+def test_the_command_line_evaluates_a_multiclass_model(tmp_path, capsys):
+    from assay.demo import make_multiclass_data
+
+    path = tmp_path / "animals.parquet"
+    pl.from_arrow(make_multiclass_data(5_000)).write_parquet(path)
+    code = main(["evaluate", str(path), "--task", "multiclass", "--label", "species",
+                 "--score", "probs", "--classes", "cat,dog,bird,fox", "--slice", "light",
+                 "--metrics", "accuracy,macro_f1,top_k_accuracy@2", "--format", "json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    want = assay.evaluate(pl.read_parquet(path), task="multiclass", label="species",
+                          score="probs", classes=["cat", "dog", "bird", "fox"],
+                          slices=["light"], metrics=["accuracy", "macro_f1"], k=2)
+    assert [r["accuracy"] for r in out["rows"]] == want.table["accuracy"].to_list()
+    # A job file: classes as a list, the K columns of a model as a list.
+    df = pl.read_parquet(path)
+    p = np.stack(df["probs"].to_numpy())
+    cols = {f"p_{c}": p[:, i] for i, c in enumerate(["cat", "dog", "bird", "fox"])}
+    df.with_columns(**{k: pl.Series(v) for k, v in cols.items()}).write_parquet(path)
+    job = tmp_path / "job.toml"
+    job.write_text('command = "evaluate"\ndata = "animals.parquet"\ntask = "multiclass"\n'
+                   'label = "species"\nscore = ["p_cat", "p_dog", "p_bird", "p_fox"]\n'
+                   'classes = ["cat", "dog", "bird", "fox"]\nmetrics = ["accuracy"]\n'
+                   'format = "json"\n')
+    assert main(["run", str(job)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"][0]["accuracy"] == want.table["accuracy"][0]
