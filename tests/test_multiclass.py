@@ -723,11 +723,16 @@ def test_divide_of_positive_scores_equals_the_divided_probabilities():
 
 
 def test_raise_accepts_sums_within_tolerance_as_given():
-    # float32 softmax outputs of many classes miss 1 by more than an ulp.
+    # float32 softmax outputs of many classes miss 1 by more than an ulp: accepted and used as
+    # given (as scikit-learn does; dividing would break ties between rows).
     p = np.array([[0.5, 0.25, 0.25 + 5e-5], [0.1, 0.1, 0.8 - 5e-5]])
     rep = evaluate(pl.DataFrame({"y": [2, 2], "p": p}), metrics=["log_loss"])
     assert rep.table["log_loss"][0] == pytest.approx(
         -(math.log(0.25 + 5e-5) + math.log(0.8 - 5e-5)) / 2, rel=1e-12)
+    # The Brier score and the ECE of such rows stay within their ranges.
+    edge = evaluate(pl.DataFrame({"y": [2], "p": np.array([[1.0, 0.00009, 0.0]])}),
+                    metrics=["brier", "ece_top_label"])
+    assert edge.table["brier"][0] == 2.0 and edge.table["ece_top_label"][0] == 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -976,7 +981,7 @@ def test_error_rows_are_rows_of_the_whole_input_across_batches():
     ({"score": ["p0", "p0"]}, InvalidArgumentError, r"names a column twice"),
     ({"threshold": 0.3}, InvalidArgumentError, r"threshold only applies to task='binary'"),
     ({"quantiles": [0.5]}, InvalidArgumentError, r"quantiles only applies"),
-    ({"auc": "binned"}, InvalidArgumentError, r"auc only applies"),
+    ({"auc": "binned"}, InvalidArgumentError, r"multiclass ROC-AUCs .* are exact"),
     ({"calibration_strategy": "quantile"}, InvalidArgumentError, r"calibration_strategy"),
     ({"metrics": ["roc_auc"]}, InvalidArgumentError, r"roc_auc is not a multiclass metric"),
     ({"metrics": ["mae"]}, InvalidArgumentError, r"mae is not a multiclass metric"),

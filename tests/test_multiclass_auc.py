@@ -41,7 +41,7 @@ def sk_aucs(y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> list[float | 
             aab = skm.roc_auc_score(y[m] == a, p[m, a], sample_weight=sw)
             abb = skm.roc_auc_score(y[m] == b, p[m, b], sample_weight=sw)
             pairs.append(0.5 * (aab + abb))
-            prev.append((w[m].sum() if w is not None else m.sum()))
+            prev.append(w[m].sum() if w is not None else m.sum())
     return [float(np.mean(ovr)), float(np.dot(ovr, lw) / lw.sum()),
             float(np.mean(pairs)), float(np.dot(pairs, prev) / np.sum(prev))]
 
@@ -195,7 +195,7 @@ def test_discover_slices_finds_the_weak_slice_of_a_multiclass_model():
 
 def test_aucs_are_exact_only():
     # (The binary ROC-AUC modes are refused by name; the engine refuses them too.)
-    with pytest.raises(InvalidArgumentError, match="auc only applies to task='binary'"):
+    with pytest.raises(InvalidArgumentError, match="multiclass ROC-AUCs .* are exact"):
         assay.Spec(label="y", score="p", task="multiclass", metrics=["roc_auc_ovr"],
                    auc="binned")
 
@@ -227,3 +227,60 @@ def test_the_command_line_evaluates_a_multiclass_model(tmp_path, capsys):
     assert main(["run", str(job)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["rows"][0]["accuracy"] == want.table["accuracy"][0]
+
+
+def test_review_cases_get_clear_errors_and_notes():
+    import pyarrow as pa
+
+    from assay.errors import EmptyInputError, InvalidInputError
+
+    # A multiclass metric name is not a binary confusion metric of assay.selective.
+    binary = {"y": [0, 1, 1, 0], "p": [0.1, 0.8, 0.6, 0.3]}
+    with pytest.raises(InvalidArgumentError):
+        assay.selective(binary, label="y", score="p", metrics=["macro_f1"])
+    # An all-null dictionary label column: every row is null (dropped), not a panic.
+    labels = pa.array([None] * 4, pa.string()).dictionary_encode()
+    t = pa.table({"y": labels, "p": pa.FixedSizeListArray.from_arrays(
+        pa.array(np.tile([0.2, 0.3, 0.5], 4)), 3)})
+    with pytest.raises(EmptyInputError):
+        assay.evaluate(t, task="multiclass", label="y", score="p", classes=["a", "b", "c"],
+                       nan_policy="drop")
+    with pytest.raises(InvalidInputError, match="label is null at row 0"):
+        assay.evaluate(t, task="multiclass", label="y", score="p", classes=["a", "b", "c"])
+    # K score columns: the error names the column of the class at fault.
+    cols = {"y": [0, 1], "a": [0.5, 0.5], "b": [0.5, 0.5], "c": [0.0, None]}
+    with pytest.raises(InvalidInputError, match=r'"c".*class 2 is null at row 1') as e:
+        assay.evaluate(cols, task="multiclass", label="y", score=["a", "b", "c"])
+    assert e.value.column == "c"
+    # An integer label outside explicit integer classes: no advice about leaving them out.
+    with pytest.raises(InvalidInputError, match="label 5 at row 1 is not one of the 3 classes "
+                                                r"\(\"10\", \"20\", \"30\"\); add it"):
+        assay.evaluate({"y": [10, 5], "p": np.array([[0.2, 0.3, 0.5]] * 2)},
+                       task="multiclass", label="y", score="p", classes=[10, 20, 30])
+    # Analytic intervals: the ROC-AUCs say so.
+    df = pl.DataFrame({"y": [0, 1, 2, 1], "p": np.array([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2],
+                                                         [0.1, 0.2, 0.7], [0.3, 0.4, 0.3]])})
+    rep = assay.evaluate(df, task="multiclass", label="y", score="p", metrics=["roc_auc_ovr"],
+                         ci_method="analytic")
+    notes = rep.long().filter(pl.col("metric") == "roc_auc_ovr")["note"].to_list()
+    assert notes[0] == "no analytic interval for multiclass metrics: use bootstrap=B"
+
+
+def test_discovery_with_categorical_labels_equals_string_labels():
+    from assay.demo import SPECIES, make_multiclass_data
+
+    t = pl.from_arrow(make_multiclass_data(20_000, seed=3))
+    kw = dict(task="multiclass", label="species", score="probs", classes=SPECIES,
+              features=["camera", "light"], k=3)
+    a = assay.discover_slices(t, **kw)
+    b = assay.discover_slices(t.with_columns(pl.col("species").cast(pl.Categorical)), **kw)
+    assert a.equals(b)
+
+
+def test_the_torch_path_refuses_multiclass_first():
+    torch = pytest.importorskip("torch")
+    from assay import torch as at
+
+    spec = assay.Spec(label="y", score="p", task="multiclass")
+    with pytest.raises(InvalidArgumentError, match="multiclass.*not on the torch path"):
+        at.Evaluator(spec, device=torch.device("cpu"))

@@ -1,7 +1,7 @@
 """README sections run as written: "Split jobs" (its Python blocks in order, in one namespace,
 then its command-line block through ``assay.cli.main``, in a scratch directory),
-"Regression", "Multiclass", "GPUs and torch.distributed" (with the example script it names) and "Spark and
-Ray" (its Python block, in local mode)."""
+"Regression", "Multiclass", "GPUs and torch.distributed" (with the example script it names)
+and "Spark and Ray" (its Python block, in local mode)."""
 
 from __future__ import annotations
 

@@ -7,14 +7,21 @@ import assay
 from assay import _common, _compare, _native
 
 KINDS = {"binary": {"confusion", "loss", "rank", "calibration"},
-         "regression": {"moments", "order"}}
+         "regression": {"moments", "order"},
+         "multiclass": {"confusion", "loss", "rank", "calibration"}}
 
 
 def test_registry_entries_are_complete_and_unique():
     reg = _native.metric_registry()
     names = [r[0] for r in reg]
-    assert len(names) == len(set(names))
-    assert names[-2:] == ["f<beta>", "pinball@<q>"]
+    # A name is unique within its family; families share the names of the same quantity
+    # (accuracy, log_loss, ...), with the same direction.
+    keys = [(r[0], r[1]) for r in reg]
+    assert len(keys) == len(set(keys))
+    assert names[-3:] == ["f<beta>", "pinball@<q>", "top_k_accuracy@<k>"]
+    directions: dict[str, object] = {}
+    for r in reg:
+        assert directions.setdefault(r[0], r[3]) is r[3], r[0]
     for name, family, kind, direction, default, definition in reg:
         assert kind in KINDS[family]
         assert direction in (True, False, None)
@@ -26,7 +33,10 @@ def test_registry_entries_are_complete_and_unique():
     assert [r[0] for r in reg if r[4] and r[1] == "binary"] == _native.default_metrics()
     assert tuple(r[0] for r in reg if r[1] == "regression" and "<" not in r[0]) == \
         assay.REGRESSION_METRICS
-    assert [r[0] for r in reg if r[2] == "calibration"] == _native.calibration_metrics()
+    assert tuple(r[0] for r in reg if r[1] == "multiclass" and "<" not in r[0]) == \
+        assay.MULTICLASS_METRICS
+    assert [r[0] for r in reg if r[2] == "calibration" and r[1] == "binary"] == \
+        _native.calibration_metrics()
 
 
 def test_python_lists_come_from_the_registry():

@@ -251,7 +251,8 @@ def slice_set(df: pl.DataFrame, slices: Any, what: str) -> SliceSet:
 
 # The engine's metric registry: (name, family, kind, higher_is_better, default, definition).
 REGISTRY = tuple(_native.metric_registry())
-CONFUSION_METRICS = tuple(r[0] for r in REGISTRY if r[2] == "confusion" and r[0] != "f<beta>")
+CONFUSION_METRICS = tuple(r[0] for r in REGISTRY
+                          if r[1] == "binary" and r[2] == "confusion" and r[0] != "f<beta>")
 # The engine's own directions.
 LOWER_IS_BETTER = frozenset(r[0] for r in REGISTRY if r[3] is False)
 

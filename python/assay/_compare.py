@@ -20,8 +20,8 @@ from ._evaluate import (
     _interval,
     _Job,
     _job,
-    _run,
     _multiclass_options,
+    _run,
     _task_column,
     _task_options,
 )
@@ -354,6 +354,8 @@ def compare(
         ``"higher"``/``"lower"``. With ``task="multiclass"`` each model's column is a list
         column of its K probabilities (``classes``, ``k`` and ``normalize`` as in
         :func:`assay.evaluate`).
+    classes, k, normalize
+        ``task="multiclass"``: as in :func:`assay.evaluate`.
     reference
         The model the others are compared with (default: the first).
     bootstrap, ci, ci_method, seed, row_id

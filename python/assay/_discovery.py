@@ -478,7 +478,8 @@ def discover_regressions(
 def _discover(
     data: Any, *, label: Any = None, score: Any = None, prediction: Any = None,
     task: Any = "binary", features: Any, error: Any = None, classes: Any = None,
-    normalize: Any = "raise", k: Any = 10, max_level: Any = 3, min_support: Any = 0.01, alpha: Any = 0.95,
+    normalize: Any = "raise", k: Any = 10, max_level: Any = 3, min_support: Any = 0.01,
+    alpha: Any = 0.95,
     method: Any = "sliceline", beam_width: Any = 20, n_bins: Any = 5, max_values: Any = 1000,
     dedupe: Any = True, fdr: Any = 0.05, threshold: Any = 0.5, nan_policy: Any = "raise",
     n_threads: Any = None, paired: tuple[str, float, str] | None = None,

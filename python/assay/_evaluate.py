@@ -219,6 +219,14 @@ def _classes_arg(classes: Any) -> tuple[Any, ...] | None:
     return values
 
 
+def _check_multiclass_auc(task: str, auc: Any, auc_bins: Any, auc_max_runs: Any) -> None:
+    """Refuses the binary ROC-AUC modes for a multiclass job, saying why."""
+    if task == "multiclass" and (auc != "exact" or auc_bins != 4096 or auc_max_runs is not None):
+        raise InvalidArgumentError(
+            "the multiclass ROC-AUCs (roc_auc_ovr, roc_auc_ovo, ...) are exact: auc=, auc_bins= "
+            "and auc_max_runs= choose the mode of the binary roc_auc")
+
+
 def _with_top_k(metrics: Any, k: Any, task: str) -> Any:
     """``metrics`` (None: the task's defaults) with ``top_k_accuracy@<k>`` for each ``k``."""
     if k is None:
@@ -544,7 +552,8 @@ def evaluate(
     calibration_bins: int = 15,
     calibration_strategy: Literal["uniform", "quantile"] = "uniform",
 ) -> Report:
-    """Metrics of a binary classifier or a regressor, overall and per slice, in one pass.
+    """Metrics of a binary classifier, a regressor or a multiclass classifier, overall and per
+    slice, in one pass.
 
     Parameters
     ----------
@@ -557,12 +566,24 @@ def evaluate(
     label : str
         Column of 0/1 labels (bool, integer 0/1 or float 0.0/1.0); with
         ``task="regression"``, the numeric targets.
-    score : str
+    score : str or list of str
         Column of scores; probabilities in [0, 1] when ``log_loss`` or ``brier`` is requested
-        (``task="binary"``).
+        (``task="binary"``). With ``task="multiclass"``: a list column of the K class
+        probabilities (polars ``Array``, Arrow ``FixedSizeList`` or ``List``), or a list of K
+        column names.
     prediction : str
         Column of a regressor's predictions (``task="regression"``, which takes no
         ``score``).
+    classes : list of str or list of int, optional
+        ``task="multiclass"``: the K classes in score order. String labels are mapped through
+        them; integer classes name the integer label values. Default: the labels are the class
+        indices 0..K-1, K read from the fixed-size list (or the number of score columns).
+    k : int or list of int, optional
+        ``task="multiclass"``: add ``top_k_accuracy@<k>`` for each k.
+    normalize : {"raise", "divide", "softmax"}
+        ``task="multiclass"``: rows whose scores do not sum to 1 (within 1e-4) raise, naming
+        the row (default); ``"divide"`` divides them by their sum; ``"softmax"`` takes them as
+        logits.
     quantiles : list of float, optional
         ``task="regression"``: add the mean pinball loss at each quantile in (0, 1) as a metric
         ``pinball@<q>`` (scikit-learn's ``mean_pinball_loss(alpha=q)``), for quantile
@@ -575,8 +596,10 @@ def evaluate(
         of labels inside ``[lower, upper]``) and ``interval_width`` (mean ``upper - lower``)
         are then added to the metrics. A bound that is NaN, inf or null follows
         ``nan_policy``; ``lower > upper`` raises.
-    task : {"binary", "regression"}
-        The task family (``assay.TASKS``). ``"regression"`` computes
+    task : {"binary", "regression", "multiclass"}
+        The task family (``assay.TASKS``). ``"multiclass"`` computes
+        ``assay.MULTICLASS_METRICS`` (see "Multiclass metrics" below and
+        docs/multiclass.md). ``"regression"`` computes
         ``assay.REGRESSION_METRICS`` (see "Regression metrics" below) from weighted sums and
         co-moments merged with Chan's update (no ``E[x^2] - E[x]^2`` cancellation); the
         options of binary classification (``threshold``, ``auc*``, ``calibration_*``) do not
@@ -706,6 +729,21 @@ def evaluate(
     (``mae``, ``mse``, ``rmse``, ``mean_error``, ``mape``, ``smape``, ``msle``, ``rmsle``) and
     null bounds with a note for the others.
 
+    Multiclass metrics
+    ------------------
+    The predicted class is the argmax (ties to the lowest class index); a class is present in a
+    slice when the slice has rows of that label. ``accuracy``; ``balanced_accuracy`` and
+    ``macro_recall`` (mean recall over the present classes); ``macro_precision`` (a present
+    class never predicted counts 0), ``macro_f1``, ``micro_f1``, ``weighted_f1`` (over the
+    present classes, as scikit-learn with ``labels=`` them); ``cohen_kappa``; ``mcc``
+    (Gorodkin's R_K); ``log_loss``; ``brier`` (summed over the classes, halved when K = 2, as
+    scikit-learn); ``ece_top_label`` (torchmetrics' top-label calibration error over
+    ``calibration_bins`` uniform bins); ``n_classes_present``; and when named
+    ``top_k_accuracy@<k>``, ``ece_classwise`` and the exact ``roc_auc_ovr``,
+    ``roc_auc_ovr_weighted``, ``roc_auc_ovo``, ``roc_auc_ovo_weighted`` (which keep each row's
+    K probabilities). :meth:`Report.per_class` and :meth:`Report.confusion` give the
+    per-class values and the confusion matrix of every slice.
+
     Examples
     --------
     >>> import assay, numpy as np
@@ -735,6 +773,7 @@ def evaluate(
         "calibration_strategy": (calibration_strategy, "uniform")}
     if task != "multiclass":  # (multiclass bins its calibration errors too)
         binary["calibration_bins"] = (calibration_bins, 15)
+    _check_multiclass_auc(task, auc, auc_bins, auc_max_runs)
     names, bounds = _task_options(
         task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)
     job = _job(

@@ -567,9 +567,17 @@ def _column_array(name: str, values: Any) -> Any:
             )
         values = np.asarray(values)
     if isinstance(values, np.ndarray):
+        if values.ndim == 2 and values.dtype.kind == "f" and values.shape[1] >= 1:
+            # A matrix of floats (a multiclass model's probabilities, rows x K): a fixed-size
+            # list column over its values, without a copy when the rows are contiguous.
+            if values.dtype.byteorder not in ("=", "|"):
+                values = values.astype(values.dtype.newbyteorder("="))
+            flat = np.ascontiguousarray(values).reshape(-1)
+            return pa.FixedSizeListArray.from_arrays(pa.array(flat), values.shape[1])
         if values.ndim != 1:
             raise SchemaError(
-                f"column {name!r}: expected a 1-d array, got shape {values.shape}", name
+                f"column {name!r}: expected a 1-d array (or a 2-d array of floats: a list "
+                f"column), got shape {values.shape}", name
             )
         if values.dtype.byteorder not in ("=", "|"):  # big-endian data: Arrow wants native
             values = values.astype(values.dtype.newbyteorder("="))

@@ -37,10 +37,12 @@ from ._evaluate import (
     SliceEntry,
     SliceLike,
     _calibration,
+    _check_multiclass_auc,
     _default_metrics,
     _interval,
     _Job,
     _job,
+    _list_size,
     _multiclass_options,
     _prepare,
     _report,
@@ -248,9 +250,12 @@ class Spec:
     prediction : str, optional
         Column of predictions: a regression spec of one model (``task="regression"``, which
         takes ``prediction=`` instead of ``score=``).
-    task : {"binary", "regression"}
+    task : {"binary", "regression", "multiclass"}
         The task family, as in :func:`assay.evaluate`; ``scores=`` of a regression spec name
-        prediction columns.
+        prediction columns, of a multiclass spec list columns of class probabilities.
+    classes, k, normalize
+        As in :func:`assay.evaluate` (multiclass). Without ``classes=``, :meth:`accumulate`
+        records the classes 0..K-1 it read from the list column's size in the state's spec.
     quantiles, power, lower, upper
         As in :func:`assay.evaluate` (regression): ``quantiles`` become ``pinball@<q>``
         metrics, ``lower``/``upper`` add ``coverage`` and ``interval_width``.
@@ -365,6 +370,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
             "calibration_strategy": (calibration_strategy, "uniform")}
         if task != "multiclass":
             binary["calibration_bins"] = (calibration_bins, 15)
+        _check_multiclass_auc(task, auc, auc_bins, auc_max_runs)
         names, bounds = _task_options(
             task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)
         job = _job(
@@ -612,17 +618,25 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
 
     def resolve(self, data: Any) -> Spec:
         """A spec whose data-derived bins have fixed edges, fitted on ``data`` (as
-        :func:`assay.evaluate` fits them). A spec without such bins is returned as it is.
+        :func:`assay.evaluate` fits them), and (multiclass without ``classes=``) whose classes
+        are 0..K-1, K read from the list column's size. A spec with neither is returned as it
+        is.
 
         >>> import assay
         >>> spec = assay.Spec(label="y", score="p", slices=[assay.bins("age", 2)])
         >>> spec.resolve({"age": [20, 30, 40, 50, 60]}).slices
         (Bins(column='age', n=None, strategy='quantile', edges=(20.0, 40.0, 60.0)),)
         """
-        if not self._job.unresolved():
+        job = self._job
+        classes = job.task == "multiclass" and job.classes is None and job.score_parts is None
+        if not job.unresolved() and not classes:
             return self
         source = to_source(data)
-        return self._with_edges(lambda f: f.resolve(source))
+        spec = self._with_edges(lambda f: f.resolve(source)) if job.unresolved() else self
+        if classes:
+            k = _list_size(source, job.score)
+            spec = Spec._from_job(replace(spec._job, classes=tuple(range(k))))
+        return spec
 
     def _with_edges(self, fit: Callable[[Bins], Sequence[float]]) -> Spec:
         """This spec with every data-derived bin's edges fixed to ``fit(bins)`` (called once

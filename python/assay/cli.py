@@ -612,7 +612,8 @@ def _multiclass_options(p: argparse.ArgumentParser) -> None:
     """``--classes`` and ``--normalize`` (task multiclass)."""
     p.add_argument("--classes", metavar="A,B,...",
                    help="task multiclass: the classes in score order (default: integer labels "
-                        "0..K-1); --score names a list column, or K columns as p0,p1,...")
+                        "0..K-1; classes that are all integers are integer label values); "
+                        "--score names a list column, or K columns as p0,p1,...")
     p.add_argument("--normalize", choices=["raise", "divide", "softmax"],
                    help="task multiclass: scores that do not sum to 1 raise (default), are "
                         "divided by their sum, or are logits (softmax)")

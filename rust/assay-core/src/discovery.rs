@@ -1427,37 +1427,32 @@ fn multiclass_errors(
     first: u64,
     drop: bool,
 ) -> Result<Vec<Option<(f64, f64)>>> {
-    use crate::multiclass::{self as mc, LabelProblem};
+    use crate::multiclass as mc;
     let k = classes.names.len();
     let map = mc::ClassMap::new(classes);
     let len = labels.len();
     let arrays = [scores.clone()];
     let src = mc::ProbSource::new(&arrays, k);
     let mut p = vec![0.0; k];
-    let mut one = Vec::new();
+    let mut codes = Vec::new();
+    mc::label_codes(labels, 0, len, &map, &mut codes);
     let mut out = Vec::with_capacity(len);
-    for i in 0..len {
+    for (i, code) in codes.iter().enumerate() {
         let row = first + i as u64;
-        let y = match mc::label_codes(labels, i, i + 1, &map, &mut one) {
-            Ok(()) => one[0] as usize,
-            Err((_, LabelProblem::Null)) if drop => {
+        let y = match *code {
+            mc::NULL_LABEL if drop => {
                 out.push(None);
                 continue;
             }
-            Err((_, LabelProblem::Null)) => {
+            mc::NULL_LABEL => return Err(invalid(lname, mc::null_label_message(row))),
+            mc::UNKNOWN_LABEL => {
+                let text = mc::label_text(labels, i);
                 return Err(invalid(
                     lname,
-                    format!(
-                        "label is null at row {row}; pass nan_policy=\"drop\" to drop such rows"
-                    ),
-                ))
+                    mc::unknown_label_message(&text, row, classes),
+                ));
             }
-            Err((_, LabelProblem::Unknown(v))) => {
-                return Err(invalid(
-                    lname,
-                    format!("label {v} at row {row} is not one of the {k} classes"),
-                ))
-            }
+            c => c as usize,
         };
         if let Err(e) = src
             .read(i, &mut p)

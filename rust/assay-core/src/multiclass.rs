@@ -384,21 +384,31 @@ impl Block<'_> {
                 in_range(cov / (vt.sqrt() * vp.sqrt()), -1.0, 1.0)
             }
             McLogLoss => crate::metrics::finite(self.f[LL] / w),
-            McBrier => in_range(self.f[BR] / w, 0.0, 2.0),
+            McBrier => loose(self.f[BR] / w, 2.0, 3.0 * SUM_TOLERANCE),
             TopK(kv) => match self.ks.iter().position(|x| *x == kv) {
                 Some(i) => in_range(self.f[TOP + i] / w, 0.0, 1.0),
                 None => unreachable!("top-k accuracy at a k the job did not keep"),
             },
-            EceTopLabel => in_range(self.ece_sum(l.ece(), l.bins) / w, 0.0, 1.0),
+            EceTopLabel => loose(self.ece_sum(l.ece(), l.bins) / w, 1.0, SUM_TOLERANCE),
             EceClasswise => {
                 let at = l.classwise_at();
                 let s: f64 = (0..k)
                     .map(|c| self.ece_sum(at + 3 * c * l.bins, l.bins))
                     .sum();
-                in_range(s / (w * k as f64), 0.0, 1.0)
+                loose(s / (w * k as f64), 1.0, SUM_TOLERANCE)
             }
             other => unreachable!("{} is not a multiclass metric", other.name()),
         }
+    }
+}
+
+/// `x` in `[0, hi]`, where probabilities that sum to 1 only within [`SUM_TOLERANCE`] (used as
+/// given) may carry it past `hi` by up to `slack`: such an excess becomes `hi`.
+fn loose(x: f64, hi: f64, slack: f64) -> Value {
+    if x > hi && x <= hi + slack {
+        Ok(hi)
+    } else {
+        in_range(x, 0.0, hi)
     }
 }
 
@@ -455,8 +465,20 @@ pub fn slice_results(
         let mut kept = Vec::new();
         intervals.push(match *v {
             Err(why) => Err(why),
+            Ok(_) if iv.method == CiMethod::Analytic => Err(NO_ANALYTIC_MULTICLASS),
             Ok(_) if *m == Metric::NClassesPresent => {
-                kept = vec![f64::NAN; slots];
+                // (Its replicate values serve a comparison's paired differences.)
+                kept = slot_fields
+                    .iter()
+                    .map(|f| {
+                        let b = Block {
+                            f,
+                            layout: *layout,
+                            ks,
+                        };
+                        b.value(*m).unwrap_or(f64::NAN)
+                    })
+                    .collect();
                 Err(NO_COUNT_INTERVAL)
             }
             Ok(estimate) if m.is_rank() => match auc {
@@ -469,7 +491,6 @@ pub fn slice_results(
                     Err(NO_AUC_INTERVAL)
                 }
             },
-            Ok(_) if iv.method == CiMethod::Analytic => Err(NO_ANALYTIC_MULTICLASS),
             Ok(estimate) => {
                 kept = slot_fields
                     .iter()
@@ -545,7 +566,7 @@ pub fn confusion_cells(block: &[f64], layout: &Layout) -> Vec<(usize, usize, f64
 }
 
 pub const NO_AUC_INTERVAL: &str =
-    "no analytic interval for the multiclass ROC-AUCs: use bootstrap=B";
+    "no interval: the replicate ROC-AUCs of this slice were not computed";
 pub const AUC_ONE_CLASS: &str = "undefined: the slice has rows of one class only";
 
 /// The exact ROC-AUCs of one slice.
@@ -1011,6 +1032,14 @@ pub enum RowProblem {
 }
 
 impl RowProblem {
+    /// The class whose value is at fault, where one is.
+    pub fn class(&self) -> Option<usize> {
+        match self {
+            RowProblem::NotFinite(c, _) | RowProblem::OutOfRange(c, _) => Some(*c),
+            _ => None,
+        }
+    }
+
     /// Whether `nan_policy="drop"` drops the row (missing or non-finite values).
     pub fn droppable(&self) -> bool {
         matches!(self, RowProblem::Null | RowProblem::NotFinite(..))
@@ -1218,13 +1247,17 @@ pub fn normalize_row(p: &mut [f64], how: Normalize) -> std::result::Result<(), R
                 }
                 s += *v;
             }
-            if how == Normalize::Raise {
-                if (s - 1.0).abs() > SUM_TOLERANCE {
-                    return Err(RowProblem::Sum(s));
-                }
-            } else if !(s > 0.0 && s.is_finite()) {
+            if how == Normalize::Raise && (s - 1.0).abs() > SUM_TOLERANCE {
+                return Err(RowProblem::Sum(s));
+            }
+            if !(s > 0.0 && s.is_finite()) {
                 return Err(RowProblem::NoSum(s));
-            } else {
+            }
+            // (Within the tolerance, a row is used as given, as scikit-learn does: dividing
+            // by a sum 1 +- 1e-16 would break the ties between rows' probabilities that the
+            // exact ROC-AUCs count. Only the Brier score and the calibration errors can then
+            // pass their range by as much as the tolerance: see `loose`.)
+            if how == Normalize::Divide {
                 for v in p.iter_mut() {
                     *v /= s;
                 }
@@ -1248,11 +1281,9 @@ pub struct ClassMap {
     by_str: HashMap<String, u32>,
 }
 
-/// A label of row `j` of a piece that is not a class, or null.
-pub enum LabelProblem {
-    Null,
-    Unknown(String),
-}
+/// Codes of [`label_codes`] that are not classes.
+pub const NULL_LABEL: u32 = u32::MAX;
+pub const UNKNOWN_LABEL: u32 = u32::MAX - 1;
 
 impl ClassMap {
     pub fn new(c: &Classes) -> ClassMap {
@@ -1270,18 +1301,15 @@ impl ClassMap {
         }
     }
 
-    fn int(&self, v: i64) -> std::result::Result<u32, LabelProblem> {
+    fn int(&self, v: i64) -> u32 {
         self.by_int
             .as_ref()
             .and_then(|m| m.get(&v).copied())
-            .ok_or_else(|| LabelProblem::Unknown(v.to_string()))
+            .unwrap_or(UNKNOWN_LABEL)
     }
 
-    fn str(&self, v: &str) -> std::result::Result<u32, LabelProblem> {
-        self.by_str
-            .get(v)
-            .copied()
-            .ok_or_else(|| LabelProblem::Unknown(format!("{v:?}")))
+    fn str(&self, v: &str) -> u32 {
+        self.by_str.get(v).copied().unwrap_or(UNKNOWN_LABEL)
     }
 }
 
@@ -1317,14 +1345,10 @@ pub fn check_label_type(dt: &DataType, classes: &Classes) -> std::result::Result
     }
 }
 
-/// The class of rows `lo..hi` of `labels` into `out`; the first bad row `(j, problem)`.
-pub fn label_codes(
-    labels: &ArrayRef,
-    lo: usize,
-    hi: usize,
-    map: &ClassMap,
-    out: &mut Vec<u32>,
-) -> std::result::Result<(), (usize, LabelProblem)> {
+/// The class of each of rows `lo..hi` of `labels` into `out`, in one pass: a class index, or
+/// [`NULL_LABEL`] (a null), or [`UNKNOWN_LABEL`] (a value that is not a class; see
+/// [`label_text`] for a message). A dictionary's values are mapped once.
+pub fn label_codes(labels: &ArrayRef, lo: usize, hi: usize, map: &ClassMap, out: &mut Vec<u32>) {
     use arrow_array::types::*;
     out.clear();
     let nulls = crate::input::validity(labels);
@@ -1332,33 +1356,29 @@ pub fn label_codes(
     macro_rules! ints {
         ($t:ty) => {{
             let v = labels.as_primitive::<$t>().values();
-            for i in lo..hi {
+            out.extend((lo..hi).map(|i| {
                 if null(i) {
-                    return Err((i - lo, LabelProblem::Null));
+                    NULL_LABEL
+                } else {
+                    i64::try_from(v[i]).map_or(UNKNOWN_LABEL, |x| map.int(x))
                 }
-                let x = i64::try_from(v[i])
-                    .map_err(|_| (i - lo, LabelProblem::Unknown(v[i].to_string())))?;
-                out.push(map.int(x).map_err(|e| (i - lo, e))?);
-            }
+            }));
         }};
     }
     macro_rules! strs {
         ($a:expr) => {{
             let a = $a;
-            for i in lo..hi {
+            out.extend((lo..hi).map(|i| {
                 if null(i) {
-                    return Err((i - lo, LabelProblem::Null));
+                    NULL_LABEL
+                } else {
+                    map.str(a.value(i))
                 }
-                out.push(map.str(a.value(i)).map_err(|e| (i - lo, e))?);
-            }
+            }));
         }};
     }
     match labels.data_type() {
-        DataType::Null => {
-            if hi > lo {
-                return Err((0, LabelProblem::Null));
-            }
-        }
+        DataType::Null => out.extend(std::iter::repeat_n(NULL_LABEL, hi - lo)),
         DataType::Int8 => ints!(Int8Type),
         DataType::Int16 => ints!(Int16Type),
         DataType::Int32 => ints!(Int32Type),
@@ -1369,51 +1389,93 @@ pub fn label_codes(
         DataType::UInt64 => ints!(UInt64Type),
         DataType::Boolean => {
             let b = labels.as_boolean();
-            for i in lo..hi {
+            out.extend((lo..hi).map(|i| {
                 if null(i) {
-                    return Err((i - lo, LabelProblem::Null));
+                    NULL_LABEL
+                } else {
+                    map.int(b.value(i) as i64)
                 }
-                out.push(map.int(b.value(i) as i64).map_err(|e| (i - lo, e))?);
-            }
+            }));
         }
         DataType::Utf8 => strs!(labels.as_string::<i32>()),
         DataType::LargeUtf8 => strs!(labels.as_string::<i64>()),
         DataType::Utf8View => strs!(labels.as_string_view()),
         DataType::Dictionary(..) => {
             let d = labels.as_any_dictionary();
-            // The dictionary's values mapped once (null where a value is not a class).
             let values = d.values();
-            let mut codes = Vec::new();
-            label_codes_lenient(values, map, &mut codes);
-            let keys = d.normalized_keys();
-            for i in lo..hi {
-                if null(i) {
-                    return Err((i - lo, LabelProblem::Null));
-                }
-                match codes[keys[i]] {
-                    Ok(c) => out.push(c),
-                    Err(ref s) => return Err((i - lo, LabelProblem::Unknown(s.clone()))),
-                }
+            if values.is_empty() {
+                // (Every row is null: a dictionary without values has no key to read.)
+                out.extend(std::iter::repeat_n(NULL_LABEL, hi - lo));
+                return;
             }
+            let mut codes = Vec::new();
+            label_codes(values, 0, values.len(), map, &mut codes);
+            let keys = d.normalized_keys();
+            out.extend((lo..hi).map(|i| if null(i) { NULL_LABEL } else { codes[keys[i]] }));
         }
         other => unreachable!("label type {other} was rejected when the job was planned"),
     }
-    Ok(())
 }
 
-/// Each value of a dictionary's values array as a class, or the text of a value that is not.
-fn label_codes_lenient(
-    values: &ArrayRef,
-    map: &ClassMap,
-    out: &mut Vec<std::result::Result<u32, String>>,
-) {
-    for i in 0..values.len() {
-        let mut one = Vec::new();
-        out.push(match label_codes(values, i, i + 1, map, &mut one) {
-            Ok(()) => Ok(one[0]),
-            Err((_, LabelProblem::Null)) => Err("null".into()),
-            Err((_, LabelProblem::Unknown(s))) => Err(s),
-        });
+/// The message of a label that is not a class (`text`, from [`label_text`]) at global row
+/// `row`.
+pub fn unknown_label_message(text: &str, row: u64, classes: &Classes) -> String {
+    let k = classes.names.len();
+    let indices = classes
+        .ints
+        .as_ref()
+        .is_some_and(|v| v.iter().enumerate().all(|(i, x)| *x == i as i64));
+    let head: Vec<String> = classes
+        .names
+        .iter()
+        .take(8)
+        .map(|c| format!("{c:?}"))
+        .collect();
+    let shown = if k > 8 {
+        format!("{}, ...", head.join(", "))
+    } else {
+        head.join(", ")
+    };
+    let hint = if indices {
+        "labels must be the class indices 0..K-1, or pass classes= naming the label values \
+         in score order"
+    } else {
+        "add it to classes= (in score order) or drop the row"
+    };
+    format!("label {text} at row {row} is not one of the {k} classes ({shown}); {hint}")
+}
+
+/// The message of a null label at global row `row`.
+pub fn null_label_message(row: u64) -> String {
+    format!("label is null at row {row}; pass nan_policy=\"drop\" to drop such rows")
+}
+
+/// Row `i` of `labels` as a message shows it (a string quoted).
+pub fn label_text(labels: &ArrayRef, i: usize) -> String {
+    use arrow_array::types::*;
+    macro_rules! int {
+        ($t:ty) => {
+            labels.as_primitive::<$t>().value(i).to_string()
+        };
+    }
+    match labels.data_type() {
+        DataType::Int8 => int!(Int8Type),
+        DataType::Int16 => int!(Int16Type),
+        DataType::Int32 => int!(Int32Type),
+        DataType::Int64 => int!(Int64Type),
+        DataType::UInt8 => int!(UInt8Type),
+        DataType::UInt16 => int!(UInt16Type),
+        DataType::UInt32 => int!(UInt32Type),
+        DataType::UInt64 => int!(UInt64Type),
+        DataType::Boolean => labels.as_boolean().value(i).to_string(),
+        DataType::Utf8 => format!("{:?}", labels.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => format!("{:?}", labels.as_string::<i64>().value(i)),
+        DataType::Utf8View => format!("{:?}", labels.as_string_view().value(i)),
+        DataType::Dictionary(..) => {
+            let d = labels.as_any_dictionary();
+            label_text(d.values(), d.normalized_keys()[i])
+        }
+        _ => "null".into(),
     }
 }
 

@@ -1086,7 +1086,11 @@ fn metric_from_counts(
 ) -> PyResult<Vec<Option<f64>>> {
     guarded(py, || {
         let metric = Metric::parse(name).map_err(|e| to_py(py, e))?;
-        if metric.is_rank() || metric.is_calibration() || !metric.needs_counts_only() {
+        if metric.is_rank()
+            || metric.is_calibration()
+            || !metric.needs_counts_only()
+            || metric.family() != assay_core::metrics::Family::Binary
+        {
             return Err(to_py(
                 py,
                 AssayError::InvalidArgument(format!(

@@ -1285,7 +1285,7 @@ fn update_multiclass_piece(
     rank: &mut [RankWindow],
     scratch: &mut Scratch,
 ) -> Result<u64> {
-    use crate::multiclass::{self as mc, LabelProblem};
+    use crate::multiclass as mc;
     let spec = plan.spec;
     let mcs = spec.multiclass.as_ref().expect("a multiclass job");
     let k = mcs.k();
@@ -1299,20 +1299,7 @@ fn update_multiclass_piece(
         kw,
     } = &mut scratch.mc;
     let map = mc::ClassMap::new(&mcs.classes);
-    let bad_label = mc::label_codes(&cols.label, lo, hi, &map, codes).err();
-    // Rows before the first bad label are mapped; a bad one is dropped (null, with
-    // nan_policy="drop") or reported, and the rest mapped one by one.
-    let label_of = |j: usize, codes: &[u32]| -> std::result::Result<u32, LabelProblem> {
-        match &bad_label {
-            Some((b, _)) if j >= *b => {
-                let mut one = Vec::new();
-                mc::label_codes(&cols.label, lo + j, lo + j + 1, &map, &mut one)
-                    .map(|_| one[0])
-                    .map_err(|(_, e)| e)
-            }
-            _ => Ok(codes[j]),
-        }
-    };
+    mc::label_codes(&cols.label, lo, hi, &map, codes);
     let raw = cols
         .weight
         .as_ref()
@@ -1343,41 +1330,26 @@ fn update_multiclass_piece(
         slots,
     };
     let mut dropped = 0;
-    'rows: for j in 0..hi - lo {
+    'rows: for (j, code) in codes.iter().enumerate() {
         if slots > 0 && j % crate::runtime::POLL_REPLICATED_ROWS == 0 {
             crate::runtime::check()?;
         }
         let i = lo + j;
         let row = first_row + j as u64;
-        let y = match label_of(j, codes) {
-            Ok(y) => y as usize,
-            Err(LabelProblem::Null) if drop => {
+        let y = match *code {
+            mc::NULL_LABEL if drop => {
                 dropped += 1;
                 continue;
             }
-            Err(LabelProblem::Null) => {
+            mc::NULL_LABEL => return Err(invalid(&spec.label, mc::null_label_message(row))),
+            mc::UNKNOWN_LABEL => {
+                let text = mc::label_text(&cols.label, i);
                 return Err(invalid(
                     &spec.label,
-                    format!(
-                        "label is null at row {row}; pass nan_policy=\"drop\" to drop such rows"
-                    ),
-                ))
+                    mc::unknown_label_message(&text, row, &mcs.classes),
+                ));
             }
-            Err(LabelProblem::Unknown(v)) => {
-                return Err(invalid(
-                    &spec.label,
-                    format!(
-                        "label {v} at row {row} is not one of the {k} classes ({}); {}",
-                        shown_classes(&mcs.classes.names),
-                        if mcs.classes.ints.is_some() {
-                            "without classes=, labels must be the class indices 0..K-1 (pass \
-                             classes= to name them)"
-                        } else {
-                            "add it to classes= or drop the row"
-                        }
-                    ),
-                ))
-            }
+            c => c as usize,
         };
         for (m, src) in sources.iter().enumerate() {
             let res = src
@@ -1388,7 +1360,12 @@ fn update_multiclass_piece(
                     dropped += 1;
                     continue 'rows;
                 }
-                return Err(invalid(names[m], e.message(row, k)));
+                // (K score columns: the column of the class at fault.)
+                let name = match (mcs.score_columns[m].get(e.class().unwrap_or(usize::MAX)), m) {
+                    (Some(c), _) => c.as_str(),
+                    _ => names[m],
+                };
+                return Err(invalid(name, e.message(row, k)));
             }
         }
         let w = match (&raw, &scaled_w) {
@@ -1429,16 +1406,6 @@ fn update_multiclass_piece(
         }
     }
     Ok(dropped)
-}
-
-/// The classes of a job as a message shows them (the first few).
-fn shown_classes(names: &[String]) -> String {
-    let head: Vec<String> = names.iter().take(8).map(|c| format!("{c:?}")).collect();
-    if names.len() > 8 {
-        format!("{}, ...", head.join(", "))
-    } else {
-        head.join(", ")
-    }
 }
 
 /// Buffers behind a piece's role columns as f64 (a view of the batch where it already is).
