@@ -354,8 +354,11 @@ def test_mixed_values_are_schema_errors_naming_the_column(assay, values):
                                            OverflowError))
 
 
-@pytest.mark.parametrize("values", [np.zeros((3, 2)), np.float64(1.0), 5, "abc", None,
-                                    {"a": 1}, {1, 2, 3}, object()])
+# (A 2-d float array is a column: a fixed-size list, such as a multiclass model's
+# probabilities; other 2-d and 3-d arrays are not.)
+@pytest.mark.parametrize("values", [np.zeros((3, 2), dtype=np.int64), np.zeros((3, 2, 2)),
+                                    np.float64(1.0), 5, "abc", None, {"a": 1}, {1, 2, 3},
+                                    object()])
 def test_non_columns_are_schema_errors(assay, values):
     d = {"y": [0, 1, 0], "p": [0.1, 0.9, 0.5], "bad": values}
     with pytest.raises(assay.SchemaError, match="'bad'") as ei:

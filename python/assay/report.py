@@ -132,10 +132,11 @@ class Report:
         every reported slice: ``slice``, ``class``, ``support`` (rows whose label is the
         class), ``weight_sum`` (their weight), ``predicted_weight`` (weight of the rows whose
         argmax is the class), ``precision``, ``recall`` and ``f1`` (one-vs-rest at the
-        argmax). A ratio whose denominator is 0 is null: ``recall`` and ``f1`` of a class
-        absent from the slice, ``precision`` of a class never predicted there (the macro
-        averages of :attr:`table` run over the classes present in the slice and count such
-        a precision as 0, as scikit-learn's ``zero_division=0``)."""
+        argmax), ``roc_auc`` (one-vs-rest, when the job computes a multiclass ROC-AUC) and
+        ``note``. A ratio whose denominator is 0 is null, and ``note`` says why: ``recall``
+        and ``f1`` of a class absent from the slice, ``precision`` of a class never predicted
+        there (the macro averages of :attr:`table` run over the classes present in the slice
+        and count such a precision as 0, as scikit-learn's ``zero_division=0``)."""
         return self._family_table("per_class", "per_class")
 
     def confusion(self) -> pl.DataFrame:

@@ -239,7 +239,9 @@ def args_dict_unequal_lengths() -> None:
     evaluate({"y": np.array([0, 1, 1]), "p": np.array([0.1, 0.2])}, label="y", score="p")
 
 
-@case(expect="typed", words=[r"2-d|2d|dimension|shape|one-dimensional|1-d"])
+# (A 2-d float array is a list column, for a multiclass model's probabilities: as a binary
+# label it is refused by type.)
+@case(expect="typed", words=[r"2-d|2d|dimension|shape|one-dimensional|1-d|FixedSizeList"])
 def args_dict_2d_array() -> None:
     evaluate({"y": np.zeros((3, 2)), "p": np.zeros(3)}, label="y", score="p")
 

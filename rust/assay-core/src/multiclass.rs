@@ -527,7 +527,16 @@ pub struct ClassRow {
     pub f1: Option<f64>,
     /// The class's one-vs-rest ROC-AUC (jobs that compute the multiclass ROC-AUCs).
     pub roc_auc: Option<f64>,
+    /// Why a value of the row is null (None: every value is defined).
+    pub note: Option<&'static str>,
 }
+
+pub const CLASS_ABSENT: &str =
+    "the class is absent from the slice: recall and f1 are 0/0 (the macro averages leave it out)";
+pub const CLASS_NOT_PREDICTED: &str =
+    "the class is never predicted in the slice: precision is 0/0 (0 in the macro averages)";
+pub const CLASS_ALONE: &str =
+    "the slice has rows of this class only: its one-vs-rest roc_auc is undefined";
 
 /// The per-class rows of a slice's block (every class, present or not).
 pub fn class_rows(block: &[f64], layout: &Layout) -> Vec<ClassRow> {
@@ -549,6 +558,13 @@ pub fn class_rows(block: &[f64], layout: &Layout) -> Vec<ClassRow> {
                 recall: ratio(tp, t),
                 f1: ratio(2.0 * tp, t + p),
                 roc_auc: None,
+                note: if t <= 0.0 {
+                    Some(CLASS_ABSENT)
+                } else if p <= 0.0 {
+                    Some(CLASS_NOT_PREDICTED)
+                } else {
+                    None
+                },
             }
         })
         .collect()
@@ -651,6 +667,16 @@ fn averages(lw: &[f64], ovr_num: &[f64], u: f64, v: f64) -> ([Option<f64>; 4], V
     )
 }
 
+/// A u64 whose ascending order is the ascending order of the finite `x` (-0 and 0 alike).
+fn ascending_key(x: f64) -> u64 {
+    let b = (x + 0.0).to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | 1 << 63
+    }
+}
+
 /// The exact ROC-AUCs of every slice of every spec (`[spec][id]`, spec 0 the overall slice)
 /// from the kept entries of a multiclass job: K entries per accepted row, in class order
 /// (its probability of class `c`, whether `c` is its label, its weight, slice ids and
@@ -677,13 +703,14 @@ pub fn aucs(
     use rayon::prelude::*;
     let n = rows.scores.len() / k.max(1);
     let slots = resampler.map_or(0, |r| r.1);
-    let w_of = |r: usize| {
-        if rows.weights.is_empty() {
-            1.0
-        } else {
-            rows.weights[r * k]
-        }
+    // Each row's weight, label and slice ids, gathered once into arrays of one entry a row
+    // (the walks read them in the order of the scores).
+    let weights: Vec<f64> = if rows.weights.is_empty() {
+        Vec::new()
+    } else {
+        (0..n).map(|r| rows.weights[r * k]).collect()
     };
+    let w_of = |r: usize| if weights.is_empty() { 1.0 } else { weights[r] };
     // The replicate weights of row `r` into `out` (its weight times each slot's draw).
     let fill = |r: usize, out: &mut [f64]| {
         if let Some((rs, _)) = resampler {
@@ -693,11 +720,16 @@ pub fn aucs(
     let labels: Vec<u32> = (0..n)
         .map(|r| (0..k).find(|c| rows.labels[r * k + c] == 1).unwrap_or(0) as u32)
         .collect();
+    let row_ids: Vec<Vec<u32>> = rows
+        .ids
+        .iter()
+        .map(|ids| (0..n).map(|r| ids[r * k]).collect())
+        .collect();
     let slice_of = |spec: usize, r: usize| -> usize {
         if spec == 0 {
             0
         } else {
-            rows.ids[spec - 1][r * k] as usize
+            row_ids[spec - 1][r] as usize
         }
     };
     let specs = n_ids.len();
@@ -736,13 +768,14 @@ pub fn aucs(
             if crate::runtime::interrupted() {
                 return out;
             }
-            let score = |r: usize| rows.scores[r * k + c];
-            let mut order: Vec<u32> = (0..n as u32).collect();
-            order.sort_unstable_by(|a, b| {
-                score(*a as usize)
-                    .total_cmp(&score(*b as usize))
-                    .then(a.cmp(b))
-            });
+            // The rows by ascending probability of `c`: (order key, row), gathered in one pass
+            // and sorted as integers (equal keys are equal probabilities; -0 is 0).
+            let mut sorted: Vec<(u64, u32)> = (0..n)
+                .map(|r| (ascending_key(rows.scores[r * k + c]), r as u32))
+                .collect();
+            sorted.sort_unstable();
+            let order: Vec<u32> = sorted.iter().map(|x| x.1).collect();
+            let keys: Vec<u64> = sorted.into_iter().map(|x| x.0).collect();
             let mut wb = vec![0.0; slots];
             for spec in 0..specs {
                 let ids = n_ids[spec];
@@ -762,9 +795,9 @@ pub fn aucs(
                 let mut touched: Vec<usize> = Vec::new();
                 let mut g = 0;
                 while g < n {
-                    let v = score(order[g] as usize);
+                    let v = keys[g];
                     let mut e = g;
-                    while e < n && score(order[e] as usize) == v {
+                    while e < n && keys[e] == v {
                         let r = order[e] as usize;
                         if labels[r] as usize == c {
                             let s = slice_of(spec, r);
@@ -894,8 +927,12 @@ impl TableRows {
         self.aucs |= auc.is_some();
         for mut r in class_rows(block, layout) {
             r.roc_auc = auc.and_then(|a| a.ovr[r.class]);
+            if auc.is_some() && r.roc_auc.is_none() && r.note.is_none() {
+                r.note = Some(CLASS_ALONE);
+            }
             if small {
                 (r.precision, r.recall, r.f1, r.roc_auc) = (None, None, None, None);
+                r.note = Some(crate::metrics::TOO_SMALL);
             }
             self.per_class.push((label.to_string(), r));
         }
@@ -928,6 +965,7 @@ impl TableRows {
         if self.aucs {
             fields.push(Field::new("roc_auc", DataType::Float64, true));
         }
+        fields.push(Field::new("note", DataType::Utf8, true));
         let per_class = arrow_array::RecordBatch::try_new(
             Arc::new(Schema::new(fields)),
             vec![
@@ -951,6 +989,9 @@ impl TableRows {
                 self.aucs
                     .then(|| f64s(pc.iter().map(|r| r.1.roc_auc).collect())),
             )
+            .chain(std::iter::once(Arc::new(StringArray::from(
+                pc.iter().map(|r| r.1.note).collect::<Vec<_>>(),
+            )) as ArrayRef))
             .collect(),
         )?;
         let cf = &self.confusion;
