@@ -157,12 +157,15 @@ def memory(t: pa.Table, metrics: list[str]) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def check(rep, want: list[dict]) -> float:
-    rows = list(rep.table.iter_rows(named=True))
+def check(rep, want: list[dict], names: list[str]) -> float:
+    """The largest relative difference of ``rep`` from ``want`` (overall, then the slices in
+    dictionary code order, named by ``names``)."""
+    rows = {r["slice"]: r for r in rep.table.iter_rows(named=True)}
+    labels = ["overall"] + [f"seg={n}" for n in names]
     worst = 0.0
-    for got, w in zip(rows, want, strict=True):
+    for label, w in zip(labels, want, strict=True):
         for m, v in w.items():
-            worst = max(worst, abs(got[m] - v) / max(1.0, abs(v)))
+            worst = max(worst, abs(rows[label][m] - v) / max(1.0, abs(v)))
     return worst
 
 
@@ -174,7 +177,9 @@ def bench_classes(k: int, n: int, repeat: int) -> tuple[list[str], list[float], 
     t = generate(n, k)
     y = t["y"].to_numpy()
     p = t["p"].combine_chunks().flatten().to_numpy().reshape(-1, k).astype(np.float64)
-    groups = group_rows(t["seg"].combine_chunks().indices.to_numpy())
+    seg = t["seg"].combine_chunks()
+    groups = group_rows(seg.indices.to_numpy())
+    names = seg.dictionary.to_pylist()
     aucs = ["roc_auc_ovr", "roc_auc_ovr_weighted"] + (["roc_auc_ovo"] if k <= 10 else [])
     lines, ratios, worst = [], [], 0.0
     for job, metrics in (("default metrics + top-5", DEFAULT), ("exact ROC-AUCs", aucs)):
@@ -189,7 +194,7 @@ def bench_classes(k: int, n: int, repeat: int) -> tuple[list[str], list[float], 
             else:
                 sk_s, want = benchlib.best_of(
                     lambda: sklearn_aucs(y, p, k, groups, "roc_auc_ovo" in aucs), 1)
-        worst = max(worst, check(rep, want))
+        worst = max(worst, check(rep, want, names))
         mem = memory(t, metrics)
         ratios.append(sk_s / a_s)
         what = job if metrics is DEFAULT else f"{job} ({', '.join(aucs)})"

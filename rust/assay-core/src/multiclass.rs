@@ -28,6 +28,7 @@ use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 
 use crate::metrics::{in_range, Metric, Value};
+use crate::sorted::Unweighted;
 use crate::state::{SliceStates, StateShape};
 
 /// The most classes a job may have.
@@ -667,6 +668,9 @@ fn averages(lw: &[f64], ovr_num: &[f64], u: f64, v: f64) -> ([Option<f64>; 4], V
     )
 }
 
+/// Classes whose probabilities one sweep over the kept rows gathers (see [`aucs`]).
+const CLASS_BLOCK: usize = 8;
+
 /// A u64 whose ascending order is the ascending order of the finite `x` (-0 and 0 alike).
 fn ascending_key(x: f64) -> u64 {
     let b = (x + 0.0).to_bits();
@@ -761,21 +765,43 @@ pub fn aucs(
         u_b: Vec<f64>,
         v_b: Vec<f64>,
     }
-    let passes: Vec<Vec<Pass>> = (0..k)
+    // Classes are taken CLASS_BLOCK at a time: one sweep over the rows gathers the block's
+    // probabilities (neighbours in each row's entries, so a row's cache line serves them all).
+    let blocks: Vec<usize> = (0..k).step_by(CLASS_BLOCK).collect();
+    let gathered = |c0: usize| -> Vec<Vec<Unweighted>> {
+        let c1 = (c0 + CLASS_BLOCK).min(k);
+        let mut keyed: Vec<Vec<Unweighted>> = (c0..c1).map(|_| Vec::with_capacity(n)).collect();
+        for r in 0..n {
+            let row = &rows.scores[r * k + c0..r * k + c1];
+            for (dst, v) in keyed.iter_mut().zip(row) {
+                dst.push(Unweighted(ascending_key(*v), r as u64));
+            }
+        }
+        keyed
+    };
+    let passes: Vec<Vec<Pass>> = blocks
         .into_par_iter()
-        .map(|c| {
+        .flat_map_iter(|c0| {
+            let keyed = if crate::runtime::interrupted() {
+                Vec::new()
+            } else {
+                gathered(c0)
+            };
+            keyed
+                .into_iter()
+                .enumerate()
+                .map(move |(i, sorted)| (c0 + i, sorted))
+        })
+        .map(|(c, mut sorted)| {
             let mut out: Vec<Pass> = Vec::with_capacity(specs);
             if crate::runtime::interrupted() {
                 return out;
             }
-            // The rows by ascending probability of `c`: (order key, row), gathered in one pass
-            // and sorted as integers (equal keys are equal probabilities; -0 is 0).
-            let mut sorted: Vec<(u64, u32)> = (0..n)
-                .map(|r| (ascending_key(rows.scores[r * k + c]), r as u32))
-                .collect();
-            sorted.sort_unstable();
-            let order: Vec<u32> = sorted.iter().map(|x| x.1).collect();
-            let keys: Vec<u64> = sorted.into_iter().map(|x| x.0).collect();
+            // The rows by ascending probability of `c`, sorted as integers (equal keys are
+            // equal probabilities; -0 is 0).
+            let mut scratch = vec![Unweighted::default(); n];
+            crate::sorted::msd_sort(&mut sorted, &mut scratch, true);
+            drop(scratch);
             let mut wb = vec![0.0; slots];
             for spec in 0..specs {
                 let ids = n_ids[spec];
@@ -788,17 +814,60 @@ pub fn aucs(
                     u_b: vec![0.0; ids * slots],
                     v_b: vec![0.0; ids * slots],
                 };
+                // num[s * k + j]: the Mann-Whitney numerator of A(c|j) in slice s.
+                let mut num = vec![0.0; ids * k];
                 let mut cum = vec![0.0; ids];
                 let mut tied = vec![0.0; ids];
                 let mut cum_b = vec![0.0; ids * slots];
                 let mut tied_b = vec![0.0; ids * slots];
                 let mut touched: Vec<usize> = Vec::new();
+                // The replicate sums of a row of label `j != c` in slice `s` (its weights in
+                // `wb`), with the slot's class-c weight ranked above it plus half the tied.
+                let add_reps = |p: &mut Pass,
+                                wb: &[f64],
+                                s: usize,
+                                j: usize,
+                                cum_b: &[f64],
+                                tied_b: &[f64]| {
+                    let (cb, jb) = ((s * k + c) * slots, (s * k + j) * slots);
+                    for b in 0..slots {
+                        let at = s * slots + b;
+                        let (wcb, wjb) = (lwb[cb + b], lwb[jb + b]);
+                        let x = wb[b] * (wcb - cum_b[at] - 0.5 * tied_b[at]);
+                        p.ovr_b[at] += x;
+                        if wcb > 0.0 && wjb > 0.0 {
+                            p.u_b[at] += x / (wcb * wjb);
+                            p.v_b[at] += x * (wcb + wjb) / (wcb * wjb);
+                        }
+                    }
+                };
                 let mut g = 0;
                 while g < n {
-                    let v = keys[g];
+                    let key = sorted[g].0;
+                    if g + 1 == n || sorted[g + 1].0 != key {
+                        // A row of its own probability (the common case): no tie to split.
+                        let r = sorted[g].1 as usize;
+                        let (s, j) = (slice_of(spec, r), labels[r] as usize);
+                        if slots > 0 {
+                            fill(r, &mut wb);
+                        }
+                        if j == c {
+                            cum[s] += w_of(r);
+                            for (d, x) in cum_b[s * slots..(s + 1) * slots].iter_mut().zip(&wb) {
+                                *d += x;
+                            }
+                        } else {
+                            num[s * k + j] += w_of(r) * (lw[s * k + c] - cum[s]);
+                            if slots > 0 {
+                                add_reps(&mut p, &wb, s, j, &cum_b, &tied_b);
+                            }
+                        }
+                        g += 1;
+                        continue;
+                    }
                     let mut e = g;
-                    while e < n && keys[e] == v {
-                        let r = order[e] as usize;
+                    while e < n && sorted[e].0 == key {
+                        let r = sorted[e].1 as usize;
                         if labels[r] as usize == c {
                             let s = slice_of(spec, r);
                             // (Weights are positive: an untouched slice has no tied weight.)
@@ -816,33 +885,17 @@ pub fn aucs(
                         }
                         e += 1;
                     }
-                    for &ri in &order[g..e] {
+                    for &Unweighted(_, ri) in &sorted[g..e] {
                         let r = ri as usize;
                         let j = labels[r] as usize;
                         if j == c {
                             continue;
                         }
                         let s = slice_of(spec, r);
-                        let (wc, wj) = (lw[s * k + c], lw[s * k + j]);
-                        let contrib = w_of(r) * (wc - cum[s] - tied[s] + 0.5 * tied[s]);
-                        p.ovr[s] += contrib;
-                        if wc > 0.0 {
-                            p.u[s] += contrib / (wc * wj);
-                            p.v[s] += contrib * (wc + wj) / (wc * wj);
-                        }
+                        num[s * k + j] += w_of(r) * (lw[s * k + c] - cum[s] - 0.5 * tied[s]);
                         if slots > 0 {
                             fill(r, &mut wb);
-                            let (cb, jb) = ((s * k + c) * slots, (s * k + j) * slots);
-                            for b in 0..slots {
-                                let at = s * slots + b;
-                                let (wcb, wjb) = (lwb[cb + b], lwb[jb + b]);
-                                let x = wb[b] * (wcb - cum_b[at] - 0.5 * tied_b[at]);
-                                p.ovr_b[at] += x;
-                                if wcb > 0.0 && wjb > 0.0 {
-                                    p.u_b[at] += x / (wcb * wjb);
-                                    p.v_b[at] += x * (wcb + wjb) / (wcb * wjb);
-                                }
-                            }
+                            add_reps(&mut p, &wb, s, j, &cum_b, &tied_b);
                         }
                     }
                     for s in touched.drain(..) {
@@ -854,6 +907,20 @@ pub fn aucs(
                         }
                     }
                     g = e;
+                }
+                // The slice's sums of this class pass: sum_j num, and the pair sums u, v.
+                for sl in 0..ids {
+                    let wc = lw[sl * k + c];
+                    for j in 0..k {
+                        let x = num[sl * k + j];
+                        if x == 0.0 {
+                            continue;
+                        }
+                        let wj = lw[sl * k + j];
+                        p.ovr[sl] += x;
+                        p.u[sl] += x / (wc * wj);
+                        p.v[sl] += x * (wc + wj) / (wc * wj);
+                    }
                 }
                 out.push(p);
             }
