@@ -232,8 +232,8 @@ def main(argv=None) -> int:
         return 1
     lines += [
         "",
-        f"Target (task families, part 2): >= 30x the scikit-learn loop: "
-        f"{'met' if min(ratios) >= 30 else 'missed'} on every job (lowest "
+        f"Target (task families, part 2): >= 30x the scikit-learn loop: met on "
+        f"{sum(r >= 30 for r in ratios)} of {len(ratios)} jobs (lowest "
         f"{min(ratios):.1f}x). The pass reads the probabilities in place: the memory it adds "
         "is its per-slice state (and, with a ROC-AUC, the kept entries: 13 bytes a row per "
         "class).",
