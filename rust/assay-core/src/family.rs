@@ -56,3 +56,12 @@ pub fn merge_rep_block(shape: &StateShape, a: &mut [f64], b: &[f64], slots: usiz
         Family::Multiclass => multiclass::merge_block(a, b),
     }
 }
+
+/// Each replicate slot's `fields` fields of one slice's replicate block (slot-major,
+/// `[field * slots + slot]`), gathered slot by slot: what a family's finalizer reads each
+/// slot's metrics from.
+pub fn slot_fields(reps: &[f64], fields: usize, slots: usize) -> Vec<Vec<f64>> {
+    (0..slots)
+        .map(|s| (0..fields).map(|q| reps[q * slots + s]).collect())
+        .collect()
+}

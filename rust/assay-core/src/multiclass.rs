@@ -457,8 +457,20 @@ pub fn slice_results(
     let slot_fields: Vec<Vec<f64>> = if iv.method == CiMethod::Analytic {
         Vec::new()
     } else {
-        (0..slots)
-            .map(|s| (0..n).map(|q| reps[q * slots + s]).collect())
+        crate::family::slot_fields(reps, n, slots)
+    };
+    // Each slot's value of metric `m` (NaN where undefined).
+    let replicates = |m: Metric| -> Vec<f64> {
+        slot_fields
+            .iter()
+            .map(|f| {
+                let b = Block {
+                    f,
+                    layout: *layout,
+                    ks,
+                };
+                b.value(m).unwrap_or(f64::NAN)
+            })
             .collect()
     };
     let mut intervals = Vec::with_capacity(metrics.len());
@@ -469,17 +481,7 @@ pub fn slice_results(
             Ok(_) if iv.method == CiMethod::Analytic => Err(NO_ANALYTIC_MULTICLASS),
             Ok(_) if *m == Metric::NClassesPresent => {
                 // (Its replicate values serve a comparison's paired differences.)
-                kept = slot_fields
-                    .iter()
-                    .map(|f| {
-                        let b = Block {
-                            f,
-                            layout: *layout,
-                            ks,
-                        };
-                        b.value(*m).unwrap_or(f64::NAN)
-                    })
-                    .collect();
+                kept = replicates(*m);
                 Err(NO_COUNT_INTERVAL)
             }
             Ok(estimate) if m.is_rank() => match auc {
@@ -493,17 +495,7 @@ pub fn slice_results(
                 }
             },
             Ok(estimate) => {
-                kept = slot_fields
-                    .iter()
-                    .map(|f| {
-                        let b = Block {
-                            f,
-                            layout: *layout,
-                            ks,
-                        };
-                        b.value(*m).unwrap_or(f64::NAN)
-                    })
-                    .collect();
+                kept = replicates(*m);
                 crate::intervals::from_replicates(iv, estimate, &kept, None)
             }
         });

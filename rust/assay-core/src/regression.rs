@@ -1612,9 +1612,7 @@ pub fn slice_results(
     let slot_fields: Vec<Vec<f64>> = if iv.method == CiMethod::Analytic {
         Vec::new()
     } else {
-        (0..slots)
-            .map(|s| (0..n).map(|q| reps[q * slots + s]).collect())
-            .collect()
+        crate::family::slot_fields(reps, n, slots)
     };
     let st = RegressionState::from_fields(block);
     let mut intervals = Vec::with_capacity(metrics.len());
