@@ -167,6 +167,10 @@ def test_compare_of_two_classifiers_is_paired_and_directed():
     assert verdicts["accuracy"] == "no significant difference"
     assert verdicts["roc_auc_ovr"] == "no significant difference"
     assert set(cmp.reports) == {"base", "blurred"}
+    # The per-class tables of a comparison are the reference model's.
+    assert cmp.reports["base"].per_class().height == 4
+    with pytest.raises(InvalidArgumentError, match="reference model only"):
+        cmp.reports["blurred"].confusion()
 
 
 def test_discover_slices_finds_the_weak_slice_of_a_multiclass_model():

@@ -578,5 +578,5 @@ def _comparison(result: Any, job: _Job, correction: str = "simultaneous") -> Com
                                 **job.report_layout(layouts[0]))}
     for (name, _), (t, n), layout in zip(others, other_reports, layouts[1:], strict=True):
         reports[name] = Report(t, n, metrics, rows, dropped, ci_method=method,
-                               **job.report_layout(layout))
+                               tables=None if tables else (), **job.report_layout(layout))
     return Comparison(comparison, reports, ref_name, level, method, correction)

@@ -98,11 +98,12 @@ class Report:
         self, table: pa.RecordBatch, notes: pa.RecordBatch, metrics: list[str], rows: int,
         dropped: int, ci_method: str | None = None, layout: pa.RecordBatch | None = None,
         specs: Sequence[tuple[tuple[Any, ...], str | None]] = (), level: float | None = None,
-        tables: Sequence[tuple[str, pa.RecordBatch]] = (),
+        tables: Sequence[tuple[str, pa.RecordBatch]] | None = (),
     ) -> None:
         self.ci_method = ci_method
-        # A task family's own tables (multiclass: per_class, confusion), by name.
-        self._tables = dict(tables)
+        # A task family's own tables (multiclass: per_class, confusion), by name; None for a
+        # compared model's report, whose tables the comparison does not keep.
+        self._tables = None if tables is None else dict(tables)
         # The engine's layout batch: each row's slice spec (0 = overall) and, with bootstrap
         # replicates, every metric's replicate values (for summaries across slices); the
         # job's specs as (features, the label of a found slice or None).
@@ -121,6 +122,10 @@ class Report:
         self.dropped = int(dropped)
 
     def _family_table(self, name: str, method: str) -> pl.DataFrame:
+        if self._tables is None:
+            raise InvalidArgumentError(
+                f"Report.{method}() of a comparison is kept for the reference model only; "
+                "evaluate this model on its own (assay.evaluate) for its table")
         if name not in self._tables:
             raise InvalidArgumentError(
                 f"Report.{method}() is a table of task='multiclass' reports; this report has "
