@@ -411,6 +411,23 @@ def test_arguments_are_checked(spark, ray_ctx):
         aray.evaluate(ds, one, num_cpus=0)
 
 
+def test_a_multiclass_spec_runs_in_spark_and_ray_as_in_one_process(spark, ray_ctx):
+    from assay.demo import SPECIES, make_multiclass_data
+
+    t = make_multiclass_data(3000, seed=4)
+    t = t.append_column("id", pa.array(np.arange(t.num_rows), pa.int64()))
+    # (Spark arrays arrive as variable-size lists: classes= names K, checked row by row.)
+    t = t.set_column(1, "probs", t["probs"].cast(pa.list_(pa.float64())))
+    spec = assay.Spec(label="species", score="probs", task="multiclass", classes=SPECIES,
+                      slices=["light"], metrics=["accuracy", "macro_f1", "roc_auc_ovr"],
+                      bootstrap=20, row_id="id")
+    want = spec.evaluate(t)
+    got = aspark.evaluate(spark_df(spark, t, 5), spec)
+    assert_bit_identical(got, want)
+    assert got.per_class().equals(want.per_class())
+    assert_bit_identical(aray.evaluate(ray_ds(ray_ctx, t, 4), spec), want)
+
+
 def test_the_core_package_imports_neither_engine():
     import subprocess
     import sys
