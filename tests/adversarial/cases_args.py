@@ -249,3 +249,13 @@ def args_dict_2d_array() -> None:
 @case(expect="typed", words=["data|input|type"])
 def args_data_is_int() -> None:
     evaluate(42, label="y", score="p")
+
+
+@case(expect="typed", words=["GiB", "classes"])
+def args_multiclass_too_many_classes_for_memory() -> None:
+    import pyarrow as pa
+
+    k = 65_536  # the K x K confusion state of one slice would take 64 GiB
+    t = pa.table({"y": pa.array([], pa.int64()),
+                  "p": pa.FixedSizeListArray.from_arrays(pa.array([], pa.float64()), k)})
+    evaluate(t, task="multiclass", label="y", score="p")

@@ -223,6 +223,10 @@ where
         replayable && spec.rows_hint.is_some(),
     );
     let models = plan.models();
+    // A job whose state of the overall slice alone cannot fit (a multiclass K x K confusion
+    // matrix of tens of thousands of classes) is refused before any allocation, even of an
+    // empty input's state.
+    check_state_size(&vec![1; models], &plan, 1)?;
     let lean = plan.lean();
 
     let n_specs = slicer.n_specs();

@@ -322,15 +322,18 @@ pub fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<(
     let bytes = ids.saturating_mul(per_id).saturating_mul(pieces + 1);
     if bytes > MAX_STATE_BYTES {
         // (A multiclass slice keeps K x K confusion cells and its per-class sums.)
-        let classes = if sh.classes > 0 {
-            format!(" x {} classes", sh.classes)
+        let (classes, hint) = if sh.classes > 0 {
+            (
+                format!(" x {} classes", sh.classes),
+                "; each slice keeps a K x K confusion matrix: merge rare classes",
+            )
         } else {
-            String::new()
+            (String::new(), "")
         };
         return Err(AssayError::InvalidArgument(format!(
             "this job needs about {:.1} GiB of per-slice state ({ids} slices{classes} x {} \
              replicate slots, calibration grids, {pieces} chunks in flight); use fewer \
-             bootstrap replicates, fewer or coarser slices, or fewer calibration metrics",
+             bootstrap replicates, fewer or coarser slices, or fewer calibration metrics{hint}",
             bytes as f64 / (1u64 << 30) as f64,
             plan.shape.slots
         )));
