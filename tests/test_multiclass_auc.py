@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 import sklearn.metrics as skm
 from hypothesis import HealthCheck, given, settings
@@ -288,3 +289,82 @@ def test_the_torch_path_refuses_multiclass_first():
     spec = assay.Spec(label="y", score="p", task="multiclass")
     with pytest.raises(InvalidArgumentError, match="multiclass.*not on the torch path"):
         at.Evaluator(spec, device=torch.device("cpu"))
+
+
+def _scores(p: np.ndarray, form: str) -> dict:
+    """The probability columns of ``p`` in one of the layouts the engine reads."""
+    k = p.shape[1]
+    if form in ("columns", "columns32"):
+        dtype = pa.float32() if form == "columns32" else pa.float64()
+        return {f"p{c}": pa.array(p[:, c], dtype) for c in range(k)}
+    if form == "int_columns":
+        return {f"p{c}": pa.array(p[:, c].astype(np.int64)) for c in range(k)}
+    flat = pa.array(p.ravel(), pa.float32() if form == "fixed32" else pa.float64())
+    if form in ("fixed32", "fixed64"):
+        return {"p": pa.FixedSizeListArray.from_arrays(flat, k)}
+    offsets = np.arange(0, p.size + 1, k)
+    if form == "list":
+        return {"p": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat)}
+    return {"p": pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), flat)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.integers(2, 12), n=st.integers(1, 300), seed=st.integers(0, 2**32 - 1),
+       form=st.sampled_from(["fixed32", "fixed64", "list", "large_list", "columns",
+                             "columns32", "int_columns"]),
+       normalize=st.sampled_from(["raise", "divide", "softmax"]),
+       weighted=st.booleans(), bootstrap=st.sampled_from([None, 20]), bad_rows=st.booleans(),
+       cuts=st.lists(st.integers(0, 300), max_size=3))
+def test_a_job_that_reads_its_batches_again_equals_one_that_keeps_its_probabilities(
+        k, n, seed, form, normalize, weighted, bootstrap, bad_rows, cuts):
+    """evaluate() over an in-memory table keeps one entry a row and reads the probability
+    matrix again for the ROC-AUCs (sorting float32 probabilities as 8-byte records); a partial
+    state keeps every row's K probabilities (16-byte records). Both give the same bits, for
+    every layout of the scores, normalization, dropped rows, weights, replicates and
+    batching."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    if form == "int_columns":
+        p = rng.integers(0, 4, (n, k)).astype(float)
+        p[p.sum(axis=1) == 0, 0] = 1.0
+        normalize = "divide"
+    elif normalize == "softmax":
+        p = np.round(rng.normal(0, 2, (n, k)), 1)  # logits, with ties
+    else:
+        p = np.round(rng.dirichlet(np.ones(k), n), 2)  # (ties)
+        p[p.sum(axis=1) == 0, 0] = 1.0
+        if normalize == "raise":
+            p = p / p.sum(axis=1, keepdims=True)
+    y_col = pa.array(y)
+    if bad_rows and n > 2:
+        y_col = pa.array([None if i == 1 else int(v) for i, v in enumerate(y)], pa.int64())
+        if form != "int_columns":
+            p[2, 0] = np.nan  # (with "drop", the row is dropped)
+    cols = {"y": y_col, **_scores(p, form),
+            "g": pa.array(rng.choice(["a", "b", "c"], n)),
+            "id": pa.array(np.arange(n, dtype=np.int64))}
+    if weighted:
+        cols["w"] = pa.array(rng.uniform(0.1, 3.0, n))
+    table = pa.table(cols)
+    bounds = sorted({0, n, *(min(c, n) for c in cuts)})
+    table = pa.Table.from_batches(
+        [b for lo, hi in zip(bounds, bounds[1:]) for b in table.slice(lo, hi - lo).to_batches()],
+        schema=table.schema)
+    score = [f"p{c}" for c in range(k)] if "columns" in form else "p"
+    spec = assay.Spec(label="y", score=score, task="multiclass", classes=list(range(k)),
+                      normalize=normalize, slices=["g"], metrics=[*AUCS, "accuracy"],
+                      weight="w" if weighted else None, bootstrap=bootstrap,
+                      row_id="id" if bootstrap else None, seed=seed % 1000,
+                      nan_policy="drop" if bad_rows else "raise")
+    try:
+        replayed = spec.evaluate(table)
+    except assay.errors.AssayError as e:  # (every row dropped)
+        assert bad_rows and "no rows" in str(e).lower()
+        return
+    kept = spec.accumulate(table).finalize()
+    for a, b in ((replayed.table, kept.table), (replayed.per_class(), kept.per_class())):
+        assert a.columns == b.columns
+        for c in a.columns:
+            assert a[c].to_list() == b[c].to_list() or (
+                a[c].dtype == pl.Float64
+                and np.array_equal(a[c].to_numpy(), b[c].to_numpy(), equal_nan=True)), c

@@ -673,12 +673,138 @@ fn ascending_key(x: f64) -> u64 {
     }
 }
 
+/// A u32 whose ascending order is the ascending order of the finite `x` (-0 and 0 alike).
+fn ascending_key32(x: f32) -> u32 {
+    let b = (x + 0.0).to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 1 << 31
+    }
+}
+
+/// A class pass's record in one u64: a float32 probability's key (see [`ascending_key32`])
+/// above the row and its label (see [`aucs`]); records sort as integers.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(transparent)]
+struct Packed(u64);
+
+impl crate::sorted::Rec for Packed {
+    const WEIGHTED: bool = false;
+    #[inline]
+    fn new(key: u64, _: u64, _: f64) -> Self {
+        Packed(key)
+    }
+    #[inline]
+    fn key(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn tag(&self) -> u64 {
+        0
+    }
+    #[inline]
+    fn w(&self) -> f64 {
+        1.0
+    }
+}
+
+/// Each row's slice id of one spec (see [`aucs`]).
+enum SliceIds {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+}
+
+impl SliceIds {
+    fn new(ids: impl Iterator<Item = u32>, n_ids: usize) -> SliceIds {
+        if n_ids <= 1 << 8 {
+            SliceIds::U8(ids.map(|x| x as u8).collect())
+        } else if n_ids <= 1 << 16 {
+            SliceIds::U16(ids.map(|x| x as u16).collect())
+        } else {
+            SliceIds::U32(ids.collect())
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, r: usize) -> usize {
+        match self {
+            SliceIds::U8(v) => v[r] as usize,
+            SliceIds::U16(v) => v[r] as usize,
+            SliceIds::U32(v) => v[r] as usize,
+        }
+    }
+}
+
+/// The sorted records of a class pass.
+#[derive(Clone, Copy)]
+enum Keys<'a> {
+    /// (probability key, row << 16 | label).
+    Wide(&'a [Unweighted]),
+    /// Packed records, the label in the low `bits`.
+    Packed(&'a [Packed], u32),
+}
+
+impl Keys<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Keys::Wide(v) => v.len(),
+            Keys::Packed(v, _) => v.len(),
+        }
+    }
+
+    /// The probability key of record `g` (equal keys: equal probabilities).
+    #[inline(always)]
+    fn key(&self, g: usize) -> u64 {
+        match self {
+            Keys::Wide(v) => v[g].0,
+            Keys::Packed(v, _) => v[g].0 >> 32,
+        }
+    }
+
+    /// The row and label of record `g`.
+    #[inline(always)]
+    fn row(&self, g: usize) -> (usize, usize) {
+        match self {
+            Keys::Wide(v) => ((v[g].1 >> 16) as usize, (v[g].1 & 0xffff) as usize),
+            Keys::Packed(v, bits) => {
+                let t = v[g].0 & 0xffff_ffff;
+                ((t >> bits) as usize, (t & ((1 << bits) - 1)) as usize)
+            }
+        }
+    }
+}
+
+/// The in-memory batches of a job finalized in the call, read again for its exact ROC-AUCs
+/// (see [`aucs`]): the pass kept one entry a row, its position in `batches` as its score.
+pub struct ReplayProbs<'a> {
+    pub batches: &'a [arrow_array::RecordBatch],
+    pub label: usize,
+    /// The model's probabilities: one list column, or K columns.
+    pub columns: &'a [usize],
+    pub classes: &'a Classes,
+    pub normalize: Normalize,
+}
+
+impl ReplayProbs<'_> {
+    /// Each batch's probability columns.
+    fn columns_of(&self) -> Vec<Vec<ArrayRef>> {
+        self.batches
+            .iter()
+            .map(|b| self.columns.iter().map(|i| b.column(*i).clone()).collect())
+            .collect()
+    }
+}
+
 /// The exact ROC-AUCs of every slice of every spec (`[spec][id]`, spec 0 the overall slice)
-/// from the kept entries of a multiclass job: K entries per accepted row, in class order
-/// (its probability of class `c`, whether `c` is its label, its weight, slice ids and
-/// resampling key), never reordered (multiclass kept rows are never compacted, and merge by
-/// appending). With `resampler` (and `slots`), each slot's values too, from the rows'
-/// replicate weights.
+/// from the kept entries of a multiclass job, never reordered (multiclass kept rows are never
+/// compacted, and merge by appending): K entries per accepted row, in class order (its
+/// probability of class `c`, whether `c` is its label, its weight, slice ids and resampling
+/// key), or with `replay` one entry per row (its position in the batches, weight, slice ids
+/// and key) whose label and probabilities are read again from the batches in place, as the
+/// pass read and normalized them. With `resampler` (and `slots`), each slot's values too, from
+/// the rows' replicate weights.
 ///
 /// Per class `c`, the rows are sorted once by their probability of `c` (ties grouped), and
 /// one walk per slice spec adds, for every row of label `j != c`, its weight times the
@@ -695,37 +821,48 @@ pub fn aucs(
     n_ids: &[usize],
     k: usize,
     resampler: Option<(&crate::bootstrap::Resampler, usize)>,
+    replay: Option<&ReplayProbs>,
 ) -> Vec<Vec<SliceAuc>> {
     use rayon::prelude::*;
-    let n = rows.scores.len() / k.max(1);
+    // Kept entries a row.
+    let stride = if replay.is_some() { 1 } else { k.max(1) };
+    let n = rows.scores.len() / stride;
     let slots = resampler.map_or(0, |r| r.1);
     // Each row's weight, label and slice ids, gathered once into arrays of one entry a row
     // (the walks read them in the order of the scores).
     let weights: Vec<f64> = if rows.weights.is_empty() {
         Vec::new()
     } else {
-        (0..n).map(|r| rows.weights[r * k]).collect()
+        (0..n).map(|r| rows.weights[r * stride]).collect()
     };
     let w_of = |r: usize| if weights.is_empty() { 1.0 } else { weights[r] };
     // The replicate weights of row `r` into `out` (its weight times each slot's draw).
     let fill = |r: usize, out: &mut [f64]| {
         if let Some((rs, _)) = resampler {
-            rs.fill(rows.row_keys[r * k], w_of(r), 0, out);
+            rs.fill(rows.row_keys[r * stride], w_of(r), 0, out);
         }
     };
-    let labels: Vec<u32> = (0..n)
-        .map(|r| (0..k).find(|c| rows.labels[r * k + c] == 1).unwrap_or(0) as u32)
-        .collect();
-    let row_ids: Vec<Vec<u32>> = rows
+    let replay_columns = replay.map_or_else(Vec::new, ReplayProbs::columns_of);
+    let replayed = replay.map(|rp| Replayed::new(rp, &replay_columns, &rows.scores, k));
+    let labels: Vec<u32> = match &replayed {
+        Some(rp) => rp.labels.clone(),
+        None => (0..n)
+            .map(|r| (0..k).find(|c| rows.labels[r * k + c] == 1).unwrap_or(0) as u32)
+            .collect(),
+    };
+    // (In the narrowest type that holds them: the walks read them in the order of the
+    // scores, so the fewer bytes, the more of them stay in cache.)
+    let row_ids: Vec<SliceIds> = rows
         .ids
         .iter()
-        .map(|ids| (0..n).map(|r| ids[r * k]).collect())
+        .zip(&n_ids[1..])
+        .map(|(ids, n_ids)| SliceIds::new((0..n).map(|r| ids[r * stride]), *n_ids))
         .collect();
     let slice_of = |spec: usize, r: usize| -> usize {
         if spec == 0 {
             0
         } else {
-            row_ids[spec - 1][r] as usize
+            row_ids[spec - 1].get(r)
         }
     };
     let specs = n_ids.len();
@@ -757,154 +894,199 @@ pub fn aucs(
         u_b: Vec<f64>,
         v_b: Vec<f64>,
     }
-    // Classes are taken CLASS_BLOCK at a time: one sweep over the rows gathers the block's
-    // probabilities (neighbours in each row's entries, so a row's cache line serves them all).
-    let blocks: Vec<usize> = (0..k).step_by(CLASS_BLOCK).collect();
-    let gathered = |c0: usize| -> Vec<Vec<Unweighted>> {
-        let c1 = (c0 + CLASS_BLOCK).min(k);
-        let mut keyed: Vec<Vec<Unweighted>> = (c0..c1).map(|_| Vec::with_capacity(n)).collect();
-        for r in 0..n {
-            let row = &rows.scores[r * k + c0..r * k + c1];
-            for (dst, v) in keyed.iter_mut().zip(row) {
-                dst.push(Unweighted(ascending_key(*v), r as u64));
+    // Classes are taken a block at a time: one sweep over the rows gathers the block's
+    // probabilities (neighbours in each row's entries, so a row's cache line serves them
+    // all). Few classes go one at a time, so that the threads share them evenly. (The block
+    // changes which task sorts a class, never its sums: the result does not depend on it.)
+    let threads = rayon::current_num_threads().max(1);
+    let block = (k / (4 * threads)).clamp(1, CLASS_BLOCK);
+    let blocks: Vec<usize> = (0..k).step_by(block).collect();
+    // The class passes sort records of (probability key, row, label). Where every probability
+    // is a float32 read as given, and the rows and labels fit in 32 bits, a record is one
+    // u64 (the float32 key above the row and label): half the bytes to sort. Both orders are
+    // (probability, row): the same walks, the same bits.
+    let label_bits = usize::BITS - (k.max(2) - 1).leading_zeros();
+    let packed = replayed.as_ref().is_some_and(Replayed::f32_values)
+        && (n as u64) << label_bits <= 1u64 << 32;
+    let tag = |r: usize| (r as u64) << 16 | labels[r] as u64;
+    let ptag = |r: usize| (r as u64) << label_bits | labels[r] as u64;
+    // Gathers the records of classes `c0..c1` (a block) into `out` (one vector a class).
+    fn gather_into<T: Copy + Default>(
+        out: &mut Vec<Vec<T>>,
+        (c0, c1, k, n): (usize, usize, usize, usize),
+        replayed: Option<&Replayed>,
+        scores: &[f64],
+        make: impl Fn(usize, f64) -> T,
+    ) {
+        out.resize_with(c1 - c0, Vec::new);
+        for v in out.iter_mut() {
+            if v.len() != n {
+                v.clear();
+                v.resize(n, T::default());
             }
         }
-        keyed
-    };
-    let passes: Vec<Vec<Pass>> = blocks
-        .into_par_iter()
-        .flat_map_iter(|c0| {
-            let keyed = if crate::runtime::interrupted() {
-                Vec::new()
-            } else {
-                gathered(c0)
-            };
-            keyed
-                .into_iter()
-                .enumerate()
-                .map(move |(i, sorted)| (c0 + i, sorted))
-        })
-        .map(|(c, mut sorted)| {
-            let mut out: Vec<Pass> = Vec::with_capacity(specs);
-            if crate::runtime::interrupted() {
-                return out;
+        // (Every kept row writes one record of each class.)
+        let mut put = |r: usize, o: usize, x: f64| out[o][r] = make(r, x);
+        match replayed {
+            Some(rp) => rp.each_value(scores, c0, c1, &mut put),
+            None => {
+                for r in 0..n {
+                    for (o, x) in scores[r * k + c0..r * k + c1].iter().enumerate() {
+                        put(r, o, *x);
+                    }
+                }
             }
-            // The rows by ascending probability of `c`, sorted as integers (equal keys are
-            // equal probabilities; -0 is 0).
-            let mut scratch = vec![Unweighted::default(); n];
-            crate::sorted::msd_sort(&mut sorted, &mut scratch, true);
-            drop(scratch);
-            let mut wb = vec![0.0; slots];
-            for spec in 0..specs {
-                let ids = n_ids[spec];
-                let (lw, lwb) = (&label_w[spec], &label_wb[spec]);
-                let mut p = Pass {
-                    ovr: vec![0.0; ids],
-                    u: vec![0.0; ids],
-                    v: vec![0.0; ids],
-                    ovr_b: vec![0.0; ids * slots],
-                    u_b: vec![0.0; ids * slots],
-                    v_b: vec![0.0; ids * slots],
-                };
-                // num[s * k + j]: the Mann-Whitney numerator of A(c|j) in slice s.
-                let mut num = vec![0.0; ids * k];
-                let mut cum = vec![0.0; ids];
-                let mut tied = vec![0.0; ids];
-                let mut cum_b = vec![0.0; ids * slots];
-                let mut tied_b = vec![0.0; ids * slots];
-                let mut touched: Vec<usize> = Vec::new();
-                // The replicate sums of a row of label `j != c` in slice `s` (its weights in
-                // `wb`), with the slot's class-c weight ranked above it plus half the tied.
-                let add_reps = |p: &mut Pass,
-                                wb: &[f64],
-                                s: usize,
-                                j: usize,
-                                cum_b: &[f64],
-                                tied_b: &[f64]| {
+        }
+    }
+    // One spec's running sums of a class pass (see `walk`).
+    struct Walk {
+        /// num[s * k + j]: the Mann-Whitney numerator of A(c|j) in slice s.
+        num: Vec<f64>,
+        /// Per slice: the weight of its rows of label `c` ranked below, and in the tie group.
+        cum: Vec<f64>,
+        tied: Vec<f64>,
+        cum_b: Vec<f64>,
+        tied_b: Vec<f64>,
+        touched: Vec<usize>,
+        /// The replicate sums of the pass.
+        ovr_b: Vec<f64>,
+        u_b: Vec<f64>,
+        v_b: Vec<f64>,
+    }
+    // The class pass of `c` over `sorted` (ascending probability of `c`): one walk adds, for
+    // every row of label `j != c` and every spec, its weight times the weight of its slice's
+    // rows of label `c` ranked above it (ties count one half).
+    let walk = |c: usize, sorted: Keys| -> Vec<Pass> {
+        let n = sorted.len();
+        let mut walks: Vec<Walk> = n_ids
+            .iter()
+            .map(|ids| Walk {
+                num: vec![0.0; ids * k],
+                cum: vec![0.0; *ids],
+                tied: vec![0.0; *ids],
+                cum_b: vec![0.0; ids * slots],
+                tied_b: vec![0.0; ids * slots],
+                touched: Vec::new(),
+                ovr_b: vec![0.0; ids * slots],
+                u_b: vec![0.0; ids * slots],
+                v_b: vec![0.0; ids * slots],
+            })
+            .collect();
+        let mut wb = vec![0.0; slots];
+        // A row of label `j != c` in slice `s` of spec `spec` (weight `w`, replicate weights
+        // `wb`), `tied` of its slice's class-c weight tied with it.
+        let below =
+            |st: &mut Walk, spec: usize, s: usize, j: usize, w: f64, wb: &[f64], half: bool| {
+                let lw = &label_w[spec];
+                let t = if half { 0.5 * st.tied[s] } else { 0.0 };
+                st.num[s * k + j] += w * (lw[s * k + c] - st.cum[s] - t);
+                if slots > 0 {
+                    let lwb = &label_wb[spec];
                     let (cb, jb) = ((s * k + c) * slots, (s * k + j) * slots);
                     for b in 0..slots {
                         let at = s * slots + b;
                         let (wcb, wjb) = (lwb[cb + b], lwb[jb + b]);
-                        let x = wb[b] * (wcb - cum_b[at] - 0.5 * tied_b[at]);
-                        p.ovr_b[at] += x;
+                        let tb = if half { 0.5 * st.tied_b[at] } else { 0.0 };
+                        let x = wb[b] * (wcb - st.cum_b[at] - tb);
+                        st.ovr_b[at] += x;
                         if wcb > 0.0 && wjb > 0.0 {
-                            p.u_b[at] += x / (wcb * wjb);
-                            p.v_b[at] += x * (wcb + wjb) / (wcb * wjb);
+                            st.u_b[at] += x / (wcb * wjb);
+                            st.v_b[at] += x * (wcb + wjb) / (wcb * wjb);
                         }
                     }
-                };
-                let mut g = 0;
-                while g < n {
-                    let key = sorted[g].0;
-                    if g + 1 == n || sorted[g + 1].0 != key {
-                        // A row of its own probability (the common case): no tie to split.
-                        let r = sorted[g].1 as usize;
-                        let (s, j) = (slice_of(spec, r), labels[r] as usize);
-                        if slots > 0 {
-                            fill(r, &mut wb);
-                        }
-                        if j == c {
-                            cum[s] += w_of(r);
-                            for (d, x) in cum_b[s * slots..(s + 1) * slots].iter_mut().zip(&wb) {
-                                *d += x;
-                            }
-                        } else {
-                            num[s * k + j] += w_of(r) * (lw[s * k + c] - cum[s]);
-                            if slots > 0 {
-                                add_reps(&mut p, &wb, s, j, &cum_b, &tied_b);
-                            }
-                        }
-                        g += 1;
-                        continue;
-                    }
-                    let mut e = g;
-                    while e < n && sorted[e].0 == key {
-                        let r = sorted[e].1 as usize;
-                        if labels[r] as usize == c {
-                            let s = slice_of(spec, r);
-                            // (Weights are positive: an untouched slice has no tied weight.)
-                            if tied[s] == 0.0 {
-                                touched.push(s);
-                            }
-                            tied[s] += w_of(r);
-                            if slots > 0 {
-                                fill(r, &mut wb);
-                                for (d, x) in tied_b[s * slots..(s + 1) * slots].iter_mut().zip(&wb)
-                                {
-                                    *d += x;
-                                }
-                            }
-                        }
-                        e += 1;
-                    }
-                    for &Unweighted(_, ri) in &sorted[g..e] {
-                        let r = ri as usize;
-                        let j = labels[r] as usize;
-                        if j == c {
-                            continue;
-                        }
-                        let s = slice_of(spec, r);
-                        num[s * k + j] += w_of(r) * (lw[s * k + c] - cum[s] - 0.5 * tied[s]);
-                        if slots > 0 {
-                            fill(r, &mut wb);
-                            add_reps(&mut p, &wb, s, j, &cum_b, &tied_b);
-                        }
-                    }
-                    for s in touched.drain(..) {
-                        cum[s] += tied[s];
-                        tied[s] = 0.0;
-                        for b in s * slots..(s + 1) * slots {
-                            cum_b[b] += tied_b[b];
-                            tied_b[b] = 0.0;
-                        }
-                    }
-                    g = e;
                 }
-                // The slice's sums of this class pass: sum_j num, and the pair sums u, v.
+            };
+        let mut g = 0;
+        while g < n {
+            let key = sorted.key(g);
+            if g + 1 == n || sorted.key(g + 1) != key {
+                // A row of its own probability (the common case): no tie to split.
+                let (r, j) = sorted.row(g);
+                let w = w_of(r);
+                if slots > 0 {
+                    fill(r, &mut wb);
+                }
+                for (spec, st) in walks.iter_mut().enumerate() {
+                    let s = slice_of(spec, r);
+                    if j == c {
+                        st.cum[s] += w;
+                        for (d, x) in st.cum_b[s * slots..(s + 1) * slots].iter_mut().zip(&wb) {
+                            *d += x;
+                        }
+                    } else {
+                        below(st, spec, s, j, w, &wb, false);
+                    }
+                }
+                g += 1;
+                continue;
+            }
+            let mut e = g;
+            while e < n && sorted.key(e) == key {
+                let (r, j) = sorted.row(e);
+                if j == c {
+                    let w = w_of(r);
+                    if slots > 0 {
+                        fill(r, &mut wb);
+                    }
+                    for (spec, st) in walks.iter_mut().enumerate() {
+                        let s = slice_of(spec, r);
+                        // (Weights are positive: an untouched slice has no tied weight.)
+                        if st.tied[s] == 0.0 {
+                            st.touched.push(s);
+                        }
+                        st.tied[s] += w;
+                        for (d, x) in st.tied_b[s * slots..(s + 1) * slots].iter_mut().zip(&wb) {
+                            *d += x;
+                        }
+                    }
+                }
+                e += 1;
+            }
+            for at in g..e {
+                let (r, j) = sorted.row(at);
+                if j == c {
+                    continue;
+                }
+                let w = w_of(r);
+                if slots > 0 {
+                    fill(r, &mut wb);
+                }
+                for (spec, st) in walks.iter_mut().enumerate() {
+                    let s = slice_of(spec, r);
+                    below(st, spec, s, j, w, &wb, true);
+                }
+            }
+            for st in walks.iter_mut() {
+                for s in st.touched.drain(..) {
+                    st.cum[s] += st.tied[s];
+                    st.tied[s] = 0.0;
+                    for b in s * slots..(s + 1) * slots {
+                        st.cum_b[b] += st.tied_b[b];
+                        st.tied_b[b] = 0.0;
+                    }
+                }
+            }
+            g = e;
+        }
+        // Each slice's sums of this class pass: sum_j num, and the pair sums u, v.
+        walks
+            .into_iter()
+            .enumerate()
+            .map(|(spec, st)| {
+                let ids = n_ids[spec];
+                let lw = &label_w[spec];
+                let mut p = Pass {
+                    ovr: vec![0.0; ids],
+                    u: vec![0.0; ids],
+                    v: vec![0.0; ids],
+                    ovr_b: st.ovr_b,
+                    u_b: st.u_b,
+                    v_b: st.v_b,
+                };
                 for sl in 0..ids {
                     let wc = lw[sl * k + c];
                     for j in 0..k {
-                        let x = num[sl * k + j];
+                        let x = st.num[sl * k + j];
                         if x == 0.0 {
                             continue;
                         }
@@ -914,11 +1096,64 @@ pub fn aucs(
                         p.v[sl] += x * (wc + wj) / (wc * wj);
                     }
                 }
-                out.push(p);
-            }
-            out
-        })
+                p
+            })
+            .collect()
+    };
+    // Per block task: its classes' passes, in class order (the buffers are reused).
+    type Buffers = (
+        Vec<Vec<Unweighted>>,
+        Vec<Unweighted>,
+        Vec<Vec<Packed>>,
+        Vec<Packed>,
+    );
+    let per_block: Vec<Vec<Vec<Pass>>> = blocks
+        .into_par_iter()
+        .map_init(
+            || -> Buffers { Default::default() },
+            |(wide, wide_tmp, pk, pk_tmp): &mut Buffers, c0| {
+                if crate::runtime::interrupted() {
+                    return Vec::new();
+                }
+                let c1 = (c0 + block).min(k);
+                let (at, rp) = ((c0, c1, k, n), replayed.as_ref());
+                // The rows by ascending probability of each class, sorted as integers (equal
+                // keys are equal probabilities; -0 is 0).
+                if packed {
+                    gather_into(pk, at, rp, &rows.scores, |r, x| {
+                        Packed((ascending_key32(x as f32) as u64) << 32 | ptag(r))
+                    });
+                    pk_tmp.resize(n, Packed::default());
+                    (c0..c1)
+                        .zip(pk.iter_mut())
+                        .map(|(c, sorted)| {
+                            if crate::runtime::interrupted() {
+                                return Vec::new();
+                            }
+                            crate::sorted::msd_sort(sorted, pk_tmp, true);
+                            walk(c, Keys::Packed(sorted, label_bits))
+                        })
+                        .collect()
+                } else {
+                    gather_into(wide, at, rp, &rows.scores, |r, x| {
+                        Unweighted(ascending_key(x), tag(r))
+                    });
+                    wide_tmp.resize(n, Unweighted::default());
+                    (c0..c1)
+                        .zip(wide.iter_mut())
+                        .map(|(c, sorted)| {
+                            if crate::runtime::interrupted() {
+                                return Vec::new();
+                            }
+                            crate::sorted::msd_sort(sorted, wide_tmp, true);
+                            walk(c, Keys::Wide(sorted))
+                        })
+                        .collect()
+                }
+            },
+        )
         .collect();
+    let passes: Vec<Vec<Pass>> = per_block.into_iter().flatten().collect();
     if crate::runtime::interrupted() {
         return Vec::new();
     }
@@ -960,6 +1195,93 @@ pub fn aucs(
                 .collect()
         })
         .collect()
+}
+
+/// A replayed job's batches, ready for the class passes of [`aucs`].
+struct Replayed<'a> {
+    sources: Vec<ProbSource<'a>>,
+    /// Per batch: its kept rows `r0..r1` (positions ascend) and the position of its first row.
+    spans: Vec<(usize, usize, usize)>,
+    /// Each kept row's [`row_scale`] (empty with `normalize="raise"`: rows are used as given).
+    scale: Vec<(f64, f64)>,
+    normalize: Normalize,
+    labels: Vec<u32>,
+}
+
+impl<'a> Replayed<'a> {
+    /// `columns`: each batch's probability columns (see [`ReplayProbs::columns_of`]).
+    fn new(
+        rp: &ReplayProbs,
+        columns: &'a [Vec<ArrayRef>],
+        positions: &[f64],
+        k: usize,
+    ) -> Replayed<'a> {
+        use rayon::prelude::*;
+        let sources: Vec<ProbSource<'a>> = columns.iter().map(|c| ProbSource::new(c, k)).collect();
+        let mut spans = Vec::with_capacity(rp.batches.len());
+        let (mut start, mut r0) = (0usize, 0usize);
+        for b in rp.batches {
+            let end = start + b.num_rows();
+            let r1 = r0 + positions[r0..].partition_point(|p| (*p as usize) < end);
+            spans.push((r0, r1, start));
+            (start, r0) = (end, r1);
+        }
+        let map = ClassMap::new(rp.classes);
+        let mut labels = Vec::with_capacity(positions.len());
+        let mut codes = Vec::new();
+        for (b, &(r0, r1, start)) in rp.batches.iter().zip(&spans) {
+            label_codes(b.column(rp.label), 0, b.num_rows(), &map, &mut codes);
+            labels.extend(positions[r0..r1].iter().map(|p| codes[*p as usize - start]));
+        }
+        let mut scale = Vec::new();
+        if rp.normalize != Normalize::Raise {
+            for (src, &(r0, r1, start)) in sources.iter().zip(&spans) {
+                scale.par_extend((r0..r1).into_par_iter().map_init(
+                    || vec![0.0; k],
+                    |buf, r| {
+                        // (An accepted row reads whole.)
+                        let _ = src.read(positions[r] as usize - start, buf);
+                        row_scale(buf, rp.normalize)
+                    },
+                ));
+            }
+        }
+        Replayed {
+            sources,
+            spans,
+            scale,
+            normalize: rp.normalize,
+            labels,
+        }
+    }
+
+    /// Calls `put(r, c - c0, p)` for every kept row `r` (in order) and class `c` in `c0..c1`,
+    /// `p` the row's probability of `c` as the pass normalized it.
+    fn each_value(
+        &self,
+        positions: &[f64],
+        c0: usize,
+        c1: usize,
+        put: &mut impl FnMut(usize, usize, f64),
+    ) {
+        for (src, &(r0, r1, start)) in self.sources.iter().zip(&self.spans) {
+            let rows = (r0..r1).map(|r| (r, positions[r] as usize - start));
+            if self.normalize == Normalize::Raise {
+                src.each_value(rows, c0, c1, &mut *put);
+            } else {
+                let (how, scale) = (self.normalize, &self.scale);
+                src.each_value(rows, c0, c1, &mut |r, o, x| {
+                    put(r, o, scaled(x, scale[r], how))
+                });
+            }
+        }
+    }
+
+    /// Whether every probability the pass used is a float32 (read as given from float32
+    /// columns), so that 32-bit keys order them.
+    fn f32_values(&self) -> bool {
+        self.normalize == Normalize::Raise && self.sources.iter().all(ProbSource::is_f32)
+    }
 }
 
 /// The per-class and confusion rows of the reported slices, gathered while finalizing (the
@@ -1285,6 +1607,79 @@ impl<'a> ProbSource<'a> {
         }
     }
 
+    /// Whether the values are float32.
+    fn is_f32(&self) -> bool {
+        match &self.lists {
+            Some((vals, ..)) => matches!(vals, Flat::F32(_)),
+            None => self.cols.iter().all(|(v, _)| matches!(v, Flat::F32(_))),
+        }
+    }
+
+    /// Calls `f(r, c - c0, x)` for each `(r, i)` of `rows` and class `c` in `c0..c1`, `x` the
+    /// value of class `c` of batch row `i` as given (unchecked: rows the pass accepted).
+    #[inline]
+    pub fn each_value(
+        &self,
+        rows: impl Iterator<Item = (usize, usize)>,
+        c0: usize,
+        c1: usize,
+        f: &mut impl FnMut(usize, usize, f64),
+    ) {
+        let (k, width) = (self.k, c1 - c0);
+        macro_rules! fixed {
+            ($v:expr, $conv:expr) => {{
+                for (r, i) in rows {
+                    let at = i * k + c0;
+                    for (o, x) in $v[at..at + width].iter().enumerate() {
+                        f(r, o, $conv(*x));
+                    }
+                }
+            }};
+        }
+        match &self.lists {
+            // (The common layout, a fixed-size list: a contiguous run of each row.)
+            Some((Flat::F32(v), Rows::Fixed, ..)) => fixed!(v, |x: f32| x as f64),
+            Some((Flat::F64(v), Rows::Fixed, ..)) => fixed!(v, |x: f64| x),
+            _ => {
+                let mut buf = vec![0.0; width];
+                for (r, i) in rows {
+                    self.read_classes(i, c0, &mut buf);
+                    for (o, x) in buf.iter().enumerate() {
+                        f(r, o, *x);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The values of classes `c0..c0 + out.len()` of batch row `i` into `out`, as given and
+    /// unchecked (a row the pass accepted: [`ProbSource::read`] found it whole).
+    #[inline]
+    pub fn read_classes(&self, i: usize, c0: usize, out: &mut [f64]) {
+        if let Some((vals, rows, _, _)) = &self.lists {
+            let start = match rows {
+                Rows::Fixed => i * self.k,
+                Rows::I32(o) => o[i] as usize,
+                Rows::I64(o) => o[i] as usize,
+            } + c0;
+            let end = start + out.len();
+            match vals {
+                // (The common layouts read a contiguous run.)
+                Flat::F32(v) => {
+                    for (o, x) in out.iter_mut().zip(&v[start..end]) {
+                        *o = *x as f64;
+                    }
+                }
+                Flat::F64(v) => out.copy_from_slice(&v[start..end]),
+                Flat::Owned(v) => out.copy_from_slice(&v[start..end]),
+            }
+            return;
+        }
+        for (o, (vals, _)) in out.iter_mut().zip(&self.cols[c0..]) {
+            *o = vals.get(i);
+        }
+    }
+
     /// Reads batch row `i` into `out` (K values) as given.
     #[inline]
     pub fn read(&self, i: usize, out: &mut [f64]) -> std::result::Result<(), RowProblem> {
@@ -1316,6 +1711,40 @@ impl<'a> ProbSource<'a> {
             *o = vals.get(i);
         }
         Ok(())
+    }
+}
+
+/// What [`normalize_row`] makes of the values `p` of a row it accepted, one class at a time:
+/// `(m, s)` such that a value `x` becomes `x` (`Raise`), `x / s` (`Divide`) or
+/// `exp(x - m) / s` (`Softmax`), the same bits as `normalize_row`.
+pub fn row_scale(p: &[f64], how: Normalize) -> (f64, f64) {
+    // (The sums run in class order from 0, as in `normalize_row`.)
+    let mut s = 0.0;
+    match how {
+        Normalize::Raise => (0.0, 1.0),
+        Normalize::Divide => {
+            for v in p {
+                s += *v;
+            }
+            (0.0, s)
+        }
+        Normalize::Softmax => {
+            let m = p.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+            for v in p {
+                s += (*v - m).exp();
+            }
+            (m, s)
+        }
+    }
+}
+
+/// [`row_scale`] applied to one value `x`.
+#[inline(always)]
+fn scaled(x: f64, (m, s): (f64, f64), how: Normalize) -> f64 {
+    match how {
+        Normalize::Raise => x,
+        Normalize::Divide => x / s,
+        Normalize::Softmax => (x - m).exp() / s,
     }
 }
 

@@ -403,8 +403,10 @@ where
                             Vec::new()
                         };
                         let r = if plan.multiclass {
+                            // (A replayed job keeps each row's position in its batches.)
+                            let pos = rows + lo as u64;
                             update_multiclass_piece(
-                                &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
+                                &plan, &cols, &ids, lo, hi, first, pos, st, rk, scratch,
                             )
                         } else if plan.regression {
                             update_regression_piece(
@@ -509,6 +511,7 @@ where
             batches: retained,
             label: label_idx,
             scores: score_idx.clone(),
+            mc_scores: mc_idx.clone(),
         }),
     })
 }
@@ -1277,6 +1280,7 @@ pub(super) struct MulticlassScratch {
 /// every model's probabilities read in place (a row of K values at a time: the probability
 /// matrix is never copied) and checked or normalized, their weights and replicate weights
 /// drawn, and each accepted row added to its slice of every spec. Returns the rows dropped.
+/// `first_pos`: the position of row `lo` in the job's batches (a replayed job keeps it).
 #[allow(clippy::too_many_arguments)]
 fn update_multiclass_piece(
     plan: &Plan,
@@ -1285,6 +1289,7 @@ fn update_multiclass_piece(
     lo: usize,
     hi: usize,
     first_row: u64,
+    first_pos: u64,
     state: &mut ChunkState,
     rank: &mut [RankWindow],
     scratch: &mut Scratch,
@@ -1382,7 +1387,19 @@ fn update_multiclass_piece(
             key = r.row_key(rid);
             r.fill(key, w, 0, &mut kw[..]);
         }
-        if plan.keep_rows {
+        if plan.keep_rows && plan.replay {
+            // One entry per row: its position in the batches, read again at finalization (as
+            // an f64, exact for any position an in-memory table can have).
+            let pos = (first_pos + j as u64) as f64;
+            for win in rank.iter_mut() {
+                win.put(pos, false, w, key);
+                let at = win.at;
+                for (dst, src) in win.ids.iter_mut().zip(ids) {
+                    dst[at] = src[i];
+                }
+                win.at += 1;
+            }
+        } else if plan.keep_rows {
             // One entry per class (in class order, never reordered: see `multiclass::aucs`).
             for (win, pm) in rank.iter_mut().zip(p.iter()) {
                 for (c, v) in pm.iter().enumerate() {

@@ -204,7 +204,8 @@ fn finalize_parts(
         });
         crate::runtime::check()?;
     }
-    if let (true, Some(replay)) = (plan.replay, &state.replay) {
+    // (A binary job replays for its quantile bins; a multiclass one for its ROC-AUCs, below.)
+    if let (true, true, Some(replay)) = (plan.replay, plan.prob_counts, &state.replay) {
         qbins = (0..models)
             .map(|m| {
                 let cols = ReplayColumns {
@@ -236,7 +237,8 @@ fn finalize_parts(
     } else {
         Vec::new()
     };
-    // The multiclass exact ROC-AUCs, from the kept entries: `[model][spec][id]`.
+    // The multiclass exact ROC-AUCs, from the kept entries (and a replayed job's batches):
+    // `[model][spec][id]`.
     let mc_aucs: Vec<Vec<Vec<crate::multiclass::SliceAuc>>> = match &spec.multiclass {
         Some(mc) if plan.keep_rows => {
             let reps = plan
@@ -246,7 +248,19 @@ fn finalize_parts(
                 .map(|(r, iv)| (r, iv.slots()));
             let aucs = (0..models)
                 .map(|m| {
-                    pool.install(|| crate::multiclass::aucs(rank.get(m), &n_ids, mc.k(), reps))
+                    // (A replayed job reads the probabilities again from its batches.)
+                    let replay = state
+                        .replay
+                        .as_ref()
+                        .map(|r| crate::multiclass::ReplayProbs {
+                            batches: &r.batches,
+                            label: r.label,
+                            columns: &r.mc_scores[m],
+                            classes: &mc.classes,
+                            normalize: mc.normalize,
+                        });
+                    let (rk, k) = (rank.get(m), mc.k());
+                    pool.install(|| crate::multiclass::aucs(rk, &n_ids, k, reps, replay.as_ref()))
                 })
                 .collect();
             crate::runtime::check()?;

@@ -47,8 +47,9 @@ pub struct Plan<'a> {
     /// Whether each piece adds its accepted (probability, unweighted) rows to the
     /// `reliability::ProbHist` of the overall slice's quantile bins.
     pub prob_counts: bool,
-    /// Whether the overall slice's quantile bins (the only rows the job would keep) come from
-    /// its histogram and a second read of the in-memory batches instead of kept rows.
+    /// Whether the job reads its in-memory batches a second time at finalization instead of
+    /// keeping rows: the binary overall slice's quantile bins (the only rows the job would
+    /// keep, from its histogram), or the multiclass probabilities of the exact ROC-AUCs.
     pub replay: bool,
     /// The regression family: its row kernel and blocks replace the binary ones.
     pub regression: bool,
@@ -64,8 +65,9 @@ pub struct Plan<'a> {
     /// calibration errors' bins (empty: none).
     pub top_ks: Vec<usize>,
     pub ece_edges: Vec<f64>,
-    /// Kept entries per accepted row: 1, or K for the multiclass exact ROC-AUCs (one entry per
-    /// class: its score and whether it is the label, see `multiclass::aucs`).
+    /// Kept entries per accepted row: 1, or K for the multiclass exact ROC-AUCs of a state
+    /// that is not replayed (one entry per class: its score and whether it is the label, see
+    /// `multiclass::aucs`).
     pub kept_per_row: usize,
 }
 
@@ -180,7 +182,12 @@ impl<'a> Plan<'a> {
             plan.calib_edges = Vec::new();
             plan.quantile_bins = false;
             plan.keep_rows = spec.metrics.iter().any(Metric::is_rank);
-            plan.kept_per_row = k;
+            // The exact ROC-AUCs read every row's K probabilities at finalization: a state
+            // that is finalized in the call over an in-memory input keeps one entry a row
+            // (its position) and reads the probability matrix again in place; any other
+            // keeps the K entries (see `multiclass::aucs`).
+            plan.replay = plan.keep_rows && replayable;
+            plan.kept_per_row = if plan.replay { 1 } else { k };
             plan.sketch_runs = 0;
             plan.top_ks = super::MulticlassSpec::top_ks(&spec.metrics);
             plan.ece_edges = if ece {

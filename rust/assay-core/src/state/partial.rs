@@ -18,6 +18,8 @@ pub struct Replay {
     pub batches: Vec<RecordBatch>,
     pub label: usize,
     pub scores: Vec<usize>,
+    /// A multiclass job's probability columns per model (a list column, or K columns).
+    pub mc_scores: Vec<Vec<usize>>,
 }
 
 /// The mergeable state of a job over some rows.
