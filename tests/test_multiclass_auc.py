@@ -198,11 +198,82 @@ def test_discover_slices_finds_the_weak_slice_of_a_multiclass_model():
                                    scores={"a": "probs", "b": "probs2"}, features=["light"])
 
 
-def test_aucs_are_exact_only():
-    # (The binary ROC-AUC modes are refused by name; the engine refuses them too.)
-    with pytest.raises(InvalidArgumentError, match="multiclass ROC-AUCs .* are exact"):
-        assay.Spec(label="y", score="p", task="multiclass", metrics=["roc_auc_ovr"],
-                   auc="binned")
+def test_sketch_mode_is_refused_with_the_modes_there_are():
+    for kw in ({"auc": "sketch"}, {"auc_max_runs": 64}):
+        with pytest.raises(InvalidArgumentError, match="multiclass ROC-AUCs .* exact or binned"):
+            assay.Spec(label="y", score="p", task="multiclass", metrics=["roc_auc_ovr"], **kw)
+    df = pl.DataFrame({"y": [0, 1, 2], "p": np.eye(3)})
+    with pytest.raises(InvalidArgumentError, match="auc=\"sketch\" and auc_max_runs= are for"):
+        assay.evaluate(df, task="multiclass", label="y", score="p", auc="sketch")
+
+
+@st.composite
+def binned_cases(draw):
+    k, y, p, w, g = draw(cases())
+    bins = draw(st.sampled_from([2, 3, 7, 64, 4096]))
+    return k, y, p, w, g, bins
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=binned_cases())
+def test_binned_aucs_are_the_exact_aucs_of_the_binned_probabilities(case):
+    """auc="binned" replaces each probability by its equal-width bin over [0, 1] (the binary
+    rule, the top bin closed): its four averages and per-class values equal scikit-learn's on
+    the bin indices, per slice, weighted or not."""
+    k, y, p, w, g, bins = case
+    df = pl.DataFrame({"y": y, "p": p, "g": g, **({} if w is None else {"w": w})})
+    rep = assay.evaluate(df, task="multiclass", label="y", score="p", classes=list(range(k)),
+                         slices=["g"], metrics=AUCS, weight=None if w is None else "w",
+                         auc="binned", auc_bins=bins)
+    binned = np.minimum(np.floor(p * bins), bins - 1)
+    per_class = rep.per_class()
+    for row in rep.table.iter_rows(named=True):
+        m = np.ones(len(y), bool) if row["g"] is None else g == row["g"]
+        want = sk_aucs(y[m], binned[m], None if w is None else w[m])
+        for name, v in zip(AUCS, want):
+            if v is None:
+                assert row[name] is None, name
+            else:
+                assert row[name] == pytest.approx(v, rel=1e-9, abs=1e-12), name
+        got = per_class.filter(pl.col("slice") == row["slice"])
+        for c, auc in zip(got["class"].cast(pl.Int64), got["roc_auc"]):
+            pos = y[m] == c
+            if pos.all() or not pos.any():
+                assert auc is None
+            else:
+                want_c = skm.roc_auc_score(pos, binned[m][:, c],
+                                           sample_weight=None if w is None else w[m])
+                assert auc == pytest.approx(want_c, rel=1e-9, abs=1e-12)
+
+
+def test_binned_states_merge_to_one_pass_and_have_no_bootstrap():
+    from assay.demo import SPECIES, make_multiclass_data
+
+    t = make_multiclass_data(20_000, seed=4)
+    df = pl.from_arrow(t).with_row_index("id").with_columns(pl.col("id").cast(pl.Int64))
+    spec = assay.Spec(label="species", score="probs", task="multiclass", classes=SPECIES,
+                      slices=["light"], metrics=["accuracy", "roc_auc_ovr", "roc_auc_ovo"],
+                      auc="binned", auc_bins=256)
+    parts = [spec.accumulate(df[a:b]) for a, b in ((0, 7_000), (7_000, 20_000))]
+    shipped = [assay.PartialState.from_bytes(s.to_bytes()) for s in reversed(parts)]
+    got = assay.merge(shipped).finalize()
+    want = spec.evaluate(df)
+    assert got.table.equals(want.table) and got.per_class().equals(want.per_class())
+    # The state holds a fixed histogram per slice, however many rows.
+    assert len(parts[0].to_bytes()) == len(parts[1].to_bytes())
+    # The histograms have no replicates: a bootstrap of the ROC-AUCs is refused before any
+    # row is read, naming the way out.
+    boot = assay.Spec(label="species", score="probs", task="multiclass", classes=SPECIES,
+                      metrics=["accuracy", "roc_auc_ovr"], auc="binned", bootstrap=20)
+    with pytest.raises(InvalidArgumentError,
+                       match="multiclass ROC-AUCs need auc=\"exact\".*job of their own"):
+        boot.evaluate(df)
+    # A histogram the job cannot hold is refused before any row is read, naming the remedy.
+    many = pl.DataFrame({"y": np.arange(50), "p": np.eye(50)})
+    with pytest.raises(InvalidArgumentError,
+                       match="50 x 50 x 1000000 histogram cells per slice: use fewer auc_bins"):
+        assay.evaluate(many, task="multiclass", label="y", score="p", metrics=["roc_auc_ovo"],
+                       auc="binned", auc_bins=1_000_000)
 
 
 def test_the_command_line_evaluates_a_multiclass_model(tmp_path, capsys):

@@ -219,12 +219,28 @@ def _classes_arg(classes: Any) -> tuple[Any, ...] | None:
     return values
 
 
+def _binary_options(task: str, threshold: Any, auc: Any, auc_bins: Any, auc_max_runs: Any,
+                    calibration_strategy: Any, calibration_bins: Any
+                    ) -> dict[str, tuple[Any, Any]]:
+    """The options of the binary task that another task must leave at their defaults, as
+    ``name=(value, default)`` (multiclass bins its calibration errors and, with
+    ``auc="binned"``, its ROC-AUCs too)."""
+    binary: dict[str, tuple[Any, Any]] = {
+        "threshold": (threshold, 0.5), "auc_max_runs": (auc_max_runs, None),
+        "calibration_strategy": (calibration_strategy, "uniform")}
+    if task != "multiclass":
+        binary.update(auc=(auc, "exact"), auc_bins=(auc_bins, 4096),
+                      calibration_bins=(calibration_bins, 15))
+    return binary
+
+
 def _check_multiclass_auc(task: str, auc: Any, auc_bins: Any, auc_max_runs: Any) -> None:
-    """Refuses the binary ROC-AUC modes for a multiclass job, saying why."""
-    if task == "multiclass" and (auc != "exact" or auc_bins != 4096 or auc_max_runs is not None):
+    """Refuses the ROC-AUC mode a multiclass job does not have, saying why."""
+    if task == "multiclass" and (auc == "sketch" or auc_max_runs is not None):
         raise InvalidArgumentError(
-            "the multiclass ROC-AUCs (roc_auc_ovr, roc_auc_ovo, ...) are exact: auc=, auc_bins= "
-            "and auc_max_runs= choose the mode of the binary roc_auc")
+            "the multiclass ROC-AUCs (roc_auc_ovr, roc_auc_ovo, ...) are exact or binned: "
+            "auc=\"sketch\" and auc_max_runs= are for the binary roc_auc (auc=\"binned\" keeps "
+            "a fixed histogram of auc_bins bins per slice and class)")
 
 
 def _with_top_k(metrics: Any, k: Any, task: str) -> Any:
@@ -642,7 +658,9 @@ def evaluate(
         ``error_bound``). Bootstrap intervals of ``roc_auc`` and ``average_precision`` need
         ``"exact"`` (with a sketch use ``ci_method="analytic"``: DeLong), and quantile
         calibration bins (``calibration_strategy="quantile"``, ``ace``), which keep every
-        row, need ``"exact"`` or ``"binned"`` next to those metrics.
+        row, need ``"exact"`` or ``"binned"`` next to those metrics. With
+        ``task="multiclass"``, ``"exact"`` or ``"binned"`` (each class's probability binned,
+        one histogram per class and slice; see docs/multiclass.md).
     auc_bins : int
         Histogram bins for ``auc="binned"``: an integer in [2, 1000000].
     auc_max_runs : int, optional
@@ -767,12 +785,8 @@ def evaluate(
     """
     column = _task_column(task, score, prediction)
     metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
-    binary: dict[str, tuple[Any, Any]] = {
-        "threshold": (threshold, 0.5), "auc": (auc, "exact"), "auc_bins": (auc_bins, 4096),
-        "auc_max_runs": (auc_max_runs, None),
-        "calibration_strategy": (calibration_strategy, "uniform")}
-    if task != "multiclass":  # (multiclass bins its calibration errors too)
-        binary["calibration_bins"] = (calibration_bins, 15)
+    binary = _binary_options(task, threshold, auc, auc_bins, auc_max_runs,
+                             calibration_strategy, calibration_bins)
     _check_multiclass_auc(task, auc, auc_bins, auc_max_runs)
     names, bounds = _task_options(
         task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)

@@ -37,6 +37,7 @@ from ._evaluate import (
     SliceEntry,
     SliceLike,
     _calibration,
+    _binary_options,
     _check_multiclass_auc,
     _default_metrics,
     _interval,
@@ -364,12 +365,8 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
             score = models[0][1]
             compare = (models[0][0], models[1:])
         metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
-        binary: dict[str, tuple[Any, Any]] = {
-            "threshold": (threshold, 0.5), "auc": (auc, "exact"), "auc_bins": (auc_bins, 4096),
-            "auc_max_runs": (auc_max_runs, None),
-            "calibration_strategy": (calibration_strategy, "uniform")}
-        if task != "multiclass":
-            binary["calibration_bins"] = (calibration_bins, 15)
+        binary = _binary_options(task, threshold, auc, auc_bins, auc_max_runs,
+                                 calibration_strategy, calibration_bins)
         _check_multiclass_auc(task, auc, auc_bins, auc_max_runs)
         names, bounds = _task_options(
             task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)

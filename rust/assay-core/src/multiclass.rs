@@ -51,6 +51,12 @@ pub struct Layout {
     pub tops: usize,
     pub bins: usize,
     pub classwise: bool,
+    /// `auc="binned"`: the histogram bins (0: none), whether each class's histograms split
+    /// the rows by label (for the one-vs-one pairs; else the rest and the class), and so the
+    /// labels per class (K or 2).
+    pub auc_bins: usize,
+    pub auc_pairs: bool,
+    pub auc_labels: usize,
 }
 
 const W: usize = 0;
@@ -65,6 +71,9 @@ impl Layout {
             tops: shape.top_k,
             bins: shape.ece_bins,
             classwise: shape.classwise,
+            auc_bins: shape.auc_bins,
+            auc_pairs: shape.auc_pairs,
+            auc_labels: if shape.auc_pairs { shape.classes } else { 2 },
         }
     }
 
@@ -104,10 +113,23 @@ impl Layout {
         self.confusion_w() + self.k * self.k
     }
 
-    /// Fields of a slice's block: the slot fields, the per-class row counts and the confusion
-    /// matrix (weights, then counts; `[actual * K + predicted]`).
-    pub fn block_len(&self) -> usize {
+    fn auc_hist(&self) -> usize {
         self.confusion_n() + self.k * self.k
+    }
+
+    /// The histogram cell of class `c`'s probability bin `bin` among the rows of label `y`.
+    #[inline]
+    fn auc_cell(&self, c: usize, y: usize, bin: usize) -> usize {
+        let lab = if self.auc_pairs { y } else { (c == y) as usize };
+        self.auc_hist() + (c * self.auc_labels + lab) * self.auc_bins + bin
+    }
+
+    /// Fields of a slice's block: the slot fields, the per-class row counts, the confusion
+    /// matrix (weights, then counts; `[actual * K + predicted]`) and, with `auc="binned"`,
+    /// the ROC-AUC histograms (weights; `[(class * labels + label) * bins + bin]`, `label`
+    /// 1 for the class and 0 for the rest without `auc_pairs`).
+    pub fn block_len(&self) -> usize {
+        self.auc_hist() + self.k * self.auc_labels * self.auc_bins
     }
 }
 
@@ -230,6 +252,13 @@ impl Kernel<'_> {
         f[l.support() + t.y] += 1.0;
         f[l.confusion_w() + t.y * l.k + t.pred] += w;
         f[l.confusion_n() + t.y * l.k + t.pred] += 1.0;
+        if l.auc_bins > 0 {
+            // (The binary binned rule: equal-width bins over [0, 1], the top one closed.)
+            let b = l.auc_bins;
+            for (c, &v) in r.p.iter().enumerate() {
+                f[l.auc_cell(c, t.y, ((v * b as f64) as usize).min(b - 1))] += w;
+            }
+        }
         let slots = self.slots;
         if slots == 0 {
             return;
@@ -658,6 +687,57 @@ fn averages(lw: &[f64], ovr_num: &[f64], u: f64, v: f64) -> ([Option<f64>; 4], V
         ],
         ovr,
     )
+}
+
+/// The `auc="binned"` ROC-AUCs of a slice from its histograms (see [`Layout::block_len`]):
+/// the exact values of the probabilities replaced by their bins (rows in one bin are tied
+/// and count one half), as the binary `auc="binned"`; no replicates.
+pub fn binned_aucs(block: &[f64], l: &Layout) -> SliceAuc {
+    let (k, bins) = (l.k, l.auc_bins);
+    let hist = |c: usize, lab: usize| -> &[f64] {
+        let at = l.auc_hist() + (c * l.auc_labels + lab) * bins;
+        &block[at..at + bins]
+    };
+    // The Mann-Whitney numerator of `pos` over `neg`: each negative's weight times the
+    // positive weight above its bin, plus half the positive weight in it.
+    let num = |pos: &[f64], neg: &[f64]| -> f64 {
+        let (mut above, mut x) = (0.0, 0.0);
+        for (p, q) in pos.iter().zip(neg).rev() {
+            x += q * (above + 0.5 * p);
+            above += p;
+        }
+        x
+    };
+    let pairs = l.auc_pairs;
+    let lw: Vec<f64> = (0..k)
+        .map(|c| hist(c, if pairs { c } else { 1 }).iter().sum())
+        .collect();
+    let (mut ovr_num, mut u, mut v) = (vec![0.0; k], 0.0, 0.0);
+    for c in 0..k {
+        if !pairs {
+            ovr_num[c] = num(hist(c, 1), hist(c, 0));
+            continue;
+        }
+        for j in (0..k).filter(|j| *j != c) {
+            let x = num(hist(c, c), hist(c, j));
+            if x == 0.0 {
+                continue;
+            }
+            let (wc, wj) = (lw[c], lw[j]);
+            ovr_num[c] += x;
+            u += x / (wc * wj);
+            v += x * (wc + wj) / (wc * wj);
+        }
+    }
+    let (avg, ovr) = averages(&lw, &ovr_num, u, v);
+    SliceAuc {
+        ovr,
+        ovr_macro: avg[0],
+        ovr_weighted: avg[1],
+        ovo_macro: avg[2],
+        ovo_weighted: avg[3],
+        reps: Vec::new(),
+    }
 }
 
 /// Classes whose probabilities one sweep over the kept rows gathers (see [`aucs`]).
@@ -2018,6 +2098,9 @@ mod tests {
             tops: 1,
             bins,
             classwise: bins > 0,
+            auc_bins: 0,
+            auc_pairs: false,
+            auc_labels: 2,
         }
     }
 

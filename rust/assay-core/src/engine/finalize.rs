@@ -266,6 +266,26 @@ fn finalize_parts(
             crate::runtime::check()?;
             aucs
         }
+        // (auc="binned": from each slice's histograms.)
+        Some(_) if plan.shape.auc_bins > 0 => {
+            let layout = crate::multiclass::Layout::of(&plan.shape);
+            let blen = layout.block_len();
+            (0..models)
+                .map(|m| {
+                    (0..n_specs + 1)
+                        .map(|k| {
+                            let st = &total.specs[m * (n_specs + 1) + k];
+                            (0..n_ids[k])
+                                .map(|id| {
+                                    let block = &st.fam[id * blen..(id + 1) * blen];
+                                    crate::multiclass::binned_aucs(block, &layout)
+                                })
+                                .collect()
+                        })
+                        .collect()
+                })
+                .collect()
+        }
         _ => Vec::new(),
     };
     drop(rank);

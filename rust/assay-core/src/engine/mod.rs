@@ -193,10 +193,13 @@ impl EvalSpec {
                             .into(),
                     ));
                 }
-                if self.metrics.iter().any(Metric::is_rank) && self.auc != AucMode::Exact {
+                if self.metrics.iter().any(Metric::is_rank)
+                    && matches!(self.auc, AucMode::Sketch(_))
+                {
                     return Err(AssayError::InvalidArgument(
-                        "the multiclass ROC-AUCs are exact (auc=\"binned\" and \"sketch\" are \
-                         for binary scores)"
+                        "the multiclass ROC-AUCs are exact or binned: auc=\"sketch\" is for \
+                         binary scores (auc=\"binned\" keeps a fixed histogram per slice and \
+                         class)"
                             .into(),
                     ));
                 }
@@ -313,6 +316,15 @@ impl EvalSpec {
                     AucMode::Sketch(_) => ("sketch", "runs"),
                     _ => ("binned", "histogram"),
                 };
+                if self.family == Family::Multiclass {
+                    return Err(AssayError::InvalidArgument(
+                        "bootstrap intervals of the multiclass ROC-AUCs need auc=\"exact\" \
+                         (auc=\"binned\" keeps one histogram per slice and class, without \
+                         replicates); for intervals of the other metrics, evaluate the ROC-AUCs \
+                         in a job of their own"
+                            .into(),
+                    ));
+                }
                 return Err(AssayError::InvalidArgument(format!(
                     "bootstrap intervals of roc_auc/average_precision need auc=\"exact\"; with \
                      auc=\"{mode}\" use ci_method=\"analytic\" (DeLong on the {what})"

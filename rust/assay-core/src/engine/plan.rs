@@ -126,6 +126,8 @@ impl<'a> Plan<'a> {
                 top_k: 0,
                 ece_bins: 0,
                 classwise: false,
+                auc_bins: 0,
+                auc_pairs: false,
             },
             resampler: spec
                 .interval
@@ -181,7 +183,13 @@ impl<'a> Plan<'a> {
             plan.rep_losses = false;
             plan.calib_edges = Vec::new();
             plan.quantile_bins = false;
-            plan.keep_rows = spec.metrics.iter().any(Metric::is_rank);
+            // The ROC-AUCs: exact from kept rows, or binned from per-slice histograms.
+            let rank = spec.metrics.iter().any(Metric::is_rank);
+            let auc_bins = match spec.auc {
+                AucMode::Binned(b) if rank => b,
+                _ => 0,
+            };
+            plan.keep_rows = rank && auc_bins == 0;
             // The exact ROC-AUCs read every row's K probabilities at finalization: a state
             // that is finalized in the call over an in-memory input keeps one entry a row
             // (its position) and reads the probability matrix again in place; any other
@@ -202,6 +210,12 @@ impl<'a> Plan<'a> {
                 top_k: plan.top_ks.len(),
                 ece_bins: if ece { cal.bins } else { 0 },
                 classwise: spec.metrics.contains(&Metric::EceClasswise),
+                auc_bins,
+                auc_pairs: auc_bins > 0
+                    && spec
+                        .metrics
+                        .iter()
+                        .any(|m| matches!(m, Metric::RocAucOvo | Metric::RocAucOvoWeighted)),
                 ..StateShape::default()
             };
             plan.calib_shape = plan.shape;
@@ -328,14 +342,26 @@ pub fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<(
         + 8 * sh.logit as usize * LOGIT_CELLS * LOGIT_FIELDS;
     let bytes = ids.saturating_mul(per_id).saturating_mul(pieces + 1);
     if bytes > MAX_STATE_BYTES {
-        // (A multiclass slice keeps K x K confusion cells and its per-class sums.)
-        let (classes, hint) = if sh.classes > 0 {
+        // (A multiclass slice keeps K x K confusion cells and its per-class sums, and with
+        // auc="binned" K x 2 (or K x K) histograms.)
+        let (classes, hint) = if sh.auc_bins > 0 {
             (
                 format!(" x {} classes", sh.classes),
-                "; each slice keeps a K x K confusion matrix: merge rare classes",
+                format!(
+                    "; auc=\"binned\" keeps {} x {} x {} histogram cells per slice: use fewer \
+                     auc_bins, or auc=\"exact\"",
+                    sh.classes,
+                    if sh.auc_pairs { sh.classes } else { 2 },
+                    sh.auc_bins
+                ),
+            )
+        } else if sh.classes > 0 {
+            (
+                format!(" x {} classes", sh.classes),
+                "; each slice keeps a K x K confusion matrix: merge rare classes".to_string(),
             )
         } else {
-            (String::new(), "")
+            (String::new(), String::new())
         };
         return Err(AssayError::InvalidArgument(format!(
             "this job needs about {:.1} GiB of per-slice state ({ids} slices{classes} x {} \

@@ -290,7 +290,12 @@ fn write_shape(w: &mut Writer, s: &StateShape) {
         w.len(s.classes);
         w.len(s.top_k);
         w.len(s.ece_bins);
-        w.u8(s.classwise as u8);
+        // (Bit 1: the binned ROC-AUC histograms follow; a state without them reads as before.)
+        w.u8(s.classwise as u8 | ((s.auc_bins > 0) as u8) << 1);
+        if s.auc_bins > 0 {
+            w.len(s.auc_bins);
+            w.u8(s.auc_pairs as u8);
+        }
     }
 }
 
@@ -318,12 +323,25 @@ fn read_shape(r: &mut Reader) -> Result<StateShape> {
         top_k: 0,
         ece_bins: 0,
         classwise: false,
+        auc_bins: 0,
+        auc_pairs: false,
     };
     if shape.family == Family::Multiclass {
         shape.classes = r.usize(crate::multiclass::MAX_CLASSES, "classes")?;
         shape.top_k = r.usize(BIG, "top-k accuracies")?;
         shape.ece_bins = r.usize(BIG, "calibration bins")?;
-        shape.classwise = r.flag()?;
+        let flags = r.u8()?;
+        if flags > 3 {
+            return Err(bad("bad multiclass flags"));
+        }
+        shape.classwise = flags & 1 == 1;
+        if flags & 2 == 2 {
+            shape.auc_bins = r.usize(BIG, "ROC-AUC histogram bins")?;
+            shape.auc_pairs = r.flag()?;
+            if shape.auc_bins < 2 {
+                return Err(bad("ROC-AUC histogram bins out of range"));
+            }
+        }
     }
     Ok(shape)
 }

@@ -336,6 +336,10 @@ pub struct StateShape {
     pub top_k: usize,
     pub ece_bins: usize,
     pub classwise: bool,
+    /// Multiclass `auc="binned"`: the score bins of the ROC-AUC histograms (0: none), and
+    /// whether they split the other classes by label (for the one-vs-one pairs).
+    pub auc_bins: usize,
+    pub auc_pairs: bool,
 }
 
 /// Per-slice states of one slice spec: dense arrays indexed by slice id.
