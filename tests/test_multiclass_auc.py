@@ -230,13 +230,13 @@ def test_binned_aucs_are_the_exact_aucs_of_the_binned_probabilities(case):
     for row in rep.table.iter_rows(named=True):
         m = np.ones(len(y), bool) if row["g"] is None else g == row["g"]
         want = sk_aucs(y[m], binned[m], None if w is None else w[m])
-        for name, v in zip(AUCS, want):
+        for name, v in zip(AUCS, want, strict=True):
             if v is None:
                 assert row[name] is None, name
             else:
                 assert row[name] == pytest.approx(v, rel=1e-9, abs=1e-12), name
         got = per_class.filter(pl.col("slice") == row["slice"])
-        for c, auc in zip(got["class"].cast(pl.Int64), got["roc_auc"]):
+        for c, auc in zip(got["class"].cast(pl.Int64), got["roc_auc"], strict=True):
             pos = y[m] == c
             if pos.all() or not pos.any():
                 assert auc is None
@@ -419,7 +419,8 @@ def test_a_job_that_reads_its_batches_again_equals_one_that_keeps_its_probabilit
     table = pa.table(cols)
     bounds = sorted({0, n, *(min(c, n) for c in cuts)})
     table = pa.Table.from_batches(
-        [b for lo, hi in zip(bounds, bounds[1:]) for b in table.slice(lo, hi - lo).to_batches()],
+        [b for lo, hi in zip(bounds, bounds[1:], strict=False)
+         for b in table.slice(lo, hi - lo).to_batches()],
         schema=table.schema)
     score = [f"p{c}" for c in range(k)] if "columns" in form else "p"
     spec = assay.Spec(label="y", score=score, task="multiclass", classes=list(range(k)),
