@@ -983,7 +983,7 @@ def test_error_rows_are_rows_of_the_whole_input_across_batches():
     ({"quantiles": [0.5]}, InvalidArgumentError, r"quantiles only applies"),
     ({"auc": "sketch"}, InvalidArgumentError, r"multiclass ROC-AUCs .* are exact or binned"),
     ({"auc_bins": 1}, InvalidArgumentError, r"auc_bins"),
-    ({"calibration_strategy": "quantile"}, InvalidArgumentError, r"calibration_strategy"),
+    ({"calibration_strategy": "median"}, InvalidArgumentError, r"calibration_strategy"),
     ({"metrics": ["roc_auc"]}, InvalidArgumentError, r"roc_auc is not a multiclass metric"),
     ({"metrics": ["mae"]}, InvalidArgumentError, r"mae is not a multiclass metric"),
     ({"k": 0}, InvalidArgumentError, r"k \(of top_k_accuracy\)"),

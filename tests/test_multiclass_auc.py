@@ -1,7 +1,9 @@
 """The multiclass ROC-AUCs (one-vs-rest and one-vs-one, macro and weighted) against
-scikit-learn per slice, their bootstrap replicates against scikit-learn with the replicate
-weights, and multiclass through the rest of assay: split jobs and their state bytes, paired
-comparisons, slice discovery and the command line."""
+scikit-learn per slice, exact and binned, their bootstrap replicates against scikit-learn with
+the replicate weights, the calibration errors on quantile bins (which, like the exact ROC-AUCs,
+read every row's probabilities at finalization) against a numpy reference, and multiclass
+through the rest of assay: split jobs and their state bytes, paired comparisons, slice
+discovery and the command line."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import assay
+import calib_reference as ref
 from assay import _native
 from assay.cli import main
 from assay.errors import InvalidArgumentError
@@ -440,3 +443,59 @@ def test_a_job_that_reads_its_batches_again_equals_one_that_keeps_its_probabilit
             assert a[c].to_list() == b[c].to_list() or (
                 a[c].dtype == pl.Float64
                 and np.array_equal(a[c].to_numpy(), b[c].to_numpy(), equal_nan=True)), c
+
+
+def quantile_ece(s: np.ndarray, y: np.ndarray, w: np.ndarray | None, n_bins: int) -> float:
+    """The binary calibration module's ECE on quantile bins (docs/calibration.md)."""
+    ids, _ = ref.bin_ids(s, n_bins, "quantile", w)
+    w = np.ones(len(s)) if w is None else w
+    gap = np.bincount(ids, w * (y - s), n_bins)
+    return float(np.abs(gap).sum() / w.sum())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), n_bins=st.sampled_from([1, 3, 10, 15]), form=st.sampled_from(
+    ["evaluate", "accumulate"]))
+def test_calibration_errors_on_quantile_bins_match_the_reference(case, n_bins, form):
+    """calibration_strategy="quantile": the top-label error bins each slice's top
+    probabilities at their own quantiles (against whether the argmax, ties to the lowest
+    index, is the label); the classwise error bins each class's probabilities (against whether
+    the label is the class) and averages over the K classes. Both routes of the kept rows (read
+    again from memory, or kept K a row in a partial state) give the reference."""
+    k, y, p, w, g = case
+    df = pl.DataFrame({"y": y, "p": p, "g": g, **({} if w is None else {"w": w})})
+    spec = assay.Spec(label="y", score="p", task="multiclass", classes=list(range(k)),
+                      slices=["g"], metrics=["ece_top_label", "ece_classwise", "accuracy"],
+                      weight=None if w is None else "w", calibration_strategy="quantile",
+                      calibration_bins=n_bins)
+    rep = spec.evaluate(df) if form == "evaluate" else spec.accumulate(df).finalize()
+    for row in rep.table.iter_rows(named=True):
+        m = np.ones(len(y), bool) if row["g"] is None else g == row["g"]
+        ym, pm, wm = y[m], p[m], None if w is None else w[m]
+        conf, hit = pm.max(axis=1), (pm.argmax(axis=1) == ym).astype(float)
+        assert row["ece_top_label"] == pytest.approx(
+            quantile_ece(conf, hit, wm, n_bins), rel=1e-9, abs=1e-12)
+        classwise = np.mean([quantile_ece(pm[:, c], (ym == c).astype(float), wm, n_bins)
+                             for c in range(k)])
+        assert row["ece_classwise"] == pytest.approx(classwise, rel=1e-9, abs=1e-12)
+
+
+def test_quantile_calibration_errors_have_no_interval_and_merge_like_one_pass():
+    from assay.demo import SPECIES, make_multiclass_data
+
+    t = make_multiclass_data(12_000, seed=5)
+    df = pl.from_arrow(t).with_row_index("id").with_columns(pl.col("id").cast(pl.Int64))
+    spec = assay.Spec(label="species", score="probs", task="multiclass", classes=SPECIES,
+                      slices=["light"], metrics=["accuracy", "ece_top_label", "ece_classwise",
+                                                 "roc_auc_ovr"],
+                      calibration_strategy="quantile", bootstrap=20, row_id="id")
+    rep = spec.evaluate(df)
+    assert rep.table["accuracy_lo"].null_count() == 0
+    assert rep.table["ece_top_label_lo"].null_count() == rep.table.height
+    notes = rep.notes.filter(pl.col("metric") == "ece_classwise")["note"].unique().to_list()
+    assert notes == ["no interval: quantile bins take their edges from the data; use "
+                     'calibration_strategy="uniform"']
+    parts = [spec.accumulate(df[a:b]) for a, b in ((0, 5_000), (5_000, 12_000))]
+    got = assay.merge([assay.PartialState.from_bytes(p.to_bytes()) for p in parts]).finalize()
+    for c in ("ece_top_label", "ece_classwise", "roc_auc_ovr", "accuracy_hi"):
+        assert got.table[c].to_list() == rep.table[c].to_list(), c

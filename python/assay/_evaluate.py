@@ -223,14 +223,14 @@ def _binary_options(task: str, threshold: Any, auc: Any, auc_bins: Any, auc_max_
                     calibration_strategy: Any, calibration_bins: Any
                     ) -> dict[str, tuple[Any, Any]]:
     """The options of the binary task that another task must leave at their defaults, as
-    ``name=(value, default)`` (multiclass bins its calibration errors and, with
-    ``auc="binned"``, its ROC-AUCs too)."""
+    ``name=(value, default)`` (multiclass bins its calibration errors, uniform or quantile,
+    and, with ``auc="binned"``, its ROC-AUCs too)."""
     binary: dict[str, tuple[Any, Any]] = {
-        "threshold": (threshold, 0.5), "auc_max_runs": (auc_max_runs, None),
-        "calibration_strategy": (calibration_strategy, "uniform")}
+        "threshold": (threshold, 0.5), "auc_max_runs": (auc_max_runs, None)}
     if task != "multiclass":
         binary.update(auc=(auc, "exact"), auc_bins=(auc_bins, 4096),
-                      calibration_bins=(calibration_bins, 15))
+                      calibration_bins=(calibration_bins, 15),
+                      calibration_strategy=(calibration_strategy, "uniform"))
     return binary
 
 
@@ -709,7 +709,8 @@ def evaluate(
         ``"uniform"``: equal-width bins over [0, 1], left-closed (the last closed).
         ``"quantile"``: equal-mass bins at each slice's exact score quantiles, right-closed
         (ties at an edge go to the lower bin); like exact ROC-AUC it keeps the rows to find
-        the edges. See :func:`assay.reliability` for the table behind these metrics.
+        the edges. See :func:`assay.reliability` for the table behind these metrics. With
+        ``task="multiclass"`` the same two rules bin ``ece_top_label`` and ``ece_classwise``.
 
     Returns
     -------

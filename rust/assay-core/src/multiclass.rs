@@ -304,6 +304,113 @@ impl Kernel<'_> {
     }
 }
 
+/// The quantile-binned calibration errors of every slice of every spec (`[spec][id]`: the
+/// top-label and the classwise one, None where not asked or the slice is empty), from the kept
+/// rows of a job (the two routes of [`aucs`]). They are the binary calibration module's
+/// quantile bins (`docs/calibration.md`): top-label, of each row's top probability against
+/// whether its argmax (ties to the lowest index) is its label; classwise, of each class's
+/// probability against whether the label is that class, averaged over the K classes.
+pub fn quantile_eces(
+    rows: &crate::state::RankRows,
+    n_ids: &[usize],
+    k: usize,
+    replay: Option<&ReplayProbs>,
+    n_bins: usize,
+    (top, classwise): (bool, bool),
+) -> Vec<Vec<[Option<f64>; 2]>> {
+    use crate::state::RankRows;
+    let stride = if replay.is_some() { 1 } else { k.max(1) };
+    let n = rows.scores.len() / stride;
+    let replay_columns = replay.map_or_else(Vec::new, ReplayProbs::columns_of);
+    let replayed = replay.map(|rp| Replayed::new(rp, &replay_columns, &rows.scores, k));
+    let labels: Vec<u32> = match &replayed {
+        Some(rp) => rp.labels.clone(),
+        None => (0..n)
+            .map(|r| (0..k).find(|c| rows.labels[r * k + c] == 1).unwrap_or(0) as u32)
+            .collect(),
+    };
+    // Calls `f(r, c - c0, p)` for every row and class of `c0..c1`.
+    let each = |c0: usize, c1: usize, f: &mut dyn FnMut(usize, usize, f64)| match &replayed {
+        Some(rp) => rp.each_value(&rows.scores, c0, c1, &mut |r, o, x| f(r, o, x)),
+        None => {
+            for r in 0..n {
+                for (o, x) in rows.scores[r * k + c0..r * k + c1].iter().enumerate() {
+                    f(r, o, *x);
+                }
+            }
+        }
+    };
+    // The rows' weights and slice ids, shared by every binary view of them.
+    let mut view = RankRows {
+        weights: if rows.weights.is_empty() {
+            Vec::new()
+        } else {
+            (0..n).map(|r| rows.weights[r * stride]).collect()
+        },
+        ids: rows
+            .ids
+            .iter()
+            .map(|ids| (0..n).map(|r| ids[r * stride]).collect())
+            .collect(),
+        ..RankRows::default()
+    };
+    // The calibration error of every slice of the binary rows (scores, labels).
+    let mut ece_of = |scores: Vec<f64>, labels: Vec<u8>| -> Vec<Vec<Option<f64>>> {
+        (view.scores, view.labels) = (scores, labels);
+        crate::reliability::quantile_bin_states(&view, n_ids, n_bins, None)
+            .iter()
+            .map(|spec| {
+                spec.iter()
+                    .map(|(_, bins)| crate::reliability::bin_metric(Metric::Ece, bins).ok())
+                    .collect()
+            })
+            .collect()
+    };
+    let mut out: Vec<Vec<[Option<f64>; 2]>> =
+        n_ids.iter().map(|ids| vec![[None, None]; *ids]).collect();
+    if top && !crate::runtime::interrupted() {
+        let (mut conf, mut pred) = (vec![f64::NEG_INFINITY; n], vec![0u32; n]);
+        each(0, k, &mut |r, c, x| {
+            if x > conf[r] {
+                (conf[r], pred[r]) = (x, c as u32);
+            }
+        });
+        let hit = pred
+            .iter()
+            .zip(&labels)
+            .map(|(p, y)| (p == y) as u8)
+            .collect();
+        for (o, e) in out.iter_mut().zip(ece_of(conf, hit)) {
+            for (o, e) in o.iter_mut().zip(e) {
+                o[0] = e;
+            }
+        }
+    }
+    if classwise {
+        let mut sums: Vec<Vec<Option<f64>>> =
+            n_ids.iter().map(|ids| vec![Some(0.0); *ids]).collect();
+        for c in 0..k {
+            if crate::runtime::interrupted() {
+                break;
+            }
+            let mut p = vec![0.0; n];
+            each(c, c + 1, &mut |r, _, x| p[r] = x);
+            let y = labels.iter().map(|y| (*y as usize == c) as u8).collect();
+            for (s, e) in sums.iter_mut().zip(ece_of(p, y)) {
+                for (s, e) in s.iter_mut().zip(e) {
+                    *s = s.zip(e).map(|(a, b)| a + b);
+                }
+            }
+        }
+        for (o, s) in out.iter_mut().zip(sums) {
+            for (o, s) in o.iter_mut().zip(s) {
+                o[1] = s.map(|x| x / k as f64);
+            }
+        }
+    }
+    out
+}
+
 /// A slice's fields (its block, or one replicate slot's gathered fields), read as metrics.
 pub struct Block<'a> {
     pub f: &'a [f64],
@@ -419,6 +526,10 @@ impl Block<'_> {
                 Some(i) => in_range(self.f[TOP + i] / w, 0.0, 1.0),
                 None => unreachable!("top-k accuracy at a k the job did not keep"),
             },
+            // (Quantile bins are built at finalization: `quantile_eces`.)
+            EceTopLabel | EceClasswise if l.bins == 0 => {
+                unreachable!("{} without the pass's uniform bins", m.name())
+            }
             EceTopLabel => loose(self.ece_sum(l.ece(), l.bins) / w, 1.0, SUM_TOLERANCE),
             EceClasswise => {
                 let at = l.classwise_at();
@@ -452,12 +563,23 @@ pub fn slice_results(
     layout: &Layout,
     ks: &[usize],
     auc: Option<&SliceAuc>,
+    qece: Option<[Option<f64>; 2]>,
     metrics: &[Metric],
     iv: Option<&crate::bootstrap::IntervalSpec>,
     small: bool,
     mut keep: Option<&mut Vec<Vec<f64>>>,
 ) -> (Vec<Value>, Option<Vec<crate::bootstrap::Interval>>) {
     use crate::bootstrap::CiMethod;
+    // The calibration errors of quantile bins (built at finalization; see `quantile_eces`).
+    let quantile = |m: Metric| -> Option<Value> {
+        let q = qece?;
+        let v = match m {
+            Metric::EceTopLabel => q[0],
+            Metric::EceClasswise => q[1],
+            _ => return None,
+        };
+        Some(v.map_or(Err(NO_WEIGHT), |x| loose(x, 1.0, SUM_TOLERANCE)))
+    };
     let main = Block {
         f: block,
         layout: *layout,
@@ -473,6 +595,8 @@ pub fn slice_results(
                     Some(a) if block[W] > 0.0 => a.value(*m),
                     _ => Err(NO_WEIGHT),
                 }
+            } else if let Some(v) = quantile(*m) {
+                v
             } else {
                 main.value(*m)
             }
@@ -508,6 +632,10 @@ pub fn slice_results(
         intervals.push(match *v {
             Err(why) => Err(why),
             Ok(_) if iv.method == CiMethod::Analytic => Err(NO_ANALYTIC_MULTICLASS),
+            Ok(_) if quantile(*m).is_some() => {
+                kept = vec![f64::NAN; slots];
+                Err(crate::reliability::NO_REPLICATED_EDGES)
+            }
             Ok(_) if *m == Metric::NClassesPresent => {
                 // (Its replicate values serve a comparison's paired differences.)
                 kept = replicates(*m);

@@ -239,8 +239,9 @@ fn finalize_parts(
     };
     // The multiclass exact ROC-AUCs, from the kept entries (and a replayed job's batches):
     // `[model][spec][id]`.
+    let exact_aucs = spec.metrics.iter().any(Metric::is_rank) && plan.shape.auc_bins == 0;
     let mc_aucs: Vec<Vec<Vec<crate::multiclass::SliceAuc>>> = match &spec.multiclass {
-        Some(mc) if plan.keep_rows => {
+        Some(mc) if plan.keep_rows && exact_aucs => {
             let reps = plan
                 .resampler
                 .as_ref()
@@ -285,6 +286,44 @@ fn finalize_parts(
                         .collect()
                 })
                 .collect()
+        }
+        _ => Vec::new(),
+    };
+    // The multiclass calibration errors of quantile bins, from the kept rows (the same two
+    // routes): `[model][spec][id]` of (top-label, classwise).
+    let mc_qece: Vec<Vec<Vec<[Option<f64>; 2]>>> = match &spec.multiclass {
+        Some(mc) if plan.keep_rows && cal.rule == BinRule::Quantile => {
+            let wants = (
+                spec.metrics.contains(&Metric::EceTopLabel),
+                spec.metrics.contains(&Metric::EceClasswise),
+            );
+            let out = (0..models)
+                .map(|m| {
+                    let replay = state
+                        .replay
+                        .as_ref()
+                        .map(|r| crate::multiclass::ReplayProbs {
+                            batches: &r.batches,
+                            label: r.label,
+                            columns: &r.mc_scores[m],
+                            classes: &mc.classes,
+                            normalize: mc.normalize,
+                        });
+                    let (rk, k) = (rank.get(m), mc.k());
+                    pool.install(|| {
+                        crate::multiclass::quantile_eces(
+                            rk,
+                            &n_ids,
+                            k,
+                            replay.as_ref(),
+                            cal.bins,
+                            wants,
+                        )
+                    })
+                })
+                .collect();
+            crate::runtime::check()?;
+            out
         }
         _ => Vec::new(),
     };
@@ -395,6 +434,7 @@ fn finalize_parts(
                     let layout = crate::multiclass::Layout::of(&fin_shape);
                     let block = &st.fam[idu * blen..(idu + 1) * blen];
                     let auc = mc_aucs.get(m).map(|a| &a[k][idu]);
+                    let qece = mc_qece.get(m).map(|q| q[k][idu]);
                     if m == 0 {
                         let label = desc.as_ref().map_or("overall", |d| d.label.as_str());
                         mc_tables.add(label, block, &layout, auc, small);
@@ -405,6 +445,7 @@ fn finalize_parts(
                         &layout,
                         &plan.top_ks,
                         auc,
+                        qece,
                         &spec.metrics,
                         spec.interval.as_ref(),
                         small,

@@ -182,17 +182,6 @@ impl EvalSpec {
                         cols.len()
                     )));
                 }
-                let ece = self
-                    .metrics
-                    .iter()
-                    .any(|m| matches!(m, Metric::EceTopLabel | Metric::EceClasswise));
-                if ece && self.calibration.rule != crate::reliability::BinRule::Uniform {
-                    return Err(AssayError::InvalidArgument(
-                        "ece_top_label and ece_classwise use uniform bins: pass \
-                         calibration_strategy=\"uniform\""
-                            .into(),
-                    ));
-                }
                 if self.metrics.iter().any(Metric::is_rank)
                     && matches!(self.auc, AucMode::Sketch(_))
                 {

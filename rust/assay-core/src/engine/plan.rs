@@ -189,11 +189,15 @@ impl<'a> Plan<'a> {
                 AucMode::Binned(b) if rank => b,
                 _ => 0,
             };
-            plan.keep_rows = rank && auc_bins == 0;
-            // The exact ROC-AUCs read every row's K probabilities at finalization: a state
-            // that is finalized in the call over an in-memory input keeps one entry a row
-            // (its position) and reads the probability matrix again in place; any other
-            // keeps the K entries (see `multiclass::aucs`).
+            // Quantile calibration bins take their edges from each slice's probabilities:
+            // the calibration errors are then built at finalization from the kept rows.
+            let quantile_ece = ece && cal.rule == BinRule::Quantile;
+            let ece = ece && !quantile_ece;
+            plan.keep_rows = (rank && auc_bins == 0) || quantile_ece;
+            // The exact ROC-AUCs (and quantile calibration bins) read every row's K
+            // probabilities at finalization: a state that is finalized in the call over an
+            // in-memory input keeps one entry a row (its position) and reads the probability
+            // matrix again in place; any other keeps the K entries (see `multiclass::aucs`).
             plan.replay = plan.keep_rows && replayable;
             plan.kept_per_row = if plan.replay { 1 } else { k };
             plan.sketch_runs = 0;
@@ -209,7 +213,7 @@ impl<'a> Plan<'a> {
                 classes: k,
                 top_k: plan.top_ks.len(),
                 ece_bins: if ece { cal.bins } else { 0 },
-                classwise: spec.metrics.contains(&Metric::EceClasswise),
+                classwise: ece && spec.metrics.contains(&Metric::EceClasswise),
                 auc_bins,
                 auc_pairs: auc_bins > 0
                     && spec
