@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import calib_reference as ref
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -19,7 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import assay
-import calib_reference as ref
 from assay import _native
 from assay.cli import main
 from assay.errors import InvalidArgumentError
