@@ -271,28 +271,41 @@ fn finalize_parts(
         Some(_) if plan.shape.auc_bins > 0 => {
             let layout = crate::multiclass::Layout::of(&plan.shape);
             let blen = layout.block_len();
-            (0..models)
+            // (K x K x bins a slice with the one-vs-one pairs: slices in parallel.)
+            let aucs = (0..models)
                 .map(|m| {
                     (0..n_specs + 1)
                         .map(|k| {
                             let st = &total.specs[m * (n_specs + 1) + k];
-                            (0..n_ids[k])
-                                .map(|id| {
-                                    let block = &st.fam[id * blen..(id + 1) * blen];
-                                    crate::multiclass::binned_aucs(block, &layout)
-                                })
-                                .collect()
+                            pool.install(|| {
+                                (0..n_ids[k])
+                                    .into_par_iter()
+                                    .map(|id| {
+                                        let block = &st.fam[id * blen..(id + 1) * blen];
+                                        crate::multiclass::binned_aucs(block, &layout)
+                                    })
+                                    .collect()
+                            })
                         })
                         .collect()
                 })
-                .collect()
+                .collect();
+            crate::runtime::check()?;
+            aucs
         }
         _ => Vec::new(),
     };
     // The multiclass calibration errors of quantile bins, from the kept rows (the same two
     // routes): `[model][spec][id]` of (top-label, classwise).
     let mc_qece: Vec<Vec<Vec<[Option<f64>; 2]>>> = match &spec.multiclass {
-        Some(mc) if plan.keep_rows && cal.rule == BinRule::Quantile => {
+        Some(mc)
+            if plan.keep_rows
+                && cal.rule == BinRule::Quantile
+                && spec
+                    .metrics
+                    .iter()
+                    .any(|m| matches!(m, Metric::EceTopLabel | Metric::EceClasswise)) =>
+        {
             let wants = (
                 spec.metrics.contains(&Metric::EceTopLabel),
                 spec.metrics.contains(&Metric::EceClasswise),
