@@ -39,6 +39,9 @@ JOBS = {
                          " score='p', slices=['ts'], metrics=['accuracy'], progress=True)",
     "discovery": "assay.discover_slices(pa.concat_tables([t] * 10), label='y', score='p', "
                  "features=[f'c{i}' for i in range(10)], max_level=4, min_support=10)",
+    "multiclass-auc": "assay.evaluate(mt, task='multiclass', label='y', score='p', "
+                      "slices=['c0'], metrics=['accuracy', 'roc_auc_ovr', 'roc_auc_ovo'], "
+                      "normalize='divide', bootstrap=400)",
     # A directory of Parquet files, streamed from disk (SETUP writes it).
     "parquet-files": "assay.evaluate(folder, label='y', score='p', slices=['c0', 'c1'], "
                      "metrics=['roc_auc', 'log_loss'])",
@@ -58,7 +61,15 @@ _FILES = (
         "            os.path.join(folder, f'part-{i}.parquet'))\n"
         "import pyarrow.dataset as ds\n"
 )
-SETUP = {"parquet-files": _FILES, "dataset-reader": _FILES}
+# Multiclass probabilities (20 classes, float32), for the exact ROC-AUCs' class passes.
+_MULTICLASS = (
+        "k = 20\n"
+        "z = rng.random((n // 4, k), dtype=np.float32)\n"
+        "z /= z.sum(axis=1, keepdims=True)\n"
+        "mt = pa.table({'y': rng.integers(0, k, n // 4), 'c0': t.column('c0').slice(0, n // 4),\n"
+        "               'p': pa.FixedSizeListArray.from_arrays(pa.array(z.ravel()), k)})\n"
+)
+SETUP = {"parquet-files": _FILES, "dataset-reader": _FILES, "multiclass-auc": _MULTICLASS}
 
 
 @pytest.mark.parametrize("job", list(JOBS))

@@ -1204,8 +1204,18 @@ pub fn aucs(
                     }
                 }
             };
+        // (A pass with replicate slots is long: it polls the job's interrupt every so many
+        // rows; a stopped pass's sums are never reported, see `aucs`' end.)
+        let step = (1usize << 18) / (1 + slots * n_ids.len());
+        let mut next_poll = step;
         let mut g = 0;
         while g < n {
+            if g >= next_poll {
+                if crate::runtime::interrupted() {
+                    break;
+                }
+                next_poll = g + step;
+            }
             let key = sorted.key(g);
             if g + 1 == n || sorted.key(g + 1) != key {
                 // A row of its own probability (the common case): no tie to split.
