@@ -1031,6 +1031,22 @@ pub fn aucs(
     resampler: Option<(&crate::bootstrap::Resampler, usize)>,
     replay: Option<&ReplayProbs>,
 ) -> Vec<Vec<SliceAuc>> {
+    aucs_within(rows, n_ids, k, resampler, replay, SORT_BUDGET)
+}
+
+/// Bytes of sort records the class passes of one job hold at once, at most (a class needs
+/// 16 or 8 bytes a row, and as much scratch, whatever the budget).
+const SORT_BUDGET: usize = 4 << 30;
+
+/// [`aucs`] with the sort records of the class passes in flight within `sort_budget` bytes.
+fn aucs_within(
+    rows: &crate::state::RankRows,
+    n_ids: &[usize],
+    k: usize,
+    resampler: Option<(&crate::bootstrap::Resampler, usize)>,
+    replay: Option<&ReplayProbs>,
+    sort_budget: usize,
+) -> Vec<Vec<SliceAuc>> {
     use rayon::prelude::*;
     // Kept entries a row.
     let stride = if replay.is_some() { 1 } else { k.max(1) };
@@ -1102,13 +1118,6 @@ pub fn aucs(
         u_b: Vec<f64>,
         v_b: Vec<f64>,
     }
-    // Classes are taken a block at a time: one sweep over the rows gathers the block's
-    // probabilities (neighbours in each row's entries, so a row's cache line serves them
-    // all). Few classes go one at a time, so that the threads share them evenly. (The block
-    // changes which task sorts a class, never its sums: the result does not depend on it.)
-    let threads = rayon::current_num_threads().max(1);
-    let block = (k / (4 * threads)).clamp(1, CLASS_BLOCK);
-    let blocks: Vec<usize> = (0..k).step_by(block).collect();
     // The class passes sort records of (probability key, row, label). Where every probability
     // is a float32 read as given, and the rows and labels fit in 32 bits, a record is one
     // u64 (the float32 key above the row and label): half the bytes to sort. Both orders are
@@ -1116,6 +1125,18 @@ pub fn aucs(
     let label_bits = usize::BITS - (k.max(2) - 1).leading_zeros();
     let packed = replayed.as_ref().is_some_and(Replayed::f32_values)
         && (n as u64) << label_bits <= 1u64 << 32;
+    // Classes are taken a block at a time: one sweep over the rows gathers the block's
+    // probabilities (neighbours in each row's entries, so a row's cache line serves them
+    // all). Few classes go one at a time, so that the threads share them evenly. A task holds
+    // its block's records and a scratch buffer: within `sort_budget` bytes for all the tasks
+    // in flight, blocks shrink, then fewer tasks run at once. (Neither changes a class's sums:
+    // the result depends on neither.)
+    let threads = rayon::current_num_threads().max(1);
+    let per_class = n.max(1).saturating_mul(if packed { 8 } else { 16 });
+    let concurrent = (sort_budget / per_class.saturating_mul(2)).clamp(1, threads);
+    let fits = (sort_budget / concurrent.saturating_mul(per_class)).saturating_sub(1);
+    let block = (k / (4 * threads)).clamp(1, CLASS_BLOCK).min(fits.max(1));
+    let blocks: Vec<usize> = (0..k).step_by(block).collect();
     let tag = |r: usize| (r as u64) << 16 | labels[r] as u64;
     let ptag = |r: usize| (r as u64) << label_bits | labels[r] as u64;
     // Gathers the records of classes `c0..c1` (a block) into `out` (one vector a class).
@@ -1318,59 +1339,69 @@ pub fn aucs(
             })
             .collect()
     };
-    // Per block task: its classes' passes, in class order (the buffers are reused).
+    // Per block task: its classes' passes, in class order (the buffers are reused); within
+    // the budget's tasks in flight (a smaller pool of the job's threads).
     type Buffers = (
         Vec<Vec<Unweighted>>,
         Vec<Unweighted>,
         Vec<Vec<Packed>>,
         Vec<Packed>,
     );
-    let per_block: Vec<Vec<Vec<Pass>>> = blocks
-        .into_par_iter()
-        .map_init(
-            || -> Buffers { Default::default() },
-            |(wide, wide_tmp, pk, pk_tmp): &mut Buffers, c0| {
-                if crate::runtime::interrupted() {
-                    return Vec::new();
-                }
-                let c1 = (c0 + block).min(k);
-                let (at, rp) = ((c0, c1, k, n), replayed.as_ref());
-                // The rows by ascending probability of each class, sorted as integers (equal
-                // keys are equal probabilities; -0 is 0).
-                if packed {
-                    gather_into(pk, at, rp, &rows.scores, |r, x| {
-                        Packed((ascending_key32(x as f32) as u64) << 32 | ptag(r))
-                    });
-                    pk_tmp.resize(n, Packed::default());
-                    (c0..c1)
-                        .zip(pk.iter_mut())
-                        .map(|(c, sorted)| {
-                            if crate::runtime::interrupted() {
-                                return Vec::new();
-                            }
-                            crate::sorted::msd_sort(sorted, pk_tmp, true);
-                            walk(c, Keys::Packed(sorted, label_bits))
-                        })
-                        .collect()
-                } else {
-                    gather_into(wide, at, rp, &rows.scores, |r, x| {
-                        Unweighted(ascending_key(x), tag(r))
-                    });
-                    wide_tmp.resize(n, Unweighted::default());
-                    (c0..c1)
-                        .zip(wide.iter_mut())
-                        .map(|(c, sorted)| {
-                            if crate::runtime::interrupted() {
-                                return Vec::new();
-                            }
-                            crate::sorted::msd_sort(sorted, wide_tmp, true);
-                            walk(c, Keys::Wide(sorted))
-                        })
-                        .collect()
-                }
-            },
-        )
-        .collect();
+    let run = || -> Vec<Vec<Vec<Pass>>> {
+        blocks
+            .into_par_iter()
+            .map_init(
+                || -> Buffers { Default::default() },
+                |(wide, wide_tmp, pk, pk_tmp): &mut Buffers, c0| {
+                    if crate::runtime::interrupted() {
+                        return Vec::new();
+                    }
+                    let c1 = (c0 + block).min(k);
+                    let (at, rp) = ((c0, c1, k, n), replayed.as_ref());
+                    // The rows by ascending probability of each class, sorted as integers (equal
+                    // keys are equal probabilities; -0 is 0).
+                    if packed {
+                        gather_into(pk, at, rp, &rows.scores, |r, x| {
+                            Packed((ascending_key32(x as f32) as u64) << 32 | ptag(r))
+                        });
+                        pk_tmp.resize(n, Packed::default());
+                        (c0..c1)
+                            .zip(pk.iter_mut())
+                            .map(|(c, sorted)| {
+                                if crate::runtime::interrupted() {
+                                    return Vec::new();
+                                }
+                                crate::sorted::msd_sort(sorted, pk_tmp, true);
+                                walk(c, Keys::Packed(sorted, label_bits))
+                            })
+                            .collect()
+                    } else {
+                        gather_into(wide, at, rp, &rows.scores, |r, x| {
+                            Unweighted(ascending_key(x), tag(r))
+                        });
+                        wide_tmp.resize(n, Unweighted::default());
+                        (c0..c1)
+                            .zip(wide.iter_mut())
+                            .map(|(c, sorted)| {
+                                if crate::runtime::interrupted() {
+                                    return Vec::new();
+                                }
+                                crate::sorted::msd_sort(sorted, wide_tmp, true);
+                                walk(c, Keys::Wide(sorted))
+                            })
+                            .collect()
+                    }
+                },
+            )
+            .collect()
+    };
+    let per_block = match concurrent < threads {
+        true => match crate::runtime::job_pool(Some(concurrent)) {
+            Ok(pool) => pool.install(run),
+            Err(_) => run(),
+        },
+        false => run(),
+    };
     let passes: Vec<Vec<Pass>> = per_block.into_iter().flatten().collect();
     if crate::runtime::interrupted() {
         return Vec::new();
@@ -2255,6 +2286,41 @@ mod tests {
     fn binary_brier_is_halved() {
         let t = row_terms(&[0.3, 0.7], 1, &[]);
         assert!((t.brier - 0.09).abs() < 1e-15);
+    }
+
+    #[test]
+    fn the_sort_budget_changes_no_bit_of_the_aucs() {
+        // Kept entries of 300 rows of 6 classes (K a row), weighted, in 3 slices, with ties.
+        let (n, k) = (300usize, 6usize);
+        let mut x = 11u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut rows = crate::state::RankRows::with_specs(1);
+        for _ in 0..n {
+            let y = (next() * k as f64) as usize;
+            let (w, slice) = (0.5 + next(), (next() * 3.0) as u32);
+            for c in 0..k {
+                rows.scores.push((next() * 8.0).floor() / 8.0);
+                rows.labels.push((c == y) as u8);
+                rows.weights.push(w);
+                rows.ids[0].push(slice);
+            }
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let all = pool.install(|| aucs_within(&rows, &[1, 3], k, None, None, usize::MAX));
+        // One class at a time, on one thread; and blocks of two classes on two threads.
+        for budget in [1, 2 * 16 * n, 3 * 16 * n * 2] {
+            let got = pool.install(|| aucs_within(&rows, &[1, 3], k, None, None, budget));
+            assert_eq!(got, all, "budget {budget}");
+        }
+        assert!(all[0][0].ovr_macro.is_some_and(|a| a > 0.0 && a < 1.0));
     }
 
     #[test]
