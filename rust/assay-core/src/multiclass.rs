@@ -323,22 +323,16 @@ pub fn quantile_eces(
     let n = rows.scores.len() / stride;
     let replay_columns = replay.map_or_else(Vec::new, ReplayProbs::columns_of);
     let replayed = replay.map(|rp| Replayed::new(rp, &replay_columns, &rows.scores, k));
-    let labels: Vec<u32> = match &replayed {
-        Some(rp) => rp.labels.clone(),
-        None => (0..n)
-            .map(|r| (0..k).find(|c| rows.labels[r * k + c] == 1).unwrap_or(0) as u32)
-            .collect(),
-    };
-    // Calls `f(r, c - c0, p)` for every row and class of `c0..c1`.
-    let each = |c0: usize, c1: usize, f: &mut dyn FnMut(usize, usize, f64)| match &replayed {
-        Some(rp) => rp.each_value(&rows.scores, c0, c1, &mut |r, o, x| f(r, o, x)),
-        None => {
-            for r in 0..n {
-                for (o, x) in rows.scores[r * k + c0..r * k + c1].iter().enumerate() {
-                    f(r, o, *x);
-                }
-            }
-        }
+    let labels = kept_labels(rows, k, replayed.as_ref());
+    let each = |c0: usize, c1: usize, f: &mut dyn FnMut(usize, usize, f64)| {
+        each_kept(
+            &rows.scores,
+            k,
+            replayed.as_ref(),
+            c0,
+            c1,
+            &mut |r, o, x| f(r, o, x),
+        )
     };
     // The rows' weights and slice ids, shared by every binary view of them.
     let mut view = RankRows {
@@ -761,6 +755,18 @@ fn auc_index(m: Metric) -> usize {
 }
 
 impl SliceAuc {
+    /// The values of [`averages`] (and the replicates').
+    fn new(avg: [Option<f64>; 4], ovr: Vec<Option<f64>>, reps: Vec<[f64; 4]>) -> SliceAuc {
+        SliceAuc {
+            ovr,
+            ovr_macro: avg[0],
+            ovr_weighted: avg[1],
+            ovo_macro: avg[2],
+            ovo_weighted: avg[3],
+            reps,
+        }
+    }
+
     pub fn value(&self, m: Metric) -> Value {
         let v = [
             self.ovr_macro,
@@ -858,14 +864,7 @@ pub fn binned_aucs(block: &[f64], l: &Layout) -> SliceAuc {
         }
     }
     let (avg, ovr) = averages(&lw, &ovr_num, u, v);
-    SliceAuc {
-        ovr,
-        ovr_macro: avg[0],
-        ovr_weighted: avg[1],
-        ovo_macro: avg[2],
-        ovo_weighted: avg[3],
-        reps: Vec::new(),
-    }
+    SliceAuc::new(avg, ovr, Vec::new())
 }
 
 /// Classes whose probabilities one sweep over the kept rows gathers (see [`aucs`]).
@@ -984,6 +983,40 @@ impl Keys<'_> {
     }
 }
 
+/// Each kept row's label: read again from the batches (`replayed`), or the class whose entry
+/// is the label (K entries a row).
+fn kept_labels(rows: &crate::state::RankRows, k: usize, replayed: Option<&Replayed>) -> Vec<u32> {
+    match replayed {
+        Some(rp) => rp.labels.clone(),
+        None => (0..rows.scores.len() / k.max(1))
+            .map(|r| (0..k).find(|c| rows.labels[r * k + c] == 1).unwrap_or(0) as u32)
+            .collect(),
+    }
+}
+
+/// Calls `f(r, c - c0, p)` for every kept row `r` (in order) and class `c` in `c0..c1`, `p`
+/// the row's probability of `c`: read again from the batches (`replayed`, where `scores` are
+/// the rows' positions), or the row's entries in `scores` (K a row).
+fn each_kept(
+    scores: &[f64],
+    k: usize,
+    replayed: Option<&Replayed>,
+    c0: usize,
+    c1: usize,
+    f: &mut impl FnMut(usize, usize, f64),
+) {
+    match replayed {
+        Some(rp) => rp.each_value(scores, c0, c1, f),
+        None => {
+            for r in 0..scores.len() / k.max(1) {
+                for (o, x) in scores[r * k + c0..r * k + c1].iter().enumerate() {
+                    f(r, o, *x);
+                }
+            }
+        }
+    }
+}
+
 /// The in-memory batches of a job finalized in the call, read again for its exact ROC-AUCs
 /// (see [`aucs`]): the pass kept one entry a row, its position in `batches` as its score.
 pub struct ReplayProbs<'a> {
@@ -1068,12 +1101,7 @@ fn aucs_within(
     };
     let replay_columns = replay.map_or_else(Vec::new, ReplayProbs::columns_of);
     let replayed = replay.map(|rp| Replayed::new(rp, &replay_columns, &rows.scores, k));
-    let labels: Vec<u32> = match &replayed {
-        Some(rp) => rp.labels.clone(),
-        None => (0..n)
-            .map(|r| (0..k).find(|c| rows.labels[r * k + c] == 1).unwrap_or(0) as u32)
-            .collect(),
-    };
+    let labels = kept_labels(rows, k, replayed.as_ref());
     // (In the narrowest type that holds them: the walks read them in the order of the
     // scores, so the fewer bytes, the more of them stay in cache.)
     let row_ids: Vec<SliceIds> = rows
@@ -1155,17 +1183,9 @@ fn aucs_within(
             }
         }
         // (Every kept row writes one record of each class.)
-        let mut put = |r: usize, o: usize, x: f64| out[o][r] = make(r, x);
-        match replayed {
-            Some(rp) => rp.each_value(scores, c0, c1, &mut put),
-            None => {
-                for r in 0..n {
-                    for (o, x) in scores[r * k + c0..r * k + c1].iter().enumerate() {
-                        put(r, o, *x);
-                    }
-                }
-            }
-        }
+        each_kept(scores, k, replayed, c0, c1, &mut |r, o, x| {
+            out[o][r] = make(r, x)
+        });
     }
     // One spec's running sums of a class pass (see `walk`).
     struct Walk {
@@ -1339,6 +1359,26 @@ fn aucs_within(
             })
             .collect()
     };
+    // Sorts each class's records of a block (classes `c0..`) and walks them, in class order.
+    fn sort_walk<R: crate::sorted::Rec>(
+        recs: &mut [Vec<R>],
+        scratch: &mut Vec<R>,
+        c0: usize,
+        walk: impl Fn(usize, &[R]) -> Vec<Pass>,
+    ) -> Vec<Vec<Pass>> {
+        let n = recs.first().map_or(0, Vec::len);
+        scratch.resize(n, R::default());
+        (c0..)
+            .zip(recs.iter_mut())
+            .map(|(c, sorted)| {
+                if crate::runtime::interrupted() {
+                    return Vec::new();
+                }
+                crate::sorted::msd_sort(sorted, scratch, true);
+                walk(c, sorted)
+            })
+            .collect()
+    }
     // Per block task: its classes' passes, in class order (the buffers are reused); within
     // the budget's tasks in flight (a smaller pool of the job's threads).
     type Buffers = (
@@ -1364,32 +1404,12 @@ fn aucs_within(
                         gather_into(pk, at, rp, &rows.scores, |r, x| {
                             Packed((ascending_key32(x as f32) as u64) << 32 | ptag(r))
                         });
-                        pk_tmp.resize(n, Packed::default());
-                        (c0..c1)
-                            .zip(pk.iter_mut())
-                            .map(|(c, sorted)| {
-                                if crate::runtime::interrupted() {
-                                    return Vec::new();
-                                }
-                                crate::sorted::msd_sort(sorted, pk_tmp, true);
-                                walk(c, Keys::Packed(sorted, label_bits))
-                            })
-                            .collect()
+                        sort_walk(pk, pk_tmp, c0, |c, s| walk(c, Keys::Packed(s, label_bits)))
                     } else {
                         gather_into(wide, at, rp, &rows.scores, |r, x| {
                             Unweighted(ascending_key(x), tag(r))
                         });
-                        wide_tmp.resize(n, Unweighted::default());
-                        (c0..c1)
-                            .zip(wide.iter_mut())
-                            .map(|(c, sorted)| {
-                                if crate::runtime::interrupted() {
-                                    return Vec::new();
-                                }
-                                crate::sorted::msd_sort(sorted, wide_tmp, true);
-                                walk(c, Keys::Wide(sorted))
-                            })
-                            .collect()
+                        sort_walk(wide, wide_tmp, c0, |c, s| walk(c, Keys::Wide(s)))
                     }
                 },
             )
@@ -1432,14 +1452,7 @@ fn aucs_within(
                                 .map(|x| x.unwrap_or(f64::NAN))
                         })
                         .collect();
-                    SliceAuc {
-                        ovr,
-                        ovr_macro: avg[0],
-                        ovr_weighted: avg[1],
-                        ovo_macro: avg[2],
-                        ovo_weighted: avg[3],
-                        reps,
-                    }
+                    SliceAuc::new(avg, ovr, reps)
                 })
                 .collect()
         })

@@ -250,16 +250,7 @@ fn finalize_parts(
             let aucs = (0..models)
                 .map(|m| {
                     // (A replayed job reads the probabilities again from its batches.)
-                    let replay = state
-                        .replay
-                        .as_ref()
-                        .map(|r| crate::multiclass::ReplayProbs {
-                            batches: &r.batches,
-                            label: r.label,
-                            columns: &r.mc_scores[m],
-                            classes: &mc.classes,
-                            normalize: mc.normalize,
-                        });
+                    let replay = replay_probs(state, mc, m);
                     let (rk, k) = (rank.get(m), mc.k());
                     pool.install(|| crate::multiclass::aucs(rk, &n_ids, k, reps, replay.as_ref()))
                 })
@@ -312,16 +303,7 @@ fn finalize_parts(
             );
             let out = (0..models)
                 .map(|m| {
-                    let replay = state
-                        .replay
-                        .as_ref()
-                        .map(|r| crate::multiclass::ReplayProbs {
-                            batches: &r.batches,
-                            label: r.label,
-                            columns: &r.mc_scores[m],
-                            classes: &mc.classes,
-                            normalize: mc.normalize,
-                        });
+                    let replay = replay_probs(state, mc, m);
                     let (rk, k) = (rank.get(m), mc.k());
                     pool.install(|| {
                         crate::multiclass::quantile_eces(
@@ -724,6 +706,25 @@ fn calibration_value(
         }
         _ => rel::bin_metric(m, bins.expect("bins of a bin metric")),
     }
+}
+
+/// The batches a replayed multiclass job reads model `m`'s probabilities from again (None:
+/// the state keeps them).
+fn replay_probs<'a>(
+    state: &'a PartialState,
+    mc: &'a super::MulticlassSpec,
+    m: usize,
+) -> Option<crate::multiclass::ReplayProbs<'a>> {
+    state
+        .replay
+        .as_ref()
+        .map(|r| crate::multiclass::ReplayProbs {
+            batches: &r.batches,
+            label: r.label,
+            columns: &r.mc_scores[m],
+            classes: &mc.classes,
+            normalize: mc.normalize,
+        })
 }
 
 /// Where a replayed job finds its columns in each batch.
