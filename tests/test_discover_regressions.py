@@ -1001,3 +1001,81 @@ def test_a_second_independent_regression_survives_dedupe(shift_a, shift_b):
     # Every other significant slice is a cell of both (worse than each parent's other rows).
     others = found.filter(pl.col("significant"))["slice"].to_list()[2:]
     assert others in ([], ["a=0 & b=0"]), others
+
+
+# ----------------------------------------------------------------------------------------------
+# multiclass models
+# ----------------------------------------------------------------------------------------------
+
+
+def multiclass_pair(seed: int, n: int = 2500, k: int = 4) -> dict:
+    """Labels of ``k`` classes (as strings), features f0..f2 and two models' probabilities
+    (float32 lists): ``new`` degraded where f0=v1 & f1=v0, and rows tied in argmax."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    f = {f"f{i}": np.array([f"v{v}" for v in rng.integers(0, d, n)])
+         for i, d in enumerate((3, 2, 4))}
+    z = rng.normal(size=(n, k))
+    z[np.arange(n), y] += 1.5
+    z2 = z + 0.3 * rng.normal(size=(n, k))
+    bad = (f["f0"] == "v1") & (f["f1"] == "v0")
+    z2[bad] = rng.normal(size=(int(bad.sum()), k))
+    z2[rng.random(n) < 0.05] = 0.0  # (uniform rows: every class ties for the argmax)
+
+    def probs(v):
+        e = np.exp(v - v.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    return {"y": np.array([f"c{c}" for c in y]), "y_idx": y, **f,
+            "p_ref": probs(z), "p_new": probs(z2)}
+
+
+def multiclass_errors(kind: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """-log p(label) clipped at 2^-52 (float64 of the float32 probabilities), or argmax
+    (ties to the lowest index) != label."""
+    p = p.astype(np.float64)
+    if kind == "zero_one":
+        return (p.argmax(axis=1) != y).astype(float)
+    eps = 2.0 ** -52
+    return -np.log(np.clip(p[np.arange(len(y)), y], eps, 1 - eps))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("error", ["log_loss", "zero_one"])
+def test_multiclass_regressions_match_the_brute_force_reference(seed, error):
+    """task="multiclass": each row's paired difference is the difference of the two models'
+    multiclass errors; the search, statistics and dedupe are the binary ones."""
+    data = multiclass_pair(seed)
+    feats = ["f0", "f1", "f2"]
+    t = pl.DataFrame({c: data[c] for c in ("y", *feats)}).with_columns(
+        p_ref=pl.Series(data["p_ref"]), p_new=pl.Series(data["p_new"]))
+    found = assay.discover_regressions(
+        t, label="y", scores=["p_ref", "p_new"], features=feats, task="multiclass",
+        classes=["c0", "c1", "c2", "c3"], error=error, k=5, min_support=20, dedupe=False)
+    y = data["y_idx"]
+    e_new = multiclass_errors(error, y, data["p_new"])
+    e_ref = multiclass_errors(error, y, data["p_ref"])
+    r = rref.discover({f: data[f] for f in feats}, e_new - e_ref, e_ref, k=5, min_support=20)
+    assert_same(found, r, adjusted=False, strict_constant=False, what=f"{error} seed {seed}")
+    if error == "log_loss":  # (the planted segment, or a slice above it, ranks first)
+        assert found["slice"][0] in ("f0=v1 & f1=v0", "f0=v1", "f1=v0")
+
+
+def test_multiclass_regressions_refuse_bad_reference_rows_by_name():
+    data = multiclass_pair(0, n=50)
+    p_ref = data["p_ref"].astype(np.float64)
+    p_ref[7] = [0.5, 0.5, 0.5, 0.5]  # (sums to 2)
+    t = pl.DataFrame({"y": data["y"], "f0": data["f0"], "p_ref": p_ref,
+                      "p_new": data["p_new"].astype(np.float64)})
+    kw = dict(label="y", scores=["p_ref", "p_new"], features=["f0"], task="multiclass",
+              classes=["c0", "c1", "c2", "c3"])
+    with pytest.raises(InvalidInputError, match=r'"p_ref".*row 7.*sum to 2\.0'):
+        assay.discover_regressions(t, **kw)
+    # normalize= applies to both models; with "drop", a row either model cannot score goes.
+    assert assay.discover_regressions(t, normalize="divide", **kw).height >= 0
+    t2 = t.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None)
+                        .otherwise(pl.col("p_ref")).alias("p_ref"))
+    d = disc._discover(t2.to_arrow(), label="y", task="multiclass", features=["f0"], score="p_new",
+                       classes=["c0", "c1", "c2", "c3"], normalize="divide",
+                       nan_policy="drop", paired=("p_ref", 0.95, "holm"))
+    assert d.dropped == 1 and d.rows == 50

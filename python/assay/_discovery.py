@@ -301,8 +301,10 @@ def discover_regressions(
     scores: Mapping[str, str] | Sequence[str],
     features: Sequence[str | Bins] | str | Bins,
     reference: str | None = None,
-    task: Literal["binary", "regression"] = "binary",
+    task: Literal["binary", "regression", "multiclass"] = "binary",
     error: str | None = None,
+    classes: Sequence[str] | Sequence[int] | None = None,
+    normalize: Literal["raise", "divide", "softmax"] = "raise",
     k: int = 10,
     max_level: int = 3,
     min_support: float | int = 0.01,
@@ -344,22 +346,27 @@ def discover_regressions(
         Anything :func:`assay.evaluate` reads.
     label : str
         The column of labels (0/1 for ``task="binary"``, numeric targets for
-        ``task="regression"``).
+        ``task="regression"``, classes for ``task="multiclass"``).
     scores : dict or list of two column names
         The two models, ``{"prod": "p_old", "cand": "p_new"}`` (or two column names, which
-        are then the models' names): scores (probabilities) of binary classifiers, or a
-        regressor's predictions with ``task="regression"``.
+        are then the models' names): scores (probabilities) of binary classifiers, a
+        regressor's predictions with ``task="regression"``, or list columns of the K class
+        probabilities with ``task="multiclass"``.
     features : sequence of str or Bins
         The columns slices are made of, as in :func:`discover_slices`.
     reference : str, optional
         The name of the reference model (default: the first); the other is the model whose
         regressions are searched for.
-    task : {"binary", "regression"}
+    task : {"binary", "regression", "multiclass"}
         The task family.
     error : str, optional
         The per-row error both models are scored by: ``"log_loss"`` (the default),
         ``"zero_one"`` or ``"squared"`` for binary models; ``"absolute"`` (the default) or
-        ``"squared"`` for regressors.
+        ``"squared"`` for regressors; ``"log_loss"`` (``-log p(label)``, the default) or
+        ``"zero_one"`` (argmax != label) for multiclass models.
+    classes, normalize
+        ``task="multiclass"``: as in :func:`assay.evaluate` (both models' probabilities
+        follow the same classes).
     k, max_level, min_support, method, beam_width, n_bins, max_values
         As in :func:`discover_slices`.
     dedupe : bool
@@ -453,12 +460,7 @@ def discover_regressions(
         raise InvalidArgumentError(
             f"correction must be one of {', '.join(map(repr, CORRECTIONS))}, got "
             f"{show(correction)}")
-    if task == "multiclass":
-        raise InvalidArgumentError(
-            "discover_regressions does not take task='multiclass' yet: find each model's "
-            "weak slices with discover_slices(task='multiclass'), and confirm with "
-            "assay.compare(task='multiclass', slices=found)")
-    known = ERRORS if task == "binary" else REGRESSION_ERRORS
+    known = {"binary": ERRORS, "multiclass": MULTICLASS_ERRORS}.get(task, REGRESSION_ERRORS)
     if error is not None and (not isinstance(error, str) or error not in known):
         raise InvalidArgumentError(
             f"error must be one of {', '.join(map(repr, known))} (each model's error is "
@@ -469,6 +471,7 @@ def discover_regressions(
         data, label=label, task=task, features=features, error=error, k=k,
         max_level=max_level, min_support=min_support, method=method, beam_width=beam_width,
         n_bins=n_bins, max_values=max_values, dedupe=dedupe, threshold=threshold,
+        classes=classes, normalize=normalize,
         nan_policy=nan_policy, n_threads=n_threads, paired=(ref_col, ci, str(correction)),
         progress=progress,
         **output,
@@ -525,7 +528,8 @@ def _discover(
     source.check_binnable(s.column for s in specs if not isinstance(s, str))
     source.check_numbers({err[1]: "label", err[2]: "prediction" if task == "regression"
                           else "score", err[3]: "error column",
-                          paired[0] if paired else None: "second model's output"})
+                          paired[0] if paired and task != "multiclass" else None:
+                          "second model's output"})
     source.check_columns([*(s if isinstance(s, str) else s.column for s in specs), *err[1:],
                           paired[0] if paired else None])
     names = source.names

@@ -197,9 +197,6 @@ impl DiscoverySpec {
             }
         }
         if let Some(p) = &self.paired {
-            if matches!(self.error, ErrorKind::Multiclass { .. }) {
-                return bad("discover_regressions does not take task=\"multiclass\" yet".into());
-            }
             if matches!(self.error, ErrorKind::Column(_)) {
                 return bad(
                     "a paired search computes each model's error itself: error must be a \
@@ -434,7 +431,15 @@ where
     let ref_idx = match &spec.paired {
         Some(p) => {
             let i = column_index(schema, &p.reference)?;
-            check_numeric_type(&p.reference, "score", schema.field(i).data_type())?;
+            let dt = schema.field(i).data_type();
+            match &spec.error {
+                // (A multiclass reference model: a list column of its K probabilities.)
+                ErrorKind::Multiclass { classes, .. } => {
+                    crate::multiclass::check_score_type(dt, classes.names.len(), false)
+                        .map_err(|m| crate::error::schema(&p.reference, m))?
+                }
+                _ => check_numeric_type(&p.reference, "score", dt)?,
+            }
             Some(i)
         }
         None => None,
@@ -481,17 +486,33 @@ where
                 },
                 Some(l),
                 Some(s),
-            ) => multiclass_errors(
-                &col(l),
-                &col(s),
-                (*zero_one, classes, *normalize),
-                (
-                    spec.label.as_deref().unwrap_or(""),
-                    spec.score.as_deref().unwrap_or(""),
-                ),
-                rows,
-                drop,
-            )?,
+            ) => {
+                let lname = spec.label.as_deref().unwrap_or("");
+                let errors = |s: usize, sname: &str| {
+                    multiclass_errors(
+                        &col(l),
+                        &col(s),
+                        (*zero_one, classes, *normalize),
+                        (lname, sname),
+                        rows,
+                        drop,
+                    )
+                };
+                let model = errors(s, spec.score.as_deref().unwrap_or(""))?;
+                match (ref_idx, &spec.paired) {
+                    // A paired search: each row's (difference, reference error), as below;
+                    // a row either model cannot score is dropped for both.
+                    (Some(r), Some(p)) => model
+                        .into_iter()
+                        .zip(errors(r, &p.reference)?)
+                        .map(|(m, r)| {
+                            let (e, b) = (m?.0, r?.0);
+                            Some((e - b, b))
+                        })
+                        .collect(),
+                    _ => model,
+                }
+            }
             _ => match (label_idx, score_idx, col_idx) {
                 (_, _, Some(c)) => {
                     let a: ArrayRef = col(c);
