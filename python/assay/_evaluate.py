@@ -234,7 +234,7 @@ def _binary_options(task: str, threshold: Any, auc: Any, auc_bins: Any, auc_max_
     return binary
 
 
-def _check_multiclass_auc(task: str, auc: Any, auc_bins: Any, auc_max_runs: Any) -> None:
+def _check_multiclass_auc(task: str, auc: Any, auc_max_runs: Any) -> None:
     """Refuses the ROC-AUC mode a multiclass job does not have, saying why."""
     if task == "multiclass" and (auc == "sketch" or auc_max_runs is not None):
         raise InvalidArgumentError(
@@ -788,7 +788,7 @@ def evaluate(
     metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
     binary = _binary_options(task, threshold, auc, auc_bins, auc_max_runs,
                              calibration_strategy, calibration_bins)
-    _check_multiclass_auc(task, auc, auc_bins, auc_max_runs)
+    _check_multiclass_auc(task, auc, auc_max_runs)
     names, bounds = _task_options(
         task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)
     job = _job(

@@ -367,7 +367,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
         binary = _binary_options(task, threshold, auc, auc_bins, auc_max_runs,
                                  calibration_strategy, calibration_bins)
-        _check_multiclass_auc(task, auc, auc_bins, auc_max_runs)
+        _check_multiclass_auc(task, auc, auc_max_runs)
         names, bounds = _task_options(
             task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)
         job = _job(

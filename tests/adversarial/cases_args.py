@@ -259,3 +259,41 @@ def args_multiclass_too_many_classes_for_memory() -> None:
     t = pa.table({"y": pa.array([], pa.int64()),
                   "p": pa.FixedSizeListArray.from_arrays(pa.array([], pa.float64()), k)})
     evaluate(t, task="multiclass", label="y", score="p")
+
+
+def _multiclass_table(n: int = 30, k: int = 3):
+    import numpy as np
+    import pyarrow as pa
+
+    p = np.full((n, k), 1.0 / k)
+    return pa.table({"y": pa.array(np.arange(n) % k), "y_ref": pa.array(np.arange(n) % k),
+                     "g": pa.array(["a", "b"] * (n // 2)),
+                     "p": pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), k),
+                     "q": pa.FixedSizeListArray.from_arrays(pa.array(2 * p.ravel()), k)})
+
+
+@case(expect="typed", words=["histogram cells", "auc_bins"])
+def args_multiclass_binned_histograms_too_big() -> None:
+    evaluate(_multiclass_table(k=64), task="multiclass", label="y", score="p",
+             metrics=["roc_auc_ovo"], auc="binned", auc_bins=1_000_000)
+
+
+@case(expect="typed", words=["exact", "binned", "sketch"])
+def args_multiclass_sketch_auc() -> None:
+    evaluate(_multiclass_table(), task="multiclass", label="y", score="p",
+             metrics=["roc_auc_ovr"], auc="sketch")
+
+
+@case(expect="typed", words=["bootstrap", "exact"])
+def args_multiclass_binned_auc_bootstrap() -> None:
+    evaluate(_multiclass_table(), task="multiclass", label="y", score="p",
+             metrics=["roc_auc_ovr"], auc="binned", bootstrap=10)
+
+
+@case(expect="typed", words=["q", "sum"])
+def args_multiclass_regressions_bad_reference_probabilities() -> None:
+    import assay
+
+    # The reference model's rows sum to 2: named by its column, not the candidate's.
+    assay.discover_regressions(_multiclass_table(), task="multiclass", label="y",
+                               scores=["q", "p"], features=["g"])
