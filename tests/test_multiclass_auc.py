@@ -202,13 +202,132 @@ def test_discover_slices_finds_the_weak_slice_of_a_multiclass_model():
                                    scores={"a": "probs", "b": "probs"}, features=["light"])
 
 
-def test_sketch_mode_is_refused_with_the_modes_there_are():
-    for kw in ({"auc": "sketch"}, {"auc_max_runs": 64}):
-        with pytest.raises(InvalidArgumentError, match="multiclass ROC-AUCs .* exact or binned"):
-            assay.Spec(label="y", score="p", task="multiclass", metrics=["roc_auc_ovr"], **kw)
-    df = pl.DataFrame({"y": [0, 1, 2], "p": np.eye(3)})
-    with pytest.raises(InvalidArgumentError, match="auc=\"sketch\" and auc_max_runs= are for"):
-        assay.evaluate(df, task="multiclass", label="y", score="p", auc="sketch")
+def _bounds(rep) -> dict[tuple[str, str], float]:
+    """(slice, metric) -> the report's guaranteed error bound (auc="sketch")."""
+    n = rep.notes.filter(pl.col("error_bound").is_not_null())
+    return {(a, b): c for a, b, c in n.select("slice", "metric", "error_bound").iter_rows()}
+
+
+def _check_within_bounds(got, want, names, exact: bool) -> None:
+    """Every ROC-AUC of ``got`` (auc="sketch") within its bound of ``want`` (exact), the bound
+    0 and the values equal to rounding when ``exact``; the per-class tables alike."""
+    bounds = _bounds(got)
+    assert got.table["slice"].to_list() == want.table["slice"].to_list()
+    for g, w in zip(got.table.iter_rows(named=True), want.table.iter_rows(named=True),
+                    strict=True):
+        for name in names:
+            if w[name] is None:
+                assert g[name] is None and (g["slice"], name) not in bounds
+                continue
+            b = bounds[(g["slice"], name)]
+            assert 0.0 <= b <= 1.0
+            assert abs(g[name] - w[name]) <= b + 1e-12, (g["slice"], name, g[name], w[name], b)
+            if exact:
+                assert b == 0.0 and g[name] == pytest.approx(w[name], rel=1e-12, abs=1e-14)
+    gp, wp = got.per_class(), want.per_class()
+    assert gp.drop("roc_auc", "roc_auc_bound").equals(wp.drop("roc_auc"))
+    for a, b, w in zip(gp["roc_auc"], gp["roc_auc_bound"], wp["roc_auc"], strict=True):
+        if w is None:
+            assert a is None and b is None
+        else:
+            assert abs(a - w) <= b + 1e-12
+            if exact:
+                assert b == 0.0 and a == pytest.approx(w, rel=1e-12, abs=1e-14)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), budget=st.sampled_from([16, 40, 1_000_000]), ovo=st.booleans())
+def test_sketch_aucs_lie_within_their_bounds_of_the_exact_ones(case, budget, ovo):
+    """auc="sketch": every multiclass ROC-AUC (the four averages and each class's
+    one-vs-rest value) within its reported bound of the exact one (checked against
+    scikit-learn above), over ties, weights, absent classes and one-class slices; with a
+    budget above the rows, the sketches are exact (bound 0)."""
+    k, y, p, w, g = case
+    data = {"y": y, "p": p.tolist(), "g": g}
+    if w is not None:
+        data["w"] = w
+    df = pl.DataFrame(data).with_columns(pl.col("p").cast(pl.Array(pl.Float64, k)))
+    names = AUCS if ovo else AUCS[:2]
+    kw = dict(task="multiclass", label="y", score="p", metrics=names, slices=["g"],
+              weight="w" if w is not None else None)
+    got = assay.evaluate(df, auc="sketch", auc_max_runs=budget, **kw)
+    want = assay.evaluate(df, **kw)
+    _check_within_bounds(got, want, names, exact=budget >= len(y))
+
+
+def test_sketch_states_merge_in_any_order_to_the_same_bits_within_their_bounds():
+    from assay.demo import SPECIES, make_multiclass_data
+
+    t = pl.from_arrow(make_multiclass_data(30_000, seed=4))
+    kw = dict(label="species", score="probs", task="multiclass", classes=SPECIES,
+              slices=["light"], metrics=["accuracy", *AUCS])
+    spec = assay.Spec(auc="sketch", auc_max_runs=64, **kw)
+    cuts = ((0, 9_000), (9_000, 21_000), (21_000, 30_000))
+    parts = [spec.accumulate(t[a:b], row_offset=a) for a, b in cuts]
+    blobs = [p.to_bytes() for p in parts]
+    forward = assay.merge([assay.PartialState.from_bytes(b) for b in blobs]).finalize()
+    backward = assay.merge([assay.PartialState.from_bytes(b) for b in blobs[::-1]]).finalize()
+    assert forward.table.equals(backward.table) and forward.notes.equals(backward.notes)
+    assert forward.per_class().equals(backward.per_class())
+    exact = assay.Spec(**kw).evaluate(t)
+    _check_within_bounds(forward, exact, AUCS, exact=False)
+    # The sketches are bounded: at most 64 runs (48 bytes each) in each of the 4 x 4 sketches
+    # of a slice (the pairs), however many rows; an exact state grows with the rows.
+    slices = 1 + t["light"].n_unique()
+    whole = spec.accumulate(t).to_bytes()
+    assert max(len(b) for b in [*blobs, whole]) < slices * 16 * 64 * 48 + 8_192
+    assert len(assay.Spec(**kw).accumulate(t).to_bytes()) > 4 * len(whole)
+    one_pass = spec.evaluate(t)
+    _check_within_bounds(one_pass, exact, AUCS, exact=False)
+
+
+def test_a_streamed_sketch_job_flushes_its_entries_and_stays_within_its_bounds():
+    # 64 classes: the entries become runs every 65,536 rows (a binary job: every 4M rows).
+    rng = np.random.default_rng(9)
+    n, k = 140_000, 64
+    y = rng.integers(0, k, n)
+    z = rng.normal(size=(n, k)).astype(np.float32)
+    z[np.arange(n), y] += 1.5
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    t = pa.table({"y": y, "p": pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), k),
+                  "g": rng.integers(0, 2, n)})
+    kw = dict(task="multiclass", label="y", score="p", slices=["g"], metrics=AUCS[:2],
+              normalize="divide")
+    got = assay.evaluate(t.to_reader(max_chunksize=30_000), auc="sketch", auc_max_runs=256,
+                         **kw)
+    want = assay.evaluate(t, **kw)
+    _check_within_bounds(got, want, AUCS[:2], exact=False)
+    assert max(_bounds(got).values()) < 0.01
+
+
+def test_sketch_mode_refusals_say_what_to_do():
+    df = pl.DataFrame({"y": [0, 1, 2] * 4, "p": np.tile(np.eye(3), (4, 1)),
+                       "g": [str(i) for i in range(12)]})
+    kw = dict(task="multiclass", label="y", score="p", auc="sketch")
+    with pytest.raises(InvalidArgumentError, match="bootstrap intervals of the multiclass "
+                       "ROC-AUCs need auc=\"exact\".*run sketch"):
+        assay.evaluate(df, bootstrap=10, metrics=["accuracy", "roc_auc_ovo"], **kw)
+    with pytest.raises(InvalidArgumentError, match="bootstrap intervals of the multiclass"):
+        assay.Spec(label="y", score="p", task="multiclass", auc="sketch", bootstrap=10,
+                   metrics=["roc_auc_ovr"])
+    # (Without a ROC-AUC, auc= has nothing to do: the bootstrap runs.)
+    assert assay.evaluate(df, bootstrap=10, metrics=["accuracy"], **kw).table.height == 1
+    with pytest.raises(InvalidArgumentError, match="quantile calibration bins .* keep every row"):
+        assay.evaluate(df, metrics=["roc_auc_ovr", "ece_top_label"],
+                       calibration_strategy="quantile", **kw)
+    # K x K sketches per slice with the one-vs-one pairs: too many for this many slices.
+    k, n = 300, 600
+    rng = np.random.default_rng(0)
+    big = pl.DataFrame({"y": rng.integers(0, k, n), "p": rng.dirichlet(np.ones(k), n),
+                        "g": np.arange(n) % 50})
+    with pytest.raises(InvalidArgumentError, match="90000 run sketches per slice.*pair"):
+        assay.evaluate(big, task="multiclass", label="y", score="p", slices=["g"],
+                       metrics=["roc_auc_ovo"], auc="sketch")
+    # One per class without the pairs: accepted.
+    rep = assay.evaluate(big, task="multiclass", label="y", score="p", slices=["g"],
+                         metrics=["roc_auc_ovr"], auc="sketch")
+    assert rep.table.height == 51
 
 
 @st.composite

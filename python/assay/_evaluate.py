@@ -224,23 +224,14 @@ def _binary_options(task: str, threshold: Any, auc: Any, auc_bins: Any, auc_max_
                     ) -> dict[str, tuple[Any, Any]]:
     """The options of the binary task that another task must leave at their defaults, as
     ``name=(value, default)`` (multiclass bins its calibration errors, uniform or quantile,
-    and, with ``auc="binned"``, its ROC-AUCs too)."""
-    binary: dict[str, tuple[Any, Any]] = {
-        "threshold": (threshold, 0.5), "auc_max_runs": (auc_max_runs, None)}
+    and its ROC-AUCs exact, binned or sketched)."""
+    binary: dict[str, tuple[Any, Any]] = {"threshold": (threshold, 0.5)}
     if task != "multiclass":
         binary.update(auc=(auc, "exact"), auc_bins=(auc_bins, 4096),
+                      auc_max_runs=(auc_max_runs, None),
                       calibration_bins=(calibration_bins, 15),
                       calibration_strategy=(calibration_strategy, "uniform"))
     return binary
-
-
-def _check_multiclass_auc(task: str, auc: Any, auc_max_runs: Any) -> None:
-    """Refuses the ROC-AUC mode a multiclass job does not have, saying why."""
-    if task == "multiclass" and (auc == "sketch" or auc_max_runs is not None):
-        raise InvalidArgumentError(
-            "the multiclass ROC-AUCs (roc_auc_ovr, roc_auc_ovo, ...) are exact or binned: "
-            "auc=\"sketch\" and auc_max_runs= are for the binary roc_auc (auc=\"binned\" keeps "
-            "a fixed histogram of auc_bins bins per slice and class)")
 
 
 def _with_top_k(metrics: Any, k: Any, task: str) -> Any:
@@ -659,13 +650,15 @@ def evaluate(
         ``"exact"`` (with a sketch use ``ci_method="analytic"``: DeLong), and quantile
         calibration bins (``calibration_strategy="quantile"``, ``ace``), which keep every
         row, need ``"exact"`` or ``"binned"`` next to those metrics. With
-        ``task="multiclass"``, ``"exact"`` or ``"binned"`` (each class's probability binned,
-        one histogram per class and slice; see docs/multiclass.md).
+        ``task="multiclass"``, ``"binned"`` bins each class's probability (one histogram per
+        class and slice) and ``"sketch"`` keeps one run sketch per class and slice (per pair
+        of classes with ``roc_auc_ovo``), each with its bound; see docs/multiclass.md.
     auc_bins : int
         Histogram bins for ``auc="binned"``: an integer in [2, 1000000].
     auc_max_runs : int, optional
-        The run budget of ``auc="sketch"`` per slice, in [16, 1000000] (default
-        ``assay._native.DEFAULT_MAX_RUNS``): more runs, a smaller error bound.
+        The run budget of ``auc="sketch"`` per slice (per sketch: a multiclass slice keeps
+        K, or K x K), in [16, 1000000] (default ``assay._native.DEFAULT_MAX_RUNS``): more
+        runs, a smaller error bound.
     max_slices : int or None
         The most slices one slice spec may make (default 10,000): a spec that passes it (an
         ID-like column as a slice makes one slice per value) stops the pass early with
@@ -788,7 +781,6 @@ def evaluate(
     metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
     binary = _binary_options(task, threshold, auc, auc_bins, auc_max_runs,
                              calibration_strategy, calibration_bins)
-    _check_multiclass_auc(task, auc, auc_max_runs)
     names, bounds = _task_options(
         task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)
     job = _job(
@@ -958,22 +950,36 @@ _BINNED_CALIBRATION = frozenset({
 })
 
 
+# The metrics auc="sketch" computes (binary, then multiclass), and the multiclass calibration
+# errors, whose quantile bins keep every row.
+_SKETCHED = ("roc_auc", "average_precision", "roc_auc_ovr", "roc_auc_ovr_weighted",
+             "roc_auc_ovo", "roc_auc_ovo_weighted")
+_MULTICLASS_ECE = frozenset({"ece_top_label", "ece_classwise"})
+
+
 def _check_sketch(auc: tuple[str, int], names: Sequence[str], interval: Any,
                   calibration: tuple[int, str] | None, reliability: float | None) -> None:
     """Refuses, before any data is read, what ``auc="sketch"`` cannot do (the engine's own
     rules, checked again there): bootstrap intervals of the rank metrics, and quantile
     calibration bins next to them (those keep every row)."""
-    rank = [m for m in names if m in ("roc_auc", "average_precision")]
+    rank = [m for m in names if m in _SKETCHED]
     if auc[0] != "sketch" or not rank:
         return
     if interval is not None and interval[2] != "analytic":
+        if rank[0].startswith("roc_auc_"):
+            raise InvalidArgumentError(
+                "bootstrap intervals of the multiclass ROC-AUCs need auc=\"exact\" "
+                "(auc=\"sketch\" keeps one run sketch per slice and class, without "
+                "replicates); for intervals of the other metrics, evaluate the ROC-AUCs in a "
+                "job of their own")
         raise InvalidArgumentError(
             f"bootstrap intervals of {'/'.join(rank)} need auc=\"exact\"; with "
             "auc=\"sketch\" use ci_method=\"analytic\" (DeLong on the runs)"
         )
     quantile = "ace" in names or (
         calibration is not None and calibration[1] == "quantile"
-        and (reliability is not None or any(m in _BINNED_CALIBRATION for m in names)))
+        and (reliability is not None
+             or any(m in _BINNED_CALIBRATION or m in _MULTICLASS_ECE for m in names)))
     if quantile:
         raise InvalidArgumentError(
             "quantile calibration bins (ace, calibration_strategy=\"quantile\") keep every "

@@ -38,7 +38,6 @@ from ._evaluate import (
     SliceLike,
     _binary_options,
     _calibration,
-    _check_multiclass_auc,
     _default_metrics,
     _interval,
     _Job,
@@ -367,7 +366,6 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
         binary = _binary_options(task, threshold, auc, auc_bins, auc_max_runs,
                                  calibration_strategy, calibration_bins)
-        _check_multiclass_auc(task, auc, auc_max_runs)
         names, bounds = _task_options(
             task, metrics, quantiles=quantiles, power=power, lower=lower, upper=upper, **binary)
         job = _job(

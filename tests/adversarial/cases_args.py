@@ -278,10 +278,10 @@ def args_multiclass_binned_histograms_too_big() -> None:
              metrics=["roc_auc_ovo"], auc="binned", auc_bins=1_000_000)
 
 
-@case(expect="typed", words=["exact", "binned", "sketch"])
-def args_multiclass_sketch_auc() -> None:
+@case(expect="typed", words=["bootstrap", "exact", "sketch"])
+def args_multiclass_sketch_auc_bootstrap() -> None:
     evaluate(_multiclass_table(), task="multiclass", label="y", score="p",
-             metrics=["roc_auc_ovr"], auc="sketch")
+             metrics=["roc_auc_ovr"], auc="sketch", bootstrap=10)
 
 
 @case(expect="typed", words=["bootstrap", "exact"])

@@ -669,8 +669,10 @@ pub struct ClassRow {
     pub precision: Option<f64>,
     pub recall: Option<f64>,
     pub f1: Option<f64>,
-    /// The class's one-vs-rest ROC-AUC (jobs that compute the multiclass ROC-AUCs).
+    /// The class's one-vs-rest ROC-AUC (jobs that compute the multiclass ROC-AUCs), and the
+    /// bound on its error (`auc="sketch"`).
     pub roc_auc: Option<f64>,
+    pub roc_auc_bound: Option<f64>,
     /// Why a value of the row is null (None: every value is defined).
     pub note: Option<&'static str>,
 }
@@ -702,6 +704,7 @@ pub fn class_rows(block: &[f64], layout: &Layout) -> Vec<ClassRow> {
                 recall: ratio(tp, t),
                 f1: ratio(2.0 * tp, t + p),
                 roc_auc: None,
+                roc_auc_bound: None,
                 note: if t <= 0.0 {
                     Some(CLASS_ABSENT)
                 } else if p <= 0.0 {
@@ -741,6 +744,10 @@ pub struct SliceAuc {
     /// Per replicate slot: the four averages (ovr, ovr weighted, ovo, ovo weighted), NaN
     /// where undefined; empty without resampling.
     pub reps: Vec<[f64; 4]>,
+    /// `auc="sketch"`: guaranteed bounds on the error of the four averages and of each
+    /// class's one-vs-rest value (None where the value is undefined); empty otherwise.
+    pub avg_bounds: Vec<Option<f64>>,
+    pub ovr_bounds: Vec<Option<f64>>,
 }
 
 /// The position of a multiclass ROC-AUC in [`SliceAuc::reps`].
@@ -764,7 +771,17 @@ impl SliceAuc {
             ovo_macro: avg[2],
             ovo_weighted: avg[3],
             reps,
+            avg_bounds: Vec::new(),
+            ovr_bounds: Vec::new(),
         }
+    }
+
+    /// The bound on the error of `m` (a multiclass ROC-AUC of a sketch job; None otherwise).
+    pub fn bound(&self, m: Metric) -> Option<f64> {
+        if !m.is_rank() {
+            return None;
+        }
+        self.avg_bounds.get(auc_index(m)).copied().flatten()
     }
 
     pub fn value(&self, m: Metric) -> Value {
@@ -865,6 +882,52 @@ pub fn binned_aucs(block: &[f64], l: &Layout) -> SliceAuc {
     }
     let (avg, ovr) = averages(&lw, &ovr_num, u, v);
     SliceAuc::new(avg, ovr, Vec::new())
+}
+
+/// The `auc="sketch"` ROC-AUCs of a slice from its run sketches (see
+/// `StateShape::sketches_per_slice`), with guaranteed bounds on their errors.
+///
+/// One-vs-rest (`pairs` false): sketch `c` holds class `c`'s probability of every row, the
+/// rows of class `c` positive; each is evaluated as the binary sketch is (runs as tie groups).
+/// With the one-vs-one pairs, sketch `c * K + j` holds class `c`'s probability of the rows of
+/// class `j` (all positive): the pair (c over j) is the merge of sketch `c * K + c` with
+/// sketch `c * K + j` taken as negatives, and class `c`'s one-vs-rest numerator is the sum of
+/// its pairs' (the negatives of one-vs-rest are the rows of the other classes), as in
+/// [`binned_aucs`]. Every numerator is off by at most half its runs' uncertain pair weight;
+/// the averages are weighted means of the numerators over positive weights, so the same
+/// means of those errors bound theirs.
+pub fn sketch_aucs(sk: &[crate::sketch::RunSketch], k: usize, pairs: bool) -> SliceAuc {
+    let (mut lw, mut num, mut err) = (vec![0.0; k], vec![0.0; k], vec![0.0; k]);
+    let (mut u, mut v, mut eu, mut ev) = (0.0, 0.0, 0.0, 0.0);
+    if pairs {
+        for c in 0..k {
+            lw[c] = sk[c * k + c].totals().1;
+        }
+        for c in (0..k).filter(|c| lw[*c] > 0.0) {
+            let pos = &sk[c * k + c];
+            for j in (0..k).filter(|j| *j != c && lw[*j] > 0.0) {
+                let (x, e) = pos.merge(&sk[c * k + j].as_negatives()).mann_whitney();
+                let (wc, wj) = (lw[c], lw[j]);
+                num[c] += x;
+                err[c] += e;
+                u += x / (wc * wj);
+                eu += e / (wc * wj);
+                v += x * (wc + wj) / (wc * wj);
+                ev += e * (wc + wj) / (wc * wj);
+            }
+        }
+    } else {
+        for c in 0..k {
+            lw[c] = sk[c].totals().1;
+            (num[c], err[c]) = sk[c].mann_whitney();
+        }
+    }
+    let (avg, ovr) = averages(&lw, &num, u, v);
+    let (avg_err, ovr_err) = averages(&lw, &err, eu, ev);
+    let mut out = SliceAuc::new(avg, ovr, Vec::new());
+    out.avg_bounds = avg_err.to_vec();
+    out.ovr_bounds = ovr_err;
+    out
 }
 
 /// Classes whose probabilities one sweep over the kept rows gathers (see [`aucs`]).
@@ -1550,8 +1613,9 @@ impl<'a> Replayed<'a> {
 /// reference model's), and turned into `Report.per_class()` and `Report.confusion()`.
 #[derive(Default)]
 pub struct TableRows {
-    /// Whether the per-class table has a `roc_auc` column.
+    /// Whether the per-class table has a `roc_auc` column, and a `roc_auc_bound` one.
     aucs: bool,
+    bounds: bool,
     per_class: Vec<(String, ClassRow)>,
     confusion: Vec<(String, usize, usize, f64, f64)>,
 }
@@ -1568,13 +1632,16 @@ impl TableRows {
         small: bool,
     ) {
         self.aucs |= auc.is_some();
+        self.bounds |= auc.is_some_and(|a| !a.ovr_bounds.is_empty());
         for mut r in class_rows(block, layout) {
             r.roc_auc = auc.and_then(|a| a.ovr[r.class]);
+            r.roc_auc_bound = auc.and_then(|a| a.ovr_bounds.get(r.class).copied().flatten());
             if auc.is_some() && r.roc_auc.is_none() && r.note.is_none() {
                 r.note = Some(CLASS_ALONE);
             }
             if small {
                 (r.precision, r.recall, r.f1, r.roc_auc) = (None, None, None, None);
+                r.roc_auc_bound = None;
                 r.note = Some(crate::metrics::TOO_SMALL);
             }
             self.per_class.push((label.to_string(), r));
@@ -1608,6 +1675,9 @@ impl TableRows {
         if self.aucs {
             fields.push(Field::new("roc_auc", DataType::Float64, true));
         }
+        if self.bounds {
+            fields.push(Field::new("roc_auc_bound", DataType::Float64, true));
+        }
         fields.push(Field::new("note", DataType::Utf8, true));
         let per_class = arrow_array::RecordBatch::try_new(
             Arc::new(Schema::new(fields)),
@@ -1631,6 +1701,10 @@ impl TableRows {
             .chain(
                 self.aucs
                     .then(|| f64s(pc.iter().map(|r| r.1.roc_auc).collect())),
+            )
+            .chain(
+                self.bounds
+                    .then(|| f64s(pc.iter().map(|r| r.1.roc_auc_bound).collect())),
             )
             .chain(std::iter::once(Arc::new(StringArray::from(
                 pc.iter().map(|r| r.1.note).collect::<Vec<_>>(),

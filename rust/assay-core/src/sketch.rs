@@ -469,6 +469,37 @@ impl RunSketch {
             .fold((0.0, 0.0), |(n, p), r| (n + r.neg, p + r.pos))
     }
 
+    /// The same runs with positive and negative weight swapped: the rows of a one-label
+    /// sketch (every row positive) as the negatives of a pair (see `multiclass::sketch_aucs`).
+    /// A run's uncertain pairs are symmetric in the two labels, so `unc` stays.
+    pub fn as_negatives(&self) -> RunSketch {
+        RunSketch {
+            runs: self
+                .runs
+                .iter()
+                .map(|r| Run {
+                    neg: r.pos,
+                    pos: r.neg,
+                    ..*r
+                })
+                .collect(),
+        }
+    }
+
+    /// The Mann-Whitney numerator of the runs taken as tie groups (the weight of
+    /// (positive, negative) pairs where the positive scores higher, plus half of those in one
+    /// run), and a guaranteed bound on its error, `sum(unc) / 2`: [`RunSketch::auc_error_bound`]
+    /// before the division by `P N`.
+    pub fn mann_whitney(&self) -> (f64, f64) {
+        let (mut above, mut x, mut unc) = (0.0, 0.0, 0.0);
+        for r in self.runs.iter().rev() {
+            x += r.neg * (above + 0.5 * r.pos);
+            above += r.pos;
+            unc += r.unc;
+        }
+        (x, unc / 2.0)
+    }
+
     /// The histogram `rank_sums_binned` takes: `[neg_0, pos_0, neg_1, pos_1, ...]`, runs
     /// ascending in score, each run one tie group.
     pub fn to_hist(&self) -> Vec<f64> {
@@ -1007,6 +1038,44 @@ mod tests {
             whole.compress(budget);
             assert!(whole.len() <= budget);
             check_bounds(&whole, &rows, &format!("case {case} whole"));
+        }
+    }
+
+    /// The multiclass one-vs-one route: the positives and the negatives in sketches of their
+    /// own (every row positive, each compressed alone), merged with the negatives swapped:
+    /// the Mann-Whitney numerator within its bound of the brute-force one.
+    #[test]
+    fn one_label_sketches_pair_up_within_their_bounds() {
+        let mut rng = Rng::new(11);
+        for case in 0..300 {
+            let (levels, p_pos, weighted) = case_params(&mut rng);
+            let n = 1 + rng.below(300);
+            let rows = random_rows(&mut rng, n, levels, p_pos, weighted);
+            let mut one_label = |label: u8| {
+                let mut r = rows.subset(|i| rows.labels[i] == label);
+                r.labels.iter_mut().for_each(|l| *l = 1);
+                let mut s = r.sketch();
+                s.compress(1 + rng.below(30));
+                s
+            };
+            let (pos, neg) = (one_label(1), one_label(0));
+            assert!(pos
+                .runs
+                .iter()
+                .chain(&neg.runs)
+                .all(|r| r.unc == 0.0 && r.neg == 0.0));
+            let pair = pos.merge(&neg.as_negatives());
+            let (x, err) = pair.mann_whitney();
+            let (n_w, p_w) = pair.totals();
+            if let Some(auc) = brute_auc(&rows) {
+                let want = auc * p_w * n_w;
+                assert!(
+                    (x - want).abs() <= err + 1e-9 * (1.0 + want),
+                    "case {case}: {x} vs {want}, bound {err}"
+                );
+                // The same as the binary route's bound, before its division by P N.
+                assert!((err / p_w / n_w - pair.auc_error_bound()).abs() <= 1e-12);
+            }
         }
     }
 

@@ -28,7 +28,8 @@ use super::plan::{check_state_size, Plan, WAVE};
 use super::{job_pool, EvalSpec, NanPolicy, CHUNK_ROWS};
 
 /// Sketch mode turns its kept rows into runs at every multiple of this many global row
-/// positions (a multiple of [`CHUNK_ROWS`]): at most this many rows (plus one batch) are kept.
+/// positions (a multiple of [`CHUNK_ROWS`]): at most this many rows (plus one batch) are kept
+/// (a multiclass job, K entries a row, flushes about K times as often: `Plan::sketch_flush_rows`).
 pub const SKETCH_FLUSH_ROWS: u64 = 1 << 22;
 
 /// Reads `batches` (with `schema`) once into the partial state of `spec`. `row_offset` is the
@@ -354,8 +355,8 @@ where
                     .rows_hint
                     .map_or(0, |h| h.saturating_sub(rows) as usize);
                 if plan.sketch_runs > 0 {
-                    // Sketch mode keeps at most SKETCH_FLUSH_ROWS rows (plus this batch).
-                    hinted = hinted.min(SKETCH_FLUSH_ROWS as usize);
+                    // Sketch mode keeps at most `sketch_flush_rows` rows (plus this batch).
+                    hinted = hinted.min(plan.sketch_flush_rows as usize);
                 }
                 for r in rank.iter_mut() {
                     r.reserve_rows(len.max(hinted) * plan.kept_per_row, plan.weighted, keyed);
@@ -449,18 +450,18 @@ where
             for (r, wr) in rank.iter_mut().zip(&written) {
                 r.close_windows(&sizes, wr);
             }
-            // Sketch mode: the kept rows up to the last global multiple of SKETCH_FLUSH_ROWS
+            // Sketch mode: the kept rows up to the last global multiple of `sketch_flush_rows`
             // this wave reached become runs, so memory stays bounded however many rows are
             // read, and (cut by position) the runs do not depend on the batches.
             let last_cut = wave_pieces
                 .iter()
-                .rposition(|(_, hi)| (at + *hi as u64) % SKETCH_FLUSH_ROWS == 0);
+                .rposition(|(_, hi)| (at + *hi as u64) % plan.sketch_flush_rows == 0);
             if let (Some(p), true) = (last_cut, plan.sketch_runs > 0) {
                 let budget = plan.sketch_runs;
                 for ((r, wr), sk) in rank.iter_mut().zip(&written).zip(sketches.iter_mut()) {
                     let in_wave: usize = wr.iter().sum();
                     let cut = r.len() - in_wave + wr[..=p].iter().sum::<usize>();
-                    pool.install(|| flush_sketches(sk, r, cut, &n_ids, budget));
+                    pool.install(|| flush_sketches(sk, r, cut, &n_ids, budget, &plan.shape));
                 }
                 crate::runtime::check()?;
             }
@@ -478,9 +479,10 @@ where
         let budget = plan.sketch_runs;
         for (r, sk) in rank.iter_mut().zip(sketches.iter_mut()) {
             let cut = r.len();
-            pool.install(|| flush_sketches(sk, r, cut, &n_ids, budget));
+            pool.install(|| flush_sketches(sk, r, cut, &n_ids, budget, &plan.shape));
+            let per_slice = plan.shape.sketches_per_slice();
             for (k, per_id) in sk.iter_mut().enumerate() {
-                per_id.resize_with(n_ids[k], RunSketch::default);
+                per_id.resize_with(n_ids[k] * per_slice, RunSketch::default);
             }
         }
     }

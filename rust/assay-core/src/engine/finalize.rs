@@ -175,7 +175,7 @@ fn finalize_parts(
             sums
         } else if plan.exact_rank {
             pool.install(|| rank_sums(rank.get(m), &n_ids))
-        } else if plan.sketch_runs > 0 {
+        } else if plan.sketch_runs > 0 && !plan.multiclass {
             state.sketches[m]
                 .iter()
                 .map(|per_id| {
@@ -239,8 +239,32 @@ fn finalize_parts(
     };
     // The multiclass exact ROC-AUCs, from the kept entries (and a replayed job's batches):
     // `[model][spec][id]`.
-    let exact_aucs = spec.metrics.iter().any(Metric::is_rank) && plan.shape.auc_bins == 0;
+    let exact_aucs = spec.metrics.iter().any(Metric::is_rank)
+        && plan.shape.auc_bins == 0
+        && plan.sketch_runs == 0;
     let mc_aucs: Vec<Vec<Vec<crate::multiclass::SliceAuc>>> = match &spec.multiclass {
+        // (auc="sketch": from each slice's run sketches, see `multiclass::sketch_aucs`.)
+        Some(mc) if plan.sketch_runs > 0 => {
+            let per_slice = plan.shape.sketches_per_slice();
+            let (k, pairs) = (mc.k(), plan.shape.auc_pairs);
+            let aucs = (0..models)
+                .map(|m| {
+                    state.sketches[m]
+                        .iter()
+                        .map(|per_id| {
+                            pool.install(|| {
+                                per_id
+                                    .par_chunks(per_slice)
+                                    .map(|sk| crate::multiclass::sketch_aucs(sk, k, pairs))
+                                    .collect()
+                            })
+                        })
+                        .collect()
+                })
+                .collect();
+            crate::runtime::check()?;
+            aucs
+        }
         Some(mc) if plan.keep_rows && exact_aucs => {
             let reps = plan
                 .resampler
@@ -515,6 +539,15 @@ fn finalize_parts(
                     replicates.push(k);
                 }
                 let bounds = match state.sketches.get(m) {
+                    // (A multiclass slice's bounds come with its ROC-AUCs.)
+                    Some(_) if plan.multiclass => match mc_aucs.get(m) {
+                        Some(a) => spec
+                            .metrics
+                            .iter()
+                            .map(|metric| a[k][idu].bound(*metric))
+                            .collect(),
+                        None => Vec::new(),
+                    },
                     Some(sk) => {
                         let sk = &sk[k][idu];
                         spec.metrics

@@ -182,16 +182,6 @@ impl EvalSpec {
                         cols.len()
                     )));
                 }
-                if self.metrics.iter().any(Metric::is_rank)
-                    && matches!(self.auc, AucMode::Sketch(_))
-                {
-                    return Err(AssayError::InvalidArgument(
-                        "the multiclass ROC-AUCs are exact or binned: auc=\"sketch\" is for \
-                         binary scores (auc=\"binned\" keeps a fixed histogram per slice and \
-                         class)"
-                            .into(),
-                    ));
-                }
                 if self.reliability.is_some() {
                     return Err(AssayError::InvalidArgument(
                         "reliability tables are for binary scores; task=\"multiclass\" has \
@@ -285,7 +275,10 @@ impl EvalSpec {
             }
             let quantile = self.metrics.contains(&Metric::Ace)
                 || (self.calibration.rule == crate::reliability::BinRule::Quantile
-                    && (self.reliability.is_some() || self.metrics.iter().any(Metric::uses_bins)));
+                    && (self.reliability.is_some()
+                        || self.metrics.iter().any(|m| {
+                            m.uses_bins() || matches!(m, Metric::EceTopLabel | Metric::EceClasswise)
+                        })));
             if quantile && self.metrics.iter().any(Metric::is_rank) {
                 return Err(AssayError::InvalidArgument(
                     "quantile calibration bins (ace, calibration_strategy=\"quantile\") keep \
@@ -306,13 +299,17 @@ impl EvalSpec {
                     _ => ("binned", "histogram"),
                 };
                 if self.family == Family::Multiclass {
-                    return Err(AssayError::InvalidArgument(
+                    return Err(AssayError::InvalidArgument(format!(
                         "bootstrap intervals of the multiclass ROC-AUCs need auc=\"exact\" \
-                         (auc=\"binned\" keeps one histogram per slice and class, without \
+                         (auc=\"{mode}\" keeps one {} per slice and class, without \
                          replicates); for intervals of the other metrics, evaluate the ROC-AUCs \
-                         in a job of their own"
-                            .into(),
-                    ));
+                         in a job of their own",
+                        if mode == "sketch" {
+                            "run sketch"
+                        } else {
+                            "histogram"
+                        }
+                    )));
                 }
                 return Err(AssayError::InvalidArgument(format!(
                     "bootstrap intervals of roc_auc/average_precision need auc=\"exact\"; with \

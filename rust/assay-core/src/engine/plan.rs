@@ -39,6 +39,10 @@ pub struct Plan<'a> {
     pub keep_rows: bool,
     /// Sketch mode: the kept rows become per-slice sorted runs of at most this many (0: none).
     pub sketch_runs: usize,
+    /// Sketch mode: the kept rows become runs at every multiple of this many rows (global
+    /// position; a power of two, a multiple of `CHUNK_ROWS`): fewer rows when each keeps K
+    /// entries, so that the entries kept at once stay about as many as a binary job's.
+    pub sketch_flush_rows: u64,
     /// The calibration states built from the sorted order of the exact rank metrics instead
     /// of in the pass (see `reliability::SortedWant`); `shape` then leaves them out of the
     /// pass, and `calib_shape` is the shape the report reads.
@@ -153,6 +157,7 @@ impl<'a> Plan<'a> {
                 AucMode::Sketch(k) if wants_rank => k,
                 _ => 0,
             },
+            sketch_flush_rows: super::accumulate::SKETCH_FLUSH_ROWS,
             sorted_calib: None,
             calib_shape: StateShape::default(),
             prob_counts: false,
@@ -183,12 +188,21 @@ impl<'a> Plan<'a> {
             plan.rep_losses = false;
             plan.calib_edges = Vec::new();
             plan.quantile_bins = false;
-            // The ROC-AUCs: exact from kept rows, or binned from per-slice histograms.
+            // The ROC-AUCs: exact from kept rows, binned from per-slice histograms, or from
+            // run sketches of the kept rows (flushed as the pass goes).
             let rank = spec.metrics.iter().any(Metric::is_rank);
             let auc_bins = match spec.auc {
                 AucMode::Binned(b) if rank => b,
                 _ => 0,
             };
+            let sketch_runs = match spec.auc {
+                AucMode::Sketch(r) if rank => r,
+                _ => 0,
+            };
+            let ovo = spec
+                .metrics
+                .iter()
+                .any(|m| matches!(m, Metric::RocAucOvo | Metric::RocAucOvoWeighted));
             // Quantile calibration bins take their edges from each slice's probabilities:
             // the calibration errors are then built at finalization from the kept rows.
             let quantile_ece = ece && cal.rule == BinRule::Quantile;
@@ -198,9 +212,12 @@ impl<'a> Plan<'a> {
             // probabilities at finalization: a state that is finalized in the call over an
             // in-memory input keeps one entry a row (its position) and reads the probability
             // matrix again in place; any other keeps the K entries (see `multiclass::aucs`).
-            plan.replay = plan.keep_rows && replayable;
+            plan.replay = plan.keep_rows && replayable && sketch_runs == 0;
             plan.kept_per_row = if plan.replay { 1 } else { k };
-            plan.sketch_runs = 0;
+            plan.sketch_runs = sketch_runs;
+            plan.sketch_flush_rows = (super::accumulate::SKETCH_FLUSH_ROWS
+                / k.max(1).next_power_of_two() as u64)
+                .max(super::CHUNK_ROWS);
             plan.top_ks = super::MulticlassSpec::top_ks(&spec.metrics);
             plan.ece_edges = if ece {
                 rel::uniform_edges(cal.bins)
@@ -215,11 +232,7 @@ impl<'a> Plan<'a> {
                 ece_bins: if ece { cal.bins } else { 0 },
                 classwise: ece && spec.metrics.contains(&Metric::EceClasswise),
                 auc_bins,
-                auc_pairs: auc_bins > 0
-                    && spec
-                        .metrics
-                        .iter()
-                        .any(|m| matches!(m, Metric::RocAucOvo | Metric::RocAucOvoWeighted)),
+                auc_pairs: (auc_bins > 0 || sketch_runs > 0) && ovo,
                 ..StateShape::default()
             };
             plan.calib_shape = plan.shape;
@@ -332,11 +345,33 @@ pub fn check_replicate_rank_size(n_ids: &[usize], slots: usize, models: usize) -
     Ok(())
 }
 
+/// The most run sketches a multiclass `auc="sketch"` job keeps per model (a sketch costs 24
+/// bytes before its runs, up to `auc_max_runs` x 40 bytes with them).
+pub const MAX_SKETCHES: usize = 1 << 22;
+
 /// Refuses a job whose per-chunk states would not fit: `pieces` chunk states of every slice
 /// of every spec (and model), each with its replicate block, are alive at once.
 pub fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
     let ids: usize = n_ids.iter().sum();
     let sh = plan.shape;
+    // A multiclass auc="sketch" keeps K (or K x K) run sketches per slice: bounded in number,
+    // which also keeps their indices (`multiclass_sketch_keys`) within u32.
+    let per_slice = sh.sketches_per_slice();
+    if plan.sketch_runs > 0 && per_slice > 1 && ids.saturating_mul(per_slice) > MAX_SKETCHES {
+        return Err(AssayError::InvalidArgument(format!(
+            "auc=\"sketch\" keeps {} run sketches per slice ({}), {} in all for {ids} slices \
+             (more than {MAX_SKETCHES}); use fewer or coarser slices, leave out roc_auc_ovo \
+             and roc_auc_ovo_weighted (one sketch per class instead of per pair), or \
+             auc=\"binned\"",
+            per_slice,
+            if sh.auc_pairs {
+                "one per pair of classes, for the one-vs-one ROC-AUCs"
+            } else {
+                "one per class"
+            },
+            ids.saturating_mul(per_slice)
+        )));
+    }
     let family = 8 * (crate::family::block_len(&sh) + crate::family::rep_block_len(&sh));
     let per_id = family
         + std::mem::size_of::<crate::state::BinaryCounts>()

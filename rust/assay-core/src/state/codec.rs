@@ -290,8 +290,10 @@ fn write_shape(w: &mut Writer, s: &StateShape) {
         w.len(s.classes);
         w.len(s.top_k);
         w.len(s.ece_bins);
-        // (Bit 1: the binned ROC-AUC histograms follow; a state without them reads as before.)
-        w.u8(s.classwise as u8 | ((s.auc_bins > 0) as u8) << 1);
+        // (Bit 1: the binned ROC-AUC histograms follow; bit 2: the run sketches of
+        // auc="sketch" come in one-vs-one pairs. A state without them reads as before.)
+        let sketch_pairs = s.auc_pairs && s.auc_bins == 0;
+        w.u8(s.classwise as u8 | ((s.auc_bins > 0) as u8) << 1 | (sketch_pairs as u8) << 2);
         if s.auc_bins > 0 {
             w.len(s.auc_bins);
             w.u8(s.auc_pairs as u8);
@@ -331,10 +333,11 @@ fn read_shape(r: &mut Reader) -> Result<StateShape> {
         shape.top_k = r.usize(BIG, "top-k accuracies")?;
         shape.ece_bins = r.usize(BIG, "calibration bins")?;
         let flags = r.u8()?;
-        if flags > 3 {
+        if flags > 7 || flags & 6 == 6 {
             return Err(bad("bad multiclass flags"));
         }
         shape.classwise = flags & 1 == 1;
+        shape.auc_pairs = flags & 4 == 4;
         if flags & 2 == 2 {
             shape.auc_bins = r.usize(BIG, "ROC-AUC histogram bins")?;
             shape.auc_pairs = r.flag()?;

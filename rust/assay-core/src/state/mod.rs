@@ -336,10 +336,25 @@ pub struct StateShape {
     pub top_k: usize,
     pub ece_bins: usize,
     pub classwise: bool,
-    /// Multiclass `auc="binned"`: the score bins of the ROC-AUC histograms (0: none), and
-    /// whether they split the other classes by label (for the one-vs-one pairs).
+    /// Multiclass `auc="binned"`: the score bins of the ROC-AUC histograms (0: none).
     pub auc_bins: usize,
+    /// Multiclass: whether the ROC-AUC histograms (or run sketches) split the other classes by
+    /// label, for the one-vs-one pairs.
     pub auc_pairs: bool,
+}
+
+impl StateShape {
+    /// The run sketches of one slice (`auc="sketch"`, see `PartialState::sketches`): one
+    /// (binary); multiclass one per class (its probability, positives its rows: one-vs-rest),
+    /// or with the one-vs-one pairs one per (scored class, true class), every row positive
+    /// (see `multiclass::sketch_aucs`).
+    pub fn sketches_per_slice(&self) -> usize {
+        match self.family {
+            crate::metrics::Family::Multiclass if self.auc_pairs => self.classes * self.classes,
+            crate::metrics::Family::Multiclass => self.classes,
+            _ => 1,
+        }
+    }
 }
 
 /// Per-slice states of one slice spec: dense arrays indexed by slice id.

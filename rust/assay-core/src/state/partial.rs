@@ -219,9 +219,13 @@ impl PartialState {
             if self.sketches.len() != self.models || self.sketch_runs == 0 {
                 return Err(format_err("sketches per model"));
             }
+            let per_slice = self.shape.sketches_per_slice();
             for per_spec in &self.sketches {
                 if per_spec.len() != per_model
-                    || per_spec.iter().zip(&n_ids).any(|(s, n)| s.len() != *n)
+                    || per_spec
+                        .iter()
+                        .zip(&n_ids)
+                        .any(|(s, n)| s.len() != n * per_slice)
                 {
                     return Err(format_err("sketches per slice"));
                 }
@@ -307,12 +311,13 @@ impl PartialState {
             .enumerate()
             .for_each(|(i, (a, b))| a.add_mapped(b, map_of(i % per_model)));
         let budget = self.sketch_runs;
+        let per_slice = self.shape.sketches_per_slice();
         for (mine, theirs) in self.sketches.iter_mut().zip(&o.sketches) {
             for (k, (a, b)) in mine.iter_mut().zip(theirs).enumerate() {
-                a.resize_with(n_ids[k], RunSketch::default);
+                a.resize_with(n_ids[k] * per_slice, RunSketch::default);
                 let map = map_of(k);
                 for (j, sk) in b.iter().enumerate() {
-                    let t = map[j] as usize;
+                    let t = map[j / per_slice] as usize * per_slice + j % per_slice;
                     let mut merged = a[t].merge(sk);
                     merged.compress(budget);
                     a[t] = merged;
@@ -425,22 +430,54 @@ impl SliceStates {
 
 /// Moves kept rows `..cut` of `rows` into `sketches` (`[spec][id]`, the overall slice first):
 /// their runs per slice, merged into what is there and compressed to `budget` runs.
+/// The sketch of each kept entry of a multiclass job (K entries a row, in class order, the
+/// row's class labelled 1; `ids`: the row's slice in one spec, None for the overall slice):
+/// one-vs-rest, the entry of class `c` goes to sketch `id * K + c`; with the one-vs-one pairs,
+/// to sketch `(id * K + c) * K + y`, `y` the row's class (see `StateShape::sketches_per_slice`;
+/// `check_state_size` keeps these indices within u32).
+fn multiclass_sketch_keys(labels: &[u8], ids: Option<&[u32]>, k: usize, pairs: bool) -> Vec<u32> {
+    let per_slice = if pairs { k * k } else { k };
+    let mut keys = vec![0u32; labels.len()];
+    for (r, (lab, out)) in labels
+        .chunks_exact(k)
+        .zip(keys.chunks_exact_mut(k))
+        .enumerate()
+    {
+        let base = ids.map_or(0, |v| v[r * k] as usize) * per_slice;
+        let y = lab.iter().position(|l| *l != 0).unwrap_or(0);
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = (base + if pairs { c * k + y } else { c }) as u32;
+        }
+    }
+    keys
+}
+
 pub fn flush_sketches(
     sketches: &mut [Vec<RunSketch>],
     rows: &mut RankRows,
     cut: usize,
     n_ids: &[usize],
     budget: usize,
+    shape: &StateShape,
 ) {
     if cut == 0 {
         return;
     }
     let (scores, labels) = (&rows.scores[..cut], &rows.labels[..cut]);
     let w = (!rows.weights.is_empty()).then(|| &rows.weights[..cut]);
+    let multiclass = shape.family == crate::metrics::Family::Multiclass;
+    let per_slice = shape.sketches_per_slice();
+    // (A multiclass pair sketch takes every entry as a positive.)
+    let ones = (multiclass && shape.auc_pairs).then(|| vec![1u8; cut]);
     let fresh: Vec<Vec<RunSketch>> = (0..n_ids.len())
         .into_par_iter()
         .map(|k| {
-            let mut sk = if k == 0 {
+            let mut sk = if multiclass {
+                let ids = (k > 0).then(|| &rows.ids[k - 1][..cut]);
+                let keys = multiclass_sketch_keys(labels, ids, shape.classes, shape.auc_pairs);
+                let labels = ones.as_deref().unwrap_or(labels);
+                RunSketch::from_rows_by_id(scores, labels, w, &keys, n_ids[k] * per_slice)
+            } else if k == 0 {
                 vec![RunSketch::from_rows(scores, labels, w)]
             } else {
                 RunSketch::from_rows_by_id(scores, labels, w, &rows.ids[k - 1][..cut], n_ids[k])
