@@ -656,9 +656,10 @@ def evaluate(
     auc_bins : int
         Histogram bins for ``auc="binned"``: an integer in [2, 1000000].
     auc_max_runs : int, optional
-        The run budget of ``auc="sketch"`` per slice (per sketch: a multiclass slice keeps
-        K, or K x K), in [16, 1000000] (default ``assay._native.DEFAULT_MAX_RUNS``): more
-        runs, a smaller error bound.
+        The run budget of ``auc="sketch"`` per slice, in [16, 1000000] (default
+        ``assay._native.DEFAULT_MAX_RUNS``): more runs, a smaller error bound. A multiclass
+        slice shares it among its K sketches (K x K with ``roc_auc_ovo``), 16 runs each at
+        least.
     max_slices : int or None
         The most slices one slice spec may make (default 10,000): a spec that passes it (an
         ID-like column as a slice makes one slice per value) stops the pass early with

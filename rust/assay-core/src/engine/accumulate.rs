@@ -21,7 +21,7 @@ use crate::reliability::{
 };
 use crate::sketch::RunSketch;
 use crate::slicing::Slicer;
-use crate::state::partial::{flush_sketches, PartialState, Replay};
+use crate::state::partial::{compress_sketches, flush_sketches, PartialState, Replay};
 use crate::state::{ChunkState, RankRows, RankWindow, WeightScale, REP_ROWS};
 
 use super::plan::{check_state_size, Plan, WAVE};
@@ -485,6 +485,7 @@ where
                 per_id.resize_with(n_ids[k] * per_slice, RunSketch::default);
             }
         }
+        pool.install(|| compress_sketches(&mut sketches, &plan.shape, budget));
     }
     Ok(PartialState {
         spec_json: String::new(),

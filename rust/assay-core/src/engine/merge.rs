@@ -88,6 +88,8 @@ pub fn merge(states: &[&PartialState]) -> Result<PartialState> {
         // The kept rows: one k-way merge of every state's sorted entries, or (when some state
         // kept its rows unsorted: scores mostly distinct, see `state::runs`) the rows one
         // state after the other, sorted once at the finalization.
+        let (shape, runs) = (out.shape, out.sketch_runs);
+        crate::state::partial::compress_sketches(&mut out.sketches, &shape, runs);
         let maps: Vec<&[Vec<u32>]> = maps.iter().map(Vec::as_slice).collect();
         for m in 0..out.rank.len() {
             let inputs: Vec<&RankRows> = keyed.iter().map(|(_, s)| &s.rank[m]).collect();

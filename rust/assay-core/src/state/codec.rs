@@ -772,7 +772,7 @@ impl PartialState {
                     }
                     let sk = RunSketch::from_columns(&lo, &hi, &neg, &pos, &unc)
                         .map_err(|e| bad(format!("a sketch: {e}")))?;
-                    if sketch_runs > 0 && sk.len() > sketch_runs {
+                    if sketch_runs > 0 && sk.len() > shape.sketch_budget(sketch_runs) {
                         return Err(bad("a sketch holds more runs than its budget"));
                     }
                     per_id.push(sk);

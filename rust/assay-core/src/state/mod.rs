@@ -355,6 +355,27 @@ impl StateShape {
             _ => 1,
         }
     }
+
+    /// The run budget of each of a slice's sketches: the job's `auc_max_runs` (the budget of
+    /// a slice) shared among them, at least `sketch::MIN_MAX_RUNS` each.
+    pub fn sketch_budget(&self, runs: usize) -> usize {
+        match self.sketches_per_slice() {
+            1 => runs,
+            s => (runs / s).max(crate::sketch::MIN_MAX_RUNS),
+        }
+    }
+
+    /// How many times its budget a sketch may hold while a pass or a merge goes on, before it
+    /// is compressed (to its budget; every sketch is at the end): 1 for the binary sketch; 2
+    /// for the many small multiclass ones, which each flush or merge adds few runs to, so that
+    /// they are compressed when they have doubled, not every time.
+    pub fn sketch_slack(&self) -> usize {
+        if self.sketches_per_slice() == 1 {
+            1
+        } else {
+            2
+        }
+    }
 }
 
 /// Per-slice states of one slice spec: dense arrays indexed by slice id.

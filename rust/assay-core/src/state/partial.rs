@@ -310,7 +310,11 @@ impl PartialState {
             .zip(&o.total.specs)
             .enumerate()
             .for_each(|(i, (a, b))| a.add_mapped(b, map_of(i % per_model)));
-        let budget = self.sketch_runs;
+        // (Sketches fold in with slack: `merge` compresses them all at the end.)
+        let (budget, slack) = (
+            self.shape.sketch_budget(self.sketch_runs),
+            self.shape.sketch_slack(),
+        );
         let per_slice = self.shape.sketches_per_slice();
         for (mine, theirs) in self.sketches.iter_mut().zip(&o.sketches) {
             for (k, (a, b)) in mine.iter_mut().zip(theirs).enumerate() {
@@ -318,9 +322,7 @@ impl PartialState {
                 let map = map_of(k);
                 for (j, sk) in b.iter().enumerate() {
                     let t = map[j / per_slice] as usize * per_slice + j % per_slice;
-                    let mut merged = a[t].merge(sk);
-                    merged.compress(budget);
-                    a[t] = merged;
+                    fold_sketch(&mut a[t], sk.clone(), budget, slack);
                 }
             }
         }
@@ -430,6 +432,32 @@ impl SliceStates {
 
 /// Moves kept rows `..cut` of `rows` into `sketches` (`[spec][id]`, the overall slice first):
 /// their runs per slice, merged into what is there and compressed to `budget` runs.
+/// `new`'s runs into `old`, compressed to `budget` once it holds more than `slack` times as
+/// many.
+fn fold_sketch(old: &mut RunSketch, new: RunSketch, budget: usize, slack: usize) {
+    if old.is_empty() {
+        *old = new;
+    } else if !new.is_empty() {
+        let mut merged = old.merge(&new);
+        if merged.len() > budget * slack {
+            merged.compress(budget);
+        }
+        *old = merged;
+    }
+}
+
+/// Every sketch of `sketches` (`[model][spec][id]`) compressed to its budget (see
+/// `StateShape::sketch_slack`): what a pass and a merge end with.
+pub fn compress_sketches(sketches: &mut [Vec<Vec<RunSketch>>], shape: &StateShape, runs: usize) {
+    let budget = shape.sketch_budget(runs);
+    for per_id in sketches.iter_mut().flatten() {
+        per_id
+            .par_iter_mut()
+            .filter(|s| s.len() > budget)
+            .for_each(|s| s.compress(budget));
+    }
+}
+
 /// The sketch of each kept entry of a multiclass job (K entries a row, in class order, the
 /// row's class labelled 1; `ids`: the row's slice in one spec, None for the overall slice):
 /// one-vs-rest, the entry of class `c` goes to sketch `id * K + c`; with the one-vs-one pairs,
@@ -463,6 +491,9 @@ pub fn flush_sketches(
     if cut == 0 {
         return;
     }
+    // (Each sketch's own budget, and how far over it a sketch may grow until the pass ends:
+    // see `compress_sketches`.)
+    let (budget, slack) = (shape.sketch_budget(budget), shape.sketch_slack());
     let (scores, labels) = (&rows.scores[..cut], &rows.labels[..cut]);
     let w = (!rows.weights.is_empty()).then(|| &rows.weights[..cut]);
     let multiclass = shape.family == crate::metrics::Family::Multiclass;
@@ -482,27 +513,19 @@ pub fn flush_sketches(
             } else {
                 RunSketch::from_rows_by_id(scores, labels, w, &rows.ids[k - 1][..cut], n_ids[k])
             };
-            for s in sk.iter_mut() {
+            for s in sk.iter_mut().filter(|s| s.len() > budget * slack) {
                 s.compress(budget);
             }
             sk
         })
         .collect();
-    sketches
-        .par_iter_mut()
-        .zip(fresh)
-        .for_each(|(per_id, new)| {
-            per_id.resize_with(new.len().max(per_id.len()), RunSketch::default);
-            for (old, new) in per_id.iter_mut().zip(new) {
-                if old.is_empty() {
-                    *old = new;
-                } else if !new.is_empty() {
-                    let mut merged = old.merge(&new);
-                    merged.compress(budget);
-                    *old = merged;
-                }
-            }
-        });
+    for (per_id, new) in sketches.iter_mut().zip(fresh) {
+        per_id.resize_with(new.len().max(per_id.len()), RunSketch::default);
+        per_id
+            .par_iter_mut()
+            .zip(new)
+            .for_each(|(old, new)| fold_sketch(old, new, budget, slack));
+    }
     rows.scores.drain(..cut);
     rows.labels.drain(..cut);
     if !rows.weights.is_empty() {
