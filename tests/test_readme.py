@@ -1,7 +1,7 @@
 """README sections run as written: "Split jobs" (its Python blocks in order, in one namespace,
 then its command-line block through ``assay.cli.main``, in a scratch directory),
-"Regression", "Multiclass", "GPUs and torch.distributed" (with the example script it names)
-and "Spark and Ray" (its Python block, in local mode)."""
+"Regression", "Multiclass", "Ranking", "GPUs and torch.distributed" (with the example script it
+names) and "Spark and Ray" (its Python block, in local mode)."""
 
 from __future__ import annotations
 
@@ -94,6 +94,19 @@ def test_multiclass_section_runs_as_written():
     assert {"precision", "recall", "f1"} <= set(rep.per_class().columns)  # type: ignore[attr-defined]
     # (Each row is counted once per slice spec: overall, light, camera x light.)
     assert rep.confusion()["count"].sum() == 100_000 * 3  # type: ignore[attr-defined]
+
+
+def test_ranking_section_runs_as_written():
+    (code,) = blocks(section("Ranking"), "python")
+    ns: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), ns)
+    table = ns["rep"].table  # type: ignore[attr-defined]
+    assert table["slice"][:4].to_list() == ["overall", "market=BR", "market=DE", "market=US"]
+    # The demo model is weak for new users in Brazil.
+    weak = table.filter(table["slice"] == "market=BR & segment=new")["ndcg@10"][0]
+    assert weak < table["ndcg@10"][0] - 0.1
+    assert table["n"][0] + table["n_skipped"][0] == 20_000
+    assert table["ndcg@10_lo"][0] < table["ndcg@10"][0] < table["ndcg@10_hi"][0]
 
 
 def test_torch_section_runs_as_written():

@@ -8,7 +8,8 @@ from assay import _common, _compare, _native
 
 KINDS = {"binary": {"confusion", "loss", "rank", "calibration"},
          "regression": {"moments", "order"},
-         "multiclass": {"confusion", "loss", "rank", "calibration"}}
+         "multiclass": {"confusion", "loss", "rank", "calibration"},
+         "ranking": {"order"}}
 
 
 def test_registry_entries_are_complete_and_unique():
@@ -18,7 +19,8 @@ def test_registry_entries_are_complete_and_unique():
     # (accuracy, log_loss, ...), with the same direction.
     keys = [(r[0], r[1]) for r in reg]
     assert len(keys) == len(set(keys))
-    assert names[-3:] == ["f<beta>", "pinball@<q>", "top_k_accuracy@<k>"]
+    assert names[-8:] == ["f<beta>", "pinball@<q>", "top_k_accuracy@<k>", "ndcg@<k>",
+                          "map@<k>", "precision@<k>", "recall@<k>", "hit_rate@<k>"]
     directions: dict[str, object] = {}
     for r in reg:
         assert directions.setdefault(r[0], r[3]) is r[3], r[0]
@@ -35,6 +37,9 @@ def test_registry_entries_are_complete_and_unique():
         assay.REGRESSION_METRICS
     assert tuple(r[0] for r in reg if r[1] == "multiclass" and "<" not in r[0]) == \
         assay.MULTICLASS_METRICS
+    assert tuple(r[0] for r in reg if r[1] == "ranking") == assay.RANKING_METRICS
+    for name in ("ndcg@7", "map@1", "precision@3", "recall@100", "hit_rate@2"):
+        assert _native.metric_name(name) == name and _native.higher_is_better(name) is True
     assert [r[0] for r in reg if r[2] == "calibration" and r[1] == "binary"] == \
         _native.calibration_metrics()
 

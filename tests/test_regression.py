@@ -383,7 +383,7 @@ def test_options_that_do_not_fit_the_task_are_refused(kwargs, message):
 
 def test_binary_task_checks_its_own_arguments():
     with pytest.raises(InvalidArgumentError, match="task must be one of"):
-        assay.evaluate({"y": [1.0]}, task="ranking", label="y", prediction="y")
+        assay.evaluate({"y": [1.0]}, task="survival", label="y", prediction="y")
     with pytest.raises(InvalidArgumentError, match="prediction= is the column"):
         assay.evaluate({"y": [1, 0], "p": [0.2, 0.3]}, label="y", prediction="p")
     with pytest.raises(InvalidArgumentError, match="mae is not a binary metric"):

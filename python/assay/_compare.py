@@ -21,6 +21,7 @@ from ._evaluate import (
     _Job,
     _job,
     _multiclass_options,
+    _ranking_options,
     _run,
     _task_column,
     _task_options,
@@ -310,12 +311,16 @@ def compare(
     *,
     label: str,
     scores: Mapping[str, str] | Sequence[str],
-    task: Literal["binary", "regression", "multiclass"] = "binary",
+    task: Literal["binary", "regression", "multiclass", "ranking"] = "binary",
     slices: Sequence[SliceLike] | SliceLike = (),
     metrics: Sequence[str] | None = None,
     classes: Sequence[str] | Sequence[int] | None = None,
     k: int | Sequence[int] | None = None,
     normalize: Literal["raise", "divide", "softmax"] = "raise",
+    query: str | None = None,
+    gain: Literal["exponential", "linear"] = "exponential",
+    ties: Literal["average", "stable"] = "average",
+    empty: Literal["skip", "zero"] = "skip",
     quantiles: Sequence[float] | None = None,
     power: float = 0.0,
     reference: str | None = None,
@@ -348,7 +353,7 @@ def compare(
         ``{"name": "column", ...}`` (or a list of columns, named by themselves); at least two.
         With ``task="regression"`` the columns hold predictions (``quantiles`` and ``power``
         as in :func:`assay.evaluate`).
-    task : {"binary", "regression", "multiclass"}
+    task : {"binary", "regression", "multiclass", "ranking"}
         The task family, as in :func:`assay.evaluate`; each metric's direction (lower ``mae``
         is better, higher ``r2``) decides the verdicts, and ``mean_error`` (the bias) gets
         ``"higher"``/``"lower"``. With ``task="multiclass"`` each model's column is a list
@@ -356,6 +361,9 @@ def compare(
         :func:`assay.evaluate`).
     classes, k, normalize
         ``task="multiclass"``: as in :func:`assay.evaluate`.
+    query, k, gain, ties, empty
+        ``task="ranking"``: as in :func:`assay.evaluate`; the bootstrap resamples queries, so
+        the comparison is paired by query.
     reference
         The model the others are compared with (default: the first).
     bootstrap, ci, ci_method, seed, row_id
@@ -396,6 +404,7 @@ def compare(
     if task not in TASKS:
         _task_column(task, None, None)
     metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
+    metrics, ranking = _ranking_options(task, metrics, k, query, gain, ties, empty)
     binary: dict[str, tuple[Any, Any]] = {
         "threshold": (threshold, 0.5), "calibration_strategy": (calibration_strategy, "uniform")}
     if task != "multiclass":
@@ -410,7 +419,7 @@ def compare(
         weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc="exact",
         auc_bins=4096, interval=interval, compare=(ref_name, others),
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,
-        classes=classes_, normalize=normalize_,
+        classes=classes_, normalize=normalize_, ranking=ranking,
     )
     if correction not in ("simultaneous", "holm", "bh", "none"):
         raise InvalidArgumentError(

@@ -15,7 +15,7 @@ from .errors import InvalidArgumentError
 from .report import Report
 
 __all__ = ["Bins", "bins", "evaluate", "fbeta", "CALIBRATION_METRICS", "METRICS",
-           "MULTICLASS_METRICS", "REGRESSION_METRICS", "TASKS"]
+           "MULTICLASS_METRICS", "RANKING_METRICS", "REGRESSION_METRICS", "TASKS"]
 
 METRICS: tuple[str, ...] = tuple(_native.default_metrics())
 """The default metrics of ``task="binary"``, in their order."""
@@ -34,13 +34,71 @@ MULTICLASS_METRICS: tuple[str, ...] = tuple(
 ``k=``) comes on top. ``ece_classwise`` is computed only when named (it bins every class of
 every row)."""
 
-TASKS: tuple[str, ...] = ("binary", "regression", "multiclass")
+RANKING_METRICS: tuple[str, ...] = tuple(r[0] for r in _REGISTRY if r[1] == "ranking")
+"""Every metric of ``task="ranking"``: the cutoff patterns (``ndcg@<k>``, ``map@<k>``,
+``precision@<k>``, ``recall@<k>``, ``hit_rate@<k>``, one metric per ``k`` of ``k=``) and
+``mrr``, ``auc_per_query``, ``n_items``, ``n_skipped``."""
+
+TASKS: tuple[str, ...] = ("binary", "regression", "multiclass", "ranking")
 """The task families of :func:`evaluate`."""
 
 
 def _default_metrics(task: str) -> tuple[str, ...]:
-    """The metrics a job of ``task`` computes when given none (the registry's defaults)."""
-    return tuple(r[0] for r in _REGISTRY if r[1] == task and r[4])
+    """The metrics a job of ``task`` computes when given none (the registry's defaults; a
+    ranking job's cutoff patterns come from ``k=``)."""
+    return tuple(r[0] for r in _REGISTRY if r[1] == task and r[4] and "<" not in r[0])
+
+
+GAINS = ("exponential", "linear")
+"""How ``task="ranking"`` turns a relevance grade into a DCG gain: ``2**rel - 1`` or ``rel``."""
+TIES = ("average", "stable")
+"""How ``task="ranking"`` orders tied scores: the expectation over their orderings, or input
+order."""
+EMPTY = ("skip", "zero")
+"""What ``task="ranking"`` does with a query that has no relevant item."""
+MAX_CUTOFF = 1 << 20
+"""The largest ranking cutoff ``k``."""
+# The cutoff metrics, in report order: each ``k`` of ``k=`` makes one of each.
+_CUTOFF_METRICS = ("ndcg", "map", "precision", "recall", "hit_rate")
+
+
+def _ranking_options(task: str, metrics: Any, k: Any, query: Any, gain: Any, ties: Any,
+                     empty: Any) -> tuple[Any, tuple[str, str, str, str] | None]:
+    """The metrics (cutoff metrics at each ``k``) and the native options of a ranking job;
+    for another task, checks that the ranking options keep their defaults."""
+    _only_for("ranking", task, query=(query, None), gain=(gain, "exponential"),
+              ties=(ties, "average"), empty=(empty, "skip"))
+    if task != "ranking":
+        return metrics, None
+    if query is None:
+        raise InvalidArgumentError(
+            "task='ranking' needs query= (the column of the query or user each row belongs to)")
+    column_arg(query, "query", None)
+    for name, value, allowed in (("gain", gain, GAINS), ("ties", ties, TIES),
+                                 ("empty", empty, EMPTY)):
+        if value not in allowed:
+            raise InvalidArgumentError(
+                f"{name} must be one of {', '.join(map(repr, allowed))}, got {show(value)}")
+    ks = [10] if k is None else ([k] if isinstance(k, int) and not isinstance(k, bool) else k)
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not ks:
+        raise InvalidArgumentError(
+            f"k (the ranking cutoffs) must be a whole number >= 1 or a list of them, got "
+            f"{show(k)}")
+    cutoffs = [int_arg(v, "k (a ranking cutoff)", None, 1, MAX_CUTOFF) for v in ks]
+    cutoffs = list(dict.fromkeys(cutoffs))
+    if metrics is None:
+        names = [f"{m}@{c}" for c in cutoffs for m in _CUTOFF_METRICS]
+        names += list(_default_metrics("ranking"))
+    else:
+        given = [metrics] if isinstance(metrics, str) else metrics
+        if isinstance(given, (bytes, bytearray)) or not isinstance(given, Sequence):
+            raise InvalidArgumentError(
+                f"metrics must be a metric name or a list of metric names, got {show(metrics)}")
+        # A cutoff metric named without its cutoff is computed at each k.
+        names = []
+        for m in given:
+            names += [f"{m}@{c}" for c in cutoffs] if m in _CUTOFF_METRICS else [m]
+    return names, (str(query), str(gain), str(ties), str(empty))
 
 
 def _score_parts(task: Any, score: Any) -> tuple[str, ...] | None:
@@ -83,13 +141,13 @@ def _task_column(task: Any, score: Any, prediction: Any) -> str:
                 "task='multiclass' needs score= (a list column of K class probabilities, or "
                 "a list of K column names)")
         return score
-    if task == "binary":
+    if task in ("binary", "ranking"):
         if prediction is not None:
             raise InvalidArgumentError(
                 "prediction= is the column of a regression model's predictions; pass "
-                "task='regression', or score= for a binary classifier")
+                f"task='regression', or score= for task={task!r}")
         if score is None:
-            raise InvalidArgumentError("task='binary' needs score= (the column of scores)")
+            raise InvalidArgumentError(f"task={task!r} needs score= (the column of scores)")
         column = score
     else:
         if score is not None:
@@ -100,7 +158,7 @@ def _task_column(task: Any, score: Any, prediction: Any) -> str:
                 f"task={task!r} needs prediction= (the column of predictions)")
         column = prediction
     if not isinstance(column, str):
-        name = "score" if task == "binary" else "prediction"
+        name = "prediction" if task == "regression" else "score"
         raise InvalidArgumentError(
             f"label and {name} must be column names (str); got {name}={show(column)}")
     return column
@@ -254,8 +312,9 @@ def _multiclass_options(task: str, metrics: Any, classes: Any, k: Any,
                         normalize: Any) -> tuple[Any, tuple[Any, ...] | None, str]:
     """The metrics (with ``top_k_accuracy@k``), classes and normalization of a multiclass job;
     for another task, checks that those options keep their defaults."""
-    _only_for("multiclass", task, classes=(classes, None), k=(k, None),
-              normalize=(normalize, "raise"))
+    _only_for("multiclass", task, classes=(classes, None), normalize=(normalize, "raise"))
+    if task not in ("multiclass", "ranking"):
+        _only_for("multiclass", task, k=(k, None))
     if task != "multiclass":
         return metrics, None, "raise"
     if normalize not in NORMALIZE:
@@ -531,12 +590,16 @@ def evaluate(
     label: str,
     score: str | Sequence[str] | None = None,
     prediction: str | None = None,
-    task: Literal["binary", "regression", "multiclass"] = "binary",
+    task: Literal["binary", "regression", "multiclass", "ranking"] = "binary",
     slices: Sequence[SliceLike] | SliceLike = (),
     metrics: Sequence[str] | None = None,
     classes: Sequence[str] | Sequence[int] | None = None,
     k: int | Sequence[int] | None = None,
     normalize: Literal["raise", "divide", "softmax"] = "raise",
+    query: str | None = None,
+    gain: Literal["exponential", "linear"] = "exponential",
+    ties: Literal["average", "stable"] = "average",
+    empty: Literal["skip", "zero"] = "skip",
     quantiles: Sequence[float] | None = None,
     power: float = 0.0,
     lower: str | None = None,
@@ -586,11 +649,30 @@ def evaluate(
         them; integer classes name the integer label values. Default: the labels are the class
         indices 0..K-1, K read from the fixed-size list (or the number of score columns).
     k : int or list of int, optional
-        ``task="multiclass"``: add ``top_k_accuracy@<k>`` for each k.
+        ``task="multiclass"``: add ``top_k_accuracy@<k>`` for each k. ``task="ranking"``: the
+        cutoffs (default ``[10]``): ``ndcg@k``, ``map@k``, ``precision@k``, ``recall@k`` and
+        ``hit_rate@k`` for each k (a cutoff metric named without ``@k`` in ``metrics`` is
+        computed at each k).
     normalize : {"raise", "divide", "softmax"}
         ``task="multiclass"``: rows whose scores do not sum to 1 (within 1e-4) raise, naming
         the row (default); ``"divide"`` divides them by their sum; ``"softmax"`` takes them as
         logits.
+    query : str, optional
+        ``task="ranking"``: the column (integers or strings) of the query or user each row
+        (item) belongs to. Rows of one query need not be contiguous. ``label`` is then the
+        relevance (0/1 or a non-negative grade; > 0 is relevant), ``weight`` weighs queries
+        (the same on every row of a query), slices are query attributes (the same on every
+        row of a query), and bootstrap intervals resample queries. See docs/ranking.md.
+    gain : {"exponential", "linear"}
+        ``task="ranking"``: the DCG gain of a relevance grade, ``2**rel - 1`` (default) or
+        ``rel`` (scikit-learn's ``ndcg_score``).
+    ties : {"average", "stable"}
+        ``task="ranking"``: tied scores count as the expectation over all their orderings
+        (default; McSherry & Najork, as scikit-learn's ``ndcg_score``) or in input order.
+    empty : {"skip", "zero"}
+        ``task="ranking"``: a query without a relevant item is left out of every metric and
+        counted in ``n_skipped`` (default), or scores 0 on every metric but
+        ``auc_per_query``.
     quantiles : list of float, optional
         ``task="regression"``: add the mean pinball loss at each quantile in (0, 1) as a metric
         ``pinball@<q>`` (scikit-learn's ``mean_pinball_loss(alpha=q)``), for quantile
@@ -603,10 +685,12 @@ def evaluate(
         of labels inside ``[lower, upper]``) and ``interval_width`` (mean ``upper - lower``)
         are then added to the metrics. A bound that is NaN, inf or null follows
         ``nan_policy``; ``lower > upper`` raises.
-    task : {"binary", "regression", "multiclass"}
+    task : {"binary", "regression", "multiclass", "ranking"}
         The task family (``assay.TASKS``). ``"multiclass"`` computes
         ``assay.MULTICLASS_METRICS`` (see "Multiclass metrics" below and
-        docs/multiclass.md). ``"regression"`` computes
+        docs/multiclass.md). ``"ranking"`` computes ``assay.RANKING_METRICS`` per query and
+        averages them over the queries of each slice (``n`` counts the queries; see
+        docs/ranking.md). ``"regression"`` computes
         ``assay.REGRESSION_METRICS`` (see "Regression metrics" below) from weighted sums and
         co-moments merged with Chan's update (no ``E[x^2] - E[x]^2`` cancellation); the
         options of binary classification (``threshold``, ``auc*``, ``calibration_*``) do not
@@ -780,6 +864,7 @@ def evaluate(
     """
     column = _task_column(task, score, prediction)
     metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
+    metrics, ranking = _ranking_options(task, metrics, k, query, gain, ties, empty)
     binary = _binary_options(task, threshold, auc, auc_bins, auc_max_runs,
                              calibration_strategy, calibration_bins)
     names, bounds = _task_options(
@@ -792,6 +877,7 @@ def evaluate(
         interval=_interval(bootstrap, ci, ci_method, seed, row_id), compare=None,
         calibration=_calibration(calibration_bins, calibration_strategy), task=task,
         classes=classes_, score_parts=_score_parts(task, score), normalize=normalize_,
+        ranking=ranking,
     )
     return _report(_run(data, job, n_threads, max_slices, progress), job)
 
@@ -823,6 +909,8 @@ class _Job:
     classes: tuple[Any, ...] | None = None
     score_parts: tuple[str, ...] | None = None
     normalize: str = "raise"
+    # Ranking: (query column, gain, ties, empty).
+    ranking: tuple[str, str, str, str] | None = None
 
     def report_layout(self, layout: Any) -> dict[str, Any]:
         """What a :class:`Report` of this job keeps besides its tables: the engine's layout
@@ -841,6 +929,7 @@ class _Job:
     def columns(self) -> list[str | None]:
         """Every column the job reads (None where an optional one is not used)."""
         return [self.label, self.score, *(self.score_parts or ())[1:], self.weight,
+                None if self.ranking is None else self.ranking[0],
                 None if self.interval is None else self.interval[4],
                 *(self.bounds or ()),
                 *(c for _, c in (self.compare[1] if self.compare else ())),
@@ -862,6 +951,7 @@ class _Job:
             only if any(o is not None for o in only) else None,
             self.task, self.power, self.bounds, max_slices,
             self._multiclass(source) if self.task == "multiclass" else None,
+            self.ranking,
         )
 
     def _multiclass(self, source: Source | None) -> tuple[Any, ...]:
@@ -916,7 +1006,7 @@ def _job(
     calibration: tuple[int, str] | None = None, reliability: float | None = None,
     task: str = "binary", power: Any = 0.0, bounds: tuple[str, str] | None = None,
     classes: tuple[Any, ...] | None = None, score_parts: tuple[str, ...] | None = None,
-    normalize: str = "raise",
+    normalize: str = "raise", ranking: tuple[str, str, str, str] | None = None,
 ) -> _Job:
     """Validates the options shared by every job (``interval`` and ``calibration`` come
     validated by :func:`_interval` and :func:`_calibration`). Reads no data."""
@@ -940,7 +1030,7 @@ def _job(
             compare[0], tuple((n, c) for n, c in compare[1])),
         calibration=calibration, reliability=reliability, task=task,
         power=float_arg(power, "power", None), bounds=bounds,
-        classes=classes, score_parts=score_parts, normalize=normalize,
+        classes=classes, score_parts=score_parts, normalize=normalize, ranking=ranking,
     )
 
 

@@ -45,6 +45,7 @@ from ._evaluate import (
     _list_size,
     _multiclass_options,
     _prepare,
+    _ranking_options,
     _report,
     _run,
     _score_parts,
@@ -68,6 +69,7 @@ _KEYS = (
     "weight", "min_slice_size", "nan_policy", "auc", "auc_bins", "auc_max_runs", "bootstrap",
     "ci", "ci_method", "seed", "row_id", "calibration_bins", "calibration_strategy",
     "task", "prediction", "power", "lower", "upper", "classes", "normalize",
+    "query", "gain", "ties", "empty",
 )
 
 
@@ -144,6 +146,10 @@ def _job_dict(job: _Job) -> dict[str, Any]:
         "upper": None if job.bounds is None else job.bounds[1],
         "classes": None if job.classes is None else list(job.classes),
         "normalize": job.normalize,
+        "query": None if job.ranking is None else job.ranking[0],
+        "gain": "exponential" if job.ranking is None else job.ranking[1],
+        "ties": "average" if job.ranking is None else job.ranking[2],
+        "empty": "skip" if job.ranking is None else job.ranking[3],
     }
 
 
@@ -250,12 +256,16 @@ class Spec:
     prediction : str, optional
         Column of predictions: a regression spec of one model (``task="regression"``, which
         takes ``prediction=`` instead of ``score=``).
-    task : {"binary", "regression", "multiclass"}
+    task : {"binary", "regression", "multiclass", "ranking"}
         The task family, as in :func:`assay.evaluate`; ``scores=`` of a regression spec name
         prediction columns, of a multiclass spec list columns of class probabilities.
     classes, k, normalize
-        As in :func:`assay.evaluate` (multiclass). Without ``classes=``, :meth:`accumulate`
-        records the classes 0..K-1 it read from the list column's size in the state's spec.
+        As in :func:`assay.evaluate` (multiclass; ``k`` is also the ranking cutoffs). Without
+        ``classes=``, :meth:`accumulate` records the classes 0..K-1 it read from the list
+        column's size in the state's spec.
+    query, gain, ties, empty
+        As in :func:`assay.evaluate` (ranking). A ranking state holds finished queries:
+        shard ranking data by query (:func:`assay.merge` refuses states that share one).
     quantiles, power, lower, upper
         As in :func:`assay.evaluate` (regression): ``quantiles`` become ``pinball@<q>``
         metrics, ``lower``/``upper`` add ``coverage`` and ``interval_width``.
@@ -307,7 +317,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         score: str | Sequence[str] | None = None,
         *,
         prediction: str | None = None,
-        task: Literal["binary", "regression", "multiclass"] = "binary",
+        task: Literal["binary", "regression", "multiclass", "ranking"] = "binary",
         scores: Mapping[str, str] | Sequence[str] | None = None,
         reference: str | None = None,
         slices: Sequence[SliceLike] | SliceLike = (),
@@ -315,6 +325,10 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         classes: Sequence[str] | Sequence[int] | None = None,
         k: int | Sequence[int] | None = None,
         normalize: Literal["raise", "divide", "softmax"] = "raise",
+        query: str | None = None,
+        gain: Literal["exponential", "linear"] = "exponential",
+        ties: Literal["average", "stable"] = "average",
+        empty: Literal["skip", "zero"] = "skip",
         quantiles: Sequence[float] | None = None,
         power: float = 0.0,
         lower: str | None = None,
@@ -334,7 +348,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
         calibration_bins: int = 15,
         calibration_strategy: Literal["uniform", "quantile"] = "uniform",
     ) -> None:
-        one = "score" if task == "binary" else "prediction"
+        one = "prediction" if task == "regression" else "score"
         if scores is not None and (score is not None or prediction is not None):
             raise InvalidArgumentError(
                 f"a Spec takes exactly one of {one}= (one model) and scores= (a comparison of "
@@ -364,6 +378,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
             score = models[0][1]
             compare = (models[0][0], models[1:])
         metrics, classes_, normalize_ = _multiclass_options(task, metrics, classes, k, normalize)
+        metrics, ranking = _ranking_options(task, metrics, k, query, gain, ties, empty)
         binary = _binary_options(task, threshold, auc, auc_bins, auc_max_runs,
                                  calibration_strategy, calibration_bins)
         names, bounds = _task_options(
@@ -374,7 +389,7 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
             weight=weight, min_slice_size=min_slice_size, nan_policy=nan_policy, auc=auc,
             auc_bins=auc_bins, auc_max_runs=auc_max_runs, interval=interval, compare=compare,
             calibration=_calibration(calibration_bins, calibration_strategy), task=task,
-            classes=classes_, score_parts=parts, normalize=normalize_,
+            classes=classes_, score_parts=parts, normalize=normalize_, ranking=ranking,
         )
         self._set(job)
 

@@ -226,7 +226,7 @@ def _spec(args: argparse.Namespace) -> Spec:
     return Spec(
         label=args.label, score=_multiclass_score(args, args.score),
         prediction=args.prediction, task=args.task, slices=slices, metrics=metrics,
-        **_multiclass_args(args),
+        **_multiclass_args(args), **_ranking_args(args),
         threshold=args.threshold, weight=args.weight, min_slice_size=args.min_slice_size,
         nan_policy=args.nan_policy, auc=args.auc, auc_bins=args.auc_bins,
         auc_max_runs=args.auc_max_runs, bootstrap=args.bootstrap, ci=args.ci,
@@ -357,6 +357,39 @@ def _multiclass_score(args: argparse.Namespace, score: str | None) -> Any:
     if args.task == "multiclass" and score is not None and "," in score:
         return _names([score])
     return score
+
+
+def _ranking_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``query=``, ``k=`` (the cutoffs), ``gain=``, ``ties=`` and ``empty=`` of ``--query``,
+    ``--cutoffs 5,10``, ``--gain``, ``--ties`` and ``--empty`` (only when given: the Python API
+    refuses them for another task, naming them)."""
+    out: dict[str, Any] = {}
+    for name in ("query", "gain", "ties", "empty"):
+        if getattr(args, name, None) is not None:
+            out[name] = getattr(args, name)
+    if getattr(args, "cutoffs", None) is not None:
+        names = _names([args.cutoffs])
+        if not names or not all(c.isdigit() for c in names):
+            raise UsageError(f"--cutoffs expects comma-separated whole numbers, got "
+                             f"{args.cutoffs!r}")
+        out["k"] = [int(c) for c in names]
+    return out
+
+
+def _ranking_options(p: argparse.ArgumentParser) -> None:
+    """``--query``, ``--cutoffs``, ``--gain``, ``--ties``, ``--empty`` (task ranking)."""
+    p.add_argument("--query", help="task ranking: the column of the query (or user) of each "
+                                   "row; --label is then the relevance")
+    p.add_argument("--cutoffs", metavar="K1,K2,...",
+                   help="task ranking: the cutoffs k of ndcg@k, map@k, ... (default 10)")
+    p.add_argument("--gain", choices=["exponential", "linear"],
+                   help="task ranking: the DCG gain 2^rel - 1 (default) or rel")
+    p.add_argument("--ties", choices=["average", "stable"],
+                   help="task ranking: tied scores averaged over their orderings (default) or "
+                        "in input order")
+    p.add_argument("--empty", choices=["skip", "zero"],
+                   help="task ranking: queries without a relevant item skipped (default) or "
+                        "scored 0")
 
 
 def _multiclass_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -665,6 +698,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     e.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
     e.add_argument("--prediction", help="the prediction column (task regression)")
     _multiclass_options(e)
+    _ranking_options(e)
     e.add_argument("--where", metavar="EXPR",
                    help="keep the rows where this SQL predicate holds, e.g. \"day >= 3\"")
     e.add_argument("--slice", action="append", help="a column, or a cross a,b (repeatable)")

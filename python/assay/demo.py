@@ -167,3 +167,42 @@ def make_multiclass_data(rows: int = 300_000, seed: int = 0) -> pa.Table:
         "camera": camera,
         "light": light,
     })
+
+
+MARKETS = ["BR", "DE", "US"]
+"""The markets of :func:`make_ranking_data`."""
+
+
+def make_ranking_data(queries: int = 20_000, seed: int = 0) -> pa.Table:
+    """A recommender's scores, one row per (user, item): ``user_id`` (the query), ``score``,
+    ``relevance`` (a grade 0-3; 0 is not relevant) and the user's attributes ``market`` (one of
+    :data:`MARKETS`) and ``segment`` (``new`` or ``returning``). Each user has 5 to 50 items
+    (37.5 on average); the rows are grouped by user, in a shuffled order of users.
+
+    The model ranks well, except for new users in ``market=BR``, where its scores barely
+    follow relevance; about 1 user in 7 has no relevant item.
+    """
+    queries = int_arg(queries, "queries", "make_ranking_data", 1, None)
+    seed = int_arg(seed, "seed", "make_ranking_data", 0, U64_MAX)
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(5, 51, queries)
+    market = rng.choice(np.array(MARKETS), queries, p=[0.3, 0.3, 0.4])
+    segment = rng.choice(np.array(["new", "returning"]), queries, p=[0.4, 0.6])
+    user = rng.permutation(queries).astype(np.int64) + 100_000
+    rows = int(sizes.sum())
+    q = np.repeat(np.arange(queries), sizes)
+    # Some users like nothing they were shown.
+    likes = rng.random(queries) < 0.92
+    relevance = np.where(rng.random(rows) < 0.15, rng.integers(1, 4, rows), 0)
+    relevance = relevance * likes[q]
+    weak = (market == "BR") & (segment == "new")
+    signal = np.where(weak[q], 0.05, 0.6)
+    score = signal * relevance + rng.normal(0.0, 0.5, rows)
+    return pa.table({
+        "user_id": user[q],
+        "score": np.round(score, 3),
+        "relevance": relevance.astype(np.int64),
+        "market": market[q],
+        "segment": segment[q],
+    })
+

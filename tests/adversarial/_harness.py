@@ -178,7 +178,8 @@ def metric_columns(rep: Any) -> list[str]:
 
 def validate(rep: Any) -> Any:
     """Invariants every report must satisfy: no NaN/inf in a metric column, ``n`` of overall
-    equals the rows read minus the rows dropped, a null metric has a note."""
+    (``n_items`` of a ranking report, whose ``n`` counts queries) equals the rows read minus
+    the rows dropped, a null metric has a note."""
     t = rep.to_arrow()
     for c in metric_columns(rep):
         vals = t.column(c).to_pylist()
@@ -186,7 +187,12 @@ def validate(rep: Any) -> Any:
             if v is not None and not math.isfinite(v):
                 raise Wrong(f"metric column {c!r} holds {v!r} (row {i}, slice "
                             f"{t.column('slice')[i].as_py()!r})")
-    if "n" in t.column_names and t.num_rows:
+    if "n_items" in t.column_names and t.num_rows:
+        # A ranking report: n counts queries, n_items the rows kept.
+        n0 = t.column("n_items")[0].as_py()
+        check(n0 == rep.rows - rep.dropped,
+              f"overall n_items={n0} but rows={rep.rows} dropped={rep.dropped}")
+    elif "n" in t.column_names and t.num_rows:
         n0 = t.column("n")[0].as_py()
         check(n0 == rep.rows - rep.dropped,
               f"overall n={n0} but rows={rep.rows} dropped={rep.dropped}")

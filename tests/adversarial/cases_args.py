@@ -297,3 +297,52 @@ def args_multiclass_regressions_bad_reference_probabilities() -> None:
     # The reference model's rows sum to 2: named by its column, not the candidate's.
     assay.discover_regressions(_multiclass_table(), task="multiclass", label="y",
                                scores=["q", "p"], features=["g"])
+
+
+# --- ranking ----------------------------------------------------------------------------------
+
+
+def _ranking_table(n: int = 40):
+    import pyarrow as pa
+
+    q = np.arange(n) // 4
+    return pa.table({"q": q, "s": np.linspace(0, 1, n), "rel": (np.arange(n) % 3 == 0) * 1.0,
+                     "g": np.array(["a", "b"])[q % 2]})
+
+
+@case(expect="typed", words=["k", "ranking cutoff", "1048576"])
+def args_ranking_huge_cutoff() -> None:
+    evaluate(_ranking_table(), task="ranking", query="q", score="s", label="rel",
+             k=10**12)
+
+
+@case(expect="ok")
+def args_ranking_cutoff_above_every_query() -> None:
+    rep = evaluate(_ranking_table(), task="ranking", query="q", score="s", label="rel",
+                   k=1_000_000, metrics=["precision", "ndcg", "n_items"])
+    # precision@k divides by k, even when the query has fewer items.
+    check(rep.table["precision@1000000"][0] < 1e-5, "precision@k divides by k")
+    check(rep.table["ndcg@1000000"][0] > 0, "ndcg over every item")
+
+
+@case(expect="typed", words=["query", "varies", "rows"])
+def args_ranking_slice_inside_a_query() -> None:
+    import pyarrow as pa
+
+    t = _ranking_table()
+    t = t.append_column("item", pa.array([f"i{j}" for j in range(t.num_rows)]))
+    evaluate(t, task="ranking", query="q", score="s", label="rel", slices=["item"])
+
+
+@case(expect="typed", words=["same query", "shard"])
+def args_ranking_merge_of_a_split_query() -> None:
+    assay = _assay()
+    t = _ranking_table()
+    spec = assay.Spec(task="ranking", query="q", score="s", label="rel")
+    assay.merge([spec.accumulate(t.slice(0, 6)), spec.accumulate(t.slice(6), row_offset=6)])
+
+
+@case(expect="typed", words=["query", "integer or string"])
+def args_ranking_float_query() -> None:
+    t = _ranking_table()
+    evaluate(t, task="ranking", query="s", score="s", label="rel")

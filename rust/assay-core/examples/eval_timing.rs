@@ -93,6 +93,7 @@ fn main() {
             reliability: env("REL").map(|_| 0.95),
             max_slices: None,
             multiclass: None,
+            ranking: None,
             slice_only: Vec::new(),
             rows_hint: env("HINT").map(|_| n as u64),
         };

@@ -10,6 +10,7 @@
 
 use crate::metrics::Family;
 use crate::multiclass;
+use crate::ranking;
 use crate::regression;
 use crate::state::StateShape;
 
@@ -19,6 +20,7 @@ pub fn block_len(shape: &StateShape) -> usize {
         Family::Binary => 0,
         Family::Regression => regression::Layout::of(shape).block_len(),
         Family::Multiclass => multiclass::Layout::of(shape).block_len(),
+        Family::Ranking => ranking::Layout::of(shape).block_len(),
     }
 }
 
@@ -28,6 +30,7 @@ pub fn rep_fields(shape: &StateShape) -> usize {
         Family::Binary => 0,
         Family::Regression => regression::Layout::of(shape).fields(),
         Family::Multiclass => multiclass::Layout::of(shape).fields(),
+        Family::Ranking => ranking::Layout::of(shape).fields(),
     }
 }
 
@@ -42,6 +45,7 @@ pub fn merge_block(shape: &StateShape, a: &mut [f64], b: &[f64]) {
         Family::Binary => {}
         Family::Regression => regression::merge_block(a, b, &regression::Layout::of(shape)),
         Family::Multiclass => multiclass::merge_block(a, b),
+        Family::Ranking => ranking::merge_block(a, b),
     }
 }
 
@@ -54,6 +58,7 @@ pub fn merge_rep_block(shape: &StateShape, a: &mut [f64], b: &[f64], slots: usiz
         }
         // (Sums: slot-major or not, they add field by field.)
         Family::Multiclass => multiclass::merge_block(a, b),
+        Family::Ranking => ranking::merge_block(a, b),
     }
 }
 

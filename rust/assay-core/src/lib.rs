@@ -15,6 +15,7 @@ pub mod intervals;
 pub mod metrics;
 pub mod multiclass;
 pub mod rank;
+pub mod ranking;
 pub mod regression;
 pub mod reliability;
 pub mod report;

@@ -84,6 +84,35 @@ pub enum Metric {
     RocAucOvoWeighted,
     /// Share of rows whose label is among the `k` highest scores (`"top_k_accuracy@<k>"`).
     TopK(usize),
+    // Ranking (see `ranking`): per query, then averaged over the queries.
+    Mrr,
+    AucPerQuery,
+    NItems,
+    NSkipped,
+    /// Normalized DCG at cutoff `k` (`"ndcg@<k>"`).
+    Ndcg(usize),
+    /// Average precision at cutoff `k` (`"map@<k>"`).
+    MapAt(usize),
+    /// Relevant items among the top `k`, over `k` (`"precision@<k>"`).
+    PrecisionAt(usize),
+    /// Relevant items among the top `k`, over the query's relevant items (`"recall@<k>"`).
+    RecallAt(usize),
+    /// Whether a relevant item is among the top `k` (`"hit_rate@<k>"`).
+    HitRate(usize),
+}
+
+impl Metric {
+    /// A ranking metric's cutoff `k` (None for the others).
+    pub fn cutoff(&self) -> Option<usize> {
+        match *self {
+            Metric::Ndcg(k)
+            | Metric::MapAt(k)
+            | Metric::PrecisionAt(k)
+            | Metric::RecallAt(k)
+            | Metric::HitRate(k) => Some(k),
+            _ => None,
+        }
+    }
 }
 
 /// The task family a metric belongs to (the `task=` of `evaluate`).
@@ -93,6 +122,7 @@ pub enum Family {
     Binary,
     Regression,
     Multiclass,
+    Ranking,
 }
 
 impl Family {
@@ -101,6 +131,7 @@ impl Family {
             Family::Binary => "binary",
             Family::Regression => "regression",
             Family::Multiclass => "multiclass",
+            Family::Ranking => "ranking",
         }
     }
 
@@ -110,8 +141,10 @@ impl Family {
             "binary" => Ok(Family::Binary),
             "regression" => Ok(Family::Regression),
             "multiclass" => Ok(Family::Multiclass),
+            "ranking" => Ok(Family::Ranking),
             other => Err(AssayError::InvalidArgument(format!(
-                "task must be \"binary\", \"regression\" or \"multiclass\", got {other:?}"
+                "task must be \"binary\", \"regression\", \"multiclass\" or \"ranking\", got \
+                 {other:?}"
             ))),
         }
     }
@@ -209,7 +242,7 @@ const UP: Option<bool> = Some(true);
 const DOWN: Option<bool> = Some(false);
 
 /// Every metric, in report order: the defaults first, then the calibration metrics.
-pub const REGISTRY: [MetricInfo; 66] =
+pub const REGISTRY: [MetricInfo; 70] =
     {
         use Kind::*;
         use Metric::*;
@@ -676,6 +709,34 @@ pub const REGISTRY: [MetricInfo; 66] =
             false,
             "one-vs-one ROC-AUC averaged with each pair's share of the weight",
         ),
+        rk(
+            Mrr,
+            "mrr",
+            UP,
+            true,
+            "mean over queries of 1 / the rank of the first relevant item (no cutoff)",
+        ),
+        rk(
+            AucPerQuery,
+            "auc_per_query",
+            UP,
+            false,
+            "mean over queries with relevant and other items of their ROC-AUC (ties 1/2)",
+        ),
+        rk(
+            NItems,
+            "n_items",
+            None,
+            true,
+            "items (rows) of the slice's queries, skipped queries included",
+        ),
+        rk(
+            NSkipped,
+            "n_skipped",
+            None,
+            true,
+            "queries without a relevant item left out (empty=\"skip\")",
+        ),
     ]
     };
 
@@ -693,6 +754,68 @@ const fn mc(
         ..info(metric, name, kind, higher_is_better, default, definition)
     }
 }
+
+/// A ranking metric's entry (per query, averaged over the queries of the slice).
+const fn rk(
+    metric: Metric,
+    name: &'static str,
+    higher_is_better: Option<bool>,
+    default: bool,
+    definition: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        family: Family::Ranking,
+        ..info(
+            metric,
+            name,
+            Kind::Order,
+            higher_is_better,
+            default,
+            definition,
+        )
+    }
+}
+
+/// The ranking cutoff patterns (`ndcg@10`, ...): each `k` of `k=` makes one metric of each.
+pub const NDCG: MetricInfo = rk(
+    Metric::Ndcg(10),
+    "ndcg@<k>",
+    UP,
+    true,
+    "DCG of the top k (gain over log2(position + 1)) over the query's ideal DCG at k",
+);
+pub const MAP_AT: MetricInfo = rk(
+    Metric::MapAt(10),
+    "map@<k>",
+    UP,
+    true,
+    "mean over queries of average precision at k, over min(k, the query's relevant items)",
+);
+pub const PRECISION_AT: MetricInfo = rk(
+    Metric::PrecisionAt(10),
+    "precision@<k>",
+    UP,
+    true,
+    "relevant items among the top k, over k",
+);
+pub const RECALL_AT: MetricInfo = rk(
+    Metric::RecallAt(10),
+    "recall@<k>",
+    UP,
+    true,
+    "relevant items among the top k, over the query's relevant items",
+);
+pub const HIT_RATE: MetricInfo = rk(
+    Metric::HitRate(10),
+    "hit_rate@<k>",
+    UP,
+    true,
+    "share of queries with a relevant item among the top k",
+);
+
+/// The ranking cutoff patterns, in report order.
+pub const RANKING_PATTERNS: [&MetricInfo; 5] =
+    [&NDCG, &MAP_AT, &PRECISION_AT, &RECALL_AT, &HIT_RATE];
 
 /// The top-k pattern `top_k_accuracy@<k>` (`top_k_accuracy@5`).
 pub const TOPK: MetricInfo = mc(
@@ -722,6 +845,9 @@ pub const FBETA: MetricInfo = info(
     false,
     "(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)",
 );
+
+/// The largest ranking cutoff `k`.
+pub const MAX_CUTOFF: usize = 1 << 20;
 
 /// Names of the binary metrics computed when none are given, in report order.
 pub fn default_metrics() -> Vec<&'static str> {
@@ -816,6 +942,23 @@ impl Metric {
                 ))),
             };
         }
+        for (prefix, make) in [
+            ("ndcg@", Metric::Ndcg as fn(usize) -> Metric),
+            ("map@", Metric::MapAt),
+            ("precision@", Metric::PrecisionAt),
+            ("recall@", Metric::RecallAt),
+            ("hit_rate@", Metric::HitRate),
+        ] {
+            if let Some(k) = name.strip_prefix(prefix) {
+                return match k.parse::<usize>() {
+                    Ok(k) if (1..=MAX_CUTOFF).contains(&k) => Ok(make(k)),
+                    _ => Err(AssayError::InvalidArgument(format!(
+                        "{name:?}: a ranking cutoff is a whole number k in [1, {MAX_CUTOFF}], such \
+                         as \"{prefix}10\""
+                    ))),
+                };
+            }
+        }
         if let Some(q) = name.strip_prefix("pinball@") {
             return match q.parse::<f64>() {
                 Ok(q) if q > 0.0 && q < 1.0 => Ok(Metric::Pinball(q)),
@@ -830,11 +973,14 @@ impl Metric {
             _ => Err(AssayError::InvalidArgument(format!(
                 "unknown metric {name:?}; known metrics: {}, {}, or f<beta> such as \"f2\" \
                  (binary); {}, or pinball@<q> such as \"pinball@0.9\" (regression); {}, or \
-                 top_k_accuracy@<k> such as \"top_k_accuracy@5\" (multiclass)",
+                 top_k_accuracy@<k> such as \"top_k_accuracy@5\" (multiclass); {}, \
+                 ndcg@<k>, map@<k>, precision@<k>, recall@<k> or hit_rate@<k> such as \
+                 \"ndcg@10\" (ranking)",
                 default_metrics().join(", "),
                 calibration_metrics().join(", "),
                 metrics_of(Family::Regression).join(", "),
-                metrics_of(Family::Multiclass).join(", ")
+                metrics_of(Family::Multiclass).join(", "),
+                metrics_of(Family::Ranking).join(", ")
             ))),
         }
     }
@@ -869,6 +1015,11 @@ impl Metric {
             FBeta(_) => return &FBETA,
             Pinball(_) => return &PINBALL,
             TopK(_) => return &TOPK,
+            Ndcg(_) => return &NDCG,
+            MapAt(_) => return &MAP_AT,
+            PrecisionAt(_) => return &PRECISION_AT,
+            RecallAt(_) => return &RECALL_AT,
+            HitRate(_) => return &HIT_RATE,
             BaseRate => 0,
             PredictionRate => 1,
             Accuracy => 2,
@@ -935,6 +1086,10 @@ impl Metric {
             RocAucOvrWeighted => 63,
             RocAucOvo => 64,
             RocAucOvoWeighted => 65,
+            Mrr => 66,
+            AucPerQuery => 67,
+            NItems => 68,
+            NSkipped => 69,
         };
         &REGISTRY[at]
     }
@@ -1015,6 +1170,11 @@ impl Metric {
             Metric::FBeta(b) => format!("f{b:e}"),
             Metric::Pinball(q) => format!("pinball@{q}"),
             Metric::TopK(k) => format!("top_k_accuracy@{k}"),
+            Metric::Ndcg(k) => format!("ndcg@{k}"),
+            Metric::MapAt(k) => format!("map@{k}"),
+            Metric::PrecisionAt(k) => format!("precision@{k}"),
+            Metric::RecallAt(k) => format!("recall@{k}"),
+            Metric::HitRate(k) => format!("hit_rate@{k}"),
             other => other.info().name.to_string(),
         }
     }

@@ -44,6 +44,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         reliability: None,
         max_slices: None,
         multiclass: None,
+        ranking: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(threads),

@@ -53,6 +53,7 @@ fn spec() -> EvalSpec {
         reliability: None,
         max_slices: None,
         multiclass: None,
+        ranking: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(2),

@@ -48,6 +48,7 @@ fn spec(bootstrap: bool) -> EvalSpec {
         reliability: None,
         max_slices: None,
         multiclass: None,
+        ranking: None,
     }
 }
 

@@ -189,6 +189,7 @@ struct Job(
     Option<(String, String)>,                          // prediction interval (lower, upper)
     Option<u64>,                                       // max_slices (None: no limit)
     Option<MulticlassJob>,                             // multiclass options
+    Option<(String, String, String, String)>,          // ranking: query, gain, ties, empty
 );
 
 /// A multiclass job's options: the class names, their integer values (integer labels), each
@@ -196,12 +197,12 @@ struct Job(
 type MulticlassJob = (Vec<String>, Option<Vec<i64>>, Vec<Vec<String>>, String);
 
 impl Job {
-    /// The job from Python's 19-tuple.
+    /// The job from Python's 21-tuple.
     fn extract(t: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Job> {
         use pyo3::types::PyTupleMethods;
-        if t.len() != 20 {
+        if t.len() != 21 {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "a job is a tuple of 20 options, got {}",
+                "a job is a tuple of 21 options, got {}",
                 t.len()
             )));
         }
@@ -227,6 +228,7 @@ impl Job {
             at(17)?.extract()?,
             at(18)?.extract()?,
             at(19)?.extract()?,
+            at(20)?.extract()?,
         ))
     }
 
@@ -253,6 +255,7 @@ impl Job {
             bounds,
             max_slices,
             multiclass,
+            ranking,
         ) = self;
         let family = assay_core::metrics::Family::parse(&task)?;
         let calibration = match calibration {
@@ -330,6 +333,11 @@ impl Job {
                     },
                 )
                 .transpose()?,
+            ranking: ranking
+                .map(|(query, gain, ties, empty)| {
+                    assay_core::ranking::RankingSpec::parse(query, &gain, &ties, &empty)
+                })
+                .transpose()?,
         })
     }
 }
@@ -347,6 +355,9 @@ fn read_columns(spec: &EvalSpec) -> Vec<&str> {
     }
     if let Some(mc) = &spec.multiclass {
         read.extend(mc.score_columns.iter().flatten().map(String::as_str));
+    }
+    if let Some(rk) = &spec.ranking {
+        read.push(rk.query.as_str());
     }
     read.extend(spec.slices.iter().flatten().map(|f| f.column()));
     read
@@ -850,6 +861,7 @@ fn metric_registry(py: Python<'_>) -> PyResult<Vec<RegistryRow>> {
                 &assay_core::metrics::PINBALL,
                 &assay_core::metrics::TOPK,
             ])
+            .chain(assay_core::metrics::RANKING_PATTERNS)
             .map(|i| {
                 (
                     i.name,

@@ -144,6 +144,9 @@ where
 {
     spec.validate()?;
     let stop = || interrupted() || crate::runtime::interrupted();
+    if let Some(rk) = &spec.ranking {
+        return accumulate_ranking(schema, batches, spec, rk, row_offset, &stop, pool);
+    }
     let label_idx = column_index(&schema, &spec.label)?;
     let mut score_names: Vec<&str> = vec![&spec.score];
     if let Some(c) = &spec.compare {
@@ -168,6 +171,7 @@ where
                 .map_err(|m| crate::error::schema(&spec.label, m))?
         }
         (Family::Multiclass, None) => unreachable!("validated: a multiclass job has its classes"),
+        (Family::Ranking, _) => unreachable!("a ranking job has its own pass"),
     }
     // Multiclass: per model, the columns of its probabilities (one list column, or K).
     let mut mc_idx: Vec<Vec<usize>> = Vec::new();
@@ -510,12 +514,75 @@ where
         } else {
             Vec::new()
         },
+        queries: Vec::new(),
         replay: plan.replay.then(|| Replay {
             batches: retained,
             label: label_idx,
             scores: score_idx.clone(),
             mc_scores: mc_idx.clone(),
         }),
+    })
+}
+
+/// A ranking job's pass: its own, since a query's values need all of its rows (see
+/// `ranking`); the state holds the slice blocks of its finished queries.
+fn accumulate_ranking<I>(
+    schema: SchemaRef,
+    batches: I,
+    spec: &EvalSpec,
+    rk: &crate::ranking::RankingSpec,
+    row_offset: u64,
+    stop: &dyn Fn() -> bool,
+    pool: &rayon::ThreadPool,
+) -> Result<PartialState>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+{
+    let plan = Plan::new(spec, spec.slices.len(), false);
+    let mut scores: Vec<&str> = vec![&spec.score];
+    if let Some(c) = &spec.compare {
+        scores.extend(c.others.iter().map(|(_, col)| col.as_str()));
+    }
+    let pass = crate::ranking::PassSpec {
+        ranking: rk,
+        label: &spec.label,
+        scores,
+        weight: spec.weight.as_deref(),
+        slices: &spec.slices,
+        metrics: &spec.metrics,
+        drop: spec.nan_policy == NanPolicy::Drop,
+        max_slices: spec.max_slices,
+        resampler: plan.resampler,
+        shape: plan.shape,
+    };
+    let check = |n_ids: &[usize], rows: u64| -> Result<()> {
+        if let Some(max) = spec.max_slices {
+            check_slice_count(spec, n_ids, max, rows)?;
+        }
+        Ok(())
+    };
+    let out = crate::ranking::accumulate(schema, batches, &pass, row_offset, stop, pool, &check)?;
+    Ok(PartialState {
+        spec_json: String::new(),
+        slicer: out.slicer,
+        models: plan.models(),
+        shape: plan.shape,
+        total: out.total,
+        rank: Vec::new(),
+        sketches: Vec::new(),
+        sketch_runs: 0,
+        prob_hists: Vec::new(),
+        weight_scale: None,
+        rows: out.rows,
+        dropped: out.dropped,
+        position_keys: false,
+        ranges: if out.rows > 0 {
+            vec![(row_offset, row_offset + out.rows)]
+        } else {
+            Vec::new()
+        },
+        replay: None,
+        queries: out.queries,
     })
 }
 

@@ -470,6 +470,19 @@ fn finalize_parts(
                         small,
                         kept.as_mut(),
                     )
+                } else if plan.ranking {
+                    // The ranking family's block: its queries' sums (and per slot).
+                    let layout = crate::ranking::Layout::of(&fin_shape);
+                    let (blen, rlen) = (layout.block_len(), layout.fields() * fin_shape.slots);
+                    crate::ranking::slice_results(
+                        &st.fam[idu * blen..(idu + 1) * blen],
+                        &st.fam_reps[idu * rlen..(idu + 1) * rlen],
+                        &layout,
+                        &spec.metrics,
+                        spec.interval.as_ref(),
+                        small,
+                        kept.as_mut(),
+                    )
                 } else if plan.regression {
                     // The regression family's block of this slice (and its replicate slots).
                     let blen = crate::family::block_len(&fin_shape);
@@ -663,6 +676,7 @@ fn check_layout(state: &PartialState, plan: &Plan, spec: &EvalSpec) -> Result<()
         || state.sketch_runs != plan.sketch_runs
         || state.position_keys
             != (plan.resampler.is_some()
+                && !plan.ranking
                 && spec.interval.as_ref().is_some_and(|iv| iv.row_id.is_none()))
     {
         return Err(bad());

@@ -102,6 +102,8 @@ pub struct EvalSpec {
     pub max_slices: Option<u64>,
     /// The multiclass family's options (None for the other families).
     pub multiclass: Option<MulticlassSpec>,
+    /// The ranking family's options (None for the other families).
+    pub ranking: Option<crate::ranking::RankingSpec>,
 }
 
 /// The options of a multiclass job.
@@ -198,6 +200,36 @@ impl EvalSpec {
             (Some(_), _) => {
                 return Err(AssayError::InvalidArgument(
                     "classes= and normalize= apply to task=\"multiclass\"".into(),
+                ))
+            }
+            (None, _) => {}
+        }
+        match (&self.ranking, self.family) {
+            (Some(_), Family::Ranking) => {
+                if self.interval.as_ref().is_some_and(|iv| iv.row_id.is_some()) {
+                    return Err(AssayError::InvalidArgument(
+                        "task=\"ranking\" resamples queries (the query column is the \
+                         bootstrap's unit): row_id= does not apply"
+                            .into(),
+                    ));
+                }
+                if self.reliability.is_some() {
+                    return Err(AssayError::InvalidArgument(
+                        "reliability tables are for binary scores, not task=\"ranking\"".into(),
+                    ));
+                }
+                crate::ranking::check_metrics(&self.metrics)?;
+            }
+            (None, Family::Ranking) => {
+                return Err(AssayError::InvalidArgument(
+                    "task=\"ranking\" needs query= (the column of the query each row belongs \
+                     to)"
+                    .into(),
+                ))
+            }
+            (Some(_), _) => {
+                return Err(AssayError::InvalidArgument(
+                    "query=, gain=, ties= and empty= apply to task=\"ranking\"".into(),
                 ))
             }
             (None, _) => {}

@@ -65,6 +65,8 @@ pub struct Plan<'a> {
     pub deviances: [Option<&'static str>; 3],
     /// The multiclass family: its row kernel and blocks replace the binary ones.
     pub multiclass: bool,
+    /// The ranking family: its own pass (`ranking::accumulate`) and blocks.
+    pub ranking: bool,
     /// Multiclass: the top-k accuracies kept (in layout order), and the uniform edges of the
     /// calibration errors' bins (empty: none).
     pub top_ks: Vec<usize>,
@@ -132,6 +134,7 @@ impl<'a> Plan<'a> {
                 classwise: false,
                 auc_bins: 0,
                 auc_pairs: false,
+                ranking_metrics: 0,
             },
             resampler: spec
                 .interval
@@ -167,6 +170,7 @@ impl<'a> Plan<'a> {
             quantiles: Vec::new(),
             deviances: [None; 3],
             multiclass: false,
+            ranking: false,
             top_ks: Vec::new(),
             ece_edges: Vec::new(),
             kept_per_row: 1,
@@ -233,6 +237,23 @@ impl<'a> Plan<'a> {
                 classwise: ece && spec.metrics.contains(&Metric::EceClasswise),
                 auc_bins,
                 auc_pairs: (auc_bins > 0 || sketch_runs > 0) && ovo,
+                ..StateShape::default()
+            };
+            plan.calib_shape = plan.shape;
+            return plan;
+        }
+        if spec.family == Family::Ranking {
+            // Ranking keeps its rows in a pass of its own (`ranking::accumulate`) and leaves
+            // only the family's blocks: per-query values summed per slice, and per slot.
+            plan.ranking = true;
+            plan.additive_reps = false;
+            plan.rep_losses = false;
+            plan.keep_rows = false;
+            plan.sketch_runs = 0;
+            plan.shape = StateShape {
+                family: Family::Ranking,
+                slots,
+                ranking_metrics: spec.metrics.len(),
                 ..StateShape::default()
             };
             plan.calib_shape = plan.shape;

@@ -7,7 +7,8 @@
 //! length     u64 LE   bytes of the payload
 //! checksum   u64 LE   XXH3-64 of the payload (detects corruption, not forgery)
 //! payload    little-endian fields: the spec text, counts, shapes, row ranges, the slicer's
-//!            keys by value, the additive blocks, the kept rows, the sketches, the histograms
+//!            keys by value, the additive blocks, the kept rows, the sketches, the histograms,
+//!            the keys of a ranking job's finished queries
 //! ```
 //! Every length read is checked against the bytes left before anything is allocated, and the
 //! decoded state is checked for consistency (block lengths, slice ids, values) before it is
@@ -23,7 +24,7 @@ use super::partial::PartialState;
 use super::{BinaryCounts, ChunkState, Moments, RankRows, SliceStates, StateShape, WeightScale};
 
 /// The version this build writes (and the newest it reads).
-pub const STATE_FORMAT_VERSION: u32 = 3;
+pub const STATE_FORMAT_VERSION: u32 = 4;
 const MAGIC: &[u8; 8] = b"ASSAYPS\0";
 const HEADER: usize = 32;
 
@@ -281,6 +282,7 @@ fn write_shape(w: &mut Writer, s: &StateShape) {
         Family::Binary => 0,
         Family::Regression => 1,
         Family::Multiclass => 2,
+        Family::Ranking => 3,
     });
     w.len(s.quantiles);
     w.u8(s.deviance as u8);
@@ -299,6 +301,9 @@ fn write_shape(w: &mut Writer, s: &StateShape) {
             w.u8(s.auc_pairs as u8);
         }
     }
+    if s.family == Family::Ranking {
+        w.len(s.ranking_metrics);
+    }
 }
 
 fn read_shape(r: &mut Reader) -> Result<StateShape> {
@@ -315,6 +320,7 @@ fn read_shape(r: &mut Reader) -> Result<StateShape> {
             0 => Family::Binary,
             1 => Family::Regression,
             2 => Family::Multiclass,
+            3 => Family::Ranking,
             _ => return Err(bad("unknown task family")),
         },
         quantiles: r.usize(BIG, "pinball quantiles")?,
@@ -327,7 +333,11 @@ fn read_shape(r: &mut Reader) -> Result<StateShape> {
         classwise: false,
         auc_bins: 0,
         auc_pairs: false,
+        ranking_metrics: 0,
     };
+    if shape.family == Family::Ranking {
+        shape.ranking_metrics = r.usize(BIG, "ranking metrics")?;
+    }
     if shape.family == Family::Multiclass {
         shape.classes = r.usize(crate::multiclass::MAX_CLASSES, "classes")?;
         shape.top_k = r.usize(BIG, "top-k accuracies")?;
@@ -624,6 +634,7 @@ impl PartialState {
             w.f64s(&h.positives);
             w.f64s(&h.scores);
         }
+        w.u64s(&self.queries);
     }
 
     /// A state from [`PartialState::to_bytes`]'s bytes, fully checked.
@@ -652,7 +663,7 @@ impl PartialState {
         if version < STATE_FORMAT_VERSION {
             return Err(AssayError::StateFormat(format!(
                 "this partial state has format version {version}, written by an earlier \
-                 development build of assay (before task families); this version reads format \
+                 development build of assay; this version reads format \
                  {STATE_FORMAT_VERSION}: accumulate the shard again"
             )));
         }
@@ -790,10 +801,12 @@ impl PartialState {
                 scores: r.f64s()?,
             });
         }
+        let queries = r.u64s()?;
         if !r.buf.is_empty() {
             return Err(bad("unread bytes at the end of the payload"));
         }
         let state = PartialState {
+            queries,
             spec_json,
             slicer,
             models,

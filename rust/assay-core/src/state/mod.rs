@@ -341,6 +341,9 @@ pub struct StateShape {
     /// Multiclass: whether the ROC-AUC histograms (or run sketches) split the other classes by
     /// label, for the one-vs-one pairs.
     pub auc_pairs: bool,
+    /// Ranking: the job's metrics (each a weighted sum and a weight per slice; see
+    /// `ranking::Layout`).
+    pub ranking_metrics: usize,
 }
 
 impl StateShape {

@@ -55,6 +55,9 @@ pub struct PartialState {
     /// states covering the same positions would then share their replicate weights.
     pub position_keys: bool,
     pub replay: Option<Replay>,
+    /// A ranking job's finished queries: their keys, sorted (a merge refuses two states that
+    /// share one; see `ranking`). Empty for the other families.
+    pub queries: Vec<u64>,
 }
 
 /// Values a consistency check folds at once.
@@ -242,6 +245,11 @@ impl PartialState {
                 return Err(format_err("histogram length"));
             }
         }
+        if self.queries.windows(2).any(|w| w[0] >= w[1])
+            || (!self.queries.is_empty() && self.shape.family != crate::metrics::Family::Ranking)
+        {
+            return Err(format_err("query keys"));
+        }
         if self.dropped > self.rows {
             return Err(format_err("more rows dropped than read"));
         }
@@ -289,6 +297,7 @@ impl PartialState {
             }
             (a, b) => a.or(b),
         };
+        let queries = crate::ranking::merge_queries(&self.queries, &o.queries)?;
         let maps = self.slicer.absorb(&o.slicer)?;
         let n_ids = self.n_ids();
         let per_model = n_ids.len();
@@ -336,6 +345,7 @@ impl PartialState {
             .ok_or_else(|| mismatch("more than 2^64 rows in all"))?;
         self.dropped += o.dropped;
         self.ranges = join_ranges(&self.ranges, &o.ranges);
+        self.queries = queries;
         Ok(maps)
     }
 
@@ -368,6 +378,7 @@ impl PartialState {
             ranges: self.ranges.clone(),
             position_keys: self.position_keys,
             replay: None,
+            queries: self.queries.clone(),
         }
     }
 }

@@ -1,0 +1,1046 @@
+//! The ranking family (`task="ranking"`): one row per (query, item), metrics computed per query
+//! and averaged over the queries of each slice.
+//!
+//! # Conventions (each an option with a default; docs/ranking.md)
+//!
+//! - Items are ordered by score, descending. `ties="average"` (default) gives each metric's
+//!   expected value over all orderings of tied items, equally likely (McSherry & Najork 2008);
+//!   `ties="stable"` breaks ties by input order (the global row position).
+//! - `gain="exponential"` (default, `2^rel - 1`) or `"linear"` (`rel`) in DCG; the ideal DCG is
+//!   that of the query's own items sorted by relevance.
+//! - An item is relevant when its relevance is above 0 (precision, recall, hit rate, average
+//!   precision, MRR and the per-query AUC read relevance as binary; NDCG reads the grades).
+//! - `precision@k` divides by `k` even when the query has fewer items; `map@k` divides by
+//!   `min(k, relevant items)`; `mrr` has no cutoff; `auc_per_query` counts a tie 1/2 under both
+//!   `ties` options and only queries with relevant and other items.
+//! - `empty="skip"` (default) leaves a query without a relevant item out of every metric
+//!   (counted in `n_skipped`); `empty="zero"` scores it 0 on every metric but the AUC.
+//!
+//! # The pass
+//!
+//! A query's value needs all of its rows, in any order: the pass keeps every row (query key,
+//! relevance, each model's score, global position, weight, slice ids), and the end of the pass
+//! groups them by query (no sort when each query's rows are contiguous; otherwise one parallel
+//! sort by (query key, position)), computes each query's values in parallel and adds them, in
+//! query key order, to the slice blocks: `[queries counted, skipped, items, then per metric its
+//! weighted sum and weight]`, and per replicate slot each metric's sums under the query's
+//! Poisson weight (hashed from the query key: the query is the unit of the bootstrap). A
+//! partial state thus holds finished queries only, and the keys of its queries, so that a merge
+//! refuses two states that share a query (ranking data must be sharded by query).
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, SchemaRef};
+use rayon::prelude::*;
+
+use crate::bootstrap::{CiMethod, IntervalSpec, Resampler};
+use crate::error::{invalid, schema as schema_err, AssayError, Result};
+use crate::input::{check_batch, check_numeric_type, column_index, f64_view, validity};
+use crate::metrics::{Metric, Value};
+use crate::slicing::Slicer;
+use crate::state::{ChunkState, StateShape};
+
+/// How a relevance grade becomes a gain in DCG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gain {
+    /// `2^rel - 1`.
+    Exponential,
+    /// `rel`.
+    Linear,
+}
+
+/// How tied scores are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ties {
+    /// The expectation over all orderings of the tied items.
+    Average,
+    /// Input order (global row position).
+    Stable,
+}
+
+/// What a query without a relevant item counts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Empty {
+    /// Left out of every metric (counted in `n_skipped`).
+    Skip,
+    /// 0 on every metric but `auc_per_query`.
+    Zero,
+}
+
+/// The options of a ranking job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RankingSpec {
+    /// The column of the query (or user) each row belongs to: integers or strings.
+    pub query: String,
+    pub gain: Gain,
+    pub ties: Ties,
+    pub empty: Empty,
+}
+
+impl RankingSpec {
+    /// The options from their names (`gain`, `ties`, `empty`).
+    pub fn parse(query: String, gain: &str, ties: &str, empty: &str) -> Result<RankingSpec> {
+        let bad = |what: &str, allowed: &str, got: &str| {
+            AssayError::InvalidArgument(format!("{what} must be {allowed}, got {got:?}"))
+        };
+        Ok(RankingSpec {
+            query,
+            gain: match gain {
+                "exponential" => Gain::Exponential,
+                "linear" => Gain::Linear,
+                other => return Err(bad("gain", "\"exponential\" or \"linear\"", other)),
+            },
+            ties: match ties {
+                "average" => Ties::Average,
+                "stable" => Ties::Stable,
+                other => return Err(bad("ties", "\"average\" or \"stable\"", other)),
+            },
+            empty: match empty {
+                "skip" => Empty::Skip,
+                "zero" => Empty::Zero,
+                other => return Err(bad("empty", "\"skip\" or \"zero\"", other)),
+            },
+        })
+    }
+}
+
+/// Fields of a slice's block before the metrics'.
+const COUNTED: usize = 0;
+const SKIPPED: usize = 1;
+const ITEMS: usize = 2;
+const HEAD: usize = 3;
+
+/// Where a slice's fields lie in a ranking job's blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// The job's metrics (each has a weighted sum and a weight).
+    pub metrics: usize,
+}
+
+impl Layout {
+    pub fn of(shape: &StateShape) -> Layout {
+        Layout {
+            metrics: shape.ranking_metrics,
+        }
+    }
+
+    /// Fields of a slice's block.
+    pub fn block_len(&self) -> usize {
+        HEAD + 2 * self.metrics
+    }
+
+    /// Fields of one replicate slot (each metric's sum and weight).
+    pub fn fields(&self) -> usize {
+        2 * self.metrics
+    }
+}
+
+/// Merges slice block (or replicate block) `b` into `a`: sums.
+pub fn merge_block(a: &mut [f64], b: &[f64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+pub const NO_QUERY: &str = "undefined: no query of the slice counts for this metric";
+pub const NO_AUC_QUERY: &str = "undefined: no query of the slice has both relevant and other items";
+pub const NO_ANALYTIC_RANKING: &str =
+    "no analytic interval for ranking metrics: use bootstrap=B (queries are resampled)";
+pub const NO_COUNT_INTERVAL: &str = "a count: no interval";
+
+// ---------------------------------------------------------------------------------------------
+// One query
+
+/// The DCG discount of 0-based position `p`.
+#[inline]
+fn discount(p: usize) -> f64 {
+    1.0 / ((p + 2) as f64).log2()
+}
+
+fn gain_of(gain: Gain, rel: f64) -> f64 {
+    match gain {
+        Gain::Exponential => rel.exp2() - 1.0,
+        Gain::Linear => rel,
+    }
+}
+
+/// The values of `metrics` for one query whose items (in input order) have `scores` and
+/// relevance grades `rel` (finite, >= 0): None where the metric is undefined for the query
+/// (no relevant item; the AUC of a query with one kind of item; the counts, which are not
+/// per-query values). Returns the values and whether the query has a relevant item.
+pub fn query_values(
+    scores: &[f64],
+    rel: &[f64],
+    metrics: &[Metric],
+    gain: Gain,
+    ties: Ties,
+) -> (Vec<Option<f64>>, bool) {
+    let n = scores.len();
+    // Descending score; a stable sort keeps input order among ties.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    let relevant = |i: usize| rel[i] > 0.0;
+    let n_rel = rel.iter().filter(|r| **r > 0.0).count();
+    // Tie groups `[start, end)` of positions (each position its own group when stable).
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut a = 0;
+    while a < n {
+        let mut b = a + 1;
+        if ties == Ties::Average {
+            while b < n && scores[order[b]] == scores[order[a]] {
+                b += 1;
+            }
+        }
+        groups.push((a, b));
+        a = b;
+    }
+    let group_gain: Vec<f64> = groups
+        .iter()
+        .map(|&(a, b)| order[a..b].iter().map(|&i| gain_of(gain, rel[i])).sum())
+        .collect();
+    let group_rel: Vec<usize> = groups
+        .iter()
+        .map(|&(a, b)| order[a..b].iter().filter(|&&i| relevant(i)).count())
+        .collect();
+    // The ideal DCG's gains, descending.
+    let mut ideal: Vec<f64> = rel.iter().map(|r| gain_of(gain, *r)).collect();
+    ideal.sort_by(|a, b| b.total_cmp(a));
+    // Expected relevant items among the first k positions.
+    let rel_in_top = |k: usize| -> f64 {
+        let mut c = 0.0;
+        for (g, &(a, b)) in groups.iter().enumerate() {
+            if a >= k {
+                break;
+            }
+            let inside = b.min(k) - a;
+            c += group_rel[g] as f64 * inside as f64 / (b - a) as f64;
+        }
+        c
+    };
+    let dcg = |k: usize| -> f64 {
+        let mut d = 0.0;
+        for (g, &(a, b)) in groups.iter().enumerate() {
+            if a >= k {
+                break;
+            }
+            let disc: f64 = (a..b.min(k)).map(discount).sum();
+            d += group_gain[g] / (b - a) as f64 * disc;
+        }
+        d
+    };
+    let hit = |k: usize| -> f64 {
+        for (g, &(a, b)) in groups.iter().enumerate() {
+            if a >= k {
+                break;
+            }
+            let r = group_rel[g];
+            if r == 0 {
+                continue;
+            }
+            let (size, m) = (b - a, b.min(k) - a);
+            if m == size {
+                return 1.0;
+            }
+            // P(none of the r relevant among the m of the group's positions inside the cutoff).
+            let mut none = 1.0;
+            for i in 0..m {
+                if size - r < i + 1 {
+                    none = 0.0;
+                    break;
+                }
+                none *= (size - r - i) as f64 / (size - i) as f64;
+            }
+            return 1.0 - none;
+        }
+        0.0
+    };
+    let average_precision = |k: usize| -> f64 {
+        // Sum over positions p < k of E[rel(p) x relevant items at or above p] / (p + 1).
+        let mut sum = 0.0;
+        let mut above = 0.0;
+        for (g, &(a, b)) in groups.iter().enumerate() {
+            if a >= k {
+                break;
+            }
+            let (size, r) = ((b - a) as f64, group_rel[g] as f64);
+            if r > 0.0 {
+                for p in a..b.min(k) {
+                    let before = if size > 1.0 {
+                        (p - a) as f64 * (r - 1.0) / (size - 1.0)
+                    } else {
+                        0.0
+                    };
+                    sum += r / size * (above + 1.0 + before) / (p + 1) as f64;
+                }
+            }
+            above += r;
+        }
+        sum / k.min(n_rel) as f64
+    };
+    let reciprocal_rank = || -> f64 {
+        for (g, &(a, b)) in groups.iter().enumerate() {
+            let r = group_rel[g];
+            if r == 0 {
+                continue;
+            }
+            // The first relevant item's offset j in the group: P(j) = prod_{i<j} (size - r -
+            // i) / (size - i) x r / (size - j).
+            let size = b - a;
+            let (mut e, mut none_before) = (0.0, 1.0);
+            for j in 0..=size - r {
+                let p = none_before * r as f64 / (size - j) as f64;
+                e += p / (a + j + 1) as f64;
+                none_before *= (size - r - j) as f64 / (size - j) as f64;
+            }
+            return e;
+        }
+        0.0
+    };
+    let auc = || -> Option<f64> {
+        let neg_total = (n - n_rel) as f64;
+        if n_rel == 0 || neg_total == 0.0 {
+            return None;
+        }
+        // Score ties count 1/2 whatever `ties` says: walk groups of equal scores.
+        let (mut num, mut neg_above) = (0.0, 0.0);
+        let mut a = 0;
+        while a < n {
+            let mut b = a + 1;
+            while b < n && scores[order[b]] == scores[order[a]] {
+                b += 1;
+            }
+            let pos = order[a..b].iter().filter(|&&i| relevant(i)).count() as f64;
+            let neg = (b - a) as f64 - pos;
+            num += pos * (neg_total - neg_above - neg) + 0.5 * pos * neg;
+            neg_above += neg;
+            a = b;
+        }
+        Some(num / (n_rel as f64 * neg_total))
+    };
+    let has_rel = n_rel > 0;
+    let values = metrics
+        .iter()
+        .map(|m| {
+            if !has_rel && *m != Metric::AucPerQuery {
+                return None;
+            }
+            match *m {
+                Metric::Ndcg(k) => {
+                    let idcg: f64 = ideal
+                        .iter()
+                        .take(k)
+                        .enumerate()
+                        .map(|(p, g)| g * discount(p))
+                        .sum();
+                    (idcg > 0.0).then(|| (dcg(k) / idcg).clamp(0.0, 1.0))
+                }
+                Metric::MapAt(k) => Some(average_precision(k).clamp(0.0, 1.0)),
+                Metric::PrecisionAt(k) => Some(rel_in_top(k) / k as f64),
+                Metric::RecallAt(k) => Some((rel_in_top(k) / n_rel as f64).clamp(0.0, 1.0)),
+                Metric::HitRate(k) => Some(hit(k)),
+                Metric::Mrr => Some(reciprocal_rank()),
+                Metric::AucPerQuery => auc(),
+                _ => None,
+            }
+        })
+        .collect();
+    (values, has_rel)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pass
+
+/// Every row a ranking pass keeps until its queries are finished.
+#[derive(Default)]
+struct Rows {
+    query: Vec<u64>,
+    pos: Vec<u64>,
+    rel: Vec<f64>,
+    /// Per model.
+    scores: Vec<Vec<f64>>,
+    /// Empty when the job is unweighted.
+    weight: Vec<f64>,
+    /// Per slice spec.
+    ids: Vec<Vec<u32>>,
+}
+
+/// The query keys of rows `0..n` of a query column: integers as their 64-bit pattern, strings
+/// (plain, large, view or dictionary-encoded) as the xxh3 hash of their bytes. Nulls are `None`.
+fn query_keys(a: &ArrayRef, name: &str) -> Result<Vec<Option<u64>>> {
+    let n = a.len();
+    let nulls = validity(a);
+    let null = |i: usize| nulls.as_ref().is_some_and(|b| b.is_null(i));
+    macro_rules! ints {
+        ($t:ty) => {{
+            let v = a.as_primitive::<$t>().values();
+            (0..n)
+                .map(|i| (!null(i)).then(|| v[i] as i64 as u64))
+                .collect()
+        }};
+    }
+    let hash = |s: &str| xxhash_rust::xxh3::xxh3_64(s.as_bytes());
+    Ok(match a.data_type() {
+        DataType::Int8 => ints!(Int8Type),
+        DataType::Int16 => ints!(Int16Type),
+        DataType::Int32 => ints!(Int32Type),
+        DataType::Int64 => ints!(Int64Type),
+        DataType::UInt8 => ints!(UInt8Type),
+        DataType::UInt16 => ints!(UInt16Type),
+        DataType::UInt32 => ints!(UInt32Type),
+        DataType::UInt64 => {
+            let v = a.as_primitive::<UInt64Type>().values();
+            (0..n).map(|i| (!null(i)).then(|| v[i])).collect()
+        }
+        DataType::Utf8 => {
+            let s = a.as_string::<i32>();
+            (0..n)
+                .map(|i| (!null(i)).then(|| hash(s.value(i))))
+                .collect()
+        }
+        DataType::LargeUtf8 => {
+            let s = a.as_string::<i64>();
+            (0..n)
+                .map(|i| (!null(i)).then(|| hash(s.value(i))))
+                .collect()
+        }
+        DataType::Utf8View => {
+            let s = a.as_string_view();
+            (0..n)
+                .map(|i| (!null(i)).then(|| hash(s.value(i))))
+                .collect()
+        }
+        DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8) => {
+            let d = a.as_any_dictionary();
+            let values = query_keys(d.values(), name)?;
+            let keys = d.normalized_keys();
+            (0..n)
+                .map(|i| if null(i) { None } else { values[keys[i]] })
+                .collect()
+        }
+        other => {
+            return Err(schema_err(
+                name,
+                format!("query must be an integer or string column, got type {other}"),
+            ))
+        }
+    })
+}
+
+/// Checks the type of the query column.
+fn check_query_type(name: &str, dt: &DataType) -> Result<()> {
+    let ok = match dt {
+        DataType::Dictionary(_, v) => matches!(**v, DataType::Utf8 | DataType::LargeUtf8),
+        _ => {
+            dt.is_integer()
+                || matches!(
+                    dt,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(schema_err(
+            name,
+            format!("query must be an integer or string column, got type {dt}"),
+        ))
+    }
+}
+
+/// What the pass of a ranking job needs from the engine's spec.
+pub struct PassSpec<'a> {
+    pub ranking: &'a RankingSpec,
+    pub label: &'a str,
+    /// The score column of each model (the reference first).
+    pub scores: Vec<&'a str>,
+    pub weight: Option<&'a str>,
+    pub slices: &'a [crate::slicing::SliceSpec],
+    pub metrics: &'a [Metric],
+    pub drop: bool,
+    pub max_slices: Option<u64>,
+    pub resampler: Option<Resampler>,
+    pub shape: StateShape,
+}
+
+/// What a ranking pass leaves: the slice blocks of its finished queries, the keys of those
+/// queries (sorted), and its row counts.
+pub struct Pass {
+    pub slicer: Slicer,
+    pub total: ChunkState,
+    pub queries: Vec<u64>,
+    pub rows: u64,
+    pub dropped: u64,
+}
+
+/// Reads `batches` into the finished queries of a ranking job (see the module docs).
+/// `row_offset`: the global position of the first row (ties="stable" follows it).
+pub fn accumulate<I>(
+    schema: SchemaRef,
+    batches: I,
+    spec: &PassSpec,
+    row_offset: u64,
+    stop: &dyn Fn() -> bool,
+    pool: &rayon::ThreadPool,
+    check_slices: &dyn Fn(&[usize], u64) -> Result<()>,
+) -> Result<Pass>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+{
+    let rk = spec.ranking;
+    let query_idx = column_index(&schema, &rk.query)?;
+    check_query_type(&rk.query, schema.field(query_idx).data_type())?;
+    let label_idx = column_index(&schema, spec.label)?;
+    check_numeric_type(
+        spec.label,
+        "relevance label",
+        schema.field(label_idx).data_type(),
+    )?;
+    let score_idx: Vec<usize> = spec
+        .scores
+        .iter()
+        .map(|c| -> Result<usize> {
+            let i = column_index(&schema, c)?;
+            check_numeric_type(c, "score", schema.field(i).data_type())?;
+            Ok(i)
+        })
+        .collect::<Result<_>>()?;
+    let weight_idx = spec
+        .weight
+        .map(|w| -> Result<usize> {
+            let i = column_index(&schema, w)?;
+            check_numeric_type(w, "weight", schema.field(i).data_type())?;
+            Ok(i)
+        })
+        .transpose()?;
+    let mut slicer = Slicer::new(&schema, spec.slices)?;
+    let n_specs = slicer.n_specs();
+    let mut rows = Rows {
+        scores: vec![Vec::new(); score_idx.len()],
+        ids: vec![Vec::new(); n_specs],
+        ..Rows::default()
+    };
+    let (mut read, mut dropped) = (0u64, 0u64);
+    let mut buf = (Vec::new(), Vec::new());
+    for (batch_index, batch) in batches.enumerate() {
+        if stop() {
+            return Err(AssayError::Interrupted);
+        }
+        let batch = batch?;
+        check_batch(&schema, &batch, batch_index)?;
+        let len = batch.num_rows();
+        if len == 0 {
+            continue;
+        }
+        let at = row_offset.checked_add(read).ok_or_else(|| {
+            AssayError::InvalidArgument(format!(
+                "row_offset {row_offset} plus the rows read overflows 2^64"
+            ))
+        })?;
+        let ids = pool.install(|| slicer.encode_batch(&batch))?;
+        let n_ids: Vec<usize> = (0..n_specs).map(|s| slicer.n_ids(s)).collect();
+        check_slices(&n_ids, read + len as u64)?;
+        let keys = query_keys(batch.column(query_idx), &rk.query)?;
+        let label_col = batch.column(label_idx);
+        let label_nulls = validity(label_col);
+        let labels = f64_view(label_col, 0, len, &mut buf.0).to_vec();
+        let score_cols: Vec<(&ArrayRef, Option<arrow_buffer::NullBuffer>)> = score_idx
+            .iter()
+            .map(|i| (batch.column(*i), validity(batch.column(*i))))
+            .collect();
+        let mut score_vals: Vec<Vec<f64>> = Vec::with_capacity(score_cols.len());
+        for (c, _) in &score_cols {
+            score_vals.push(f64_view(c, 0, len, &mut buf.1).to_vec());
+        }
+        let weights: Option<(Vec<f64>, Option<arrow_buffer::NullBuffer>)> = weight_idx.map(|i| {
+            let c = batch.column(i);
+            (f64_view(c, 0, len, &mut buf.0).to_vec(), validity(c))
+        });
+        'rows: for j in 0..len {
+            let row = at + j as u64;
+            let Some(q) = keys[j] else {
+                if spec.drop {
+                    dropped += 1;
+                    continue;
+                }
+                return Err(invalid(
+                    &rk.query,
+                    format!(
+                        "query is null at row {row}; pass nan_policy=\"drop\" to drop such rows"
+                    ),
+                ));
+            };
+            let y = labels[j];
+            let y_null = label_nulls.as_ref().is_some_and(|b| b.is_null(j));
+            if y_null || !y.is_finite() {
+                if spec.drop {
+                    dropped += 1;
+                    continue;
+                }
+                let what = if y_null {
+                    "null".into()
+                } else {
+                    format!("{y:?}")
+                };
+                return Err(invalid(
+                    spec.label,
+                    format!(
+                        "relevance is {what} at row {row}; pass nan_policy=\"drop\" to drop such \
+                         rows"
+                    ),
+                ));
+            }
+            if y < 0.0 {
+                return Err(invalid(
+                    spec.label,
+                    format!(
+                        "relevance grades must be >= 0 (0: not relevant); found {y:?} at row {row}"
+                    ),
+                ));
+            }
+            for (m, (_, nulls)) in score_cols.iter().enumerate() {
+                let s = score_vals[m][j];
+                let null = nulls.as_ref().is_some_and(|b| b.is_null(j));
+                if null || !s.is_finite() {
+                    if spec.drop {
+                        dropped += 1;
+                        continue 'rows;
+                    }
+                    let what = if null {
+                        "null".into()
+                    } else {
+                        format!("{s:?}")
+                    };
+                    return Err(invalid(
+                        spec.scores[m],
+                        format!(
+                            "score is {what} at row {row}; pass nan_policy=\"drop\" to drop such \
+                             rows"
+                        ),
+                    ));
+                }
+            }
+            if let Some((w, nulls)) = &weights {
+                let null = nulls.as_ref().is_some_and(|b| b.is_null(j));
+                if null || !(w[j] > 0.0 && w[j].is_finite()) {
+                    let what = if null {
+                        "null".into()
+                    } else {
+                        format!("{:?}", w[j])
+                    };
+                    return Err(invalid(
+                        spec.weight.unwrap_or("weight"),
+                        format!("weights must be positive and finite; found {what} at row {row}"),
+                    ));
+                }
+                rows.weight.push(w[j]);
+            }
+            rows.query.push(q);
+            rows.pos.push(row);
+            rows.rel.push(y);
+            for (dst, src) in rows.scores.iter_mut().zip(&score_vals) {
+                dst.push(src[j]);
+            }
+            for (dst, src) in rows.ids.iter_mut().zip(&ids) {
+                dst.push(src[j]);
+            }
+        }
+        read += len as u64;
+    }
+    if stop() {
+        return Err(AssayError::Interrupted);
+    }
+    let n_ids: Vec<usize> = std::iter::once(1)
+        .chain((0..n_specs).map(|s| slicer.n_ids(s)))
+        .collect();
+    let (total, queries) = pool.install(|| finish(&rows, spec, &n_ids))?;
+    Ok(Pass {
+        slicer,
+        total,
+        queries,
+        rows: read,
+        dropped,
+    })
+}
+
+/// The query groups of `rows`: ranges of `order` (row indices grouped by query, each group in
+/// row order), in ascending query key order.
+fn group_rows(query: &[u64]) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let n = query.len();
+    // Contiguous queries (each query's rows one run): no sort, only the runs' keys.
+    let mut runs: Vec<(u64, usize, usize)> = Vec::new();
+    let mut a = 0;
+    while a < n {
+        let mut b = a + 1;
+        while b < n && query[b] == query[a] {
+            b += 1;
+        }
+        runs.push((query[a], a, b));
+        a = b;
+    }
+    runs.par_sort_unstable_by_key(|r| r.0);
+    if runs.windows(2).all(|w| w[0].0 != w[1].0) {
+        let order: Vec<usize> = runs.iter().flat_map(|&(_, a, b)| a..b).collect();
+        let mut groups = Vec::with_capacity(runs.len());
+        let mut at = 0;
+        for &(_, a, b) in &runs {
+            groups.push((at, at + b - a));
+            at += b - a;
+        }
+        return (order, groups);
+    }
+    // Otherwise one sort by (query key, row index): rows of a query keep their order.
+    let mut keyed: Vec<(u64, usize)> = query.iter().copied().zip(0..n).collect();
+    keyed.par_sort_unstable();
+    let order: Vec<usize> = keyed.iter().map(|k| k.1).collect();
+    let mut groups = Vec::new();
+    let mut a = 0;
+    while a < n {
+        let mut b = a + 1;
+        while b < n && keyed[b].0 == keyed[a].0 {
+            b += 1;
+        }
+        groups.push((a, b));
+        a = b;
+    }
+    (order, groups)
+}
+
+/// One finished query: its key, slice ids, weight, items, and per model its values (or None
+/// when it is skipped).
+struct Finished {
+    key: u64,
+    ids: Vec<u32>,
+    weight: f64,
+    items: usize,
+    values: Vec<Option<Vec<Option<f64>>>>,
+}
+
+/// Groups the kept rows by query, checks that slices and weights are query attributes,
+/// computes every query's values and adds them to the slice blocks in query key order.
+fn finish(rows: &Rows, spec: &PassSpec, n_ids: &[usize]) -> Result<(ChunkState, Vec<u64>)> {
+    let rk = spec.ranking;
+    let (order, groups) = group_rows(&rows.query);
+    let finished: Vec<Finished> = groups
+        .par_iter()
+        .map(|&(a, b)| -> Result<Finished> {
+            crate::runtime::check()?;
+            let idx = &order[a..b];
+            let first = idx[0];
+            // Slices and weights belong to the query: the same on each of its rows.
+            for (s, col) in rows.ids.iter().enumerate() {
+                if let Some(&i) = idx.iter().find(|&&i| col[i] != col[first]) {
+                    let column: Vec<&str> = spec.slices[s].iter().map(|f| f.column()).collect();
+                    return Err(AssayError::InvalidInput {
+                        column: column.join(" & "),
+                        message: format!(
+                            "slices of a ranking job are query attributes, but this one varies \
+                             inside one query (rows {} and {} of the input have the same {} \
+                             and different values)",
+                            rows.pos[first], rows.pos[i], rk.query
+                        ),
+                    });
+                }
+            }
+            if !rows.weight.is_empty() {
+                if let Some(&i) = idx.iter().find(|&&i| rows.weight[i] != rows.weight[first]) {
+                    return Err(invalid(
+                        spec.weight.unwrap_or("weight"),
+                        format!(
+                            "weights of a ranking job weigh queries: they must be the same on \
+                             every row of a query (rows {} and {} of the input have the same \
+                             {} and weights {:?} and {:?})",
+                            rows.pos[first],
+                            rows.pos[i],
+                            rk.query,
+                            rows.weight[first],
+                            rows.weight[i]
+                        ),
+                    ));
+                }
+            }
+            let rel: Vec<f64> = idx.iter().map(|&i| rows.rel[i]).collect();
+            let values = rows
+                .scores
+                .iter()
+                .map(|sc| {
+                    let s: Vec<f64> = idx.iter().map(|&i| sc[i]).collect();
+                    let (v, has_rel) = query_values(&s, &rel, spec.metrics, rk.gain, rk.ties);
+                    match (has_rel, rk.empty) {
+                        (true, _) => Some(v),
+                        (false, Empty::Skip) => None,
+                        // (Every metric 0 but the AUC, undefined without relevant items.)
+                        (false, Empty::Zero) => Some(
+                            spec.metrics
+                                .iter()
+                                .map(|m| (*m != Metric::AucPerQuery).then_some(0.0))
+                                .collect(),
+                        ),
+                    }
+                })
+                .collect();
+            Ok(Finished {
+                key: rows.query[first],
+                ids: rows.ids.iter().map(|c| c[first]).collect(),
+                weight: if rows.weight.is_empty() {
+                    1.0
+                } else {
+                    rows.weight[first]
+                },
+                items: b - a,
+                values,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let models = rows.scores.len();
+    let per_model = n_ids.len();
+    let all_ids: Vec<usize> = (0..models).flat_map(|_| n_ids.iter().copied()).collect();
+    let mut total = ChunkState::new(&all_ids, spec.shape);
+    let layout = Layout::of(&spec.shape);
+    let (blen, fields) = (layout.block_len(), layout.fields());
+    let slots = spec.shape.slots;
+    let mut kw = vec![0.0; slots];
+    for q in &finished {
+        if let Some(r) = &spec.resampler {
+            r.fill(r.row_key(q.key), q.weight, 0, &mut kw);
+        }
+        for (m, values) in q.values.iter().enumerate() {
+            for k in 0..per_model {
+                let id = if k == 0 { 0 } else { q.ids[k - 1] as usize };
+                let st = &mut total.specs[m * per_model + k];
+                let c = &mut st.counts[id];
+                let block = &mut st.fam[id * blen..(id + 1) * blen];
+                block[ITEMS] += q.items as f64;
+                let Some(values) = values else {
+                    block[SKIPPED] += 1.0;
+                    continue;
+                };
+                c.n += 1;
+                c.w += q.weight;
+                block[COUNTED] += 1.0;
+                let reps = &mut st.fam_reps[id * fields * slots..(id + 1) * fields * slots];
+                for (j, v) in values.iter().enumerate() {
+                    let Some(v) = v else { continue };
+                    block[HEAD + 2 * j] += q.weight * v;
+                    block[HEAD + 2 * j + 1] += q.weight;
+                    for (s, w) in kw.iter().enumerate() {
+                        reps[(2 * j) * slots + s] += w * v;
+                        reps[(2 * j + 1) * slots + s] += w;
+                    }
+                }
+            }
+        }
+    }
+    let mut queries: Vec<u64> = finished.iter().map(|q| q.key).collect();
+    queries.par_sort_unstable();
+    Ok((total, queries))
+}
+
+/// The keys of the queries two states finished: sorted and disjoint, merged; a query in both
+/// (a split that cut a query) is refused.
+pub fn merge_queries(a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                return Err(AssayError::StateMismatch(format!(
+                    "two partial states of a ranking job hold rows of the same query (query \
+                     key {:#018x}): a query's values need all of its rows, so shard ranking \
+                     data by query (every row of a query in one shard)",
+                    a[i]
+                )));
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finalization
+
+/// The values (and intervals) of `metrics` for one slice from its block and replicate block.
+#[allow(clippy::too_many_arguments)]
+pub fn slice_results(
+    block: &[f64],
+    reps: &[f64],
+    layout: &Layout,
+    metrics: &[Metric],
+    iv: Option<&IntervalSpec>,
+    small: bool,
+    mut keep: Option<&mut Vec<Vec<f64>>>,
+) -> (Vec<Value>, Option<Vec<crate::bootstrap::Interval>>) {
+    let value = |j: usize, m: Metric, f: &dyn Fn(usize) -> f64| -> Value {
+        match m {
+            Metric::NItems => Ok(block[ITEMS]),
+            Metric::NSkipped => Ok(block[SKIPPED]),
+            _ => {
+                let (num, den) = (f(2 * j), f(2 * j + 1));
+                if den > 0.0 {
+                    crate::metrics::finite(num / den).map(|v| v.clamp(0.0, 1.0))
+                } else if m == Metric::AucPerQuery {
+                    Err(NO_AUC_QUERY)
+                } else {
+                    Err(NO_QUERY)
+                }
+            }
+        }
+    };
+    let values: Vec<Value> = metrics
+        .iter()
+        .enumerate()
+        .map(|(j, m)| {
+            if small && !matches!(m, Metric::NItems | Metric::NSkipped) {
+                Err(crate::metrics::TOO_SMALL)
+            } else {
+                value(j, *m, &|f| block[HEAD + f])
+            }
+        })
+        .collect();
+    let Some(iv) = iv.filter(|iv| iv.slots() > 0) else {
+        return (values, None);
+    };
+    let slots = iv.slots();
+    let slot_fields = crate::family::slot_fields(reps, layout.fields(), slots);
+    let mut intervals = Vec::with_capacity(metrics.len());
+    for (j, (m, v)) in metrics.iter().zip(&values).enumerate() {
+        let counts = matches!(m, Metric::NItems | Metric::NSkipped);
+        let kept: Vec<f64> = if counts {
+            vec![f64::NAN; slots]
+        } else {
+            slot_fields
+                .iter()
+                .map(|f| value(j, *m, &|i| f[i]).unwrap_or(f64::NAN))
+                .collect()
+        };
+        intervals.push(match *v {
+            Err(why) => Err(why),
+            Ok(_) if counts => Err(NO_COUNT_INTERVAL),
+            Ok(_) if iv.method == CiMethod::Analytic => Err(NO_ANALYTIC_RANKING),
+            Ok(estimate) => crate::intervals::from_replicates(iv, estimate, &kept, None),
+        });
+        if let Some(k) = keep.as_deref_mut() {
+            k.push(kept);
+        }
+    }
+    (values, Some(intervals))
+}
+
+/// The checks of a ranking job's options against the rest of its spec.
+pub fn check_metrics(metrics: &[Metric]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for m in metrics {
+        if !seen.insert(m.name()) {
+            return Err(AssayError::InvalidArgument(format!(
+                "metrics names {} twice",
+                m.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(s: &[f64], r: &[f64], m: &[Metric], ties: Ties) -> Vec<Option<f64>> {
+        query_values(s, r, m, Gain::Exponential, ties).0
+    }
+
+    #[test]
+    fn hand_computed_cases() {
+        use Metric::*;
+        let m = [Mrr, PrecisionAt(2), MapAt(2), HitRate(1), RecallAt(2)];
+        let v = values(&[3.0, 2.0, 1.0], &[0.0, 1.0, 1.0], &m, Ties::Stable);
+        assert_eq!(
+            v,
+            vec![Some(0.5), Some(0.5), Some(0.25), Some(0.0), Some(0.5)]
+        );
+        let m = [Mrr, PrecisionAt(1), HitRate(1), MapAt(1)];
+        assert_eq!(
+            values(&[1.0, 1.0], &[1.0, 0.0], &m, Ties::Average),
+            vec![Some(0.75), Some(0.5), Some(0.5), Some(0.5)]
+        );
+        assert_eq!(
+            values(&[1.0, 1.0], &[1.0, 0.0], &m, Ties::Stable),
+            vec![Some(1.0), Some(1.0), Some(1.0), Some(1.0)]
+        );
+        // The AUC counts ties 1/2 under both rules; a query without relevant items has none
+        // of the values.
+        assert_eq!(
+            values(
+                &[1.0, 1.0, 0.0],
+                &[1.0, 0.0, 0.0],
+                &[AucPerQuery],
+                Ties::Stable
+            ),
+            vec![Some(0.75)]
+        );
+        assert_eq!(
+            query_values(
+                &[1.0],
+                &[0.0],
+                &[Ndcg(3), AucPerQuery],
+                Gain::Linear,
+                Ties::Stable
+            ),
+            (vec![None, None], false)
+        );
+    }
+
+    /// Every ordering of the tied items, averaged: the `average` rule's definition.
+    #[test]
+    fn average_ties_are_the_mean_over_orderings() {
+        use Metric::*;
+        let m = [
+            Ndcg(2),
+            MapAt(3),
+            PrecisionAt(2),
+            RecallAt(1),
+            HitRate(2),
+            Mrr,
+        ];
+        let scores = [2.0, 1.0, 1.0, 1.0, 0.5];
+        let rel = [0.0, 2.0, 0.0, 1.0, 1.0];
+        let avg = values(&scores, &rel, &m, Ties::Average);
+        // The three tied items (1, 2, 3) in each of their 6 orders, as input orders.
+        let perms = [
+            [1, 2, 3],
+            [1, 3, 2],
+            [2, 1, 3],
+            [2, 3, 1],
+            [3, 1, 2],
+            [3, 2, 1],
+        ];
+        let mut sum = vec![0.0; m.len()];
+        for p in perms {
+            let idx = [0, p[0], p[1], p[2], 4];
+            let s: Vec<f64> = idx.iter().map(|&i| scores[i]).collect();
+            let r: Vec<f64> = idx.iter().map(|&i| rel[i]).collect();
+            for (t, v) in sum.iter_mut().zip(values(&s, &r, &m, Ties::Stable)) {
+                *t += v.unwrap() / 6.0;
+            }
+        }
+        for ((a, b), name) in avg.iter().zip(&sum).zip(m.iter().map(Metric::name)) {
+            assert!((a.unwrap() - b).abs() < 1e-12, "{name}: {a:?} vs {b}");
+        }
+    }
+
+    #[test]
+    fn queries_of_two_states_merge_only_when_disjoint() {
+        assert_eq!(merge_queries(&[1, 5], &[2, 9]).unwrap(), vec![1, 2, 5, 9]);
+        assert!(merge_queries(&[1, 5], &[5]).is_err());
+    }
+}
