@@ -152,6 +152,13 @@ pub const NO_COUNT_INTERVAL: &str = "a count: no interval";
 // ---------------------------------------------------------------------------------------------
 // One query
 
+/// A u64 whose ascending order is the descending order of the finite `x` (-0 and 0 alike).
+#[inline]
+fn descending_key(x: f64) -> u64 {
+    let b = (x + 0.0).to_bits();
+    !(if b >> 63 == 1 { !b } else { b | 1 << 63 })
+}
+
 /// The DCG discount of 0-based position `p`.
 #[inline]
 fn discount(p: usize) -> f64 {
@@ -176,176 +183,257 @@ pub fn query_values(
     gain: Gain,
     ties: Ties,
 ) -> (Vec<Option<f64>>, bool) {
-    let n = scores.len();
-    // Descending score; a stable sort keeps input order among ties.
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-    let relevant = |i: usize| rel[i] > 0.0;
-    let n_rel = rel.iter().filter(|r| **r > 0.0).count();
-    // Tie groups `[start, end)` of positions (each position its own group when stable).
-    let mut groups: Vec<(usize, usize)> = Vec::new();
-    let mut a = 0;
-    while a < n {
-        let mut b = a + 1;
-        if ties == Ties::Average {
-            while b < n && scores[order[b]] == scores[order[a]] {
-                b += 1;
-            }
+    let mut scratch = QueryScratch::default();
+    scratch.prepare(rel, gain);
+    let mut out = vec![0.0; metrics.len()];
+    let has_rel = scratch.values(scores, rel, metrics, ties, &mut out);
+    (
+        out.iter().map(|v| (!v.is_nan()).then_some(*v)).collect(),
+        has_rel,
+    )
+}
+
+/// The buffers of one query's values, reused from query to query (and model to model).
+#[derive(Default)]
+pub struct QueryScratch {
+    /// Each item's gain, and the ideal DCG's prefix sums (`ideal[p]`: the first `p` positions).
+    gains: Vec<f64>,
+    ideal: Vec<f64>,
+    n_rel: usize,
+    order: Vec<u32>,
+    /// The relevant items' gains, descending.
+    sorted: Vec<f64>,
+    /// (descending score key, item) records of the sort.
+    keyed: Vec<(u64, u32)>,
+    /// `discount(p)` for the positions seen so far.
+    disc: Vec<f64>,
+    /// Tie groups `[start, end)` of positions, their gain and relevant items.
+    groups: Vec<(usize, usize)>,
+    group_gain: Vec<f64>,
+    group_rel: Vec<usize>,
+}
+
+impl QueryScratch {
+    /// The query's gains and ideal DCG (the same for every model).
+    pub fn prepare(&mut self, rel: &[f64], gain: Gain) {
+        self.gains.clear();
+        self.gains.extend(rel.iter().map(|r| gain_of(gain, *r)));
+        self.n_rel = rel.iter().filter(|r| **r > 0.0).count();
+        // The ideal order: relevant items' gains, descending (the others add 0).
+        self.sorted.clear();
+        self.sorted
+            .extend(self.gains.iter().copied().filter(|g| *g > 0.0));
+        self.sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+        while self.disc.len() < rel.len() {
+            let p = self.disc.len();
+            self.disc.push(discount(p));
         }
-        groups.push((a, b));
-        a = b;
+        self.ideal.clear();
+        self.ideal.push(0.0);
+        let mut acc = 0.0;
+        for p in 0..rel.len() {
+            if let Some(g) = self.sorted.get(p) {
+                acc += g * self.disc[p];
+            }
+            self.ideal.push(acc);
+        }
     }
-    let group_gain: Vec<f64> = groups
-        .iter()
-        .map(|&(a, b)| order[a..b].iter().map(|&i| gain_of(gain, rel[i])).sum())
-        .collect();
-    let group_rel: Vec<usize> = groups
-        .iter()
-        .map(|&(a, b)| order[a..b].iter().filter(|&&i| relevant(i)).count())
-        .collect();
-    // The ideal DCG's gains, descending.
-    let mut ideal: Vec<f64> = rel.iter().map(|r| gain_of(gain, *r)).collect();
-    ideal.sort_by(|a, b| b.total_cmp(a));
-    // Expected relevant items among the first k positions.
-    let rel_in_top = |k: usize| -> f64 {
-        let mut c = 0.0;
-        for (g, &(a, b)) in groups.iter().enumerate() {
-            if a >= k {
-                break;
-            }
-            let inside = b.min(k) - a;
-            c += group_rel[g] as f64 * inside as f64 / (b - a) as f64;
+
+    /// The values of `metrics` (NaN where undefined) into `out`, for one model's `scores`
+    /// (after [`QueryScratch::prepare`] with the query's relevance); whether the query has a
+    /// relevant item.
+    pub fn values(
+        &mut self,
+        scores: &[f64],
+        rel: &[f64],
+        metrics: &[Metric],
+        ties: Ties,
+        out: &mut [f64],
+    ) -> bool {
+        let n = scores.len();
+        let n_rel = self.n_rel;
+        // Descending score, ties in input order: one sort of (key, item) records.
+        self.keyed.clear();
+        self.keyed.extend(
+            scores
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (descending_key(*x), i as u32)),
+        );
+        self.keyed.sort_unstable();
+        self.order.clear();
+        self.order.extend(self.keyed.iter().map(|k| k.1));
+        while self.disc.len() < n {
+            let p = self.disc.len();
+            self.disc.push(discount(p));
         }
-        c
-    };
-    let dcg = |k: usize| -> f64 {
-        let mut d = 0.0;
-        for (g, &(a, b)) in groups.iter().enumerate() {
-            if a >= k {
-                break;
-            }
-            let disc: f64 = (a..b.min(k)).map(discount).sum();
-            d += group_gain[g] / (b - a) as f64 * disc;
-        }
-        d
-    };
-    let hit = |k: usize| -> f64 {
-        for (g, &(a, b)) in groups.iter().enumerate() {
-            if a >= k {
-                break;
-            }
-            let r = group_rel[g];
-            if r == 0 {
-                continue;
-            }
-            let (size, m) = (b - a, b.min(k) - a);
-            if m == size {
-                return 1.0;
-            }
-            // P(none of the r relevant among the m of the group's positions inside the cutoff).
-            let mut none = 1.0;
-            for i in 0..m {
-                if size - r < i + 1 {
-                    none = 0.0;
-                    break;
-                }
-                none *= (size - r - i) as f64 / (size - i) as f64;
-            }
-            return 1.0 - none;
-        }
-        0.0
-    };
-    let average_precision = |k: usize| -> f64 {
-        // Sum over positions p < k of E[rel(p) x relevant items at or above p] / (p + 1).
-        let mut sum = 0.0;
-        let mut above = 0.0;
-        for (g, &(a, b)) in groups.iter().enumerate() {
-            if a >= k {
-                break;
-            }
-            let (size, r) = ((b - a) as f64, group_rel[g] as f64);
-            if r > 0.0 {
-                for p in a..b.min(k) {
-                    let before = if size > 1.0 {
-                        (p - a) as f64 * (r - 1.0) / (size - 1.0)
-                    } else {
-                        0.0
-                    };
-                    sum += r / size * (above + 1.0 + before) / (p + 1) as f64;
-                }
-            }
-            above += r;
-        }
-        sum / k.min(n_rel) as f64
-    };
-    let reciprocal_rank = || -> f64 {
-        for (g, &(a, b)) in groups.iter().enumerate() {
-            let r = group_rel[g];
-            if r == 0 {
-                continue;
-            }
-            // The first relevant item's offset j in the group: P(j) = prod_{i<j} (size - r -
-            // i) / (size - i) x r / (size - j).
-            let size = b - a;
-            let (mut e, mut none_before) = (0.0, 1.0);
-            for j in 0..=size - r {
-                let p = none_before * r as f64 / (size - j) as f64;
-                e += p / (a + j + 1) as f64;
-                none_before *= (size - r - j) as f64 / (size - j) as f64;
-            }
-            return e;
-        }
-        0.0
-    };
-    let auc = || -> Option<f64> {
-        let neg_total = (n - n_rel) as f64;
-        if n_rel == 0 || neg_total == 0.0 {
-            return None;
-        }
-        // Score ties count 1/2 whatever `ties` says: walk groups of equal scores.
-        let (mut num, mut neg_above) = (0.0, 0.0);
+        let disc = &self.disc;
+        let discount = |p: usize| disc[p];
+        let order = &self.order;
+        let relevant = |i: u32| rel[i as usize] > 0.0;
+        // Tie groups (each position its own group when stable).
+        self.groups.clear();
+        self.group_gain.clear();
+        self.group_rel.clear();
         let mut a = 0;
         while a < n {
             let mut b = a + 1;
-            while b < n && scores[order[b]] == scores[order[a]] {
-                b += 1;
+            if ties == Ties::Average {
+                while b < n && scores[order[b] as usize] == scores[order[a] as usize] {
+                    b += 1;
+                }
             }
-            let pos = order[a..b].iter().filter(|&&i| relevant(i)).count() as f64;
-            let neg = (b - a) as f64 - pos;
-            num += pos * (neg_total - neg_above - neg) + 0.5 * pos * neg;
-            neg_above += neg;
+            self.groups.push((a, b));
+            self.group_gain
+                .push(order[a..b].iter().map(|&i| self.gains[i as usize]).sum());
+            self.group_rel
+                .push(order[a..b].iter().filter(|&&i| relevant(i)).count());
             a = b;
         }
-        Some(num / (n_rel as f64 * neg_total))
-    };
-    let has_rel = n_rel > 0;
-    let values = metrics
-        .iter()
-        .map(|m| {
-            if !has_rel && *m != Metric::AucPerQuery {
-                return None;
-            }
-            match *m {
-                Metric::Ndcg(k) => {
-                    let idcg: f64 = ideal
-                        .iter()
-                        .take(k)
-                        .enumerate()
-                        .map(|(p, g)| g * discount(p))
-                        .sum();
-                    (idcg > 0.0).then(|| (dcg(k) / idcg).clamp(0.0, 1.0))
+        let (groups, group_gain, group_rel) = (&self.groups, &self.group_gain, &self.group_rel);
+        // Expected relevant items among the first k positions.
+        let rel_in_top = |k: usize| -> f64 {
+            let mut c = 0.0;
+            for (g, &(a, b)) in groups.iter().enumerate() {
+                if a >= k {
+                    break;
                 }
-                Metric::MapAt(k) => Some(average_precision(k).clamp(0.0, 1.0)),
-                Metric::PrecisionAt(k) => Some(rel_in_top(k) / k as f64),
-                Metric::RecallAt(k) => Some((rel_in_top(k) / n_rel as f64).clamp(0.0, 1.0)),
-                Metric::HitRate(k) => Some(hit(k)),
-                Metric::Mrr => Some(reciprocal_rank()),
-                Metric::AucPerQuery => auc(),
-                _ => None,
+                let inside = b.min(k) - a;
+                c += group_rel[g] as f64 * inside as f64 / (b - a) as f64;
             }
-        })
-        .collect();
-    (values, has_rel)
+            c
+        };
+        let dcg = |k: usize| -> f64 {
+            let mut d = 0.0;
+            for (g, &(a, b)) in groups.iter().enumerate() {
+                if a >= k {
+                    break;
+                }
+                if b - a == 1 {
+                    d += group_gain[g] * discount(a);
+                } else {
+                    let disc: f64 = (a..b.min(k)).map(discount).sum();
+                    d += group_gain[g] / (b - a) as f64 * disc;
+                }
+            }
+            d
+        };
+        let hit = |k: usize| -> f64 {
+            for (g, &(a, b)) in groups.iter().enumerate() {
+                if a >= k {
+                    break;
+                }
+                let r = group_rel[g];
+                if r == 0 {
+                    continue;
+                }
+                let (size, m) = (b - a, b.min(k) - a);
+                if m == size {
+                    return 1.0;
+                }
+                // P(none of the r relevant among the m of the group's positions inside the
+                // cutoff).
+                let mut none = 1.0;
+                for i in 0..m {
+                    if size - r < i + 1 {
+                        none = 0.0;
+                        break;
+                    }
+                    none *= (size - r - i) as f64 / (size - i) as f64;
+                }
+                return 1.0 - none;
+            }
+            0.0
+        };
+        let average_precision = |k: usize| -> f64 {
+            // Sum over positions p < k of E[rel(p) x relevant items at or above p] / (p + 1).
+            let mut sum = 0.0;
+            let mut above = 0.0;
+            for (g, &(a, b)) in groups.iter().enumerate() {
+                if a >= k {
+                    break;
+                }
+                let (size, r) = ((b - a) as f64, group_rel[g] as f64);
+                if r > 0.0 {
+                    for p in a..b.min(k) {
+                        let before = if size > 1.0 {
+                            (p - a) as f64 * (r - 1.0) / (size - 1.0)
+                        } else {
+                            0.0
+                        };
+                        sum += r / size * (above + 1.0 + before) / (p + 1) as f64;
+                    }
+                }
+                above += r;
+            }
+            sum / k.min(n_rel) as f64
+        };
+        let reciprocal_rank = || -> f64 {
+            for (g, &(a, b)) in groups.iter().enumerate() {
+                let r = group_rel[g];
+                if r == 0 {
+                    continue;
+                }
+                // The first relevant item's offset j in the group: P(j) = prod_{i<j} (size -
+                // r - i) / (size - i) x r / (size - j).
+                let size = b - a;
+                let (mut e, mut none_before) = (0.0, 1.0);
+                for j in 0..=size - r {
+                    let p = none_before * r as f64 / (size - j) as f64;
+                    e += p / (a + j + 1) as f64;
+                    none_before *= (size - r - j) as f64 / (size - j) as f64;
+                }
+                return e;
+            }
+            0.0
+        };
+        let auc = || -> f64 {
+            let neg_total = (n - n_rel) as f64;
+            if n_rel == 0 || neg_total == 0.0 {
+                return f64::NAN;
+            }
+            // Score ties count 1/2 whatever `ties` says: walk groups of equal scores.
+            let (mut num, mut neg_above) = (0.0, 0.0);
+            let mut a = 0;
+            while a < n {
+                let mut b = a + 1;
+                while b < n && scores[order[b] as usize] == scores[order[a] as usize] {
+                    b += 1;
+                }
+                let pos = order[a..b].iter().filter(|&&i| relevant(i)).count() as f64;
+                let neg = (b - a) as f64 - pos;
+                num += pos * (neg_total - neg_above - neg) + 0.5 * pos * neg;
+                neg_above += neg;
+                a = b;
+            }
+            num / (n_rel as f64 * neg_total)
+        };
+        let has_rel = n_rel > 0;
+        for (o, m) in out.iter_mut().zip(metrics) {
+            *o = if !has_rel && *m != Metric::AucPerQuery {
+                f64::NAN
+            } else {
+                match *m {
+                    Metric::Ndcg(k) => {
+                        let idcg = self.ideal[k.min(n)];
+                        if idcg > 0.0 {
+                            (dcg(k) / idcg).clamp(0.0, 1.0)
+                        } else {
+                            f64::NAN
+                        }
+                    }
+                    Metric::MapAt(k) => average_precision(k).clamp(0.0, 1.0),
+                    Metric::PrecisionAt(k) => rel_in_top(k) / k as f64,
+                    Metric::RecallAt(k) => (rel_in_top(k) / n_rel as f64).clamp(0.0, 1.0),
+                    Metric::HitRate(k) => hit(k),
+                    Metric::Mrr => reciprocal_rank(),
+                    Metric::AucPerQuery => auc(),
+                    _ => f64::NAN,
+                }
+            };
+        }
+        has_rel
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,22 +453,27 @@ struct Rows {
     ids: Vec<Vec<u32>>,
 }
 
-/// The query keys of rows `0..n` of a query column: integers as their 64-bit pattern, strings
-/// (plain, large, view or dictionary-encoded) as the xxh3 hash of their bytes. Nulls are `None`.
-fn query_keys(a: &ArrayRef, name: &str) -> Result<Vec<Option<u64>>> {
-    let n = a.len();
-    let nulls = validity(a);
-    let null = |i: usize| nulls.as_ref().is_some_and(|b| b.is_null(i));
+/// The query keys of a query column's rows into `out`: integers as their 64-bit pattern,
+/// strings (plain, large, view or dictionary-encoded) as the xxh3 hash of their bytes; null
+/// slots hold 0 (the returned validity says which are null).
+fn query_keys(
+    a: &ArrayRef,
+    name: &str,
+    out: &mut Vec<u64>,
+) -> Result<Option<arrow_buffer::NullBuffer>> {
+    out.clear();
     macro_rules! ints {
         ($t:ty) => {{
-            let v = a.as_primitive::<$t>().values();
-            (0..n)
-                .map(|i| (!null(i)).then(|| v[i] as i64 as u64))
-                .collect()
+            out.extend(
+                a.as_primitive::<$t>()
+                    .values()
+                    .iter()
+                    .map(|v| *v as i64 as u64),
+            )
         }};
     }
     let hash = |s: &str| xxhash_rust::xxh3::xxh3_64(s.as_bytes());
-    Ok(match a.data_type() {
+    match a.data_type() {
         DataType::Int8 => ints!(Int8Type),
         DataType::Int16 => ints!(Int16Type),
         DataType::Int32 => ints!(Int32Type),
@@ -388,35 +481,28 @@ fn query_keys(a: &ArrayRef, name: &str) -> Result<Vec<Option<u64>>> {
         DataType::UInt8 => ints!(UInt8Type),
         DataType::UInt16 => ints!(UInt16Type),
         DataType::UInt32 => ints!(UInt32Type),
-        DataType::UInt64 => {
-            let v = a.as_primitive::<UInt64Type>().values();
-            (0..n).map(|i| (!null(i)).then(|| v[i])).collect()
-        }
+        DataType::UInt64 => out.extend_from_slice(a.as_primitive::<UInt64Type>().values()),
         DataType::Utf8 => {
             let s = a.as_string::<i32>();
-            (0..n)
-                .map(|i| (!null(i)).then(|| hash(s.value(i))))
-                .collect()
+            out.extend((0..a.len()).map(|i| hash(s.value(i))))
         }
         DataType::LargeUtf8 => {
             let s = a.as_string::<i64>();
-            (0..n)
-                .map(|i| (!null(i)).then(|| hash(s.value(i))))
-                .collect()
+            out.extend((0..a.len()).map(|i| hash(s.value(i))))
         }
         DataType::Utf8View => {
             let s = a.as_string_view();
-            (0..n)
-                .map(|i| (!null(i)).then(|| hash(s.value(i))))
-                .collect()
+            out.extend((0..a.len()).map(|i| hash(s.value(i))))
         }
         DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8) => {
             let d = a.as_any_dictionary();
-            let values = query_keys(d.values(), name)?;
-            let keys = d.normalized_keys();
-            (0..n)
-                .map(|i| if null(i) { None } else { values[keys[i]] })
-                .collect()
+            let mut values = Vec::new();
+            query_keys(d.values(), name, &mut values)?;
+            out.extend(
+                d.normalized_keys()
+                    .iter()
+                    .map(|k| values.get(*k).copied().unwrap_or(0)),
+            )
         }
         other => {
             return Err(schema_err(
@@ -424,7 +510,8 @@ fn query_keys(a: &ArrayRef, name: &str) -> Result<Vec<Option<u64>>> {
                 format!("query must be an integer or string column, got type {other}"),
             ))
         }
-    })
+    }
+    Ok(validity(a))
 }
 
 /// Checks the type of the query column.
@@ -459,7 +546,8 @@ pub struct PassSpec<'a> {
     pub slices: &'a [crate::slicing::SliceSpec],
     pub metrics: &'a [Metric],
     pub drop: bool,
-    pub max_slices: Option<u64>,
+    /// The rows of an in-memory input (reserved at once), None for a stream.
+    pub rows_hint: Option<u64>,
     pub resampler: Option<Resampler>,
     pub shape: StateShape,
 }
@@ -521,8 +609,22 @@ where
         ids: vec![Vec::new(); n_specs],
         ..Rows::default()
     };
+    if let Some(n) = spec.rows_hint {
+        // (An in-memory input: its rows, reserved once.)
+        use crate::runtime::reserve_big;
+        let n = n as usize;
+        reserve_big(&mut rows.query, n);
+        reserve_big(&mut rows.pos, n);
+        reserve_big(&mut rows.rel, n);
+        rows.scores.iter_mut().for_each(|v| reserve_big(v, n));
+        rows.ids.iter_mut().for_each(|v| reserve_big(v, n));
+        if spec.weight.is_some() {
+            reserve_big(&mut rows.weight, n);
+        }
+    }
     let (mut read, mut dropped) = (0u64, 0u64);
-    let mut buf = (Vec::new(), Vec::new());
+    let mut buf: (Vec<f64>, Vec<Vec<f64>>, Vec<f64>) = (Vec::new(), Vec::new(), Vec::new());
+    let mut keys: Vec<u64> = Vec::new();
     for (batch_index, batch) in batches.enumerate() {
         if stop() {
             return Err(AssayError::Interrupted);
@@ -541,25 +643,58 @@ where
         let ids = pool.install(|| slicer.encode_batch(&batch))?;
         let n_ids: Vec<usize> = (0..n_specs).map(|s| slicer.n_ids(s)).collect();
         check_slices(&n_ids, read + len as u64)?;
-        let keys = query_keys(batch.column(query_idx), &rk.query)?;
+        let key_nulls = query_keys(batch.column(query_idx), &rk.query, &mut keys)?;
         let label_col = batch.column(label_idx);
         let label_nulls = validity(label_col);
-        let labels = f64_view(label_col, 0, len, &mut buf.0).to_vec();
+        let (label_buf, score_bufs, weight_buf) = &mut buf;
+        let labels = f64_view(label_col, 0, len, label_buf);
         let score_cols: Vec<(&ArrayRef, Option<arrow_buffer::NullBuffer>)> = score_idx
             .iter()
             .map(|i| (batch.column(*i), validity(batch.column(*i))))
             .collect();
-        let mut score_vals: Vec<Vec<f64>> = Vec::with_capacity(score_cols.len());
-        for (c, _) in &score_cols {
-            score_vals.push(f64_view(c, 0, len, &mut buf.1).to_vec());
-        }
-        let weights: Option<(Vec<f64>, Option<arrow_buffer::NullBuffer>)> = weight_idx.map(|i| {
+        score_bufs.resize_with(score_cols.len(), Vec::new);
+        let score_vals: Vec<&[f64]> = score_cols
+            .iter()
+            .zip(score_bufs.iter_mut())
+            .map(|((c, _), b)| f64_view(c, 0, len, b))
+            .collect();
+        let weights: Option<(&[f64], Option<arrow_buffer::NullBuffer>)> = weight_idx.map(|i| {
             let c = batch.column(i);
-            (f64_view(c, 0, len, &mut buf.0).to_vec(), validity(c))
+            (f64_view(c, 0, len, weight_buf), validity(c))
         });
+        // The common case first: no null, every value valid (vectorizable folds): the
+        // batch's columns are appended as they are.
+        let finite = |v: &[f64]| v.iter().fold(true, |a, x| a & x.is_finite());
+        let clean = key_nulls.is_none()
+            && label_nulls.is_none()
+            && labels
+                .iter()
+                .fold(true, |a, y| a & (y.is_finite() & (*y >= 0.0)))
+            && score_cols.iter().all(|(_, nl)| nl.is_none())
+            && score_vals.iter().all(|v| finite(v))
+            && weights.as_ref().is_none_or(|(w, nl)| {
+                nl.is_none() && w.iter().fold(true, |a, x| a & (x.is_finite() & (*x > 0.0)))
+            });
+        if clean {
+            rows.query.extend_from_slice(&keys);
+            rows.pos.extend(at..at + len as u64);
+            rows.rel.extend_from_slice(labels);
+            for (dst, src) in rows.scores.iter_mut().zip(&score_vals) {
+                dst.extend_from_slice(src);
+            }
+            if let Some((w, _)) = &weights {
+                rows.weight.extend_from_slice(w);
+            }
+            for (dst, src) in rows.ids.iter_mut().zip(&ids) {
+                dst.extend_from_slice(src);
+            }
+            read += len as u64;
+            continue;
+        }
         'rows: for j in 0..len {
             let row = at + j as u64;
-            let Some(q) = keys[j] else {
+            let q = keys[j];
+            if key_nulls.as_ref().is_some_and(|b| b.is_null(j)) {
                 if spec.drop {
                     dropped += 1;
                     continue;
@@ -570,7 +705,7 @@ where
                         "query is null at row {row}; pass nan_policy=\"drop\" to drop such rows"
                     ),
                 ));
-            };
+            }
             let y = labels[j];
             let y_null = label_nulls.as_ref().is_some_and(|b| b.is_null(j));
             if y_null || !y.is_finite() {
@@ -707,93 +842,83 @@ fn group_rows(query: &[u64]) -> (Vec<usize>, Vec<(usize, usize)>) {
     (order, groups)
 }
 
-/// One finished query: its key, slice ids, weight, items, and per model its values (or None
-/// when it is skipped).
-struct Finished {
-    key: u64,
-    ids: Vec<u32>,
-    weight: f64,
-    items: usize,
-    values: Vec<Option<Vec<Option<f64>>>>,
-}
-
 /// Groups the kept rows by query, checks that slices and weights are query attributes,
-/// computes every query's values and adds them to the slice blocks in query key order.
+/// computes every query's values (in parallel, into one flat buffer: per query and model its
+/// metrics, NaN where undefined, or all NaN with the skip flag) and adds them to the slice
+/// blocks in query key order.
 fn finish(rows: &Rows, spec: &PassSpec, n_ids: &[usize]) -> Result<(ChunkState, Vec<u64>)> {
     let rk = spec.ranking;
     let (order, groups) = group_rows(&rows.query);
-    let finished: Vec<Finished> = groups
-        .par_iter()
-        .map(|&(a, b)| -> Result<Finished> {
-            crate::runtime::check()?;
-            let idx = &order[a..b];
-            let first = idx[0];
-            // Slices and weights belong to the query: the same on each of its rows.
-            for (s, col) in rows.ids.iter().enumerate() {
-                if let Some(&i) = idx.iter().find(|&&i| col[i] != col[first]) {
-                    let column: Vec<&str> = spec.slices[s].iter().map(|f| f.column()).collect();
-                    return Err(AssayError::InvalidInput {
-                        column: column.join(" & "),
-                        message: format!(
-                            "slices of a ranking job are query attributes, but this one varies \
-                             inside one query (rows {} and {} of the input have the same {} \
-                             and different values)",
-                            rows.pos[first], rows.pos[i], rk.query
-                        ),
-                    });
-                }
-            }
-            if !rows.weight.is_empty() {
-                if let Some(&i) = idx.iter().find(|&&i| rows.weight[i] != rows.weight[first]) {
-                    return Err(invalid(
-                        spec.weight.unwrap_or("weight"),
-                        format!(
-                            "weights of a ranking job weigh queries: they must be the same on \
-                             every row of a query (rows {} and {} of the input have the same \
-                             {} and weights {:?} and {:?})",
-                            rows.pos[first],
-                            rows.pos[i],
-                            rk.query,
-                            rows.weight[first],
-                            rows.weight[i]
-                        ),
-                    ));
-                }
-            }
-            let rel: Vec<f64> = idx.iter().map(|&i| rows.rel[i]).collect();
-            let values = rows
-                .scores
-                .iter()
-                .map(|sc| {
-                    let s: Vec<f64> = idx.iter().map(|&i| sc[i]).collect();
-                    let (v, has_rel) = query_values(&s, &rel, spec.metrics, rk.gain, rk.ties);
-                    match (has_rel, rk.empty) {
-                        (true, _) => Some(v),
-                        (false, Empty::Skip) => None,
-                        // (Every metric 0 but the AUC, undefined without relevant items.)
-                        (false, Empty::Zero) => Some(
-                            spec.metrics
-                                .iter()
-                                .map(|m| (*m != Metric::AucPerQuery).then_some(0.0))
-                                .collect(),
-                        ),
-                    }
-                })
-                .collect();
-            Ok(Finished {
-                key: rows.query[first],
-                ids: rows.ids.iter().map(|c| c[first]).collect(),
-                weight: if rows.weight.is_empty() {
-                    1.0
-                } else {
-                    rows.weight[first]
-                },
-                items: b - a,
-                values,
-            })
-        })
-        .collect::<Result<_>>()?;
     let models = rows.scores.len();
+    let m_len = spec.metrics.len();
+    let stride = models * m_len;
+    let mut values = vec![f64::NAN; groups.len() * stride];
+    // Per query and model: whether it counts (it has a relevant item, or `empty="zero"`).
+    let mut counts = vec![false; groups.len() * models];
+    groups
+        .par_iter()
+        .zip(values.par_chunks_mut(stride.max(1)))
+        .zip(counts.par_chunks_mut(models.max(1)))
+        .try_for_each_init(
+            || (QueryScratch::default(), Vec::new(), Vec::new()),
+            |(scratch, rel, sc), ((&(a, b), out), counted)| -> Result<()> {
+                let idx = &order[a..b];
+                let first = idx[0];
+                // Slices and weights belong to the query: the same on each of its rows.
+                for (s, col) in rows.ids.iter().enumerate() {
+                    if let Some(&i) = idx.iter().find(|&&i| col[i] != col[first]) {
+                        let column: Vec<&str> = spec.slices[s].iter().map(|f| f.column()).collect();
+                        return Err(AssayError::InvalidInput {
+                            column: column.join(" & "),
+                            message: format!(
+                                "slices of a ranking job are query attributes, but this one \
+                                 varies inside one query (rows {} and {} of the input have the \
+                                 same {} and different values)",
+                                rows.pos[first], rows.pos[i], rk.query
+                            ),
+                        });
+                    }
+                }
+                if !rows.weight.is_empty() {
+                    if let Some(&i) = idx.iter().find(|&&i| rows.weight[i] != rows.weight[first]) {
+                        return Err(invalid(
+                            spec.weight.unwrap_or("weight"),
+                            format!(
+                                "weights of a ranking job weigh queries: they must be the same \
+                                 on every row of a query (rows {} and {} of the input have the \
+                                 same {} and weights {:?} and {:?})",
+                                rows.pos[first],
+                                rows.pos[i],
+                                rk.query,
+                                rows.weight[first],
+                                rows.weight[i]
+                            ),
+                        ));
+                    }
+                }
+                rel.clear();
+                rel.extend(idx.iter().map(|&i| rows.rel[i]));
+                scratch.prepare(rel, rk.gain);
+                for (m, col) in rows.scores.iter().enumerate() {
+                    sc.clear();
+                    sc.extend(idx.iter().map(|&i| col[i]));
+                    let out = &mut out[m * m_len..(m + 1) * m_len];
+                    let has_rel = scratch.values(sc, rel, spec.metrics, rk.ties, out);
+                    counted[m] = has_rel || rk.empty == Empty::Zero;
+                    if !has_rel && rk.empty == Empty::Zero {
+                        // (Every metric 0 but the AUC, undefined without relevant items.)
+                        for (o, metric) in out.iter_mut().zip(spec.metrics) {
+                            *o = if *metric == Metric::AucPerQuery {
+                                f64::NAN
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+                crate::runtime::check()
+            },
+        )?;
     let per_model = n_ids.len();
     let all_ids: Vec<usize> = (0..models).flat_map(|_| n_ids.iter().copied()).collect();
     let mut total = ChunkState::new(&all_ids, spec.shape);
@@ -801,39 +926,56 @@ fn finish(rows: &Rows, spec: &PassSpec, n_ids: &[usize]) -> Result<(ChunkState, 
     let (blen, fields) = (layout.block_len(), layout.fields());
     let slots = spec.shape.slots;
     let mut kw = vec![0.0; slots];
-    for q in &finished {
+    let mut queries = Vec::with_capacity(groups.len());
+    for (g, &(a, b)) in groups.iter().enumerate() {
+        let first = order[a];
+        let key = rows.query[first];
+        queries.push(key);
+        let weight = if rows.weight.is_empty() {
+            1.0
+        } else {
+            rows.weight[first]
+        };
         if let Some(r) = &spec.resampler {
-            r.fill(r.row_key(q.key), q.weight, 0, &mut kw);
+            r.fill(r.row_key(key), weight, 0, &mut kw);
         }
-        for (m, values) in q.values.iter().enumerate() {
+        for m in 0..models {
+            let vals = &values[g * stride + m * m_len..g * stride + (m + 1) * m_len];
+            let counted = counts[g * models + m];
             for k in 0..per_model {
-                let id = if k == 0 { 0 } else { q.ids[k - 1] as usize };
+                let id = if k == 0 {
+                    0
+                } else {
+                    rows.ids[k - 1][first] as usize
+                };
                 let st = &mut total.specs[m * per_model + k];
-                let c = &mut st.counts[id];
                 let block = &mut st.fam[id * blen..(id + 1) * blen];
-                block[ITEMS] += q.items as f64;
-                let Some(values) = values else {
+                block[ITEMS] += (b - a) as f64;
+                if !counted {
                     block[SKIPPED] += 1.0;
                     continue;
-                };
-                c.n += 1;
-                c.w += q.weight;
+                }
                 block[COUNTED] += 1.0;
+                let c = &mut st.counts[id];
+                c.n += 1;
+                c.w += weight;
                 let reps = &mut st.fam_reps[id * fields * slots..(id + 1) * fields * slots];
-                for (j, v) in values.iter().enumerate() {
-                    let Some(v) = v else { continue };
-                    block[HEAD + 2 * j] += q.weight * v;
-                    block[HEAD + 2 * j + 1] += q.weight;
-                    for (s, w) in kw.iter().enumerate() {
-                        reps[(2 * j) * slots + s] += w * v;
-                        reps[(2 * j + 1) * slots + s] += w;
+                for (j, v) in vals.iter().enumerate() {
+                    if v.is_nan() {
+                        continue;
+                    }
+                    block[HEAD + 2 * j] += weight * v;
+                    block[HEAD + 2 * j + 1] += weight;
+                    let (num, den) = reps[2 * j * slots..(2 * j + 2) * slots].split_at_mut(slots);
+                    for ((x, y), w) in num.iter_mut().zip(den.iter_mut()).zip(&kw) {
+                        *x += w * v;
+                        *y += w;
                     }
                 }
             }
         }
     }
-    let mut queries: Vec<u64> = finished.iter().map(|q| q.key).collect();
-    queries.par_sort_unstable();
+    // (Groups come in ascending key order: the keys are sorted.)
     Ok((total, queries))
 }
 

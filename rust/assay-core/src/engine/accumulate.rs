@@ -551,7 +551,7 @@ where
         slices: &spec.slices,
         metrics: &spec.metrics,
         drop: spec.nan_policy == NanPolicy::Drop,
-        max_slices: spec.max_slices,
+        rows_hint: spec.rows_hint,
         resampler: plan.resampler,
         shape: plan.shape,
     };
