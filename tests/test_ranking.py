@@ -225,6 +225,7 @@ def test_defaults_name_the_metrics_of_each_cutoff():
     ({"metrics": ["accuracy"]}, {}, InvalidArgumentError, r"not a ranking metric"),
     ({"threshold": 0.3}, {}, InvalidArgumentError, r"threshold only applies"),
     ({"metrics": ["ndcg@0"]}, {}, InvalidArgumentError, r"ranking cutoff"),
+    ({"ci_method": "analytic"}, {}, InvalidArgumentError, r"no analytic intervals"),
 ])
 def test_bad_input_gets_a_typed_error(kwargs, data, error, message):
     cols = {"q": [1, 1], "s": [0.2, 0.1], "rel": [1, 0], "seg": ["a", "a"], "w": [1.0, 1.0]}
@@ -265,3 +266,39 @@ def test_the_command_line_evaluates_a_ranker(tmp_path, capsys):
     assert main(["evaluate", str(path), "--task", "ranking", "--score", "score", "--label",
                  "relevance"]) == 2
     assert "query=" in capsys.readouterr().err
+
+
+def test_the_torch_path_refuses_ranking():
+    torch = pytest.importorskip("torch")
+    from assay import torch as at
+
+    spec = assay.Spec(task="ranking", query="q", score="s", label="rel")
+    with pytest.raises(InvalidArgumentError, match="ranking.*not on the torch path"):
+        at.Evaluator(spec, device=torch.device("cpu"))
+
+
+def test_review_cases():
+    # A dictionary query column whose dictionary is empty (every row null).
+    t = pa.table({"q": pa.array([None, None], pa.string()).dictionary_encode(),
+                  "s": [0.2, 0.1], "rel": [1, 0]})
+    with pytest.raises(InvalidInputError, match="query is null at row 0"):
+        assay.evaluate(t, task="ranking", query="q", score="s", label="rel")
+    # A cutoff metric named bare and at the default k is one metric; numpy integers are k.
+    df = pl.DataFrame({"q": [1, 1, 2, 2], "s": [0.2, 0.1, 0.3, 0.1], "rel": [1, 0, 0, 1]})
+    rep = assay.evaluate(df, task="ranking", query="q", score="s", label="rel",
+                         metrics=["ndcg", "ndcg@10"], k=np.int64(10))
+    assert rep.table.columns == ["slice", "n", "ndcg@10"]
+    # With several bad queries the error names the first in key order, whatever the threads.
+    bad = pl.DataFrame({"q": [9, 9, 3, 3, 5], "s": [0.1] * 5, "rel": [1, 0, 1, 0, 1],
+                        "g": ["a", "b", "c", "d", "e"]})
+    for threads in (1, 2, 4):
+        with pytest.raises(InvalidInputError, match="rows 2 and 3"):
+            assay.evaluate(bad, task="ranking", query="q", score="s", label="rel",
+                           slices=["g"], n_threads=threads)
+    # The slice blocks of a ranking job must fit, like any other family's.
+    n = 10_000
+    many = pl.DataFrame({"q": np.arange(n), "s": np.zeros(n), "rel": np.ones(n),
+                         "g": np.arange(n)})
+    with pytest.raises(InvalidArgumentError, match="per-slice state"):
+        assay.evaluate(many, task="ranking", query="q", score="s", label="rel", slices=["g"],
+                       bootstrap=50_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -79,7 +80,8 @@ def _ranking_options(task: str, metrics: Any, k: Any, query: Any, gain: Any, tie
         if value not in allowed:
             raise InvalidArgumentError(
                 f"{name} must be one of {', '.join(map(repr, allowed))}, got {show(value)}")
-    ks = [10] if k is None else ([k] if isinstance(k, int) and not isinstance(k, bool) else k)
+    ks = [10] if k is None else (
+        [k] if isinstance(k, numbers.Integral) and not isinstance(k, bool) else k)
     if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not ks:
         raise InvalidArgumentError(
             f"k (the ranking cutoffs) must be a whole number >= 1 or a list of them, got "
@@ -98,6 +100,8 @@ def _ranking_options(task: str, metrics: Any, k: Any, query: Any, gain: Any, tie
         names = []
         for m in given:
             names += [f"{m}@{c}" for c in cutoffs] if m in _CUTOFF_METRICS else [m]
+        # ("ndcg" and "ndcg@10" at the default k name one metric.)
+        names = list(dict.fromkeys(names))
     return names, (str(query), str(gain), str(ties), str(empty))
 
 
@@ -1018,6 +1022,9 @@ def _job(
     if nan_policy not in ("raise", "drop"):
         raise InvalidArgumentError(f"nan_policy must be 'raise' or 'drop', got {show(nan_policy)}")
     auc_mode = _auc(auc, auc_bins, auc_max_runs)
+    if ranking is not None and interval is not None and interval[2] == "analytic":
+        raise InvalidArgumentError(
+            "task='ranking' has no analytic intervals: use bootstrap=B (it resamples queries)")
     names = _metric_list(metrics, task)
     _check_power(power, names)
     _check_sketch(auc_mode, names, interval, calibration, reliability)

@@ -659,7 +659,9 @@ def _input_options(p: argparse.ArgumentParser, score_help: str,
                                            "(Hive partitions included) or a glob (repeatable)")
     p.add_argument("--label", required=True)
     p.add_argument("--score", action="append", help=score_help)
-    p.add_argument("--task", choices=list(_evaluate.TASKS), default="binary")
+    # (Ranking is on `assay evaluate` only: the other commands have no --query.)
+    p.add_argument("--task", choices=[t for t in _evaluate.TASKS if t != "ranking"],
+                   default="binary")
     if multiclass:
         _multiclass_options(p)
     p.add_argument("--where", metavar="EXPR",

@@ -560,9 +560,9 @@ class Evaluator:
                 f"Evaluator: the bins of column {pending[0].column!r} are fitted to the data; "
                 "give assay.bins(..., edges=[...]) or spec = spec.resolve(sample)",
                 pending[0].column)
-        if job.task == "multiclass":
+        if job.task in ("multiclass", "ranking"):
             raise InvalidArgumentError(
-                "Evaluator: task='multiclass' is not on the torch path yet; accumulate such a "
+                f"Evaluator: task={job.task!r} is not on the torch path yet; accumulate such a "
                 "job with spec.accumulate(table) (a table from the tensors) instead")
         self.spec = spec
         self._native_job = job.native(None, None)

@@ -782,7 +782,7 @@ pub const NDCG: MetricInfo = rk(
     "ndcg@<k>",
     UP,
     true,
-    "DCG of the top k (gain over log2(position + 1)) over the query's ideal DCG at k",
+    "DCG of the top k (gain / log2(rank + 1), ranks from 1) over the query's ideal DCG at k",
 );
 pub const MAP_AT: MetricInfo = rk(
     Metric::MapAt(10),

@@ -146,7 +146,7 @@ pub fn merge_block(a: &mut [f64], b: &[f64]) {
 pub const NO_QUERY: &str = "undefined: no query of the slice counts for this metric";
 pub const NO_AUC_QUERY: &str = "undefined: no query of the slice has both relevant and other items";
 pub const NO_ANALYTIC_RANKING: &str =
-    "no analytic interval for ranking metrics: use bootstrap=B (queries are resampled)";
+    "task=\"ranking\" has no analytic intervals: use bootstrap=B (it resamples queries)";
 pub const NO_COUNT_INTERVAL: &str = "a count: no interval";
 
 // ---------------------------------------------------------------------------------------------
@@ -496,13 +496,18 @@ fn query_keys(
         }
         DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8) => {
             let d = a.as_any_dictionary();
-            let mut values = Vec::new();
-            query_keys(d.values(), name, &mut values)?;
-            out.extend(
-                d.normalized_keys()
-                    .iter()
-                    .map(|k| values.get(*k).copied().unwrap_or(0)),
-            )
+            if d.values().is_empty() {
+                // (Every row null: an empty dictionary has no key to normalize.)
+                out.resize(a.len(), 0);
+            } else {
+                let mut values = Vec::new();
+                query_keys(d.values(), name, &mut values)?;
+                out.extend(
+                    d.normalized_keys()
+                        .iter()
+                        .map(|k| values.get(*k).copied().unwrap_or(0)),
+                )
+            }
         }
         other => {
             return Err(schema_err(
@@ -842,6 +847,41 @@ fn group_rows(query: &[u64]) -> (Vec<usize>, Vec<(usize, usize)>) {
     (order, groups)
 }
 
+/// Checks that slices and weights are query attributes: the same on each row of the query
+/// whose rows are `idx`.
+fn check_query(rows: &Rows, spec: &PassSpec, idx: &[usize]) -> Result<()> {
+    let rk = spec.ranking;
+    let first = idx[0];
+    for (s, col) in rows.ids.iter().enumerate() {
+        if let Some(&i) = idx.iter().find(|&&i| col[i] != col[first]) {
+            let column: Vec<&str> = spec.slices[s].iter().map(|f| f.column()).collect();
+            return Err(AssayError::InvalidInput {
+                column: column.join(" & "),
+                message: format!(
+                    "slices of a ranking job are query attributes, but this one varies inside \
+                     one query (rows {} and {} of the input have the same {} and different \
+                     values)",
+                    rows.pos[first], rows.pos[i], rk.query
+                ),
+            });
+        }
+    }
+    if !rows.weight.is_empty() {
+        if let Some(&i) = idx.iter().find(|&&i| rows.weight[i] != rows.weight[first]) {
+            return Err(invalid(
+                spec.weight.unwrap_or("weight"),
+                format!(
+                    "weights of a ranking job weigh queries: they must be the same on every row \
+                     of a query (rows {} and {} of the input have the same {} and weights {:?} \
+                     and {:?})",
+                    rows.pos[first], rows.pos[i], rk.query, rows.weight[first], rows.weight[i]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Groups the kept rows by query, checks that slices and weights are query attributes,
 /// computes every query's values (in parallel, into one flat buffer: per query and model its
 /// metrics, NaN where undefined, or all NaN with the skip flag) and adds them to the slice
@@ -863,39 +903,7 @@ fn finish(rows: &Rows, spec: &PassSpec, n_ids: &[usize]) -> Result<(ChunkState, 
             || (QueryScratch::default(), Vec::new(), Vec::new()),
             |(scratch, rel, sc), ((&(a, b), out), counted)| -> Result<()> {
                 let idx = &order[a..b];
-                let first = idx[0];
-                // Slices and weights belong to the query: the same on each of its rows.
-                for (s, col) in rows.ids.iter().enumerate() {
-                    if let Some(&i) = idx.iter().find(|&&i| col[i] != col[first]) {
-                        let column: Vec<&str> = spec.slices[s].iter().map(|f| f.column()).collect();
-                        return Err(AssayError::InvalidInput {
-                            column: column.join(" & "),
-                            message: format!(
-                                "slices of a ranking job are query attributes, but this one \
-                                 varies inside one query (rows {} and {} of the input have the \
-                                 same {} and different values)",
-                                rows.pos[first], rows.pos[i], rk.query
-                            ),
-                        });
-                    }
-                }
-                if !rows.weight.is_empty() {
-                    if let Some(&i) = idx.iter().find(|&&i| rows.weight[i] != rows.weight[first]) {
-                        return Err(invalid(
-                            spec.weight.unwrap_or("weight"),
-                            format!(
-                                "weights of a ranking job weigh queries: they must be the same \
-                                 on every row of a query (rows {} and {} of the input have the \
-                                 same {} and weights {:?} and {:?})",
-                                rows.pos[first],
-                                rows.pos[i],
-                                rk.query,
-                                rows.weight[first],
-                                rows.weight[i]
-                            ),
-                        ));
-                    }
-                }
+                check_query(rows, spec, idx)?;
                 rel.clear();
                 rel.extend(idx.iter().map(|&i| rows.rel[i]));
                 scratch.prepare(rel, rk.gain);
@@ -918,7 +926,17 @@ fn finish(rows: &Rows, spec: &PassSpec, n_ids: &[usize]) -> Result<(ChunkState, 
                 }
                 crate::runtime::check()
             },
-        )?;
+        )
+        .map_err(|e| {
+            // The first bad query in key order, whichever thread met one first.
+            match e {
+                AssayError::InvalidInput { .. } => groups
+                    .iter()
+                    .find_map(|&(a, b)| check_query(rows, spec, &order[a..b]).err())
+                    .unwrap_or(e),
+                other => other,
+            }
+        })?;
     let per_model = n_ids.len();
     let all_ids: Vec<usize> = (0..models).flat_map(|_| n_ids.iter().copied()).collect();
     let mut total = ChunkState::new(&all_ids, spec.shape);
@@ -996,9 +1014,10 @@ pub fn merge_queries(a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
             }
             std::cmp::Ordering::Equal => {
                 return Err(AssayError::StateMismatch(format!(
-                    "two partial states of a ranking job hold rows of the same query (query \
-                     key {:#018x}): a query's values need all of its rows, so shard ranking \
-                     data by query (every row of a query in one shard)",
+                    "two partial states of a ranking job hold rows of the same query (its key \
+                     {:#018x}: an integer query's value, a string's 64-bit hash): a query's \
+                     values need all of its rows, so shard ranking data by query (every row of \
+                     a query in one shard)",
                     a[i]
                 )));
             }

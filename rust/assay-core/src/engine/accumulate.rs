@@ -559,7 +559,11 @@ where
         if let Some(max) = spec.max_slices {
             check_slice_count(spec, n_ids, max, rows)?;
         }
-        Ok(())
+        // The slice blocks (and their replicate blocks) of every model must fit.
+        let all_ids: Vec<usize> = (0..plan.models())
+            .flat_map(|_| std::iter::once(1).chain(n_ids.iter().copied()))
+            .collect();
+        check_state_size(&all_ids, &plan, 0)
     };
     let out = crate::ranking::accumulate(schema, batches, &pass, row_offset, stop, pool, &check)?;
     Ok(PartialState {

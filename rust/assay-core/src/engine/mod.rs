@@ -218,6 +218,15 @@ impl EvalSpec {
                         "reliability tables are for binary scores, not task=\"ranking\"".into(),
                     ));
                 }
+                if self
+                    .interval
+                    .as_ref()
+                    .is_some_and(|iv| iv.method == crate::bootstrap::CiMethod::Analytic)
+                {
+                    return Err(AssayError::InvalidArgument(
+                        crate::ranking::NO_ANALYTIC_RANKING.into(),
+                    ));
+                }
                 crate::ranking::check_metrics(&self.metrics)?;
             }
             (None, Family::Ranking) => {

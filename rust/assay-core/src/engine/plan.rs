@@ -378,19 +378,20 @@ pub fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<(
     // A multiclass auc="sketch" keeps K (or K x K) run sketches per slice: bounded in number,
     // which also keeps their indices (`multiclass_sketch_keys`) within u32.
     let per_slice = sh.sketches_per_slice();
-    if plan.sketch_runs > 0 && per_slice > 1 && ids.saturating_mul(per_slice) > MAX_SKETCHES {
+    let model_ids = ids / plan.models().max(1);
+    if plan.sketch_runs > 0 && per_slice > 1 && model_ids.saturating_mul(per_slice) > MAX_SKETCHES {
         return Err(AssayError::InvalidArgument(format!(
-            "auc=\"sketch\" keeps {} run sketches per slice ({}), {} in all for {ids} slices \
-             (more than {MAX_SKETCHES}); use fewer or coarser slices, leave out roc_auc_ovo \
-             and roc_auc_ovo_weighted (one sketch per class instead of per pair), or \
-             auc=\"binned\"",
+            "auc=\"sketch\" keeps {} run sketches per slice ({}), {} in all for {model_ids} \
+             slices (more than {MAX_SKETCHES} per model); use fewer or coarser slices, leave \
+             out roc_auc_ovo and roc_auc_ovo_weighted (one sketch per class instead of per \
+             pair), or auc=\"binned\"",
             per_slice,
             if sh.auc_pairs {
                 "one per pair of classes, for the one-vs-one ROC-AUCs"
             } else {
                 "one per class"
             },
-            ids.saturating_mul(per_slice)
+            model_ids.saturating_mul(per_slice)
         )));
     }
     let family = 8 * (crate::family::block_len(&sh) + crate::family::rep_block_len(&sh));
