@@ -124,6 +124,18 @@ def test_row_order_and_batches_do_not_change_the_result():
                                one["ndcg@10"].to_numpy(), rtol=1e-12)
 
 
+def test_the_same_bits_for_any_thread_count():
+    q, score, rel, seg = _queries(500, 8)
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(len(q))  # not contiguous: the sorted path
+    df = pl.DataFrame({"q": q[perm], "s": score[perm], "rel": rel[perm], "seg": seg[perm]})
+    kw = dict(task="ranking", query="q", score="s", label="rel", k=[3, 10], slices=["seg"],
+              bootstrap=40, seed=2, metrics=["ndcg", "map", "mrr", "auc_per_query"])
+    one = assay.evaluate(df, n_threads=1, **kw).table
+    for threads in (2, 3, 8):
+        assert assay.evaluate(df, n_threads=threads, **kw).table.equals(one)
+
+
 def test_bootstrap_resamples_queries():
     q, score, rel, _ = _queries(150, 2, size=8)
     df = pl.DataFrame({"q": q, "s": score, "rel": rel})
