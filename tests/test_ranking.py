@@ -314,3 +314,9 @@ def test_review_cases():
     with pytest.raises(InvalidArgumentError, match="per-slice state"):
         assay.evaluate(many, task="ranking", query="q", score="s", label="rel", slices=["g"],
                        bootstrap=50_000)
+
+
+def test_slice_discovery_says_it_does_not_take_ranking_yet():
+    df = pl.DataFrame({"q": [1, 1], "s": [0.2, 0.1], "rel": [1, 0], "g": ["a", "a"]})
+    with pytest.raises(InvalidArgumentError, match="does not take task='ranking' yet"):
+        assay.discover_slices(df, task="ranking", label="rel", score="s", features=["g"])

@@ -685,6 +685,11 @@ def _error_spec(
                 "prediction=")
         known, default, role, output, prefix = (
             MULTICLASS_ERRORS, "log_loss", "score", score, "")
+    elif task == "ranking":
+        raise InvalidArgumentError(
+            "slice discovery does not take task='ranking' yet (its errors are per query, not "
+            "per row): evaluate the candidate slices with assay.evaluate(task='ranking', "
+            "slices=[...])")
     else:
         raise InvalidArgumentError(
             f"task must be 'binary', 'regression' or 'multiclass', got {show(task)}")
