@@ -656,6 +656,35 @@ def test_from_bytes_refuses_broken_bytes():
             PartialState.from_bytes(with_spec_text(good, old, new))
 
 
+def test_a_large_state_is_checked_while_it_is_decoded():
+    # Payloads of 1 MiB and more are checksummed on one thread while another decodes them:
+    # a corrupted one is still refused as corrupted, and a sound one decodes to the same state.
+    rng = np.random.default_rng(0)
+    n = 200_000
+    t = pa.table({"y": rng.integers(0, 2, n), "p": rng.random(n),
+                  "s": rng.choice(["a", "b"], n)})
+    spec = Spec("y", "p", slices=["s"], metrics=["roc_auc"])
+    good = spec.accumulate(t).to_bytes()
+    assert len(good) > 1 << 20
+    back = PartialState.from_bytes(good)
+    assert back.to_bytes() == good
+    assert back.finalize().table.equals(spec.evaluate(t).table)
+    for i in (40, len(good) // 3, len(good) - 2):
+        flipped = bytearray(good)
+        flipped[i] ^= 0x40
+        with pytest.raises(assay.StateFormatError, match="corrupted"):
+            PartialState.from_bytes(bytes(flipped))
+    # A sound checksum over unsound contents: the checks still refuse it.
+    payload = bytearray(good[32:])
+    payload[-20] ^= 0x01
+    payload = bytes(payload)
+    forged = good[:24] + _checksum(payload).to_bytes(8, "little") + payload
+    try:
+        PartialState.from_bytes(forged)
+    except assay.StateFormatError:
+        pass
+
+
 def _checksum(payload: bytes) -> int:
     """The payload checksum of the state format (rust/assay-core/src/state/codec.rs): XXH3-64,
     from the independent xxhash package."""

@@ -685,151 +685,169 @@ impl PartialState {
         if payload.len() as u64 != len {
             return Err(bad("trailing bytes after the payload"));
         }
+        // A large payload is checksummed on one thread while another decodes it (decoding
+        // reads every length against the bytes left, so corrupted bytes cannot make it
+        // misbehave); its rows are then checked in parallel.
+        if payload.len() >= PARALLEL_DECODE {
+            let pool = crate::runtime::job_pool(None)?;
+            let (sum_ok, state) =
+                pool.install(|| rayon::join(|| checksum(payload) == sum, || decode(payload)));
+            if !sum_ok {
+                return Err(bad("corrupted (checksum mismatch)"));
+            }
+            let state = state?;
+            pool.install(|| state.check_consistent(true))?;
+            return Ok(state);
+        }
         if checksum(payload) != sum {
             return Err(bad("corrupted (checksum mismatch)"));
         }
-        let mut r = Reader { buf: payload };
-        let spec_json = r.str()?;
-        let models = r.usize(1 << 16, "model count")?;
-        let shape = read_shape(&mut r)?;
-        let rows = r.u64()?;
-        let dropped = r.u64()?;
-        let weight_scale = if r.flag()? {
-            let exp = r.u64()? as i64;
-            let reference = r.f64()?;
-            if !(-1100..=1100).contains(&exp) {
-                return Err(bad("weight scale"));
-            }
-            Some(WeightScale {
-                exp: exp as i32,
-                reference,
-            })
-        } else {
-            None
-        };
-        let position_keys = r.flag()?;
-        let sketch_runs = r.usize(crate::sketch::MAX_MAX_RUNS, "sketch budget")?;
-        let n = r.len(16)?;
-        let mut ranges = Vec::with_capacity(n);
-        for _ in 0..n {
-            ranges.push((r.u64()?, r.u64()?));
-        }
-        let slicer = Slicer::from_keys(read_keys(&mut r)?)?;
-        let n = r.len(8)?;
-        let mut specs = Vec::with_capacity(n);
-        for _ in 0..n {
-            specs.push(read_slice_states(&mut r, shape)?);
-        }
-        let n = r.len(40)?;
-        let mut rank = Vec::with_capacity(n);
-        for _ in 0..n {
-            let flags = r.u8()?;
-            if flags > 7 {
-                return Err(bad("kept row flags"));
-            }
-            let (scores, labels, weights) = (r.raw(8)?, r.raw(1)?, r.raw(8)?);
-            let m = r.len(9)?;
-            let mut ids = Vec::with_capacity(m);
-            for _ in 0..m {
-                let width = r.u8()? as usize;
-                if ![1, 2, 4].contains(&width) {
-                    return Err(bad("slice id width"));
-                }
-                ids.push((width, r.raw(width)?));
-            }
-            let row_keys = r.raw(8)?;
-            let (scores, labels) = (from_le(scores, f64::from_le_bytes), labels.to_vec());
-            let (weights, row_keys) = (
-                from_le(weights, f64::from_le_bytes),
-                from_le(row_keys, u64::from_le_bytes),
-            );
-            let ids = ids
-                .into_iter()
-                .map(|(width, b)| widen_ids(b, width))
-                .collect();
-            rank.push(RankRows {
-                scores,
-                labels,
-                weights,
-                ids,
-                row_keys,
-                sorted: flags & 1 != 0,
-                compact: flags & 2 != 0,
-                counted: flags & 4 != 0,
-            });
-        }
-        let n = r.len(8)?;
-        let mut sketches = Vec::with_capacity(n);
-        for _ in 0..n {
-            let m = r.len(8)?;
-            let mut per_spec = Vec::with_capacity(m);
-            for _ in 0..m {
-                let k = r.len(48)?;
-                let mut per_id = Vec::with_capacity(k);
-                for _ in 0..k {
-                    let (lo, neg, pos) = (r.f64s()?, r.f64s()?, r.f64s()?);
-                    let (wide, wide_hi, wide_unc) = (r.u32s()?, r.f64s()?, r.f64s()?);
-                    if wide.len() != wide_hi.len() || wide.len() != wide_unc.len() {
-                        return Err(bad("a sketch's wide runs"));
-                    }
-                    let (mut hi, mut unc) = (lo.clone(), vec![0.0; lo.len()]);
-                    for ((i, h), u) in wide.iter().zip(wide_hi).zip(wide_unc) {
-                        let i = *i as usize;
-                        if i >= lo.len() {
-                            return Err(bad("a sketch's wide runs"));
-                        }
-                        hi[i] = h;
-                        unc[i] = u;
-                    }
-                    let sk = RunSketch::from_columns(&lo, &hi, &neg, &pos, &unc)
-                        .map_err(|e| bad(format!("a sketch: {e}")))?;
-                    if sketch_runs > 0 && sk.len() > shape.sketch_budget(sketch_runs) {
-                        return Err(bad("a sketch holds more runs than its budget"));
-                    }
-                    per_id.push(sk);
-                }
-                per_spec.push(per_id);
-            }
-            sketches.push(per_spec);
-        }
-        let n = r.len(24)?;
-        let mut prob_hists = Vec::with_capacity(n);
-        for _ in 0..n {
-            prob_hists.push(ProbHist {
-                rows: r.f64s()?,
-                positives: r.f64s()?,
-                scores: r.f64s()?,
-            });
-        }
-        let queries = r.u64s()?;
-        if !r.buf.is_empty() {
-            return Err(bad("unread bytes at the end of the payload"));
-        }
-        let state = PartialState {
-            queries,
-            spec_json,
-            slicer,
-            models,
-            shape,
-            total: ChunkState { specs },
-            rank,
-            sketches,
-            sketch_runs,
-            prob_hists,
-            weight_scale,
-            rows,
-            dropped,
-            ranges,
-            position_keys,
-            replay: None,
-        };
-        // The checks read every kept row: in parallel for a large state, in a pool of this
-        // call's own (the global rayon pool does not survive `fork()`).
-        if payload.len() >= 1 << 24 {
-            crate::runtime::job_pool(None)?.install(|| state.check_consistent(true))?;
-        } else {
-            state.check_consistent(false)?;
-        }
+        let state = decode(payload)?;
+        state.check_consistent(false)?;
         Ok(state)
     }
+}
+
+/// Payloads at least this long are checksummed, decoded and checked in parallel.
+const PARALLEL_DECODE: usize = 1 << 20;
+
+/// The state of a payload (its checksum verified, or being verified beside), before its
+/// consistency checks.
+fn decode(payload: &[u8]) -> Result<PartialState> {
+    let mut r = Reader { buf: payload };
+    let spec_json = r.str()?;
+    let models = r.usize(1 << 16, "model count")?;
+    let shape = read_shape(&mut r)?;
+    let rows = r.u64()?;
+    let dropped = r.u64()?;
+    let weight_scale = if r.flag()? {
+        let exp = r.u64()? as i64;
+        let reference = r.f64()?;
+        if !(-1100..=1100).contains(&exp) {
+            return Err(bad("weight scale"));
+        }
+        Some(WeightScale {
+            exp: exp as i32,
+            reference,
+        })
+    } else {
+        None
+    };
+    let position_keys = r.flag()?;
+    let sketch_runs = r.usize(crate::sketch::MAX_MAX_RUNS, "sketch budget")?;
+    let n = r.len(16)?;
+    let mut ranges = Vec::with_capacity(n);
+    for _ in 0..n {
+        ranges.push((r.u64()?, r.u64()?));
+    }
+    let slicer = Slicer::from_keys(read_keys(&mut r)?)?;
+    let n = r.len(8)?;
+    let mut specs = Vec::with_capacity(n);
+    for _ in 0..n {
+        specs.push(read_slice_states(&mut r, shape)?);
+    }
+    let n = r.len(40)?;
+    let mut rank = Vec::with_capacity(n);
+    for _ in 0..n {
+        let flags = r.u8()?;
+        if flags > 7 {
+            return Err(bad("kept row flags"));
+        }
+        let (scores, labels, weights) = (r.raw(8)?, r.raw(1)?, r.raw(8)?);
+        let m = r.len(9)?;
+        let mut ids = Vec::with_capacity(m);
+        for _ in 0..m {
+            let width = r.u8()? as usize;
+            if ![1, 2, 4].contains(&width) {
+                return Err(bad("slice id width"));
+            }
+            ids.push((width, r.raw(width)?));
+        }
+        let row_keys = r.raw(8)?;
+        let (scores, labels) = (from_le(scores, f64::from_le_bytes), labels.to_vec());
+        let (weights, row_keys) = (
+            from_le(weights, f64::from_le_bytes),
+            from_le(row_keys, u64::from_le_bytes),
+        );
+        let ids = ids
+            .into_iter()
+            .map(|(width, b)| widen_ids(b, width))
+            .collect();
+        rank.push(RankRows {
+            scores,
+            labels,
+            weights,
+            ids,
+            row_keys,
+            sorted: flags & 1 != 0,
+            compact: flags & 2 != 0,
+            counted: flags & 4 != 0,
+        });
+    }
+    let n = r.len(8)?;
+    let mut sketches = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = r.len(8)?;
+        let mut per_spec = Vec::with_capacity(m);
+        for _ in 0..m {
+            let k = r.len(48)?;
+            let mut per_id = Vec::with_capacity(k);
+            for _ in 0..k {
+                let (lo, neg, pos) = (r.f64s()?, r.f64s()?, r.f64s()?);
+                let (wide, wide_hi, wide_unc) = (r.u32s()?, r.f64s()?, r.f64s()?);
+                if wide.len() != wide_hi.len() || wide.len() != wide_unc.len() {
+                    return Err(bad("a sketch's wide runs"));
+                }
+                let (mut hi, mut unc) = (lo.clone(), vec![0.0; lo.len()]);
+                for ((i, h), u) in wide.iter().zip(wide_hi).zip(wide_unc) {
+                    let i = *i as usize;
+                    if i >= lo.len() {
+                        return Err(bad("a sketch's wide runs"));
+                    }
+                    hi[i] = h;
+                    unc[i] = u;
+                }
+                let sk = RunSketch::from_columns(&lo, &hi, &neg, &pos, &unc)
+                    .map_err(|e| bad(format!("a sketch: {e}")))?;
+                if sketch_runs > 0 && sk.len() > shape.sketch_budget(sketch_runs) {
+                    return Err(bad("a sketch holds more runs than its budget"));
+                }
+                per_id.push(sk);
+            }
+            per_spec.push(per_id);
+        }
+        sketches.push(per_spec);
+    }
+    let n = r.len(24)?;
+    let mut prob_hists = Vec::with_capacity(n);
+    for _ in 0..n {
+        prob_hists.push(ProbHist {
+            rows: r.f64s()?,
+            positives: r.f64s()?,
+            scores: r.f64s()?,
+        });
+    }
+    let queries = r.u64s()?;
+    if !r.buf.is_empty() {
+        return Err(bad("unread bytes at the end of the payload"));
+    }
+    let state = PartialState {
+        queries,
+        spec_json,
+        slicer,
+        models,
+        shape,
+        total: ChunkState { specs },
+        rank,
+        sketches,
+        sketch_runs,
+        prob_hists,
+        weight_scale,
+        rows,
+        dropped,
+        ranges,
+        position_keys,
+        replay: None,
+    };
+    Ok(state)
 }
