@@ -252,7 +252,10 @@ def test_sketch_aucs_lie_within_their_bounds_of_the_exact_ones(case, budget, ovo
               weight="w" if w is not None else None)
     got = assay.evaluate(df, auc="sketch", auc_max_runs=budget, **kw)
     want = assay.evaluate(df, **kw)
-    _check_within_bounds(got, want, names, exact=budget >= len(y))
+    # (The slice's budget is shared: K sketches, K x K with the pairs, 16 runs each at least;
+    # a sketch holds at most the rows.)
+    share = max(budget // (k * k if ovo else k), 16)
+    _check_within_bounds(got, want, names, exact=share >= len(y))
 
 
 def test_sketch_states_merge_in_any_order_to_the_same_bits_within_their_bounds():
