@@ -253,6 +253,9 @@ def test_ranking_options_are_refused_for_other_tasks_and_nan_drop_drops_rows():
                        "rel": [1, 0, 0, 1]})
     with pytest.raises(InvalidArgumentError, match="query only applies to task='ranking'"):
         assay.evaluate(df, label="rel", score="s", query="q")
+    with pytest.raises(InvalidArgumentError, match="k only applies to task='multiclass'.*"
+                       "task='ranking'"):
+        assay.evaluate(df, label="rel", score="s", k=3)
     rep = assay.evaluate(df, task="ranking", query="q", score="s", label="rel", k=[1],
                          metrics=["mrr"], nan_policy="drop")
     assert rep.dropped == 1 and rep.table["mrr"][0] == pytest.approx((1 + 0.5) / 2)

@@ -317,8 +317,10 @@ def _multiclass_options(task: str, metrics: Any, classes: Any, k: Any,
     """The metrics (with ``top_k_accuracy@k``), classes and normalization of a multiclass job;
     for another task, checks that those options keep their defaults."""
     _only_for("multiclass", task, classes=(classes, None), normalize=(normalize, "raise"))
-    if task not in ("multiclass", "ranking"):
-        _only_for("multiclass", task, k=(k, None))
+    if task not in ("multiclass", "ranking") and k is not None:
+        raise InvalidArgumentError(
+            f"k only applies to task='multiclass' (top_k_accuracy@k) and task='ranking' (the "
+            f"cutoffs of ndcg@k, ...); task={task!r} has no k")
     if task != "multiclass":
         return metrics, None, "raise"
     if normalize not in NORMALIZE:
