@@ -42,6 +42,9 @@ JOBS = {
     "multiclass-auc": "assay.evaluate(mt, task='multiclass', label='y', score='p', "
                       "slices=['c0'], metrics=['accuracy', 'roc_auc_ovr', 'roc_auc_ovo'], "
                       "normalize='divide', bootstrap=400)",
+    # A ranking job: its pass, the per-query values and the replicate sums of 1M queries.
+    "ranking-bootstrap": "assay.evaluate(rt, task='ranking', query='qid', score='p', "
+                         "label='y', k=[5, 10], bootstrap=3000)",
     # A directory of Parquet files, streamed from disk (SETUP writes it).
     "parquet-files": "assay.evaluate(folder, label='y', score='p', slices=['c0', 'c1'], "
                      "metrics=['roc_auc', 'log_loss'])",
@@ -69,7 +72,13 @@ _MULTICLASS = (
         "mt = pa.table({'y': rng.integers(0, k, n // 4), 'c0': t.column('c0').slice(0, n // 4),\n"
         "               'p': pa.FixedSizeListArray.from_arrays(pa.array(z.ravel()), k)})\n"
 )
-SETUP = {"parquet-files": _FILES, "dataset-reader": _FILES, "multiclass-auc": _MULTICLASS}
+# Ranking data: 20M rows in 1M queries of 20 items.
+_RANKING = (
+        "rt = pa.concat_tables([t] * 10).select(['y', 'p'])\n"
+        "rt = rt.append_column('qid', pa.array(np.arange(rt.num_rows) // 20))\n"
+)
+SETUP = {"parquet-files": _FILES, "dataset-reader": _FILES, "multiclass-auc": _MULTICLASS,
+         "ranking-bootstrap": _RANKING}
 
 
 @pytest.mark.parametrize("job", list(JOBS))

@@ -346,3 +346,17 @@ def args_ranking_merge_of_a_split_query() -> None:
 def args_ranking_float_query() -> None:
     t = _ranking_table()
     evaluate(t, task="ranking", query="s", score="s", label="rel")
+
+
+@case(expect="typed", words=["run sketches per slice", "pair", "slices"])
+def args_multiclass_sketches_too_many() -> None:
+    import pyarrow as pa
+
+    # 300 classes with the one-vs-one pairs: 90,000 sketches per slice, x 51 slices.
+    k, n = 300, 600
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(k), n)
+    t = pa.table({"y": rng.integers(0, k, n), "g": np.arange(n) % 50,
+                  "p": pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), k)})
+    evaluate(t, task="multiclass", label="y", score="p", slices=["g"],
+             metrics=["roc_auc_ovo"], auc="sketch")

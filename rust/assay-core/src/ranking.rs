@@ -946,6 +946,10 @@ fn finish(rows: &Rows, spec: &PassSpec, n_ids: &[usize]) -> Result<(ChunkState, 
     let mut kw = vec![0.0; slots];
     let mut queries = Vec::with_capacity(groups.len());
     for (g, &(a, b)) in groups.iter().enumerate() {
+        // (With many replicate slots the sums take seconds: poll for Ctrl-C.)
+        if g % 1024 == 0 {
+            crate::runtime::check()?;
+        }
         let first = order[a];
         let key = rows.query[first];
         queries.push(key);
