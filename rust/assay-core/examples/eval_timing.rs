@@ -68,8 +68,7 @@ fn main() {
             label: "y".into(),
             score: "p".into(),
             weight: None,
-            power: 0.0,
-            bounds: None,
+            task: assay_core::spec::TaskOptions::None,
             threshold: 0.5,
             slices: if n_slices > 0 {
                 vec![vec![assay_core::Feature::Column("g".into())]]
@@ -92,8 +91,6 @@ fn main() {
             },
             reliability: env("REL").map(|_| 0.95),
             max_slices: None,
-            multiclass: None,
-            ranking: None,
             slice_only: Vec::new(),
             rows_hint: env("HINT").map(|_| n as u64),
         };

@@ -8,22 +8,21 @@ pub mod calibration;
 pub mod discovery;
 pub mod engine;
 pub mod error;
-pub mod family;
 pub mod fastmath;
 pub mod input;
 pub mod intervals;
 pub mod metrics;
-pub mod multiclass;
+pub mod piece;
 pub mod rank;
-pub mod ranking;
-pub mod regression;
 pub mod reliability;
 pub mod report;
 pub mod runtime;
 pub mod sketch;
 pub mod slicing;
 pub mod sorted;
+pub mod spec;
 pub mod state;
+pub mod task;
 
 pub use bootstrap::{CiMethod, IntervalSpec};
 pub use engine::{
@@ -32,3 +31,5 @@ pub use engine::{
 pub use error::{AssayError, Result};
 pub use metrics::Metric;
 pub use slicing::{bin_edge_ranks, bin_edges, bin_edges_by_rank, BinStrategy, Feature, SliceSpec};
+/// The task families, under `task/` (their historical paths).
+pub use task::{multiclass, ranking, regression};

@@ -18,8 +18,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         label: "y".into(),
         score: "p".into(),
         weight: weighted.then(|| "w".to_string()),
-        power: 0.0,
-        bounds: None,
+        task: assay_core::spec::TaskOptions::None,
         threshold: 0.5,
         slices: vec![
             vec![Feature::Column("country".into())],
@@ -43,8 +42,6 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         rows_hint: None,
         reliability: None,
         max_slices: None,
-        multiclass: None,
-        ranking: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(threads),

@@ -15,8 +15,7 @@ fn spec(bootstrap: bool) -> EvalSpec {
         label: "y".into(),
         score: "p".into(),
         weight: Some("w".into()),
-        power: 0.0,
-        bounds: None,
+        task: assay_core::spec::TaskOptions::None,
         threshold: 0.5,
         slices: vec![vec![Feature::Column("country".into())]],
         slice_only: Vec::new(),
@@ -47,8 +46,6 @@ fn spec(bootstrap: bool) -> EvalSpec {
         calibration: Default::default(),
         reliability: None,
         max_slices: None,
-        multiclass: None,
-        ranking: None,
     }
 }
 

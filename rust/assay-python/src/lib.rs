@@ -19,8 +19,7 @@ use assay_core::discovery::{
 };
 use assay_core::engine::{
     accumulate as run_accumulate, evaluate as run_evaluate, finalize as run_finalize,
-    merge as run_merge, AucMode, CompareSpec, EvalSpec, Evaluation, MulticlassSpec, NanPolicy,
-    PartialState,
+    merge as run_merge, AucMode, CompareSpec, EvalSpec, Evaluation, NanPolicy, PartialState,
 };
 use assay_core::input::{check_batch, column_index, f64_values, validity};
 use assay_core::reliability::{BinRule, CalibSpec};
@@ -301,13 +300,40 @@ impl Job {
                 )))
             }
         };
+        // The family's options: options of another family are refused by the core's
+        // validation, with the message of the family they belong to.
+        let multiclass = multiclass
+            .map(
+                |(names, ints, score_columns, normalize)| -> Result<_, AssayError> {
+                    Ok(assay_core::multiclass::MulticlassSpec {
+                        classes: assay_core::multiclass::Classes { names, ints },
+                        score_columns,
+                        normalize: assay_core::multiclass::Normalize::parse(&normalize)?,
+                    })
+                },
+            )
+            .transpose()?;
+        let ranking = ranking
+            .map(|(query, gain, ties, empty)| {
+                assay_core::ranking::RankingSpec::parse(query, &gain, &ties, &empty)
+            })
+            .transpose()?;
+        use assay_core::metrics::Family;
+        use assay_core::spec::TaskOptions;
+        let task = match (multiclass, ranking) {
+            (Some(mc), _) => TaskOptions::Multiclass(mc),
+            (None, Some(rk)) => TaskOptions::Ranking(rk),
+            (None, None) if family == Family::Regression || bounds.is_some() || power != 0.0 => {
+                TaskOptions::Regression(assay_core::regression::RegressionOptions { power, bounds })
+            }
+            (None, None) => TaskOptions::None,
+        };
         Ok(EvalSpec {
             family,
             label,
             score,
             weight,
-            power,
-            bounds,
+            task,
             threshold,
             slices: slice_specs(slices),
             metrics,
@@ -322,22 +348,6 @@ impl Job {
             slice_only: slice_only.unwrap_or_default(),
             rows_hint,
             max_slices,
-            multiclass: multiclass
-                .map(
-                    |(names, ints, score_columns, normalize)| -> Result<_, AssayError> {
-                        Ok(MulticlassSpec {
-                            classes: assay_core::multiclass::Classes { names, ints },
-                            score_columns,
-                            normalize: assay_core::multiclass::Normalize::parse(&normalize)?,
-                        })
-                    },
-                )
-                .transpose()?,
-            ranking: ranking
-                .map(|(query, gain, ties, empty)| {
-                    assay_core::ranking::RankingSpec::parse(query, &gain, &ties, &empty)
-                })
-                .transpose()?,
         })
     }
 }
@@ -350,13 +360,13 @@ fn read_columns(spec: &EvalSpec) -> Vec<&str> {
         read.extend(c.others.iter().map(|(_, col)| col.as_str()));
     }
     read.extend(spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref()));
-    if let Some((lo, hi)) = &spec.bounds {
+    if let Some((lo, hi)) = spec.task.regression().and_then(|o| o.bounds.as_ref()) {
         read.extend([lo.as_str(), hi.as_str()]);
     }
-    if let Some(mc) = &spec.multiclass {
+    if let Some(mc) = spec.task.multiclass() {
         read.extend(mc.score_columns.iter().flatten().map(String::as_str));
     }
-    if let Some(rk) = &spec.ranking {
+    if let Some(rk) = spec.task.ranking() {
         read.push(rk.query.as_str());
     }
     read.extend(spec.slices.iter().flatten().map(|f| f.column()));

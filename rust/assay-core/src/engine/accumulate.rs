@@ -3,19 +3,17 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_buffer::NullBuffer;
+use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use rayon::prelude::*;
 
 use crate::bootstrap::add_row;
 use crate::error::{invalid, AssayError, Result};
 use crate::input::{
-    check_batch, check_label_type, check_numeric_type, check_row_id_type, column_index, f64_view,
-    u64_values, validity,
+    check_batch, check_label_type, check_numeric_type, check_row_id_type, column_index, u64_values,
+    validity,
 };
-use crate::metrics::Family;
-use crate::regression::tweedie_domain;
+use crate::piece::{first_weight_scale, row_id, valid_weight, Piece, PieceScratch, RoleColumns};
 use crate::reliability::{
     self as rel, BIN_FIELDS, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, REP_BIN_FIELDS,
 };
@@ -27,10 +25,7 @@ use crate::state::{ChunkState, RankRows, RankWindow, WeightScale, REP_ROWS};
 use super::plan::{check_state_size, Plan, WAVE};
 use super::{job_pool, EvalSpec, NanPolicy, CHUNK_ROWS};
 
-/// Sketch mode turns its kept rows into runs at every multiple of this many global row
-/// positions (a multiple of [`CHUNK_ROWS`]): at most this many rows (plus one batch) are kept
-/// (a multiclass job, K entries a row, flushes about K times as often: `Plan::sketch_flush_rows`).
-pub const SKETCH_FLUSH_ROWS: u64 = 1 << 22;
+pub use crate::piece::SKETCH_FLUSH_ROWS;
 
 /// Reads `batches` (with `schema`) once into the partial state of `spec`. `row_offset` is the
 /// global position of the first row (a shard of a split job); `interrupted` is polled between
@@ -102,7 +97,7 @@ pub(crate) fn compact_kept_rows(
     pool: &rayon::ThreadPool,
 ) {
     let plan = Plan::new(spec, state.slicer.n_specs(), false);
-    let compact = compaction_allowed(&plan);
+    let compact = plan.compactable;
     pool.install(|| {
         for r in state.rank.iter_mut() {
             if compact && r.row_keys.is_empty() && r.compaction_pays() {
@@ -110,20 +105,6 @@ pub(crate) fn compact_kept_rows(
             }
         }
     });
-}
-
-/// Whether the compaction policy of [`compact_kept_rows`] lets `plan`'s kept rows combine
-/// (rows with resampling keys never do).
-pub(crate) fn compaction_allowed(plan: &Plan) -> bool {
-    if plan.multiclass {
-        // (A row's K entries stay together and in class order.)
-        return false;
-    }
-    if plan.weighted {
-        plan.sorted_calib.is_none() && !plan.quantile_bins
-    } else {
-        !plan.quantile_bins
-    }
 }
 
 /// [`accumulate`] on the threads of `pool` (the one-pass `evaluate` keeps one pool, and its
@@ -144,8 +125,31 @@ where
 {
     spec.validate()?;
     let stop = || interrupted() || crate::runtime::interrupted();
-    if let Some(rk) = &spec.ranking {
-        return accumulate_ranking(schema, batches, spec, rk, row_offset, &stop, pool);
+    let family = crate::task::of(spec.family);
+    let mut batches = batches;
+    if let Some(fam) = family {
+        let plan = Plan::new(spec, spec.slices.len(), false);
+        let check = |n_ids: &[usize], rows: u64| -> Result<()> {
+            if let Some(max) = spec.max_slices {
+                check_slice_count(spec, n_ids, max, rows)?;
+            }
+            // The slice blocks (and their replicate blocks) of every model must fit.
+            let all_ids: Vec<usize> = (0..plan.models())
+                .flat_map(|_| std::iter::once(1).chain(n_ids.iter().copied()))
+                .collect();
+            check_state_size(&all_ids, &plan, 0)
+        };
+        if let Some(state) = fam.own_pass(
+            schema.clone(),
+            &mut batches,
+            spec,
+            row_offset,
+            &stop,
+            pool,
+            &check,
+        ) {
+            return state;
+        }
     }
     let label_idx = column_index(&schema, &spec.label)?;
     let mut score_names: Vec<&str> = vec![&spec.score];
@@ -161,41 +165,19 @@ where
         .as_deref()
         .map(|w| column_index(&schema, w))
         .transpose()?;
-    match (spec.family, &spec.multiclass) {
-        (Family::Binary, _) => check_label_type(&spec.label, schema.field(label_idx).data_type())?,
-        (Family::Regression, _) => {
-            check_numeric_type(&spec.label, "label", schema.field(label_idx).data_type())?
-        }
-        (Family::Multiclass, Some(mc)) => {
-            crate::multiclass::check_label_type(schema.field(label_idx).data_type(), &mc.classes)
-                .map_err(|m| crate::error::schema(&spec.label, m))?
-        }
-        (Family::Multiclass, None) => unreachable!("validated: a multiclass job has its classes"),
-        (Family::Ranking, _) => unreachable!("a ranking job has its own pass"),
-    }
-    // Multiclass: per model, the columns of its probabilities (one list column, or K).
-    let mut mc_idx: Vec<Vec<usize>> = Vec::new();
-    if let Some(mc) = &spec.multiclass {
-        for (m, cols) in mc.score_columns.iter().enumerate() {
-            let named: Vec<&str> = if cols.is_empty() {
-                vec![score_names[m]]
-            } else {
-                cols.iter().map(String::as_str).collect()
-            };
-            let mut idx = Vec::with_capacity(named.len());
-            for c in named {
-                let i = column_index(&schema, c)?;
-                crate::multiclass::check_score_type(
-                    schema.field(i).data_type(),
-                    mc.k(),
-                    !cols.is_empty(),
-                )
-                .map_err(|m| crate::error::schema(c, m))?;
-                idx.push(i);
+    // The label's and scores' types, and the family's own columns (a multiclass model's
+    // probabilities, regression's prediction interval).
+    let fam_cols = match family {
+        Some(fam) => fam.columns(spec, &schema, &score_names)?,
+        None => {
+            check_label_type(&spec.label, schema.field(label_idx).data_type())?;
+            crate::task::FamilyColumns {
+                numeric_scores: true,
+                extra: Vec::new(),
             }
-            mc_idx.push(idx);
         }
-    } else {
+    };
+    if fam_cols.numeric_scores {
         for (c, i) in score_names.iter().zip(&score_idx) {
             check_numeric_type(c, "score", schema.field(*i).data_type())?;
         }
@@ -203,16 +185,6 @@ where
     if let (Some(w), Some(i)) = (&spec.weight, weight_idx) {
         check_numeric_type(w, "weight", schema.field(i).data_type())?;
     }
-    let bounds_idx = spec
-        .bounds
-        .as_ref()
-        .map(|(lo, hi)| -> Result<(usize, usize)> {
-            let (a, b) = (column_index(&schema, lo)?, column_index(&schema, hi)?);
-            check_numeric_type(lo, "lower bound", schema.field(a).data_type())?;
-            check_numeric_type(hi, "upper bound", schema.field(b).data_type())?;
-            Ok((a, b))
-        })
-        .transpose()?;
     let row_id_name = spec.interval.as_ref().and_then(|iv| iv.row_id.clone());
     let row_id_idx = row_id_name
         .as_deref()
@@ -286,8 +258,8 @@ where
         let cols = RoleColumns {
             label_nulls: validity(&col(label_idx)),
             label: col(label_idx),
-            // (A multiclass job reads its scores from `mc_scores`.)
-            scores: if plan.multiclass {
+            // (A family that reads its scores itself has them in `family`.)
+            scores: if !fam_cols.numeric_scores {
                 Vec::new()
             } else {
                 score_idx
@@ -297,9 +269,8 @@ where
             },
             weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
             row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
-            bounds: bounds_idx
-                .map(|(a, b)| [(col(a), validity(&col(a))), (col(b), validity(&col(b)))]),
-            mc_scores: mc_idx
+            family: fam_cols
+                .extra
                 .iter()
                 .map(|idx| idx.iter().map(|i| col(*i)).collect())
                 .collect(),
@@ -352,8 +323,7 @@ where
                     }
                 })
                 .collect();
-            // (Regression keeps rows for its medians only, which are not resampled.)
-            let keyed = plan.resampler.is_some() && !plan.regression;
+            let keyed = plan.keyed_rows;
             if w == 0 && plan.keep_rows {
                 let mut hinted = spec
                     .rows_hint
@@ -407,16 +377,23 @@ where
                         } else {
                             Vec::new()
                         };
-                        let r = if plan.multiclass {
-                            // (A replayed job keeps each row's position in its batches.)
-                            let pos = rows + lo as u64;
-                            update_multiclass_piece(
-                                &plan, &cols, &ids, lo, hi, first, pos, st, rk, scratch,
-                            )
-                        } else if plan.regression {
-                            update_regression_piece(
-                                &plan, &cols, &ids, lo, hi, first, st, rk, scratch,
-                            )
+                        let r = if let Some(fam) = family {
+                            let piece = Piece {
+                                spec,
+                                shape: plan.shape,
+                                keep_rows: plan.keep_rows,
+                                replay: plan.replay,
+                                resampler: plan.resampler.as_ref(),
+                                score_names: &plan.score_names,
+                                cols: &cols,
+                                ids: &ids,
+                                lo,
+                                hi,
+                                first_row: first,
+                                // (A replayed job keeps each row's position in its batches.)
+                                first_pos: rows + lo as u64,
+                            };
+                            fam.update_piece(&piece, st, rk, &mut scratch.piece)
                         } else if lean {
                             update_piece::<true>(
                                 &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
@@ -519,105 +496,9 @@ where
             batches: retained,
             label: label_idx,
             scores: score_idx.clone(),
-            mc_scores: mc_idx.clone(),
+            family: fam_cols.extra.clone(),
         }),
     })
-}
-
-/// A ranking job's pass: its own, since a query's values need all of its rows (see
-/// `ranking`); the state holds the slice blocks of its finished queries.
-fn accumulate_ranking<I>(
-    schema: SchemaRef,
-    batches: I,
-    spec: &EvalSpec,
-    rk: &crate::ranking::RankingSpec,
-    row_offset: u64,
-    stop: &dyn Fn() -> bool,
-    pool: &rayon::ThreadPool,
-) -> Result<PartialState>
-where
-    I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
-{
-    let plan = Plan::new(spec, spec.slices.len(), false);
-    let mut scores: Vec<&str> = vec![&spec.score];
-    if let Some(c) = &spec.compare {
-        scores.extend(c.others.iter().map(|(_, col)| col.as_str()));
-    }
-    let pass = crate::ranking::PassSpec {
-        ranking: rk,
-        label: &spec.label,
-        scores,
-        weight: spec.weight.as_deref(),
-        slices: &spec.slices,
-        metrics: &spec.metrics,
-        drop: spec.nan_policy == NanPolicy::Drop,
-        rows_hint: spec.rows_hint,
-        resampler: plan.resampler,
-        shape: plan.shape,
-    };
-    let check = |n_ids: &[usize], rows: u64| -> Result<()> {
-        if let Some(max) = spec.max_slices {
-            check_slice_count(spec, n_ids, max, rows)?;
-        }
-        // The slice blocks (and their replicate blocks) of every model must fit.
-        let all_ids: Vec<usize> = (0..plan.models())
-            .flat_map(|_| std::iter::once(1).chain(n_ids.iter().copied()))
-            .collect();
-        check_state_size(&all_ids, &plan, 0)
-    };
-    let out = crate::ranking::accumulate(schema, batches, &pass, row_offset, stop, pool, &check)?;
-    Ok(PartialState {
-        spec_json: String::new(),
-        slicer: out.slicer,
-        models: plan.models(),
-        shape: plan.shape,
-        total: out.total,
-        rank: Vec::new(),
-        sketches: Vec::new(),
-        sketch_runs: 0,
-        prob_hists: Vec::new(),
-        weight_scale: None,
-        rows: out.rows,
-        dropped: out.dropped,
-        position_keys: false,
-        ranges: if out.rows > 0 {
-            vec![(row_offset, row_offset + out.rows)]
-        } else {
-            Vec::new()
-        },
-        replay: None,
-        queries: out.queries,
-    })
-}
-
-/// The role columns of one batch.
-struct RoleColumns {
-    label: ArrayRef,
-    label_nulls: Option<NullBuffer>,
-    /// One score column per model (the reference first).
-    scores: Vec<(ArrayRef, Option<NullBuffer>)>,
-    weight: Option<(ArrayRef, Option<NullBuffer>)>,
-    row_id: Option<(ArrayRef, Option<NullBuffer>)>,
-    /// Regression: the prediction interval's lower and upper bounds.
-    bounds: Option<[(ArrayRef, Option<NullBuffer>); 2]>,
-    /// Multiclass: per model, its list column of probabilities or its K columns.
-    mc_scores: Vec<Vec<ArrayRef>>,
-    /// The job's [`WeightScale`] (fixed from the first batch with a valid weight).
-    weight_scale: WeightScale,
-}
-
-/// The [`WeightScale`] of a job from the weights of its first batch: `None` when the batch has
-/// no valid weight (the factor then comes from a later batch).
-fn first_weight_scale(weights: &ArrayRef) -> Option<WeightScale> {
-    let mut buf = Vec::new();
-    let values = f64_view(weights, 0, weights.len(), &mut buf);
-    let nulls = validity(weights);
-    let max = values
-        .iter()
-        .enumerate()
-        .filter(|(i, w)| nulls.as_ref().is_none_or(|n| n.is_valid(*i)) && w.is_finite())
-        .fold(0.0f64, |m, (_, w)| m.max(*w));
-    (max > 0.0).then(|| WeightScale::from_max(max))
 }
 
 /// Updates `state` (and `rank`, one per model) with rows `lo..hi` of the batch; returns rows
@@ -638,8 +519,8 @@ fn update_piece<const LEAN: bool>(
     scratch: &mut Scratch,
 ) -> Result<u64> {
     let spec = plan.spec;
-    let Scratch { views, aux, .. } = scratch;
-    let (labels, scores, raw_weights, weights) = views.of(cols, lo, hi);
+    let Scratch { piece, aux } = scratch;
+    let (labels, scores, raw_weights, weights) = piece.views.of(cols, lo, hi);
     let drop = spec.nan_policy == NanPolicy::Drop;
     let mut dropped = 0;
     let bins = plan.hist_bins;
@@ -803,375 +684,6 @@ fn update_piece<const LEAN: bool>(
     Ok(dropped)
 }
 
-/// The weight of row `j` of a piece (batch row `i`, global row `row`) as accumulated, after the
-/// checks of the raw weight: positive and finite, and representable at the job's scale.
-#[inline]
-fn valid_weight(
-    spec: &EvalSpec,
-    cols: &RoleColumns,
-    raw: &[f64],
-    w: &[f64],
-    i: usize,
-    j: usize,
-    row: u64,
-) -> Result<f64> {
-    let (_, wnulls) = cols.weight.as_ref().expect("a weight column");
-    let v = raw[j];
-    let name = spec.weight.as_deref().unwrap_or("weight");
-    let null = wnulls.as_ref().is_some_and(|n| n.is_null(i));
-    if null || !(v > 0.0 && v.is_finite()) {
-        let shown = if null {
-            "null".to_string()
-        } else {
-            format!("{v:?}")
-        };
-        return Err(invalid(
-            name,
-            format!("weights must be positive and finite; found {shown} at row {row}"),
-        ));
-    }
-    // Scaled: a weight that overflowed, or underflowed to a subnormal or to 0, lost its value
-    // (unscaled, `w` is `v`, checked above).
-    if cols.weight_scale.exp != 0 && !w[j].is_normal() {
-        return Err(invalid(name, cols.weight_scale.out_of_range(v, row)));
-    }
-    Ok(w[j])
-}
-
-/// The regression family's piece: rows `lo..hi` of the batch are checked (non-finite labels
-/// and predictions per `nan_policy`, weights, the log errors' domain), their replicate weights
-/// drawn, and the accepted rows handed to `regression::accumulate_piece` for every model.
-/// Returns the rows dropped.
-#[allow(clippy::too_many_arguments)]
-fn update_regression_piece(
-    plan: &Plan,
-    cols: &RoleColumns,
-    ids: &[Arc<Vec<u32>>],
-    lo: usize,
-    hi: usize,
-    first_row: u64,
-    state: &mut ChunkState,
-    rank: &mut [RankWindow],
-    scratch: &mut Scratch,
-) -> Result<u64> {
-    let spec = plan.spec;
-    let Scratch { views, reg, .. } = scratch;
-    let (labels, scores, raw_weights, weights) = views.of(cols, lo, hi);
-    let drop = spec.nan_policy == NanPolicy::Drop;
-    let slots = plan.shape.slots;
-    let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
-    let RegressionScratch {
-        y: ys,
-        p: ps,
-        w: ws,
-        kw,
-        ids: idb,
-        kernel,
-        bound_bufs,
-        bound_kept,
-    } = reg;
-    // The prediction interval's bounds, as given (views of the batch).
-    let [lo_buf, hi_buf] = bound_bufs;
-    let bounds: Option<(&[f64], &[f64])> = cols
-        .bounds
-        .as_ref()
-        .map(|[(a, _), (b, _)]| (f64_view(a, lo, hi, lo_buf), f64_view(b, lo, hi, hi_buf)));
-    let n = hi - lo;
-    kw.clear();
-    if slots > 0 {
-        kw.resize(n * slots, 0.0);
-    }
-    let per_model = ids.len() + 1;
-    #[allow(clippy::too_many_arguments)]
-    let run = |y: &[f64],
-               p: &[Vec<f64>],
-               direct: Option<&[&[f64]]>,
-               w: Option<&[f64]>,
-               spec_ids: Vec<&[u32]>,
-               kw: &[f64],
-               bounds: Option<(&[f64], &[f64])>,
-               state: &mut ChunkState,
-               rank: &mut [RankWindow],
-               kernel: &mut crate::regression::Scratch| {
-        for m in 0..scores.len() {
-            let p = match direct {
-                Some(d) => d[m],
-                None => p[m].as_slice(),
-            };
-            if plan.keep_rows {
-                // The absolute errors, for the exact medians (see `regression::medians`).
-                let win = &mut rank[m];
-                for (j, (yv, pv)) in y.iter().zip(p).enumerate() {
-                    win.put((pv - yv).abs(), false, w.map_or(1.0, |w| w[j]), 0);
-                    let at = win.at;
-                    for (dst, src) in win.ids.iter_mut().zip(&spec_ids) {
-                        dst[at] = src[j];
-                    }
-                    win.at += 1;
-                }
-            }
-            let rows = crate::regression::PieceRows {
-                y,
-                p,
-                w,
-                ids: spec_ids.clone(),
-                kw,
-                slots,
-                log: plan.log_errors,
-                layout: crate::regression::Layout::of(&plan.shape),
-                quantiles: &plan.quantiles,
-                deviances: plan.deviances.map(|d| d.is_some()),
-                // (Only one model has a prediction interval: see `EvalSpec::validate`.)
-                bounds: if m == 0 { bounds } else { None },
-            };
-            let states = &mut state.specs[m * per_model..(m + 1) * per_model];
-            crate::regression::accumulate_piece(&rows, states, kernel);
-        }
-    };
-    // The deviances' domains: (power, metric) of each deviance the job sums.
-    let powers: Vec<(f64, &str)> = [1.0, 2.0, spec.power]
-        .into_iter()
-        .zip(plan.deviances)
-        .filter_map(|(pw, m)| m.map(|m| (pw, m)))
-        .collect();
-    // The common case first: no nulls, no non-finite value, valid weights (vectorizable folds
-    // over the piece); its rows go to the kernel as they are, without copies.
-    let no_nulls = |n: &Option<NullBuffer>| {
-        n.as_ref()
-            .is_none_or(|b| b.slice(lo, hi - lo).null_count() == 0)
-    };
-    let finite = |v: &[f64]| v.iter().fold(true, |a, x| a & x.is_finite());
-    let non_negative = |v: &[f64]| v.iter().fold(true, |a, x| a & (*x >= 0.0));
-    let clean = no_nulls(&cols.label_nulls)
-        && cols.scores.iter().all(|(_, nl)| no_nulls(nl))
-        && cols.row_id.as_ref().is_none_or(|(_, nl)| no_nulls(nl))
-        && finite(labels)
-        && scores.iter().all(|s| finite(s))
-        && (!plan.log_errors || (non_negative(labels) && scores.iter().all(|s| non_negative(s))))
-        && powers.iter().all(|(pw, _)| {
-            let ok = |label: bool, v: &[f64]| {
-                v.iter()
-                    .fold(true, |a, x| a & tweedie_domain(*pw, label, *x).is_none())
-            };
-            ok(true, labels) && scores.iter().all(|s| ok(false, s))
-        })
-        && match (&raw_weights, &weights, &cols.weight) {
-            (Some(raw), Some(w), Some((_, nl))) => {
-                no_nulls(nl)
-                    && raw
-                        .iter()
-                        .fold(true, |a, v| a & (*v > 0.0 && v.is_finite()))
-                    && (cols.weight_scale.exp == 0 || w.iter().fold(true, |a, v| a & v.is_normal()))
-            }
-            _ => true,
-        }
-        && match (&bounds, &cols.bounds) {
-            (Some((l, h)), Some([(_, ln), (_, hn)])) => {
-                no_nulls(ln)
-                    && no_nulls(hn)
-                    && l.iter().zip(h.iter()).fold(true, |a, (x, y)| {
-                        a & (x.is_finite() & y.is_finite() & (x <= y))
-                    })
-            }
-            _ => true,
-        };
-    if clean {
-        if let Some(r) = &plan.resampler {
-            for j in 0..n {
-                let rid = row_ids.as_ref().map_or(first_row + j as u64, |v| v[j]);
-                let w = weights.map_or(1.0, |w| w[j]);
-                r.fill(r.row_key(rid), w, 0, &mut kw[j * slots..(j + 1) * slots]);
-            }
-        }
-        let spec_ids: Vec<&[u32]> = ids.iter().map(|v| &v[lo..hi]).collect();
-        run(
-            labels,
-            ps,
-            Some(&scores),
-            weights,
-            spec_ids,
-            kw,
-            bounds,
-            state,
-            rank,
-            kernel,
-        );
-        // (The kernel stops early on an interrupt: its partial sums must not be used.)
-        crate::runtime::check()?;
-        return Ok(0);
-    }
-    ys.clear();
-    ws.clear();
-    ps.resize_with(scores.len(), Vec::new);
-    ps.iter_mut().for_each(Vec::clear);
-    idb.resize_with(ids.len(), Vec::new);
-    idb.iter_mut().for_each(Vec::clear);
-    bound_kept.iter_mut().for_each(Vec::clear);
-    kw.clear();
-    let mut dropped = 0;
-    let non_finite = |v: f64, null: bool| -> Option<String> {
-        if null {
-            Some("null".into())
-        } else if !v.is_finite() {
-            Some(format!("{v:?}"))
-        } else {
-            None
-        }
-    };
-    'rows: for j in 0..n {
-        let i = lo + j;
-        let row = first_row + j as u64;
-        let y = labels[j];
-        let label_null = cols.label_nulls.as_ref().is_some_and(|n| n.is_null(i));
-        if let Some(what) = non_finite(y, label_null) {
-            if drop {
-                dropped += 1;
-                continue;
-            }
-            return Err(invalid(
-                &spec.label,
-                format!("label is {what} at row {row}; pass nan_policy=\"drop\" to drop such rows"),
-            ));
-        }
-        for (m, (_, nulls)) in cols.scores.iter().enumerate() {
-            let p = scores[m][j];
-            if let Some(what) = non_finite(p, nulls.as_ref().is_some_and(|n| n.is_null(i))) {
-                if drop {
-                    dropped += 1;
-                    continue 'rows;
-                }
-                return Err(invalid(
-                    plan.score_names[m],
-                    format!(
-                        "prediction is {what} at row {row}; pass nan_policy=\"drop\" to drop \
-                         such rows"
-                    ),
-                ));
-            }
-        }
-        if plan.log_errors {
-            let negative = std::iter::once((spec.label.as_str(), y))
-                .chain(
-                    plan.score_names
-                        .iter()
-                        .zip(&scores)
-                        .map(|(n, s)| (*n, s[j])),
-                )
-                .find(|(_, v)| *v < 0.0);
-            if let Some((name, v)) = negative {
-                return Err(invalid(
-                    name,
-                    format!(
-                        "msle and rmsle need labels and predictions >= 0 (a log error of a \
-                         negative value is not a relative error); found {v:?} at row {row}"
-                    ),
-                ));
-            }
-        }
-        if let (Some((l, h)), Some([(_, ln), (_, hn)]), Some((lname, hname))) =
-            (&bounds, &cols.bounds, &spec.bounds)
-        {
-            for (v, nulls, name) in [(l[j], ln, lname), (h[j], hn, hname)] {
-                if let Some(what) = non_finite(v, nulls.as_ref().is_some_and(|n| n.is_null(i))) {
-                    if drop {
-                        dropped += 1;
-                        continue 'rows;
-                    }
-                    return Err(invalid(
-                        name,
-                        format!(
-                            "interval bound is {what} at row {row}; pass nan_policy=\"drop\" \
-                             to drop such rows"
-                        ),
-                    ));
-                }
-            }
-            if l[j] > h[j] {
-                return Err(invalid(
-                    lname,
-                    format!(
-                        "the lower bound {:?} exceeds the upper bound {:?} ({hname:?}) at row \
-                         {row}",
-                        l[j], h[j]
-                    ),
-                ));
-            }
-        }
-        for (pw, metric) in &powers {
-            let values = std::iter::once((spec.label.as_str(), y, true)).chain(
-                plan.score_names
-                    .iter()
-                    .zip(&scores)
-                    .map(|(n, s)| (*n, s[j], false)),
-            );
-            for (name, v, label) in values {
-                if let Some(rule) = tweedie_domain(*pw, label, v) {
-                    let what = if label { "labels" } else { "predictions" };
-                    return Err(invalid(
-                        name,
-                        format!(
-                            "{metric} (power {pw}) needs {what} {rule}; found {v:?} at row {row}"
-                        ),
-                    ));
-                }
-            }
-        }
-        let w = match (&raw_weights, &weights) {
-            (Some(raw), Some(w)) => valid_weight(spec, cols, raw, w, i, j, row)?,
-            _ => 1.0,
-        };
-        if let Some(r) = &plan.resampler {
-            let start = kw.len();
-            kw.resize(start + slots, 0.0);
-            let rid = row_id(spec, cols, &row_ids, i, j, row)?;
-            r.fill(r.row_key(rid), w, 0, &mut kw[start..]);
-        }
-        ys.push(y);
-        ws.push(w);
-        for (m, sc) in scores.iter().enumerate() {
-            ps[m].push(sc[j]);
-        }
-        for (b, v) in idb.iter_mut().zip(ids) {
-            b.push(v[i]);
-        }
-        if let Some((l, h)) = &bounds {
-            bound_kept[0].push(l[j]);
-            bound_kept[1].push(h[j]);
-        }
-    }
-    let spec_ids: Vec<&[u32]> = idb.iter().map(|v| v.as_slice()).collect();
-    let w = raw_weights.is_some().then_some(ws.as_slice());
-    let kept_bounds = bounds.map(|_| (bound_kept[0].as_slice(), bound_kept[1].as_slice()));
-    run(
-        ys,
-        ps,
-        None,
-        w,
-        spec_ids,
-        kw,
-        kept_bounds,
-        state,
-        rank,
-        kernel,
-    );
-    Ok(dropped)
-}
-
-/// The regression piece's buffers (see [`update_regression_piece`]).
-#[derive(Default)]
-pub(super) struct RegressionScratch {
-    y: Vec<f64>,
-    p: Vec<Vec<f64>>,
-    w: Vec<f64>,
-    kw: Vec<f64>,
-    /// Per slice spec, the accepted rows' slice ids.
-    ids: Vec<Vec<u32>>,
-    kernel: crate::regression::Scratch,
-    /// The prediction interval's bounds: views of a piece, and the accepted rows' values.
-    bound_bufs: [Vec<f64>; 2],
-    bound_kept: [Vec<f64>; 2],
-}
-
 /// The plain job's fast path for a piece without nulls: one vectorizable check of every row,
 /// then one tight loop per slice spec with no error branches. Each accumulator receives its rows
 /// in row order, as in the general loop, so the sums have the same bits. Returns false (and
@@ -1329,247 +841,10 @@ fn lean_fast_piece(
 /// Buffers a worker reuses from one chunk to the next (fresh ones would page-fault).
 #[derive(Default)]
 pub(super) struct Scratch {
-    /// The role columns of a piece as f64.
-    pub(super) views: Views,
+    /// The role columns of a piece as f64, and a task family's buffers.
+    pub(super) piece: PieceScratch,
     /// Per-row log losses and logits of the fast path.
     aux: [Vec<f64>; 2],
-    /// The regression family's buffers.
-    reg: RegressionScratch,
-    /// The multiclass family's buffers.
-    mc: MulticlassScratch,
-}
-
-/// The multiclass piece's buffers (see [`update_multiclass_piece`]).
-#[derive(Default)]
-pub(super) struct MulticlassScratch {
-    codes: Vec<u32>,
-    weights: Vec<f64>,
-    scaled: Vec<f64>,
-    /// One row's probabilities per model (K each).
-    p: Vec<Vec<f64>>,
-    kw: Vec<f64>,
-}
-
-/// The multiclass family's piece: rows `lo..hi` of the batch, their labels mapped to classes,
-/// every model's probabilities read in place (a row of K values at a time: the probability
-/// matrix is never copied) and checked or normalized, their weights and replicate weights
-/// drawn, and each accepted row added to its slice of every spec. Returns the rows dropped.
-/// `first_pos`: the position of row `lo` in the job's batches (a replayed job keeps it).
-#[allow(clippy::too_many_arguments)]
-fn update_multiclass_piece(
-    plan: &Plan,
-    cols: &RoleColumns,
-    ids: &[Arc<Vec<u32>>],
-    lo: usize,
-    hi: usize,
-    first_row: u64,
-    first_pos: u64,
-    state: &mut ChunkState,
-    rank: &mut [RankWindow],
-    scratch: &mut Scratch,
-) -> Result<u64> {
-    use crate::multiclass as mc;
-    let spec = plan.spec;
-    let mcs = spec.multiclass.as_ref().expect("a multiclass job");
-    let k = mcs.k();
-    let drop = spec.nan_policy == NanPolicy::Drop;
-    let slots = plan.shape.slots;
-    let MulticlassScratch {
-        codes,
-        weights,
-        scaled,
-        p,
-        kw,
-    } = &mut scratch.mc;
-    let map = mc::ClassMap::new(&mcs.classes);
-    mc::label_codes(&cols.label, lo, hi, &map, codes);
-    let raw = cols
-        .weight
-        .as_ref()
-        .map(|(w, _)| f64_view(w, lo, hi, weights));
-    let scaled_w = raw.map(|r| cols.weight_scale.apply(r, scaled));
-    let row_ids = cols.row_id.as_ref().map(|(a, _)| u64_values(a, lo, hi));
-    let sources: Vec<mc::ProbSource> = cols
-        .mc_scores
-        .iter()
-        .map(|a| mc::ProbSource::new(a, k))
-        .collect();
-    let names: Vec<&str> = (0..sources.len())
-        .map(|m| match mcs.score_columns[m].first() {
-            Some(c) if sources.len() == 1 => c.as_str(),
-            _ => plan.score_names[m],
-        })
-        .collect();
-    p.resize_with(sources.len(), Vec::new);
-    for v in p.iter_mut() {
-        v.resize(k, 0.0);
-    }
-    kw.resize(slots, 0.0);
-    let per_model = ids.len() + 1;
-    let kernel = mc::Kernel {
-        layout: mc::Layout::of(&plan.shape),
-        ks: &plan.top_ks,
-        edges: &plan.ece_edges,
-        slots,
-    };
-    let mut dropped = 0;
-    'rows: for (j, code) in codes.iter().enumerate() {
-        if slots > 0 && j % crate::runtime::POLL_REPLICATED_ROWS == 0 {
-            crate::runtime::check()?;
-        }
-        let i = lo + j;
-        let row = first_row + j as u64;
-        let y = match *code {
-            mc::NULL_LABEL if drop => {
-                dropped += 1;
-                continue;
-            }
-            mc::NULL_LABEL => return Err(invalid(&spec.label, mc::null_label_message(row))),
-            mc::UNKNOWN_LABEL => {
-                let text = mc::label_text(&cols.label, i);
-                return Err(invalid(
-                    &spec.label,
-                    mc::unknown_label_message(&text, row, &mcs.classes),
-                ));
-            }
-            c => c as usize,
-        };
-        for (m, src) in sources.iter().enumerate() {
-            let res = src
-                .read(i, &mut p[m])
-                .and_then(|_| mc::normalize_row(&mut p[m], mcs.normalize));
-            if let Err(e) = res {
-                if drop && e.droppable() {
-                    dropped += 1;
-                    continue 'rows;
-                }
-                // (K score columns: the column of the class at fault.)
-                let name = match (mcs.score_columns[m].get(e.class().unwrap_or(usize::MAX)), m) {
-                    (Some(c), _) => c.as_str(),
-                    _ => names[m],
-                };
-                return Err(invalid(name, e.message(row, k)));
-            }
-        }
-        let w = match (&raw, &scaled_w) {
-            (Some(r), Some(s)) => valid_weight(spec, cols, r, s, i, j, row)?,
-            _ => 1.0,
-        };
-        let mut key = 0;
-        if let Some(r) = &plan.resampler {
-            let rid = row_id(spec, cols, &row_ids, i, j, row)?;
-            key = r.row_key(rid);
-            r.fill(key, w, 0, &mut kw[..]);
-        }
-        if plan.keep_rows && plan.replay {
-            // One entry per row: its position in the batches, read again at finalization (as
-            // an f64, exact for any position an in-memory table can have).
-            let pos = (first_pos + j as u64) as f64;
-            for win in rank.iter_mut() {
-                win.put(pos, false, w, key);
-                let at = win.at;
-                for (dst, src) in win.ids.iter_mut().zip(ids) {
-                    dst[at] = src[i];
-                }
-                win.at += 1;
-            }
-        } else if plan.keep_rows {
-            // One entry per class (in class order, never reordered: see `multiclass::aucs`).
-            for (win, pm) in rank.iter_mut().zip(p.iter()) {
-                for (c, v) in pm.iter().enumerate() {
-                    win.put(*v, c == y, w, key);
-                    let at = win.at;
-                    for (dst, src) in win.ids.iter_mut().zip(ids) {
-                        dst[at] = src[i];
-                    }
-                    win.at += 1;
-                }
-            }
-        }
-        for (m, pm) in p.iter().enumerate() {
-            let input = mc::RowInput {
-                t: mc::row_terms(pm, y, &plan.ece_edges),
-                p: pm,
-                w,
-                kw,
-            };
-            let states = &mut state.specs[m * per_model..(m + 1) * per_model];
-            kernel.add(&mut states[0], 0, &input);
-            for (s, st) in states[1..].iter_mut().enumerate() {
-                kernel.add(st, ids[s][i] as usize, &input);
-            }
-        }
-    }
-    Ok(dropped)
-}
-
-/// Buffers behind a piece's role columns as f64 (a view of the batch where it already is).
-#[derive(Default)]
-pub(super) struct Views {
-    pub(super) labels: Vec<f64>,
-    weights: Vec<f64>,
-    /// The weights times the job's [`WeightScale`] (when it is not 1).
-    scaled_weights: Vec<f64>,
-    scores: Vec<Vec<f64>>,
-}
-
-/// A piece's labels, scores (one per model), weights as given (their checks and messages read
-/// these) and weights as accumulated.
-type PieceViews<'a> = (
-    &'a [f64],
-    Vec<&'a [f64]>,
-    Option<&'a [f64]>,
-    Option<&'a [f64]>,
-);
-
-impl Views {
-    fn of<'a>(&'a mut self, cols: &'a RoleColumns, lo: usize, hi: usize) -> PieceViews<'a> {
-        let Views {
-            labels,
-            weights,
-            scaled_weights,
-            scores,
-        } = self;
-        scores.resize_with(cols.scores.len(), Vec::new);
-        let label_view = f64_view(&cols.label, lo, hi, labels);
-        let score_views = cols
-            .scores
-            .iter()
-            .zip(scores.iter_mut())
-            .map(|((a, _), buf)| f64_view(a, lo, hi, buf))
-            .collect();
-        let raw = cols
-            .weight
-            .as_ref()
-            .map(|(w, _)| f64_view(w, lo, hi, weights));
-        let scaled = raw.map(|raw| cols.weight_scale.apply(raw, scaled_weights));
-        (label_view, score_views, raw, scaled)
-    }
-}
-
-/// The id row `j` of a piece (batch row `i`, global row `row`) resamples by: its `row_id`
-/// value, or its global position without a row id column.
-fn row_id(
-    spec: &EvalSpec,
-    cols: &RoleColumns,
-    row_ids: &Option<Vec<u64>>,
-    i: usize,
-    j: usize,
-    row: u64,
-) -> Result<u64> {
-    match (row_ids, &cols.row_id) {
-        (Some(v), Some((_, nulls))) => {
-            if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                let name = spec.interval.as_ref().and_then(|iv| iv.row_id.as_deref());
-                return Err(invalid(
-                    name.unwrap_or("row_id"),
-                    format!("row ids must not be null; found null at row {row}"),
-                ));
-            }
-            Ok(v[j])
-        }
-        _ => Ok(row),
-    }
 }
 
 /// One row's calibration states in slice `id` of `st`.

@@ -98,23 +98,14 @@ fn bad(m: impl Into<String>) -> AssayError {
 /// Whether a job's kept rows may be combined into entries of equal (score, slice ids, label)
 /// (the policy of `accumulate::compact_kept_rows`, and no resampling keys).
 fn compactable(plan: &Plan) -> bool {
-    super::accumulate::compaction_allowed(plan) && !keyed(plan)
-}
-
-/// Whether kept rows carry resampling keys (a bootstrap of rank metrics; regression's kept
-/// errors, for the median, never do).
-fn keyed(plan: &Plan) -> bool {
-    plan.resampler.is_some() && !plan.regression
+    plan.compactable && !plan.keyed_rows
 }
 
 /// What the torch path cannot fill yet, for the job of `spec`; `None` when it can.
 pub fn unsupported(spec: &EvalSpec) -> Option<String> {
     let plan = Plan::new(spec, spec.slices.len(), false);
-    if spec.family == Family::Multiclass {
-        return Some("task=\"multiclass\"".into());
-    }
-    if spec.family == Family::Regression {
-        return None;
+    if let Some(family) = plan.family {
+        return family.on_device(spec);
     }
     if plan.sketch_runs > 0 {
         return Some("auc=\"sketch\"".into());
@@ -128,27 +119,30 @@ pub fn unsupported(spec: &EvalSpec) -> Option<String> {
 pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
     let plan = Plan::new(spec, spec.slices.len(), false);
     let sh = plan.shape;
-    let regression = spec.family == Family::Regression;
-    let slots = if plan.additive_reps || sh.calib_reps || regression {
+    // (A family fills its own blocks, replicate slots included.)
+    let slots = if plan.additive_reps || sh.calib_reps || plan.family.is_some() {
         sh.slots
     } else {
         0
     };
-    let [poisson, gamma, tweedie] = plan.deviances.map(|d| d.is_some() as u8 as f64);
+    // The family's entries (regression's deviances, quantiles, ...); these defaults otherwise.
     let mut layout = vec![
-        ("dev_poisson", poisson),
-        ("dev_gamma", gamma),
-        ("dev_tweedie", tweedie),
-        ("power", spec.power),
-        ("interval", sh.interval as u8 as f64),
+        ("dev_poisson", 0.0),
+        ("dev_gamma", 0.0),
+        ("dev_tweedie", 0.0),
+        ("power", 0.0),
+        ("interval", 0.0),
+        ("regression", 0.0),
+        ("log_errors", 0.0),
     ];
-    // (One entry per pinball quantile, in layout order.)
-    layout.extend(plan.quantiles.iter().map(|q| ("quantile", *q)));
+    if let Some(family) = plan.family {
+        let own = family.device_layout(spec);
+        layout.retain(|(k, _)| !own.iter().any(|(o, _)| o == k));
+        layout.extend(own);
+    }
     layout.extend([
-        ("regression", regression as u8 as f64),
-        ("fam_block", crate::family::block_len(&sh) as f64),
-        ("fam_fields", crate::family::rep_fields(&sh) as f64),
-        ("log_errors", plan.log_errors as u8 as f64),
+        ("fam_block", crate::task::block_len(&sh) as f64),
+        ("fam_fields", crate::task::rep_fields(&sh) as f64),
         ("grid", sh.grid as u8 as f64),
         ("grid_cells", crate::state::GRID_CELLS as f64),
         ("logit", sh.logit as u8 as f64),
@@ -170,7 +164,7 @@ pub fn device_layout(spec: &EvalSpec) -> Vec<(&'static str, f64)> {
         ("need_log_loss", plan.need_log_loss as u8 as f64),
         ("need_probability", plan.need_probability as u8 as f64),
         ("keep_rows", plan.keep_rows as u8 as f64),
-        ("row_keys", (plan.keep_rows && keyed(&plan)) as u8 as f64),
+        ("row_keys", (plan.keep_rows && plan.keyed_rows) as u8 as f64),
         (
             "compact_rows",
             (plan.keep_rows && compactable(&plan)) as u8 as f64,
@@ -260,10 +254,8 @@ pub fn state_from_blocks(
             )?;
             let calib_reps = sh.calib_bins * REP_BIN_FIELDS * sh.slots * sh.calib_reps as usize;
             want(b.calib_reps.len(), calib_reps, "calibration replicates")?;
-            let (fam_len, fam_reps_len) = (
-                crate::family::block_len(&sh),
-                crate::family::rep_block_len(&sh),
-            );
+            let (fam_len, fam_reps_len) =
+                (crate::task::block_len(&sh), crate::task::rep_block_len(&sh));
             let grid_len = (GRID_CELLS + 1) * GRID_FIELDS * sh.grid as usize;
             let logit_len = LOGIT_CELLS * LOGIT_FIELDS * sh.logit as usize;
             want(b.grid.len(), grid_len, "calibration grid")?;
@@ -345,15 +337,11 @@ pub fn state_from_blocks(
                 add(&mut st.logit, &b.logit, logit_len);
                 if fam_len > 0 {
                     let f = &b.fam[r * fam_len..(r + 1) * fam_len];
-                    crate::family::merge_block(
-                        &sh,
-                        &mut st.fam[id * fam_len..(id + 1) * fam_len],
-                        f,
-                    );
+                    crate::task::merge_block(&sh, &mut st.fam[id * fam_len..(id + 1) * fam_len], f);
                 }
                 if fam_reps_len > 0 {
                     let f = &b.fam_reps[r * fam_reps_len..(r + 1) * fam_reps_len];
-                    crate::family::merge_rep_block(
+                    crate::task::merge_rep_block(
                         &sh,
                         &mut st.fam_reps[id * fam_reps_len..(id + 1) * fam_reps_len],
                         f,
@@ -376,8 +364,8 @@ pub fn state_from_blocks(
                 || ((plan.weighted || r.counted) && r.weights.len() != len)
                 || (!plan.weighted && !r.counted && !r.weights.is_empty())
                 || (r.counted && (plan.weighted || !compactable(&plan)))
-                || (keyed(&plan) && r.row_keys.len() != len)
-                || (!keyed(&plan) && !r.row_keys.is_empty())
+                || (plan.keyed_rows && r.row_keys.len() != len)
+                || (!plan.keyed_rows && !r.row_keys.is_empty())
             {
                 return Err(bad("kept row columns"));
             }

@@ -175,7 +175,7 @@ fn finalize_parts(
             sums
         } else if plan.exact_rank {
             pool.install(|| rank_sums(rank.get(m), &n_ids))
-        } else if plan.sketch_runs > 0 && !plan.multiclass {
+        } else if plan.sketch_runs > 0 && plan.family.is_none() {
             state.sketches[m]
                 .iter()
                 .map(|per_id| {
@@ -204,7 +204,7 @@ fn finalize_parts(
         });
         crate::runtime::check()?;
     }
-    // (A binary job replays for its quantile bins; a multiclass one for its ROC-AUCs, below.)
+    // (A binary job replays for its quantile bins; a family may replay for its own, below.)
     if let (true, true, Some(replay)) = (plan.replay, plan.prob_counts, &state.replay) {
         qbins = (0..models)
             .map(|m| {
@@ -229,122 +229,27 @@ fn finalize_parts(
             .collect();
     }
     let qbins = qbins;
-    // Regression's exact medians, from the kept absolute errors: `[model][spec][id]`.
-    let medians: Vec<Vec<Vec<f64>>> = if plan.regression && plan.keep_rows {
-        (0..models)
-            .map(|m| pool.install(|| crate::regression::medians(rank.get(m), &n_ids)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // The multiclass exact ROC-AUCs, from the kept entries (and a replayed job's batches):
-    // `[model][spec][id]`.
-    let exact_aucs = spec.metrics.iter().any(Metric::is_rank)
-        && plan.shape.auc_bins == 0
-        && plan.sketch_runs == 0;
-    let mc_aucs: Vec<Vec<Vec<crate::multiclass::SliceAuc>>> = match &spec.multiclass {
-        // (auc="sketch": from each slice's run sketches, see `multiclass::sketch_aucs`.)
-        Some(mc) if plan.sketch_runs > 0 => {
-            let per_slice = plan.shape.sketches_per_slice();
-            let (k, pairs) = (mc.k(), plan.shape.auc_pairs);
-            let aucs = (0..models)
-                .map(|m| {
-                    state.sketches[m]
-                        .iter()
-                        .map(|per_id| {
-                            pool.install(|| {
-                                per_id
-                                    .par_chunks(per_slice)
-                                    .map(|sk| crate::multiclass::sketch_aucs(sk, k, pairs))
-                                    .collect()
-                            })
-                        })
-                        .collect()
-                })
-                .collect();
-            crate::runtime::check()?;
-            aucs
+    // A task family's finalizer reads what it needs of the kept rows now.
+    let mut family = match plan.family {
+        Some(fam) => {
+            let input = crate::task::FinalizeInput {
+                state,
+                total: &total,
+                ranks: if plan.keep_rows && plan.sketch_runs == 0 {
+                    (0..models).map(|m| rank.get(m)).collect()
+                } else {
+                    Vec::new()
+                },
+                n_ids: &n_ids,
+                shape: fin_shape,
+                keep_rows: plan.keep_rows,
+                sketch_runs: plan.sketch_runs,
+                resampler: plan.resampler.as_ref(),
+                pool,
+            };
+            Some(fam.finalizer(spec, &input)?)
         }
-        Some(mc) if plan.keep_rows && exact_aucs => {
-            let reps = plan
-                .resampler
-                .as_ref()
-                .zip(spec.interval.as_ref())
-                .map(|(r, iv)| (r, iv.slots()));
-            let aucs = (0..models)
-                .map(|m| {
-                    // (A replayed job reads the probabilities again from its batches.)
-                    let replay = replay_probs(state, mc, m);
-                    let (rk, k) = (rank.get(m), mc.k());
-                    pool.install(|| crate::multiclass::aucs(rk, &n_ids, k, reps, replay.as_ref()))
-                })
-                .collect();
-            crate::runtime::check()?;
-            aucs
-        }
-        // (auc="binned": from each slice's histograms.)
-        Some(_) if plan.shape.auc_bins > 0 => {
-            let layout = crate::multiclass::Layout::of(&plan.shape);
-            let blen = layout.block_len();
-            // (K x K x bins a slice with the one-vs-one pairs: slices in parallel.)
-            let aucs = (0..models)
-                .map(|m| {
-                    (0..n_specs + 1)
-                        .map(|k| {
-                            let st = &total.specs[m * (n_specs + 1) + k];
-                            pool.install(|| {
-                                (0..n_ids[k])
-                                    .into_par_iter()
-                                    .map(|id| {
-                                        let block = &st.fam[id * blen..(id + 1) * blen];
-                                        crate::multiclass::binned_aucs(block, &layout)
-                                    })
-                                    .collect()
-                            })
-                        })
-                        .collect()
-                })
-                .collect();
-            crate::runtime::check()?;
-            aucs
-        }
-        _ => Vec::new(),
-    };
-    // The multiclass calibration errors of quantile bins, from the kept rows (the same two
-    // routes): `[model][spec][id]` of (top-label, classwise).
-    let mc_qece: Vec<Vec<Vec<[Option<f64>; 2]>>> = match &spec.multiclass {
-        Some(mc)
-            if plan.keep_rows
-                && cal.rule == BinRule::Quantile
-                && spec
-                    .metrics
-                    .iter()
-                    .any(|m| matches!(m, Metric::EceTopLabel | Metric::EceClasswise)) =>
-        {
-            let wants = (
-                spec.metrics.contains(&Metric::EceTopLabel),
-                spec.metrics.contains(&Metric::EceClasswise),
-            );
-            let out = (0..models)
-                .map(|m| {
-                    let replay = replay_probs(state, mc, m);
-                    let (rk, k) = (rank.get(m), mc.k());
-                    pool.install(|| {
-                        crate::multiclass::quantile_eces(
-                            rk,
-                            &n_ids,
-                            k,
-                            replay.as_ref(),
-                            cal.bins,
-                            wants,
-                        )
-                    })
-                })
-                .collect();
-            crate::runtime::check()?;
-            out
-        }
-        _ => Vec::new(),
+        None => None,
     };
     drop(rank);
     crate::runtime::check()?;
@@ -381,7 +286,6 @@ fn finalize_parts(
     let mut report_rows: Vec<Vec<ReportRow>> = (0..models).map(|_| Vec::new()).collect();
     let mut reliability_rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     let mut deltas = crate::report::ComparisonRows::default();
-    let mut mc_tables = crate::multiclass::TableRows::default();
     // The slices reported, per spec (0: overall) in report order: the non-empty ones (and
     // only the found slice of a `slice_only` spec).
     let reported: Vec<Vec<u32>> = (0..per_model)
@@ -447,57 +351,21 @@ fn finalize_parts(
                     reliability_rows.push((label.to_string(), edges, b));
                 }
                 let mut kept = (spec.compare.is_some() || keep_reps).then(Vec::new);
-                let (values, intervals) = if plan.multiclass {
-                    let blen = crate::family::block_len(&fin_shape);
-                    let rlen = crate::family::rep_block_len(&fin_shape);
-                    let layout = crate::multiclass::Layout::of(&fin_shape);
-                    let block = &st.fam[idu * blen..(idu + 1) * blen];
-                    let auc = mc_aucs.get(m).map(|a| &a[k][idu]);
-                    let qece = mc_qece.get(m).map(|q| q[k][idu]);
-                    if m == 0 {
-                        let label = desc.as_ref().map_or("overall", |d| d.label.as_str());
-                        mc_tables.add(label, block, &layout, auc, small);
-                    }
-                    crate::multiclass::slice_results(
-                        block,
-                        &st.fam_reps[idu * rlen..(idu + 1) * rlen],
-                        &layout,
-                        &plan.top_ks,
-                        auc,
-                        qece,
-                        &spec.metrics,
-                        spec.interval.as_ref(),
-                        small,
+                let (values, intervals, family_bounds) = if let Some(fam) = family.as_mut() {
+                    let label = desc.as_ref().map_or("overall", |d| d.label.as_str());
+                    let out = fam.slice(
+                        &crate::task::FinalSlice {
+                            model: m,
+                            spec_index: k,
+                            id: idu,
+                            label,
+                            states: st,
+                            shape: fin_shape,
+                            small,
+                        },
                         kept.as_mut(),
-                    )
-                } else if plan.ranking {
-                    // The ranking family's block: its queries' sums (and per slot).
-                    let layout = crate::ranking::Layout::of(&fin_shape);
-                    let (blen, rlen) = (layout.block_len(), layout.fields() * fin_shape.slots);
-                    crate::ranking::slice_results(
-                        &st.fam[idu * blen..(idu + 1) * blen],
-                        &st.fam_reps[idu * rlen..(idu + 1) * rlen],
-                        &layout,
-                        &spec.metrics,
-                        spec.interval.as_ref(),
-                        small,
-                        kept.as_mut(),
-                    )
-                } else if plan.regression {
-                    // The regression family's block of this slice (and its replicate slots).
-                    let blen = crate::family::block_len(&fin_shape);
-                    let rlen = crate::family::rep_block_len(&fin_shape);
-                    crate::regression::slice_results(
-                        &st.fam[idu * blen..(idu + 1) * blen],
-                        &st.fam_reps[idu * rlen..(idu + 1) * rlen],
-                        &crate::regression::Layout::of(&fin_shape),
-                        &plan.quantiles,
-                        medians.get(m).map_or(f64::NAN, |md| md[k][idu]),
-                        &spec.metrics,
-                        spec.interval.as_ref(),
-                        small,
-                        kept.as_mut(),
-                    )
+                    );
+                    (out.values, out.intervals, Some(out.bounds))
                 } else {
                     let values: Vec<crate::metrics::Value> = spec
                         .metrics
@@ -538,7 +406,7 @@ fn finalize_parts(
                             },
                         )
                     });
-                    (values, intervals)
+                    (values, intervals, None)
                 };
                 if let Some(k) = kept {
                     if keep_reps {
@@ -551,17 +419,10 @@ fn finalize_parts(
                     }
                     replicates.push(k);
                 }
-                let bounds = match state.sketches.get(m) {
-                    // (A multiclass slice's bounds come with its ROC-AUCs.)
-                    Some(_) if plan.multiclass => match mc_aucs.get(m) {
-                        Some(a) => spec
-                            .metrics
-                            .iter()
-                            .map(|metric| a[k][idu].bound(*metric))
-                            .collect(),
-                        None => Vec::new(),
-                    },
-                    Some(sk) => {
+                let bounds = match (family_bounds, state.sketches.get(m)) {
+                    // (A family's slice bounds come with its values.)
+                    (Some(b), _) => b,
+                    (None, Some(sk)) => {
                         let sk = &sk[k][idu];
                         spec.metrics
                             .iter()
@@ -572,7 +433,7 @@ fn finalize_parts(
                             })
                             .collect()
                     }
-                    None => Vec::new(),
+                    (None, None) => Vec::new(),
                 };
                 report_rows[m].push(ReportRow {
                     slice: desc.clone(),
@@ -645,8 +506,8 @@ fn finalize_parts(
         Some(level) => Some(rel::reliability_table(&reliability_rows, level, &scale)?),
         None => None,
     };
-    let family_tables = match &spec.multiclass {
-        Some(mc) => mc_tables.finish(&mc.classes.names, |w| scale.unscale(w))?,
+    let family_tables = match family {
+        Some(fam) => fam.tables(&scale)?,
         None => Vec::new(),
     };
     Ok(Evaluation {
@@ -676,7 +537,7 @@ fn check_layout(state: &PartialState, plan: &Plan, spec: &EvalSpec) -> Result<()
         || state.sketch_runs != plan.sketch_runs
         || state.position_keys
             != (plan.resampler.is_some()
-                && !plan.ranking
+                && plan.row_bootstrap
                 && spec.interval.as_ref().is_some_and(|iv| iv.row_id.is_none()))
     {
         return Err(bad());
@@ -695,7 +556,7 @@ fn check_layout(state: &PartialState, plan: &Plan, spec: &EvalSpec) -> Result<()
         if len > 0
             && ((r.weights.len() == len) != (plan.weighted || r.counted)
                 || (r.counted && (plan.weighted || plan.quantile_bins))
-                || (r.row_keys.len() == len) != (plan.resampler.is_some() && !plan.regression))
+                || (r.row_keys.len() == len) != plan.keyed_rows)
         {
             return Err(bad());
         }
@@ -755,25 +616,6 @@ fn calibration_value(
     }
 }
 
-/// The batches a replayed multiclass job reads model `m`'s probabilities from again (None:
-/// the state keeps them).
-fn replay_probs<'a>(
-    state: &'a PartialState,
-    mc: &'a super::MulticlassSpec,
-    m: usize,
-) -> Option<crate::multiclass::ReplayProbs<'a>> {
-    state
-        .replay
-        .as_ref()
-        .map(|r| crate::multiclass::ReplayProbs {
-            batches: &r.batches,
-            label: r.label,
-            columns: &r.mc_scores[m],
-            classes: &mc.classes,
-            normalize: mc.normalize,
-        })
-}
-
 /// Where a replayed job finds its columns in each batch.
 struct ReplayColumns<'a> {
     label: usize,
@@ -820,7 +662,12 @@ fn replay_quantile_bins(
                 .map_init(Scratch::default, |scratch, lo| {
                     let hi = (lo + REPLAY_ROWS).min(len);
                     let mut buf = Vec::new();
-                    let s = f64_view(scores[cols.model].0, lo, hi, &mut scratch.views.labels);
+                    let s = f64_view(
+                        scores[cols.model].0,
+                        lo,
+                        hi,
+                        &mut scratch.piece.views.labels,
+                    );
                     let mut got = plan
                         .as_ref()
                         .map_or_else(|| vec![Vec::new()], rel::HistQuantiles::gather_slots);

@@ -9,6 +9,7 @@ use crate::reliability::{
     REP_BIN_FIELDS,
 };
 use crate::state::{StateShape, REP_ROWS};
+use crate::task::TaskFamily;
 
 use super::{AucMode, EvalSpec};
 
@@ -55,25 +56,17 @@ pub struct Plan<'a> {
     /// keeping rows: the binary overall slice's quantile bins (the only rows the job would
     /// keep, from its histogram), or the multiclass probabilities of the exact ROC-AUCs.
     pub replay: bool,
-    /// The regression family: its row kernel and blocks replace the binary ones.
-    pub regression: bool,
-    /// Whether the squared log errors are summed (regression's msle, rmsle).
-    pub log_errors: bool,
-    /// Regression: the pinball quantiles (in layout order) and which of the Poisson, Gamma
-    /// and Tweedie deviances are summed, with the metric that asks for each (for messages).
-    pub quantiles: Vec<f64>,
-    pub deviances: [Option<&'static str>; 3],
-    /// The multiclass family: its row kernel and blocks replace the binary ones.
-    pub multiclass: bool,
-    /// The ranking family: its own pass (`ranking::accumulate`) and blocks.
-    pub ranking: bool,
-    /// Multiclass: the top-k accuracies kept (in layout order), and the uniform edges of the
-    /// calibration errors' bins (empty: none).
-    pub top_ks: Vec<usize>,
-    pub ece_edges: Vec<f64>,
-    /// Kept entries per accepted row: 1, or K for the multiclass exact ROC-AUCs of a state
-    /// that is not replayed (one entry per class: its score and whether it is the label, see
-    /// `multiclass::aucs`).
+    /// The task family, when it is not binary classification: its plan replaces the binary
+    /// blocks (see `crate::task::FamilyPlan`), its kernel the binary row loop.
+    pub family: Option<&'static dyn TaskFamily>,
+    /// Whether kept rows carry resampling keys, and whether they may be compacted into
+    /// entries of equal (score, slice ids, label) (see `accumulate::compact_kept_rows`).
+    pub keyed_rows: bool,
+    pub compactable: bool,
+    /// Whether the bootstrap resamples rows by position when there is no row id column.
+    pub row_bootstrap: bool,
+    /// Kept entries per accepted row: 1, or a family's (K for the multiclass exact ROC-AUCs of
+    /// a state that is not replayed: one entry per class).
     pub kept_per_row: usize,
 }
 
@@ -108,10 +101,6 @@ impl<'a> Plan<'a> {
             weighted: spec.weight.is_some(),
             shape: StateShape {
                 family: Family::Binary,
-                quantiles: 0,
-                deviance: false,
-                power: 0.0,
-                interval: false,
                 hist_bins: match spec.auc {
                     AucMode::Binned(b) if wants_rank => b,
                     _ => 0,
@@ -128,13 +117,7 @@ impl<'a> Plan<'a> {
                     .interval
                     .as_ref()
                     .is_some_and(|iv| matches!(iv.method, CiMethod::Analytic | CiMethod::Bca)),
-                classes: 0,
-                top_k: 0,
-                ece_bins: 0,
-                classwise: false,
-                auc_bins: 0,
-                auc_pairs: false,
-                ranking_metrics: 0,
+                ..StateShape::default()
             },
             resampler: spec
                 .interval
@@ -160,29 +143,22 @@ impl<'a> Plan<'a> {
                 AucMode::Sketch(k) if wants_rank => k,
                 _ => 0,
             },
-            sketch_flush_rows: super::accumulate::SKETCH_FLUSH_ROWS,
+            sketch_flush_rows: crate::piece::SKETCH_FLUSH_ROWS,
             sorted_calib: None,
             calib_shape: StateShape::default(),
             prob_counts: false,
             replay: false,
-            regression: false,
-            log_errors: false,
-            quantiles: Vec::new(),
-            deviances: [None; 3],
-            multiclass: false,
-            ranking: false,
-            top_ks: Vec::new(),
-            ece_edges: Vec::new(),
+            family: None,
+            keyed_rows: false,
+            compactable: false,
+            row_bootstrap: true,
             kept_per_row: 1,
         };
-        if spec.family == Family::Multiclass {
-            // Multiclass metrics are sums of the family's blocks: no binary state at all.
-            let k = spec.multiclass.as_ref().map_or(0, |mc| mc.k());
-            let ece = spec
-                .metrics
-                .iter()
-                .any(|m| matches!(m, Metric::EceTopLabel | Metric::EceClasswise));
-            plan.multiclass = true;
+        if let Some(family) = crate::task::of(spec.family) {
+            // A family's metrics are sums of its own blocks (and what it keeps): no binary
+            // state at all.
+            let fp = family.plan(spec, replayable);
+            plan.family = Some(family);
             plan.need_log_loss = false;
             plan.need_brier = false;
             plan.need_probability = false;
@@ -192,109 +168,16 @@ impl<'a> Plan<'a> {
             plan.rep_losses = false;
             plan.calib_edges = Vec::new();
             plan.quantile_bins = false;
-            // The ROC-AUCs: exact from kept rows, binned from per-slice histograms, or from
-            // run sketches of the kept rows (flushed as the pass goes).
-            let rank = spec.metrics.iter().any(Metric::is_rank);
-            let auc_bins = match spec.auc {
-                AucMode::Binned(b) if rank => b,
-                _ => 0,
-            };
-            let sketch_runs = match spec.auc {
-                AucMode::Sketch(r) if rank => r,
-                _ => 0,
-            };
-            let ovo = spec
-                .metrics
-                .iter()
-                .any(|m| matches!(m, Metric::RocAucOvo | Metric::RocAucOvoWeighted));
-            // Quantile calibration bins take their edges from each slice's probabilities:
-            // the calibration errors are then built at finalization from the kept rows.
-            let quantile_ece = ece && cal.rule == BinRule::Quantile;
-            let ece = ece && !quantile_ece;
-            plan.keep_rows = (rank && auc_bins == 0) || quantile_ece;
-            // The exact ROC-AUCs (and quantile calibration bins) read every row's K
-            // probabilities at finalization: a state that is finalized in the call over an
-            // in-memory input keeps one entry a row (its position) and reads the probability
-            // matrix again in place; any other keeps the K entries (see `multiclass::aucs`).
-            plan.replay = plan.keep_rows && replayable && sketch_runs == 0;
-            plan.kept_per_row = if plan.replay { 1 } else { k };
-            plan.sketch_runs = sketch_runs;
-            plan.sketch_flush_rows = (super::accumulate::SKETCH_FLUSH_ROWS
-                / k.max(1).next_power_of_two() as u64)
-                .max(super::CHUNK_ROWS);
-            plan.top_ks = super::MulticlassSpec::top_ks(&spec.metrics);
-            plan.ece_edges = if ece {
-                rel::uniform_edges(cal.bins)
-            } else {
-                Vec::new()
-            };
-            plan.shape = StateShape {
-                family: Family::Multiclass,
-                slots,
-                classes: k,
-                top_k: plan.top_ks.len(),
-                ece_bins: if ece { cal.bins } else { 0 },
-                classwise: ece && spec.metrics.contains(&Metric::EceClasswise),
-                auc_bins,
-                auc_pairs: (auc_bins > 0 || sketch_runs > 0) && ovo,
-                ..StateShape::default()
-            };
-            plan.calib_shape = plan.shape;
-            return plan;
-        }
-        if spec.family == Family::Ranking {
-            // Ranking keeps its rows in a pass of its own (`ranking::accumulate`) and leaves
-            // only the family's blocks: per-query values summed per slice, and per slot.
-            plan.ranking = true;
-            plan.additive_reps = false;
-            plan.rep_losses = false;
-            plan.keep_rows = false;
-            plan.sketch_runs = 0;
-            plan.shape = StateShape {
-                family: Family::Ranking,
-                slots,
-                ranking_metrics: spec.metrics.len(),
-                ..StateShape::default()
-            };
-            plan.calib_shape = plan.shape;
-            return plan;
-        }
-        if spec.family == Family::Regression {
-            // Regression metrics are none of the binary kinds: only the family's blocks, and
-            // the moments of analytic intervals (BCa reads the jackknife slots).
-            plan.regression = true;
-            plan.log_errors = spec
-                .metrics
-                .iter()
-                .any(|m| matches!(m, Metric::Msle | Metric::Rmsle));
-            plan.additive_reps = false;
-            plan.rep_losses = false;
-            plan.keep_rows = spec.metrics.contains(&Metric::MedianAbsoluteError);
-            plan.quantiles = crate::regression::pinball_quantiles(&spec.metrics);
-            let wants = |m: Metric| spec.metrics.contains(&m);
-            plan.deviances = [
-                wants(Metric::PoissonDeviance).then_some("poisson_deviance"),
-                wants(Metric::GammaDeviance).then_some("gamma_deviance"),
-                if wants(Metric::TweedieDeviance) {
-                    Some("tweedie_deviance")
-                } else {
-                    wants(Metric::D2Tweedie).then_some("d2_tweedie")
-                },
-            ];
-            plan.shape = StateShape {
-                family: Family::Regression,
-                quantiles: plan.quantiles.len(),
-                deviance: plan.deviances[2].is_some(),
-                power: spec.power,
-                interval: spec.bounds.is_some(),
-                slots,
-                moments: spec
-                    .interval
-                    .as_ref()
-                    .is_some_and(|iv| iv.method == CiMethod::Analytic),
-                ..StateShape::default()
-            };
-            plan.calib_shape = plan.shape;
+            plan.shape = fp.shape;
+            plan.calib_shape = fp.shape;
+            plan.keep_rows = fp.keep_rows;
+            plan.replay = fp.replay;
+            plan.kept_per_row = fp.kept_per_row;
+            plan.sketch_runs = fp.sketch_runs;
+            plan.sketch_flush_rows = fp.sketch_flush_rows;
+            plan.keyed_rows = fp.keyed_rows;
+            plan.compactable = fp.compactable;
+            plan.row_bootstrap = fp.row_bootstrap;
             return plan;
         }
         plan.calib_shape = plan.shape;
@@ -326,6 +209,10 @@ impl<'a> Plan<'a> {
         if !plan.additive_reps && !plan.shape.calib_reps {
             plan.shape.slots = 0; // rank metrics only: no replicate blocks to keep
         }
+        plan.keyed_rows = plan.resampler.is_some();
+        // Calibration bins read from the kept rows count rows and sum squared weights: an
+        // unweighted job's counts carry both, a weighted job's combined weights neither.
+        plan.compactable = !(plan.quantile_bins || (plan.weighted && plan.sorted_calib.is_some()));
         plan
     }
 
@@ -366,35 +253,15 @@ pub fn check_replicate_rank_size(n_ids: &[usize], slots: usize, models: usize) -
     Ok(())
 }
 
-/// The most run sketches a multiclass `auc="sketch"` job keeps per model (a sketch costs 24
-/// bytes before its runs, up to `auc_max_runs` x 40 bytes with them).
-pub const MAX_SKETCHES: usize = 1 << 22;
-
 /// Refuses a job whose per-chunk states would not fit: `pieces` chunk states of every slice
 /// of every spec (and model), each with its replicate block, are alive at once.
 pub fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<()> {
     let ids: usize = n_ids.iter().sum();
     let sh = plan.shape;
-    // A multiclass auc="sketch" keeps K (or K x K) run sketches per slice: bounded in number,
-    // which also keeps their indices (`multiclass_sketch_keys`) within u32.
-    let per_slice = sh.sketches_per_slice();
-    let model_ids = ids / plan.models().max(1);
-    if plan.sketch_runs > 0 && per_slice > 1 && model_ids.saturating_mul(per_slice) > MAX_SKETCHES {
-        return Err(AssayError::InvalidArgument(format!(
-            "auc=\"sketch\" keeps {} run sketches per slice ({}), {} in all for {model_ids} \
-             slices (more than {MAX_SKETCHES} per model); use fewer or coarser slices, leave \
-             out roc_auc_ovo and roc_auc_ovo_weighted (one sketch per class instead of per \
-             pair), or auc=\"binned\"",
-            per_slice,
-            if sh.auc_pairs {
-                "one per pair of classes, for the one-vs-one ROC-AUCs"
-            } else {
-                "one per class"
-            },
-            model_ids.saturating_mul(per_slice)
-        )));
+    if let Some(family) = plan.family {
+        family.check_slices(&sh, plan.sketch_runs, ids / plan.models().max(1))?;
     }
-    let family = 8 * (crate::family::block_len(&sh) + crate::family::rep_block_len(&sh));
+    let family = 8 * (crate::task::block_len(&sh) + crate::task::rep_block_len(&sh));
     let per_id = family
         + std::mem::size_of::<crate::state::BinaryCounts>()
         + 8 * (REP_ROWS * sh.slots + 2 * sh.hist_bins)
@@ -403,29 +270,10 @@ pub fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<(
         + 8 * sh.logit as usize * LOGIT_CELLS * LOGIT_FIELDS;
     let bytes = ids.saturating_mul(per_id).saturating_mul(pieces + 1);
     if bytes > MAX_STATE_BYTES {
-        // (A multiclass slice keeps K x K confusion cells and its per-class sums, and with
-        // auc="binned" K x 2 (or K x K) histograms.)
-        let (classes, hint) = if sh.auc_bins > 0 {
-            (
-                format!(" x {} classes", sh.classes),
-                format!(
-                    "; auc=\"binned\" keeps {} x {} x {} histogram cells per slice: use fewer \
-                     auc_bins, or auc=\"exact\"",
-                    sh.classes,
-                    if sh.auc_pairs { sh.classes } else { 2 },
-                    sh.auc_bins
-                ),
-            )
-        } else if sh.classes > 0 {
-            (
-                format!(" x {} classes", sh.classes),
-                "; each slice keeps a K x K confusion matrix: merge rare classes".to_string(),
-            )
-        } else {
-            (String::new(), String::new())
-        };
+        // (A family's slices may keep more than their count says: it explains.)
+        let (per_slice, hint) = plan.family.map(|f| f.size_hint(&sh)).unwrap_or_default();
         return Err(AssayError::InvalidArgument(format!(
-            "this job needs about {:.1} GiB of per-slice state ({ids} slices{classes} x {} \
+            "this job needs about {:.1} GiB of per-slice state ({ids} slices{per_slice} x {} \
              replicate slots, calibration grids, {pieces} chunks in flight); use fewer \
              bootstrap replicates, fewer or coarser slices, or fewer calibration metrics{hint}",
             bytes as f64 / (1u64 << 30) as f64,

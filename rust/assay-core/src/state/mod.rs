@@ -420,10 +420,10 @@ impl SliceStates {
                     v.resize(len, 0.0);
                 }
             };
-            grow(&mut self.fam, n_ids * crate::family::block_len(&shape));
+            grow(&mut self.fam, n_ids * crate::task::block_len(&shape));
             grow(
                 &mut self.fam_reps,
-                n_ids * crate::family::rep_block_len(&shape),
+                n_ids * crate::task::rep_block_len(&shape),
             );
             return;
         }
@@ -487,7 +487,7 @@ impl SliceStates {
     /// `map[j]` (`j` itself without a map), by the family's rule. `counts` (which says which
     /// slices have rows) are merged by the caller.
     pub fn merge_family(&mut self, o: &Self, map: Option<&[u32]>) {
-        use crate::family::{merge_block, merge_rep_block};
+        use crate::task::{merge_block, merge_rep_block};
         if o.layout.family == crate::metrics::Family::Binary || o.counts.is_empty() {
             return;
         }
@@ -500,7 +500,7 @@ impl SliceStates {
                 v.resize(n_ids * len, 0.0);
             }
         }
-        let slots = rlen / crate::family::rep_fields(&o.layout).max(1);
+        let slots = rlen / crate::task::rep_fields(&o.layout).max(1);
         for (j, c) in o.counts.iter().enumerate() {
             if c.n == 0 {
                 continue;

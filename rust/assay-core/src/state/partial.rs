@@ -18,8 +18,9 @@ pub struct Replay {
     pub batches: Vec<RecordBatch>,
     pub label: usize,
     pub scores: Vec<usize>,
-    /// A multiclass job's probability columns per model (a list column, or K columns).
-    pub mc_scores: Vec<Vec<usize>>,
+    /// The task family's own columns (`crate::task::FamilyColumns::extra`: a multiclass
+    /// job's probability columns per model, a list column or K columns).
+    pub family: Vec<Vec<usize>>,
 }
 
 /// The mergeable state of a job over some rows.
@@ -104,12 +105,12 @@ impl PartialState {
                 (st.reps.len(), super::REP_ROWS * binary_slots, "replicates"),
                 (
                     st.fam.len(),
-                    crate::family::block_len(&sh),
+                    crate::task::block_len(&sh),
                     "task family block",
                 ),
                 (
                     st.fam_reps.len(),
-                    crate::family::rep_block_len(&sh),
+                    crate::task::rep_block_len(&sh),
                     "task family replicates",
                 ),
                 (st.moments.len(), (sh.moments && binary) as usize, "moments"),

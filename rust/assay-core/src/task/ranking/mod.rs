@@ -28,6 +28,8 @@
 //! partial state thus holds finished queries only, and the keys of its queries, so that a merge
 //! refuses two states that share a query (ranking data must be sharded by query).
 
+pub mod family;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -1077,7 +1079,7 @@ pub fn slice_results(
         return (values, None);
     };
     let slots = iv.slots();
-    let slot_fields = crate::family::slot_fields(reps, layout.fields(), slots);
+    let slot_fields = crate::task::slot_fields(reps, layout.fields(), slots);
     let mut intervals = Vec::with_capacity(metrics.len());
     for (j, (m, v)) in metrics.iter().zip(&values).enumerate() {
         let counts = matches!(m, Metric::NItems | Metric::NSkipped);

@@ -13,6 +13,10 @@
 //! (scikit-learn's `mean_absolute_percentage_error`, as a fraction); `smape` is
 //! `2 |e| / (|label| + |prediction|)`, 0 where both are 0; `wmape` is sum |e| / sum |label|.
 
+pub mod family;
+
+pub use family::RegressionOptions;
+
 use crate::metrics::{Metric, Value};
 
 /// Undefined-value notes of the regression metrics.
@@ -1612,7 +1616,7 @@ pub fn slice_results(
     let slot_fields: Vec<Vec<f64>> = if iv.method == CiMethod::Analytic {
         Vec::new()
     } else {
-        crate::family::slot_fields(reps, n, slots)
+        crate::task::slot_fields(reps, n, slots)
     };
     let st = RegressionState::from_fields(block);
     let mut intervals = Vec::with_capacity(metrics.len());

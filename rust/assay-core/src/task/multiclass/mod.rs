@@ -19,6 +19,10 @@
 //! (`eps = 2^-52`); the Brier score sums the squared errors over the classes and halves them
 //! when K = 2, as scikit-learn's `brier_score_loss`, so that K = 2 equals the binary score.
 
+pub mod family;
+
+pub use family::MulticlassSpec;
+
 use std::collections::HashMap;
 
 use arrow_array::cast::AsArray;
@@ -604,7 +608,7 @@ pub fn slice_results(
     let slot_fields: Vec<Vec<f64>> = if iv.method == CiMethod::Analytic {
         Vec::new()
     } else {
-        crate::family::slot_fields(reps, n, slots)
+        crate::task::slot_fields(reps, n, slots)
     };
     // Each slot's value of metric `m` (NaN where undefined).
     let replicates = |m: Metric| -> Vec<f64> {
