@@ -65,7 +65,7 @@ def test_cli_evaluate_file(tmp_path, capsys):
     csv_out = tmp_path / "out.csv"
     assert main(["evaluate", str(path), "--label", "churned", "--score", "p_churn",
                  "--format", "csv", "--out", str(csv_out)]) == 0
-    assert csv_out.read_text().startswith("slice,n,")
+    assert csv_out.read_text().startswith("slice,spec,n,")
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):

@@ -38,7 +38,7 @@ def _job(metrics: list[str], slices: list | None = None, weight: str | None = No
     """The native job tuple (see ``assay._evaluate._Job.native``) of labels ``y``, scores
     ``p``."""
     return ("y", "p", weight, 0.5, slices or [], metrics, 0, "raise", ("exact", 0), n_threads,
-            None, None, None, None, None, "binary", 0.0, None, None, None, None)
+            None, None, None, None, None, "binary", 0.0, None, None, None, None, False)
 
 
 def _evaluate(data: object, slices: list | None = None, n_threads: int | None = None):
@@ -293,7 +293,7 @@ _C_STREAM = textwrap.dedent("""
         batch = pa.record_batch([y, p, columns[name]], names=["y", "p", "c"])
         try:
             job = ("y", "p", None, 0.5, [], ["accuracy"], 0, "raise", ("exact", 0), None,
-                   None, None, None, None, None, "binary", 0.0, None, None, None, None)
+                   None, None, None, None, None, "binary", 0.0, None, None, None, None, False)
             out = _native.evaluate(Edited(batch, edits[case]), job)
             print("ok", name, out[0].column("accuracy")[0].as_py(), flush=True)
         except assay.AssayError as e:

@@ -494,7 +494,7 @@ def test_default_metrics_and_top_k_columns():
     assert rep.metrics == [r[0] for r in registry if r[4]]
     assert [m for m in rep.metrics if m in ALL_METRICS] == DEFAULT_METRICS
     assert "ece_classwise" not in rep.table.columns
-    assert rep.table.columns == ["slice", "n", *rep.metrics]
+    assert rep.table.columns == ["slice", "spec", "n", *rep.metrics]
     rep = evaluate(pl.DataFrame({"y": y, "p": p}), k=[3, 1, 3], metrics=["accuracy"])
     assert rep.metrics == ["accuracy", "top_k_accuracy@3", "top_k_accuracy@1"]
     assert rep.table["top_k_accuracy@1"][0] == rep.table["accuracy"][0]

@@ -88,7 +88,7 @@ def test_finalize_writes_csv_json_and_a_table(shards, tmp_path, capsys):
     want = assay.evaluate(table, **KW)
     csv_out, json_out = tmp_path / "r.csv", tmp_path / "r.JSON"
     assert main(["finalize", *states, "-o", str(csv_out)]) == 0
-    assert csv_out.read_text().startswith("slice,country,device,age,n,")
+    assert csv_out.read_text().startswith("slice,spec,country,device,age,age_lower,age_upper,n,")
     assert pl.read_csv(csv_out)["slice"].to_list() == want.table["slice"].to_list()
     assert main(["finalize", *states, "-o", str(json_out)]) == 0
     doc = json.loads(json_out.read_text())

@@ -214,7 +214,7 @@ def test_defaults_name_the_metrics_of_each_cutoff():
     q, score, rel, _ = _queries(10, 7)
     df = pl.DataFrame({"q": q, "s": score, "rel": rel})
     rep = assay.evaluate(df, task="ranking", query="q", score="s", label="rel")
-    assert rep.table.columns == ["slice", "n", "ndcg@10", "map@10",
+    assert rep.table.columns == ["slice", "spec", "n", "ndcg@10", "map@10",
                                  "precision@10", "recall@10", "hit_rate@10", "mrr", "n_items",
                                  "n_skipped"]
     rep = assay.evaluate(df, task="ranking", query="q", score="s", label="rel", k=[5, 1])
@@ -273,11 +273,11 @@ def test_the_command_line_evaluates_a_ranker(tmp_path, capsys):
                  "score", "--label", "relevance", "--cutoffs", "5,10", "--metrics", "ndcg,mrr",
                  "--ties", "stable", "--slice", "market", "--format", "csv"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("slice,market,n,ndcg@5,ndcg@10,mrr")
+    assert out.splitlines()[0].startswith("slice,spec,market,n,ndcg@5,ndcg@10,mrr")
     want = assay.evaluate(pq.read_table(path), task="ranking", query="user_id", score="score",
                           label="relevance", k=[5, 10], metrics=["ndcg", "mrr"], ties="stable",
                           slices=["market"])
-    assert out.splitlines()[1].startswith(f"overall,,{want.table['n'][0]},")
+    assert out.splitlines()[1].startswith(f"overall,overall,,{want.table['n'][0]},")
     assert main(["evaluate", str(path), "--task", "ranking", "--score", "score", "--label",
                  "relevance"]) == 2
     assert "query=" in capsys.readouterr().err
@@ -302,7 +302,7 @@ def test_review_cases():
     df = pl.DataFrame({"q": [1, 1, 2, 2], "s": [0.2, 0.1, 0.3, 0.1], "rel": [1, 0, 0, 1]})
     rep = assay.evaluate(df, task="ranking", query="q", score="s", label="rel",
                          metrics=["ndcg", "ndcg@10"], k=np.int64(10))
-    assert rep.table.columns == ["slice", "n", "ndcg@10"]
+    assert rep.table.columns == ["slice", "spec", "n", "ndcg@10"]
     # With several bad queries the error names the first in key order, whatever the threads.
     bad = pl.DataFrame({"q": [9, 9, 3, 3, 5], "s": [0.1] * 5, "rel": [1, 0, 1, 0, 1],
                         "g": ["a", "b", "c", "d", "e"]})

@@ -210,3 +210,17 @@ def test_command_line_job_file_runs_as_written(tmp_path, monkeypatch):
     assert out["rows"] and {r["metric"] for r in out["rows"]} == {"roc_auc", "log_loss"}
     # day >= 3: two of the five days.
     assert max(r["n"] for r in out["rows"]) == 8000
+
+
+def test_results_to_keep_section_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (code,) = blocks(section("Results to keep and share"), "python")
+    ns: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), ns)
+    rep, same = ns["rep"], ns["same"]
+    assert same.table.equals(rep.table)  # type: ignore[attr-defined]
+    assert same.provenance == rep.provenance  # type: ignore[attr-defined]
+    assert rep.provenance.content_hash is not None  # type: ignore[attr-defined]
+    page = Path("report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "country=NG" in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")

@@ -41,23 +41,26 @@ def test_columns_order_and_types(assay):
     assert isinstance(tab, pl.DataFrame)
     assert tab.columns == [
         "slice",
+        "spec",
         "country",
         "device",
         "age",
+        "age_lower",
+        "age_upper",
         "n",
         "weight_sum",
         "mcc",
         "accuracy",
         "f2",
     ]
-    assert tab.dtypes == [pl.String] * 4 + [pl.UInt64] + [pl.Float64] * 4
+    assert tab.dtypes == [pl.String] * 5 + [pl.Float64] * 2 + [pl.UInt64] + [pl.Float64] * 4
 
 
 def test_columns_without_weight_and_default_metrics(assay):
     t, _ = _data()
     tab = assay.evaluate(t, label="label", score="score").table
-    assert tab.columns == ["slice", "n"] + ALL_METRICS
-    assert tab.dtypes == [pl.String, pl.UInt64] + [pl.Float64] * len(ALL_METRICS)
+    assert tab.columns == ["slice", "spec", "n"] + ALL_METRICS
+    assert tab.dtypes == [pl.String, pl.String, pl.UInt64] + [pl.Float64] * len(ALL_METRICS)
     assert tab.height == 1
     assert tab["slice"].to_list() == ["overall"]
     tab2 = assay.evaluate(t, label="label", score="score", metrics=None, slices=()).table
@@ -73,7 +76,7 @@ def test_feature_columns_in_order_of_first_use(assay):
         slices=[("device", "country"), "country"],
         metrics=["accuracy"],
     ).table
-    assert tab.columns == ["slice", "device", "country", "n", "accuracy"]
+    assert tab.columns == ["slice", "spec", "device", "country", "n", "accuracy"]
 
 
 def test_row_order(assay):
@@ -288,7 +291,7 @@ def test_fbeta(assay):
         threshold=0.4,
     )
     tab = rep.table
-    assert tab.columns == ["slice", "country", "n", "weight_sum", "f2", "f0.5", "f1", "f3"]
+    assert tab.columns == ["slice", "spec", "country", "n", "weight_sum", "f2", "f0.5", "f1", "f3"]
     ms = ["f2", "f0.5", "f1", "f3"]
     rows = rows_by_slice(rep)
     assert_row(rows["overall"], reference(d["y"], d["s"], d["w"], 0.4, ms), "overall")
@@ -301,6 +304,6 @@ def test_metric_order_follows_request(assay):
     t, d = _data(n=50)
     ms = ["brier", "base_rate", "roc_auc", "fnr", "f0.5"]
     rep = assay.evaluate(t, label="label", score="score", metrics=ms)
-    assert rep.table.columns == ["slice", "n"] + ms
+    assert rep.table.columns == ["slice", "spec", "n"] + ms
     assert_row(rep.table.row(0, named=True), reference(d["y"], d["s"], None, 0.5, ms))
     assert sorted(rep.long()["metric"].to_list()) == sorted(ms)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os as _os
 import warnings as _warnings
 
-from . import _native, calibrate, checks, noise
+from . import _native, calibrate, checks, html, noise
 from ._baselines import BASELINES, baselines
 from ._compare import Comparison, compare
 from ._discovery import discover_regressions, discover_slices
@@ -28,7 +28,9 @@ from ._evaluate import (
     evaluate,
     fbeta,
 )
+from ._provenance import Provenance
 from ._reliability import reliability
+from ._saved import diff, load
 from ._selective import SelectiveResult, ThresholdChoice, selective, threshold_for, thresholds
 from ._simpson import SimpsonResult, simpson
 from ._spec import PartialState, Spec, merge
@@ -71,6 +73,7 @@ __all__ = [
     "ModelOutputError",
     "NothingFoundWarning",
     "PartialState",
+    "Provenance",
     "RegressionDetected",
     "Report",
     "SchemaError",
@@ -85,11 +88,14 @@ __all__ = [
     "calibrate",
     "checks",
     "compare",
+    "diff",
     "discover_regressions",
     "discover_slices",
     "ensemble_report",
     "evaluate",
     "fbeta",
+    "html",
+    "load",
     "merge",
     "noise",
     "reliability",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -25,10 +27,14 @@ from ._evaluate import (
     _run,
     _task_column,
     _task_options,
+    provenance_of,
 )
 from ._text import escape, escape_frame
 from .errors import InvalidArgumentError, RegressionDetected
 from .report import ArrowResult, Report
+
+if TYPE_CHECKING:
+    from ._provenance import Provenance
 
 # Metrics where smaller is better, and metrics with no better or worse direction: the
 # engine's metric registry.
@@ -66,7 +72,12 @@ class Comparison(ArrowResult):
         Each model's own report, with intervals.
     reference : str
         The model the others are compared with.
+    provenance : Provenance or None
+        What produced the comparison (see :class:`assay.Provenance`); each model's report
+        shares it. Kept by :meth:`save`.
     """
+
+    provenance: Provenance | None = None
 
     def __init__(self, table: pa.RecordBatch | pa.Table, reports: dict[str, Report],
                  reference: str, level: float, method: str,
@@ -112,6 +123,27 @@ class Comparison(ArrowResult):
         """
         return Comparison(self._raw, self.reports, self.reference, self.level, self.method,
                           correction, self.replicates)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Writes the comparison to ``path`` (Parquet; ``.assay.parquet`` by convention): its
+        table as the file's rows; each model's report, the replicate differences and the
+        :attr:`provenance` in the metadata. :func:`assay.load` reads it back exactly (the
+        corrections included); see docs/saved-runs.md."""
+        from ._saved import save
+
+        return save(self, path)
+
+    def to_html(self, path: str | os.PathLike[str] | None = None, *, title: str | None = None,
+                metric: str | None = None) -> str | Path:
+        """A self-contained HTML page of this result (no network; inline CSS, SVG and a
+        little JS; see :mod:`assay.html` and docs/html.md): returned as a string, or written
+        to ``path`` (UTF-8) and its path returned. ``metric`` picks the metric its chart
+        shows (default ``roc_auc``, else the first with a direction)."""
+        from . import html
+
+        if path is None:
+            return html.render(self, title=title, metric=metric)
+        return html.write(self, path, title=title, metric=metric)
 
     @property
     def table(self) -> pl.DataFrame:
@@ -339,6 +371,7 @@ def compare(
     correction: Literal["simultaneous", "holm", "bh", "none"] = "simultaneous",
     max_slices: int | None = MAX_SLICES,
     progress: bool | None = None,
+    fingerprint: Literal["schema", "content"] = "schema",
 ) -> Comparison:
     """Compare two or more models on the same rows, per slice, with a paired bootstrap.
 
@@ -425,7 +458,8 @@ def compare(
         raise InvalidArgumentError(
             "correction must be one of 'simultaneous', 'holm', 'bh', 'none', got "
             f"{show(correction)}")
-    return _comparison(_run(data, job, n_threads, max_slices, progress), job, correction)
+    result = _run(data, job, n_threads, max_slices, progress, fingerprint)
+    return _comparison(result, job, correction)
 
 
 def _models(scores: Any, reference: Any, what: str = "compare") -> list[tuple[str, str]]:
@@ -574,11 +608,12 @@ def _comparison_options(
     return models, interval
 
 
-def _comparison(result: Any, job: _Job, correction: str = "simultaneous") -> Comparison:
+def _comparison(result: Any, job: _Job, correction: str = "simultaneous",
+                kind: str = "compare") -> Comparison:
     """The :class:`Comparison` of a native result (of ``evaluate`` or ``finalize``) of a
     comparison job."""
     assert job.compare is not None and job.interval is not None
-    table, notes, rows, dropped, other_reports, comparison, _, layouts, tables = result
+    table, notes, rows, dropped, other_reports, comparison, _, layouts, tables, _ = result
     ref_name, others = job.compare
     _, level, method, _, _ = job.interval
     metrics = list(job.metrics)
@@ -588,4 +623,8 @@ def _comparison(result: Any, job: _Job, correction: str = "simultaneous") -> Com
     for (name, _), (t, n), layout in zip(others, other_reports, layouts[1:], strict=True):
         reports[name] = Report(t, n, metrics, rows, dropped, ci_method=method,
                                tables=None if tables else (), **job.report_layout(layout))
-    return Comparison(comparison, reports, ref_name, level, method, correction)
+    cmp = Comparison(comparison, reports, ref_name, level, method, correction)
+    cmp.provenance = provenance_of(result, job, kind)
+    for rep in reports.values():
+        rep.provenance = cmp.provenance
+    return cmp

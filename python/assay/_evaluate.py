@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import _native, _progress
+from . import _native, _progress, _provenance
 from ._args import U64_MAX, column_arg, float_arg, int_arg, max_threads, show
 from ._input import Source, to_source
+from ._provenance import Provenance
 from .errors import InvalidArgumentError
 from .report import Report
 
@@ -627,6 +628,7 @@ def evaluate(
     row_id: str | None = None,
     calibration_bins: int = 15,
     calibration_strategy: Literal["uniform", "quantile"] = "uniform",
+    fingerprint: Literal["schema", "content"] = "schema",
 ) -> Report:
     """Metrics of a binary classifier, a regressor or a multiclass classifier, overall and per
     slice, in one pass.
@@ -795,6 +797,12 @@ def evaluate(
         (ties at an edge go to the lower bin); like exact ROC-AUC it keeps the rows to find
         the edges. See :func:`assay.reliability` for the table behind these metrics. With
         ``task="multiclass"`` the same two rules bin ``ece_top_label`` and ``ece_classwise``.
+    fingerprint : {"schema", "content"}
+        What :attr:`Report.provenance` records of the input: its row count and the columns
+        read with their types (``"schema"``), and with ``"content"`` also a 64-bit hash of the
+        values of every column the job reads, row by row in input order, computed in the pass
+        (no second read; it costs a few percent of a plain pass). It does not depend on how
+        the rows are batched, and a categorical column hashes as its values.
 
     Returns
     -------
@@ -885,7 +893,7 @@ def evaluate(
         classes=classes_, score_parts=_score_parts(task, score), normalize=normalize_,
         ranking=ranking,
     )
-    return _report(_run(data, job, n_threads, max_slices, progress), job)
+    return _report(_run(data, job, n_threads, max_slices, progress, fingerprint), job)
 
 
 @dataclass(frozen=True)
@@ -943,10 +951,10 @@ class _Job:
                   for f in feats)]
 
     def native(self, source: Source | None, n_threads: int | None,
-               max_slices: int | None = None) -> tuple[Any, ...]:
+               max_slices: int | None = None, content_hash: bool = False) -> tuple[Any, ...]:
         """The job tuple of the native layer; data-derived bins are fitted on ``source``
         (None: every bin must have its edges); ``max_slices`` bounds the slices of each spec
-        (None: no limit)."""
+        (None: no limit); ``content_hash``: the pass hashes the values it reads."""
         specs, only = _resolve_slices(self.slices, source)
         compare = None if self.compare is None else (
             self.compare[0], [(n, c) for n, c in self.compare[1]])
@@ -958,6 +966,7 @@ class _Job:
             self.task, self.power, self.bounds, max_slices,
             self._multiclass(source) if self.task == "multiclass" else None,
             self.ranking,
+            bool(content_hash),
         )
 
     def _multiclass(self, source: Source | None) -> tuple[Any, ...]:
@@ -1093,12 +1102,23 @@ def _max_slices(value: Any) -> int | None:
     return None if value is None else int_arg(value, "max_slices", None, 1, U64_MAX)
 
 
+def _fingerprint(value: Any) -> bool:
+    """Validates ``fingerprint``: whether the pass hashes the input's content."""
+    if value not in ("schema", "content"):
+        raise InvalidArgumentError(
+            f"fingerprint must be 'schema' (rows and columns) or 'content' (also a hash of "
+            f"the values, computed in the pass), got {show(value)}")
+    return bool(value == "content")
+
+
 def _prepare(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
-             progress: Any = None) -> tuple[Source, tuple[Any, ...]]:
+             progress: Any = None,
+             fingerprint: Any = "schema") -> tuple[Source, tuple[Any, ...]]:
     """The source of ``data`` and the native job tuple (data-derived bins fitted on it). Run
     the native call that reads ``source.open()`` inside ``with source.guard:``."""
     threads = _threads(n_threads)
     limit = _max_slices(max_slices)
+    content_hash = _fingerprint(fingerprint)
     show = _progress.enabled(progress)
     source = to_source(data)
     source.progress = show
@@ -1110,7 +1130,7 @@ def _prepare(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
                           **{c: output for _, c in (job.compare[1] if job.compare else ())},
                           **dict(zip(job.bounds or (), ("lower bound", "upper bound"),
                                      strict=False))})
-    native = job.native(source, threads, limit)
+    native = job.native(source, threads, limit, content_hash)
     # A column the job uses must not be ambiguous; a failure of the source mid-stream is
     # re-raised by the guard as the source's own (typed) error.
     source.check_columns(job.columns())
@@ -1118,19 +1138,40 @@ def _prepare(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
 
 
 def _run(data: Any, job: _Job, n_threads: Any, max_slices: Any = MAX_SLICES,
-         progress: Any = None) -> Any:
+         progress: Any = None, fingerprint: Any = "schema") -> Any:
     """Runs ``job`` over ``data`` in one native pass; the native result tuple."""
-    source, native = _prepare(data, job, n_threads, max_slices, progress)
+    source, native = _prepare(data, job, n_threads, max_slices, progress, fingerprint)
     with source.guard:
         return _native.evaluate(source.open(job.columns()), native, source.rows)
 
 
-def _report(result: Any, job: _Job) -> Report:
+def _report(result: Any, job: _Job, kind: str = "evaluate") -> Report:
     """The :class:`Report` of a native result (of ``evaluate`` or ``finalize``)."""
-    table, notes, rows, dropped, _, _, _, layouts, tables = result
+    table, notes, rows, dropped, _, _, _, layouts, tables, _ = result
     method = None if job.interval is None else job.interval[2]
-    return Report(table, notes, list(job.metrics), rows, dropped, ci_method=method,
-                  tables=tables, **job.report_layout(layouts[0]))
+    rep = Report(table, notes, list(job.metrics), rows, dropped, ci_method=method,
+                 tables=tables, **job.report_layout(layouts[0]))
+    rep.provenance = provenance_of(result, job, kind)
+    return rep
+
+
+def provenance_of(result: Any, job: _Job, kind: str) -> Provenance:
+    """The provenance of a native result of ``job``: its spec, the input's fingerprint (the
+    native result's last entry: the columns read and the content hash), the time, the
+    version and the git commit of the working directory."""
+    from ._spec import Spec
+
+    schema, content_hash = result[9]
+    return Provenance(
+        spec=Spec._from_job(job).to_dict(),
+        assay_version=_native.__version__,
+        created=_provenance.now(),
+        rows=int(result[2]),
+        schema=None if schema is None else [(str(n), str(t)) for n, t in schema],
+        content_hash=None if content_hash is None else f"{int(content_hash):016x}",
+        git_commit=_provenance.git_commit(),
+        kind=kind,
+    )
 
 
 def _list_size(source: Source | None, column: str) -> int:

@@ -66,13 +66,16 @@ _Job = tuple[
     # multiclass: (class names, their integer values or None, each model's K score columns
     # (empty: a list column), normalize) or None
     tuple[list[str], list[int] | None, list[list[str]], str] | None,
+    tuple[str, str, str, str] | None,  # ranking: (query column, gain, ties, empty) or None
+    bool,  # fingerprint: the pass hashes the values of the columns it reads
 ]
 # (table, notes, rows, dropped, [(table, notes) of each other model], comparison or None,
 #  reliability or None, [layout batch of each model's report: each row's spec and, with
 #  bootstrap replicates, every metric's replicate values], [(name, table) of the task family's
-#  own tables: multiclass per_class and confusion])
+#  own tables: multiclass per_class and confusion], (the columns read as (name, Arrow type) or
+#  None for a finalized state, the content hash or None))
 _Result = tuple[Any, Any, int, int, list[tuple[Any, Any]], Any | None, Any | None, list[Any],
-                list[tuple[str, Any]]]
+                list[tuple[str, Any]], tuple[list[tuple[str, str]] | None, int | None]]
 
 def evaluate(data: Any, job: _Job, rows_hint: int | None = None) -> _Result:
     """Runs one evaluation (or comparison) job over an Arrow stream."""

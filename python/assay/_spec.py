@@ -545,23 +545,25 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
 
     def evaluate(self, data: Any, n_threads: int | None = None, *,
                  max_slices: int | None = MAX_SLICES,
-                 progress: bool | None = None) -> Report | Comparison:
+                 progress: bool | None = None,
+                 fingerprint: Literal["schema", "content"] = "schema") -> Report | Comparison:
         """The result on ``data`` in one pass: exactly ``assay.evaluate`` (or
         ``assay.compare``) with this spec's options. Data-derived bins are fitted on ``data``;
-        ``max_slices`` and ``progress`` as in :func:`assay.evaluate`.
+        ``max_slices``, ``progress`` and ``fingerprint`` as in :func:`assay.evaluate`.
 
         >>> import assay
         >>> spec = assay.Spec(label="y", score="p", metrics=["accuracy"])
         >>> spec.evaluate({"y": [0, 1, 1], "p": [0.2, 0.7, 0.4]}).table["accuracy"][0]
         0.6666666666666666
         """
-        result = _run(data, self._job, n_threads, max_slices, progress)
+        result = _run(data, self._job, n_threads, max_slices, progress, fingerprint)
         return _comparison(result, self._job) if self.is_comparison else \
             _report(result, self._job)
 
     def accumulate(self, data: Any, *, row_offset: int = 0, n_threads: int | None = None,
                    max_slices: int | None = MAX_SLICES,
-                   progress: bool | None = None) -> PartialState:
+                   progress: bool | None = None,
+                   fingerprint: Literal["schema", "content"] = "schema") -> PartialState:
         """Reads one shard of the rows into a mergeable :class:`assay.PartialState`.
 
         Parameters
@@ -583,6 +585,10 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
             shard's own count).
         progress : bool, optional
             Show a progress line, as in :func:`assay.evaluate`.
+        fingerprint : {"schema", "content"}
+            ``"content"``: the pass hashes the values it reads, and the state keeps the hash
+            (it depends on ``row_offset``, so the shards' hashes add up to the whole input's;
+            a merge with a state without one has none). See :func:`assay.evaluate`.
 
         Returns
         -------
@@ -615,7 +621,8 @@ auc_max_runs, bootstrap, ci, ci_method, seed, row_id, calibration_bins, calibrat
                 "sample), or give assay.bins(..., edges=[...])",
                 b.column,
             )
-        source, native = _prepare(data, self._job, n_threads, max_slices, progress)
+        source, native = _prepare(data, self._job, n_threads, max_slices, progress,
+                                  fingerprint)
         spec = self
         if self._job.task == "multiclass" and self._job.classes is None:
             # The classes read off the list column's size are recorded in the state's spec,
@@ -972,7 +979,9 @@ class PartialState:
             )
         native = job.native(None, _threads(n_threads))
         result = _native.finalize(self._state, native)
-        return _comparison(result, job) if job.compare is not None else _report(result, job)
+        if job.compare is not None:
+            return _comparison(result, job, kind="finalize")
+        return _report(result, job, kind="finalize")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_state_from_bytes, (self.to_bytes(),))

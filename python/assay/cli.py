@@ -1,11 +1,12 @@
 """The ``assay`` command line (also ``python -m assay``): ``assay demo``, ``assay evaluate``,
 ``assay compare`` (with a ``--gate``), ``assay reliability``, ``assay discover``,
 ``assay discover-regressions`` and ``assay finalize STATE... [-o OUT]``, with the names and
-defaults of the Python API; ``assay run JOB.toml`` runs a job file that holds one of these
-commands with its options (see :func:`job_argv`). ``PATH`` is anything ``data=`` takes as a
-path: a file, a directory (Hive partitions included), a glob, or several of them;
-``--where EXPR`` keeps the rows where the SQL
-expression ``EXPR`` holds (a polars SQL predicate, pushed into the scan). ``--format json``
+defaults of the Python API; ``assay report RUN [-o PAGE.html]`` turns a saved run
+(``rep.save("run.assay.parquet")``) into a self-contained HTML page (:mod:`assay.html`);
+``assay run JOB.toml`` runs a job file that holds one of these commands with its options
+(see :func:`job_argv`). ``PATH`` is anything ``data=`` takes as a path: a file, a directory
+(Hive partitions included), a glob, or several of them; ``--where EXPR`` keeps the rows where
+the SQL expression ``EXPR`` holds (a polars SQL predicate, pushed into the scan). ``--format json``
 output carries the assay version, the arguments and a fingerprint of the input files (their
 paths, sizes and modification times, hashed).
 
@@ -25,8 +26,8 @@ Every failure is one line on stderr, ``assay: error: ...``, never a traceback. E
   extension names no known format, or a job file that cannot be read or holds an unknown key
   or a value of the wrong type;
 - 3: the data or the engine failed (a bad value, an unreadable file, an output that cannot be
-  written, a state file that is unreadable, corrupt or was saved with another spec), or an
-  unexpected internal error (``assay: error: internal error: ...``);
+  written, a state file that is unreadable, corrupt or was saved with another spec, a saved
+  run that cannot be read), or an unexpected internal error (``assay: error: internal error: ...``);
 - 130: interrupted (Ctrl-C).
 
 Text output escapes control characters in user data (see :mod:`assay._text`): a slice value
@@ -132,6 +133,12 @@ def _max_slices_arg(text: str) -> int | None:
 
 
 def _print_table(df: pl.DataFrame) -> None:
+    # A report's `spec` and bin-edge columns repeat what the slice label says: a terminal
+    # table leaves them out (CSV, JSON and Parquet keep them).
+    edges = [c for c in df.columns if c.endswith(("_lower", "_upper"))
+             and c.rsplit("_", 1)[0] in df.columns]
+    if "slice" in df.columns:
+        df = df.drop([c for c in ("spec", *edges) if c in df.columns])
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, float_precision=4,
                    tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                    fmt_str_lengths=60):
@@ -641,6 +648,32 @@ def _emit(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _report_cmd(args: argparse.Namespace) -> int:
+    """``assay report RUN [-o PAGE.html] [--title T]``: the HTML page of a saved run."""
+    if args.out is not None:
+        _check_out(args.out, "-o/--out")
+    if not os.path.isfile(args.run):
+        raise DataError(f"cannot read the saved run {args.run!r}: "
+                        + ("it is a directory" if os.path.isdir(args.run) else "no such file"))
+    from . import load
+    from .html import render
+
+    page = render(load(args.run), title=args.title)
+    if args.out is not None:
+        _write_bytes(args.out, page.encode("utf-8"))
+        return 0
+    # The page is UTF-8 (it says so) whatever the terminal's encoding: write bytes where the
+    # stream has them.
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(page)
+    else:
+        sys.stdout.flush()
+        buffer.write(page.encode("utf-8"))
+        buffer.flush()
+    return 0
+
+
 def _multiclass_options(p: argparse.ArgumentParser) -> None:
     """``--classes`` and ``--normalize`` (task multiclass)."""
     p.add_argument("--classes", metavar="A,B,...",
@@ -801,6 +834,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                    help="write the report to this file: .parquet/.pq, .csv or .json "
                         "(default: a table on stdout)")
     commands["finalize"] = f
+
+    h = sub.add_parser("report", help="a self-contained HTML page of a saved run")
+    h.add_argument("run", metavar="RUN",
+                   help="a run saved by rep.save(...) / cmp.save(...) (*.assay.parquet)")
+    h.add_argument("-o", "--out", help="write the page to this file (default: stdout)")
+    h.add_argument("--title", help="the page's title (default: what the run is)")
+    commands["report"] = h
 
     j = sub.add_parser(
         "run", help="run the command a job file (TOML) describes",
@@ -1007,7 +1047,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return code
     run = {"demo": _demo, "evaluate": _evaluate_cmd, "compare": _compare_cmd,
            "reliability": _reliability_cmd, "discover": _discover_cmd,
-           "discover-regressions": _discover_cmd, "finalize": _finalize_cmd}[args.command]
+           "discover-regressions": _discover_cmd, "finalize": _finalize_cmd,
+           "report": _report_cmd}[args.command]
     try:
         return run(args)
     except UsageError as err:

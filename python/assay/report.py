@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +17,7 @@ from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from ._disparity import Disparity
+    from ._provenance import Provenance
 
 
 def frame_to_arrow(df: pl.DataFrame) -> pa.Table:
@@ -80,8 +83,18 @@ class Report:
     Attributes
     ----------
     table : polars.DataFrame
-        ``slice``, one column per slice feature, ``n``, ``weight_sum`` (weighted jobs), then one
-        Float64 column per metric. ``overall`` is the first row. Undefined values are null.
+        ``slice``, ``spec`` (the slice spec of the row: ``"overall"``, ``"country"``,
+        ``"country & device"``), one column per slice feature, ``n``, ``weight_sum`` (weighted
+        jobs), then one Float64 column per metric (with ``_lo``/``_hi`` columns when there are
+        intervals). ``overall`` is the first row. Undefined values are null.
+
+        A feature column is filled only in the rows of the specs that use the feature: in a
+        row of spec ``"country"`` the ``device`` column is null because the spec does not use
+        it, while in a row of ``"country & device"`` a null ``device`` is the slice of rows
+        whose device is null (its label says ``device=null``). ``spec`` tells the two apart.
+        A binned feature (``assay.bins("age", ...)``) also gets numeric ``age_lower`` and
+        ``age_upper`` columns, the bin's edges (``-inf``/``inf`` at the open ends; the label
+        in ``age`` says which ends are closed).
     notes : polars.DataFrame
         ``slice``, ``metric``, ``note``: why each null value is null.
     metrics : list[str]
@@ -92,7 +105,12 @@ class Report:
         Rows dropped by ``nan_policy="drop"`` (0 otherwise).
     ci_method : str or None
         How the intervals were built (``None`` without intervals).
+    provenance : Provenance or None
+        What produced the report: the spec, assay's version, when, the input's fingerprint
+        and the git commit (see :class:`assay.Provenance`); kept by :meth:`save`.
     """
+
+    provenance: Provenance | None = None
 
     def __init__(
         self, table: pa.RecordBatch, notes: pa.RecordBatch, metrics: list[str], rows: int,
@@ -110,7 +128,7 @@ class Report:
         self._layout = layout
         self._specs = [(tuple(f), only) for f, only in specs]
         self._level = level
-        full = pa.Table.from_batches([table])
+        full = _with_spec_columns(pa.Table.from_batches([table]), layout, self._specs)
         # The wide table shows m, m_lo, m_hi; standard errors live in long().
         self._se = {m: full.column(f"{m}_se") for m in metrics} if ci_method else {}
         self._arrow = full.drop_columns([f"{m}_se" for m in metrics]) if ci_method else full
@@ -338,6 +356,35 @@ class Report:
             out[~col.is_valid().to_numpy(zero_copy_only=False)] = np.nan
         return out
 
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Writes the report to ``path`` (Parquet; ``.assay.parquet`` by convention): its
+        table as the file's rows, and everything else (intervals' standard errors, notes,
+        replicate values, slice specs, family tables, :attr:`provenance`) in the file's
+        metadata. :func:`assay.load` reads it back exactly; see docs/saved-runs.md.
+
+        >>> import assay, tempfile, os
+        >>> rep = assay.evaluate({"y": [0, 1, 1, 0], "p": [0.2, 0.8, 0.6, 0.3]}, label="y",
+        ...                      score="p", metrics=["accuracy"])
+        >>> path = rep.save(os.path.join(tempfile.mkdtemp(), "run.assay.parquet"))
+        >>> assay.load(path).table.equals(rep.table)
+        True
+        """
+        from ._saved import save
+
+        return save(self, path)
+
+    def to_html(self, path: str | os.PathLike[str] | None = None, *, title: str | None = None,
+                metric: str | None = None) -> str | Path:
+        """A self-contained HTML page of this result (no network; inline CSS, SVG and a
+        little JS; see :mod:`assay.html` and docs/html.md): returned as a string, or written
+        to ``path`` (UTF-8) and its path returned. ``metric`` picks the metric its chart
+        shows (default ``roc_auc``, else the first with a direction)."""
+        from . import html
+
+        if path is None:
+            return html.render(self, title=title, metric=metric)
+        return html.write(self, path, title=title, metric=metric)
+
     def to_arrow(self) -> pa.Table:
         """The table as a ``pyarrow.Table``."""
         return self._arrow
@@ -355,8 +402,90 @@ class Report:
         return self._arrow.__arrow_c_stream__(requested_schema)
 
     def __repr__(self) -> str:
-        return (f"assay.Report ({self.rows} rows, {self.dropped} dropped)\n"
-                f"{escape_frame(self.table)}")
+        """A compact summary: the counts, the overall row's headline metrics (with their
+        intervals), and the first slices; :attr:`table` has every column."""
+        return _summary(self)
 
     def _repr_html_(self) -> str:
         return escape_frame(self.table)._repr_html_()
+
+
+def _spec_label(feats: Sequence[Any]) -> str:
+    """The ``spec`` column's text of a slice spec: its features' columns, joined by ``&``."""
+    return " & ".join(f if isinstance(f, str) else f.column for f in feats)
+
+
+def _with_spec_columns(full: pa.Table, layout: pa.RecordBatch | None,
+                       specs: Sequence[tuple[tuple[Any, ...], str | None]]) -> pa.Table:
+    """``full`` with the ``spec`` column (after ``slice``) and each binned feature's numeric
+    ``<feature>_lower``/``<feature>_upper`` columns (after the feature's), from the engine's
+    layout (each row's spec number) and the job's specs. Unchanged without a layout, or when
+    it has them already (a loaded run)."""
+    import pyarrow.compute as pc
+
+    if layout is None or "spec" in full.column_names or "spec" not in layout.schema.names \
+            or full.num_rows != layout.num_rows or "slice" not in full.column_names:
+        return full
+    labels = np.array(["overall", *(_spec_label(f) for f, _ in specs)], dtype=object)
+    index = layout.column("spec").to_numpy(zero_copy_only=False).astype(np.int64)
+    if index.size and (index.min() < 0 or index.max() >= len(labels)):
+        return full
+    at = full.column_names.index("slice") + 1
+    full = full.add_column(at, "spec", pa.array(labels[index], pa.string()))
+    binned = dict.fromkeys(f.column for feats, _ in specs for f in feats
+                           if not isinstance(f, str))
+    for col in binned:
+        names = full.column_names
+        lower, upper = f"{col}_lower", f"{col}_upper"
+        if col not in names or lower in names or upper in names:
+            continue
+        text = full.column(col)
+        if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+            continue
+        parts = pc.extract_regex(
+            text, r"^[\[\(](?P<lo>[^,]+), (?P<hi>[^\]\)]+)[\]\)]$")
+        edges = [pc.cast(pc.struct_field(parts, k), pa.float64()) for k in ("lo", "hi")]
+        i = names.index(col) + 1
+        full = full.add_column(i, lower, edges[0]).add_column(i + 1, upper, edges[1])
+    return full
+
+
+# The metrics a summary shows first when the report has them (then the report's first ones).
+_HEADLINE = ("roc_auc", "average_precision", "log_loss", "brier", "accuracy", "f1", "ece",
+             "rmse", "mae", "r2", "macro_f1", "accuracy_top1", "ndcg@10", "mrr")
+
+
+def _summary(rep: Report, *, metrics: int = 4, rows: int = 10) -> str:
+    """The compact text of :meth:`Report.__repr__`."""
+    if rep.ci_method is not None:
+        metrics = min(metrics, 3)  # (a value with its interval is three numbers wide)
+    shown = [m for m in _HEADLINE if m in rep.metrics][:metrics]
+    shown += [m for m in rep.metrics if m not in shown][:max(0, metrics - len(shown))]
+    t = rep.table
+    n_slices = t.height - 1
+    n_specs = len({s for s, _ in rep._specs}) if rep._specs else 0
+    head = (f"assay.Report: {rep.rows:,} rows ({rep.dropped:,} dropped), {n_slices:,} slices"
+            f"{f' in {n_specs} specs' if n_specs else ''}, {len(rep.metrics)} metrics")
+    if rep.ci_method is not None:
+        level = f" {rep._level:.0%}" if rep._level is not None else ""
+        head += f"; intervals: {rep.ci_method}{level}"
+    cells = []
+    for m in shown:
+        value = pl.col(m).round(4).cast(pl.String).fill_null("null")
+        if f"{m}_lo" in t.columns:
+            value = pl.col(m).round(3).cast(pl.String).fill_null("null")
+            lo = pl.col(f"{m}_lo").round(3).cast(pl.String).fill_null("?")
+            hi = pl.col(f"{m}_hi").round(3).cast(pl.String).fill_null("?")
+            value = pl.format("{} [{}, {}]", value, lo, hi)
+        cells.append(value.alias(m))
+    frame = t.head(rows).select("slice", "n", *cells)
+    more = [f"{t.height - rows:,} more slices" if t.height > rows else "",
+            f"{len(rep.metrics) - len(shown)} more metrics"
+            if len(rep.metrics) > len(shown) else ""]
+    hint = ", ".join(x for x in more if x)
+    tail = f"({hint}: see .table, .long(), .notes)" if hint else \
+        "(.table, .long() and .notes have the details)"
+    with pl.Config(tbl_rows=rows + 1, tbl_hide_dataframe_shape=True, fmt_str_lengths=48,
+                   tbl_hide_column_data_types=True, tbl_width_chars=140):
+        body = str(escape_frame(frame))
+    return f"{head}\n{body}\n{tail}"

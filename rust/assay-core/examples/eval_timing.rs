@@ -91,6 +91,7 @@ fn main() {
             },
             reliability: env("REL").map(|_| 0.95),
             max_slices: None,
+            fingerprint: None,
             slice_only: Vec::new(),
             rows_hint: env("HINT").map(|_| n as u64),
         };

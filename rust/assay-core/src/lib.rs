@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod fastmath;
+pub mod fingerprint;
 pub mod input;
 pub mod intervals;
 pub mod metrics;

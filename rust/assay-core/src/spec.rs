@@ -70,6 +70,9 @@ pub struct EvalSpec {
     /// The most slices one slice spec may produce (None: no limit): a spec that passes it
     /// (an ID-like column as a slice) stops the pass with an error naming its columns.
     pub max_slices: Option<u64>,
+    /// The columns whose values the pass hashes into the state's content hash, in this order
+    /// (see `crate::fingerprint`); None: no hash.
+    pub fingerprint: Option<Vec<String>>,
 }
 
 /// Models compared in one pass with the same replicate weights.

@@ -42,6 +42,7 @@ fn spec(weighted: bool, threads: usize) -> EvalSpec {
         rows_hint: None,
         reliability: None,
         max_slices: None,
+        fingerprint: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(threads),

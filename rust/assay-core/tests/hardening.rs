@@ -51,6 +51,7 @@ fn spec() -> EvalSpec {
         rows_hint: None,
         reliability: None,
         max_slices: None,
+        fingerprint: None,
         nan_policy: NanPolicy::Raise,
         auc: AucMode::Exact,
         n_threads: Some(2),

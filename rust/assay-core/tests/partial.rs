@@ -46,6 +46,7 @@ fn spec(bootstrap: bool) -> EvalSpec {
         calibration: Default::default(),
         reliability: None,
         max_slices: None,
+        fingerprint: None,
     }
 }
 

@@ -163,6 +163,9 @@ type JobResult<'py> = (
     Option<Bound<'py, PyAny>>,
     Vec<Option<Bound<'py, PyAny>>>,
     Vec<(&'static str, Bound<'py, PyAny>)>,
+    // The input's fingerprint: the columns read as (name, Arrow type) (None: a finalized
+    // state), and the content hash (None: not asked for).
+    (Option<Vec<(String, String)>>, Option<u64>),
 );
 
 /// The options of one evaluation job, as Python's `_evaluate._job` builds them (the same tuple
@@ -189,6 +192,7 @@ struct Job(
     Option<u64>,                                       // max_slices (None: no limit)
     Option<MulticlassJob>,                             // multiclass options
     Option<(String, String, String, String)>,          // ranking: query, gain, ties, empty
+    bool,                                              // fingerprint: hash the content
 );
 
 /// A multiclass job's options: the class names, their integer values (integer labels), each
@@ -196,12 +200,12 @@ struct Job(
 type MulticlassJob = (Vec<String>, Option<Vec<i64>>, Vec<Vec<String>>, String);
 
 impl Job {
-    /// The job from Python's 21-tuple.
+    /// The job from Python's 22-tuple.
     fn extract(t: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Job> {
         use pyo3::types::PyTupleMethods;
-        if t.len() != 21 {
+        if t.len() != 22 {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "a job is a tuple of 21 options, got {}",
+                "a job is a tuple of 22 options, got {}",
                 t.len()
             )));
         }
@@ -228,6 +232,7 @@ impl Job {
             at(18)?.extract()?,
             at(19)?.extract()?,
             at(20)?.extract()?,
+            at(21)?.extract()?,
         ))
     }
 
@@ -255,6 +260,7 @@ impl Job {
             max_slices,
             multiclass,
             ranking,
+            fingerprint,
         ) = self;
         let family = assay_core::metrics::Family::parse(&task)?;
         let calibration = match calibration {
@@ -348,7 +354,26 @@ impl Job {
             slice_only: slice_only.unwrap_or_default(),
             rows_hint,
             max_slices,
-        })
+            fingerprint: None,
+        }
+        .with_fingerprint(fingerprint))
+    }
+}
+
+trait WithFingerprint {
+    fn with_fingerprint(self, on: bool) -> Self;
+}
+
+impl WithFingerprint for EvalSpec {
+    /// The spec hashing the content of every column it reads (sorted by name), when `on`.
+    fn with_fingerprint(mut self, on: bool) -> Self {
+        if on {
+            let mut cols: Vec<String> = read_columns(&self).into_iter().map(String::from).collect();
+            cols.sort();
+            cols.dedup();
+            self.fingerprint = Some(cols);
+        }
+        self
     }
 }
 
@@ -374,7 +399,11 @@ fn read_columns(spec: &EvalSpec) -> Vec<&str> {
 }
 
 /// An evaluation's tables as pyarrow objects.
-fn export<'py>(py: Python<'py>, mut ev: Evaluation) -> PyResult<JobResult<'py>> {
+fn export<'py>(
+    py: Python<'py>,
+    mut ev: Evaluation,
+    schema: Option<Vec<(String, String)>>,
+) -> PyResult<JobResult<'py>> {
     let replicates = std::iter::once(ev.report.rows.take())
         .chain(ev.others.iter_mut().map(|r| r.rows.take()))
         .map(|r| {
@@ -417,7 +446,17 @@ fn export<'py>(py: Python<'py>, mut ev: Evaluation) -> PyResult<JobResult<'py>> 
         reliability,
         replicates,
         family_tables,
+        (schema, ev.content_hash),
     ))
+}
+
+/// The (name, Arrow type) of each column of `schema`.
+fn schema_pairs(schema: &arrow_schema::Schema) -> Vec<(String, String)> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect()
 }
 
 /// Runs one evaluation (or comparison) job over an Arrow stream.
@@ -434,10 +473,11 @@ fn evaluate<'py>(
             .spec(rows_hint)
             .map_err(|e| to_py(py, e))?;
         let reader = import_stream(py, &data)?.reading(read_columns(&spec));
+        let schema = schema_pairs(&reader.schema());
         let ev = run_streamed(py, reader, move |schema, reader| {
             run_evaluate(schema, reader, &spec, &runtime::interrupted)
         })?;
-        export(py, ev)
+        export(py, ev, Some(schema))
     })
 }
 
@@ -535,7 +575,7 @@ fn finalize<'py>(
         let spec = Job::extract(&job)?.spec(None).map_err(|e| to_py(py, e))?;
         let st = state.get();
         let ev = run_detached(py, || run_finalize(&st.inner, &spec, &runtime::interrupted))?;
-        export(py, ev)
+        export(py, ev, None)
     })
 }
 

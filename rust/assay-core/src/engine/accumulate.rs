@@ -126,7 +126,17 @@ where
     spec.validate()?;
     let stop = || interrupted() || crate::runtime::interrupted();
     let family = crate::task::of(spec.family);
-    let mut batches = batches;
+    // The content hash (`fingerprint`), taken from each batch as it passes.
+    let hash = std::cell::Cell::new(0u64);
+    let mut at = row_offset;
+    let mut batches = batches.inspect(|b| {
+        if let (Ok(b), Some(cols)) = (b, &spec.fingerprint) {
+            let h = pool.install(|| crate::fingerprint::batch_hash(b, cols, at));
+            hash.set(hash.get().wrapping_add(h));
+            at = at.wrapping_add(b.num_rows() as u64);
+        }
+    });
+    let content_hash = || spec.fingerprint.as_ref().map(|_| hash.get());
     if let Some(fam) = family {
         let plan = Plan::new(spec, spec.slices.len(), false);
         let check = |n_ids: &[usize], rows: u64| -> Result<()> {
@@ -148,7 +158,10 @@ where
             pool,
             &check,
         ) {
-            return state;
+            return state.map(|mut s| {
+                s.content_hash = content_hash();
+                s
+            });
         }
     }
     let label_idx = column_index(&schema, &spec.label)?;
@@ -492,6 +505,7 @@ where
             Vec::new()
         },
         queries: Vec::new(),
+        content_hash: content_hash(),
         replay: plan.replay.then(|| Replay {
             batches: retained,
             label: label_idx,

@@ -518,6 +518,7 @@ fn finalize_parts(
         family_tables,
         rows,
         dropped,
+        content_hash: state.content_hash,
     })
 }
 

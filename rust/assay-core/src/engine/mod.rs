@@ -48,6 +48,8 @@ pub struct Evaluation {
     pub family_tables: Vec<(&'static str, RecordBatch)>,
     pub rows: u64,
     pub dropped: u64,
+    /// The content hash of the rows read (`EvalSpec::fingerprint`), None without one.
+    pub content_hash: Option<u64>,
 }
 
 /// Runs `spec` over `batches` (with `schema`): [`accumulate`] then [`finalize`]. `interrupted`

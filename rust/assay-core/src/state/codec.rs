@@ -8,7 +8,8 @@
 //! checksum   u64 LE   XXH3-64 of the payload (detects corruption, not forgery)
 //! payload    little-endian fields: the spec text, counts, shapes, row ranges, the slicer's
 //!            keys by value, the additive blocks, the kept rows, the sketches, the histograms,
-//!            the keys of a ranking job's finished queries
+//!            the keys of a ranking job's finished queries, the content hash (a flag byte,
+//!            then the hash when the flag is 1)
 //! ```
 //! Every length read is checked against the bytes left before anything is allocated, and the
 //! decoded state is checked for consistency (block lengths, slice ids, values) before it is
@@ -24,7 +25,7 @@ use super::partial::PartialState;
 use super::{BinaryCounts, ChunkState, Moments, RankRows, SliceStates, StateShape, WeightScale};
 
 /// The version this build writes (and the newest it reads).
-pub const STATE_FORMAT_VERSION: u32 = 4;
+pub const STATE_FORMAT_VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"ASSAYPS\0";
 const HEADER: usize = 32;
 
@@ -635,6 +636,10 @@ impl PartialState {
             w.f64s(&h.scores);
         }
         w.u64s(&self.queries);
+        w.u8(self.content_hash.is_some() as u8);
+        if let Some(h) = self.content_hash {
+            w.u64(h);
+        }
     }
 
     /// A state from [`PartialState::to_bytes`]'s bytes, fully checked.
@@ -828,11 +833,13 @@ fn decode(payload: &[u8]) -> Result<PartialState> {
         });
     }
     let queries = r.u64s()?;
+    let content_hash = if r.flag()? { Some(r.u64()?) } else { None };
     if !r.buf.is_empty() {
         return Err(bad("unread bytes at the end of the payload"));
     }
     let state = PartialState {
         queries,
+        content_hash,
         spec_json,
         slicer,
         models,

@@ -59,6 +59,9 @@ pub struct PartialState {
     /// A ranking job's finished queries: their keys, sorted (a merge refuses two states that
     /// share one; see `ranking`). Empty for the other families.
     pub queries: Vec<u64>,
+    /// The content hash of the rows read (`EvalSpec::fingerprint`; see `crate::fingerprint`):
+    /// a wrapping sum over rows, so the shards' hashes add up to the whole input's.
+    pub content_hash: Option<u64>,
 }
 
 /// Values a consistency check folds at once.
@@ -347,6 +350,10 @@ impl PartialState {
         self.dropped += o.dropped;
         self.ranges = join_ranges(&self.ranges, &o.ranges);
         self.queries = queries;
+        self.content_hash = match (self.content_hash, o.content_hash) {
+            (Some(a), Some(b)) => Some(a.wrapping_add(b)),
+            _ => None,
+        };
         Ok(maps)
     }
 
@@ -380,6 +387,7 @@ impl PartialState {
             position_keys: self.position_keys,
             replay: None,
             queries: self.queries.clone(),
+            content_hash: self.content_hash,
         }
     }
 }

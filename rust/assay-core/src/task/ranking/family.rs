@@ -136,6 +136,7 @@ impl TaskFamily for Ranking {
             },
             replay: None,
             queries: out.queries,
+            content_hash: None,
         }))
     }
 
