@@ -150,7 +150,7 @@ def assert_same_table(got: pl.DataFrame, want: pl.DataFrame, rel: float = 1e-9,
                 if x is not None:
                     scale = max(1.0, abs(y)) if (c.startswith("d2_tweedie") or d2_rows[r]) \
                         else 1.0
-                    assert (math.isnan(x) and math.isnan(y)) or \
+                    assert (math.isnan(x) and math.isnan(y)) or x == y or \
                         abs(x - y) <= tol * scale * max(1.0, abs(y)), f"{c} row {r}: {x} vs {y}"
         else:
             assert a == b, c
