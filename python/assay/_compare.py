@@ -139,11 +139,9 @@ class Comparison(ArrowResult):
         little JS; see :mod:`assay.html` and docs/html.md): returned as a string, or written
         to ``path`` (UTF-8) and its path returned. ``metric`` picks the metric its chart
         shows (default ``roc_auc``, else the first with a direction)."""
-        from . import html
+        from .html import _page
 
-        if path is None:
-            return html.render(self, title=title, metric=metric)
-        return html.write(self, path, title=title, metric=metric)
+        return _page(self, path, title, metric)
 
     @property
     def table(self) -> pl.DataFrame:

@@ -1065,3 +1065,11 @@ def write(obj: Any, path: str | os.PathLike[str], *, title: str | None = None,
     out = Path(path)
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _page(obj: Any, path: str | os.PathLike[str] | None, title: str | None,
+          metric: str | None) -> str | Path:
+    """``Report.to_html`` / ``Comparison.to_html``: the page, or its path once written."""
+    if path is None:
+        return render(obj, title=title, metric=metric)
+    return write(obj, path, title=title, metric=metric)
