@@ -5,7 +5,8 @@
 //! hash is the wrapping sum over rows of `mix(row hash, global row position)`. So it depends on
 //! the values and their order, not on how the rows are cut into batches, and the hashes of the
 //! shards of a split job (each at its `row_offset`) add up to the hash of the whole input.
-//! Values hash by their bytes in Arrow's layout, except that a dictionary-encoded value hashes
+//! Values hash by their bytes in Arrow's layout (fixed-width values of up to 8 bytes by their
+//! bits, others by XXH3), except that a dictionary-encoded value hashes
 //! as the value itself (a categorical column and its plain strings agree); a null hashes as a
 //! marker of its own. The hash is stable across platforms and versions of assay that share
 //! this module's constants; it is not cryptographic.
@@ -19,6 +20,7 @@ use rayon::prelude::*;
 const PART_ROWS: usize = 1 << 16;
 const NULL: u64 = 0x6e75_6c6c_6e75_6c6c;
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+const POSITION: u64 = 0xd6e8_feb8_6659_fd93;
 
 /// The SplitMix64 finalizer: a bijective mix of 64 bits.
 #[inline]
@@ -36,58 +38,83 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
 
 /// The hash of every value of `array` (nulls included), in row order.
 fn value_hashes(array: &dyn Array) -> Vec<u64> {
+    let mut out = Vec::new();
+    value_hashes_into(array, &mut out);
+    out
+}
+
+/// [`value_hashes`] into `out` (cleared first; its memory is reused).
+fn value_hashes_into(array: &dyn Array, out: &mut Vec<u64>) {
     let n = array.len();
-    let mut out: Vec<u64> = match array.data_type() {
+    out.clear();
+    match array.data_type() {
         DataType::Boolean => {
             let a = array.as_boolean();
-            (0..n).map(|i| mix(SEED ^ a.value(i) as u64)).collect()
+            out.extend((0..n).map(|i| mix(SEED ^ a.value(i) as u64)));
         }
-        DataType::Utf8 => bytes_of(n, |i| array.as_string::<i32>().value(i).as_bytes()),
-        DataType::LargeUtf8 => bytes_of(n, |i| array.as_string::<i64>().value(i).as_bytes()),
-        DataType::Utf8View => bytes_of(n, |i| array.as_string_view().value(i).as_bytes()),
-        DataType::Binary => bytes_of(n, |i| array.as_binary::<i32>().value(i)),
-        DataType::LargeBinary => bytes_of(n, |i| array.as_binary::<i64>().value(i)),
-        DataType::BinaryView => bytes_of(n, |i| array.as_binary_view().value(i)),
-        DataType::FixedSizeBinary(_) => bytes_of(n, |i| array.as_fixed_size_binary().value(i)),
+        DataType::Utf8 => bytes_of(out, n, |i| array.as_string::<i32>().value(i).as_bytes()),
+        DataType::LargeUtf8 => bytes_of(out, n, |i| array.as_string::<i64>().value(i).as_bytes()),
+        DataType::Utf8View => bytes_of(out, n, |i| array.as_string_view().value(i).as_bytes()),
+        DataType::Binary => bytes_of(out, n, |i| array.as_binary::<i32>().value(i)),
+        DataType::LargeBinary => bytes_of(out, n, |i| array.as_binary::<i64>().value(i)),
+        DataType::BinaryView => bytes_of(out, n, |i| array.as_binary_view().value(i)),
+        DataType::FixedSizeBinary(_) => bytes_of(out, n, |i| array.as_fixed_size_binary().value(i)),
         DataType::Dictionary(_, _) => {
             let d = array.as_any_dictionary();
             let values = value_hashes(d.values().as_ref());
-            d.normalized_keys()
-                .into_iter()
-                .map(|k| values.get(k).copied().unwrap_or(NULL))
-                .collect()
+            out.extend(
+                d.normalized_keys()
+                    .into_iter()
+                    .map(|k| values.get(k).copied().unwrap_or(NULL)),
+            );
         }
-        DataType::List(_) => list_hashes(array.as_list::<i32>().value_offsets(), array),
-        DataType::LargeList(_) => list_hashes(array.as_list::<i64>().value_offsets(), array),
+        DataType::List(_) => out.extend(list_hashes(array.as_list::<i32>().value_offsets(), array)),
+        DataType::LargeList(_) => {
+            out.extend(list_hashes(array.as_list::<i64>().value_offsets(), array))
+        }
         DataType::FixedSizeList(_, size) => {
             let a = array.as_fixed_size_list();
             let size = (*size).max(0) as usize;
             let child = value_hashes(a.values().as_ref());
             let base = a.offset() * size;
-            (0..n)
-                .map(|i| fold(&child[base + i * size..base + (i + 1) * size]))
-                .collect()
+            out.extend((0..n).map(|i| fold(&child[base + i * size..base + (i + 1) * size])));
         }
         DataType::Struct(_) => {
             let a = array.as_struct();
-            let mut h = vec![SEED; n];
+            out.resize(n, SEED);
             for c in a.columns() {
-                for (x, v) in h.iter_mut().zip(value_hashes(c.as_ref())) {
+                for (x, v) in out.iter_mut().zip(value_hashes(c.as_ref())) {
                     *x = mix(x.rotate_left(7) ^ v);
                 }
             }
-            h
         }
-        DataType::Null => vec![NULL; n],
+        DataType::Null => out.resize(n, NULL),
         dt if dt.primitive_width().is_some() => {
             // Fixed-width values: their bytes as stored (ints, floats, dates, times,
-            // timestamps, durations, intervals, decimals).
+            // timestamps, durations, intervals, decimals); up to 8 bytes, the value's bits
+            // mixed with its width (one multiply-xorshift chain a value), wider ones XXH3.
             let width = dt.primitive_width().unwrap_or(1);
             let data = array.to_data();
-            let buf = &data.buffers()[0].as_slice()[data.offset() * width..];
-            (0..n)
-                .map(|i| hash_bytes(&buf[i * width..(i + 1) * width]))
-                .collect()
+            let buf = &data.buffers()[0].as_slice()[data.offset() * width..][..n * width];
+            let tag = SEED ^ width as u64;
+            match width {
+                8 => out.extend(
+                    buf.chunks_exact(8)
+                        .map(|c| mix(u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ tag)),
+                ),
+                4 => {
+                    out.extend(buf.chunks_exact(4).map(|c| {
+                        mix(u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64 ^ tag)
+                    }))
+                }
+                2 => {
+                    out.extend(buf.chunks_exact(2).map(|c| {
+                        mix(u16::from_le_bytes(c.try_into().expect("2 bytes")) as u64 ^ tag)
+                    }))
+                }
+                1 => out.extend(buf.iter().map(|b| mix(*b as u64 ^ tag))),
+                _ => out.extend(buf.chunks_exact(width).map(hash_bytes)),
+            }
         }
         // Other types (maps, unions, run-end encoded): their text.
         _ => {
@@ -95,19 +122,17 @@ fn value_hashes(array: &dyn Array) -> Vec<u64> {
             match arrow_cast::display::ArrayFormatter::try_new(array, &opts) {
                 Ok(f) => {
                     let mut s = String::new();
-                    (0..n)
-                        .map(|i| {
-                            s.clear();
-                            use std::fmt::Write;
-                            let _ = write!(s, "{}", f.value(i));
-                            hash_bytes(s.as_bytes())
-                        })
-                        .collect()
+                    out.extend((0..n).map(|i| {
+                        s.clear();
+                        use std::fmt::Write;
+                        let _ = write!(s, "{}", f.value(i));
+                        hash_bytes(s.as_bytes())
+                    }));
                 }
-                Err(_) => vec![SEED; n],
+                Err(_) => out.resize(n, SEED),
             }
         }
-    };
+    }
     if let Some(nulls) = array.logical_nulls() {
         for (i, h) in out.iter_mut().enumerate() {
             if nulls.is_null(i) {
@@ -115,11 +140,10 @@ fn value_hashes(array: &dyn Array) -> Vec<u64> {
             }
         }
     }
-    out
 }
 
-fn bytes_of<'a>(n: usize, value: impl Fn(usize) -> &'a [u8]) -> Vec<u64> {
-    (0..n).map(|i| hash_bytes(value(i))).collect()
+fn bytes_of<'a>(out: &mut Vec<u64>, n: usize, value: impl Fn(usize) -> &'a [u8]) {
+    out.extend((0..n).map(|i| hash_bytes(value(i))));
 }
 
 /// The hash of a sequence of hashes (its length included).
@@ -153,20 +177,26 @@ pub fn batch_hash(batch: &RecordBatch, columns: &[String], first: u64) -> u64 {
     let starts: Vec<usize> = (0..n).step_by(PART_ROWS).collect();
     starts
         .into_par_iter()
-        .map(|lo| {
-            let hi = (lo + PART_ROWS).min(n);
-            let mut rows = vec![SEED; hi - lo];
-            for c in &cols {
-                let part = c.slice(lo, hi - lo);
-                for (r, v) in rows.iter_mut().zip(value_hashes(part.as_ref())) {
-                    *r = mix(r.rotate_left(11) ^ v);
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(rows, col): &mut (Vec<u64>, Vec<u64>), lo| {
+                let hi = (lo + PART_ROWS).min(n);
+                rows.clear();
+                rows.resize(hi - lo, SEED);
+                for c in &cols {
+                    let part = c.slice(lo, hi - lo);
+                    value_hashes_into(part.as_ref(), col);
+                    for (r, v) in rows.iter_mut().zip(col.iter()) {
+                        *r = mix(r.rotate_left(11) ^ v);
+                    }
                 }
-            }
-            rows.iter().enumerate().fold(0u64, |acc, (j, r)| {
-                let pos = first + (lo + j) as u64;
-                acc.wrapping_add(mix(r ^ mix(pos ^ SEED)))
-            })
-        })
+                // (An odd multiplier is a bijection of the position; `mix` of the two spreads it.)
+                rows.iter().enumerate().fold(0u64, |acc, (j, r)| {
+                    let pos = first.wrapping_add((lo + j) as u64);
+                    acc.wrapping_add(mix(r ^ pos.wrapping_mul(POSITION)))
+                })
+            },
+        )
         // (Wrapping sums: any order gives the same bits.)
         .reduce(|| 0, u64::wrapping_add)
 }
