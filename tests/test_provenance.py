@@ -243,7 +243,7 @@ def test_load_refuses_what_is_not_a_saved_run(tmp_path, data):
     pq.write_table(t.replace_schema_metadata({b"assay": json.dumps(meta).encode()}), newer)
     with pytest.raises(assay.StateFormatError, match="format 99.*upgrade assay"):
         assay.load(newer)
-    with pytest.raises(assay.InvalidArgumentError, match="Report or assay.Comparison"):
+    with pytest.raises(assay.InvalidArgumentError, match="an assay.Comparison, or the table"):
         assay._saved.save(rep.table, tmp_path / "x.parquet")
 
 
@@ -303,3 +303,39 @@ def test_repr_is_compact_with_headline_metrics(data):
     assert lines[-1].startswith("(") and ".table" in lines[-1]
     assert len(lines) <= 20
     assert "brier_lo" not in text  # not the wide table
+
+
+# ---- reliability and discovery tables --------------------------------------------------------
+
+
+def test_reliability_and_discovery_tables_keep_provenance_and_save(data, tmp_path):
+    rel = assay.reliability(data, label="churned", score="p_churn", slices=["device"],
+                            n_bins=5, strategy="quantile")
+    assert isinstance(rel, assay.ReliabilityTable) and isinstance(rel, pl.DataFrame)
+    assert rel.provenance.kind == "reliability" and rel.provenance.rows == 4000
+    assert rel.provenance.spec["calibration_strategy"] == "quantile"
+    # Operations give plain frames; the table itself is the DataFrame it was.
+    assert type(rel.filter(pl.col("count") > 0)) is pl.DataFrame
+    back = assay.load(rel.save(tmp_path / "rel.assay.parquet"))
+    assert isinstance(back, assay.ReliabilityTable)
+    assert back.equals(rel) and back.provenance == rel.provenance
+
+    found = assay.discover_slices(data, label="churned", score="p_churn",
+                                  features=["country", "device", assay.bins("age", 3)], k=5)
+    assert isinstance(found, assay.DiscoveryTable)
+    p = found.provenance
+    assert p.kind == "discovery" and p.rows == 4000 and p.spec is None
+    opts = p.extra["discover_slices"]
+    assert opts["features"][:2] == ["country", "device"] and opts["k"] == 5
+    assert json.loads(json.dumps(p.to_dict())) == p.to_dict()
+    back = assay.load(found.save(tmp_path / "found.assay.parquet"))
+    assert isinstance(back, assay.DiscoveryTable)
+    assert back.equals(found) and back.provenance == found.provenance
+    # Their pages, from the object and from the saved run.
+    page = found.to_html()
+    assert "Provenance" in page and "discover_slices" in page
+    from assay.cli import main
+
+    out = tmp_path / "rel.html"
+    assert main(["report", str(tmp_path / "rel.assay.parquet"), "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").count('<svg class="diagram"') >= 1

@@ -34,6 +34,7 @@ from ._saved import diff, load
 from ._selective import SelectiveResult, ThresholdChoice, selective, threshold_for, thresholds
 from ._simpson import SimpsonResult, simpson
 from ._spec import PartialState, Spec, merge
+from ._tables import DiscoveryTable, ReliabilityTable
 from .errors import (
     AssayError,
     ColumnNotFoundError,
@@ -66,6 +67,7 @@ __all__ = [
     "Comparison",
     "EmptyInputError",
     "Disparity",
+    "DiscoveryTable",
     "EnsembleReport",
     "InvalidArgumentError",
     "InvalidInputError",
@@ -75,6 +77,7 @@ __all__ = [
     "PartialState",
     "Provenance",
     "RegressionDetected",
+    "ReliabilityTable",
     "Report",
     "SchemaError",
     "SelectiveResult",

@@ -20,10 +20,12 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow as pa
 
-from . import _native, _progress
+from . import _native, _progress, _provenance
 from ._args import U64_MAX, bool_arg, float_arg, int_arg, is_bool, show
 from ._evaluate import MAX_BINS, Bins, _list_size, _multiclass_options, _threads, bins
 from ._input import Source, to_source
+from ._provenance import Provenance
+from ._tables import DiscoveryTable
 from .errors import ColumnNotFoundError, InvalidArgumentError, NothingFoundWarning
 from .report import ArrowResult, frame_to_arrow
 
@@ -109,7 +111,7 @@ def discover_slices(
     nan_policy: Literal["raise", "drop"] = "raise",
     n_threads: int | None = None,
     progress: bool | None = None,
-) -> pl.DataFrame:
+) -> DiscoveryTable:
     """Find the slices where the model's error is much higher than average.
 
     A *slice* is a conjunction of ``feature = value`` predicates over up to ``max_level``
@@ -198,8 +200,9 @@ def discover_slices(
 
     Returns
     -------
-    polars.DataFrame
-        One row per slice, best first: ``rank`` (1-based), ``slice`` (``"country=BR &
+    DiscoveryTable
+        A polars DataFrame that also has ``provenance``, ``save`` and ``to_html`` (see
+        :class:`assay.DiscoveryTable`). One row per slice, best first: ``rank`` (1-based), ``slice`` (``"country=BR &
         device=mobile"``), ``level`` (number of predicates), ``predicates`` (list of
         ``{feature, value}``, value null for the null value, a bin label such as
         ``"[18, 30)"`` for a binned feature), ``size`` (rows), ``support`` (size / rows),
@@ -273,7 +276,22 @@ def discover_slices(
     )
     if found.table.height == 0:
         warnings.warn(_why_empty(found, float(alpha)), NothingFoundWarning, stacklevel=2)
-    return found.table
+    from ._spec import _feature_json
+
+    options = {
+        "label": label, "score": score, "prediction": prediction, "task": task,
+        "features": [f if isinstance(f, str) else _feature_json(f)
+                     for f in _feature_specs(features)],
+        "error": error, "classes": None if classes is None else list(classes),
+        "normalize": normalize, "k": k, "max_level": max_level, "min_support": min_support,
+        "alpha": alpha, "method": method, "beam_width": beam_width, "n_bins": n_bins,
+        "max_values": max_values, "dedupe": dedupe, "fdr": fdr, "threshold": threshold,
+        "nan_policy": nan_policy,
+    }
+    return DiscoveryTable._of(found.table, Provenance(
+        spec=None, assay_version=_native.__version__, created=_provenance.now(),
+        rows=found.rows, git_commit=_provenance.git_commit(), kind="discovery",
+        extra={"discover_slices": options}))
 
 
 def _why_empty(found: Discovery, alpha: float) -> str:

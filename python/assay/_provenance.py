@@ -27,7 +27,7 @@ class Provenance:
     spec : dict or None
         The job's :class:`~assay.Spec` as :meth:`~assay.Spec.to_dict` writes it (every
         option; ``assay.Spec.from_dict(p.spec)`` rebuilds it). None for a result built
-        without a spec.
+        without a spec (a discovery: its options are in ``extra["discover_slices"]``).
     assay_version : str
         The version of assay that computed the result.
     created : str
@@ -46,7 +46,10 @@ class Provenance:
         The commit checked out in the working directory's git repository (read from
         ``.git``, without running git), or None outside a repository.
     kind : str
-        What produced the result: ``"evaluate"``, ``"compare"``, ``"finalize"``.
+        What produced the result: ``"evaluate"``, ``"compare"``, ``"finalize"``,
+        ``"reliability"`` or ``"discovery"``.
+    extra : dict
+        Anything else a kind records (a discovery's options).
     """
 
     spec: dict[str, Any] | None

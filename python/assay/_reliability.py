@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import polars as pl
 
-from ._evaluate import MAX_SLICES, SliceLike, _calibration, _job, _run, ci_arg
+from ._evaluate import MAX_SLICES, SliceLike, _calibration, _job, _run, ci_arg, provenance_of
+from ._tables import ReliabilityTable
 from .errors import InvalidArgumentError
 
 __all__ = ["reliability"]
@@ -27,7 +28,7 @@ def reliability(
     n_threads: int | None = None,
     max_slices: int | None = MAX_SLICES,
     progress: bool | None = None,
-) -> pl.DataFrame:
+) -> ReliabilityTable:
     """The reliability table: per slice and score bin, the mean score and the fraction of
     positives, with a Wilson interval, in one pass over the data.
 
@@ -68,8 +69,9 @@ def reliability(
 
     Returns
     -------
-    polars.DataFrame
-        One row per (slice, bin), ``overall`` first: ``slice``, ``bin`` (0-based), ``lower``,
+    ReliabilityTable
+        A polars DataFrame that also has ``provenance``, ``save`` and ``to_html`` (see
+        :class:`assay.ReliabilityTable`). One row per (slice, bin), ``overall`` first: ``slice``, ``bin`` (0-based), ``lower``,
         ``upper`` (the bin's edges), ``count`` (rows), ``weight_sum``, ``mean_score``,
         ``frac_positive``, ``frac_lo``, ``frac_hi``. An empty bin has ``count`` 0 and null
         means and bounds.
@@ -103,7 +105,8 @@ def reliability(
         weight=weight, min_slice_size=0, nan_policy=nan_policy, auc="exact", auc_bins=4096,
         interval=None, compare=None, calibration=calibration, reliability=level,
     )
-    table = _run(data, job, n_threads, max_slices, progress)[6]
-    frame = pl.from_arrow(table)
+    result = _run(data, job, n_threads, max_slices, progress)
+    frame = pl.from_arrow(result[6])
     assert isinstance(frame, pl.DataFrame)
-    return frame
+    # (A polars DataFrame that also keeps what produced it: see assay._tables.)
+    return ReliabilityTable._of(frame, provenance_of(result, job, "reliability"))

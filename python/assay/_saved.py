@@ -111,6 +111,7 @@ def save(obj: Any, path: str | os.PathLike[str]) -> Path:
     import pyarrow.parquet as pq
 
     from ._compare import Comparison
+    from ._tables import _KeptTable
     from .report import Report
 
     if isinstance(obj, Report):
@@ -137,9 +138,16 @@ def save(obj: Any, path: str | os.PathLike[str]) -> Path:
             "provenance": None if getattr(obj, "provenance", None) is None else
             obj.provenance.to_dict(),
         }
+    elif isinstance(obj, _KeptTable):
+        table = obj.to_arrow()
+        meta = {
+            "kind": obj._kind,
+            "provenance": None if obj.provenance is None else obj.provenance.to_dict(),
+        }
     else:
         raise InvalidArgumentError(
-            f"save takes an assay.Report or assay.Comparison, got {type(obj).__name__}")
+            "save takes an assay.Report, an assay.Comparison, or the table of "
+            f"assay.reliability or assay.discover_slices, got {type(obj).__name__}")
     meta = {"format": FORMAT, **meta}
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[_KEY] = json.dumps(meta, allow_nan=True).encode("utf-8")
@@ -151,7 +159,8 @@ def save(obj: Any, path: str | os.PathLike[str]) -> Path:
 def load(path: str | os.PathLike[str]) -> Any:
     """The :class:`~assay.Report` or :class:`~assay.Comparison` saved at ``path`` by
     :meth:`~assay.Report.save`: the same tables, intervals, replicate values and
-    :attr:`~assay.Report.provenance`.
+    :attr:`~assay.Report.provenance` (or the reliability or discovery table saved by its
+    ``save``, with its provenance).
 
     >>> import assay, tempfile, os
     >>> rep = assay.evaluate(assay.demo.make_data(2000, seed=0), label="churned",
@@ -207,6 +216,14 @@ def load(path: str | os.PathLike[str]) -> Any:
             prov = meta.get("provenance")
             cmp.provenance = None if prov is None else Provenance.from_dict(prov)
             return cmp
+        if meta["kind"] in ("reliability", "discovery"):
+            from ._tables import kept_table
+
+            frame = pl.from_arrow(table)
+            assert isinstance(frame, pl.DataFrame)
+            prov = meta.get("provenance")
+            return kept_table(meta["kind"], frame,
+                              None if prov is None else Provenance.from_dict(prov))
     except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as e:
         raise StateFormatError(f"{os.fspath(path)!r}: a damaged saved run ({e})") from e
     raise StateFormatError(f"{os.fspath(path)!r}: unknown saved kind {meta.get('kind')!r}")
