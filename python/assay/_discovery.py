@@ -202,17 +202,16 @@ def discover_slices(
     -------
     DiscoveryTable
         A polars DataFrame that also has ``provenance``, ``save`` and ``to_html`` (see
-        :class:`assay.DiscoveryTable`). One row per slice, best first: ``rank`` (1-based), ``slice`` (``"country=BR &
-        device=mobile"``), ``level`` (number of predicates), ``predicates`` (list of
-        ``{feature, value}``, value null for the null value, a bin label such as
-        ``"[18, 30)"`` for a binned feature), ``size`` (rows), ``support`` (size / rows),
-        ``error_mean``, ``error_ratio`` (error_mean / overall mean error), ``score``,
-        ``effect_size`` (mean error of the slice minus the rest's, in pooled standard
-        deviations; null when undefined), ``p_value`` (one-sided Welch t-test, H1: the
-        slice's mean error is higher than the rest's), ``q_value`` (Benjamini-Hochberg over
-        every candidate the search scored) and ``significant`` (``q_value <= fdr``). Ties in
-        score are broken by level (fewer predicates first), then by the predicates in
-        feature order and value order (the order ``assay.evaluate`` sorts slices in).
+        :class:`assay.DiscoveryTable`). One row per slice, best first: ``rank`` (1-based), ``slice``
+        (``"country=BR & device=mobile"``), ``level`` (number of predicates), ``predicates`` (list
+        of ``{feature, value}``, value null for the null value, a bin label such as ``"[18, 30)"``
+        for a binned feature), ``size`` (rows), ``support`` (size / rows), ``error_mean``,
+        ``error_ratio`` (error_mean / overall mean error), ``score``, ``effect_size`` (mean error of
+        the slice minus the rest's, in pooled standard deviations; null when undefined), ``p_value``
+        (one-sided Welch t-test, H1: the slice's mean error is higher than the rest's), ``q_value``
+        (Benjamini-Hochberg over every candidate the search scored) and ``significant`` (``q_value
+        <= fdr``). Ties in score are broken by level (fewer predicates first), then by the
+        predicates in feature order and value order (the order ``assay.evaluate`` sorts slices in).
 
     Warns
     -----

@@ -71,10 +71,10 @@ def reliability(
     -------
     ReliabilityTable
         A polars DataFrame that also has ``provenance``, ``save`` and ``to_html`` (see
-        :class:`assay.ReliabilityTable`). One row per (slice, bin), ``overall`` first: ``slice``, ``bin`` (0-based), ``lower``,
-        ``upper`` (the bin's edges), ``count`` (rows), ``weight_sum``, ``mean_score``,
-        ``frac_positive``, ``frac_lo``, ``frac_hi``. An empty bin has ``count`` 0 and null
-        means and bounds.
+        :class:`assay.ReliabilityTable`). One row per (slice, bin), ``overall`` first: ``slice``,
+        ``bin`` (0-based), ``lower``, ``upper`` (the bin's edges), ``count`` (rows), ``weight_sum``,
+        ``mean_score``, ``frac_positive``, ``frac_lo``, ``frac_hi``. An empty bin has ``count`` 0
+        and null means and bounds.
 
     Examples
     --------
