@@ -339,3 +339,26 @@ def test_reliability_and_discovery_tables_keep_provenance_and_save(data, tmp_pat
     out = tmp_path / "rel.html"
     assert main(["report", str(tmp_path / "rel.assay.parquet"), "-o", str(out)]) == 0
     assert out.read_text(encoding="utf-8").count('<svg class="diagram"') >= 1
+
+
+def test_reliability_and_discovery_hash_their_input_like_evaluate(data):
+    kw = dict(label="churned", score="p_churn")
+    rep = assay.evaluate(data, **kw, slices=["country", "device"], metrics=["accuracy"],
+                         fingerprint="content")
+    found = assay.discover_slices(data, **kw, features=["country", "device"], k=3,
+                                  fingerprint="content")
+    # The same columns read: the same hash, and the same schema.
+    assert found.provenance.content_hash == rep.provenance.content_hash is not None
+    assert dict(found.provenance.schema) == dict(rep.provenance.schema)
+    batches = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=777))
+    again = assay.discover_slices(batches, **kw, features=["country", "device"], k=3,
+                                  min_support=40, fingerprint="content")
+    assert again.provenance.content_hash == rep.provenance.content_hash
+    rel = assay.reliability(data, **kw, fingerprint="content")
+    assert rel.provenance.content_hash is not None
+    assert rel.provenance.content_hash == assay.evaluate(
+        data, **kw, metrics=["accuracy"], fingerprint="content").provenance.content_hash
+    assert assay.discover_slices(data, **kw, features=["country"], k=3).provenance \
+        .content_hash is None
+    with pytest.raises(assay.InvalidArgumentError, match="fingerprint"):
+        assay.discover_slices(data, **kw, features=["country"], fingerprint="sha")

@@ -22,7 +22,15 @@ import pyarrow as pa
 
 from . import _native, _progress, _provenance
 from ._args import U64_MAX, bool_arg, float_arg, int_arg, is_bool, show
-from ._evaluate import MAX_BINS, Bins, _list_size, _multiclass_options, _threads, bins
+from ._evaluate import (
+    MAX_BINS,
+    Bins,
+    _fingerprint,
+    _list_size,
+    _multiclass_options,
+    _threads,
+    bins,
+)
 from ._input import Source, to_source
 from ._provenance import Provenance
 from ._tables import DiscoveryTable
@@ -81,6 +89,10 @@ class Discovery(ArrowResult):
     """The minimum slice size in rows that the search used."""
     edges: dict[str, list[float]] = field(default_factory=dict)
     """The bin edges of every binned feature (exact; the slice labels print 6+ digits)."""
+    schema: list[tuple[str, str]] | None = None
+    """The columns read, as (name, Arrow type)."""
+    content_hash: str | None = None
+    """With ``fingerprint="content"``: the content hash of the columns read."""
 
     def __post_init__(self) -> None:
         self._arrow = frame_to_arrow(self.table)
@@ -111,6 +123,7 @@ def discover_slices(
     nan_policy: Literal["raise", "drop"] = "raise",
     n_threads: int | None = None,
     progress: bool | None = None,
+    fingerprint: Literal["schema", "content"] = "schema",
 ) -> DiscoveryTable:
     """Find the slices where the model's error is much higher than average.
 
@@ -197,6 +210,9 @@ def discover_slices(
         on it.
     progress : bool, optional
         Show a progress line while the rows are read, as in :func:`assay.evaluate`.
+    fingerprint : {"schema", "content"}
+        What the table's ``provenance`` records of the input, as in :func:`assay.evaluate`
+        (``"content"``: also a hash of the values read, computed in the pass).
 
     Returns
     -------
@@ -272,6 +288,7 @@ def discover_slices(
         max_level=max_level, min_support=min_support, alpha=alpha, method=method,
         beam_width=beam_width, n_bins=n_bins, max_values=max_values, dedupe=dedupe, fdr=fdr,
         threshold=threshold, nan_policy=nan_policy, n_threads=n_threads, progress=progress,
+        fingerprint=fingerprint,
     )
     if found.table.height == 0:
         warnings.warn(_why_empty(found, float(alpha)), NothingFoundWarning, stacklevel=2)
@@ -289,7 +306,8 @@ def discover_slices(
     }
     return DiscoveryTable._of(found.table, Provenance(
         spec=None, assay_version=_native.__version__, created=_provenance.now(),
-        rows=found.rows, git_commit=_provenance.git_commit(), kind="discovery",
+        rows=found.rows, schema=found.schema, content_hash=found.content_hash,
+        git_commit=_provenance.git_commit(), kind="discovery",
         extra={"discover_slices": options}))
 
 
@@ -503,7 +521,7 @@ def _discover(
     method: Any = "sliceline", beam_width: Any = 20, n_bins: Any = 5, max_values: Any = 1000,
     dedupe: Any = True, fdr: Any = 0.05, threshold: Any = 0.5, nan_policy: Any = "raise",
     n_threads: Any = None, paired: tuple[str, float, str] | None = None,
-    progress: Any = None,
+    progress: Any = None, fingerprint: Any = "schema",
 ) -> Discovery:
     """``discover_slices`` with its bookkeeping (rows, dropped, n_scored, edges); with
     ``paired=(reference column, ci, correction)`` the paired search of
@@ -588,7 +606,9 @@ def _discover(
 
     read = [c for c, _ in resolved] + [*err[1:], paired[0] if paired else None]
     with source.guard:  # a failure of the source mid-stream surfaces as its own typed error
-        table, rows_read, dropped, error_mean, n_scored = _native.discover_slices(
+        content = _fingerprint(fingerprint)
+        table, rows_read, dropped, error_mean, n_scored, (schema, content_hash) = \
+            _native.discover_slices(
             source.open(read),
             resolved,
             err,
@@ -607,6 +627,7 @@ def _discover(
             paired,
             _discovery_classes(classes_, normalize_, source, err[2]) if task == "multiclass"
             else None,
+            content,
         )
     return Discovery(
         table=_shape(table, edges, REGRESSION_COLUMNS if paired else COLUMNS),
@@ -616,6 +637,8 @@ def _discover(
         n_scored=int(n_scored),
         min_support=count,
         edges=edges,
+        schema=[(str(n), str(t)) for n, t in schema],
+        content_hash=None if content_hash is None else f"{int(content_hash):016x}",
     )
 
 

@@ -185,7 +185,8 @@ def discover_slices(
     n_threads: int | None,
     paired: tuple[str, float, str] | None = None,
     multiclass: tuple[list[str], list[int] | None, str] | None = None,
-) -> tuple[Any, int, int, float, int]:
+    fingerprint: bool = False,
+) -> tuple[Any, int, int, float, int, tuple[list[tuple[str, str]], int | None]]:
     """Searches for the slices where the model's error is much higher than average; with
     `paired=(reference column, ci, correction)`, where it is higher than the reference
     model's (`discover_regressions`); `multiclass=(class names, their integer values,

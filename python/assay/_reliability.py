@@ -28,6 +28,7 @@ def reliability(
     n_threads: int | None = None,
     max_slices: int | None = MAX_SLICES,
     progress: bool | None = None,
+    fingerprint: Literal["schema", "content"] = "schema",
 ) -> ReliabilityTable:
     """The reliability table: per slice and score bin, the mean score and the fraction of
     positives, with a Wilson interval, in one pass over the data.
@@ -66,6 +67,9 @@ def reliability(
         The most slices one slice spec may make, as in :func:`assay.evaluate`.
     progress : bool, optional
         Show a progress line, as in :func:`assay.evaluate`.
+    fingerprint : {"schema", "content"}
+        What the table's ``provenance`` records of the input, as in :func:`assay.evaluate`
+        (``"content"``: also a hash of the values read, computed in the pass).
 
     Returns
     -------
@@ -105,7 +109,7 @@ def reliability(
         weight=weight, min_slice_size=0, nan_policy=nan_policy, auc="exact", auc_bins=4096,
         interval=None, compare=None, calibration=calibration, reliability=level,
     )
-    result = _run(data, job, n_threads, max_slices, progress)
+    result = _run(data, job, n_threads, max_slices, progress, fingerprint)
     frame = pl.from_arrow(result[6])
     assert isinstance(frame, pl.DataFrame)
     # (A polars DataFrame that also keeps what produced it: see assay._tables.)

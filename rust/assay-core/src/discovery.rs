@@ -79,6 +79,9 @@ pub struct DiscoverySpec {
     /// by their contribution (their sum of differences over all rows) and tested with a
     /// paired z-test.
     pub paired: Option<Paired>,
+    /// The columns whose values the pass hashes into `Discovery::content_hash`, in this
+    /// order (see `crate::fingerprint`); None: no hash.
+    pub fingerprint: Option<Vec<String>>,
 }
 
 /// What a paired search adds to a job.
@@ -139,6 +142,8 @@ pub struct Discovery {
     pub error_mean: f64,
     /// Candidates scored (size >= min_support), the family of the Benjamini-Hochberg q-values.
     pub n_scored: u64,
+    /// The content hash of the rows read (`DiscoverySpec::fingerprint`).
+    pub content_hash: Option<u64>,
 }
 
 impl DiscoverySpec {
@@ -315,6 +320,16 @@ where
         }
     }
     let mut slicer = Slicer::new(&schema, &specs)?;
+    // The content hash (`fingerprint`), taken from each batch as it passes.
+    let hash = std::cell::Cell::new(0u64);
+    let mut at = 0u64;
+    let batches = batches.inspect(|b| {
+        if let (Ok(b), Some(cols)) = (b, &spec.fingerprint) {
+            let h = pool.install(|| crate::fingerprint::batch_hash(b, cols, at));
+            hash.set(hash.get().wrapping_add(h));
+            at = at.wrapping_add(b.num_rows() as u64);
+        }
+    });
     let (data, rows, dropped) = read(&schema, batches, spec, &mut slicer, &pool, interrupted)?;
     let n = data.total.size;
     let mean = data.total.sum / n as f64;
@@ -379,6 +394,7 @@ where
         dropped,
         error_mean: if n > 0 { mean } else { f64::NAN },
         n_scored: family.len() as u64,
+        content_hash: spec.fingerprint.as_ref().map(|_| hash.get()),
     })
 }
 

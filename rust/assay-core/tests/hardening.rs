@@ -211,6 +211,7 @@ fn auc_bins_and_replicates_are_bounded() {
 
 fn discovery(k: usize, method: Method) -> DiscoverySpec {
     DiscoverySpec {
+        fingerprint: None,
         features: vec![Feature::Column("c".into())],
         error: ErrorKind::ZeroOne(0.5),
         label: Some("y".into()),

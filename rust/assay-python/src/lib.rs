@@ -946,13 +946,21 @@ fn _panic_for_tests(py: Python<'_>, job: bool) -> PyResult<()> {
 }
 
 /// What `discover_slices` returns: (table, rows, dropped, mean error, candidates scored).
-type DiscoveryResult<'py> = (Bound<'py, PyAny>, u64, u64, f64, u64);
+type DiscoveryResult<'py> = (
+    Bound<'py, PyAny>,
+    u64,
+    u64,
+    f64,
+    u64,
+    // The columns read as (name, Arrow type), and the content hash (None: not asked for).
+    (Vec<(String, String)>, Option<u64>),
+);
 
 /// Searches for the slices where the model's error is much higher than average; with
 /// `paired=(reference column, ci, correction)`, where the model's error is higher than the
 /// reference model's (`discover_regressions`).
 #[pyfunction]
-#[pyo3(signature = (data, features, error, threshold, k, max_level, min_support, alpha, method, beam_width, max_values, dedupe, fdr, nan_policy, n_threads, paired=None, multiclass=None))]
+#[pyo3(signature = (data, features, error, threshold, k, max_level, min_support, alpha, method, beam_width, max_values, dedupe, fdr, nan_policy, n_threads, paired=None, multiclass=None, fingerprint=false))]
 #[allow(clippy::too_many_arguments)]
 fn discover_slices<'py>(
     py: Python<'py>,
@@ -973,6 +981,7 @@ fn discover_slices<'py>(
     n_threads: Option<usize>,
     paired: Option<(String, f64, String)>,
     multiclass: Option<(Vec<String>, Option<Vec<i64>>, String)>,
+    fingerprint: bool,
 ) -> PyResult<DiscoveryResult<'py>> {
     guarded(py, || {
         let bad = |m: String| to_py(py, AssayError::InvalidArgument(m));
@@ -1055,6 +1064,7 @@ fn discover_slices<'py>(
             nan_policy,
             n_threads,
             paired,
+            fingerprint: None,
         };
         let mut read: Vec<&str> = spec.features.iter().map(|f| f.column()).collect();
         read.extend(spec.label.as_deref());
@@ -1063,12 +1073,29 @@ fn discover_slices<'py>(
         if let ErrorKind::Column(c) = &spec.error {
             read.push(c);
         }
+        // (Every column read, sorted by name: as `evaluate` hashes the columns it reads.)
+        let hashed = fingerprint.then(|| {
+            let mut cols: Vec<String> = read.iter().map(|c| c.to_string()).collect();
+            cols.sort();
+            cols.dedup();
+            cols
+        });
         let reader = import_stream(py, &data)?.reading(read);
+        let schema = schema_pairs(&reader.schema());
+        let mut spec = spec;
+        spec.fingerprint = hashed;
         let d = run_streamed(py, reader, move |schema, reader| {
             run_discovery(schema, reader, &spec, &runtime::interrupted)
         })?;
         let table = PyRecordBatch::new(d.table).into_pyarrow(py)?;
-        Ok((table, d.rows, d.dropped, d.error_mean, d.n_scored))
+        Ok((
+            table,
+            d.rows,
+            d.dropped,
+            d.error_mean,
+            d.n_scored,
+            (schema, d.content_hash),
+        ))
     })
 }
 
