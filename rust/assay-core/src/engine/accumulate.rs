@@ -377,7 +377,8 @@ where
                 wave_pieces
                     .par_iter()
                     .zip(states.par_iter_mut())
-                    .map_init(Scratch::default, |scratch, ((lo, hi), (st, rk))| {
+                    .map_init(Leased::take, |scratch, ((lo, hi), (st, rk))| {
+                        let scratch = &mut scratch.0;
                         // A piece is at most one chunk of rows, but with calibration kernels
                         // a batch's pieces take a quarter of a second: poll before each.
                         if let Err(e) = crate::runtime::check() {
@@ -859,6 +860,40 @@ pub(super) struct Scratch {
     pub(super) piece: PieceScratch,
     /// Per-row log losses and logits of the fast path.
     aux: [Vec<f64>; 2],
+}
+
+/// Piece buffers kept between waves and between calls ([`Leased`]): without them every wave
+/// of every call allocated its buffers afresh (a few hundred KiB each, above the allocator's
+/// mmap threshold), and the kernel zeroed their pages again. A split job (many small
+/// `accumulate` calls) paid this per shard. At most [`STASH_MAX`] are kept (a few MiB).
+static STASH: std::sync::Mutex<Vec<Scratch>> = std::sync::Mutex::new(Vec::new());
+
+/// Buffers kept in [`STASH`] at most.
+const STASH_MAX: usize = 8;
+
+/// A piece's buffers, taken from [`STASH`] (or new) and put back when dropped. The lock is
+/// only tried, never waited for: a busy (or, after a `fork`, orphaned) lock costs one
+/// allocation, never a wait. Only the buffers of bounded size (a piece's rows, at most a
+/// chunk) are kept; a task family's own buffers are dropped.
+pub(super) struct Leased(pub(super) Scratch);
+
+impl Leased {
+    pub(super) fn take() -> Leased {
+        let kept = STASH.try_lock().ok().and_then(|mut s| s.pop());
+        Leased(kept.unwrap_or_default())
+    }
+}
+
+impl Drop for Leased {
+    fn drop(&mut self) {
+        if let Ok(mut s) = STASH.try_lock() {
+            if s.len() < STASH_MAX {
+                let mut kept = std::mem::take(&mut self.0);
+                kept.piece.family = None;
+                s.push(kept);
+            }
+        }
+    }
 }
 
 /// One row's calibration states in slice `id` of `st`.

@@ -23,7 +23,7 @@ use crate::report::{build_report, ReportRow, ReportSchema};
 use crate::state::partial::PartialState;
 use crate::state::{ChunkState, RankRows, StateShape, WeightScale};
 
-use super::accumulate::Scratch;
+use super::accumulate::Leased;
 use super::plan::{check_replicate_rank_size, Plan};
 use super::{job_pool, EvalSpec, Evaluation};
 
@@ -660,7 +660,8 @@ fn replay_quantile_bins(
         let got: Vec<rel::Gathered> = pool.install(|| {
             starts
                 .into_par_iter()
-                .map_init(Scratch::default, |scratch, lo| {
+                .map_init(Leased::take, |scratch, lo| {
+                    let scratch = &mut scratch.0;
                     let hi = (lo + REPLAY_ROWS).min(len);
                     let mut buf = Vec::new();
                     let s = f64_view(
