@@ -152,6 +152,16 @@ where
             keys
         })
         .collect();
+    join_locals(dict, locals, out);
+}
+
+/// The second half of an encoding: each chunk's local keys join the global dictionary in
+/// chunk order, and the chunk's local ids are mapped to the global ones.
+fn join_locals<K: InternKey>(
+    dict: &mut Interner<K::Owned>,
+    locals: Vec<Vec<Option<K>>>,
+    out: &mut [u32],
+) {
     let tables: Vec<Vec<u32>> = locals
         .into_iter()
         .map(|keys| keys.into_iter().map(|k| dict.id(k)).collect())
@@ -163,6 +173,78 @@ where
                 *x = table[*x as usize];
             }
         });
+}
+
+/// Longest string interned as one integer ([`short_key`]).
+const SHORT: usize = 15;
+
+/// A string of at most [`SHORT`] bytes as one integer: its bytes, and its length in the top
+/// byte (equal strings, and only they, have equal keys). Hashing and comparing it costs one
+/// integer operation, where a string costs a hash of its bytes and a `memcmp`.
+#[inline(always)]
+fn short_key(values: &[u8], start: usize, len: usize) -> u128 {
+    debug_assert!(len <= SHORT);
+    let mut b = [0u8; 16];
+    match values.get(start..start + 16) {
+        Some(w) => {
+            b.copy_from_slice(w);
+            let mask = (1u128 << (8 * len)) - 1;
+            (u128::from_le_bytes(b) & mask) | (len as u128) << 120
+        }
+        None => {
+            b[..len].copy_from_slice(&values[start..start + len]);
+            b[15] = len as u8;
+            u128::from_le_bytes(b)
+        }
+    }
+}
+
+/// [`encode_keys`] for an offset-based string array (`Utf8`, `LargeUtf8`): strings of up to
+/// [`SHORT`] bytes (most category labels) are looked up by their [`short_key`], longer ones
+/// by their text. Ids are the same as [`encode_keys`] gives: first appearance, in row order.
+fn encode_offset_strings<O: arrow_array::OffsetSizeTrait>(
+    dict: &mut Interner<Box<str>>,
+    array: &arrow_array::GenericStringArray<O>,
+    out: &mut [u32],
+) {
+    debug_assert_eq!(out.len(), array.len());
+    let offsets = array.value_offsets();
+    let values = array.value_data();
+    let nulls = array.nulls().filter(|n| n.null_count() > 0);
+    let locals: Vec<Vec<Option<&str>>> = out
+        .par_chunks_mut(ENCODE_CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let base = c * ENCODE_CHUNK;
+            let mut short: HashMap<u128, u32> = HashMap::new();
+            let mut long: HashMap<&str, u32> = HashMap::new();
+            let mut keys: Vec<Option<&str>> = Vec::new();
+            let mut null_local: Option<u32> = None;
+            for (j, slot) in chunk.iter_mut().enumerate() {
+                let i = base + j;
+                if nulls.is_some_and(|n| n.is_null(i)) {
+                    *slot = *null_local.get_or_insert_with(|| {
+                        keys.push(None);
+                        (keys.len() - 1) as u32
+                    });
+                    continue;
+                }
+                let start = offsets[i].as_usize();
+                let len = offsets[i + 1].as_usize() - start;
+                let new = || {
+                    keys.push(Some(array.value(i)));
+                    (keys.len() - 1) as u32
+                };
+                *slot = if len <= SHORT {
+                    *short.entry(short_key(values, start, len)).or_insert_with(new)
+                } else {
+                    *long.entry(array.value(i)).or_insert_with(new)
+                };
+            }
+            keys
+        })
+        .collect();
+    join_locals(dict, locals, out);
 }
 
 /// How one feature's values are read and shown.
@@ -540,7 +622,11 @@ fn encode_strings(
     }
     let strings = Strings::of(array.as_ref())
         .ok_or_else(|| schema_err(column, format!("unexpected type {}", array.data_type())))?;
-    encode_keys(dict, array.len(), |i| strings.get(i), out);
+    match strings {
+        Strings::Small(a) => encode_offset_strings(dict, a, out),
+        Strings::Large(a) => encode_offset_strings(dict, a, out),
+        Strings::View(_) => encode_keys(dict, array.len(), |i| strings.get(i), out),
+    }
     Ok(())
 }
 
@@ -1030,6 +1116,70 @@ impl Slicer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The short-string path gives the ids of the general one (first appearance, nulls a value
+    /// of their own), for strings on both sides of the 15-byte limit, empty strings, strings
+    /// that differ only in length or in their last byte, strings at the very end of the
+    /// values buffer, sliced arrays, and inputs longer than one encoding chunk.
+    #[test]
+    fn short_string_keys_match_the_general_path() {
+        use arrow_array::{LargeStringArray, StringArray};
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pool: Vec<String> = vec![
+            "".into(),
+            "a".into(),
+            "a\0".into(),
+            "ab".into(),
+            "é".into(),
+            "x".repeat(14),
+            "x".repeat(15),
+            "x".repeat(16),
+            format!("{}y", "x".repeat(14)),
+            format!("{}y", "x".repeat(15)),
+            "z".repeat(40),
+        ];
+        for n in [1usize, 7, 3 * ENCODE_CHUNK + 5] {
+            let rows: Vec<Option<String>> = (0..n)
+                .map(|_| {
+                    let r = next() as usize;
+                    (r % 9 != 0).then(|| pool[r % pool.len()].clone())
+                })
+                .collect();
+            let small = StringArray::from(rows.clone());
+            let large = LargeStringArray::from(rows.clone());
+            for (lo, len) in [(0, n), (n / 3, n - n / 3), (n - 1, 1)] {
+                let want_rows = &rows[lo..lo + len];
+                let mut want_dict = Interner::<Box<str>>::default();
+                let mut want = vec![0u32; len];
+                encode_keys(&mut want_dict, len, |i| want_rows[i].as_deref(), &mut want);
+                let mut got_dict = Interner::<Box<str>>::default();
+                let mut got = vec![0u32; len];
+                encode_offset_strings(&mut got_dict, &small.slice(lo, len), &mut got);
+                assert_eq!(got, want, "Utf8, {n} rows from {lo}");
+                assert_eq!(got_dict.values, want_dict.values);
+                let mut got_dict = Interner::<Box<str>>::default();
+                encode_offset_strings(&mut got_dict, &large.slice(lo, len), &mut got);
+                assert_eq!(got, want, "LargeUtf8, {n} rows from {lo}");
+                assert_eq!(got_dict.values, want_dict.values);
+            }
+        }
+        // Distinct strings of up to 15 bytes have distinct keys; the key carries the length.
+        let bytes = b"abcdefghijklmnopqrstuvwxyz";
+        let keys: Vec<u128> = (0..=SHORT).map(|l| short_key(bytes, 0, l)).collect();
+        let tail: Vec<u128> = (0..=SHORT).map(|l| short_key(bytes, bytes.len() - l, l)).collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(*k >> 120, i as u128);
+            assert_eq!(keys.iter().filter(|x| *x == k).count(), 1);
+        }
+        assert_eq!(short_key(b"ab", 0, 2), short_key(b"xxab", 2, 2), "the buffer's end");
+        assert_eq!(tail[3], short_key(b"xyz", 0, 3));
+    }
 
     #[test]
     fn bins_follow_the_edge_rules() {
