@@ -236,7 +236,9 @@ fn encode_offset_strings<O: arrow_array::OffsetSizeTrait>(
                     (keys.len() - 1) as u32
                 };
                 *slot = if len <= SHORT {
-                    *short.entry(short_key(values, start, len)).or_insert_with(new)
+                    *short
+                        .entry(short_key(values, start, len))
+                        .or_insert_with(new)
                 } else {
                     *long.entry(array.value(i)).or_insert_with(new)
                 };
@@ -1172,12 +1174,18 @@ mod tests {
         // Distinct strings of up to 15 bytes have distinct keys; the key carries the length.
         let bytes = b"abcdefghijklmnopqrstuvwxyz";
         let keys: Vec<u128> = (0..=SHORT).map(|l| short_key(bytes, 0, l)).collect();
-        let tail: Vec<u128> = (0..=SHORT).map(|l| short_key(bytes, bytes.len() - l, l)).collect();
+        let tail: Vec<u128> = (0..=SHORT)
+            .map(|l| short_key(bytes, bytes.len() - l, l))
+            .collect();
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(*k >> 120, i as u128);
             assert_eq!(keys.iter().filter(|x| *x == k).count(), 1);
         }
-        assert_eq!(short_key(b"ab", 0, 2), short_key(b"xxab", 2, 2), "the buffer's end");
+        assert_eq!(
+            short_key(b"ab", 0, 2),
+            short_key(b"xxab", 2, 2),
+            "the buffer's end"
+        );
         assert_eq!(tail[3], short_key(b"xyz", 0, 3));
     }
 
