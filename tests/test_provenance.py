@@ -247,6 +247,32 @@ def test_load_refuses_what_is_not_a_saved_run(tmp_path, data):
         assay._saved.save(rep.table, tmp_path / "x.parquet")
 
 
+def test_load_and_save_refuse_bad_paths_with_typed_errors(tmp_path, data):
+    for bad in (123, None, b"run.assay.parquet", ""):
+        with pytest.raises(assay.InvalidArgumentError, match="path"):
+            assay.load(bad)
+    with pytest.raises(assay.InvalidArgumentError, match="no such file.*missing"):
+        assay.load(tmp_path / "missing.assay.parquet")
+    with pytest.raises(assay.InvalidArgumentError, match="is a directory"):
+        assay.load(tmp_path)
+    rep = _evaluate(data, metrics=["accuracy"])
+    with pytest.raises(assay.InvalidArgumentError, match="directory .*nope.* does not exist"):
+        rep.save(tmp_path / "nope" / "r.assay.parquet")
+    with pytest.raises(assay.InvalidArgumentError, match="is a directory"):
+        rep.save(tmp_path)
+    with pytest.raises(assay.InvalidArgumentError, match="path"):
+        rep.save(7)
+    # Metadata that is JSON but not an object, or an object missing what the kind needs.
+    path = rep.save(tmp_path / "r.assay.parquet")
+    t = pq.read_table(path)
+    for raw, match in ((b"[1, 2]", "not a JSON object"),
+                       (json.dumps({"format": 1, "kind": "report"}).encode(), "damaged")):
+        odd = tmp_path / "odd.assay.parquet"
+        pq.write_table(t.replace_schema_metadata({b"assay": raw}), odd)
+        with pytest.raises(assay.StateFormatError, match=match):
+            assay.load(odd)
+
+
 def test_diff_compares_values_slice_by_slice(data, tmp_path):
     a = _evaluate(data, metrics=["roc_auc", "accuracy"])
     b = _evaluate(data.slice(0, 3000), metrics=["roc_auc", "accuracy"])

@@ -105,6 +105,52 @@ def _report_from(table: pa.Table, meta: dict[str, Any]) -> Any:
     return rep
 
 
+def _path(path: Any, what: str) -> str:
+    """``path`` as a string, or a typed error: a saved run's path is a ``str`` or a
+    ``pathlib.Path`` (``os.PathLike``)."""
+    if isinstance(path, (bytes, bytearray)) or not isinstance(path, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            f"{what} takes a file path (a str or pathlib.Path), got {type(path).__name__}")
+    out = os.fspath(path)
+    if not isinstance(out, str) or not out:
+        raise InvalidArgumentError(f"{what} takes a non-empty file path, got {path!r}")
+    return out
+
+
+def _readable(path: Any) -> str:
+    """The path of a saved run to read: an existing regular file, or a typed error (never
+    a FIFO, on which a read would wait for a writer)."""
+    import stat
+
+    p = _path(path, "assay.load")
+    try:
+        st = os.stat(p)
+    except FileNotFoundError as e:
+        raise InvalidArgumentError(f"assay.load: no such file: {p!r}") from e
+    except OSError as e:
+        raise InvalidArgumentError(f"assay.load: cannot open {p!r}: {e.strerror or e}") \
+            from e
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise InvalidArgumentError(
+            f"assay.load: {p!r} is {kind}; give the .assay.parquet file that "
+            "Report.save wrote")
+    return p
+
+
+def _writable(path: Any) -> Path:
+    """Where to save: a path whose directory exists and that is not itself a directory."""
+    p = Path(_path(path, "save"))
+    if p.is_dir():
+        raise InvalidArgumentError(f"save: {str(p)!r} is a directory; give a file name, "
+                                   "e.g. run.assay.parquet")
+    parent = p.parent
+    if not parent.is_dir():
+        raise InvalidArgumentError(
+            f"save: cannot write {str(p)!r}: its directory {str(parent)!r} does not exist")
+    return p
+
+
 def save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Writes a :class:`~assay.Report` or :class:`~assay.Comparison` to ``path`` (Parquet;
     ``.assay.parquet`` by convention). See :meth:`assay.Report.save`."""
@@ -148,11 +194,14 @@ def save(obj: Any, path: str | os.PathLike[str]) -> Path:
         raise InvalidArgumentError(
             "save takes an assay.Report, an assay.Comparison, or the table of "
             f"assay.reliability or assay.discover_slices, got {type(obj).__name__}")
+    out = _writable(path)
     meta = {"format": FORMAT, **meta}
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[_KEY] = json.dumps(meta, allow_nan=True).encode("utf-8")
-    out = Path(path)
-    pq.write_table(table.replace_schema_metadata(schema_meta), out)
+    try:
+        pq.write_table(table.replace_schema_metadata(schema_meta), out)
+    except OSError as e:
+        raise InvalidArgumentError(f"save: cannot write {str(out)!r}: {e}") from e
     return out
 
 
@@ -172,11 +221,14 @@ def load(path: str | os.PathLike[str]) -> Any:
 
     Raises
     ------
+    InvalidArgumentError
+        ``path`` is not a path, or names no regular file.
     StateFormatError
         The file is not a saved assay run, or one of a newer format.
     """
     import pyarrow.parquet as pq
 
+    path = _readable(path)
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as e:
@@ -191,6 +243,9 @@ def load(path: str | os.PathLike[str]) -> Any:
         meta = json.loads(raw)
     except ValueError as e:
         raise StateFormatError(f"{os.fspath(path)!r}: its assay metadata is not JSON") from e
+    if not isinstance(meta, dict):
+        raise StateFormatError(
+            f"{os.fspath(path)!r}: its assay metadata is not a JSON object")
     fmt = meta.get("format")
     if fmt != FORMAT:
         newer = isinstance(fmt, int) and fmt > FORMAT
@@ -224,8 +279,10 @@ def load(path: str | os.PathLike[str]) -> Any:
             prov = meta.get("provenance")
             return kept_table(meta["kind"], frame,
                               None if prov is None else Provenance.from_dict(prov))
-    except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as e:
-        raise StateFormatError(f"{os.fspath(path)!r}: a damaged saved run ({e})") from e
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, pa.ArrowException,
+            pl.exceptions.PolarsError) as e:
+        raise StateFormatError(f"{os.fspath(path)!r}: a damaged saved run "
+                               f"({type(e).__name__}: {e})") from e
     raise StateFormatError(f"{os.fspath(path)!r}: unknown saved kind {meta.get('kind')!r}")
 
 

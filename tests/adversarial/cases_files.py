@@ -194,3 +194,151 @@ def _not_a_str_path(obj: Any):  # type: ignore[no-untyped-def]
 
 add("files-bytes-path", _not_a_str_path(b"/nonexistent.parquet"), expect="typed",
     words=["nonexistent|path|bytes|type"])
+
+
+# --- saved runs (assay.load / Report.save): hostile paths and damaged or foreign files ------
+
+
+def _saved_run(name: str, *, compare: bool = False) -> str:
+    """A saved report (or comparison, with bootstrap replicates) at ``name`` in a temp dir."""
+    import assay
+
+    t = _table()
+    path = os.path.join(tmpdir(), name)
+    if compare:
+        d = toy(300)
+        t = pa.table({"y": d["y"], "a": d["p"], "b": np.clip(d["p"] + 0.05, 0, 1),
+                      "g": d["g"]})
+        res = assay.compare(t, label="y", scores={"a": "a", "b": "b"}, slices=["g"],
+                            bootstrap=20, seed=0)
+    else:
+        res = assay.evaluate(t, label="y", score="p", slices=["g"])
+    res.save(path)
+    return path
+
+
+def _load(path: Any) -> Any:
+    import assay
+
+    return assay.load(path)
+
+
+def _rewrite_meta(path: str, edit: Any) -> None:
+    """Rewrites the file's "assay" metadata through ``edit`` (bytes -> bytes)."""
+    t = pq.read_table(path)
+    meta = dict(t.schema.metadata or {})
+    meta[b"assay"] = edit(meta[b"assay"])
+    pq.write_table(t.replace_schema_metadata(meta), path)
+
+
+for _what, _obj, _words in (("int", 123, ["path", "int"]), ("none", None, ["path", "NoneType"]),
+                            ("bytes", b"run.assay.parquet", ["path", "bytes"]),
+                            ("empty", "", ["path"])):
+    add(f"saved-load-{_what}", lambda _o=_obj: _load(_o), expect="typed", words=_words)
+
+
+@case(expect="typed", words=["no-such-run", "no such file"])
+def saved_load_missing() -> None:
+    _load(os.path.join(tmpdir(), "no-such-run.assay.parquet"))
+
+
+@case(expect="typed", words=["fifo-run", "regular file"], timeout=30)
+def saved_load_fifo() -> None:
+    """A FIFO nobody writes to: refused at once, not a hang."""
+    path = os.path.join(tmpdir(), "fifo-run.assay.parquet")
+    os.mkfifo(path)
+    _load(path)
+
+
+@case(expect="typed", words=["rundir", "directory"])
+def saved_load_directory() -> None:
+    path = os.path.join(tmpdir(), "rundir")
+    os.mkdir(path)
+    _load(path)
+
+
+@case(expect="typed", words=["plain.parquet", "not a saved assay run"])
+def saved_load_plain_parquet() -> None:
+    path = os.path.join(tmpdir(), "plain.parquet")
+    pq.write_table(_table(), path)
+    _load(path)
+
+
+for _how in ("truncated", "garbage", "empty"):
+    def _damaged_run(_how: str = _how) -> None:
+        path = _saved_run(f"damaged-run-{_how}.assay.parquet")
+        raw = open(path, "rb").read()
+        raw = {"truncated": raw[: len(raw) // 2], "empty": b"",
+               "garbage": raw[:4] + bytes(len(raw) - 8) + raw[-4:]}[_how]
+        with open(path, "wb") as f:
+            f.write(raw)
+        _load(path)
+
+    add(f"saved-load-file-{_how}", _damaged_run, expect="typed", words=[f"damaged-run-{_how}"])
+
+
+for _what, _edit, _words in (
+        ("not-json", lambda b: b"{not json", ["meta-not-json", "not JSON"]),
+        ("json-list", lambda b: b"[1, 2]", ["meta-json-list", "JSON object"]),
+        ("newer", lambda b: b.replace(b'"format": 1', b'"format": 99'),
+         ["meta-newer", "format 99", "upgrade"]),
+        ("unknown-kind", lambda b: b.replace(b'"kind": "report"', b'"kind": "pie"'),
+         ["meta-unknown-kind", "pie"]),
+        ("no-metrics", lambda b: b.replace(b'"metrics"', b'"metricz"'),
+         ["meta-no-metrics", "damaged"])):
+    def _foreign(_what: str = _what, _edit: Any = _edit) -> None:
+        path = _saved_run(f"meta-{_what}.assay.parquet")
+        _rewrite_meta(path, _edit)
+        _load(path)
+
+    add(f"saved-load-meta-{_what}", _foreign, expect="typed", words=_words)
+
+
+@case(expect="typed", words=["replicates-cut", "damaged"])
+def saved_load_cut_replicates() -> None:
+    """A comparison whose replicate matrix lost bytes: refused, not reshaped into garbage."""
+    import json
+
+    path = _saved_run("replicates-cut.assay.parquet", compare=True)
+
+    def edit(raw: bytes) -> bytes:
+        meta = json.loads(raw)
+        meta["replicates"]["data"] = meta["replicates"]["data"][:-8]
+        return json.dumps(meta).encode()
+
+    _rewrite_meta(path, edit)
+    _load(path)
+
+
+@case(expect="typed", words=["missing-dir", "does not exist"])
+def saved_save_into_missing_directory() -> None:
+    import assay
+
+    rep = assay.evaluate(_table(), label="y", score="p")
+    rep.save(os.path.join(tmpdir(), "missing-dir", "run.assay.parquet"))
+
+
+@case(expect="typed", words=["savedir", "directory"])
+def saved_save_onto_directory() -> None:
+    import assay
+
+    path = os.path.join(tmpdir(), "savedir")
+    os.mkdir(path)
+    assay.evaluate(_table(), label="y", score="p").save(path)
+
+
+@case()
+def saved_round_trip_hostile_labels() -> None:
+    """Slice values with quotes, markup, newlines and non-ASCII survive save and load."""
+    import assay
+
+    vals = ['<script>alert("x")</script>', "a\nb", "naïve 'quote'", "\u202eevil", ""]
+    n = 300
+    d = toy(n)
+    t = pa.table({"y": d["y"], "p": d["p"], "g": [vals[i % len(vals)] for i in range(n)]})
+    rep = assay.evaluate(t, label="y", score="p", slices=["g"])
+    path = os.path.join(tmpdir(), "hostile.assay.parquet")
+    back = assay.load(rep.save(path))
+    check(back.table.equals(rep.table), "the loaded table differs from the saved one")
+    page = assay.html.render(back)
+    check("<script>alert" not in page, "a slice label reached the page unescaped")
