@@ -125,6 +125,82 @@ unsafe fn logits_avx2(scores: &[f64], out: &mut Vec<f64>) {
     logits_body(scores, out)
 }
 
+/// True when every row is a valid binary row: label 0 or 1, score finite and, when
+/// `probability`, in [0, 1]. One branch-free pass (AVX2 where the CPU has it) that answers
+/// for a whole piece; the caller's general loop finds and reports the offending row.
+pub fn binary_rows_valid(labels: &[f64], scores: &[f64], probability: bool) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { binary_rows_valid_avx2(labels, scores, probability) };
+        }
+    }
+    binary_rows_valid_body(labels, scores, probability)
+}
+
+#[inline(always)]
+fn binary_rows_valid_body(labels: &[f64], scores: &[f64], probability: bool) -> bool {
+    // Blocks of rows with an integer "bad" flag OR-ed per row: the loop vectorizes (a bool
+    // `fold` does not unroll as well), and a bad block ends the scan.
+    const BLOCK: usize = 1024;
+    let (lo, hi) = if probability {
+        (0.0, 1.0)
+    } else {
+        (f64::MIN, f64::MAX)
+    };
+    for (ys, ss) in labels.chunks(BLOCK).zip(scores.chunks(BLOCK)) {
+        let mut bad = 0u64;
+        for (y, s) in ys.iter().zip(ss) {
+            // `!(s >= lo && s <= hi)` is also true for NaN; infinities fall outside [MIN, MAX].
+            let ok = ((*y == 0.0) | (*y == 1.0)) & (*s >= lo) & (*s <= hi);
+            bad |= (!ok) as u64;
+        }
+        if bad != 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn binary_rows_valid_avx2(labels: &[f64], scores: &[f64], probability: bool) -> bool {
+    binary_rows_valid_body(labels, scores, probability)
+}
+
+/// True when every value lies in `[lo, hi]` (NaN never does): a piece's fast check of finite
+/// values (`[f64::MIN, f64::MAX]`), non-negative ones, or positive weights. One branch-free
+/// pass like [`binary_rows_valid`].
+pub fn all_within(values: &[f64], lo: f64, hi: f64) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { all_within_avx2(values, lo, hi) };
+        }
+    }
+    all_within_body(values, lo, hi)
+}
+
+#[inline(always)]
+fn all_within_body(values: &[f64], lo: f64, hi: f64) -> bool {
+    const BLOCK: usize = 1024;
+    values.chunks(BLOCK).all(|block| {
+        let mut bad = 0u64;
+        for v in block {
+            bad |= (!((*v >= lo) & (*v <= hi))) as u64;
+        }
+        bad == 0
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn all_within_avx2(values: &[f64], lo: f64, hi: f64) -> bool {
+    all_within_body(values, lo, hi)
+}
+
 /// One score's logit (the same function as [`logits`]).
 #[inline(always)]
 pub fn logit(s: f64) -> f64 {
@@ -145,6 +221,67 @@ pub fn sigmoid(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The piece checks against their row-by-row definitions, with each special value at
+    /// every position of inputs longer than a block (so a bad row in any block, at its
+    /// edges, and in the short tail, is seen), on both the AVX2 and the plain body.
+    #[test]
+    fn piece_checks_match_their_row_definitions() {
+        let specials = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            0.0,
+            1.0,
+            0.5,
+            2.0,
+            -1e-300,
+            f64::from_bits(1),
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+        ];
+        let n = 2 * 1024 + 37;
+        let probe = [0, 1, 1023, 1024, 1025, 2047, 2048, n - 1];
+        for &v in &specials {
+            for &at in &probe {
+                let mut scores = vec![0.25; n];
+                let mut labels = vec![1.0; n];
+                scores[at] = v;
+                labels[(at + 5) % n] = 0.0;
+                for prob in [false, true] {
+                    let want = labels.iter().zip(&scores).all(|(y, s)| {
+                        (*y == 0.0 || *y == 1.0)
+                            && s.is_finite()
+                            && (!prob || (0.0..=1.0).contains(s))
+                    });
+                    assert_eq!(binary_rows_valid(&labels, &scores, prob), want, "{v} at {at}");
+                    assert_eq!(binary_rows_valid_body(&labels, &scores, prob), want);
+                }
+                let want = |lo: f64, hi: f64| scores.iter().all(|x| *x >= lo && *x <= hi);
+                for (lo, hi) in [
+                    (f64::MIN, f64::MAX),
+                    (0.0, f64::INFINITY),
+                    (f64::from_bits(1), f64::MAX),
+                    (f64::MIN_POSITIVE, f64::MAX),
+                ] {
+                    assert_eq!(all_within(&scores, lo, hi), want(lo, hi), "{v} at {at}");
+                    assert_eq!(all_within_body(&scores, lo, hi), want(lo, hi));
+                }
+                // A bad label anywhere is seen too.
+                let mut labels = vec![0.0; n];
+                labels[at] = if v == 0.0 || v == 1.0 { 0.5 } else { v };
+                assert!(!binary_rows_valid(&labels, &vec![0.5; n], false));
+            }
+        }
+        assert!(binary_rows_valid(&[], &[], true));
+        assert!(all_within(&[], 0.0, 1.0));
+        // The weight checks: positive finite (subnormals too), and positive normal.
+        assert!(!all_within(&[0.0], f64::from_bits(1), f64::MAX));
+        assert!(all_within(&[f64::from_bits(1)], f64::from_bits(1), f64::MAX));
+        assert!(!all_within(&[f64::from_bits(1)], f64::MIN_POSITIVE, f64::MAX));
+    }
 
     #[test]
     fn ln_is_within_an_ulp_of_the_library() {

@@ -721,20 +721,17 @@ fn lean_fast_piece(
     if !no_nulls {
         return false;
     }
-    let prob = plan.need_probability;
-    let rows_ok = labels.iter().zip(scores).fold(true, |ok, (y, s)| {
-        let in_range = !prob | ((*s >= 0.0) & (*s <= 1.0));
-        ok & ((*y == 0.0) | (*y == 1.0)) & s.is_finite() & in_range
-    });
+    let rows_ok = crate::fastmath::binary_rows_valid(labels, scores, plan.need_probability);
     // Scaled weights must stay normal (see the general loop, which reports the ones that do not).
     let scaled = cols.weight_scale.exp != 0;
-    let weights_ok = weights.is_none_or(|w| {
-        if scaled {
-            w.iter().fold(true, |ok, v| ok & v.is_normal() & (*v > 0.0))
-        } else {
-            w.iter().fold(true, |ok, v| ok & (*v > 0.0) & v.is_finite())
-        }
-    });
+    // Positive and finite: at least the least subnormal; positive and normal: at least
+    // MIN_POSITIVE.
+    let least = if scaled {
+        f64::MIN_POSITIVE
+    } else {
+        f64::from_bits(1)
+    };
+    let weights_ok = weights.is_none_or(|w| crate::fastmath::all_within(w, least, f64::MAX));
     if !(rows_ok && weights_ok) {
         return false;
     }

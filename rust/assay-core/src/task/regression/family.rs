@@ -7,6 +7,7 @@ use arrow_buffer::NullBuffer;
 use super::tweedie_domain;
 use crate::bootstrap::CiMethod;
 use crate::error::{invalid, AssayError, Result};
+use crate::fastmath::all_within;
 use crate::input::{check_numeric_type, column_index, f64_view, u64_values, validity};
 use crate::metrics::{Family, Metric};
 use crate::piece::{row_id, valid_weight, Piece, PieceScratch};
@@ -364,8 +365,8 @@ fn update_piece(
         n.as_ref()
             .is_none_or(|b| b.slice(lo, hi - lo).null_count() == 0)
     };
-    let finite = |v: &[f64]| v.iter().fold(true, |a, x| a & x.is_finite());
-    let non_negative = |v: &[f64]| v.iter().fold(true, |a, x| a & (*x >= 0.0));
+    let finite = |v: &[f64]| all_within(v, f64::MIN, f64::MAX);
+    let non_negative = |v: &[f64]| all_within(v, 0.0, f64::INFINITY);
     let clean = no_nulls(&cols.label_nulls)
         && cols.scores.iter().all(|(_, nl)| no_nulls(nl))
         && cols.row_id.as_ref().is_none_or(|(_, nl)| no_nulls(nl))
@@ -381,11 +382,10 @@ fn update_piece(
         })
         && match (&raw_weights, &weights, &cols.weight) {
             (Some(raw), Some(w), Some((_, nl))) => {
+                // Positive and finite; scaled, normal too.
                 no_nulls(nl)
-                    && raw
-                        .iter()
-                        .fold(true, |a, v| a & (*v > 0.0 && v.is_finite()))
-                    && (cols.weight_scale.exp == 0 || w.iter().fold(true, |a, v| a & v.is_normal()))
+                    && all_within(raw, f64::from_bits(1), f64::MAX)
+                    && (cols.weight_scale.exp == 0 || all_within(w, f64::MIN_POSITIVE, f64::MAX))
             }
             _ => true,
         }
