@@ -588,25 +588,67 @@ impl<'a> Strings<'a> {
 }
 
 /// Maps every row of a dictionary array through `table` (the global ids of its values).
+/// The keys are read in their own integer type (no widened copy of them); a key outside
+/// `table` (only a null slot may hold one: imported arrays have their keys checked) maps to
+/// id 0 rather than panicking.
 fn remap_dictionary(
     array: &ArrayRef,
     table: &[u32],
     null_id: impl FnOnce() -> u32,
     out: &mut [u32],
 ) {
+    let DataType::Dictionary(key_type, _) = array.data_type() else {
+        unreachable!("remap_dictionary takes a dictionary array")
+    };
     let dict = array.as_any_dictionary();
-    let keys = dict.normalized_keys();
     let nulls = dict.keys().logical_nulls().filter(|n| n.null_count() > 0);
     let null = nulls.as_ref().map(|_| null_id());
-    out.par_iter_mut()
-        .zip(keys.par_iter())
-        .enumerate()
-        .for_each(|(i, (o, k))| {
-            *o = match (&nulls, null) {
-                (Some(n), Some(nid)) if n.is_null(i) => nid,
-                _ => table[*k],
-            };
-        });
+    macro_rules! remap {
+        ($($dt:ident => $t:ty),*) => {
+            match key_type.as_ref() {
+                $(DataType::$dt => {
+                    let keys = array.as_dictionary::<$t>().keys().values();
+                    map_keys(keys, table, nulls.as_ref().zip(null), out);
+                })*
+                other => unreachable!("dictionary keys of type {other}"),
+            }
+        };
+    }
+    remap!(Int8 => Int8Type, Int16 => Int16Type, Int32 => Int32Type, Int64 => Int64Type,
+           UInt8 => UInt8Type, UInt16 => UInt16Type, UInt32 => UInt32Type,
+           UInt64 => UInt64Type);
+}
+
+/// `out[i] = table[keys[i]]`, or the null id for null slots.
+fn map_keys<K: Copy + TryInto<usize> + Send + Sync>(
+    keys: &[K],
+    table: &[u32],
+    nulls: Option<(&arrow_buffer::NullBuffer, u32)>,
+    out: &mut [u32],
+) {
+    let id = |k: K| {
+        k.try_into()
+            .ok()
+            .and_then(|k: usize| table.get(k).copied())
+            .unwrap_or(0)
+    };
+    match nulls {
+        None => out
+            .par_chunks_mut(ENCODE_CHUNK)
+            .zip(keys.par_chunks(ENCODE_CHUNK))
+            .for_each(|(o, k)| {
+                for (o, k) in o.iter_mut().zip(k) {
+                    *o = id(*k);
+                }
+            }),
+        Some((nulls, nid)) => out
+            .par_iter_mut()
+            .zip(keys.par_iter())
+            .enumerate()
+            .for_each(|(i, (o, k))| {
+                *o = if nulls.is_null(i) { nid } else { id(*k) };
+            }),
+    }
 }
 
 fn encode_strings(
