@@ -256,7 +256,11 @@ mod tests {
                             && s.is_finite()
                             && (!prob || (0.0..=1.0).contains(s))
                     });
-                    assert_eq!(binary_rows_valid(&labels, &scores, prob), want, "{v} at {at}");
+                    assert_eq!(
+                        binary_rows_valid(&labels, &scores, prob),
+                        want,
+                        "{v} at {at}"
+                    );
                     assert_eq!(binary_rows_valid_body(&labels, &scores, prob), want);
                 }
                 let want = |lo: f64, hi: f64| scores.iter().all(|x| *x >= lo && *x <= hi);
@@ -279,8 +283,16 @@ mod tests {
         assert!(all_within(&[], 0.0, 1.0));
         // The weight checks: positive finite (subnormals too), and positive normal.
         assert!(!all_within(&[0.0], f64::from_bits(1), f64::MAX));
-        assert!(all_within(&[f64::from_bits(1)], f64::from_bits(1), f64::MAX));
-        assert!(!all_within(&[f64::from_bits(1)], f64::MIN_POSITIVE, f64::MAX));
+        assert!(all_within(
+            &[f64::from_bits(1)],
+            f64::from_bits(1),
+            f64::MAX
+        ));
+        assert!(!all_within(
+            &[f64::from_bits(1)],
+            f64::MIN_POSITIVE,
+            f64::MAX
+        ));
     }
 
     #[test]
