@@ -127,6 +127,30 @@ def test_invalid_values_in_a_column_the_job_reads_are_a_schema_error():
     assert table.column("n")[0].as_py() == 2
 
 
+@pytest.mark.parametrize("large", [False, True])
+@pytest.mark.parametrize("offsets, data, ok", [
+    ([0, 2, 4], "éa".encode() + b"b", True),         # multi-byte text, valid cuts
+    ([0, 1, 2], "é".encode(), False),                 # a cut inside a character
+    ([0, 1, 2], b"a\xff", False),                    # a byte that is never UTF-8
+    ([0, 2, 1], b"abc", False),                       # offsets that run backwards
+    ([0, 7, 3], b"abcdefghij", False),                # an offset past the span
+    ([1, 2, 3], b"\xffab", True),                    # invalid bytes outside the span
+])
+def test_string_columns_are_checked_like_arrow_does(offsets, data, ok, large):
+    """The fast string check (the whole span decoded at once, offsets on character
+    boundaries) accepts and refuses what arrow's full validation does."""
+    typ, dt = (pa.large_string(), np.int64) if large else (pa.string(), np.int32)
+    arr = pa.Array.from_buffers(typ, 2, [None, pa.py_buffer(np.array(offsets, dtype=dt)
+                                                             .tobytes()), pa.py_buffer(data)])
+    t = pa.table({"y": [0, 1], "p": [0.1, 0.9], "c": arr})
+    if ok:
+        table, *_ = _evaluate(t, [[("c", None)]])
+        assert table.column("n").to_pylist()[0] == 2
+    else:
+        with pytest.raises(assay.SchemaError, match="invalid data in column \"c\""):
+            _evaluate(t, [[("c", None)]])
+
+
 def test_a_stream_error_names_the_batch_and_the_producers_message():
     def batches():
         yield _good()

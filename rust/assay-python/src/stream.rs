@@ -245,7 +245,7 @@ impl Stream {
             .map_err(|e| mismatch(index, "", e))?;
             for (i, column) in batch.columns().iter().enumerate() {
                 if self.read.as_ref().is_none_or(|r| r.get(i) == Some(&true)) {
-                    column.to_data().validate_full().map_err(|e| {
+                    validate_values(column).map_err(|e| {
                         let name = self.schema.field(i).name();
                         AssayError::Schema {
                             column: name.clone(),
@@ -264,6 +264,56 @@ impl Stream {
             Err(p) => Err(mismatch(index, "", panic_message(&*p))),
         }
     }
+}
+
+/// Validates a column's values in full (offsets, dictionary keys, UTF-8), as
+/// `ArrayData::validate_full` does. Plain string columns, the common slice columns, take a
+/// faster check first (`validate_full` decodes each string on its own; this checks the
+/// offsets, decodes the values they span at once, and checks every offset falls on a
+/// character boundary); if that check fails, `validate_full` has the last word and the
+/// message.
+fn validate_values(column: &arrow_array::ArrayRef) -> Result<(), ArrowError> {
+    use arrow_array::cast::AsArray;
+    let fast = match column.data_type() {
+        DataType::Utf8 => {
+            let a = column.as_string::<i32>();
+            strings_valid(a.value_offsets(), a.value_data())
+        }
+        DataType::LargeUtf8 => {
+            let a = column.as_string::<i64>();
+            strings_valid(a.value_offsets(), a.value_data())
+        }
+        _ => false,
+    };
+    if fast {
+        return Ok(());
+    }
+    column.to_data().validate_full()
+}
+
+/// True when `offsets` are non-decreasing, lie within `values`, and cut the UTF-8 text they
+/// span at character boundaries (so every string is valid UTF-8).
+fn strings_valid<O: arrow_array::OffsetSizeTrait>(offsets: &[O], values: &[u8]) -> bool {
+    let (Some(first), Some(last)) = (offsets.first(), offsets.last()) else {
+        return false;
+    };
+    let (Some(first), Some(last)) = (first.to_usize(), last.to_usize()) else {
+        return false; // a negative offset
+    };
+    if first > last || last > values.len() {
+        return false;
+    }
+    let decreasing = offsets.windows(2).fold(false, |bad, w| bad | (w[1] < w[0]));
+    if decreasing {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(&values[first..last]) else {
+        return false;
+    };
+    // Non-decreasing from `first` to `last`: every offset lies in [first, last].
+    offsets
+        .iter()
+        .all(|o| text.is_char_boundary(o.as_usize() - first))
 }
 
 /// Child `i` of `raw`, None when the pointers are null or `i` is out of range.
