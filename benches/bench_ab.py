@@ -8,8 +8,14 @@ each build (several rounds, then take each job's best), e.g.::
 
 RESULTS.md ("Task-family seam") records such a comparison. Not a comparison with peers: see the
 other benches for those.
+
+``--evaluate`` times instead the jobs of ``bench_evaluate.py``'s 10M-row table (one-pass, exact
+ROC-AUC, 100 slices, 4 means x 100 slices, streamed, a 16-shard split job) and the 10M-row
+regression job of ``bench_regression.py``, best of 5: RESULTS.md ("Performance pass") records
+such a comparison.
 """
 
+import sys
 import time
 
 import numpy as np
@@ -56,8 +62,48 @@ jobs = {
     "ranking default": lambda: assay.evaluate(rk, task="ranking", **RK),
 }
 
+if "--evaluate" in sys.argv[1:]:
+    import bench_evaluate
+    import bench_regression
+
+    t, _, _ = bench_evaluate.load_data(10_000_000)
+    reg10 = bench_regression.generate(10_000_000)
+    ONE = ["base_rate", "prediction_rate", "accuracy", "balanced_accuracy", "precision",
+           "recall", "specificity", "fpr", "fnr", "f1", "mcc", "log_loss", "brier"]
+    KW = dict(label="y", score="p", slices=["seg"], metrics=None)
+    spec = assay.Spec(**KW)
+    cuts = [(i * t.num_rows // 16, (i + 1) * t.num_rows // 16) for i in range(16)]
+
+    def split() -> None:
+        states = []
+        for lo, hi in cuts:
+            blob = spec.accumulate(t.slice(lo, hi - lo), row_offset=lo).to_bytes()
+            states.append(assay.PartialState.from_bytes(blob))
+        assay.merge(states).finalize()
+
+    jobs = {
+        "13 one-pass metrics, overall":
+            lambda: assay.evaluate(t, label="y", score="p", metrics=ONE),
+        "exact ROC-AUC, overall":
+            lambda: assay.evaluate(t, label="y", score="p", metrics=["roc_auc"]),
+        "15 metrics x 100 slices": lambda: assay.evaluate(t, **KW),
+        "4 means x 100 slices":
+            lambda: assay.evaluate(t, label="y", score="p", slices=["seg"],
+                                   metrics=["base_rate", "prediction_rate", "brier", "log_loss"]),
+        "streamed 15 x 100 slices (64k batches)":
+            lambda: assay.evaluate(pa.RecordBatchReader.from_batches(
+                t.schema, t.to_batches(max_chunksize=65536)), **KW),
+        "split job, 16 shards": split,
+        "regression, 11 metrics x 100 slices":
+            lambda: assay.evaluate(reg10, task="regression", label="y", prediction="pred",
+                                   slices=["seg"], metrics=bench_regression.METRICS),
+    }
+    best_of = 5
+else:
+    best_of = 7
+
 for name, f in jobs.items():
     try:
-        print(f"{name}\t{best(f):.4f}", flush=True)
+        print(f"{name}\t{best(f, best_of):.4f}", flush=True)
     except Exception as e:
         print(f"{name}\tERROR {type(e).__name__}: {e}", flush=True)
