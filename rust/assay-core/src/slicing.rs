@@ -1161,6 +1161,16 @@ impl Slicer {
 mod tests {
     use super::*;
 
+    /// A small deterministic generator for the randomized tests below.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// The short-string path gives the ids of the general one (first appearance, nulls a value
     /// of their own), for strings on both sides of the 15-byte limit, empty strings, strings
     /// that differ only in length or in their last byte, strings at the very end of the
@@ -1168,13 +1178,7 @@ mod tests {
     #[test]
     fn short_string_keys_match_the_general_path() {
         use arrow_array::{LargeStringArray, StringArray};
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let pool: Vec<String> = vec![
             "".into(),
             "a".into(),
@@ -1287,13 +1291,7 @@ mod tests {
     fn edges_from_the_order_statistics_they_read_equal_edges_from_all_values() {
         // What a distributed engine does: fetch only the ranks `bin_edge_ranks` names, then
         // place the edges from them. Any other rank asked for is a bug (it would not be there).
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for trial in 0..300 {
             let len = 1 + (next() % 200) as usize;
             let distinct = 1 + next() % 40;
