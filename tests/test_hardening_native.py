@@ -151,6 +151,37 @@ def test_string_columns_are_checked_like_arrow_does(offsets, data, ok, large):
             _evaluate(t, [[("c", None)]])
 
 
+@pytest.mark.parametrize("key_type", [pa.int8(), pa.int32(), pa.uint16(), pa.int64()])
+@pytest.mark.parametrize("keys, nulls, values, ok", [
+    ([0, 1, 1], None, pa.array(["a", "é"]), True),
+    ([0, 2, 1], None, pa.array(["a", "b"]), False),            # a key past the values
+    ([0, -1, 1], None, pa.array(["a", "b"]), False),           # a negative key
+    ([0, 7, 1], [True, False, True], pa.array(["a", "b"]), True),  # in a null slot: allowed
+    ([0, 1, 1], None, "bad-utf8", False),                      # invalid values
+])
+def test_dictionary_columns_are_checked_like_arrow_does(keys, nulls, values, ok, key_type):
+    """The fast dictionary check (keys against the dictionary's length in one pass, then the
+    values) accepts and refuses what arrow's full validation does."""
+    if pa.types.is_unsigned_integer(key_type) and min(keys) < 0:
+        pytest.skip("no negative keys in an unsigned type")
+    if isinstance(values, str):
+        values = pa.Array.from_buffers(pa.string(), 2, [
+            None, pa.py_buffer(np.array([0, 1, 2], dtype=np.int32).tobytes()),
+            pa.py_buffer(b"a\xff")])
+    np_type = key_type.to_pandas_dtype()
+    validity = None if nulls is None else pa.array(nulls).buffers()[1]
+    idx = pa.Array.from_buffers(key_type, 3, [validity,
+                                              pa.py_buffer(np.array(keys, np_type).tobytes())])
+    col = pa.DictionaryArray.from_arrays(idx, values, safe=False)
+    t = pa.table({"y": [0, 1, 1], "p": [0.1, 0.9, 0.8], "c": col})
+    if ok:
+        table, *_ = _evaluate(t, [[("c", None)]])
+        assert table.column("n").to_pylist()[0] == 3
+    else:
+        with pytest.raises(assay.SchemaError, match="invalid data in column \"c\""):
+            _evaluate(t, [[("c", None)]])
+
+
 def test_a_stream_error_names_the_batch_and_the_producers_message():
     def batches():
         yield _good()

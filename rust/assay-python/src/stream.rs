@@ -267,11 +267,13 @@ impl Stream {
 }
 
 /// Validates a column's values in full (offsets, dictionary keys, UTF-8), as
-/// `ArrayData::validate_full` does. Plain string columns, the common slice columns, take a
-/// faster check first (`validate_full` decodes each string on its own; this checks the
-/// offsets, decodes the values they span at once, and checks every offset falls on a
-/// character boundary); if that check fails, `validate_full` has the last word and the
-/// message.
+/// `ArrayData::validate_full` does. Plain string columns and dictionary columns without null
+/// keys, the common slice columns, take a faster check first (`validate_full` decodes each
+/// string on its own, and checks each key through a generic accessor; this checks the
+/// offsets, decodes the values they span at once and checks every offset falls on a
+/// character boundary, and compares each key with the dictionary's length in one vectorized
+/// pass, then checks the dictionary's values the same way); if that check fails,
+/// `validate_full` has the last word and the message.
 fn validate_values(column: &arrow_array::ArrayRef) -> Result<(), ArrowError> {
     use arrow_array::cast::AsArray;
     let fast = match column.data_type() {
@@ -283,6 +285,10 @@ fn validate_values(column: &arrow_array::ArrayRef) -> Result<(), ArrowError> {
             let a = column.as_string::<i64>();
             strings_valid(a.value_offsets(), a.value_data())
         }
+        DataType::Dictionary(_, _) => {
+            dictionary_keys_valid(column)
+                && validate_values(column.as_any_dictionary().values()).is_ok()
+        }
         _ => false,
     };
     let data = column.to_data();
@@ -293,6 +299,40 @@ fn validate_values(column: &arrow_array::ArrayRef) -> Result<(), ArrowError> {
         return data.validate();
     }
     data.validate_full()
+}
+
+/// True when a dictionary array has no null keys and every key indexes its values.
+fn dictionary_keys_valid(column: &arrow_array::ArrayRef) -> bool {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    let dict = column.as_any_dictionary();
+    let keys = dict.keys();
+    if keys.null_count() > 0 {
+        return false; // null slots may hold any key: validate_full skips them
+    }
+    let n = dict.values().len();
+    macro_rules! check {
+        ($($dt:ident => $t:ty),*) => {
+            match keys.data_type() {
+                $(DataType::$dt => keys_below(keys.as_primitive::<$t>().values(), n),)*
+                _ => false,
+            }
+        };
+    }
+    check!(Int8 => Int8Type, Int16 => Int16Type, Int32 => Int32Type, Int64 => Int64Type,
+           UInt8 => UInt8Type, UInt16 => UInt16Type, UInt32 => UInt32Type,
+           UInt64 => UInt64Type)
+}
+
+/// True when every key is in `0..n` (a negative key, cast to `usize`, is far above `n`).
+fn keys_below<K: arrow_array::ArrowNativeTypeOp>(keys: &[K], n: usize) -> bool {
+    keys.chunks(4096).all(|block| {
+        let mut bad = false;
+        for k in block {
+            bad |= k.as_usize() >= n;
+        }
+        !bad
+    })
 }
 
 /// True when `offsets` are non-decreasing, lie within `values`, and cut the UTF-8 text they
