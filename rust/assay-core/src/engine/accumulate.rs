@@ -98,9 +98,10 @@ pub(crate) fn compact_kept_rows(
 ) {
     let plan = Plan::new(spec, state.slicer.n_specs(), false);
     let compact = plan.compactable;
+    let n_ids = state.n_ids();
     pool.install(|| {
         for r in state.rank.iter_mut() {
-            if compact && r.row_keys.is_empty() && r.compaction_pays() {
+            if compact && r.row_keys.is_empty() && r.compaction_pays(&n_ids[1..]) {
                 r.sort_compact(true);
             }
         }

@@ -430,57 +430,134 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-impl RankRows {
-    /// An estimate (HyperLogLog) of the distinct (score, slice ids, label) entries among the
-    /// rows. The registers fold by maximum, so the estimate does not depend on the threads.
-    pub fn distinct_estimate(&self) -> f64 {
-        let m = 1usize << HLL_BITS;
-        let n = self.len();
-        let hash = |i: usize| {
-            let s = self.scores[i];
-            let s = if s == 0.0 { 0.0 } else { s };
-            let mut h = mix(s.to_bits() ^ (self.labels[i] as u64) << 63);
-            for (k, ids) in self.ids.iter().enumerate() {
-                h = mix(h ^ ((k as u64) << 40 | ids[i] as u64));
-            }
-            h
-        };
-        let regs = (0..n.div_ceil(1 << 16))
-            .into_par_iter()
-            .map(|c| {
-                let mut r = vec![0u8; m];
-                for i in c << 16..((c + 1) << 16).min(n) {
-                    let h = hash(i);
-                    let at = (h >> (64 - HLL_BITS)) as usize;
-                    let rank = ((h << HLL_BITS) | 1 << (HLL_BITS - 1)).leading_zeros() as u8 + 1;
-                    r[at] = r[at].max(rank);
-                }
-                r
-            })
-            .reduce(
-                || vec![0u8; m],
-                |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(&b) {
-                        *x = (*x).max(*y);
-                    }
-                    a
-                },
-            );
-        let mf = m as f64;
-        let sum: f64 = regs.iter().map(|r| 2f64.powi(-(*r as i32))).sum();
+/// Rows per HyperLogLog task; registers of tasks fold by maximum.
+const HLL_TASK_ROWS: usize = 1 << 15;
+/// The estimate is checked after each of about this many equal steps of the rows.
+const HLL_STEPS: usize = 16;
+
+/// HyperLogLog registers and the estimate they give.
+struct Hll(Vec<u8>);
+
+impl Hll {
+    fn new() -> Hll {
+        Hll(vec![0u8; 1 << HLL_BITS])
+    }
+
+    #[inline(always)]
+    fn add(&mut self, h: u64) {
+        let at = (h >> (64 - HLL_BITS)) as usize;
+        let rank = ((h << HLL_BITS) | 1 << (HLL_BITS - 1)).leading_zeros() as u8 + 1;
+        let r = &mut self.0[at];
+        *r = (*r).max(rank);
+    }
+
+    fn fold(mut self, other: Hll) -> Hll {
+        for (x, y) in self.0.iter_mut().zip(&other.0) {
+            *x = (*x).max(*y);
+        }
+        self
+    }
+
+    fn estimate(&self) -> f64 {
+        let mf = self.0.len() as f64;
+        let sum: f64 = self.0.iter().map(|r| 2f64.powi(-(*r as i32))).sum();
         let raw = 0.7213 / (1.0 + 1.079 / mf) * mf * mf / sum;
-        let zeros = regs.iter().filter(|r| **r == 0).count();
+        let zeros = self.0.iter().filter(|r| **r == 0).count();
         if raw <= 2.5 * mf && zeros > 0 {
             mf * (mf / zeros as f64).ln() // linear counting for small sets
         } else {
             raw
         }
     }
+}
+
+impl RankRows {
+    /// The HyperLogLog registers of the distinct (score, slice ids, label) entries of rows
+    /// `lo..hi`. One SplitMix round per row: the label and slice ids are packed into one word
+    /// (mixed in one id at a time where they do not fit 63 bits), spread by an odd multiplier
+    /// and added to the score's bits.
+    fn hll_of(&self, lo: usize, hi: usize, bits: Option<&[u32]>) -> Hll {
+        const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut regs = Hll::new();
+        let score = |i: usize| {
+            let s = self.scores[i];
+            // (-0.0 and 0.0 are one score.)
+            (if s == 0.0 { 0.0 } else { s }).to_bits()
+        };
+        match (bits, self.ids.as_slice()) {
+            (Some(_), []) => {
+                for (i, l) in (lo..hi).zip(&self.labels[lo..hi]) {
+                    regs.add(mix(score(i).wrapping_add((*l as u64).wrapping_mul(SPREAD))));
+                }
+            }
+            (Some(_), [ids]) => {
+                let rows = (lo..hi).zip(&self.labels[lo..hi]).zip(&ids[lo..hi]);
+                for ((i, l), id) in rows {
+                    let tag = (*id as u64) << 1 | *l as u64;
+                    regs.add(mix(score(i).wrapping_add(tag.wrapping_mul(SPREAD))));
+                }
+            }
+            (Some(bits), _) => {
+                for i in lo..hi {
+                    let mut tag = self.labels[i] as u64;
+                    let mut at = 1;
+                    for (ids, b) in self.ids.iter().zip(bits) {
+                        tag |= (ids[i] as u64) << at;
+                        at += b;
+                    }
+                    regs.add(mix(score(i).wrapping_add(tag.wrapping_mul(SPREAD))));
+                }
+            }
+            (None, _) => {
+                for i in lo..hi {
+                    let mut h = mix(score(i) ^ (self.labels[i] as u64) << 63);
+                    for (k, ids) in self.ids.iter().enumerate() {
+                        h = mix(h ^ ((k as u64) << 40 | ids[i] as u64));
+                    }
+                    regs.add(h);
+                }
+            }
+        }
+        regs
+    }
+
+    /// Whether the rows hold at most `limit` distinct (score, slice ids, label) entries, by a
+    /// HyperLogLog estimate (about 1.6% standard error). The registers fold by maximum, and
+    /// the rows are read in fixed steps of [`HLL_CHECK_ROWS`]: the answer does not depend on
+    /// the threads. The count of a prefix is a lower bound of the whole's, so the estimate
+    /// stops after the first of about [`HLL_STEPS`] steps whose rows already hold a tenth more
+    /// than `limit` (rows of mostly distinct scores: about half of them are read).
+    fn distinct_at_most(&self, limit: f64, n_ids: &[usize]) -> bool {
+        let n = self.len();
+        let id_bits: Vec<u32> = n_ids
+            .iter()
+            .map(|k| usize::BITS - k.saturating_sub(1).leading_zeros())
+            .collect();
+        let bits = (id_bits.iter().sum::<u32>() < 64).then_some(id_bits.as_slice());
+        let step_rows = n.div_ceil(HLL_STEPS).next_multiple_of(HLL_TASK_ROWS);
+        let mut regs = Hll::new();
+        for step in (0..n).step_by(step_rows) {
+            let end = (step + step_rows).min(n);
+            let tasks = (end - step).div_ceil(HLL_TASK_ROWS);
+            let part = (0..tasks)
+                .into_par_iter()
+                .map(|t| {
+                    let lo = step + t * HLL_TASK_ROWS;
+                    self.hll_of(lo, (lo + HLL_TASK_ROWS).min(end), bits)
+                })
+                .reduce(Hll::new, Hll::fold);
+            regs = regs.fold(part);
+            if end < n && regs.estimate() > 1.1 * limit {
+                return false;
+            }
+        }
+        regs.estimate() <= limit
+    }
 
     /// Whether sorting and compacting these rows would at least halve them (see
-    /// [`COMPACTION_GAIN`]).
-    pub fn compaction_pays(&self) -> bool {
-        !self.is_empty() && self.distinct_estimate() <= COMPACTION_GAIN * self.len() as f64
+    /// [`COMPACTION_GAIN`]). `n_ids`: each slice spec's id count (ids lie below it).
+    pub fn compaction_pays(&self, n_ids: &[usize]) -> bool {
+        !self.is_empty() && self.distinct_at_most(COMPACTION_GAIN * self.len() as f64, n_ids)
     }
 }
 
@@ -716,6 +793,58 @@ mod tests {
             Vec::new()
         };
         rows(&scores, &labels, &ids, &w)
+    }
+
+    /// Rows of `n` entries cycling through `distinct` (score, slice, label) entries.
+    fn cycled(n: usize, distinct: usize, specs: usize) -> RankRows {
+        let e = |i: usize| i % distinct;
+        RankRows {
+            scores: (0..n).map(|i| (e(i) / 10) as f64 * 1e-3).collect(),
+            labels: (0..n).map(|i| (e(i) % 2) as u8).collect(),
+            weights: Vec::new(),
+            ids: (0..specs)
+                .map(|k| (0..n).map(|i| (e(i) % 10 / 2 + k) as u32).collect())
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn compaction_pays_follows_the_distinct_entries_for_any_threads() {
+        let n = 300_000;
+        for specs in [0, 1, 3] {
+            // Ids of each spec below 8 (packed), or below 2^30 (three specs do not fit 64 bits
+            // beside the label: mixed in one at a time).
+            for n_ids in [8usize, 1 << 30] {
+                let n_ids = vec![n_ids; specs];
+                for (distinct, pays) in [(1, true), (1_000, true), (n / 3, true), (n, false)] {
+                    let r = cycled(n, distinct, specs);
+                    // (Without slices, `cycled`'s entries are a fifth of `distinct`: they
+                    // always compact.)
+                    let want = pays || specs == 0;
+                    for threads in [1, 2, 3] {
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .build()
+                            .unwrap();
+                        let got = pool.install(|| r.compaction_pays(&n_ids));
+                        assert_eq!(
+                            got, want,
+                            "{specs} specs, {distinct} distinct entries, {threads} threads"
+                        );
+                    }
+                }
+            }
+        }
+        // Mostly distinct scores, just over the limit or well under it.
+        let mut s = 7;
+        let distinct: Vec<f64> = (0..n).map(|_| lcg(&mut s) as f64).collect();
+        let r = rows(&distinct, &vec![0; n], &vec![0; n], &[]);
+        assert!(!r.compaction_pays(&[1]));
+        let halves: Vec<f64> = (0..n).map(|i| distinct[i % (n / 3)]).collect();
+        let r = rows(&halves, &vec![0; n], &vec![0; n], &[]);
+        assert!(r.compaction_pays(&[1]));
+        assert!(!RankRows::with_specs(1).compaction_pays(&[1]));
     }
 
     #[test]
