@@ -364,7 +364,7 @@ where
                             free.pop().unwrap_or_default()
                         }
                     };
-                    st.resize(&all_ids, plan.shape);
+                    st.resize_logged(&all_ids, plan.shape);
                     let rk = windows
                         .iter_mut()
                         .map(|w| w.next().expect("a window per piece"))
@@ -436,7 +436,7 @@ where
                     written[m].push(win.at);
                 }
                 if (at + *hi as u64) % CHUNK_ROWS == 0 {
-                    total.merge(&st);
+                    pool.install(|| total.merge_chunk(&st));
                     st.clear();
                     free.push(st);
                 } else {
@@ -465,7 +465,7 @@ where
         rows += len as u64;
     }
     if let Some(st) = open.take() {
-        total.merge(&st);
+        pool.install(|| total.merge_chunk(&st));
     }
     let n_ids: Vec<usize> = std::iter::once(1)
         .chain((0..n_specs).map(|s| slicer.n_ids(s)))
@@ -670,7 +670,7 @@ fn update_piece<const LEAN: bool>(
                 let id = if k == 0 { 0 } else { ids[k - 1][i] as usize };
                 st.counts[id].add(yb, pred, w, ll, br);
                 if bins > 0 {
-                    st.hist[(id * bins + hist_bin) * 2 + yb as usize] += w;
+                    st.hist_add((id * bins + hist_bin) * 2 + yb as usize, w);
                 }
                 if !LEAN && plan.shape.moments {
                     st.moments[id].add(yb, pred, w, ll, br);
@@ -794,7 +794,10 @@ fn lean_fast_piece(
             for j in 0..n {
                 let s = scores[j];
                 let b = ((s * bins as f64) as usize).min(bins - 1);
-                st.hist[(id_of(j) * bins + b) * 2 + (labels[j] == 1.0) as usize] += w_at(j);
+                st.hist_add(
+                    (id_of(j) * bins + b) * 2 + (labels[j] == 1.0) as usize,
+                    w_at(j),
+                );
             }
         }
         if shape.calib_bins > 0 {

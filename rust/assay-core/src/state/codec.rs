@@ -532,6 +532,9 @@ fn read_slice_states(r: &mut Reader, layout: StateShape) -> Result<SliceStates> 
         fam: r.f64s()?,
         fam_reps: r.f64s()?,
         layout,
+        hist_log: Vec::new(),
+        hist_log_w: Vec::new(),
+        hist_logged: false,
     })
 }
 
