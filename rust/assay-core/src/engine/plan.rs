@@ -264,11 +264,17 @@ pub fn check_state_size(n_ids: &[usize], plan: &Plan, pieces: usize) -> Result<(
     let family = 8 * (crate::task::block_len(&sh) + crate::task::rep_block_len(&sh));
     let per_id = family
         + std::mem::size_of::<crate::state::BinaryCounts>()
-        + 8 * (REP_ROWS * sh.slots + 2 * sh.hist_bins)
+        + 8 * REP_ROWS * sh.slots
         + 8 * sh.calib_bins * (BIN_FIELDS + REP_BIN_FIELDS * sh.slots * sh.calib_reps as usize)
         + 8 * sh.grid as usize * (GRID_CELLS + 1) * GRID_FIELDS
         + 8 * sh.logit as usize * LOGIT_CELLS * LOGIT_FIELDS;
-    let bytes = ids.saturating_mul(per_id).saturating_mul(pieces + 1);
+    // Binned-AUC histograms are dense in the total only: chunk states log their cells (a few
+    // bytes per row, not per slice).
+    let hist = 8 * 2 * sh.hist_bins;
+    let bytes = ids
+        .saturating_mul(per_id)
+        .saturating_mul(pieces + 1)
+        .saturating_add(ids.saturating_mul(hist));
     if bytes > MAX_STATE_BYTES {
         // (A family's slices may keep more than their count says: it explains.)
         let (per_slice, hint) = plan.family.map(|f| f.size_hint(&sh)).unwrap_or_default();

@@ -624,6 +624,11 @@ impl ChunkState {
                 s.hist_logged = true;
                 s.hist = Vec::new();
             }
+            if shape.hist_bins > 0 {
+                // (A chunk logs at most its rows: no growth while it fills.)
+                let room = (crate::piece::CHUNK_ROWS as usize).saturating_sub(s.hist_log.len());
+                s.hist_log.reserve(room);
+            }
             s.resize(*n, shape);
         }
     }
