@@ -13,6 +13,11 @@ other benches for those.
 ROC-AUC, 100 slices, 4 means x 100 slices, streamed, a 16-shard split job) and the 10M-row
 regression job of ``bench_regression.py``, best of 5: RESULTS.md ("Performance pass") records
 such a comparison.
+
+``--binned`` times binned-AUC jobs on the same 10M-row table (overall, 100 slices, and the 15
+default metrics x 100 slices with ``auc="binned"``) and the 16 ``spec.accumulate`` calls of the
+split job alone (exact ROC-AUC: each shard's kept rows and its compaction estimate), best of 5:
+RESULTS.md ("Binned histograms and the compaction estimate") records such a comparison.
 """
 
 import sys
@@ -62,7 +67,24 @@ jobs = {
     "ranking default": lambda: assay.evaluate(rk, task="ranking", **RK),
 }
 
-if "--evaluate" in sys.argv[1:]:
+if "--binned" in sys.argv[1:]:
+    import bench_evaluate
+
+    t, _, _ = bench_evaluate.load_data(10_000_000)
+    spec = assay.Spec(label="y", score="p", slices=["seg"], metrics=None)
+    cuts = [(i * t.num_rows // 16, (i + 1) * t.num_rows // 16) for i in range(16)]
+    BIN = dict(label="y", score="p", auc="binned")
+    jobs = {
+        "binned ROC-AUC, overall": lambda: assay.evaluate(t, metrics=["roc_auc"], **BIN),
+        "binned ROC-AUC x 100 slices":
+            lambda: assay.evaluate(t, metrics=["roc_auc"], slices=["seg"], **BIN),
+        "15 metrics x 100 slices, binned AUC":
+            lambda: assay.evaluate(t, metrics=None, slices=["seg"], **BIN),
+        "16 shards accumulated (exact AUC)":
+            lambda: [spec.accumulate(t.slice(lo, hi - lo), row_offset=lo) for lo, hi in cuts],
+    }
+    best_of = 5
+elif "--evaluate" in sys.argv[1:]:
     import bench_evaluate
     import bench_regression
 

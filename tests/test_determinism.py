@@ -160,9 +160,10 @@ def test_binned_auc_close_to_exact(assay, weighted):
 def test_binned_auc_is_the_exact_auc_of_the_binned_scores(assay, weights, batch_rows):
     """Binned ROC-AUC of each slice equals scikit-learn's on the bin indices (scores are
     binned as min(floor(s * bins), bins - 1)), to rounding: over many chunks, several specs and
-    batches that cut chunks, and weights that are all 1 for the first rows (each chunk's
-    histogram is logged row by row; its weights are kept once one differs from 1)."""
-    n, bins = 200_000, 64
+    batches that cut chunks, and weights that are all 1 for the first rows. (A chunk's
+    histograms with more cells than it has rows are logged row by row, their weights kept once
+    one differs from 1; smaller ones are dense: both kinds are here.)"""
+    n, bins = 200_000, 1024  # overall and device dense per chunk; country and the cross logged
     t = _big(n, seed=11, ties=False, weighted=weights != "none")
     if weights == "ones_then_varied":
         w = t["w"].to_numpy().copy()

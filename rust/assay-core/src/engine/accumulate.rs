@@ -436,7 +436,7 @@ where
                     written[m].push(win.at);
                 }
                 if (at + *hi as u64) % CHUNK_ROWS == 0 {
-                    pool.install(|| total.merge_chunk(&st));
+                    total.merge_chunk(&st, pool);
                     st.clear();
                     free.push(st);
                 } else {
@@ -465,7 +465,7 @@ where
         rows += len as u64;
     }
     if let Some(st) = open.take() {
-        pool.install(|| total.merge_chunk(&st));
+        total.merge_chunk(&st, pool);
     }
     let n_ids: Vec<usize> = std::iter::once(1)
         .chain((0..n_specs).map(|s| slicer.n_ids(s)))

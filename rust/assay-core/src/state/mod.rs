@@ -615,28 +615,32 @@ impl ChunkState {
         }
     }
 
-    /// [`ChunkState::resize`] for the state of one chunk of a pass: its histograms are logged
-    /// (see [`SliceStates::hist_log`]).
+    /// [`ChunkState::resize`] for the state of one chunk of a pass: a spec's histograms are
+    /// logged (see [`SliceStates::hist_log`]) once they have more cells than a chunk has rows
+    /// (a small dense histogram, the overall slice's, is cheaper to add to directly). A spec
+    /// that holds rows in a dense histogram keeps it until the state is cleared.
     pub fn resize_logged(&mut self, n_ids: &[usize], shape: StateShape) {
+        let chunk = crate::piece::CHUNK_ROWS as usize;
         self.specs.resize_with(n_ids.len(), SliceStates::default);
         for (s, n) in self.specs.iter_mut().zip(n_ids) {
-            if !s.hist_logged {
+            let large = n.saturating_mul(2 * shape.hist_bins) > chunk;
+            if large && !s.hist_logged && s.counts.iter().all(|c| c.n == 0) {
                 s.hist_logged = true;
                 s.hist = Vec::new();
             }
-            if shape.hist_bins > 0 {
+            if s.hist_logged && shape.hist_bins > 0 {
                 // (A chunk logs at most its rows: no growth while it fills.)
-                let room = (crate::piece::CHUNK_ROWS as usize).saturating_sub(s.hist_log.len());
+                let room = chunk.saturating_sub(s.hist_log.len());
                 s.hist_log.reserve(room);
             }
             s.resize(*n, shape);
         }
     }
 
-    /// [`ChunkState::merge`] of a pass's chunk state: slice specs in parallel (on the current
-    /// rayon pool) when their logged histograms are long. Each spec's cells are added in row
-    /// order, as one thread would.
-    pub fn merge_chunk(&mut self, o: &Self) {
+    /// [`ChunkState::merge`] of a pass's chunk state: slice specs in parallel on `pool` when
+    /// their logged histograms are long (else on this thread, without a hand-off). Each spec's
+    /// cells are added in row order, as one thread would.
+    pub fn merge_chunk(&mut self, o: &Self, pool: &rayon::ThreadPool) {
         use rayon::prelude::*;
         let logged: usize = o.specs.iter().map(|s| s.hist_log.len()).sum();
         if logged < 1 << 14 {
@@ -644,11 +648,13 @@ impl ChunkState {
         }
         self.specs
             .resize_with(self.specs.len().max(o.specs.len()), SliceStates::default);
-        self.specs
-            .par_iter_mut()
-            .zip(o.specs.par_iter())
-            .with_max_len(1)
-            .for_each(|(a, b)| a.merge(b));
+        pool.install(|| {
+            self.specs
+                .par_iter_mut()
+                .zip(o.specs.par_iter())
+                .with_max_len(1)
+                .for_each(|(a, b)| a.merge(b))
+        });
     }
 
     /// Zeroes every state, keeping the memory (a merged chunk's state is reused).
@@ -912,6 +918,8 @@ mod tests {
             hist_bins: 4,
             ..StateShape::default()
         };
+        // 10,000 slices x 4 bins x 2 cells: more cells than a chunk has rows, so logged.
+        let ids = [10_000];
         // (cell, weight) rows: the first weight differs from 1, later ones are 1 again; and
         // an all-ones run.
         let runs: [&[(usize, f64)]; 3] = [
@@ -919,34 +927,52 @@ mod tests {
             &[(5, 1.0), (5, 1.0), (31, 1.0)],
             &[(1, 1.0), (2, 3.0), (2, 1.0)],
         ];
-        let mut dense = ChunkState::new(&[4], shape);
+        let mut dense = ChunkState::new(&ids, shape);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         let mut total = ChunkState::default();
         let mut chunk = ChunkState::default();
         for rows in runs {
-            chunk.resize_logged(&[4], shape);
-            assert!(chunk.specs[0].hist.is_empty());
+            chunk.resize_logged(&ids, shape);
+            assert!(chunk.specs[0].hist_logged && chunk.specs[0].hist.is_empty());
             for (c, w) in rows {
                 chunk.specs[0].hist_add(*c, *w);
                 dense.specs[0].hist_add(*c, *w);
             }
             let log = &chunk.specs[0];
             assert!(log.hist_log_w.is_empty() || log.hist_log_w.len() == log.hist_log.len());
-            total.merge_chunk(&chunk);
+            total.merge_chunk(&chunk, &pool);
             chunk.clear();
             assert!(chunk.specs[0].hist_log.is_empty() && chunk.specs[0].hist_log_w.is_empty());
         }
-        assert_eq!(total.specs[0].hist, dense.specs[0].hist);
-        assert_eq!(dense.specs[0].hist[3], 1.5);
-        assert_eq!(dense.specs[0].hist[2], 4.0);
+        let got = &total.specs[0].hist;
+        assert_eq!(got[..], dense.specs[0].hist[..got.len()]);
+        assert!(dense.specs[0].hist[got.len()..].iter().all(|x| *x == 0.0));
+        assert_eq!(got[3], 1.5);
+        assert_eq!(got[2], 4.0);
         // Logs merged into a log keep every row's weight.
         let (mut a, mut b) = (ChunkState::default(), ChunkState::default());
-        a.resize_logged(&[4], shape);
-        b.resize_logged(&[4], shape);
+        a.resize_logged(&ids, shape);
+        b.resize_logged(&ids, shape);
         a.specs[0].hist_add(6, 1.0);
         b.specs[0].hist_add(7, 0.25);
         a.merge(&b);
         assert_eq!(a.specs[0].hist_log, vec![6, 7]);
         assert_eq!(a.specs[0].hist_log_w, vec![1.0, 0.25]);
+        // A small histogram (the overall slice's) stays dense, and so does one that grows
+        // large while it holds rows, until it is cleared.
+        let mut small = ChunkState::default();
+        small.resize_logged(&[4], shape);
+        assert!(!small.specs[0].hist_logged && small.specs[0].hist.len() == 32);
+        small.specs[0].counts[0].add(true, true, 1.0, 0.0, 0.0);
+        small.specs[0].hist_add(9, 1.0);
+        small.resize_logged(&ids, shape);
+        assert!(!small.specs[0].hist_logged && small.specs[0].hist[9] == 1.0);
+        small.clear();
+        small.resize_logged(&ids, shape);
+        assert!(small.specs[0].hist_logged);
     }
 
     #[test]
