@@ -176,6 +176,7 @@ def run_route(route: str, folder: Path, files: list[Path], out: Path) -> dict:
 def compare(a_path: Path, b_path: Path) -> tuple[bool, str]:
     """Whether the split route's report equals the one-pass report (counts and strings exact,
     floats within RTOL), and how they differ at most."""
+    import numpy as np
     import polars as pl
 
     a, b = pl.read_parquet(a_path), pl.read_parquet(b_path)
@@ -186,8 +187,6 @@ def compare(a_path: Path, b_path: Path) -> tuple[bool, str]:
         x, y = a[c], b[c]
         if x.dtype.is_float():
             xs, ys = x.to_numpy(), y.to_numpy()
-            import numpy as np
-
             both = np.isnan(xs) & np.isnan(ys)
             diff = np.where(both, 0.0, np.abs(xs - ys) / np.maximum(1.0, np.abs(ys)))
             if np.isnan(diff).any() or (diff > RTOL).any():
