@@ -230,6 +230,12 @@ impl Stream {
                 ));
             }
         }
+        // An empty batch has no values to read, so it is not imported: pyarrow exports an
+        // empty slice of a string column with its offset into the offsets but no values,
+        // which the importer reads as offsets past the end of the values.
+        if raw.length == 0 {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        }
         let imported = catch_unwind(AssertUnwindSafe(|| -> Result<RecordBatch, AssayError> {
             // SAFETY: the array's structure matches the declared type (checked above); its
             // buffers are owned by the producer until the array is released.
