@@ -328,13 +328,19 @@ pub fn big_vec<T>(capacity: usize) -> Vec<T> {
     v
 }
 
-/// Reserves room for `additional` more items, advising huge pages when the buffer moved.
-pub fn reserve_big<T>(v: &mut Vec<T>, additional: usize) {
-    let before = v.capacity();
-    v.reserve(additional);
-    if v.capacity() != before {
-        advise_huge(v);
+/// Reserves room for `additional` more items (at least doubling the capacity, as
+/// `Vec::reserve` does). A large buffer that must move is allocated and advised huge pages
+/// before its items are copied in: growing it in place would copy them into memory faulted in
+/// 4 KiB pages (a stream's kept rows grow so, batch by batch).
+pub fn reserve_big<T: Copy>(v: &mut Vec<T>, additional: usize) {
+    if v.capacity() - v.len() >= additional {
+        return;
     }
+    let need = v.len().saturating_add(additional);
+    let cap = need.max(v.capacity().saturating_mul(2));
+    let mut grown: Vec<T> = big_vec(cap);
+    grown.extend_from_slice(v);
+    *v = grown;
 }
 
 #[cfg(target_os = "linux")]

@@ -51,6 +51,28 @@ where
     Ok(state)
 }
 
+/// Chunks per thread that a group of small batches gathers before its pieces run (see
+/// [`accumulate_in`]): enough for the threads to stay busy between the group's waves.
+const GROUP_CHUNKS_PER_THREAD: usize = 4;
+
+/// A batch of a group, prepared for its pieces: its role columns, slice ids, the global
+/// position of its first row and the rows read before it.
+struct GroupBatch {
+    cols: RoleColumns,
+    ids: Vec<Arc<Vec<u32>>>,
+    at: u64,
+    pos: u64,
+}
+
+/// Rows `lo..hi` of batch `batch` of a group, within one chunk; `end` is the global position
+/// after its last row.
+struct Cut {
+    batch: usize,
+    lo: usize,
+    hi: usize,
+    end: u64,
+}
+
 /// Refuses a slice spec with more than `max` slices (so far, after `rows` rows): an ID-like
 /// column as a slice would otherwise make one slice per row, silently. A spec that reports
 /// one found slice (`slice_only`, a `discover_slices` row) is exempt: its cross may have any
@@ -245,93 +267,132 @@ where
     // Fixed by the first batch that has a valid weight (see `WeightScale`).
     let mut weight_scale: Option<WeightScale> = None;
 
-    for (batch_index, batch) in batches.enumerate() {
-        if stop() {
-            return Err(AssayError::Interrupted);
+    // Batches are read in groups of at least `group_rows` rows (a batch is never split across
+    // groups), whose pieces then run in parallel waves: a stream of small batches (64k rows, one
+    // chunk each) keeps every thread busy as one large batch does. Pieces are cut by global
+    // chunk and each chunk's pieces run in order on one chunk state, so the states, their
+    // merge order and the kept rows are the same for any grouping, batching or thread count.
+    let group_rows =
+        (GROUP_CHUNKS_PER_THREAD * pool.current_num_threads()).clamp(1, WAVE) * CHUNK_ROWS as usize;
+    let mut batches = batches.enumerate();
+    let mut exhausted = false;
+    while !exhausted {
+        let mut group: Vec<GroupBatch> = Vec::new();
+        let mut cuts: Vec<Cut> = Vec::new();
+        let mut in_group = 0usize;
+        while in_group < group_rows {
+            let Some((batch_index, batch)) = batches.next() else {
+                exhausted = true;
+                break;
+            };
+            if stop() {
+                return Err(AssayError::Interrupted);
+            }
+            let batch = batch?;
+            check_batch(&schema, &batch, batch_index)?;
+            let len = batch.num_rows();
+            if len == 0 {
+                continue;
+            }
+            // The global position of the batch's first row (chunks and replicate weights
+            // follow it, so that the shards of a split job cut and resample like one pass).
+            let at = row_offset
+                .checked_add(rows)
+                .and_then(|a| a.checked_add(len as u64).map(|_| a))
+                .ok_or_else(|| {
+                    AssayError::InvalidArgument(format!(
+                        "row_offset {row_offset} plus the rows read overflows 2^64"
+                    ))
+                })?;
+            if plan.replay {
+                retained.push(batch.clone());
+            }
+            let col = |i: usize| batch.column(i).clone();
+            let cols = RoleColumns {
+                label_nulls: validity(&col(label_idx)),
+                label: col(label_idx),
+                // (A family that reads its scores itself has them in `family`.)
+                scores: if !fam_cols.numeric_scores {
+                    Vec::new()
+                } else {
+                    score_idx
+                        .iter()
+                        .map(|i| (col(*i), validity(&col(*i))))
+                        .collect()
+                },
+                weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
+                row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
+                family: fam_cols
+                    .extra
+                    .iter()
+                    .map(|idx| idx.iter().map(|i| col(*i)).collect())
+                    .collect(),
+                weight_scale: match weight_idx {
+                    Some(i) => {
+                        if weight_scale.is_none() {
+                            weight_scale = first_weight_scale(&col(i));
+                        }
+                        weight_scale.unwrap_or(WeightScale::ONE)
+                    }
+                    None => WeightScale::ONE,
+                },
+            };
+            let ids = pool.install(|| slicer.encode_batch(&batch))?;
+            if let Some(max) = spec.max_slices {
+                let n_ids: Vec<usize> = (0..n_specs).map(|s| slicer.n_ids(s)).collect();
+                check_slice_count(spec, &n_ids, max, rows + len as u64)?;
+            }
+            // Cut the batch at global chunk boundaries.
+            let mut start = 0usize;
+            while start < len {
+                // Rows to the next chunk boundary (no overflow near 2^64: `at + len` fits).
+                let g = at + start as u64;
+                let to_boundary = CHUNK_ROWS - g % CHUNK_ROWS;
+                let end = (start as u64 + to_boundary).min(len as u64) as usize;
+                cuts.push(Cut {
+                    batch: group.len(),
+                    lo: start,
+                    hi: end,
+                    end: at + end as u64,
+                });
+                start = end;
+            }
+            group.push(GroupBatch {
+                cols,
+                ids,
+                at,
+                pos: rows,
+            });
+            rows += len as u64;
+            in_group += len;
         }
-        let batch = batch?;
-        check_batch(&schema, &batch, batch_index)?;
-        let len = batch.num_rows();
-        if len == 0 {
+        if cuts.is_empty() {
             continue;
         }
-        // The global position of the batch's first row (chunks and replicate weights follow
-        // it, so that the shards of a split job cut and resample like one pass).
-        let at = row_offset
-            .checked_add(rows)
-            .and_then(|a| a.checked_add(len as u64).map(|_| a))
-            .ok_or_else(|| {
-                AssayError::InvalidArgument(format!(
-                    "row_offset {row_offset} plus the rows read overflows 2^64"
-                ))
-            })?;
-        if plan.replay {
-            retained.push(batch.clone());
-        }
-        let col = |i: usize| batch.column(i).clone();
-        let cols = RoleColumns {
-            label_nulls: validity(&col(label_idx)),
-            label: col(label_idx),
-            // (A family that reads its scores itself has them in `family`.)
-            scores: if !fam_cols.numeric_scores {
-                Vec::new()
-            } else {
-                score_idx
-                    .iter()
-                    .map(|i| (col(*i), validity(&col(*i))))
-                    .collect()
-            },
-            weight: weight_idx.map(|i| (col(i), validity(&col(i)))),
-            row_id: row_id_idx.map(|i| (col(i), validity(&col(i)))),
-            family: fam_cols
-                .extra
-                .iter()
-                .map(|idx| idx.iter().map(|i| col(*i)).collect())
-                .collect(),
-            weight_scale: match weight_idx {
-                Some(i) => {
-                    if weight_scale.is_none() {
-                        weight_scale = first_weight_scale(&col(i));
-                    }
-                    weight_scale.unwrap_or(WeightScale::ONE)
-                }
-                None => WeightScale::ONE,
-            },
-        };
-        let (ids, n_ids) = pool.install(|| -> Result<_> {
-            let ids = slicer.encode_batch(&batch)?;
-            let n_ids: Vec<usize> = std::iter::once(1)
-                .chain((0..n_specs).map(|s| slicer.n_ids(s)))
-                .collect();
-            Ok((ids, n_ids))
-        })?;
-        if let Some(max) = spec.max_slices {
-            check_slice_count(spec, &n_ids[1..], max, rows + len as u64)?;
-        }
-
-        // Cut the batch at global chunk boundaries.
-        let mut pieces = Vec::new();
-        let mut start = 0usize;
-        while start < len {
-            // Rows to the next chunk boundary (no overflow near 2^64: `at + len` fits).
-            let g = at + start as u64;
-            let to_boundary = CHUNK_ROWS - g % CHUNK_ROWS;
-            let end = (start as u64 + to_boundary).min(len as u64) as usize;
-            pieces.push((start, end));
-            start = end;
-        }
+        let n_ids: Vec<usize> = std::iter::once(1)
+            .chain((0..n_specs).map(|s| slicer.n_ids(s)))
+            .collect();
         let all_ids = model_ids(&n_ids);
-        // Pieces run in waves of a few per thread: the chunk states in flight (and their
-        // memory) stay bounded however large the batch, and merged states are reused.
+        // Tasks: the cuts of one chunk, in order (a chunk that batches cut into pieces).
+        let mut tasks: Vec<std::ops::Range<usize>> = Vec::new();
+        for i in 0..cuts.len() {
+            match tasks.last_mut() {
+                Some(t) if cuts[t.end - 1].end % CHUNK_ROWS != 0 => t.end = i + 1,
+                _ => tasks.push(i..i + 1),
+            }
+        }
+        // Waves of a few chunks per thread: the chunk states in flight (and their memory) stay
+        // bounded however large the batch, and merged states are reused.
         let wave = WAVE;
-        check_state_size(&all_ids, &plan, pieces.len().min(wave))?;
-        for (w, wave_pieces) in pieces.chunks(wave).enumerate() {
-            // Kept rows are written in place: each piece gets a window of each model's rows.
-            let sizes: Vec<usize> = wave_pieces
+        check_state_size(&all_ids, &plan, tasks.len().min(wave))?;
+        for (w, wave_tasks) in tasks.chunks(wave).enumerate() {
+            let wave_cuts = &cuts[wave_tasks[0].start..wave_tasks[wave_tasks.len() - 1].end];
+            // Kept rows are written in place: each cut gets a window of each model's rows.
+            let sizes: Vec<usize> = wave_cuts
                 .iter()
-                .map(|(lo, hi)| {
+                .map(|c| {
                     if plan.keep_rows {
-                        (hi - lo) * plan.kept_per_row
+                        (c.hi - c.lo) * plan.kept_per_row
                     } else {
                         0
                     }
@@ -339,15 +400,16 @@ where
                 .collect();
             let keyed = plan.keyed_rows;
             if w == 0 && plan.keep_rows {
+                let here: usize = cuts.iter().map(|c| c.hi - c.lo).sum();
                 let mut hinted = spec
                     .rows_hint
-                    .map_or(0, |h| h.saturating_sub(rows) as usize);
+                    .map_or(0, |h| h.saturating_sub(rows - here as u64) as usize);
                 if plan.sketch_runs > 0 {
-                    // Sketch mode keeps at most `sketch_flush_rows` rows (plus this batch).
+                    // Sketch mode keeps at most `sketch_flush_rows` rows (plus this group).
                     hinted = hinted.min(plan.sketch_flush_rows as usize);
                 }
                 for r in rank.iter_mut() {
-                    r.reserve_rows(len.max(hinted) * plan.kept_per_row, plan.weighted, keyed);
+                    r.reserve_rows(here.max(hinted) * plan.kept_per_row, plan.weighted, keyed);
                 }
             }
             let mut windows: Vec<std::vec::IntoIter<RankWindow>> = pool.install(|| {
@@ -355,8 +417,10 @@ where
                     .map(|r| r.open_windows(&sizes, plan.weighted, keyed).into_iter())
                     .collect()
             });
-            let mut states: Vec<(ChunkState, Vec<RankWindow>)> = (0..wave_pieces.len())
-                .map(|k| {
+            let mut states: Vec<(ChunkState, Vec<Vec<RankWindow>>)> = wave_tasks
+                .iter()
+                .enumerate()
+                .map(|(k, t)| {
                     let mut st = match (w == 0 && k == 0, open.take()) {
                         (true, Some(st)) => st,
                         (_, back) => {
@@ -365,77 +429,93 @@ where
                         }
                     };
                     st.resize_logged(&all_ids, plan.shape);
-                    let rk = windows
-                        .iter_mut()
-                        .map(|w| w.next().expect("a window per piece"))
+                    let rk = t
+                        .clone()
+                        .map(|_| {
+                            windows
+                                .iter_mut()
+                                .map(|w| w.next().expect("a window per cut"))
+                                .collect()
+                        })
                         .collect();
                     (st, rk)
                 })
                 .collect();
             drop(windows);
             type Outcome = (Result<u64>, Vec<rel::ProbHist>);
-            let outcomes: Vec<Outcome> = pool.install(|| {
-                wave_pieces
+            let outcomes: Vec<Vec<Outcome>> = pool.install(|| {
+                wave_tasks
                     .par_iter()
                     .zip(states.par_iter_mut())
-                    .map_init(Leased::take, |scratch, ((lo, hi), (st, rk))| {
+                    .map_init(Leased::take, |scratch, (t, (st, rks))| {
                         let scratch = &mut scratch.0;
-                        // A piece is at most one chunk of rows, but with calibration kernels
-                        // a batch's pieces take a quarter of a second: poll before each.
-                        if let Err(e) = crate::runtime::check() {
-                            return (Err(e), Vec::new());
-                        }
-                        let first = at + *lo as u64;
-                        let (lo, hi) = (*lo, *hi);
-                        let mut probs = if plan.prob_counts {
-                            vec![rel::ProbCells::default(); models]
-                        } else {
-                            Vec::new()
-                        };
-                        let r = if let Some(fam) = family {
-                            let piece = Piece {
-                                spec,
-                                shape: plan.shape,
-                                keep_rows: plan.keep_rows,
-                                replay: plan.replay,
-                                resampler: plan.resampler.as_ref(),
-                                score_names: &plan.score_names,
-                                cols: &cols,
-                                ids: &ids,
-                                lo,
-                                hi,
-                                first_row: first,
-                                // (A replayed job keeps each row's position in its batches.)
-                                first_pos: rows + lo as u64,
+                        let mut out = Vec::with_capacity(t.len());
+                        for (c, rk) in cuts[t.clone()].iter().zip(rks.iter_mut()) {
+                            // A piece is at most one chunk of rows, but with calibration
+                            // kernels a batch's pieces take a quarter of a second: poll
+                            // before each.
+                            if let Err(e) = crate::runtime::check() {
+                                out.push((Err(e), Vec::new()));
+                                break;
+                            }
+                            let b = &group[c.batch];
+                            let (cols, ids) = (&b.cols, &b.ids[..]);
+                            let (lo, hi) = (c.lo, c.hi);
+                            let first = b.at + lo as u64;
+                            let mut probs = if plan.prob_counts {
+                                vec![rel::ProbCells::default(); models]
+                            } else {
+                                Vec::new()
                             };
-                            fam.update_piece(&piece, st, rk, &mut scratch.piece)
-                        } else if lean {
-                            update_piece::<true>(
-                                &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
-                            )
-                        } else {
-                            update_piece::<false>(
-                                &plan, &cols, &ids, lo, hi, first, st, rk, &mut probs, scratch,
-                            )
-                        };
-                        let hists = probs.iter().map(rel::ProbCells::hist).collect();
-                        (r, hists)
+                            let r = if let Some(fam) = family {
+                                let piece = Piece {
+                                    spec,
+                                    shape: plan.shape,
+                                    keep_rows: plan.keep_rows,
+                                    replay: plan.replay,
+                                    resampler: plan.resampler.as_ref(),
+                                    score_names: &plan.score_names,
+                                    cols,
+                                    ids,
+                                    lo,
+                                    hi,
+                                    first_row: first,
+                                    // (A replayed job keeps each row's position in its
+                                    // batches.)
+                                    first_pos: b.pos + lo as u64,
+                                };
+                                fam.update_piece(&piece, st, rk, &mut scratch.piece)
+                            } else if lean {
+                                update_piece::<true>(
+                                    &plan, cols, ids, lo, hi, first, st, rk, &mut probs, scratch,
+                                )
+                            } else {
+                                update_piece::<false>(
+                                    &plan, cols, ids, lo, hi, first, st, rk, &mut probs, scratch,
+                                )
+                            };
+                            let hists = probs.iter().map(rel::ProbCells::hist).collect();
+                            out.push((r, hists));
+                        }
+                        out
                     })
                     .collect()
             });
-            for (o, hists) in outcomes {
+            for (o, hists) in outcomes.into_iter().flatten() {
                 dropped += o?;
                 // In piece order (fixed by position), like every other merge.
                 for (all, h) in prob_hists.iter_mut().zip(&hists) {
                     all.merge(h);
                 }
             }
-            let mut written: Vec<Vec<usize>> = vec![Vec::with_capacity(wave_pieces.len()); models];
-            for ((_, hi), (mut st, rk)) in wave_pieces.iter().zip(states) {
-                for (m, win) in rk.iter().enumerate() {
-                    written[m].push(win.at);
+            let mut written: Vec<Vec<usize>> = vec![Vec::with_capacity(wave_cuts.len()); models];
+            for (t, (mut st, rks)) in wave_tasks.iter().zip(states) {
+                for rk in &rks {
+                    for (m, win) in rk.iter().enumerate() {
+                        written[m].push(win.at);
+                    }
                 }
-                if (at + *hi as u64) % CHUNK_ROWS == 0 {
+                if cuts[t.end - 1].end % CHUNK_ROWS == 0 {
                     total.merge_chunk(&st, pool);
                     st.clear();
                     free.push(st);
@@ -449,9 +529,9 @@ where
             // Sketch mode: the kept rows up to the last global multiple of `sketch_flush_rows`
             // this wave reached become runs, so memory stays bounded however many rows are
             // read, and (cut by position) the runs do not depend on the batches.
-            let last_cut = wave_pieces
+            let last_cut = wave_cuts
                 .iter()
-                .rposition(|(_, hi)| (at + *hi as u64) % plan.sketch_flush_rows == 0);
+                .rposition(|c| c.end % plan.sketch_flush_rows == 0);
             if let (Some(p), true) = (last_cut, plan.sketch_runs > 0) {
                 let budget = plan.sketch_runs;
                 for ((r, wr), sk) in rank.iter_mut().zip(&written).zip(sketches.iter_mut()) {
@@ -462,7 +542,6 @@ where
                 crate::runtime::check()?;
             }
         }
-        rows += len as u64;
     }
     if let Some(st) = open.take() {
         total.merge_chunk(&st, pool);
