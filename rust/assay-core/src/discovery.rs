@@ -467,15 +467,10 @@ where
     let (mut rows, mut dropped) = (0u64, 0u64);
     let drop = spec.nan_policy == NanPolicy::Drop;
     for (batch_index, batch) in batches.enumerate() {
-        if interrupted() {
-            return Err(AssayError::Interrupted);
-        }
-        let batch = batch?;
-        crate::input::check_batch(schema, &batch, batch_index)?;
-        let len = batch.num_rows();
-        if len == 0 {
+        let Some(batch) = crate::input::next_batch(schema, batch, batch_index, interrupted)? else {
             continue;
-        }
+        };
+        let len = batch.num_rows();
         let ids = pool.install(|| slicer.encode_batch(&batch))?;
         for (f, feature) in spec.features.iter().enumerate() {
             let nvals = slicer.n_ids(f);

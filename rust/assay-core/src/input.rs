@@ -47,6 +47,23 @@ pub fn column_index(schema: &Schema, name: &str) -> Result<usize> {
     }
 }
 
+/// The next batch of a pass over `batches`: `stop` is polled first (an interrupt ends the
+/// pass), the batch is checked against `schema` ([`check_batch`]), and an empty batch gives
+/// `None` (nothing to read).
+pub fn next_batch(
+    schema: &Schema,
+    batch: std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>,
+    index: usize,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<arrow_array::RecordBatch>> {
+    if stop() {
+        return Err(AssayError::Interrupted);
+    }
+    let batch = batch?;
+    check_batch(schema, &batch, index)?;
+    Ok((batch.num_rows() > 0).then_some(batch))
+}
+
 /// Checks that batch number `index` (0-based) of a stream matches the stream's declared
 /// `schema`: the same number of columns with the same names and types (metadata and
 /// nullability aside), every column as long as the batch. Readers whose batches disagree with

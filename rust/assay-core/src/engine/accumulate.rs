@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::bootstrap::add_row;
 use crate::error::{invalid, AssayError, Result};
 use crate::input::{
-    check_batch, check_label_type, check_numeric_type, check_row_id_type, column_index, u64_values,
+    check_label_type, check_numeric_type, check_row_id_type, column_index, next_batch, u64_values,
     validity,
 };
 use crate::piece::{first_weight_scale, row_id, valid_weight, Piece, PieceScratch, RoleColumns};
@@ -285,15 +285,10 @@ where
                 exhausted = true;
                 break;
             };
-            if stop() {
-                return Err(AssayError::Interrupted);
-            }
-            let batch = batch?;
-            check_batch(&schema, &batch, batch_index)?;
-            let len = batch.num_rows();
-            if len == 0 {
+            let Some(batch) = next_batch(&schema, batch, batch_index, &stop)? else {
                 continue;
-            }
+            };
+            let len = batch.num_rows();
             // The global position of the batch's first row (chunks and replicate weights
             // follow it, so that the shards of a split job cut and resample like one pass).
             let at = row_offset

@@ -38,7 +38,7 @@ use rayon::prelude::*;
 
 use crate::bootstrap::{CiMethod, IntervalSpec, Resampler};
 use crate::error::{invalid, schema as schema_err, AssayError, Result};
-use crate::input::{check_batch, check_numeric_type, column_index, f64_view, validity};
+use crate::input::{check_numeric_type, column_index, f64_view, next_batch, validity};
 use crate::metrics::{Metric, Value};
 use crate::slicing::Slicer;
 use crate::state::{ChunkState, StateShape};
@@ -633,15 +633,10 @@ where
     let mut buf: (Vec<f64>, Vec<Vec<f64>>, Vec<f64>) = (Vec::new(), Vec::new(), Vec::new());
     let mut keys: Vec<u64> = Vec::new();
     for (batch_index, batch) in batches.enumerate() {
-        if stop() {
-            return Err(AssayError::Interrupted);
-        }
-        let batch = batch?;
-        check_batch(&schema, &batch, batch_index)?;
-        let len = batch.num_rows();
-        if len == 0 {
+        let Some(batch) = next_batch(&schema, batch, batch_index, stop)? else {
             continue;
-        }
+        };
+        let len = batch.num_rows();
         let at = row_offset.checked_add(read).ok_or_else(|| {
             AssayError::InvalidArgument(format!(
                 "row_offset {row_offset} plus the rows read overflows 2^64"
