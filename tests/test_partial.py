@@ -685,6 +685,34 @@ def test_a_large_state_is_checked_while_it_is_decoded():
         pass
 
 
+
+@pytest.mark.parametrize("case", ["narrow ids", "wide ids, weights and resampling keys"])
+def test_large_columns_of_kept_rows_round_trip(case):
+    """Kept-row columns of over 1 MiB each (a payload decoded beside its checksum): scores,
+    labels, weights, resampling keys and slice ids of 1 and 4 bytes come back as they were
+    written."""
+    rng = np.random.default_rng(5)
+    if case == "narrow ids":  # 1-byte ids and labels: over 1 MiB each
+        n = 1_100_000
+        t = pa.table({"y": rng.integers(0, 2, n), "p": rng.random(n),
+                      "s": rng.choice(["a", "b", "c"], n)})
+        spec = Spec("y", "p", slices=["s"], metrics=["roc_auc"])
+        part = spec.accumulate(t)
+    else:  # 4-byte ids (70,000 slices), weights and resampling keys
+        n = 300_000
+        t = pa.table({"y": rng.integers(0, 2, n), "p": rng.random(n),
+                      "w": rng.uniform(0.5, 2.0, n),
+                      "g": np.r_[np.arange(70_000), rng.integers(0, 70_000, n - 70_000)]})
+        spec = Spec("y", "p", slices=["g"], metrics=["roc_auc"], weight="w", bootstrap=2,
+                    seed=1)
+        part = spec.accumulate(t, max_slices=None)
+    blob = part.to_bytes()
+    assert len(blob) > 1 << 20
+    back = PartialState.from_bytes(blob)
+    assert back.to_bytes() == blob
+    if case == "narrow ids":
+        assert_bit_identical(back.finalize(), part.finalize())
+
 def _checksum(payload: bytes) -> int:
     """The payload checksum of the state format (rust/assay-core/src/state/codec.rs): XXH3-64,
     from the independent xxhash package."""

@@ -329,17 +329,13 @@ pub fn big_vec<T>(capacity: usize) -> Vec<T> {
 }
 
 /// Reserves room for `additional` more items (at least doubling the capacity, as
-/// `Vec::reserve` does), in memory advised huge pages (a stream's kept rows grow so, batch by
-/// batch). A buffer of [`REMAP_BYTES`] or more is grown by `realloc`, which moves such a
-/// mapping's pages without copying them; a smaller one is allocated anew and advised before
-/// its items are copied in (`realloc` would copy them into memory faulted in 4 KiB pages).
+/// `Vec::reserve` does). A buffer that must move is allocated and advised huge pages before
+/// its items are copied in: growing it by `realloc` copied them into memory faulted in 4 KiB
+/// pages (a stream's kept rows grow so, batch by batch). (Growing buffers of 32 MiB or more,
+/// glibc's own mappings, by `realloc`, which moves their pages instead of copying, measured
+/// slower.)
 pub fn reserve_big<T: Copy>(v: &mut Vec<T>, additional: usize) {
     if v.capacity() - v.len() >= additional {
-        return;
-    }
-    if v.capacity() * std::mem::size_of::<T>() >= REMAP_BYTES {
-        v.reserve(additional);
-        advise_huge(v);
         return;
     }
     let need = v.len().saturating_add(additional);
@@ -348,11 +344,6 @@ pub fn reserve_big<T: Copy>(v: &mut Vec<T>, additional: usize) {
     grown.extend_from_slice(v);
     *v = grown;
 }
-
-/// Buffers at least this large are their own memory mappings (glibc maps every allocation
-/// above its largest dynamic threshold, 32 MiB, on its own), which `realloc` grows by moving
-/// pages instead of copying bytes.
-const REMAP_BYTES: usize = 32 << 20;
 
 #[cfg(target_os = "linux")]
 fn advise_huge<T>(v: &Vec<T>) {
