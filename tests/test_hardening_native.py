@@ -151,6 +151,31 @@ def test_string_columns_are_checked_like_arrow_does(offsets, data, ok, large):
             _evaluate(t, [[("c", None)]])
 
 
+@pytest.mark.parametrize("defect", [None, "a byte that is never UTF-8", "a cut inside a character",
+                                    "offsets that run backwards"])
+def test_large_string_columns_are_checked_in_parallel_steps_alike(defect):
+    """A column of over 2^20 strings is checked in parallel steps of 2^16: a defect at the
+    border of two steps (or inside a late one) is still refused, a sound column accepted."""
+    n, step = 1_200_000, 1 << 16
+    offsets = np.arange(0, 2 * n + 1, 2, dtype=np.int32)
+    data = bytearray(b"ab" * n)
+    k = 17 * step  # string k starts a step
+    if defect == "a byte that is never UTF-8":
+        data[2 * k + 7] = 0xFF
+    elif defect == "a cut inside a character":
+        data[2 * k - 1:2 * k + 1] = "é".encode()  # its two bytes on either side of the border
+    elif defect == "offsets that run backwards":
+        offsets[k] = offsets[k - 1] - 1
+    arr = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.tobytes()),
+                                                 pa.py_buffer(bytes(data))])
+    t = pa.table({"y": np.zeros(n, np.int8), "p": np.full(n, 0.5), "c": arr})
+    if defect is None:
+        table, *_ = _evaluate(t, [[("c", None)]])
+        assert table.column("n").to_pylist()[0] == n
+    else:
+        with pytest.raises(assay.SchemaError, match="invalid data in column \"c\""):
+            _evaluate(t, [[("c", None)]])
+
 @pytest.mark.parametrize("key_type", [pa.int8(), pa.int32(), pa.uint16(), pa.int64()])
 @pytest.mark.parametrize("keys, nulls, values, ok", [
     ([0, 1, 1], None, pa.array(["a", "é"]), True),

@@ -342,7 +342,10 @@ fn keys_below<K: arrow_array::ArrowNativeTypeOp>(keys: &[K], n: usize) -> bool {
 }
 
 /// True when `offsets` are non-decreasing, lie within `values`, and cut the UTF-8 text they
-/// span at character boundaries (so every string is valid UTF-8).
+/// span at character boundaries (so every string is valid UTF-8). A column of
+/// [`PARALLEL_STRINGS`] strings or more is checked in parallel steps of [`STRING_STEP`]
+/// strings: each step's offsets, and the text between its first and last offset (valid UTF-8
+/// spans that meet at character boundaries make valid UTF-8).
 fn strings_valid<O: arrow_array::OffsetSizeTrait>(offsets: &[O], values: &[u8]) -> bool {
     let (Some(first), Some(last)) = (offsets.first(), offsets.last()) else {
         return false;
@@ -353,17 +356,47 @@ fn strings_valid<O: arrow_array::OffsetSizeTrait>(offsets: &[O], values: &[u8]) 
     if first > last || last > values.len() {
         return false;
     }
+    let n = offsets.len() - 1;
+    if n >= PARALLEL_STRINGS {
+        if let Ok(pool) = assay_core::runtime::job_pool(None) {
+            use rayon::prelude::*;
+            let steps = n.div_ceil(STRING_STEP);
+            return pool.install(|| {
+                (0..steps).into_par_iter().all(|k| {
+                    let hi = ((k + 1) * STRING_STEP).min(n);
+                    offsets_valid(&offsets[k * STRING_STEP..=hi], values)
+                })
+            });
+        }
+    }
+    offsets_valid(offsets, values)
+}
+
+/// Strings a column must hold to be checked in parallel, and strings per parallel step.
+const PARALLEL_STRINGS: usize = 1 << 20;
+const STRING_STEP: usize = 1 << 16;
+
+/// True when `offsets` (at least one) are non-decreasing, lie within `values`, and cut the
+/// text between the first and the last at character boundaries.
+fn offsets_valid<O: arrow_array::OffsetSizeTrait>(offsets: &[O], values: &[u8]) -> bool {
     let decreasing = offsets.windows(2).fold(false, |bad, w| bad | (w[1] < w[0]));
     if decreasing {
         return false;
     }
-    let Ok(text) = std::str::from_utf8(&values[first..last]) else {
+    let (Some(lo), Some(hi)) = (offsets[0].to_usize(), offsets[offsets.len() - 1].to_usize())
+    else {
+        return false; // a negative offset
+    };
+    if lo > hi || hi > values.len() {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(&values[lo..hi]) else {
         return false;
     };
-    // Non-decreasing from `first` to `last`: every offset lies in [first, last].
+    // Non-decreasing from `lo` to `hi`: every offset lies in [lo, hi].
     offsets
         .iter()
-        .all(|o| text.is_char_boundary(o.as_usize() - first))
+        .all(|o| text.is_char_boundary(o.as_usize() - lo))
 }
 
 /// Child `i` of `raw`, None when the pointers are null or `i` is out of range.
