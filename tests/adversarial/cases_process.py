@@ -29,6 +29,12 @@ kw = dict(label="y", score="p", slices=["g"], metrics=["roc_auc", "average_preci
 if mode == "regression":  # the long part is the pass: 1000 replicate states per slice
     data["q"] = data["p"] + rng.normal(0, 0.1, n)
     kw = dict(task="regression", label="p", prediction="q", slices=["g"], bootstrap=1000)
+if mode == "regression_stream":  # the same pass fed as 64k-row batches (read in groups)
+    import pyarrow as pa
+    data["q"] = data["p"] + rng.normal(0, 0.1, n)
+    kw = dict(task="regression", label="p", prediction="q", slices=["g"], bootstrap=1000)
+    table = pa.table(data)
+    batches = table.to_batches(max_chunksize=65_536)
 if mode == "finalize":  # the long part runs in PartialState.finalize (after a merge)
     spec = assay.Spec(**kw)
     half = n // 2
@@ -36,6 +42,8 @@ if mode == "finalize":  # the long part runs in PartialState.finalize (after a m
                          spec.accumulate({k: v[half:] for k, v in data.items()},
                                          row_offset=half)])
     run = state.finalize
+elif mode == "regression_stream":
+    run = lambda: assay.evaluate(pa.RecordBatchReader.from_batches(table.schema, batches), **kw)
 else:
     run = lambda: assay.evaluate(data, **kw)
 if len(sys.argv) > 3:  # calibration run
@@ -81,6 +89,13 @@ def process_sigint_during_regression_bootstrap_pass() -> None:
     """SIGINT 2 s into a ~15 s regression job with 1000 replicates, whose time is spent in
     the pass over one in-memory batch: KeyboardInterrupt within 3 s."""
     _sigint_during("regression")
+
+
+@case(expect="typed", interrupt=True, words=["."], timeout=150, mem_gib=8.0)
+def process_sigint_during_a_streamed_pass_of_small_batches() -> None:
+    """SIGINT 2 s into the ~15 s regression job fed as 64k-row batches, which the pass reads
+    in groups and runs in parallel waves: KeyboardInterrupt within 3 s."""
+    _sigint_during("regression_stream")
 
 
 def _sigint_during(mode: str) -> None:

@@ -206,7 +206,7 @@ pub fn run_job_fed<T: Send, B: Send>(
     next: &mut dyn FnMut() -> Option<B>,
     job: impl FnOnce(Fed<B>) -> Result<T> + Send,
 ) -> Result<T> {
-    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError, TrySendError};
     let interrupt = Interrupt::new();
     let (tx, rx) = std::sync::mpsc::channel::<Result<T>>();
     let (feed, items) = std::sync::mpsc::sync_channel::<B>(FEED_DEPTH);
@@ -251,10 +251,29 @@ pub fn run_job_fed<T: Send, B: Send>(
                     Err(TryRecvError::Disconnected) => return Err(ended()),
                     Err(TryRecvError::Empty) => {}
                 }
-                // The send blocks while the job is busy with the items before it; it fails
-                // once the job stopped reading (it returned), and then the input is left.
+                // The channel is full while the job is busy with the items before it: the
+                // send is retried every POLL_PERIOD, polling between tries (a job that reads
+                // several batches before it computes may hold them for seconds, and Ctrl-C
+                // must reach it meanwhile). It fails once the job stopped reading (it
+                // returned), and then the input is left.
                 let more = match next() {
-                    Some(item) => sender.send(item).is_ok(),
+                    Some(mut item) => loop {
+                        match sender.try_send(item) {
+                            Ok(()) => break true,
+                            Err(TrySendError::Disconnected(_)) => break false,
+                            Err(TrySendError::Full(back)) => item = back,
+                        }
+                        match rx.recv_timeout(POLL_PERIOD) {
+                            Ok(out) => return out,
+                            Err(RecvTimeoutError::Disconnected) => return Err(ended()),
+                            Err(RecvTimeoutError::Timeout) => {}
+                        }
+                        polled = std::time::Instant::now();
+                        if !interrupt.is_set() && poll() {
+                            interrupt.trigger();
+                            break false;
+                        }
+                    },
                     None => false,
                 };
                 if !more {
@@ -470,6 +489,38 @@ mod tests {
             |fed| Ok(fed.count()),
         );
         assert_eq!(out, Err(AssayError::Interrupted));
+    }
+
+    #[test]
+    fn an_interrupt_reaches_a_job_that_holds_its_items_while_it_computes() {
+        // The job takes three items, then computes for up to 10 s without taking more (the
+        // feed channel stays full): the interrupt must still reach it, within a few polls.
+        let start = std::time::Instant::now();
+        let mut polls = 0;
+        let out: Result<Duration> = run_job_fed(
+            &mut || {
+                polls += 1;
+                start.elapsed() > Duration::from_millis(200)
+            },
+            &mut || Some(0u8),
+            |mut fed| {
+                for _ in 0..3 {
+                    fed.next();
+                }
+                let busy = std::time::Instant::now();
+                while !interrupted() && busy.elapsed() < Duration::from_secs(10) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(busy.elapsed())
+            },
+        );
+        assert_eq!(out, Err(AssayError::Interrupted));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(polls >= 2);
     }
 
     #[test]
