@@ -481,3 +481,39 @@ def streams_blocked_generator_interrupted() -> None:
 
     threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
     evaluate(pa.RecordBatchReader.from_batches(_S, gen()), label="y", score="p")
+
+
+# --- empty slices and large string columns ---------------------------------------------------
+
+
+@case(expect="ok")
+def streams_empty_slices_inside_batches() -> None:
+    """Empty slices taken inside a batch (pyarrow exports their string columns with an offset
+    but no values) between full ones, for plain, large and dictionary strings: the stream's
+    report equals the table's."""
+    d = toy(3000, seed=4)
+    t = pa.table({"y": pa.array(d["y"]), "p": pa.array(d["p"]),
+                  "s": pa.array(np.array(["a", "bb", "ccc"])[np.arange(3000) % 3]),
+                  "l": pa.array(np.array(["x", "yy"])[np.arange(3000) % 2], pa.large_string()),
+                  "k": pa.array(np.array(["u", "v", "w", "z"])[np.arange(3000) % 4])
+                  .dictionary_encode()}).combine_chunks()
+    (whole,) = t.to_batches()
+    batches = [whole.slice(0, 1000), whole.slice(1000, 0), whole.slice(1000, 2000),
+               whole.slice(3000, 0), whole.slice(2999, 0)]
+    kw = dict(label="y", score="p", slices=["s", "l", "k", ("s", "k")])
+    rep = evaluate(_reader(t.schema, batches), **kw)
+    same_metrics(rep, evaluate(t, **kw), "empty slices inside batches")
+
+
+@case(expect="typed", words=[r"invalid data in column \"c\""])
+def streams_large_string_column_invalid_late() -> None:
+    """1.2M strings, checked in parallel steps: a byte that is never UTF-8 in a late step of
+    a column the job slices by is refused with the column named."""
+    n = 1_200_000
+    data = bytearray(b"ab" * n)
+    data[2 * 1_100_000 + 1] = 0xFF
+    offsets = np.arange(0, 2 * n + 1, 2, dtype=np.int32)
+    c = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.tobytes()),
+                                               pa.py_buffer(bytes(data))])
+    t = pa.table({"y": np.zeros(n, np.int8), "p": np.full(n, 0.5), "c": c})
+    evaluate(_reader(t.schema, t.to_batches()), label="y", score="p", slices=["c"])
