@@ -178,16 +178,15 @@ const FEED_DEPTH: usize = 2;
 /// that fails its checks leaves a one-shot input unread.
 pub struct Fed<B> {
     items: std::sync::mpsc::Receiver<B>,
-    want: Option<std::sync::mpsc::Sender<()>>,
+    /// Told of every item asked for: the calling thread waits on it for room in the channel.
+    want: std::sync::mpsc::Sender<()>,
 }
 
 impl<B> Iterator for Fed<B> {
     type Item = B;
 
     fn next(&mut self) -> Option<B> {
-        if let Some(want) = self.want.take() {
-            let _ = want.send(());
-        }
+        let _ = self.want.send(());
         self.items.recv().ok()
     }
 }
@@ -214,10 +213,7 @@ pub fn run_job_fed<T: Send, B: Send>(
     let ended = || AssayError::Internal("the job thread ended without a result".into());
     let result = std::thread::scope(|scope| {
         let flag = interrupt.clone();
-        let fed = Fed {
-            items,
-            want: Some(want),
-        };
+        let fed = Fed { items, want };
         let spawned = std::thread::Builder::new()
             .name("assay-job".into())
             .stack_size(JOB_STACK)
@@ -263,15 +259,19 @@ pub fn run_job_fed<T: Send, B: Send>(
                             Err(TrySendError::Disconnected(_)) => break false,
                             Err(TrySendError::Full(back)) => item = back,
                         }
-                        match rx.recv_timeout(POLL_PERIOD) {
-                            Ok(out) => return out,
-                            Err(RecvTimeoutError::Disconnected) => return Err(ended()),
+                        // Woken when the job asks for an item (room in the channel), or
+                        // after POLL_PERIOD; a job that returned dropped its side.
+                        match wanted.recv_timeout(POLL_PERIOD) {
+                            Ok(()) => {}
+                            Err(RecvTimeoutError::Disconnected) => break false,
                             Err(RecvTimeoutError::Timeout) => {}
                         }
-                        polled = std::time::Instant::now();
-                        if !interrupt.is_set() && poll() {
-                            interrupt.trigger();
-                            break false;
+                        if polled.elapsed() >= POLL_PERIOD {
+                            polled = std::time::Instant::now();
+                            if !interrupt.is_set() && poll() {
+                                interrupt.trigger();
+                                break false;
+                            }
                         }
                     },
                     None => false,
