@@ -14,7 +14,8 @@ use crate::reliability::{sorted_run_calibration, SliceCalib, SortedWant};
 use crate::runtime::{interrupted, POLL_ROWS};
 pub use crate::sorted::score_of_key;
 use crate::sorted::{
-    descending_key, scatter, sort_groups, value_scatter, KeyLabel, Rec, Unweighted, Weighted,
+    descending_key, scatter, score_range, sort_groups, value_scatter, KeyLabel, Rec, Unweighted,
+    Weighted,
 };
 use crate::state::{big_vec, RankRows};
 
@@ -87,7 +88,8 @@ fn sorted_groups_by<R: Rec>(
             vec![0, n]
         }
         None => {
-            let starts = value_scatter(&rows.scores, make, &mut buf.recs);
+            let range = score_range(&rows.scores);
+            let starts = value_scatter(&rows.scores, range, make, &mut buf.recs);
             sort_groups(&mut buf.recs, &starts);
             vec![0, n]
         }
@@ -125,12 +127,41 @@ impl Running {
         self.tied_pairs += self.run_pos * self.run_neg;
         self.tp += self.run_pos;
         self.fp += self.run_neg;
-        if self.run_pos > 0.0 {
-            // The precision first: the product of two small weights would underflow.
-            self.ap_sum += self.run_pos * (self.tp / (self.tp + self.fp));
-        }
+        // The precision first: the product of two small weights would underflow. A group
+        // without positives adds nothing (a select, not a branch: labels are unpredictable;
+        // its precision may be 0/0 when all weight so far is zero, and is then discarded).
+        let precision = self.tp / (self.tp + self.fp);
+        self.ap_sum += if self.run_pos > 0.0 {
+            self.run_pos * precision
+        } else {
+            0.0
+        };
         self.run_pos = 0.0;
         self.run_neg = 0.0;
+    }
+
+    /// [`Self::close_group`] of a group of one unweighted record (`pos` 1.0 or 0.0), with the
+    /// same bits, computed without a branch and without the group's running fields (a walk
+    /// over continuous scores closes a group per record: its chains stay in registers).
+    #[inline(always)]
+    fn close_one(&mut self, pos: f64) {
+        let neg = 1.0 - pos;
+        let c = self.fp + 0.5 * neg;
+        let d = self.tp + 0.5 * pos;
+        let (pc, nd) = (pos * c, neg * d);
+        self.delong[0] += pc;
+        self.delong[1] += pc * c;
+        self.delong[2] += pc * c * c;
+        self.delong[3] += nd;
+        self.delong[4] += nd * d;
+        self.delong[5] += nd * d * d;
+        self.auc_pairs += neg * self.tp + 0.5 * pos * neg;
+        self.tied_pairs += pos * neg;
+        self.tp += pos;
+        self.fp += neg;
+        // The record itself is counted, so tp + fp >= 1 and the precision is finite: a
+        // negative adds exactly 0.0.
+        self.ap_sum += pos * (self.tp / (self.tp + self.fp));
     }
 
     fn sums(&self) -> RankSums {
@@ -181,7 +212,7 @@ fn sorted_sums<R: Rec>(recs: &[R]) -> RankSums {
 pub fn rank_sums(rows: &RankRows, n_ids: &[usize]) -> Vec<Vec<RankSums>> {
     let none = SortedWant::default();
     if let Some(order) = packed_order(rows, n_ids) {
-        return packed_sums(&order, n_ids, &none, None).0;
+        return order.sums(n_ids, &none, None).0;
     }
     if rows.weights.is_empty() {
         rank_sums_with::<Unweighted>(rows, n_ids, &none).0
@@ -203,7 +234,7 @@ pub fn rank_sums_calibrated(
 ) -> (Vec<Vec<RankSums>>, SortedCalibration) {
     if let Some(order) = packed_order(rows, n_ids) {
         let spare = want.any().then(|| std::mem::take(&mut rows.scores));
-        return packed_sums(&order, n_ids, want, spare);
+        return order.sums(n_ids, want, spare);
     }
     if rows.weights.is_empty() {
         rank_sums_with::<Unweighted>(rows, n_ids, want)
@@ -219,7 +250,7 @@ pub fn rank_sums_calibrated_shared(
     want: &SortedWant,
 ) -> (Vec<Vec<RankSums>>, SortedCalibration) {
     if let Some(order) = packed_order(rows, n_ids) {
-        return packed_sums(&order, n_ids, want, None);
+        return order.sums(n_ids, want, None);
     }
     if rows.weights.is_empty() {
         rank_sums_with::<Unweighted>(rows, n_ids, want)
@@ -234,20 +265,62 @@ fn id_bits(n_ids: usize) -> u32 {
 }
 
 /// All rows sorted once, every spec's slice id packed beside the label in the tag.
-struct PackedOrder {
-    recs: Vec<Unweighted>,
+struct PackedOrder<R> {
+    recs: Vec<R>,
     shifts: Vec<u32>,
     masks: Vec<u64>,
+}
+
+/// A [`PackedOrder`] of 16-byte records, or of 8-byte ones ([`KeyLabel`]) when there are no
+/// slice ids to carry and no score is negative (the key's top bit holds the label): half the
+/// bytes to scatter, sort and walk for an overall ROC-AUC of probabilities.
+enum Packed {
+    Wide(PackedOrder<Unweighted>),
+    Narrow(PackedOrder<KeyLabel>),
+}
+
+impl Packed {
+    fn sums(
+        &self,
+        n_ids: &[usize],
+        want: &SortedWant,
+        spare: Option<Vec<f64>>,
+    ) -> (Vec<Vec<RankSums>>, SortedCalibration) {
+        match self {
+            Packed::Wide(o) => packed_sums(o, n_ids, want, spare),
+            Packed::Narrow(o) => packed_sums(o, n_ids, want, spare),
+        }
+    }
 }
 
 /// Unweighted jobs whose slice ids of all specs fit in 63 bits beside the label: one sort of
 /// all rows, then one pass that serves every spec. All sums within a tie group are integer
 /// counts, exact in any order, so the row order inside ties need not be fixed.
-fn packed_order(rows: &RankRows, n_ids: &[usize]) -> Option<PackedOrder> {
+fn packed_order(rows: &RankRows, n_ids: &[usize]) -> Option<Packed> {
     let bits: Vec<u32> = n_ids[1..].iter().map(|n| id_bits(*n)).collect();
     if !rows.weights.is_empty() || bits.iter().sum::<u32>() > 63 {
         return None;
     }
+    // Sorted rows (a partial state's) are in descending order: the last is the smallest.
+    let range = if rows.sorted {
+        (
+            rows.scores.last().copied().unwrap_or(0.0),
+            rows.scores.first().copied().unwrap_or(0.0),
+        )
+    } else {
+        score_range(&rows.scores)
+    };
+    // -0.0 >= 0.0 too: its key is zero's.
+    Some(if n_ids.len() == 1 && range.0 >= 0.0 {
+        Packed::Narrow(packed_order_as(rows, &bits, range))
+    } else {
+        Packed::Wide(packed_order_as(rows, &bits, range))
+    })
+}
+
+/// [`packed_order`] in records of type `R` (`bits`: each spec's id bits; `range`: the
+/// smallest and largest score).
+fn packed_order_as<R: Rec>(rows: &RankRows, bits: &[u32], range: (f64, f64)) -> PackedOrder<R> {
     let shifts: Vec<u32> = bits
         .iter()
         .scan(1u32, |at, b| {
@@ -261,7 +334,7 @@ fn packed_order(rows: &RankRows, n_ids: &[usize]) -> Option<PackedOrder> {
         for (ids, shift) in rows.ids.iter().zip(&shifts) {
             tag |= (ids[i] as u64) << shift;
         }
-        Unweighted(descending_key(rows.scores[i]), tag)
+        R::new(descending_key(rows.scores[i]), tag, 1.0)
     };
     let mut recs = big_vec(rows.len());
     if rows.sorted {
@@ -270,21 +343,21 @@ fn packed_order(rows: &RankRows, n_ids: &[usize]) -> Option<PackedOrder> {
             .map(make)
             .collect_into_vec(&mut recs);
     } else {
-        let starts = value_scatter(&rows.scores, make, &mut recs);
+        let starts = value_scatter(&rows.scores, range, make, &mut recs);
         sort_groups(&mut recs, &starts);
     }
     let masks: Vec<u64> = bits.iter().map(|b| (1u64 << b) - 1).collect();
-    Some(PackedOrder {
+    PackedOrder {
         recs,
         shifts,
         masks,
-    })
+    }
 }
 
 /// The rank sums and calibration states of a [`PackedOrder`]. `spare`, an f64 buffer of at
 /// least the rows' length that is no longer needed, holds the scattered slices if given.
-fn packed_sums(
-    order: &PackedOrder,
+fn packed_sums<R: Rec>(
+    order: &PackedOrder<R>,
     n_ids: &[usize],
     want: &SortedWant,
     spare: Option<Vec<f64>>,
@@ -313,13 +386,13 @@ fn packed_sums(
             // Each spec's slices: a stable scatter of the sorted records keeps them sorted.
             // Calibration scores are probabilities, whose keys leave the top bit free: the
             // scattered records are then 8 bytes, the label in that bit.
-            let narrow = recs.last().is_none_or(|r| r.0 >> 63 == 0);
-            let mut by_slice: Vec<Unweighted> = Vec::new();
+            let narrow = recs.last().is_none_or(|r| r.key() >> 63 == 0);
+            let mut by_slice: Vec<R> = Vec::new();
             let mut narrow_by_slice: Vec<KeyLabel> = spare.map_or_else(Vec::new, reuse_f64);
             for (k, n) in n_ids[1..].iter().enumerate() {
-                let id = |i: usize| ((recs[i].1 >> shifts[k]) & masks[k]) as usize;
+                let id = |i: usize| ((recs[i].tag() >> shifts[k]) & masks[k]) as usize;
                 let slices = if narrow {
-                    let make = |i: usize| KeyLabel::new(recs[i].0, recs[i].1, 1.0);
+                    let make = |i: usize| KeyLabel::new(recs[i].key(), recs[i].tag(), 1.0);
                     let starts = scatter(recs.len(), *n, id, make, &mut narrow_by_slice);
                     let run = |g: usize| &narrow_by_slice[starts[g]..starts[g + 1]];
                     (0..*n)
@@ -361,57 +434,194 @@ fn reuse_f64(v: Vec<f64>) -> Vec<KeyLabel> {
     unsafe { Vec::from_raw_parts(ptr as *mut KeyLabel, 0, cap) }
 }
 
-/// The rank walk of [`packed_sums`] over the sorted records.
-fn packed_walk(
-    recs: &[Unweighted],
+/// Slice accumulators (over all specs) that the parts of a [`packed_walk`] may hold at once:
+/// `parts x (1 + slices)` stays under this, so jobs with very many slices walk in fewer parts.
+const WALK_BUDGET: usize = 1 << 16;
+
+/// Fewest records in a part of a [`packed_walk`].
+const WALK_PART_ROWS: usize = 1 << 16;
+
+/// Most parts of a [`packed_walk`].
+const WALK_PARTS: usize = 64;
+
+/// The part boundaries of a [`packed_walk`]: equal shares of the records, each moved forward
+/// to the end of its tie group. They depend on the keys and the slice counts only (never on
+/// the threads, nor on the order of records inside a tie group), so every route to the same
+/// sorted keys sums the same terms in the same grouping.
+fn walk_parts<R: Rec>(recs: &[R], n_slices: usize) -> Vec<usize> {
+    let n = recs.len();
+    let parts = (n / WALK_PART_ROWS)
+        .min(WALK_BUDGET / (1 + n_slices))
+        .clamp(1, WALK_PARTS);
+    let mut starts = vec![0];
+    for p in 1..parts {
+        let mut at = (n * p / parts).max(*starts.last().unwrap());
+        while at > 0 && at < n && recs[at].key() == recs[at - 1].key() {
+            at += 1;
+        }
+        if at < n && at > *starts.last().unwrap() {
+            starts.push(at);
+        }
+    }
+    starts.push(n);
+    starts
+}
+
+/// The rank walk of [`packed_sums`] over the sorted records, in parts that run in parallel.
+///
+/// A part's sums need the positive and negative counts of every slice above it: a first
+/// parallel pass counts each part's, a prefix sum over the parts gives each part its start,
+/// and the second pass walks every part from there. Each tie group is closed with the same
+/// running counts as in one sequential walk, so every term is the same; the parts' sums are
+/// then added in part order.
+fn packed_walk<R: Rec>(
+    recs: &[R],
     n_ids: &[usize],
     shifts: &[u32],
     masks: &[u64],
 ) -> Vec<Vec<RankSums>> {
-    let mut overall = Running::default();
-    let mut accs: Vec<Vec<Running>> = n_ids[1..]
+    // Slot 0 is the overall slice, then every spec's slices in order.
+    let offsets: Vec<usize> = n_ids[1..]
         .iter()
-        .map(|n| vec![Running::default(); *n])
+        .scan(1usize, |at, n| {
+            let o = *at;
+            *at += n;
+            Some(o)
+        })
         .collect();
-    let mut touched: Vec<Vec<u32>> = vec![Vec::new(); accs.len()];
+    let slots = 1 + n_ids[1..].iter().sum::<usize>();
+    let starts = walk_parts(recs, slots - 1);
+    let slot_of = |tag: u64, k: usize| offsets[k] + ((tag >> shifts[k]) & masks[k]) as usize;
+    let specs = offsets.len();
+    // Pass 1: positives and all rows per slot and part (integers, exact).
+    let counts: Vec<Vec<[u64; 2]>> = starts
+        .par_windows(2)
+        .map(|g| {
+            let mut c = vec![[0u64; 2]; slots];
+            if interrupted() {
+                return c;
+            }
+            for r in &recs[g[0]..g[1]] {
+                let tag = r.tag();
+                let pos = tag & 1;
+                c[0][0] += pos;
+                c[0][1] += 1;
+                for k in 0..specs {
+                    let s = slot_of(tag, k);
+                    c[s][0] += pos;
+                    c[s][1] += 1;
+                }
+            }
+            c
+        })
+        .collect();
+    // Each part's starting (positives, negatives) per slot.
+    let mut above = vec![[0u64; 2]; slots];
+    let mut starting = Vec::with_capacity(counts.len());
+    for c in &counts {
+        starting.push(above.clone());
+        for (a, c) in above.iter_mut().zip(c) {
+            a[0] += c[0];
+            a[1] += c[1];
+        }
+    }
+    drop(counts);
+    // Pass 2: every part walks from its start.
+    let local: Vec<Vec<Running>> = starts
+        .par_windows(2)
+        .zip(starting.par_iter())
+        .map(|(g, from)| {
+            let mut accs: Vec<Running> = from
+                .iter()
+                .map(|c| Running {
+                    tp: c[0] as f64,
+                    fp: (c[1] - c[0]) as f64,
+                    ..Running::default()
+                })
+                .collect();
+            walk_part(&recs[g[0]..g[1]], &mut accs, slot_of, specs);
+            accs
+        })
+        .collect();
+    let mut total: Vec<RankSums> = above
+        .iter()
+        .map(|c| RankSums {
+            pos: c[0] as f64,
+            neg: (c[1] - c[0]) as f64,
+            ..RankSums::default()
+        })
+        .collect();
+    for part in &local {
+        for (t, a) in total.iter_mut().zip(part) {
+            t.auc_pairs += a.auc_pairs;
+            t.ap_sum += a.ap_sum;
+            t.tied_pairs += a.tied_pairs;
+            for (d, x) in t.delong.iter_mut().zip(&a.delong) {
+                *d += x;
+            }
+        }
+    }
+    let mut out = vec![vec![total[0]]];
+    for (k, n) in n_ids[1..].iter().enumerate() {
+        out.push(total[offsets[k]..offsets[k] + n].to_vec());
+    }
+    out
+}
+
+/// Walks one part of a [`packed_walk`]: `accs[0]` is the overall slice, `slot(tag, k)` the
+/// slot of the record's slice in spec `k`. A single-record tie group (every group, for
+/// continuous scores) is closed at once; larger ones collect the slots they touch.
+fn walk_part<R: Rec>(
+    recs: &[R],
+    accs: &mut [Running],
+    slot: impl Fn(u64, usize) -> usize,
+    specs: usize,
+) {
+    #[inline(always)]
+    fn bump(a: &mut Running, pos: f64) {
+        a.run_pos += pos;
+        a.run_neg += 1.0 - pos;
+    }
+    // The overall slice lives in a local: its running sums stay in registers.
+    let mut overall = accs[0];
+    let mut touched: Vec<usize> = Vec::new();
     let mut i = 0;
     let mut next_poll = POLL_ROWS;
     while i < recs.len() {
         if stop_walk(i, &mut next_poll, POLL_ROWS) {
             break;
         }
-        let key = recs[i].0;
-        while i < recs.len() && recs[i].0 == key {
-            let tag = recs[i].1;
-            let pos = tag & 1 == 1;
-            let bump = |a: &mut Running| {
-                if pos {
-                    a.run_pos += 1.0;
-                } else {
-                    a.run_neg += 1.0;
-                }
-            };
-            bump(&mut overall);
-            for k in 0..accs.len() {
-                let id = ((tag >> shifts[k]) & masks[k]) as u32;
-                let a = &mut accs[k][id as usize];
+        let key = recs[i].key();
+        if recs.get(i + 1).is_none_or(|r| r.key() != key) {
+            let tag = recs[i].tag();
+            let pos = (tag & 1) as f64;
+            overall.close_one(pos);
+            for k in 0..specs {
+                accs[slot(tag, k)].close_one(pos);
+            }
+            i += 1;
+            continue;
+        }
+        while i < recs.len() && recs[i].key() == key {
+            let tag = recs[i].tag();
+            let pos = (tag & 1) as f64;
+            bump(&mut overall, pos);
+            for k in 0..specs {
+                let s = slot(tag, k);
+                let a = &mut accs[s];
                 if a.run_pos == 0.0 && a.run_neg == 0.0 {
-                    touched[k].push(id);
+                    touched.push(s);
                 }
-                bump(a);
+                bump(a, pos);
             }
             i += 1;
         }
         overall.close_group();
-        for (k, t) in touched.iter_mut().enumerate() {
-            for id in t.drain(..) {
-                accs[k][id as usize].close_group();
-            }
+        for s in touched.drain(..) {
+            accs[s].close_group();
         }
     }
-    let mut out = vec![vec![overall.sums()]];
-    out.extend(accs.iter().map(|a| a.iter().map(Running::sums).collect()));
-    out
+    accs[0] = overall;
 }
 
 fn rank_sums_with<R: Rec>(
@@ -855,9 +1065,101 @@ mod tests {
             ..Default::default()
         };
         let order = packed_order(&r, &[1, 5, 11]).unwrap();
-        let packed = packed_sums(&order, &[1, 5, 11], &SortedWant::default(), None).0;
+        let packed = order.sums(&[1, 5, 11], &SortedWant::default(), None).0;
         let separate = rank_sums_with::<Unweighted>(&r, &[1, 5, 11], &SortedWant::default()).0;
         assert_eq!(packed, separate);
+    }
+
+    /// Rows large enough for several walk parts, with ties across part borders.
+    fn many_rows(n: usize, distinct: usize, offset: f64) -> RankRows {
+        let scores: Vec<f64> = (0..n)
+            .map(|i| ((i * 7919) % distinct) as f64 / distinct as f64 + offset)
+            .collect();
+        let labels: Vec<u8> = (0..n).map(|i| ((i * 13) % 7 < 3) as u8).collect();
+        RankRows {
+            scores,
+            labels,
+            ids: vec![
+                (0..n).map(|i| (i % 5) as u32).collect::<Vec<_>>(),
+                (0..n).map(|i| ((i / 7) % 11) as u32).collect(),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn assert_close(a: &[Vec<RankSums>], b: &[Vec<RankSums>]) {
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0);
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().flatten().zip(b.iter().flatten()) {
+            // Counts and pair counts are integers: exact in any grouping.
+            assert_eq!(
+                (a.pos, a.neg, a.auc_pairs, a.tied_pairs),
+                (b.pos, b.neg, b.auc_pairs, b.tied_pairs)
+            );
+            assert!(close(a.ap_sum, b.ap_sum), "{a:?} {b:?}");
+            for (x, y) in a.delong.iter().zip(&b.delong) {
+                assert!(close(*x, *y), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_walk_in_parts_equals_one_sequential_walk() {
+        // Continuous scores (single-record groups) and 1,000 values (large tie groups).
+        for distinct in [1_000_003, 1_000] {
+            let r = many_rows(400_000, distinct, 0.0);
+            let n_ids = [1, 5, 11];
+            let order = packed_order(&r, &n_ids).unwrap();
+            let Packed::Wide(o) = &order else {
+                panic!("slices need wide records")
+            };
+            assert!(walk_parts(&o.recs, 16).len() > 2, "several parts");
+            let packed = order.sums(&n_ids, &SortedWant::default(), None).0;
+            let separate = rank_sums_with::<Unweighted>(&r, &n_ids, &SortedWant::default()).0;
+            assert_close(&packed, &separate);
+        }
+    }
+
+    #[test]
+    fn parts_end_at_tie_group_borders() {
+        let r = many_rows(300_000, 7, 0.0);
+        let Packed::Wide(o) = packed_order(&r, &[1, 5, 11]).unwrap() else {
+            panic!("slices need wide records")
+        };
+        let parts = walk_parts(&o.recs, 16);
+        assert!(parts.len() > 2);
+        for p in &parts[1..parts.len() - 1] {
+            assert_ne!(o.recs[*p].key(), o.recs[p - 1].key());
+        }
+    }
+
+    #[test]
+    fn narrow_records_give_the_wide_bits_and_sorted_rows_the_unsorted_bits() {
+        for (distinct, offset) in [(1_000_003, 0.0), (1_000, 0.0), (1_000, -0.5)] {
+            let mut r = many_rows(400_000, distinct, offset);
+            r.ids.clear();
+            let order = packed_order(&r, &[1]).unwrap();
+            assert_eq!(matches!(order, Packed::Narrow(_)), offset >= 0.0);
+            let got = order.sums(&[1], &SortedWant::default(), None).0;
+            let range = score_range(&r.scores);
+            let wide = packed_order_as::<Unweighted>(&r, &[], range);
+            assert_eq!(
+                got,
+                packed_sums(&wide, &[1], &SortedWant::default(), None).0
+            );
+            // The same rows sorted by descending score, as a partial state holds them.
+            let mut idx: Vec<usize> = (0..r.len()).collect();
+            idx.sort_by(|a, b| r.scores[*b].total_cmp(&r.scores[*a]));
+            let sorted = RankRows {
+                scores: idx.iter().map(|i| r.scores[*i]).collect(),
+                labels: idx.iter().map(|i| r.labels[*i]).collect(),
+                sorted: true,
+                ..Default::default()
+            };
+            assert_eq!(got, rank_sums(&sorted, &[1]));
+            let brute = rank_sums_with::<Unweighted>(&r, &[1], &SortedWant::default()).0;
+            assert_close(&got, &brute);
+        }
     }
 
     #[test]

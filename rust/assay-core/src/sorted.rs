@@ -218,38 +218,34 @@ pub(crate) fn sort_groups<R: Rec>(recs: &mut [R], starts: &[usize]) {
         groups.push(a);
         rest = b;
     }
-    groups.into_par_iter().with_max_len(1).for_each(|g| {
-        if g.len() > 1 && !interrupted() {
-            let mut tmp = if std::mem::size_of_val(g) >= 1 << 23 {
-                big_vec(g.len())
-            } else {
-                Vec::new()
-            };
-            tmp.resize(g.len(), R::default());
-            msd_sort(g, &mut tmp, true);
-        }
-    });
+    // Scratch is kept across the groups a worker takes: a fresh buffer per group faulted in
+    // its pages again (a tenth of an overall ROC-AUC's time went to clearing pages).
+    groups
+        .into_par_iter()
+        .with_max_len(1)
+        .for_each_init(Vec::new, |tmp: &mut Vec<R>, g| {
+            if g.len() > 1 && !interrupted() {
+                if tmp.capacity() < g.len() && std::mem::size_of_val(g) >= 1 << 23 {
+                    *tmp = big_vec(g.len());
+                }
+                tmp.clear();
+                tmp.resize(g.len(), R::default());
+                msd_sort(g, tmp, true);
+            }
+        });
 }
 
-/// Scatters all rows into equal-width score buckets over [min, max], in descending order.
+/// Scatters all rows into equal-width score buckets over `[lo, hi]` (the scores' range), in
+/// descending order.
 /// The bucket is a non-decreasing function of the score (each float operation rounds
 /// monotonically), so sorting within buckets gives the global order, and typical scores
 /// spread evenly over the buckets. Returns the bucket starts.
 pub(crate) fn value_scatter<R: Rec>(
     scores: &[f64],
+    (lo, hi): (f64, f64),
     make: impl Fn(usize) -> R + Sync,
     recs: &mut Vec<R>,
 ) -> Vec<usize> {
-    let (lo, hi) = scores
-        .par_iter()
-        .fold(
-            || (f64::INFINITY, f64::NEG_INFINITY),
-            |(a, b), s| (a.min(*s), b.max(*s)),
-        )
-        .reduce(
-            || (f64::INFINITY, f64::NEG_INFINITY),
-            |(a, b), (c, d)| (a.min(c), b.max(d)),
-        );
     let range = hi - lo;
     let buckets = if range.is_finite() && range > 0.0 {
         1usize << RADIX_BITS
@@ -262,6 +258,38 @@ pub(crate) fn value_scatter<R: Rec>(
         buckets - 1 - b.min(buckets - 1)
     };
     scatter(scores.len(), buckets, bucket, make, recs)
+}
+
+/// The smallest and largest of `scores` ((inf, -inf) when empty): the `range` of
+/// [`value_scatter`].
+///
+/// The scores are finite (checked on the way in): the comparisons below are plain `<` and
+/// `>` in eight lanes, which vectorize, where `f64::min`'s NaN rule did not (a third of the
+/// memory bandwidth).
+pub(crate) fn score_range(scores: &[f64]) -> (f64, f64) {
+    const LANES: usize = 8;
+    let chunk_range = |c: &[f64]| {
+        let mut lo = [f64::INFINITY; LANES];
+        let mut hi = [f64::NEG_INFINITY; LANES];
+        let mut blocks = c.chunks_exact(LANES);
+        for b in &mut blocks {
+            for j in 0..LANES {
+                lo[j] = if b[j] < lo[j] { b[j] } else { lo[j] };
+                hi[j] = if b[j] > hi[j] { b[j] } else { hi[j] };
+            }
+        }
+        for (j, v) in blocks.remainder().iter().enumerate() {
+            lo[j] = if *v < lo[j] { *v } else { lo[j] };
+            hi[j] = if *v > hi[j] { *v } else { hi[j] };
+        }
+        let lo = lo.iter().fold(f64::INFINITY, |a, b| a.min(*b));
+        let hi = hi.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+        (lo, hi)
+    };
+    scores.par_chunks(1 << 16).map(chunk_range).reduce(
+        || (f64::INFINITY, f64::NEG_INFINITY),
+        |(a, b), (c, d)| (a.min(c), b.max(d)),
+    )
 }
 
 /// Maps a finite f64 to a u64 whose ascending order is the descending order of the scores.

@@ -26,7 +26,9 @@ use rayon::prelude::*;
 
 use super::RankRows;
 use crate::runtime::{big_vec, interrupted};
-use crate::sorted::{descending_key, msd_sort, sort_groups, value_scatter, Unweighted};
+use crate::sorted::{
+    descending_key, msd_sort, score_range, sort_groups, value_scatter, Unweighted,
+};
 
 /// Entries per part of a parallel sort or merge; parts are cut between distinct scores, by the
 /// data alone (never by the thread count), so the result does not depend on the threads.
@@ -384,7 +386,8 @@ impl RankRows {
             };
             Unweighted(descending_key(srcs[0].rows.scores[i]), tag)
         };
-        let starts = value_scatter(&self.scores, make, &mut recs);
+        let range = score_range(&self.scores);
+        let starts = value_scatter(&self.scores, range, make, &mut recs);
         sort_groups(&mut recs, &starts);
         let weighted = !self.weights.is_empty();
         let bounds = part_bounds(n, |j| recs[j].0);
