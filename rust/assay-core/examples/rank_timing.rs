@@ -1,79 +1,57 @@
-//! Times the exact-rank path on synthetic data: `cargo run --release --example rank_timing`.
-use assay_core::bootstrap::Resampler;
-use assay_core::rank::{rank_sums, replicate_rank_sums};
+//! Times the exact rank sums (sort and walk) of 10M generated rows, overall and with 100
+//! slices, with one thread and with all cores. Development aid:
+//! `cargo run --release --example rank_timing`. `ROWS=n` sets the row count; `ONE=1` runs
+//! the one-thread timings only.
+use assay_core::rank::rank_sums;
 use assay_core::state::RankRows;
-use std::time::Instant;
 
 fn main() {
-    let n = 10_000_000usize;
-    let mut x: u64 = 88172645463325252;
+    let n: usize = std::env::var("ROWS").map_or(10_000_000, |v| v.parse().unwrap());
+    let mut x = 7u64;
     let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 11
     };
-    let scores: Vec<f64> = (0..n).map(|_| next()).collect();
-    let labels: Vec<u8> = (0..n).map(|_| (next() < 0.1) as u8).collect();
-    let ids: Vec<u32> = (0..n).map(|_| (next() * 100.0) as u32).collect();
-    let rows = RankRows {
-        scores,
-        labels,
-        weights: vec![],
-        ids: vec![ids],
-        row_keys: vec![],
-        ..Default::default()
-    };
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let t = Instant::now();
-            let r = rank_sums(&rows, &[1]);
-            println!(
-                "{threads} threads: overall {:?} auc={}",
-                t.elapsed(),
-                r[0][0].auc_pairs / (r[0][0].pos * r[0][0].neg)
-            );
-            let t = Instant::now();
-            let r = rank_sums(&rows, &[1, 100]);
-            println!(
-                "{threads} threads: overall + 100 slices {:?} auc0={}",
-                t.elapsed(),
-                r[1][0].auc_pairs / (r[1][0].pos * r[1][0].neg)
-            );
-        });
+    let mut rows = RankRows::with_specs(1);
+    for _ in 0..n {
+        let u = next() as f64 / (1u64 << 53) as f64;
+        rows.scores.push(u);
+        rows.labels
+            .push(((next() as f64 / (1u64 << 53) as f64) < u) as u8);
+        rows.ids[0].push((next() % 100) as u32);
     }
-
-    // Bootstrap: 1M rows, B = 1000 replicates, overall ROC-AUC only.
-    let m = 1_000_000;
-    let r = Resampler::new(0, 1000);
-    let small = RankRows {
-        scores: rows.scores[..m].to_vec(),
-        labels: rows.labels[..m].to_vec(),
-        weights: vec![],
-        ids: vec![],
-        row_keys: (0..m as u64).map(|i| r.row_key(i)).collect(),
-        ..Default::default()
+    let overall = RankRows {
+        ids: Vec::new(),
+        ..rows.clone()
     };
-    for threads in [1, 2] {
+    let only_one = std::env::var("ONE").is_ok();
+    for threads in [1, 0] {
+        if only_one && threads == 0 {
+            break;
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| {
-            let t = Instant::now();
-            let reps = replicate_rank_sums(&small, &[1], &r, 1000, false);
-            let el = t.elapsed();
+        for (name, r, n_ids) in [
+            ("overall", &overall, vec![1]),
+            ("100 slices", &rows, vec![1, 100]),
+        ] {
+            let mut t = Vec::new();
+            for _ in 0..7 {
+                let s = std::time::Instant::now();
+                std::hint::black_box(pool.install(|| rank_sums(r, &n_ids)));
+                t.push(s.elapsed().as_secs_f64());
+            }
+            t.sort_by(f64::total_cmp);
             println!(
-                "{threads} threads: 1M rows x {} slots {:?} ({:.2e} row-replicates/s) auc_0={}",
-                1000,
-                el,
-                (m * 1000) as f64 / el.as_secs_f64(),
-                reps[0][0][0].auc_pairs / (reps[0][0][0].pos * reps[0][0][0].neg)
+                "{name:12} threads {:2}: min {:.4}s median {:.4}s",
+                pool.current_num_threads(),
+                t[0],
+                t[3]
             );
-        });
+        }
     }
 }

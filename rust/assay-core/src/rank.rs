@@ -1163,6 +1163,35 @@ mod tests {
     }
 
     #[test]
+    fn scores_of_extreme_ranges_sort_correctly() {
+        // A subnormal range (the bucket scale overflows), a range that overflows, one value,
+        // and mixed signs: every route must match the brute-force AUC.
+        let tiny = f64::from_bits(1);
+        let cases: Vec<Vec<f64>> = vec![
+            (0..300).map(|i| (i % 7) as f64 * tiny).collect(),
+            (0..300)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        -1.7e308
+                    } else {
+                        1.7e308 * ((i % 5) as f64 / 5.0)
+                    }
+                })
+                .collect(),
+            vec![0.25; 300],
+            (0..300).map(|i| ((i * 37) % 11) as f64 - 5.0).collect(),
+        ];
+        for scores in cases {
+            let labels: Vec<u8> = (0..scores.len())
+                .map(|i| ((i * 13) % 5 < 2) as u8)
+                .collect();
+            let want = brute_auc(&scores, &labels);
+            let s = rank_sums(&rows(scores.clone(), labels.clone()), &[1])[0][0];
+            assert_eq!(s.auc_pairs / (s.pos * s.neg), want, "{:?}", &scores[..5]);
+        }
+    }
+
+    #[test]
     fn score_of_key_inverts_the_key() {
         for x in [
             0.0,
