@@ -135,6 +135,9 @@ def test_invalid_values_in_a_column_the_job_reads_are_a_schema_error():
     ([0, 2, 1], b"abc", False),                       # offsets that run backwards
     ([0, 7, 3], b"abcdefghij", False),                # an offset past the span
     ([1, 2, 3], b"\xffab", True),                    # invalid bytes outside the span
+    ([0, 2, 3], "€".encode(), False),                 # a cut inside a 3-byte character
+    ([0, 1, 4], b"a" + "€".encode(), True),           # the last offset at the text's end
+    ([0, 0, 0], b"", True),                           # empty strings, empty text
 ])
 def test_string_columns_are_checked_like_arrow_does(offsets, data, ok, large):
     """The fast string check (the whole span decoded at once, offsets on character
@@ -154,7 +157,7 @@ def test_string_columns_are_checked_like_arrow_does(offsets, data, ok, large):
 @pytest.mark.parametrize("defect", [None, "a byte that is never UTF-8", "a cut inside a character",
                                     "offsets that run backwards"])
 def test_large_string_columns_are_checked_in_parallel_steps_alike(defect):
-    """A column of over 2^20 strings is checked in parallel steps of 2^16: a defect at the
+    """A column of 2^18 strings or more is checked in parallel steps of 2^16: a defect at the
     border of two steps (or inside a late one) is still refused, a sound column accepted."""
     n, step = 1_200_000, 1 << 16
     offsets = np.arange(0, 2 * n + 1, 2, dtype=np.int32)
