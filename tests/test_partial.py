@@ -10,10 +10,12 @@ gives the same bits.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import pickle
 import random
+import sys
 
 import numpy as np
 import polars as pl
@@ -712,6 +714,33 @@ def test_large_columns_of_kept_rows_round_trip(case):
     assert back.to_bytes() == blob
     if case == "narrow ids":
         assert_bit_identical(back.finalize(), part.finalize())
+
+def test_a_state_read_from_bytes_keeps_them_alive_and_equals_a_copied_one():
+    """``from_bytes`` of a ``bytes`` object reads the kept rows where they lie (the state
+    holds a reference to the object); a bytearray or memoryview is copied. Both give the same
+    state, and the state stays whole after the caller drops the bytes."""
+    rng = np.random.default_rng(11)
+    n = 400_000  # kept-row columns over 1 MiB: decoded beside the checksum
+    t = pa.table({"y": rng.integers(0, 2, n).astype(np.int8), "p": rng.random(n),
+                  "s": rng.choice(["a", "b", "c", "d"], n)})
+    spec = Spec("y", "p", slices=["s"], metrics=["roc_auc", "average_precision", "accuracy"])
+    part = spec.accumulate(t)
+    blob = part.to_bytes()
+    copied = PartialState.from_bytes(bytearray(blob))
+    viewed = PartialState.from_bytes(memoryview(blob))
+    in_place = PartialState.from_bytes(blob)
+    # The name, getrefcount's argument and the in-place state's own reference (the copies
+    # hold none).
+    assert sys.getrefcount(blob) == 3
+    del blob
+    gc.collect()
+    want = part.finalize()
+    for st in (copied, viewed, in_place):
+        assert_bit_identical(st.finalize(), want)
+        assert st.to_bytes() == part.to_bytes()
+    merged = assay.merge([in_place, spec.accumulate(t.slice(0, 10), row_offset=n)])
+    assert merged.rows == n + 10
+
 
 def _checksum(payload: bytes) -> int:
     """The payload checksum of the state format (rust/assay-core/src/state/codec.rs): XXH3-64,

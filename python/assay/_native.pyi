@@ -92,7 +92,8 @@ def merge_states(states: list[State]) -> State:
     """One new state holding all of `states` (merged in a canonical order)."""
 
 def state_from_bytes(data: bytes) -> State:
-    """The state of `State.to_bytes()`'s bytes (StateFormatError when they are not one)."""
+    """The state of `State.to_bytes()`'s bytes (StateFormatError when they are not one); the
+    state's kept rows are read in place and keep `data` alive."""
 
 def device_layout(job: _Job) -> tuple[str | None, list[tuple[str, float]]]:
     """What the torch path cannot compute for `job` (None when it can) and the layout of the

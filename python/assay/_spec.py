@@ -938,6 +938,10 @@ class PartialState:
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> PartialState:
         """The state of :meth:`to_bytes`'s bytes.
 
+        A ``bytes`` object is read in place: the kept rows of exact rank metrics (most of a
+        large state) stay in its memory, which the state keeps alive, rather than being
+        copied; a ``bytearray`` or ``memoryview`` is copied first.
+
         Raises
         ------
         StateFormatError

@@ -233,7 +233,9 @@ pub fn rank_sums_calibrated(
     want: &SortedWant,
 ) -> (Vec<Vec<RankSums>>, SortedCalibration) {
     if let Some(order) = packed_order(rows, n_ids) {
-        let spare = want.any().then(|| std::mem::take(&mut rows.scores));
+        let spare = want
+            .any()
+            .then(|| std::mem::take(&mut rows.scores).into_vec());
         return order.sums(n_ids, want, spare);
     }
     if rows.weights.is_empty() {
@@ -989,6 +991,7 @@ pub fn rank_sums_binned(hist: &[f64]) -> RankSums {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Col;
 
     fn brute_auc(scores: &[f64], labels: &[u8]) -> f64 {
         let (mut num, mut p, mut n) = (0.0, 0.0, 0.0);
@@ -1015,8 +1018,8 @@ mod tests {
 
     fn rows(scores: Vec<f64>, labels: Vec<u8>) -> RankRows {
         RankRows {
-            scores,
-            labels,
+            scores: Col::from(scores),
+            labels: Col::from(labels),
             ..Default::default()
         }
     }
@@ -1057,11 +1060,11 @@ mod tests {
             (0..n).map(|i| ((i / 7) % 11) as u32).collect(),
         ];
         let r = RankRows {
-            scores,
-            labels,
-            weights: vec![],
+            scores: Col::from(scores),
+            labels: Col::from(labels),
+            weights: vec![].into(),
             ids,
-            row_keys: vec![],
+            row_keys: vec![].into(),
             ..Default::default()
         };
         let order = packed_order(&r, &[1, 5, 11]).unwrap();
@@ -1077,8 +1080,8 @@ mod tests {
             .collect();
         let labels: Vec<u8> = (0..n).map(|i| ((i * 13) % 7 < 3) as u8).collect();
         RankRows {
-            scores,
-            labels,
+            scores: Col::from(scores),
+            labels: Col::from(labels),
             ids: vec![
                 (0..n).map(|i| (i % 5) as u32).collect::<Vec<_>>(),
                 (0..n).map(|i| ((i / 7) % 11) as u32).collect(),
@@ -1239,8 +1242,8 @@ mod tests {
             })
             .collect();
         let direct = RankRows {
-            weights,
-            row_keys: vec![],
+            weights: Col::from(weights),
+            row_keys: vec![].into(),
             ..rows.clone()
         };
         rank_sums_with::<Weighted>(&direct, &[1, 3], &SortedWant::default()).0
@@ -1256,11 +1259,11 @@ mod tests {
         let r = crate::bootstrap::Resampler::new(11, 70);
         let row_keys: Vec<u64> = (0..n as u64).map(|i| r.row_key(i)).collect();
         let rows = RankRows {
-            scores: scores.clone(),
-            labels: labels.clone(),
-            weights: weights.clone(),
+            scores: Col::from(scores.clone()),
+            labels: Col::from(labels.clone()),
+            weights: Col::from(weights.clone()),
             ids: ids.clone(),
-            row_keys: row_keys.clone(),
+            row_keys: Col::from(row_keys.clone()),
             ..Default::default()
         };
         let slots = 70 + crate::bootstrap::JACK_GROUPS;
@@ -1298,11 +1301,11 @@ mod tests {
             let r = crate::bootstrap::Resampler::new(5, 300);
             let row_keys: Vec<u64> = (0..n as u64).map(|i| r.row_key(i)).collect();
             let rows = RankRows {
-                scores: scores.clone(),
-                labels: labels.clone(),
-                weights: vec![],
+                scores: Col::from(scores.clone()),
+                labels: Col::from(labels.clone()),
+                weights: vec![].into(),
                 ids: ids.clone(),
-                row_keys: row_keys.clone(),
+                row_keys: Col::from(row_keys.clone()),
                 ..Default::default()
             };
             let reps = replicate_rank_sums(&rows, &[1, 3], &r, 300, false);

@@ -4,7 +4,9 @@
 use arrow_array::{Float64Array, RecordBatch};
 use assay_core::engine::{accumulate, evaluate, finalize, merge, AucMode, EvalSpec, NanPolicy};
 use assay_core::state::codec::{checksum, STATE_FORMAT_VERSION};
+use assay_core::state::col::StableBytes;
 use assay_core::{AssayError, CiMethod, Feature, IntervalSpec, Metric, PartialState};
+use std::sync::Arc;
 
 mod common;
 use common::{lcg, table};
@@ -113,6 +115,55 @@ fn shards_merge_into_one_pass_in_any_order() {
             finalize(&again, &sp, &never).unwrap().report.table,
             a.report.table
         );
+    }
+}
+
+/// Bytes a state may read in place, starting `skip` bytes into a buffer (1: misaligned).
+struct Offset(Vec<u8>, usize);
+
+// SAFETY: the vector is never written or moved once inside an `Arc`.
+unsafe impl StableBytes for Offset {
+    fn stable_bytes(&self) -> &[u8] {
+        &self.0[self.1..]
+    }
+}
+
+#[test]
+fn a_state_read_in_place_equals_a_copied_one_and_outlives_its_reader() {
+    let t = table(3000, 1);
+    for boot in [false, true] {
+        let sp = spec(boot);
+        let parts = [shard(&t, 0, 1000, &sp), shard(&t, 1000, 3000, &sp)];
+        let blobs: Vec<Vec<u8>> = parts.iter().map(|p| p.to_bytes()).collect();
+        let copied: Vec<PartialState> = blobs
+            .iter()
+            .map(|b| PartialState::from_bytes(b).unwrap())
+            .collect();
+        for skip in [0, 1] {
+            let shared: Vec<PartialState> = blobs
+                .iter()
+                .map(|b| {
+                    let mut v = vec![0u8; skip];
+                    v.extend_from_slice(b);
+                    PartialState::from_shared_bytes(Arc::new(Offset(v, skip))).unwrap()
+                })
+                .collect();
+            for (s, c) in shared.iter().zip(&copied) {
+                assert_eq!(s.to_bytes(), c.to_bytes());
+                // Kept rows are borrowed when the bytes are aligned for them (a vector's
+                // memory is, so 0 bytes in), and copied otherwise (1 byte in).
+                let borrowed = s.rank.iter().any(|r| r.scores.is_shared());
+                assert_eq!(borrowed, skip == 0 && !s.rank[0].scores.is_empty());
+            }
+            let a = finalize(&merge(&[&shared[0], &shared[1]]).unwrap(), &sp, &never).unwrap();
+            let b = finalize(&merge(&[&copied[0], &copied[1]]).unwrap(), &sp, &never).unwrap();
+            assert_eq!(a.report.table, b.report.table);
+            // A clone of a column reads the same bytes, which it keeps alive.
+            let kept = shared[1].rank[0].scores.clone();
+            assert_eq!(kept.is_shared(), skip == 0);
+            drop(shared);
+            assert_eq!(kept, copied[1].rank[0].scores);
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use assay_core::input::{check_batch, column_index, f64_values, validity};
 use assay_core::reliability::{BinRule, CalibSpec};
 use assay_core::runtime::{self, panic_message};
 use assay_core::state::codec::STATE_FORMAT_VERSION;
+use assay_core::state::col::StableBytes;
 use assay_core::{
     bin_edge_ranks as core_bin_edge_ranks, bin_edges as core_bin_edges,
     bin_edges_by_rank as core_bin_edges_by_rank, AssayError, BinStrategy, CiMethod, Feature,
@@ -765,13 +766,48 @@ fn replicate_draws(
     })
 }
 
-/// A state from its bytes; `StateFormatError` when they are not a valid state.
+/// A Python `bytes` object whose memory a state reads in place (`bytes` never change, and
+/// the object is kept alive by the reference held here).
+struct HeldBytes {
+    _obj: Py<pyo3::types::PyBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the memory of an immutable `bytes` object, alive while `_obj` holds a reference
+// (a reference dropped without the interpreter attached is released later by PyO3's pool).
+unsafe impl Send for HeldBytes {}
+// SAFETY: as above; the bytes are only read.
+unsafe impl Sync for HeldBytes {}
+
+// SAFETY: `ptr`/`len` are the object's own buffer, which neither moves nor changes while the
+// object lives, and `_obj` keeps it alive as long as `self`.
+unsafe impl StableBytes for HeldBytes {
+    fn stable_bytes(&self) -> &[u8] {
+        // SAFETY: see the impl's comment.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// A state from its bytes; `StateFormatError` when they are not a valid state. A `bytes`
+/// object is read in place: the state's kept rows borrow its memory (and keep it alive)
+/// instead of copying it; other buffers are copied.
 #[pyfunction]
-fn state_from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<State> {
+fn state_from_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<State> {
     guarded(py, || {
-        let inner = py
-            .detach(|| PartialState::from_bytes(data))
-            .map_err(|e| to_py(py, e))?;
+        let inner = if let Ok(b) = data.cast::<pyo3::types::PyBytes>() {
+            let view = b.as_bytes();
+            let held = std::sync::Arc::new(HeldBytes {
+                ptr: view.as_ptr(),
+                len: view.len(),
+                _obj: b.clone().unbind(),
+            });
+            py.detach(|| PartialState::from_shared_bytes(held))
+        } else {
+            let data: &[u8] = data.extract()?;
+            py.detach(|| PartialState::from_bytes(data))
+        }
+        .map_err(|e| to_py(py, e))?;
         Ok(State { inner })
     })
 }

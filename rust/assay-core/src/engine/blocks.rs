@@ -17,6 +17,7 @@ use super::EvalSpec;
 use crate::error::{AssayError, Result};
 use crate::metrics::Family;
 use crate::reliability::{BIN_FIELDS, REP_BIN_FIELDS};
+use crate::state::Col;
 use crate::state::{BinaryCounts, Moments, RankRows, WeightScale, REP_ROWS};
 use crate::state::{ProbHist, GRID_CELLS, GRID_FIELDS, LOGIT_CELLS, LOGIT_FIELDS, PROB_BUCKETS};
 
@@ -380,10 +381,10 @@ pub fn state_from_blocks(
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut kept = RankRows::with_specs(n_specs);
-            kept.scores = r.scores;
-            kept.labels = r.labels;
-            kept.weights = r.weights;
-            kept.row_keys = r.row_keys;
+            kept.scores = Col::from(r.scores);
+            kept.labels = Col::from(r.labels);
+            kept.weights = Col::from(r.weights);
+            kept.row_keys = Col::from(r.row_keys);
             kept.ids = ids;
             kept.counted = r.counted;
             state.rank.push(kept);

@@ -15,17 +15,19 @@
 //! decoded state is checked for consistency (block lengths, slice ids, values) before it is
 //! returned: bytes that are not a valid state give [`AssayError::StateFormat`], never a panic.
 
-use super::ProbHist;
+use super::col::{Owner, StableBytes};
+use super::{Col, ProbHist};
 use crate::error::{AssayError, Result};
 use crate::metrics::Family;
 use crate::sketch::RunSketch;
 use crate::slicing::{FeatureValues, Slicer, SlicerKeys};
+use std::sync::Arc;
 
 use super::partial::PartialState;
 use super::{BinaryCounts, ChunkState, Moments, RankRows, SliceStates, StateShape, WeightScale};
 
 /// The version this build writes (and the newest it reads).
-pub const STATE_FORMAT_VERSION: u32 = 5;
+pub const STATE_FORMAT_VERSION: u32 = 6;
 const MAGIC: &[u8; 8] = b"ASSAYPS\0";
 const HEADER: usize = 32;
 
@@ -67,9 +69,27 @@ impl Writer<'_> {
             }
         }
     }
-    /// A length-prefixed column of numbers: one copy on a little-endian target.
+    /// Bytes written so far (the payload's offset).
+    fn pos(&self) -> usize {
+        match &self.0 {
+            Sink::Count(n) => *n,
+            Sink::Into(_, at) => *at,
+        }
+    }
+    /// Zero bytes up to the next multiple of 8 of the payload's offset: a column of 8-byte
+    /// numbers after them is aligned in memory when the payload is (the payload starts 32
+    /// bytes into the state's bytes), so a state read back can borrow it ([`Col`]).
+    fn align8(&mut self) {
+        let pad = (8 - self.pos() % 8) % 8;
+        self.put(&[0u8; 8][..pad]);
+    }
+    /// A length-prefixed column of numbers (8-byte ones aligned to 8): one copy on a
+    /// little-endian target.
     fn column<T: Copy>(&mut self, v: &[T], le: fn(T) -> [u8; 8]) {
         self.len(v.len());
+        if std::mem::size_of::<T>() == 8 {
+            self.align8();
+        }
         #[cfg(target_endian = "little")]
         {
             let _ = le;
@@ -159,6 +179,13 @@ fn le_u8(x: u8) -> [u8; 8] {
     [x, 0, 0, 0, 0, 0, 0, 0]
 }
 
+/// Eight bytes as an array (`b` holds at least eight).
+fn eight(b: &[u8]) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    a
+}
+
 /// Slice ids from their `width`-byte little-endian form (see [`Writer::ids`]).
 fn widen_ids(b: &[u8], width: usize) -> Vec<u32> {
     let mut v: Vec<u32> = super::big_vec(b.len() / width);
@@ -202,9 +229,26 @@ fn from_le<T: Copy, const N: usize>(b: &[u8], read: fn([u8; N]) -> T) -> Vec<T> 
 
 struct Reader<'a> {
     buf: &'a [u8],
+    /// Bytes of the payload in all (`buf` is what is left of it).
+    total: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader {
+            buf,
+            total: buf.len(),
+        }
+    }
+    /// Skips the zero bytes of [`Writer::align8`].
+    fn align8(&mut self) -> Result<()> {
+        let pos = self.total - self.buf.len();
+        let pad = self.take((8 - pos % 8) % 8)?;
+        if pad.iter().any(|b| *b != 0) {
+            return Err(bad("padding bytes are not zero"));
+        }
+        Ok(())
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.buf.len() {
             return Err(bad("truncated"));
@@ -258,9 +302,13 @@ impl<'a> Reader<'a> {
         let n = self.len(4)?;
         Ok(from_le(self.take(n * 4)?, u32::from_le_bytes))
     }
-    /// A length-prefixed column of `each`-byte numbers, as its bytes (converted later).
+    /// A length-prefixed column of `each`-byte numbers (8-byte ones after [`Writer::align8`]'s
+    /// padding), as its bytes (converted later).
     fn raw(&mut self, each: usize) -> Result<&'a [u8]> {
         let n = self.len(each)?;
+        if each == 8 {
+            self.align8()?;
+        }
         self.take(n * each)
     }
     fn usize(&mut self, max: usize, what: &str) -> Result<usize> {
@@ -645,8 +693,23 @@ impl PartialState {
         }
     }
 
-    /// A state from [`PartialState::to_bytes`]'s bytes, fully checked.
+    /// A state from [`PartialState::to_bytes`]'s bytes, fully checked. The state owns copies
+    /// of what it reads.
     pub fn from_bytes(bytes: &[u8]) -> Result<PartialState> {
+        Self::read(bytes, None)
+    }
+
+    /// [`PartialState::from_bytes`] of bytes the state may keep: its kept rows (the scores,
+    /// labels, weights and resampling keys of exact rank metrics, most of a large state) are
+    /// read where they lie instead of copied, and `owner` lives as long as the state or
+    /// anything merged or cloned from it still reads them. Writing to such a column copies
+    /// it first ([`Col`]).
+    pub fn from_shared_bytes<B: StableBytes>(owner: Arc<B>) -> Result<PartialState> {
+        let keep: Owner = owner.clone();
+        Self::read(owner.stable_bytes(), Some(&keep))
+    }
+
+    fn read(bytes: &[u8], owner: Option<&Owner>) -> Result<PartialState> {
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             if bytes.len() < HEADER && MAGIC.starts_with(&bytes[..bytes.len().min(8)]) {
                 return Err(bad(format!(
@@ -678,9 +741,7 @@ impl PartialState {
         if version == 0 || word(12) != 0 {
             return Err(bad("unknown format version or flags"));
         }
-        let mut head = Reader {
-            buf: &bytes[16..HEADER],
-        };
+        let mut head = Reader::new(&bytes[16..HEADER]);
         let len = head.u64()?;
         let sum = head.u64()?;
         let payload = &bytes[HEADER..];
@@ -698,8 +759,8 @@ impl PartialState {
         // misbehave); its rows are then checked in parallel.
         if payload.len() >= PARALLEL_DECODE {
             let pool = crate::runtime::job_pool(None)?;
-            let (sum_ok, state) =
-                pool.install(|| rayon::join(|| checksum(payload) == sum, || decode(payload)));
+            let (sum_ok, state) = pool
+                .install(|| rayon::join(|| checksum(payload) == sum, || decode(payload, owner)));
             if !sum_ok {
                 return Err(bad("corrupted (checksum mismatch)"));
             }
@@ -710,7 +771,7 @@ impl PartialState {
         if checksum(payload) != sum {
             return Err(bad("corrupted (checksum mismatch)"));
         }
-        let state = decode(payload)?;
+        let state = decode(payload, owner)?;
         state.check_consistent(false)?;
         Ok(state)
     }
@@ -721,8 +782,8 @@ const PARALLEL_DECODE: usize = 1 << 20;
 
 /// The state of a payload (its checksum verified, or being verified beside), before its
 /// consistency checks.
-fn decode(payload: &[u8]) -> Result<PartialState> {
-    let mut r = Reader { buf: payload };
+fn decode(payload: &[u8], owner: Option<&Owner>) -> Result<PartialState> {
+    let mut r = Reader::new(payload);
     let spec_json = r.str()?;
     let models = r.usize(1 << 16, "model count")?;
     let shape = read_shape(&mut r)?;
@@ -772,11 +833,16 @@ fn decode(payload: &[u8]) -> Result<PartialState> {
             ids.push((width, r.raw(width)?));
         }
         let row_keys = r.raw(8)?;
-        let (scores, labels) = (from_le(scores, f64::from_le_bytes), labels.to_vec());
-        let (weights, row_keys) = (
-            from_le(weights, f64::from_le_bytes),
-            from_le(row_keys, u64::from_le_bytes),
-        );
+        // SAFETY: the columns lie in `payload`, which is inside the memory `owner` keeps
+        // alive and unchanged (`from_shared_bytes`), or `owner` is None and they are copied.
+        let (scores, labels, weights, row_keys) = unsafe {
+            (
+                Col::borrow_or_copy(scores, owner, |b| f64::from_le_bytes(eight(b))),
+                Col::borrow_or_copy(labels, owner, |b| b[0]),
+                Col::borrow_or_copy(weights, owner, |b| f64::from_le_bytes(eight(b))),
+                Col::borrow_or_copy(row_keys, owner, |b| u64::from_le_bytes(eight(b))),
+            )
+        };
         let ids = ids
             .into_iter()
             .map(|(width, b)| widen_ids(b, width))

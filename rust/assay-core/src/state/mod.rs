@@ -3,10 +3,12 @@
 //! engine merges in a fixed order so that floating-point sums have the same bits every run.
 
 pub mod codec;
+pub mod col;
 pub mod partial;
 pub mod runs;
 
 pub use crate::runtime::{big_vec, reserve_big};
+pub use col::Col;
 
 // The layouts of the calibration blocks (read and written by `reliability`).
 
@@ -709,14 +711,14 @@ fn extend_zeroed<T: Copy + Default + Send>(v: &mut Vec<T>, n: usize) {
 /// they are kept as rows, or as sorted entries combined per (score, slice ids, label) (`runs`).
 #[derive(Clone, Debug, Default)]
 pub struct RankRows {
-    pub scores: Vec<f64>,
-    pub labels: Vec<u8>,
+    pub scores: Col<f64>,
+    pub labels: Col<u8>,
     /// Empty when the job is unweighted.
-    pub weights: Vec<f64>,
+    pub weights: Col<f64>,
     /// Slice ids of each row, one vector per slice spec (the overall slice needs none).
     pub ids: Vec<Vec<u32>>,
     /// Resampling key of each row (bootstrap jobs only; see `bootstrap::Resampler::row_key`).
-    pub row_keys: Vec<u64>,
+    pub row_keys: Col<u64>,
     /// Sorted by descending score, ties by slice ids then label (a compacted partial state's
     /// entries, see `runs`). Other rows lie in row order and are sorted once at finalization.
     pub sorted: bool,
@@ -732,10 +734,10 @@ impl RankRows {
         self.scores.reserve(more);
         self.labels.reserve(more);
         if !self.weights.is_empty() {
-            reserve_big(&mut self.weights, more);
+            reserve_big(self.weights.to_mut(), more);
         }
         if !self.row_keys.is_empty() {
-            reserve_big(&mut self.row_keys, more);
+            reserve_big(self.row_keys.to_mut(), more);
         }
         for ids in self.ids.iter_mut() {
             ids.reserve(more);
@@ -756,13 +758,13 @@ impl RankRows {
     /// Makes room for `rows` more rows in every column in use (one allocation per batch
     /// instead of regrowing, and copying, wave by wave).
     pub fn reserve_rows(&mut self, rows: usize, weighted: bool, keyed: bool) {
-        reserve_big(&mut self.scores, rows);
-        reserve_big(&mut self.labels, rows);
+        reserve_big(self.scores.to_mut(), rows);
+        reserve_big(self.labels.to_mut(), rows);
         if weighted {
-            reserve_big(&mut self.weights, rows);
+            reserve_big(self.weights.to_mut(), rows);
         }
         if keyed {
-            reserve_big(&mut self.row_keys, rows);
+            reserve_big(self.row_keys.to_mut(), rows);
         }
         for v in self.ids.iter_mut() {
             reserve_big(v, rows);
@@ -780,13 +782,13 @@ impl RankRows {
     ) -> Vec<RankWindow<'_>> {
         let total: usize = pieces.iter().sum();
         let base = self.scores.len();
-        extend_zeroed(&mut self.scores, total);
+        extend_zeroed(self.scores.to_mut(), total);
         if weighted {
-            extend_zeroed(&mut self.weights, total);
+            extend_zeroed(self.weights.to_mut(), total);
         }
-        extend_zeroed(&mut self.labels, total);
+        extend_zeroed(self.labels.to_mut(), total);
         if keyed {
-            extend_zeroed(&mut self.row_keys, total);
+            extend_zeroed(self.row_keys.to_mut(), total);
         }
         for v in self.ids.iter_mut() {
             extend_zeroed(v, total);

@@ -171,15 +171,13 @@ impl PartialState {
             };
             let labels_bad = bad(len, &|c| r.labels[c].iter().fold(0u8, |a, y| a | y) > 1);
             let scores_bad = bad(len, &|c| {
-                r.scores[c].iter().fold(false, |a, x| a | !x.is_finite())
+                !crate::fastmath::all_within(&r.scores[c], f64::MIN, f64::MAX)
             });
             if labels_bad || scores_bad {
                 return Err(format_err("kept row values"));
             }
             let weights_bad = bad(r.weights.len(), &|c| {
-                r.weights[c]
-                    .iter()
-                    .fold(false, |a, w| a | !(w.is_finite() && *w >= 0.0))
+                !crate::fastmath::all_within(&r.weights[c], 0.0, f64::MAX)
             });
             if weights_bad {
                 return Err(format_err("kept row weights"));

@@ -24,7 +24,7 @@
 
 use rayon::prelude::*;
 
-use super::RankRows;
+use super::{Col, RankRows};
 use crate::runtime::{big_vec, interrupted};
 use crate::sorted::{
     descending_key, msd_sort, score_range, sort_groups, value_scatter, Unweighted,
@@ -311,23 +311,23 @@ fn build(parts: &[Picks], srcs: &[Src], job_weighted: bool, compact: bool) -> Ra
     } = &mut out;
     rayon::scope(|sc| {
         sc.spawn(|_| {
-            *scores = gather(parts, total, |k| {
+            *scores = Col::from(gather(parts, total, |k| {
                 let (s, i) = unpick(k);
                 srcs[s].rows.scores[i]
-            })
+            }))
         });
         sc.spawn(|_| {
-            *labels = gather(parts, total, |k| {
+            *labels = Col::from(gather(parts, total, |k| {
                 let (s, i) = unpick(k);
                 srcs[s].rows.labels[i]
-            })
+            }))
         });
         if keyed {
             sc.spawn(|_| {
-                *row_keys = gather(parts, total, |k| {
+                *row_keys = Col::from(gather(parts, total, |k| {
                     let (s, i) = unpick(k);
                     srcs[s].rows.row_keys[i]
-                })
+                }))
             });
         }
         for (k, v) in ids.iter_mut().enumerate() {
@@ -347,7 +347,7 @@ fn build(parts: &[Picks], srcs: &[Src], job_weighted: bool, compact: bool) -> Ra
                         None => w.extend(std::iter::repeat_n(1.0, p.picks.len())),
                     }
                 }
-                *weights = w;
+                *weights = Col::from(w);
             });
         }
     });
@@ -584,20 +584,20 @@ pub fn append_mapped(inputs: &[&RankRows], maps: &[&[Vec<u32>]]) -> RankRows {
     } = &mut out;
     rayon::scope(|sc| {
         sc.spawn(|_| {
-            *scores = big_vec(total);
+            *scores = Col::from(big_vec(total));
             inputs
                 .iter()
                 .for_each(|r| scores.extend_from_slice(&r.scores));
         });
         sc.spawn(|_| {
-            *labels = big_vec(total);
+            *labels = Col::from(big_vec(total));
             inputs
                 .iter()
                 .for_each(|r| labels.extend_from_slice(&r.labels));
         });
         if weighted {
             sc.spawn(|_| {
-                *weights = big_vec(total);
+                *weights = Col::from(big_vec(total));
                 for r in inputs {
                     if r.weights.is_empty() {
                         weights.extend(std::iter::repeat_n(1.0, r.len()));
@@ -609,7 +609,7 @@ pub fn append_mapped(inputs: &[&RankRows], maps: &[&[Vec<u32>]]) -> RankRows {
         }
         if keyed {
             sc.spawn(|_| {
-                *row_keys = big_vec(total);
+                *row_keys = Col::from(big_vec(total));
                 inputs
                     .iter()
                     .for_each(|r| row_keys.extend_from_slice(&r.row_keys));
@@ -743,9 +743,9 @@ mod tests {
 
     fn rows(scores: &[f64], labels: &[u8], ids: &[u32], weights: &[f64]) -> RankRows {
         RankRows {
-            scores: scores.to_vec(),
-            labels: labels.to_vec(),
-            weights: weights.to_vec(),
+            scores: Col::from(scores.to_vec()),
+            labels: Col::from(labels.to_vec()),
+            weights: Col::from(weights.to_vec()),
             ids: vec![ids.to_vec()],
             ..Default::default()
         }
@@ -804,7 +804,7 @@ mod tests {
         RankRows {
             scores: (0..n).map(|i| (e(i) / 10) as f64 * 1e-3).collect(),
             labels: (0..n).map(|i| (e(i) % 2) as u8).collect(),
-            weights: Vec::new(),
+            weights: Col::from(Vec::new()),
             ids: (0..specs)
                 .map(|k| (0..n).map(|i| (e(i) % 10 / 2 + k) as u32).collect())
                 .collect(),
@@ -891,11 +891,11 @@ mod tests {
                 .windows(2)
                 .map(|w| {
                     let mut p = RankRows::with_specs(1);
-                    p.scores = all.scores[w[0]..w[1]].to_vec();
-                    p.labels = all.labels[w[0]..w[1]].to_vec();
+                    p.scores = Col::from(all.scores[w[0]..w[1]].to_vec());
+                    p.labels = Col::from(all.labels[w[0]..w[1]].to_vec());
                     p.ids[0] = all.ids[0][w[0]..w[1]].to_vec();
                     if weighted {
-                        p.weights = all.weights[w[0]..w[1]].to_vec();
+                        p.weights = Col::from(all.weights[w[0]..w[1]].to_vec());
                     }
                     p
                 })
@@ -993,7 +993,7 @@ mod tests {
     #[test]
     fn rows_with_resampling_keys_are_never_combined() {
         let mut r = rows(&[0.5, 0.5, 0.5], &[1, 1, 1], &[0, 0, 0], &[]);
-        r.row_keys = vec![9, 3, 5];
+        r.row_keys = vec![9, 3, 5].into();
         r.sort_compact(true);
         assert_eq!(r.len(), 3);
         assert!(!r.compact && !r.counted);

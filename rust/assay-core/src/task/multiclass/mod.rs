@@ -341,7 +341,7 @@ pub fn quantile_eces(
     // The rows' weights and slice ids, shared by every binary view of them.
     let mut view = RankRows {
         weights: if rows.weights.is_empty() {
-            Vec::new()
+            crate::state::Col::from(Vec::new())
         } else {
             (0..n).map(|r| rows.weights[r * stride]).collect()
         },
@@ -354,7 +354,7 @@ pub fn quantile_eces(
     };
     // The calibration error of every slice of the binary rows (scores, labels).
     let mut ece_of = |scores: Vec<f64>, labels: Vec<u8>| -> Vec<Vec<Option<f64>>> {
-        (view.scores, view.labels) = (scores, labels);
+        (view.scores, view.labels) = (scores.into(), labels.into());
         crate::reliability::quantile_bin_states(&view, n_ids, n_bins, None)
             .iter()
             .map(|spec| {
