@@ -735,9 +735,9 @@ def test_a_state_read_from_bytes_keeps_them_alive_and_equals_a_copied_one():
     del blob
     gc.collect()
     want = part.finalize()
-    for st in (copied, viewed, in_place):
-        assert_bit_identical(st.finalize(), want)
-        assert st.to_bytes() == part.to_bytes()
+    for state in (copied, viewed, in_place):
+        assert_bit_identical(state.finalize(), want)
+        assert state.to_bytes() == part.to_bytes()
     merged = assay.merge([in_place, spec.accumulate(t.slice(0, 10), row_offset=n)])
     assert merged.rows == n + 10
 
